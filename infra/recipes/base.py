@@ -1,0 +1,100 @@
+"""The shape of a recipe: typed fields for every knob that settings validate or
+override, plain flag lists for the rest.
+
+Recipes are frozen stdlib dataclasses, not pydantic models, because the server
+container imports them again (see `infra/app.py`) and needs nothing but the
+standard library and Modal to do so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MINUTES = 60  # seconds
+
+# Where the two cache Volumes are mounted in every container that uses them.
+HF_CACHE_PATH = "/root/.cache/huggingface"
+# SGLang writes DeepGEMM kernels to $SGLANG_DG_CACHE_DIR (default ~/.cache/deep_gemm) and
+# overrides DG_JIT_CACHE_DIR itself, so the image sets SGLANG_DG_CACHE_DIR to this mount.
+DG_CACHE_PATH = "/root/.cache/deep_gemm"
+
+
+@dataclass(frozen=True)
+class SpeculativeDecoding:
+    """SGLang speculative decoding: a cheap drafter proposes tokens, the model verifies them in parallel."""
+
+    algorithm: str  # --speculative-algorithm
+    num_steps: int  # --speculative-num-steps
+    eagle_topk: int  # --speculative-eagle-topk
+    num_draft_tokens: int  # --speculative-num-draft-tokens
+    # A separate draft model (EAGLE-3). None where the model drafts for itself (multi-token prediction).
+    draft_model: str | None = None
+    # None means unpinned: the reference leaves it so, and `plan` flags it.
+    draft_revision: str | None = None
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Requests the container sends itself before Modal may route traffic to it."""
+
+    count: int
+    prompt: str
+    max_tokens: int
+    timeout: float  # seconds, per request
+    with_image: bool = False  # attach the packaged warm-up image (vision models)
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """The request `invoke smoke` streams from a deployed endpoint."""
+
+    prompt: str
+    system_prompt: str | None = None
+    max_tokens: int = 128
+    with_image: bool = False
+    extra_body: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    source: str  # the reference document this recipe reproduces
+
+    # The container image
+    sglang_image: str  # registry tag, pinned
+    sglang_version: str  # decides which SGLang flags exist (infra/sglang_flags.py)
+    pip_installs: tuple[str, ...]
+    image_env: dict[str, str]
+
+    # The model
+    model: str
+    model_revision: str
+    model_size_gb: float  # nominal; the download stage records the real size
+    draft_size_gb: float = 0.0
+    gated: bool = False  # needs a Hugging Face token to download
+
+    # The GPUs
+    gpu_type: str = "H100!"
+    gpu_count: int = 1
+    tp_size: int = 1
+
+    # SGLang
+    port: int = 8000
+    target_concurrency: int = 10  # Modal's per-container target; SGLang's CUDA graphs are sized from it
+    mem_fraction_static: float = 0.8
+    extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
+    speculative: SpeculativeDecoding | None = None
+
+    # Modal
+    compute_region: str | None = None
+    routing_region: str = "us-east"
+    exit_grace_period: int = 0  # seconds for in-flight requests when a container stops
+    startup_timeout: int = 20 * MINUTES  # bounds the whole @modal.enter
+
+    # Readiness
+    readiness_timeout: int = 15 * MINUTES
+    health_poll_interval: float = 5.0
+    warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=8, timeout=30)
+    smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
+
