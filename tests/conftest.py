@@ -1,0 +1,142 @@
+"""Shared fixtures: real local servers, real subprocesses, a repo-shaped temp config."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FAKES = Path(__file__).resolve().parent / "fakes"
+STANDIN = FAKES / "sglang_standin"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch, tmp_path):
+    """No test sees the developer's INFRA_* or MODAL_* variables, or writes local state into the repo."""
+    for name in list(os.environ):
+        if name.startswith(("INFRA_", "MODAL_", "HF_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INFRA_STATE_DIR", str(tmp_path / "state"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def standin_env(**fake) -> dict[str, str]:
+    """Environment for a subprocess that runs the stand-in `sglang` package with this venv's Python."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(STANDIN), str(REPO)])
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["FAKE_SGLANG"] = json.dumps(fake)
+    return env
+
+
+def deployment(env: str = "dev", recipe: str = "qwen3-8b-low-latency", **changes):
+    from infra.resolve import resolve
+    from infra.settings import load_settings
+
+    d = resolve(load_settings(env), recipe)
+    return dataclasses.replace(d, **changes) if changes else d
+
+
+@pytest.fixture
+def subreaper():
+    """Make this test process the reaper of orphaned descendants, so leftovers can be counted."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_CHILD_SUBREAPER = 36
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def process_state(pid: int) -> str | None:
+    """'R', 'S', 'Z'... from the process table, or None when the pid is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and process_state(int(entry.name)) not in (None, "Z"):
+            found.append(int(entry.name))
+    return found
+
+
+class RunningServer:
+    def __init__(self, args: list[str], record: Path):
+        self.port = free_port()
+        self.record_path = record
+        self.proc = subprocess.Popen(
+            [sys.executable, str(FAKES / "openai_server.py"), "--port", str(self.port), "--record", str(record), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("LISTENING"), line
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> list[dict]:
+        if not self.record_path.exists():
+            return []
+        return [json.loads(line) for line in self.record_path.read_text().splitlines()]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def fake_server(tmp_path):
+    """Start a fake OpenAI server with the given options: fake_server("--ttft", "0.1")."""
+    servers = []
+
+    def start(*args: str) -> RunningServer:
+        server = RunningServer(list(args), tmp_path / f"requests-{len(servers)}.jsonl")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    return predicate()

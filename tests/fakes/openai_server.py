@@ -1,0 +1,229 @@
+"""A real, local OpenAI-compatible server with SGLang's extra endpoints and controllable misbehaviour.
+
+It stands in for SGLang (and for Modal's proxy in front of it) in tests and
+benchmarks: real sockets, real SSE streaming, real timing. Behaviour comes from
+command-line options or, when launched as the `sglang.launch_server` stand-in,
+from the FAKE_SGLANG environment variable (JSON of the same options), because
+the lifecycle passes it SGLang's real arguments.
+
+Every request is appended to --record (JSON lines), so tests assert on what the
+client actually sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    port: int = 0
+    host: str = "127.0.0.1"
+    port_file: str | None = None
+    record: str | None = None
+    # start-up
+    listen_after: float = 0.0  # seconds before the socket opens at all
+    healthy_after: float = 0.0  # seconds (after listening) of /health -> 503
+    exit_after: float | None = None  # exit during start-up after this many seconds...
+    exit_code: int = 3  # ...with this code
+    never_healthy: bool = False
+    flap: int = 0  # the first N health checks alternate 200 / 503
+    ignore_sigterm: bool = False
+    spawn_child: str | None = None  # file to write a spawned grandchild's pid to
+    # chat
+    ttft: float = 0.0  # seconds before the first token
+    itl: float = 0.0  # seconds between tokens
+    tokens: int = 8
+    usage: bool = True  # report usage in the final chunk
+    reasoning: bool = False  # stream reasoning_content instead of content
+    unavailable_first: int = 0  # the first N chat requests get 503
+    unavailable_every: int = 0  # every Nth chat request gets 503 (0: never)
+    chat_status: int = 200  # a non-200 answers every chat request with an error body
+    stall_at: int | None = None  # pause after this many tokens...
+    stall_seconds: float = 0.0  # ...for this long
+    reset_at: int | None = None  # drop the connection after this many tokens
+    malformed_at: int | None = None  # send a malformed SSE line after this many tokens
+    error_at: int | None = None  # send an error JSON event after this many tokens
+    memory_status: int = 200  # answer for /release_memory_occupation and /resume_memory_occupation
+    log_lines: list[str] = field(default_factory=list)  # printed at start, for log-tail tests
+
+
+class FakeServer:
+    def __init__(self, b: Behaviour):
+        self.b = b
+        self.started = time.monotonic()
+        self.health_checks = 0
+        self.chat_requests = 0
+        self.released = False
+
+    def record(self, request: web.Request, body: object) -> None:
+        if not self.b.record:
+            return
+        entry = {
+            "t": time.time(),
+            "method": request.method,
+            "path": request.path,
+            "headers": {k: v for k, v in request.headers.items() if k.lower().startswith(("modal-", "authorization", "accept"))},
+            "body": body,
+        }
+        with open(self.b.record, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    async def health(self, request: web.Request) -> web.Response:
+        self.record(request, None)
+        self.health_checks += 1
+        if self.b.never_healthy or self.released:
+            return web.Response(status=503)
+        if time.monotonic() - self.listening_at < self.b.healthy_after:
+            return web.Response(status=503)
+        if self.health_checks <= self.b.flap and self.health_checks % 2 == 0:
+            return web.Response(status=503)
+        return web.Response(status=200)
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.record(request, None)
+        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    async def memory(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else None
+        self.record(request, body)
+        if self.b.memory_status != 200:
+            return web.json_response({"error": "memory saver disabled"}, status=self.b.memory_status)
+        self.released = request.path.startswith("/release")
+        return web.json_response(None)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.record(request, body)
+        self.chat_requests += 1
+        n = self.chat_requests
+        if n <= self.b.unavailable_first or (self.b.unavailable_every and n % self.b.unavailable_every == 0):
+            return web.Response(status=503, text="no replicas available")
+        if self.b.chat_status != 200:
+            return web.json_response(
+                {"object": "error", "message": "model overloaded: try again", "code": self.b.chat_status},
+                status=self.b.chat_status,
+            )
+        max_tokens = int(body.get("max_tokens") or self.b.tokens)
+        count = min(self.b.tokens, max_tokens)
+        model = body.get("model") or "fake-model"
+        if not body.get("stream"):
+            await asyncio.sleep(self.b.ttft + self.b.itl * max(count - 1, 0))
+            text = " ".join(f"tok{i}" for i in range(count))
+            return web.json_response(
+                {
+                    "id": f"chatcmpl-{n}",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": 5 + count},
+                }
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await asyncio.sleep(self.b.ttft)
+        key = "reasoning_content" if self.b.reasoning else "content"
+        for i in range(count):
+            if i and self.b.itl:
+                await asyncio.sleep(self.b.itl)
+            if self.b.stall_at is not None and i == self.b.stall_at:
+                await asyncio.sleep(self.b.stall_seconds)
+            if self.b.reset_at is not None and i == self.b.reset_at:
+                request.transport.close()
+                return resp
+            if self.b.malformed_at is not None and i == self.b.malformed_at:
+                await resp.write(b"data: {not json\n\n")
+            if self.b.error_at is not None and i == self.b.error_at:
+                err = {"object": "error", "message": "CUDA out of memory", "type": "InternalServerError", "code": 500}
+                await resp.write(f"data: {json.dumps({'error': err})}\n\n".encode())
+                await resp.write(b"data: [DONE]\n\n")
+                return resp
+            chunk = {
+                "id": f"chatcmpl-{n}",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": {key: f"tok{i} "}, "finish_reason": None}],
+            }
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        final = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "model": model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+        if self.b.usage:
+            final["usage"] = {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": 5 + count}
+        await resp.write(f"data: {json.dumps(final)}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/health_generate", self.health)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_route("*", "/release_memory_occupation", self.memory)
+        app.router.add_route("*", "/resume_memory_occupation", self.memory)
+        return app
+
+
+async def serve(b: Behaviour) -> None:
+    for line in b.log_lines:
+        print(line, flush=True)
+    if b.spawn_child:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(b.spawn_child, "w") as f:
+            f.write(str(child.pid))
+    if b.ignore_sigterm:
+        signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
+    server = FakeServer(b)
+    loop = asyncio.get_running_loop()
+    if b.exit_after is not None:
+        loop.call_later(b.exit_after, lambda: (print(f"fatal: simulated crash, exiting {b.exit_code}", flush=True), os._exit(b.exit_code)))
+    await asyncio.sleep(b.listen_after)
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, b.host, b.port)
+    await site.start()
+    server.listening_at = time.monotonic()
+    port = site._server.sockets[0].getsockname()[1]
+    print(f"LISTENING {port}", flush=True)
+    if b.port_file:
+        tmp = b.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.replace(tmp, b.port_file)
+    await asyncio.Event().wait()
+
+
+def parse(argv: list[str]) -> Behaviour:
+    p = argparse.ArgumentParser()
+    defaults = Behaviour()
+    for name, value in vars(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, action="store_true", default=value)
+        elif name == "log_lines":
+            p.add_argument(flag, action="append", default=[])
+        elif value is None:
+            kind = str if name in ("port_file", "record", "spawn_child") else float
+            kind = int if name in ("stall_at", "reset_at", "malformed_at", "error_at") else kind
+            p.add_argument(flag, type=kind, default=None)
+        else:
+            p.add_argument(flag, type=type(value), default=value)
+    return Behaviour(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(serve(parse(sys.argv[1:] if argv is None else argv)))
+
+
+if __name__ == "__main__":
+    main()
