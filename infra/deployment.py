@@ -187,3 +187,19 @@ def current() -> Deployment:
             "choose one with INFRA_RECIPE (or --recipe)"
         )
     return resolve(settings, names[0])
+
+
+def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bool) -> None:
+    """On the deploying machine, MODAL_ENVIRONMENT must name the deployment's Modal Environment.
+
+    A deploy that silently lands in the profile's default environment is a bug; inside
+    a container (is_local False) Modal has already placed us.
+    """
+    if is_local and environ.get("MODAL_ENVIRONMENT") != d.modal_environment:
+        from infra.errors import ConfigError
+
+        raise ConfigError(
+            f"environment '{d.env}' deploys into Modal Environment '{d.modal_environment}', "
+            f"but MODAL_ENVIRONMENT is {environ.get('MODAL_ENVIRONMENT')!r}: run "
+            f"`invoke deploy --env {d.env}` or `modal deploy -m infra.app --env {d.modal_environment}`"
+        )
