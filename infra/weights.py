@@ -38,16 +38,21 @@ class Downloaded:
     skipped: bool  # True when a complete marker already existed
 
 
-def _repo_dir(cache_dir: Path, repo: str) -> Path:
-    return Path(cache_dir) / MARKERS / repo.replace("/", "--")
+def marker_relpath(repo: str, commit: str) -> str:
+    return f"{MARKERS}/{repo.replace('/', '--')}/{commit}.json"
+
+
+def ref_relpath(repo: str, ref: str) -> str:
+    """Where the commit an unpinned revision resolved to is recorded, relative to the Volume root."""
+    return f"{MARKERS}/{repo.replace('/', '--')}/refs/{ref.replace('/', '--')}"
 
 
 def marker_path(cache_dir: Path, repo: str, commit: str) -> Path:
-    return _repo_dir(cache_dir, repo) / f"{commit}.json"
+    return Path(cache_dir) / marker_relpath(repo, commit)
 
 
 def ref_path(cache_dir: Path, repo: str, ref: str) -> Path:
-    return _repo_dir(cache_dir, repo) / "refs" / ref.replace("/", "--")
+    return Path(cache_dir) / ref_relpath(repo, ref)
 
 
 def read_marker(cache_dir: Path, repo: str, commit: str) -> dict | None:

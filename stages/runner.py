@@ -1,0 +1,68 @@
+"""Glue between the Invoke tasks and the stages: load settings, pick recipes, choose the Modal boundary.
+
+Kept out of tasks.py so the tasks stay one call each and tests can drive the same
+path without a shell.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from infra.deployment import Deployment
+from infra.remote import ModalRemote, Remote
+from infra.resolve import resolve
+from infra.secrets import scrub
+from infra.settings import Settings, load_settings, parse_overrides, unknown_environment_variables
+from stages.common import Context, StageResult
+
+REMOTE_VARIABLE = "INFRA_REMOTE"  # "module:factory" of another boundary (tests use the fake)
+
+
+def make_remote() -> Remote:
+    spec = os.environ.get(REMOTE_VARIABLE)
+    if not spec:
+        return ModalRemote()
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def settings_for(env: str | None, recipe: str | None, overrides: list[str] | None = None) -> Settings:
+    for warning in unknown_environment_variables():
+        print(warning, file=sys.stderr)
+    return load_settings(env, recipe, parse_overrides(overrides or []))
+
+
+def deployments(settings: Settings) -> list[Deployment]:
+    return [resolve(settings, name) for name in settings.selected_recipes()]
+
+
+def context(settings: Settings, *, dry_run=False, force=False, yes=False, remote: Remote | None = None) -> Context:
+    return Context(settings=settings, remote=remote or make_remote(), dry_run=dry_run, force=force, yes=yes)
+
+
+def run_stage(
+    stage: Callable[[Context, Deployment], StageResult | list[StageResult]],
+    env: str | None,
+    recipe: str | None,
+    overrides: list[str] | None,
+    *,
+    as_json: bool = False,
+    **options,
+) -> list[dict]:
+    """Run one stage (or flow) for each selected recipe; print results; return them."""
+    settings = settings_for(env, recipe, overrides)
+    ctx = context(settings, **options)
+    results: list[dict] = []
+    for d in deployments(settings):
+        outcome = stage(ctx, d)
+        for result in outcome if isinstance(outcome, list) else [outcome]:
+            results.append(result.to_dict())
+            if not as_json:
+                print(scrub(result.message), flush=True)
+    if as_json:
+        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
+    return results
