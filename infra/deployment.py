@@ -126,7 +126,9 @@ class Deployment:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        # Field and key order preserved, not sorted: the image's ENV layer is built from
+        # `image_env` in order, and the container must rebuild the very same layers.
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deployment:

@@ -1,0 +1,216 @@
+"""An in-process stand-in for the Modal boundary (infra/remote.py) that records every call.
+
+Everything Modal would keep is kept on local disk under one root, so separate
+processes (the CLI in a subprocess, two concurrent promotions) share it:
+
+    <root>/volumes/<modal env>/<volume>/...   Volumes as real directories
+    <root>/apps/<modal env>/<app>.json         deployed versions (Modal keeps app history)
+    <root>/locks/<modal env>/<name>            Dict entries created only if absent (O_EXCL)
+    <root>/calls.jsonl                         every call, in order
+
+The download and compile jobs run their real bodies (infra/weights.py against a
+local Hub when `hub` is set, infra/kernels.py against the stand-in sglang package)
+with the Volume directories as their caches. Endpoint URLs point at a real local
+server (`endpoint`). Faults are injected per method with `fail`.
+
+Configured by arguments, or for subprocesses by INFRA_FAKE_MODAL (JSON of the same).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from infra.deployment import Deployment
+from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+
+
+class FakeModal:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        endpoint: str | None = None,
+        hub: str | None = None,
+        secrets: list[tuple[str, str]] | None = None,
+        fail: dict[str, str] | None = None,
+        credentials: bool = True,
+        compile_env: dict[str, str] | None = None,
+    ):
+        config = json.loads(os.environ.get("INFRA_FAKE_MODAL", "{}"))
+        self.root = Path(root or config["root"])
+        self.endpoint = endpoint or config.get("endpoint") or "http://127.0.0.1:9"
+        self.hub = hub or config.get("hub")
+        self.secrets = {tuple(s) for s in (secrets or config.get("secrets", []))}
+        self.fail = fail if fail is not None else config.get("fail", {})
+        self.credentials = credentials if "credentials" not in config else config["credentials"]
+        self.compile_env = compile_env or config.get("compile_env")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def calls_path(self) -> Path:
+        return self.root / "calls.jsonl"
+
+    def calls(self) -> list[dict]:
+        if not self.calls_path.exists():
+            return []
+        return [json.loads(line) for line in self.calls_path.read_text().splitlines()]
+
+    def call_names(self) -> list[str]:
+        return [c["method"] for c in self.calls()]
+
+    def _call(self, method: str, **args) -> None:
+        with self.calls_path.open("a") as f:
+            f.write(json.dumps({"method": method, "args": args, "t": time.time()}, default=str) + "\n")
+        if message := self.fail.get(method):
+            raise RuntimeError(message)
+
+    def volume_dir(self, environment: str, volume: str) -> Path:
+        path = self.root / "volumes" / environment / volume
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _app_file(self, d: Deployment) -> Path:
+        return self.root / "apps" / d.modal_environment / f"{d.app_name}.json"
+
+    def versions(self, d: Deployment) -> list[dict]:
+        path = self._app_file(d)
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def _save_versions(self, d: Deployment, versions: list[dict]) -> None:
+        path = self._app_file(d)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(versions, indent=1))
+
+    # ------------------------------------------------------------------ the Remote protocol
+
+    def require_credentials(self) -> None:
+        if not self.credentials:
+            from infra.remote import MissingCredentials
+
+            raise MissingCredentials(
+                "Modal credentials missing: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (CI: repository secrets) "
+                "or run `modal token new` on a laptop; `invoke plan` works without them"
+            )
+
+    def build_image(self, d: Deployment) -> str:
+        self._call("build_image", app=d.app_name, image=d.sglang_image, environment=d.modal_environment)
+        digest = hashlib.sha256(json.dumps([d.sglang_image, d.pip_installs, d.image_env]).encode()).hexdigest()
+        return f"im-{digest[:20]}"
+
+    def run_download(self, d: Deployment) -> list[dict]:
+        self._call("run_download", app=d.app_name, environment=d.modal_environment, model=d.model)
+        from infra import weights
+
+        cache = self.volume_dir(d.cache_environment, d.weights_volume)
+        wanted = [(d.model, d.model_revision)] + ([(d.draft_model, d.draft_revision)] if d.draft_model else [])
+        if self.hub:
+            return [weights.as_dict(weights.download(r, rev, cache, endpoint=self.hub)) for r, rev in wanted]
+        # Without a Hub: behave like a download that wrote markers for synthetic commits.
+        results = []
+        for repo, revision in wanted:
+            commit = revision if revision and weights.COMMIT_RE.match(revision) else hashlib.sha1(repo.encode()).hexdigest()
+            marker = weights.marker_path(cache, repo, commit)
+            skipped = marker.exists()
+            if not skipped:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps({"repo": repo, "commit": commit, "files": ["config.json"], "size_bytes": 1000}))
+                if (revision or "main") != commit:
+                    ref = weights.ref_path(cache, repo, revision or "main")
+                    ref.parent.mkdir(parents=True, exist_ok=True)
+                    ref.write_text(commit)
+            results.append({"repo": repo, "requested": revision or "main", "commit": commit,
+                            "files": ["config.json"], "size_bytes": 1000, "skipped": skipped})
+        return results
+
+    def run_compile(self, d: Deployment) -> dict:
+        self._call("run_compile", app=d.app_name, environment=d.modal_environment, gpu=d.gpu)
+        from infra import kernels
+
+        cache = self.volume_dir(d.cache_environment, d.kernels_volume)
+        return kernels.compile_kernels(d, cache, env=self.compile_env)
+
+    def deploy(self, d: Deployment, tag: str) -> dict:
+        self._call("deploy", app=d.app_name, environment=d.modal_environment, tag=tag,
+                   min_containers=d.min_containers, compute_region=d.compute_region)
+        versions = self.versions(d)
+        version = len(versions) + 1
+        versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
+        self._save_versions(d, versions)
+        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version}
+
+    def server_url(self, d: Deployment) -> str | None:
+        self._call("server_url", app=d.app_name, environment=d.modal_environment)
+        return self.endpoint if self.versions(d) else None
+
+    def history(self, d: Deployment) -> list[dict]:
+        self._call("history", app=d.app_name, environment=d.modal_environment)
+        return [{"version": v["version"], "tag": v["tag"], "deployed_at": v["deployed_at"]} for v in self.versions(d)]
+
+    def rollback(self, d: Deployment, version: int | None) -> None:
+        self._call("rollback", app=d.app_name, environment=d.modal_environment, version=version)
+        versions = self.versions(d)
+        if len(versions) < 2 and version is None:
+            raise RuntimeError(f"App '{d.app_name}' has no previous version to roll back to")
+        target = versions[1] if version is None else next(v for v in versions if v["version"] == version)
+        # Modal records a rollback as a new version with the old definition.
+        versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"], "deployed_at": time.time()})
+        self._save_versions(d, versions)
+
+    def update_autoscaler(self, d: Deployment, min_containers: int) -> dict:
+        self._call("update_autoscaler", app=d.app_name, environment=d.modal_environment, min_containers=min_containers)
+        return {"min_containers": min_containers}
+
+    def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
+        self._call("read_file", environment=environment, volume=volume, path=path)
+        target = self.volume_dir(environment, volume) / path
+        return target.read_bytes() if target.exists() else None
+
+    def write_file(self, environment: str, volume: str, path: str, data: bytes) -> None:
+        self._call("write_file", environment=environment, volume=volume, path=path, size=len(data))
+        target = self.volume_dir(environment, volume) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)  # readers see the old or the new document
+
+    def acquire_lock(self, environment: str, name: str, holder: str, ttl: float) -> dict | None:
+        self._call("acquire_lock", environment=environment, name=name, holder=holder)
+        path = self.root / "locks" / environment / name.replace("/", "__")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"holder": holder, "since": time.time(), "expires": time.time() + ttl}
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return json.loads(path.read_text() or "{}")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(entry))
+        return None
+
+    def release_lock(self, environment: str, name: str, holder: str) -> None:
+        self._call("release_lock", environment=environment, name=name, holder=holder)
+        path = self.root / "locks" / environment / name.replace("/", "__")
+        if path.exists() and json.loads(path.read_text() or "{}").get("holder") == holder:
+            path.unlink()
+
+    def secret_exists(self, environment: str, name: str) -> bool:
+        self._call("secret_exists", environment=environment, name=name)
+        return (environment, name) in self.secrets
+
+    @contextlib.contextmanager
+    def ephemeral(self, d: Deployment) -> Iterator[str]:
+        self._call("ephemeral_start", app=d.app_name, environment=d.modal_environment)
+        try:
+            yield self.endpoint
+        finally:
+            self._call("ephemeral_stop", app=d.app_name, environment=d.modal_environment)
+
+
+__all__ = ["FakeModal", "HF_CACHE_PATH", "DG_CACHE_PATH"]

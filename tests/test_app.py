@@ -1,0 +1,144 @@
+"""The Modal app as Modal sees it: real SDK objects, built offline, and the container's second import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from infra.deployment import Deployment
+from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from tests.conftest import FAKES, REPO
+
+DESCRIBE = str(FAKES / "describe_app.py")
+
+
+def describe_locally(env: str, recipe: str, **extra_env: str) -> dict:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
+    environ |= {"INFRA_ENV": env, "INFRA_RECIPE": recipe, "MODAL_ENVIRONMENT": env, "PYTHONPATH": str(REPO)} | extra_env
+    done = subprocess.run([sys.executable, DESCRIBE], env=environ, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def describe_in_container(tmp_path, local: dict) -> dict:
+    """Import the app as the container does: a copy of the `infra` package only, Modal's injected variables only."""
+    root = tmp_path / "root"
+    shutil.copytree(REPO / "infra", root / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(DESCRIBE, root / "describe_app.py")
+    injected = {k: v for secret in local["env"] for k, v in secret.items()}
+    environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(root)} | injected
+    done = subprocess.run(
+        [sys.executable, str(root / "describe_app.py"), "--container"], env=environ, capture_output=True, text=True, cwd=root
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
+def test_container_import_rebuilds_the_identical_definition(tmp_path, env, recipe):
+    local = describe_locally(env, recipe)
+    assert describe_in_container(tmp_path, local) == local
+
+
+def test_container_import_identical_with_gpu_snapshots(tmp_path):
+    local = describe_locally("prod", "qwen3-8b-low-latency", INFRA_COLD_START__GPU_SNAPSHOT="true")
+    assert local["methods"] == {"start_for_snapshot": "ENTER_PRE_SNAPSHOT", "restore": "ENTER_POST_SNAPSHOT", "stop": "EXIT"}
+    assert describe_in_container(tmp_path, local) == local
+
+
+def test_container_import_ignores_a_different_environment_in_the_container(tmp_path):
+    """Even with INFRA_* variables present in the container, the baked deployment wins."""
+    local = describe_locally("prod", "qwen3-8b-low-latency")
+    root = tmp_path / "root"
+    shutil.copytree(REPO / "infra", root / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    injected = {k: v for secret in local["env"] for k, v in secret.items()}
+    environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "INFRA_ENV": "dev", "INFRA_SCALING__MIN_CONTAINERS": "0"}
+    done = subprocess.run([sys.executable, DESCRIBE, "--container"], env=environ | injected, capture_output=True, text=True, cwd=root)
+    assert json.loads(done.stdout) == local
+
+
+def test_prod_8b_server_definition():
+    got = describe_locally("prod", "qwen3-8b-low-latency")
+    assert got["app"] == "sglang-qwen3-8b-low-latency" and got["server"] == "server"
+    assert got["gpu"] == "H100!:2"
+    assert got["regions"] == ["us-east"] and got["routing_regions"] == ["us-east"]
+    assert got["volumes"] == {HF_CACHE_PATH: ["huggingface-cache", "prod"], DG_CACHE_PATH: ["deepgemm-cache", "prod"]}
+    assert (got["port"], got["startup_timeout"], got["exit_grace_period"]) == (8000, 1200, 5)
+    assert (got["min_containers"], got["max_containers"], got["target_concurrency"]) == (1, 4, 10.0)
+    assert got["unauthenticated"] is False  # proxy auth on in prod
+    assert got["enable_memory_snapshot"] is False and got["experimental_options"] == {}
+    assert got["methods"] == {"start": "ENTER_POST_SNAPSHOT", "stop": "EXIT"}
+    assert got["image"] == [
+        ["FROM lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"],
+        ["FROM base", "ENTRYPOINT []"],
+        ["FROM base", "COPY --from=ghcr.io/astral-sh/uv:latest /uv /.uv/uv",
+         "RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode huggingface-hub==0.36.0"],
+        ["FROM base", "ENV HF_HUB_CACHE=/root/.cache/huggingface", "ENV HF_XET_HIGH_PERFORMANCE=1",
+         "ENV SGLANG_ENABLE_JIT_DEEPGEMM=1", "ENV SGLANG_DG_CACHE_DIR=/root/.cache/deep_gemm"],
+        ["MOUNT local python source"],
+    ]
+    (env,) = got["env"]
+    assert env["HF_HUB_OFFLINE"] == "1"
+    baked = Deployment.from_json(env["INFRA_DEPLOYMENT"])
+    assert baked.env == "prod" and baked.recipe == "qwen3-8b-low-latency" and baked.min_containers == 1
+
+
+def test_dev_vlm_server_definition():
+    got = describe_locally("dev", "qwen3.6-35b-vlm")
+    assert got["gpu"] == "H100!:1"
+    assert got["regions"] is None  # the reference leaves the compute region open
+    assert got["routing_regions"] == ["us-east"]
+    assert (got["min_containers"], got["startup_timeout"], got["exit_grace_period"]) == (0, 900, 0)
+    assert got["unauthenticated"] is True  # dev is public, as the reference examples
+    assert got["volumes"][HF_CACHE_PATH] == ["huggingface-cache", "dev"]
+    assert "HF_HUB_OFFLINE" not in got["env"][0]
+    assert got["image"][0] == ["FROM lmsysorg/sglang:v0.5.10.post1-cu130-runtime"]
+    assert ["FROM base", "ENTRYPOINT []"] in got["image"]
+    assert not any("pip install" in " ".join(layer) for layer in got["image"])
+
+
+def test_gpu_snapshot_options_only_where_enabled():
+    on = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_COLD_START__GPU_SNAPSHOT="true")
+    assert on["enable_memory_snapshot"] is True and on["experimental_options"] == {"enable_gpu_snapshot": "True"}
+    assert on["env"][0]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
+
+
+def test_import_refuses_a_mismatched_modal_environment():
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
+    environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "main"}
+    done = subprocess.run([sys.executable, "-c", "import infra.app"], env=environ, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode != 0
+    assert "deploys into Modal Environment 'prod', but MODAL_ENVIRONMENT is 'main'" in done.stderr
+
+
+def test_import_without_a_recipe_when_two_are_served():
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
+    environ |= {"INFRA_ENV": "prod", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "prod"}
+    done = subprocess.run([sys.executable, "-c", "import infra.app"], env=environ, capture_output=True, text=True, cwd=REPO)
+    assert "serves 2 recipes (qwen3-8b-low-latency, qwen3.6-35b-vlm); choose one with INFRA_RECIPE" in done.stderr
+
+
+def test_jobs_app_definition(monkeypatch):
+    monkeypatch.setenv("INFRA_ENV", "staging")
+    monkeypatch.setenv("INFRA_RECIPE", "qwen3-8b-low-latency")
+    monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
+    sys.modules.pop("infra.jobs", None)
+    import infra.jobs as jobs
+
+    assert jobs.app.name == "sglang-qwen3-8b-low-latency-jobs"
+    from modal._utils.async_utils import synchronizer
+
+    download = synchronizer._translate_in(jobs.download_weights)._spec
+    compile_ = synchronizer._translate_in(jobs.compile_kernels)._spec
+    assert download.gpus is None  # CPU only
+    assert list(download.volumes) == [HF_CACHE_PATH]
+    assert download.volumes[HF_CACHE_PATH].name == "huggingface-cache"
+    assert compile_.gpus == "H100!:2"  # kernels compiled on the GPU that runs them
+    assert set(compile_.volumes) == {HF_CACHE_PATH, DG_CACHE_PATH}
+    sys.modules.pop("infra.jobs", None)

@@ -1,0 +1,169 @@
+"""Settings: precedence of sources, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from infra.errors import ConfigError
+from infra.resolve import resolve
+from infra.settings import load_settings, parse_overrides, unknown_environment_variables
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    """A copy of environments/ that a test may edit, selected with INFRA_CONFIG_DIR."""
+    target = tmp_path / "environments"
+    shutil.copytree(REPO / "environments", target)
+    monkeypatch.setenv("INFRA_CONFIG_DIR", str(target))
+    return target
+
+
+def error_of(fn) -> str:
+    with pytest.raises(ConfigError) as err:
+        fn()
+    message = str(err.value)
+    assert "\n" not in message, "errors are one line"
+    return message
+
+
+def test_precedence_defaults_file_environment_overrides(monkeypatch):
+    assert load_settings("prod").scaling.min_containers == 1  # file over default (0)
+    monkeypatch.setenv("INFRA_SCALING__MIN_CONTAINERS", "3")
+    assert load_settings("prod").scaling.min_containers == 3  # variable over file
+    s = load_settings("prod", overrides=parse_overrides(["scaling.min_containers=2"]))
+    assert s.scaling.min_containers == 2  # explicit override over variable
+    assert s.scaling.max_containers == 4  # untouched siblings keep the file's value
+
+
+def test_env_chosen_by_variable(monkeypatch):
+    monkeypatch.setenv("INFRA_ENV", "staging")
+    assert load_settings().env == "staging"
+    monkeypatch.setenv("INFRA_RECIPE", "qwen3.6-35b-vlm")
+    assert load_settings().selected_recipes() == ["qwen3.6-35b-vlm"]
+
+
+def test_recipe_overrides_reach_the_deployment():
+    s = load_settings("dev", overrides=parse_overrides(
+        ['recipes.qwen3.6-35b-vlm.draft_revision="x"', "recipes.qwen3-8b-low-latency.target_concurrency=4"]
+    ))
+    d = resolve(s, "qwen3-8b-low-latency")
+    assert d.target_concurrency == 4 and d.cuda_graph_max_bs == 8
+
+
+def test_modal_environment_defaults_to_env_name(config):
+    (config / "qa.toml").write_text('serves = ["qwen3-8b-low-latency"]\n')
+    s = load_settings("qa")
+    assert s.modal_environment == "qa" and s.cache_environment == "qa"
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (lambda: load_settings("qa"), "unknown environment 'qa'; choose one of dev, prod, staging"),
+        (lambda: load_settings("prod", recipe="llama"), "--recipe: unknown recipe 'llama'; known recipes: qwen3-8b-low-latency, qwen3.6-35b-vlm"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": "two"}), "--set: scaling.min_containers = 'two': Input should be a valid integer"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": -1}), "--set: scaling.min_containers = -1: Input should be greater than or equal to 0"),
+        (lambda: load_settings("prod", overrides={"scaling.min_containers": 5}), "scaling: min_containers=5 exceeds max_containers=4; min_containers must be <= max_containers"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": 1}), "min_containers=1 but this environment forbids warm replicas (allow_warm_replicas = false); allowed: min_containers = 0"),
+        (lambda: load_settings("prod", overrides={"placement.compute_region": "us-middle"}), "placement.compute_region = 'us-middle': not a Modal region name; allowed: "),
+        (lambda: load_settings("prod", overrides={"placement.routing_region": "eu-north"}), "placement.routing_region = 'eu-north': not a Modal region name; allowed: ap-south, eu-west, us-east, us-west"),
+        (lambda: load_settings("prod", overrides={"server.port": 70000}), "server.port = 70000: Input should be less than or equal to 65535"),
+        (lambda: load_settings("prod", overrides={"server.port": 0}), "server.port = 0: Input should be greater than or equal to 1"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.gpu_type": "H1000"}), "recipes.qwen3-8b-low-latency.gpu_type = 'H1000': unknown GPU type; allowed: T4, L4"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.gpu_count": 9}), "gpu_count = 9: Input should be less than or equal to 8"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.target_concurrency": 0}), "target_concurrency = 0: Input should be greater than 0"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.readiness_timeout": 0}), "readiness_timeout = 0: Input should be greater than 0"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.model_revision": " "}), "model_revision = ' ': revision is empty"),
+        (lambda: load_settings("prod", overrides={"scaling.min_container": 2}), "--set: unknown setting 'scaling.min_container'; did you mean 'min_containers'?"),
+        (lambda: load_settings("prod", overrides={"recipes.llama.tp_size": 2}), "unknown recipe 'llama'"),
+    ],
+)
+def test_bad_values_are_one_clear_line(call, expected):
+    assert expected in error_of(call)
+
+
+def test_recipe_not_served_by_environment(config):
+    (config / "edge.toml").write_text('serves = ["qwen3-8b-low-latency"]\n')
+    message = error_of(lambda: load_settings("edge", recipe="qwen3.6-35b-vlm"))
+    assert message == "--recipe: recipe 'qwen3.6-35b-vlm' is not served by environment 'edge'; it serves: qwen3-8b-low-latency (" + str(config / "edge.toml") + ": serves)"
+
+
+def test_malformed_toml_names_line_and_column(config):
+    (config / "dev.toml").write_text('serves = ["qwen3-8b-low-latency"]\n[scaling\nmin_containers = 0\n')
+    message = error_of(lambda: load_settings("dev"))
+    assert "dev.toml: malformed TOML:" in message and "line 2" in message and "column" in message
+
+
+def test_unknown_key_in_file_suggests_the_closest(config):
+    text = (config / "prod.toml").read_text().replace("min_containers = 1", "min_contianers = 1")
+    (config / "prod.toml").write_text(text)
+    message = error_of(lambda: load_settings("prod"))
+    assert message.startswith(str(config / "prod.toml") + ": unknown setting 'scaling.min_contianers'; did you mean 'min_containers'?")
+
+
+def test_wrong_type_in_file_names_the_file(config):
+    text = (config / "prod.toml").read_text().replace("min_containers = 1", 'min_containers = "two"')
+    (config / "prod.toml").write_text(text)
+    message = error_of(lambda: load_settings("prod"))
+    assert message.startswith(str(config / "prod.toml") + ": scaling.min_containers = 'two': Input should be a valid integer")
+
+
+def test_wrong_value_in_variable_names_the_variable(monkeypatch):
+    monkeypatch.setenv("INFRA_SCALING__MAX_CONTAINERS", "0")
+    assert error_of(lambda: load_settings("prod")).startswith("INFRA_SCALING__MAX_CONTAINERS: scaling.max_containers = '0'")
+
+
+def test_unknown_infra_variables_warn_with_a_suggestion():
+    warnings = unknown_environment_variables({"INFRA_SCALNG__MIN_CONTAINERS": "1", "INFRA_ENV": "dev", "PATH": "/bin",
+                                              "INFRA_SCALING__MIN_CONTAINERS": "1"})
+    assert warnings == [
+        "warning: environment variable INFRA_SCALNG__MIN_CONTAINERS matches no setting and is ignored; "
+        "did you mean INFRA_SCALING__MIN_CONTAINERS?"
+    ]
+
+
+def test_override_syntax_error():
+    assert "expected KEY=VALUE" in error_of(lambda: parse_overrides(["scaling.min_containers"]))
+
+
+# ---------------------------------------------------------------------------- checks needing the recipe
+
+
+def resolve_error(env, recipe, *overrides) -> str:
+    return error_of(lambda: resolve(load_settings(env, overrides=parse_overrides(list(overrides))), recipe))
+
+
+def test_tp_degree_must_match_gpu_count():
+    message = resolve_error("prod", "qwen3-8b-low-latency", "recipes.qwen3-8b-low-latency.gpu_count=1")
+    assert message.startswith('recipes."qwen3-8b-low-latency".tp_size = 2 does not match gpu_count = 1')
+    # Changing both is fine.
+    d = resolve(load_settings("prod", overrides=parse_overrides(
+        ["recipes.qwen3-8b-low-latency.gpu_count=4", "recipes.qwen3-8b-low-latency.tp_size=4"])), "qwen3-8b-low-latency")
+    assert d.gpu == "H100!:4"
+
+
+def test_startup_timeout_must_cover_readiness_and_warmup():
+    message = resolve_error("prod", "qwen3.6-35b-vlm", "recipes.qwen3.6-35b-vlm.startup_timeout=300")
+    assert 'recipes."qwen3.6-35b-vlm".startup_timeout = 300' in message
+    assert "readiness_timeout 600 s + warm-up 240 s + 60 s margin; allowed: >= 900" in message
+
+
+def test_pinned_revisions_required_in_prod():
+    message = resolve_error("prod", "qwen3-8b-low-latency", 'recipes.qwen3-8b-low-latency.model_revision="main"')
+    assert message == (
+        'recipes."qwen3-8b-low-latency".model_revision = \'main\': environment \'prod\' requires pinned revisions '
+        "(release.require_pinned_revisions); allowed: a 40-hex commit id"
+    )
+    # dev accepts a branch name
+    d = resolve(load_settings("dev", overrides=parse_overrides(['recipes.qwen3-8b-low-latency.model_revision="main"'])),
+                "qwen3-8b-low-latency")
+    assert d.model_revision == "main"
+
+
+def test_gpu_snapshot_checked_against_the_sglang_version():
+    d = resolve(load_settings("prod", overrides=parse_overrides(["cold_start.gpu_snapshot=true"])), "qwen3-8b-low-latency")
+    assert d.gpu_snapshot
+    assert "--enable-memory-saver" in __import__("infra.sglang_args", fromlist=["x"]).launch_command(d)
