@@ -14,6 +14,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from pathlib import Path
+
+from infra import gitinfo
 from infra.deployment import Deployment
 from infra.remote import Remote
 from infra.settings import Settings
@@ -29,6 +32,7 @@ class Context:
     yes: bool = False
     interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
+    repo: Path = gitinfo.REPO  # the checkout whose commit is deployed
 
     def state(self, d: Deployment) -> StageState:
         return StageState(d.env, d.recipe)

@@ -33,7 +33,7 @@ def guard(ctx: Context, d: Deployment, git: GitInfo, *, confirm=input) -> None:
                 f"refusing to deploy to guarded environment '{d.env}' from a dirty working tree "
                 "(commit or stash your changes, or pass --force)"
             )
-        if not gitinfo.is_on_branch(git.commit, release.main_branch):
+        if not gitinfo.is_on_branch(git.commit, release.main_branch, cwd=ctx.repo):
             raise Refused(
                 f"refusing to deploy commit {git.commit[:12]} to guarded environment '{d.env}': it is not on "
                 f"branch '{release.main_branch}' (merge it first, or pass --force)"
@@ -90,7 +90,7 @@ def deploy_fingerprint(d: Deployment, git: GitInfo) -> str:
 
 def run(ctx: Context, d: Deployment, *, git: GitInfo | None = None, confirm=input) -> StageResult:
     d = pin_revisions(ctx, d)
-    git = git or gitinfo.read()
+    git = git or gitinfo.read(ctx.repo)
     fp = deploy_fingerprint(d, git)
     if done := up_to_date(ctx, STAGE, d, fp):
         return done

@@ -44,7 +44,8 @@ class Behaviour:
     ttft: float = 0.0  # seconds before the first token
     itl: float = 0.0  # seconds between tokens
     tokens: int = 8
-    usage: bool = True  # report usage in the final chunk
+    usage: bool = True  # report usage in the final chunk (--no-usage: do not)
+    chunk_tokens: int = 1  # tokens per SSE chunk (speculative decoding sends several at once)
     reasoning: bool = False  # stream reasoning_content instead of content
     unavailable_first: int = 0  # the first N chat requests get 503
     unavailable_every: int = 0  # every Nth chat request gets 503 (0: never)
@@ -54,6 +55,7 @@ class Behaviour:
     reset_at: int | None = None  # drop the connection after this many tokens
     malformed_at: int | None = None  # send a malformed SSE line after this many tokens
     error_at: int | None = None  # send an error JSON event after this many tokens
+    misbehave_every: int = 0  # stall/reset/malformed/error only on every Nth chat request (0: on all)
     memory_status: int = 200  # answer for /release_memory_occupation and /resume_memory_occupation
     log_lines: list[str] = field(default_factory=list)  # printed at start, for log-tail tests
 
@@ -116,6 +118,9 @@ class FakeServer:
             )
         max_tokens = int(body.get("max_tokens") or self.b.tokens)
         count = min(self.b.tokens, max_tokens)
+        misbehave = not self.b.misbehave_every or n % self.b.misbehave_every == 0
+        per_chunk = max(self.b.chunk_tokens, 1)
+        chunks = -(-count // per_chunk)
         model = body.get("model") or "fake-model"
         if not body.get("stream"):
             await asyncio.sleep(self.b.ttft + self.b.itl * max(count - 1, 0))
@@ -133,17 +138,17 @@ class FakeServer:
         await resp.prepare(request)
         await asyncio.sleep(self.b.ttft)
         key = "reasoning_content" if self.b.reasoning else "content"
-        for i in range(count):
+        for i in range(chunks):
             if i and self.b.itl:
                 await asyncio.sleep(self.b.itl)
-            if self.b.stall_at is not None and i == self.b.stall_at:
+            if misbehave and self.b.stall_at is not None and i == self.b.stall_at:
                 await asyncio.sleep(self.b.stall_seconds)
-            if self.b.reset_at is not None and i == self.b.reset_at:
+            if misbehave and self.b.reset_at is not None and i == self.b.reset_at:
                 request.transport.close()
                 return resp
-            if self.b.malformed_at is not None and i == self.b.malformed_at:
+            if misbehave and self.b.malformed_at is not None and i == self.b.malformed_at:
                 await resp.write(b"data: {not json\n\n")
-            if self.b.error_at is not None and i == self.b.error_at:
+            if misbehave and self.b.error_at is not None and i == self.b.error_at:
                 err = {"object": "error", "message": "CUDA out of memory", "type": "InternalServerError", "code": 500}
                 await resp.write(f"data: {json.dumps({'error': err})}\n\n".encode())
                 await resp.write(b"data: [DONE]\n\n")
@@ -152,7 +157,8 @@ class FakeServer:
                 "id": f"chatcmpl-{n}",
                 "object": "chat.completion.chunk",
                 "model": model,
-                "choices": [{"index": 0, "delta": {key: f"tok{i} "}, "finish_reason": None}],
+                "choices": [{"index": 0, "delta": {key: "".join(f"tok{j} " for j in range(i * per_chunk, min((i + 1) * per_chunk, count)))},
+                             "finish_reason": None}],
             }
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         final = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "model": model,
@@ -210,6 +216,8 @@ def parse(argv: list[str]) -> Behaviour:
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             p.add_argument(flag, action="store_true", default=value)
+            if value:  # options that are on by default can be turned off: --no-usage
+                p.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false")
         elif name == "log_lines":
             p.add_argument(flag, action="append", default=[])
         elif value is None:

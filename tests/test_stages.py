@@ -1,0 +1,219 @@
+"""Stages and the pipeline against the fake Modal boundary, the stand-in SGLang compiler and a real streaming server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from infra.errors import ConfigError, Refused, StageError
+from infra.releases import Manifest, ReleaseStore
+from infra.remote import MissingCredentials
+from infra.resolve import resolve
+from infra.settings import load_settings, parse_overrides
+from stages import build, compile, deploy, download, pipeline, smoke, trial
+from stages.common import Context
+from tests.conftest import standin_env
+from tests.fakes.modal_fake import FakeModal
+
+RECIPE = "qwen3-8b-low-latency"
+REMOTE_WORK = {"build_image", "run_download", "run_compile", "deploy", "rollback", "update_autoscaler"}
+
+
+def git_repo(path, branch="main"):
+    path.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(["git", *a], cwd=path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q", "-b", branch)
+    run("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "--allow-empty", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path, fake_server):
+    """A fake Modal whose endpoint is a real local OpenAI server, and a clean git checkout."""
+
+    class World:
+        server = fake_server("--tokens", "12")
+        modal = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
+        repo = git_repo(tmp_path / "checkout")
+
+        def ctx(self, env="dev", *overrides, **options) -> Context:
+            settings = load_settings(env, RECIPE, parse_overrides(list(overrides)))
+            return Context(settings=settings, remote=self.modal, repo=self.repo, say=lambda m: None, **options)
+
+        def deployment(self, ctx):
+            return resolve(ctx.settings, RECIPE)
+
+        def manifest(self, ctx) -> Manifest:
+            return ReleaseStore(self.modal).read(self.deployment(ctx))
+
+    return World()
+
+
+def test_pipeline_from_nothing_to_a_smoke_tested_endpoint(world):
+    ctx = world.ctx()
+    results = pipeline.run(ctx, world.deployment(ctx))
+    assert [r.stage for r in results] == ["build", "download", "compile", "deploy", "smoke"]
+    assert all(r.status == "ran" for r in results)
+    names = world.modal.call_names()
+    assert [n for n in names if n in REMOTE_WORK] == ["build_image", "run_download", "run_compile", "deploy"]
+    # The draft model was unpinned: download resolved it and every later stage used the commit.
+    manifest = world.manifest(ctx)
+    release = manifest.current
+    assert release.draft_revision and len(release.draft_revision) == 40
+    assert release.deployment["speculative"]["draft_revision"] == release.draft_revision
+    assert release.smoke_passed and release.url == world.server.url
+    assert release.tag.startswith("git-") and not release.dirty
+    chats = [r for r in world.server.requests() if r["path"] == "/v1/chat/completions"]
+    assert chats[-1]["body"]["messages"][0]["role"] == "system"  # the reference's pirate prompt
+    assert chats[-1]["headers"].get("Modal-Session-Id", "").startswith("smoke-")
+
+
+def test_noop_rerun_makes_no_remote_call_except_the_smoke_test(world):
+    ctx = world.ctx()
+    pipeline.run(ctx, world.deployment(ctx))
+    before = len(world.modal.calls())
+    results = pipeline.run(world.ctx(), world.deployment(ctx))
+    assert [r.status for r in results] == ["up-to-date"] * 4 + ["ran"]
+    rerun = world.modal.calls()[before:]
+    # Only the smoke stage's bookkeeping: recording its result on the release, under the lock.
+    assert {c["method"] for c in rerun} <= {"acquire_lock", "read_file", "write_file", "release_lock"}
+    assert all(c["args"].get("path", "releases/") .startswith("releases/") for c in rerun)
+    assert all("smoke by" in c["args"]["holder"] for c in rerun if "holder" in c["args"])
+
+
+def test_force_reruns_stages_and_remote_markers_keep_them_idempotent(world):
+    ctx = world.ctx()
+    pipeline.run(ctx, world.deployment(ctx))
+    results = pipeline.run(world.ctx(force=True), world.deployment(ctx))
+    assert [r.status for r in results] == ["ran"] * 5
+    assert all(d["skipped"] for d in results[1].detail["downloads"])  # the Volume markers were found
+    assert results[2].detail["compile"]["skipped"] is True
+
+
+def test_dry_run_changes_nothing(world):
+    ctx = world.ctx(dry_run=True)
+    results = pipeline.run(ctx, world.deployment(ctx))
+    assert {r.status for r in results} == {"dry-run"}
+    assert [n for n in world.modal.call_names() if n in REMOTE_WORK | {"write_file"}] == []
+
+
+def test_pipeline_stops_at_the_first_failure_naming_the_stage(world):
+    world.modal.compile_env = standin_env() | {"FAKE_COMPILE_FAIL": "3"}
+    ctx = world.ctx()
+    with pytest.raises(StageError) as err:
+        pipeline.run(ctx, world.deployment(ctx))
+    assert err.value.stage == "compile"
+    assert str(err.value).startswith("compile failed: CompileFailed: compile_deep_gemm exited with code 3")
+    assert "deploy" not in world.modal.call_names()
+    assert world.manifest(ctx).current is None
+
+
+def test_failed_deploy_leaves_the_manifest_unchanged(world):
+    ctx = world.ctx()
+    pipeline.run(ctx, world.deployment(ctx))
+    before = world.manifest(ctx)
+    world.modal.fail = {"deploy": "InvalidError: image build failed"}
+    with pytest.raises(RuntimeError, match="image build failed"):
+        deploy.run(world.ctx(force=True), world.deployment(ctx))
+    after = world.manifest(ctx)
+    assert after.to_json() == before.to_json()
+    assert not list((world.modal.root / "locks").rglob("*__*"))  # the lock was released
+
+
+def test_smoke_retries_503_until_a_replica_answers(world, fake_server):
+    world.modal.endpoint = fake_server("--unavailable-first", "3").url
+    ctx = world.ctx()
+    pipeline.run(ctx, world.deployment(ctx))
+    assert world.manifest(ctx).current.smoke["attempts"] == 4
+
+
+def test_smoke_failure_is_recorded_and_fails_the_stage(world, fake_server):
+    world.modal.endpoint = fake_server("--chat-status", "500").url
+    ctx = world.ctx()
+    with pytest.raises(StageError, match=r"smoke failed: dev/qwen3-8b-low-latency at .*HTTP 500 .*model overloaded"):
+        pipeline.run(ctx, world.deployment(ctx))
+    current = world.manifest(ctx).current
+    assert current.smoke["passed"] is False and "HTTP 500" in current.smoke["error"]
+
+
+def test_smoke_needs_text_back(world, fake_server):
+    world.modal.endpoint = fake_server("--tokens", "0").url
+    ctx = world.ctx()
+    with pytest.raises(StageError, match="without any text or reasoning text"):
+        pipeline.run(ctx, world.deployment(ctx))
+
+
+def test_smoke_accepts_reasoning_text_and_sends_the_image_for_the_vlm(world, fake_server):
+    server = fake_server("--reasoning")
+    world.modal.endpoint = server.url
+    settings = load_settings("dev", "qwen3.6-35b-vlm")
+    ctx = Context(settings=settings, remote=world.modal, repo=world.repo, say=lambda m: None)
+    d = resolve(settings, "qwen3.6-35b-vlm")
+    result = smoke.run(ctx, d, server.url)
+    assert result.detail["passed"] and result.detail["reply"].startswith("tok0")
+    body = server.requests()[-1]["body"]
+    assert body["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert body["top_k"] == 20 and body["stream"] is True
+
+
+def test_smoke_sends_proxy_auth_headers_from_the_environment(world, monkeypatch):
+    monkeypatch.setenv("MODAL_KEY", "wk-test-key")
+    monkeypatch.setenv("MODAL_SECRET", "ws-test-secret")
+    ctx = world.ctx()
+    smoke.run(ctx, world.deployment(ctx), world.server.url)
+    headers = world.server.requests()[-1]["headers"]
+    assert headers["Modal-Key"] == "wk-test-key" and headers["Modal-Secret"] == "ws-test-secret"
+
+
+def test_stages_without_credentials_say_how_to_set_them(world):
+    world.modal.credentials = False
+    ctx = world.ctx()
+    with pytest.raises(MissingCredentials, match="set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"):
+        build.run(ctx, world.deployment(ctx))
+    assert world.modal.calls() == []
+
+
+def test_gated_model_needs_an_existing_secret(world):
+    import dataclasses
+
+    ctx = world.ctx()
+    d = dataclasses.replace(world.deployment(ctx), gated=True, hf_token_secret=None)
+    with pytest.raises(ConfigError, match="is gated: set secrets.hf_token_secret"):
+        download.run(ctx, d)
+    d = dataclasses.replace(d, hf_token_secret="hf-secret")
+    with pytest.raises(ConfigError, match="secrets.hf_token_secret = 'hf-secret': no such Modal Secret in environment dev"):
+        download.run(ctx, d)
+    assert "run_download" not in world.modal.call_names()
+    world.modal.secrets.add(("dev", "hf-secret"))
+    assert download.run(ctx, d).status == "ran"
+
+
+def test_prod_requires_resolved_revisions_before_compile_or_deploy(world):
+    ctx = world.ctx("prod", force=True, yes=True)
+    with pytest.raises(Refused, match="environment 'prod' requires pinned revisions: draft model Tengyunw/qwen3_8b_eagle3"):
+        compile.run(ctx, world.deployment(ctx))
+    download.run(ctx, world.deployment(ctx))
+    assert compile.run(ctx, world.deployment(ctx)).status == "ran"
+
+
+def test_try_starts_ephemerally_and_always_stops(world, fake_server):
+    ctx = world.ctx()
+    result = trial.run(ctx, world.deployment(ctx))
+    assert result.detail["passed"]
+    names = world.modal.call_names()
+    assert names.index("ephemeral_start") < names.index("ephemeral_stop") and "deploy" not in names
+    world.modal.endpoint = fake_server("--chat-status", "400").url
+    with pytest.raises(StageError):
+        trial.run(ctx, world.deployment(ctx))
+    assert world.modal.call_names().count("ephemeral_stop") == 2
+
+
+def test_release_manifest_json_round_trip(world):
+    ctx = world.ctx()
+    pipeline.run(ctx, world.deployment(ctx))
+    raw = (world.modal.volume_dir("dev", "sglang-releases") / "releases" / f"{RECIPE}.json").read_text()
+    manifest = Manifest.from_json(raw)
+    assert manifest.to_json() == raw
+    assert json.loads(raw)["current"]["kind"] == "deploy"
