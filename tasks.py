@@ -131,3 +131,50 @@ def pipeline(c, env=None, recipe=None, set_=None, dry_run=False, force=False, ye
     from stages import pipeline as flow
 
     _stage(flow.run, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+
+
+@task(help={
+    "from_": "environment whose current release is promoted (default: staging)",
+    "to": "environment that receives it (default: prod)",
+    "recipe": RECIPE,
+    "from_manifest": "promote from a git worktree of the commit the source runs, not this checkout",
+    "yes": "do not ask for confirmation (CI)",
+    "dry_run": DRY, "json": JSON, "debug": DEBUG,
+})
+@cli
+def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, yes=False, dry_run=False, json=False, debug=False):
+    """Promote staging's smoke-tested release to prod; roll prod back if its smoke test fails."""
+    from stages.runner import run_promote
+
+    run_promote(from_, to, recipe, as_json=json, from_manifest=from_manifest, yes=yes, dry_run=dry_run)
+
+
+@task(iterable=["set_"], help=COMMON | {"to": "app version to return to, e.g. v3 (default: the previous release)",
+                                         "yes": "do not ask for confirmation (guarded environments; CI)", "dry_run": DRY})
+@cli
+def rollback(c, env=None, recipe=None, to=None, set_=None, yes=False, dry_run=False, json=False, debug=False):
+    """Roll an environment back to its previous (or a named) version and record it."""
+    from stages import rollback as stage
+
+    _stage(lambda ctx, d: stage.run(ctx, d, to), env, recipe, set_, json, yes=yes, dry_run=dry_run)
+
+
+@task(iterable=["set_"], help=COMMON)
+@cli
+def status(c, env=None, recipe=None, set_=None, json=False, debug=False):
+    """Show the current release, the releases before it, and drift from what plan would deploy."""
+    from stages import status as stage
+
+    _stage(stage.run, env, recipe, set_, json)
+
+
+@task(iterable=["set_"], help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy", "dry_run": DRY})
+@cli
+def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=False, debug=False):
+    """Change warm replicas (min_containers) at run time, without a redeploy."""
+    from infra.errors import ConfigError
+    from stages import scale as stage
+
+    if min_ is None or not str(min_).lstrip("-").isdigit():
+        raise ConfigError(f"--min {min_!r}: give the number of warm replicas, e.g. --min 2")
+    _stage(lambda ctx, d: stage.run(ctx, d, int(min_)), env, recipe, set_, json, dry_run=dry_run)

@@ -66,3 +66,20 @@ def run_stage(
     if as_json:
         print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
     return results
+
+
+def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, **options) -> list[dict]:
+    from stages import promote
+
+    remote = make_remote()
+    src = context(settings_for(source, None), remote=remote, **options)
+    dst = context(settings_for(target, recipe), remote=remote, **options)
+    results = []
+    for name in dst.settings.selected_recipes():
+        result = promote.run(src, dst, name, from_manifest=from_manifest)
+        results.append(result.to_dict())
+        if not as_json:
+            print(scrub(result.message), flush=True)
+    if as_json:
+        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
+    return results

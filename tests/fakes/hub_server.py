@@ -51,48 +51,90 @@ def git_blob_sha1(data: bytes) -> str:
 
 @dataclass
 class FakeRepo:
-    """A model repository at one commit; every ref in `refs` (default: main) resolves to it."""
+    """A model repository: files at one or more commits, and refs (branches, tags) naming commits.
+
+    `commits` maps a 40-hex commit to its files (path -> bytes); `refs` maps "main" and any
+    other branch or tag to one of them.
+    """
 
     repo_id: str
-    commit: str
-    files: dict[str, bytes]
-    lfs: frozenset[str] = frozenset()  # served through the CDN redirect, like *.safetensors on the Hub
+    commits: dict[str, dict[str, bytes]]
+    refs: dict[str, str]
+    lfs: frozenset[str] = frozenset({"model.safetensors"})  # served via the CDN redirect, as on the Hub
     gated: bool = False
-    refs: tuple[str, ...] = ("main",)
 
-    def sha256(self, path: str) -> str:
-        return hashlib.sha256(self.files[path]).hexdigest()
-
-    def etag(self, path: str) -> str:
-        return self.sha256(path) if path in self.lfs else git_blob_sha1(self.files[path])
-
-    def resolve(self, revision: str) -> str | None:
-        if revision == self.commit or revision in self.refs:
-            return self.commit
-        return None
+    def __post_init__(self):
+        # The CDN finds LFS blobs by sha256 on every request: hash each once.
+        self._lfs_by_sha256 = {
+            hashlib.sha256(data).hexdigest(): (path, data)
+            for files in self.commits.values()
+            for path, data in files.items()
+            if path in self.lfs
+        }
 
     @property
-    def size_bytes(self) -> int:
-        return sum(len(b) for b in self.files.values())
+    def commit(self) -> str:
+        """What main points to."""
+        return self.refs["main"]
+
+    def files(self, commit: str | None = None) -> dict[str, bytes]:
+        return self.commits[commit or self.commit]
+
+    def resolve(self, revision: str) -> str | None:
+        if revision in self.commits:
+            return revision
+        return self.refs.get(revision)
+
+    def size_bytes(self, commit: str | None = None) -> int:
+        return sum(len(b) for b in self.files(commit).values())
+
+    def sha256(self, path: str, commit: str | None = None) -> str:
+        return hashlib.sha256(self.files(commit)[path]).hexdigest()
+
+    def blob_by_sha256(self, sha: str) -> tuple[str, bytes] | None:
+        """(path, bytes) of the LFS file with this sha256, at any commit: what the CDN stores."""
+        return self._lfs_by_sha256.get(sha)
+
+
+def _commit_id(rng: random.Random) -> str:
+    return "%040x" % rng.getrandbits(160)
 
 
 def make_repo(
     repo_id: str = "acme/tiny-llm",
     *,
     seed: int = 0,
-    big_file_size: int = 6 * MiB,
+    big_file_size: int = 16 * MiB,
     gated: bool = False,
+    history: bool = False,
 ) -> FakeRepo:
-    """A small model-shaped repository: config, tokenizer, README and several MB of random "weights"."""
-    rng = random.Random(seed)
-    commit = "%040x" % rng.getrandbits(160)
-    files = {
-        "README.md": f"# {repo_id}\n\nA generated test repository (seed {seed}).\n".encode(),
-        "config.json": json.dumps({"architectures": ["TinyForCausalLM"], "hidden_size": 64, "seed": seed}).encode(),
-        "tokenizer.json": json.dumps({"version": "1.0", "model": {"vocab": {f"t{i}": i for i in range(200)}}}).encode(),
-        "model.safetensors": rng.randbytes(big_file_size),
-    }
-    return FakeRepo(repo_id, commit, files, lfs=frozenset({"model.safetensors"}), gated=gated)
+    """A small model-shaped repository: config, tokenizer, README and several MB of random "weights".
+
+    With `history`, an older commit (also tagged "v1") precedes main, with different config and
+    weights, so a test can tell which commit was downloaded.
+    """
+    rng = random.Random(f"{repo_id}:{seed}")
+
+    def snapshot(generation: int) -> dict[str, bytes]:
+        return {
+            "README.md": f"# {repo_id}\n\nA generated test repository (seed {seed}, generation {generation}).\n".encode(),
+            "config.json": json.dumps(
+                {"architectures": ["TinyForCausalLM"], "hidden_size": 64, "generation": generation}
+            ).encode(),
+            "tokenizer.json": json.dumps({"version": "1.0", "model": {"vocab": {f"t{i}": i for i in range(200)}}}).encode(),
+            "model.safetensors": rng.randbytes(big_file_size),
+        }
+
+    commits: dict[str, dict[str, bytes]] = {}
+    refs: dict[str, str] = {}
+    if history:
+        old = _commit_id(rng)
+        commits[old] = snapshot(1)
+        refs["v1"] = old
+    head = _commit_id(rng)
+    commits[head] = snapshot(2)
+    refs["main"] = head
+    return FakeRepo(repo_id, commits, refs, gated=gated)
 
 
 @dataclass
@@ -285,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
             "likes": 0,
             "tags": ["safetensors"],
             "library_name": "transformers",
-            "siblings": [{"rfilename": name} for name in sorted(repo.files)],
+            "siblings": [{"rfilename": name} for name in sorted(repo.files(commit))],
         }
         self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode())
 
@@ -296,12 +338,13 @@ class _Handler(BaseHTTPRequestHandler):
         commit = repo.resolve(revision)
         if commit is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        if filename not in repo.files:
+        files = repo.files(commit)
+        if filename not in files:
             return self._error(404, "EntryNotFound", f"{filename} does not exist at {commit}")
-        data = repo.files[filename]
+        data = files[filename]
         common = {"X-Repo-Commit": commit, "Accept-Ranges": "bytes"}
         if filename in repo.lfs:
-            sha = repo.sha256(filename)
+            sha = repo.sha256(filename, commit)
             host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
             location = f"http://{host}/cdn/{repo_id.replace('/', '--')}/{sha}?expires=4102444800&signature=fake"
             self._send(
@@ -311,42 +354,37 @@ class _Handler(BaseHTTPRequestHandler):
                     "Location": location,
                     "X-Linked-Etag": f'"{sha}"',
                     "X-Linked-Size": str(len(data)),
-                    "ETag": f'W/"{git_blob_sha1(data)[:20]}"',  # the pointer's etag; the client prefers X-Linked-Etag
+                    "ETag": f'"{git_blob_sha1(data)}"',  # the LFS pointer's; the client prefers X-Linked-Etag
                 },
             )
             return
-        self._content(repo, filename, {**common, "ETag": f'"{git_blob_sha1(data)}"'})
+        self._content(repo.repo_id, filename, data, {**common, "ETag": f'"{git_blob_sha1(data)}"'})
 
     def _cdn(self, repo_id: str, sha: str) -> None:
         """The storage behind the redirect: no Authorization needed (the URL is "signed")."""
         repo = self.hub.repos.get(repo_id)
-        names = [n for n in (repo.lfs if repo else ()) if repo.sha256(n) == sha]
-        if not names:
+        found = repo.blob_by_sha256(sha) if repo else None
+        if found is None:
             return self._error(404, None, "no such object")
-        self._content(repo, names[0], {"ETag": f'"{sha}"', "Accept-Ranges": "bytes"})
+        filename, data = found
+        self._content(repo_id, filename, data, {"ETag": f'"{sha}"', "Accept-Ranges": "bytes"})
 
-    def _content(self, repo: FakeRepo, filename: str, headers: dict[str, str]) -> None:
-        data = repo.files[filename]
+    def _content(self, repo_id: str, filename: str, data: bytes, headers: dict[str, str]) -> None:
         size = len(data)
-        start, status = 0, 200
+        status = 200
         if (wanted := self.headers.get("Range")) and self.command == "GET":
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted.strip())
             if not m or int(m.group(1)) >= size:
                 return self._send(416, {"Content-Range": f"bytes */{size}"})
             start = int(m.group(1))
-            end = int(m.group(2)) if m.group(2) else size - 1
+            end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
             data = data[start : end + 1]
             headers = {**headers, "Content-Range": f"bytes {start}-{start + len(data) - 1}/{size}"}
             status = 206
         if self.command == "HEAD":
             return self._head(status, headers, len(data))
-        drop = self._take_drop(repo.repo_id, filename)
-        self._rec.status = status
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
+        drop = self._take_drop(repo_id, filename)
+        self._head(status, headers, len(data))
         view = memoryview(data)
         limit = len(data) if drop is None else min(drop, len(data))
         for offset in range(0, limit, 256 * 1024):
@@ -425,8 +463,12 @@ class HubServer:
 
     # ------------------------------------------------------------------ faults
 
-    def drop_file(self, repo_id: str, path: str, *, times: int, after_bytes: int = 2 * MiB) -> None:
-        """The next `times` GETs of this file's content send `after_bytes` bytes of it, then drop the connection."""
+    def drop_file(self, repo_id: str, path: str, *, times: int, after_bytes: int = 12 * MiB) -> None:
+        """The next `times` GETs of this file's content send `after_bytes` bytes of it, then drop the connection.
+
+        The default (12 MiB) is more than `huggingface_hub`'s 10 MiB read chunk, so one whole chunk
+        reaches the `.incomplete` blob before the break and the next attempt resumes with a Range.
+        """
         with self._state.lock:
             self._state.drops[(repo_id, path)] = _Drop(times, after_bytes)
 

@@ -105,6 +105,8 @@ class FakeServer:
         return web.json_response(None)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         body = await request.json()
         self.record(request, body)
         self.chat_requests += 1
@@ -136,13 +138,18 @@ class FakeServer:
             )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        await asyncio.sleep(self.b.ttft)
+        # Tokens go out on an absolute schedule (arrival + ttft + i * itl), so the timer's
+        # oversleep (up to ~1 ms per sleep) does not accumulate: what a client measures
+        # should be the configured timing, which is what `bench`'s accuracy tests rely on.
+        due = arrived + self.b.ttft
         key = "reasoning_content" if self.b.reasoning else "content"
         for i in range(chunks):
-            if i and self.b.itl:
-                await asyncio.sleep(self.b.itl)
+            if i:
+                due += self.b.itl
             if misbehave and self.b.stall_at is not None and i == self.b.stall_at:
-                await asyncio.sleep(self.b.stall_seconds)
+                due += self.b.stall_seconds
+            if (delay := due - loop.time()) > 0:
+                await asyncio.sleep(delay)
             if misbehave and self.b.reset_at is not None and i == self.b.reset_at:
                 request.transport.close()
                 return resp

@@ -1,0 +1,150 @@
+"""`invoke promote --from staging --to prod`: the release that passed staging, and nothing else, goes to prod.
+
+Refuses, changing nothing, when staging has no release, when its smoke test did
+not pass, when it was deployed from a dirty tree, or when this checkout is not the
+commit staging runs (`--from-manifest` instead re-runs the promotion from a git
+worktree of that commit). Deploys the same release (commit, image, model and draft
+revisions) with the target's own scaling, region and auth, smoke-tests it, and if
+that fails rolls the target back to its previous version (Modal keeps app versions),
+records it, and exits non-zero. The whole promotion holds the target's release lock:
+a concurrent promotion is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from infra import gitinfo
+from infra.deployment import Deployment
+from infra.errors import ConfigError, Refused, StageError
+from infra.gitinfo import GitInfo
+from infra.releases import Release, ReleaseStore, new_release_id
+from infra.resolve import resolve
+from stages import smoke
+from stages.common import Context, StageResult
+from stages.deploy import deploy_and_record
+
+STAGE = "promote"
+# What a release carries from one environment to the next; everything else is the target's own.
+RELEASE_FIELDS = (
+    "sglang_image", "sglang_version", "pip_installs", "image_env", "model", "model_revision",
+    "draft_model", "draft_revision", "speculative", "extra_flags", "mem_fraction_static",
+    "gpu_type", "gpu_count", "tp_size", "target_concurrency", "warmup", "smoke",
+)
+
+
+def same_release(target: Deployment, release: Release) -> Deployment:
+    """The target's deployment carrying the release's code-independent values."""
+    source = Deployment.from_dict(release.deployment)
+    return dataclasses.replace(target, **{f: getattr(source, f) for f in RELEASE_FIELDS})
+
+
+def check_source(source_env: str, target_env: str, release: Release | None, recipe: str) -> Release:
+    if release is None:
+        raise Refused(f"{source_env} has no release of {recipe}: run `invoke pipeline --env {source_env}` first; nothing changed")
+    if not release.smoke_passed:
+        why = f"its smoke test failed ({release.smoke.get('error')})" if release.smoke else "it has not been smoke-tested"
+        raise Refused(
+            f"{source_env}'s current release of {recipe} ({release.release_id}, {release.tag}) is not validated: {why}; "
+            f"run `invoke smoke --env {source_env}`; nothing changed"
+        )
+    if release.dirty:
+        raise Refused(f"{source_env}'s release {release.release_id} was deployed from a dirty tree ({release.tag}); "
+                      f"{target_env} takes only committed releases; nothing changed")
+    return release
+
+
+def run(source: Context, target: Context, recipe: str, *, from_manifest: bool = False, confirm=input) -> StageResult:
+    src_env, dst_env = source.settings.env, target.settings.env
+    if src_env == dst_env:
+        raise ConfigError(f"promote --from {src_env} --to {dst_env}: source and target are the same environment; "
+                          "promote moves a release between two environments (e.g. --from staging --to prod)")
+    store = ReleaseStore(target.remote)
+    target.remote.require_credentials()
+    d_src = resolve(source.settings, recipe)
+    release = check_source(src_env, dst_env, store.read(d_src).current, recipe)
+    git = gitinfo.read(target.repo)
+    if git.commit != release.commit or git.dirty:
+        if from_manifest:
+            return _from_worktree(target, src_env, dst_env, recipe, release)
+        here = f"{git.commit[:12]}{' with uncommitted changes' if git.dirty else ''}"
+        raise Refused(
+            f"this checkout is at {here} but {src_env} runs {release.commit[:12]}: `git checkout {release.commit}` "
+            "or pass --from-manifest to promote from a worktree of that commit; nothing changed"
+        )
+    d = same_release(resolve(target.settings, recipe), release)
+    if target.settings.release.guarded and not target.yes:
+        if not target.interactive:
+            raise Refused(f"promoting to guarded environment '{dst_env}' needs confirmation: no terminal, so pass --yes")
+        if confirm(f"Promote {recipe} {release.tag} from {src_env} to {dst_env}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise Refused(f"promotion to '{dst_env}' not confirmed; nothing changed")
+    if target.dry_run:
+        return StageResult(STAGE, dst_env, recipe, "dry-run", f"promote (dry run): would deploy {release.tag} to {dst_env}")
+
+    origin = {"env": src_env, "release_id": release.release_id, "commit": release.commit, "version": release.version}
+    with store.locked(d, "promote"):
+        manifest = store.read(d)
+        previous = manifest.current
+        manifest, promoted = deploy_and_record(target, d, store, manifest, GitInfo(release.commit, False, None),
+                                               kind="promote", promoted_from=origin)
+        try:
+            outcome = smoke.check(target, d, promoted.url)
+        except StageError as err:
+            manifest = store.update_current(d, manifest, smoke={"passed": False, "error": str(err), "at": time.time()})
+            rolled = _roll_back(target, d, store, manifest, previous, reason=f"automatic rollback: {err}")
+            raise StageError(STAGE, f"{dst_env} smoke test failed ({err}); {rolled}") from None
+        store.update_current(d, manifest, smoke=outcome)
+    return StageResult(
+        STAGE, dst_env, recipe, "ran",
+        f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: {promoted.url} "
+        f"(smoke passed, first token {outcome['ttft']:.2f} s)",
+        {"release": promoted.release_id, "version": promoted.version, "url": promoted.url, "promoted_from": origin},
+    )
+
+
+def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previous: Release | None, reason: str) -> str:
+    """Return the target to the version it ran before; record that. Returns a sentence for the error."""
+    if previous is None or previous.version is None:
+        return "no previous version to roll back to: the failed release stays deployed (roll forward or stop the app)"
+    ctx.remote.rollback(d, previous.version)
+    latest = ctx.remote.history(d)[:1]
+    rollback = dataclasses.replace(
+        previous,
+        release_id=new_release_id(),
+        kind="rollback",
+        version=latest[0]["version"] if latest else None,
+        rolled_back_to=previous.version,
+        deployed_at=time.time(),
+        note=reason,
+        promoted_from=None,
+    )
+    store.record(d, manifest, rollback)
+    return f"rolled back to v{previous.version} ({previous.tag}) as v{rollback.version}"
+
+
+def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, release: Release) -> StageResult:
+    """Re-run this promotion from a git worktree of the release's commit: its code, its pinned values."""
+    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+        tree = os.path.join(tmp, "tree")
+        added = subprocess.run(["git", "worktree", "add", "--detach", tree, release.commit], cwd=ctx.repo,
+                               capture_output=True, text=True)
+        if added.returncode != 0:
+            raise Refused(f"cannot check out {release.commit[:12]} (the commit {src_env} runs): {added.stderr.strip()}")
+        try:
+            ctx.say(f"promoting from a worktree of {release.commit[:12]} (the commit {src_env} runs)...")
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
+            done = subprocess.run(
+                [sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env, "--recipe", recipe, "--yes"]
+                + (["--dry-run"] if ctx.dry_run else []),
+                cwd=tree, env=env, text=True,
+            )
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ctx.repo, capture_output=True)
+    if done.returncode != 0:
+        raise StageError(STAGE, f"promotion from the worktree of {release.commit[:12]} failed (exit {done.returncode})")
+    return StageResult(STAGE, dst_env, recipe, "ran", f"promoted {release.tag} from {src_env} to {dst_env} (from its own commit)")
