@@ -56,7 +56,6 @@ import math
 import os
 import platform
 import socket
-import sys
 import time
 import uuid
 from collections import Counter
@@ -566,16 +565,20 @@ def compare(a: dict, b: dict) -> dict:
         for name, get, digits, higher_better in COMPARED:
             va, vb = get(la), get(lb)
             ratio = vb / va if va not in (None, 0) and vb is not None else None
-            verdict = ""
-            if ratio is not None and abs(ratio - 1) > 0.02:
-                verdict = "better" if (ratio > 1) == higher_better else "worse"
-            elif va == vb == 0 or (ratio is not None):
-                verdict = "same"
             rows.append({"concurrency": la["concurrency"], "metric": name, "a": va, "b": vb, "ratio": _round(ratio, 4),
-                         "verdict": verdict, "digits": digits})
+                         "verdict": _verdict(va, vb, higher_better), "digits": digits})
     return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows,
             "only_a": sorted(set(lv["concurrency"] for lv in a["levels"]) - set(by_c)),
             "only_b": sorted(set(by_c) - set(lv["concurrency"] for lv in a["levels"]))}
+
+
+def _verdict(a: float | None, b: float | None, higher_better: bool) -> str:
+    """'same' within 2%, else 'better' or 'worse' for B; '' when either side is missing."""
+    if a is None or b is None:
+        return ""
+    if a == b or (a and abs(b / a - 1) <= 0.02):
+        return "same"
+    return "better" if (b > a) == higher_better else "worse"
 
 
 def _name(report: dict, default: str) -> str:
@@ -645,13 +648,3 @@ def plot(reports: list[dict], path: str | Path) -> Path:
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
     return path
-
-
-def main_check() -> None:  # pragma: no cover - `python -m infra.bench URL` for a quick look without Invoke
-    url = sys.argv[1]
-    report = run(url, Workload(), Plan(concurrency=(1, 4)), say=lambda m: print(m, file=sys.stderr))
-    print(render_table(report))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main_check()

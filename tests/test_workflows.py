@@ -1,0 +1,129 @@
+"""The CI/CD jobs users run are real: actionlint (with shellcheck) passes, and every `invoke`
+command they run exists with exactly those flags."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from invoke import Collection
+from invoke.parser import ParserContext
+
+from tests.conftest import REPO
+
+WORKFLOWS = REPO / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def run_scripts(workflow: dict) -> list[str]:
+    return [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "run" in step]
+
+
+def invoke_commands(script: str) -> list[list[str]]:
+    commands = []
+    for line in script.splitlines():
+        line = line.strip()
+        if re.search(r"(^|/)invoke\s", line):
+            tokens = shlex.split(line)
+            start = next(i for i, t in enumerate(tokens) if t.endswith("invoke"))
+            commands.append(tokens[start + 1 :])
+    return commands
+
+
+def all_invocations() -> list[tuple[str, list[str]]]:
+    found = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for script in run_scripts(load(path.name)):
+            found += [(path.name, cmd) for cmd in invoke_commands(script)]
+    return found
+
+
+def test_actionlint_with_shellcheck_passes():
+    actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
+    shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
+    assert actionlint and shellcheck, "install the test extras: pip install -e '.[test]'"
+    done = subprocess.run([actionlint, "-no-color", "-oneline", "-shellcheck", shellcheck], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    """The check can fail: a job that needs a job that does not exist."""
+    broken = tmp_path / ".github" / "workflows"
+    broken.mkdir(parents=True)
+    (broken / "bad.yml").write_text("on: push\njobs:\n  a:\n    needs: missing\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n")
+    actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
+    done = subprocess.run([actionlint, "-no-color", "-shellcheck=", str(broken / "bad.yml")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and "missing" in done.stdout
+
+
+def problems(invocations: list[tuple[str, list[str]]]) -> list[str]:
+    """Each invoke command a workflow runs must name a task of tasks.py and only flags that task has."""
+    sys.path.insert(0, str(REPO))
+    import tasks
+
+    collection = Collection.from_module(tasks)
+    found = []
+    for workflow, argv in invocations:
+        name = argv[0]
+        if name not in collection.task_names:
+            found.append(f"{workflow}: no task {name!r}")
+            continue
+        parser = ParserContext(name=name, args=collection[name].get_arguments())
+        found += [f"{workflow}: `invoke {name}` has no flag {t}" for t in argv[1:] if t.startswith("-") and t.split("=")[0] not in parser.flags]
+    return found
+
+
+def test_every_invoke_command_exists_with_those_flags():
+    invocations = all_invocations()
+    assert len(invocations) >= 6
+    assert problems(invocations) == []
+
+
+def test_the_flag_check_can_fail():
+    assert problems([("x.yml", ["plan", "--environment", "prod"]), ("y.yml", ["deploy-all", "--env", "prod"])]) == [
+        "x.yml: `invoke plan` has no flag --environment",
+        "y.yml: no task 'deploy-all'",
+    ]
+
+
+def test_ci_runs_the_readme_commands_and_plans_every_environment():
+    ci = load("ci.yml")
+    assert set(ci[True]) == {"pull_request", "push"}  # YAML 1.1 reads `on` as True
+    scripts = "\n".join(run_scripts(ci))
+    assert "pip install -e '.[test]'" in scripts and ".venv/bin/python -m pytest" in scripts
+    assert 'invoke plan --env "$env" --json' in scripts and "for env in dev staging prod" in scripts
+    upload = [s for s in ci["jobs"]["test-and-plan"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert upload and upload[0]["with"]["path"] == "plans/"
+    readme = (REPO / "README.md").read_text()
+    assert "python -m pytest" in readme and "pip install -e '.[test]'" in readme
+
+
+def test_staging_deploys_on_main_without_overlap():
+    wf = load("deploy-staging.yml")
+    assert wf[True] == {"push": {"branches": ["main"]}}
+    assert wf["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}
+    deploy = wf["jobs"]["deploy"]
+    assert deploy["needs"] == "test"
+    assert deploy["env"]["MODAL_TOKEN_ID"] == "${{ secrets.MODAL_TOKEN_ID }}"
+    assert deploy["env"]["MODAL_TOKEN_SECRET"] == "${{ secrets.MODAL_TOKEN_SECRET }}"
+    assert ["pipeline", "--env", "staging", "--yes"] in [cmd for _, cmd in all_invocations()]
+
+
+def test_prod_promotion_is_manual_and_reviewed():
+    wf = load("promote-prod.yml")
+    assert list(wf[True]) == ["workflow_dispatch"]
+    job = wf["jobs"]["promote"]
+    assert job["environment"] == "production"
+    commands = [cmd for name, cmd in all_invocations() if name == "promote-prod.yml"]
+    assert ["promote", "--from", "staging", "--to", "prod", "--yes", "--from-manifest"] in commands
+    # Inputs reach the script through the environment, never interpolated into it.
+    assert "${{" not in "\n".join(run_scripts(wf))
