@@ -34,7 +34,7 @@ class EndpointError(RuntimeError):
 
     def __init__(self, kind: str, message: str, status: int | None = None):
         super().__init__(message)
-        self.kind = kind  # unavailable | connect | timeout | http | reset | malformed | server_error | empty
+        self.kind = kind  # unavailable | connect | timeout | http | reset | stalled | malformed | server_error
         self.status = status
 
     @property
@@ -137,8 +137,9 @@ async def stream_chat(
     except EndpointError:
         raise
     except asyncio.TimeoutError:
-        kind = "timeout" if not received_any else "reset"
-        raise EndpointError(kind, f"timed out after {timeout} s waiting for {url}") from None
+        if received_any:
+            raise EndpointError("stalled", f"stream from {url} stalled: not finished within {timeout} s") from None
+        raise EndpointError("timeout", f"timed out after {timeout} s waiting for {url}") from None
     except aiohttp.ClientConnectorError as exc:
         raise EndpointError("connect", f"cannot connect to {url}: {exc.os_error or exc}") from None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
