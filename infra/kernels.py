@@ -68,7 +68,8 @@ def compile_kernels(
     if marker.exists():
         return {**json.loads(marker.read_text()), "skipped": True}
     env = dict(os.environ if env is None else env)
-    if not int(env.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1")):
+    # Parsed as SGLang's EnvBool does (srt/environ.py): false/0/no/n, any case, turn it off.
+    if env.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() in ("false", "0", "no", "n"):
         return {"skipped": True, "reason": "SGLANG_ENABLE_JIT_DEEPGEMM=0: SGLang will not use DeepGEMM"}
     env["SGLANG_DG_CACHE_DIR"] = str(cache_dir)  # where SGLang really writes, whatever DG_JIT_CACHE_DIR says
     argv = sglang_args.compile_command(d)

@@ -154,6 +154,8 @@ class Release(Section):
 class RecipeOverrides(Section):
     """Per-recipe knobs an environment may change; unset means the recipe's value."""
 
+    model: str | None = Field(default=None, description="serve another repository with this recipe (e.g. a fine-tune)")
+    gated: bool | None = Field(default=None, description="the repository needs a Hugging Face token")
     model_revision: str | None = None
     draft_revision: str | None = None
     gpu_type: str | None = None
@@ -169,6 +171,13 @@ class RecipeOverrides(Section):
     _gpu = field_validator("gpu_type")(_check_gpu)
     _compute = field_validator("compute_region")(lambda v: _check_region(v, catalog.COMPUTE_REGIONS))
     _routing = field_validator("routing_region")(lambda v: _check_region(v, catalog.ROUTING_REGIONS))
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", v):
+            raise ValueError("not a Hugging Face repository id; allowed: 'org/name'")
+        return v
 
     @field_validator("model_revision", "draft_revision")
     @classmethod

@@ -83,15 +83,23 @@ def download(
     """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once."""
     from huggingface_hub import HfApi, snapshot_download
 
+    api = HfApi(endpoint=endpoint, token=token)
     cache_dir = Path(cache_dir)
     requested = revision or "main"
+    info = None
     if COMMIT_RE.match(requested):
         commit = requested  # pinned: no network at all when the marker exists
     else:
         # Unpinned: resolve to a commit (one metadata call) and record what it was.
-        commit = HfApi(endpoint=endpoint, token=token).model_info(repo, revision=requested).sha
+        info = api.model_info(repo, revision=requested)
+        commit = info.sha
     if marker := read_marker(cache_dir, repo, commit):
         return Downloaded(repo, requested, commit, marker["files"], marker["size_bytes"], skipped=True)
+    # snapshot_download swallows a failed listing (network error, 5xx, HF_HUB_OFFLINE) and returns
+    # the partial cached snapshot of a pinned commit as if complete: check against the Hub's own list.
+    if info is None:
+        info = api.model_info(repo, revision=commit)
+    expected = sorted(s.rfilename for s in info.siblings or [])
 
     snapshot = Path(
         snapshot_download(
@@ -104,6 +112,11 @@ def download(
         )
     )
     files = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
+    if missing := sorted(set(expected) - set(files)):
+        raise RuntimeError(
+            f"{repo}@{commit}: download incomplete, {len(missing)} file(s) missing: {', '.join(missing[:5])}; "
+            "no completion marker written, run the download again"
+        )
     size = sum((snapshot / f).stat().st_size for f in files)
     commit_volume()  # the files are durable before anything says they are complete
     record = {

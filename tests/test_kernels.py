@@ -164,12 +164,6 @@ def test_deepgemm_disabled_skips_without_running_anything(d, cache, record):
     assert not kernels.marker_path(cache, d).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG in infra/kernels.py: SGLANG_ENABLE_JIT_DEEPGEMM is parsed with int(), so 'false' "
-    "(which SGLang itself accepts) crashes the job with ValueError (see the report)",
-)
 def test_deepgemm_disabled_with_false_skips(d, cache, record):
     result = kernels.compile_kernels(d, cache, env=compile_env(record, SGLANG_ENABLE_JIT_DEEPGEMM="false"))
     assert result["skipped"] is True

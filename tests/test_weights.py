@@ -273,12 +273,6 @@ def test_interrupted_download_leaves_no_marker_and_the_next_run_resumes_and_comp
     assert [c["marker"] for c in commits.calls] == [False, True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in infra/weights.py: after an interrupted download, a Hub error on the next run makes "
-    "snapshot_download return the partial cached snapshot, and download() marks it complete "
-    "(see the report: fetch the file list with HfApi.model_info and check it before writing the marker)",
-)
 def test_hub_error_after_an_interrupted_download_does_not_mark_a_partial_snapshot_complete(repo, hub, volume):
     """`snapshot_download` swallows connection errors and 5xx from its file-list call and, for a
     pinned commit, returns whatever `snapshots/<commit>/` holds. After an interruption that is every
