@@ -87,14 +87,12 @@ class SGLangServer:
         def start_for_snapshot(self):
             """Boot, warm up, then hand GPU memory back so Modal snapshots a ready server."""
             weights.require_downloaded(HF_CACHE_PATH, deployment)
-            self.server = lifecycle.start_and_warm(sglang_args.launch_command(deployment), BASE_URL, _readiness())
-            lifecycle.release_memory(BASE_URL)
+            self.server = lifecycle.start_for_snapshot(sglang_args.launch_command(deployment), BASE_URL, _readiness())
 
         @modal.enter(snap=False)
         def restore(self):
             """After a restore: take the GPU memory back and prove it with one short generation."""
-            lifecycle.resume_memory(BASE_URL)
-            lifecycle.warm_up(BASE_URL, _confirmation(deployment.warmup), deployment.model)
+            lifecycle.restore_from_snapshot(BASE_URL, _readiness())
 
     else:
 
@@ -108,8 +106,3 @@ class SGLangServer:
         if server := getattr(self, "server", None):
             server.stop()
 
-
-def _confirmation(warmup):
-    import dataclasses
-
-    return dataclasses.replace(warmup, count=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import json
 import os
 import signal
@@ -256,3 +257,20 @@ def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: di
         server.stop()
         raise
     return server
+
+
+def start_for_snapshot(argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None) -> ServerProcess:
+    """Snapshot phase: boot and warm up as usual, then hand GPU memory back so the snapshot holds a ready server."""
+    server = start_and_warm(argv, base_url, readiness, env=env)
+    try:
+        release_memory(base_url)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def restore_from_snapshot(base_url: str, readiness: Readiness) -> None:
+    """Restore phase: take the GPU memory back, then prove it with one short generation before going ready."""
+    resume_memory(base_url)
+    warm_up(base_url, dataclasses.replace(readiness.warmup, count=1), readiness.model)

@@ -140,3 +140,33 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     return predicate()
+
+
+class Cli:
+    """Runs `python -m invoke ...` in the repository as a user would, against the fake Modal boundary."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp = tmp_path
+        self.modal_root = tmp_path / "modal"
+        self.fake: dict = {"root": str(self.modal_root)}
+        self.env: dict[str, str] = {}
+
+    def __call__(self, *args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))}
+        environ |= {
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "PYTHONPATH": str(REPO),
+            "INFRA_STATE_DIR": str(self.tmp / "state"),
+            "INFRA_REMOTE": "tests.fakes.modal_fake:FakeModal",
+            "INFRA_FAKE_MODAL": json.dumps(self.fake),
+        }
+        environ |= self.env | extra_env
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args], cwd=REPO, env=environ, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    return Cli(tmp_path)

@@ -1,0 +1,127 @@
+"""Cold starts: the two GPU-snapshot phases against a real server, the cold-start budget in `plan`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra import lifecycle, plan, sglang_args
+from infra.errors import ConfigError
+from infra.kernels import kernel_fingerprint
+from infra.lifecycle import Readiness
+from infra.resolve import resolve
+from infra.settings import load_settings, parse_overrides
+from infra.state import StageState
+from tests.conftest import deployment, free_port, standin_env
+
+
+def settings(env, *overrides):
+    return load_settings(env, overrides=parse_overrides(list(overrides)))
+
+
+def test_snapshot_phase_then_restore_phase_in_order(tmp_path):
+    d = deployment("prod", "qwen3-8b-low-latency", gpu_snapshot=True, port=free_port())
+    argv = sglang_args.launch_command(d)
+    assert "--enable-memory-saver" in argv and "--enable-weights-cpu-backup" in argv
+    record = tmp_path / "requests.jsonl"
+    base = f"http://127.0.0.1:{d.port}"
+    readiness = Readiness(timeout=20, poll_interval=0.2, warmup=d.warmup, model=d.model)
+
+    server = lifecycle.start_for_snapshot(argv, base, readiness, env=standin_env(record=str(record)))
+    try:
+        snapshot_calls = len(record.read_text().splitlines())
+        assert not lifecycle.is_healthy(base)  # memory released: what the snapshot captures
+        lifecycle.restore_from_snapshot(base, readiness)
+        assert lifecycle.is_healthy(base)
+    finally:
+        server.stop()
+    paths = [json.loads(line)["path"] for line in record.read_text().splitlines()]
+    chat = "/v1/chat/completions"
+    before, after = paths[:snapshot_calls], paths[snapshot_calls + 1 :]  # minus our own health check
+    # Snapshot phase: health checks, the three warm-ups, then the release, last.
+    assert before[-4:] == [chat, chat, chat, "/release_memory_occupation"] and before[0] == "/health"
+    # Restore phase: resume first, then exactly one short generation.
+    assert after[:2] == ["/resume_memory_occupation", chat] and after.count(chat) == 1
+
+
+def test_snapshot_phase_fails_and_stops_the_server_when_release_is_refused(tmp_path):
+    d = deployment("prod", "qwen3-8b-low-latency", gpu_snapshot=True, port=free_port())
+    base = f"http://127.0.0.1:{d.port}"
+    readiness = Readiness(timeout=20, poll_interval=0.2, warmup=d.warmup, model=d.model)
+    with pytest.raises(lifecycle.ServerFailed, match="release_memory_occupation failed: HTTP 400"):
+        lifecycle.start_for_snapshot(sglang_args.launch_command(d), base, readiness, env=standin_env(memory_status=400))
+    assert not lifecycle.is_healthy(base, timeout=0.5)
+
+
+def test_snapshot_refused_for_a_sglang_version_without_the_flags(monkeypatch):
+    table = json.loads(json.dumps(sglang_args._versions()))
+    table["0.5.6.post2"]["flags"].remove("--enable-weights-cpu-backup")
+    table["0.5.6.post2"]["endpoints"].remove("/resume_memory_occupation")
+    monkeypatch.setattr(sglang_args, "_versions", lambda: table)
+    with pytest.raises(ConfigError) as err:
+        resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3-8b-low-latency")
+    assert str(err.value) == (
+        'recipes."qwen3-8b-low-latency".gpu_snapshot = true: SGLang 0.5.6.post2 lacks /resume_memory_occupation, '
+        "--enable-weights-cpu-backup; allowed: false for this recipe"
+    )
+    # Per recipe: the other recipe's version still has them.
+    assert resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3.6-35b-vlm").gpu_snapshot
+
+
+def test_plan_shows_snapshot_options_only_where_on():
+    off = plan.plan_for(settings("prod"), resolve(settings("prod"), "qwen3.6-35b-vlm"))
+    assert off["snapshot"] is None and "--enable-memory-saver" not in off["launch_command"]
+    s = settings("prod", "recipes.qwen3.6-35b-vlm.gpu_snapshot=true")
+    on = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))
+    assert on["snapshot"] == {"gpu_snapshot": True, "enable_memory_snapshot": True, "experimental_options": {"enable_gpu_snapshot": True}}
+    assert "snapshot_restore_seconds" in on["cold_start"]
+    assert any("alpha" in w for w in on["warnings"])
+    other = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
+    assert other["snapshot"] is None
+
+
+def test_cold_start_budget_parts_and_sources():
+    s = settings("prod", 'cold_start.image_size_gb={"lmsysorg/sglang:v0.5.10.post1-cu130-runtime" = 20.0}')
+    d = resolve(s, "qwen3.6-35b-vlm")
+    cold = plan.plan_for(s, d)["cold_start"]
+    parts = cold["parts"]
+    assert parts["image_pull"]["seconds"] == 20.0  # 20 GB at 1 GB/s
+    assert parts["weights"]["seconds"] == round(35.0 / 1.5, 1) and "nominal" in parts["weights"]["basis"]
+    assert parts["deepgemm"]["seconds"] == plan.DEEPGEMM_COLD_SECONDS
+    assert parts["warmup"]["seconds"] == 240
+    assert cold["complete"] and cold["estimate_seconds"] == round(sum(p["seconds"] for p in parts.values()), 1)
+
+
+def test_cold_start_uses_what_the_stages_recorded():
+    s = settings("prod")
+    d = resolve(s, "qwen3-8b-low-latency")
+    state = StageState("prod", "qwen3-8b-low-latency")
+    state.record("download", "fp", [{"repo": d.model, "commit": "a" * 40, "size_bytes": 9_000_000_000},
+                                    {"repo": d.draft_model, "commit": "b" * 40, "size_bytes": 1_500_000_000}])
+    state.record("compile", kernel_fingerprint(d), {})
+    p = plan.plan_for(s, d)
+    parts = p["cold_start"]["parts"]
+    assert parts["weights"]["seconds"] == 7.0 and "recorded by the download stage" in parts["weights"]["basis"]
+    assert parts["deepgemm"]["seconds"] == 5.0 and "matches" in parts["deepgemm"]["basis"]
+    assert p["draft_model"]["resolved_commit"] == "b" * 40
+
+
+def test_plan_warns_when_startup_timeout_is_below_the_estimate_and_prod_has_no_warm_replica():
+    s = settings("prod", "scaling.min_containers=0")
+    p = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
+    assert any(w.startswith("startup_timeout 1200 s is below the estimated cold start") for w in p["warnings"])
+    assert any("production environment 'prod' has min_containers = 0: every first request pays the full cold start" in w
+               for w in p["warnings"])
+    dev = settings("dev")
+    assert not any("min_containers = 0" in w for w in plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency"))["warnings"])
+
+
+def test_standing_cost_of_warm_replicas():
+    s = settings("prod")
+    cost = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))["cost"]
+    assert cost == {"gpu_hourly_usd": 3.95, "warm_replicas": 1, "warm_gpus": 2, "gpu_hours_per_hour": 2,
+                    "gpu_hours_per_30_days": 1440, "usd_per_hour": 7.9, "usd_per_30_days": 5688.0}
+    s = settings("prod", 'costs.gpu_hourly_usd={"H100!" = 2.0}', "scaling.min_containers=2")
+    cost = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))["cost"]
+    assert (cost["warm_gpus"], cost["usd_per_hour"], cost["usd_per_30_days"]) == (2, 4.0, 2880.0)

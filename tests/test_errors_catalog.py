@@ -1,0 +1,231 @@
+"""Every bad input and fault a user can meet, with the exact message they see: asserted here,
+and rendered into docs/errors.md, which this test keeps current (it fails when the doc drifts).
+
+Regenerate the doc after changing a message:  INFRA_WRITE_DOCS=1 python -m pytest tests/test_errors_catalog.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import shutil
+
+import pytest
+
+from infra import client, lifecycle, sglang_args
+from infra.errors import UserError
+from infra.kernels import CompileFailed, compile_kernels
+from infra.lifecycle import Readiness, ServerFailed
+from infra.weights import WeightsMissing, require_downloaded
+from tests.conftest import REPO, deployment, free_port, standin_env
+from tests.fakes.modal_fake import FakeModal
+
+DOC = REPO / "docs" / "errors.md"
+
+# (situation, invoke arguments, how to set up the world) -> the one line the user sees.
+BAD_INPUT = [
+    ("unknown --env", ["plan", "--env", "qa"], None),
+    ("unknown --recipe", ["plan", "--env", "prod", "--recipe", "llama"], None),
+    ("recipe not served by that environment", ["plan", "--env", "edge", "--recipe", "qwen3.6-35b-vlm"], "edge"),
+    ("malformed TOML in an environment file", ["plan", "--env", "prod"], "malformed"),
+    ("unknown key in an environment file", ["plan", "--env", "prod"], "typo"),
+    ("wrong type in an environment file", ["plan", "--env", "prod"], "wrong-type"),
+    ("negative replicas", ["plan", "--env", "prod", "--set", "scaling.min_containers=-1"], None),
+    ("min_containers > max_containers", ["plan", "--env", "prod", "--set", "scaling.min_containers=5"], None),
+    ("warm replicas where the environment forbids them", ["plan", "--env", "dev", "--set", "scaling.min_containers=1"], None),
+    ("bad GPU type", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_type=H1000"], None),
+    ("bad GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=9"], None),
+    ("TP degree differs from GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=1"], None),
+    ("port out of range", ["plan", "--env", "prod", "--set", "server.port=70000"], None),
+    ("region not a Modal region", ["plan", "--env", "prod", "--set", "placement.compute_region=us-middle"], None),
+    ("routing region Modal has no proxies in", ["plan", "--env", "prod", "--set", "placement.routing_region=eu-north"], None),
+    ("concurrency target <= 0", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.target_concurrency=0"], None),
+    ("readiness timeout <= 0", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.readiness_timeout=0"], None),
+    ("startup timeout shorter than the readiness budget", ["plan", "--env", "prod", "--set", "recipes.qwen3.6-35b-vlm.startup_timeout=600"], None),
+    ("empty model id", ["plan", "--env", "prod", "--set", 'recipes.qwen3-8b-low-latency.model=""'], None),
+    ("malformed revision where pinning is required", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.model_revision=main"], None),
+    ("missing Modal credentials", ["build", "--env", "dev", "--recipe", "qwen3-8b-low-latency"], "no-credentials"),
+    ("gated model whose Modal Secret is missing", ["download", "--env", "staging", "--recipe", "qwen3-8b-low-latency",
+                                                  "--set", "recipes.qwen3-8b-low-latency.gated=true"], None),
+    ("promote with the same source and target", ["promote", "--from", "prod", "--to", "prod"], None),
+    ("prod deploy without a terminal and without --yes", ["deploy", "--env", "prod", "--recipe", "qwen3.6-35b-vlm", "--force"], None),
+    ("promote without a staging release", ["promote", "--from", "staging", "--to", "prod", "--yes"], None),
+    ("rollback to a version that does not exist", ["rollback", "--env", "dev", "--recipe", "qwen3-8b-low-latency", "--to", "v9"], None),
+    ("scale with junk", ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "two"], None),
+    ("bench with --concurrency 0", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "0"], None),
+    ("bench with junk concurrency", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "1,x"], None),
+]
+
+
+def _prepare(cli, setup: str | None) -> None:
+    if setup in ("edge", "malformed", "typo", "wrong-type"):
+        config = cli.tmp / "environments"
+        shutil.copytree(REPO / "environments", config)
+        cli.env["INFRA_CONFIG_DIR"] = str(config)
+        prod = config / "prod.toml"
+        if setup == "edge":
+            (config / "edge.toml").write_text('serves = ["qwen3-8b-low-latency"]\n')
+        elif setup == "malformed":
+            prod.write_text(prod.read_text().replace("[scaling]", "[scaling", 1))
+        elif setup == "typo":
+            prod.write_text(prod.read_text().replace("min_containers = 1", "min_contianers = 1"))
+        elif setup == "wrong-type":
+            prod.write_text(prod.read_text().replace("min_containers = 1", 'min_containers = "two"'))
+    if setup == "no-credentials":
+        cli.fake["credentials"] = False
+
+
+def normalise(text: str, tmp: str | None = None) -> str:
+    if tmp:
+        text = text.replace(tmp, "<tmp>")
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    text = re.sub(r"after \d+\.\d s", "after <t> s", text)
+    text = re.sub(r"\(r\d{8}-\d{6}-[0-9a-f]{6}", "(<release>", text)
+    return text
+
+
+@pytest.fixture(scope="module")
+def bad_input_lines(tmp_path_factory):
+    from tests.conftest import Cli
+
+    lines = []
+    for situation, args, setup in BAD_INPUT:
+        cli = Cli(tmp_path_factory.mktemp("cli"))
+        _prepare(cli, setup)
+        done = cli(*args)
+        lines.append((situation, args, done, str(cli.tmp)))
+    return lines
+
+
+def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines):
+    for situation, args, done, tmp in bad_input_lines:
+        assert done.returncode != 0, (situation, done.stdout)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, (situation, done.stderr)
+        assert "Traceback" not in done.stderr, situation
+        assert done.stdout == "", (situation, done.stdout)
+        calls = os.path.join(tmp, "modal", "calls.jsonl")
+        mutating = {"build_image", "run_download", "run_compile", "deploy", "rollback", "update_autoscaler", "write_file"}
+        if os.path.exists(calls):
+            assert not mutating & {__import__("json").loads(line)["method"] for line in open(calls)}, situation
+        assert not os.path.exists(os.path.join(tmp, "state")), situation
+
+
+def test_debug_shows_the_traceback(cli):
+    done = cli("plan", "--env", "prod", "--set", "server.port=70000", "--debug")
+    assert done.returncode == 1 and "Traceback" in done.stderr and "error: --set: server.port = 70000" in done.stderr
+
+
+def test_unknown_infra_variable_warns_and_still_plans(cli):
+    done = cli("plan", "--env", "dev", INFRA_SCALNG__MIN_CONTAINERS="1")
+    assert done.returncode == 0
+    assert ("warning: environment variable INFRA_SCALNG__MIN_CONTAINERS matches no setting and is ignored; "
+            "did you mean INFRA_SCALING__MIN_CONTAINERS?") in done.stderr
+
+
+# ---------------------------------------------------------------------------- faults
+
+
+def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+
+    def expect(situation, exc_type, fn):
+        with pytest.raises(exc_type) as err:
+            fn()
+        out.append((situation, normalise(str(err.value), str(tmp_path))))
+
+    d = deployment(port=free_port())
+    base = f"http://127.0.0.1:{d.port}"
+
+    def start(timeout=30.0, **fake):
+        readiness = Readiness(timeout=timeout, poll_interval=0.2, warmup=d.warmup, model=d.model)
+        return lifecycle.start_and_warm(sglang_args.launch_command(d), base, readiness, env=standin_env(**fake))
+
+    expect("SGLang exits during start-up", ServerFailed,
+           lambda: start(listen_after=30, exit_after=0.3, exit_code=7, log_lines=["CUDA error: out of memory"]))
+    expect("SGLang never becomes healthy", ServerFailed,
+           lambda: start(timeout=1.0, never_healthy=True, log_lines=["capturing CUDA graphs"]))
+    expect("a warm-up request fails", ServerFailed, lambda: start(chat_status=500))
+    offline = dataclasses.replace(d, hf_hub_offline=True)
+    expect("weights missing from the Volume at start-up", WeightsMissing, lambda: require_downloaded(tmp_path / "empty", offline))
+
+    env = standin_env() | {"FAKE_COMPILE_FAIL": "3"}
+    expect("DeepGEMM compile fails", CompileFailed, lambda: compile_kernels(d, tmp_path / "dg", env=env))
+
+    def probe(*args, deadline=3.0):
+        url = fake_server(*args).url
+        return asyncio.run(client.probe(url, client.chat_payload([{"role": "user", "content": "hi"}]), deadline_seconds=deadline))
+
+    expect("HTTP 4xx with a body", client.EndpointError, lambda: probe("--chat-status", "400"))
+    expect("connection reset mid-stream", client.EndpointError, lambda: probe("--reset-at", "3"))
+    expect("malformed SSE line", client.EndpointError, lambda: probe("--malformed-at", "1"))
+    expect("server error inside the stream", client.EndpointError, lambda: probe("--error-at", "1"))
+    expect("no replica within the deadline (503s)", client.EndpointError, lambda: probe("--unavailable-first", "1000", deadline=2.5))
+
+    from infra.releases import ReleaseStore
+    from infra.resolve import resolve
+    from infra.settings import load_settings
+    from stages.common import Context
+    from stages import deploy
+
+    fake = FakeModal(tmp_path / "modal", fail={"deploy": "modal.exception.InvalidError: image build failed"})
+    settings = load_settings("dev", "qwen3-8b-low-latency")
+    ctx = Context(settings=settings, remote=fake, say=lambda m: None)
+    expect("deploy raises (manifest left unchanged)", RuntimeError, lambda: deploy.run(ctx, resolve(settings, "qwen3-8b-low-latency")))
+    held = FakeModal(tmp_path / "modal2")
+    held.acquire_lock("dev", "dev/qwen3-8b-low-latency", "promote by alice@ci pid 1", 60)
+    ctx = Context(settings=settings, remote=held, say=lambda m: None)
+    store = ReleaseStore(held)
+
+    def locked():
+        with store.locked(resolve(settings, "qwen3-8b-low-latency"), "deploy"):
+            pass
+
+    expect("a second release operation while one holds the lock", UserError, locked)
+    return [(s, re.sub(r"since \d\d:\d\d:\d\dZ", "since <time>", m)) for s, m in out]
+
+
+def render(bad: list[tuple[str, list[str], str]], faults: list[tuple[str, str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", "<br>")
+
+    lines = [
+        "# Errors and what the user sees",
+        "",
+        "Generated by `tests/test_errors_catalog.py`, which asserts every line below; it fails when this file",
+        "drifts. Regenerate: `INFRA_WRITE_DOCS=1 python -m pytest tests/test_errors_catalog.py`.",
+        "",
+        "## Bad input",
+        "",
+        "Each exits non-zero with this one line on stderr (no traceback unless `--debug`), and changes",
+        "nothing on Modal or on disk.",
+        "",
+        "| situation | command | message |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {cell(s)} | `invoke {' '.join(a)}` | {cell(m)} |" for s, a, m in bad]
+    lines += [
+        "",
+        "## Faults",
+        "",
+        "What a failing server, job or endpoint reports (ports and durations normalised).",
+        "",
+        "| situation | message |",
+        "|---|---|",
+    ]
+    lines += [f"| {cell(s)} | {cell(m)} |" for s, m in faults]
+    return "\n".join(lines) + "\n"
+
+
+def test_docs_errors_md_lists_every_case_with_its_exact_message(bad_input_lines, tmp_path, fake_server):
+    bad = []
+    for situation, args, done, tmp in bad_input_lines:
+        message = next(line for line in done.stderr.splitlines() if line.startswith("error:"))
+        bad.append((situation, args, normalise(message, tmp)))
+    text = render(bad, _fault_lines(tmp_path, fake_server))
+    if os.environ.get("INFRA_WRITE_DOCS"):
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(text)
+    assert DOC.exists() and DOC.read_text() == text, "docs/errors.md is stale: INFRA_WRITE_DOCS=1 python -m pytest tests/test_errors_catalog.py"
