@@ -142,3 +142,19 @@ def test_jobs_app_definition(monkeypatch):
     assert compile_.gpus == "H100!:2"  # kernels compiled on the GPU that runs them
     assert set(compile_.volumes) == {HF_CACHE_PATH, DG_CACHE_PATH}
     sys.modules.pop("infra.jobs", None)
+
+
+def test_modal_cli_import_path_finds_the_app():
+    """`modal deploy -m infra.app --env prod` resolves the app with Modal's own import machinery."""
+    script = (
+        "from modal._environments import ensure_env\n"
+        "from modal.cli.import_refs import import_app_from_ref, parse_import_ref\n"
+        "ensure_env('prod')  # what `--env prod` does before importing\n"
+        "app = import_app_from_ref(parse_import_ref('infra.app', use_module_mode=True), base_cmd='modal deploy')\n"
+        "print(app.name, sorted(app.registered_functions))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
+    environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sglang-qwen3-8b-low-latency ['server']"
