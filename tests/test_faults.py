@@ -1,0 +1,133 @@
+"""Faults leave nothing half-done; the fake boundary is faithful to the real one; plans are stable."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from infra import kernels, weights
+from infra.errors import Refused
+from infra.releases import ReleaseStore
+from infra.remote import ModalRemote, Remote
+from infra.resolve import resolve
+from infra.settings import load_settings
+from stages import pipeline, promote
+from stages.common import Context
+from tests.conftest import REPO, deployment, standin_env
+from tests.fakes.hub_server import HubServer, make_repo
+from tests.fakes.modal_fake import FakeModal
+from tests.test_weights import _hub_client_isolated  # noqa: F401  (autouse: a clean Hub client)
+
+
+def failing_commit():
+    raise OSError("volume commit failed: Modal returned 500")
+
+
+def test_a_volume_commit_failure_fails_the_download_and_leaves_no_marker(tmp_path):
+    repo = make_repo("acme/commit-fails")
+    with HubServer(repo) as hub:
+        with pytest.raises(OSError, match="volume commit failed"):
+            weights.download(repo.repo_id, repo.commit, tmp_path, endpoint=hub.url, commit_volume=failing_commit)
+    assert weights.read_marker(tmp_path, repo.repo_id, repo.commit) is None
+
+
+def test_a_volume_commit_failure_fails_the_compile_and_leaves_no_marker(tmp_path):
+    d = deployment()
+    with pytest.raises(OSError, match="volume commit failed"):
+        kernels.compile_kernels(d, tmp_path, commit_volume=failing_commit, env=standin_env())
+    assert not kernels.marker_path(tmp_path, d).exists()
+
+
+def test_manifest_write_refuses_when_someone_else_wrote_first(tmp_path):
+    fake = FakeModal(tmp_path)
+    d = deployment()
+    store = ReleaseStore(fake)
+    mine = store.read(d)
+    theirs = store.read(d)
+    store.write(d, theirs, expected_revision=0)
+    with pytest.raises(Refused, match=r"changed while we worked \(revision 0 -> 1\); nothing recorded"):
+        store.write(d, mine, expected_revision=0)
+    assert store.read(d).revision == 1
+
+
+def test_the_fake_boundary_has_the_real_boundarys_methods_and_signatures():
+    protocol = {n for n, v in vars(Remote).items() if callable(v) and not n.startswith("_")}
+    assert protocol == {n for n in vars(ModalRemote) if not n.startswith("_")}
+    for name in protocol:
+        real = inspect.signature(getattr(ModalRemote, name))
+        fake = inspect.signature(getattr(FakeModal, name))
+        assert list(real.parameters) == list(fake.parameters), name
+
+
+def test_plan_json_is_stable_and_secret_free(cli):
+    first = cli("plan", "--env", "prod", "--json")
+    second = cli("plan", "--env", "prod", "--json", HF_TOKEN="hf_abcdefghijklmnop")
+    assert first.returncode == 0 and first.stdout == second.stdout
+    plans = json.loads(first.stdout)
+    assert [p["recipe"] for p in plans] == ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"]
+    assert "hf_abcdefghijklmnop" not in second.stdout
+
+
+def test_plan_text_says_whether_the_endpoint_is_public(cli):
+    dev = cli("plan", "--env", "dev", "--recipe", "qwen3-8b-low-latency").stdout
+    prod = cli("plan", "--env", "prod", "--recipe", "qwen3-8b-low-latency").stdout
+    assert "Endpoint       PUBLIC (no auth)" in dev and "WARNING        endpoint is public" in dev
+    assert "Endpoint       private: Modal proxy auth" in prod
+    assert "Standing cost  2 warm GPU(s) × $3.95/h = $7.90/h, 1440 GPU-hours and $5,688.00 per 30 days" in prod
+    assert "Draft model    Tengyunw/qwen3_8b_eagle3 @ (unset) [UNPINNED]" in prod
+
+
+def test_invoke_list_and_help_explain_every_task(cli):
+    listing = cli("--list").stdout
+    for name in ("plan", "build", "download", "compile", "deploy", "smoke", "bench", "promote", "rollback", "status",
+                 "try", "pipeline", "scale"):
+        assert f"  {name} " in listing, name
+        helptext = cli("--help", name).stdout
+        assert "Docstring:" in helptext and "--" in helptext
+        options = [line for line in helptext.splitlines() if line.strip().startswith("-")]
+        assert all(len(line.split(None, 2)) >= 2 for line in options)
+    assert "environment: dev, staging or prod" in cli("--help", "deploy").stdout
+
+
+def _project_copy(tmp_path):
+    """A git repository holding this project's code, as a team's checkout would."""
+    tree = tmp_path / "project"
+    for part in ("infra", "stages", "environments"):
+        shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "tasks.py", tree / "tasks.py")
+    git = lambda *a: subprocess.run(["git", *a], cwd=tree, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", "release A")
+    return tree, git
+
+
+def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_path, fake_server, monkeypatch):
+    tree, git = _project_copy(tmp_path)
+    server = fake_server("--tokens", "4")
+    fake = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
+    staging = load_settings("staging", "qwen3-8b-low-latency")
+    ctx = Context(settings=staging, remote=fake, repo=tree, say=lambda m: None)
+    pipeline.run(ctx, resolve(staging, "qwen3-8b-low-latency"))
+    staged = ReleaseStore(fake).read(resolve(staging, "qwen3-8b-low-latency")).current
+    (tree / "NEWS").write_text("work after the release")
+    git("add", "NEWS")
+    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", "later work")
+
+    prod = load_settings("prod", "qwen3-8b-low-latency")
+    target = Context(settings=prod, remote=fake, repo=tree, yes=True, say=lambda m: None)
+    with pytest.raises(Refused, match="--from-manifest"):
+        promote.run(Context(settings=staging, remote=fake, repo=tree), target, "qwen3-8b-low-latency")
+    # The worktree's promotion is a fresh `invoke` in another process: same fake Modal, same state.
+    monkeypatch.setenv("INFRA_REMOTE", "tests.fakes.modal_fake:FakeModal")
+    monkeypatch.setenv("INFRA_FAKE_MODAL", json.dumps({"root": str(fake.root), "endpoint": server.url}))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # for tests.fakes; the worktree's own code comes first
+    result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, "qwen3-8b-low-latency", from_manifest=True)
+    assert result.status == "ran"
+    current = ReleaseStore(fake).read(resolve(prod, "qwen3-8b-low-latency")).current
+    assert current.kind == "promote" and current.commit == staged.commit and current.smoke_passed
+    assert subprocess.run(["git", "worktree", "list"], cwd=tree, capture_output=True, text=True).stdout.count("\n") == 1
