@@ -9,7 +9,6 @@ and a non-zero exit; --debug shows the traceback.
 from __future__ import annotations
 
 import functools
-import sys
 import traceback
 
 from invoke import Exit, task

@@ -136,7 +136,7 @@ async def stream_chat(
                         on_text(content or reasoning)
     except EndpointError:
         raise
-    except asyncio.TimeoutError:
+    except TimeoutError:
         if received_any:
             raise EndpointError("stalled", f"stream from {url} stalled: not finished within {timeout} s") from None
         raise EndpointError("timeout", f"timed out after {timeout} s waiting for {url}") from None

@@ -17,10 +17,16 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH, SmokeTest, SpeculativeDecoding, Warmup
+from infra.recipes.base import (
+    DG_CACHE_PATH,
+    HF_CACHE_PATH,
+    SmokeTest,
+    SpeculativeDecoding,
+    Warmup,
+)
 
 if TYPE_CHECKING:  # the container never imports settings (pydantic-settings is a local-only dependency)
-    from infra.settings import Settings
+    pass
 
 DEPLOYMENT_VARIABLE = "INFRA_DEPLOYMENT"
 SERVER_NAME = "server"  # the Server's name inside its Modal app

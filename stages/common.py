@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-
 from pathlib import Path
 
 from infra import gitinfo

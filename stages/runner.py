@@ -16,7 +16,12 @@ from infra.deployment import Deployment
 from infra.remote import ModalRemote, Remote
 from infra.resolve import resolve
 from infra.secrets import scrub
-from infra.settings import Settings, load_settings, parse_overrides, unknown_environment_variables
+from infra.settings import (
+    Settings,
+    load_settings,
+    parse_overrides,
+    unknown_environment_variables,
+)
 from stages.common import Context, StageResult
 
 REMOTE_VARIABLE = "INFRA_REMOTE"  # "module:factory" of another boundary (tests use the fake)

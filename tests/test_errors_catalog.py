@@ -100,7 +100,7 @@ def bad_input_lines(tmp_path_factory):
 
 
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines):
-    for situation, args, done, tmp in bad_input_lines:
+    for situation, _, done, tmp in bad_input_lines:
         assert done.returncode != 0, (situation, done.stdout)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (situation, done.stderr)
@@ -167,8 +167,8 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     from infra.releases import ReleaseStore
     from infra.resolve import resolve
     from infra.settings import load_settings
-    from stages.common import Context
     from stages import deploy
+    from stages.common import Context
 
     fake = FakeModal(tmp_path / "modal", fail={"deploy": "modal.exception.InvalidError: image build failed"})
     settings = load_settings("dev", "qwen3-8b-low-latency")

@@ -22,7 +22,7 @@ import pytest
 from infra import weights
 from infra.weights import WeightsMissing
 from tests.conftest import deployment
-from tests.fakes.hub_server import MiB, HubServer, make_repo
+from tests.fakes.hub_server import HubServer, MiB, make_repo
 
 TOKEN = "hf_RightTokenForTheGatedRepo0123456789"
 WRONG_TOKEN = "hf_WrongTokenSomeoneTypedBadly9876543210"

@@ -9,8 +9,8 @@ module with the reason for every knob beside it; this module only registers them
 from __future__ import annotations
 
 from infra.recipes.base import Recipe, SpeculativeDecoding, Warmup
-from infra.recipes.qwen3_8b_low_latency import RECIPE as QWEN3_8B_LOW_LATENCY
 from infra.recipes.qwen3_6_35b_vlm import RECIPE as QWEN3_6_35B_VLM
+from infra.recipes.qwen3_8b_low_latency import RECIPE as QWEN3_8B_LOW_LATENCY
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (QWEN3_8B_LOW_LATENCY, QWEN3_6_35B_VLM)}
 
