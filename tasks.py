@@ -9,6 +9,7 @@ and a non-zero exit; --debug shows the traceback.
 from __future__ import annotations
 
 import functools
+import sys
 import traceback
 
 from invoke import Exit, task
@@ -39,13 +40,13 @@ def cli(fn):
             raise
         except UserError as err:
             if debug:
-                traceback.print_exc()
+                print(scrub(traceback.format_exc()), file=sys.stderr, end="")
             raise Exit(scrub(f"error: {err}"), code=err.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
         except Exception as err:
             if debug:
-                traceback.print_exc()
+                print(scrub(traceback.format_exc()), file=sys.stderr, end="")
             raise Exit(scrub(f"error: {type(err).__name__}: {err} (run with --debug for the traceback)"), code=1) from None
 
     return wrapper
@@ -177,3 +178,39 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
     if min_ is None or not str(min_).lstrip("-").isdigit():
         raise ConfigError(f"--min {min_!r}: give the number of warm replicas, e.g. --min 2")
     _stage(lambda ctx, d: stage.run(ctx, d, int(min_)), env, recipe, set_, json, dry_run=dry_run)
+
+
+@task(
+    iterable=["set_", "compare"],
+    optional=["json"],
+    help={
+        "env": ENV + " (with --url: only for the model name)",
+        "recipe": "recipe whose deployed endpoint and model to measure (needed where the environment serves several)",
+        "set_": SET,
+        "url": "measure this OpenAI-compatible server (http://host:port) instead of the deployed endpoint",
+        "model": "model name to send (default: the recipe's; none with --url alone)",
+        "concurrency": "concurrent streams, one level after another: positive whole numbers such as 1,4,16",
+        "requests": "measured requests per level (default: 4 per stream, at least 16)",
+        "duration": "seconds per level, instead of a number of requests",
+        "prompt_tokens": "prompt length in tokens, approximately (default 512)",
+        "max_tokens": "output tokens per request, sent with ignore_eos (default 128)",
+        "warmup": "unmeasured rounds of requests before each level (default 1)",
+        "timeout": "seconds allowed for one request (default 300)",
+        "wait": "seconds to wait through a cold start for a first answer (default: startup timeout + 120; 120 with --url)",
+        "label": "name of this run in the table, JSON, plot and comparisons",
+        "json": "write the results to this file; without a value, print JSON instead of the table",
+        "plot": "write a PNG: latency percentiles and throughput against concurrency",
+        "compare": "compare two earlier --json files instead of measuring: --compare a.json --compare b.json",
+        "debug": DEBUG,
+    },
+)
+@cli
+def bench(c, env=None, recipe=None, set_=None, url=None, model=None, concurrency="1,4,16", requests=None,
+          duration=None, prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None, label=None,
+          json=None, plot=None, compare=None, debug=False):
+    """Measure time to first token, inter-token latency and throughput at several concurrency levels."""
+    from stages import bench as stage
+
+    stage.run(env, recipe, set_, url=url, model=model, concurrency=concurrency, requests=requests, duration=duration,
+              prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup, timeout=timeout, wait=wait,
+              label=label, json_out=json, plot=plot, compare=compare)

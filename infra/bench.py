@@ -80,7 +80,7 @@ REQUESTS_PER_STREAM = 4  # ...at least this many per concurrent stream
 LAG_TICK = 0.005  # seconds between event-loop lag samples
 ERROR_PAUSE = 0.25  # seconds a worker waits after a 503 or refused connection, so it does not hammer the endpoint
 BUSY_CPU = 0.85  # client CPU utilisation (one core) above which its timestamps are suspect
-BUSY_LAG = 0.002  # event-loop lag p99 (s) above which its timestamps are suspect
+BUSY_LAG = 0.002  # median event-loop lag (s) above which its timestamps are suspect (idle: ~0.2 ms)
 
 
 # ---------------------------------------------------------------- workload and plan
@@ -179,10 +179,12 @@ class Record:
         }
 
 
-async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float) -> Record:
+async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float, observe=None) -> Record:
     started = time.perf_counter()
     try:
         r = await client.stream_chat(session, url, payload, timeout=timeout)
+        if observe:
+            observe(r)
     except client.EndpointError as err:
         return Record(started, time.perf_counter(), error=err.kind, message=str(err))
     except Exception as err:  # noqa: BLE001 - a benchmark counts and goes on
@@ -275,8 +277,10 @@ class Tags:
 
 
 async def run_level(
-    session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int, tags: Tags | None = None
+    session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int, tags: Tags | None = None,
+    observe=None,
 ) -> dict:
+    """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks)."""
     tags = tags or Tags()
 
     # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
@@ -302,7 +306,7 @@ async def run_level(
             elif issued >= total:
                 return
             issued += 1
-            record = await measure_one(session, url, workload.payload(tags()), plan.timeout)
+            record = await measure_one(session, url, workload.payload(tags()), plan.timeout, observe)
             records.append(record)
             if record.error in ("unavailable", "connect"):
                 await asyncio.sleep(ERROR_PAUSE)
@@ -360,7 +364,7 @@ def aggregate(
             "cpu_ms_per_request": _round(cpu * 1000 / len(records), 4) if records else None,
             "cpu_us_per_chunk": _round(cpu * 1e6 / chunks, 3) if chunks else None,
             "loop_lag_ms": lag_stats,
-            "busy": bool(busy_cpu > BUSY_CPU or (lag_stats["p99"] or 0) > BUSY_LAG * 1000),
+            "busy": bool(busy_cpu > BUSY_CPU or (lag_stats["p50"] or 0) > BUSY_LAG * 1000),
         },
         "records": [r.to_dict(t0) for r in records],
     }
@@ -407,7 +411,7 @@ async def run_async(
 ) -> dict:
     say = say or (lambda _msg: None)
     headers = client.auth_headers() | (headers or {})
-    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     cold = await wait_until_ready(url, workload, plan, headers, say)
     # No pool limit: aiohttp's default of 100 connections would queue streams and count the wait as TTFT.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -530,7 +534,7 @@ def render_table(report: dict) -> str:
             lines.append(f"concurrency {lv['concurrency']} {kind}: {message}")
         if lv["client"]["busy"]:
             lines.append(f"concurrency {lv['concurrency']}: the client was busy (CPU {lv['client']['cpu_utilization']:.0%} of a core, "
-                         f"loop lag p99 {_num(lv['client']['loop_lag_ms']['p99'], 1, 2)} ms): its latencies may be inflated")
+                         f"loop lag p50 {_num(lv['client']['loop_lag_ms']['p50'], 1, 2)} ms): its latencies may be inflated")
     return "\n".join(lines)
 
 
@@ -568,8 +572,8 @@ def compare(a: dict, b: dict) -> dict:
             rows.append({"concurrency": la["concurrency"], "metric": name, "a": va, "b": vb, "ratio": _round(ratio, 4),
                          "verdict": _verdict(va, vb, higher_better), "digits": digits})
     return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows,
-            "only_a": sorted(set(lv["concurrency"] for lv in a["levels"]) - set(by_c)),
-            "only_b": sorted(set(by_c) - set(lv["concurrency"] for lv in a["levels"]))}
+            "only_a": sorted({lv["concurrency"] for lv in a["levels"]} - set(by_c)),
+            "only_b": sorted(set(by_c) - {lv["concurrency"] for lv in a["levels"]})}
 
 
 def _verdict(a: float | None, b: float | None, higher_better: bool) -> str:
@@ -586,7 +590,7 @@ def _name(report: dict, default: str) -> str:
 
 
 def render_compare(comparison: dict) -> str:
-    header = ["conc", "metric", "A", "B", "B/A", ""]
+    header = ["conc", "metric", "A", "B", "B/A", "B is"]
     rows = [[str(r["concurrency"]), r["metric"], _num(r["a"], 1, r["digits"]), _num(r["b"], 1, r["digits"]),
              "-" if r["ratio"] is None else f"x{r['ratio']:.3f}", r["verdict"]] for r in comparison["rows"]]
     lines = [f"A = {comparison['a']}", f"B = {comparison['b']}", _table(header, rows, right={0, 2, 3, 4})]
@@ -634,6 +638,7 @@ def plot(reports: list[dict], path: str | Path) -> Path:
                 marker="s", color=colour, label=f"{name} per user p50")
     for ax, _key, _scale, title in panels:
         ax.set_title(title)
+        ax.set_ylim(bottom=0)  # from zero, so the distance between lines reads as a proportion
     axes[1][1].set_title("output tokens/s")
     axes[1][1].set_yscale("log")
     for ax in axes.flat:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from infra import bench
-from infra.errors import ConfigError
+from infra.errors import ConfigError, StageError
 from infra.secrets import scrub
 
 DEFAULT_CONCURRENCY = "1,4,16"
@@ -67,12 +67,10 @@ def _seconds(flag: str, value: object) -> float | None:
     if value is None:
         return None
     try:
-        if isinstance(value, bool):
-            raise ValueError
         number = float(str(value).strip().removesuffix("s"))
     except ValueError:
         raise ConfigError(f"{flag} must be a positive number of seconds; got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
+    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
         raise ConfigError(f"{flag} must be a positive number of seconds; got {value!r}")
     return number
 
@@ -110,15 +108,18 @@ def _url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _deployment(env, recipe, overrides):
+def _deployments(env, recipe, overrides):
     from stages.runner import deployments, settings_for
 
     settings = settings_for(env, recipe, overrides)
-    found = deployments(settings)
+    return settings, deployments(settings)
+
+
+def _one(settings, found):
     if len(found) != 1:
         names = ", ".join(d.recipe for d in found) or "no recipe"
         raise ConfigError(f"--recipe: bench measures one recipe at a time; {settings.env} serves {names}: pick one with --recipe")
-    return settings, found[0]
+    return found[0]
 
 
 def run(
@@ -149,7 +150,7 @@ def run(
     if compare:
         a, b = (bench.load_report(p) for p in compare_paths(compare))
         comparison = bench.compare(a, b)
-        out(json.dumps(comparison, indent=2) if json_out is True else bench.render_compare(comparison))
+        out(scrub(json.dumps(comparison, indent=2) if json_out is True else bench.render_compare(comparison)))
         if plot:
             say(f"bench: plot written to {bench.plot([a, b], plot)}")
         return comparison
@@ -168,17 +169,28 @@ def run(
     if url:
         url = _url(url)
         if env or recipe:  # only for the model name
-            _, d = _deployment(env, recipe, overrides)
-            target = {"env": d.env, "recipe": d.recipe}
-            workload = dataclasses.replace(workload, model=model or d.model)
+            settings, found = _deployments(env, recipe, overrides)
+            if len(found) == 1:
+                d = found[0]
+                target = {"env": d.env, "recipe": d.recipe}
+                workload = dataclasses.replace(workload, model=model or d.model)
+            else:
+                target = {"env": settings.env}
+                if not model:
+                    say(f"bench: {settings.env} serves {', '.join(d.recipe for d in found)} and no --recipe was given: "
+                        f"sending no model name (the server at {url} answers with its own)")
     else:
         from stages import smoke
         from stages.runner import context
 
-        settings, d = _deployment(env, recipe, overrides)
+        settings, found = _deployments(env, recipe, overrides)
+        d = _one(settings, found)
         ctx = context(settings)
         ctx.remote.require_credentials()
-        url = smoke.endpoint_url(ctx, d)
+        try:
+            url = smoke.endpoint_url(ctx, d)
+        except StageError as err:  # "smoke failed: no deployed endpoint ..." -> "bench failed: ..."
+            raise StageError(bench.STAGE, str(err).split(": ", 1)[-1]) from None
         target = {"env": d.env, "recipe": d.recipe, "app": d.app_name}
         workload = dataclasses.replace(workload, model=model or d.model)
         if wait is None:  # a deployed endpoint may be scaled to zero: wait out a full cold start

@@ -6,6 +6,7 @@ import ctypes
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -142,8 +143,22 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
     return predicate()
 
 
+def project_copy(tmp_path: Path) -> Path:
+    """A clean git checkout of this project's code, as a team member's would be (whatever state ours is in)."""
+    tree = tmp_path / "project"
+    if tree.exists():
+        return tree
+    for part in ("infra", "stages", "environments"):
+        shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "tasks.py", tree / "tasks.py")
+    for args in (["init", "-q", "-b", "main"], ["add", "."],
+                 ["-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", "release A"]):
+        subprocess.run(["git", *args], cwd=tree, check=True, capture_output=True)
+    return tree
+
+
 class Cli:
-    """Runs `python -m invoke ...` in the repository as a user would, against the fake Modal boundary."""
+    """Runs `python -m invoke ...` as a user would, in a clean checkout of this project, against the fake Modal."""
 
     def __init__(self, tmp_path: Path):
         self.tmp = tmp_path
@@ -151,18 +166,22 @@ class Cli:
         self.fake: dict = {"root": str(self.modal_root)}
         self.env: dict[str, str] = {}
 
+    @property
+    def project(self) -> Path:
+        return project_copy(self.tmp)
+
     def __call__(self, *args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))}
         environ |= {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": os.pathsep.join([str(self.project), str(REPO)]),  # our tests.fakes from REPO
             "INFRA_STATE_DIR": str(self.tmp / "state"),
             "INFRA_REMOTE": "tests.fakes.modal_fake:FakeModal",
-            "INFRA_FAKE_MODAL": json.dumps(self.fake),
+            "FAKE_MODAL_CONFIG": json.dumps(self.fake),
         }
         environ |= self.env | extra_env
         return subprocess.run(
-            [sys.executable, "-m", "invoke", *args], cwd=REPO, env=environ, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "invoke", *args], cwd=self.project, env=environ, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout,
         )
 

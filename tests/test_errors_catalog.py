@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from tests.conftest import REPO, deployment, free_port, standin_env
 from tests.fakes.modal_fake import FakeModal
 
 DOC = REPO / "docs" / "errors.md"
+WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
 
 # (situation, invoke arguments, how to set up the world) -> the one line the user sees.
 BAD_INPUT = [
@@ -79,9 +81,12 @@ def _prepare(cli, setup: str | None) -> None:
 
 def normalise(text: str, tmp: str | None = None) -> str:
     if tmp:
-        text = text.replace(tmp, "<tmp>")
+        text = text.replace(str(Path(tmp) / "project"), "<repo>").replace(tmp, "<tmp>")
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    text = re.sub(r"LISTENING \d+", "LISTENING <port>", text)
+    text = text.replace(str(REPO), "<repo>")
     text = re.sub(r"after \d+\.\d s", "after <t> s", text)
+    text = re.sub(r"\(\d+ attempts;", "(<n> attempts;", text)
     text = re.sub(r"\(r\d{8}-\d{6}-[0-9a-f]{6}", "(<release>", text)
     return text
 
@@ -225,7 +230,7 @@ def test_docs_errors_md_lists_every_case_with_its_exact_message(bad_input_lines,
         message = next(line for line in done.stderr.splitlines() if line.startswith("error:"))
         bad.append((situation, args, normalise(message, tmp)))
     text = render(bad, _fault_lines(tmp_path, fake_server))
-    if os.environ.get("INFRA_WRITE_DOCS"):
+    if WRITE_DOCS:
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(text)
     assert DOC.exists() and DOC.read_text() == text, "docs/errors.md is stale: INFRA_WRITE_DOCS=1 python -m pytest tests/test_errors_catalog.py"

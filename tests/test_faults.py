@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -17,7 +16,7 @@ from infra.resolve import resolve
 from infra.settings import load_settings
 from stages import pipeline, promote
 from stages.common import Context
-from tests.conftest import REPO, deployment, standin_env
+from tests.conftest import REPO, deployment, project_copy, standin_env
 from tests.fakes.hub_server import HubServer, make_repo
 from tests.fakes.modal_fake import FakeModal
 from tests.test_weights import _hub_client_isolated  # noqa: F401  (autouse: a clean Hub client)
@@ -93,21 +92,9 @@ def test_invoke_list_and_help_explain_every_task(cli):
     assert "environment: dev, staging or prod" in cli("--help", "deploy").stdout
 
 
-def _project_copy(tmp_path):
-    """A git repository holding this project's code, as a team's checkout would."""
-    tree = tmp_path / "project"
-    for part in ("infra", "stages", "environments"):
-        shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "tasks.py", tree / "tasks.py")
-    git = lambda *a: subprocess.run(["git", *a], cwd=tree, check=True, capture_output=True)  # noqa: E731
-    git("init", "-q", "-b", "main")
-    git("add", ".")
-    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", "release A")
-    return tree, git
-
-
 def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_path, fake_server, monkeypatch):
-    tree, git = _project_copy(tmp_path)
+    tree = project_copy(tmp_path)
+    git = lambda *a: subprocess.run(["git", *a], cwd=tree, check=True, capture_output=True)  # noqa: E731
     server = fake_server("--tokens", "4")
     fake = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
     staging = load_settings("staging", "qwen3-8b-low-latency")
@@ -124,7 +111,7 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
         promote.run(Context(settings=staging, remote=fake, repo=tree), target, "qwen3-8b-low-latency")
     # The worktree's promotion is a fresh `invoke` in another process: same fake Modal, same state.
     monkeypatch.setenv("INFRA_REMOTE", "tests.fakes.modal_fake:FakeModal")
-    monkeypatch.setenv("INFRA_FAKE_MODAL", json.dumps({"root": str(fake.root), "endpoint": server.url}))
+    monkeypatch.setenv("FAKE_MODAL_CONFIG", json.dumps({"root": str(fake.root), "endpoint": server.url}))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # for tests.fakes; the worktree's own code comes first
     result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, "qwen3-8b-low-latency", from_manifest=True)
     assert result.status == "ran"

@@ -13,7 +13,7 @@ local Hub when `hub` is set, infra/kernels.py against the stand-in sglang packag
 with the Volume directories as their caches. Endpoint URLs point at a real local
 server (`endpoint`). Faults are injected per method with `fail`.
 
-Configured by arguments, or for subprocesses by INFRA_FAKE_MODAL (JSON of the same).
+Configured by arguments, or for subprocesses by FAKE_MODAL_CONFIG (JSON of the same).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class FakeModal:
         credentials: bool = True,
         compile_env: dict[str, str] | None = None,
     ):
-        config = json.loads(os.environ.get("INFRA_FAKE_MODAL", "{}"))
+        config = json.loads(os.environ.get("FAKE_MODAL_CONFIG", "{}"))
         self.root = Path(root or config["root"])
         self.endpoint = endpoint or config.get("endpoint") or "http://127.0.0.1:9"
         self.hub = hub or config.get("hub")

@@ -56,6 +56,7 @@ class Behaviour:
     malformed_at: int | None = None  # send a malformed SSE line after this many tokens
     error_at: int | None = None  # send an error JSON event after this many tokens
     misbehave_every: int = 0  # stall/reset/malformed/error only on every Nth chat request (0: on all)
+    stamp: bool = False  # each chunk's text ends with |arrived|sent (time.monotonic, the clock perf_counter reads)
     memory_status: int = 200  # answer for /release_memory_occupation and /resume_memory_occupation
     log_lines: list[str] = field(default_factory=list)  # printed at start, for log-tail tests
 
@@ -160,12 +161,14 @@ class FakeServer:
                 await resp.write(f"data: {json.dumps({'error': err})}\n\n".encode())
                 await resp.write(b"data: [DONE]\n\n")
                 return resp
+            text = "".join(f"tok{j} " for j in range(i * per_chunk, min((i + 1) * per_chunk, count)))
+            if self.b.stamp:  # when the request reached this handler and when this chunk left: for client-accuracy benchmarks
+                text = f"{text.rstrip()}|{arrived:.6f}|{loop.time():.6f} "
             chunk = {
                 "id": f"chatcmpl-{n}",
                 "object": "chat.completion.chunk",
                 "model": model,
-                "choices": [{"index": 0, "delta": {key: "".join(f"tok{j} " for j in range(i * per_chunk, min((i + 1) * per_chunk, count)))},
-                             "finish_reason": None}],
+                "choices": [{"index": 0, "delta": {key: text}, "finish_reason": None}],
             }
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         final = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "model": model,

@@ -1,0 +1,311 @@
+"""`invoke bench` against a real local streaming server (tests/fakes/openai_server.py in a subprocess)
+whose timing is set on its command line: what the client measures must be what the server did."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from infra import bench, client
+from infra.errors import ConfigError, StageError
+from stages import bench as stage
+from tests.conftest import deployment
+
+TTFT, ITL, TOKENS = 0.2, 0.02, 30
+E2E = TTFT + (TOKENS - 1) * ITL
+TOLERANCE = 0.05
+
+
+def close(measured: float, expected: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(measured - expected) <= tolerance * expected
+
+
+def chats(server) -> list[dict]:
+    return [r for r in server.requests() if r["path"] == "/v1/chat/completions"]
+
+
+def measure(server, concurrency="1", requests=None, duration=None, **options) -> dict:
+    options.setdefault("prompt_tokens", 16)
+    return stage.run(url=server.url, concurrency=concurrency, requests=requests, duration=duration,
+                     out=lambda _text: None, say=lambda _msg: None, **options)
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(client, "RETRY_PAUSE", 0.05)
+    monkeypatch.setattr(bench, "ERROR_PAUSE", 0.01)
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+@pytest.mark.parametrize("concurrency, requests", [(1, 6), (32, 64)])
+def test_measured_latencies_and_throughput_match_the_server_timing(fake_server, concurrency, requests):
+    server = fake_server("--ttft", str(TTFT), "--itl", str(ITL), "--tokens", str(TOKENS))
+    report = measure(server, str(concurrency), requests, max_tokens=TOKENS * 2)
+    (level,) = report["levels"]
+    assert level["concurrency"] == concurrency
+    assert level["requests"] == {"sent": requests, "ok": requests, "failed": 0}
+    assert level["errors"] == {}
+
+    # Latency: TTFT, inter-token gaps, time per output token and end to end, within 5% of the configuration.
+    for key in ("mean", "p50"):
+        assert close(level["ttft_s"][key], TTFT), (key, level["ttft_s"])
+        assert close(level["itl_s"][key], ITL), (key, level["itl_s"])
+        assert close(level["tpot_s"][key], ITL), (key, level["tpot_s"])
+        assert close(level["e2e_s"][key], E2E), (key, level["e2e_s"])
+    assert level["itl_s"]["count"] == requests * (TOKENS - 1)
+
+    # Throughput agrees with the token counts...
+    tokens = level["output_tokens"]
+    assert tokens["total"] == requests * TOKENS == sum(r["tokens"] for r in level["records"])
+    assert tokens["from_usage"] == requests and tokens["counted"] == 0
+    tp = level["throughput"]
+    assert tp["output_tokens_per_s"] == pytest.approx(tokens["total"] / level["wall_s"], rel=1e-4)
+    assert tp["requests_per_s"] == pytest.approx(requests / level["wall_s"], rel=1e-4)
+    for record in level["records"]:
+        assert record["tokens"] == TOKENS and record["chunks"] == TOKENS and record["usage_tokens"] == TOKENS
+    # ...and with the server's timing: every stream delivers TOKENS per E2E, `concurrency` of them at a time.
+    assert close(tp["output_tokens_per_s_per_user"]["p50"], TOKENS / E2E)
+    assert close(tp["output_tokens_per_s"], concurrency * TOKENS / E2E)
+    assert close(level["wall_s"], requests / concurrency * E2E)
+
+    # The client reports its own overhead over the same window.
+    overhead = level["client"]
+    assert overhead["cpu_s"] > 0 and overhead["cpu_ms_per_request"] > 0 and overhead["cpu_us_per_chunk"] > 0
+    assert overhead["loop_lag_ms"]["count"] > 10
+    assert not overhead["busy"]
+
+    # What went over the wire: one readiness probe, one warm-up round, then the measured requests.
+    sent = chats(server)
+    assert len(sent) == 1 + concurrency + requests
+    body = sent[-1]["body"]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == TOKENS * 2 and body["ignore_eos"] is True and "model" not in body
+    prompts = [r["body"]["messages"][0]["content"] for r in sent]
+    assert len(set(prompts)) == len(prompts)  # a unique tag on each: no prefix-cache hits across requests
+    assert prompts[-1].count(bench.PROMPT_WORD) == 16
+
+
+def test_usage_report_is_preferred_and_chunks_are_counted_without_one(fake_server):
+    timing = ("--ttft", "0.02", "--itl", "0.005", "--tokens", "30", "--chunk-tokens", "3")
+    with_usage = measure(fake_server(*timing), "2", 4, max_tokens=64)["levels"][0]
+    without = measure(fake_server(*timing, "--no-usage"), "2", 4, max_tokens=64)["levels"][0]
+
+    # 30 tokens in 10 chunks of 3 (as speculative decoding sends them): usage says 30, the stream shows 10.
+    assert with_usage["output_tokens"] | {"per_request": None} == {
+        "total": 120, "chunks": 40, "per_request": None, "from_usage": 4, "counted": 0}
+    assert without["output_tokens"] | {"per_request": None} == {
+        "total": 40, "chunks": 40, "per_request": None, "from_usage": 0, "counted": 4}
+    assert all(r["usage_tokens"] is None and r["tokens"] == 10 for r in without["records"])
+    for level, tokens in ((with_usage, 120), (without, 40)):
+        assert level["throughput"]["output_tokens_per_s"] == pytest.approx(tokens / level["wall_s"], rel=1e-4)
+    # Chunk gaps are the server's 5 ms either way; time per output token divides by the true count.
+    assert close(with_usage["itl_s"]["p50"], 0.005, 0.1)
+    assert close(with_usage["tpot_s"]["p50"], 9 * 0.005 / 29, 0.1)
+    assert close(without["tpot_s"]["p50"], 0.005, 0.1)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_503s_while_cold_are_counted_apart_from_503s_under_load(fake_server, quick_retries):
+    # Chat requests 1-2 get 503 (a cold start), then every 5th: #5 in the warm-up, #10 and #15 measured.
+    server = fake_server("--ttft", "0.01", "--itl", "0.002", "--tokens", "5", "--unavailable-first", "2",
+                         "--unavailable-every", "5")
+    report = measure(server, "2", 10)
+    cold, (level,) = report["cold_start"], report["levels"]
+    assert cold["unavailable"] == 2 and cold["errors"] == {"unavailable": 2} and cold["ready"] is True
+    assert level["warmup"] == {"sent": 2, "ok": 1, "errors": {"unavailable": 1}}
+    assert level["errors"] == {"unavailable": 2}
+    assert level["requests"] == {"sent": 10, "ok": 8, "failed": 2}
+    assert "503" in level["error_examples"]["unavailable"]
+    assert level["ttft_s"]["count"] == 8 and level["output_tokens"]["total"] == 8 * 5
+    assert len(chats(server)) == 2 + 1 + 2 + 10
+
+
+def test_a_stall_shows_in_p99_inter_token_latency_only(fake_server):
+    server = fake_server("--ttft", "0.05", "--itl", "0.01", "--tokens", "30", "--stall-at", "10",
+                         "--stall-seconds", "0.3")
+    (level,) = measure(server, "4", 8)["levels"]
+    assert level["errors"] == {}
+    # One gap in 29 per request is 0.31 s: above the 99th percentile's rank, far below the median's.
+    assert close(level["itl_s"]["p50"], 0.01)
+    assert close(level["itl_s"]["p99"], 0.31)
+    assert close(level["itl_s"]["max"], 0.31)
+    assert all(close(r["itl_max_s"], 0.31) for r in level["records"])
+    assert close(level["e2e_s"]["p50"], 0.05 + 29 * 0.01 + 0.3)
+
+
+def test_a_reset_mid_stream_is_an_error_of_kind_reset(fake_server):
+    # Every 3rd chat request is dropped after 5 tokens: #3 in the warm-up, #6, #9 and #12 measured.
+    server = fake_server("--ttft", "0.01", "--itl", "0.005", "--tokens", "20", "--reset-at", "5",
+                         "--misbehave-every", "3")
+    (level,) = measure(server, "2", 9)["levels"]
+    assert level["errors"] == {"reset": 3}
+    assert level["requests"] == {"sent": 9, "ok": 6, "failed": 3}
+    assert level["warmup"]["errors"] == {"reset": 1}
+    assert "mid-stream" in level["error_examples"]["reset"]
+    assert level["output_tokens"]["total"] == 6 * 20  # the broken streams' tokens are not counted
+    assert sorted(r["error"] or "" for r in level["records"]) == [""] * 6 + ["reset"] * 3
+
+
+def test_an_endpoint_that_refuses_every_request_stops_the_run_with_its_message(fake_server):
+    server = fake_server("--chat-status", "400")
+    with pytest.raises(StageError, match="did not answer a first request: HTTP 400.*model overloaded"):
+        measure(server, "1", 2)
+    assert len(chats(server)) == 1
+
+
+def test_nothing_listening_gives_up_after_the_wait(quick_retries):
+    from tests.conftest import free_port
+
+    with pytest.raises(StageError, match="cannot connect|no response"):
+        stage.run(url=f"http://127.0.0.1:{free_port()}", concurrency="1", wait="0.3", out=print, say=lambda _m: None)
+
+
+# ---------------------------------------------------------------- output
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
+    a_json, b_json = tmp_path / "a.json", tmp_path / "b" / "b.json"
+    fast = fake_server("--ttft", "0.02", "--itl", "0.004", "--tokens", "10")
+    slow = fake_server("--ttft", "0.04", "--itl", "0.004", "--tokens", "10")
+    common = {"concurrency": "1,2", "requests": "4", "prompt_tokens": "8", "max_tokens": "10", "say": lambda _m: None}
+    report = stage.run(url=fast.url, json_out=str(a_json), plot=str(tmp_path / "a.png"), label="fast", **common)
+    table = capsys.readouterr().out
+    stage.run(url=slow.url, json_out=str(b_json), label="slow", out=lambda _t: None, **common)
+
+    # The table: one row per level under a header naming the metrics.
+    assert "TTFT ms p50/p90/p99" in table and "tok/s total" in table and "fast: http://127.0.0.1" in table
+    rows = [line.split() for line in table.splitlines() if line.split() and line.split()[0] in ("1", "2")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("1", "4/4", "-"), ("2", "4/4", "-")]
+
+    # The JSON: versioned, with every documented field.
+    saved = json.loads(a_json.read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["schema"] == bench.SCHEMA == 1 and saved["label"] == "fast" and saved["tool"] == "invoke bench"
+    assert set(saved) == {"schema", "tool", "label", "created", "target", "workload", "plan", "client", "cold_start", "levels"}
+    assert saved["target"] == {"url": fast.url, "model": None}
+    assert saved["plan"]["concurrency"] == [1, 2] and saved["plan"]["requests"] == 4
+    assert saved["workload"]["prompt_tokens"] == 8 and saved["workload"]["max_tokens"] == 10
+    level = saved["levels"][1]
+    assert set(level) == {"concurrency", "mode", "requests", "errors", "error_examples", "warmup", "wall_s", "ttft_s",
+                          "itl_s", "tpot_s", "e2e_s", "output_tokens", "throughput", "client", "records"}
+    assert set(level["ttft_s"]) == {"count", "mean", "min", "p50", "p90", "p99", "max"}
+    assert set(level["client"]) == {"cpu_s", "cpu_utilization", "cpu_ms_per_request", "cpu_us_per_chunk", "loop_lag_ms", "busy"}
+    assert set(level["records"][0]) == {"t_s", "error", "ttft_s", "e2e_s", "tpot_s", "itl_mean_s", "itl_max_s", "tokens",
+                                        "chunks", "usage_tokens"}
+
+    # The plot: a real PNG of a readable size.
+    assert png_size(tmp_path / "a.png") == (1200, 800)
+
+    # Compare: B/A per metric per level; B's time to first token is twice A's.
+    comparison = stage.run(compare=[str(a_json), str(b_json)], plot=str(tmp_path / "ab.png"), say=lambda _m: None)
+    text = capsys.readouterr().out
+    assert "A = fast" in text and "B = slow" in text and "B/A" in text
+    ttft = [r for r in comparison["rows"] if r["metric"] == "TTFT p50 ms"]
+    assert [r["concurrency"] for r in ttft] == [1, 2]
+    assert all(close(r["ratio"], 2.0, 0.1) and r["verdict"] == "worse" for r in ttft)
+    (line,) = [line.split() for line in text.splitlines() if line.split()[:4] == ["1", "TTFT", "p50", "ms"]]
+    assert close(float(line[4]), 20, 0.1) and close(float(line[5]), 40, 0.1)
+    assert line[6].startswith("x") and close(float(line[6][1:]), 2.0, 0.1) and line[7] == "worse"
+    assert png_size(tmp_path / "ab.png") == (1200, 800)
+    # The same from one comma-separated flag, as JSON.
+    stage.run(compare=f"{a_json},{b_json}", json_out=True, say=lambda _m: None)
+    assert json.loads(capsys.readouterr().out)["rows"] == json.loads(json.dumps(comparison["rows"]))
+
+
+def test_duration_mode_starts_requests_only_within_the_window(fake_server):
+    server = fake_server("--ttft", "0.02", "--itl", "0.005", "--tokens", "10")
+    (level,) = measure(server, "3", duration="0.6", warmup="0")["levels"]
+    assert level["mode"] == "duration" and level["warmup"]["sent"] == 0
+    assert level["requests"]["ok"] >= 3 * 4  # each stream fits several 65 ms requests in 0.6 s
+    assert max(r["t_s"] for r in level["records"]) < 0.6
+    assert len(chats(server)) == 1 + level["requests"]["sent"]
+
+
+def test_with_an_environment_the_recipe_model_is_sent(fake_server):
+    server = fake_server("--tokens", "3")
+    report = measure(server, "1", 1, env="dev", recipe="qwen3-8b-low-latency")
+    model = deployment("dev", "qwen3-8b-low-latency").model
+    assert report["target"] == {"url": server.url, "model": model, "env": "dev", "recipe": "qwen3-8b-low-latency"}
+    assert {r["body"]["model"] for r in chats(server)} == {model}
+
+
+def test_without_a_url_the_deployed_endpoint_is_measured(fake_server, monkeypatch):
+    from stages import runner
+
+    server = fake_server("--tokens", "3")
+
+    class DeployedRemote:
+        def require_credentials(self):
+            pass
+
+        def server_url(self, d):
+            return server.url
+
+    monkeypatch.setattr(runner, "make_remote", DeployedRemote)
+    report = stage.run("dev", "qwen3-8b-low-latency", concurrency="1", requests="1", prompt_tokens="4",
+                       out=lambda _t: None, say=lambda _m: None)
+    d = deployment("dev", "qwen3-8b-low-latency")
+    assert report["target"]["url"] == server.url and report["target"]["app"] == d.app_name
+    assert report["plan"]["cold_start_deadline_s"] == d.startup_timeout + 120  # waits out a full cold start
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "", "  ", "1,x", "x", "1,,4", "1.5", "4,0", "1;4"])
+def test_bad_concurrency_is_one_line_naming_the_flag_and_what_is_allowed(value):
+    with pytest.raises(ConfigError) as caught:
+        stage.run(url="http://127.0.0.1:9", concurrency=value, out=print)
+    message = str(caught.value)
+    assert message.startswith("--concurrency must be a comma-separated list of positive whole numbers")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("options, flag", [
+    ({"requests": "x"}, "--requests must be a positive whole number"),
+    ({"requests": "0"}, "--requests must be a positive whole number"),
+    ({"requests": "2", "concurrency": "1,4"}, "--requests must be at least the highest --concurrency"),
+    ({"duration": "-1"}, "--duration must be a positive number of seconds"),
+    ({"requests": "4", "duration": "3"}, "give --requests .* or --duration .*, not both"),
+    ({"prompt_tokens": "0"}, "--prompt-tokens must be a positive whole number"),
+    ({"max_tokens": "ten"}, "--max-tokens must be a positive whole number"),
+    ({"warmup": "-1"}, "--warmup must be a whole number >= 0"),
+    ({"url": "127.0.0.1:8000"}, "--url must be an http:// or https:// address"),
+    ({"compare": ["only-one.json"]}, "--compare needs exactly two bench JSON files"),
+    ({"compare": ["missing-a.json", "missing-b.json"]}, "--compare: missing-a.json does not exist"),
+])
+def test_other_bad_options_are_one_line_config_errors(options, flag):
+    options = {"url": "http://127.0.0.1:9"} | options
+    with pytest.raises(ConfigError, match=flag) as caught:
+        stage.run(out=print, **options)
+    assert "\n" not in str(caught.value)
+
+
+def test_compare_refuses_a_file_that_is_not_a_report(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"schema": 99, "levels": []}))
+    (tmp_path / "b.json").write_text("not json")
+    with pytest.raises(ConfigError, match="is not a bench report with schema 1"):
+        stage.run(compare=[str(tmp_path / "a.json"), str(tmp_path / "a.json")], out=print)
+    with pytest.raises(ConfigError, match="b.json is not a bench JSON report"):
+        bench.load_report(tmp_path / "b.json")
+
+
+def test_percentiles_interpolate_linearly_between_ranks():
+    values = list(range(1, 11))  # 1..10
+    assert bench.percentile(values, 50) == 5.5
+    assert bench.percentile(values, 90) == pytest.approx(9.1)
+    assert bench.percentile(values, 99) == pytest.approx(9.91)
+    assert bench.percentile([7.0], 99) == 7.0 and bench.percentile([], 50) is None
+    assert bench.summarize([]) == {"count": 0, "mean": None, "min": None, "p50": None, "p90": None, "p99": None, "max": None}
