@@ -10,7 +10,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from infra.deployment import Deployment
 from infra.remote import ModalRemote, Remote
@@ -49,6 +49,18 @@ def context(settings: Settings, *, dry_run=False, force=False, yes=False, remote
     return Context(settings=settings, remote=remote or make_remote(), dry_run=dry_run, force=force, yes=yes)
 
 
+def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
+    """Print each result as it arrives (or all of them as JSON at the end); secrets scrubbed either way."""
+    results = []
+    for result in outcomes:
+        results.append(result.to_dict())
+        if not as_json:
+            print(scrub(result.message), flush=True)
+    if as_json:
+        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
+    return results
+
+
 def run_stage(
     stage: Callable[[Context, Deployment], StageResult | list[StageResult]],
     env: str | None,
@@ -58,19 +70,16 @@ def run_stage(
     as_json: bool = False,
     **options,
 ) -> list[dict]:
-    """Run one stage (or flow) for each selected recipe; print results; return them."""
+    """Run one stage (or flow) for each selected recipe."""
     settings = settings_for(env, recipe, overrides)
     ctx = context(settings, **options)
-    results: list[dict] = []
-    for d in deployments(settings):
-        outcome = stage(ctx, d)
-        for result in outcome if isinstance(outcome, list) else [outcome]:
-            results.append(result.to_dict())
-            if not as_json:
-                print(scrub(result.message), flush=True)
-    if as_json:
-        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
-    return results
+
+    def outcomes() -> Iterator[StageResult]:
+        for d in deployments(settings):
+            outcome = stage(ctx, d)
+            yield from outcome if isinstance(outcome, list) else [outcome]
+
+    return report(outcomes(), as_json)
 
 
 def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, **options) -> list[dict]:
@@ -79,12 +88,4 @@ def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, 
     remote = make_remote()
     src = context(settings_for(source, None), remote=remote, **options)
     dst = context(settings_for(target, recipe), remote=remote, **options)
-    results = []
-    for name in dst.settings.selected_recipes():
-        result = promote.run(src, dst, name, from_manifest=from_manifest)
-        results.append(result.to_dict())
-        if not as_json:
-            print(scrub(result.message), flush=True)
-    if as_json:
-        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
-    return results
+    return report((promote.run(src, dst, name, from_manifest=from_manifest) for name in dst.settings.selected_recipes()), as_json)
