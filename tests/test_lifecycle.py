@@ -163,3 +163,21 @@ def test_server_process_tail_keeps_last_lines(tmp_path):
     assert proc.wait_exit(5) == 4
     assert proc.tail().splitlines() == [f"line {i}" for i in range(95, 100)]
     proc.stop()
+
+
+def test_container_side_modules_import_neither_modal_nor_local_only_libraries():
+    """The lifecycle runs in the SGLang image: standard library only (tests drive it without Modal)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys\n"
+        "import infra.lifecycle, infra.weights, infra.kernels, infra.deployment, infra.sglang_args\n"
+        "bad = sorted(m for m in ('modal', 'pydantic', 'pydantic_settings', 'aiohttp', 'huggingface_hub', 'requests') if m in sys.modules)\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
