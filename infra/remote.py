@@ -51,6 +51,14 @@ class MissingCredentials(UserError):
     pass
 
 
+def parse_history(text: str) -> list[dict]:
+    """`modal app history --json` rows (snake_case keys of its table: version, time_deployed, tag...)."""
+    return [
+        {"version": int(str(row["version"]).lstrip("v")), "tag": row.get("tag") or "", "deployed_at": row.get("time_deployed")}
+        for row in json.loads(text)
+    ]
+
+
 @contextlib.contextmanager
 def _module_for(module: str, d: Deployment) -> Iterator[object]:
     """Import infra.app / infra.jobs for exactly this deployment, as the container will."""
@@ -124,11 +132,7 @@ class ModalRemote:
 
     def history(self, d: Deployment) -> list[dict]:
         """Newest first: [{"version": 3, "tag": "...", "deployed_at": "..."}]."""
-        rows = json.loads(self._cli("app", "history", d.app_name, "--env", d.modal_environment, "--json"))
-        return [
-            {"version": int(str(r["Version"]).lstrip("v")), "tag": r.get("Tag") or "", "deployed_at": r.get("Time deployed")}
-            for r in rows
-        ]
+        return parse_history(self._cli("app", "history", d.app_name, "--env", d.modal_environment, "--json"))
 
     def rollback(self, d: Deployment, version: int | None) -> None:
         args = ["app", "rollback", d.app_name] + ([f"v{version}"] if version else []) + ["--env", d.modal_environment]
