@@ -15,6 +15,7 @@ only the names of Modal Secrets.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -84,6 +85,14 @@ def _user() -> str:
 
 def new_release_id() -> str:
     return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def rollback_entry(target: Release, version: int | None, note: str) -> Release:
+    """The manifest entry for a rollback: what `target` ran, recorded as a new version of its own."""
+    return dataclasses.replace(
+        target, release_id=new_release_id(), kind="rollback", version=version, rolled_back_to=target.version,
+        deployed_at=time.time(), promoted_from=None, note=note,
+    )
 
 
 @dataclass

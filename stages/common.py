@@ -17,6 +17,7 @@ from pathlib import Path
 
 from infra import gitinfo
 from infra.deployment import Deployment
+from infra.errors import Refused
 from infra.remote import Remote
 from infra.settings import Settings
 from infra.state import StageState
@@ -67,3 +68,13 @@ def dry_run(ctx: Context, stage: str, d: Deployment, what: str, **detail) -> Sta
     if not ctx.dry_run:
         return None
     return StageResult(stage, d.env, d.recipe, "dry-run", f"{stage} (dry run): would {what}", detail)
+
+
+def confirm_or_refuse(ctx: Context, what: str, question: str, confirm: Callable[[str], str] = input) -> None:
+    """Guarded actions go ahead with --yes, ask on a terminal, and are refused without one."""
+    if ctx.yes or ctx.dry_run:
+        return
+    if not ctx.interactive:
+        raise Refused(f"{what} needs confirmation: no terminal, so pass --yes")
+    if confirm(question).strip().lower() not in ("y", "yes"):
+        raise Refused(f"{what}: not confirmed; nothing changed")

@@ -16,7 +16,14 @@ from infra.deployment import Deployment
 from infra.errors import Refused
 from infra.gitinfo import GitInfo
 from infra.releases import Manifest, Release, ReleaseStore, new_release_id
-from stages.common import Context, StageResult, dry_run, fingerprint, up_to_date
+from stages.common import (
+    Context,
+    StageResult,
+    confirm_or_refuse,
+    dry_run,
+    fingerprint,
+    up_to_date,
+)
 from stages.download import pin_revisions
 
 STAGE = "deploy"
@@ -38,13 +45,10 @@ def guard(ctx: Context, d: Deployment, git: GitInfo, *, confirm=input) -> None:
                 f"refusing to deploy commit {git.commit[:12]} to guarded environment '{d.env}': it is not on "
                 f"branch '{release.main_branch}' (merge it first, or pass --force)"
             )
-    if ctx.yes or ctx.dry_run:
-        return
-    if not ctx.interactive:
-        raise Refused(f"deploying to guarded environment '{d.env}' needs confirmation: no terminal, so pass --yes")
-    answer = confirm(f"Deploy {d.recipe} at {git.tag} to {d.env} (Modal environment {d.modal_environment})? [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
-        raise Refused(f"deploy to '{d.env}' not confirmed; nothing changed")
+    confirm_or_refuse(
+        ctx, f"deploying to guarded environment '{d.env}'",
+        f"Deploy {d.recipe} at {git.tag} to {d.env} (Modal environment {d.modal_environment})? [y/N] ", confirm,
+    )
 
 
 def deploy_and_record(

@@ -23,10 +23,10 @@ from infra import gitinfo
 from infra.deployment import Deployment
 from infra.errors import ConfigError, Refused, StageError
 from infra.gitinfo import GitInfo
-from infra.releases import Release, ReleaseStore, new_release_id
+from infra.releases import Release, ReleaseStore, rollback_entry
 from infra.resolve import resolve
 from stages import smoke
-from stages.common import Context, StageResult
+from stages.common import Context, StageResult, confirm_or_refuse
 from stages.deploy import deploy_and_record
 
 STAGE = "promote"
@@ -78,11 +78,9 @@ def run(source: Context, target: Context, recipe: str, *, from_manifest: bool = 
             "or pass --from-manifest to promote from a worktree of that commit; nothing changed"
         )
     d = same_release(resolve(target.settings, recipe), release)
-    if target.settings.release.guarded and not target.yes:
-        if not target.interactive:
-            raise Refused(f"promoting to guarded environment '{dst_env}' needs confirmation: no terminal, so pass --yes")
-        if confirm(f"Promote {recipe} {release.tag} from {src_env} to {dst_env}? [y/N] ").strip().lower() not in ("y", "yes"):
-            raise Refused(f"promotion to '{dst_env}' not confirmed; nothing changed")
+    if target.settings.release.guarded:
+        confirm_or_refuse(target, f"promoting to guarded environment '{dst_env}'",
+                          f"Promote {recipe} {release.tag} from {src_env} to {dst_env}? [y/N] ", confirm)
     if target.dry_run:
         return StageResult(STAGE, dst_env, recipe, "dry-run", f"promote (dry run): would deploy {release.tag} to {dst_env}")
 
@@ -113,16 +111,7 @@ def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previ
         return "no previous version to roll back to: the failed release stays deployed (roll forward or stop the app)"
     ctx.remote.rollback(d, previous.version)
     latest = ctx.remote.history(d)[:1]
-    rollback = dataclasses.replace(
-        previous,
-        release_id=new_release_id(),
-        kind="rollback",
-        version=latest[0]["version"] if latest else None,
-        rolled_back_to=previous.version,
-        deployed_at=time.time(),
-        note=reason,
-        promoted_from=None,
-    )
+    rollback = rollback_entry(previous, latest[0]["version"] if latest else None, note=reason)
     store.record(d, manifest, rollback)
     return f"rolled back to v{previous.version} ({previous.tag}) as v{rollback.version}"
 

@@ -6,13 +6,10 @@ new version. The manifest gains a `rollback` release copying what that version r
 
 from __future__ import annotations
 
-import dataclasses
-import time
-
 from infra.deployment import Deployment
 from infra.errors import ConfigError, Refused
-from infra.releases import ReleaseStore, new_release_id
-from stages.common import Context, StageResult
+from infra.releases import ReleaseStore, rollback_entry
+from stages.common import Context, StageResult, confirm_or_refuse
 
 STAGE = "rollback"
 
@@ -45,20 +42,15 @@ def run(ctx: Context, d: Deployment, to: str | None = None, *, confirm=input) ->
                 raise Refused(f"{d.env}/{d.recipe} has no recorded release v{version} (recorded: {known}); nothing changed")
         if current is not None and target.release_id == current.release_id:
             raise Refused(f"{d.env}/{d.recipe} already runs v{target.version}; nothing changed")
-        if ctx.settings.release.guarded and not ctx.yes and not ctx.dry_run:
-            if not ctx.interactive:
-                raise Refused(f"rolling back guarded environment '{d.env}' needs confirmation: no terminal, so pass --yes")
-            if confirm(f"Roll {d.recipe} in {d.env} back to v{target.version} ({target.tag})? [y/N] ").strip().lower() not in ("y", "yes"):
-                raise Refused("rollback not confirmed; nothing changed")
+        if ctx.settings.release.guarded:
+            confirm_or_refuse(ctx, f"rolling back guarded environment '{d.env}'",
+                              f"Roll {d.recipe} in {d.env} back to v{target.version} ({target.tag})? [y/N] ", confirm)
         if ctx.dry_run:
             return StageResult(STAGE, d.env, d.recipe, "dry-run", f"rollback (dry run): would return to v{target.version} ({target.tag})")
         ctx.remote.rollback(d, target.version)
         latest = ctx.remote.history(d)[:1]
-        entry = dataclasses.replace(
-            target, release_id=new_release_id(), kind="rollback", version=latest[0]["version"] if latest else None,
-            rolled_back_to=target.version, deployed_at=time.time(), promoted_from=None,
-            note=f"manual rollback from v{current.version if current else '?'}",
-        )
+        entry = rollback_entry(target, latest[0]["version"] if latest else None,
+                               note=f"manual rollback from v{current.version if current else '?'}")
         store.record(d, manifest, entry)
     return StageResult(STAGE, d.env, d.recipe, "ran",
                        f"rolled {d.env}/{d.recipe} back to v{target.version} ({target.tag}); now v{entry.version}",
