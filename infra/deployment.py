@@ -166,6 +166,13 @@ class Deployment:
             changes["speculative"] = dataclasses.replace(self.speculative, draft_revision=draft_revision)
         return dataclasses.replace(self, **changes) if changes else self
 
+    def repositories(self) -> list[tuple[str, str]]:
+        """(repo, revision) of every model the server loads; an unset draft revision means the Hub's "main"."""
+        repos = [(self.model, self.model_revision)]
+        if self.draft_model:
+            repos.append((self.draft_model, self.draft_revision or "main"))
+        return repos
+
     def unpinned(self) -> list[str]:
         """Human descriptions of revisions that are not 40-hex commits."""
         out = []

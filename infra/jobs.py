@@ -44,12 +44,9 @@ weights_cache = weights_volume(deployment)
 )
 def download_weights() -> list[dict]:
     """The model, and the speculative draft model where there is one, at their pinned revisions."""
-    wanted = [(deployment.model, deployment.model_revision)]
-    if deployment.draft_model:
-        wanted.append((deployment.draft_model, deployment.draft_revision))
     return [
         weights.as_dict(weights.download(repo, revision, HF_CACHE_PATH, commit_volume=weights_cache.commit))
-        for repo, revision in wanted
+        for repo, revision in deployment.repositories()
     ]
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from infra import sglang_args
 from infra.deployment import Deployment
 from infra.lifecycle import ServerProcess
+from infra.weights import write_atomically
 
 MARKERS = ".infra-complete"
 # Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too.
@@ -89,9 +90,6 @@ def compile_kernels(
     commit_volume()  # kernels durable before the marker claims them
     record = {"key": kernel_key(d), "fingerprint": kernel_fingerprint(d), "argv": argv, "seconds": round(seconds, 1),
               "files": len(files), "completed_at": time.time()}
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, marker)
+    write_atomically(marker, json.dumps(record, indent=1))
     commit_volume()
     return {**record, "skipped": False}

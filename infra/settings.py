@@ -45,7 +45,6 @@ from infra.recipes import RECIPES
 ENV_PREFIX = "INFRA_"
 # Variables with our prefix that are not settings: they select what to load.
 SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR", "INFRA_REMOTE"}
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def config_dir() -> Path:

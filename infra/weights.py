@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra.deployment import COMMIT_RE
+
 MARKERS = ".infra-complete"  # folder inside the cache Volume
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 class WeightsMissing(RuntimeError):
@@ -63,7 +63,7 @@ def read_marker(cache_dir: Path, repo: str, commit: str) -> dict | None:
         return None
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -127,9 +127,9 @@ def download(
         "size_bytes": size,
         "completed_at": time.time(),
     }
-    _write_atomically(marker_path(cache_dir, repo, commit), json.dumps(record, indent=1))
+    write_atomically(marker_path(cache_dir, repo, commit), json.dumps(record, indent=1))
     if requested != commit:
-        _write_atomically(ref_path(cache_dir, repo, requested), commit)
+        write_atomically(ref_path(cache_dir, repo, requested), commit)
     commit_volume()
     return Downloaded(repo, requested, commit, files, size, skipped=False)
 
@@ -144,11 +144,8 @@ def resolved_ref(cache_dir: Path, repo: str, ref: str) -> str | None:
 
 def missing_weights(cache_dir: str | Path, deployment) -> list[str]:
     """`repo@revision` of each model this deployment serves that has no complete download in the Volume."""
-    wanted = [(deployment.model, deployment.model_revision)]
-    if deployment.draft_model:
-        wanted.append((deployment.draft_model, deployment.draft_revision or "main"))
     missing = []
-    for repo, revision in wanted:
+    for repo, revision in deployment.repositories():
         commit = revision if COMMIT_RE.match(revision) else resolved_ref(Path(cache_dir), repo, revision)
         if not commit or read_marker(Path(cache_dir), repo, commit) is None:
             missing.append(f"{repo}@{revision}")

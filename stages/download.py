@@ -36,7 +36,7 @@ def check_token(ctx: Context, d: Deployment) -> None:
 
 def run(ctx: Context, d: Deployment) -> StageResult:
     fp = download_fingerprint(d)
-    repos = [f"{d.model}@{d.model_revision}"] + ([f"{d.draft_model}@{d.draft_revision or 'main'}"] if d.draft_model else [])
+    repos = [f"{repo}@{revision}" for repo, revision in d.repositories()]
     if done := up_to_date(ctx, STAGE, d, fp) or dry_run(
         ctx, STAGE, d, f"download {', '.join(repos)} into Volume {d.weights_volume} ({d.cache_environment})"
     ):
@@ -67,10 +67,7 @@ def pin_revisions(ctx: Context, d: Deployment) -> Deployment:
     download job left on the weights Volume. Environments that require pinned
     revisions refuse to go on without them; others warn and follow the branch.
     """
-    wanted = {d.model: d.model_revision}
-    if d.draft_model:
-        wanted[d.draft_model] = d.draft_revision or "main"
-    unpinned = {repo: ref for repo, ref in wanted.items() if not COMMIT_RE.match(ref or "")}
+    unpinned = {repo: ref for repo, ref in d.repositories() if not COMMIT_RE.match(ref)}
     if not unpinned:
         return d
     known = resolved_revisions(ctx, d)

@@ -280,6 +280,17 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return repo
 
+    def _revision_or_error(self, repo_id: str, revision: str) -> tuple[FakeRepo, str] | None:
+        """The repository and the commit `revision` names, or None once the error response is sent."""
+        repo = self._repo_or_error(repo_id)
+        if repo is None:
+            return None
+        commit = repo.resolve(revision)
+        if commit is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        return repo, commit
+
     def _authorized(self, repo: FakeRepo) -> bool:
         header = self.headers.get("Authorization") or ""
         if not header:
@@ -307,12 +318,10 @@ class _Handler(BaseHTTPRequestHandler):
             failure = self.hub.api_failures.pop(0) if self.hub.api_failures else None
         if failure is not None:
             return self._error(failure, None, "The Hub is having a bad day")
-        repo = self._repo_or_error(repo_id)
-        if repo is None:
+        found = self._revision_or_error(repo_id, revision)
+        if found is None:
             return
-        commit = repo.resolve(revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        repo, commit = found
         info = {
             "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
             "id": repo_id,
@@ -332,12 +341,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode())
 
     def _resolve(self, repo_id: str, revision: str, filename: str) -> None:
-        repo = self._repo_or_error(repo_id)
-        if repo is None:
+        found = self._revision_or_error(repo_id, revision)
+        if found is None:
             return
-        commit = repo.resolve(revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        repo, commit = found
         files = repo.files(commit)
         if filename not in files:
             return self._error(404, "EntryNotFound", f"{filename} does not exist at {commit}")

@@ -110,23 +110,23 @@ class FakeModal:
         from infra import weights
 
         cache = self.volume_dir(d.cache_environment, d.weights_volume)
-        wanted = [(d.model, d.model_revision)] + ([(d.draft_model, d.draft_revision)] if d.draft_model else [])
+        wanted = d.repositories()
         if self.hub:
             return [weights.as_dict(weights.download(r, rev, cache, endpoint=self.hub)) for r, rev in wanted]
         # Without a Hub: behave like a download that wrote markers for synthetic commits.
         results = []
         for repo, revision in wanted:
-            commit = revision if revision and weights.COMMIT_RE.match(revision) else hashlib.sha1(repo.encode()).hexdigest()
+            commit = revision if weights.COMMIT_RE.match(revision) else hashlib.sha1(repo.encode()).hexdigest()
             marker = weights.marker_path(cache, repo, commit)
             skipped = marker.exists()
             if not skipped:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(json.dumps({"repo": repo, "commit": commit, "files": ["config.json"], "size_bytes": 1000}))
-                if (revision or "main") != commit:
-                    ref = weights.ref_path(cache, repo, revision or "main")
+                if revision != commit:
+                    ref = weights.ref_path(cache, repo, revision)
                     ref.parent.mkdir(parents=True, exist_ok=True)
                     ref.write_text(commit)
-            results.append({"repo": repo, "requested": revision or "main", "commit": commit,
+            results.append({"repo": repo, "requested": revision, "commit": commit,
                             "files": ["config.json"], "size_bytes": 1000, "skipped": skipped})
         return results
 
