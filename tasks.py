@@ -1,25 +1,34 @@
 """Invoke tasks: one per stage, plus the flows that chain them. `invoke --list`, `invoke --help TASK`.
 
 Every task takes --env (or INFRA_ENV) and, where it acts on a model, --recipe
-(default: every recipe the environment serves). Tasks are thin: they parse flags,
-call one function in stages/ or infra/, and print. Errors are one line on stderr
-and a non-zero exit; --debug shows the traceback.
+(default: every recipe the environment serves). Tasks are thin: they parse and
+check their flags into the stage's typed options, call one function in stages/
+or infra/, and print. Flags mean the same thing on every task (--json: print the
+machine-readable result on stdout); tasks have long flags only, so no short flag
+means two things. Errors are one line on stderr and a non-zero exit; --debug
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import os
+import re
 import sys
 import traceback
+import urllib.parse
+from pathlib import Path
 
 from invoke import Exit, task
 
 ENV = "environment: dev, staging or prod (default: $INFRA_ENV)"
 RECIPE = "recipe name (default: every recipe the environment serves)"
 SET = "override a setting, highest precedence: --set scaling.min_containers=2 (repeatable)"
-JSON = "print a machine-readable result on stdout"
-DRY = "print what would be done, change nothing"
+JSON = "print the machine-readable result on stdout"
+DRY = "print what would be done; read and change nothing remote"
 FORCE = "run even when the inputs are unchanged since the last success"
+YES = "do not ask for confirmation (guarded environments; CI)"
 DEBUG = "show Python tracebacks"
 COMMON = {"env": ENV, "recipe": RECIPE, "set_": SET, "json": JSON, "debug": DEBUG}
 STAGE_HELP = COMMON | {"dry_run": DRY, "force": FORCE}
@@ -47,18 +56,146 @@ def cli(fn):
         except Exception as err:
             if debug:
                 print(scrub(traceback.format_exc()), file=sys.stderr, end="")
-            raise Exit(scrub(f"error: {type(err).__name__}: {err} (run with --debug for the traceback)"), code=1) from None
+            hint = "" if debug else " (run with --debug for the traceback)"
+            raise Exit(scrub(f"error: {type(err).__name__}: {err}{hint}"), code=1) from None
 
     return wrapper
 
 
-def _stage(stage, env, recipe, set_, json, **options):
+def stage_task(**kwargs):
+    """@task for this project: repeatable --set, long flags only."""
+    return task(**{"iterable": ["set_"], "auto_shortflags": False} | kwargs)
+
+
+def _stage(module, env, recipe, set_, json, options=None, **flags):
     from stages.runner import run_stage
 
-    run_stage(stage, env, recipe, set_, as_json=json, **options)
+    run_stage(module.run, env, recipe, set_, options, as_json=json, **flags)
 
 
-@task(iterable=["set_"], help=COMMON)
+# ---------------------------------------------------------------------------- flag values
+
+
+def _fail(message: str):
+    from infra.errors import ConfigError
+
+    raise ConfigError(message)
+
+
+def whole(flag: str, value: object, *, minimum: int = 1) -> int | None:
+    if value is None:
+        return None
+    allowed = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[+-]?[0-9]+", text):
+        _fail(f"{flag} must be {allowed}; got {value!r}")
+    if int(text) < minimum:
+        _fail(f"{flag} must be {allowed}; got {int(text)}")
+    return int(text)
+
+
+def seconds(flag: str, value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(str(value).strip().removesuffix("s"))
+    except ValueError:
+        _fail(f"{flag} must be a positive number of seconds; got {value!r}")
+    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+        _fail(f"{flag} must be a positive number of seconds; got {value!r}")
+    return number
+
+
+def number(flag: str, value: object, *, low: float, high: float | None = None) -> float | None:
+    if value is None:
+        return None
+    allowed = f"a number from {low:g}" + (f" to {high:g}" if high is not None else " up")
+    try:
+        x = float(str(value).strip())
+    except ValueError:
+        _fail(f"{flag} must be {allowed}; got {value!r}")
+    if not math.isfinite(x) or x < low or (high is not None and x > high):
+        _fail(f"{flag} must be {allowed}; got {value!r}")
+    return x
+
+
+CONCURRENCY_HELP = "a comma-separated list of positive whole numbers such as 1,4,16"
+MAX_CONCURRENCY = 4096  # open sockets; raise `ulimit -n` before going near it
+
+
+def concurrency_levels(text: object) -> list[int]:
+    """'1,4,16' -> [1, 4, 16] (order kept, repeats dropped); anything else is a one-line ConfigError."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    if not isinstance(text, str) or not text.strip():
+        _fail(f"--concurrency must be {CONCURRENCY_HELP}; got nothing")
+    levels: list[int] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item:
+            _fail(f"--concurrency must be {CONCURRENCY_HELP}; got {text!r} (an empty item)")
+        if not re.fullmatch(r"[+-]?[0-9]+", item):
+            _fail(f"--concurrency must be {CONCURRENCY_HELP}; got {text!r} ({item!r} is not a whole number)")
+        value = int(item)
+        if value < 1:
+            _fail(f"--concurrency must be {CONCURRENCY_HELP}; got {text!r} ({value} is not positive)")
+        if value > MAX_CONCURRENCY:
+            _fail(f"--concurrency must be {CONCURRENCY_HELP} up to {MAX_CONCURRENCY}; got {text!r}")
+        if value not in levels:
+            levels.append(value)
+    return levels
+
+
+def http_url(flag: str, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _fail(f"{flag} must be an http:// or https:// address of an OpenAI-compatible server; got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        _fail(f"{flag} must be an http:// or https:// address with a valid port; got {url!r}")
+    return url.rstrip("/")
+
+
+def writable_file(flag: str, path: str | None) -> str | None:
+    """A file we will write after minutes of measuring: checked before the first request."""
+    if path is None:
+        return None
+    if not str(path).strip():
+        _fail(f"{flag} needs a file path")
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        _fail(f"{flag} {path}: is a folder; allowed: a file path")
+    if not parent.is_dir():
+        _fail(f"{flag} {path}: folder {parent} does not exist; allowed: a path in an existing folder")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        _fail(f"{flag} {path}: not writable; allowed: a path this user can write")
+    return str(target)
+
+
+def compare_paths(compare: object) -> list[str]:
+    """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files."""
+    items = [compare] if isinstance(compare, str) else list(compare or [])
+    paths = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    if len(paths) != 2:
+        _fail(f"--compare needs exactly two bench JSON files (A then B: --compare a.json --compare b.json); got {len(paths)}")
+    return paths
+
+
+def app_version(flag: str, text: str | None) -> int | None:
+    if text in (None, ""):
+        return None
+    digits = str(text).lstrip("v")
+    if not digits.isdigit() or int(digits) < 1:
+        _fail(f"{flag} {text!r}: expected an app version such as v3 or 3 (see `invoke status`)")
+    return int(digits)
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+@stage_task(help=COMMON)
 @cli
 def plan(c, env=None, recipe=None, set_=None, json=False, debug=False):
     """Show exactly what would be deployed (offline, no credentials needed)."""
@@ -70,72 +207,72 @@ def plan(c, env=None, recipe=None, set_=None, json=False, debug=False):
     print(plans.to_json(result) if json else plans.render(result))
 
 
-@task(iterable=["set_"], help=STAGE_HELP)
+@stage_task(help=STAGE_HELP)
 @cli
 def build(c, env=None, recipe=None, set_=None, dry_run=False, force=False, json=False, debug=False):
     """Build the recipe's container image on Modal without deploying anything."""
     from stages import build as stage
 
-    _stage(stage.run, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
-@task(iterable=["set_"], help=STAGE_HELP)
+@stage_task(help=STAGE_HELP)
 @cli
 def download(c, env=None, recipe=None, set_=None, dry_run=False, force=False, json=False, debug=False):
     """Download model weights into the weights Volume at pinned revisions (once)."""
     from stages import download as stage
 
-    _stage(stage.run, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
-@task(iterable=["set_"], help=STAGE_HELP)
+@stage_task(help=STAGE_HELP)
 @cli
 def compile(c, env=None, recipe=None, set_=None, dry_run=False, force=False, json=False, debug=False):
     """Compile DeepGEMM kernels on the recipe's GPU into the kernel cache Volume (once)."""
     from stages import compile as stage
 
-    _stage(stage.run, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
-@task(iterable=["set_"], help=STAGE_HELP | {"yes": "do not ask for confirmation (guarded environments; CI)"})
+@stage_task(help=STAGE_HELP | {"yes": YES})
 @cli
 def deploy(c, env=None, recipe=None, set_=None, dry_run=False, force=False, yes=False, json=False, debug=False):
     """Deploy the recipe's server and record the release (prod: clean tree on main, confirmed)."""
     from stages import deploy as stage
 
-    _stage(stage.run, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
 
 
-@task(iterable=["set_"], help=COMMON | {"dry_run": DRY})
+@stage_task(help=COMMON | {"dry_run": DRY})
 @cli
 def smoke(c, env=None, recipe=None, set_=None, dry_run=False, json=False, debug=False):
     """Stream one chat completion from the deployed endpoint; fail unless text comes back."""
     from stages import smoke as stage
 
-    _stage(stage.run, env, recipe, set_, json, dry_run=dry_run)
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run)
 
 
-@task(name="try", iterable=["set_"], help=COMMON | {"dry_run": DRY})
+@stage_task(name="try", help=COMMON | {"env": "environment (default: $INFRA_ENV, else dev)", "dry_run": DRY})
 @cli
-def try_(c, env="dev", recipe=None, set_=None, dry_run=False, json=False, debug=False):
+def try_(c, env=None, recipe=None, set_=None, dry_run=False, json=False, debug=False):
     """Run the server ephemerally (like `modal run`), query it once, then stop it."""
     from stages import trial as stage
 
-    _stage(stage.run, env, recipe, set_, json, dry_run=dry_run)
+    _stage(stage, env or os.environ.get("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run)
 
 
-@task(iterable=["set_"], help=STAGE_HELP | {"yes": "do not ask for confirmation (guarded environments; CI)"})
+@stage_task(help=STAGE_HELP | {"yes": YES})
 @cli
 def pipeline(c, env=None, recipe=None, set_=None, dry_run=False, force=False, yes=False, json=False, debug=False):
     """Build, download, compile, deploy and smoke-test, stopping at the first failure."""
     from stages import pipeline as flow
 
-    _stage(flow.run, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+    _stage(flow, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
 
 
-@task(help={
+@task(auto_shortflags=False, help={
     "from_": "environment whose current release is promoted (default: staging)",
-    "to": "environment that receives it (default: prod)",
+    "to": "environment that receives it (default: prod); it names the one it takes releases from",
     "recipe": RECIPE,
     "from_manifest": "promote from a git worktree of the commit the source runs, not this checkout",
     "yes": "do not ask for confirmation (CI)",
@@ -149,45 +286,46 @@ def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, yes
     run_promote(from_, to, recipe, as_json=json, from_manifest=from_manifest, yes=yes, dry_run=dry_run)
 
 
-@task(iterable=["set_"], help=COMMON | {"to": "app version to return to, e.g. v3 (default: the previous release)",
-                                         "yes": "do not ask for confirmation (guarded environments; CI)", "dry_run": DRY})
+@stage_task(help=COMMON | {"to": "app version to return to, e.g. v3 (default: the previous release)", "yes": YES, "dry_run": DRY})
 @cli
 def rollback(c, env=None, recipe=None, to=None, set_=None, yes=False, dry_run=False, json=False, debug=False):
     """Roll an environment back to its previous (or a named) version and record it."""
     from stages import rollback as stage
 
-    _stage(lambda ctx, d: stage.run(ctx, d, to), env, recipe, set_, json, yes=yes, dry_run=dry_run)
+    _stage(stage, env, recipe, set_, json, stage.Options(to=app_version("--to", to)), yes=yes, dry_run=dry_run)
 
 
-@task(iterable=["set_"], help=COMMON)
+@stage_task(help=COMMON)
 @cli
 def status(c, env=None, recipe=None, set_=None, json=False, debug=False):
     """Show the current release, the releases before it, and drift from what plan would deploy."""
     from stages import status as stage
 
-    _stage(stage.run, env, recipe, set_, json)
+    _stage(stage, env, recipe, set_, json)
 
 
-@task(iterable=["set_"], help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy", "dry_run": DRY})
+@stage_task(help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy (required)", "dry_run": DRY})
 @cli
 def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=False, debug=False):
     """Change warm replicas (min_containers) at run time, without a redeploy."""
-    from infra.errors import ConfigError
     from stages import scale as stage
 
-    if min_ is None or not str(min_).lstrip("-").isdigit():
-        raise ConfigError(f"--min {min_!r}: give the number of warm replicas, e.g. --min 2")
-    _stage(lambda ctx, d: stage.run(ctx, d, int(min_)), env, recipe, set_, json, dry_run=dry_run)
+    if min_ is None:
+        _fail("--min is missing: give the number of warm replicas to keep, e.g. --min 2")
+    if not str(min_).strip().isdigit():
+        _fail(f"--min {min_!r}: give the number of warm replicas, a whole number >= 0, e.g. --min 2")
+    _stage(stage, env, recipe, set_, json, stage.Options(min_containers=int(min_)), dry_run=dry_run)
 
 
-@task(
+@stage_task(
     iterable=["set_", "compare"],
-    optional=["json"],
     help={
         "env": ENV + " (with --url: only for the model name)",
         "recipe": "recipe whose deployed endpoint and model to measure (needed where the environment serves several)",
         "set_": SET,
         "url": "measure this OpenAI-compatible server (http://host:port) instead of the deployed endpoint",
+        "proxy_auth": "send MODAL_KEY/MODAL_SECRET to --url too (https or a local address only); "
+                      "the environment's own endpoint always gets them",
         "model": "model name to send (default: the recipe's; none with --url alone)",
         "concurrency": "concurrent streams, one level after another: positive whole numbers such as 1,4,16",
         "requests": "measured requests per level (default: 4 per stream, at least 16)",
@@ -198,19 +336,64 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "timeout": "seconds allowed for one request (default 300)",
         "wait": "seconds to wait through a cold start for a first answer (default: startup timeout + 120; 120 with --url)",
         "label": "name of this run in the table, JSON, plot and comparisons",
-        "json": "write the results to this file; without a value, print JSON instead of the table",
+        "json": JSON + " (the report)",
+        "output": "also write the report (JSON) to this file",
         "plot": "write a PNG: latency percentiles and throughput against concurrency",
-        "compare": "compare two earlier --json files instead of measuring: --compare a.json --compare b.json",
+        "compare": "compare two earlier reports instead of measuring: --compare a.json --compare b.json",
         "debug": DEBUG,
     },
 )
 @cli
-def bench(c, env=None, recipe=None, set_=None, url=None, model=None, concurrency="1,4,16", requests=None,
-          duration=None, prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None, label=None,
-          json=None, plot=None, compare=None, debug=False):
+def bench(c, env=None, recipe=None, set_=None, url=None, proxy_auth=False, model=None, concurrency="1,4,16",
+          requests=None, duration=None, prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None,
+          label=None, json=False, output=None, plot=None, compare=None, debug=False):
     """Measure time to first token, inter-token latency and throughput at several concurrency levels."""
     from stages import bench as stage
+    from stages.runner import report, run_stage
 
-    stage.run(env, recipe, set_, url=url, model=model, concurrency=concurrency, requests=requests, duration=duration,
-              prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup, timeout=timeout, wait=wait,
-              label=label, json_out=json, plot=plot, compare=compare)
+    if compare:
+        stage.compare(compare_paths(compare), print_json=json, plot=writable_file("--plot", plot))
+        return
+    options = bench_options(url=url, proxy_auth=proxy_auth, model=model, concurrency=concurrency, requests=requests,
+                            duration=duration, prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup,
+                            timeout=timeout, wait=wait, label=label, output=output, plot=plot)
+    if url and not (env or recipe):
+        report([stage.run_url(options)], json)
+    else:
+        run_stage(stage.run, env, recipe, set_, options, as_json=json, one_recipe="bench measures one recipe at a time")
+
+
+def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16", requests=None, duration=None,
+                  prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None, label=None, output=None,
+                  plot=None):
+    """`invoke bench`'s flags, checked (all before the first request) into the stage's typed options."""
+    from infra import bench as engine
+    from stages import bench as stage
+
+    levels = concurrency_levels(concurrency if concurrency is not None else "1,4,16")
+    n, dur = whole("--requests", requests), seconds("--duration", duration)
+    if n is not None and dur is not None:
+        _fail("give --requests (requests per level) or --duration (seconds per level), not both")
+    if n is not None and n < max(levels):
+        _fail(f"--requests must be at least the highest --concurrency ({max(levels)}) so every stream is busy; got {n}")
+    if proxy_auth and not url:
+        _fail("--proxy-auth applies to --url; the environment's own endpoint always gets its credentials")
+    return stage.Options(
+        workload=engine.Workload(
+            prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,
+            max_tokens=whole("--max-tokens", max_tokens) or engine.DEFAULT_MAX_TOKENS,
+            model=model or None,
+        ),
+        plan=engine.Plan(
+            concurrency=tuple(levels), requests=n, duration=dur,
+            warmup=whole("--warmup", 1 if warmup is None else warmup, minimum=0),
+            timeout=seconds("--timeout", timeout) or engine.DEFAULT_TIMEOUT,
+            cold_start_deadline=seconds("--wait", wait) or engine.DEFAULT_COLD_START_DEADLINE,
+        ),
+        url=http_url("--url", url) if url else None,
+        proxy_auth=proxy_auth,
+        wait_given=wait is not None,
+        label=label,
+        json_path=writable_file("--output", output),
+        plot=writable_file("--plot", plot),
+    )

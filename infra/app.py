@@ -6,10 +6,10 @@ Deploy it with `invoke deploy --env ENV --recipe R`, or with Modal's own CLI:
 
 Modal imports this module twice: on the deploying machine, and again inside every
 container, without the repository and with the container's own environment. Both
-imports read the same `Deployment`: locally it is resolved from settings and
-written into the server's environment (`INFRA_DEPLOYMENT`); in the container it is
-read back from there. The definition Modal finds in the container is therefore the
-one that was deployed, by construction (tests/test_app.py simulates that import).
+imports read the same `Deployment` (infra/current.py) and pass the same options,
+computed by infra/spec.py (which `plan` prints), so the definition Modal finds in
+the container is the one that was deployed, by construction (tests/test_app.py
+simulates that import).
 """
 
 from __future__ import annotations
@@ -18,66 +18,28 @@ import os
 
 import modal
 
-from infra import deployment as deployments
-from infra import lifecycle, sglang_args, weights
-from infra.deployment import SERVER_NAME
-from infra.images import server_image
+from infra import current, lifecycle, modal_objects, sglang_args, spec, weights
 from infra.recipes.base import HF_CACHE_PATH
-from infra.volumes import cache_mounts
 
-deployment = deployments.current()
+deployment = current.deployment()
+current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
+recipe = deployment.recipe
 
-deployments.check_modal_environment(deployment, dict(os.environ), modal.is_local())
+app = modal.App(**spec.modal_spec(deployment)["app"])
 
-app = modal.App(deployment.app_name, tags={"env": deployment.env, "recipe": deployment.recipe})
-
-# Snapshots of GPU memory are alpha on Modal: only where the environment asks for them.
-snapshot_options = (
-    {"enable_memory_snapshot": True, "experimental_options": {"enable_gpu_snapshot": True}}
-    if deployment.gpu_snapshot
-    else {}
-)
-hf_secrets = [modal.Secret.from_name(deployment.hf_token_secret, environment_name=deployment.modal_environment)] if (
-    deployment.hf_token_secret and not deployment.hf_hub_offline
-) else []
-
-# Options for Modal's Servers primitive (the successor of the reference documents'
-# @app.cls + @modal.experimental.http_server + @modal.concurrent stack).
-server_options = dict(
-    name=SERVER_NAME,
-    image=server_image(deployment),
-    gpu=deployment.gpu,
-    volumes=cache_mounts(deployment),
-    env=deployment.server_env,
-    secrets=hf_secrets,
-    port=deployment.port,
-    routing_region=deployment.routing_region,  # the documents' proxy region
-    compute_region=deployment.compute_region,  # the documents' `region`
-    target_concurrency=deployment.target_concurrency,  # the documents' `target_inputs`
-    min_containers=deployment.min_containers,
-    max_containers=deployment.max_containers,
-    buffer_containers=deployment.buffer_containers,
-    scaledown_window=deployment.scaledown_window,
-    exit_grace_period=deployment.exit_grace_period,
-    startup_timeout=deployment.startup_timeout,  # bounds the whole @modal.enter
-    unauthenticated=not deployment.proxy_auth,
-    include_source=False,  # the image mounts this package itself, assets included
-    **snapshot_options,
-)
-
-BASE_URL = f"http://127.0.0.1:{deployment.port}"
+BASE_URL = f"http://127.0.0.1:{deployment.server.port}"
 
 
 def _readiness() -> lifecycle.Readiness:
     return lifecycle.Readiness(
-        timeout=deployment.readiness_timeout,
-        poll_interval=deployment.health_poll_interval,
-        warmup=deployment.warmup,
-        model=deployment.model,
+        timeout=recipe.readiness_timeout,
+        poll_interval=recipe.health_poll_interval,
+        warmup=recipe.warmup,
+        model=recipe.model,
     )
 
 
-@app.server(**server_options)
+@app.server(**modal_objects.options(spec.server(deployment)))
 class SGLangServer:
     """Starts SGLang in @modal.enter; Modal routes traffic only once it is healthy and warm."""
 
@@ -105,4 +67,3 @@ class SGLangServer:
     def stop(self):
         if server := getattr(self, "server", None):
             server.stop()
-

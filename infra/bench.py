@@ -410,7 +410,7 @@ async def run_async(
     headers: dict[str, str] | None = None, say=None,
 ) -> dict:
     say = say or (lambda _msg: None)
-    headers = client.auth_headers() | (headers or {})
+    headers = headers or {}  # proxy auth only where the caller decided it belongs (client.proxy_auth_headers)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     cold = await wait_until_ready(url, workload, plan, headers, say)
     # No pool limit: aiohttp's default of 100 connections would queue streams and count the wait as TTFT.

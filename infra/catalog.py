@@ -46,9 +46,28 @@ COMPUTE_REGIONS: frozenset[str] = frozenset(
 ROUTING_REGIONS: frozenset[str] = frozenset({"us-east", "us-west", "eu-west", "ap-south"})
 
 
-def gpu_memory_gb(gpu_type: str) -> int:
-    return GPUS[gpu_type][0]
-
-
 def gpu_list_price(gpu_type: str) -> float:
     return GPUS[gpu_type][1]
+
+
+# The rules, in one place: settings validators call these, and nothing re-checks them.
+
+
+def check_gpu(value: str | None) -> str | None:
+    if value is not None and value not in GPUS:
+        raise ValueError(f"unknown GPU type; allowed: {', '.join(GPUS)}")
+    return value
+
+
+def check_compute_region(value: str | None) -> str | None:
+    return _check_region(value, COMPUTE_REGIONS)
+
+
+def check_routing_region(value: str | None) -> str | None:
+    return _check_region(value, ROUTING_REGIONS)
+
+
+def _check_region(value: str | None, allowed: frozenset[str]) -> str | None:
+    if value is not None and value not in allowed:
+        raise ValueError(f"not a Modal region name; allowed: {', '.join(sorted(allowed))}")
+    return value

@@ -2,7 +2,8 @@
 
 It behaves like the reference documents' `probe`: it retries while no replica is
 up (HTTP 503, connection refused, a client timeout before any byte arrived),
-until a deadline, and sends a sticky `Modal-Session-Id`. Unlike them it never
+until a deadline, and sends a sticky `Modal-Session-Id`. Proxy-auth credentials are
+sent only where the caller says they belong (`proxy_auth_headers`). Unlike them it never
 retries once a response has started streaming (the request may have done work),
 and it turns every other failure into an `EndpointError` carrying the server's
 own message: HTTP errors with their body, a connection reset mid-stream, a
@@ -15,13 +16,17 @@ token and inter-token latency for `bench`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 
 import aiohttp
+
+from infra.errors import ConfigError
 
 # Proxy-auth credentials for endpoints deployed with proxy_auth = true (Modal proxy auth tokens).
 PROXY_KEY_VARIABLE = "MODAL_KEY"
@@ -72,11 +77,36 @@ class StreamResult:
         return [b - a for a, b in zip(self.chunk_times, self.chunk_times[1:])]
 
 
-def auth_headers(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Modal-Key / Modal-Secret from the environment, when set (never logged)."""
+def proxy_auth_headers(url: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Modal-Key / Modal-Secret from MODAL_KEY / MODAL_SECRET, for `url`. Never logged.
+
+    Call it only for a URL the credentials belong to: the environment's own deployed
+    endpoint, or a URL the user explicitly allowed (`invoke bench --url U --proxy-auth`).
+    Even then they never travel in clear text to another host: plain http is refused
+    unless the host is this machine.
+    """
     environ = os.environ if environ is None else environ
     key, secret = environ.get(PROXY_KEY_VARIABLE), environ.get(PROXY_SECRET_VARIABLE)
-    return {"Modal-Key": key, "Modal-Secret": secret} if key and secret else {}
+    if not (key and secret):
+        return {}
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" and not is_local_host(parsed.hostname):
+        raise ConfigError(
+            f"refusing to send Modal proxy credentials (MODAL_KEY/MODAL_SECRET) in clear text to {parsed.hostname}: "
+            "allowed: an https:// URL, or a local address"
+        )
+    return {"Modal-Key": key, "Modal-Secret": secret}
+
+
+def is_local_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def chat_payload(messages: list[dict], *, model: str | None = None, max_tokens: int | None = None, **extra) -> dict:
@@ -181,7 +211,7 @@ async def probe(
     deadline = time.monotonic() + deadline_seconds
     sticky = {"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"}
     attempts = 0
-    async with aiohttp.ClientSession(headers=sticky | auth_headers() | (headers or {})) as session:
+    async with aiohttp.ClientSession(headers=sticky | (headers or {})) as session:
         while True:
             attempts += 1
             remaining = deadline - time.monotonic()

@@ -2,7 +2,8 @@
 
 They live in their own app (`<app>-jobs`), run ephemerally by `invoke download` and
 `invoke compile`, so that running them never starts the server's warm replicas.
-Their bodies are plain functions in infra/weights.py and infra/kernels.py.
+Their options come from infra/spec.py (what `plan` prints); their bodies are plain
+functions in infra/weights.py and infra/kernels.py.
 """
 
 from __future__ import annotations
@@ -11,55 +12,28 @@ import os
 
 import modal
 
-from infra import deployment as deployments
-from infra import kernels, weights
-from infra.deployment import DEPLOYMENT_VARIABLE
-from infra.images import download_image, server_image
+from infra import current, kernels, modal_objects, spec, weights
 from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
-from infra.sglang_args import COMPILE_TIMEOUT
-from infra.volumes import kernels_volume, weights_volume
 
-deployment = deployments.current()
-deployments.check_modal_environment(deployment, dict(os.environ), modal.is_local())
+deployment = current.deployment()
+current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
 
-app = modal.App(f"{deployment.app_name}-jobs", tags={"env": deployment.env, "recipe": deployment.recipe})
-job_env = {DEPLOYMENT_VARIABLE: deployment.to_json()}
-hf_secrets = (
-    [modal.Secret.from_name(deployment.hf_token_secret, environment_name=deployment.modal_environment)]
-    if deployment.hf_token_secret
-    else []
-)
-weights_cache = weights_volume(deployment)
+specs = spec.modal_spec(deployment)
+app = modal.App(**specs["jobs_app"])
+download_options = modal_objects.options(specs["jobs"]["download_weights"])
+compile_options = modal_objects.options(specs["jobs"]["compile_kernels"])
 
 
-@app.function(
-    image=download_image(deployment),
-    volumes={HF_CACHE_PATH: weights_cache},
-    secrets=hf_secrets,  # HF_TOKEN, if the environment names a secret; never printed
-    env=job_env,
-    cpu=4.0,
-    memory=8192,
-    timeout=3 * 60 * 60,
-    include_source=False,
-)
+@app.function(**download_options)
 def download_weights() -> list[dict]:
     """The model, and the speculative draft model where there is one, at their pinned revisions."""
+    commit = download_options["volumes"][HF_CACHE_PATH].commit
     return [
-        weights.as_dict(weights.download(repo, revision, HF_CACHE_PATH, commit_volume=weights_cache.commit))
-        for repo, revision in deployment.repositories()
+        weights.as_dict(weights.download(repo, revision, HF_CACHE_PATH, commit_volume=commit))
+        for repo, revision in deployment.recipe.repositories()
     ]
 
 
-kernel_cache = kernels_volume(deployment)
-
-
-@app.function(
-    image=server_image(deployment),
-    gpu=deployment.gpu,  # kernels are compiled for the GPU that will run them
-    volumes={HF_CACHE_PATH: weights_cache, DG_CACHE_PATH: kernel_cache},
-    env=job_env | {"HF_HUB_OFFLINE": "1"},  # the weights come from the download stage
-    timeout=COMPILE_TIMEOUT + 900,
-    include_source=False,
-)
+@app.function(**compile_options)
 def compile_kernels() -> dict:
-    return kernels.compile_kernels(deployment, DG_CACHE_PATH, commit_volume=kernel_cache.commit)
+    return kernels.compile_kernels(deployment, DG_CACHE_PATH, commit_volume=compile_options["volumes"][DG_CACHE_PATH].commit)

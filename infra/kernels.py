@@ -37,13 +37,13 @@ class CompileFailed(RuntimeError):
 def kernel_key(d: Deployment) -> dict:
     """Everything that changes which kernels exist: the SGLang build, the model, the parallelism, the GPU."""
     return {
-        "sglang_image": d.sglang_image,
-        "model": d.model,
-        "model_revision": d.model_revision,
-        "draft_model": d.draft_model,
-        "draft_revision": d.draft_revision,
-        "tp_size": d.tp_size,
-        "gpu_type": d.gpu_type,
+        "sglang_image": d.recipe.sglang_image,
+        "model": d.recipe.model,
+        "model_revision": d.recipe.model_revision,
+        "draft_model": d.recipe.draft_model,
+        "draft_revision": d.recipe.draft_revision,
+        "tp_size": d.recipe.tp_size,
+        "gpu_type": d.recipe.gpu_type,
         # The shapes follow from the full argument list (CUDA-graph sizes, speculative settings...).
         "server_args": sglang_args.server_args(d, snapshot_phase=d.gpu_snapshot),
     }
@@ -54,7 +54,7 @@ def kernel_fingerprint(d: Deployment) -> str:
 
 
 def marker_path(cache_dir: str | Path, d: Deployment) -> Path:
-    return Path(cache_dir) / MARKERS / f"{d.recipe}-{kernel_fingerprint(d)}.json"
+    return Path(cache_dir) / MARKERS / f"{d.recipe.name}-{kernel_fingerprint(d)}.json"
 
 
 def compile_kernels(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from infra import catalog, kernels, sglang_args
-from infra.deployment import COMMIT_RE, SERVER_NAME, Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra import catalog, kernels, revisions, sglang_args, spec
+from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.recipes.base import COMMIT_RE
 from infra.secrets import local_credentials
 from infra.settings import Settings
 from infra.state import StageState
@@ -27,11 +27,11 @@ def gpu_price(settings: Settings, gpu_type: str) -> float:
 
 def standing_cost(settings: Settings, d: Deployment) -> dict:
     """What the warm replicas cost even when nobody calls them."""
-    price = gpu_price(settings, d.gpu_type)
-    warm_gpus = d.min_containers * d.gpu_count
+    price = gpu_price(settings, d.recipe.gpu_type)
+    warm_gpus = d.scaling.min_containers * d.recipe.gpu_count
     return {
         "gpu_hourly_usd": price,
-        "warm_replicas": d.min_containers,
+        "warm_replicas": d.scaling.min_containers,
         "warm_gpus": warm_gpus,
         "gpu_hours_per_hour": warm_gpus,
         "gpu_hours_per_30_days": warm_gpus * HOURS_PER_30_DAYS,
@@ -44,18 +44,17 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     """An estimate of a cold start, part by part, from settings and what the stages recorded."""
     cs = settings.cold_start
     parts: dict[str, dict] = {}
-    image_gb = cs.image_size_gb.get(d.sglang_image)
+    image_gb = cs.image_size_gb.get(d.recipe.sglang_image)
     parts["image_pull"] = (
         {"seconds": round(image_gb / cs.image_pull_gbps, 1), "basis": f"{image_gb} GB at {cs.image_pull_gbps} GB/s"}
         if image_gb
         else {"seconds": None, "basis": "image size unknown (set cold_start.image_size_gb)"}
     )
-    download = state.get("download")
-    if download:
-        size_gb = sum(item["size_bytes"] for item in download["result"]) / 1e9
+    if downloads := revisions.recorded_downloads(state):
+        size_gb = sum(item["size_bytes"] for item in downloads) / 1e9
         basis = "sizes recorded by the download stage"
     else:
-        size_gb = d.model_size_gb + d.draft_size_gb
+        size_gb = d.recipe.model_size_gb + d.recipe.draft_size_gb
         basis = "nominal sizes (run `invoke download` to record real ones)"
     parts["weights"] = {
         "seconds": round(size_gb / settings.caches.volume_read_gbps, 1),
@@ -69,7 +68,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     )
     parts["server_boot"] = {"seconds": cs.server_boot_seconds, "basis": "process start, imports, NCCL (cold_start.server_boot_seconds)"}
     parts["cuda_graphs"] = {"seconds": cs.cuda_graph_seconds, "basis": "capture (cold_start.cuda_graph_seconds)"}
-    parts["warmup"] = {"seconds": d.warmup_budget, "basis": f"at most {d.warmup.count} × {d.warmup.timeout:g} s"}
+    parts["warmup"] = {"seconds": d.recipe.warmup_budget, "basis": f"at most {d.recipe.warmup.count} × {d.recipe.warmup.timeout:g} s"}
     known = [p["seconds"] for p in parts.values() if p["seconds"] is not None]
     total = round(sum(known), 1)
     result = {"parts": parts, "estimate_seconds": total, "complete": len(known) == len(parts)}
@@ -81,19 +80,19 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
 
 
 def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
-    out = [f"unpinned: {item}; `invoke download` resolves and records a commit" for item in d.unpinned()]
-    if not d.proxy_auth:
+    out = [f"unpinned: {item}; `invoke download` resolves and records a commit" for item in d.recipe.unpinned()]
+    if not d.auth.proxy_auth:
         out.append("endpoint is public: anyone with the URL can call it (auth.proxy_auth = false)")
-    budget = d.readiness_timeout + d.warmup_budget
-    if d.startup_timeout < budget:  # validation refuses this; kept for plans of hand-built deployments
-        out.append(f"startup_timeout {d.startup_timeout} s is shorter than the readiness budget {budget:g} s")
+    budget = d.recipe.readiness_timeout + d.recipe.warmup_budget
+    if d.recipe.startup_timeout < budget:  # validation refuses this; kept for plans of hand-built deployments
+        out.append(f"startup_timeout {d.recipe.startup_timeout} s is shorter than the readiness budget {budget:g} s")
     expected = cold["estimate_seconds"] * settings.cold_start.margin
-    if not d.gpu_snapshot and d.startup_timeout < expected:
+    if not d.gpu_snapshot and d.recipe.startup_timeout < expected:
         out.append(
-            f"startup_timeout {d.startup_timeout} s is below the estimated cold start {cold['estimate_seconds']:g} s "
+            f"startup_timeout {d.recipe.startup_timeout} s is below the estimated cold start {cold['estimate_seconds']:g} s "
             f"× margin {settings.cold_start.margin:g}: a cold container may be killed before it is ready"
         )
-    if settings.release.guarded and d.min_containers == 0:
+    if settings.release.guarded and d.scaling.min_containers == 0:
         out.append(f"production environment '{d.env}' has min_containers = 0: every first request pays the full cold start "
                    f"(~{cold['estimate_seconds']:g} s)")
     if d.gpu_snapshot:
@@ -102,10 +101,10 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
 
 
 def plan_for(settings: Settings, d: Deployment, state: StageState | None = None) -> dict:
-    state = state or StageState(d.env, d.recipe)
-    download = state.get("download")
-    resolved = {item["repo"]: item["commit"] for item in download["result"]} if download else {}
+    state = state or StageState(d.env, d.recipe.name)
+    resolved = revisions.recorded(state)
     cold = cold_start(settings, d, state)
+    r = d.recipe
 
     def model(repo: str | None, revision: str | None) -> dict | None:
         if repo is None:
@@ -117,69 +116,37 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
             "resolved_commit": resolved.get(repo),
         }
 
-    plan = {
+    return {
         "env": d.env,
-        "recipe": d.recipe,
-        "modal": {
-            "environment": d.modal_environment,
-            "app": d.app_name,
-            "server": SERVER_NAME,
-            "jobs_app": f"{d.app_name}-jobs",
-            "cache_environment": d.cache_environment,
-        },
-        "image": {
-            "base": d.sglang_image,
-            "entrypoint": [],
-            "sglang_version": d.sglang_version,
-            "pip_installs": list(d.pip_installs),
-            "env": d.image_env,
-        },
-        "model": model(d.model, d.model_revision),
-        "draft_model": model(d.draft_model, d.draft_revision),
-        "volumes": [
-            {"name": d.weights_volume, "mount": HF_CACHE_PATH, "modal_environment": d.cache_environment},
-            {"name": d.kernels_volume, "mount": DG_CACHE_PATH, "modal_environment": d.cache_environment},
-        ],
-        "gpu": {"type": d.gpu_type, "count": d.gpu_count, "request": d.gpu, "tensor_parallel": d.tp_size},
-        "regions": {"compute": d.compute_region, "routing": d.routing_region},
-        "scaling": {
-            "min_containers": d.min_containers,
-            "max_containers": d.max_containers,
-            "buffer_containers": d.buffer_containers,
-            "scaledown_window": d.scaledown_window,
-            "target_concurrency": d.target_concurrency,
-        },
-        "timeouts": {
-            "startup_timeout": d.startup_timeout,
-            "readiness_timeout": d.readiness_timeout,
-            "exit_grace_period": d.exit_grace_period,
-        },
+        "recipe": r.name,
+        "modal_environment": d.modal.environment,
+        "sglang_version": r.sglang_version,
+        # Verbatim what infra/app.py and infra/jobs.py pass to Modal (infra/spec.py).
+        "modal": spec.modal_spec(d),
+        "model": model(r.model, r.model_revision),
+        "draft_model": model(r.draft_model, r.draft_revision),
+        "tensor_parallel": r.tp_size,
+        "readiness_timeout": r.readiness_timeout,
         "launch_command": sglang_args.launch_command(d),
         "compile_command": sglang_args.compile_command(d),
         "readiness": {
-            "health": f"GET /health every {d.health_poll_interval:g} s until healthy",
+            "health": f"GET /health every {r.health_poll_interval:g} s until healthy",
             "warmup": {
-                "requests": d.warmup.count,
-                "prompt": d.warmup.prompt,
-                "max_tokens": d.warmup.max_tokens,
-                "timeout": d.warmup.timeout,
-                "image": "packaged, inline data URL" if d.warmup.with_image else None,
+                "requests": r.warmup.count,
+                "prompt": r.warmup.prompt,
+                "max_tokens": r.warmup.max_tokens,
+                "timeout": r.warmup.timeout,
+                "image": "packaged, inline data URL" if r.warmup.with_image else None,
             },
         },
         "endpoint": {
-            "public": not d.proxy_auth,
-            "auth": "Modal proxy auth: send Modal-Key / Modal-Secret" if d.proxy_auth else "none",
+            "public": not d.auth.proxy_auth,
+            "auth": "Modal proxy auth: send Modal-Key / Modal-Secret" if d.auth.proxy_auth else "none",
         },
-        "server_env": {k: ("<this deployment, resolved>" if k == "INFRA_DEPLOYMENT" else v) for k, v in d.server_env.items()},
-        "secrets": {"hf_token_secret": d.hf_token_secret},
-        "snapshot": {"gpu_snapshot": True, "enable_memory_snapshot": True, "experimental_options": {"enable_gpu_snapshot": True}}
-        if d.gpu_snapshot
-        else None,
         "cost": standing_cost(settings, d),
         "cold_start": cold,
         "warnings": warnings_for(settings, d, cold),
     }
-    return plan
 
 
 def to_json(plans: list[dict]) -> str:
@@ -187,32 +154,31 @@ def to_json(plans: list[dict]) -> str:
 
 
 def render(plans: list[dict]) -> str:
-    """The human view: one block per recipe, knobs named as in settings and Modal."""
+    """The human view: one block per recipe, knobs named as in settings and Modal, read from the spec."""
     lines: list[str] = []
     for p in plans:
-        m, img, gpu, sc, to = p["modal"], p["image"], p["gpu"], p["scaling"], p["timeouts"]
+        m = p["modal"]
+        server, jobs = m["server"], m["jobs"]
         lines += [
             f"== {p['env']} / {p['recipe']} " + "=" * max(0, 60 - len(p["env"]) - len(p["recipe"])),
-            f"Modal          environment {m['environment']}, app {m['app']} (server '{m['server']}'), jobs app {m['jobs_app']}",
-            f"Image          {img['base']} (SGLang {img['sglang_version']}), entrypoint []",
+            f"Modal          environment {p['modal_environment']}, app {m['app']['name']} (server '{server['name']}'), "
+            f"jobs app {m['jobs_app']['name']}",
+            f"Image          {_image(server['image'])} (SGLang {p['sglang_version']})",
         ]
-        if img["pip_installs"]:
-            lines.append(f"               + uv_pip_install {' '.join(img['pip_installs'])}")
-        lines.append("               + env " + " ".join(f"{k}={v}" for k, v in img["env"].items()))
         for label, mdl in (("Model", p["model"]), ("Draft model", p["draft_model"])):
             if mdl:
                 pin = "pinned" if mdl["pinned"] else "UNPINNED"
                 res = f", resolved {mdl['resolved_commit'][:12]}" if mdl["resolved_commit"] and not mdl["pinned"] else ""
                 lines.append(f"{label:<15}{mdl['id']} @ {mdl['revision'] or '(unset)'} [{pin}{res}]")
-        for v in p["volumes"]:
-            lines.append(f"Volume         {v['name']} -> {v['mount']} (Modal environment {v['modal_environment']})")
+        for mount, v in server["volumes"].items():
+            lines.append(f"Volume         {v['name']} -> {mount} (Modal environment {v['environment']})")
         lines += [
-            f"GPU            {gpu['request']} (tensor parallel {gpu['tensor_parallel']})",
-            f"Regions        compute {p['regions']['compute'] or 'any'}, routing (proxy) {p['regions']['routing']}",
-            f"Scaling        min_containers {sc['min_containers']}, max_containers {sc['max_containers'] or 'unbounded'}, "
-            f"target_concurrency {sc['target_concurrency']}",
-            f"Timeouts       startup_timeout {to['startup_timeout']} s, readiness_timeout {to['readiness_timeout']} s, "
-            f"exit_grace_period {to['exit_grace_period']} s",
+            f"GPU            {server['gpu']} (tensor parallel {p['tensor_parallel']})",
+            f"Regions        compute {server['compute_region'] or 'any'}, routing (proxy) {server['routing_region']}",
+            f"Scaling        min_containers {server['min_containers']}, max_containers {server['max_containers'] or 'unbounded'}, "
+            f"target_concurrency {server['target_concurrency']}",
+            f"Timeouts       startup_timeout {server['startup_timeout']} s, readiness_timeout {p['readiness_timeout']} s, "
+            f"exit_grace_period {server['exit_grace_period']} s",
             f"Endpoint       {'PUBLIC (no auth)' if p['endpoint']['public'] else 'private: ' + p['endpoint']['auth']}",
             f"Launch         {' '.join(p['launch_command'])}",
             f"Kernels        {' '.join(p['compile_command'])}",
@@ -220,11 +186,13 @@ def render(plans: list[dict]) -> str:
             f"({p['readiness']['warmup']['prompt']!r}, max_tokens {p['readiness']['warmup']['max_tokens']}, "
             f"{p['readiness']['warmup']['timeout']:g} s timeout"
             + (", with the packaged image)" if p["readiness"]["warmup"]["image"] else ")"),
-            "Server env     " + " ".join(f"{k}={v}" for k, v in p["server_env"].items()),
-            f"Secrets        HF token from Modal Secret: {p['secrets']['hf_token_secret'] or 'none'}",
+            "Server env     " + _env(server["env"]),
+            f"Secrets        server: {_secrets(server['secrets'])}; download job: {_secrets(jobs['download_weights']['secrets'])}",
         ]
-        if p["snapshot"]:
+        if server.get("enable_memory_snapshot"):
             lines.append("Snapshots      enable_memory_snapshot=True, experimental enable_gpu_snapshot (alpha)")
+        for name, job in jobs.items():
+            lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout {job['timeout']} s")
         c = p["cost"]
         lines.append(
             f"Standing cost  {c['warm_gpus']} warm GPU(s) × ${c['gpu_hourly_usd']:.2f}/h = ${c['usd_per_hour']:.2f}/h, "
@@ -243,3 +211,27 @@ def render(plans: list[dict]) -> str:
     creds = local_credentials()
     lines.append("Local credentials: " + ", ".join(f"{k} {v}" for k, v in creds.items()))
     return "\n".join(lines)
+
+
+def _image(layers: list[dict]) -> str:
+    """'lmsysorg/sglang:... + entrypoint [] + uv_pip_install huggingface-hub==0.36.0 + env (4) + infra'."""
+    out = []
+    for layer in layers:
+        args, kwargs = layer["args"], layer["kwargs"]
+        if layer["method"] == "env":
+            out.append("env " + " ".join(f"{k}={v}" for k, v in args[0].items()))
+        elif layer["method"] in ("from_registry", "add_local_python_source"):
+            out.append(" ".join(args) + (" (mounted)" if layer["method"] == "add_local_python_source" else ""))
+        else:
+            words = [a if isinstance(a, str) else json.dumps(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items()]
+            out.append(" ".join([layer["method"], *words]))
+    return " + ".join(out)
+
+
+def _env(env: dict[str, str]) -> str:
+    shown = {k: (f"<this deployment, {len(v)} bytes of JSON>" if k == DEPLOYMENT_VARIABLE else v) for k, v in env.items()}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _secrets(secrets: list[dict]) -> str:
+    return ", ".join(f"Modal Secret {s['name']} ({s['environment']})" for s in secrets) or "none"

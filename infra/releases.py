@@ -132,19 +132,19 @@ class ReleaseStore:
         return f"releases/{recipe}.json"
 
     def read(self, d: Deployment) -> Manifest:
-        raw = self.remote.read_file(d.modal_environment, d.releases_volume, self._path(d.recipe))
-        return Manifest.from_json(raw.decode()) if raw else Manifest(env=d.env, recipe=d.recipe)
+        raw = self.remote.read_file(d.modal.environment, d.caches.releases_volume, self._path(d.recipe.name))
+        return Manifest.from_json(raw.decode()) if raw else Manifest(env=d.env, recipe=d.recipe.name)
 
     def write(self, d: Deployment, manifest: Manifest, expected_revision: int) -> Manifest:
         """Write `manifest` if nobody wrote since `expected_revision` (checked under the lock)."""
         latest = self.read(d)
         if latest.revision != expected_revision:
             raise Refused(
-                f"release manifest for {d.env}/{d.recipe} changed while we worked "
+                f"release manifest for {d.env}/{d.recipe.name} changed while we worked "
                 f"(revision {expected_revision} -> {latest.revision}); nothing recorded, re-run to see the new state"
             )
         manifest.revision = expected_revision + 1
-        self.remote.write_file(d.modal_environment, d.releases_volume, self._path(d.recipe), manifest.to_json().encode())
+        self.remote.write_file(d.modal.environment, d.caches.releases_volume, self._path(d.recipe.name), manifest.to_json().encode())
         return manifest
 
     def record(self, d: Deployment, manifest: Manifest, release: Release) -> Manifest:
@@ -167,12 +167,17 @@ class ReleaseStore:
         manifest.history = [manifest.current] + [r for r in manifest.history if r.release_id != manifest.current.release_id]
         return self.write(d, manifest, manifest.revision)
 
+    def endpoint(self, d: Deployment) -> str | None:
+        """The deployed endpoint's URL: what the current release recorded, else what Modal reports for the app."""
+        current = self.read(d).current
+        return (current.url if current else None) or self.remote.server_url(d)
+
     @contextlib.contextmanager
     def locked(self, d: Deployment, action: str) -> Iterator[str]:
         """Hold the release lock of this environment and recipe; refuse if someone else does."""
-        name = f"{d.env}/{d.recipe}"
+        name = f"{d.env}/{d.recipe.name}"
         holder = f"{action} by {_user()}@{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
-        current = self.remote.acquire_lock(d.modal_environment, name, holder, LOCK_TTL_SECONDS)
+        current = self.remote.acquire_lock(d.modal.environment, name, holder, LOCK_TTL_SECONDS)
         if current is not None:
             since = time.strftime("%H:%M:%S", time.gmtime(current.get("since", 0)))
             raise Refused(
@@ -182,4 +187,4 @@ class ReleaseStore:
         try:
             yield holder
         finally:
-            self.remote.release_lock(d.modal_environment, name, holder)
+            self.remote.release_lock(d.modal.environment, name, holder)

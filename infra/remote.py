@@ -22,7 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from infra.deployment import DEPLOYMENT_VARIABLE, SERVER_NAME, Deployment
+from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.spec import SERVER_NAME
 from infra.errors import UserError
 from infra.secrets import scrub
 
@@ -64,7 +65,7 @@ def _module_for(module: str, d: Deployment) -> Iterator[object]:
     """Import infra.app / infra.jobs for exactly this deployment, as the container will."""
     saved = {k: os.environ.get(k) for k in (DEPLOYMENT_VARIABLE, "MODAL_ENVIRONMENT")}
     os.environ[DEPLOYMENT_VARIABLE] = d.to_json()
-    os.environ["MODAL_ENVIRONMENT"] = d.modal_environment
+    os.environ["MODAL_ENVIRONMENT"] = d.modal.environment
     sys.modules.pop(module, None)
     try:
         yield importlib.import_module(module)
@@ -91,32 +92,32 @@ class ModalRemote:
     def build_image(self, d: Deployment) -> str:
         import modal
 
-        from infra.images import server_image
+        from infra import modal_objects, spec
 
-        builder = modal.App.lookup(f"{d.app_name}-builds", environment_name=d.modal_environment, create_if_missing=True)
+        builder = modal.App.lookup(f"{d.modal.app_name}-builds", environment_name=d.modal.environment, create_if_missing=True)
         with modal.enable_output():
-            image = server_image(d).build(builder)
+            image = modal_objects.image(spec.server_image(d)).build(builder)
         return image.object_id
 
     def run_download(self, d: Deployment) -> list[dict]:
         import modal
 
         with _module_for("infra.jobs", d) as jobs, modal.enable_output():
-            with jobs.app.run(environment_name=d.modal_environment):
+            with jobs.app.run(environment_name=d.modal.environment):
                 return jobs.download_weights.remote()
 
     def run_compile(self, d: Deployment) -> dict:
         import modal
 
         with _module_for("infra.jobs", d) as jobs, modal.enable_output():
-            with jobs.app.run(environment_name=d.modal_environment):
+            with jobs.app.run(environment_name=d.modal.environment):
                 return jobs.compile_kernels.remote()
 
     def deploy(self, d: Deployment, tag: str) -> dict:
         import modal
 
         with _module_for("infra.app", d) as module, modal.enable_output():
-            module.app.deploy(environment_name=d.modal_environment, tag=tag)
+            module.app.deploy(environment_name=d.modal.environment, tag=tag)
             url = module.SGLangServer.get_url()
             app_id = module.app.app_id
         latest = self.history(d)[:1]
@@ -126,22 +127,22 @@ class ModalRemote:
         import modal
 
         try:
-            return modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal_environment).get_url()
+            return modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment).get_url()
         except modal.exception.NotFoundError:
             return None
 
     def history(self, d: Deployment) -> list[dict]:
         """Newest first: [{"version": 3, "tag": "...", "deployed_at": "..."}]."""
-        return parse_history(self._cli("app", "history", d.app_name, "--env", d.modal_environment, "--json"))
+        return parse_history(self._cli("app", "history", d.modal.app_name, "--env", d.modal.environment, "--json"))
 
     def rollback(self, d: Deployment, version: int | None) -> None:
-        args = ["app", "rollback", d.app_name] + ([f"v{version}"] if version else []) + ["--env", d.modal_environment]
+        args = ["app", "rollback", d.modal.app_name] + ([f"v{version}"] if version else []) + ["--env", d.modal.environment]
         self._cli(*args)
 
     def update_autoscaler(self, d: Deployment, min_containers: int) -> dict:
         import modal
 
-        server = modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal_environment)
+        server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
         settings = server.update_autoscaler(min_containers=min_containers)
         return {"min_containers": getattr(settings, "min_containers", min_containers)}
 
@@ -200,7 +201,7 @@ class ModalRemote:
         import modal
 
         with _module_for("infra.app", d) as module, modal.enable_output():
-            with module.app.run(environment_name=d.modal_environment):
+            with module.app.run(environment_name=d.modal.environment):
                 yield module.SGLangServer.get_url()
 
     def _cli(self, *args: str) -> str:

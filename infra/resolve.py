@@ -1,126 +1,132 @@
 """Settings + recipe -> Deployment, and the checks that need both.
 
-Precedence for per-recipe knobs: the recipe's value, then the environment's
-`[placement]`/`[scaling]` sections, then its `[recipes."<name>"]` table.
-Every check raises one `ConfigError` line naming the setting, its value and
-what is allowed.
+The recipe is resolved by applying the environment's `[recipes."<name>"]` knobs
+to it with `dataclasses.replace`; every other part of the Deployment comes from
+the environment's sections, field by field of the same name. Precedence for the
+knobs both have (regions): the recipe's value, then the environment's
+`[placement]`, then its `[recipes."<name>"]` table. Every check raises one
+`ConfigError` line naming the setting, its value and what is allowed; rules that
+concern one value live with that value (settings validators); only the rules that
+need the whole deployment live here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
+from typing import Any
 
-from infra import catalog, sglang_args
-from infra.deployment import COMMIT_RE, STARTUP_MARGIN_SECONDS, Deployment
+from infra import deployment as parts
+from infra import sglang_args
+from infra.deployment import Deployment
 from infra.errors import ConfigError
 from infra.recipes import RECIPES
+from infra.recipes.base import COMMIT_RE, Recipe
 from infra.settings import RecipeOverrides, Settings
 
+# Time Modal needs around the health wait: process launch, Volume mounts, GPU init.
+STARTUP_MARGIN_SECONDS = 60
 # Endpoints and flags the GPU-snapshot start-up needs from SGLang.
 SNAPSHOT_ENDPOINTS = ("/release_memory_occupation", "/resume_memory_occupation")
 SNAPSHOT_FLAGS = ("--enable-memory-saver", "--enable-weights-cpu-backup")
+REVISIONS = ("model_revision", "draft_revision")
 
 
 def resolve(settings: Settings, recipe_name: str) -> Deployment:
-    recipe = RECIPES[recipe_name]
-    o = settings.recipes.get(recipe_name, RecipeOverrides())
-    where = f'recipes."{recipe_name}"'
-
-    def pick(override, env_value, recipe_value):
-        if override is not None:
-            return override
-        return env_value if env_value is not None else recipe_value
-
-    speculative = recipe.speculative
-    draft_revision = speculative.draft_revision if speculative else None
-    if speculative and o.draft_revision is not None:
-        draft_revision = o.draft_revision
-        speculative = dataclasses.replace(speculative, draft_revision=draft_revision)
-
+    knobs = settings.recipes.get(recipe_name, RecipeOverrides()).given()
+    recipe = resolve_recipe(RECIPES[recipe_name], knobs)
+    placement = {**_section(parts.Placement, settings.placement), **_pick(parts.Placement, knobs)}
     d = Deployment(
         env=settings.env,
-        recipe=recipe.name,
-        app_name=f"{settings.modal.app_prefix}-{recipe.name.replace('.', '-')}",
-        modal_environment=settings.modal_environment,
-        cache_environment=settings.cache_environment,
-        sglang_image=recipe.sglang_image,
-        sglang_version=recipe.sglang_version,
-        pip_installs=recipe.pip_installs,
-        image_env=dict(recipe.image_env),
-        model=o.model or recipe.model,
-        model_revision=o.model_revision or recipe.model_revision,
-        model_size_gb=recipe.model_size_gb,
-        draft_model=speculative.draft_model if speculative else None,
-        draft_revision=draft_revision,
-        draft_size_gb=recipe.draft_size_gb,
-        gated=recipe.gated if o.gated is None else o.gated,
-        hf_token_secret=settings.secrets.hf_token_secret,
-        hf_hub_offline=settings.server.hf_hub_offline,
-        gpu_type=o.gpu_type or recipe.gpu_type,
-        gpu_count=o.gpu_count or recipe.gpu_count,
-        tp_size=o.tp_size or recipe.tp_size,
-        port=settings.server.port,
-        target_concurrency=o.target_concurrency or recipe.target_concurrency,
-        mem_fraction_static=recipe.mem_fraction_static,
-        extra_flags=recipe.extra_flags,
-        speculative=speculative,
-        compute_region=pick(o.compute_region, settings.placement.compute_region, recipe.compute_region),
-        routing_region=pick(o.routing_region, settings.placement.routing_region, recipe.routing_region),
-        min_containers=settings.scaling.min_containers,
-        max_containers=settings.scaling.max_containers,
-        buffer_containers=settings.scaling.buffer_containers,
-        scaledown_window=settings.scaling.scaledown_window,
-        exit_grace_period=recipe.exit_grace_period,
-        startup_timeout=o.startup_timeout or recipe.startup_timeout,
-        proxy_auth=settings.auth.proxy_auth,
-        gpu_snapshot=pick(o.gpu_snapshot, settings.cold_start.gpu_snapshot, False),
-        weights_volume=settings.caches.weights_volume,
-        kernels_volume=settings.caches.kernels_volume,
-        releases_volume=settings.caches.releases_volume,
-        readiness_timeout=o.readiness_timeout or recipe.readiness_timeout,
-        health_poll_interval=recipe.health_poll_interval,
-        warmup=recipe.warmup,
-        smoke=recipe.smoke,
+        recipe=recipe,
+        modal=parts.ModalTarget(
+            environment=settings.modal_environment,
+            cache_environment=settings.cache_environment,
+            app_name=f"{settings.modal.app_prefix}-{recipe.name.replace('.', '-')}",
+        ),
+        scaling=parts.Scaling(**_section(parts.Scaling, settings.scaling)),
+        placement=parts.Placement(
+            compute_region=_first(placement["compute_region"], recipe.compute_region),
+            routing_region=_first(placement["routing_region"], recipe.routing_region),
+        ),
+        server=parts.Server(port=_first(settings.server.port, recipe.port), hf_hub_offline=settings.server.hf_hub_offline),
+        auth=parts.Auth(**_section(parts.Auth, settings.auth)),
+        secrets=parts.Secrets(**_section(parts.Secrets, settings.secrets)),
+        caches=parts.Caches(**_section(parts.Caches, settings.caches)),
+        gpu_snapshot=_first(knobs.get("gpu_snapshot"), settings.cold_start.gpu_snapshot),
     )
-    validate(d, settings, where)
+    validate(d, settings, f'recipes."{recipe_name}"')
     return d
 
 
+def resolve_recipe(recipe: Recipe, knobs: dict[str, Any]) -> Recipe:
+    """The recipe with an environment's knobs applied: those named like a recipe field, and the revisions.
+
+    Knobs named like an environment part's field (compute_region is both a recipe
+    default and a placement field) belong to the environment: a promotion must not
+    carry them in the recipe.
+    """
+    own = {k: v for k, v in knobs.items() if k not in _environment_names() and k not in REVISIONS}
+    recipe = dataclasses.replace(recipe, **_pick(Recipe, own))
+    return recipe.with_revisions(knobs.get("model_revision"), knobs.get("draft_revision"))
+
+
+@functools.cache
+def _environment_names() -> frozenset[str]:
+    """Every field of the Deployment that is the environment's: its parts' fields and its own, but the recipe."""
+    names: set[str] = set()
+    for name, tp in typing.get_type_hints(Deployment).items():
+        if name == "recipe":
+            continue
+        names |= _names(tp) if dataclasses.is_dataclass(tp) else {name}
+    return frozenset(names)
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _pick(cls, values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in _names(cls)}
+
+
+def _section(cls, section) -> dict[str, Any]:
+    """A settings section's values for the deployment part of the same shape."""
+    return {name: getattr(section, name) for name in _names(cls)}
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
 def validate(d: Deployment, settings: Settings, where: str) -> None:
-    if d.gpu_type not in catalog.GPUS:
-        raise ConfigError(f"{where}.gpu_type = {d.gpu_type!r}: unknown GPU type; allowed: {', '.join(catalog.GPUS)}")
-    if not 1 <= d.gpu_count <= catalog.MAX_GPUS_PER_CONTAINER:
+    r = d.recipe
+    if r.tp_size != r.gpu_count:
         raise ConfigError(
-            f"{where}.gpu_count = {d.gpu_count}: allowed 1 to {catalog.MAX_GPUS_PER_CONTAINER} GPUs per container"
-        )
-    if d.tp_size != d.gpu_count:
-        raise ConfigError(
-            f"{where}.tp_size = {d.tp_size} does not match gpu_count = {d.gpu_count}: "
+            f"{where}.tp_size = {r.tp_size} does not match gpu_count = {r.gpu_count}: "
             "tensor parallelism puts one shard on each GPU, so set tp_size equal to gpu_count"
         )
-    if not d.model.strip() or "/" not in d.model:
-        raise ConfigError(f"{where}: model id {d.model!r} is not an 'org/name' Hugging Face repository id")
     if settings.release.require_pinned_revisions:
-        for label, value in (("model_revision", d.model_revision), ("draft_revision", d.draft_revision)):
+        for label, value in (("model_revision", r.model_revision), ("draft_revision", r.draft_revision)):
             if value is not None and not COMMIT_RE.match(value):
                 raise ConfigError(
                     f"{where}.{label} = {value!r}: environment '{d.env}' requires pinned revisions "
                     "(release.require_pinned_revisions); allowed: a 40-hex commit id"
                 )
     if d.gpu_snapshot:
-        missing = [e for e in SNAPSHOT_ENDPOINTS if not sglang_args.has_endpoint(d.sglang_version, e)]
-        missing += [f for f in SNAPSHOT_FLAGS if f not in sglang_args.known_flags(d.sglang_version)]
+        missing = [e for e in SNAPSHOT_ENDPOINTS if not sglang_args.has_endpoint(r.sglang_version, e)]
+        missing += [f for f in SNAPSHOT_FLAGS if f not in sglang_args.known_flags(r.sglang_version)]
         if missing:
             raise ConfigError(
-                f"{where}.gpu_snapshot = true: SGLang {d.sglang_version} lacks {', '.join(missing)}; "
+                f"{where}.gpu_snapshot = true: SGLang {r.sglang_version} lacks {', '.join(missing)}; "
                 "allowed: false for this recipe"
             )
-    budget = d.readiness_timeout + d.warmup_budget + STARTUP_MARGIN_SECONDS
-    if d.startup_timeout < budget:
+    budget = r.readiness_timeout + r.warmup_budget + STARTUP_MARGIN_SECONDS
+    if r.startup_timeout < budget:
         raise ConfigError(
-            f"{where}.startup_timeout = {d.startup_timeout}: Modal kills a container whose start-up exceeds it, "
-            f"and start-up may take readiness_timeout {d.readiness_timeout} s + warm-up {d.warmup_budget:g} s "
+            f"{where}.startup_timeout = {r.startup_timeout}: Modal kills a container whose start-up exceeds it, "
+            f"and start-up may take readiness_timeout {r.readiness_timeout} s + warm-up {r.warmup_budget:g} s "
             f"+ {STARTUP_MARGIN_SECONDS} s margin; allowed: >= {budget:g}"
         )
     sglang_args.check_flags(d)
-

@@ -1,18 +1,48 @@
 """Secret values are never printed, logged, written to a manifest or put in an exception.
 
 Settings only ever hold secret *names* (a Modal Secret called "huggingface-secret");
-the values live in Modal, or in the caller's environment for local use. Anything
-that reaches a terminal or a file passes through `scrub`, which replaces every
-secret value present in the environment with a mask.
+the values live in Modal, or in the caller's environment for local use. Two
+defences, both applied by `scrub` to everything that reaches a terminal or a file:
+
+- the values of the credential variables present in this process's environment
+  are replaced by a mask, whatever they look like;
+- any text shaped like a credential (the shapes below, in one place) is masked,
+  wherever it came from: a token pasted into `--set`, an SDK error message.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 # Environment variables whose values are credentials.
 SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_KEY", "MODAL_SECRET")
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
+
+# The shapes of the credentials this project meets, by prefix. The body must be long and
+# token-like, so ordinary words that share a prefix ("sk-learn", "ak-47") are left alone.
+CREDENTIAL_SHAPES: dict[str, str] = {
+    "hf_": "Hugging Face token",
+    "api_org_": "Hugging Face organisation token",
+    "ak-": "Modal token id",
+    "as-": "Modal token secret",
+    "wk-": "Modal proxy auth key",
+    "ws-": "Modal proxy auth secret",
+    "sk-": "OpenAI-style API key",
+}
+_CREDENTIAL = re.compile(
+    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(p) for p in CREDENTIAL_SHAPES) + r")(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{16,}"
+)
+
+
+def looks_like_credential(value: object) -> bool:
+    """True when `value` contains something shaped like a token (see CREDENTIAL_SHAPES)."""
+    return isinstance(value, str) and bool(_CREDENTIAL.search(value))
+
+
+def credential_kind(value: str) -> str | None:
+    match = _CREDENTIAL.search(value)
+    return CREDENTIAL_SHAPES[match.group(1)] if match else None
 
 
 def mask(value: str | None) -> str:
@@ -21,6 +51,16 @@ def mask(value: str | None) -> str:
         return "not set"
     prefix = value.split("_", 1)[0] + "_" if "_" in value[:4] else ""
     return f"{prefix}…(masked)"
+
+
+def mask_credentials(text: str) -> str:
+    """Every credential-shaped substring of `text`, masked to its prefix."""
+    return _CREDENTIAL.sub(lambda m: f"{m.group(1)}…(masked)", text)
+
+
+def shown(value: object) -> str:
+    """A value for an error message: its repr, or a mask when it looks like a credential."""
+    return mask_credentials(repr(value)) if looks_like_credential(value) else repr(value)
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
@@ -32,10 +72,34 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
 def scrub(text: str, environ: dict[str, str] | None = None) -> str:
     for value in secret_values(environ):
         text = text.replace(value, "****")
-    return text
+    return mask_credentials(text)
 
 
 def local_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Which credentials this machine has, masked: for `plan` and error messages."""
+    """Which credentials this machine has, masked: for `plan` and error messages.
+
+    A Modal token counts as set when it is in the environment or in the Modal config
+    file (`modal token new` writes ~/.modal.toml), as the Modal client itself reads it.
+    """
     environ = os.environ if environ is None else environ
-    return {name: mask(environ.get(name)) for name in SECRET_VARIABLES}
+    found = {name: mask(environ.get(name)) for name in SECRET_VARIABLES}
+    for name, key in (("MODAL_TOKEN_ID", "token_id"), ("MODAL_TOKEN_SECRET", "token_secret")):
+        if not environ.get(name) and (value := _modal_config_value(key, environ)):
+            found[name] = f"{mask(value)} (from the Modal config file)"
+    return found
+
+
+def _modal_config_value(key: str, environ) -> str | None:
+    """The active profile's `key` in Modal's config file (MODAL_CONFIG_PATH, default ~/.modal.toml), without importing modal."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(environ.get("MODAL_CONFIG_PATH") or Path.home() / ".modal.toml")
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    # Modal's own rule (modal/config.py): MODAL_PROFILE, else the profile marked active, else "default".
+    active = next((n for n, p in profiles.items() if isinstance(p, dict) and p.get("active") is True), "default")
+    profile = profiles.get(environ.get("MODAL_PROFILE") or active)
+    return profile.get(key) if isinstance(profile, dict) else None

@@ -1,50 +1,47 @@
-"""Typed per-environment settings, loaded with pydantic-settings.
+"""Typed per-environment settings: three layers merged once, validated once.
 
-Sources, lowest to highest precedence:
+Layers, lowest to highest precedence:
 
 1. the defaults below (and, for per-recipe knobs, the recipe itself),
 2. `environments/<env>.toml`, the reviewed, committed description of an environment,
 3. environment variables `INFRA_<SECTION>__<KEY>` (e.g. `INFRA_SCALING__MIN_CONTAINERS=2`),
 4. explicit overrides passed by a task (`--set scaling.min_containers=2`).
 
-Every mistake becomes one `ConfigError` line naming where the value came from,
-the field, the value and what is allowed; this module never lets a pydantic
-traceback reach the user. Only the local side imports it: containers receive the
-already-resolved `Deployment` (infra/deployment.py).
+Variables and `--set` values are TOML literals (`2`, `true`, `"text"`, `["a", "b"]`,
+`{ min_containers = 2 }`; JSON objects too), otherwise plain strings; the file is TOML.
+Each layer is read once into a `Layer` that remembers where each key came from; the
+layers are merged once and the result validated once, strictly (a boolean is not a
+replica count, a string is not a list). Every mistake becomes one `ConfigError` line
+naming the source (file, variable or `--set`), the setting, the value (masked when it
+looks like a credential) and what is allowed; no pydantic traceback reaches the user.
+Only the local side imports this module: containers receive the resolved
+`Deployment` (infra/deployment.py).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
-from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra import catalog
 from infra.errors import ConfigError
 from infra.recipes import RECIPES
+from infra.secrets import credential_kind, looks_like_credential, shown
 
 ENV_PREFIX = "INFRA_"
 # Variables with our prefix that are not settings: they select what to load.
 SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR", "INFRA_REMOTE"}
+# Settings chosen on the command line, never by --set or a variable: they pick the file to read.
+SELECTORS = {"env": "--env (or INFRA_ENV)", "recipe": "--recipe (or INFRA_RECIPE)"}
+MODAL_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # Modal's rule for object names (Secrets, Volumes...)
 
 
 def config_dir() -> Path:
@@ -53,24 +50,28 @@ def config_dir() -> Path:
 
 
 def known_environments() -> list[str]:
-    return sorted(p.stem for p in config_dir().glob("*.toml"))
+    directory = config_dir()
+    if not directory.is_dir():
+        source = "INFRA_CONFIG_DIR" if os.environ.get("INFRA_CONFIG_DIR") else "the package"
+        raise ConfigError(f"{source}: configuration directory {directory} does not exist; "
+                          "allowed: a folder of <env>.toml files (unset INFRA_CONFIG_DIR to use environments/)")
+    return sorted(p.stem for p in directory.glob("*.toml"))
 
 
 class Section(BaseModel):
     """A settings section: unknown keys are errors (typo protection), values are checked strictly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _check_region(value: str | None, allowed: frozenset[str]) -> str | None:
-    if value is not None and value not in allowed:
-        raise ValueError(f"not a Modal region name; allowed: {', '.join(sorted(allowed))}")
-    return value
-
-
-def _check_gpu(value: str | None) -> str | None:
-    if value is not None and value not in catalog.GPUS:
-        raise ValueError(f"unknown GPU type; allowed: {', '.join(catalog.GPUS)}")
+def _modal_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if looks_like_credential(value):
+        raise ValueError(f"this is the NAME of a Modal Secret, but the value looks like a {credential_kind(value)}: never "
+                         "put a credential in settings; store it with `modal secret create NAME HF_TOKEN=...` and give NAME here")
+    if not MODAL_NAME_RE.match(value):
+        raise ValueError("not a Modal object name; allowed: 1 to 64 letters, digits, '.', '_' or '-'")
     return value
 
 
@@ -82,6 +83,8 @@ class ModalTarget(Section):
         default=None, description="Modal Environment holding the weight and kernel cache Volumes (default: environment)"
     )
     app_prefix: str = Field(default="sglang", description="Modal app name = <app_prefix>-<recipe>")
+
+    _names = field_validator("environment", "cache_environment", "app_prefix")(_modal_name)
 
 
 class Scaling(Section):
@@ -110,12 +113,12 @@ class Placement(Section):
     compute_region: str | None = Field(default=None, description="where containers run (default: the recipe's)")
     routing_region: str | None = Field(default=None, description="where Modal's proxies run (default: the recipe's)")
 
-    _compute = field_validator("compute_region")(lambda v: _check_region(v, catalog.COMPUTE_REGIONS))
-    _routing = field_validator("routing_region")(lambda v: _check_region(v, catalog.ROUTING_REGIONS))
+    _compute = field_validator("compute_region")(catalog.check_compute_region)
+    _routing = field_validator("routing_region")(catalog.check_routing_region)
 
 
 class Server(Section):
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535, description="SGLang's port in the container (default: the recipe's)")
     hf_hub_offline: bool = Field(default=False, description="server reads weights only from the Volume")
 
 
@@ -124,7 +127,9 @@ class Auth(Section):
 
 
 class Secrets(Section):
-    hf_token_secret: str | None = Field(default=None, description="Modal Secret holding HF_TOKEN")
+    hf_token_secret: str | None = Field(default=None, description="NAME of the Modal Secret holding HF_TOKEN")
+
+    _name = field_validator("hf_token_secret")(_modal_name)
 
 
 class Caches(Section):
@@ -132,6 +137,8 @@ class Caches(Section):
     kernels_volume: str = "deepgemm-cache"
     releases_volume: str = "sglang-releases"
     volume_read_gbps: float = Field(default=1.5, gt=0, description="Volume read rate for cold-start estimates")
+
+    _names = field_validator("weights_volume", "kernels_volume", "releases_volume")(_modal_name)
 
 
 class Costs(Section):
@@ -141,7 +148,7 @@ class Costs(Section):
     @classmethod
     def _known_gpus(cls, v: dict[str, float]) -> dict[str, float]:
         for gpu, price in v.items():
-            _check_gpu(gpu)
+            catalog.check_gpu(gpu)
             if price < 0:
                 raise ValueError(f"price for {gpu} is negative")
         return v
@@ -163,7 +170,12 @@ class Release(Section):
 
 
 class RecipeOverrides(Section):
-    """Per-recipe knobs an environment may change; unset means the recipe's value."""
+    """Per-recipe knobs an environment may change; unset means the recipe's value.
+
+    Each field is a field of the recipe (infra/recipes/base.py) or of a deployment
+    part (placement, the GPU-snapshot switch) of the same name: infra/resolve.py
+    routes them by name, so adding one here needs no other list.
+    """
 
     model: str | None = Field(default=None, description="serve another repository with this recipe (e.g. a fine-tune)")
     gated: bool | None = Field(default=None, description="the repository needs a Hugging Face token")
@@ -179,9 +191,9 @@ class RecipeOverrides(Section):
     routing_region: str | None = None
     gpu_snapshot: bool | None = None
 
-    _gpu = field_validator("gpu_type")(_check_gpu)
-    _compute = field_validator("compute_region")(lambda v: _check_region(v, catalog.COMPUTE_REGIONS))
-    _routing = field_validator("routing_region")(lambda v: _check_region(v, catalog.ROUTING_REGIONS))
+    _gpu = field_validator("gpu_type")(catalog.check_gpu)
+    _compute = field_validator("compute_region")(catalog.check_compute_region)
+    _routing = field_validator("routing_region")(catalog.check_routing_region)
 
     @field_validator("model")
     @classmethod
@@ -197,13 +209,15 @@ class RecipeOverrides(Section):
             raise ValueError("revision is empty; give a 40-hex commit (or a branch or tag where pinning is not required)")
         return v
 
+    def given(self) -> dict[str, Any]:
+        """The knobs this environment set, by name."""
+        return {name: value for name, value in self if value is not None}
 
-class Settings(BaseSettings):
+
+class Settings(BaseModel):
     """One environment's settings. `plan` prints them resolved against each recipe."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     env: str
     serves: list[str] = Field(min_length=1, description="recipes this environment deploys")
@@ -225,6 +239,8 @@ class Settings(BaseSettings):
     def _known_recipes(cls, v: list[str]) -> list[str]:
         for name in v:
             _check_recipe_name(name)
+        if repeated := sorted({name for name in v if v.count(name) > 1}):
+            raise ValueError(f"lists {', '.join(repeated)} more than once; allowed: each recipe once")
         return v
 
     @field_validator("recipes")
@@ -245,35 +261,133 @@ class Settings(BaseSettings):
     def selected_recipes(self) -> list[str]:
         return [self.recipe] if self.recipe else list(self.serves)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Highest first: explicit overrides, then INFRA_* variables, then the environment file.
-        return (init_settings, env_settings, _EnvironmentFile(settings_cls))
-
-
-class _EnvironmentFile(PydanticBaseSettingsSource):
-    """The parsed `environments/<env>.toml` of the load in progress (parsed once, by `load_settings`)."""
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ returns the whole table
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return _FILE_DATA.get({})
-
-
-_FILE_DATA: ContextVar[dict[str, Any]] = ContextVar("_FILE_DATA")
-
 
 def _check_recipe_name(name: str) -> None:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe '{name}'; known recipes: {', '.join(RECIPES)}")
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+@dataclass
+class Layer:
+    """One source of settings as nested data, and where each of its keys came from."""
+
+    data: dict[str, Any]
+    label: str  # the source, for error messages: a file path, "--set"
+    names: dict[tuple[str, ...], str] = field(default_factory=dict)  # key path -> its own source (variables)
+
+    def source_of(self, loc: tuple[str, ...]) -> str | None:
+        """This layer's name for the source of `loc` if it set `loc`, a table above it, or anything below it."""
+        for path, name in self.names.items():
+            if path[: len(loc)] == loc or loc[: len(path)] == path:
+                return name
+        return self.label if _touches(self.data, loc) else None
+
+
+def _touches(data: Any, loc: tuple[str, ...]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict):
+            return True  # a value set above `loc` (e.g. a whole table given as one value)
+        if part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def file_layer(path: Path) -> Layer:
+    label = _rel(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          "allowed: a UTF-8 TOML file, save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: malformed TOML: {exc}") from None
+    return Layer(data, label)
+
+
+def literal(raw: str) -> Any:
+    """A value as written in a variable or `--set`: a TOML literal, a JSON object, else the text itself."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    if raw.lstrip().startswith("{"):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    return raw
+
+
+def variables_layer(environ: dict[str, str] | None = None) -> tuple[Layer, list[str]]:
+    """INFRA_<SECTION>__<KEY> variables that address a setting, and warnings for those that match none."""
+    environ = dict(os.environ if environ is None else environ)
+    layer, warnings = Layer({}, "environment variables"), []
+    top = set(Settings.model_fields) - set(SELECTORS)
+    known = _setting_paths()
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in SELECTOR_VARIABLES:
+            continue
+        path = tuple(name[len(ENV_PREFIX):].lower().split("__"))
+        if path[0] not in top:  # aimed at nothing we know: a typo silently doing nothing deserves a warning
+            dotted = ".".join(path)
+            close = difflib.get_close_matches(dotted, known, n=1)
+            hint = f"; did you mean INFRA_{close[0].upper().replace('.', '__')}?" if close else ""
+            warnings.append(f"warning: environment variable {name} matches no setting and is ignored{hint}")
+            continue
+        _put(layer.data, path, literal(environ[name]), name)
+        layer.names[path] = name
+    return layer, warnings
+
+
+def overrides_layer(overrides: dict[str, Any]) -> Layer:
+    layer = Layer({}, "--set")
+    for key, value in overrides.items():
+        path = _split(key)
+        if path[0] in SELECTORS:
+            raise ConfigError(f"--set {key}: '{path[0]}' chooses what to load; allowed: {SELECTORS[path[0]]}, not --set")
+        _put(layer.data, path, value, f"--set {key}")
+    return layer
+
+
+def _split(key: str) -> tuple[str, ...]:
+    """'recipes.qwen3.6-35b-vlm.tp_size' -> ('recipes', 'qwen3.6-35b-vlm', 'tp_size'): recipe names contain dots."""
+    if key.startswith("recipes."):
+        rest = key[len("recipes."):]
+        name = max((n for n in RECIPES if rest.startswith(n + ".")), key=len, default=None)
+        if name:
+            return ("recipes", name, *rest[len(name) + 1:].split("."))
+    return tuple(key.split("."))
+
+
+def _put(data: dict, path: tuple[str, ...], value: Any, source: str) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: '{'.'.join(path[:-1])}' is given both as a value and as a table; allowed: one of them")
+    node[path[-1]] = value
+
+
+def merge(layers: list[Layer]) -> dict[str, Any]:
+    """Deep-merge layers, lowest precedence first: a higher layer's key replaces the lower one's, tables merge."""
+
+    def deep(base: dict, top: dict) -> dict:
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = deep(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep(merged, layer.data)
+    return merged
 
 
 # ---------------------------------------------------------------------------- loading
@@ -288,61 +402,30 @@ def load_settings(env: str | None = None, recipe: str | None = None, overrides: 
     if env not in known:
         raise ConfigError(f"unknown environment '{env}'; choose one of {', '.join(known)} ({config_dir()})")
     path = config_dir() / f"{env}.toml"
-    file_data = _read_toml(path)
-    env_data = _environment_variables()
-    explicit = _nested(overrides or {})
     recipe_source = "--recipe" if recipe else "INFRA_RECIPE"
     recipe = recipe or os.environ.get("INFRA_RECIPE") or None
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise ConfigError(f"{recipe_source}: unknown recipe '{recipe}'; known recipes: {', '.join(RECIPES)}")
-        explicit["recipe"] = recipe
-    if "env" in file_data and file_data["env"] != env:
-        raise ConfigError(f"{_rel(path)}: env = {file_data['env']!r} but the file is for '{env}'; make them agree")
+    if recipe is not None and recipe not in RECIPES:
+        raise ConfigError(f"{recipe_source}: unknown recipe '{recipe}'; known recipes: {', '.join(RECIPES)}")
 
-    token = _FILE_DATA.set(file_data)
+    layers = [file_layer(path), variables_layer()[0], overrides_layer(overrides or {})]
+    if "env" in layers[0].data and layers[0].data["env"] != env:
+        raise ConfigError(f"{layers[0].label}: env = {layers[0].data['env']!r} but the file is for '{env}'; make them agree")
+    merged = merge(layers) | {"env": env, "recipe": recipe}
     try:
-        settings = Settings(env=env, **explicit)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        merged = _deep_merge(_deep_merge(file_data, env_data), explicit)
-        raise ConfigError(_describe(exc, path, env_data, explicit, merged)) from None
-    finally:
-        _FILE_DATA.reset(token)
+        raise ConfigError(describe(exc.errors()[0], layers, merged)) from None
     if settings.recipe is not None and settings.recipe not in settings.serves:
         raise ConfigError(
             f"{recipe_source}: recipe '{settings.recipe}' is not served by environment '{env}'; "
-            f"it serves: {', '.join(settings.serves)} ({_rel(path)}: serves)"
+            f"it serves: {', '.join(settings.serves)} ({layers[0].label}: serves)"
         )
     return settings
 
 
-def _environment_variables() -> dict[str, Any]:
-    """INFRA_* variables parsed the pydantic-settings way (nested delimiter, JSON for lists and tables)."""
-    source = EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False)
-    data = dict(source())
-    data.pop("env", None)  # INFRA_ENV selects the file; it is not an override of it
-    data.pop("recipe", None)
-    return data
-
-
 def unknown_environment_variables(environ: dict[str, str] | None = None) -> list[str]:
     """Warnings for INFRA_* variables that match no setting (a typo silently does nothing otherwise)."""
-    environ = dict(os.environ if environ is None else environ)
-    known = set(_setting_paths())
-    warnings = []
-    for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX) or name.upper() in SELECTOR_VARIABLES:
-            continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path[0] == "recipes" and len(path) == 3 and path[1] in RECIPES and path[2] in RecipeOverrides.model_fields:
-            continue
-        dotted = ".".join(path)
-        if dotted in known:
-            continue
-        close = difflib.get_close_matches(dotted, known, n=1)
-        hint = f"; did you mean INFRA_{close[0].upper().replace('.', '__')}?" if close else ""
-        warnings.append(f"warning: environment variable {name} matches no setting and is ignored{hint}")
-    return warnings
+    return variables_layer(environ)[1]
 
 
 def _setting_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
@@ -356,59 +439,15 @@ def _setting_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[
     return paths
 
 
-# ---------------------------------------------------------------------------- helpers
-
-
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """`--set a.b=value` pairs -> {"a.b": value}; values are TOML literals, else strings."""
+    """`--set a.b=value` pairs -> {"a.b": value}; values are TOML literals (JSON objects too), else strings."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set scaling.min_containers=2")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
+            raise ConfigError(f"--set {shown(pair)}: expected KEY=VALUE, e.g. --set scaling.min_containers=2")
+        out[key.strip()] = literal(raw)
     return out
-
-
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"scaling.min_containers": 2, "recipes.qwen3.6-35b-vlm.tp_size": 1} -> nested dicts.
-
-    Recipe names may contain dots, so `recipes.<name>.<field>` matches the longest known name.
-    """
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        if key.startswith("recipes."):
-            rest = key[len("recipes.") :]
-            name = max((n for n in RECIPES if rest.startswith(n + ".")), key=len, default=None)
-            parts = ["recipes", name, rest[len(name) + 1 :]] if name else key.split(".")
-        else:
-            parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
-def _deep_merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{_rel(path)}: malformed TOML: {exc}") from None
 
 
 def _rel(path: Path) -> str:
@@ -416,6 +455,41 @@ def _rel(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+# ---------------------------------------------------------------------------- one line per mistake
+
+# What a strict type error means, said for people.
+EXPECTED = {
+    "int_type": "expected a whole number", "float_type": "expected a number", "bool_type": "expected true or false",
+    "string_type": "expected text in quotes", "list_type": 'expected a list, e.g. ["a", "b"]',
+    "dict_type": "expected a table, e.g. { key = value }", "model_type": "expected a table, e.g. { key = value }",
+}
+SCALAR_TYPES = {"int_type", "float_type", "bool_type", "string_type", "list_type"}
+
+
+def describe(err: dict, layers: list[Layer], merged: dict) -> str:
+    """A validation error as one line: source, setting, value (masked if it looks like a credential), what is allowed."""
+    loc = tuple(str(p) for p in err["loc"])
+    setting = ".".join(loc) or "settings"
+    source = next((s for layer in reversed(layers) if (s := layer.source_of(loc))), layers[0].label)
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        choices = list(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(loc[-1], choices, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        allowed = f" (allowed here: {', '.join(choices)})" if choices else ""
+        return f"{source}: unknown setting '{setting}'{hint}{allowed}"
+    if err["type"] == "missing":
+        return f"{source}: required setting '{setting}' is missing"
+    found, value = _lookup(merged, loc)
+    if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES:
+        return f"{source}: '{setting}' is a single value, not a table; nothing can be set below it"
+    message = EXPECTED.get(err["type"], err["msg"].removeprefix("Value error, "))
+    if err["type"] in EXPECTED:
+        message = f"{err['msg']} ({message})"
+    value_text = f" = {shown(value)}" if found and not isinstance(value, dict) else ""
+    return f"{source}: {setting}{value_text}: {message}"
 
 
 def _lookup(data: dict, loc: tuple) -> tuple[bool, Any]:
@@ -442,29 +516,3 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
             return None
         model = info.annotation
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _describe(exc: ValidationError, path: Path, env_data: dict, explicit: dict, merged: dict) -> str:
-    """The first validation error as one line: source, field, value, what is allowed."""
-    err = exc.errors()[0]
-    loc = tuple(str(p) for p in err["loc"])
-    field = ".".join(loc) or "settings"
-    if _lookup(explicit, loc)[0]:
-        source = "--set"
-    elif _lookup(env_data, loc)[0]:
-        source = f"{ENV_PREFIX}{'__'.join(loc).upper()}"
-    else:
-        source = _rel(path)
-    if err["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        choices = list(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(loc[-1], choices, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        allowed = f" (allowed here: {', '.join(choices)})" if choices else ""
-        return f"{source}: unknown setting '{field}'{hint}{allowed}"
-    if err["type"] == "missing":
-        return f"{source}: required setting '{field}' is missing"
-    found, value = _lookup(merged, loc)
-    message = err["msg"].removeprefix("Value error, ")
-    shown = f" = {value!r}" if found and not isinstance(value, dict) else ""
-    return f"{source}: {field}{shown}: {message}"

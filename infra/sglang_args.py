@@ -52,16 +52,16 @@ def has_endpoint(version: str, path: str) -> bool:
 def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
     """Everything SGLang needs to know about the model and its parallelism, without host and port."""
     args = [
-        "--model-path", d.model,
-        "--revision", d.model_revision,
-        "--served-model-name", d.model,
-        "--tp-size", str(d.tp_size),  # one shard per GPU
-        "--cuda-graph-max-bs", str(d.cuda_graph_max_bs),
-        "--mem-fraction-static", str(d.mem_fraction_static),
+        "--model-path", d.recipe.model,
+        "--revision", d.recipe.model_revision,
+        "--served-model-name", d.recipe.model,
+        "--tp-size", str(d.recipe.tp_size),  # one shard per GPU
+        "--cuda-graph-max-bs", str(d.recipe.cuda_graph_max_bs),
+        "--mem-fraction-static", str(d.recipe.mem_fraction_static),
     ]
-    for flag, value in d.extra_flags:
+    for flag, value in d.recipe.extra_flags:
         args += [flag] if value is None else [flag, value]
-    if spec := d.speculative:
+    if spec := d.recipe.speculative:
         args += ["--speculative-algorithm", spec.algorithm]
         if spec.draft_model:
             args += ["--speculative-draft-model-path", spec.draft_model]
@@ -84,7 +84,7 @@ def launch_command(d: Deployment) -> list[str]:
         "python3", "-m", "sglang.launch_server",
         *server_args(d, snapshot_phase=d.gpu_snapshot),
         "--host", HOST,
-        "--port", str(d.port),
+        "--port", str(d.server.port),
     ]
 
 
@@ -102,10 +102,10 @@ def flags_in(argv: list[str]) -> list[str]:
 
 def check_flags(d: Deployment) -> None:
     """Refuse any flag the recipe's SGLang version does not declare by its full name."""
-    known = known_flags(d.sglang_version)
+    known = known_flags(d.recipe.sglang_version)
     for flag in flags_in(launch_command(d)):
         if flag not in known:
             raise ConfigError(
-                f"recipe '{d.recipe}': SGLang {d.sglang_version} has no flag {flag} "
+                f"recipe '{d.recipe.name}': SGLang {d.recipe.sglang_version} has no flag {flag} "
                 f"(full flag names only; flags belong to versions: see infra/sglang_versions.json)"
             )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.deployment import COMMIT_RE
+from infra.recipes.base import COMMIT_RE
 
 MARKERS = ".infra-complete"  # folder inside the cache Volume
 
@@ -145,7 +145,7 @@ def resolved_ref(cache_dir: Path, repo: str, ref: str) -> str | None:
 def missing_weights(cache_dir: str | Path, deployment) -> list[str]:
     """`repo@revision` of each model this deployment serves that has no complete download in the Volume."""
     missing = []
-    for repo, revision in deployment.repositories():
+    for repo, revision in deployment.recipe.repositories():
         commit = revision if COMMIT_RE.match(revision) else resolved_ref(Path(cache_dir), repo, revision)
         if not commit or read_marker(Path(cache_dir), repo, commit) is None:
             missing.append(f"{repo}@{revision}")
@@ -159,7 +159,7 @@ def require_downloaded(cache_dir: str | Path, deployment) -> None:
     """
     for item in missing_weights(cache_dir, deployment):
         message = f"weights for {item} are not in the Volume: run `invoke download --env {deployment.env}`"
-        if deployment.hf_hub_offline:
+        if deployment.server.hf_hub_offline:
             raise WeightsMissing(message)
         print(f"warning: {message} (SGLang will fetch them from the Hub during this start)", flush=True)
 

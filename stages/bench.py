@@ -1,205 +1,88 @@
-"""`invoke bench`: check the options, find the endpoint, run infra.bench, print and write the results.
+"""`invoke bench`: measure an endpoint with infra/bench.py, print the table, write the files.
 
-The endpoint is `--url` (any OpenAI-compatible server; no settings or Modal
-needed) or the deployed server of `--env`/`--recipe`, found like `smoke` finds
-it. The model name comes from `--model`, else from the recipe when an environment
-is given; with `--url` alone the payload has no model (SGLang serves its one).
-`--compare A.json B.json` only reads two earlier reports and prints B/A ratios.
+Three ways in, one measuring path (`measure`):
+
+- `run(ctx, d, options)`, the stage: the deployed endpoint of `d` (found in the
+  release manifest, else asked of Modal), waited through a full cold start, with
+  the environment's proxy-auth credentials; or, with `options.url`, that server,
+  with the recipe's model name and credentials only if `options.proxy_auth`;
+- `run_url(options)`: any OpenAI-compatible server at `options.url`, no settings,
+  no Modal, no credentials (SGLang answers with its one model when none is named);
+- `compare(...)`: two earlier reports, B relative to A.
+
+Options arrive parsed and checked (tasks.py); nothing here reads flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from infra import bench
-from infra.errors import ConfigError, StageError
+from infra import bench, client, smoketest
+from infra.deployment import Deployment
 from infra.secrets import scrub
+from stages.common import Context, StageResult, endpoint, result
 
-DEFAULT_CONCURRENCY = "1,4,16"
-MAX_CONCURRENCY = 4096  # open sockets; raise `ulimit -n` before going near it
-CONCURRENCY_HELP = "a comma-separated list of positive whole numbers such as 1,4,16"
-
-
-def parse_concurrency(text: object) -> list[int]:
-    """'1,4,16' -> [1, 4, 16] (order kept, repeats dropped); anything else is a one-line ConfigError."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        text = str(text)
-    if isinstance(text, (list, tuple)):
-        text = ",".join(str(t) for t in text)
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"--concurrency must be {CONCURRENCY_HELP}; got nothing")
-    levels: list[int] = []
-    for part in text.split(","):
-        item = part.strip()
-        if not item:
-            raise ConfigError(f"--concurrency must be {CONCURRENCY_HELP}; got {text!r} (an empty item)")
-        try:
-            value = int(item)
-        except ValueError:
-            raise ConfigError(f"--concurrency must be {CONCURRENCY_HELP}; got {text!r} ({item!r} is not a whole number)") from None
-        if value < 1:
-            raise ConfigError(f"--concurrency must be {CONCURRENCY_HELP}; got {text!r} ({value} is not positive)")
-        if value > MAX_CONCURRENCY:
-            raise ConfigError(f"--concurrency must be {CONCURRENCY_HELP} up to {MAX_CONCURRENCY}; got {text!r}")
-        if value not in levels:
-            levels.append(value)
-    return levels
+STAGE = bench.STAGE
 
 
-def _whole(flag: str, value: object, *, minimum: int = 1) -> int | None:
-    if value is None:
-        return None
-    allowed = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
-    text = str(value).strip()
-    if isinstance(value, bool) or not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ConfigError(f"{flag} must be {allowed}; got {value!r}")
-    if int(text) < minimum:
-        raise ConfigError(f"{flag} must be {allowed}; got {int(text)}")
-    return int(text)
+@dataclass(frozen=True)
+class Options:
+    workload: bench.Workload
+    plan: bench.Plan
+    url: str | None = None  # measure this server instead of the deployed endpoint
+    proxy_auth: bool = False  # send MODAL_KEY/MODAL_SECRET to `url` too (the deployed endpoint always gets them)
+    wait_given: bool = False  # --wait was given: do not stretch the cold-start wait to the deployment's
+    label: str | None = None
+    json_path: str | None = None  # write the report here
+    plot: str | None = None  # write a PNG here
 
 
-def _seconds(flag: str, value: object) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(str(value).strip().removesuffix("s"))
-    except ValueError:
-        raise ConfigError(f"{flag} must be a positive number of seconds; got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"{flag} must be a positive number of seconds; got {value!r}")
-    return number
+def _say(msg: str) -> None:
+    print(scrub(msg), file=sys.stderr, flush=True)
 
 
-def compare_paths(compare: object) -> list[str]:
-    """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files."""
-    items = [compare] if isinstance(compare, str) else list(compare or [])
-    paths = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
-    if len(paths) != 2:
-        raise ConfigError(f"--compare needs exactly two bench JSON files (A then B: --compare a.json --compare b.json); got {len(paths)}")
-    return paths
-
-
-def plan_from(concurrency, requests, duration, warmup, timeout, wait) -> bench.Plan:
-    levels = parse_concurrency(concurrency if concurrency is not None else DEFAULT_CONCURRENCY)
-    requests = _whole("--requests", requests)
-    duration = _seconds("--duration", duration)
-    if requests is not None and duration is not None:
-        raise ConfigError("give --requests (requests per level) or --duration (seconds per level), not both")
-    if requests is not None and requests < max(levels):
-        raise ConfigError(f"--requests must be at least the highest --concurrency ({max(levels)}) so every stream is busy; got {requests}")
-    return bench.Plan(
-        concurrency=tuple(levels),
-        requests=requests,
-        duration=duration,
-        warmup=_whole("--warmup", 1 if warmup is None else warmup, minimum=0),
-        timeout=_seconds("--timeout", timeout) or bench.DEFAULT_TIMEOUT,
-        cold_start_deadline=_seconds("--wait", wait) or bench.DEFAULT_COLD_START_DEADLINE,
-    )
-
-
-def _url(url: str) -> str:
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1].strip("/")) == 0:
-        raise ConfigError(f"--url must be an http:// or https:// address of an OpenAI-compatible server; got {url!r}")
-    return url.rstrip("/")
-
-
-def _deployments(env, recipe, overrides):
-    from stages.runner import deployments, settings_for
-
-    settings = settings_for(env, recipe, overrides)
-    return settings, deployments(settings)
-
-
-def _one(settings, found):
-    if len(found) != 1:
-        names = ", ".join(d.recipe for d in found) or "no recipe"
-        raise ConfigError(f"--recipe: bench measures one recipe at a time; {settings.env} serves {names}: pick one with --recipe")
-    return found[0]
-
-
-def run(
-    env: str | None = None,
-    recipe: str | None = None,
-    overrides: list[str] | None = None,
-    *,
-    url: str | None = None,
-    model: str | None = None,
-    concurrency: object = None,
-    requests: object = None,
-    duration: object = None,
-    prompt_tokens: object = None,
-    max_tokens: object = None,
-    warmup: object = None,
-    timeout: object = None,
-    wait: object = None,
-    ignore_eos: bool = True,
-    label: str | None = None,
-    json_out: bool | str | None = None,
-    plot: str | None = None,
-    compare: object = None,
-    out=print,
-    say=None,
-) -> dict:
-    """Measure (or, with `compare`, compare two reports); print; write --json/--plot files; return the dict."""
-    say = say or (lambda msg: print(scrub(msg), file=sys.stderr, flush=True))
-    if compare:
-        a, b = (bench.load_report(p) for p in compare_paths(compare))
-        comparison = bench.compare(a, b)
-        out(scrub(json.dumps(comparison, indent=2) if json_out is True else bench.render_compare(comparison)))
-        if plot:
-            say(f"bench: plot written to {bench.plot([a, b], plot)}")
-        return comparison
-
-    plan = plan_from(concurrency, requests, duration, warmup, timeout, wait)
-    workload = bench.Workload(
-        prompt_tokens=_whole("--prompt-tokens", prompt_tokens) or bench.DEFAULT_PROMPT_TOKENS,
-        max_tokens=_whole("--max-tokens", max_tokens) or bench.DEFAULT_MAX_TOKENS,
-        model=model or None,
-        ignore_eos=ignore_eos,
-    )
-    if isinstance(json_out, str) and not json_out.strip():
-        raise ConfigError("--json needs a file path (or no value to print JSON on stdout)")
-
-    target: dict = {}
-    if url:
-        url = _url(url)
-        if env or recipe:  # only for the model name
-            settings, found = _deployments(env, recipe, overrides)
-            if len(found) == 1:
-                d = found[0]
-                target = {"env": d.env, "recipe": d.recipe}
-                workload = dataclasses.replace(workload, model=model or d.model)
-            else:
-                target = {"env": settings.env}
-                if not model:
-                    say(f"bench: {settings.env} serves {', '.join(d.recipe for d in found)} and no --recipe was given: "
-                        f"sending no model name (the server at {url} answers with its own)")
+def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
+    target = {"env": d.env, "recipe": d.recipe.name}
+    workload = options.workload if options.workload.model else dataclasses.replace(options.workload, model=d.recipe.model)
+    if options.url:
+        report = measure(dataclasses.replace(options, workload=workload), target, say=ctx.say)
     else:
-        from stages import smoke
-        from stages.runner import context
-
-        settings, found = _deployments(env, recipe, overrides)
-        d = _one(settings, found)
-        ctx = context(settings)
         ctx.remote.require_credentials()
-        try:
-            url = smoke.endpoint_url(ctx, d)
-        except StageError as err:  # "smoke failed: no deployed endpoint ..." -> "bench failed: ..."
-            raise StageError(bench.STAGE, str(err).split(": ", 1)[-1]) from None
-        target = {"env": d.env, "recipe": d.recipe, "app": d.app_name}
-        workload = dataclasses.replace(workload, model=model or d.model)
-        if wait is None:  # a deployed endpoint may be scaled to zero: wait out a full cold start
-            plan = dataclasses.replace(plan, cold_start_deadline=float(smoke.deadline_for(d)))
+        url = endpoint(ctx, d, STAGE)
+        plan = options.plan if options.wait_given else dataclasses.replace(
+            options.plan, cold_start_deadline=float(smoketest.deadline_for(d)))  # a deployed endpoint may be scaled to zero
+        report = measure(dataclasses.replace(options, url=url, workload=workload, plan=plan, proxy_auth=True),
+                         target | {"app": d.modal.app_name}, say=ctx.say)
+    return result(STAGE, d, "ran", bench.render_table(report), report)
 
-    report = bench.run(url, workload, plan, label=label, target=target, say=say)
-    out(scrub(json.dumps(report, indent=2) if json_out is True else bench.render_table(report)))
-    if isinstance(json_out, str):
-        say(f"bench: results written to {bench.write_json(json.loads(scrub(json.dumps(report))), Path(json_out))}")
-    if plot:
-        say(f"bench: plot written to {bench.plot([report], plot)}")
+
+def run_url(options: Options, *, say=_say) -> StageResult[dict]:
+    """Any OpenAI-compatible server, no environment: what `invoke bench --url U` runs without --env."""
+    report = measure(options, {}, say=say)
+    return StageResult(STAGE, "", "", "ran", bench.render_table(report), report)
+
+
+def measure(options: Options, target: dict, *, say=_say) -> dict:
+    """Measure `options.url` and write the report and plot files; return the report."""
+    headers = client.proxy_auth_headers(options.url) if options.proxy_auth else {}
+    report = bench.run(options.url, options.workload, options.plan, label=options.label, target=target,
+                       headers=headers, say=say)
+    if options.json_path:
+        say(f"bench: results written to {bench.write_json(json.loads(scrub(json.dumps(report))), Path(options.json_path))}")
+    if options.plot:
+        say(f"bench: plot written to {bench.plot([report], options.plot)}")
     return report
+
+
+def compare(paths: list[str], *, print_json: bool = False, plot: str | None = None, out=print, say=_say) -> dict:
+    """B relative to A, per level, from two earlier --json reports."""
+    a, b = (bench.load_report(p) for p in paths)
+    comparison = bench.compare(a, b)
+    out(scrub(json.dumps(comparison, indent=2) if print_json else bench.render_compare(comparison)))
+    if plot:
+        say(f"bench: plot written to {bench.plot([a, b], plot)}")
+    return comparison

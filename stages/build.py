@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from infra import spec
 from infra.deployment import Deployment
-from stages.common import Context, StageResult, dry_run, fingerprint, up_to_date
+from stages.common import Context, StageResult, dry_run, fingerprint, record, result, up_to_date
 
 STAGE = "build"
 
 
+@dataclass(frozen=True)
+class Built:
+    image_id: str
+
+
 def image_fingerprint(d: Deployment) -> str:
-    return fingerprint(d.sglang_image, d.pip_installs, d.image_env, d.modal_environment)
+    """The image's layers as the server's spec has them, and where it is built."""
+    return fingerprint(spec.server_image(d), d.modal.environment)
 
 
-def run(ctx: Context, d: Deployment) -> StageResult:
+def run(ctx: Context, d: Deployment) -> StageResult[Built]:
     fp = image_fingerprint(d)
-    if done := up_to_date(ctx, STAGE, d, fp) or dry_run(ctx, STAGE, d, f"build image {d.sglang_image} in Modal environment {d.modal_environment}"):
+    image = d.recipe.sglang_image
+    if done := up_to_date(ctx, STAGE, d, fp, Built) or dry_run(ctx, STAGE, d, f"build image {image} in Modal environment {d.modal.environment}"):
         return done
     ctx.remote.require_credentials()
-    ctx.say(f"building image {d.sglang_image} (+{len(d.pip_installs)} installs, {len(d.image_env)} env vars) on Modal...")
-    image_id = ctx.remote.build_image(d)
-    ctx.state(d).record(STAGE, fp, {"image_id": image_id})
-    return StageResult(STAGE, d.env, d.recipe, "ran", f"built image {image_id}", {"image_id": image_id})
+    ctx.say(f"building image {image} (+{len(d.recipe.pip_installs)} installs, {len(d.recipe.image_env)} env vars) on Modal...")
+    built = Built(ctx.remote.build_image(d))
+    record(ctx, STAGE, d, fp, built)
+    return result(STAGE, d, "ran", f"built image {built.image_id}", built)

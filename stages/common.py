@@ -1,26 +1,35 @@
-"""What every stage shares: its context, its result, and the up-to-date check.
+"""What every stage shares: its context, its typed result, and the up-to-date check.
 
-A stage is idempotent: a fingerprint of its inputs decides whether it must run.
-When the inputs match what last succeeded on this machine it prints "up to date"
-and makes no remote call at all; `--force` runs it anyway, `--dry-run` says what
-it would do and does nothing.
+The contract: a stage module has `STAGE` (its name) and
+`run(ctx: Context, d: Deployment[, options: Options]) -> StageResult[Outcome]`,
+where `Options` (the stage's flags, already parsed and checked by tasks.py) and
+`Outcome` (what it did) are frozen dataclasses of the stage module. A stage is
+idempotent: a fingerprint of its inputs decides whether it must run. When the
+inputs match what last succeeded on this machine it returns "up to date" with the
+outcome it recorded then, and makes no remote call at all; `--force` runs it
+anyway, `--dry-run` says what it would do and reads or changes nothing remote.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from infra import gitinfo
 from infra.deployment import Deployment
-from infra.errors import Refused
+from infra.errors import Refused, StageError
+from infra.releases import ReleaseStore
 from infra.remote import Remote
 from infra.settings import Settings
 from infra.state import StageState
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,39 +44,53 @@ class Context:
     repo: Path = gitinfo.REPO  # the checkout whose commit is deployed
 
     def state(self, d: Deployment) -> StageState:
-        return StageState(d.env, d.recipe)
+        return StageState(d.env, d.recipe.name)
 
 
 @dataclass
-class StageResult:
+class StageResult(Generic[T]):
     stage: str
     env: str
     recipe: str
-    status: str  # ran | up-to-date | dry-run | skipped
+    status: str  # ran | up-to-date | dry-run | unchanged
     message: str
-    detail: dict = field(default_factory=dict)
+    detail: T | None = None  # the stage's Outcome
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        detail = dataclasses.asdict(self.detail) if dataclasses.is_dataclass(self.detail) else self.detail
+        return {"stage": self.stage, "env": self.env, "recipe": self.recipe, "status": self.status,
+                "message": self.message, "detail": detail}
+
+
+def result(stage: str, d: Deployment, status: str, message: str, detail: Any = None) -> StageResult:
+    return StageResult(stage, d.env, d.recipe.name, status, message, detail)
 
 
 def fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str) -> StageResult | None:
-    """The "nothing to do" result when this stage already succeeded with these inputs (and no --force)."""
+def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T]) -> StageResult[T] | None:
+    """The "nothing to do" result, carrying the outcome recorded then, when this stage already succeeded with these inputs."""
     state = ctx.state(d)
     if ctx.force or not state.is_current(stage, fp):
         return None
     previous = state.get(stage)["result"]
-    return StageResult(stage, d.env, d.recipe, "up-to-date", f"{stage}: up to date ({d.env}/{d.recipe})", {"previous": previous})
+    try:
+        detail = outcome(**previous)
+    except TypeError:  # recorded by an older version of this package: run again
+        return None
+    return result(stage, d, "up-to-date", f"{stage}: up to date ({d.env}/{d.recipe.name})", detail)
 
 
-def dry_run(ctx: Context, stage: str, d: Deployment, what: str, **detail) -> StageResult | None:
+def record(ctx: Context, stage: str, d: Deployment, fp: str, outcome: Any) -> None:
+    ctx.state(d).record(stage, fp, dataclasses.asdict(outcome))
+
+
+def dry_run(ctx: Context, stage: str, d: Deployment, what: str) -> StageResult | None:
     if not ctx.dry_run:
         return None
-    return StageResult(stage, d.env, d.recipe, "dry-run", f"{stage} (dry run): would {what}", detail)
+    return result(stage, d, "dry-run", f"{stage} (dry run, {d.env}/{d.recipe.name}): would {what}")
 
 
 def confirm_or_refuse(ctx: Context, what: str, question: str, confirm: Callable[[str], str] = input) -> None:
@@ -78,3 +101,12 @@ def confirm_or_refuse(ctx: Context, what: str, question: str, confirm: Callable[
         raise Refused(f"{what} needs confirmation: no terminal, so pass --yes")
     if confirm(question).strip().lower() not in ("y", "yes"):
         raise Refused(f"{what}: not confirmed; nothing changed")
+
+
+def endpoint(ctx: Context, d: Deployment, stage: str) -> str:
+    """The deployed endpoint of `d`, or a StageError of `stage` saying how to get one."""
+    url = ReleaseStore(ctx.remote).endpoint(d)
+    if not url:
+        raise StageError(stage, f"no deployed endpoint for {d.modal.app_name} in Modal environment {d.modal.environment}: "
+                                f"run `invoke deploy --env {d.env} --recipe {d.recipe.name}`")
+    return url

@@ -3,30 +3,44 @@
 The remote job (infra/jobs.py -> infra/kernels.py) runs sglang.compile_deep_gemm with
 the server's own arguments, checks its exit code, commits the Volume and writes a
 marker keyed by everything that changes the kernels; a matching marker skips it.
+Kernels are compiled for exact revisions, so unpinned ones are pinned first.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from infra import revisions
 from infra.deployment import Deployment
 from infra.kernels import kernel_fingerprint
-from stages.common import Context, StageResult, dry_run, up_to_date
-from stages.download import pin_revisions
+from stages.common import Context, StageResult, dry_run, record, result, up_to_date
 
 STAGE = "compile"
 
 
-def run(ctx: Context, d: Deployment) -> StageResult:
-    d = pin_revisions(ctx, d)  # kernels are compiled for exact revisions
+@dataclass(frozen=True)
+class Compiled:
+    fingerprint: str
+    skipped: bool  # the Volume already had a matching marker, or DeepGEMM is off for this recipe
+    seconds: float | None = None
+    files: int | None = None
+    reason: str | None = None
+
+
+def run(ctx: Context, d: Deployment) -> StageResult[Compiled]:
+    d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
+                      required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
     fp = kernel_fingerprint(d)
-    if done := up_to_date(ctx, STAGE, d, fp) or dry_run(
-        ctx, STAGE, d, f"compile DeepGEMM kernels for {d.model} on {d.gpu} into Volume {d.kernels_volume}"
+    if done := up_to_date(ctx, STAGE, d, fp, Compiled) or dry_run(
+        ctx, STAGE, d, f"compile DeepGEMM kernels for {d.recipe.model} on {d.recipe.gpu} into Volume {d.caches.kernels_volume}"
     ):
         return done
     ctx.remote.require_credentials()
-    ctx.say(f"compiling DeepGEMM kernels for {d.model} (tp {d.tp_size}) on {d.gpu}; a cold cache takes tens of minutes...")
-    result = ctx.remote.run_compile(d)
-    ctx.state(d).record(STAGE, fp, {k: result.get(k) for k in ("fingerprint", "seconds", "files", "skipped", "reason")})
-    how = "already compiled" if result.get("skipped") else f"compiled in {result.get('seconds', 0):.0f} s"
-    return StageResult(STAGE, d.env, d.recipe, "ran", f"kernels {how} ({fp})", {"compile": result, "fingerprint": fp})
-
-
+    ctx.say(f"compiling DeepGEMM kernels for {d.recipe.model} (tp {d.recipe.tp_size}) on {d.recipe.gpu}; "
+            "a cold cache takes tens of minutes...")
+    job = ctx.remote.run_compile(d)
+    outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
+                       files=job.get("files"), reason=job.get("reason"))
+    record(ctx, STAGE, d, fp, outcome)
+    how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"
+    return result(STAGE, d, "ran", f"kernels {how} ({fp})", outcome)

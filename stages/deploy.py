@@ -2,31 +2,44 @@
 
 The deployment is tagged with the git commit (`git-<sha>`, `-dirty` for a dirty
 tree) and recorded in the environment's release manifest, under the release lock.
-If the deploy raises, the manifest is left exactly as it was.
+If the deploy raises, the manifest is left exactly as it was; if Modal reports that
+nothing changed (it skips a deploy of an identical definition), no new release is
+recorded and we say which version still runs.
 
 Guarded environments (prod) refuse a dirty tree or a commit that is not on the
 main branch unless --force, and ask for confirmation on a terminal unless --yes;
-without a terminal and without --yes they refuse (CI passes --yes).
+without a terminal and without --yes they refuse (CI passes --yes). All of that,
+and the credentials, is checked before the first remote call (`preflight`), also
+when the deploy is the fourth stage of a pipeline.
 """
 
 from __future__ import annotations
 
-from infra import gitinfo
+from dataclasses import dataclass
+
+from infra import gitinfo, revisions
 from infra.deployment import Deployment
 from infra.errors import Refused
 from infra.gitinfo import GitInfo
 from infra.releases import Manifest, Release, ReleaseStore, new_release_id
-from stages.common import (
-    Context,
-    StageResult,
-    confirm_or_refuse,
-    dry_run,
-    fingerprint,
-    up_to_date,
-)
-from stages.download import pin_revisions
+from stages.common import Context, StageResult, confirm_or_refuse, dry_run, fingerprint, record, result, up_to_date
 
 STAGE = "deploy"
+
+
+@dataclass(frozen=True)
+class Options:
+    git: GitInfo | None = None  # the checkout's state, read by preflight (None: read it now)
+    confirmed: bool = False  # preflight already ran (a pipeline checks everything before its first stage)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    release_id: str
+    version: int | None
+    url: str | None
+    tag: str
+    changed: bool = True  # False: Modal found the definition unchanged and kept the running version
 
 
 def guard(ctx: Context, d: Deployment, git: GitInfo, *, confirm=input) -> None:
@@ -47,8 +60,17 @@ def guard(ctx: Context, d: Deployment, git: GitInfo, *, confirm=input) -> None:
             )
     confirm_or_refuse(
         ctx, f"deploying to guarded environment '{d.env}'",
-        f"Deploy {d.recipe} at {git.tag} to {d.env} (Modal environment {d.modal_environment})? [y/N] ", confirm,
+        f"Deploy {d.recipe.name} at {git.tag} to {d.env} (Modal environment {d.modal.environment})? [y/N] ", confirm,
     )
+
+
+def preflight(ctx: Context, d: Deployment, *, confirm=input) -> Options:
+    """Every local precondition of a deploy, in order: git state and branch, confirmation, credentials."""
+    git = gitinfo.read(ctx.repo)
+    guard(ctx, d, git, confirm=confirm)
+    if not ctx.dry_run:
+        ctx.remote.require_credentials()
+    return Options(git=git, confirmed=True)
 
 
 def deploy_and_record(
@@ -60,25 +82,28 @@ def deploy_and_record(
     *,
     kind: str = "deploy",
     promoted_from: dict | None = None,
-) -> tuple[Manifest, Release]:
-    """Deploy, then record. Call with the release lock held. A failed deploy records nothing."""
-    ctx.say(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal_environment}...")
+) -> tuple[Manifest, Release | None]:
+    """Deploy, then record. Call with the release lock held. A failed deploy records nothing;
+    an unchanged one (Modal skipped it) records nothing and returns None."""
+    ctx.say(f"deploying {d.modal.app_name} ({git.tag}) to Modal environment {d.modal.environment}...")
     info = ctx.remote.deploy(d, git.tag)
+    if not info.get("changed", True):
+        return manifest, None
     release = Release(
         release_id=new_release_id(),
         env=d.env,
-        recipe=d.recipe,
+        recipe=d.recipe.name,
         kind=kind,
         commit=git.commit,
         dirty=git.dirty,
         tag=git.tag,
-        app_name=d.app_name,
-        modal_environment=d.modal_environment,
-        image=d.sglang_image,
-        model=d.model,
-        model_revision=d.model_revision,
-        draft_model=d.draft_model,
-        draft_revision=d.draft_revision,
+        app_name=d.modal.app_name,
+        modal_environment=d.modal.environment,
+        image=d.recipe.sglang_image,
+        model=d.recipe.model,
+        model_revision=d.recipe.model_revision,
+        draft_model=d.recipe.draft_model,
+        draft_revision=d.recipe.draft_revision,
         deployment=d.to_dict(),
         version=info.get("version"),
         url=info.get("url"),
@@ -92,23 +117,26 @@ def deploy_fingerprint(d: Deployment, git: GitInfo) -> str:
     return fingerprint(d.to_dict(), git.tag)
 
 
-def run(ctx: Context, d: Deployment, *, git: GitInfo | None = None, confirm=input) -> StageResult:
-    d = pin_revisions(ctx, d)
-    git = git or gitinfo.read(ctx.repo)
+def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=input) -> StageResult[Deployed]:
+    if not options.confirmed:
+        options = preflight(ctx, d, confirm=confirm)
+    git = options.git or gitinfo.read(ctx.repo)
+    d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
+                      required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
     fp = deploy_fingerprint(d, git)
-    if done := up_to_date(ctx, STAGE, d, fp):
+    if done := up_to_date(ctx, STAGE, d, fp, Deployed):
         return done
-    guard(ctx, d, git, confirm=confirm)
-    if done := dry_run(ctx, STAGE, d, f"deploy {d.app_name} at {git.tag} to Modal environment {d.modal_environment}"):
+    if done := dry_run(ctx, STAGE, d, f"deploy {d.modal.app_name} at {git.tag} to Modal environment {d.modal.environment}"):
         return done
-    ctx.remote.require_credentials()
     store = ReleaseStore(ctx.remote)
     with store.locked(d, "deploy"):
         manifest = store.read(d)
         _, release = deploy_and_record(ctx, d, store, manifest, git)
-    ctx.state(d).record(STAGE, fp, {"release_id": release.release_id, "url": release.url, "version": release.version})
-    return StageResult(
-        STAGE, d.env, d.recipe, "ran",
-        f"deployed {d.app_name} v{release.version} ({git.tag}): {release.url}",
-        {"release": release.release_id, "url": release.url, "version": release.version, "tag": git.tag},
-    )
+    if release is None:
+        current = manifest.current
+        still = Deployed(current.release_id, current.version, current.url, current.tag, changed=False) if current else None
+        version = f"v{current.version}" if current and current.version else "the running version"
+        return result(STAGE, d, "unchanged", f"deploy: no change, {d.env}/{d.recipe.name} still runs {version}", still)
+    outcome = Deployed(release.release_id, release.version, release.url, git.tag)
+    record(ctx, STAGE, d, fp, outcome)
+    return result(STAGE, d, "ran", f"deployed {d.modal.app_name} v{release.version} ({git.tag}): {release.url}", outcome)

@@ -2,87 +2,79 @@
 
 The remote job (infra/jobs.py -> infra/weights.py) writes a completion marker only
 after every file is on the Volume and committed; a second run finds it and returns.
-Unpinned revisions come back resolved to commits, which the deploy stage pins.
+Unpinned revisions come back resolved to commits, which later stages pin
+(infra/revisions.py).
+
+The Hugging Face token is optional for public models: when the environment names
+a Modal Secret that does not exist, a public model is downloaded without it (and
+we say so); a gated model is refused before anything runs, with the command that
+creates the secret.
 """
 
 from __future__ import annotations
 
-from infra import weights
-from infra.deployment import COMMIT_RE, Deployment
-from infra.errors import ConfigError, Refused
-from stages.common import Context, StageResult, dry_run, fingerprint, up_to_date
+import dataclasses
+from dataclasses import dataclass
+
+from infra import spec
+from infra.deployment import Deployment
+from infra.errors import ConfigError
+from infra.weights import Downloaded
+from stages.common import Context, StageResult, dry_run, fingerprint, record, result, up_to_date
 
 STAGE = "download"
 
 
+@dataclass(frozen=True)
+class Downloads:
+    downloads: list[Downloaded]
+
+    def __post_init__(self):  # rebuilt from JSON (the stage state) as plain dicts
+        object.__setattr__(self, "downloads", [x if isinstance(x, Downloaded) else Downloaded(**x) for x in self.downloads])
+
+
 def download_fingerprint(d: Deployment) -> str:
-    return fingerprint(d.model, d.model_revision, d.draft_model, d.draft_revision, d.weights_volume, d.cache_environment)
+    """What the download job fetches, and where it puts it."""
+    return fingerprint(d.recipe.repositories(), spec.weights_volume(d))
 
 
-def check_token(ctx: Context, d: Deployment) -> None:
-    """A gated model needs a Hugging Face token from a Modal Secret that exists."""
-    if not d.gated:
-        return
-    if not d.hf_token_secret:
+def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
+    """`d` as the download job must run it: with the HF token's Secret where it exists, without it for a public model.
+
+    Modal resolves named Secrets when an app starts, so a missing one fails the whole
+    job: decide here, before any remote work, and say what was decided.
+    """
+    name = d.secrets.hf_token_secret
+    if d.recipe.gated and not name:
         raise ConfigError(
-            f"{d.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a Modal Secret holding HF_TOKEN"
+            f"{d.recipe.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a Modal Secret holding HF_TOKEN"
         )
-    if not ctx.remote.secret_exists(d.modal_environment, d.hf_token_secret):
-        raise ConfigError(
-            f"secrets.hf_token_secret = {d.hf_token_secret!r}: no such Modal Secret in environment {d.modal_environment}; "
-            f"create it with `modal secret create {d.hf_token_secret} HF_TOKEN=... --env {d.modal_environment}`"
-        )
+    if not name or ctx.remote.secret_exists(d.modal.environment, name):
+        return d
+    create = f"`modal secret create {name} HF_TOKEN=... --env {d.modal.environment}`"
+    if d.recipe.gated:
+        raise ConfigError(f"secrets.hf_token_secret = {name!r}: no such Modal Secret in environment {d.modal.environment}, "
+                          f"and {d.recipe.model} is gated; create it with {create}")
+    ctx.say(f"note: Modal Secret {name!r} does not exist in environment {d.modal.environment}; {d.recipe.model} is public, "
+            f"so downloading without a Hugging Face token (rate limits apply; create it with {create})")
+    return dataclasses.replace(d, secrets=dataclasses.replace(d.secrets, hf_token_secret=None))
 
 
-def run(ctx: Context, d: Deployment) -> StageResult:
+def run(ctx: Context, d: Deployment) -> StageResult[Downloads]:
     fp = download_fingerprint(d)
-    repos = [f"{repo}@{revision}" for repo, revision in d.repositories()]
-    if done := up_to_date(ctx, STAGE, d, fp) or dry_run(
-        ctx, STAGE, d, f"download {', '.join(repos)} into Volume {d.weights_volume} ({d.cache_environment})"
+    repos = ", ".join(f"{repo}@{revision}" for repo, revision in d.recipe.repositories())
+    if done := up_to_date(ctx, STAGE, d, fp, Downloads) or dry_run(
+        ctx, STAGE, d, f"download {repos} into Volume {d.caches.weights_volume} ({d.modal.cache_environment})"
     ):
         return done
     ctx.remote.require_credentials()
-    check_token(ctx, d)
-    ctx.say(f"downloading {', '.join(repos)} into Volume {d.weights_volume} (Modal environment {d.cache_environment})...")
-    results = ctx.remote.run_download(d)
-    ctx.state(d).record(STAGE, fp, results)
+    job = with_token_if_any(ctx, d)
+    ctx.say(f"downloading {repos} into Volume {d.caches.weights_volume} (Modal environment {d.modal.cache_environment})...")
+    outcome = Downloads(ctx.remote.run_download(job))
+    record(ctx, STAGE, d, fp, outcome)
     lines = [
-        f"{r['repo']}@{r['requested']} -> {r['commit']}: {len(r['files'])} files, {r['size_bytes'] / 1e9:.2f} GB"
-        + (" (already complete)" if r["skipped"] else "")
-        for r in results
+        f"{r.repo}@{r.requested} -> {r.commit}: {len(r.files)} files, {r.size_bytes / 1e9:.2f} GB"
+        + (" (already complete)" if r.skipped else "")
+        for r in outcome.downloads
     ]
-    return StageResult(STAGE, d.env, d.recipe, "ran", "downloaded: " + "; ".join(lines), {"downloads": results})
-
-
-def resolved_revisions(ctx: Context, d: Deployment) -> dict[str, str]:
-    """repo -> commit, as the last successful download on this machine resolved them."""
-    entry = ctx.state(d).get(STAGE)
-    return {r["repo"]: r["commit"] for r in entry["result"]} if entry else {}
-
-
-def pin_revisions(ctx: Context, d: Deployment) -> Deployment:
-    """`d` with unpinned revisions replaced by the commits the download stage resolved them to.
-
-    From this machine's stage state when it has them, else from the ref markers the
-    download job left on the weights Volume. Environments that require pinned
-    revisions refuse to go on without them; others warn and follow the branch.
-    """
-    unpinned = {repo: ref for repo, ref in d.repositories() if not COMMIT_RE.match(ref)}
-    if not unpinned:
-        return d
-    known = resolved_revisions(ctx, d)
-    for repo, ref in unpinned.items():
-        if repo not in known:
-            raw = ctx.remote.read_file(d.cache_environment, d.weights_volume, weights.ref_relpath(repo, ref))
-            if raw:
-                known[repo] = raw.decode().strip()
-    pinned = d.with_revisions(
-        model_revision=known.get(d.model) if d.model in unpinned else None,
-        draft_revision=known.get(d.draft_model) if d.draft_model in unpinned else None,
-    )
-    if problems := pinned.unpinned():
-        message = f"{'; '.join(problems)} and no download resolved it: run `invoke download --env {d.env} --recipe {d.recipe}`"
-        if ctx.settings.release.require_pinned_revisions:
-            raise Refused(f"environment '{d.env}' requires pinned revisions: {message}")
-        ctx.say(f"warning: {message}")
-    return pinned
+    return result(STAGE, d, "ran", "downloaded: " + "; ".join(lines), outcome)

@@ -12,36 +12,61 @@ a concurrent promotion is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-from infra import gitinfo
-from infra.deployment import Deployment
+from dataclasses import dataclass
+
+from infra import gitinfo, smoketest
+from infra.deployment import DecodeError, Deployment
 from infra.errors import ConfigError, Refused, StageError
 from infra.gitinfo import GitInfo
 from infra.releases import Release, ReleaseStore, rollback_entry
 from infra.resolve import resolve
-from stages import smoke
-from stages.common import Context, StageResult, confirm_or_refuse
+from infra.settings import Settings
+from stages.common import Context, StageResult, confirm_or_refuse, result
 from stages.deploy import deploy_and_record
 
 STAGE = "promote"
-# What a release carries from one environment to the next; everything else is the target's own.
-RELEASE_FIELDS = (
-    "sglang_image", "sglang_version", "pip_installs", "image_env", "model", "model_revision",
-    "draft_model", "draft_revision", "speculative", "extra_flags", "mem_fraction_static",
-    "gpu_type", "gpu_count", "tp_size", "target_concurrency", "warmup", "smoke",
-)
+
+
+@dataclass(frozen=True)
+class Options:
+    recipe: str
+    from_manifest: bool = False  # re-run from a git worktree of the commit the source runs
+
+
+@dataclass(frozen=True)
+class Promoted:
+    release_id: str
+    version: int | None
+    url: str | None
+    promoted_from: dict
 
 
 def same_release(target: Deployment, release: Release) -> Deployment:
-    """The target's deployment carrying the release's code-independent values."""
-    source = Deployment.from_dict(release.deployment)
-    return dataclasses.replace(target, **{f: getattr(source, f) for f in RELEASE_FIELDS})
+    """The target environment's deployment serving the release's recipe, whole: what staging ran is what prod runs."""
+    try:
+        return target.with_recipe(Deployment.from_dict(release.deployment).recipe)
+    except DecodeError as err:
+        raise Refused(f"release {release.release_id} was recorded by an older version of this package ({err}); "
+                      f"redeploy {release.env} to record it again; nothing changed") from None
+
+
+def check_direction(source: Settings, target: Settings) -> None:
+    """Releases move one way: each environment names the one it takes them from (release.promote_from)."""
+    if source.env == target.env:
+        raise ConfigError(f"promote --from {source.env} --to {target.env}: source and target are the same environment; "
+                          "promote moves a release between two environments (e.g. --from staging --to prod)")
+    allowed = target.release.promote_from
+    if allowed != source.env:
+        path = f"--from {allowed} --to {target.env}" if allowed else f"none: {target.env} is deployed by `invoke pipeline`"
+        raise Refused(f"promote --from {source.env} --to {target.env}: {target.env} takes releases only from "
+                      f"{allowed or 'no environment'} (release.promote_from in environments/{target.env}.toml); "
+                      f"allowed: {path}; nothing changed")
 
 
 def check_source(source_env: str, target_env: str, release: Release | None, recipe: str) -> Release:
@@ -59,18 +84,19 @@ def check_source(source_env: str, target_env: str, release: Release | None, reci
     return release
 
 
-def run(source: Context, target: Context, recipe: str, *, from_manifest: bool = False, confirm=input) -> StageResult:
-    src_env, dst_env = source.settings.env, target.settings.env
-    if src_env == dst_env:
-        raise ConfigError(f"promote --from {src_env} --to {dst_env}: source and target are the same environment; "
-                          "promote moves a release between two environments (e.g. --from staging --to prod)")
-    store = ReleaseStore(target.remote)
+def run(source: Context, target: Context, options: Options, *, confirm=input) -> StageResult[Promoted]:
+    src_env, dst_env, recipe = source.settings.env, target.settings.env, options.recipe
+    check_direction(source.settings, target.settings)
+    if target.settings.release.guarded:  # asked before anything remote, like every local precondition
+        confirm_or_refuse(target, f"promoting to guarded environment '{dst_env}'",
+                          f"Promote {recipe} from {src_env} to {dst_env}? [y/N] ", confirm)
     target.remote.require_credentials()
+    store = ReleaseStore(target.remote)
     d_src = resolve(source.settings, recipe)
     release = check_source(src_env, dst_env, store.read(d_src).current, recipe)
     git = gitinfo.read(target.repo)
     if git.commit != release.commit or git.dirty:
-        if from_manifest:
+        if options.from_manifest:
             return _from_worktree(target, src_env, dst_env, recipe, release)
         here = f"{git.commit[:12]}{' with uncommitted changes' if git.dirty else ''}"
         raise Refused(
@@ -78,11 +104,8 @@ def run(source: Context, target: Context, recipe: str, *, from_manifest: bool = 
             "or pass --from-manifest to promote from a worktree of that commit; nothing changed"
         )
     d = same_release(resolve(target.settings, recipe), release)
-    if target.settings.release.guarded:
-        confirm_or_refuse(target, f"promoting to guarded environment '{dst_env}'",
-                          f"Promote {recipe} {release.tag} from {src_env} to {dst_env}? [y/N] ", confirm)
     if target.dry_run:
-        return StageResult(STAGE, dst_env, recipe, "dry-run", f"promote (dry run): would deploy {release.tag} to {dst_env}")
+        return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would deploy {release.tag} from {src_env}")
 
     origin = {"env": src_env, "release_id": release.release_id, "commit": release.commit, "version": release.version}
     with store.locked(d, "promote"):
@@ -90,18 +113,21 @@ def run(source: Context, target: Context, recipe: str, *, from_manifest: bool = 
         previous = manifest.current
         manifest, promoted = deploy_and_record(target, d, store, manifest, GitInfo(release.commit, False, None),
                                                kind="promote", promoted_from=origin)
+        if promoted is None:
+            version = f"v{previous.version}" if previous and previous.version else "its current version"
+            return result(STAGE, d, "unchanged", f"promote: no change, {dst_env}/{recipe} already runs {release.tag} ({version})")
         try:
-            outcome = smoke.check(target, d, promoted.url)
+            outcome = smoketest.check(d, promoted.url, say=target.say)
         except StageError as err:
             manifest = store.update_current(d, manifest, smoke={"passed": False, "error": str(err), "at": time.time()})
             rolled = _roll_back(target, d, store, manifest, previous, reason=f"automatic rollback: {err}")
             raise StageError(STAGE, f"{dst_env} smoke test failed ({err}); {rolled}") from None
         store.update_current(d, manifest, smoke=outcome)
-    return StageResult(
-        STAGE, dst_env, recipe, "ran",
+    return result(
+        STAGE, d, "ran",
         f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: {promoted.url} "
         f"(smoke passed, first token {outcome['ttft']:.2f} s)",
-        {"release": promoted.release_id, "version": promoted.version, "url": promoted.url, "promoted_from": origin},
+        Promoted(promoted.release_id, promoted.version, promoted.url, origin),
     )
 
 

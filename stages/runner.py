@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 
 from infra.deployment import Deployment
+from infra.errors import ConfigError
 from infra.remote import ModalRemote, Remote
 from infra.resolve import resolve
 from infra.secrets import scrub
@@ -62,30 +63,40 @@ def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
 
 
 def run_stage(
-    stage: Callable[[Context, Deployment], StageResult | list[StageResult]],
+    stage: Callable[..., StageResult | list[StageResult]],
     env: str | None,
     recipe: str | None,
     overrides: list[str] | None,
+    options: object | None = None,
     *,
     as_json: bool = False,
-    **options,
+    one_recipe: str | None = None,
+    **flags,
 ) -> list[dict]:
-    """Run one stage (or flow) for each selected recipe."""
+    """Run one stage (or flow) for each selected recipe: `stage(ctx, d)`, or `stage(ctx, d, options)` when it has options.
+
+    `one_recipe` (the reason) refuses an environment serving several recipes when no --recipe picks one.
+    """
     settings = settings_for(env, recipe, overrides)
-    ctx = context(settings, **options)
+    selected = deployments(settings)
+    if one_recipe and len(selected) != 1:
+        names = ", ".join(d.recipe.name for d in selected)
+        raise ConfigError(f"--recipe: {one_recipe}; {settings.env} serves {names}: pick one with --recipe")
+    ctx = context(settings, **flags)
 
     def outcomes() -> Iterator[StageResult]:
-        for d in deployments(settings):
-            outcome = stage(ctx, d)
+        for d in selected:
+            outcome = stage(ctx, d) if options is None else stage(ctx, d, options)
             yield from outcome if isinstance(outcome, list) else [outcome]
 
     return report(outcomes(), as_json)
 
 
-def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, **options) -> list[dict]:
+def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, **flags) -> list[dict]:
     from stages import promote
 
     remote = make_remote()
-    src = context(settings_for(source, None), remote=remote, **options)
-    dst = context(settings_for(target, recipe), remote=remote, **options)
-    return report((promote.run(src, dst, name, from_manifest=from_manifest) for name in dst.settings.selected_recipes()), as_json)
+    src = context(settings_for(source, None), remote=remote, **flags)
+    dst = context(settings_for(target, recipe), remote=remote, **flags)
+    return report((promote.run(src, dst, promote.Options(name, from_manifest)) for name in dst.settings.selected_recipes()),
+                  as_json)

@@ -5,29 +5,41 @@ The next deploy resets min_containers to the settings value; we say so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from infra.deployment import Deployment
 from infra.errors import ConfigError
-from stages.common import Context, StageResult
+from stages.common import Context, StageResult, result
 
 STAGE = "scale"
 
 
-def run(ctx: Context, d: Deployment, min_containers: int) -> StageResult:
-    scaling = ctx.settings.scaling
-    if min_containers < 0:
-        raise ConfigError(f"--min {min_containers}: allowed: 0 or more warm replicas")
-    if min_containers > 0 and not scaling.allow_warm_replicas:
-        raise ConfigError(f"--min {min_containers}: environment '{d.env}' forbids warm replicas (allow_warm_replicas = false); allowed: 0")
-    if scaling.max_containers is not None and min_containers > scaling.max_containers:
-        raise ConfigError(f"--min {min_containers}: exceeds max_containers = {scaling.max_containers}")
+@dataclass(frozen=True)
+class Options:
+    min_containers: int
+
+
+@dataclass(frozen=True)
+class Scaled:
+    min_containers: int
+
+
+def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
+    scaling, wanted = ctx.settings.scaling, options.min_containers
+    if wanted < 0:
+        raise ConfigError(f"--min {wanted}: allowed: 0 or more warm replicas")
+    if wanted > 0 and not scaling.allow_warm_replicas:
+        raise ConfigError(f"--min {wanted}: environment '{d.env}' forbids warm replicas (allow_warm_replicas = false); allowed: 0")
+    if scaling.max_containers is not None and wanted > scaling.max_containers:
+        raise ConfigError(f"--min {wanted}: exceeds max_containers = {scaling.max_containers}")
     if ctx.dry_run:
-        return StageResult(STAGE, d.env, d.recipe, "dry-run", f"scale (dry run): would set min_containers to {min_containers}")
+        return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to {wanted}")
     ctx.remote.require_credentials()
-    result = ctx.remote.update_autoscaler(d, min_containers)
-    return StageResult(
-        STAGE, d.env, d.recipe, "ran",
-        f"{d.env}/{d.recipe}: min_containers now {result['min_containers']} (was {d.min_containers} at deploy). "
-        f"warning: the next deploy resets it to the settings value ({d.min_containers}); change scaling.min_containers "
+    in_force = ctx.remote.update_autoscaler(d, wanted)
+    return result(
+        STAGE, d, "ran",
+        f"{d.env}/{d.recipe.name}: min_containers now {in_force['min_containers']} (was {d.scaling.min_containers} at deploy). "
+        f"warning: the next deploy resets it to the settings value ({d.scaling.min_containers}); change scaling.min_containers "
         f"in environments/{d.env}.toml to keep it",
-        result,
+        Scaled(in_force["min_containers"]),
     )

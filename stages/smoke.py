@@ -1,84 +1,40 @@
 """Stage 5: stream one chat completion from the deployed endpoint and check that text came back.
 
-It behaves like the reference documents' client (retry 503s and timeouts until a
-deadline, sticky Modal-Session-Id, proxy-auth headers from the environment, an
-image for the vision recipe), prints time to first token and total time, and
-records the result on the current release, which is what `promote` checks.
+The request and its checks are infra/smoketest.py's; this stage finds the endpoint
+(`--url`-less: the current release's, else what Modal reports), and records the
+result on the current release, which is what `promote` checks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
+from dataclasses import dataclass
 
-from infra import client, lifecycle
+from infra import smoketest
 from infra.deployment import Deployment
 from infra.errors import StageError
 from infra.releases import ReleaseStore
-from stages.common import Context, StageResult
+from stages.common import Context, StageResult, endpoint, result
 
-STAGE = "smoke"
-DEADLINE_SLACK = 120  # seconds beyond a full cold start before we give up on the first token
-
-
-def smoke_payload(d: Deployment) -> dict:
-    s = d.smoke
-    messages: list[dict] = []
-    if s.system_prompt:
-        messages.append({"role": "system", "content": s.system_prompt})
-    content: list[dict] = [{"type": "text", "text": s.prompt}]
-    if s.with_image:
-        content.insert(0, {"type": "image_url", "image_url": {"url": lifecycle.warmup_image_data_url()}})
-    messages.append({"role": "user", "content": content})
-    return client.chat_payload(messages, model=d.model, max_tokens=s.max_tokens, **s.extra_body)
+STAGE = smoketest.STAGE
 
 
-def deadline_for(d: Deployment) -> float:
-    """Long enough for a replica to start from zero."""
-    return d.startup_timeout + DEADLINE_SLACK
+@dataclass(frozen=True)
+class Options:
+    url: str | None = None  # the endpoint to test (a pipeline passes the one it just deployed)
+    deadline: float | None = None  # seconds to wait for a first token (default: a full cold start)
 
 
-def check(ctx: Context, d: Deployment, url: str, deadline: float | None = None, echo: bool = False) -> dict:
-    """Stream one completion; return its measurements or raise StageError."""
-    deadline = deadline or deadline_for(d)
-
-    def retrying(attempt: int, err: client.EndpointError) -> None:
-        if attempt == 1 or attempt % 30 == 0:
-            ctx.say(f"waiting for a replica ({err.kind}: {err}); retrying until {deadline:g} s have passed...")
-
-    started = time.time()
-    try:
-        result = asyncio.run(
-            client.probe(url, smoke_payload(d), deadline_seconds=deadline, on_retry=retrying,
-                         on_text=(lambda t: print(t, end="", flush=True)) if echo else None)
-        )
-    except client.EndpointError as err:
-        raise StageError(STAGE, f"{d.env}/{d.recipe} at {url}: {err}") from None
-    if echo:
-        print()
-    text = result.text or result.reasoning
-    if not text.strip():
-        raise StageError(STAGE, f"{d.env}/{d.recipe} at {url}: the stream ended without any text or reasoning text")
-    return {
-        "passed": True,
-        "url": url,
-        "ttft": round(result.ttft or 0.0, 3),
-        "total": round(result.total, 3),
-        "output_tokens": result.output_tokens,
-        "attempts": result.attempts,
-        "reply": text[:200],
-        "at": started,
-    }
-
-
-def endpoint_url(ctx: Context, d: Deployment) -> str:
-    entry = ctx.state(d).get("deploy")
-    url = (entry or {}).get("result", {}).get("url") if entry else None
-    url = url or ctx.remote.server_url(d)
-    if not url:
-        raise StageError(STAGE, f"no deployed endpoint for {d.app_name} in Modal environment {d.modal_environment}: "
-                                f"run `invoke deploy --env {d.env} --recipe {d.recipe}`")
-    return url
+@dataclass(frozen=True)
+class Smoked:
+    passed: bool
+    url: str
+    ttft: float
+    total: float
+    output_tokens: int
+    attempts: int
+    reply: str
+    at: float
 
 
 def record(ctx: Context, d: Deployment, outcome: dict) -> None:
@@ -90,21 +46,21 @@ def record(ctx: Context, d: Deployment, outcome: dict) -> None:
             store.update_current(d, manifest, smoke=outcome)
 
 
-def run(ctx: Context, d: Deployment, url: str | None = None, *, deadline: float | None = None) -> StageResult:
+def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Smoked]:
     if ctx.dry_run:
-        return StageResult(STAGE, d.env, d.recipe, "dry-run", f"smoke (dry run): would stream one completion from {d.app_name}")
+        return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion from {d.modal.app_name}")
     ctx.remote.require_credentials()
-    url = url or endpoint_url(ctx, d)
+    url = options.url or endpoint(ctx, d, STAGE)
     ctx.say(f"smoke test: streaming one completion from {url}...")
     try:
-        outcome = check(ctx, d, url, deadline)
+        outcome = smoketest.check(d, url, deadline=options.deadline, say=ctx.say)
     except StageError as err:
         record(ctx, d, {"passed": False, "url": url, "error": str(err), "at": time.time()})
         raise
     record(ctx, d, outcome)
-    return StageResult(
-        STAGE, d.env, d.recipe, "ran",
+    return result(
+        STAGE, d, "ran",
         f"smoke passed: time to first token {outcome['ttft']:.2f} s, total {outcome['total']:.2f} s, "
         f"{outcome['output_tokens']} tokens: {outcome['reply'][:80]!r}",
-        outcome,
+        Smoked(**outcome),
     )

@@ -7,25 +7,27 @@ request succeeded, failed, or the user pressed Ctrl-C.
 
 from __future__ import annotations
 
+from infra import revisions, smoketest
 from infra.deployment import Deployment
-from stages import smoke
-from stages.common import Context, StageResult
-from stages.download import pin_revisions
+from stages.common import Context, StageResult, result
+from stages.smoke import Smoked
 
 STAGE = "try"
 
 
-def run(ctx: Context, d: Deployment) -> StageResult:
-    d = pin_revisions(ctx, d)
+def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
+    if not ctx.dry_run:
+        ctx.remote.require_credentials()
+    d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
+                      required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
     if ctx.dry_run:
-        return StageResult(STAGE, d.env, d.recipe, "dry-run", f"try (dry run): would run {d.app_name} ephemerally and query it")
-    ctx.remote.require_credentials()
-    ctx.say(f"starting {d.app_name} ephemerally in Modal environment {d.modal_environment} (stopped when this ends)...")
+        return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.modal.app_name} ephemerally and query it")
+    ctx.say(f"starting {d.modal.app_name} ephemerally in Modal environment {d.modal.environment} (stopped when this ends)...")
     with ctx.remote.ephemeral(d) as url:
         ctx.say(f"querying {url} (a cold start can take minutes)...")
-        outcome = smoke.check(ctx, d, url, echo=True)
-    return StageResult(
-        STAGE, d.env, d.recipe, "ran",
+        outcome = smoketest.check(d, url, echo=True, say=ctx.say)
+    return result(
+        STAGE, d, "ran",
         f"replied after {outcome['ttft']:.2f} s to first token, {outcome['total']:.2f} s total; app stopped",
-        outcome,
+        Smoked(**outcome),
     )

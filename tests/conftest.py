@@ -48,8 +48,23 @@ def deployment(env: str = "dev", recipe: str = "qwen3-8b-low-latency", **changes
     from infra.resolve import resolve
     from infra.settings import load_settings
 
-    d = resolve(load_settings(env), recipe)
-    return dataclasses.replace(d, **changes) if changes else d
+    return changed(resolve(load_settings(env), recipe), **changes)
+
+
+def changed(d, **changes):
+    """`d` with fields changed by their own names, wherever they live (the recipe, a part, the deployment)."""
+    for name, value in changes.items():
+        if name in {f.name for f in dataclasses.fields(d)}:
+            d = dataclasses.replace(d, **{name: value})
+            continue
+        for part in dataclasses.fields(d):
+            holder = getattr(d, part.name)
+            if dataclasses.is_dataclass(holder) and name in {f.name for f in dataclasses.fields(holder)}:
+                d = dataclasses.replace(d, **{part.name: dataclasses.replace(holder, **{name: value})})
+                break
+        else:
+            raise AttributeError(f"no field {name!r} in a Deployment")
+    return d
 
 
 @pytest.fixture

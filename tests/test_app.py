@@ -86,7 +86,7 @@ def test_prod_8b_server_definition():
     (env,) = got["env"]
     assert env["HF_HUB_OFFLINE"] == "1"
     baked = Deployment.from_json(env["INFRA_DEPLOYMENT"])
-    assert baked.env == "prod" and baked.recipe == "qwen3-8b-low-latency" and baked.min_containers == 1
+    assert baked.env == "prod" and baked.recipe.name == "qwen3-8b-low-latency" and baked.scaling.min_containers == 1
 
 
 def test_dev_vlm_server_definition():

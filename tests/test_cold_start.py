@@ -25,8 +25,8 @@ def test_snapshot_phase_then_restore_phase_in_order(tmp_path):
     argv = sglang_args.launch_command(d)
     assert "--enable-memory-saver" in argv and "--enable-weights-cpu-backup" in argv
     record = tmp_path / "requests.jsonl"
-    base = f"http://127.0.0.1:{d.port}"
-    readiness = Readiness(timeout=20, poll_interval=0.2, warmup=d.warmup, model=d.model)
+    base = f"http://127.0.0.1:{d.server.port}"
+    readiness = Readiness(timeout=20, poll_interval=0.2, warmup=d.recipe.warmup, model=d.recipe.model)
 
     server = lifecycle.start_for_snapshot(argv, base, readiness, env=standin_env(record=str(record)))
     try:
@@ -47,8 +47,8 @@ def test_snapshot_phase_then_restore_phase_in_order(tmp_path):
 
 def test_snapshot_phase_fails_and_stops_the_server_when_release_is_refused(tmp_path):
     d = deployment("prod", "qwen3-8b-low-latency", gpu_snapshot=True, port=free_port())
-    base = f"http://127.0.0.1:{d.port}"
-    readiness = Readiness(timeout=20, poll_interval=0.2, warmup=d.warmup, model=d.model)
+    base = f"http://127.0.0.1:{d.server.port}"
+    readiness = Readiness(timeout=20, poll_interval=0.2, warmup=d.recipe.warmup, model=d.recipe.model)
     with pytest.raises(lifecycle.ServerFailed, match="release_memory_occupation failed: HTTP 400"):
         lifecycle.start_for_snapshot(sglang_args.launch_command(d), base, readiness, env=standin_env(memory_status=400))
     assert not lifecycle.is_healthy(base, timeout=0.5)
@@ -97,8 +97,8 @@ def test_cold_start_uses_what_the_stages_recorded():
     s = settings("prod")
     d = resolve(s, "qwen3-8b-low-latency")
     state = StageState("prod", "qwen3-8b-low-latency")
-    state.record("download", "fp", [{"repo": d.model, "commit": "a" * 40, "size_bytes": 9_000_000_000},
-                                    {"repo": d.draft_model, "commit": "b" * 40, "size_bytes": 1_500_000_000}])
+    state.record("download", "fp", [{"repo": d.recipe.model, "commit": "a" * 40, "size_bytes": 9_000_000_000},
+                                    {"repo": d.recipe.draft_model, "commit": "b" * 40, "size_bytes": 1_500_000_000}])
     state.record("compile", kernel_fingerprint(d), {})
     p = plan.plan_for(s, d)
     parts = p["cold_start"]["parts"]

@@ -20,7 +20,7 @@ from infra.errors import UserError
 from infra.kernels import CompileFailed, compile_kernels
 from infra.lifecycle import Readiness, ServerFailed
 from infra.weights import WeightsMissing, require_downloaded
-from tests.conftest import REPO, deployment, free_port, standin_env
+from tests.conftest import REPO, changed, deployment, free_port, standin_env
 from tests.fakes.modal_fake import FakeModal
 
 DOC = REPO / "docs" / "errors.md"
@@ -142,10 +142,10 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
         out.append((situation, normalise(str(err.value), str(tmp_path))))
 
     d = deployment(port=free_port())
-    base = f"http://127.0.0.1:{d.port}"
+    base = f"http://127.0.0.1:{d.server.port}"
 
     def start(timeout=30.0, **fake):
-        readiness = Readiness(timeout=timeout, poll_interval=0.2, warmup=d.warmup, model=d.model)
+        readiness = Readiness(timeout=timeout, poll_interval=0.2, warmup=d.recipe.warmup, model=d.recipe.model)
         return lifecycle.start_and_warm(sglang_args.launch_command(d), base, readiness, env=standin_env(**fake))
 
     expect("SGLang exits during start-up", ServerFailed,
@@ -153,7 +153,7 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("SGLang never becomes healthy", ServerFailed,
            lambda: start(timeout=1.0, never_healthy=True, log_lines=["capturing CUDA graphs"]))
     expect("a warm-up request fails", ServerFailed, lambda: start(chat_status=500))
-    offline = dataclasses.replace(d, hf_hub_offline=True)
+    offline = changed(d, hf_hub_offline=True)
     expect("weights missing from the Volume at start-up", WeightsMissing, lambda: require_downloaded(tmp_path / "empty", offline))
 
     env = standin_env() | {"FAKE_COMPILE_FAIL": "3"}

@@ -18,7 +18,7 @@ import pytest
 
 from infra import kernels, sglang_args
 from infra.kernels import CompileFailed
-from tests.conftest import deployment, processes_mentioning, standin_env
+from tests.conftest import changed, deployment, processes_mentioning, standin_env
 
 
 @pytest.fixture
@@ -180,27 +180,27 @@ CHANGES = {
 
 @pytest.mark.parametrize("field", sorted(CHANGES))
 def test_kernel_key_changes_with_what_changes_the_kernels(d, field):
-    changed = dataclasses.replace(d, **{field: CHANGES[field]})  # kernel_key does not validate
+    changed = changed(d, **{field: CHANGES[field]})  # kernel_key does not validate
 
     assert kernels.kernel_fingerprint(changed) != kernels.kernel_fingerprint(d)
     assert kernels.marker_path("/cache", changed) != kernels.marker_path("/cache", d)
 
 
 def test_each_change_gets_its_own_fingerprint(d):
-    prints = {kernels.kernel_fingerprint(dataclasses.replace(d, **{f: v})) for f, v in CHANGES.items()}
+    prints = {kernels.kernel_fingerprint(changed(d, **{f: v})) for f, v in CHANGES.items()}
     assert len(prints | {kernels.kernel_fingerprint(d)}) == len(CHANGES) + 1
 
 
 @pytest.mark.parametrize("changes", [{"min_containers": 3}, {"port": 9000}, {"scaledown_window": 1200}])
 def test_kernel_key_ignores_what_does_not_change_the_kernels(d, changes):
     """Scaling and the listening port leave the compiled kernels valid: no recompile for them."""
-    assert kernels.kernel_fingerprint(dataclasses.replace(d, **changes)) == kernels.kernel_fingerprint(d)
+    assert kernels.kernel_fingerprint(changed(d, **changes)) == kernels.kernel_fingerprint(d)
 
 
 def test_a_changed_deployment_compiles_again_next_to_the_old_kernels(d, cache, record):
     kernels.compile_kernels(d, cache, env=compile_env(record))
     record.unlink()
-    moved = dataclasses.replace(d, gpu_type="H200")
+    moved = changed(d, gpu_type="H200")
 
     result = kernels.compile_kernels(moved, cache, env=compile_env(record))
 

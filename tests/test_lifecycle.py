@@ -27,8 +27,8 @@ def launch(tmp_path, recipe="qwen3-8b-low-latency", timeout=20.0, poll=0.2, **fa
     argv_file = tmp_path / "argv.json"
     env = standin_env(record=str(record), **fake)
     env["FAKE_SGLANG_ARGV"] = str(argv_file)
-    readiness = Readiness(timeout=timeout, poll_interval=poll, warmup=d.warmup, model=d.model)
-    base = f"http://127.0.0.1:{d.port}"
+    readiness = Readiness(timeout=timeout, poll_interval=poll, warmup=d.recipe.warmup, model=d.recipe.model)
+    base = f"http://127.0.0.1:{d.server.port}"
     return d, record, argv_file, lambda: lifecycle.start_and_warm(sglang_args.launch_command(d), base, readiness, env=env)
 
 
@@ -53,7 +53,7 @@ def test_healthy_server_is_warmed_up_with_the_recipe_requests_then_stopped(tmp_p
     assert code is not None
     assert process_state(server.pid) is None
     reap_children()
-    assert processes_mentioning(f"--port {d.port}") == []
+    assert processes_mentioning(f"--port {d.server.port}") == []
 
 
 def test_vlm_warmup_sends_the_packaged_image_inline(tmp_path):
@@ -95,7 +95,7 @@ def test_never_healthy_fails_at_the_readiness_timeout_with_log_tail(tmp_path, su
     assert "not healthy within 2 s" in str(err.value)
     assert "stuck capturing CUDA graphs" in str(err.value)
     reap_children()
-    assert processes_mentioning(f"--port {d.port}") == []  # the failed server was stopped, not leaked
+    assert processes_mentioning(f"--port {d.server.port}") == []  # the failed server was stopped, not leaked
 
 
 def test_flapping_health_keeps_waiting_until_stable(tmp_path):
@@ -114,7 +114,7 @@ def test_failed_warmup_fails_the_container_and_stops_the_server(tmp_path, subrea
     with pytest.raises(ServerFailed, match=r"warm-up request 1/3 failed: HTTP 500: .*model overloaded"):
         start()
     reap_children()
-    assert processes_mentioning(f"--port {d.port}") == []
+    assert processes_mentioning(f"--port {d.server.port}") == []
 
 
 def test_stop_kills_a_server_that_ignores_sigterm_and_its_children(tmp_path, subreaper):
@@ -131,7 +131,7 @@ def test_stop_kills_a_server_that_ignores_sigterm_and_its_children(tmp_path, sub
     assert process_state(server.pid) is None  # reaped: no zombie
     wait_for(lambda: (reap_children(), process_state(child) is None)[1], timeout=3)
     assert process_state(child) is None  # the grandchild went with its group: no orphan
-    assert processes_mentioning(f"--port {d.port}") == []
+    assert processes_mentioning(f"--port {d.server.port}") == []
 
 
 def test_graceful_stop_uses_sigterm(tmp_path):

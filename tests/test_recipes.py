@@ -18,27 +18,27 @@ def flag_value(argv: list[str], flag: str) -> str:
 @pytest.mark.parametrize("env", ENVS)
 def test_qwen3_8b_low_latency_matches_reference_000(env):
     d = deployment(env, "qwen3-8b-low-latency")
-    assert d.sglang_image == "lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"
-    assert d.pip_installs == ("huggingface-hub==0.36.0",)
-    assert d.image_env == {
+    assert d.recipe.sglang_image == "lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"
+    assert d.recipe.pip_installs == ("huggingface-hub==0.36.0",)
+    assert d.recipe.image_env == {
         "HF_HUB_CACHE": "/root/.cache/huggingface",
         "HF_XET_HIGH_PERFORMANCE": "1",
         "SGLANG_ENABLE_JIT_DEEPGEMM": "1",
         "SGLANG_DG_CACHE_DIR": DG_CACHE_PATH,
     }
-    assert d.model == "Qwen/Qwen3-8B-FP8"
-    assert d.model_revision == "220b46e3b2180893580a4454f21f22d3ebb187d3"
-    assert (d.gpu_type, d.gpu_count, d.tp_size, d.gpu) == ("H100!", 2, 2, "H100!:2")
-    spec = d.speculative
+    assert d.recipe.model == "Qwen/Qwen3-8B-FP8"
+    assert d.recipe.model_revision == "220b46e3b2180893580a4454f21f22d3ebb187d3"
+    assert (d.recipe.gpu_type, d.recipe.gpu_count, d.recipe.tp_size, d.recipe.gpu) == ("H100!", 2, 2, "H100!:2")
+    spec = d.recipe.speculative
     assert (spec.algorithm, spec.draft_model, spec.num_steps, spec.eagle_topk, spec.num_draft_tokens) == (
         "EAGLE3", "Tengyunw/qwen3_8b_eagle3", 6, 10, 32,
     )
-    assert d.port == 8000 and d.target_concurrency == 10 and d.cuda_graph_max_bs == 20
-    assert d.mem_fraction_static == 0.8
-    assert d.compute_region == "us-east" and d.routing_region == "us-east"
-    assert d.exit_grace_period == 5
-    assert d.health_poll_interval == 5.0
-    assert (d.warmup.count, d.warmup.prompt, d.warmup.max_tokens, d.warmup.timeout, d.warmup.with_image) == (
+    assert d.server.port == 8000 and d.recipe.target_concurrency == 10 and d.recipe.cuda_graph_max_bs == 20
+    assert d.recipe.mem_fraction_static == 0.8
+    assert d.placement.compute_region == "us-east" and d.placement.routing_region == "us-east"
+    assert d.recipe.exit_grace_period == 5
+    assert d.recipe.health_poll_interval == 5.0
+    assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
         3, "Hello, how are you?", 16, 10, False,
     )
     assert d.volume_mounts == {HF_CACHE_PATH: "huggingface-cache", DG_CACHE_PATH: "deepgemm-cache"}
@@ -66,9 +66,9 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
 @pytest.mark.parametrize("env", ENVS)
 def test_qwen3_6_35b_vlm_matches_reference_002(env):
     d = deployment(env, "qwen3.6-35b-vlm")
-    assert d.sglang_image == "lmsysorg/sglang:v0.5.10.post1-cu130-runtime"
-    assert d.pip_installs == ()
-    assert d.image_env == {
+    assert d.recipe.sglang_image == "lmsysorg/sglang:v0.5.10.post1-cu130-runtime"
+    assert d.recipe.pip_installs == ()
+    assert d.recipe.image_env == {
         "HF_HUB_CACHE": "/root/.cache/huggingface",
         "HF_XET_HIGH_PERFORMANCE": "1",
         "SGLANG_ENABLE_JIT_DEEPGEMM": "1",
@@ -76,14 +76,14 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
         "SGLANG_USE_CUDA_IPC_TRANSPORT": "1",
         "SGLANG_USE_IPC_POOL_HANDLE_CACHE": "1",
     }
-    assert d.model == "Qwen/Qwen3.6-35B-A3B-FP8"
-    assert d.model_revision == "95a723d08a9490559dae23d0cff1d9466213d989"
-    assert (d.gpu_type, d.gpu_count, d.tp_size) == ("H100!", 1, 1)
-    assert d.startup_timeout == 15 * 60  # the reference's container timeout, which bounded @enter
-    assert d.readiness_timeout == 10 * 60
-    assert d.routing_region == "us-east" and d.target_concurrency == 10
-    assert d.speculative.draft_model is None
-    assert (d.warmup.count, d.warmup.prompt, d.warmup.max_tokens, d.warmup.timeout, d.warmup.with_image) == (
+    assert d.recipe.model == "Qwen/Qwen3.6-35B-A3B-FP8"
+    assert d.recipe.model_revision == "95a723d08a9490559dae23d0cff1d9466213d989"
+    assert (d.recipe.gpu_type, d.recipe.gpu_count, d.recipe.tp_size) == ("H100!", 1, 1)
+    assert d.recipe.startup_timeout == 15 * 60  # the reference's container timeout, which bounded @enter
+    assert d.recipe.readiness_timeout == 10 * 60
+    assert d.placement.routing_region == "us-east" and d.recipe.target_concurrency == 10
+    assert d.recipe.speculative.draft_model is None
+    assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
         2, "What is this?", 16, 120, True,
     )
     argv = sglang_args.launch_command(d)
@@ -109,14 +109,14 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
 
 def test_environment_specific_values():
     dev, staging, prod = (deployment(e, "qwen3-8b-low-latency") for e in ENVS)
-    assert dev.min_containers == 0 and staging.min_containers == 0 and prod.min_containers == 1
-    assert prod.compute_region == "us-east" and prod.routing_region == "us-east"
-    assert (staging.gpu, staging.compute_region) == (prod.gpu, prod.compute_region)  # prod's GPU and region
-    assert not dev.proxy_auth and staging.proxy_auth and prod.proxy_auth
-    assert not dev.hf_hub_offline and staging.hf_hub_offline and prod.hf_hub_offline
-    assert (dev.modal_environment, staging.modal_environment, prod.modal_environment) == ("dev", "staging", "prod")
+    assert dev.scaling.min_containers == 0 and staging.scaling.min_containers == 0 and prod.scaling.min_containers == 1
+    assert prod.placement.compute_region == "us-east" and prod.placement.routing_region == "us-east"
+    assert (staging.recipe.gpu, staging.placement.compute_region) == (prod.recipe.gpu, prod.placement.compute_region)  # prod's GPU and region
+    assert not dev.auth.proxy_auth and staging.auth.proxy_auth and prod.auth.proxy_auth
+    assert not dev.server.hf_hub_offline and staging.server.hf_hub_offline and prod.server.hf_hub_offline
+    assert (dev.modal.environment, staging.modal.environment, prod.modal.environment) == ("dev", "staging", "prod")
     # staging and prod share one set of caches (promotion never re-downloads); dev has its own.
-    assert (dev.cache_environment, staging.cache_environment, prod.cache_environment) == ("dev", "prod", "prod")
+    assert (dev.modal.cache_environment, staging.modal.cache_environment, prod.modal.cache_environment) == ("dev", "prod", "prod")
     vlm = deployment("dev", "qwen3.6-35b-vlm")
     assert vlm.compute_region is None  # the reference does not pin it; staging/prod do
     assert deployment("prod", "qwen3.6-35b-vlm").compute_region == "us-east"
@@ -125,7 +125,7 @@ def test_environment_specific_values():
 @pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
 def test_only_full_flag_names_of_the_recipes_sglang_version(recipe):
     d = deployment("prod", recipe)
-    known = sglang_args.known_flags(d.sglang_version)
+    known = sglang_args.known_flags(d.recipe.sglang_version)
     flags = sglang_args.flags_in(sglang_args.launch_command(d))
     assert flags and all(f in known for f in flags)
     # The reference documents' abbreviations are argparse prefixes only, never emitted here.
@@ -155,4 +155,4 @@ def test_pinned_draft_revision_is_passed_to_sglang():
     d = deployment("dev", "qwen3-8b-low-latency").with_revisions(draft_revision="a" * 40)
     argv = sglang_args.launch_command(d)
     assert flag_value(argv, "--speculative-draft-model-revision") == "a" * 40
-    assert "--speculative-draft-model-revision" in sglang_args.known_flags(d.sglang_version)
+    assert "--speculative-draft-model-revision" in sglang_args.known_flags(d.recipe.sglang_version)

@@ -50,7 +50,7 @@ def test_recipe_overrides_reach_the_deployment():
         ['recipes.qwen3.6-35b-vlm.draft_revision="x"', "recipes.qwen3-8b-low-latency.target_concurrency=4"]
     ))
     d = resolve(s, "qwen3-8b-low-latency")
-    assert d.target_concurrency == 4 and d.cuda_graph_max_bs == 8
+    assert d.recipe.target_concurrency == 4 and d.recipe.cuda_graph_max_bs == 8
 
 
 def test_modal_environment_defaults_to_env_name(config):
@@ -142,7 +142,7 @@ def test_tp_degree_must_match_gpu_count():
     # Changing both is fine.
     d = resolve(load_settings("prod", overrides=parse_overrides(
         ["recipes.qwen3-8b-low-latency.gpu_count=4", "recipes.qwen3-8b-low-latency.tp_size=4"])), "qwen3-8b-low-latency")
-    assert d.gpu == "H100!:4"
+    assert d.recipe.gpu == "H100!:4"
 
 
 def test_startup_timeout_must_cover_readiness_and_warmup():
@@ -160,7 +160,7 @@ def test_pinned_revisions_required_in_prod():
     # dev accepts a branch name
     d = resolve(load_settings("dev", overrides=parse_overrides(['recipes.qwen3-8b-low-latency.model_revision="main"'])),
                 "qwen3-8b-low-latency")
-    assert d.model_revision == "main"
+    assert d.recipe.model_revision == "main"
 
 
 def test_gpu_snapshot_checked_against_the_sglang_version():

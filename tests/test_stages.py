@@ -14,7 +14,7 @@ from infra.resolve import resolve
 from infra.settings import load_settings, parse_overrides
 from stages import build, compile, deploy, download, pipeline, smoke, trial
 from stages.common import Context
-from tests.conftest import standin_env
+from tests.conftest import changed, standin_env
 from tests.fakes.modal_fake import FakeModal
 
 RECIPE = "qwen3-8b-low-latency"
@@ -182,7 +182,7 @@ def test_gated_model_needs_an_existing_secret(world):
     d = dataclasses.replace(world.deployment(ctx), gated=True, hf_token_secret=None)
     with pytest.raises(ConfigError, match="is gated: set secrets.hf_token_secret"):
         download.run(ctx, d)
-    d = dataclasses.replace(d, hf_token_secret="hf-secret")
+    d = changed(d, hf_token_secret="hf-secret")
     with pytest.raises(ConfigError, match="secrets.hf_token_secret = 'hf-secret': no such Modal Secret in environment dev"):
         download.run(ctx, d)
     assert "run_download" not in world.modal.call_names()

@@ -21,7 +21,7 @@ import pytest
 
 from infra import weights
 from infra.weights import WeightsMissing
-from tests.conftest import deployment
+from tests.conftest import changed, deployment
 from tests.fakes.hub_server import HubServer, MiB, make_repo
 
 TOKEN = "hf_RightTokenForTheGatedRepo0123456789"
@@ -384,8 +384,8 @@ def test_nothing_downloaded_means_both_models_missing(repo, draft, volume):
 def test_downloaded_models_are_found_by_commit_and_by_ref(repo, draft, volume):
     d = serving(repo, draft, "prod")
     with HubServer(repo, draft) as hub:
-        weights.download(d.model, d.model_revision, volume, endpoint=hub.url)
-        weights.download(d.draft_model, d.draft_revision, volume, endpoint=hub.url)
+        weights.download(d.recipe.model, d.recipe.model_revision, volume, endpoint=hub.url)
+        weights.download(d.recipe.draft_model, d.recipe.draft_revision, volume, endpoint=hub.url)
 
     assert weights.missing_weights(volume, d) == []
     weights.require_downloaded(volume, d)  # offline, complete: no error
@@ -393,7 +393,7 @@ def test_downloaded_models_are_found_by_commit_and_by_ref(repo, draft, volume):
 
 def test_offline_server_refuses_to_start_without_its_weights(repo, draft, volume):
     d = serving(repo, draft, "prod")
-    assert d.hf_hub_offline
+    assert d.server.hf_hub_offline
 
     with pytest.raises(WeightsMissing) as err:
         weights.require_downloaded(volume, d)
@@ -406,7 +406,7 @@ def test_offline_server_refuses_to_start_without_its_weights(repo, draft, volume
 def test_offline_server_refuses_when_only_the_draft_is_missing(repo, draft, volume):
     d = serving(repo, draft, "staging")
     with HubServer(repo) as hub:
-        weights.download(d.model, d.model_revision, volume, endpoint=hub.url)
+        weights.download(d.recipe.model, d.recipe.model_revision, volume, endpoint=hub.url)
 
     with pytest.raises(WeightsMissing) as err:
         weights.require_downloaded(volume, d)
@@ -417,7 +417,7 @@ def test_offline_server_refuses_when_only_the_draft_is_missing(repo, draft, volu
 def test_online_server_only_warns(repo, draft, volume, capsys):
     """dev runs with HF_HUB_OFFLINE unset: SGLang may fetch the weights itself, so no refusal."""
     d = serving(repo, draft, "dev")
-    assert not d.hf_hub_offline
+    assert not d.server.hf_hub_offline
 
     weights.require_downloaded(volume, d)  # does not raise
 
@@ -447,8 +447,8 @@ def test_deployment_with_revisions_pinned_by_the_download_is_served(repo, draft,
         weights.download(repo.repo_id, repo.commit, volume, endpoint=hub.url)
         resolved = weights.download(draft.repo_id, None, volume, endpoint=hub.url)
     d = serving(repo, draft, "prod")
-    d = dataclasses.replace(d, speculative=dataclasses.replace(d.speculative, draft_model=draft.repo_id))
+    d = changed(d, speculative=dataclasses.replace(d.recipe.speculative, draft_model=draft.repo_id))
     pinned = d.with_revisions(draft_revision=resolved.commit)
 
-    assert pinned.draft_revision == draft.commit
+    assert pinned.recipe.draft_revision == draft.commit
     assert weights.missing_weights(volume, pinned) == []

@@ -3,12 +3,15 @@ override, plain flag lists for the rest.
 
 Recipes are frozen stdlib dataclasses, not pydantic models, because the server
 container imports them again (see `infra/app.py`) and needs nothing but the
-standard library and Modal to do so.
+standard library and Modal to do so. A resolved recipe (the environment's
+`[recipes."<name>"]` overrides applied with `dataclasses.replace`) is what a
+release carries from one environment to the next, whole.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 MINUTES = 60  # seconds
 
@@ -17,6 +20,7 @@ HF_CACHE_PATH = "/root/.cache/huggingface"
 # SGLang writes DeepGEMM kernels to $SGLANG_DG_CACHE_DIR (default ~/.cache/deep_gemm) and
 # overrides DG_JIT_CACHE_DIR itself, so the image sets SGLANG_DG_CACHE_DIR to this mount.
 DG_CACHE_PATH = "/root/.cache/deep_gemm"
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Recipe:
 
     # The container image
     sglang_image: str  # registry tag, pinned
-    sglang_version: str  # decides which SGLang flags exist (infra/sglang_flags.py)
+    sglang_version: str  # decides which SGLang flags exist (infra/sglang_versions.json)
     pip_installs: tuple[str, ...]
     image_env: dict[str, str]
 
@@ -80,13 +84,13 @@ class Recipe:
     tp_size: int = 1
 
     # SGLang
-    port: int = 8000
+    port: int = 8000  # inside the container; an environment may change it (server.port)
     target_concurrency: int = 10  # Modal's per-container target; SGLang's CUDA graphs are sized from it
     mem_fraction_static: float = 0.8
     extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
     speculative: SpeculativeDecoding | None = None
 
-    # Modal
+    # Modal. The regions are this recipe's defaults: an environment's [placement] wins.
     compute_region: str | None = None
     routing_region: str = "us-east"
     exit_grace_period: int = 0  # seconds for in-flight requests when a container stops
@@ -98,3 +102,52 @@ class Recipe:
     warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=8, timeout=30)
     smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
 
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def gpu(self) -> str:
+        """Modal's GPU request string, e.g. "H100!:2"."""
+        return f"{self.gpu_type}:{self.gpu_count}"
+
+    @property
+    def cuda_graph_max_bs(self) -> int:
+        """Capture CUDA graphs only for batch sizes we are likely to see: twice the concurrency target."""
+        return 2 * self.target_concurrency
+
+    @property
+    def warmup_budget(self) -> float:
+        return self.warmup.count * self.warmup.timeout
+
+    @property
+    def draft_model(self) -> str | None:
+        return self.speculative.draft_model if self.speculative else None
+
+    @property
+    def draft_revision(self) -> str | None:
+        return self.speculative.draft_revision if self.speculative else None
+
+    def repositories(self) -> list[tuple[str, str]]:
+        """(repo, revision) of every model the server loads; an unset draft revision means the Hub's "main"."""
+        repos = [(self.model, self.model_revision)]
+        if self.draft_model:
+            repos.append((self.draft_model, self.draft_revision or "main"))
+        return repos
+
+    def unpinned(self) -> list[str]:
+        """Human descriptions of revisions that are not 40-hex commits."""
+        out = []
+        if not COMMIT_RE.match(self.model_revision or ""):
+            out.append(f"model {self.model} revision {self.model_revision!r} is not a commit")
+        if self.draft_model and not COMMIT_RE.match(self.draft_revision or ""):
+            shown = repr(self.draft_revision) if self.draft_revision else "unset (follows the Hub's main branch)"
+            out.append(f"draft model {self.draft_model} revision is {shown}")
+        return out
+
+    def with_revisions(self, model_revision: str | None = None, draft_revision: str | None = None) -> Recipe:
+        """The same recipe at other revisions (resolved by the download stage, or set by an environment)."""
+        changes: dict = {}
+        if model_revision:
+            changes["model_revision"] = model_revision
+        if draft_revision and self.speculative and self.speculative.draft_model:
+            changes["speculative"] = replace(self.speculative, draft_revision=draft_revision)
+        return replace(self, **changes) if changes else self
