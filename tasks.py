@@ -326,7 +326,7 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "url": "measure this OpenAI-compatible server (http://host:port) instead of the deployed endpoint",
         "proxy_auth": "send MODAL_KEY/MODAL_SECRET to --url too (https or a local address only); "
                       "the environment's own endpoint always gets them",
-        "model": "model name to send (default: the recipe's; none with --url alone)",
+        "model": "model name to send (default: the recipe's; none when only a URL is given)",
         "concurrency": "concurrent streams, one level after another: positive whole numbers such as 1,4,16",
         "requests": "measured requests per level (default: 4 per stream, at least 16)",
         "duration": "seconds per level, instead of a number of requests",
@@ -334,7 +334,7 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "max_tokens": "output tokens per request, sent with ignore_eos (default 128)",
         "warmup": "unmeasured rounds of requests before each level (default 1)",
         "timeout": "seconds allowed for one request (default 300)",
-        "wait": "seconds to wait through a cold start for a first answer (default: startup timeout + 120; 120 with --url)",
+        "wait": "seconds to wait through a cold start for a first answer (default: the startup timeout + 120 s; for a URL, 120 s)",
         "label": "name of this run in the table, JSON, plot and comparisons",
         "json": JSON + " (the report)",
         "output": "also write the report (JSON) to this file",

@@ -165,6 +165,9 @@ class ColdStart(Section):
 
 class Release(Section):
     guarded: bool = Field(default=False, description="deploys need a clean tree on main_branch and confirmation")
+    promote_from: str | None = Field(
+        default=None, description="the environment whose releases `invoke promote` may bring here (none: deployed directly)"
+    )
     main_branch: str = "main"
     require_pinned_revisions: bool = Field(default=False, description="every revision must be a 40-hex commit")
 
@@ -415,6 +418,10 @@ def load_settings(env: str | None = None, recipe: str | None = None, overrides: 
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(describe(exc.errors()[0], layers, merged)) from None
+    if settings.release.promote_from not in (None, *known) or settings.release.promote_from == env:
+        source = next((s for layer in reversed(layers) if (s := layer.source_of(("release", "promote_from")))), layers[0].label)
+        raise ConfigError(f"{source}: release.promote_from = {settings.release.promote_from!r}: not another known "
+                          f"environment; allowed: one of {', '.join(e for e in known if e != env)}, or unset")
     if settings.recipe is not None and settings.recipe not in settings.serves:
         raise ConfigError(
             f"{recipe_source}: recipe '{settings.recipe}' is not served by environment '{env}'; "

@@ -110,6 +110,7 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             "gpu": d.recipe.gpu,  # kernels are compiled for the GPU that will run them
             "volumes": cache_volumes(d),
             "env": job_env | {"HF_HUB_OFFLINE": "1"},  # the weights come from the download stage
+            "secrets": [],  # reads only the Volumes: no token
             "timeout": compile_timeout(),
             "include_source": False,
         },

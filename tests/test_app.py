@@ -158,3 +158,44 @@ def test_modal_cli_import_path_finds_the_app():
     done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "sglang-qwen3-8b-low-latency ['server']"
+
+
+def _expected(options: dict) -> dict:
+    """What Modal should hold for one entry of infra/spec.py: the image as its Dockerfile commands, Modal's defaults filled in."""
+    from infra import modal_objects
+    from tests.fakes.describe_app import dockerfile, synchronizer_in
+
+    out = {k: v for k, v in options.items() if k != "include_source"}
+    out["image"] = dockerfile(synchronizer_in(modal_objects.image(options["image"])))
+    out.setdefault("gpu", None)
+    if "port" in options:  # the server
+        out.setdefault("enable_memory_snapshot", False)
+        out["experimental_options"] = {k: str(v) for k, v in out.get("experimental_options", {}).items()}
+    else:
+        out.setdefault("cpu", None)
+        out.setdefault("memory", None)
+    return out
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
+def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, recipe):
+    """infra/spec.py is the one source: what the app and the jobs hand to Modal, read back from the SDK's own
+    objects, equals it key for key (and `plan --json` holds it verbatim)."""
+    from infra import plan, spec
+    from infra.resolve import resolve
+    from infra.settings import load_settings
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
+    environ |= {"INFRA_ENV": env, "INFRA_RECIPE": recipe, "MODAL_ENVIRONMENT": env, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, DESCRIBE, "--definitions"], env=environ, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    deployed = json.loads(done.stdout)
+
+    settings = load_settings(env, recipe)
+    d = resolve(settings, recipe)
+    specs = spec.modal_spec(d)
+    assert (deployed["app"], deployed["jobs_app"]) == (specs["app"]["name"], specs["jobs_app"]["name"])
+    assert deployed["server"] == _expected(specs["server"])
+    assert deployed["jobs"] == {name: _expected(options) for name, options in specs["jobs"].items()}
+    assert plan.plan_for(settings, d)["modal"] == specs

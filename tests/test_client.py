@@ -8,6 +8,7 @@ import pytest
 
 from infra import client
 from infra.client import EndpointError
+from infra.errors import ConfigError
 from tests.conftest import free_port
 
 PAYLOAD = client.chat_payload([{"role": "user", "content": "hi"}], max_tokens=8)
@@ -85,9 +86,16 @@ def test_a_stall_beyond_the_request_timeout_is_reported(fake_server):
     assert len(server.requests()) == 1
 
 
-def test_auth_headers_only_when_both_are_set():
-    assert client.auth_headers({"MODAL_KEY": "wk-1"}) == {}
-    assert client.auth_headers({"MODAL_KEY": "wk-1", "MODAL_SECRET": "ws-2"}) == {"Modal-Key": "wk-1", "Modal-Secret": "ws-2"}
+def test_proxy_auth_headers_only_when_both_are_set_and_never_in_clear_text_to_another_host():
+    both = {"MODAL_KEY": "wk-1", "MODAL_SECRET": "ws-2"}
+    assert client.proxy_auth_headers("https://x.modal.run", {"MODAL_KEY": "wk-1"}) == {}
+    assert client.proxy_auth_headers("https://x.modal.run", both) == {"Modal-Key": "wk-1", "Modal-Secret": "ws-2"}
+    assert client.proxy_auth_headers("http://127.0.0.1:8000", both) == {"Modal-Key": "wk-1", "Modal-Secret": "ws-2"}
+    assert client.proxy_auth_headers("http://localhost:8000", both) != {}
+    for url in ("http://x.modal.run", "http://10.0.0.5:8000", "http://[::2]:80"):
+        with pytest.raises(ConfigError, match="refusing to send Modal proxy credentials .* in clear text"):
+            client.proxy_auth_headers(url, both)
+    assert client.proxy_auth_headers("http://x.modal.run", {}) == {}  # nothing to protect
 
 
 def test_server_message_extraction():

@@ -71,14 +71,16 @@ def test_snapshot_refused_for_a_sglang_version_without_the_flags(monkeypatch):
 
 def test_plan_shows_snapshot_options_only_where_on():
     off = plan.plan_for(settings("prod"), resolve(settings("prod"), "qwen3.6-35b-vlm"))
-    assert off["snapshot"] is None and "--enable-memory-saver" not in off["launch_command"]
+    assert "enable_memory_snapshot" not in off["modal"]["server"] and "--enable-memory-saver" not in off["launch_command"]
     s = settings("prod", "recipes.qwen3.6-35b-vlm.gpu_snapshot=true")
     on = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))
-    assert on["snapshot"] == {"gpu_snapshot": True, "enable_memory_snapshot": True, "experimental_options": {"enable_gpu_snapshot": True}}
+    server = on["modal"]["server"]
+    assert (server["enable_memory_snapshot"], server["experimental_options"]) == (True, {"enable_gpu_snapshot": True})
+    assert server["env"]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
     assert "snapshot_restore_seconds" in on["cold_start"]
     assert any("alpha" in w for w in on["warnings"])
     other = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
-    assert other["snapshot"] is None
+    assert "enable_memory_snapshot" not in other["modal"]["server"]
 
 
 def test_cold_start_budget_parts_and_sources():
@@ -97,8 +99,8 @@ def test_cold_start_uses_what_the_stages_recorded():
     s = settings("prod")
     d = resolve(s, "qwen3-8b-low-latency")
     state = StageState("prod", "qwen3-8b-low-latency")
-    state.record("download", "fp", [{"repo": d.recipe.model, "commit": "a" * 40, "size_bytes": 9_000_000_000},
-                                    {"repo": d.recipe.draft_model, "commit": "b" * 40, "size_bytes": 1_500_000_000}])
+    state.record("download", "fp", {"downloads": [{"repo": d.recipe.model, "commit": "a" * 40, "size_bytes": 9_000_000_000},
+                                                  {"repo": d.recipe.draft_model, "commit": "b" * 40, "size_bytes": 1_500_000_000}]})
     state.record("compile", kernel_fingerprint(d), {})
     p = plan.plan_for(s, d)
     parts = p["cold_start"]["parts"]

@@ -108,12 +108,12 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
     prod = load_settings("prod", "qwen3-8b-low-latency")
     target = Context(settings=prod, remote=fake, repo=tree, yes=True, say=lambda m: None)
     with pytest.raises(Refused, match="--from-manifest"):
-        promote.run(Context(settings=staging, remote=fake, repo=tree), target, "qwen3-8b-low-latency")
+        promote.run(Context(settings=staging, remote=fake, repo=tree), target, promote.Options("qwen3-8b-low-latency"))
     # The worktree's promotion is a fresh `invoke` in another process: same fake Modal, same state.
     monkeypatch.setenv("INFRA_REMOTE", "tests.fakes.modal_fake:FakeModal")
     monkeypatch.setenv("FAKE_MODAL_CONFIG", json.dumps({"root": str(fake.root), "endpoint": server.url}))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # for tests.fakes; the worktree's own code comes first
-    result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, "qwen3-8b-low-latency", from_manifest=True)
+    result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, promote.Options("qwen3-8b-low-latency", from_manifest=True))
     assert result.status == "ran"
     current = ReleaseStore(fake).read(resolve(prod, "qwen3-8b-low-latency")).current
     assert current.kind == "promote" and current.commit == staged.commit and current.smoke_passed

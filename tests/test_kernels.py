@@ -180,10 +180,10 @@ CHANGES = {
 
 @pytest.mark.parametrize("field", sorted(CHANGES))
 def test_kernel_key_changes_with_what_changes_the_kernels(d, field):
-    changed = changed(d, **{field: CHANGES[field]})  # kernel_key does not validate
+    other = changed(d, **{field: CHANGES[field]})  # kernel_key does not validate
 
-    assert kernels.kernel_fingerprint(changed) != kernels.kernel_fingerprint(d)
-    assert kernels.marker_path("/cache", changed) != kernels.marker_path("/cache", d)
+    assert kernels.kernel_fingerprint(other) != kernels.kernel_fingerprint(d)
+    assert kernels.marker_path("/cache", other) != kernels.marker_path("/cache", d)
 
 
 def test_each_change_gets_its_own_fingerprint(d):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra import sglang_args
+from infra import sglang_args, spec
 from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
 from tests.conftest import deployment
 
@@ -29,8 +29,8 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
     assert d.recipe.model == "Qwen/Qwen3-8B-FP8"
     assert d.recipe.model_revision == "220b46e3b2180893580a4454f21f22d3ebb187d3"
     assert (d.recipe.gpu_type, d.recipe.gpu_count, d.recipe.tp_size, d.recipe.gpu) == ("H100!", 2, 2, "H100!:2")
-    spec = d.recipe.speculative
-    assert (spec.algorithm, spec.draft_model, spec.num_steps, spec.eagle_topk, spec.num_draft_tokens) == (
+    spec_ = d.recipe.speculative
+    assert (spec_.algorithm, spec_.draft_model, spec_.num_steps, spec_.eagle_topk, spec_.num_draft_tokens) == (
         "EAGLE3", "Tengyunw/qwen3_8b_eagle3", 6, 10, 32,
     )
     assert d.server.port == 8000 and d.recipe.target_concurrency == 10 and d.recipe.cuda_graph_max_bs == 20
@@ -41,7 +41,8 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
     assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
         3, "Hello, how are you?", 16, 10, False,
     )
-    assert d.volume_mounts == {HF_CACHE_PATH: "huggingface-cache", DG_CACHE_PATH: "deepgemm-cache"}
+    mounts = {path: v["name"] for path, v in spec.server(d)["volumes"].items()}
+    assert mounts == {HF_CACHE_PATH: "huggingface-cache", DG_CACHE_PATH: "deepgemm-cache"}
 
     argv = sglang_args.launch_command(d)
     assert argv[:3] == ["python3", "-m", "sglang.launch_server"]
@@ -118,8 +119,8 @@ def test_environment_specific_values():
     # staging and prod share one set of caches (promotion never re-downloads); dev has its own.
     assert (dev.modal.cache_environment, staging.modal.cache_environment, prod.modal.cache_environment) == ("dev", "prod", "prod")
     vlm = deployment("dev", "qwen3.6-35b-vlm")
-    assert vlm.compute_region is None  # the reference does not pin it; staging/prod do
-    assert deployment("prod", "qwen3.6-35b-vlm").compute_region == "us-east"
+    assert vlm.placement.compute_region is None  # the reference does not pin it; staging/prod do
+    assert deployment("prod", "qwen3.6-35b-vlm").placement.compute_region == "us-east"
 
 
 @pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
@@ -152,7 +153,8 @@ def test_compile_arguments_equal_launch_arguments_minus_host_and_port(recipe, sn
 
 
 def test_pinned_draft_revision_is_passed_to_sglang():
-    d = deployment("dev", "qwen3-8b-low-latency").with_revisions(draft_revision="a" * 40)
+    d = deployment("dev", "qwen3-8b-low-latency")
+    d = d.with_recipe(d.recipe.with_revisions(draft_revision="a" * 40))
     argv = sglang_args.launch_command(d)
     assert flag_value(argv, "--speculative-draft-model-revision") == "a" * 40
     assert "--speculative-draft-model-revision" in sglang_args.known_flags(d.recipe.sglang_version)

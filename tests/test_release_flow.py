@@ -7,6 +7,8 @@ import threading
 
 import pytest
 
+import tasks
+
 from infra.errors import ConfigError, Refused, StageError
 from infra.releases import ReleaseStore
 from infra.resolve import resolve
@@ -56,7 +58,7 @@ def flow(tmp_path, fake_server):
 
         def promote(self, **options):
             options.setdefault("yes", True)
-            return promote.run(self.ctx("staging"), self.ctx("prod", **options), RECIPE)
+            return promote.run(self.ctx("staging"), self.ctx("prod", **options), promote.Options(RECIPE))
 
     return Flow()
 
@@ -103,7 +105,7 @@ def test_promotion_refuses_when_the_checkout_is_not_what_staging_runs(flow):
 
 def test_promotion_between_the_same_environment_is_refused(flow):
     with pytest.raises(ConfigError, match="promote --from prod --to prod: source and target are the same environment"):
-        promote.run(flow.ctx("prod"), flow.ctx("prod"), RECIPE)
+        promote.run(flow.ctx("prod"), flow.ctx("prod"), promote.Options(RECIPE))
 
 
 def test_promotion_needs_yes_without_a_terminal(flow):
@@ -158,14 +160,15 @@ def test_rollback_to_previous_and_named_versions(flow):
     commit(flow.repo, "two")
     deploy.run(ctx, flow.d(ctx))
     result = rollback.run(flow.ctx("dev"), flow.d(ctx))
-    assert result.detail["rolled_back_to"] == 1
+    assert result.detail.rolled_back_to == 1
     manifest = flow.manifest("dev")
     assert manifest.current.kind == "rollback" and manifest.current.version == 3
     with pytest.raises(Refused, match="has no recorded release v9"):
-        rollback.run(flow.ctx("dev"), flow.d(ctx), "v9")
-    assert rollback.run(flow.ctx("dev"), flow.d(ctx), "v2").detail["rolled_back_to"] == 2
+        rollback.run(flow.ctx("dev"), flow.d(ctx), rollback.Options(to=9))
+    assert rollback.run(flow.ctx("dev"), flow.d(ctx), rollback.Options(to=2)).detail.rolled_back_to == 2
     with pytest.raises(ConfigError, match="--to 'latest': expected an app version such as v3"):
-        rollback.run(flow.ctx("dev"), flow.d(ctx), "latest")
+        tasks.app_version("--to", "latest")
+    assert tasks.app_version("--to", "v3") == tasks.app_version("--to", "3") == 3
 
 
 # ---------------------------------------------------------------------------- the prod guard
@@ -181,7 +184,7 @@ def test_guard_refuses_a_dirty_tree_unless_forced(flow):
     assert "deploy" not in flow.modal.call_names()
     ctx.force = True
     result = deploy.run(ctx, flow.d(ctx))
-    assert result.detail["tag"].endswith("-dirty")
+    assert result.detail.tag.endswith("-dirty")
 
 
 def test_guard_refuses_a_commit_not_on_main(flow):
@@ -222,10 +225,10 @@ def test_status_shows_releases_and_drift(flow):
     ctx = flow.ctx("dev")
     pipeline.run(ctx, flow.d(ctx))
     report = status.run(ctx, flow.d(ctx))
-    assert "drift: none" in report.message and report.detail["drift"] == []
+    assert "drift: none" in report.message and report.detail.drift == []
     changed = flow.ctx("dev", "recipes.qwen3-8b-low-latency.target_concurrency=4", "scaling.max_containers=1")
     report = status.run(changed, flow.d(changed))
-    assert report.detail["drift"] == ["max_containers: 2 -> 1", "target_concurrency: 10 -> 4"]
+    assert report.detail.drift == ["recipe.target_concurrency: 10 -> 4", "scaling.max_containers: 2 -> 1"]
     assert "smoke passed" in report.message
 
 
@@ -236,11 +239,11 @@ def test_status_before_any_deploy(flow):
 
 def test_scale_changes_min_containers_without_redeploy_and_warns(flow):
     ctx = flow.ctx("prod")
-    result = scale.run(ctx, flow.d(ctx), 3)
+    result = scale.run(ctx, flow.d(ctx), scale.Options(3))
     assert "min_containers now 3" in result.message and "the next deploy resets it to the settings value (1)" in result.message
     assert [c["args"]["min_containers"] for c in flow.modal.calls() if c["method"] == "update_autoscaler"] == [3]
     assert "deploy" not in flow.modal.call_names()
     with pytest.raises(ConfigError, match="forbids warm replicas"):
-        scale.run(flow.ctx("dev"), flow.d(flow.ctx("dev")), 1)
+        scale.run(flow.ctx("dev"), flow.d(flow.ctx("dev")), scale.Options(1))
     with pytest.raises(ConfigError, match="exceeds max_containers = 4"):
-        scale.run(ctx, flow.d(ctx), 5)
+        scale.run(ctx, flow.d(ctx), scale.Options(5))

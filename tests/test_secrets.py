@@ -42,8 +42,8 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path):
         ["promote", "--from", "staging", "--to", "prod", "--recipe", "qwen3-8b-low-latency", "--yes", "--json"],
         ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force"],
         ["rollback", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--yes"],
-        ["bench", "--env", "dev", "--url", server.url, "--concurrency", "1,2", "--requests", "4", "--max-tokens", "4",
-         "--json", str(tmp_path / "bench.json")],
+        ["bench", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--url", server.url, "--concurrency", "1,2", "--requests", "4", "--max-tokens", "4",
+         "--output", str(tmp_path / "bench.json")],
         ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force", "--debug"],  # a failure, with traceback
     ]
     outputs = []

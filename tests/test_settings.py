@@ -113,7 +113,8 @@ def test_wrong_type_in_file_names_the_file(config):
 
 def test_wrong_value_in_variable_names_the_variable(monkeypatch):
     monkeypatch.setenv("INFRA_SCALING__MAX_CONTAINERS", "0")
-    assert error_of(lambda: load_settings("prod")).startswith("INFRA_SCALING__MAX_CONTAINERS: scaling.max_containers = '0'")
+    assert error_of(lambda: load_settings("prod")).startswith(
+        "INFRA_SCALING__MAX_CONTAINERS: scaling.max_containers = 0: Input should be greater than or equal to 1")
 
 
 def test_unknown_infra_variables_warn_with_a_suggestion():

@@ -62,7 +62,7 @@ def test_pipeline_from_nothing_to_a_smoke_tested_endpoint(world):
     manifest = world.manifest(ctx)
     release = manifest.current
     assert release.draft_revision and len(release.draft_revision) == 40
-    assert release.deployment["speculative"]["draft_revision"] == release.draft_revision
+    assert release.deployment["recipe"]["speculative"]["draft_revision"] == release.draft_revision
     assert release.smoke_passed and release.url == world.server.url
     assert release.tag.startswith("git-") and not release.dirty
     chats = [r for r in world.server.requests() if r["path"] == "/v1/chat/completions"]
@@ -88,8 +88,8 @@ def test_force_reruns_stages_and_remote_markers_keep_them_idempotent(world):
     pipeline.run(ctx, world.deployment(ctx))
     results = pipeline.run(world.ctx(force=True), world.deployment(ctx))
     assert [r.status for r in results] == ["ran"] * 5
-    assert all(d["skipped"] for d in results[1].detail["downloads"])  # the Volume markers were found
-    assert results[2].detail["compile"]["skipped"] is True
+    assert all(d.skipped for d in results[1].detail.downloads)  # the Volume markers were found
+    assert results[2].detail.skipped is True
 
 
 def test_dry_run_changes_nothing(world):
@@ -151,8 +151,8 @@ def test_smoke_accepts_reasoning_text_and_sends_the_image_for_the_vlm(world, fak
     settings = load_settings("dev", "qwen3.6-35b-vlm")
     ctx = Context(settings=settings, remote=world.modal, repo=world.repo, say=lambda m: None)
     d = resolve(settings, "qwen3.6-35b-vlm")
-    result = smoke.run(ctx, d, server.url)
-    assert result.detail["passed"] and result.detail["reply"].startswith("tok0")
+    result = smoke.run(ctx, d, smoke.Options(url=server.url))
+    assert result.detail.passed and result.detail.reply.startswith("tok0")
     body = server.requests()[-1]["body"]
     assert body["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert body["top_k"] == 20 and body["stream"] is True
@@ -162,7 +162,7 @@ def test_smoke_sends_proxy_auth_headers_from_the_environment(world, monkeypatch)
     monkeypatch.setenv("MODAL_KEY", "wk-test-key")
     monkeypatch.setenv("MODAL_SECRET", "ws-test-secret")
     ctx = world.ctx()
-    smoke.run(ctx, world.deployment(ctx), world.server.url)
+    smoke.run(ctx, world.deployment(ctx), smoke.Options(url=world.server.url))
     headers = world.server.requests()[-1]["headers"]
     assert headers["Modal-Key"] == "wk-test-key" and headers["Modal-Secret"] == "ws-test-secret"
 
@@ -176,10 +176,8 @@ def test_stages_without_credentials_say_how_to_set_them(world):
 
 
 def test_gated_model_needs_an_existing_secret(world):
-    import dataclasses
-
     ctx = world.ctx()
-    d = dataclasses.replace(world.deployment(ctx), gated=True, hf_token_secret=None)
+    d = changed(world.deployment(ctx), gated=True, hf_token_secret=None)
     with pytest.raises(ConfigError, match="is gated: set secrets.hf_token_secret"):
         download.run(ctx, d)
     d = changed(d, hf_token_secret="hf-secret")
@@ -201,7 +199,7 @@ def test_prod_requires_resolved_revisions_before_compile_or_deploy(world):
 def test_try_starts_ephemerally_and_always_stops(world, fake_server):
     ctx = world.ctx()
     result = trial.run(ctx, world.deployment(ctx))
-    assert result.detail["passed"]
+    assert result.detail.passed
     names = world.modal.call_names()
     assert names.index("ephemeral_start") < names.index("ephemeral_stop") and "deploy" not in names
     world.modal.endpoint = fake_server("--chat-status", "400").url

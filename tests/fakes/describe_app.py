@@ -45,6 +45,64 @@ def dockerfile(image) -> list[list[str]]:
     return layers
 
 
+def _env_and_secrets(secrets) -> tuple[dict, list[dict]]:
+    """`env=` arrives as a Secret made from a dict; named Secrets are references (name, Modal Environment)."""
+    env, named = {}, []
+    for secret in secrets:
+        if callable(getattr(secret, "_load_env_dict", None)):
+            env |= secret._load_env_dict()
+        else:
+            named.append({"name": secret._name, "environment": secret._load_context_overrides.environment_name})
+    return env, named
+
+
+def _volumes(pairs) -> dict:
+    return {path: {"name": v._name, "environment": v._load_context_overrides.environment_name} for path, v in pairs}
+
+
+def as_spec(fn, image_of_spec) -> dict:
+    """One Function's definition as Modal received it, in infra/spec.py's shape (image as Dockerfile commands)."""
+    cells = closure(fn._load)
+    env, named = _env_and_secrets(cells["secrets"])
+    out = {
+        "image": dockerfile(synchronizer_in(cells["image"])),
+        "volumes": _volumes(cells["validated_volumes_no_cloud_buckets"]),
+        "env": env,
+        "secrets": named,
+        "gpu": cells["gpu"],
+        "timeout": cells["timeout"],
+    }
+    if cells["is_server"]:
+        http, autoscaler = cells["http_config"], cells["autoscaler_settings"]
+        placement = cells["scheduler_placement"]
+        out |= {
+            "name": cells["tag"],
+            "port": http.port,
+            "routing_region": list(http.proxy_regions)[0] if http.proxy_regions else None,
+            "compute_region": list(placement.regions)[0] if placement and placement.regions else None,
+            "target_concurrency": autoscaler.target_concurrency_float,
+            "min_containers": autoscaler.min_containers,
+            "max_containers": autoscaler.max_containers if autoscaler.HasField("max_containers") else None,
+            "buffer_containers": autoscaler.buffer_containers if autoscaler.HasField("buffer_containers") else None,
+            "scaledown_window": autoscaler.scaledown_window if autoscaler.HasField("scaledown_window") else None,
+            "startup_timeout": http.startup_timeout,
+            "exit_grace_period": http.exit_grace_period,
+            "unauthenticated": http.unauthenticated,
+            "enable_memory_snapshot": cells["enable_memory_snapshot"],
+            "experimental_options": cells["experimental_options"],
+        }
+        out.pop("timeout")
+    else:
+        out |= {"cpu": cells["cpu"], "memory": cells["memory"]}
+    return out
+
+
+def synchronizer_in(obj):
+    from modal._utils.async_utils import synchronizer
+
+    return synchronizer._translate_in(obj)
+
+
 def describe(module) -> dict:
     from modal._utils.async_utils import synchronizer
 
@@ -52,7 +110,7 @@ def describe(module) -> dict:
     fn = server._get_service_function()
     cells = closure(fn._load)
     http, autoscaler = cells["http_config"], cells["autoscaler_settings"]
-    secrets = [s._load_env_dict() for s in cells["secrets"] if hasattr(s, "_load_env_dict")]
+    secrets = [s._load_env_dict() for s in cells["secrets"] if callable(getattr(s, "_load_env_dict", None))]
     from modal._partial_function import _PartialFunctionFlags
 
     user_cls = server._get_user_cls()
@@ -83,7 +141,25 @@ def describe(module) -> dict:
     }
 
 
+def definitions() -> dict:
+    """The server's and the jobs' definitions, read back from the SDK objects `infra.app` and `infra.jobs` built."""
+    import infra.app
+    import infra.jobs
+
+    server = synchronizer_in(infra.app.SGLangServer)._get_service_function()
+    jobs = {name: synchronizer_in(getattr(infra.jobs, name)) for name in ("download_weights", "compile_kernels")}
+    return {
+        "app": infra.app.app.name,
+        "jobs_app": infra.jobs.app.name,
+        "server": as_spec(server, None),
+        "jobs": {name: as_spec(fn, None) for name, fn in jobs.items()},
+    }
+
+
 if __name__ == "__main__":
+    if "--definitions" in sys.argv:
+        print(json.dumps(definitions(), sort_keys=True))
+        raise SystemExit
     if "--container" in sys.argv:
         sys.meta_path.insert(0, _Blocked())
         from modal._runtime.task_lifecycle_manager import _TaskLifecycleManager

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from infra import spec
 from infra.deployment import Deployment
 from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
 
@@ -78,7 +79,7 @@ class FakeModal:
         return path
 
     def _app_file(self, d: Deployment) -> Path:
-        return self.root / "apps" / d.modal_environment / f"{d.app_name}.json"
+        return self.root / "apps" / d.modal.environment / f"{d.modal.app_name}.json"
 
     def versions(self, d: Deployment) -> list[dict]:
         path = self._app_file(d)
@@ -101,16 +102,16 @@ class FakeModal:
             )
 
     def build_image(self, d: Deployment) -> str:
-        self._call("build_image", app=d.app_name, image=d.sglang_image, environment=d.modal_environment)
-        digest = hashlib.sha256(json.dumps([d.sglang_image, d.pip_installs, d.image_env]).encode()).hexdigest()
+        self._call("build_image", app=d.modal.app_name, image=d.recipe.sglang_image, environment=d.modal.environment)
+        digest = hashlib.sha256(json.dumps(spec.server_image(d)).encode()).hexdigest()
         return f"im-{digest[:20]}"
 
     def run_download(self, d: Deployment) -> list[dict]:
-        self._call("run_download", app=d.app_name, environment=d.modal_environment, model=d.model)
+        self._call("run_download", app=d.modal.app_name, environment=d.modal.environment, model=d.recipe.model)
         from infra import weights
 
-        cache = self.volume_dir(d.cache_environment, d.weights_volume)
-        wanted = d.repositories()
+        cache = self.volume_dir(d.modal.cache_environment, d.caches.weights_volume)
+        wanted = d.recipe.repositories()
         if self.hub:
             return [weights.as_dict(weights.download(r, rev, cache, endpoint=self.hub)) for r, rev in wanted]
         # Without a Hub: behave like a download that wrote markers for synthetic commits.
@@ -131,41 +132,41 @@ class FakeModal:
         return results
 
     def run_compile(self, d: Deployment) -> dict:
-        self._call("run_compile", app=d.app_name, environment=d.modal_environment, gpu=d.gpu)
+        self._call("run_compile", app=d.modal.app_name, environment=d.modal.environment, gpu=d.recipe.gpu)
         from infra import kernels
 
-        cache = self.volume_dir(d.cache_environment, d.kernels_volume)
+        cache = self.volume_dir(d.modal.cache_environment, d.caches.kernels_volume)
         return kernels.compile_kernels(d, cache, env=self.compile_env)
 
     def deploy(self, d: Deployment, tag: str) -> dict:
-        self._call("deploy", app=d.app_name, environment=d.modal_environment, tag=tag,
-                   min_containers=d.min_containers, compute_region=d.compute_region)
+        self._call("deploy", app=d.modal.app_name, environment=d.modal.environment, tag=tag,
+                   min_containers=d.scaling.min_containers, compute_region=d.placement.compute_region)
         versions = self.versions(d)
         version = len(versions) + 1
         versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
         self._save_versions(d, versions)
-        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version}
+        return {"app_id": f"ap-{hashlib.sha1(d.modal.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version}
 
     def server_url(self, d: Deployment) -> str | None:
-        self._call("server_url", app=d.app_name, environment=d.modal_environment)
+        self._call("server_url", app=d.modal.app_name, environment=d.modal.environment)
         return self.endpoint if self.versions(d) else None
 
     def history(self, d: Deployment) -> list[dict]:
-        self._call("history", app=d.app_name, environment=d.modal_environment)
+        self._call("history", app=d.modal.app_name, environment=d.modal.environment)
         return [{"version": v["version"], "tag": v["tag"], "deployed_at": v["deployed_at"]} for v in self.versions(d)]
 
     def rollback(self, d: Deployment, version: int | None) -> None:
-        self._call("rollback", app=d.app_name, environment=d.modal_environment, version=version)
+        self._call("rollback", app=d.modal.app_name, environment=d.modal.environment, version=version)
         versions = self.versions(d)
         if len(versions) < 2 and version is None:
-            raise RuntimeError(f"App '{d.app_name}' has no previous version to roll back to")
+            raise RuntimeError(f"App '{d.modal.app_name}' has no previous version to roll back to")
         target = versions[1] if version is None else next(v for v in versions if v["version"] == version)
         # Modal records a rollback as a new version with the old definition.
         versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"], "deployed_at": time.time()})
         self._save_versions(d, versions)
 
     def update_autoscaler(self, d: Deployment, min_containers: int) -> dict:
-        self._call("update_autoscaler", app=d.app_name, environment=d.modal_environment, min_containers=min_containers)
+        self._call("update_autoscaler", app=d.modal.app_name, environment=d.modal.environment, min_containers=min_containers)
         return {"min_containers": min_containers}
 
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
@@ -206,11 +207,11 @@ class FakeModal:
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:
-        self._call("ephemeral_start", app=d.app_name, environment=d.modal_environment)
+        self._call("ephemeral_start", app=d.modal.app_name, environment=d.modal.environment)
         try:
             yield self.endpoint
         finally:
-            self._call("ephemeral_stop", app=d.app_name, environment=d.modal_environment)
+            self._call("ephemeral_stop", app=d.modal.app_name, environment=d.modal.environment)
 
 
 __all__ = ["FakeModal", "HF_CACHE_PATH", "DG_CACHE_PATH"]
