@@ -22,10 +22,9 @@ from pathlib import Path
 
 from infra import sglang_args
 from infra.deployment import Deployment
+from infra.files import MARKERS, write_atomically
 from infra.lifecycle import ServerProcess
-from infra.weights import write_atomically
 
-MARKERS = ".infra-complete"
 # Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too.
 KILL_AFTER = sglang_args.COMPILE_TIMEOUT + 300
 

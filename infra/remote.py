@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
-from infra.spec import SERVER_NAME
 from infra.errors import UserError
 from infra.secrets import scrub
+from infra.spec import SERVER_NAME
 
 LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, good for short-lived locks
 

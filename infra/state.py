@@ -14,6 +14,8 @@ import os
 import time
 from pathlib import Path
 
+from infra.files import write_atomically
+
 
 def state_dir() -> Path:
     return Path(os.environ.get("INFRA_STATE_DIR") or Path(__file__).resolve().parent.parent / ".infra" / "state")
@@ -39,12 +41,9 @@ class StageState:
     def record(self, stage: str, fingerprint: str, result: object) -> None:
         data = self._read()
         data[stage] = {"fingerprint": fingerprint, "result": result, "at": time.time()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
 
     def forget(self, stage: str) -> None:
         data = self._read()
         if data.pop(stage, None) is not None:
-            self.path.write_text(json.dumps(data, indent=1, sort_keys=True))
+            write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))

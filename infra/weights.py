@@ -13,15 +13,13 @@ No `modal` import here: tests run `download` for real against a local Hub.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra.files import MARKERS, write_atomically
 from infra.recipes.base import COMMIT_RE
-
-MARKERS = ".infra-complete"  # folder inside the cache Volume
 
 
 class WeightsMissing(RuntimeError):
@@ -61,13 +59,6 @@ def read_marker(cache_dir: Path, repo: str, commit: str) -> dict | None:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def download(

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from infra import spec
 from infra.deployment import Deployment
-from stages.common import Context, StageResult, dry_run, fingerprint, record, result, up_to_date
+from stages.common import (
+    Context,
+    StageResult,
+    dry_run,
+    fingerprint,
+    record,
+    result,
+    up_to_date,
+)
 
 STAGE = "build"
 

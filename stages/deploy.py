@@ -22,7 +22,16 @@ from infra.deployment import Deployment
 from infra.errors import Refused
 from infra.gitinfo import GitInfo
 from infra.releases import Manifest, Release, ReleaseStore, new_release_id
-from stages.common import Context, StageResult, confirm_or_refuse, dry_run, fingerprint, record, result, up_to_date
+from stages.common import (
+    Context,
+    StageResult,
+    confirm_or_refuse,
+    dry_run,
+    fingerprint,
+    record,
+    result,
+    up_to_date,
+)
 
 STAGE = "deploy"
 

@@ -20,7 +20,15 @@ from infra import spec
 from infra.deployment import Deployment
 from infra.errors import ConfigError
 from infra.weights import Downloaded
-from stages.common import Context, StageResult, dry_run, fingerprint, record, result, up_to_date
+from stages.common import (
+    Context,
+    StageResult,
+    dry_run,
+    fingerprint,
+    record,
+    result,
+    up_to_date,
+)
 
 STAGE = "download"
 

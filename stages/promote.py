@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
 from dataclasses import dataclass
 
 from infra import gitinfo, smoketest

@@ -57,7 +57,8 @@ def changed(d, **changes):
         if name in {f.name for f in dataclasses.fields(d)}:
             d = dataclasses.replace(d, **{name: value})
             continue
-        for part in dataclasses.fields(d):
+        # The environment's parts before the recipe: a name in both (port, regions) is the environment's, as in resolve.
+        for part in sorted(dataclasses.fields(d), key=lambda f: f.name == "recipe"):
             holder = getattr(d, part.name)
             if dataclasses.is_dataclass(holder) and name in {f.name for f in dataclasses.fields(holder)}:
                 d = dataclasses.replace(d, **{part.name: dataclasses.replace(holder, **{name: value})})

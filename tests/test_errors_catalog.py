@@ -7,7 +7,6 @@ Regenerate the doc after changing a message:  INFRA_WRITE_DOCS=1 python -m pytes
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import shutil

@@ -122,10 +122,10 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
 
 def test_app_history_is_parsed_from_what_modals_cli_prints(capfd):
     """Feed parse_history the output of Modal's own table printer, as `modal app history --json` uses it."""
+    from modal.cli.utils import display_table
     from rich.text import Text
 
     from infra.remote import parse_history
-    from modal.cli.utils import display_table
 
     columns = ["Version", "Time deployed", "Client", "Deployed by", "Commit", "Tag"]
     rows = [[Text("v3"), Text("2026-11-22 10:00"), Text("1.6.4"), Text("ci"), Text("abc1234"), Text("git-abc")],

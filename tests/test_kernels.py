@@ -9,7 +9,6 @@ hung or disabled compile never leaves one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid

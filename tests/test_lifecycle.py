@@ -174,7 +174,7 @@ def test_container_side_modules_import_neither_modal_nor_local_only_libraries():
 
     code = (
         "import sys\n"
-        "import infra.lifecycle, infra.weights, infra.kernels, infra.deployment, infra.sglang_args\n"
+        "import infra.lifecycle, infra.weights, infra.kernels, infra.deployment, infra.sglang_args, infra.spec, infra.current\n"
         "bad = sorted(m for m in ('modal', 'pydantic', 'pydantic_settings', 'aiohttp', 'huggingface_hub', 'requests') if m in sys.modules)\n"
         "print(bad)\n"
     )

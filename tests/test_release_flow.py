@@ -8,7 +8,6 @@ import threading
 import pytest
 
 import tasks
-
 from infra.errors import ConfigError, Refused, StageError
 from infra.releases import ReleaseStore
 from infra.resolve import resolve
