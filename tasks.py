@@ -214,3 +214,26 @@ def bench(c, env=None, recipe=None, set_=None, url=None, model=None, concurrency
     stage.run(env, recipe, set_, url=url, model=model, concurrency=concurrency, requests=requests, duration=duration,
               prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup, timeout=timeout, wait=wait,
               label=label, json_out=json, plot=plot, compare=compare)
+
+
+@task(help={
+    "version": "SGLang release to read, e.g. 0.5.11 (default: the wheel's own version with --wheel)",
+    "wheel": "read this wheel instead of downloading sglang==VERSION from PyPI",
+    "debug": DEBUG,
+})
+@cli
+def sglang_flags(c, version=None, wheel=None, debug=False):
+    """Regenerate one SGLang version's flag table (infra/sglang_versions.json) from its wheel."""
+    from infra import sglang_args, sglang_tables
+
+    version, table = sglang_tables.update(sglang_args.TABLE_PATH, version, wheel)
+    flags = table["flags"]
+    deprecated = sum("deprecated" in f for f in flags.values())
+    print(f"SGLang {version}: {len(flags)} flags ({deprecated} deprecated), {len(table['endpoints'])} endpoints, "
+          f"from {table['wheel']} -> {sglang_args.TABLE_PATH.name}")
+    older = [v for v in sglang_args.supported_versions() if sglang_args.version_key(v) < sglang_args.version_key(version)]
+    if older:
+        diff = sglang_args.diff_versions(older[-1], version)
+        print(f"since {older[-1]}: {len(diff.removed)} removed, {len(diff.added)} added, {len(diff.renamed)} renamed")
+        for old, new in diff.renamed.items():
+            print(f"  {old} -> {' and '.join(new)}")
