@@ -237,26 +237,27 @@ def diff_versions(old: str, new: str) -> FlagDiff:
 
 
 def missing_flag(version: str, flag: str) -> str:
-    """Why SGLang `version` lacks `flag`, from the other known versions: 'removed after X',
-    'renamed to --y', 'added after X', or that no known version has it."""
+    """Why SGLang `version` lacks `flag` and what to write instead, from the other known versions:
+    'renamed to --y; removed after X', 'removed after X', 'added after X', an abbreviation, or unknown."""
     having = [v for v in supported_versions() if flag in _table(v)["flags"]]
     older = [v for v in having if version_key(v) < version_key(version)]
     newer = [v for v in having if version_key(v) > version_key(version)]
+    generic = f"full flag names that SGLang {version} declares (infra/sglang_versions.json)"
+    if older and (successors := _History(older[-1], version).successors(flag)):
+        named = " and ".join(successors)
+        return f"SGLang {version} has no {flag} (renamed to {named}; removed after {older[-1]}); allowed: {named}"
     if older:
-        last = older[-1]
-        if successors := _History(last, version).successors(flag):
-            return f"SGLang {version} has no {flag} (renamed to {' and '.join(successors)}; removed after {last})"
-        return f"SGLang {version} has no {flag} (removed after {last})"
+        return f"SGLang {version} has no {flag} (removed after {older[-1]}, with no successor); allowed: leave it out"
+    if newer and (earlier := _History(version, newer[0]).predecessors(flag)):
+        named = " and ".join(earlier)
+        return (f"SGLang {version} has no {flag} (added after {version}, first in {newer[0]}; {version} calls it "
+                f"{named}); allowed: {named}")
     if newer:
-        first = newer[0]
-        if earlier := _History(version, first).predecessors(flag):
-            return f"SGLang {version} has no {flag} (added after {version}, first in {first}; {version} calls it {' and '.join(earlier)})"
-        return f"SGLang {version} has no {flag} (added after {version}, first in {first})"
-    spelled = sorted(f for f in _table(version)["flags"] if f.startswith(flag))
-    if spelled:
-        return (f"SGLang {version} has no {flag} (argparse would take it as an abbreviation of "
-                f"{' or '.join(spelled[:3])}, until a new flag shares the prefix)")
-    return f"SGLang {version} has no {flag} (no known SGLang version has it)"
+        return f"SGLang {version} has no {flag} (added after {version}, first in {newer[0]}); allowed: {generic}"
+    if spelled := sorted(f for f in _table(version)["flags"] if f.startswith(flag)):
+        return (f"SGLang {version} has no {flag} (argparse would read it as an abbreviation, which breaks the day "
+                f"a new flag shares the prefix); allowed: {' or '.join(spelled[:3])}")
+    return f"SGLang {version} has no {flag} (no known SGLang version has it); allowed: {generic}"
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +325,7 @@ def _check_argv(d: Deployment, argv: list[str], flags: dict) -> None:
     for flag, value in flag_values(argv):
         entry = flags.get(flag)
         if entry is None:
-            raise ConfigError(f"{where}: {missing_flag(version, flag)}; allowed: full flag names that SGLang "
-                              f"{version} declares (infra/sglang_versions.json)")
+            raise ConfigError(f"{where}: {missing_flag(version, flag)}")
         spec = flags[entry["alias_of"]] if "alias_of" in entry else entry
         if "refused" in spec:
             raise ConfigError(f"{where}: SGLang {version} refuses {flag}: {spec['refused']}")
@@ -336,10 +336,10 @@ def _check_argv(d: Deployment, argv: list[str], flags: dict) -> None:
         canonical = entry.get("alias_of") or entry.get("negates") or flag
         dest = flags[canonical].get("dest", _dest(canonical))
         if dest in given:
-            raise ConfigError(
-                f"{where}: {given[dest][0]} and {flag} set the same SGLang setting twice; allowed: once "
-                "(argparse keeps the last silently)"
-            )
+            first = given[dest][0]
+            twice = f"{flag} is given twice" if first == flag else f"{first} and {flag} set the same SGLang setting"
+            raise ConfigError(f"{where}: {twice} ({given[dest][1]!r}, then {value!r}); allowed: once "
+                              "(argparse would keep the last silently)")
         given[dest] = (flag, value)
 
 
