@@ -226,14 +226,5 @@ def sglang_flags(c, version=None, wheel=None, debug=False):
     """Regenerate one SGLang version's flag table (infra/sglang_versions.json) from its wheel."""
     from infra import sglang_args, sglang_tables
 
-    version, table = sglang_tables.update(sglang_args.TABLE_PATH, version, wheel)
-    flags = table["flags"]
-    deprecated = sum("deprecated" in f for f in flags.values())
-    print(f"SGLang {version}: {len(flags)} flags ({deprecated} deprecated), {len(table['endpoints'])} endpoints, "
-          f"from {table['wheel']} -> {sglang_args.TABLE_PATH.name}")
-    older = [v for v in sglang_args.supported_versions() if sglang_args.version_key(v) < sglang_args.version_key(version)]
-    if older:
-        diff = sglang_args.diff_versions(older[-1], version)
-        print(f"since {older[-1]}: {len(diff.removed)} removed, {len(diff.added)} added, {len(diff.renamed)} renamed")
-        for old, new in diff.renamed.items():
-            print(f"  {old} -> {' and '.join(new)}")
+    version, _table = sglang_tables.update(sglang_args.TABLE_PATH, version, wheel)
+    print("\n".join(sglang_args.describe(version)))

@@ -236,6 +236,20 @@ def diff_versions(old: str, new: str) -> FlagDiff:
     )
 
 
+def describe(version: str) -> list[str]:
+    """What the committed table holds for `version`, and how it differs from the previous known version."""
+    table = _table(version)
+    deprecated = sum("deprecated" in entry for entry in table["flags"].values())
+    lines = [f"SGLang {version}: {len(table['flags'])} flags ({deprecated} deprecated), "
+             f"{len(table['endpoints'])} endpoints, from {table['wheel']}"]
+    if older := [v for v in supported_versions() if version_key(v) < version_key(version)]:
+        diff = diff_versions(older[-1], version)
+        lines.append(f"since {older[-1]}: {len(diff.removed)} removed, {len(diff.added)} added, "
+                     f"{len(diff.renamed)} renamed")
+        lines += [f"  {old} -> {' and '.join(new)}" for old, new in diff.renamed.items()]
+    return lines
+
+
 def missing_flag(version: str, flag: str) -> str:
     """Why SGLang `version` lacks `flag` and what to write instead, from the other known versions:
     'renamed to --y; removed after X', 'removed after X', 'added after X', an abbreviation, or unknown."""

@@ -706,23 +706,26 @@ SOURCE_NOTE = (
 def render(doc: dict) -> str:
     """The file's text: sorted keys, one line per flag and per endpoint, so a new SGLang
     version or a changed flag shows as a few changed lines in a diff."""
-    lines = ["{", f' "_source": {json.dumps(doc["_source"])},', ' "versions": {']
-    versions = sorted(doc["versions"].items())
-    for i, (version, table) in enumerate(versions):
-        lines.append(f"  {json.dumps(version)}: {{")
-        keys = sorted(table)
-        for j, key in enumerate(keys):
-            value, comma = table[key], "," if j < len(keys) - 1 else ""
+
+    def block(opening: str, closing: str, lines: list[str], indent: str) -> str:
+        inner = ",\n".join(indent + line for line in lines)
+        return f"{opening}\n{inner}\n{indent[:-1]}{closing}" if lines else opening + closing
+
+    def version(table: dict) -> str:
+        parts = []
+        for key, value in sorted(table.items()):
             if isinstance(value, dict):
-                items = [f"    {json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(value.items())]
-                lines += [f"   {json.dumps(key)}: {{", ",\n".join(items), f"   }}{comma}"] if items else [f"   {json.dumps(key)}: {{}}{comma}"]
+                rows = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(value.items())]
+                parts.append(f"{json.dumps(key)}: " + block("{", "}", rows, "    "))
             elif isinstance(value, list):
-                lines += [f"   {json.dumps(key)}: [", ",\n".join(f"    {json.dumps(v)}" for v in value), f"   ]{comma}"]
+                parts.append(f"{json.dumps(key)}: " + block("[", "]", [json.dumps(v) for v in value], "    "))
             else:
-                lines.append(f"   {json.dumps(key)}: {json.dumps(value)}{comma}")
-        lines.append("  }" + ("," if i < len(versions) - 1 else ""))
-    lines += [" }", "}"]
-    return "\n".join(lines) + "\n"
+                parts.append(f"{json.dumps(key)}: {json.dumps(value)}")
+        return block("{", "}", parts, "   ")
+
+    versions = [f"{json.dumps(v)}: {version(t)}" for v, t in sorted(doc["versions"].items())]
+    top = [f'"_source": {json.dumps(doc["_source"])}', '"versions": ' + block("{", "}", versions, "  ")]
+    return block("{", "}", top, " ") + "\n"
 
 
 def write_version(path: Path, version: str, table: dict) -> dict:
