@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -282,19 +283,14 @@ _JSON_TYPES = ("json.loads", "json_list_type", "orjson.loads")
 _HUMAN_INT = re.compile(r"\d+(?:\.\d+)?(?:k|M|G|T)|\d+(?:Ki|Mi|Gi|Ti)")
 
 
-def _int(value: str) -> None:
-    int(value)
-
-
-def _human_readable_int(value: str) -> None:
+def _human_readable_int(value: str) -> int:
     """SGLang's human_readable_int: 131072, 128k, 25.6k, 1Mi."""
-    if not _HUMAN_INT.fullmatch(value.strip()):
-        int(value)
+    return 0 if _HUMAN_INT.fullmatch(value.strip()) else int(value)
 
 
 # Converters SGLang uses whose accepted values are known here; others are not checked.
-_CONVERTERS: dict[str, tuple[object, str]] = {
-    "int": (_int, "a whole number"),
+_CONVERTERS: dict[str, tuple[Callable[[str], object], str]] = {
+    "int": (int, "a whole number"),
     "float": (float, "a number"),
     "human_readable_int": (_human_readable_int, "a whole number, optionally with k, M, G, T, Ki, Mi, Gi or Ti"),
     **{name: (json.loads, "JSON text") for name in _JSON_TYPES},
@@ -320,13 +316,12 @@ def _check_value(where: str, version: str, flag: str, value: str | None, spec: d
     parsed: object = value
     if converter is not None:
         try:
-            converter(value)
+            parsed = converter(value)
         except ValueError:
             raise ConfigError(
                 f"{where}: {flag} {value!r} is not {described} (SGLang {version} reads it with {kind}); "
                 f"allowed: {allowed}"
             ) from None
-        parsed = int(value) if kind == "int" else float(value) if kind == "float" else value
     # argparse compares the converted value; a converter of SGLang's own (parse_cuda_graph_backend_arg,
     # ...) may rewrite it first, so its choices are left to SGLang.
     if choices and kind in ("str", "int", "float") and parsed not in choices:
