@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 from infra import sglang_args, sglang_tables
-from infra.errors import ConfigError
+from infra.errors import ConfigError, StageError
 from infra.recipes import RECIPES
 from infra.resolve import resolve
 from infra.settings import load_settings
@@ -453,7 +453,7 @@ def test_download_wheel_runs_pip_download(tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     wheel = sglang_tables.download_wheel("0.5.9", tmp_path / "out")
     assert wheel.name == "sglang-0.5.9-py3-none-any.whl" and wheel.parent == tmp_path / "out"
-    with pytest.raises(sglang_tables.StageError, match=r"^sglang-flags failed: pip download sglang==0.5.7: "):
+    with pytest.raises(StageError, match=r"^sglang-flags failed: pip download sglang==0.5.7: "):
         sglang_tables.download_wheel("0.5.7", tmp_path / "out")
 
 
