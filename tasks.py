@@ -397,3 +397,17 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
         json_path=writable_file("--output", output),
         plot=writable_file("--plot", plot),
     )
+
+
+@task(auto_shortflags=False, help={
+    "version": "SGLang release to read, e.g. 0.5.11 (default: the wheel's own version with --wheel)",
+    "wheel": "read this wheel instead of downloading sglang==VERSION from PyPI",
+    "debug": DEBUG,
+})
+@cli
+def sglang_flags(c, version=None, wheel=None, debug=False):
+    """Regenerate one SGLang version's flag table (infra/sglang_versions.json) from its wheel."""
+    from infra import sglang_args, sglang_tables
+
+    version, _table = sglang_tables.update(sglang_args.TABLE_PATH, version, wheel)
+    print("\n".join(sglang_args.describe(version)))

@@ -97,6 +97,7 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
                    f"(~{cold['estimate_seconds']:g} s)")
     if d.gpu_snapshot:
         out.append("GPU memory snapshots are alpha on Modal (cold_start.gpu_snapshot)")
+    out += sglang_args.deprecation_warnings(d)
     return out
 
 

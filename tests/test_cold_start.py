@@ -56,7 +56,7 @@ def test_snapshot_phase_fails_and_stops_the_server_when_release_is_refused(tmp_p
 
 def test_snapshot_refused_for_a_sglang_version_without_the_flags(monkeypatch):
     table = json.loads(json.dumps(sglang_args._versions()))
-    table["0.5.6.post2"]["flags"].remove("--enable-weights-cpu-backup")
+    del table["0.5.6.post2"]["flags"]["--enable-weights-cpu-backup"]
     table["0.5.6.post2"]["endpoints"].remove("/resume_memory_occupation")
     monkeypatch.setattr(sglang_args, "_versions", lambda: table)
     with pytest.raises(ConfigError) as err:

@@ -67,7 +67,7 @@ class Recipe:
 
     # The container image
     sglang_image: str  # registry tag, pinned
-    sglang_version: str  # decides which SGLang flags exist (infra/sglang_versions.json)
+    sglang_version: str  # decides which SGLang flags and values exist (infra/sglang_versions.json)
     pip_installs: tuple[str, ...]
     image_env: dict[str, str]
 
