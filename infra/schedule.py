@@ -25,17 +25,20 @@ window promised, and it does not depend on the order of the windows in the file.
 Each window's own floor is checked against its cap, so the combination is consistent.
 
 Cron library: cronsim (pinned in pyproject.toml and in the scheduler image,
-`PACKAGES`), not a hand-written parser. Against croniter, the other maintained choice:
-cronsim has no dependencies (croniter needs python-dateutil), works natively with
-`zoneinfo`, aims explicitly at matching Debian (Vixie) cron including its behaviour
-across daylight-saving changes, iterates backwards (which `floor_at` needs), is typed
-and marked stable, and is what Healthchecks.io, a cron-monitoring service whose whole
-job is predicting cron firings in time zones, runs in production; croniter's history has
-a long tail of DST bugs and two changes of maintainer. Modal's client does not parse
-cron at all (it sends the string and zone to its server), so neither library is "what
-Modal uses"; we therefore accept only the portable core of cron that every scheduler
-reads the same way (`check_cron`), and refuse boundaries that fall in an hour that a
-daylight-saving change skips or repeats (`check_window`), where schedulers disagree.
+`PACKAGES`), not a hand-written parser. Against croniter, the other maintained choice
+(more downloaded; now kept by pallets-eco): cronsim has no dependencies (croniter needs
+python-dateutil), is written for `zoneinfo`, aims explicitly at matching Debian (Vixie)
+cron including its behaviour across daylight-saving changes, iterates backwards (which
+`floor_at` needs), is typed and marked stable, explains an expression in words (for
+plan), and is what Healthchecks.io, a service whose whole job is predicting cron firings
+in time zones, runs in production. croniter's tracker has a long run of DST bugs in
+get_next/get_prev (the latest fixed in 2025); 7.0.0 agrees with cronsim on the cases we
+tried, so this is a choice of the smaller, stricter tool, not a flight from a broken one.
+Modal's client does not parse cron at all (it sends the string and the zone to its
+server), so neither library is "what Modal uses"; we therefore accept only the portable
+core of cron that every scheduler reads the same way (`check_cron`), and refuse
+boundaries in an hour that a clock change skips or repeats (`check_window`), where
+schedulers disagree.
 
 This module runs on laptops (plan, status, scale) and inside the small scheduled Modal
 Function that applies the floor at each boundary, which receives the `Deployment` as
@@ -209,7 +212,8 @@ def boundaries(windows: Sequence[Window]) -> tuple[Boundary, ...]:
 
     Expressions in the same zone that differ only in their hour field are merged into one
     (`0 8 * * MON-FRI` and `0 18 * * MON-FRI` -> `0 8,18 * * MON-FRI`): the same firings,
-    from fewer scheduled functions (Modal's Starter plan allows only a few). Pure string
+    from fewer scheduled functions to deploy and watch (free workspaces are said to be
+    limited to a handful of deployed crons). Pure string
     work, no cron library: app definitions call it in every container.
     """
     groups: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
@@ -329,7 +333,7 @@ def warm_cost(
     }
     for label, hours in (("per_week", HOURS_PER_WEEK), ("per_30_days", HOURS_PER_30_DAYS)):
         scheduled = warm_hours(windows, base, start, start + timedelta(hours=hours))
-        out[label] = {"scheduled": figures(scheduled), "always_warm": figures(peak * hours)}
+        out[label] = {"scheduled": figures(scheduled), "always_warm": figures(float(peak * hours))}
     return out
 
 
