@@ -173,6 +173,25 @@ def test_next_boundary_versus_next_change():
     assert (change.when, change.floor.cause) == (utc(2026, 1, 5, 18), "base scaling")
 
 
+def test_stepping_boundary_to_boundary_agrees_with_resolving_each_instant():
+    """The forward walk (next_change, warm_hours) and the backward look (floor_at) are two code paths:
+    every 15 minutes for two weeks around the spring change, in two zones, they must agree."""
+    windows = [
+        business_hours(min_containers=2),
+        Window("night", "0 22 * * *", "0 6 * * *", "Europe/Paris", min_containers=1, buffer_containers=1),
+        Window("weekend", "0 18 * * FRI", "0 8 * * MON", NY, min_containers=0, max_containers=2),
+    ]
+    start, end = utc(2026, 3, 2), utc(2026, 3, 16)
+    changes = list(schedule._timeline(windows, BASE, start, end))
+    floor, k, t = schedule.floor_at(start, windows, BASE), 0, start
+    while t < end:
+        while k < len(changes) and changes[k].when <= t:
+            floor, k = changes[k].floor, k + 1
+        assert schedule.floor_at(t, windows, BASE) == floor, t
+        t += timedelta(minutes=15)
+    assert len(changes) > 30
+
+
 def test_no_windows_means_base_scaling_and_nothing_to_schedule():
     assert schedule.floor_at(utc(2026, 1, 5), [], BASE) == Floor(0, 4, None)
     assert schedule.next_change(utc(2026, 1, 5), [], BASE) is None
