@@ -15,10 +15,19 @@ simulates that import).
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import modal
 
-from infra import current, lifecycle, modal_objects, sglang_args, spec, weights
+from infra import (
+    current,
+    lifecycle,
+    modal_objects,
+    schedule,
+    sglang_args,
+    spec,
+    weights,
+)
 from infra.recipes.base import HF_CACHE_PATH
 
 deployment = current.deployment()
@@ -67,3 +76,25 @@ class SGLangServer:
     def stop(self):
         if server := getattr(self, "server", None):
             server.stop()
+
+
+def apply_floor() -> dict:
+    """Set the warm floor the schedule says holds now (infra/schedule.py), and log what and why."""
+    server = modal.Server.from_name(deployment.modal.app_name, spec.SERVER_NAME, environment_name=deployment.modal.environment)
+    floor = schedule.apply(datetime.now(UTC), deployment.scaling.schedule, deployment.scaling, server.autoscaler.update,
+                           target=f"{deployment.modal.app_name}/{spec.SERVER_NAME}")
+    return floor.autoscaler_settings()
+
+
+def _trigger(name: str):
+    """A module-level function of its own per cron trigger: Modal finds a Function in the container by its name."""
+
+    def trigger() -> dict:
+        return apply_floor()
+
+    trigger.__name__ = trigger.__qualname__ = name
+    return trigger
+
+
+for _name, _options in spec.scheduler(deployment).items():
+    globals()[_name] = app.function(**modal_objects.options(_options))(_trigger(_name))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.recipes.base import Recipe
+from infra.schedule import Window
 
 DEPLOYMENT_VARIABLE = "INFRA_DEPLOYMENT"
 
@@ -50,6 +51,7 @@ class Scaling:
     max_containers: int | None
     buffer_containers: int | None
     scaledown_window: int | None
+    schedule: tuple[Window, ...] = ()  # windows with another warm floor (infra/schedule.py)
 
 
 @dataclass(frozen=True)

@@ -36,5 +36,6 @@ def options(spec: dict[str, Any]) -> dict[str, Any]:
         "image": image,
         "volumes": lambda mounts: {path: volume(v) for path, v in mounts.items()},
         "secrets": lambda secrets: [secret(s) for s in secrets],
+        "schedule": lambda cron: modal.Cron(cron["cron"], timezone=cron["timezone"]),
     }
     return {key: converters[key](value) if key in converters else value for key, value in spec.items()}

@@ -45,7 +45,8 @@ def resolve(settings: Settings, recipe_name: str) -> Deployment:
             cache_environment=settings.cache_environment,
             app_name=f"{settings.modal.app_prefix}-{recipe.name.replace('.', '-')}",
         ),
-        scaling=parts.Scaling(**_section(parts.Scaling, settings.scaling)),
+        scaling=parts.Scaling(**_section(parts.Scaling, settings.scaling)
+                              | {"schedule": tuple(w.window() for w in settings.scaling.schedule)}),
         placement=parts.Placement(
             compute_region=_first(placement["compute_region"], recipe.compute_region),
             routing_region=_first(placement["routing_region"], recipe.routing_region),

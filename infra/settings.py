@@ -25,6 +25,7 @@ import json
 import os
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from infra import catalog
+from infra import catalog, schedule
 from infra.errors import ConfigError
 from infra.recipes import RECIPES
 from infra.secrets import credential_kind, looks_like_credential, shown
@@ -94,12 +95,33 @@ class ModalTarget(Section):
     _names = field_validator("environment", "cache_environment", "app_prefix")(_modal_name)
 
 
+class ScheduleWindow(Section):
+    """One `[[scaling.schedule]]` window: from each `start` firing to the next `end` firing, this floor holds
+    (infra/schedule.py: overlaps take the highest floor, field by field)."""
+
+    name: str
+    start: str = Field(description="cron expression: the window opens when it fires")
+    end: str = Field(description="cron expression: the window closes when it fires")
+    timezone: str = Field(description="IANA time zone both expressions are read in, e.g. America/New_York")
+    min_containers: int = Field(ge=0, description="warm replicas while the window is active")
+    max_containers: int | None = Field(default=None, ge=1, description="cap while active (default: scaling.max_containers)")
+    buffer_containers: int | None = Field(default=None, ge=0, description="default: scaling.buffer_containers")
+
+    _name = field_validator("name")(schedule.check_name)
+    _cron = field_validator("start", "end")(schedule.check_cron)
+    _zone = field_validator("timezone")(schedule.check_timezone)
+
+    def window(self) -> schedule.Window:
+        return schedule.Window(**self.model_dump())
+
+
 class Scaling(Section):
     min_containers: int = Field(default=0, ge=0, description="warm replicas kept running at all times")
     max_containers: int | None = Field(default=None, ge=1, description="upper bound on replicas (None: Modal's)")
     buffer_containers: int | None = Field(default=None, ge=0)
     scaledown_window: int | None = Field(default=None, ge=2, le=3600, description="seconds idle before scale-down")
     allow_warm_replicas: bool = Field(default=True, description="false forbids min_containers > 0 (cost guard)")
+    schedule: list[ScheduleWindow] = Field(default_factory=list, description="windows with another warm floor")
 
     @model_validator(mode="after")
     def _consistent(self) -> Scaling:
@@ -113,6 +135,7 @@ class Scaling(Section):
                 f"min_containers={self.min_containers} but this environment forbids warm replicas "
                 "(allow_warm_replicas = false); allowed: min_containers = 0"
             )
+        schedule.check_windows([w.window() for w in self.schedule], self, allow_warm_replicas=self.allow_warm_replicas)
         return self
 
 
@@ -424,7 +447,10 @@ def load_settings(env: str | None = None, recipe: str | None = None, overrides: 
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(describe(exc.errors()[0], layers, merged)) from None
+        errors = exc.errors()
+        # A misspelt key also leaves the real one missing: the unknown key is the mistake to name.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise ConfigError(describe(first, layers, merged)) from None
     if settings.release.promote_from not in (None, *known) or settings.release.promote_from == env:
         source = next((s for layer in reversed(layers) if (s := layer.source_of(("release", "promote_from")))), layers[0].label)
         raise ConfigError(f"{source}: release.promote_from = {settings.release.promote_from!r}: not another known "
@@ -511,12 +537,15 @@ def _lookup(data: dict, loc: tuple) -> tuple[bool, Any]:
     for part in loc:
         if isinstance(node, dict) and part in node:
             node = node[part]
+        elif isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
+            node = node[int(part)]
         else:
             return False, None
     return True, node
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The settings model at `loc` (a section, a recipe's table, a schedule window), if `loc` names one."""
     model: Any = Settings
     for part in loc:
         if model is Settings and part == "recipes":
@@ -525,8 +554,13 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
         if model == "recipes":
             model = RecipeOverrides
             continue
+        if isinstance(model, list):  # the item of a list of tables: skip its index
+            model = model[0]
+            continue
         info = model.model_fields.get(part) if isinstance(model, type) else None
         if info is None:
             return None
         model = info.annotation
+        if typing.get_origin(model) is list:
+            model = list(typing.get_args(model))
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None

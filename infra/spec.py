@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra import schedule
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
 from infra.sglang_args import COMPILE_TIMEOUT
@@ -29,11 +30,16 @@ DOWNLOAD_TIMEOUT = 3 * 60 * 60  # seconds: ~90 GB at a slow Hub day's rate
 COMPILE_JOB_MARGIN = 900
 
 
+SCHEDULER_TIMEOUT = 120  # seconds: one autoscaler update
+SCHEDULER_RETRIES = 3  # a boundary missed because of a transient error is retried, not skipped
+
+
 def modal_spec(d: Deployment) -> dict[str, Any]:
-    """Everything Modal receives for this deployment: the server's app and the jobs' app."""
+    """Everything Modal receives for this deployment: the server's app (with its scheduler) and the jobs' app."""
     return {
         "app": {"name": d.modal.app_name, "tags": tags(d)},
         "server": server(d),
+        "scheduler": scheduler(d),
         "jobs_app": {"name": d.modal.jobs_app_name, "tags": tags(d)},
         "jobs": jobs(d),
     }
@@ -85,6 +91,26 @@ def server_env(d: Deployment) -> dict[str, str]:
     if d.gpu_snapshot:
         env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # as Modal's SGLang snapshot example: snapshot-safe
     return env
+
+
+# ---------------------------------------------------------------------------- the scheduler
+
+
+def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
+    """The Functions that apply the scheduled warm floor, one per cron trigger (`modal.Cron`), in the
+    server's app: they are deployed, promoted and rolled back with the server whose floor they set.
+    Empty without `[[scaling.schedule]]` windows. Each runs infra/schedule.apply (infra/app.py)."""
+    return {
+        f"apply_floor_{i}": {
+            "image": scheduler_image(),
+            "schedule": {"cron": trigger.cron, "timezone": trigger.timezone},
+            "env": {DEPLOYMENT_VARIABLE: d.to_json()},
+            "timeout": SCHEDULER_TIMEOUT,
+            "retries": SCHEDULER_RETRIES,
+            "include_source": False,
+        }
+        for i, trigger in enumerate(schedule.boundaries(d.scaling.schedule))
+    }
 
 
 # ---------------------------------------------------------------------------- the jobs
@@ -139,6 +165,15 @@ def download_image() -> list[dict[str, Any]]:
         _layer("debian_slim", python_version="3.11"),
         _layer("uv_pip_install", *DOWNLOAD_PACKAGES),
         _layer("env", {"HF_HUB_CACHE": HF_CACHE_PATH, "HF_XET_HIGH_PERFORMANCE": "1"}),
+        _package(),
+    ]
+
+
+def scheduler_image() -> list[dict[str, Any]]:
+    """A slim CPU image with the cron library and time-zone database the floor is computed with."""
+    return [
+        _layer("debian_slim", python_version="3.11"),
+        _layer("uv_pip_install", *schedule.PACKAGES),
         _package(),
     ]
 

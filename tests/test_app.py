@@ -167,6 +167,8 @@ def _expected(options: dict) -> dict:
 
     out = {k: v for k, v in options.items() if k != "include_source"}
     out["image"] = dockerfile(synchronizer_in(modal_objects.image(options["image"])))
+    if "schedule" in options:  # a scheduled Function: no GPU, Volumes or Secrets
+        return out
     out.setdefault("gpu", None)
     if "port" in options:  # the server
         out.setdefault("enable_memory_snapshot", False)
@@ -177,25 +179,41 @@ def _expected(options: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
-@pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
-def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, recipe):
-    """infra/spec.py is the one source: what the app and the jobs hand to Modal, read back from the SDK's own
-    objects, equals it key for key (and `plan --json` holds it verbatim)."""
+BUSINESS_HOURS = ('[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
+                  'timezone="America/New_York", min_containers=1}]')
+# Business hours (one trigger: "0 8,18 * * MON-FRI"), and a weekend window in another zone (two triggers).
+TWO_ZONES = BUSINESS_HOURS[:-1] + (', {name="weekend", start="0 10 * * SAT", end="0 16 * * SUN", '
+                                   'timezone="Europe/Paris", min_containers=1}]')
+
+
+@pytest.mark.parametrize("env, recipe, schedule", [
+    ("dev", "qwen3-8b-low-latency", None), ("dev", "qwen3.6-35b-vlm", None),
+    ("staging", "qwen3-8b-low-latency", None), ("staging", "qwen3.6-35b-vlm", None),
+    ("prod", "qwen3-8b-low-latency", TWO_ZONES), ("prod", "qwen3.6-35b-vlm", None),
+])
+def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, recipe, schedule):
+    """infra/spec.py is the one source: what the app (server and scheduler) and the jobs hand to Modal, read
+    back from the SDK's own objects, equals it key for key (and `plan --json` holds it verbatim)."""
     from infra import plan, spec
     from infra.resolve import resolve
     from infra.settings import load_settings
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": env, "INFRA_RECIPE": recipe, "MODAL_ENVIRONMENT": env, "PYTHONPATH": str(REPO)}
+    overrides = {}
+    if schedule:
+        environ["INFRA_SCALING__SCHEDULE"] = schedule
+        overrides = {"scaling.schedule": __import__("infra.settings", fromlist=["x"]).literal(schedule)}
     done = subprocess.run([sys.executable, DESCRIBE, "--definitions"], env=environ, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     deployed = json.loads(done.stdout)
 
-    settings = load_settings(env, recipe)
+    settings = load_settings(env, recipe, overrides)
     d = resolve(settings, recipe)
     specs = spec.modal_spec(d)
     assert (deployed["app"], deployed["jobs_app"]) == (specs["app"]["name"], specs["jobs_app"]["name"])
     assert deployed["server"] == _expected(specs["server"])
+    assert deployed["scheduler"] == {name: _expected(options) for name, options in specs["scheduler"].items()}
+    assert len(deployed["scheduler"]) == (3 if schedule else 0)  # business hours merged into one trigger; the weekend: two
     assert deployed["jobs"] == {name: _expected(options) for name, options in specs["jobs"].items()}
     assert plan.plan_for(settings, d)["modal"] == specs

@@ -22,7 +22,14 @@ import modal
 import pytest
 from cronsim import CronSim
 from modal.server import ServerAutoscalerManager
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from infra import catalog, schedule
 from infra.schedule import BaseScaling, Floor, Window

@@ -92,6 +92,13 @@ def as_spec(fn, image_of_spec) -> dict:
             "experimental_options": cells["experimental_options"],
         }
         out.pop("timeout")
+    elif cells["schedule"] is not None:  # a scheduled Function (the warm-floor scheduler)
+        cron = cells["schedule"].proto_message.cron
+        out |= {"schedule": {"cron": cron.cron_string, "timezone": cron.timezone},
+                "retries": cells["retry_policy"].retries if cells["retry_policy"] else None}
+        out.pop("gpu")
+        out.pop("volumes")
+        out.pop("secrets")
     else:
         out |= {"cpu": cells["cpu"], "memory": cells["memory"]}
     return out
@@ -148,10 +155,13 @@ def definitions() -> dict:
 
     server = synchronizer_in(infra.app.SGLangServer)._get_service_function()
     jobs = {name: synchronizer_in(getattr(infra.jobs, name)) for name in ("download_weights", "compile_kernels")}
+    scheduled = {name: synchronizer_in(value) for name, value in vars(infra.app).items()
+                 if name.startswith("apply_floor_")}
     return {
         "app": infra.app.app.name,
         "jobs_app": infra.jobs.app.name,
         "server": as_spec(server, None),
+        "scheduler": {name: as_spec(fn, None) for name, fn in scheduled.items()},
         "jobs": {name: as_spec(fn, None) for name, fn in jobs.items()},
     }
 
