@@ -61,9 +61,13 @@ def deploy_and_record(
     kind: str = "deploy",
     promoted_from: dict | None = None,
 ) -> tuple[Manifest, Release]:
-    """Deploy, then record. Call with the release lock held. A failed deploy records nothing."""
+    """Deploy, then record. Call with the release lock held. A failed deploy records nothing, and neither does
+    one Modal skipped because nothing changed: the current release is returned as it is."""
     ctx.say(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal_environment}...")
     info = ctx.remote.deploy(d, git.tag)
+    current = manifest.current
+    if info.get("changed") is False and current is not None and current.version == info.get("version"):
+        return manifest, current
     release = Release(
         release_id=new_release_id(),
         env=d.env,
@@ -107,6 +111,11 @@ def run(ctx: Context, d: Deployment, *, git: GitInfo | None = None, confirm=inpu
         manifest = store.read(d)
         _, release = deploy_and_record(ctx, d, store, manifest, git)
     ctx.state(d).record(STAGE, fp, {"release_id": release.release_id, "url": release.url, "version": release.version})
+    if release is manifest.current:  # Modal skipped the deploy: nothing changed, nothing recorded
+        return StageResult(
+            STAGE, d.env, d.recipe, "ran", f"no change: {d.app_name} is still v{release.version} ({release.tag}): {release.url}",
+            {"release": release.release_id, "url": release.url, "version": release.version, "tag": release.tag, "changed": False},
+        )
     return StageResult(
         STAGE, d.env, d.recipe, "ran",
         f"deployed {d.app_name} v{release.version} ({git.tag}): {release.url}",

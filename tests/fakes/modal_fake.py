@@ -95,10 +95,7 @@ class FakeModal:
         if not self.credentials:
             from infra.remote import MissingCredentials
 
-            raise MissingCredentials(
-                "Modal credentials missing: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (CI: repository secrets) "
-                "or run `modal token new` on a laptop; `invoke plan` works without them"
-            )
+            raise MissingCredentials()
 
     def build_image(self, d: Deployment) -> str:
         self._call("build_image", app=d.app_name, image=d.sglang_image, environment=d.modal_environment)
@@ -144,7 +141,8 @@ class FakeModal:
         version = len(versions) + 1
         versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
         self._save_versions(d, versions)
-        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version}
+        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version,
+                "changed": True}
 
     def server_url(self, d: Deployment) -> str | None:
         self._call("server_url", app=d.app_name, environment=d.modal_environment)
@@ -164,9 +162,13 @@ class FakeModal:
         versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"], "deployed_at": time.time()})
         self._save_versions(d, versions)
 
-    def update_autoscaler(self, d: Deployment, min_containers: int) -> dict:
-        self._call("update_autoscaler", app=d.app_name, environment=d.modal_environment, min_containers=min_containers)
-        return {"min_containers": min_containers}
+    def update_autoscaler(self, d: Deployment, min_containers: int | None = None, max_containers: int | None = None,
+                          buffer_containers: int | None = None) -> dict:
+        self._call("update_autoscaler", app=d.app_name, environment=d.modal_environment, min_containers=min_containers,
+                   max_containers=max_containers, buffer_containers=buffer_containers)
+        wanted = {"min_containers": min_containers, "max_containers": max_containers, "buffer_containers": buffer_containers}
+        return {"min_containers": d.min_containers, "max_containers": d.max_containers, "buffer_containers": d.buffer_containers or 0} | {
+            k: v for k, v in wanted.items() if v is not None}
 
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
         self._call("read_file", environment=environment, volume=volume, path=path)

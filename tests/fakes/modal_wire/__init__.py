@@ -10,7 +10,7 @@ subprocess such as `python -m invoke deploy`. It serves:
   that changes the protocol fails the tests that hit it, by name.
 - HTTP on a second port (`http_url`): the block URLs Volume reads and v2 uploads go to, and
   Modal's web proxy in front of Servers (`/srv/<label>/...`), which forwards to a local
-  OpenAI-compatible server and checks proxy-auth headers.
+  OpenAI-compatible server and checks proxy-auth headers (blobs.py, servers.py).
 
 It runs in a background thread with its own event loop. State is in memory, except Volume
 contents, which are real directories under `root` so that Function calls (run by the test's
@@ -41,6 +41,7 @@ from modal._serialization import deserialize
 from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_pb2
 from tests.fakes.modal_wire.apps import AppsMixin
+from tests.fakes.modal_wire.blobs import BlobsMixin
 from tests.fakes.modal_wire.core import implemented_rpcs, servicer_class
 from tests.fakes.modal_wire.dicts import DictsMixin
 from tests.fakes.modal_wire.functions import FunctionsMixin, JobCall
@@ -50,7 +51,7 @@ from tests.fakes.modal_wire.servers import ServersMixin
 from tests.fakes.modal_wire.state import Secret, WireState, new_id
 from tests.fakes.modal_wire.volumes import VolumesMixin
 
-MIXINS = (AppsMixin, ImagesMixin, FunctionsMixin, VolumesMixin, DictsMixin, SecretsMixin, ServersMixin)
+MIXINS = (AppsMixin, BlobsMixin, ImagesMixin, FunctionsMixin, VolumesMixin, DictsMixin, SecretsMixin, ServersMixin)
 Servicer = servicer_class(*MIXINS)
 IMPLEMENTED_RPCS = implemented_rpcs(*MIXINS)
 
@@ -70,6 +71,7 @@ class ModalWire:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.state = WireState(self.root, set(environments), default_environment)
+        self._environments = (set(environments), default_environment)
         self.volume_version = volume_version
         self.token = (f"ak-{token_hex(8)}", f"as-{token_hex(16)}")
         self.proxy_token = (f"wk-{token_hex(8)}", f"ws-{token_hex(16)}")
@@ -80,6 +82,7 @@ class ModalWire:
         self.routes: dict[str, tuple[str, str, str, bool]] = {}
         self.before_rpc: dict[str, Callable[[], Awaitable[None]]] = {}  # RPC name -> hook (faults, delays)
         self.jobs: list[JobCall] = []
+        self.pending_blobs: dict[str, api_pb2.BlobCreateRequest] = {}  # blob id -> its BlobCreate, until uploaded
         self.grpc_url = self.http_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -104,11 +107,7 @@ class ModalWire:
             await self._grpc.start("127.0.0.1", 0)
             self.grpc_url = f"http://127.0.0.1:{self._grpc._server.sockets[0].getsockname()[1]}"
             http = web.Application(client_max_size=64 * 1024 * 1024)
-            http.add_routes([
-                web.get("/block/get/{sha}/{start}/{length}", self._get_block),
-                web.put("/block/put/{sha}", self._put_block),
-                web.route("*", "/srv/{label}/{tail:.*}", self.servicer.proxy),
-            ])
+            http.add_routes([*self.servicer.http_routes(), web.route("*", "/srv/{label}/{tail:.*}", self.servicer.proxy)])
             self._http = web.AppRunner(http, access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, "127.0.0.1", 0)
@@ -139,6 +138,24 @@ class ModalWire:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def reset(self, root: str | Path) -> None:
+        """Forget every object (a fresh workspace), keep the ports: one server can serve a whole test session."""
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        environments, default = self._environments
+
+        def fresh():
+            self.state = self.servicer.state = WireState(self.root, set(environments), default)
+            self.servicer.rpc_log.clear()
+            self.servicer.unimplemented.clear()
+
+        self._on_loop(fresh)
+        self.outputs.clear()
+        self.upstreams.clear()
+        self.routes.clear()
+        self.before_rpc.clear()
+        self.jobs.clear()
+
     def environ(self, config_path: str | Path) -> dict[str, str]:
         """The environment that points a real `modal` client here (the config file is created empty)."""
         Path(config_path).parent.mkdir(parents=True, exist_ok=True)
@@ -149,25 +166,6 @@ class ModalWire:
             "MODAL_TOKEN_SECRET": self.token[1],
             "MODAL_CONFIG_PATH": str(config_path),
         }
-
-    # ------------------------------------------------------------------ HTTP: Volume blocks
-
-    async def _get_block(self, request: web.Request) -> web.Response:
-        block = self.state.blocks.get(request.match_info["sha"])
-        if block is None:
-            return web.Response(status=404, text="no such block")
-        start, length = int(request.match_info["start"]), int(request.match_info["length"])
-        return web.Response(body=block[start:start + length])
-
-    async def _put_block(self, request: web.Request) -> web.Response:
-        import hashlib
-
-        sha = request.match_info["sha"]
-        data = await request.read()
-        if hashlib.sha256(data).hexdigest() != sha:
-            return web.Response(status=400, text="block content does not match its sha256")
-        self.state.blocks[sha] = data
-        return web.Response(body=f"stored:{sha}".encode())
 
     # ------------------------------------------------------------------ what tests set
 

@@ -194,8 +194,16 @@ class WireState:
         return next((s for s in self.secrets.values() if s.environment == environment and s.name == name), None)
 
     def define(self, definition: api_pb2.Function) -> str:
-        """The definition id of a Function definition: the same definition, the same id."""
-        definition_id = content_id("de", definition.SerializeToString(deterministic=True))
+        """The definition id of a Function definition: the same definition, the same id.
+
+        The client lists a Function's Mounts in no fixed order (they resolve concurrently), so
+        their order does not count.
+        """
+        canonical = api_pb2.Function()
+        canonical.CopyFrom(definition)
+        canonical.ClearField("mount_ids")
+        canonical.mount_ids.extend(sorted(definition.mount_ids))
+        definition_id = content_id("de", canonical.SerializeToString(deterministic=True))
         self.definitions[definition_id] = definition
         return definition_id
 
