@@ -118,7 +118,7 @@ def _current_lock(locks, name: str) -> tuple[int, dict | None]:
     and they are never deleted (Modal expires Dict entries a week after their last access).
     """
     generation = locks.get(name, 0)
-    generation = generation if isinstance(generation, int) else 0
+    generation = generation if isinstance(generation, int) else 0  # not a dict left by the lock this replaced
     entry = locks.get(_lock_key(name, generation)) if generation else None
     while (newer := locks.get(_lock_key(name, generation + 1))) is not None:
         generation, entry = generation + 1, newer
@@ -129,7 +129,8 @@ def _current_lock(locks, name: str) -> tuple[int, dict | None]:
 def _modal_output() -> Iterator[None]:
     """Modal's progress (spinners, build logs, "App deployed") on stderr: stdout carries only our result (`--json`).
 
-    Modal's rich consoles write to whatever `sys.stdout` is when they write.
+    Modal's rich consoles write to whatever `sys.stdout` is when they write. The redirect is
+    process-wide, which suits the CLI: it runs one Modal operation at a time.
     """
     import modal
 

@@ -192,4 +192,4 @@ def cli(tmp_path) -> Cli:
 
 
 # The fake Modal control plane and the real `modal` client in front of it (tests/wire.py).
-from tests.wire import wire, wire_cli, wire_session  # noqa: E402,F401
+from tests.wire import wire, wire_cli, wire_session  # noqa: E402,F401  (fixtures)

@@ -46,6 +46,45 @@ def post_chat(url: str, headers: dict | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
+# ---------------------------------------------------------------------------- the fake itself
+
+
+def test_an_rpc_the_fake_does_not_implement_is_reported_by_name(wire):
+    """What makes a client upgrade that changes the protocol fail loudly: the fixture asserts this list is empty."""
+    import modal
+
+    with pytest.raises(modal.exception.UnimplementedError, match="QueueGetOrCreate"):
+        modal.Queue.from_name("q", environment_name="dev", create_if_missing=True).hydrate()
+    assert wire.unimplemented() == ["QueueGetOrCreate"]
+    wire.forget_unimplemented()
+
+
+def test_the_fake_checks_the_token_like_modal_does(wire, monkeypatch):
+    import modal
+    from modal.client import _Client
+
+    modal.Client.from_env().hello()
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-wrong")
+    _Client._set_env_client(None)
+    with pytest.raises(modal.exception.AuthError, match="invalid"):
+        modal.Client.from_env().hello()
+
+
+def test_the_fake_dict_is_what_locks_are_built_on(wire):
+    """Put-if-absent is atomic create-if-absent; there is no compare-and-swap; a missing Dict is NOT_FOUND."""
+    import modal
+
+    with pytest.raises(modal.exception.NotFoundError, match="Dict 'locks' not found in environment 'dev'"):
+        modal.Dict.from_name("locks", environment_name="dev").get("k")
+    d = modal.Dict.from_name("locks", environment_name="dev", create_if_missing=True)
+    assert d.put("k", {"holder": "a"}, skip_if_exists=True) is True
+    assert d.put("k", {"holder": "b"}, skip_if_exists=True) is False
+    assert d.get("k") == {"holder": "a"} and d.get("missing", 0) == 0
+    assert d.pop("k") == {"holder": "a"} and d.pop("k", None) is None
+    d.put("k", 2)
+    assert wire.dict_entries("dev", "locks") == {"k": 2}
+
+
 # ---------------------------------------------------------------------------- images and jobs
 
 
@@ -82,6 +121,15 @@ def test_download_passes_the_hf_token_from_the_named_secret(wire, remote):
     assert wire.volume_dir("prod", d.weights_volume) is not None  # staging downloads into prod's shared cache
 
 
+def test_a_job_whose_named_secret_is_missing_does_not_start(wire, remote):
+    """Modal resolves named Secrets when the App starts: the job never runs (what issue 11 item 2 is about)."""
+    import modal
+
+    with pytest.raises(modal.exception.NotFoundError, match="Secret 'huggingface-secret' not found in environment 'staging'"):
+        remote.run_download(deployment("staging"))
+    assert wire.jobs == [] and wire.app_states("staging", f"{APP}-jobs") == ["APP_STATE_STOPPED"]
+
+
 def test_a_failing_job_raises_its_exception_and_stops_the_ephemeral_app(wire, remote):
     wire.set_failure("compile_kernels", RuntimeError("compile_deep_gemm exited with code 3"))
     with pytest.raises(RuntimeError, match="exited with code 3"):
@@ -111,6 +159,7 @@ def test_deploy_returns_url_and_version_and_reports_a_skipped_deploy(wire, remot
     assert [v["version"] for v in wire.app_versions("dev", APP)] == [1]
     changed = remote.deploy(dataclasses.replace(d, max_containers=1), "git-bbb")
     assert (changed["version"], changed["changed"]) == (2, True)
+    assert [v["app_tags"] for v in wire.app_versions("dev", APP)] == [{"env": "dev", "recipe": "qwen3-8b-low-latency"}] * 2
 
 
 def test_history_newest_first_and_rollback_is_a_new_version(wire, remote):
@@ -164,9 +213,13 @@ def test_update_autoscaler_uses_the_current_api_and_reports_the_settings_in_forc
     assert wire.autoscaler("prod", APP)["min_containers"] == 2
     now = remote.update_autoscaler(prod, max_containers=3, buffer_containers=1)
     assert now == {"min_containers": 2, "max_containers": 3, "buffer_containers": 1}
+    assert remote.update_autoscaler(prod) == now  # nothing to change: the settings in force, read back
+    assert "FunctionGetSchedulingParams" in wire.rpcs()
     dev = deployment("dev")  # min_containers 0 is not even sent with the definition: Modal reports it unset
     remote.deploy(dev, "git-aaa")
     assert remote.update_autoscaler(dev, max_containers=1) == {"min_containers": 0, "max_containers": 1, "buffer_containers": 0}
+    remote.deploy(dataclasses.replace(prod, target_concurrency=8), "git-bbb")  # a deploy resets run-time changes
+    assert remote.update_autoscaler(prod) == {"min_containers": 1, "max_containers": 4, "buffer_containers": 0}
 
 
 def test_update_autoscaler_without_a_deployed_server_says_so(wire, remote):

@@ -4,8 +4,9 @@ The real client (pinned in pyproject.toml) is pointed at it with `MODAL_SERVER_U
 pair and an empty `MODAL_CONFIG_PATH` file (`ModalWire.environ()`), in this process or in a
 subprocess such as `python -m invoke deploy`. It serves:
 
-- gRPC: `modal_proto.api_grpc.ModalClientBase` with grpclib, one module per service area
-  (apps.py, images.py, functions.py, volumes.py, dicts.py, secrets.py, servers.py). Any other
+- gRPC (`grpc_url`): `modal_proto.api_grpc.ModalClientBase` with grpclib, one module per service
+  area (apps.py, blobs.py, images.py, functions.py, volumes.py, dicts.py, secrets.py, servers.py;
+  core.py assembles them, state.py holds what they remember). Any other
   RPC is answered UNIMPLEMENTED and recorded by name (`unimplemented()`), so a client upgrade
   that changes the protocol fails the tests that hit it, by name.
 - HTTP on a second port (`http_url`): the block URLs Volume reads and v2 uploads go to, and
@@ -28,10 +29,10 @@ runners, see functions.py) use them as a container would its mounted Volumes.
 from __future__ import annotations
 
 import asyncio
-from secrets import token_hex
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import grpclib.server
@@ -82,6 +83,7 @@ class ModalWire:
         self.routes: dict[str, tuple[str, str, str, bool]] = {}
         self.before_rpc: dict[str, Callable[[], Awaitable[None]]] = {}  # RPC name -> hook (faults, delays)
         self.jobs: list[JobCall] = []
+        self.cli_environ: dict[str, str] = {}  # what a test fixture gives its clients (tests/wire.py fills it)
         self.pending_blobs: dict[str, api_pb2.BlobCreateRequest] = {}  # blob id -> its BlobCreate, until uploaded
         self.grpc_url = self.http_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -223,17 +225,23 @@ class ModalWire:
         return self._on_loop(lambda: list(self.servicer.rpc_log))
 
     def unimplemented(self) -> list[str]:
+        """The RPCs the client called that the fake does not implement, in order (the fixture fails on any)."""
         return self._on_loop(lambda: list(self.servicer.unimplemented))
 
+    def forget_unimplemented(self) -> None:
+        """For the test of this mechanism itself."""
+        self._on_loop(self.servicer.unimplemented.clear)
+
     def app_versions(self, environment: str, app_name: str) -> list[dict]:
-        """The deployed App's history, oldest first: version, tag, rollback_version, live."""
+        """The deployed App's history, oldest first: version, deployment tag, rollback_version, live, the App's tags."""
 
         def versions():
             app = self.state.deployed_app(environment, app_name)
             if app is None:
                 return []
             return [{"version": v.version, "tag": v.tag, "rollback_version": v.rollback_version,
-                     "live": v.version == app.live_version, "deployed_at": v.deployed_at} for v in app.history]
+                     "live": v.version == app.live_version, "deployed_at": v.deployed_at, "app_tags": v.tags}
+                    for v in app.history]
 
         return self._on_loop(versions)
 

@@ -7,7 +7,8 @@ What real Modal does, and the fake copies:
   `deployed_at` is 0 and no version is added (modal's runner.py prints "Deployment skipped").
 - A rollback is a new version that carries an older version's functions (`rollback_version`).
 - Names resolve inside one Environment; an Environment that was never created is NOT_FOUND.
-- `AppClientDisconnect` stops an ephemeral or still-initializing App; a deployed one keeps running.
+- `AppClientDisconnect` stops an ephemeral or still-initializing App; a deployed one keeps running
+  (the project never stops a deployed App, so `AppStop` is not served).
 """
 
 from __future__ import annotations
@@ -128,8 +129,7 @@ class AppsMixin:
                     definition_ids={fid: self.state.functions[fid].definition_id for fid in request.function_ids.values()},
                     tags=dict(request.tags),
                 )
-                app.history.append(version)
-                app.live_version = version.version
+                self._make_live(app, version)
             app.name = request.name
             app.state = api_pb2.APP_STATE_DEPLOYED
         else:
@@ -179,12 +179,18 @@ class AppsMixin:
             function_ids=dict(target.function_ids), class_ids=dict(target.class_ids),
             definition_ids=dict(target.definition_ids), tags=dict(target.tags), rollback_version=target.version,
         )
-        app.history.append(version)
-        app.live_version = version.version
+        self._make_live(app, version)
         app.function_ids, app.class_ids = dict(target.function_ids), dict(target.class_ids)
         await stream.send_message(api_pb2.AppRollbackResponse(
             url=f"{self.wire.http_url}/apps/{app.environment}/{app.name}", deployed_at=version.deployed_at,
         ))
+
+    def _make_live(self, app: App, version: Version) -> None:
+        """A new version goes live; run-time autoscaler changes end with it (servers.py)."""
+        app.history.append(version)
+        app.live_version = version.version
+        for function_id in version.function_ids.values():
+            self.state.functions[function_id].autoscaler_override = api_pb2.AutoscalerSettings()
 
     # ------------------------------------------------------------------ stopping, logs
 
@@ -193,11 +199,6 @@ class AppsMixin:
         app = self.state.app(request.app_id)
         if app.state != api_pb2.APP_STATE_DEPLOYED:
             self._stop(app)
-        await stream.send_message(Empty())
-
-    async def AppStop(self, stream) -> None:
-        request: api_pb2.AppStopRequest = await stream.recv_message()
-        self._stop(self.state.app(request.app_id))
         await stream.send_message(Empty())
 
     def _stop(self, app: App) -> None:

@@ -4,7 +4,8 @@ What real Modal does, and the fake copies:
 - `BlobCreate` hands out a blob id and a presigned upload URL (S3-style, one per storage
   provider); the client PUTs the bytes there and checks the returned `ETag` against its own
   MD5. Anything of `LARGE_FILE_LIMIT` (4 MiB) or more goes this way (a v1 Volume's big files,
-  large Function arguments), then travels by blob id. `BlobGet` gives a download URL.
+  large Function arguments), then travels by blob id. (Downloads of blobs, `BlobGet`, happen only
+  for outputs of 2 MiB or more, which the project's jobs never return: not served.)
 - Volume blocks are fetched with plain GETs of the URLs `VolumeGetFile2` returned, and v2
   uploads PUT each missing block to the URL `VolumePutFiles2` returned; the server keeps
   blocks by sha256 and the PUT's response body goes back in the next `VolumePutFiles2`.
@@ -19,7 +20,6 @@ import base64
 import hashlib
 
 from aiohttp import web
-from grpclib import GRPCError, Status
 
 from modal_proto import api_pb2
 from tests.fakes.modal_wire.state import new_id
@@ -34,18 +34,11 @@ class BlobsMixin:
             blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[f"{self.wire.http_url}/blob/{blob_id}"]),
         ))
 
-    async def BlobGet(self, stream) -> None:
-        request: api_pb2.BlobGetRequest = await stream.recv_message()
-        if request.blob_id not in self.state.blobs:
-            raise GRPCError(Status.NOT_FOUND, f"Blob '{request.blob_id}' not found")
-        await stream.send_message(api_pb2.BlobGetResponse(download_url=f"{self.wire.http_url}/blob/{request.blob_id}"))
-
     # ------------------------------------------------------------------ HTTP
 
     def http_routes(self) -> list[web.RouteDef]:
         return [
             web.put("/blob/{blob_id}", self._put_blob),
-            web.get("/blob/{blob_id}", self._get_blob),
             web.get("/block/get/{sha}/{start}/{length}", self._get_block),
             web.put("/block/put/{sha}", self._put_block),
         ]
@@ -60,10 +53,6 @@ class BlobsMixin:
             return web.Response(status=400, text="content does not match content_sha256_base64")
         self.state.blobs[blob_id] = data
         return web.Response(text="", headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
-
-    async def _get_blob(self, request: web.Request) -> web.Response:
-        data = self.state.blobs.get(request.match_info["blob_id"])
-        return web.Response(status=404) if data is None else web.Response(body=data)
 
     async def _get_block(self, request: web.Request) -> web.Response:
         block = self.state.blocks.get(request.match_info["sha"])

@@ -1,4 +1,4 @@
-"""Dicts: lookup and creation by name, and the entry operations the project uses (put, put-if-absent, get, pop).
+"""Dicts: lookup and creation by name, and the entry operations locks are made of (put, put-if-absent, get, pop).
 
 What real Modal does, and the fake copies:
 - `DictGetOrCreate` finds a Dict by name in one Environment, creating it only when asked.
@@ -6,7 +6,7 @@ What real Modal does, and the fake copies:
 - `DictUpdate` with `if_not_exists` is an atomic create-if-absent: `created` says whether this
   request created the entry. It is the only conditional write a Dict has: there is no
   compare-and-swap and no conditional delete.
-- `DictPop` removes an entry and returns it, `found` saying whether there was one.
+- A get of a missing key answers `found=False`; `DictPop` removes an entry and returns it.
 
 Each RPC is applied in one step on the server's event loop, so concurrent clients see
 them atomic, as on Modal. Entry expiry (7 days without access) is not modelled.

@@ -82,7 +82,6 @@ class FunctionsMixin:
         function.definition = definition
         function.function_type = definition.function_type
         function.definition_id = self.state.define(definition)
-        function.autoscaler_override = api_pb2.AutoscalerSettings()  # a deploy resets run-time autoscaler changes
         self.state.functions[function_id] = function
         await stream.send_message(api_pb2.FunctionCreateResponse(
             function_id=function_id, handle_metadata=self._handle_metadata(function), function_data=_data(definition),

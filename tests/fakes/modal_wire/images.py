@@ -17,6 +17,7 @@ its metadata. Build failures, image sizes and build times are real Modal's to re
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import platform
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -64,7 +65,7 @@ class ImagesMixin:
         if request.image_id not in self.state.images:
             raise GRPCError(Status.NOT_FOUND, f"Image '{request.image_id}' not found")
         image = self.state.images[request.image_id]
-        commands = [c for c in image.definition.dockerfile_commands]
+        commands = list(image.definition.dockerfile_commands)
         for n, command in enumerate(commands, 1):
             log = api_pb2.TaskLogs(data=f"[fake build] {command}\n", file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT)
             await stream.send_message(api_pb2.ImageJoinStreamingResponse(task_logs=[log], entry_id=str(n)))
@@ -102,8 +103,6 @@ class ImagesMixin:
         ))
 
     def _store_file(self, sha256_hex: str, data: bytes) -> None:
-        import hashlib
-
         if hashlib.sha256(data).hexdigest() != sha256_hex:
             raise GRPCError(Status.INVALID_ARGUMENT, f"content does not match sha256 {sha256_hex}")
         self.state.files[sha256_hex] = data

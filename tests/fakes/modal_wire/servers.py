@@ -8,8 +8,9 @@ What real Modal does, and the fake copies:
   proxy-auth token in `Modal-Key` / `Modal-Secret` headers with a 401.
 - `FunctionGetSchedulingParams` returns the autoscaler settings in force: the definition's
   static ones with any run-time override applied; `FunctionUpdateSchedulingParams` sets the
-  fields the request carries and returns the settings now in force. A new definition of the
-  Function (a deploy) drops the overrides. Fields never set are absent, not zero.
+  fields the request carries and returns the settings now in force. A deploy (a new version
+  going live, rollbacks included) drops the overrides; a skipped deploy is not one, as far as
+  the fake knows. Fields never set are absent, not zero.
 
 What the fake cannot tell: no container starts, so there are no replicas, no cold starts,
 no scaling and no GPU placement. The URL forwards to whatever local OpenAI-compatible
@@ -99,17 +100,20 @@ class ServersMixin:
 
     # ------------------------------------------------------------------ autoscaler
 
+    def _static(self, function) -> api_pb2.AutoscalerSettings:
+        definition = self.state.live_definition(function)
+        return definition.autoscaler_settings if definition else api_pb2.AutoscalerSettings()
+
     def _in_force(self, function) -> api_pb2.AutoscalerSettings:
-        static = function.definition.autoscaler_settings if function.definition else api_pb2.AutoscalerSettings()
-        return merged(static, function.autoscaler_override)
+        return merged(self._static(function), function.autoscaler_override)
 
     async def FunctionGetSchedulingParams(self, stream) -> None:
         request: api_pb2.FunctionGetSchedulingParamsRequest = await stream.recv_message()
         function = self.state.function(request.function_id)
-        static = function.definition.autoscaler_settings if function.definition else api_pb2.AutoscalerSettings()
         await stream.send_message(api_pb2.FunctionGetSchedulingParamsResponse(
             autoscaler_configuration=api_pb2.AutoscalerConfiguration(
-                settings=self._in_force(function), static_settings=static, override_settings=function.autoscaler_override,
+                settings=self._in_force(function), static_settings=self._static(function),
+                override_settings=function.autoscaler_override,
             ),
         ))
 

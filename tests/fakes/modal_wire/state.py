@@ -185,6 +185,13 @@ class WireState:
             raise GRPCError(Status.NOT_FOUND, f"Function '{function_id}' not found")
         return self.functions[function_id]
 
+    def live_definition(self, function: Function) -> api_pb2.Function | None:
+        """The definition in force: the live version's for a deployed App (a rollback brings an old one back)."""
+        live = self.apps[function.app_id].live
+        if live is not None and function.function_id in live.definition_ids:
+            return self.definitions[live.definition_ids[function.function_id]]
+        return function.definition
+
     def volume(self, volume_id: str) -> Volume:
         if volume_id not in self.volumes:
             raise GRPCError(Status.NOT_FOUND, f"Volume '{volume_id}' not found")

@@ -69,8 +69,6 @@ class VolumesMixin:
             root.mkdir(parents=True, exist_ok=True)
             volume = Volume(new_id("vo"), environment, request.deployment_name, version, root)
             self.state.volumes[volume.volume_id] = volume
-        elif request.version and request.version != volume.version:
-            pass  # the client compares versions itself (volume.py `_validate_volume_version`)
         await stream.send_message(api_pb2.VolumeGetOrCreateResponse(
             volume_id=volume.volume_id, version=volume.version,
             metadata=api_pb2.VolumeMetadata(version=volume.version, name=volume.name),
