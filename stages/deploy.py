@@ -96,8 +96,9 @@ def deploy_and_record(
     an unchanged one (Modal skipped it) records nothing and returns None."""
     ctx.say(f"deploying {d.modal.app_name} ({git.tag}) to Modal environment {d.modal.environment}...")
     info = ctx.remote.deploy(d, git.tag)
-    if not info.get("changed", True):
-        return manifest, None
+    current = manifest.current
+    if info.get("changed") is False and current is not None and current.version == info.get("version"):
+        return manifest, None  # the manifest is true as it is; a skip it does not know of is recorded below
     release = Release(
         release_id=new_release_id(),
         env=d.env,
@@ -142,10 +143,10 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
         manifest = store.read(d)
         _, release = deploy_and_record(ctx, d, store, manifest, git)
     if release is None:
-        current = manifest.current
-        still = Deployed(current.release_id, current.version, current.url, current.tag, changed=False) if current else None
-        version = f"v{current.version}" if current and current.version else "the running version"
-        return result(STAGE, d, "unchanged", f"deploy: no change, {d.env}/{d.recipe.name} still runs {version}", still)
+        current = manifest.current  # Modal skipped the deploy, and the manifest already says what runs
+        still = Deployed(current.release_id, current.version, current.url, current.tag, changed=False)
+        return result(STAGE, d, "unchanged",
+                      f"no change: {d.modal.app_name} is still v{current.version} ({current.tag}): {current.url}", still)
     outcome = Deployed(release.release_id, release.version, release.url, git.tag)
     record(ctx, STAGE, d, fp, outcome)
     return result(STAGE, d, "ran", f"deployed {d.modal.app_name} v{release.version} ({git.tag}): {release.url}", outcome)

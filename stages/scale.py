@@ -35,7 +35,7 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
     if ctx.dry_run:
         return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to {wanted}")
     ctx.remote.require_credentials()
-    in_force = ctx.remote.update_autoscaler(d, wanted)
+    in_force = ctx.remote.update_autoscaler(d, min_containers=wanted)
     return result(
         STAGE, d, "ran",
         f"{d.env}/{d.recipe.name}: min_containers now {in_force['min_containers']} (was {d.scaling.min_containers} at deploy). "

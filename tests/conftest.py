@@ -205,3 +205,7 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path) -> Cli:
     return Cli(tmp_path)
+
+
+# The fake Modal control plane and the real `modal` client in front of it (tests/wire.py).
+from tests.wire import wire, wire_cli, wire_session  # noqa: E402,F401  (fixtures)

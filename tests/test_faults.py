@@ -118,24 +118,3 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
     current = ReleaseStore(fake).read(resolve(prod, "qwen3-8b-low-latency")).current
     assert current.kind == "promote" and current.commit == staged.commit and current.smoke_passed
     assert subprocess.run(["git", "worktree", "list"], cwd=tree, capture_output=True, text=True).stdout.count("\n") == 1
-
-
-def test_app_history_is_parsed_from_what_modals_cli_prints(capfd):
-    """Feed parse_history the output of Modal's own table printer, as `modal app history --json` uses it."""
-    from modal.cli.utils import display_table
-    from rich.text import Text
-
-    from infra.remote import parse_history
-
-    columns = ["Version", "Time deployed", "Client", "Deployed by", "Commit", "Tag"]
-    rows = [[Text("v3"), Text("2026-11-22 10:00"), Text("1.6.4"), Text("ci"), Text("abc1234"), Text("git-abc")],
-            [Text("v2"), Text("2026-11-21 10:00"), Text("1.6.4"), Text("ci"), Text("def5678"), None]]
-    import modal
-
-    with modal.enable_output():  # what the CLI has active
-        display_table(columns, rows, json=True)
-    printed = capfd.readouterr().out
-    assert parse_history(printed) == [
-        {"version": 3, "tag": "git-abc", "deployed_at": "2026-11-22 10:00"},
-        {"version": 2, "tag": "", "deployed_at": "2026-11-21 10:00"},
-    ]

@@ -96,10 +96,7 @@ class FakeModal:
         if not self.credentials:
             from infra.remote import MissingCredentials
 
-            raise MissingCredentials(
-                "Modal credentials missing: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (CI: repository secrets) "
-                "or run `modal token new` on a laptop; `invoke plan` works without them"
-            )
+            raise MissingCredentials()
 
     def build_image(self, d: Deployment) -> str:
         self._call("build_image", app=d.modal.app_name, image=d.recipe.sglang_image, environment=d.modal.environment)
@@ -145,7 +142,9 @@ class FakeModal:
         version = len(versions) + 1
         versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
         self._save_versions(d, versions)
-        return {"app_id": f"ap-{hashlib.sha1(d.modal.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version}
+        self._reset_autoscaler(d)
+        return {"app_id": f"ap-{hashlib.sha1(d.modal.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version,
+                "changed": True}
 
     def server_url(self, d: Deployment) -> str | None:
         self._call("server_url", app=d.modal.app_name, environment=d.modal.environment)
@@ -164,10 +163,25 @@ class FakeModal:
         # Modal records a rollback as a new version with the old definition.
         versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"], "deployed_at": time.time()})
         self._save_versions(d, versions)
+        self._reset_autoscaler(d)
 
-    def update_autoscaler(self, d: Deployment, min_containers: int) -> dict:
-        self._call("update_autoscaler", app=d.modal.app_name, environment=d.modal.environment, min_containers=min_containers)
-        return {"min_containers": min_containers}
+    def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
+        """As Modal: the given settings override the deployed ones until the next deploy or rollback."""
+        self._call("update_autoscaler", app=d.modal.app_name, environment=d.modal.environment, **settings)
+        path = self._app_file(d).with_suffix(".autoscaler.json")
+        overrides = json.loads(path.read_text()) if path.exists() else {}
+        if settings:
+            overrides |= settings
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(overrides))
+        deployed = (self.versions(d) or [{}])[0].get("deployment", {}).get("scaling") or vars(d.scaling)
+        in_force = {k: deployed.get(k) for k in ("min_containers", "max_containers", "buffer_containers")} | overrides
+        return {"min_containers": in_force["min_containers"] or 0, "max_containers": in_force["max_containers"],
+                "buffer_containers": in_force["buffer_containers"] or 0}
+
+    def _reset_autoscaler(self, d: Deployment) -> None:
+        """A deploy or rollback puts the deployed settings back (Modal drops run-time overrides)."""
+        self._app_file(d).with_suffix(".autoscaler.json").unlink(missing_ok=True)
 
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
         self._call("read_file", environment=environment, volume=volume, path=path)

@@ -1,0 +1,123 @@
+"""Servers (`@app.server`): their URLs, Modal's proxy in front of them, and their autoscaler settings.
+
+What real Modal does, and the fake copies:
+- A Server's URL is stable per Environment, App and Server name; a `modal run` (ephemeral) App
+  gets its own URL (`-dev`), live only while the App runs. Requests to the URL reach the
+  replicas of the version that is live now, so a rollback changes what answers, not the URL.
+- Unless the Server is `unauthenticated=True`, the proxy refuses a request without a valid
+  proxy-auth token in `Modal-Key` / `Modal-Secret` headers with a 401.
+- `FunctionGetSchedulingParams` returns the autoscaler settings in force: the definition's
+  static ones with any run-time override applied; `FunctionUpdateSchedulingParams` sets the
+  fields the request carries and returns the settings now in force. A deploy (a new version
+  going live, rollbacks included) drops the overrides; a skipped deploy is not one, as far as
+  the fake knows. Fields never set are absent, not zero.
+
+What the fake cannot tell: no container starts, so there are no replicas, no cold starts,
+no scaling and no GPU placement. The URL forwards to whatever local OpenAI-compatible
+server the test names for that App (tests/fakes/openai_server.py), streaming its answer
+through unchanged.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from modal_proto import api_pb2
+
+AUTOSCALER_FIELDS = ("min_containers", "max_containers", "buffer_containers", "scaleup_window", "scaledown_window",
+                     "target_concurrency", "target_concurrency_float", "scaledown_rate_limit")
+HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
+              "modal-key", "modal-secret"}
+
+
+def merged(static: api_pb2.AutoscalerSettings, override: api_pb2.AutoscalerSettings) -> api_pb2.AutoscalerSettings:
+    settings = api_pb2.AutoscalerSettings()
+    settings.CopyFrom(static)
+    for name in AUTOSCALER_FIELDS:
+        if override.HasField(name):
+            setattr(settings, name, getattr(override, name))
+    return settings
+
+
+class ServersMixin:
+    # ------------------------------------------------------------------ URLs
+
+    def server_url(self, function) -> str:
+        app = self.state.apps[function.app_id]
+        name = app.name or app.description
+        ephemeral = app.state == api_pb2.APP_STATE_EPHEMERAL
+        label = f"{app.environment}--{name}-{function.tag}" + ("-dev" if ephemeral else "")
+        self.wire.routes[label] = (app.environment, name, function.tag, ephemeral)
+        return f"{self.wire.http_url}/srv/{label}"
+
+    def _serving(self, label: str) -> api_pb2.Function | None:
+        """The definition that answers at `label` now: the live version's, or the running ephemeral App's."""
+        route = self.wire.routes.get(label)
+        if route is None:
+            return None
+        environment, name, tag, ephemeral = route
+        if ephemeral:
+            app = next((a for a in self.state.apps.values() if a.environment == environment and a.description == name
+                        and a.state == api_pb2.APP_STATE_EPHEMERAL), None)
+            function_id = app.function_ids.get(tag) if app else None
+            return self.state.functions[function_id].definition if function_id else None
+        app = self.state.deployed_app(environment, name)
+        live = app.live if app else None
+        if live is None or tag not in live.function_ids:
+            return None
+        return self.state.definitions[live.definition_ids[live.function_ids[tag]]]
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        label = request.match_info["label"]
+        definition = self._serving(label)
+        if definition is None:
+            return web.Response(status=404, text="modal-http: app for invoked web endpoint is stopped or does not exist")
+        if not definition.http_config.unauthenticated:
+            key, secret = request.headers.get("Modal-Key"), request.headers.get("Modal-Secret")
+            if not key or not secret:
+                return web.Response(status=401, text="modal-http: missing credentials for proxy authorization")
+            if (key, secret) != self.wire.proxy_token:
+                return web.Response(status=401, text="modal-http: invalid credentials for proxy authorization")
+        environment, name, _, _ = self.wire.routes[label]
+        upstream = self.wire.upstream_for(environment, name)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        body = await request.read()
+        target = f"{upstream.rstrip('/')}/{request.match_info['tail']}"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+                async with session.request(request.method, target, params=request.query, headers=headers, data=body) as upstream_response:
+                    response = web.StreamResponse(status=upstream_response.status, headers={
+                        k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP
+                    })
+                    await response.prepare(request)
+                    async for chunk in upstream_response.content.iter_any():
+                        await response.write(chunk)
+                    await response.write_eof()
+                    return response
+        except aiohttp.ClientConnectionError:
+            return web.Response(status=503, text="modal-http: no replica answered")
+
+    # ------------------------------------------------------------------ autoscaler
+
+    def _static(self, function) -> api_pb2.AutoscalerSettings:
+        definition = self.state.live_definition(function)
+        return definition.autoscaler_settings if definition else api_pb2.AutoscalerSettings()
+
+    def _in_force(self, function) -> api_pb2.AutoscalerSettings:
+        return merged(self._static(function), function.autoscaler_override)
+
+    async def FunctionGetSchedulingParams(self, stream) -> None:
+        request: api_pb2.FunctionGetSchedulingParamsRequest = await stream.recv_message()
+        function = self.state.function(request.function_id)
+        await stream.send_message(api_pb2.FunctionGetSchedulingParamsResponse(
+            autoscaler_configuration=api_pb2.AutoscalerConfiguration(
+                settings=self._in_force(function), static_settings=self._static(function),
+                override_settings=function.autoscaler_override,
+            ),
+        ))
+
+    async def FunctionUpdateSchedulingParams(self, stream) -> None:
+        request: api_pb2.FunctionUpdateSchedulingParamsRequest = await stream.recv_message()
+        function = self.state.function(request.function_id)
+        function.autoscaler_override = merged(function.autoscaler_override, request.settings)
+        await stream.send_message(api_pb2.FunctionUpdateSchedulingParamsResponse(current_settings=self._in_force(function)))
