@@ -135,20 +135,23 @@ class DecodeError(ValueError):
 def decode(cls: type, data: Any, where: str = "deployment") -> Any:
     """Rebuild a (nested, frozen) dataclass from `dataclasses.asdict` output, exactly.
 
-    Driven by the type hints, so a new field needs no code here. Missing or unknown
-    keys are errors: a Deployment must round-trip exactly, not approximately.
+    Driven by the type hints, so a new field needs no code here. Unknown keys, and
+    missing keys without a default, are errors: a Deployment must round-trip exactly,
+    not approximately. A missing key with a default (a field added since the data was
+    written, e.g. in a release manifest) takes that default.
     """
     if not isinstance(data, dict):
         raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    if unknown := sorted(set(data) - set(names)):
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    if unknown := sorted(set(data) - {f.name for f in fields}):
         raise DecodeError(f"{where}: unknown field(s) {', '.join(unknown)}")
     values = {}
-    for name in names:
-        if name not in data:
-            raise DecodeError(f"{where}: missing field '{name}'")
-        values[name] = _value(hints[name], data[name], f"{where}.{name}")
+    for f in fields:
+        if f.name in data:
+            values[f.name] = _value(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise DecodeError(f"{where}: missing field '{f.name}'")
     return cls(**values)
 
 
