@@ -8,8 +8,9 @@ credentials. Its JSON has no timestamps and sorted keys, so CI can diff it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
-from infra import catalog, kernels, revisions, sglang_args, spec
+from infra import catalog, kernels, revisions, schedule, sglang_args, spec
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.recipes.base import COMMIT_RE
 from infra.secrets import local_credentials
@@ -92,13 +93,37 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
             f"startup_timeout {d.recipe.startup_timeout} s is below the estimated cold start {cold['estimate_seconds']:g} s "
             f"× margin {settings.cold_start.margin:g}: a cold container may be killed before it is ready"
         )
-    if settings.release.guarded and d.scaling.min_containers == 0:
+    if settings.release.guarded and d.scaling.min_containers == 0 and not any(w.min_containers for w in d.scaling.schedule):
         out.append(f"production environment '{d.env}' has min_containers = 0: every first request pays the full cold start "
                    f"(~{cold['estimate_seconds']:g} s)")
     if d.gpu_snapshot:
         out.append("GPU memory snapshots are alpha on Modal (cold_start.gpu_snapshot)")
     out += sglang_args.deprecation_warnings(d)
     return out
+
+
+def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None) -> dict | None:
+    """The warm-capacity schedule: its windows, the cron triggers that apply it, and what it costs.
+
+    The cost covers the week (and the 30 days) from the Monday of this week in the first
+    window's zone: the same figures all week, so CI's plan diffs stay quiet, and exact
+    across a daylight-saving change. What is in force *now* is left to `render`.
+    """
+    windows = d.scaling.schedule
+    if not windows:
+        return None
+    now = now or datetime.now(UTC)
+    start = schedule.start_of_week(now, windows[0].timezone)
+    cost = schedule.warm_cost(windows, d.scaling, gpu_count=d.recipe.gpu_count,
+                              gpu_hourly_usd=gpu_price(settings, d.recipe.gpu_type), start=start)
+    return {
+        "windows": [w.to_dict() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)} for w in windows],
+        "overlaps": "the highest floor wins, field by field",
+        "triggers": [{"cron": b.cron, "timezone": b.timezone, "events": list(b.events)} for b in schedule.boundaries(windows)],
+        "base": {"min_containers": d.scaling.min_containers, "max_containers": d.scaling.max_containers,
+                 "buffer_containers": d.scaling.buffer_containers},
+        "cost": cost,
+    }
 
 
 def plan_for(settings: Settings, d: Deployment, state: StageState | None = None) -> dict:
@@ -145,6 +170,7 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
             "auth": "Modal proxy auth: send Modal-Key / Modal-Secret" if d.auth.proxy_auth else "none",
         },
         "cost": standing_cost(settings, d),
+        "schedule": schedule_plan(settings, d),
         "cold_start": cold,
         "warnings": warnings_for(settings, d, cold),
     }
@@ -199,6 +225,7 @@ def render(plans: list[dict]) -> str:
             f"Standing cost  {c['warm_gpus']} warm GPU(s) × ${c['gpu_hourly_usd']:.2f}/h = ${c['usd_per_hour']:.2f}/h, "
             f"{c['gpu_hours_per_30_days']:g} GPU-hours and ${c['usd_per_30_days']:,.2f} per 30 days"
         )
+        lines += _schedule_lines(p["schedule"])
         cold = p["cold_start"]
         parts = ", ".join(
             f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
@@ -212,6 +239,34 @@ def render(plans: list[dict]) -> str:
     creds = local_credentials()
     lines.append("Local credentials: " + ", ".join(f"{k} {v}" for k, v in creds.items()))
     return "\n".join(lines)
+
+
+def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]:
+    """The schedule's windows, what holds now and next, and its cost beside always-warm."""
+    if not plan:
+        return []
+    now = now or datetime.now(UTC)
+    windows = [schedule.Window(**{k: v for k, v in w.items() if k not in ("opens", "closes")}) for w in plan["windows"]]
+    base = schedule.BaseScaling(**plan["base"])
+    lines = []
+    for w in plan["windows"]:
+        floor = schedule.Floor(w["min_containers"], w["max_containers"] if w["max_containers"] is not None
+                               else base.max_containers, w["buffer_containers"]).describe()
+        lines.append(f"Schedule       {w['name']} ({w['timezone']}): opens {w['opens'].lower()}, closes "
+                     f"{w['closes'].lower()}: {floor}")
+    lines.append("               triggers: " + "; ".join(f"{t['cron']} ({t['timezone']})" for t in plan["triggers"])
+                 + f"; overlaps: {plan['overlaps']}")
+    now_floor = schedule.floor_at(now, windows, base)
+    lines.append(f"               in force now: {now_floor.describe()} ({now_floor.cause})")
+    if upcoming := schedule.next_change(now, windows, base):
+        lines.append(f"               next change: {upcoming.describe()}")
+    c = plan["cost"]
+    for label, key in (("per week", "per_week"), ("per 30 days", "per_30_days")):
+        s, a = c[key]["scheduled"], c[key]["always_warm"]
+        lines.append(f"               warm cost {label}: {s['gpu_hours']:g} GPU-hours ${s['usd']:,.2f} on schedule, "
+                     f"{a['gpu_hours']:g} GPU-hours ${a['usd']:,.2f} always warm at {c['peak_min_containers']} "
+                     f"replica(s)")
+    return lines
 
 
 def _image(layers: list[dict]) -> str:

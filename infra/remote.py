@@ -43,6 +43,7 @@ class Remote(Protocol):
     def history(self, d: Deployment) -> list[dict]: ...
     def rollback(self, d: Deployment, version: int | None) -> None: ...
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict: ...
+    def autoscaler(self, d: Deployment) -> dict | None: ...
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None: ...
     def write_file(self, environment: str, volume: str, path: str, data: bytes) -> None: ...
     def acquire_lock(self, environment: str, name: str, holder: str, ttl: float) -> dict | None: ...
@@ -106,6 +107,15 @@ async def _deployed_app_id(client, d: Deployment) -> str | None:
         api_pb2.AppGetByDeploymentNameRequest(name=d.modal.app_name, environment_name=d.modal.environment)
     )
     return found.app_id or None
+
+
+def _in_force(settings) -> dict:
+    """Modal's ServerAutoscalerSettings as plain values: unset minimum and buffer are 0, an unset maximum is None."""
+    return {
+        "min_containers": settings.min_containers or 0,
+        "max_containers": settings.max_containers,
+        "buffer_containers": settings.buffer_containers or 0,
+    }
 
 
 def _lock_key(name: str, generation: int) -> str:
@@ -251,7 +261,7 @@ class ModalRemote:
 
     @_explained
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
-        """Change the live Server's autoscaler until the next deploy; with no settings, only read it.
+        """Change the live Server's autoscaler until the next deploy.
 
         Only the settings given change (`min_containers`, `max_containers`, `buffer_containers`), as
         in Modal's `autoscaler.update`: None means 0 for min and buffer and "no cap" for max. Returns
@@ -260,23 +270,25 @@ class ModalRemote:
         """
         import modal
 
-        if unknown := sorted(set(settings) - AUTOSCALER_SETTINGS):
-            raise TypeError(f"update_autoscaler: unknown setting(s) {', '.join(unknown)}")
-        changes = settings
+        if not settings or set(settings) - AUTOSCALER_SETTINGS:
+            raise TypeError(f"update_autoscaler: give some of {sorted(AUTOSCALER_SETTINGS)}; got {sorted(settings)}")
         server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
         try:
-            if changes:
-                settings = server.autoscaler.update(**changes)
-            else:
-                settings = server.autoscaler.settings()
+            return _in_force(server.autoscaler.update(**settings))
         except modal.exception.NotFoundError:
             raise UserError(f"no deployed server in app {d.modal.app_name} in Modal environment {d.modal.environment}: "
                             f"deploy it first (`invoke deploy --env {d.env} --recipe {d.recipe.name}`)") from None
-        return {
-            "min_containers": settings.min_containers or 0,
-            "max_containers": settings.max_containers,
-            "buffer_containers": settings.buffer_containers or 0,
-        }
+
+    @_explained
+    def autoscaler(self, d: Deployment) -> dict | None:
+        """The live Server's autoscaler settings in force (run-time overrides included); None if it is not deployed."""
+        import modal
+
+        server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
+        try:
+            return _in_force(server.autoscaler.settings())
+        except modal.exception.NotFoundError:
+            return None
 
     @_explained
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None:

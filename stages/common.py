@@ -18,11 +18,12 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from infra import gitinfo
-from infra.deployment import Deployment
+from infra import gitinfo, schedule
+from infra.deployment import DecodeError, Deployment
 from infra.errors import Refused, StageError
 from infra.releases import ReleaseStore
 from infra.remote import Remote
@@ -42,6 +43,7 @@ class Context:
     interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
     repo: Path = gitinfo.REPO  # the checkout whose commit is deployed
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # what time the schedule reads
 
     def state(self, d: Deployment) -> StageState:
         return StageState(d.env, d.recipe.name)
@@ -101,6 +103,31 @@ def confirm_or_refuse(ctx: Context, what: str, question: str, confirm: Callable[
         raise Refused(f"{what} needs confirmation: no terminal, so pass --yes")
     if confirm(question).strip().lower() not in ("y", "yes"):
         raise Refused(f"{what}: not confirmed; nothing changed")
+
+
+def apply_schedule(ctx: Context, d: Deployment) -> str | None:
+    """Right after a deploy, promotion or rollback lands: put the scheduled warm floor back.
+
+    Modal resets run-time autoscaler overrides on every deploy (and a rollback is a
+    deploy), so between two window boundaries a fresh deploy would run on the base
+    scaling until the next cron trigger. Returns the line saying what was set and why,
+    or None when `d` has no schedule.
+    """
+    if not d.scaling.schedule:
+        return None
+    lines: list[str] = []
+    schedule.apply(ctx.clock(), d.scaling.schedule, d.scaling, lambda **floor: ctx.remote.update_autoscaler(d, **floor),
+                   target=f"{d.env}/{d.recipe.name}", log=lines.append)
+    ctx.say(f"schedule: {lines[0]}")
+    return lines[0]
+
+
+def running(d: Deployment, release) -> Deployment:
+    """What runs after a rollback to `release`: its own recorded deployment (its schedule included), else `d`."""
+    try:
+        return Deployment.from_dict(release.deployment)
+    except DecodeError:
+        return d
 
 
 def endpoint(ctx: Context, d: Deployment, stage: str) -> str:

@@ -25,6 +25,7 @@ from infra.releases import Manifest, Release, ReleaseStore, new_release_id
 from stages.common import (
     Context,
     StageResult,
+    apply_schedule,
     confirm_or_refuse,
     dry_run,
     fingerprint,
@@ -142,6 +143,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     with store.locked(d, "deploy"):
         manifest = store.read(d)
         _, release = deploy_and_record(ctx, d, store, manifest, git)
+        apply_schedule(ctx, d)
     if release is None:
         current = manifest.current  # Modal skipped the deploy, and the manifest already says what runs
         still = Deployed(current.release_id, current.version, current.url, current.tag, changed=False)

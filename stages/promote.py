@@ -26,7 +26,14 @@ from infra.gitinfo import GitInfo
 from infra.releases import Release, ReleaseStore, rollback_entry
 from infra.resolve import resolve
 from infra.settings import Settings
-from stages.common import Context, StageResult, confirm_or_refuse, result
+from stages.common import (
+    Context,
+    StageResult,
+    apply_schedule,
+    confirm_or_refuse,
+    result,
+    running,
+)
 from stages.deploy import deploy_and_record
 
 STAGE = "promote"
@@ -115,6 +122,7 @@ def run(source: Context, target: Context, options: Options, *, confirm=input) ->
         if promoted is None:
             version = f"v{previous.version}" if previous and previous.version else "its current version"
             return result(STAGE, d, "unchanged", f"promote: no change, {dst_env}/{recipe} already runs {release.tag} ({version})")
+        apply_schedule(target, d)
         try:
             outcome = smoketest.check(d, promoted.url, say=target.say)
         except StageError as err:
@@ -138,6 +146,7 @@ def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previ
     latest = ctx.remote.history(d)[:1]
     rollback = rollback_entry(previous, latest[0]["version"] if latest else None, note=reason)
     store.record(d, manifest, rollback)
+    apply_schedule(ctx, running(d, previous))
     return f"rolled back to v{previous.version} ({previous.tag}) as v{rollback.version}"
 
 

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from infra.deployment import Deployment
 from infra.errors import Refused
 from infra.releases import Manifest, Release, ReleaseStore, rollback_entry
-from stages.common import Context, StageResult, confirm_or_refuse, result
+from stages.common import (
+    Context,
+    StageResult,
+    apply_schedule,
+    confirm_or_refuse,
+    result,
+    running,
+)
 
 STAGE = "rollback"
 
@@ -47,6 +54,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
         entry = rollback_entry(target, latest[0]["version"] if latest else None,
                                note=f"manual rollback from v{current.version if current else '?'}")
         store.record(d, manifest, entry)
+        apply_schedule(ctx, running(d, target))
     return result(STAGE, d, "ran", f"rolled {d.env}/{d.recipe.name} back to v{target.version} ({target.tag}); now v{entry.version}",
                   RolledBack(target.version, entry.version, target.tag))
 

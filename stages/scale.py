@@ -1,12 +1,15 @@
 """`invoke scale --min N`: change warm replicas at run time, without a redeploy (Modal's autoscaler update).
 
-The next deploy resets min_containers to the settings value; we say so.
+Two things undo it, and we say when: the next deploy (Modal resets run-time
+overrides to the deployed values) and, where the environment has a schedule, its
+next window boundary (the scheduled function sets the floor the schedule says).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra import schedule
 from infra.deployment import Deployment
 from infra.errors import ConfigError
 from stages.common import Context, StageResult, result
@@ -22,24 +25,33 @@ class Options:
 @dataclass(frozen=True)
 class Scaled:
     min_containers: int
+    max_containers: int | None
+    buffer_containers: int
+    overridden_at: str | None  # when the schedule next sets the floor (ISO 8601, UTC), if it has windows
 
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
     scaling, wanted = ctx.settings.scaling, options.min_containers
+    now = ctx.clock()
+    cap = schedule.floor_at(now, d.scaling.schedule, d.scaling).max_containers
     if wanted < 0:
         raise ConfigError(f"--min {wanted}: allowed: 0 or more warm replicas")
     if wanted > 0 and not scaling.allow_warm_replicas:
         raise ConfigError(f"--min {wanted}: environment '{d.env}' forbids warm replicas (allow_warm_replicas = false); allowed: 0")
-    if scaling.max_containers is not None and wanted > scaling.max_containers:
-        raise ConfigError(f"--min {wanted}: exceeds max_containers = {scaling.max_containers}")
+    if cap is not None and wanted > cap:
+        raise ConfigError(f"--min {wanted}: exceeds max_containers = {cap} in force now; allowed: at most {cap}")
+    upcoming = schedule.next_boundary(now, d.scaling.schedule, d.scaling)
+    until = (f"until {upcoming.describe()}" if upcoming else
+             f"until the next deploy resets it to the settings value ({d.scaling.min_containers})")
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to {wanted}")
+        return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to {wanted}, {until}")
     ctx.remote.require_credentials()
     in_force = ctx.remote.update_autoscaler(d, min_containers=wanted)
-    return result(
-        STAGE, d, "ran",
-        f"{d.env}/{d.recipe.name}: min_containers now {in_force['min_containers']} (was {d.scaling.min_containers} at deploy). "
-        f"warning: the next deploy resets it to the settings value ({d.scaling.min_containers}); change scaling.min_containers "
-        f"in environments/{d.env}.toml to keep it",
-        Scaled(in_force["min_containers"]),
-    )
+    message = f"{d.env}/{d.recipe.name}: min_containers now {in_force['min_containers']}, {until}"
+    if upcoming:
+        message += "; a deploy before then resets it to the schedule's floor"
+    else:
+        message += f"; change scaling.min_containers in environments/{d.env}.toml to keep it"
+    return result(STAGE, d, "ran", message, Scaled(in_force["min_containers"], in_force["max_containers"],
+                                                    in_force["buffer_containers"],
+                                                    upcoming.when.isoformat() if upcoming else None))

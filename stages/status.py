@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from infra import revisions
+from infra import revisions, schedule
 from infra.deployment import Deployment
 from infra.recipes.base import COMMIT_RE
 from infra.releases import ReleaseStore
-from stages.common import Context, StageResult, result
+from stages.common import Context, StageResult, result, running
 
 STAGE = "status"
 SHOWN_HISTORY = 5
@@ -20,6 +20,34 @@ class Status:
     current: dict | None
     history: list[dict]
     drift: list[str]
+    warm_floor: dict | None = None  # the autoscaler settings in force, who set them, the next scheduled change
+
+
+WHO = {
+    "schedule": "set by the schedule",
+    "deploy": "the deployed scaling (no schedule, or it was not applied after the last deploy)",
+    "override": "a run-time override (`invoke scale` or Modal's dashboard)",
+}
+
+
+def warm_floor(ctx: Context, d: Deployment) -> tuple[list[str], dict | None]:
+    """The warm floor in force on Modal now, who set it, and when the schedule next changes it."""
+    in_force = ctx.remote.autoscaler(d)
+    if in_force is None:
+        return [], None
+    now = ctx.clock()
+    windows, base = d.scaling.schedule, d.scaling
+    who = schedule.who_set(now, windows, base, **in_force)
+    wanted = schedule.floor_at(now, windows, base)
+    upcoming = schedule.next_change(now, windows, base)
+    shown = schedule.Floor(**in_force).describe()
+    lines = [f"  warm floor: {shown}: {WHO[who]}" + (f" ({wanted.cause})" if who == "schedule" else "")]
+    if who != "schedule" and windows:
+        lines.append(f"    the schedule wants {wanted.describe()} ({wanted.cause}) now")
+    if upcoming:
+        lines.append(f"    next scheduled change: {upcoming.describe()}")
+    return lines, {**in_force, "set_by": who, "schedule_wants": wanted.autoscaler_settings() if windows else None,
+                   "next_change": upcoming.when.isoformat() if upcoming else None}
 
 
 def flatten(data: object, prefix: str = "") -> dict[str, object]:
@@ -60,4 +88,6 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += [f"  before: {release.summary()}" for release in earlier]
     lines.append("  drift: none (plan matches what runs)" if not changes else f"  drift: {len(changes)} setting(s) differ")
     lines += [f"    {c}" for c in changes]
-    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes))
+    floor_lines, floor = warm_floor(ctx, running(d, current))
+    lines += floor_lines
+    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes, floor))

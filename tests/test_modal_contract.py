@@ -212,13 +212,13 @@ def test_update_autoscaler_uses_the_current_api_and_reports_the_settings_in_forc
     assert wire.autoscaler("prod", APP)["min_containers"] == 2
     now = remote.update_autoscaler(prod, max_containers=3, buffer_containers=1)
     assert now == {"min_containers": 2, "max_containers": 3, "buffer_containers": 1}
-    assert remote.update_autoscaler(prod) == now  # nothing to change: the settings in force, read back
+    assert remote.autoscaler(prod) == now  # the settings in force, read back
     assert "FunctionGetSchedulingParams" in wire.rpcs()
     dev = deployment("dev")  # min_containers 0 is not even sent with the definition: Modal reports it unset
     remote.deploy(dev, "git-aaa")
     assert remote.update_autoscaler(dev, max_containers=1) == {"min_containers": 0, "max_containers": 1, "buffer_containers": 0}
     remote.deploy(changed(prod, target_concurrency=8), "git-bbb")  # a deploy resets run-time changes
-    assert remote.update_autoscaler(prod) == {"min_containers": 1, "max_containers": 4, "buffer_containers": 0}
+    assert remote.autoscaler(prod) == {"min_containers": 1, "max_containers": 4, "buffer_containers": 0}
 
 
 def test_update_autoscaler_without_a_deployed_server_says_so(wire, remote):
@@ -226,6 +226,7 @@ def test_update_autoscaler_without_a_deployed_server_says_so(wire, remote):
 
     with pytest.raises(UserError, match=f"no deployed server in app {APP} in Modal environment prod"):
         remote.update_autoscaler(deployment("prod"), min_containers=2)
+    assert remote.autoscaler(deployment("prod")) is None  # a read says "not deployed" without failing
 
 
 def test_ephemeral_serves_while_open_and_stops_on_exit_and_on_error(wire, remote):
@@ -346,6 +347,7 @@ EVERY_CALL = {
     "history": lambda r, d: r.history(d),
     "rollback": lambda r, d: r.rollback(d, None),
     "update_autoscaler": lambda r, d: r.update_autoscaler(d, min_containers=1),
+    "autoscaler": lambda r, d: r.autoscaler(d),
     "read_file": lambda r, d: r.read_file("dev", "sglang-releases", "x"),
     "write_file": lambda r, d: r.write_file("dev", "sglang-releases", "x", b"x"),
     "acquire_lock": lambda r, d: r.acquire_lock("dev", "dev/x", "me", 60),

@@ -169,11 +169,18 @@ class FakeModal:
         """As Modal: the given settings override the deployed ones until the next deploy or rollback."""
         self._call("update_autoscaler", app=d.modal.app_name, environment=d.modal.environment, **settings)
         path = self._app_file(d).with_suffix(".autoscaler.json")
+        overrides = (json.loads(path.read_text()) if path.exists() else {}) | settings
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(overrides))
+        return self._in_force(d)
+
+    def autoscaler(self, d: Deployment) -> dict | None:
+        self._call("autoscaler", app=d.modal.app_name, environment=d.modal.environment)
+        return self._in_force(d) if self.versions(d) else None
+
+    def _in_force(self, d: Deployment) -> dict:
+        path = self._app_file(d).with_suffix(".autoscaler.json")
         overrides = json.loads(path.read_text()) if path.exists() else {}
-        if settings:
-            overrides |= settings
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(overrides))
         deployed = (self.versions(d) or [{}])[0].get("deployment", {}).get("scaling") or vars(d.scaling)
         in_force = {k: deployed.get(k) for k in ("min_containers", "max_containers", "buffer_containers")} | overrides
         return {"min_containers": in_force["min_containers"] or 0, "max_containers": in_force["max_containers"],
