@@ -273,6 +273,20 @@ class ModalWire:
 
         return {deserialize(k, None): deserialize(v, None) for k, v in self._on_loop(entries).items()}
 
+    def schedules(self, environment: str, app_name: str) -> dict[str, tuple[str, str] | None]:
+        """The live version's Functions by name, with the (cron, time zone) each is scheduled on, if any."""
+
+        def scheduled():
+            app = self.state.deployed_app(environment, app_name)
+            out = {}
+            for name, function_id in (app.function_ids if app else {}).items():
+                definition = self.state.live_definition(self.state.functions[function_id])
+                cron = definition.schedule.cron if definition and definition.HasField("schedule") else None
+                out[name] = (cron.cron_string, cron.timezone) if cron and cron.cron_string else None
+            return out
+
+        return self._on_loop(scheduled)
+
     def autoscaler(self, environment: str, app_name: str, server: str = "server") -> dict[str, Any]:
         """The settings in force for the live version's Server, as the fields that are set."""
 
