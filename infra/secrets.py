@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
+from pathlib import Path
 
 # Environment variables whose values are credentials.
 SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_KEY", "MODAL_SECRET")
@@ -46,11 +48,11 @@ def credential_kind(value: str) -> str | None:
 
 
 def mask(value: str | None) -> str:
-    """'hf_abcdef123' -> 'hf_…(masked)'; keeps a prefix that says what kind of token it is, nothing more."""
+    """'hf_abcdef123' -> 'hf_…(masked)', 'ak-123…' -> 'ak-…(masked)': a prefix that says what kind of token it is, nothing more."""
     if not value:
         return "not set"
-    prefix = value.split("_", 1)[0] + "_" if "_" in value[:4] else ""
-    return f"{prefix}…(masked)"
+    match = re.match(r"[A-Za-z]{2,3}[_-]", value)
+    return f"{match.group(0) if match else ''}…(masked)"
 
 
 def mask_credentials(text: str) -> str:
@@ -91,9 +93,6 @@ def local_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def _modal_config_value(key: str, environ) -> str | None:
     """The active profile's `key` in Modal's config file (MODAL_CONFIG_PATH, default ~/.modal.toml), without importing modal."""
-    import tomllib
-    from pathlib import Path
-
     path = Path(environ.get("MODAL_CONFIG_PATH") or Path.home() / ".modal.toml")
     try:
         profiles = tomllib.loads(path.read_text())

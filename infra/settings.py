@@ -526,10 +526,15 @@ def describe(err: dict, layers: list[Layer], merged: dict) -> str:
     if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES:
         return f"{source}: '{setting}' is a single value, not a table; nothing can be set below it"
     message = EXPECTED.get(err["type"], err["msg"].removeprefix("Value error, "))
-    if err["type"] in EXPECTED:
-        message = f"{err['msg']} ({message})"
-    value_text = f" = {shown(value)}" if found and not isinstance(value, dict) else ""
+    value_text = f" = {_as_written(value)}" if found and not isinstance(value, dict) else ""
     return f"{source}: {setting}{value_text}: {message}"
+
+
+def _as_written(value: Any) -> str:
+    """A value as the user wrote it in TOML (true, not True), masked when it looks like a credential."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shown(value)
 
 
 def _lookup(data: dict, loc: tuple) -> tuple[bool, Any]:

@@ -57,7 +57,33 @@ BAD_INPUT = [
     ("scale with junk", ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "two"], None),
     ("bench with --concurrency 0", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "0"], None),
     ("bench with junk concurrency", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "1,x"], None),
+    ("bench report to a folder that does not exist", ["bench", "--url", "http://127.0.0.1:9", "--output", "/no/such/r.json"], None),
+    ("bench: proxy credentials in clear text to another host", ["bench", "--url", "http://example.com:9", "--proxy-auth"],
+     "proxy-credentials"),
+    ("scale without --min", ["scale", "--env", "prod"], None),
+    ("prod deploy from a dirty tree (nothing reaches Modal)", ["deploy", "--env", "prod", "--yes"], "dirty"),
+    ("promotion against its direction", ["promote", "--from", "dev", "--to", "prod", "--yes"], None),
+    ("a credential where a Modal Secret's name belongs", ["plan", "--env", "prod", "--set",
+                                                          "secrets.hf_token_secret=hf_abcdefghijklmnopqrstuvwxyz0123"], None),
+    ("a setting that chooses what to load, given with --set", ["plan", "--env", "prod", "--set", "env=dev"], None),
+    ("a JSON variable that is not JSON", ["plan", "--env", "prod"], "bad-json-variable"),
+    ("a variable nested below a single value", ["plan", "--env", "prod"], "too-deep-variable"),
+    ("a list setting given as a plain string", ["plan", "--env", "prod"], "list-variable"),
+    ("a boolean where a number belongs", ["plan", "--env", "prod", "--set", "scaling.min_containers=true"], None),
+    ("a configuration folder that does not exist", ["plan", "--env", "prod"], "no-config-dir"),
+    ("an environment file that is not UTF-8", ["plan", "--env", "prod"], "not-utf8"),
+    ("a schedule window with a bad cron expression", ["plan", "--env", "prod", "--set",
+     'scaling.schedule=[{name="business-hours", start="0 8 * * MONDAY", end="0 18 * * MON-FRI", '
+     'timezone="America/New_York", min_containers=1}]'], None),
+    ("a schedule window above max_containers", ["plan", "--env", "prod", "--set",
+     'scaling.schedule=[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
+     'timezone="America/New_York", min_containers=9}]'], None),
 ]
+
+
+# Setups that set one environment variable: the doc shows it before the command.
+VARIABLES = {"bad-json-variable": ("INFRA_SCALING", "{bad json"), "too-deep-variable": ("INFRA_SCALING__MIN_CONTAINERS__X", "1"),
+             "list-variable": ("INFRA_SERVES", "qwen3-8b-low-latency"), "no-config-dir": ("INFRA_CONFIG_DIR", "/no/such/folder")}
 
 
 def _prepare(cli, setup: str | None) -> None:
@@ -76,6 +102,19 @@ def _prepare(cli, setup: str | None) -> None:
             prod.write_text(prod.read_text().replace("min_containers = 1", 'min_containers = "two"'))
     if setup == "no-credentials":
         cli.fake["credentials"] = False
+    if setup == "proxy-credentials":
+        cli.env |= {"MODAL_KEY": "wk-abcdefghijklmnop0123", "MODAL_SECRET": "ws-abcdefghijklmnop0123"}
+    if setup == "dirty":
+        staging = cli.project / "environments" / "staging.toml"
+        staging.write_text(staging.read_text() + "# an uncommitted edit\n")
+    if setup in VARIABLES:
+        name, value = VARIABLES[setup]
+        cli.env[name] = value
+    if setup == "not-utf8":
+        config = cli.tmp / "environments"
+        shutil.copytree(REPO / "environments", config)
+        cli.env["INFRA_CONFIG_DIR"] = str(config)
+        (config / "prod.toml").write_bytes((config / "prod.toml").read_bytes() + b"# caf\xe9\n")
 
 
 def normalise(text: str, tmp: str | None = None) -> str:
@@ -99,12 +138,13 @@ def bad_input_lines(tmp_path_factory):
         cli = Cli(tmp_path_factory.mktemp("cli"))
         _prepare(cli, setup)
         done = cli(*args)
-        lines.append((situation, args, done, str(cli.tmp)))
+        shown = [f"{VARIABLES[setup][0]}='{VARIABLES[setup][1]}'"] if setup in VARIABLES else []
+        lines.append((situation, args, done, str(cli.tmp), shown))
     return lines
 
 
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines):
-    for situation, _, done, tmp in bad_input_lines:
+    for situation, _, done, tmp, _ in bad_input_lines:
         assert done.returncode != 0, (situation, done.stdout)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (situation, done.stderr)
@@ -191,7 +231,7 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     return [(s, re.sub(r"since \d\d:\d\d:\d\dZ", "since <time>", m)) for s, m in out]
 
 
-def render(bad: list[tuple[str, list[str], str]], faults: list[tuple[str, str]]) -> str:
+def render(bad: list[tuple[str, list[str], str, list[str]]], faults: list[tuple[str, str]]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", "<br>")
 
@@ -209,7 +249,7 @@ def render(bad: list[tuple[str, list[str], str]], faults: list[tuple[str, str]])
         "| situation | command | message |",
         "|---|---|---|",
     ]
-    lines += [f"| {cell(s)} | `invoke {' '.join(a)}` | {cell(m)} |" for s, a, m in bad]
+    lines += [f"| {cell(s)} | `{' '.join([*v, 'invoke', *a])}` | {cell(m)} |" for s, a, m, v in bad]
     lines += [
         "",
         "## Faults",
@@ -225,9 +265,9 @@ def render(bad: list[tuple[str, list[str], str]], faults: list[tuple[str, str]])
 
 def test_docs_errors_md_lists_every_case_with_its_exact_message(bad_input_lines, tmp_path, fake_server):
     bad = []
-    for situation, args, done, tmp in bad_input_lines:
+    for situation, args, done, tmp, variables in bad_input_lines:
         message = next(line for line in done.stderr.splitlines() if line.startswith("error:"))
-        bad.append((situation, args, normalise(message, tmp)))
+        bad.append((situation, args, normalise(message, tmp), variables))
     text = render(bad, _fault_lines(tmp_path, fake_server))
     if WRITE_DOCS:
         DOC.parent.mkdir(exist_ok=True)

@@ -69,7 +69,7 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path):
 
 def test_plan_masks_local_credentials(cli):
     done = cli("plan", "--env", "prod", **PLANTED)
-    assert "HF_TOKEN hf_…(masked)" in done.stdout and "MODAL_TOKEN_SECRET …(masked)" in done.stdout
+    assert "HF_TOKEN hf_…(masked)" in done.stdout and "MODAL_TOKEN_SECRET as-…(masked)" in done.stdout
     assert leaks(done.stdout + done.stderr) == []
 
 

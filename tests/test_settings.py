@@ -64,7 +64,7 @@ def test_modal_environment_defaults_to_env_name(config):
     [
         (lambda: load_settings("qa"), "unknown environment 'qa'; choose one of dev, prod, staging"),
         (lambda: load_settings("prod", recipe="llama"), "--recipe: unknown recipe 'llama'; known recipes: qwen3-8b-low-latency, qwen3.6-35b-vlm"),
-        (lambda: load_settings("dev", overrides={"scaling.min_containers": "two"}), "--set: scaling.min_containers = 'two': Input should be a valid integer"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": "two"}), "--set: scaling.min_containers = 'two': expected a whole number"),
         (lambda: load_settings("dev", overrides={"scaling.min_containers": -1}), "--set: scaling.min_containers = -1: Input should be greater than or equal to 0"),
         (lambda: load_settings("prod", overrides={"scaling.min_containers": 5}), "scaling: min_containers=5 exceeds max_containers=4; min_containers must be <= max_containers"),
         (lambda: load_settings("dev", overrides={"scaling.min_containers": 1}), "min_containers=1 but this environment forbids warm replicas (allow_warm_replicas = false); allowed: min_containers = 0"),
@@ -108,7 +108,7 @@ def test_wrong_type_in_file_names_the_file(config):
     text = (config / "prod.toml").read_text().replace("min_containers = 1", 'min_containers = "two"')
     (config / "prod.toml").write_text(text)
     message = error_of(lambda: load_settings("prod"))
-    assert message.startswith(str(config / "prod.toml") + ": scaling.min_containers = 'two': Input should be a valid integer")
+    assert message.startswith(str(config / "prod.toml") + ": scaling.min_containers = 'two': expected a whole number")
 
 
 def test_wrong_value_in_variable_names_the_variable(monkeypatch):
@@ -168,3 +168,65 @@ def test_gpu_snapshot_checked_against_the_sglang_version():
     d = resolve(load_settings("prod", overrides=parse_overrides(["cold_start.gpu_snapshot=true"])), "qwen3-8b-low-latency")
     assert d.gpu_snapshot
     assert "--enable-memory-saver" in __import__("infra.sglang_args", fromlist=["x"]).launch_command(d)
+
+
+# ---------------------------------------------------------------------------- one clear line from every source
+# (issue 13: JSON-valued and too deeply nested variables, lists from variables, selectors given as settings,
+# a missing configuration folder, a file that is not UTF-8, strict types, duplicates, credentials never echoed)
+
+TOKEN = "hf_abcdefghijklmnopqrstuvwxyz0123"
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("INFRA_SCALING", '{"min_containers": true}',
+     "INFRA_SCALING: scaling.min_containers = true: expected a whole number"),
+    ("INFRA_SCALING", "{bad json", "INFRA_SCALING: scaling = '{bad json': expected a table, e.g. { key = value }"),
+    ("INFRA_SCALING__MIN_CONTAINERS__X", "1",
+     "INFRA_SCALING__MIN_CONTAINERS__X: 'scaling.min_containers' is a single value, not a table; nothing can be set below it"),
+    ("INFRA_SERVES", "qwen3-8b-low-latency",
+     "INFRA_SERVES: serves = 'qwen3-8b-low-latency': expected a list, e.g. [\"a\", \"b\"]"),
+    ("INFRA_SERVES", '["qwen3-8b-low-latency", "qwen3-8b-low-latency"]',
+     "INFRA_SERVES: serves = ['qwen3-8b-low-latency', 'qwen3-8b-low-latency']: lists qwen3-8b-low-latency more than once; "
+     "allowed: each recipe once"),
+    ("INFRA_SCALING__MIN_CONTAINERS", "true", "INFRA_SCALING__MIN_CONTAINERS: scaling.min_containers = true: expected a whole number"),
+    ("INFRA_SECRETS__HF_TOKEN_SECRET", TOKEN, "INFRA_SECRETS__HF_TOKEN_SECRET: secrets.hf_token_secret = 'hf_…(masked)': this is "
+     "the NAME of a Modal Secret, but the value looks like a Hugging Face token: never put a credential in settings"),
+    ("INFRA_CONFIG_DIR", "/no/such/folder", "INFRA_CONFIG_DIR: configuration directory /no/such/folder does not exist; "
+     "allowed: a folder of <env>.toml files"),
+])
+def test_every_variable_mistake_is_one_line_naming_the_variable(monkeypatch, variable, value, expected):
+    monkeypatch.setenv(variable, value)
+    message = error_of(lambda: load_settings("prod"))
+    assert message.startswith(expected) and TOKEN not in message
+
+
+def test_a_json_object_in_a_variable_sets_a_whole_table(monkeypatch):
+    monkeypatch.setenv("INFRA_SCALING", '{"min_containers": 2, "max_containers": 3}')
+    s = load_settings("prod")
+    assert (s.scaling.min_containers, s.scaling.max_containers) == (2, 3)
+    monkeypatch.setenv("INFRA_SERVES", '["qwen3.6-35b-vlm"]')
+    assert load_settings("prod").serves == ["qwen3.6-35b-vlm"]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("env=dev", "--set env: 'env' chooses what to load; allowed: --env (or INFRA_ENV), not --set"),
+    ("recipe=qwen3.6-35b-vlm", "--set recipe: 'recipe' chooses what to load; allowed: --recipe (or INFRA_RECIPE), not --set"),
+    ("scaling.min_containers=true", "--set: scaling.min_containers = true: expected a whole number"),
+    (f"server.port={TOKEN}", "--set: server.port = 'hf_…(masked)': expected a whole number"),
+    (f"secrets.hf_token_secret={TOKEN}", "--set: secrets.hf_token_secret = 'hf_…(masked)': this is the NAME of a Modal Secret"),
+    ("secrets.hf_token_secret=my secret!", "--set: secrets.hf_token_secret = 'my secret!': not a Modal object name"),
+    ('serves=["qwen3-8b-low-latency", "qwen3-8b-low-latency"]', "--set: serves = ['qwen3-8b-low-latency', "),
+    ("release.promote_from=qa", "--set: release.promote_from = 'qa': not another known environment; allowed: one of dev, staging"),
+    ("release.promote_from=prod", "--set: release.promote_from = 'prod': not another known environment"),
+])
+def test_every_override_mistake_is_one_line_and_never_echoes_a_credential(override, expected):
+    message = error_of(lambda: load_settings("prod", overrides=parse_overrides([override])))
+    assert message.startswith(expected), message
+    assert TOKEN not in message and TOKEN[3:15] not in message
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_offending_byte(config):
+    (config / "prod.toml").write_bytes((config / "prod.toml").read_bytes() + b"# caf\xe9\n")
+    message = error_of(lambda: load_settings("prod"))
+    assert message.startswith(str(config / "prod.toml") + ": not UTF-8 text (byte 0xe9 at offset ")
+    assert message.endswith("allowed: a UTF-8 TOML file, save it as UTF-8")

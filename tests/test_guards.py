@@ -1,0 +1,124 @@
+"""Issue 13: every local check before the first remote call, promotion in one direction, one command line.
+
+Run as a user runs them (`python -m invoke ...` in a clean project checkout) against the recording fake
+Modal boundary, whose call record proves what reached Modal."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def calls(cli) -> list[str]:
+    path = cli.modal_root / "calls.jsonl"
+    return [json.loads(line)["method"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def dirty(cli) -> None:
+    staging = cli.project / "environments" / "staging.toml"
+    staging.write_text(staging.read_text() + "# an uncommitted edit\n")
+
+
+@pytest.mark.parametrize("task", [["pipeline", "--env", "prod", "--yes"], ["deploy", "--env", "prod", "--yes"]])
+def test_a_prod_pipeline_or_deploy_from_a_dirty_tree_makes_no_remote_call_at_all(cli, task):
+    dirty(cli)
+    cli.fake["credentials"] = False  # also without credentials: the dirty tree is the first failing check
+    done = cli(*task)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: refusing to deploy to guarded environment 'prod' from a dirty working tree "
+        "(commit or stash your changes, or pass --force)")
+    assert calls(cli) == []
+
+
+def test_a_prod_pipeline_without_confirmation_or_credentials_stops_before_build(cli):
+    done = cli("pipeline", "--env", "prod", "--recipe", "qwen3.6-35b-vlm")  # no terminal, no --yes
+    assert "needs confirmation: no terminal, so pass --yes" in done.stderr and calls(cli) == []
+    cli.fake["credentials"] = False
+    done = cli("pipeline", "--env", "prod", "--recipe", "qwen3.6-35b-vlm", "--yes")
+    assert "Modal credentials missing" in done.stderr and calls(cli) == []
+
+
+@pytest.mark.parametrize("source, target, expected", [
+    ("prod", "staging", "error: promote --from prod --to staging: staging takes releases only from no environment "
+                        "(release.promote_from in environments/staging.toml); allowed: none: staging is deployed by "
+                        "`invoke pipeline`; nothing changed"),
+    ("dev", "prod", "error: promote --from dev --to prod: prod takes releases only from staging (release.promote_from "
+                    "in environments/prod.toml); allowed: --from staging --to prod; nothing changed"),
+])
+def test_promotion_has_a_direction_refused_offline(cli, source, target, expected):
+    cli.fake["credentials"] = False  # offline: refused before anything needs Modal
+    done = cli("promote", "--from", source, "--to", target, "--yes")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == expected
+    assert calls(cli) == []
+
+
+def test_no_short_flag_means_two_things(cli):
+    """Long flags only: `-d` was --debug on plan, --dry-run on stages and --duration on bench."""
+    meanings: dict[str, set[str]] = {}
+    for task in ("plan", "build", "download", "compile", "deploy", "smoke", "try", "pipeline", "promote", "rollback",
+                 "status", "scale", "bench", "sglang-flags"):
+        for line in cli("--help", task).stdout.splitlines():
+            if match := re.match(r"\s+-(\w), --([\w-]+)", line):
+                meanings.setdefault(match.group(1), set()).add(match.group(2))
+    assert {flag: names for flag, names in meanings.items() if len(names) > 1} == {}
+
+
+def test_try_takes_its_environment_from_infra_env(cli):
+    done = cli("try", "--recipe", "qwen3-8b-low-latency", "--dry-run", INFRA_ENV="staging")
+    assert done.returncode == 0 and "try (dry run, staging/qwen3-8b-low-latency)" in done.stdout
+
+
+def test_every_dry_run_line_names_the_environment_and_the_recipe(cli):
+    done = cli("scale", "--env", "prod", "--min", "2", "--dry-run")
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0] != lines[1]
+    assert lines[0].startswith("scale (dry run, prod/qwen3-8b-low-latency): would set min_containers to 2")
+    assert lines[1].startswith("scale (dry run, prod/qwen3.6-35b-vlm): would set min_containers to 2")
+
+
+def test_scale_without_min_says_what_is_missing_and_debug_drops_the_hint(cli):
+    assert cli("scale", "--env", "prod").stderr.strip() == (
+        "error: --min is missing: give the number of warm replicas to keep, e.g. --min 2")
+    cli.fake["fail"] = {"build_image": "boom"}
+    assert "(run with --debug for the traceback)" in cli("build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm").stderr
+    debugged = cli("build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--debug").stderr
+    assert "Traceback" in debugged and "run with --debug" not in debugged
+
+
+def test_json_prints_the_machine_readable_result_on_every_task(cli, fake_server, tmp_path):
+    server = fake_server("--tokens", "3")
+    done = cli("bench", "--url", server.url, "--concurrency", "1", "--requests", "1", "--max-tokens", "2", "--json",
+               "--output", str(tmp_path / "report.json"))
+    [result] = json.loads(done.stdout)
+    assert result["stage"] == "bench" and result["detail"]["levels"][0]["concurrency"] == 1
+    assert json.loads((tmp_path / "report.json").read_text())["schema"] == 1
+    [planned] = json.loads(cli("build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--dry-run", "--json").stdout)
+    assert planned["status"] == "dry-run"
+
+
+def test_plan_counts_a_token_in_the_modal_config_file_as_set(cli, tmp_path):
+    config = tmp_path / "modal.toml"
+    config.write_text('[default]\ntoken_id = "ak-abcdefghijklmnop0123"\ntoken_secret = "as-abcdefghijklmnop0123"\nactive = true\n')
+    out = cli("plan", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", MODAL_CONFIG_PATH=str(config)).stdout
+    assert "MODAL_TOKEN_ID ak-…(masked) (from the Modal config file)" in out
+    assert "abcdefghijklmnop" not in out
+
+
+def test_bench_checks_its_inputs_before_any_request(cli):
+    for args, expected in (
+        (["--url", "127.0.0.1:8000"], "--url must be an http:// or https:// address"),
+        (["--url", "http://127.0.0.1:9", "--output", "/no/such/folder/r.json"], "folder /no/such/folder does not exist"),
+    ):
+        done = cli("bench", *args, timeout=20)
+        assert done.returncode == 1 and expected in done.stderr
+
+
+def test_the_readme_lists_every_task(cli):
+    readme = (REPO / "README.md").read_text()
+    for task in re.findall(r"^  (\S+) ", cli("--list").stdout, re.M):
+        assert f"invoke {task}" in readme, task
