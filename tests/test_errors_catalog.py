@@ -7,6 +7,7 @@ Regenerate the doc after changing a message:  INFRA_WRITE_DOCS=1 python -m pytes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import shutil
@@ -133,14 +134,17 @@ def normalise(text: str, tmp: str | None = None) -> str:
 def bad_input_lines(tmp_path_factory):
     from tests.conftest import Cli
 
-    lines = []
-    for situation, args, setup in BAD_INPUT:
+    def run(case):
+        situation, args, setup = case
         cli = Cli(tmp_path_factory.mktemp("cli"))
         _prepare(cli, setup)
         done = cli(*args)
         shown = [f"{VARIABLES[setup][0]}='{VARIABLES[setup][1]}'"] if setup in VARIABLES else []
-        lines.append((situation, args, done, str(cli.tmp), shown))
-    return lines
+        return situation, args, done, str(cli.tmp), shown
+
+    # Each case is its own process in its own checkout: run a few at once, keep the order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(run, BAD_INPUT))
 
 
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines):
