@@ -9,6 +9,7 @@ records the result on the current release, which is what `promote` checks.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from infra import client, lifecycle
@@ -56,11 +57,18 @@ def check(ctx: Context, d: Deployment, url: str, deadline: float | None = None, 
         raise StageError(STAGE, f"{d.env}/{d.recipe} at {url}: {err}") from None
     if echo:
         print()
-    text = result.text or result.reasoning
+    text, checked = answer_of(d, result)
     if not text.strip():
+        if result.reasoning.strip():
+            raise StageError(STAGE, f"{d.env}/{d.recipe} at {url}: the stream carried only reasoning_content "
+                                    f"({len(result.reasoning)} characters) and no answer: the answer path was not "
+                                    "exercised (turn thinking off in the recipe's smoke extra_body, e.g. "
+                                    "chat_template_kwargs.enable_thinking=false, or set accept_reasoning_only)")
         raise StageError(STAGE, f"{d.env}/{d.recipe} at {url}: the stream ended without any text or reasoning text")
     return {
         "passed": True,
+        "checked": checked,
+        "reasoning_chars": len(result.reasoning),
         "url": url,
         "ttft": round(result.ttft or 0.0, 3),
         "total": round(result.total, 3),
@@ -69,6 +77,18 @@ def check(ctx: Context, d: Deployment, url: str, deadline: float | None = None, 
         "reply": text[:200],
         "at": started,
     }
+
+
+def answer_of(d: Deployment, result: client.StreamResult) -> tuple[str, str]:
+    """The text that must be there, and a line saying what was checked.
+
+    With a reasoning parser SGLang splits a reply into reasoning_content and content; a
+    reply of reasoning alone proves the model ran, not that answers reach the user."""
+    if d.smoke.accept_reasoning_only:
+        return result.text or result.reasoning, "content or reasoning_content (the recipe accepts reasoning alone)"
+    kwargs = d.smoke.extra_body.get("chat_template_kwargs")
+    thinking = f" with chat_template_kwargs {json.dumps(kwargs, sort_keys=True)}" if kwargs else ""
+    return result.text, f"answer text in content{thinking}"
 
 
 def endpoint_url(ctx: Context, d: Deployment) -> str:
@@ -105,6 +125,6 @@ def run(ctx: Context, d: Deployment, url: str | None = None, *, deadline: float 
     return StageResult(
         STAGE, d.env, d.recipe, "ran",
         f"smoke passed: time to first token {outcome['ttft']:.2f} s, total {outcome['total']:.2f} s, "
-        f"{outcome['output_tokens']} tokens: {outcome['reply'][:80]!r}",
+        f"{outcome['output_tokens']} tokens; checked {outcome['checked']}: {outcome['reply'][:80]!r}",
         outcome,
     )

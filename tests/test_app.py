@@ -69,7 +69,7 @@ def test_prod_8b_server_definition():
     assert got["gpu"] == "H100!:2"
     assert got["regions"] == ["us-east"] and got["routing_regions"] == ["us-east"]
     assert got["volumes"] == {HF_CACHE_PATH: ["huggingface-cache", "prod"], DG_CACHE_PATH: ["deepgemm-cache", "prod"]}
-    assert (got["port"], got["startup_timeout"], got["exit_grace_period"]) == (8000, 1200, 5)
+    assert (got["port"], got["startup_timeout"], got["exit_grace_period"]) == (8000, 1200, 25)
     assert (got["min_containers"], got["max_containers"], got["target_concurrency"]) == (1, 4, 10.0)
     assert got["unauthenticated"] is False  # proxy auth on in prod
     assert got["enable_memory_snapshot"] is False and got["experimental_options"] == {}
@@ -94,7 +94,7 @@ def test_dev_vlm_server_definition():
     assert got["gpu"] == "H100!:1"
     assert got["regions"] is None  # the reference leaves the compute region open
     assert got["routing_regions"] == ["us-east"]
-    assert (got["min_containers"], got["startup_timeout"], got["exit_grace_period"]) == (0, 900, 0)
+    assert (got["min_containers"], got["startup_timeout"], got["exit_grace_period"]) == (0, 900, 25)
     assert got["unauthenticated"] is True  # dev is public, as the reference examples
     assert got["volumes"][HF_CACHE_PATH] == ["huggingface-cache", "dev"]
     assert "HF_HUB_OFFLINE" not in got["env"][0]

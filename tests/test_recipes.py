@@ -36,10 +36,10 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
     assert d.port == 8000 and d.target_concurrency == 10 and d.cuda_graph_max_bs == 20
     assert d.mem_fraction_static == 0.8
     assert d.compute_region == "us-east" and d.routing_region == "us-east"
-    assert d.exit_grace_period == 5
-    assert d.health_poll_interval == 5.0
+    assert d.exit_grace_period == 25  # the reference's 5 s drained nothing: SGLang checks every 5 s
+    assert d.health_poll_interval == 0.25
     assert (d.warmup.count, d.warmup.prompt, d.warmup.max_tokens, d.warmup.timeout, d.warmup.with_image) == (
-        3, "Hello, how are you?", 16, 10, False,
+        3, "Hello, how are you?", 64, 10, False,
     )
     assert d.volume_mounts == {HF_CACHE_PATH: "huggingface-cache", DG_CACHE_PATH: "deepgemm-cache"}
 
@@ -84,8 +84,10 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
     assert d.routing_region == "us-east" and d.target_concurrency == 10
     assert d.speculative.draft_model is None
     assert (d.warmup.count, d.warmup.prompt, d.warmup.max_tokens, d.warmup.timeout, d.warmup.with_image) == (
-        2, "What is this?", 16, 120, True,
+        2, "What is this?", 64, 120, True,
     )
+    assert d.smoke.extra_body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert d.smoke.accept_reasoning_only is False
     argv = sglang_args.launch_command(d)
     expected = {
         "--tp-size": "1",

@@ -67,10 +67,19 @@ RECIPE = Recipe(
     ),
     compute_region=None,  # the example does not pin the containers' region
     routing_region="us-east",
-    exit_grace_period=0,
+    # The example set none (0 s: in-flight requests were cut on every scale-down). SGLang
+    # drains on a 5 s tick; 25 s drains up to 23 s of generation within Modal's 30 s exit window.
+    exit_grace_period=25,
     startup_timeout=15 * MINUTES,
     readiness_timeout=10 * MINUTES,
-    health_poll_interval=5.0,
-    warmup=Warmup(count=2, prompt="What is this?", max_tokens=16, timeout=120, with_image=True),
-    smoke=SmokeTest(prompt="What is this?", with_image=True, max_tokens=256, extra_body={"top_k": 20}),
+    health_poll_interval=0.25,
+    # The image and 64 generated tokens: the vision encoder, prefill and several MTP
+    # draft/verify rounds all compile before the first user arrives.
+    warmup=Warmup(count=2, prompt="What is this?", max_tokens=64, timeout=120, with_image=True),
+    # With --reasoning-parser qwen3 a default request streams only reasoning_content; thinking
+    # off makes the reply come back as content, so the smoke test proves the answer path.
+    smoke=SmokeTest(
+        prompt="What is this?", with_image=True, max_tokens=256,
+        extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}},
+    ),
 )

@@ -71,11 +71,17 @@ RECIPE = Recipe(
     # Users mostly in the northern Americas: containers and proxies both in us-east.
     compute_region="us-east",
     routing_region="us-east",
-    exit_grace_period=5,  # seconds to finish in-flight requests on scale-down
+    # The example's 5 s never drained anything: SGLang notices SIGTERM on a 5 s tick, so
+    # in-flight requests need two ticks and more. 25 s (drain up to 23 s, then the group is
+    # killed) fits Modal's 30 s for exit handlers. A scale-down holds the GPUs that long at most.
+    exit_grace_period=25,
     startup_timeout=20 * MINUTES,
     readiness_timeout=15 * MINUTES,
-    health_poll_interval=5.0,
-    warmup=Warmup(count=3, prompt="Hello, how are you?", max_tokens=16, timeout=10),
+    health_poll_interval=0.25,
+    # 64 tokens, all generated: at 6 EAGLE-3 steps a round, at least 9 draft/verify rounds,
+    # so the first speculative decode (which JIT-compiles, ~100 s cold) happens here, not
+    # for the first user. The first request may use the rest of startup_timeout; later ones 10 s.
+    warmup=Warmup(count=3, prompt="Hello, how are you?", max_tokens=64, timeout=10),
     smoke=SmokeTest(
         system_prompt="You are a pirate who can't help but drop sly reminders that he went to Harvard.",
         prompt="Explain the Singular Value Decomposition.",
