@@ -194,6 +194,10 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "duration": "seconds per level, instead of a number of requests",
         "prompt_tokens": "prompt length in tokens, approximately (default 512)",
         "max_tokens": "output tokens per request, sent with ignore_eos (default 128)",
+        "temperature": "sampling temperature sent with every request (default 0, greedy, as sglang.bench_serving; "
+                       "'server' sends none and leaves the model's default)",
+        "top_p": "nucleus sampling: sent only when given (0 < p <= 1)",
+        "top_k": "top-k sampling: sent only when given (a positive whole number, or -1 for no limit)",
         "warmup": "unmeasured rounds of requests before each level (default 1)",
         "timeout": "seconds allowed for one request (default 300)",
         "wait": "seconds to wait through a cold start for a first answer (default: startup timeout + 120; 120 with --url)",
@@ -206,11 +210,12 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
 )
 @cli
 def bench(c, env=None, recipe=None, set_=None, url=None, model=None, concurrency="1,4,16", requests=None,
-          duration=None, prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None, label=None,
-          json=None, plot=None, compare=None, debug=False):
+          duration=None, prompt_tokens=None, max_tokens=None, temperature=None, top_p=None, top_k=None, warmup=None,
+          timeout=None, wait=None, label=None, json=None, plot=None, compare=None, debug=False):
     """Measure time to first token, inter-token latency and throughput at several concurrency levels."""
     from stages import bench as stage
 
     stage.run(env, recipe, set_, url=url, model=model, concurrency=concurrency, requests=requests, duration=duration,
-              prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup, timeout=timeout, wait=wait,
+              prompt_tokens=prompt_tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+              warmup=warmup, timeout=timeout, wait=wait,
               label=label, json_out=json, plot=plot, compare=compare)

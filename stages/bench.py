@@ -75,6 +75,36 @@ def _seconds(flag: str, value: object) -> float | None:
     return number
 
 
+def sampling_from(temperature: object, top_p: object, top_k: object) -> dict:
+    """--temperature (default 0; 'server' sends none), --top-p, --top-k, checked as SGLang would accept them."""
+    out: dict = {}
+    if temperature is None:
+        out["temperature"] = bench.DEFAULT_TEMPERATURE
+    elif str(temperature).strip().lower() == "server":
+        out["temperature"] = None
+    else:
+        out["temperature"] = _number("--temperature", temperature, "a number >= 0, or 'server' for the server's default",
+                                     lambda x: x >= 0)
+    if top_p is not None:
+        out["top_p"] = _number("--top-p", top_p, "a number greater than 0 and at most 1", lambda x: 0 < x <= 1)
+    if top_k is not None:
+        text = str(top_k).strip()
+        if isinstance(top_k, bool) or not re.fullmatch(r"-?[0-9]+", text) or not (int(text) >= 1 or int(text) == -1):
+            raise ConfigError(f"--top-k must be a positive whole number (or -1 for no limit); got {top_k!r}")
+        out["top_k"] = int(text)
+    return out
+
+
+def _number(flag: str, value: object, allowed: str, ok) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{flag} must be {allowed}; got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number) or not ok(number):
+        raise ConfigError(f"{flag} must be {allowed}; got {value!r}")
+    return number
+
+
 def compare_paths(compare: object) -> list[str]:
     """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files."""
     items = [compare] if isinstance(compare, str) else list(compare or [])
@@ -138,6 +168,9 @@ def run(
     timeout: object = None,
     wait: object = None,
     ignore_eos: bool = True,
+    temperature: object = None,
+    top_p: object = None,
+    top_k: object = None,
     label: str | None = None,
     json_out: bool | str | None = None,
     plot: str | None = None,
@@ -161,6 +194,7 @@ def run(
         max_tokens=_whole("--max-tokens", max_tokens) or bench.DEFAULT_MAX_TOKENS,
         model=model or None,
         ignore_eos=ignore_eos,
+        **sampling_from(temperature, top_p, top_k),
     )
     if isinstance(json_out, str) and not json_out.strip():
         raise ConfigError("--json needs a file path (or no value to print JSON on stdout)")
