@@ -15,16 +15,19 @@ one that was deployed, by construction (tests/test_app.py simulates that import)
 from __future__ import annotations
 
 import os
+import time
 
 import modal
 
 from infra import deployment as deployments
-from infra import lifecycle, sglang_args, weights
+from infra import compile_cache, kernels, lifecycle, sglang_args, weights
 from infra.deployment import SERVER_NAME
 from infra.images import server_image
-from infra.recipes.base import HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from infra.volumes import cache_mounts
 
+IMPORTED_AT = time.monotonic()  # the container's start, near enough: startup_timeout runs from about here
+ENTER_SAFETY_SECONDS = 10  # kept from startup_timeout for failing loudly before Modal kills us
 deployment = deployments.current()
 
 deployments.check_modal_environment(deployment, dict(os.environ), modal.is_local())
@@ -74,7 +77,21 @@ def _readiness() -> lifecycle.Readiness:
         poll_interval=deployment.health_poll_interval,
         warmup=deployment.warmup,
         model=deployment.model,
+        # startup_timeout bounds the whole @modal.enter: the first warm-up request (which may
+        # compile) gets what is left of it.
+        startup_budget=deployment.startup_timeout - ENTER_SAFETY_SECONDS - (time.monotonic() - IMPORTED_AT),
     )
+
+
+def _restore_compile_cache() -> None:
+    """This key's compiled caches, from the read-only Volume to local disk at the fixed path."""
+    result = compile_cache.restore(KERNELS_PATH, kernels.kernel_fingerprint(deployment), compile_cache.LOCAL_ROOT)
+    if result["restored"]:
+        print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
+              f"restored in {result['seconds']:.1f} s", flush=True)
+    else:
+        print(f"compile cache {result['fingerprint']}: {result['reason']}; SGLang compiles as it starts "
+              f"(run `invoke compile --env {deployment.env} --recipe {deployment.recipe}`)", flush=True)
 
 
 @app.server(**server_options)
@@ -87,6 +104,7 @@ class SGLangServer:
         def start_for_snapshot(self):
             """Boot, warm up, then hand GPU memory back so Modal snapshots a ready server."""
             weights.require_downloaded(HF_CACHE_PATH, deployment)
+            _restore_compile_cache()
             self.server = lifecycle.start_for_snapshot(sglang_args.launch_command(deployment), BASE_URL, _readiness())
 
         @modal.enter(snap=False)
@@ -99,6 +117,7 @@ class SGLangServer:
         @modal.enter()
         def start(self):
             weights.require_downloaded(HF_CACHE_PATH, deployment)
+            _restore_compile_cache()
             self.server = lifecycle.start_and_warm(sglang_args.launch_command(deployment), BASE_URL, _readiness())
 
     @modal.exit()

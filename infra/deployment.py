@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from infra import compile_cache
 from infra.recipes.base import (
-    DG_CACHE_PATH,
+    KERNELS_PATH,
     HF_CACHE_PATH,
     SmokeTest,
     SpeculativeDecoding,
@@ -114,12 +115,13 @@ class Deployment:
     @property
     def volume_mounts(self) -> dict[str, str]:
         """Container path -> Volume name. Both caches, in every container that runs SGLang."""
-        return {HF_CACHE_PATH: self.weights_volume, DG_CACHE_PATH: self.kernels_volume}
+        return {HF_CACHE_PATH: self.weights_volume, KERNELS_PATH: self.kernels_volume}
 
     @property
     def server_env(self) -> dict[str, str]:
         """Variables set on the server container (not baked into the image, so changing them rebuilds nothing)."""
         env = {DEPLOYMENT_VARIABLE: self.to_json()}
+        env |= compile_cache.environment()  # every JIT cache on local disk at the fixed path
         if self.hf_hub_offline:
             env["HF_HUB_OFFLINE"] = "1"
         if self.gpu_snapshot:

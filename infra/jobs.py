@@ -12,10 +12,10 @@ import os
 import modal
 
 from infra import deployment as deployments
-from infra import kernels, weights
+from infra import compile_cache, kernels, weights
 from infra.deployment import DEPLOYMENT_VARIABLE
 from infra.images import download_image, server_image
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import KERNELS_PATH, HF_CACHE_PATH
 from infra.sglang_args import COMPILE_TIMEOUT
 from infra.volumes import kernels_volume, weights_volume
 
@@ -56,10 +56,12 @@ kernel_cache = kernels_volume(deployment)
 @app.function(
     image=server_image(deployment),
     gpu=deployment.gpu,  # kernels are compiled for the GPU that will run them
-    volumes={HF_CACHE_PATH: weights_cache, DG_CACHE_PATH: kernel_cache},
-    env=job_env | {"HF_HUB_OFFLINE": "1"},  # the weights come from the download stage
-    timeout=COMPILE_TIMEOUT + 900,
+    volumes={HF_CACHE_PATH: weights_cache, KERNELS_PATH: kernel_cache},  # the one writer of the compile caches
+    # The weights come from the download stage; every cache variable points at the fixed local root.
+    env=job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
+    # DeepGEMM, then a whole server start with its warm-up, then the copy to the Volume.
+    timeout=COMPILE_TIMEOUT + deployment.startup_timeout + 900,
     include_source=False,
 )
 def compile_kernels() -> dict:
-    return kernels.compile_kernels(deployment, DG_CACHE_PATH, commit_volume=kernel_cache.commit)
+    return kernels.compile_kernels(deployment, KERNELS_PATH, commit_volume=kernel_cache.commit)

@@ -11,7 +11,7 @@ import json
 
 from infra import catalog, kernels, sglang_args
 from infra.deployment import COMMIT_RE, SERVER_NAME, Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import KERNELS_PATH, HF_CACHE_PATH
 from infra.secrets import local_credentials
 from infra.settings import Settings
 from infra.state import StageState
@@ -138,7 +138,7 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
         "draft_model": model(d.draft_model, d.draft_revision),
         "volumes": [
             {"name": d.weights_volume, "mount": HF_CACHE_PATH, "modal_environment": d.cache_environment},
-            {"name": d.kernels_volume, "mount": DG_CACHE_PATH, "modal_environment": d.cache_environment},
+            {"name": d.kernels_volume, "mount": KERNELS_PATH, "modal_environment": d.cache_environment},
         ],
         "gpu": {"type": d.gpu_type, "count": d.gpu_count, "request": d.gpu, "tensor_parallel": d.tp_size},
         "regions": {"compute": d.compute_region, "routing": d.routing_region},

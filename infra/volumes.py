@@ -9,7 +9,7 @@ from __future__ import annotations
 import modal
 
 from infra.deployment import Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import KERNELS_PATH, HF_CACHE_PATH
 
 
 def weights_volume(d: Deployment) -> modal.Volume:
@@ -21,4 +21,6 @@ def kernels_volume(d: Deployment) -> modal.Volume:
 
 
 def cache_mounts(d: Deployment) -> dict[str, modal.Volume]:
-    return {HF_CACHE_PATH: weights_volume(d), DG_CACHE_PATH: kernels_volume(d)}
+    """What a server mounts. The compile caches read-only: many servers start at once and
+    only the compile job may write there (servers copy their key's tree to local disk)."""
+    return {HF_CACHE_PATH: weights_volume(d), KERNELS_PATH: kernels_volume(d).with_mount_options(read_only=True)}

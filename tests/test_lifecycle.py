@@ -16,6 +16,7 @@ import pytest
 
 from infra import client, lifecycle, sglang_args
 from infra.lifecycle import Readiness, ServerFailed, ServerProcess
+from infra.recipes.base import Warmup
 from tests.conftest import (
     deployment,
     free_port,
@@ -38,6 +39,9 @@ def launch(tmp_path, recipe="qwen3-8b-low-latency", timeout=20.0, poll=0.2, warm
     return d, record, argv_file, lambda: lifecycle.start_and_warm(
         sglang_args.launch_command(d), base, readiness, env=env, on_line=on_line
     )
+
+
+SHORT_WARMUP = Warmup(count=1, prompt="Hi", max_tokens=2, timeout=10)  # for servers set up to stream slowly
 
 
 def stream_in_background(url: str, max_tokens: int) -> dict:
@@ -237,7 +241,7 @@ def test_stop_signals_the_parent_alone_and_sglang_exits_by_itself(tmp_path, subr
 
 def test_stop_lets_a_long_stream_finish_and_leaves_no_process(tmp_path, subreaper):
     sched_file = tmp_path / "scheduler.pid"
-    d, _, _, start = launch(tmp_path, tokens=40, itl=0.05, scheduler_pid_file=str(sched_file))
+    d, _, _, start = launch(tmp_path, tokens=40, itl=0.05, scheduler_pid_file=str(sched_file), warmup=SHORT_WARMUP)
     server = start()
     scheduler = int(sched_file.read_text())
     stream = stream_in_background(f"http://127.0.0.1:{d.port}", max_tokens=40)
@@ -258,7 +262,7 @@ def test_stop_lets_a_long_stream_finish_and_leaves_no_process(tmp_path, subreape
 
 def test_sigterm_to_the_whole_group_cuts_streams_as_sglang_does(tmp_path, subreaper):
     """Why stop() signals the parent alone: the stand-in's scheduler dies, and the server with it."""
-    d, _, _, start = launch(tmp_path, tokens=40, itl=0.05)
+    d, _, _, start = launch(tmp_path, tokens=40, itl=0.05, warmup=SHORT_WARMUP)
     server = start()
     stream = stream_in_background(f"http://127.0.0.1:{d.port}", max_tokens=40)
     time.sleep(0.3)
@@ -271,7 +275,7 @@ def test_sigterm_to_the_whole_group_cuts_streams_as_sglang_does(tmp_path, subrea
 
 def test_stop_kills_the_whole_group_when_the_drain_outlasts_the_grace(tmp_path, subreaper):
     sched_file = tmp_path / "scheduler.pid"
-    d, _, _, start = launch(tmp_path, tokens=100, itl=0.05, scheduler_pid_file=str(sched_file))
+    d, _, _, start = launch(tmp_path, tokens=100, itl=0.05, scheduler_pid_file=str(sched_file), warmup=SHORT_WARMUP)
     server = start()
     scheduler = int(sched_file.read_text())
     stream = stream_in_background(f"http://127.0.0.1:{d.port}", max_tokens=100)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra import sglang_args
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import deployment
 
 ENVS = ["dev", "staging", "prod"]
@@ -24,7 +24,6 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
         "HF_HUB_CACHE": "/root/.cache/huggingface",
         "HF_XET_HIGH_PERFORMANCE": "1",
         "SGLANG_ENABLE_JIT_DEEPGEMM": "1",
-        "SGLANG_DG_CACHE_DIR": DG_CACHE_PATH,
     }
     assert d.model == "Qwen/Qwen3-8B-FP8"
     assert d.model_revision == "220b46e3b2180893580a4454f21f22d3ebb187d3"
@@ -41,7 +40,7 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
     assert (d.warmup.count, d.warmup.prompt, d.warmup.max_tokens, d.warmup.timeout, d.warmup.with_image) == (
         3, "Hello, how are you?", 64, 10, False,
     )
-    assert d.volume_mounts == {HF_CACHE_PATH: "huggingface-cache", DG_CACHE_PATH: "deepgemm-cache"}
+    assert d.volume_mounts == {HF_CACHE_PATH: "huggingface-cache", KERNELS_PATH: "deepgemm-cache"}
 
     argv = sglang_args.launch_command(d)
     assert argv[:3] == ["python3", "-m", "sglang.launch_server"]
@@ -72,7 +71,6 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
         "HF_HUB_CACHE": "/root/.cache/huggingface",
         "HF_XET_HIGH_PERFORMANCE": "1",
         "SGLANG_ENABLE_JIT_DEEPGEMM": "1",
-        "SGLANG_DG_CACHE_DIR": DG_CACHE_PATH,
         "SGLANG_USE_CUDA_IPC_TRANSPORT": "1",
         "SGLANG_USE_IPC_POOL_HANDLE_CACHE": "1",
     }

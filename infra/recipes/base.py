@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.compile_cache import VOLUME_PATH
+
 MINUTES = 60  # seconds
 
-# Where the two cache Volumes are mounted in every container that uses them.
+# Where the two cache Volumes are mounted in every container that uses them: weights, and
+# every compiled cache (DeepGEMM, Triton, Inductor...), keyed, published by the compile job
+# and copied to local disk by servers (infra/compile_cache.py says which variable moves which).
 HF_CACHE_PATH = "/root/.cache/huggingface"
-# SGLang writes DeepGEMM kernels to $SGLANG_DG_CACHE_DIR (default ~/.cache/deep_gemm) and
-# overrides DG_JIT_CACHE_DIR itself, so the image sets SGLANG_DG_CACHE_DIR to this mount.
-DG_CACHE_PATH = "/root/.cache/deep_gemm"
+KERNELS_PATH = VOLUME_PATH
 
 
 @dataclass(frozen=True)
