@@ -47,13 +47,18 @@ MODAL_EXIT_HANDLER_SECONDS = 30.0
 # one-token generation that takes at least 1 s and gives up after its own 20 s
 # (SGLANG_HEALTH_CHECK_TIMEOUT): our client must wait longer than that.
 HEALTH_REQUEST_TIMEOUT = 25.0
-HEALTHY_IN_A_ROW = 3  # only after a failed confirmation: a flapping server must prove itself
+HEALTHY_IN_A_ROW = 3  # after a warm-up request was refused (503): a flapping server must prove itself
 CONFIRM_INTERVAL = 0.5  # seconds between those confirming health checks
+MAX_FLAPS = 3  # warm-up rounds refused before the container gives up
 ALIVE_CHECK_INTERVAL = 0.05  # how often a blocked request looks whether SGLang is still alive
 
 
 class ServerFailed(RuntimeError):
     """SGLang exited, never became healthy, or failed its warm-up: the container must not go ready."""
+
+
+class ServerUnavailable(ServerFailed):
+    """A warm-up request was refused (HTTP 503, connection refused): SGLang is not serving after all."""
 
 
 def drain_budget(exit_grace_period: float) -> float:
@@ -324,48 +329,40 @@ def warm_up(
     *,
     first_timeout: float | None = None,
     server: ServerProcess | None = None,
-    alongside_last: Callable[[], object] | None = None,
-) -> tuple[list[float], object]:
-    """Send the warm-up requests; any failure fails the container. Returns each request's seconds.
+) -> list[float]:
+    """Send the warm-up requests, one after another; any failure fails the container. Returns each one's seconds.
 
     The first request may compile (Triton kernels, and with EAGLE-3 the first speculative
     decode: ~100 s on an H100), so it gets `first_timeout` (what is left of the start-up
-    budget); later ones get the recipe's short `warmup.timeout`. `alongside_last`, if
-    given, runs in a thread while the last request (of two or more) is in flight, when
-    nothing compiles any more; its result is returned with the durations.
+    budget); later ones get the recipe's short `warmup.timeout`. A refused request (503,
+    connection refused) raises ServerUnavailable, which the caller may wait out.
     """
     payload = warmup_payload(warmup, model)
     durations = []
-    extra: object = None
     for i in range(1, warmup.count + 1):
         timeout = max(first_timeout or 0, warmup.timeout) if i == 1 else warmup.timeout
-        helper = None
-        if alongside_last is not None and i == warmup.count and i > 1:
-            box: dict[str, object] = {}
-            helper = threading.Thread(target=lambda: box.update(value=alongside_last()), daemon=True)
-            helper.start()
         started = time.monotonic()
         try:
             status, body = _while_alive(
                 server, "warm-up", lambda: _request(f"{base_url}/v1/chat/completions", payload=payload, timeout=timeout)
             )
-        except (OSError, urllib.error.URLError) as exc:
+        except ConnectionRefusedError as exc:
+            raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: {exc}") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: {exc.reason}") from None
+            raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
+        except OSError as exc:
             raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
         if status != 200:
-            raise ServerFailed(
-                f"warm-up request {i}/{warmup.count} failed: HTTP {status}: {body[:500].decode(errors='replace')}"
-            )
+            kind = ServerUnavailable if status == 503 else ServerFailed
+            raise kind(f"warm-up request {i}/{warmup.count} failed: HTTP {status}: {body[:500].decode(errors='replace')}")
         try:
             json.loads(body)["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             raise ServerFailed(f"warm-up request {i}/{warmup.count} returned no completion: {body[:200]!r}") from None
         durations.append(time.monotonic() - started)
-        if helper is not None:
-            helper.join()
-            extra = box.get("value")
-    if alongside_last is not None and warmup.count < 2:
-        extra = alongside_last()
-    return durations, extra
+    return durations
 
 
 # ---------------------------------------------------------------------------- GPU memory snapshots
@@ -420,38 +417,46 @@ def start_and_warm(
     env: dict[str, str] | None = None,
     on_line: Callable[[float, str], None] | None = None,
 ) -> ServerProcess:
-    """Launch, wait until healthy, warm up, confirm. On any failure the process group is stopped before raising.
+    """Launch, wait until healthy, warm up. On any failure the process group is stopped before raising.
 
-    Ready means: /health answered 200 once (polled every `poll_interval` while SGLang
-    starts, so within one interval plus SGLang's ~1 s health generation of it being up),
-    then every warm-up request succeeded, and a confirming health check, sent while the
-    last warm-up request runs, answered 200 too. Real generations between two healthy
-    answers confirm more than repeated health checks, and overlapping the last one costs
-    no time. A server whose confirmation fails (flapping) must then answer healthy
-    HEALTHY_IN_A_ROW times running. `server.timings` records each phase.
+    Ready means: /health answered 200 (polled every `poll_interval` while SGLang starts,
+    so within one interval plus SGLang's ~1 s health generation of it being up), and then
+    every warm-up request, each sent after the last one finished, was served. Those are
+    real generations after the healthy answer: they confirm it more strongly than more
+    health checks would, and cost nothing extra (the warm-up has to run anyway), so the
+    container goes ready as soon as the warm-up is done. SGLang's /health turns 503 only
+    when its scheduler stops answering; a server that flaps so refuses a warm-up request
+    (503, or its port closed) and must then answer healthy HEALTHY_IN_A_ROW times running
+    and serve the whole warm-up again (at most MAX_FLAPS times). `server.timings` records
+    each phase, in seconds from launch.
     """
     server = ServerProcess(argv, env=env, on_line=on_line)
     deadline = server.started_at + readiness.budget
     try:
-        wait_until_healthy(
-            server, base_url, timeout=min(readiness.timeout, readiness.budget), poll_interval=readiness.poll_interval
-        )
-        healthy_at = time.monotonic()
-        server.timings["healthy_s"] = round(healthy_at - server.started_at, 3)
-        print(f"SGLang healthy after {healthy_at - server.started_at:.1f} s; warming up", flush=True)
-        durations, confirmed = warm_up(
-            base_url, readiness.warmup, readiness.model, first_timeout=deadline - time.monotonic(), server=server,
-            alongside_last=lambda: is_healthy(base_url, timeout=min(HEALTH_REQUEST_TIMEOUT, max(deadline - time.monotonic(), 1))),
-        )
-        server.timings["warmup_s"] = [round(x, 3) for x in durations]
-        server.timings["confirmed"] = bool(confirmed)
-        if not confirmed:
-            print(f"SGLang's health flapped after warm-up; waiting for {HEALTHY_IN_A_ROW} healthy answers in a row", flush=True)
+        in_a_row, flaps = 1, 0
+        while True:
+            left = deadline - time.monotonic()
             wait_until_healthy(
-                server, base_url, timeout=max(deadline - time.monotonic(), 0.1), poll_interval=readiness.poll_interval,
-                healthy_in_a_row=HEALTHY_IN_A_ROW,
+                server, base_url, timeout=max(min(readiness.timeout, left) if not flaps else left, 0.1),
+                poll_interval=readiness.poll_interval, healthy_in_a_row=in_a_row,
             )
+            healthy_at = time.monotonic()
+            server.timings.setdefault("healthy_s", round(healthy_at - server.started_at, 3))
+            print(f"SGLang healthy after {healthy_at - server.started_at:.1f} s; warming up", flush=True)
+            try:
+                durations = warm_up(base_url, readiness.warmup, readiness.model,
+                                    first_timeout=deadline - time.monotonic(), server=server)
+                break
+            except ServerUnavailable as err:
+                flaps += 1
+                server.timings["flaps"] = flaps
+                if flaps >= MAX_FLAPS:
+                    raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy ({flaps} times): {err}") from None
+                print(f"SGLang answered healthy but refused its warm-up ({err}); waiting for {HEALTHY_IN_A_ROW} healthy "
+                      "answers in a row", flush=True)
+                in_a_row = HEALTHY_IN_A_ROW
         ready_at = time.monotonic()
+        server.timings["warmup_s"] = [round(x, 3) for x in durations]
         server.timings["ready_s"] = round(ready_at - server.started_at, 3)
         server.timings["healthy_to_ready_s"] = round(ready_at - healthy_at, 3)
         print(
