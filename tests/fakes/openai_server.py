@@ -56,6 +56,7 @@ class Behaviour:
     # compiles), then writes `first_chat_writes`, a kernel file, so the next start can skip it.
     first_chat_delay: float = 0.0
     first_chat_writes: str | None = None
+    speculative: bool = False  # /server_info reports an accept length once a request was served, as SGLang's does
     # chat
     ttft: float = 0.0  # seconds before the first token
     itl: float = 0.0  # seconds between tokens
@@ -75,6 +76,14 @@ class Behaviour:
     stamp: bool = False  # each chunk's text ends with |arrived|sent (time.monotonic, the clock perf_counter reads)
     memory_status: int = 200  # answer for /release_memory_occupation and /resume_memory_occupation
     log_lines: list[str] = field(default_factory=list)  # printed at start, for log-tail tests
+
+
+def hold_gpu_memory(mib: int) -> None:
+    """Tell the dry run's stand-in nvidia-smi how much GPU memory this process holds ($FAKE_GPU_DIR/<pid>)."""
+    if folder := os.environ.get("FAKE_GPU_DIR"):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, str(os.getpid())), "w") as f:
+            f.write(str(mib))
 
 
 class FakeServer:
@@ -123,6 +132,7 @@ class FakeServer:
         if self.b.memory_status != 200:
             return web.json_response({"error": "memory saver disabled"}, status=self.b.memory_status)
         self.released = request.path.startswith("/release")
+        hold_gpu_memory(500 if self.released else 5000)
         return web.json_response(None)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -152,7 +162,7 @@ class FakeServer:
                 os.makedirs(os.path.dirname(self.b.first_chat_writes), exist_ok=True)
                 with open(self.b.first_chat_writes, "wb") as f:
                     f.write(os.urandom(1024))
-        max_tokens = int(body.get("max_tokens") or self.b.tokens)
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or self.b.tokens)
         count = min(self.b.tokens, max_tokens)
         misbehave = not self.b.misbehave_every or n % self.b.misbehave_every == 0
         per_chunk = max(self.b.chunk_tokens, 1)
@@ -212,8 +222,14 @@ class FakeServer:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
+    async def server_info(self, request: web.Request) -> web.Response:
+        self.record(request, None)
+        state = {"avg_spec_accept_length": 1.0} if self.b.speculative and self.chat_requests else {}
+        return web.json_response({"version": "stand-in", "internal_states": [state]})
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/server_info", self.server_info)
         app.router.add_get("/health", self.health)
         app.router.add_get("/health_generate", self.health)
         app.router.add_get("/v1/models", self.models)

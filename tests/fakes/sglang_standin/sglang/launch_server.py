@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from openai_server import Behaviour, serve  # noqa: E402
+from openai_server import Behaviour, hold_gpu_memory, serve  # noqa: E402
 
 STANDIN_DEFAULTS = {"drain_poll": 0.5, "scheduler": True}
 HOME = os.path.expanduser("~")
@@ -67,8 +67,20 @@ if __name__ == "__main__":
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model-path", required=True)
+    parser.add_argument("--revision")
+    parser.add_argument("--speculative-algorithm")
     known, _ = parser.parse_known_args()
-    options = STANDIN_DEFAULTS | json.loads(os.environ.get("FAKE_SGLANG", "{}"))
+    hub = os.environ.get("HF_HUB_CACHE")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and hub and known.revision:
+        # As SGLang reading the config offline: a revision missing from the cache ends the start.
+        snapshot = os.path.join(hub, "models--" + known.model_path.replace("/", "--"), "snapshots", known.revision)
+        if not os.path.isdir(snapshot):
+            time.sleep(0.3)
+            print("Traceback (most recent call last):", flush=True)
+            print(f"OSError: {known.model_path} revision {known.revision} is not in the local cache and "
+                  "HF_HUB_OFFLINE=1", flush=True)
+            sys.exit(1)
+    options = STANDIN_DEFAULTS | {"speculative": bool(known.speculative_algorithm)} | json.loads(os.environ.get("FAKE_SGLANG", "{}"))
     if "jit_seconds" in options:  # only when a test asks: it writes where the variables point, or into $HOME
         jit_warm(float(options.pop("jit_seconds")))
     first = float(options.pop("first_request_seconds", 0.0))
@@ -76,4 +88,5 @@ if __name__ == "__main__":
     spec_kernel = os.path.join(triton, "standin-speculative.bin")
     if first and not os.path.exists(spec_kernel):
         options.update(first_chat_delay=first, first_chat_writes=spec_kernel)
+    hold_gpu_memory(5000)  # what the dry run's stand-in nvidia-smi reports while this process lives
     asyncio.run(serve(Behaviour(host=known.host, port=known.port, **options)))
