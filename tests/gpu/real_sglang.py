@@ -199,8 +199,9 @@ def readiness(d: Deployment, budget: float = 540.0) -> Readiness:
 
 
 def smoke_test(thinking_off: bool) -> SmokeTest:
+    """The VLM recipe's smoke request, text only: random weights may say EOS at once, so all tokens are generated."""
     extra = {"chat_template_kwargs": {"enable_thinking": False}} if thinking_off else {}
-    return SmokeTest(prompt="What is this?", max_tokens=48, extra_body=extra | {"temperature": 0})
+    return SmokeTest(prompt="What is this?", max_tokens=48, extra_body=extra | {"temperature": 0, "ignore_eos": True})
 
 
 # ---------------------------------------------------------------------------- watching processes and the GPU
