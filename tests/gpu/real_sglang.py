@@ -151,9 +151,16 @@ def build_tiny_models(hub: Path) -> dict:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port SGLang accepts: 0.5.11 also listens on port + 10000 (gRPC) and refuses to start above 55535."""
+    rng = random.SystemRandom()
+    while True:
+        port = rng.randrange(20000, 45000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def tiny_deployment(

@@ -171,7 +171,7 @@ def test_invoke_bench_beside_sglang_bench_serving(server_a, place, tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_vs_bench_serving.py"), "--url", server_a.url,
-         "--model", server_a.d.model, "--tokenizer", place["models"]["target"], "--json", str(out)],
+         "--model", server_a.d.model, "--tokenizer", place["models"]["target"], "--requests", "8,32", "--json", str(out)],
         cwd=REPO, env=place["env"], capture_output=True, text=True, timeout=600,
     )
     print(done.stdout[-6000:], done.stderr[-3000:])
