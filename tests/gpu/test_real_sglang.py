@@ -115,7 +115,7 @@ def test_a_launch_that_dies_during_start_up_is_reported_within_a_second(place):
     server = ServerProcess(argv, env=place["env"])
     watch = real.ExitWatch(server.pid)
     with pytest.raises(ServerFailed) as err:
-        lifecycle.wait_until_healthy(server, f"http://127.0.0.1:{d.port}", timeout=300, poll_interval=d.health_poll_interval)
+        lifecycle.wait_until_healthy(server, f"http://127.0.0.1:{d.port}", timeout=90, poll_interval=d.health_poll_interval)
     raised = time.monotonic()
     exited = watch.join(5)
     server.stop(grace=0)
