@@ -56,7 +56,7 @@ class Behaviour:
     # compiles), then writes `first_chat_writes`, a kernel file, so the next start can skip it.
     first_chat_delay: float = 0.0
     first_chat_writes: str | None = None
-    speculative: bool = False  # /server_info reports an accept length once a request was served, as SGLang's does
+    speculative: bool = False  # /generate reports meta_info.spec_verify_ct, as SGLang does with speculative decoding
     # chat
     ttft: float = 0.0  # seconds before the first token
     itl: float = 0.0  # seconds between tokens
@@ -222,14 +222,19 @@ class FakeServer:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
-    async def server_info(self, request: web.Request) -> web.Response:
-        self.record(request, None)
-        state = {"avg_spec_accept_length": 1.0} if self.b.speculative and self.chat_requests else {}
-        return web.json_response({"version": "stand-in", "internal_states": [state]})
+    async def generate(self, request: web.Request) -> web.Response:
+        """SGLang's native /generate, non-streaming: text and meta_info (spec_verify_ct when speculative, as SGLang's)."""
+        body = await request.json()
+        self.record(request, body)
+        count = int((body.get("sampling_params") or {}).get("max_new_tokens") or self.b.tokens)
+        meta = {"prompt_tokens": 5, "completion_tokens": count}
+        if self.b.speculative:
+            meta["spec_verify_ct"] = count
+        return web.json_response({"text": " ".join(f"tok{i}" for i in range(count)), "meta_info": meta})
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/server_info", self.server_info)
+        app.router.add_post("/generate", self.generate)
         app.router.add_get("/health", self.health)
         app.router.add_get("/health_generate", self.health)
         app.router.add_get("/v1/models", self.models)
