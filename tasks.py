@@ -106,10 +106,10 @@ def seconds(flag: str, value: object) -> float | None:
     return number
 
 
-def number(flag: str, value: object, *, low: float, high: float | None = None) -> float | None:
+def number(flag: str, value: object, *, low: float, high: float | None = None, allowed: str | None = None) -> float | None:
     if value is None:
         return None
-    allowed = f"a number from {low:g}" + (f" to {high:g}" if high is not None else " up")
+    allowed = allowed or f"a number from {low:g}" + (f" to {high:g}" if high is not None else " up")
     try:
         x = float(str(value).strip())
     except ValueError:
@@ -172,6 +172,26 @@ def writable_file(flag: str, path: str | None) -> str | None:
     if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         _fail(f"{flag} {path}: not writable; allowed: a path this user can write")
     return str(target)
+
+
+def sampling(temperature: object, top_p: object, top_k: object) -> dict:
+    """--temperature (default 0; 'server' sends none), --top-p, --top-k, checked as SGLang would accept them."""
+    from infra import bench as engine
+
+    out: dict = {"temperature": engine.DEFAULT_TEMPERATURE}
+    if temperature is not None:
+        out["temperature"] = None if str(temperature).strip().lower() == "server" else number(
+            "--temperature", temperature, low=0, allowed="a number >= 0, or 'server' for the server's default")
+    if top_p is not None:
+        out["top_p"] = number("--top-p", top_p, low=0, high=1, allowed="a number greater than 0 and at most 1")
+        if out["top_p"] == 0:
+            _fail(f"--top-p must be a number greater than 0 and at most 1; got {top_p!r}")
+    if top_k is not None:
+        text = str(top_k).strip()
+        if isinstance(top_k, bool) or not re.fullmatch(r"-?[0-9]+", text) or not (int(text) >= 1 or int(text) == -1):
+            _fail(f"--top-k must be a positive whole number (or -1 for no limit); got {top_k!r}")
+        out["top_k"] = int(text)
+    return out
 
 
 def compare_paths(compare: object) -> list[str]:
@@ -332,6 +352,10 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "duration": "seconds per level, instead of a number of requests",
         "prompt_tokens": "prompt length in tokens, approximately (default 512)",
         "max_tokens": "output tokens per request, sent with ignore_eos (default 128)",
+        "temperature": "sampling temperature sent with every request (default 0, greedy, as sglang.bench_serving; "
+                       "'server' sends none and leaves the model's default)",
+        "top_p": "nucleus sampling: sent only when given (0 < p <= 1)",
+        "top_k": "top-k sampling: sent only when given (a positive whole number, or -1 for no limit)",
         "warmup": "unmeasured rounds of requests before each level (default 1)",
         "timeout": "seconds allowed for one request (default 300)",
         "wait": "seconds to wait through a cold start for a first answer (default: the startup timeout + 120 s; for a URL, 120 s)",
@@ -345,8 +369,8 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
 )
 @cli
 def bench(c, env=None, recipe=None, set_=None, url=None, proxy_auth=False, model=None, concurrency="1,4,16",
-          requests=None, duration=None, prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None,
-          label=None, json=False, output=None, plot=None, compare=None, debug=False):
+          requests=None, duration=None, prompt_tokens=None, max_tokens=None, temperature=None, top_p=None, top_k=None,
+          warmup=None, timeout=None, wait=None, label=None, json=False, output=None, plot=None, compare=None, debug=False):
     """Measure time to first token, inter-token latency and throughput at several concurrency levels."""
     from stages import bench as stage
     from stages.runner import report, run_stage
@@ -355,8 +379,9 @@ def bench(c, env=None, recipe=None, set_=None, url=None, proxy_auth=False, model
         stage.compare(compare_paths(compare), print_json=json, plot=writable_file("--plot", plot))
         return
     options = bench_options(url=url, proxy_auth=proxy_auth, model=model, concurrency=concurrency, requests=requests,
-                            duration=duration, prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup,
-                            timeout=timeout, wait=wait, label=label, output=output, plot=plot)
+                            duration=duration, prompt_tokens=prompt_tokens, max_tokens=max_tokens, temperature=temperature,
+                            top_p=top_p, top_k=top_k, warmup=warmup, timeout=timeout, wait=wait, label=label,
+                            output=output, plot=plot)
     if url and not (env or recipe):
         report([stage.run_url(options)], json)
     else:
@@ -364,8 +389,8 @@ def bench(c, env=None, recipe=None, set_=None, url=None, proxy_auth=False, model
 
 
 def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16", requests=None, duration=None,
-                  prompt_tokens=None, max_tokens=None, warmup=None, timeout=None, wait=None, label=None, output=None,
-                  plot=None):
+                  prompt_tokens=None, max_tokens=None, temperature=None, top_p=None, top_k=None, warmup=None,
+                  timeout=None, wait=None, label=None, output=None, plot=None):
     """`invoke bench`'s flags, checked (all before the first request) into the stage's typed options."""
     from infra import bench as engine
     from stages import bench as stage
@@ -383,6 +408,7 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
             prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,
             max_tokens=whole("--max-tokens", max_tokens) or engine.DEFAULT_MAX_TOKENS,
             model=model or None,
+            **sampling(temperature, top_p, top_k),
         ),
         plan=engine.Plan(
             concurrency=tuple(levels), requests=n, duration=dur,

@@ -15,12 +15,15 @@ simulates that import).
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 
 import modal
 
 from infra import (
+    compile_cache,
     current,
+    kernels,
     lifecycle,
     modal_objects,
     schedule,
@@ -28,7 +31,10 @@ from infra import (
     spec,
     weights,
 )
-from infra.recipes.base import HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+
+IMPORTED_AT = time.monotonic()  # the container's start, near enough: startup_timeout runs from about here
+ENTER_SAFETY_SECONDS = 10  # kept from startup_timeout for failing loudly before Modal kills us
 
 deployment = current.deployment()
 current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
@@ -45,7 +51,21 @@ def _readiness() -> lifecycle.Readiness:
         poll_interval=recipe.health_poll_interval,
         warmup=recipe.warmup,
         model=recipe.model,
+        # startup_timeout bounds the whole @modal.enter: the first warm-up request (which may
+        # compile) gets what is left of it.
+        startup_budget=recipe.startup_timeout - ENTER_SAFETY_SECONDS - (time.monotonic() - IMPORTED_AT),
     )
+
+
+def _restore_compile_cache() -> None:
+    """This key's compiled caches, from the read-only Volume to local disk at the fixed path."""
+    result = compile_cache.restore(KERNELS_PATH, kernels.kernel_fingerprint(deployment), compile_cache.LOCAL_ROOT)
+    if result["restored"]:
+        print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
+              f"restored in {result['seconds']:.1f} s", flush=True)
+    else:
+        print(f"compile cache {result['fingerprint']}: {result['reason']}; SGLang compiles as it starts "
+              f"(run `invoke compile --env {deployment.env} --recipe {recipe.name}`)", flush=True)
 
 
 @app.server(**modal_objects.options(spec.server(deployment)))
@@ -58,6 +78,7 @@ class SGLangServer:
         def start_for_snapshot(self):
             """Boot, warm up, then hand GPU memory back so Modal snapshots a ready server."""
             weights.require_downloaded(HF_CACHE_PATH, deployment)
+            _restore_compile_cache()
             self.server = lifecycle.start_for_snapshot(sglang_args.launch_command(deployment), BASE_URL, _readiness())
 
         @modal.enter(snap=False)
@@ -70,12 +91,14 @@ class SGLangServer:
         @modal.enter()
         def start(self):
             weights.require_downloaded(HF_CACHE_PATH, deployment)
+            _restore_compile_cache()
             self.server = lifecycle.start_and_warm(sglang_args.launch_command(deployment), BASE_URL, _readiness())
 
     @modal.exit()
     def stop(self):
+        """Let in-flight requests finish within the grace Modal gives (exit_grace_period), then stop everything."""
         if server := getattr(self, "server", None):
-            server.stop()
+            server.stop(lifecycle.drain_budget(recipe.exit_grace_period))
 
 
 def apply_floor() -> dict:

@@ -13,7 +13,7 @@ import os
 import modal
 
 from infra import current, kernels, modal_objects, spec, weights
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 
 deployment = current.deployment()
 current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
@@ -36,4 +36,5 @@ def download_weights() -> list[dict]:
 
 @app.function(**compile_options)
 def compile_kernels() -> dict:
-    return kernels.compile_kernels(deployment, DG_CACHE_PATH, commit_volume=compile_options["volumes"][DG_CACHE_PATH].commit)
+    """DeepGEMM, then a real server warmed with the deployment's arguments; every JIT cache published keyed."""
+    return kernels.compile_kernels(deployment, KERNELS_PATH, commit_volume=compile_options["volumes"][KERNELS_PATH].commit)

@@ -22,8 +22,9 @@ def image(layers: list[dict[str, Any]]) -> modal.Image:
     return built
 
 
-def volume(spec: dict[str, str]) -> modal.Volume:
-    return modal.Volume.from_name(spec["name"], environment_name=spec["environment"], create_if_missing=True)
+def volume(spec: dict) -> modal.Volume:
+    found = modal.Volume.from_name(spec["name"], environment_name=spec["environment"], create_if_missing=True)
+    return found.with_mount_options(read_only=True) if spec.get("read_only") else found
 
 
 def secret(spec: dict[str, str]) -> modal.Secret:

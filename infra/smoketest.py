@@ -9,6 +9,7 @@ promote` all use it; only the smoke stage records the result on the release.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
@@ -57,11 +58,18 @@ def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callab
         raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: {err}") from None
     if echo:
         print()
-    text = result.text or result.reasoning
+    text, checked = answer_of(d, result)
     if not text.strip():
+        if result.reasoning.strip():
+            raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: the stream carried only reasoning_content "
+                                    f"({len(result.reasoning)} characters) and no answer: the answer path was not "
+                                    "exercised (turn thinking off in the recipe's smoke extra_body, e.g. "
+                                    "chat_template_kwargs.enable_thinking=false, or set accept_reasoning_only)")
         raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: the stream ended without any text or reasoning text")
     return {
         "passed": True,
+        "checked": checked,
+        "reasoning_chars": len(result.reasoning),
         "url": url,
         "ttft": round(result.ttft or 0.0, 3),
         "total": round(result.total, 3),
@@ -70,3 +78,16 @@ def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callab
         "reply": text[:200],
         "at": started,
     }
+
+
+def answer_of(d: Deployment, result: client.StreamResult) -> tuple[str, str]:
+    """The text that must be there, and a line saying what was checked.
+
+    With a reasoning parser SGLang splits a reply into reasoning_content and content; a
+    reply of reasoning alone proves the model ran, not that answers reach the user."""
+    smoke = d.recipe.smoke
+    if smoke.accept_reasoning_only:
+        return result.text or result.reasoning, "content or reasoning_content (the recipe accepts reasoning alone)"
+    kwargs = smoke.extra_body.get("chat_template_kwargs")
+    thinking = f" with chat_template_kwargs {json.dumps(kwargs, sort_keys=True)}" if kwargs else ""
+    return result.text, f"answer text in content{thinking}"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra import schedule
+from infra import compile_cache, schedule
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from infra.sglang_args import COMPILE_TIMEOUT
 
 SERVER_NAME = "server"  # the Server's name inside its Modal app
@@ -60,7 +60,9 @@ def server(d: Deployment) -> dict[str, Any]:
         "name": SERVER_NAME,
         "image": server_image(d),
         "gpu": r.gpu,
-        "volumes": cache_volumes(d),
+        # The compile caches read-only: many servers start at once and only the compile job writes
+        # there; a server copies its key's tree to local disk (infra/compile_cache.py).
+        "volumes": cache_volumes(d, kernels_read_only=True),
         "env": server_env(d),
         # The server never downloads (weights come from the Volume, HF_HUB_OFFLINE where the
         # environment says so); only where it may fall back to the Hub does it get the token.
@@ -85,7 +87,7 @@ def server(d: Deployment) -> dict[str, Any]:
 
 def server_env(d: Deployment) -> dict[str, str]:
     """Variables set on the server container (not baked into the image, so changing them rebuilds nothing)."""
-    env = {DEPLOYMENT_VARIABLE: d.to_json()}
+    env = {DEPLOYMENT_VARIABLE: d.to_json()} | compile_cache.environment()  # every JIT cache at the fixed local root
     if d.server.hf_hub_offline:
         env["HF_HUB_OFFLINE"] = "1"
     if d.gpu_snapshot:
@@ -134,17 +136,19 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
         "compile_kernels": {
             "image": server_image(d),
             "gpu": d.recipe.gpu,  # kernels are compiled for the GPU that will run them
-            "volumes": cache_volumes(d),
-            "env": job_env | {"HF_HUB_OFFLINE": "1"},  # the weights come from the download stage
+            "volumes": cache_volumes(d, kernels_read_only=False),  # the one writer of the compile caches
+            # The weights come from the download stage; every cache variable points at the fixed local root.
+            "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
             "secrets": [],  # reads only the Volumes: no token
-            "timeout": compile_timeout(),
+            "timeout": compile_timeout(d),
             "include_source": False,
         },
     }
 
 
-def compile_timeout() -> int:
-    return COMPILE_TIMEOUT + COMPILE_JOB_MARGIN
+def compile_timeout(d: Deployment) -> int:
+    """DeepGEMM, then a whole server start with its warm-up, then the copy to the Volume."""
+    return COMPILE_TIMEOUT + d.recipe.startup_timeout + COMPILE_JOB_MARGIN
 
 
 # ---------------------------------------------------------------------------- parts
@@ -188,15 +192,16 @@ def _layer(method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"method": method, "args": list(args), "kwargs": kwargs}
 
 
-def weights_volume(d: Deployment) -> dict[str, str]:
-    return {"name": d.caches.weights_volume, "environment": d.modal.cache_environment}
+def weights_volume(d: Deployment) -> dict[str, Any]:
+    return {"name": d.caches.weights_volume, "environment": d.modal.cache_environment, "read_only": False}
 
 
-def cache_volumes(d: Deployment) -> dict[str, dict[str, str]]:
+def cache_volumes(d: Deployment, *, kernels_read_only: bool) -> dict[str, dict[str, Any]]:
     """Container path -> Volume. Both caches, in every container that runs SGLang."""
     return {
         HF_CACHE_PATH: weights_volume(d),
-        DG_CACHE_PATH: {"name": d.caches.kernels_volume, "environment": d.modal.cache_environment},
+        KERNELS_PATH: {"name": d.caches.kernels_volume, "environment": d.modal.cache_environment,
+                       "read_only": kernels_read_only},
     }
 
 

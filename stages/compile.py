@@ -1,9 +1,10 @@
-"""Stage 3: compile DeepGEMM kernels on the recipe's GPU into the kernel cache Volume.
+"""Stage 3: compile every JIT cache on the recipe's GPU into the kernel cache Volume.
 
 The remote job (infra/jobs.py -> infra/kernels.py) runs sglang.compile_deep_gemm with
-the server's own arguments, checks its exit code, commits the Volume and writes a
-marker keyed by everything that changes the kernels; a matching marker skips it.
-Kernels are compiled for exact revisions, so unpinned ones are pinned first.
+the server's own arguments, then starts and warms up the real server, publishes what
+was compiled under its key, commits the Volume and writes a marker keyed by everything
+that changes the compiled code; a matching marker skips it. Caches are compiled for
+exact revisions, so unpinned ones are pinned first.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ def run(ctx: Context, d: Deployment) -> StageResult[Compiled]:
                       required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
     fp = kernel_fingerprint(d)
     if done := up_to_date(ctx, STAGE, d, fp, Compiled) or dry_run(
-        ctx, STAGE, d, f"compile DeepGEMM kernels for {d.recipe.model} on {d.recipe.gpu} into Volume {d.caches.kernels_volume}"
+        ctx, STAGE, d, f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on {d.recipe.gpu} "
+                       f"into Volume {d.caches.kernels_volume}"
     ):
         return done
     ctx.remote.require_credentials()
-    ctx.say(f"compiling DeepGEMM kernels for {d.recipe.model} (tp {d.recipe.tp_size}) on {d.recipe.gpu}; "
-            "a cold cache takes tens of minutes...")
+    ctx.say(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} (tp {d.recipe.tp_size}) on "
+            f"{d.recipe.gpu}; a cold cache takes tens of minutes...")
     job = ctx.remote.run_compile(d)
     outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
                        files=job.get("files"), reason=job.get("reason"))

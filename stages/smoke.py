@@ -28,6 +28,8 @@ class Options:
 @dataclass(frozen=True)
 class Smoked:
     passed: bool
+    checked: str  # what the reply had to contain (the answer, or reasoning where the recipe accepts it)
+    reasoning_chars: int
     url: str
     ttft: float
     total: float
@@ -60,7 +62,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     record(ctx, d, outcome)
     return result(
         STAGE, d, "ran",
-        f"smoke passed: time to first token {outcome['ttft']:.2f} s, total {outcome['total']:.2f} s, "
-        f"{outcome['output_tokens']} tokens: {outcome['reply'][:80]!r}",
+        f"smoke passed ({outcome['checked']}): time to first token {outcome['ttft']:.2f} s, total "
+        f"{outcome['total']:.2f} s, {outcome['output_tokens']} tokens: {outcome['reply'][:80]!r}",
         Smoked(**outcome),
     )

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
+from infra import compile_cache
 from infra.deployment import Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import FAKES, REPO
 
 DESCRIBE = str(FAKES / "describe_app.py")
@@ -68,8 +69,9 @@ def test_prod_8b_server_definition():
     assert got["app"] == "sglang-qwen3-8b-low-latency" and got["server"] == "server"
     assert got["gpu"] == "H100!:2"
     assert got["regions"] == ["us-east"] and got["routing_regions"] == ["us-east"]
-    assert got["volumes"] == {HF_CACHE_PATH: ["huggingface-cache", "prod"], DG_CACHE_PATH: ["deepgemm-cache", "prod"]}
-    assert (got["port"], got["startup_timeout"], got["exit_grace_period"]) == (8000, 1200, 5)
+    # The compile caches read-only: servers never write the shared copy, only the compile job does.
+    assert got["volumes"] == {HF_CACHE_PATH: ["huggingface-cache", "prod"], KERNELS_PATH: ["deepgemm-cache", "prod", "read-only"]}
+    assert (got["port"], got["startup_timeout"], got["exit_grace_period"]) == (8000, 1200, 25)
     assert (got["min_containers"], got["max_containers"], got["target_concurrency"]) == (1, 4, 10.0)
     assert got["unauthenticated"] is False  # proxy auth on in prod
     assert got["enable_memory_snapshot"] is False and got["experimental_options"] == {}
@@ -80,11 +82,17 @@ def test_prod_8b_server_definition():
         ["FROM base", "COPY --from=ghcr.io/astral-sh/uv:latest /uv /.uv/uv",
          "RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode huggingface-hub==0.36.0"],
         ["FROM base", "ENV HF_HUB_CACHE=/root/.cache/huggingface", "ENV HF_XET_HIGH_PERFORMANCE=1",
-         "ENV SGLANG_ENABLE_JIT_DEEPGEMM=1", "ENV SGLANG_DG_CACHE_DIR=/root/.cache/deep_gemm"],
+         "ENV SGLANG_ENABLE_JIT_DEEPGEMM=1"],
         ["MOUNT local python source"],
     ]
     (env,) = got["env"]
     assert env["HF_HUB_OFFLINE"] == "1"
+    # Every JIT cache variable, on local disk at the one fixed path the compile job compiled at.
+    assert {k: env[k] for k in compile_cache.environment()} == compile_cache.environment(compile_cache.LOCAL_ROOT)
+    assert {c.variable for c in compile_cache.CACHES} == {
+        "SGLANG_DG_CACHE_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "SGLANG_CACHE_DIR",
+        "FLASHINFER_WORKSPACE_BASE", "TVM_FFI_CACHE_DIR", "CUDA_CACHE_PATH",
+    }
     baked = Deployment.from_json(env["INFRA_DEPLOYMENT"])
     assert baked.env == "prod" and baked.recipe.name == "qwen3-8b-low-latency" and baked.scaling.min_containers == 1
 
@@ -94,7 +102,7 @@ def test_dev_vlm_server_definition():
     assert got["gpu"] == "H100!:1"
     assert got["regions"] is None  # the reference leaves the compute region open
     assert got["routing_regions"] == ["us-east"]
-    assert (got["min_containers"], got["startup_timeout"], got["exit_grace_period"]) == (0, 900, 0)
+    assert (got["min_containers"], got["startup_timeout"], got["exit_grace_period"]) == (0, 900, 25)
     assert got["unauthenticated"] is True  # dev is public, as the reference examples
     assert got["volumes"][HF_CACHE_PATH] == ["huggingface-cache", "dev"]
     assert "HF_HUB_OFFLINE" not in got["env"][0]
@@ -140,7 +148,10 @@ def test_jobs_app_definition(monkeypatch):
     assert list(download.volumes) == [HF_CACHE_PATH]
     assert download.volumes[HF_CACHE_PATH].name == "huggingface-cache"
     assert compile_.gpus == "H100!:2"  # kernels compiled on the GPU that runs them
-    assert set(compile_.volumes) == {HF_CACHE_PATH, DG_CACHE_PATH}
+    assert set(compile_.volumes) == {HF_CACHE_PATH, KERNELS_PATH}
+    assert not compile_.volumes[KERNELS_PATH]._read_only and not compile_.volumes[KERNELS_PATH]._mount_options  # the writer
+    job_env = {k: v for secret in compile_.secrets if hasattr(secret, "_load_env_dict") for k, v in secret._load_env_dict().items()}
+    assert job_env["TRITON_CACHE_DIR"] == compile_cache.LOCAL_ROOT + "/triton"  # compiled where servers restore
     sys.modules.pop("infra.jobs", None)
 
 

@@ -210,6 +210,8 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     assert saved["target"] == {"url": fast.url, "model": None}
     assert saved["plan"]["concurrency"] == [1, 2] and saved["plan"]["requests"] == 4
     assert saved["workload"]["prompt_tokens"] == 8 and saved["workload"]["max_tokens"] == 10
+    assert saved["workload"]["sampling"] == {"temperature": 0.0, "top_p": None, "top_k": None}
+    assert "temperature=0 top_p=server top_k=server" in table  # the header says how it sampled
     level = saved["levels"][1]
     assert set(level) == {"concurrency", "mode", "requests", "errors", "error_examples", "warmup", "wall_s", "ttft_s",
                           "itl_s", "tpot_s", "e2e_s", "output_tokens", "throughput", "client", "records"}
@@ -244,6 +246,23 @@ def test_duration_mode_starts_requests_only_within_the_window(fake_server):
     assert level["requests"]["ok"] >= 3 * 4  # each stream fits several 65 ms requests in 0.6 s
     assert max(r["t_s"] for r in level["records"]) < 0.6
     assert len(chats(server)) == 1 + level["requests"]["sent"]
+
+
+def test_greedy_by_default_and_sampling_options_are_sent_and_recorded(fake_server):
+    server = fake_server("--tokens", "3")
+    greedy = measure(server, "1", 1, warmup="0")
+    assert {json.dumps({k: c["body"].get(k) for k in ("temperature", "top_p", "top_k")}) for c in chats(server)} == {
+        json.dumps({"temperature": 0.0, "top_p": None, "top_k": None})
+    }
+    assert greedy["workload"]["sampling"]["temperature"] == 0.0
+    server = fake_server("--tokens", "3")
+    sampled = measure(server, "1", 1, warmup="0", temperature="0.6", top_p="0.95", top_k="20")
+    assert all((c["body"]["temperature"], c["body"]["top_p"], c["body"]["top_k"]) == (0.6, 0.95, 20) for c in chats(server))
+    assert sampled["workload"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
+    assert "temperature=0.6 top_p=0.95 top_k=20" in bench.describe(sampled)
+    server = fake_server("--tokens", "3")
+    measure(server, "1", 1, warmup="0", temperature="server")
+    assert all("temperature" not in c["body"] for c in chats(server))  # the model's own default applies
 
 
 def test_with_an_environment_the_recipe_model_is_sent(fake_server):
@@ -313,6 +332,12 @@ def test_bad_concurrency_is_one_line_naming_the_flag_and_what_is_allowed(value):
     ({"prompt_tokens": "0"}, "--prompt-tokens must be a positive whole number"),
     ({"max_tokens": "ten"}, "--max-tokens must be a positive whole number"),
     ({"warmup": "-1"}, "--warmup must be a whole number >= 0"),
+    ({"temperature": "-0.1"}, r"--temperature must be a number >= 0, or 'server'"),
+    ({"temperature": "hot"}, r"--temperature must be a number >= 0, or 'server'"),
+    ({"top_p": "0"}, "--top-p must be a number greater than 0 and at most 1"),
+    ({"top_p": "1.5"}, "--top-p must be a number greater than 0 and at most 1"),
+    ({"top_k": "0"}, r"--top-k must be a positive whole number \(or -1 for no limit\)"),
+    ({"top_k": "2.5"}, r"--top-k must be a positive whole number"),
     ({"url": "127.0.0.1:8000"}, "--url must be an http:// or https:// address"),
     ({"url": "http://127.0.0.1:x"}, "--url must be an http:// or https:// address with a valid port"),
     ({"output": "/no/such/folder/report.json"}, "--output /no/such/folder/report.json: folder /no/such/folder does not exist"),

@@ -39,7 +39,7 @@ def test_snapshot_phase_then_restore_phase_in_order(tmp_path):
     paths = [json.loads(line)["path"] for line in record.read_text().splitlines()]
     chat = "/v1/chat/completions"
     before, after = paths[:snapshot_calls], paths[snapshot_calls + 1 :]  # minus our own health check
-    # Snapshot phase: health checks, the three warm-ups, then the release, last.
+    # Snapshot phase: health checks, the three warm-ups, then the release, last: never a health check after it.
     assert before[-4:] == [chat, chat, chat, "/release_memory_occupation"] and before[0] == "/health"
     # Restore phase: resume first, then exactly one short generation.
     assert after[:2] == ["/resume_memory_occupation", chat] and after.count(chat) == 1

@@ -200,7 +200,8 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("weights missing from the Volume at start-up", WeightsMissing, lambda: require_downloaded(tmp_path / "empty", offline))
 
     env = standin_env() | {"FAKE_COMPILE_FAIL": "3"}
-    expect("DeepGEMM compile fails", CompileFailed, lambda: compile_kernels(d, tmp_path / "dg", env=env))
+    expect("DeepGEMM compile fails", CompileFailed,
+           lambda: compile_kernels(d, tmp_path / "dg", env=env, local_root=tmp_path / "local"))
 
     def probe(*args, deadline=3.0):
         url = fake_server(*args).url

@@ -16,7 +16,7 @@ from infra.resolve import resolve
 from infra.settings import load_settings
 from stages import pipeline, promote
 from stages.common import Context
-from tests.conftest import REPO, deployment, project_copy, standin_env
+from tests.conftest import REPO, deployment, free_port, project_copy, standin_env
 from tests.fakes.hub_server import HubServer, make_repo
 from tests.fakes.modal_fake import FakeModal
 from tests.test_weights import _hub_client_isolated  # noqa: F401  (autouse: a clean Hub client)
@@ -37,7 +37,8 @@ def test_a_volume_commit_failure_fails_the_download_and_leaves_no_marker(tmp_pat
 def test_a_volume_commit_failure_fails_the_compile_and_leaves_no_marker(tmp_path):
     d = deployment()
     with pytest.raises(OSError, match="volume commit failed"):
-        kernels.compile_kernels(d, tmp_path, commit_volume=failing_commit, env=standin_env())
+        kernels.compile_kernels(d, tmp_path, commit_volume=failing_commit, env=standin_env(),
+                                local_root=tmp_path / "local", port=free_port())
     assert not kernels.marker_path(tmp_path, d).exists()
 
 

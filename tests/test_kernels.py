@@ -1,33 +1,48 @@
-"""The kernel compile job, run for real: `infra.kernels.compile_kernels` starts the stand-in
-`python3 -m sglang.compile_deep_gemm` (tests/fakes/sglang_standin) as a real subprocess.
+"""The compile job, run for real: `infra.kernels.compile_kernels` starts the stand-in
+`python3 -m sglang.compile_deep_gemm` and then the stand-in `sglang.launch_server`
+(tests/fakes/sglang_standin) through the lifecycle, as real subprocesses.
 
-What must hold: the compiler sees exactly the server's arguments (else it compiles kernels
-for shapes the server never uses) and writes where SGLang reads; a marker exists only after
-a successful, committed compile, keyed by everything that changes the kernels; a failed,
-hung or disabled compile never leaves one.
+What must hold: the compiler and the server see exactly the deployment's arguments (else
+they compile for shapes the server never uses) and compile where every server will read
+(the fixed local root); the server is warmed up (speculative path included) and stopped;
+the tree is published under its key and committed before a marker exists; a failed, hung
+or disabled step never leaves one; and a server that restores the tree finds every kernel.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 
 import pytest
 
-from infra import kernels, sglang_args
+from infra import compile_cache, kernels, lifecycle, sglang_args
 from infra.kernels import CompileFailed
-from tests.conftest import changed, deployment, processes_mentioning, standin_env
+from tests.conftest import (
+    changed,
+    deployment,
+    free_port,
+    processes_mentioning,
+    reap_children,
+    standin_env,
+)
 
 
 @pytest.fixture
 def d():
-    return deployment()
+    return deployment(port=free_port())
 
 
 @pytest.fixture
 def cache(tmp_path):
-    return tmp_path / "deep_gemm"
+    return tmp_path / "volume"
+
+
+@pytest.fixture
+def local(tmp_path):
+    return tmp_path / "local-disk" / "sglang-compile"
 
 
 @pytest.fixture
@@ -35,32 +50,43 @@ def record(tmp_path):
     return tmp_path / "compile-record.json"
 
 
-def compile_env(record, **extra: str) -> dict[str, str]:
-    """The stand-in on PYTHONPATH, recording what it received into `record`."""
-    env = standin_env()
+def compile_env(record, tmp_path=None, **extra: str) -> dict[str, str]:
+    """The stand-ins on PYTHONPATH: the compiler records what it received into `record`; the
+    server simulates SGLang's JIT (writes a kernel into each cache; the first request compiles)."""
+    env = standin_env(jit_seconds=0, first_request_seconds=0.2,
+                      record=str(record.with_name("requests.jsonl")))
     env["FAKE_COMPILE_RECORD"] = str(record)
+    env["FAKE_SGLANG_ARGV"] = str(record.with_name("server-argv.json"))
+    env["FAKE_SGLANG_JIT_LOG"] = str(record.with_name("jit.jsonl"))
     env.pop("SGLANG_ENABLE_JIT_DEEPGEMM", None)
     env.update(extra)
     return env
 
 
+def run(d, cache, local, record, **options):
+    env = options.pop("env", None) or compile_env(record)
+    return kernels.compile_kernels(d, cache, env=env, local_root=local, port=d.server.port, **options)
+
+
+def published(cache, d) -> list[str]:
+    tree = compile_cache.published_dir(cache, kernels.kernel_fingerprint(d))
+    return sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()) if tree.exists() else []
+
+
 class VolumeCommits:
-    """A `commit_volume` that notes, at each call, whether the marker existed and which kernels did."""
+    """A `commit_volume` that notes, at each call, whether the marker existed and what was published."""
 
     def __init__(self, cache, d):
-        self.cache = cache
+        self.cache, self.d = cache, d
         self.marker = kernels.marker_path(cache, d)
         self.calls: list[dict] = []
 
     def __call__(self) -> None:
-        kernel_files = sorted(
-            str(p.relative_to(self.cache)) for p in self.cache.rglob("*") if p.is_file() and kernels.MARKERS not in p.parts
-        )
-        self.calls.append({"marker": self.marker.exists(), "kernels": kernel_files})
+        self.calls.append({"marker": self.marker.exists(), "published": published(self.cache, self.d)})
 
 
-def test_compiler_receives_the_server_arguments_and_writes_into_the_cache_dir(d, cache, record):
-    result = kernels.compile_kernels(d, cache, env=compile_env(record))
+def test_compiler_receives_the_server_arguments_and_compiles_into_the_local_root(d, cache, local, record):
+    result = run(d, cache, local, record)
 
     seen = json.loads(record.read_text())
     # Launch arguments minus host and port, plus --timeout: the same shapes the server will ask for.
@@ -70,79 +96,125 @@ def test_compiler_receives_the_server_arguments_and_writes_into_the_cache_dir(d,
     assert seen["argv"][:-2] == launch[: launch.index("--host")]
     assert seen["argv"][-2:] == ["--timeout", str(sglang_args.COMPILE_TIMEOUT)]
     assert "--host" not in seen["argv"] and "--port" not in seen["argv"]
-    # SGLang writes to $SGLANG_DG_CACHE_DIR: it must be the Volume, whatever the caller's env said.
-    assert seen["SGLANG_DG_CACHE_DIR"] == str(cache)
-    assert (cache / "kernels" / "fp8_gemm_nt.cubin").stat().st_size == 4096
-    assert result["skipped"] is False
+    # DeepGEMM compiles into the fixed local root (the path servers restore to), then it is published.
+    assert seen["SGLANG_DG_CACHE_DIR"] == str(local / "deep_gemm")
+    assert "deep_gemm/kernels/fp8_gemm_nt.cubin" in published(cache, d)
+    assert result["skipped"] is False and result["deep_gemm"] is True
     assert result["argv"] == sglang_args.compile_command(d)
 
 
-def test_cache_dir_overrides_a_different_sglang_dg_cache_dir_in_env(d, cache, record, tmp_path):
-    kernels.compile_kernels(d, cache, env=compile_env(record, SGLANG_DG_CACHE_DIR=str(tmp_path / "elsewhere")))
-    assert json.loads(record.read_text())["SGLANG_DG_CACHE_DIR"] == str(cache)
-    assert not (tmp_path / "elsewhere").exists()
+def test_the_real_server_is_started_with_the_launch_arguments_warmed_up_and_stopped(d, cache, local, record):
+    result = run(d, cache, local, record)
+
+    assert json.loads(record.with_name("server-argv.json").read_text()) == sglang_args.launch_command(d)[3:]
+    chats = [json.loads(line) for line in record.with_name("requests.jsonl").read_text().splitlines()]
+    chats = [c for c in chats if c["path"] == "/v1/chat/completions"]
+    # The recipe's warm-up, then a concurrent burst: every request generates all its tokens.
+    assert len(chats) == d.recipe.warmup.count + min(kernels.BURST, d.recipe.target_concurrency)
+    assert all(c["body"]["ignore_eos"] is True and c["body"]["max_tokens"] == d.recipe.warmup.max_tokens for c in chats)
+    # What the stand-in compiled while starting and on the first (speculative) request is all published.
+    files = published(cache, d)
+    for c in compile_cache.CACHES:
+        assert any(f.startswith(c.folder + "/") for f in files), (c.name, files)
+    assert "triton/standin-speculative.bin" in files
+    assert "key.json" in files
+    assert result["caches"]["total"]["files"] == len(files) - 1
+    assert result["server_timings"]["warmup_s"][0] >= 0.2  # the first request compiled
+    assert processes_mentioning(f"--port {d.server.port}") == []  # stopped, nothing left
 
 
-def test_marker_is_written_after_the_commit_and_holds_the_fingerprint(d, cache, record):
+def test_a_server_that_restores_the_tree_finds_every_kernel(d, cache, local, record, tmp_path, subreaper):
+    run(d, cache, local, record)
+    jit_log = record.with_name("jit.jsonl")
+    assert json.loads(jit_log.read_text().splitlines()[-1])["hits"] == []  # the compile job compiled everything
+    shutil.rmtree(local)  # a new container: nothing on local disk
+
+    restored = compile_cache.restore(cache, kernels.kernel_fingerprint(d), local)
+    assert restored["restored"] is True and restored["files"] > 0
+    env = compile_env(record) | compile_cache.environment(local)
+    readiness = lifecycle.Readiness(timeout=20, poll_interval=0.1, warmup=d.recipe.warmup, model=d.recipe.model)
+    server = lifecycle.start_and_warm(sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", readiness, env=env)
+    server.stop(grace=0)
+    reap_children()
+    last = json.loads(jit_log.read_text().splitlines()[-1])
+    assert last["misses"] == [] and len(last["hits"]) == len(compile_cache.CACHES)
+    assert server.timings["warmup_s"][0] < 0.2  # the speculative kernel came from the cache
+
+
+def test_marker_is_written_after_the_commit_and_holds_the_key(d, cache, local, record):
     commits = VolumeCommits(cache, d)
 
-    result = kernels.compile_kernels(d, cache, env=compile_env(record), commit_volume=commits)
+    result = run(d, cache, local, record, commit_volume=commits)
 
     assert [c["marker"] for c in commits.calls] == [False, True]
-    assert commits.calls[0]["kernels"] == ["kernels/fp8_gemm_nt.cubin"]  # kernels durable before the claim
+    assert "deep_gemm/kernels/fp8_gemm_nt.cubin" in commits.calls[0]["published"]  # durable before the claim
     marker = kernels.marker_path(cache, d)
     assert marker == cache / ".infra-complete" / f"qwen3-8b-low-latency-{kernels.kernel_fingerprint(d)}.json"
     content = json.loads(marker.read_text())
     assert content["fingerprint"] == kernels.kernel_fingerprint(d)
     assert content["key"] == json.loads(json.dumps(kernels.kernel_key(d)))
     assert content["argv"] == sglang_args.compile_command(d)
-    assert content["files"] == 1  # the marker itself is not counted as a kernel
+    assert content["launch_argv"] == sglang_args.launch_command(d)
     assert {k: v for k, v in result.items() if k != "skipped"} == content
     assert sorted(p.name for p in marker.parent.iterdir()) == [marker.name]  # no temporary left
+    key = json.loads((compile_cache.published_dir(cache, content["fingerprint"]) / "key.json").read_text())
+    assert key["key"] == content["key"]
 
 
-def test_second_run_finds_the_marker_and_starts_no_compiler(d, cache, record):
-    first = kernels.compile_kernels(d, cache, env=compile_env(record))
+def test_second_run_finds_the_marker_and_starts_nothing(d, cache, local, record):
+    first = run(d, cache, local, record)
     record.unlink()  # the stand-in rewrites it whenever it runs
+    record.with_name("server-argv.json").unlink()
     commits = VolumeCommits(cache, d)
 
-    second = kernels.compile_kernels(d, cache, env=compile_env(record), commit_volume=commits)
+    second = run(d, cache, local, record, commit_volume=commits)
 
-    assert not record.exists()
+    assert not record.exists() and not record.with_name("server-argv.json").exists()
     assert second["skipped"] is True
     assert second["fingerprint"] == first["fingerprint"]
     assert commits.calls == []
 
 
-def test_failed_compile_raises_with_exit_code_and_compiler_output_and_leaves_no_marker(d, cache, record):
+def test_failed_compile_raises_with_exit_code_and_compiler_output_and_leaves_no_marker(d, cache, local, record):
     commits = VolumeCommits(cache, d)
 
     with pytest.raises(CompileFailed) as err:
-        kernels.compile_kernels(d, cache, env=compile_env(record, FAKE_COMPILE_FAIL="3"), commit_volume=commits)
+        run(d, cache, local, record, env=compile_env(record, FAKE_COMPILE_FAIL="3"), commit_volume=commits)
 
     message = str(err.value)
     assert "exited with code 3" in message
     assert "RuntimeError: DeepGEMM JIT compilation failed: nvcc not found" in message
     assert record.exists()  # it really ran
+    assert not record.with_name("server-argv.json").exists()  # and nothing after it
     assert not kernels.marker_path(cache, d).exists()
-    assert not (cache / kernels.MARKERS).exists()
+    assert not (cache / kernels.MARKERS).exists() and published(cache, d) == []
     assert commits.calls == []
 
     # The next, successful run is not blocked by the failure.
-    assert kernels.compile_kernels(d, cache, env=compile_env(record))["skipped"] is False
+    assert run(d, cache, local, record)["skipped"] is False
     assert kernels.marker_path(cache, d).exists()
 
 
-def test_compile_running_past_kill_after_is_killed_and_leaves_no_marker(cache, record):
+def test_a_server_that_dies_while_starting_fails_the_job_and_publishes_nothing(d, cache, local, record, subreaper):
+    commits = VolumeCommits(cache, d)
+    env = compile_env(record) | {"FAKE_SGLANG": json.dumps({"exit_after": 0.3, "exit_code": 5, "listen_after": 5})}
+    with pytest.raises(CompileFailed, match=r"did not start and warm up.*exited with code 5"):
+        run(d, cache, local, record, env=env, commit_volume=commits)
+    assert published(cache, d) == [] and commits.calls == []
+    assert not kernels.marker_path(cache, d).exists()
+    reap_children()
+    assert processes_mentioning(f"--port {d.server.port}") == []
+
+
+def test_compile_running_past_kill_after_is_killed_and_leaves_no_marker(cache, local, record):
     tag = f"acme/hung-{uuid.uuid4().hex[:12]}"  # appears in its command line, so we can look for it
-    d = deployment(model=tag)
+    d = deployment(model=tag, port=free_port())
     commits = VolumeCommits(cache, d)
     began = time.monotonic()
 
     with pytest.raises(CompileFailed) as err:
-        kernels.compile_kernels(
-            d, cache, env=compile_env(record, FAKE_COMPILE_SECONDS="60"), commit_volume=commits, kill_after=1.0
-        )
+        run(d, cache, local, record, env=compile_env(record, FAKE_COMPILE_SECONDS="60"), commit_volume=commits,
+            kill_after=1.0)
 
     elapsed = time.monotonic() - began
     assert elapsed < 15, elapsed
@@ -154,18 +226,18 @@ def test_compile_running_past_kill_after_is_killed_and_leaves_no_marker(cache, r
     assert commits.calls == []
 
 
-def test_deepgemm_disabled_skips_without_running_anything(d, cache, record):
-    result = kernels.compile_kernels(d, cache, env=compile_env(record, SGLANG_ENABLE_JIT_DEEPGEMM="0"))
+def test_deepgemm_disabled_runs_no_compiler_but_still_warms_the_server(d, cache, local, record):
+    result = run(d, cache, local, record, env=compile_env(record, SGLANG_ENABLE_JIT_DEEPGEMM="0"))
 
-    assert result["skipped"] is True
-    assert "SGLANG_ENABLE_JIT_DEEPGEMM=0" in result["reason"]
-    assert not record.exists()
-    assert not kernels.marker_path(cache, d).exists()
+    assert result["skipped"] is False and result["deep_gemm"] is False
+    assert not record.exists()  # compile_deep_gemm never ran
+    assert record.with_name("server-argv.json").exists()  # the server did
+    assert "triton/standin-speculative.bin" in published(cache, d)
+    assert kernels.marker_path(cache, d).exists()
 
 
-def test_deepgemm_disabled_with_false_skips(d, cache, record):
-    result = kernels.compile_kernels(d, cache, env=compile_env(record, SGLANG_ENABLE_JIT_DEEPGEMM="false"))
-    assert result["skipped"] is True
+def test_deepgemm_disabled_with_false_runs_no_compiler(d, cache, local, record):
+    run(d, cache, local, record, env=compile_env(record, SGLANG_ENABLE_JIT_DEEPGEMM="false"))
     assert not record.exists()
 
 
@@ -196,17 +268,18 @@ def test_kernel_key_ignores_what_does_not_change_the_kernels(d, changes):
     assert kernels.kernel_fingerprint(changed(d, **changes)) == kernels.kernel_fingerprint(d)
 
 
-def test_a_changed_deployment_compiles_again_next_to_the_old_kernels(d, cache, record):
-    kernels.compile_kernels(d, cache, env=compile_env(record))
+def test_a_changed_deployment_compiles_again_next_to_the_old_kernels(d, cache, local, record):
+    run(d, cache, local, record)
     record.unlink()
     moved = changed(d, gpu_type="H200")
 
-    result = kernels.compile_kernels(moved, cache, env=compile_env(record))
+    result = run(moved, cache, local, record)
 
     assert result["skipped"] is False
     assert record.exists()  # the compiler ran for the new key
     assert kernels.marker_path(cache, d).exists() and kernels.marker_path(cache, moved).exists()
     # Back to the first deployment: still complete, nothing to do.
+    assert published(cache, d) and published(cache, moved)  # two keys, two trees
     record.unlink()
-    assert kernels.compile_kernels(d, cache, env=compile_env(record))["skipped"] is True
+    assert run(d, cache, local, record)["skipped"] is True
     assert not record.exists()

@@ -3,13 +3,20 @@ started with the real command line, a real HTTP server, real signals, the real p
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import os
+import signal
+import threading
 import time
 
+import aiohttp
 import pytest
 
-from infra import lifecycle, sglang_args
+from infra import client, lifecycle, sglang_args
 from infra.lifecycle import Readiness, ServerFailed, ServerProcess
+from infra.recipes.base import Warmup
 from tests.conftest import (
     deployment,
     free_port,
@@ -21,15 +28,39 @@ from tests.conftest import (
 )
 
 
-def launch(tmp_path, recipe="qwen3-8b-low-latency", timeout=20.0, poll=0.2, **fake):
+def launch(tmp_path, recipe="qwen3-8b-low-latency", timeout=20.0, poll=0.2, warmup=None, budget=None, on_line=None, **fake):
     d = deployment(recipe=recipe, port=free_port())
     record = tmp_path / "requests.jsonl"
     argv_file = tmp_path / "argv.json"
     env = standin_env(record=str(record), **fake)
     env["FAKE_SGLANG_ARGV"] = str(argv_file)
-    readiness = Readiness(timeout=timeout, poll_interval=poll, warmup=d.recipe.warmup, model=d.recipe.model)
+    readiness = Readiness(timeout=timeout, poll_interval=poll, warmup=warmup or d.recipe.warmup, model=d.recipe.model, startup_budget=budget)
     base = f"http://127.0.0.1:{d.server.port}"
-    return d, record, argv_file, lambda: lifecycle.start_and_warm(sglang_args.launch_command(d), base, readiness, env=env)
+    return d, record, argv_file, lambda: lifecycle.start_and_warm(
+        sglang_args.launch_command(d), base, readiness, env=env, on_line=on_line
+    )
+
+
+SHORT_WARMUP = Warmup(count=1, prompt="Hi", max_tokens=2, timeout=10)  # for servers set up to stream slowly
+
+
+def stream_in_background(url: str, max_tokens: int) -> dict:
+    """Stream one completion in a thread, as a user would while the container stops; the dict fills in at the end."""
+    outcome: dict = {}
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session:
+            payload = client.chat_payload([{"role": "user", "content": "long"}], max_tokens=max_tokens)
+            try:
+                result = await client.stream_chat(session, url, payload, timeout=30)
+                outcome.update(tokens=len(result.chunk_times), text=result.text)
+            except client.EndpointError as err:
+                outcome.update(error=err.kind, message=str(err))
+
+    thread = threading.Thread(target=lambda: asyncio.run(go()), daemon=True)
+    thread.start()
+    outcome["thread"] = thread
+    return outcome
 
 
 def requests_of(record):
@@ -45,12 +76,16 @@ def test_healthy_server_is_warmed_up_with_the_recipe_requests_then_stopped(tmp_p
         chats = [r for r in requests_of(record) if r["path"] == "/v1/chat/completions"]
         assert len(chats) == 3
         assert all(c["body"]["messages"] == [{"role": "user", "content": "Hello, how are you?"}] for c in chats)
-        assert all(c["body"]["max_tokens"] == 16 for c in chats)
+        # Enough tokens, all of them, for speculative decoding to run many draft/verify steps.
+        assert all(c["body"]["max_tokens"] == d.recipe.warmup.max_tokens >= 64 for c in chats)
+        assert all(c["body"]["ignore_eos"] is True for c in chats)
         health = [r for r in requests_of(record) if r["path"] == "/health"]
-        assert len(health) >= lifecycle.HEALTHY_IN_A_ROW
+        assert len(health) >= 1 and requests_of(record)[-1]["path"] == "/v1/chat/completions"  # ready after the warm-up
+        assert len(server.timings["warmup_s"]) == 3 and "flaps" not in server.timings
     finally:
         code = server.stop(grace=5)
     assert code is not None
+    assert server.drained is True
     assert process_state(server.pid) is None
     reap_children()
     assert processes_mentioning(f"--port {d.server.port}") == []
@@ -66,7 +101,7 @@ def test_vlm_warmup_sends_the_packaged_image_inline(tmp_path):
     assert content[0]["type"] == "image_url"
     assert content[0]["image_url"]["url"].startswith("data:image/png;base64,iVBOR")  # a real PNG, no CDN
     assert content[1] == {"type": "text", "text": "What is this?"}
-    assert chats[0]["body"]["max_tokens"] == 16
+    assert chats[0]["body"]["max_tokens"] == d.recipe.warmup.max_tokens
 
 
 def test_exit_during_startup_fails_within_one_poll_interval_with_code_and_log_tail(tmp_path):
@@ -98,15 +133,79 @@ def test_never_healthy_fails_at_the_readiness_timeout_with_log_tail(tmp_path, su
     assert processes_mentioning(f"--port {d.server.port}") == []  # the failed server was stopped, not leaked
 
 
-def test_flapping_health_keeps_waiting_until_stable(tmp_path):
-    _, record, _, start = launch(tmp_path, poll=0.2, flap=6)
+def test_a_server_that_refuses_its_warm_up_after_answering_healthy_must_prove_itself(tmp_path):
+    """Healthy once, then a 503 (SGLang's scheduler stopped answering): not ready until healthy 3 times
+    running and the whole warm-up served."""
+    _, record, _, start = launch(tmp_path, poll=0.05, unavailable_first=1)
     server = start()
     server.stop()
-    entries = requests_of(record)
-    health = [i for i, r in enumerate(entries) if r["path"] == "/health"]
-    first_chat = next(i for i, r in enumerate(entries) if r["path"] == "/v1/chat/completions")
-    # Checks 1..6 alternate; the first healthy answer (check 1) must not have been enough.
-    assert len([i for i in health if i < first_chat]) >= 6 + lifecycle.HEALTHY_IN_A_ROW - 1
+    entries = [r["path"] for r in requests_of(record)]
+    refused = entries.index("/v1/chat/completions")
+    assert entries[:refused].count("/health") >= 1
+    assert entries[refused + 1 : refused + 1 + lifecycle.HEALTHY_IN_A_ROW] == ["/health"] * lifecycle.HEALTHY_IN_A_ROW
+    assert entries.count("/v1/chat/completions") == 1 + 3  # the refused one, then the full warm-up again
+    assert server.timings["flaps"] == 1
+
+
+def test_a_server_that_keeps_refusing_its_warm_up_fails(tmp_path, subreaper):
+    _, _, _, start = launch(tmp_path, poll=0.05, unavailable_every=1)
+    with pytest.raises(ServerFailed, match=r"keeps refusing its warm-up after answering healthy \(3 times\).*HTTP 503"):
+        start()
+    reap_children()
+
+
+def test_ready_within_a_second_of_sglang_first_answering_healthy(tmp_path):
+    """The ready line is printed when /health starts answering 200; each answer takes >= 1 s, as SGLang's does."""
+    seen: dict[str, float] = {}
+
+    def on_line(at: float, line: str) -> None:
+        if "fired up and ready to roll" in line:
+            seen.setdefault("ready_line", at)
+
+    d = deployment()
+    _, _, _, start = launch(tmp_path, poll=d.recipe.health_poll_interval, healthy_after=1.0, health_delay=1.0, on_line=on_line)
+    server = start()
+    returned = time.monotonic()
+    server.stop()
+    first_healthy_answer = seen["ready_line"] + 1.0  # SGLang's health generation takes its second
+    # Noticed within one poll interval; then only the warm-up (fast here), nothing more.
+    assert returned - first_healthy_answer < d.recipe.health_poll_interval + 1.0, (returned - first_healthy_answer, server.timings)
+    assert server.timings["healthy_to_ready_s"] < 1.0
+    assert server.timings["healthy_to_ready_s"] - sum(server.timings["warmup_s"]) < 0.1
+
+
+def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
+    d = deployment()
+    quick = dataclasses.replace(d.recipe.warmup, timeout=0.5)
+    _, record, _, start = launch(tmp_path, warmup=quick, budget=20, first_chat_delay=1.5)
+    server = start()
+    server.stop()
+    first, *later = server.timings["warmup_s"]
+    assert first >= 1.5 and all(x < 0.5 for x in later)
+
+
+def test_first_warmup_request_fails_once_the_startup_budget_is_spent(tmp_path, subreaper):
+    d = deployment()
+    quick = dataclasses.replace(d.recipe.warmup, timeout=0.5)
+    _, _, _, start = launch(tmp_path, warmup=quick, budget=1.2, first_chat_delay=5.0)
+    began = time.monotonic()
+    with pytest.raises(ServerFailed, match="warm-up request 1/3 failed after"):
+        start()
+    assert time.monotonic() - began < 4.0
+    reap_children()
+
+
+def test_exit_in_the_middle_of_a_health_request_is_noticed_at_once(tmp_path, subreaper):
+    """A health request may legitimately take 25 s; a death meanwhile must not wait for it."""
+    assert lifecycle.HEALTH_REQUEST_TIMEOUT >= 20  # SGLang's own health-check timeout
+    _, _, _, start = launch(tmp_path, poll=0.1, never_healthy=False, health_delay=30, exit_after=1.5, exit_code=9,
+                            log_lines=["Capturing CUDA graphs"])
+    began = time.monotonic()
+    with pytest.raises(ServerFailed, match="exited with code 9 during start-up") as err:
+        start()
+    assert time.monotonic() - began < 3.0
+    assert "Capturing CUDA graphs" in str(err.value)
+    reap_children()
 
 
 def test_failed_warmup_fails_the_container_and_stops_the_server(tmp_path, subreaper):
@@ -134,13 +233,83 @@ def test_stop_kills_a_server_that_ignores_sigterm_and_its_children(tmp_path, sub
     assert processes_mentioning(f"--port {d.server.port}") == []
 
 
-def test_graceful_stop_uses_sigterm(tmp_path):
-    _, _, _, start = launch(tmp_path)
+def test_stop_signals_the_parent_alone_and_sglang_exits_by_itself(tmp_path, subreaper):
+    sched_file = tmp_path / "scheduler.pid"
+    d, _, _, start = launch(tmp_path, scheduler_pid_file=str(sched_file))
     server = start()
+    scheduler = int(sched_file.read_text())
     began = time.monotonic()
     code = server.stop(grace=5.0)
-    assert code == -15
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 2.0  # one drain tick (0.5 s here, 5 s in SGLang)
+    assert server.drained is True
+    assert code == -9  # as SGLang: after draining it kills its children, then itself
+    reap_children()
+    assert process_state(scheduler) is None
+    assert processes_mentioning(f"--port {d.server.port}") == []
+
+
+def test_stop_lets_a_long_stream_finish_and_leaves_no_process(tmp_path, subreaper):
+    sched_file = tmp_path / "scheduler.pid"
+    d, _, _, start = launch(tmp_path, tokens=40, itl=0.05, scheduler_pid_file=str(sched_file), warmup=SHORT_WARMUP)
+    server = start()
+    scheduler = int(sched_file.read_text())
+    stream = stream_in_background(f"http://127.0.0.1:{d.server.port}", max_tokens=40)
+    time.sleep(0.3)  # the stream is under way: ~1.7 s of it left
+    began = time.monotonic()
+    server.stop(grace=10.0)
+    stopped_after = time.monotonic() - began
+    stream["thread"].join(5)
+    assert stream.get("error") is None, stream
+    assert stream["tokens"] == 40  # every token arrived: the stop drained it
+    assert server.drained is True
+    assert 1.4 < stopped_after < 5.0, stopped_after  # it waited for the stream, then a drain tick, not the grace
+    reap_children()
+    assert process_state(scheduler) is None
+    assert lifecycle.group_members(server.pid) == []
+    assert processes_mentioning(f"--port {d.server.port}") == []
+
+
+def test_sigterm_to_the_whole_group_cuts_streams_as_sglang_does(tmp_path, subreaper):
+    """Why stop() signals the parent alone: the stand-in's scheduler dies, and the server with it."""
+    d, _, _, start = launch(tmp_path, tokens=40, itl=0.05, warmup=SHORT_WARMUP)
+    server = start()
+    stream = stream_in_background(f"http://127.0.0.1:{d.server.port}", max_tokens=40)
+    time.sleep(0.3)
+    os.killpg(server.pid, signal.SIGTERM)
+    stream["thread"].join(5)
+    assert stream.get("error") == "reset", stream
+    server.stop(grace=0)
+    reap_children()
+
+
+def test_stop_kills_the_whole_group_when_the_drain_outlasts_the_grace(tmp_path, subreaper):
+    sched_file = tmp_path / "scheduler.pid"
+    d, _, _, start = launch(tmp_path, tokens=100, itl=0.05, scheduler_pid_file=str(sched_file), warmup=SHORT_WARMUP)
+    server = start()
+    scheduler = int(sched_file.read_text())
+    stream = stream_in_background(f"http://127.0.0.1:{d.server.port}", max_tokens=100)
+    time.sleep(0.3)
+    began = time.monotonic()
+    code = server.stop(grace=1.0)
+    assert 1.0 <= time.monotonic() - began < 3.0
+    assert server.drained is False and code == -9
+    stream["thread"].join(5)
+    assert stream.get("error") == "reset"
+    reap_children()
+    assert process_state(scheduler) is None
+    assert processes_mentioning(f"--port {d.server.port}") == []
+
+
+def test_drain_budget_fits_modal_and_sglang():
+    assert lifecycle.drain_budget(0) == 0  # nothing granted: kill at once
+    assert lifecycle.drain_budget(5) == 0  # less than two of SGLang's drain ticks: nothing could drain
+    assert lifecycle.drain_budget(25) == 25 - lifecycle.KILL_MARGIN_SECONDS
+    assert lifecycle.drain_budget(600) == lifecycle.MODAL_EXIT_HANDLER_SECONDS - lifecycle.KILL_MARGIN_SECONDS
+
+
+def test_multi_gpu_snapshots_are_flagged():
+    assert lifecycle.multi_gpu_snapshot_problem(1) is None
+    assert "2 GPUs" in lifecycle.multi_gpu_snapshot_problem(2)
 
 
 def test_release_and_resume_memory_call_sglang_endpoints(fake_server):

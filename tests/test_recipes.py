@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra import sglang_args, spec
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import deployment
 
 ENVS = ["dev", "staging", "prod"]
@@ -24,7 +24,6 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
         "HF_HUB_CACHE": "/root/.cache/huggingface",
         "HF_XET_HIGH_PERFORMANCE": "1",
         "SGLANG_ENABLE_JIT_DEEPGEMM": "1",
-        "SGLANG_DG_CACHE_DIR": DG_CACHE_PATH,
     }
     assert d.recipe.model == "Qwen/Qwen3-8B-FP8"
     assert d.recipe.model_revision == "220b46e3b2180893580a4454f21f22d3ebb187d3"
@@ -36,13 +35,13 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
     assert d.server.port == 8000 and d.recipe.target_concurrency == 10 and d.recipe.cuda_graph_max_bs == 20
     assert d.recipe.mem_fraction_static == 0.8
     assert d.placement.compute_region == "us-east" and d.placement.routing_region == "us-east"
-    assert d.recipe.exit_grace_period == 5
-    assert d.recipe.health_poll_interval == 5.0
+    assert d.recipe.exit_grace_period == 25  # the reference's 5 s drained nothing: SGLang checks every 5 s
+    assert d.recipe.health_poll_interval == 0.25
     assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
-        3, "Hello, how are you?", 16, 10, False,
+        3, "Hello, how are you?", 64, 10, False,
     )
-    mounts = {path: v["name"] for path, v in spec.server(d)["volumes"].items()}
-    assert mounts == {HF_CACHE_PATH: "huggingface-cache", DG_CACHE_PATH: "deepgemm-cache"}
+    mounts = {path: (v["name"], v["read_only"]) for path, v in spec.server(d)["volumes"].items()}
+    assert mounts == {HF_CACHE_PATH: ("huggingface-cache", False), KERNELS_PATH: ("deepgemm-cache", True)}
 
     argv = sglang_args.launch_command(d)
     assert argv[:3] == ["python3", "-m", "sglang.launch_server"]
@@ -73,7 +72,6 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
         "HF_HUB_CACHE": "/root/.cache/huggingface",
         "HF_XET_HIGH_PERFORMANCE": "1",
         "SGLANG_ENABLE_JIT_DEEPGEMM": "1",
-        "SGLANG_DG_CACHE_DIR": DG_CACHE_PATH,
         "SGLANG_USE_CUDA_IPC_TRANSPORT": "1",
         "SGLANG_USE_IPC_POOL_HANDLE_CACHE": "1",
     }
@@ -85,8 +83,10 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
     assert d.placement.routing_region == "us-east" and d.recipe.target_concurrency == 10
     assert d.recipe.speculative.draft_model is None
     assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
-        2, "What is this?", 16, 120, True,
+        2, "What is this?", 64, 120, True,
     )
+    assert d.recipe.smoke.extra_body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert d.recipe.smoke.accept_reasoning_only is False
     argv = sglang_args.launch_command(d)
     expected = {
         "--tp-size": "1",

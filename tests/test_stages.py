@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -145,17 +146,34 @@ def test_smoke_needs_text_back(world, fake_server):
         pipeline.run(ctx, world.deployment(ctx))
 
 
-def test_smoke_accepts_reasoning_text_and_sends_the_image_for_the_vlm(world, fake_server):
-    server = fake_server("--reasoning")
+def test_vlm_smoke_turns_thinking_off_sends_the_image_and_needs_an_answer(world, fake_server):
+    server = fake_server()
     world.modal.endpoint = server.url
     settings = load_settings("dev", "qwen3.6-35b-vlm")
     ctx = Context(settings=settings, remote=world.modal, repo=world.repo, say=lambda m: None)
     d = resolve(settings, "qwen3.6-35b-vlm")
     result = smoke.run(ctx, d, smoke.Options(url=server.url))
     assert result.detail.passed and result.detail.reply.startswith("tok0")
+    assert result.detail.checked == 'answer text in content with chat_template_kwargs {"enable_thinking": false}'
+    assert "smoke passed (answer text in content" in result.message
     body = server.requests()[-1]["body"]
     assert body["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert body["top_k"] == 20 and body["stream"] is True
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_smoke_refuses_reasoning_alone_unless_the_recipe_accepts_it(world, fake_server):
+    server = fake_server("--reasoning")  # what SGLang's reasoning parser streams for a thinking reply
+    world.modal.endpoint = server.url
+    settings = load_settings("dev", "qwen3.6-35b-vlm")
+    ctx = Context(settings=settings, remote=world.modal, repo=world.repo, say=lambda m: None)
+    d = resolve(settings, "qwen3.6-35b-vlm")
+    with pytest.raises(StageError, match=r"only reasoning_content \(\d+ characters\) and no answer"):
+        smoke.run(ctx, d, smoke.Options(url=server.url))
+    lenient = changed(d, smoke=dataclasses.replace(d.recipe.smoke, accept_reasoning_only=True))
+    result = smoke.run(ctx, lenient, smoke.Options(url=server.url))
+    assert result.detail.passed and result.detail.checked.startswith("content or reasoning_content")
+    assert result.detail.reasoning_chars > 0
 
 
 def test_smoke_sends_proxy_auth_headers_from_the_environment(world, monkeypatch):

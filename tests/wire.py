@@ -26,8 +26,8 @@ import pytest
 
 from infra import kernels, weights
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
-from tests.conftest import REPO, RunningServer, project_copy, standin_env
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from tests.conftest import REPO, RunningServer, free_port, project_copy, standin_env
 from tests.fakes.hub_server import FakeRepo, HubServer, make_repo
 from tests.fakes.modal_wire import JobCall, ModalWire
 
@@ -69,7 +69,10 @@ def download_runner(hub_url: str):
 def compile_runner(job: JobCall) -> dict:
     """infra/jobs.py `compile_kernels`, with the stand-in SGLang, into the kernel Volume's directory."""
     d = Deployment.from_json(job.environ[DEPLOYMENT_VARIABLE])
-    return kernels.compile_kernels(d, job.volumes[DG_CACHE_PATH], env=standin_env() | job.environ)
+    # The container's local disk (a folder beside the Volume's), and any free port: no compiled shape depends on them.
+    local = job.volumes[KERNELS_PATH].parent / f"{job.volumes[KERNELS_PATH].name}-local"
+    return kernels.compile_kernels(d, job.volumes[KERNELS_PATH], env=standin_env() | job.environ, local_root=local,
+                                   port=free_port())
 
 
 @dataclass

@@ -13,13 +13,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from infra.compile_cache import VOLUME_PATH
+
 MINUTES = 60  # seconds
 
-# Where the two cache Volumes are mounted in every container that uses them.
+# Where the two cache Volumes are mounted in every container that uses them: weights, and
+# every compiled cache (DeepGEMM, Triton, Inductor...), keyed, published by the compile job
+# and copied to local disk by servers (infra/compile_cache.py says which variable moves which).
 HF_CACHE_PATH = "/root/.cache/huggingface"
-# SGLang writes DeepGEMM kernels to $SGLANG_DG_CACHE_DIR (default ~/.cache/deep_gemm) and
-# overrides DG_JIT_CACHE_DIR itself, so the image sets SGLANG_DG_CACHE_DIR to this mount.
-DG_CACHE_PATH = "/root/.cache/deep_gemm"
+KERNELS_PATH = VOLUME_PATH
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -43,8 +45,10 @@ class Warmup:
 
     count: int
     prompt: str
-    max_tokens: int
-    timeout: float  # seconds, per request
+    max_tokens: int  # generated in full (ignore_eos): enough decode steps to run speculative decoding
+    # Seconds per request after the first. The first may compile (Triton kernels; with EAGLE-3 the
+    # first speculative decode took ~100 s on an H100) and gets what is left of startup_timeout.
+    timeout: float
     with_image: bool = False  # attach the packaged warm-up image (vision models)
 
 
@@ -57,6 +61,9 @@ class SmokeTest:
     max_tokens: int = 128
     with_image: bool = False
     extra_body: dict[str, object] = field(default_factory=dict)
+    # With a reasoning parser, a reply may be all `reasoning_content` and no answer. The smoke
+    # test passes on reasoning alone only where the recipe says so; otherwise it needs content.
+    accept_reasoning_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,13 +100,17 @@ class Recipe:
     # Modal. The regions are this recipe's defaults: an environment's [placement] wins.
     compute_region: str | None = None
     routing_region: str = "us-east"
-    exit_grace_period: int = 0  # seconds for in-flight requests when a container stops
+    # Seconds in-flight requests get when a container stops. SGLang drains on SIGTERM but
+    # checks only every 5 s, so less than ~12 s drains nothing (infra/lifecycle.drain_budget).
+    exit_grace_period: int = 0
     startup_timeout: int = 20 * MINUTES  # bounds the whole @modal.enter
 
     # Readiness
     readiness_timeout: int = 15 * MINUTES
-    health_poll_interval: float = 5.0
-    warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=8, timeout=30)
+    # While SGLang starts, /health is refused or answers 503 at once: polling often is cheap
+    # and makes the container ready within a fraction of a second of SGLang being up.
+    health_poll_interval: float = 0.25
+    warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=64, timeout=30)
     smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
 
     # ------------------------------------------------------------------ derived

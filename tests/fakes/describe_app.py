@@ -57,7 +57,11 @@ def _env_and_secrets(secrets) -> tuple[dict, list[dict]]:
 
 
 def _volumes(pairs) -> dict:
-    return {path: {"name": v._name, "environment": v._load_context_overrides.environment_name} for path, v in pairs}
+    def read_only(v) -> bool:
+        return bool(v._read_only or (v._mount_options and v._mount_options.read_only))
+
+    return {path: {"name": v._name, "environment": v._load_context_overrides.environment_name, "read_only": read_only(v)}
+            for path, v in pairs}
 
 
 def as_spec(fn, image_of_spec) -> dict:
@@ -131,7 +135,10 @@ def describe(module) -> dict:
         "server": cells["tag"],
         "gpu": cells["gpu"],
         "regions": list(cells["scheduler_placement"].regions) if cells["scheduler_placement"] else None,
-        "volumes": {path: [v.name, v._load_context_overrides.environment_name] for path, v in cells["validated_volumes_no_cloud_buckets"]},
+        "volumes": {
+            path: [v.name, v._load_context_overrides.environment_name] + (["read-only"] if v._mount_options and v._mount_options.read_only else [])
+            for path, v in cells["validated_volumes_no_cloud_buckets"]
+        },
         "port": http.port,
         "routing_regions": list(http.proxy_regions),
         "startup_timeout": http.startup_timeout,

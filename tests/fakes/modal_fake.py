@@ -22,13 +22,14 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from infra import spec
 from infra.deployment import Deployment
-from infra.recipes.base import DG_CACHE_PATH, HF_CACHE_PATH
+from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 
 
 class FakeModal:
@@ -133,7 +134,11 @@ class FakeModal:
         from infra import kernels
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.kernels_volume)
-        return kernels.compile_kernels(d, cache, env=self.compile_env)
+        # The container's local disk, and any free port: host and port change no compiled shape.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port)
 
     def deploy(self, d: Deployment, tag: str) -> dict:
         self._call("deploy", app=d.modal.app_name, environment=d.modal.environment, tag=tag,
@@ -235,4 +240,4 @@ class FakeModal:
             self._call("ephemeral_stop", app=d.modal.app_name, environment=d.modal.environment)
 
 
-__all__ = ["FakeModal", "HF_CACHE_PATH", "DG_CACHE_PATH"]
+__all__ = ["FakeModal", "HF_CACHE_PATH", "KERNELS_PATH"]

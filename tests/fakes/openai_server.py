@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -38,8 +39,24 @@ class Behaviour:
     exit_code: int = 3  # ...with this code
     never_healthy: bool = False
     flap: int = 0  # the first N health checks alternate 200 / 503
+    health_delay: float = 0.0  # seconds each /health takes to answer (SGLang's runs a generation: >= 1 s)
     ignore_sigterm: bool = False
     spawn_child: str | None = None  # file to write a spawned grandchild's pid to
+    # SGLang's shutdown (srt/managers/tokenizer_manager.py): with `drain_poll` set, SIGTERM
+    # to this process is noticed at the watchdog's next tick, then it waits, tick by tick,
+    # until no request is in flight, kills its children and SIGKILLs itself; /health says
+    # 503 meanwhile. With `scheduler`, a child process stands for SGLang's scheduler: if it
+    # dies (a SIGTERM to the whole group reaches it too), this process kills itself at once,
+    # cutting every stream, as SGLang does when a child fails.
+    drain_poll: float | None = None
+    scheduler: bool = False
+    scheduler_pid_file: str | None = None  # file to write the scheduler's pid to
+    ready_line: bool = True  # print SGLang's "fired up and ready to roll" line once healthy
+    # JIT: the first chat request takes this much longer (EAGLE-3's first speculative decode
+    # compiles), then writes `first_chat_writes`, a kernel file, so the next start can skip it.
+    first_chat_delay: float = 0.0
+    first_chat_writes: str | None = None
+    speculative: bool = False  # /generate reports meta_info.spec_verify_ct, as SGLang does with speculative decoding
     # chat
     ttft: float = 0.0  # seconds before the first token
     itl: float = 0.0  # seconds between tokens
@@ -61,6 +78,14 @@ class Behaviour:
     log_lines: list[str] = field(default_factory=list)  # printed at start, for log-tail tests
 
 
+def hold_gpu_memory(mib: int) -> None:
+    """Tell the dry run's stand-in nvidia-smi how much GPU memory this process holds ($FAKE_GPU_DIR/<pid>)."""
+    if folder := os.environ.get("FAKE_GPU_DIR"):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, str(os.getpid())), "w") as f:
+            f.write(str(mib))
+
+
 class FakeServer:
     def __init__(self, b: Behaviour):
         self.b = b
@@ -68,6 +93,8 @@ class FakeServer:
         self.health_checks = 0
         self.chat_requests = 0
         self.released = False
+        self.in_flight = 0
+        self.draining = False
 
     def record(self, request: web.Request, body: object) -> None:
         if not self.b.record:
@@ -85,7 +112,9 @@ class FakeServer:
     async def health(self, request: web.Request) -> web.Response:
         self.record(request, None)
         self.health_checks += 1
-        if self.b.never_healthy or self.released:
+        if self.b.health_delay:
+            await asyncio.sleep(self.b.health_delay)
+        if self.b.never_healthy or self.released or self.draining:
             return web.Response(status=503)
         if time.monotonic() - self.listening_at < self.b.healthy_after:
             return web.Response(status=503)
@@ -103,9 +132,17 @@ class FakeServer:
         if self.b.memory_status != 200:
             return web.json_response({"error": "memory saver disabled"}, status=self.b.memory_status)
         self.released = request.path.startswith("/release")
+        hold_gpu_memory(500 if self.released else 5000)
         return web.json_response(None)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         body = await request.json()
@@ -119,7 +156,13 @@ class FakeServer:
                 {"object": "error", "message": "model overloaded: try again", "code": self.b.chat_status},
                 status=self.b.chat_status,
             )
-        max_tokens = int(body.get("max_tokens") or self.b.tokens)
+        if n == 1 and self.b.first_chat_delay:
+            await asyncio.sleep(self.b.first_chat_delay)
+            if self.b.first_chat_writes:
+                os.makedirs(os.path.dirname(self.b.first_chat_writes), exist_ok=True)
+                with open(self.b.first_chat_writes, "wb") as f:
+                    f.write(os.urandom(1024))
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or self.b.tokens)
         count = min(self.b.tokens, max_tokens)
         misbehave = not self.b.misbehave_every or n % self.b.misbehave_every == 0
         per_chunk = max(self.b.chunk_tokens, 1)
@@ -179,8 +222,19 @@ class FakeServer:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
+    async def generate(self, request: web.Request) -> web.Response:
+        """SGLang's native /generate, non-streaming: text and meta_info (spec_verify_ct when speculative, as SGLang's)."""
+        body = await request.json()
+        self.record(request, body)
+        count = int((body.get("sampling_params") or {}).get("max_new_tokens") or self.b.tokens)
+        meta = {"prompt_tokens": 5, "completion_tokens": count}
+        if self.b.speculative:
+            meta["spec_verify_ct"] = count
+        return web.json_response({"text": " ".join(f"tok{i}" for i in range(count)), "meta_info": meta})
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_post("/generate", self.generate)
         app.router.add_get("/health", self.health)
         app.router.add_get("/health_generate", self.health)
         app.router.add_get("/v1/models", self.models)
@@ -190,17 +244,58 @@ class FakeServer:
         return app
 
 
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def _drain_watchdog(server: FakeServer, children: list[subprocess.Popen]) -> None:
+    """SGLang's sigterm_watchdog: a tick every `drain_poll` seconds, first for the signal, then for the drain."""
+    poll = server.b.drain_poll
+    while not server.draining:
+        await asyncio.sleep(poll)
+    while True:
+        print(f"Gracefully exiting... Remaining number of requests {server.in_flight}.", flush=True)
+        if server.in_flight == 0:
+            break
+        await asyncio.sleep(poll)
+    for child in children:
+        child.kill()
+    _kill_self()
+
+
+def _watch_scheduler(server: FakeServer, scheduler: subprocess.Popen) -> None:
+    scheduler.wait()
+    print(f"Scheduler exited with code {scheduler.returncode}: a child failed; killing the server", flush=True)
+    _kill_self()
+
+
 async def serve(b: Behaviour) -> None:
     for line in b.log_lines:
         print(line, flush=True)
+    children: list[subprocess.Popen] = []
     if b.spawn_child:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        children.append(child)
         with open(b.spawn_child, "w") as f:
             f.write(str(child.pid))
-    if b.ignore_sigterm:
-        signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
     server = FakeServer(b)
     loop = asyncio.get_running_loop()
+    if b.scheduler:
+        scheduler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        children.append(scheduler)
+        if b.scheduler_pid_file:
+            with open(b.scheduler_pid_file, "w") as f:
+                f.write(str(scheduler.pid))
+        threading.Thread(target=_watch_scheduler, args=(server, scheduler), daemon=True).start()
+    if b.ignore_sigterm:
+        signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
+    elif b.drain_poll is not None:
+        def on_sigterm() -> None:
+            print("SIGTERM received. Draining requests and shutting down...", flush=True)
+            server.draining = True
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop.create_task(_drain_watchdog(server, children))
     if b.exit_after is not None:
         loop.call_later(b.exit_after, lambda: (print(f"fatal: simulated crash, exiting {b.exit_code}", flush=True), os._exit(b.exit_code)))
     await asyncio.sleep(b.listen_after)
@@ -216,6 +311,8 @@ async def serve(b: Behaviour) -> None:
         with open(tmp, "w") as f:
             f.write(str(port))
         os.replace(tmp, b.port_file)
+    if b.ready_line and not b.never_healthy:
+        loop.call_later(b.healthy_after, lambda: print("The server is fired up and ready to roll!", flush=True))
     await asyncio.Event().wait()
 
 
@@ -231,7 +328,7 @@ def parse(argv: list[str]) -> Behaviour:
         elif name == "log_lines":
             p.add_argument(flag, action="append", default=[])
         elif value is None:
-            kind = str if name in ("port_file", "record", "spawn_child") else float
+            kind = str if name in ("port_file", "record", "spawn_child", "scheduler_pid_file", "first_chat_writes") else float
             kind = int if name in ("stall_at", "reset_at", "malformed_at", "error_at") else kind
             p.add_argument(flag, type=kind, default=None)
         else:
