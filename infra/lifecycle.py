@@ -71,19 +71,6 @@ def drain_budget(exit_grace_period: float) -> float:
     return budget if budget >= 2 * SGLANG_DRAIN_POLL_SECONDS else 0.0
 
 
-def multi_gpu_snapshot_problem(gpu_count: int) -> str | None:
-    """Why GPU memory snapshots are not offered for this many GPUs, or None when they are.
-
-    Modal's own multi-GPU SGLang example dropped memory snapshots because restores failed
-    there, and nothing here has shown otherwise: settings and `plan` refuse or warn with this line."""
-    if gpu_count > 1:
-        return (
-            f"GPU memory snapshots with {gpu_count} GPUs: Modal's multi-GPU SGLang example dropped snapshots "
-            "because restores failed with tensor parallelism; only single-GPU recipes are known to restore"
-        )
-    return None
-
-
 class ServerProcess:
     """A server subprocess in its own session, with the tail of its output kept for error messages."""
 

@@ -115,6 +115,12 @@ def validate(d: Deployment, settings: Settings, where: str) -> None:
                     f"{where}.{label} = {value!r}: environment '{d.env}' requires pinned revisions "
                     "(release.require_pinned_revisions); allowed: a 40-hex commit id"
                 )
+    if d.gpu_snapshot and r.gpu_count > 1:
+        raise ConfigError(
+            f"{where}.gpu_snapshot = true with {r.gpu_count} GPUs: Modal's multi-GPU SGLang example dropped memory "
+            "snapshots because restores failed with tensor parallelism, and nothing here has shown otherwise; allowed: "
+            "false for recipes on more than one GPU (turn snapshots on per recipe, recipes.\"<name>\".gpu_snapshot = true)"
+        )
     if d.gpu_snapshot:
         missing = [e for e in SNAPSHOT_ENDPOINTS if not sglang_args.has_endpoint(r.sglang_version, e)]
         missing += [f for f in SNAPSHOT_FLAGS if f not in sglang_args.known_flags(r.sglang_version)]

@@ -147,9 +147,21 @@ class Placement(Section):
     _routing = field_validator("routing_region")(catalog.check_routing_region)
 
 
+# SGLang 0.5.11 also listens on port + 10000 and refuses to start above this (seen on the H100).
+MAX_SGLANG_PORT = 65535 - 10000
+
+
 class Server(Section):
     port: int | None = Field(default=None, ge=1, le=65535, description="SGLang's port in the container (default: the recipe's)")
     hf_hub_offline: bool = Field(default=False, description="server reads weights only from the Volume")
+
+    @field_validator("port")
+    @classmethod
+    def _room_for_sglangs_second_port(cls, v: int | None) -> int | None:
+        if v is not None and v > MAX_SGLANG_PORT:
+            raise ValueError(f"SGLang also listens on port + 10000, so it refuses ports above {MAX_SGLANG_PORT}; "
+                             f"allowed: 1 to {MAX_SGLANG_PORT}")
+        return v
 
 
 class Auth(Section):
@@ -189,6 +201,9 @@ class ColdStart(Section):
     image_pull_gbps: float = Field(default=1.0, gt=0)
     image_size_gb: dict[str, float] = Field(default_factory=dict, description="image tag -> size, for estimates")
     cuda_graph_seconds: float = Field(default=60.0, ge=0, description="CUDA-graph capture, per start")
+    jit_seconds: float = Field(default=75.0, ge=0, description="JIT during capture without the compile caches (H100: ~75 s)")
+    first_speculative_seconds: float = Field(
+        default=115.0, ge=0, description="the first speculative decode's JIT without the compile caches (H100: 114 s)")
     server_boot_seconds: float = Field(default=30.0, ge=0, description="process start, imports, NCCL init")
     margin: float = Field(default=1.25, ge=1.0, description="startup_timeout must exceed estimate x margin")
 

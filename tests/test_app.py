@@ -48,7 +48,7 @@ def test_container_import_rebuilds_the_identical_definition(tmp_path, env, recip
 
 
 def test_container_import_identical_with_gpu_snapshots(tmp_path):
-    local = describe_locally("prod", "qwen3-8b-low-latency", INFRA_COLD_START__GPU_SNAPSHOT="true")
+    local = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_COLD_START__GPU_SNAPSHOT="true")
     assert local["methods"] == {"start_for_snapshot": "ENTER_PRE_SNAPSHOT", "restore": "ENTER_POST_SNAPSHOT", "stop": "EXIT"}
     assert describe_in_container(tmp_path, local) == local
 

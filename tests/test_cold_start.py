@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -59,14 +60,24 @@ def test_snapshot_refused_for_a_sglang_version_without_the_flags(monkeypatch):
     del table["0.5.6.post2"]["flags"]["--enable-weights-cpu-backup"]
     table["0.5.6.post2"]["endpoints"].remove("/resume_memory_occupation")
     monkeypatch.setattr(sglang_args, "_versions", lambda: table)
+    one_gpu = ("recipes.qwen3-8b-low-latency.gpu_count=1", "recipes.qwen3-8b-low-latency.tp_size=1")
     with pytest.raises(ConfigError) as err:
-        resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3-8b-low-latency")
+        resolve(settings("prod", "cold_start.gpu_snapshot=true", *one_gpu), "qwen3-8b-low-latency")
     assert str(err.value) == (
         'recipes."qwen3-8b-low-latency".gpu_snapshot = true: SGLang 0.5.6.post2 lacks /resume_memory_occupation, '
         "--enable-weights-cpu-backup; allowed: false for this recipe"
     )
     # Per recipe: the other recipe's version still has them.
     assert resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3.6-35b-vlm").gpu_snapshot
+
+
+def test_snapshots_are_refused_for_a_recipe_on_more_than_one_gpu():
+    """Issue 15: Modal's multi-GPU SGLang example dropped memory snapshots; the 2-GPU recipe may not turn them on."""
+    with pytest.raises(ConfigError) as err:
+        resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3-8b-low-latency")
+    assert str(err.value).startswith('recipes."qwen3-8b-low-latency".gpu_snapshot = true with 2 GPUs: Modal\'s multi-GPU '
+                                     "SGLang example dropped memory snapshots")
+    assert "allowed: false for recipes on more than one GPU" in str(err.value)
 
 
 def test_plan_shows_snapshot_options_only_where_on():
@@ -83,16 +94,36 @@ def test_plan_shows_snapshot_options_only_where_on():
     assert "enable_memory_snapshot" not in other["modal"]["server"]
 
 
-def test_cold_start_budget_parts_and_sources():
+def test_cold_start_phase_by_phase_for_the_flow_the_pipeline_runs():
+    """The estimate assumes the compile caches the pipeline's compile stage produces; each compiled phase also
+    says what it costs without them (issue 15: plan tells the truth about cold starts, per phase)."""
     s = settings("prod", 'cold_start.image_size_gb={"lmsysorg/sglang:v0.5.10.post1-cu130-runtime" = 20.0}')
     d = resolve(s, "qwen3.6-35b-vlm")
     cold = plan.plan_for(s, d)["cold_start"]
     parts = cold["parts"]
+    assert list(parts) == ["image_pull", "weights", "compile_cache_restore", "server_boot", "cuda_graphs", "jit",
+                           "deepgemm", "first_speculative_request", "warmup"]
     assert parts["image_pull"]["seconds"] == 20.0  # 20 GB at 1 GB/s
     assert parts["weights"]["seconds"] == round(35.0 / 1.5, 1) and "nominal" in parts["weights"]["basis"]
-    assert parts["deepgemm"]["seconds"] == plan.DEEPGEMM_COLD_SECONDS
-    assert parts["warmup"]["seconds"] == 240
+    assert cold["compiled"] is False  # nothing recorded here: the caches are what `invoke compile` will produce
+    for name, uncached in (("jit", 75.0), ("deepgemm", plan.DEEPGEMM_COLD_SECONDS), ("first_speculative_request", 115.0)):
+        assert parts[name]["cached"] is False and parts[name]["uncached_seconds"] == uncached
+        assert "after `invoke compile`" in parts[name]["basis"]
+    assert (parts["jit"]["seconds"], parts["deepgemm"]["seconds"], parts["first_speculative_request"]["seconds"]) == (0.0, 5.0, 0.5)
     assert cold["complete"] and cold["estimate_seconds"] == round(sum(p["seconds"] for p in parts.values()), 1)
+    assert cold["uncached_estimate_seconds"] == round(
+        sum(p.get("uncached_seconds", p["seconds"]) for p in parts.values()), 1)
+    text = plan.render([plan.plan_for(s, d)])
+    assert "beyond startup_timeout 900 s: deploy after `invoke compile` (the pipeline does)" in text
+
+
+def test_a_recipe_without_deepgemm_or_speculation_has_no_such_phase():
+    s = settings("dev", "recipes.qwen3.6-35b-vlm.gpu_count=1")
+    d = resolve(s, "qwen3.6-35b-vlm")
+    d = d.with_recipe(dataclasses.replace(d.recipe, speculative=None,
+                                          image_env=d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"}))
+    parts = plan.cold_start(s, d, StageState("dev", "x"))["parts"]
+    assert "deepgemm" not in parts and "first_speculative_request" not in parts
 
 
 def test_cold_start_uses_what_the_stages_recorded():
@@ -105,18 +136,29 @@ def test_cold_start_uses_what_the_stages_recorded():
     p = plan.plan_for(s, d)
     parts = p["cold_start"]["parts"]
     assert parts["weights"]["seconds"] == 7.0 and "recorded by the download stage" in parts["weights"]["basis"]
-    assert parts["deepgemm"]["seconds"] == 5.0 and "matches" in parts["deepgemm"]["basis"]
+    assert parts["deepgemm"]["cached"] is True and "compile cache recorded here for this deployment's key" in parts["deepgemm"]["basis"]
     assert p["draft_model"]["resolved_commit"] == "b" * 40
+    assert "beyond startup_timeout" not in plan.render([p])  # compiled: no advice to compile
 
 
 def test_plan_warns_when_startup_timeout_is_below_the_estimate_and_prod_has_no_warm_replica():
-    s = settings("prod", "scaling.min_containers=0")
+    s = settings("prod", "scaling.min_containers=0", "cold_start.cuda_graph_seconds=1000")
     p = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
     assert any(w.startswith("startup_timeout 1200 s is below the estimated cold start") for w in p["warnings"])
     assert any("production environment 'prod' has min_containers = 0: every first request pays the full cold start" in w
                for w in p["warnings"])
     dev = settings("dev")
     assert not any("min_containers = 0" in w for w in plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency"))["warnings"])
+
+
+def test_the_shipped_configuration_plans_without_warnings_that_are_false_for_the_pipeline():
+    """Issue 13: the newcomer's first `invoke plan --env prod` warned that startup_timeout was below a cold start
+    that assumed DeepGEMM JIT in the container, which the pipeline's compile stage prevents."""
+    for env in ("dev", "staging", "prod"):
+        s = settings(env)
+        for recipe in ("qwen3-8b-low-latency", "qwen3.6-35b-vlm"):
+            warnings = plan.plan_for(s, resolve(s, recipe))["warnings"]
+            assert not any("startup_timeout" in w for w in warnings), (env, recipe, warnings)
 
 
 def test_standing_cost_of_warm_replicas():

@@ -307,11 +307,6 @@ def test_drain_budget_fits_modal_and_sglang():
     assert lifecycle.drain_budget(600) == lifecycle.MODAL_EXIT_HANDLER_SECONDS - lifecycle.KILL_MARGIN_SECONDS
 
 
-def test_multi_gpu_snapshots_are_flagged():
-    assert lifecycle.multi_gpu_snapshot_problem(1) is None
-    assert "2 GPUs" in lifecycle.multi_gpu_snapshot_problem(2)
-
-
 def test_release_and_resume_memory_call_sglang_endpoints(fake_server):
     server = fake_server()
     lifecycle.release_memory(server.url)

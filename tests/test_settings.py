@@ -165,7 +165,7 @@ def test_pinned_revisions_required_in_prod():
 
 
 def test_gpu_snapshot_checked_against_the_sglang_version():
-    d = resolve(load_settings("prod", overrides=parse_overrides(["cold_start.gpu_snapshot=true"])), "qwen3-8b-low-latency")
+    d = resolve(load_settings("prod", overrides=parse_overrides(["cold_start.gpu_snapshot=true"])), "qwen3.6-35b-vlm")
     assert d.gpu_snapshot
     assert "--enable-memory-saver" in __import__("infra.sglang_args", fromlist=["x"]).launch_command(d)
 
@@ -218,6 +218,8 @@ def test_a_json_object_in_a_variable_sets_a_whole_table(monkeypatch):
     ('serves=["qwen3-8b-low-latency", "qwen3-8b-low-latency"]', "--set: serves = ['qwen3-8b-low-latency', "),
     ("release.promote_from=qa", "--set: release.promote_from = 'qa': not another known environment; allowed: one of dev, staging"),
     ("release.promote_from=prod", "--set: release.promote_from = 'prod': not another known environment"),
+    ("server.port=60000", "--set: server.port = 60000: SGLang also listens on port + 10000, so it refuses ports above 55535; "
+                          "allowed: 1 to 55535"),
 ])
 def test_every_override_mistake_is_one_line_and_never_echoes_a_credential(override, expected):
     message = error_of(lambda: load_settings("prod", overrides=parse_overrides([override])))
