@@ -31,6 +31,7 @@ record of who skipped it, from where and why, kept in the manifest's `gate`.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import socket
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import bench, ledger, lifecycle
+from infra import bench, ledger, lifecycle, objectives
 from infra.errors import ConfigError
 from infra.objectives import METRICS, Target
 from infra.recipes.base import GateWorkload
@@ -56,11 +57,11 @@ MAX_REASON = 500  # characters of a --reason kept in the manifest
 
 
 def bench_inputs(
-    workload: GateWorkload, *, model: str | None, target_concurrency: int, levels: Sequence[int] = (),
+    workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE,
 ) -> tuple[bench.Workload, bench.Plan]:
-    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any `levels`."""
-    concurrency = tuple(sorted({1, target_concurrency, *levels}))
+    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any level an objective names."""
+    concurrency = objectives.levels(tuple(targets), target_concurrency)
     w = bench.Workload(
         prompt_tokens=workload.prompt_tokens,
         max_tokens=workload.max_tokens,
@@ -81,12 +82,12 @@ def bench_inputs(
 
 
 def measure(
-    url: str, workload: GateWorkload, *, model: str | None, target_concurrency: int, levels: Sequence[int] = (),
+    url: str, workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE, label: str | None = None,
     target: dict | None = None, headers: dict[str, str] | None = None, say=None,
 ) -> dict:
     """Run the gate workload against `url`; the compact report (what the manifest keeps)."""
-    w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, levels=levels,
+    w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, targets=targets,
                            cold_start_deadline=cold_start_deadline)
     return ledger.compact(bench.run(url, w, plan, label=label, target=target, headers=headers, say=say))
 
@@ -304,7 +305,7 @@ class Override:
     github_run_url: str | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return dataclasses.asdict(self)
 
     def line(self) -> str:
         ci = ""
@@ -359,7 +360,8 @@ def record(*, evaluation: Evaluation | None = None, measurement: dict | None = N
            override: Override | None = None) -> dict:
     """The promoted release's `gate` field: the verdict, the (compact) measurement, the table as data, or the override."""
     if override is not None:
-        return {"verdict": SKIPPED, "override": override.to_dict(), "measurement": measurement,
+        return {"verdict": SKIPPED, "override": override.to_dict(),
+                "measurement": ledger.compact(measurement) if measurement else None,
                 "evaluation": evaluation.to_dict() if evaluation else None}
     if evaluation is None or measurement is None:
         raise ValueError("a gate record needs an evaluation and its measurement, or an override")

@@ -300,6 +300,31 @@ def levels(targets: tuple[Target, ...], target_concurrency: int) -> tuple[int, .
     return tuple(sorted({1, target_concurrency, *(t.concurrency for t in targets)}))
 
 
+def to_plan(gate: Gate, target_concurrency: int) -> dict:
+    """What `plan --json` shows: the effective gate of one recipe, levels resolved."""
+    return {
+        "enabled": gate.enabled,
+        "regression_budget": gate.regression_budget,
+        "record_baseline": gate.record_baseline,
+        "objectives": [{"metric": t.metric, "level": t.written_level, "concurrency": t.concurrency,
+                        t.spec.limit_key: t.limit} for t in resolve(gate, target_concurrency)],
+    }
+
+
+def describe(gate: Gate, target_concurrency: int) -> list[str]:
+    """What `plan` prints: one line for the gate, one per objective."""
+    if not gate.enabled:
+        return ["gate: off (promotions into this environment are not measured)"]
+    lines = [f"gate: on; regression budget {gate.regression_budget * 100:g}% against the target's current release"
+             + ("; the target is measured after promotion" if gate.record_baseline else "")]
+    targets = resolve(gate, target_concurrency)
+    lines += [f"  {t.metric} {t.limit_text()} at concurrency {t.level_label}" for t in targets]
+    if not any(t.metric == "error_rate" for t in targets):
+        lines.append("  error_rate ≤ 0.0% at every measured level (no error_rate objective given)")
+    lines.append(f"  measured at concurrency {', '.join(map(str, levels(targets, target_concurrency)))}")
+    return lines
+
+
 # ---------------------------------------------------------------- outside the settings loader
 
 

@@ -65,7 +65,8 @@ def test_the_gate_workload_maps_onto_bench_at_1_and_the_target_concurrency():
     assert isinstance(body["messages"][0]["content"], str)
 
     # Levels an objective names are measured too; each level keeps at least 4 requests per stream.
-    _, plan = gate.bench_inputs(GateWorkload(requests=20), model=None, target_concurrency=8, levels=(32, 1), cold_start_deadline=900)
+    targets = objectives(("ttft_p90_ms", 32, "max", 900), ("ttft_p90_ms", 1, "max", 900), target_concurrency=8)
+    _, plan = gate.bench_inputs(GateWorkload(requests=20), model=None, target_concurrency=8, targets=targets, cold_start_deadline=900)
     assert plan.concurrency == (1, 8, 32) and plan.requests == 4 * 32 and plan.cold_start_deadline == 900
     _, plan = gate.bench_inputs(GateWorkload(), model=None, target_concurrency=1)
     assert plan.concurrency == (1,)

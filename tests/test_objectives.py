@@ -175,3 +175,27 @@ def test_metrics_read_the_bench_report_in_their_own_units():
     nothing = bench_reports.level(4, ttft=0.2, tpot=0.01, ok=0, failed=3)
     assert METRICS["ttft_p90_ms"].read(nothing) is None and METRICS["output_tokens_per_s"].read(nothing) is None
     assert METRICS["error_rate"].read(nothing) == 1.0
+
+
+def test_plan_shows_the_effective_gate_of_a_recipe():
+    data = tomllib.loads(PROD_EXAMPLE)
+    env = objectives.parse(data["gate"], "environments/prod.toml")
+    assert objectives.describe(env, 10) == [
+        "gate: on; regression budget 10% against the target's current release",
+        "  ttft_p90_ms ≤ 500.0 ms at concurrency 1",
+        "  tpot_p50_ms ≤ 12.00 ms at concurrency 1",
+        "  ttft_p90_ms ≤ 1500.0 ms at concurrency 10 (target)",
+        "  tpot_p50_ms ≤ 25.00 ms at concurrency 10 (target)",
+        "  output_tokens_per_s ≥ 1000.0 tok/s at concurrency 10 (target)",
+        "  error_rate ≤ 0.0% at concurrency 10 (target)",
+        "  measured at concurrency 1, 10",
+    ]
+    plan = objectives.to_plan(env, 10)
+    assert plan["enabled"] and plan["regression_budget"] == 0.1 and plan["record_baseline"] is False
+    assert plan["objectives"][2] == {"metric": "ttft_p90_ms", "level": "target", "concurrency": 10, "max": 1500}
+    assert plan["objectives"][4] == {"metric": "output_tokens_per_s", "level": "target", "concurrency": 10, "min": 1000}
+    assert objectives.describe(Gate(), 10) == ["gate: off (promotions into this environment are not measured)"]
+    lone = Gate(enabled=True, record_baseline=True, objectives=[Objective(metric="ttft_p90_ms", level=4, max=300)])
+    assert objectives.describe(lone, 10)[0].endswith("; the target is measured after promotion")
+    assert objectives.describe(lone, 10)[-2:] == ["  error_rate ≤ 0.0% at every measured level (no error_rate objective given)",
+                                                  "  measured at concurrency 1, 4, 10"]
