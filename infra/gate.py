@@ -43,7 +43,7 @@ from typing import Any
 
 from infra import bench, ledger, lifecycle, objectives
 from infra.errors import ConfigError
-from infra.objectives import METRICS, Target
+from infra.objectives import Target
 from infra.recipes.base import GateWorkload
 from infra.secrets import scrub
 
@@ -152,14 +152,13 @@ def evaluate(
 ) -> Evaluation:
     """Hold a bench report to the objectives and, where a baseline report is given, to the regression budget."""
     notes: list[str] = []
-    if baseline is not None and _comparable(baseline.get("workload")) != _comparable(measurement.get("workload")):
-        a, b = _comparable(baseline.get("workload")), _comparable(measurement.get("workload"))
-        diff = ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
-        notes.append(f"baseline{' ' + baseline_label if baseline_label else ''} was measured with another workload ({diff}): "
-                     "not compared, objectives only")
-        baseline, baseline_label = None, None
-    if baseline is None:
-        baseline_label = None
+    if baseline is not None:
+        was, now = _comparable(baseline.get("workload")), _comparable(measurement.get("workload"))
+        if was != now:
+            diff = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k))
+            notes.append(f"baseline{' ' + baseline_label if baseline_label else ''} was measured with another workload "
+                         f"({diff}): not compared, objectives only")
+            baseline = None
     measured_levels = {lv["concurrency"]: lv for lv in measurement["levels"]}
     baseline_levels = {lv["concurrency"]: lv for lv in baseline["levels"]} if baseline else {}
 
@@ -206,7 +205,7 @@ def evaluate(
     cold = measurement.get("cold_start") or {}
     if cold.get("errors"):
         notes.append(f"waited {cold.get('waited_s', 0):g} s for the endpoint before measuring (cold start; not counted)")
-    return Evaluation(tuple(rows), regression_budget, measured_label or ledger.measured_where(measurement) or "?",
+    return Evaluation(tuple(rows), regression_budget, measured_label or ledger.measured_where(measurement),
                       baseline_label if baseline is not None else None, tuple(reasons), tuple(notes))
 
 
