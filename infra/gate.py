@@ -306,6 +306,11 @@ class Override:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Override:
+        """From a manifest's `gate.override` (for `invoke status`: `Override.from_dict(...).line()`)."""
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
     def line(self) -> str:
         ci = ""
         if self.github_actor or self.github_run_url:

@@ -318,6 +318,7 @@ def test_the_override_records_who_where_and_why(monkeypatch):
     rec = gate.record(override=o)
     assert rec == {"verdict": "skipped", "override": o.to_dict(), "measurement": None, "evaluation": None}
     assert json.loads(json.dumps(rec)) == rec
+    assert gate.Override.from_dict(json.loads(json.dumps(rec))["override"]) == o
 
     laptop = gate.skip_override("staging is down, fix verified by hand", environ={}, now=0)
     assert (laptop.github_actor, laptop.github_run_url) == (None, None)
