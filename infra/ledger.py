@@ -83,9 +83,15 @@ def measurement_of(release: Any) -> tuple[dict, str] | None:
 
 
 def hardware_of(release: Any) -> tuple[str, int, int]:
-    """(gpu_type, gpu_count, target_concurrency) of the deployment a release ran; the one place that reads them."""
+    """(gpu_type, gpu_count, target_concurrency) of the deployment a release ran; the one place that reads them.
+
+    A manifest's `deployment` nests the resolved recipe (`deployment.recipe.gpu_type`); entries recorded
+    before that change keep the flat layout (`deployment.gpu_type`, `recipe` a name), and the ledger reads
+    a whole history, so both are read.
+    """
     d = release_field(release, "deployment") or {}
-    return d["gpu_type"], int(d["gpu_count"]), int(d["target_concurrency"])
+    r = d["recipe"] if isinstance(d.get("recipe"), Mapping) else d
+    return r["gpu_type"], int(r["gpu_count"]), int(r["target_concurrency"])
 
 
 # ---------------------------------------------------------------- cost and summary

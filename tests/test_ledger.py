@@ -12,7 +12,6 @@ import pytest
 
 from infra import bench, catalog, ledger, releases
 from infra.errors import ConfigError
-from tests.conftest import deployment
 from tests.fakes import bench_reports
 
 
@@ -22,14 +21,21 @@ def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging",
                                 bench_reports.level(target, ttft=ttft, tpot=tpot, failed=failed), env=env, workload=w)
 
 
-def release(version: int, *, gate: dict | None = None, measurement: dict | None = None, kind: str = "promote", **changes) -> dict:
-    """A manifest entry as the manifest stores it: a real Release of a real prod Deployment, plus the new fields."""
-    d = deployment("prod")
+# A manifest's `deployment` as infra/deployment.py writes it (the resolved recipe nested), trimmed to what the
+# ledger reads; FLAT is the layout of entries recorded before the recipe was nested.
+NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}}
+FLAT = {"env": "prod", "recipe": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}
+IMAGE = "lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"
+
+
+def release(version: int, *, gate: dict | None = None, measurement: dict | None = None, kind: str = "promote",
+            deployment: dict = NESTED, **changes) -> dict:
+    """A manifest entry as the manifest stores it: a real Release, as JSON, plus the gate's two fields."""
     r = releases.Release(
-        release_id=f"r2026010{version}-120000-abcde{version}", env="prod", recipe=d.recipe, kind=kind,
-        commit=f"{version:x}" * 40, dirty=False, tag=f"git-{version:x}", app_name=d.app_name,
-        modal_environment=d.modal_environment, image=d.sglang_image, model=d.model, model_revision=d.model_revision,
-        draft_model=d.draft_model, draft_revision="c" * 40, deployment=json.loads(d.to_json()), version=version,
+        release_id=f"r2026010{version}-120000-abcde{version}", env="prod", recipe="qwen3-8b-low-latency", kind=kind,
+        commit=f"{version:x}" * 40, dirty=False, tag=f"git-{version:x}", app_name="sglang-qwen3-8b-low-latency",
+        modal_environment="prod", image=IMAGE, model="Qwen/Qwen3-8B-FP8", model_revision="220b46e3" + "0" * 32,
+        draft_model="Tengyunw/qwen3_8b_eagle3", draft_revision="c" * 40, deployment=deployment, version=version,
         deployed_at=1767268800.0 + version * 3600, smoke={"passed": True, "ttft": 0.2, "total": 1.0, "at": 0},
         promoted_from={"env": "staging", "release_id": "r0", "commit": "x", "version": 1} if kind == "promote" else None,
     )
@@ -49,7 +55,8 @@ def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it(
     # 10 tokens in 0.19 s per request; 10 requests at 4 streams take 3 rounds: 100 tokens / 0.57 s = 175.4 tok/s.
     m = measured(0.1, 0.01, target=4, failed=1)
     gpu_type, gpu_count, target = ledger.hardware_of(release(3))
-    assert (gpu_type, gpu_count, target) == ("H100!", 2, 10)  # read from the release's deployment
+    assert (gpu_type, gpu_count, target) == ("H100!", 2, 10)  # read from the release's deployment...
+    assert ledger.hardware_of(release(3, deployment=FLAT)) == (gpu_type, gpu_count, target)  # ...in either layout
     perf = ledger.performance(m, target_concurrency=4, gpu_type=gpu_type, gpu_count=gpu_count,
                               gpu_hourly_usd=catalog.gpu_list_price(gpu_type))
     assert perf.output_tokens_per_s == pytest.approx(100 / 0.57)
@@ -161,3 +168,10 @@ def test_unknown_or_unmeasured_releases_are_one_line_errors():
         ledger.compare_releases(history[0], history[1])
     with pytest.raises(ConfigError, match="recorded there .*: none$"):
         ledger.find_release([], "r20260109-120000-abcdef", "prod manifest")
+
+
+def test_hardware_is_read_from_the_json_of_a_real_deployment():
+    from tests.conftest import deployment
+
+    assert ledger.hardware_of({"deployment": json.loads(deployment("prod").to_json())}) == ("H100!", 2, 10)
+    assert ledger.hardware_of({"deployment": json.loads(deployment("prod", "qwen3.6-35b-vlm").to_json())}) == ("H100!", 1, 10)
