@@ -73,7 +73,7 @@ def test_the_gate_workload_maps_onto_bench_at_1_and_the_target_concurrency():
 
 
 def test_each_recipe_carries_its_gate_workload_and_the_vlm_sends_its_packaged_image():
-    text, vlm = RECIPES["qwen3-8b-low-latency"].gate, RECIPES["qwen3.6-35b-vlm"].gate
+    text, vlm = RECIPES["qwen3-8b-low-latency"].gate_workload, RECIPES["qwen3.6-35b-vlm"].gate_workload
     assert not text.with_image and vlm.with_image
     assert text.temperature == vlm.temperature == 0.0
     w, _ = gate.bench_inputs(vlm, model="Qwen/Qwen3.6-35B-A3B-FP8", target_concurrency=10)

@@ -122,5 +122,7 @@ class Recipe:
     health_poll_interval: float = 5.0
     warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=8, timeout=30)
     smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
-    gate: GateWorkload = GateWorkload()  # what a promotion measures (objectives are environment settings)
+    # What a promotion gate measures. Not `gate`: that is the environment's [gate] settings (the objectives),
+    # whose per-recipe table [recipes."<name>".gate] must not be routed onto this field by name.
+    gate_workload: GateWorkload = GateWorkload()
 

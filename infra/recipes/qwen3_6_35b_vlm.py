@@ -76,5 +76,5 @@ RECIPE = Recipe(
     smoke=SmokeTest(prompt="What is this?", with_image=True, max_tokens=256, extra_body={"top_k": 20}),
     # The gate measures what users of a vision model send: text with an image, so the vision encoder's
     # time is part of every TTFT (the packaged image, inline; no outside CDN).
-    gate=GateWorkload(with_image=True),
+    gate_workload=GateWorkload(with_image=True),
 )
