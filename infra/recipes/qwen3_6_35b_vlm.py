@@ -16,6 +16,7 @@ from infra.recipes.base import (
     DG_CACHE_PATH,
     HF_CACHE_PATH,
     MINUTES,
+    GateWorkload,
     Recipe,
     SmokeTest,
     SpeculativeDecoding,
@@ -73,4 +74,7 @@ RECIPE = Recipe(
     health_poll_interval=5.0,
     warmup=Warmup(count=2, prompt="What is this?", max_tokens=16, timeout=120, with_image=True),
     smoke=SmokeTest(prompt="What is this?", with_image=True, max_tokens=256, extra_body={"top_k": 20}),
+    # The gate measures what users of a vision model send: text with an image, so the vision encoder's
+    # time is part of every TTFT (the packaged image, inline; no outside CDN).
+    gate_workload=GateWorkload(with_image=True),
 )
