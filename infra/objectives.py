@@ -302,26 +302,33 @@ def levels(targets: tuple[Target, ...], target_concurrency: int) -> tuple[int, .
 
 def to_plan(gate: Gate, target_concurrency: int) -> dict:
     """What `plan --json` shows: the effective gate of one recipe, levels resolved."""
+    targets = resolve(gate, target_concurrency)
     return {
         "enabled": gate.enabled,
         "regression_budget": gate.regression_budget,
         "record_baseline": gate.record_baseline,
         "objectives": [{"metric": t.metric, "level": t.written_level, "concurrency": t.concurrency,
-                        t.spec.limit_key: t.limit} for t in resolve(gate, target_concurrency)],
+                        t.spec.limit_key: t.limit} for t in targets],
+        "levels": list(levels(targets, target_concurrency)),
     }
 
 
 def describe(gate: Gate, target_concurrency: int) -> list[str]:
     """What `plan` prints: one line for the gate, one per objective."""
-    if not gate.enabled:
+    return describe_plan(to_plan(gate, target_concurrency))
+
+
+def describe_plan(plan: Mapping[str, Any]) -> list[str]:
+    """The lines of `describe`, from the `to_plan` data (what `plan` renders, it reads from its JSON)."""
+    if not plan["enabled"]:
         return ["gate: off (promotions into this environment are not measured)"]
-    lines = [f"gate: on; regression budget {gate.regression_budget * 100:g}% against the target's current release"
-             + ("; the target is measured after promotion" if gate.record_baseline else "")]
-    targets = resolve(gate, target_concurrency)
+    lines = [f"gate: on; regression budget {plan['regression_budget'] * 100:g}% against the target's current release"
+             + ("; the target is measured after promotion" if plan["record_baseline"] else "")]
+    targets = [Target(o["metric"], o["concurrency"], o[METRICS[o["metric"]].limit_key], o["level"]) for o in plan["objectives"]]
     lines += [f"  {t.metric} {t.limit_text()} at concurrency {t.level_label}" for t in targets]
     if not any(t.metric == "error_rate" for t in targets):
         lines.append("  error_rate ≤ 0.0% at every measured level (no error_rate objective given)")
-    lines.append(f"  measured at concurrency {', '.join(map(str, levels(targets, target_concurrency)))}")
+    lines.append(f"  measured at concurrency {', '.join(map(str, plan['levels']))}")
     return lines
 
 

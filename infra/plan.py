@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 
-from infra import catalog, kernels, revisions, sglang_args, spec
+from infra import catalog, kernels, objectives, revisions, sglang_args, spec
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.recipes.base import COMMIT_RE
+from infra.resolve import gate_for
 from infra.secrets import local_credentials
 from infra.settings import Settings
 from infra.state import StageState
@@ -145,6 +146,8 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
             "auth": "Modal proxy auth: send Modal-Key / Modal-Secret" if d.auth.proxy_auth else "none",
         },
         "cost": standing_cost(settings, d),
+        # What a promotion into this environment must measure (infra/objectives.py, infra/gate.py).
+        "gate": objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
         "cold_start": cold,
         "warnings": warnings_for(settings, d, cold),
     }
@@ -199,6 +202,7 @@ def render(plans: list[dict]) -> str:
             f"Standing cost  {c['warm_gpus']} warm GPU(s) × ${c['gpu_hourly_usd']:.2f}/h = ${c['usd_per_hour']:.2f}/h, "
             f"{c['gpu_hours_per_30_days']:g} GPU-hours and ${c['usd_per_30_days']:,.2f} per 30 days"
         )
+        lines += _gate(p["gate"])
         cold = p["cold_start"]
         parts = ", ".join(
             f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
@@ -212,6 +216,11 @@ def render(plans: list[dict]) -> str:
     creds = local_credentials()
     lines.append("Local credentials: " + ", ".join(f"{k} {v}" for k, v in creds.items()))
     return "\n".join(lines)
+
+
+def _gate(gate: dict) -> list[str]:
+    first, *rest = objectives.describe_plan(gate)
+    return [f"Gate           {first.removeprefix('gate: ')}", *(f"               {line.strip()}" for line in rest)]
 
 
 def _image(layers: list[dict]) -> str:
