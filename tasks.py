@@ -275,15 +275,32 @@ def pipeline(c, env=None, recipe=None, set_=None, dry_run=False, force=False, ye
     "to": "environment that receives it (default: prod); it names the one it takes releases from",
     "recipe": RECIPE,
     "from_manifest": "promote from a git worktree of the commit the source runs, not this checkout",
+    "skip_gate": "promote without the gate's measurement (needs --reason; recorded in the manifest with who ran it)",
+    "reason": 'why the gate is skipped, e.g. --reason "hotfix for CVE-2026-1" (with --skip-gate)',
+    "record_baseline": "after promoting, measure the target itself with the gate workload and record it (default: "
+                       "the target's gate.record_baseline)",
     "yes": "do not ask for confirmation (CI)",
     "dry_run": DRY, "json": JSON, "debug": DEBUG,
 })
 @cli
-def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, yes=False, dry_run=False, json=False, debug=False):
-    """Promote staging's smoke-tested release to prod; roll prod back if its smoke test fails."""
+def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, skip_gate=False, reason=None,
+            record_baseline=False, yes=False, dry_run=False, json=False, debug=False):
+    """Promote staging's smoke-tested release to prod once it passes prod's gate; roll prod back if its smoke test fails."""
     from stages.runner import run_promote
 
-    run_promote(from_, to, recipe, as_json=json, from_manifest=from_manifest, yes=yes, dry_run=dry_run)
+    run_promote(from_, to, recipe, as_json=json, from_manifest=from_manifest, skip_gate=gate_override(skip_gate, reason),
+                record_baseline=record_baseline, yes=yes, dry_run=dry_run)
+
+
+def gate_override(skip_gate: bool, reason: object):
+    """--skip-gate --reason "...": the record of who skips the gate and why, or None; checked before anything runs."""
+    from infra import gate
+
+    if not skip_gate:
+        if reason is not None:
+            _fail("--reason explains --skip-gate; without --skip-gate the promotion is gated and there is nothing to explain")
+        return None
+    return gate.skip_override(reason)
 
 
 @stage_task(help=COMMON | {"to": "app version to return to, e.g. v3 (default: the previous release)", "yes": YES, "dry_run": DRY})

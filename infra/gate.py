@@ -27,6 +27,10 @@ live target carries user traffic, so its figures are not like for like.
 
 `--skip-gate --reason "..."` promotes without measuring; `skip_override` is the
 record of who skipped it, from where and why, kept in the manifest's `gate`.
+
+`check` is what a promotion calls: measure, evaluate, print the table, add it to
+the GitHub job summary, and return the record; `stages/promote.py` decides what
+to do with the verdict, and finds the endpoint and its credentials.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import bench, ledger, lifecycle, objectives
+from infra import bench, ledger, lifecycle, objectives, smoketest
+from infra.deployment import Deployment
 from infra.errors import ConfigError
 from infra.objectives import Target
 from infra.recipes.base import GateWorkload
@@ -371,3 +376,38 @@ def record(*, evaluation: Evaluation | None = None, measurement: dict | None = N
         raise ValueError("a gate record needs an evaluation and its measurement, or an override")
     return {"verdict": evaluation.verdict, "override": None, "measurement": ledger.compact(measurement),
             "evaluation": evaluation.to_dict()}
+
+
+# ---------------------------------------------------------------- one promotion
+
+
+def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: dict, targets: Sequence[Target] = (),
+                    say=None) -> dict:
+    """The recipe's gate workload against `url`, an endpoint serving `d`'s recipe (cold-start wait: a full start)."""
+    r = d.recipe
+    return measure(url, r.gate_workload, model=r.model, target_concurrency=r.target_concurrency, targets=targets,
+                   cold_start_deadline=float(smoketest.deadline_for(d)), label=where.get("release_id"), target=where,
+                   headers=headers, say=say)
+
+
+def check(settings: objectives.Gate, d: Deployment, url: str, current: Any, *, headers: dict[str, str], where: dict,
+          title: str, say, environ: Mapping[str, str] | None = None) -> tuple[Evaluation, dict]:
+    """A promotion's gate: measure the candidate at `url` (the source environment's endpoint, with `headers`, the
+    credentials that belong there), hold it to the objectives and to the regression budget against `current` (the
+    target's current release, or None), print the table, add it to the job summary; the evaluation and the record."""
+    targets = objectives.resolve(settings, d.recipe.target_concurrency)
+    measurement = measure_release(d, url, headers=headers, where=where, targets=targets, say=say)
+    found = baseline_from(current)
+    ev = evaluate(targets, measurement, found[0] if found else None, regression_budget=settings.regression_budget,
+                  measured_label=f"{where.get('release_id')} on {ledger.measured_where(measurement)}",
+                  baseline_label=found[1] if found else None)
+    say(render_text(ev, title))
+    write_job_summary(render_markdown(ev, title), environ)
+    return ev, record(evaluation=ev, measurement=measurement)
+
+
+def skip(override: Override, title: str, *, say, environ: Mapping[str, str] | None = None) -> dict:
+    """`--skip-gate`: say who skipped it and why, add that to the job summary; the record."""
+    say(f"{title}: {override.line()}")
+    write_job_summary(f"### ⚠️ Promotion gate skipped: {_md(title)}\n\n{_md(override.line())}\n", environ)
+    return record(override=override)

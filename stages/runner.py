@@ -92,11 +92,12 @@ def run_stage(
     return report(outcomes(), as_json)
 
 
-def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, **flags) -> list[dict]:
+def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, skip_gate=None,
+                record_baseline=False, **flags) -> list[dict]:
     from stages import promote
 
     remote = make_remote()
     src = context(settings_for(source, None), remote=remote, **flags)
     dst = context(settings_for(target, recipe), remote=remote, **flags)
-    return report((promote.run(src, dst, promote.Options(name, from_manifest)) for name in dst.settings.selected_recipes()),
-                  as_json)
+    options = [promote.Options(name, from_manifest, skip_gate, record_baseline) for name in dst.settings.selected_recipes()]
+    return report((promote.run(src, dst, o) for o in options), as_json)
