@@ -175,11 +175,12 @@ def writable_file(flag: str, path: str | None) -> str | None:
 
 
 def compare_paths(compare: object) -> list[str]:
-    """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files."""
+    """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files or release ids."""
     items = [compare] if isinstance(compare, str) else list(compare or [])
     paths = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
     if len(paths) != 2:
-        _fail(f"--compare needs exactly two bench JSON files (A then B: --compare a.json --compare b.json); got {len(paths)}")
+        _fail("--compare needs exactly two bench JSON files or release ids (A then B: --compare a.json --compare b.json); "
+              f"got {len(paths)}")
     return paths
 
 
@@ -356,7 +357,8 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "json": JSON + " (the report)",
         "output": "also write the report (JSON) to this file",
         "plot": "write a PNG: latency percentiles and throughput against concurrency",
-        "compare": "compare two earlier reports instead of measuring: --compare a.json --compare b.json",
+        "compare": "compare two earlier reports, or two recorded releases, instead of measuring: --compare a.json "
+                   "--compare b.json, or --compare <release id> --compare <release id> (see `invoke status`)",
         "debug": DEBUG,
     },
 )
@@ -369,7 +371,10 @@ def bench(c, env=None, recipe=None, set_=None, url=None, proxy_auth=False, model
     from stages.runner import report, run_stage
 
     if compare:
-        stage.compare(compare_paths(compare), print_json=json, plot=writable_file("--plot", plot))
+        from stages.runner import recorded_releases
+
+        stage.compare(compare_paths(compare), releases=lambda: recorded_releases(env, recipe, set_), print_json=json,
+                      plot=writable_file("--plot", plot))
         return
     options = bench_options(url=url, proxy_auth=proxy_auth, model=model, concurrency=concurrency, requests=requests,
                             duration=duration, prompt_tokens=prompt_tokens, max_tokens=max_tokens, warmup=warmup,

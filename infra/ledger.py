@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +188,16 @@ def performance(measurement: dict, *, target_concurrency: int, gpu_type: str, gp
                        levels, gpu_type, gpu_count, gpu_hourly_usd)
 
 
+def priced(release: Any, gpu_hourly_usd: Callable[[str], float]) -> Performance | None:
+    """The release's measurement summarised and priced (`gpu_hourly_usd`: GPU type -> price), or None if unmeasured."""
+    found = measurement_of(release)
+    if found is None:
+        return None
+    gpu_type, gpu_count, target_concurrency = hardware_of(release)
+    return performance(found[0], target_concurrency=target_concurrency, gpu_type=gpu_type, gpu_count=gpu_count,
+                       gpu_hourly_usd=gpu_hourly_usd(gpu_type), measured_on=found[1])
+
+
 # ---------------------------------------------------------------- the ledger of an environment
 
 
@@ -300,7 +310,11 @@ def labelled(release: Any) -> dict:
 
 def compare_releases(a: Any, b: Any) -> dict:
     """B relative to A from their recorded measurements; `warnings` says when the two are not like for like."""
-    ra, rb = labelled(a), labelled(b)
+    return compare_reports(labelled(a), labelled(b))
+
+
+def compare_reports(ra: dict, rb: dict) -> dict:
+    """`bench.compare` with `warnings` where the two reports were not measured alike (a release's, or a file)."""
     comparison = bench.compare(ra, rb)
     warnings = []
     wa, wb = ({k: v for k, v in r.get("workload", {}).items() if k != "model"} for r in (ra, rb))

@@ -1,12 +1,15 @@
-"""`invoke status`: the current release, the ones before it, and drift between what runs and what `plan` would deploy."""
+"""`invoke status`: the current release, the ones before it, drift between what runs and what `plan` would deploy,
+and the release ledger: per release, where it came from and what it measured and costs (infra/ledger.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
-from infra import revisions
+from infra import ledger, revisions
 from infra.deployment import Deployment
+from infra.plan import gpu_price
 from infra.recipes.base import COMMIT_RE
 from infra.releases import ReleaseStore
 from stages.common import Context, StageResult, result
@@ -20,6 +23,7 @@ class Status:
     current: dict | None
     history: list[dict]
     drift: list[str]
+    ledger: list[dict] = dataclasses.field(default_factory=list)  # ledger.entry per release, newest first
 
 
 def flatten(data: object, prefix: str = "") -> dict[str, object]:
@@ -60,4 +64,7 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += [f"  before: {release.summary()}" for release in earlier]
     lines.append("  drift: none (plan matches what runs)" if not changes else f"  drift: {len(changes)} setting(s) differ")
     lines += [f"    {c}" for c in changes]
-    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes))
+    rows = [(r, ledger.priced(r, lambda gpu: gpu_price(ctx.settings, gpu))) for r in [current, *earlier]]
+    lines += ["  ledger (newest first):", *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
+    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes,
+                                                             [ledger.entry(r, perf) for r, perf in rows]))
