@@ -40,8 +40,9 @@ def flow(tmp_path, fake_server):
 
         def ctx(self, env, *overrides, **options):
             options.setdefault("interactive", False)
+            options.setdefault("say", lambda m: None)
             settings = load_settings(env, RECIPE, parse_overrides(list(overrides)))
-            return Context(settings=settings, remote=self.modal, repo=self.repo, say=lambda m: None, **options)
+            return Context(settings=settings, remote=self.modal, repo=self.repo, **options)
 
         def d(self, ctx):
             return resolve(ctx.settings, RECIPE)
