@@ -22,10 +22,10 @@ The regression budget applies to every objective's metric except `error_rate`
 absolute). `Gate` is the environment's section, `GateOverrides` a recipe's;
 `effective()` merges them and `resolve()` turns "target" into a number.
 
-Settings validation turns the ValueErrors below into one line naming the key;
-every message here also names the value and what is allowed, so it reads well
-wherever it surfaces. `parse()` does that on its own (for tests and for a
-section read outside the settings loader).
+The settings loader (infra/settings.py: `Settings.gate`, `RecipeOverrides.gate`)
+validates these sections with every other setting and turns the ValueErrors below
+into one line naming the source and the key; every message here also names the
+value and what is allowed, so it reads well wherever it surfaces.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from infra.errors import ConfigError
 
@@ -330,38 +330,3 @@ def describe_plan(plan: Mapping[str, Any]) -> list[str]:
         lines.append("  error_rate ≤ 0.0% at every measured level (no error_rate objective given)")
     lines.append(f"  measured at concurrency {', '.join(map(str, plan['levels']))}")
     return lines
-
-
-# ---------------------------------------------------------------- outside the settings loader
-
-
-def parse(data: Mapping[str, Any], source: str, *, recipe: bool = False, prefix: str = "gate") -> Gate | GateOverrides:
-    """Validate one `[gate]` table (or a recipe's, with recipe=True); any mistake is one ConfigError line."""
-    model = GateOverrides if recipe else Gate
-    try:
-        return model.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(describe_error(exc, data, source, prefix, model)) from None
-
-
-def describe_error(exc: ValidationError, data: Mapping[str, Any], source: str, prefix: str, model: type[BaseModel]) -> str:
-    """The first error: `source: gate.objectives[1].metric = 'x': unknown metric 'x'; allowed: ...`."""
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-    if err["type"] == "extra_forbidden":
-        parent = Objective if any(isinstance(p, int) for p in loc) else model
-        close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"{source}: unknown setting '{key}'{hint} (allowed here: {', '.join(parent.model_fields)})"
-    if err["type"] == "missing":
-        return f"{source}: required setting '{key}' is missing"
-    node: Any = data
-    for p in loc:
-        try:
-            node = node[p]
-        except (KeyError, IndexError, TypeError):
-            node = None
-            break
-    shown = f" = {node!r}" if node is not None and not isinstance(node, (dict, list, tuple)) else ""
-    return f"{source}: {key}{shown}: {err['msg'].removeprefix('Value error, ')}"

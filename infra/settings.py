@@ -530,7 +530,7 @@ def describe(err: dict, layers: list[Layer], merged: dict) -> str:
     if err["type"] == "missing":
         return f"{source}: required setting '{setting}' is missing"
     found, value = _lookup(merged, loc)
-    if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES:
+    if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES - {"list_type"}:  # a list says so below
         return f"{source}: '{setting}' is a single value, not a table; nothing can be set below it"
     message = EXPECTED.get(err["type"], err["msg"].removeprefix("Value error, "))
     if err["type"] in EXPECTED:

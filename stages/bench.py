@@ -19,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from infra import bench, client, ledger, smoketest

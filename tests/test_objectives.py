@@ -1,8 +1,12 @@
-"""Objectives as settings (infra/objectives.py): validation that names the key, the value and what is allowed;
-the merge of an environment's gate with a recipe's; levels resolved against a target concurrency."""
+"""Objectives as settings (infra/objectives.py, loaded by infra/settings.py): validation that names the file, the
+key, the value and what is allowed; the merge of an environment's gate with a recipe's; levels resolved against a
+target concurrency; what `plan` shows."""
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
 import tomllib
 
 import pytest
@@ -10,6 +14,12 @@ import pytest
 from infra import objectives
 from infra.errors import ConfigError
 from infra.objectives import METRICS, TARGET, Gate, GateOverrides, Objective
+from infra.resolve import gate_for, resolve
+from infra.settings import load_settings, parse_overrides
+from tests.conftest import REPO
+
+PROD = (REPO / "environments" / "prod.toml").read_text()
+WITHOUT_GATE = PROD[: PROD.index("# The promotion gate")]  # prod.toml before its gate tables
 
 # The entries proposed for environments/prod.toml (the target of promotions); kept here so they stay valid.
 PROD_EXAMPLE = """
@@ -34,11 +44,48 @@ objectives = [
 """
 
 
-def error(data: dict, **options) -> str:
-    with pytest.raises(ConfigError) as info:
-        objectives.parse(data, "environments/prod.toml", **options)
-    message = str(info.value)
-    assert "\n" not in message
+def toml(value) -> str:
+    """A value as a TOML literal (inline tables, lists, inf and nan included): what a user would write."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list):
+        return "[" + ", ".join(map(toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+@pytest.fixture
+def prod_with(tmp_path, monkeypatch):
+    """prod's settings, loaded by the settings loader from a copy of environments/ whose prod.toml has this gate."""
+    config = tmp_path / "environments"
+    shutil.copytree(REPO / "environments", config)
+    monkeypatch.setenv("INFRA_CONFIG_DIR", str(config))
+    monkeypatch.chdir(tmp_path)  # sources are named relative to here: environments/prod.toml
+
+    def load(gate: dict | None = None, *, recipe: dict | None = None):
+        tables = [("[gate]", gate), ('[recipes."qwen3.6-35b-vlm".gate]', recipe)]
+        text = WITHOUT_GATE + "".join(f"\n{head}\n" + "".join(f"{k} = {toml(v)}\n" for k, v in data.items())
+                                      for head, data in tables if data is not None)
+        (config / "prod.toml").write_text(text)
+        return load_settings("prod")
+
+    return load
+
+
+@pytest.fixture
+def error(prod_with):
+    def message(data: dict, *, recipe: bool = False) -> str:
+        with pytest.raises(ConfigError) as info:
+            prod_with(recipe=data) if recipe else prod_with(data)
+        text = str(info.value)
+        assert "\n" not in text
+        return text
+
     return message
 
 
@@ -46,11 +93,15 @@ def one(**objective) -> dict:
     return {"objectives": [objective]}
 
 
-def test_the_proposed_prod_entries_parse_and_merge_for_each_recipe():
+def test_prod_toml_gates_promotions_with_the_proposed_entries():
     data = tomllib.loads(PROD_EXAMPLE)
-    env = objectives.parse(data["gate"], "environments/prod.toml")
-    vlm = objectives.parse(data["recipes"]["qwen3.6-35b-vlm"]["gate"], "environments/prod.toml",
-                           recipe=True, prefix='recipes."qwen3.6-35b-vlm".gate')
+    settings = load_settings("prod")
+    env, vlm = settings.gate, settings.recipes["qwen3.6-35b-vlm"].gate
+    assert env == Gate(**data["gate"]) and vlm == GateOverrides(**data["recipes"]["qwen3.6-35b-vlm"]["gate"])
+    assert gate_for(settings, "qwen3.6-35b-vlm") == objectives.effective(env, vlm)
+    assert gate_for(settings, "qwen3-8b-low-latency") == env
+    # Dev and staging receive no promotions: no gate.
+    assert not load_settings("staging").gate.enabled and not load_settings("dev").gate.enabled
     assert env.enabled and env.regression_budget == 0.10 and not env.record_baseline
     assert [(o.metric, o.level, o.limit) for o in env.objectives][:2] == [("ttft_p90_ms", 1, 500), ("tpot_p50_ms", 1, 12)]
 
@@ -114,26 +165,37 @@ def test_a_recipe_adds_objectives_and_overrides_scalars():
     ({"enabled": "sometimes"}, "gate.enabled = 'sometimes': Input should be a valid boolean"),
     ({"objectives": {"metric": "ttft_p90_ms"}}, "gate.objectives: Input should be a valid list"),
 ])
-def test_bad_gate_settings_are_one_line_naming_the_key_the_value_and_what_is_allowed(data, expected):
+def test_bad_gate_settings_are_one_line_naming_the_key_the_value_and_what_is_allowed(error, data, expected):
     assert expected in error(data)
 
 
-def test_every_metric_is_listed_when_the_name_is_unknown():
+def test_every_metric_is_listed_when_the_name_is_unknown(error):
     message = error(one(metric="latency", level=1, max=5))
     assert message.endswith("allowed: " + ", ".join(METRICS))
 
 
-def test_recipe_overrides_are_validated_alike_and_named_by_their_own_key():
-    message = error({"regression_budget": 2}, recipe=True, prefix='recipes."qwen3.6-35b-vlm".gate')
-    assert message.startswith('environments/prod.toml: recipes."qwen3.6-35b-vlm".gate.regression_budget = 2: ')
+def test_recipe_overrides_are_validated_alike_and_named_by_their_own_key(error):
+    message = error({"regression_budget": 2}, recipe=True)
+    assert message.startswith("environments/prod.toml: recipes.qwen3.6-35b-vlm.gate.regression_budget = 2: ")
     assert "objectives[1]" in error({"objectives": [{"metric": "error_rate", "level": 1, "max": 0},
                                                     {"metric": "error_rate", "level": 1, "max": 0.1}]}, recipe=True)
+    message = error({"enable": True}, recipe=True)
+    assert message == ("environments/prod.toml: unknown setting 'recipes.qwen3.6-35b-vlm.gate.enable'; did you mean "
+                       "'enabled'? (allowed here: enabled, regression_budget, record_baseline, objectives)")
 
 
-def test_the_budget_accepts_its_whole_range():
-    assert objectives.parse({"regression_budget": 0}, "x").regression_budget == 0
-    assert objectives.parse({"regression_budget": 1}, "x").regression_budget == 1
-    assert objectives.parse({}, "x") == Gate()  # defaults: off, 10%, no objectives
+def test_other_sources_are_named_too(monkeypatch):
+    with pytest.raises(ConfigError, match=r"^--set: gate.objectives\[0\].metric = 'ttft': unknown metric"):
+        load_settings("prod", overrides=parse_overrides(['gate.objectives=[{ metric = "ttft", level = 1, max = 5 }]']))
+    monkeypatch.setenv("INFRA_GATE__REGRESSION_BUDGET", "2")
+    with pytest.raises(ConfigError, match="^INFRA_GATE__REGRESSION_BUDGET: gate.regression_budget = 2: regression budget"):
+        load_settings("prod")
+
+
+def test_the_budget_accepts_its_whole_range(prod_with):
+    assert prod_with({"regression_budget": 0}).gate.regression_budget == 0
+    assert prod_with({"regression_budget": 1}).gate.regression_budget == 1
+    assert prod_with().gate == Gate()  # defaults: off, 10%, no objectives
     assert Gate().regression_budget == objectives.DEFAULT_REGRESSION_BUDGET == 0.10 and not Gate().enabled
 
 
@@ -179,7 +241,7 @@ def test_metrics_read_the_bench_report_in_their_own_units():
 
 def test_plan_shows_the_effective_gate_of_a_recipe():
     data = tomllib.loads(PROD_EXAMPLE)
-    env = objectives.parse(data["gate"], "environments/prod.toml")
+    env = Gate(**data["gate"])
     assert objectives.describe(env, 10) == [
         "gate: on; regression budget 10% against the target's current release",
         "  ttft_p90_ms ≤ 500.0 ms at concurrency 1",
@@ -199,3 +261,35 @@ def test_plan_shows_the_effective_gate_of_a_recipe():
     assert objectives.describe(lone, 10)[0].endswith("; the target is measured after promotion")
     assert objectives.describe(lone, 10)[-2:] == ["  error_rate ≤ 0.0% at every measured level (no error_rate objective given)",
                                                   "  measured at concurrency 1, 4, 10"]
+
+
+def test_a_recipes_gate_is_not_part_of_what_is_deployed(prod_with):
+    """[recipes."<name>".gate] configures promotions: the recipe (whose own field is gate_workload) and every other
+    part of the Deployment stay as they are, so changing objectives neither redeploys nor shows as drift."""
+    before = {name: resolve(load_settings("prod"), name) for name in ("qwen3-8b-low-latency", "qwen3.6-35b-vlm")}
+    settings = prod_with({"enabled": True, "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 400}]},
+                         recipe={"regression_budget": 0.2, "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 900}]})
+    assert {name: resolve(settings, name) for name in before} == before
+    assert settings.recipes["qwen3.6-35b-vlm"].given() == {}
+    vlm = gate_for(settings, "qwen3.6-35b-vlm")
+    assert (vlm.regression_budget, [o.limit for o in vlm.objectives]) == (0.2, [900])
+    assert [o.limit for o in gate_for(settings, "qwen3-8b-low-latency").objectives] == [400]
+
+
+def test_plan_shows_each_recipes_gate_in_text_and_stable_json(tmp_path):
+    from infra import plan
+
+    settings = load_settings("prod")
+    plans = [plan.plan_for(settings, resolve(settings, name)) for name in settings.serves]
+    assert [p["gate"] for p in plans] == [objectives.to_plan(gate_for(settings, name), 10) for name in settings.serves]
+    assert plans[1]["gate"]["objectives"][0] == {"metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "max": 1200}
+    assert plans[1]["gate"]["levels"] == [1, 10]
+    assert json.loads(plan.to_json(plans))[0]["gate"] == plans[0]["gate"] and plan.to_json(plans) == plan.to_json(plans)
+    text = plan.render(plans).splitlines()
+    start = text.index("Gate           on; regression budget 10% against the target's current release")
+    assert text[start + 1: start + 3] == ["               ttft_p90_ms ≤ 500.0 ms at concurrency 1",
+                                          "               tpot_p50_ms ≤ 12.00 ms at concurrency 1"]
+    assert "               output_tokens_per_s ≥ 600.0 tok/s at concurrency 10 (target)" in text  # the VLM's own
+    dev = load_settings("dev")
+    assert "Gate           off (promotions into this environment are not measured)" in plan.render(
+        [plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency"))]).splitlines()
