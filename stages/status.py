@@ -7,7 +7,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
-from infra import ledger, revisions
+from infra import gate, ledger, revisions
 from infra.deployment import Deployment
 from infra.plan import gpu_price
 from infra.recipes.base import COMMIT_RE
@@ -66,5 +66,7 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += [f"    {c}" for c in changes]
     rows = [(r, ledger.priced(r, lambda gpu: gpu_price(ctx.settings, gpu))) for r in [current, *earlier]]
     lines += ["  ledger (newest first):", *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
+    lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
+              for r, _ in rows if r.gate and r.gate.get("override")]
     return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes,
                                                              [ledger.entry(r, perf) for r, perf in rows]))

@@ -196,9 +196,11 @@ def test_skip_gate_promotes_unmeasured_and_records_who_and_why(gated, fake_serve
     assert gated.summary.read_text().startswith(f"### ⚠️ Promotion gate skipped: {RECIPE} {staged.release_id} staging → prod")
     assert "GitHub actor octocat" in gated.summary.read_text()
     ctx = gated.ctx("prod")
-    (entry,) = status.run(ctx, gated.d(ctx)).detail.ledger
+    report = status.run(ctx, gated.d(ctx))
+    (entry,) = report.detail.ledger
     assert entry["how"] == "promote from staging, gate skipped" and entry["gate_override"]["reason"] == "hotfix for CVE-2026-1"
     assert entry["performance"] is None
+    assert report.message.splitlines()[-1] == f"    {prod.release_id}: {override.line()}"  # who skipped it, and why
 
 
 def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated, fake_server):
