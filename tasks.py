@@ -195,11 +195,12 @@ def sampling(temperature: object, top_p: object, top_k: object) -> dict:
 
 
 def compare_paths(compare: object) -> list[str]:
-    """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files."""
+    """--compare a.json --compare b.json, or --compare a.json,b.json: exactly two files or release ids."""
     items = [compare] if isinstance(compare, str) else list(compare or [])
     paths = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
     if len(paths) != 2:
-        _fail(f"--compare needs exactly two bench JSON files (A then B: --compare a.json --compare b.json); got {len(paths)}")
+        _fail("--compare needs exactly two bench JSON files or release ids (A then B: --compare a.json --compare b.json); "
+              f"got {len(paths)}")
     return paths
 
 
@@ -295,15 +296,32 @@ def pipeline(c, env=None, recipe=None, set_=None, dry_run=False, force=False, ye
     "to": "environment that receives it (default: prod); it names the one it takes releases from",
     "recipe": RECIPE,
     "from_manifest": "promote from a git worktree of the commit the source runs, not this checkout",
+    "skip_gate": "promote without the gate's measurement (needs --reason; recorded in the manifest with who ran it)",
+    "reason": 'why the gate is skipped, e.g. --reason "hotfix for CVE-2026-1" (with --skip-gate)',
+    "record_baseline": "after promoting, measure the target itself with the gate workload and record it (default: "
+                       "the target's gate.record_baseline)",
     "yes": "do not ask for confirmation (CI)",
     "dry_run": DRY, "json": JSON, "debug": DEBUG,
 })
 @cli
-def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, yes=False, dry_run=False, json=False, debug=False):
-    """Promote staging's smoke-tested release to prod; roll prod back if its smoke test fails."""
+def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, skip_gate=False, reason=None,
+            record_baseline=False, yes=False, dry_run=False, json=False, debug=False):
+    """Promote staging's smoke-tested release to prod once it passes prod's gate; roll prod back if its smoke test fails."""
     from stages.runner import run_promote
 
-    run_promote(from_, to, recipe, as_json=json, from_manifest=from_manifest, yes=yes, dry_run=dry_run)
+    run_promote(from_, to, recipe, as_json=json, from_manifest=from_manifest, skip_gate=gate_override(skip_gate, reason),
+                record_baseline=record_baseline, yes=yes, dry_run=dry_run)
+
+
+def gate_override(skip_gate: bool, reason: object):
+    """--skip-gate --reason "...": the record of who skips the gate and why, or None; checked before anything runs."""
+    from infra import gate
+
+    if not skip_gate:
+        if reason is not None:
+            _fail("--reason explains --skip-gate; without --skip-gate the promotion is gated and there is nothing to explain")
+        return None
+    return gate.skip_override(reason)
 
 
 @stage_task(help=COMMON | {"to": "app version to return to, e.g. v3 (default: the previous release)", "yes": YES, "dry_run": DRY})
@@ -363,7 +381,8 @@ def scale(c, env=None, recipe=None, min_=None, set_=None, dry_run=False, json=Fa
         "json": JSON + " (the report)",
         "output": "also write the report (JSON) to this file",
         "plot": "write a PNG: latency percentiles and throughput against concurrency",
-        "compare": "compare two earlier reports instead of measuring: --compare a.json --compare b.json",
+        "compare": "compare two earlier reports, or two recorded releases, instead of measuring: --compare a.json "
+                   "--compare b.json, or --compare <release id> --compare <release id> (see `invoke status`)",
         "debug": DEBUG,
     },
 )
@@ -376,7 +395,10 @@ def bench(c, env=None, recipe=None, set_=None, url=None, proxy_auth=False, model
     from stages.runner import report, run_stage
 
     if compare:
-        stage.compare(compare_paths(compare), print_json=json, plot=writable_file("--plot", plot))
+        from stages.runner import recorded_releases
+
+        stage.compare(compare_paths(compare), releases=lambda: recorded_releases(env, recipe, set_), print_json=json,
+                      plot=writable_file("--plot", plot))
         return
     options = bench_options(url=url, proxy_auth=proxy_auth, model=model, concurrency=concurrency, requests=requests,
                             duration=duration, prompt_tokens=prompt_tokens, max_tokens=max_tokens, temperature=temperature,

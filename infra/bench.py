@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -104,6 +105,9 @@ class Workload:
     temperature: float | None = DEFAULT_TEMPERATURE  # None: the server's default
     top_p: float | None = None
     top_k: int | None = None
+    # An image URL (a data: URL for vision recipes) sent after the prompt text in every request. After, so the
+    # unique tag still opens the prompt and the prefix cache cannot serve one request's image from another's.
+    image: str | None = None
 
     def prompt(self, tag: str) -> str:
         return f"[{tag}]" + f" {PROMPT_WORD}" * self.prompt_tokens
@@ -118,7 +122,10 @@ class Workload:
         extra = self.sampling | dict(self.extra)
         if self.ignore_eos:
             extra.setdefault("ignore_eos", True)
-        messages = [{"role": "user", "content": self.prompt(tag)}]
+        content: str | list[dict] = self.prompt(tag)
+        if self.image:
+            content = [{"type": "text", "text": content}, {"type": "image_url", "image_url": {"url": self.image}}]
+        messages = [{"role": "user", "content": content}]
         return client.chat_payload(messages, model=self.model, max_tokens=max_tokens or self.max_tokens, **extra)
 
     def to_dict(self) -> dict:
@@ -130,7 +137,16 @@ class Workload:
             "ignore_eos": self.ignore_eos,
             "sampling": {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k},
             "extra": self.extra,
+            "image": _describe_image(self.image),
         }
+
+
+def _describe_image(url: str | None) -> str | None:
+    """A data URL as its type, size and digest (reports and manifests stay small; equal images compare equal)."""
+    if not url or not url.startswith("data:"):
+        return url
+    head, _, data = url.partition(",")
+    return f"{head.removeprefix('data:')}, {len(data)} characters, sha256 {hashlib.sha256(data.encode()).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from infra import catalog, kernels, revisions, schedule, sglang_args, spec
+from infra import catalog, kernels, objectives, revisions, schedule, sglang_args, spec
 from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.recipes.base import COMMIT_RE
+from infra.resolve import gate_for
 from infra.secrets import local_credentials
 from infra.settings import Settings
 from infra.state import StageState
@@ -206,6 +207,8 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
         },
         "cost": standing_cost(settings, d),
         "schedule": schedule_plan(settings, d),
+        # What a promotion into this environment must measure (infra/objectives.py, infra/gate.py).
+        "gate": objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
         "cold_start": cold,
         "warnings": warnings_for(settings, d, cold),
     }
@@ -261,6 +264,7 @@ def render(plans: list[dict]) -> str:
             f"{c['gpu_hours_per_30_days']:g} GPU-hours and ${c['usd_per_30_days']:,.2f} per 30 days"
         )
         lines += _schedule_lines(p["schedule"])
+        lines += _gate(p["gate"])
         cold = p["cold_start"]
         parts = ", ".join(
             f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
@@ -309,6 +313,9 @@ def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]
                      f"{a['gpu_hours']:g} GPU-hours ${a['usd']:,.2f} always warm at {c['peak_min_containers']} "
                      f"replica(s)")
     return lines
+def _gate(gate: dict) -> list[str]:
+    first, *rest = objectives.describe_plan(gate)
+    return [f"Gate           {first.removeprefix('gate: ')}", *(f"               {line.strip()}" for line in rest)]
 
 
 def _image(layers: list[dict]) -> str:

@@ -60,6 +60,10 @@ class Release:
     promoted_from: dict | None = None  # {"env": "staging", "release_id": "..."}
     rolled_back_to: int | None = None
     note: str | None = None
+    # The promotion gate's record (infra/gate.py `record`): verdict, measurement on the source, the table, or the
+    # override that skipped it. A rollback entry keeps the one of the release it returns to: same bits, same figures.
+    gate: dict | None = None
+    measurement: dict | None = None  # the gate workload measured on this environment after going live (record_baseline)
 
     @property
     def smoke_passed(self) -> bool:

@@ -18,7 +18,7 @@ import typing
 from typing import Any
 
 from infra import deployment as parts
-from infra import sglang_args
+from infra import objectives, sglang_args
 from infra.deployment import Deployment
 from infra.errors import ConfigError
 from infra.recipes import RECIPES
@@ -59,6 +59,16 @@ def resolve(settings: Settings, recipe_name: str) -> Deployment:
     )
     validate(d, settings, f'recipes."{recipe_name}"')
     return d
+
+
+def gate_for(settings: Settings, recipe_name: str) -> objectives.Gate:
+    """The promotion gate into this environment for one recipe: `[gate]` with `[recipes."<name>".gate]` applied.
+
+    Not a part of the Deployment: objectives decide whether a release may arrive,
+    not what runs, so changing them must neither redeploy nor show as drift, and the
+    container never needs them.
+    """
+    return objectives.effective(settings.gate, settings.recipes.get(recipe_name, RecipeOverrides()).gate)
 
 
 def resolve_recipe(recipe: Recipe, knobs: dict[str, Any]) -> Recipe:
@@ -137,3 +147,5 @@ def validate(d: Deployment, settings: Settings, where: str) -> None:
             f"+ {STARTUP_MARGIN_SECONDS} s margin; allowed: >= {budget:g}"
         )
     sglang_args.check_flags(d)
+    own = settings.recipes.get(r.name, RecipeOverrides()).gate.objectives
+    objectives.resolve(gate_for(settings, r.name), r.target_concurrency, where=f"{where}.gate" if own else "gate")

@@ -41,6 +41,7 @@ from pydantic import (
 
 from infra import catalog, schedule
 from infra.errors import ConfigError
+from infra.objectives import Gate, GateOverrides
 from infra.recipes import RECIPES
 from infra.secrets import credential_kind, looks_like_credential, shown
 
@@ -220,9 +221,12 @@ class Release(Section):
 class RecipeOverrides(Section):
     """Per-recipe knobs an environment may change; unset means the recipe's value.
 
-    Each field is a field of the recipe (infra/recipes/base.py) or of a deployment
-    part (placement, the GPU-snapshot switch) of the same name: infra/resolve.py
-    routes them by name, so adding one here needs no other list.
+    Each knob (`given()`) is a field of the recipe (infra/recipes/base.py) or of a
+    deployment part (placement, the GPU-snapshot switch) of the same name:
+    infra/resolve.py routes them by name, so adding one here needs no other list.
+    `gate` is not a knob: it is this recipe's change to the environment's promotion
+    gate (infra/objectives.py), read by `resolve.gate_for`, never part of what is
+    deployed (the recipe's own field is `gate_workload`, what the gate sends).
     """
 
     model: str | None = Field(default=None, description="serve another repository with this recipe (e.g. a fine-tune)")
@@ -238,6 +242,7 @@ class RecipeOverrides(Section):
     compute_region: str | None = None
     routing_region: str | None = None
     gpu_snapshot: bool | None = None
+    gate: GateOverrides = Field(default_factory=GateOverrides, description="this recipe's objectives (see [gate])")
 
     _gpu = field_validator("gpu_type")(catalog.check_gpu)
     _compute = field_validator("compute_region")(catalog.check_compute_region)
@@ -258,8 +263,8 @@ class RecipeOverrides(Section):
         return v
 
     def given(self) -> dict[str, Any]:
-        """The knobs this environment set, by name."""
-        return {name: value for name, value in self if value is not None}
+        """The knobs this environment set, by name (not `gate`, which configures promotions, not the deployment)."""
+        return {name: value for name, value in self if value is not None and name != "gate"}
 
 
 class Settings(BaseModel):
@@ -280,6 +285,7 @@ class Settings(BaseModel):
     costs: Costs = Costs()
     cold_start: ColdStart = ColdStart()
     release: Release = Release()
+    gate: Gate = Field(default_factory=Gate, description="promotions into this environment are measured first")
     recipes: dict[str, RecipeOverrides] = Field(default_factory=dict)
 
     @field_validator("serves")
@@ -526,7 +532,8 @@ SCALAR_TYPES = {"int_type", "float_type", "bool_type", "string_type", "list_type
 def describe(err: dict, layers: list[Layer], merged: dict) -> str:
     """A validation error as one line: source, setting, value (masked if it looks like a credential), what is allowed."""
     loc = tuple(str(p) for p in err["loc"])
-    setting = ".".join(loc) or "settings"
+    # List items by index, as TOML readers count them: gate.objectives[0].metric, scaling.schedule[1].start.
+    setting = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).removeprefix(".") or "settings"
     source = next((s for layer in reversed(layers) if (s := layer.source_of(loc))), layers[0].label)
     if err["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
@@ -538,10 +545,11 @@ def describe(err: dict, layers: list[Layer], merged: dict) -> str:
     if err["type"] == "missing":
         return f"{source}: required setting '{setting}' is missing"
     found, value = _lookup(merged, loc)
-    if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES:
+    if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES - {"list_type"}:  # a list says so below
         return f"{source}: '{setting}' is a single value, not a table; nothing can be set below it"
     message = EXPECTED.get(err["type"], err["msg"].removeprefix("Value error, "))
-    value_text = f" = {_as_written(value)}" if found and not isinstance(value, dict) else ""
+    table = isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
+    value_text = f" = {_as_written(value)}" if found and not table else ""
     return f"{source}: {setting}{value_text}: {message}"
 
 

@@ -8,7 +8,8 @@ Three ways in, one measuring path (`measure`):
   with the recipe's model name and credentials only if `options.proxy_auth`;
 - `run_url(options)`: any OpenAI-compatible server at `options.url`, no settings,
   no Modal, no credentials (SGLang answers with its one model when none is named);
-- `compare(...)`: two earlier reports, B relative to A.
+- `compare(...)`: two earlier reports, or two releases' recorded measurements
+  (infra/ledger.py), B relative to A.
 
 Options arrive parsed and checked (tasks.py); nothing here reads flags.
 """
@@ -18,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from infra import bench, client, smoketest
+from infra import bench, client, ledger, smoketest
 from infra.deployment import Deployment
 from infra.secrets import scrub
 from stages.common import Context, StageResult, endpoint, result
@@ -78,11 +81,36 @@ def measure(options: Options, target: dict, *, say=_say) -> dict:
     return report
 
 
-def compare(paths: list[str], *, print_json: bool = False, plot: str | None = None, out=print, say=_say) -> dict:
-    """B relative to A, per level, from two earlier --json reports."""
-    a, b = (bench.load_report(p) for p in paths)
-    comparison = bench.compare(a, b)
-    out(scrub(json.dumps(comparison, indent=2) if print_json else bench.render_compare(comparison)))
+def is_release(item: str) -> bool:
+    """A release id (r<date>-<time>-<hex>) that is not also the name of a file here."""
+    return ledger.is_release_id(item) and not Path(item).exists()
+
+
+def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str]] | None = None, print_json: bool = False,
+            plot: str | None = None, out=print, say=_say) -> dict:
+    """B relative to A, per level, from two earlier --json reports, two recorded releases, or one of each.
+
+    `releases` reads the recorded releases and names where from (only called when an item is a release id).
+    """
+    found: tuple[list, str] | None = None
+
+    def report(item: str) -> dict:
+        nonlocal found
+        if not is_release(item):
+            return bench.load_report(item)
+        if found is None:
+            history, where = releases()
+            found = (list(history), where)
+        return ledger.labelled(ledger.find_release(found[0], item, found[1]))
+
+    a, b = (report(item) for item in items)
+    if any(is_release(item) for item in items):
+        comparison = ledger.compare_reports(a, b)
+        text = ledger.render_comparison(comparison)
+    else:
+        comparison = bench.compare(a, b)
+        text = bench.render_compare(comparison)
+    out(scrub(json.dumps(comparison, indent=2) if print_json else text))
     if plot:
         say(f"bench: plot written to {bench.plot([a, b], plot)}")
     return comparison

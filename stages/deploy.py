@@ -92,6 +92,7 @@ def deploy_and_record(
     *,
     kind: str = "deploy",
     promoted_from: dict | None = None,
+    gate: dict | None = None,
 ) -> tuple[Manifest, Release | None]:
     """Deploy, then record. Call with the release lock held. A failed deploy records nothing;
     an unchanged one (Modal skipped it) records nothing and returns None."""
@@ -120,6 +121,7 @@ def deploy_and_record(
         url=info.get("url"),
         app_id=info.get("app_id"),
         promoted_from=promoted_from,
+        gate=gate,
     )
     return store.record(d, manifest, release), release
 

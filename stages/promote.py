@@ -3,11 +3,15 @@
 Refuses, changing nothing, when staging has no release, when its smoke test did
 not pass, when it was deployed from a dirty tree, or when this checkout is not the
 commit staging runs (`--from-manifest` instead re-runs the promotion from a git
-worktree of that commit). Deploys the same release (commit, image, model and draft
-revisions) with the target's own scaling, region and auth, smoke-tests it, and if
-that fails rolls the target back to its previous version (Modal keeps app versions),
-records it, and exits non-zero. The whole promotion holds the target's release lock:
-a concurrent promotion is refused.
+worktree of that commit). Where the target has a gate (`[gate]`, infra/gate.py), it
+then measures the release on the source's endpoint and refuses it, changing
+nothing, when it misses an objective or the regression budget against what the
+target runs (`--skip-gate --reason` promotes unmeasured, and is recorded). Deploys
+the same release (commit, image, model and draft revisions) with the target's own
+scaling, region and auth, smoke-tests it, and if that fails rolls the target back to
+its previous version (Modal keeps app versions), records it, and exits non-zero.
+The whole promotion holds the target's release lock: a concurrent promotion is
+refused, and the baseline the gate compares with cannot change under it.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from infra import gitinfo, smoketest
+from infra import client, gate, gitinfo, objectives, smoketest
 from infra.deployment import DecodeError, Deployment
 from infra.errors import ConfigError, Refused, StageError
 from infra.gitinfo import GitInfo
 from infra.releases import Release, ReleaseStore, rollback_entry
-from infra.resolve import resolve
+from infra.resolve import gate_for, resolve
 from infra.settings import Settings
 from stages.common import (
     Context,
     StageResult,
     apply_schedule,
     confirm_or_refuse,
+    endpoint,
     result,
     running,
 )
@@ -43,6 +48,8 @@ STAGE = "promote"
 class Options:
     recipe: str
     from_manifest: bool = False  # re-run from a git worktree of the commit the source runs
+    skip_gate: gate.Override | None = None  # --skip-gate --reason: promote unmeasured; who, where and why are recorded
+    record_baseline: bool = False  # --record-baseline: measure the target after promoting (also gate.record_baseline)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Promoted:
     version: int | None
     url: str | None
     promoted_from: dict
+    gate: dict | None = None  # the gate's verdict, table and override (the measurement is in the manifest)
 
 
 def same_release(target: Deployment, release: Release) -> Deployment:
@@ -103,22 +111,25 @@ def run(source: Context, target: Context, options: Options, *, confirm=input) ->
     git = gitinfo.read(target.repo)
     if git.commit != release.commit or git.dirty:
         if options.from_manifest:
-            return _from_worktree(target, src_env, dst_env, recipe, release)
+            return _from_worktree(target, src_env, dst_env, recipe, release, options)
         here = f"{git.commit[:12]}{' with uncommitted changes' if git.dirty else ''}"
         raise Refused(
             f"this checkout is at {here} but {src_env} runs {release.commit[:12]}: `git checkout {release.commit}` "
             "or pass --from-manifest to promote from a worktree of that commit; nothing changed"
         )
     d = same_release(resolve(target.settings, recipe), release)
+    gating = gate_for(target.settings, recipe)
     if target.dry_run:
-        return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would deploy {release.tag} from {src_env}")
+        measure = f"measure it on {src_env} (the gate), then " if gating.enabled and not options.skip_gate else ""
+        return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would {measure}deploy {release.tag} from {src_env}")
 
     origin = {"env": src_env, "release_id": release.release_id, "commit": release.commit, "version": release.version}
     with store.locked(d, "promote"):
         manifest = store.read(d)
         previous = manifest.current
+        gated = _gate(source, target, d_src.with_recipe(d.recipe), release, previous, gating, options)
         manifest, promoted = deploy_and_record(target, d, store, manifest, GitInfo(release.commit, False, None),
-                                               kind="promote", promoted_from=origin)
+                                               kind="promote", promoted_from=origin, gate=gated)
         if promoted is None:
             version = f"v{previous.version}" if previous and previous.version else "its current version"
             return result(STAGE, d, "unchanged", f"promote: no change, {dst_env}/{recipe} already runs {release.tag} ({version})")
@@ -130,12 +141,58 @@ def run(source: Context, target: Context, options: Options, *, confirm=input) ->
             rolled = _roll_back(target, d, store, manifest, previous, reason=f"automatic rollback: {err}")
             raise StageError(STAGE, f"{dst_env} smoke test failed ({err}); {rolled}") from None
         store.update_current(d, manifest, smoke=outcome)
+        baseline = _record_baseline(target, d, store, manifest, promoted, gating, options)
+    verdict = f"gate {gated['verdict']}, " if gated else ""
     return result(
         STAGE, d, "ran",
         f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: {promoted.url} "
-        f"(smoke passed, first token {outcome['ttft']:.2f} s)",
-        Promoted(promoted.release_id, promoted.version, promoted.url, origin),
+        f"({verdict}smoke passed, first token {outcome['ttft']:.2f} s){baseline}",
+        Promoted(promoted.release_id, promoted.version, promoted.url, origin,
+                 {k: v for k, v in gated.items() if k != "measurement"} if gated else None),
     )
+
+
+def _gate(source: Context, target: Context, served: Deployment, release: Release, current: Release | None,
+          gating: objectives.Gate, options: Options) -> dict | None:
+    """The target's gate on `release`, served by the source as `served`: its record, or Refused (nothing changed)."""
+    src, dst = source.settings.env, target.settings.env
+    title = f"{served.recipe.name} {release.release_id} {src} → {dst}"
+    if not gating.enabled:
+        if options.skip_gate:
+            target.say(f"--skip-gate: {dst} has no promotion gate (gate.enabled = false); nothing to skip")
+        return None
+    if options.skip_gate:
+        return gate.skip(options.skip_gate, title, say=target.say)
+    url = release.url or endpoint(source, served, STAGE)
+    # The source's endpoint, with the source's proxy credentials where it asks for them: nowhere else.
+    headers = client.proxy_auth_headers(url) if served.auth.proxy_auth else {}
+    target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate workload...")
+    where = {"env": src, "recipe": served.recipe.name, "app": served.modal.app_name, "release_id": release.release_id}
+    try:
+        evaluation, record = gate.check(gating, served, url, current, headers=headers, where=where, title=title, say=target.say)
+    except StageError as err:
+        raise StageError(STAGE, f"the promotion gate could not measure {release.release_id} on {src}: {err}; nothing changed") from None
+    if not evaluation.passed:
+        raise Refused(f"the promotion gate refused {title}: {'; '.join(evaluation.reasons)}; nothing changed "
+                      '(table above; `--skip-gate --reason "..."` promotes anyway and records who and why)')
+    return record
+
+
+def _record_baseline(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: Release,
+                     gating: objectives.Gate, options: Options) -> str:
+    """After a promotion, when asked: the gate workload on the target itself, recorded as its `measurement`."""
+    if not (options.record_baseline or (gating.enabled and gating.record_baseline)):
+        return ""
+    headers = client.proxy_auth_headers(promoted.url) if d.auth.proxy_auth else {}  # the target's own endpoint
+    ctx.say(f"measuring {d.env} itself with the gate workload, to record as its baseline...")
+    where = {"env": d.env, "recipe": d.recipe.name, "app": d.modal.app_name, "release_id": promoted.release_id}
+    try:
+        measurement = gate.measure_release(d, promoted.url, headers=headers, where=where, say=ctx.say,
+                                           targets=objectives.resolve(gating, d.recipe.target_concurrency))
+    except StageError as err:  # the promotion stands; only its baseline is missing
+        return f"; baseline NOT recorded: {err}"
+    store.update_current(d, manifest, measurement=measurement)
+    return f"; {d.env}'s baseline recorded"
 
 
 def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previous: Release | None, reason: str) -> str:
@@ -150,8 +207,10 @@ def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previ
     return f"rolled back to v{previous.version} ({previous.tag}) as v{rollback.version}"
 
 
-def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, release: Release) -> StageResult:
-    """Re-run this promotion from a git worktree of the release's commit: its code, its pinned values."""
+def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, release: Release, options: Options) -> StageResult:
+    """Re-run this promotion from a git worktree of the release's commit: its code, its pinned values, its gate."""
+    flags = (["--skip-gate", "--reason", options.skip_gate.reason] if options.skip_gate else []) + (
+        ["--record-baseline"] if options.record_baseline else [])
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         tree = os.path.join(tmp, "tree")
         added = subprocess.run(["git", "worktree", "add", "--detach", tree, release.commit], cwd=ctx.repo,
@@ -163,7 +222,7 @@ def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, releas
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
             done = subprocess.run(
                 [sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env, "--recipe", recipe, "--yes"]
-                + (["--dry-run"] if ctx.dry_run else []),
+                + (["--dry-run"] if ctx.dry_run else []) + flags,
                 cwd=tree, env=env, text=True,
             )
         finally:

@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable, Iterator
 
 from infra.deployment import Deployment
 from infra.errors import ConfigError
+from infra.recipes import RECIPES
+from infra.releases import Release, ReleaseStore
 from infra.remote import ModalRemote, Remote
 from infra.resolve import resolve
 from infra.secrets import scrub
 from infra.settings import (
     Settings,
+    known_environments,
     load_settings,
     parse_overrides,
     unknown_environment_variables,
@@ -92,11 +95,28 @@ def run_stage(
     return report(outcomes(), as_json)
 
 
-def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, **flags) -> list[dict]:
+def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, skip_gate=None,
+                record_baseline=False, **flags) -> list[dict]:
     from stages import promote
 
     remote = make_remote()
     src = context(settings_for(source, None), remote=remote, **flags)
     dst = context(settings_for(target, recipe), remote=remote, **flags)
-    return report((promote.run(src, dst, promote.Options(name, from_manifest)) for name in dst.settings.selected_recipes()),
-                  as_json)
+    options = [promote.Options(name, from_manifest, skip_gate, record_baseline) for name in dst.settings.selected_recipes()]
+    return report((promote.run(src, dst, o) for o in options), as_json)
+
+
+def recorded_releases(env: str | None, recipe: str | None, overrides: list[str] | None) -> tuple[list[Release], str]:
+    """Every release recorded in the manifests of `env` (default: every environment), for `recipe` (default: every
+    recipe served there), newest first per manifest; and a phrase naming where they were read from."""
+    if recipe is not None and recipe not in RECIPES:
+        raise ConfigError(f"--recipe: unknown recipe '{recipe}'; known recipes: {', '.join(RECIPES)}")
+    remote = make_remote()
+    remote.require_credentials()
+    store, found, read = ReleaseStore(remote), [], []
+    for name in [env] if env else known_environments():
+        for d in deployments(settings_for(name, None, overrides)):
+            if recipe is None or d.recipe.name == recipe:
+                found += store.read(d).history
+                read.append(f"{d.env}/{d.recipe.name}")
+    return found, f"release manifests of {', '.join(read) or 'no environment serving ' + str(recipe)}"

@@ -1,12 +1,15 @@
-"""`invoke status`: the current release, the ones before it, and drift between what runs and what `plan` would deploy."""
+"""`invoke status`: the current release, the ones before it, drift between what runs and what `plan` would deploy,
+and the release ledger: per release, where it came from and what it measured and costs (infra/ledger.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
-from infra import revisions, schedule
+from infra import gate, ledger, revisions, schedule
 from infra.deployment import Deployment
+from infra.plan import gpu_price
 from infra.recipes.base import COMMIT_RE
 from infra.releases import ReleaseStore
 from stages.common import Context, StageResult, result, running
@@ -21,6 +24,7 @@ class Status:
     history: list[dict]
     drift: list[str]
     warm_floor: dict | None = None  # the autoscaler settings in force, who set them, the next scheduled change
+    ledger: list[dict] = dataclasses.field(default_factory=list)  # ledger.entry per release, newest first
 
 
 WHO = {
@@ -90,4 +94,9 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += [f"    {c}" for c in changes]
     floor_lines, floor = warm_floor(ctx, running(d, current))
     lines += floor_lines
-    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes, floor))
+    rows = [(r, ledger.priced(r, lambda gpu: gpu_price(ctx.settings, gpu))) for r in [current, *earlier]]
+    lines += ["  ledger (newest first):", *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
+    lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
+              for r, _ in rows if r.gate and r.gate.get("override")]
+    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes, floor,
+                                                              [ledger.entry(r, perf) for r, perf in rows]))

@@ -351,7 +351,7 @@ def test_other_bad_options_are_one_line_config_errors_before_any_request(options
 
 
 def test_compare_needs_two_existing_reports():
-    with pytest.raises(ConfigError, match="--compare needs exactly two bench JSON files"):
+    with pytest.raises(ConfigError, match="--compare needs exactly two bench JSON files or release ids"):
         tasks.compare_paths(["only-one.json"])
     with pytest.raises(ConfigError, match="--compare: missing-a.json does not exist"):
         stage.compare(tasks.compare_paths(["missing-a.json", "missing-b.json"]))

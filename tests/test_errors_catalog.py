@@ -79,6 +79,21 @@ BAD_INPUT = [
     ("a schedule window above max_containers", ["plan", "--env", "prod", "--set",
      'scaling.schedule=[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
      'timezone="America/New_York", min_containers=9}]'], None),
+    ("unknown metric in a gate objective",
+     ["plan", "--env", "prod", "--set", 'gate.objectives=[{ metric = "ttft_p95_ms", level = 1, max = 500 }]'], None),
+    ("gate limit on the wrong side of its metric",
+     ["plan", "--env", "prod", "--set", 'gate.objectives=[{ metric = "output_tokens_per_s", level = "target", max = 900 }]'], None),
+    ("gate objective at a concurrency of 0",
+     ["plan", "--env", "prod", "--set", 'recipes.qwen3-8b-low-latency.gate.objectives=[{ metric = "ttft_p90_ms", level = 0, max = 500 }]'], None),
+    ("regression budget out of range", ["plan", "--env", "prod", "--set", "gate.regression_budget=1.5"], None),
+    ("two gate objectives on one concurrency",
+     ["plan", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--set",
+      'gate.objectives=[{ metric = "ttft_p90_ms", level = 10, max = 500 }, { metric = "ttft_p90_ms", level = "target", max = 900 }]'], None),
+    ("--skip-gate without --reason", ["promote", "--from", "staging", "--to", "prod", "--yes", "--skip-gate"], None),
+    ("--reason without --skip-gate", ["promote", "--from", "staging", "--to", "prod", "--yes", "--reason", "hotfix"], None),
+    ("bench --compare with a release id nobody recorded",
+     ["bench", "--compare", "r20260101-120000-abcdef", "--compare", "r20260102-120000-abcdef", "--env", "prod",
+      "--recipe", "qwen3-8b-low-latency"], None),
 ]
 
 

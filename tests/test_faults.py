@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from infra import kernels, weights
+from infra import gate, kernels, weights
 from infra.errors import Refused
 from infra.releases import ReleaseStore
 from infra.remote import ModalRemote, Remote
@@ -114,8 +114,13 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
     monkeypatch.setenv("INFRA_REMOTE", "tests.fakes.modal_fake:FakeModal")
     monkeypatch.setenv("FAKE_MODAL_CONFIG", json.dumps({"root": str(fake.root), "endpoint": server.url}))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # for tests.fakes; the worktree's own code comes first
-    result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, promote.Options("qwen3-8b-low-latency", from_manifest=True))
+    # The worktree runs its own commit's gate; skipped here (timing is not this test's subject), and the skip and
+    # its reason travel to the worktree's promotion and into the manifest.
+    skip = gate.skip_override("worktree test", environ={})
+    options = promote.Options("qwen3-8b-low-latency", from_manifest=True, skip_gate=skip)
+    result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, options)
     assert result.status == "ran"
     current = ReleaseStore(fake).read(resolve(prod, "qwen3-8b-low-latency")).current
     assert current.kind == "promote" and current.commit == staged.commit and current.smoke_passed
+    assert current.gate["verdict"] == "skipped" and current.gate["override"]["reason"] == "worktree test"
     assert subprocess.run(["git", "worktree", "list"], cwd=tree, capture_output=True, text=True).stdout.count("\n") == 1

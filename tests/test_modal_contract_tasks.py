@@ -91,7 +91,9 @@ def test_staging_pipeline_then_promotion_to_prod_then_a_failed_promotion_rolls_p
     assert wire.volume_dir("prod", "huggingface-cache") is not None  # staging fills prod's caches
     assert wire.volume_dir("staging", "huggingface-cache") is None
 
-    out = ok(wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes"))
+    # The gate is off here: this test is about the promotion's mechanics (the gate's: test_the_promotion_gate_...).
+    ungated = {"INFRA_GATE__ENABLED": "false"}
+    out = ok(wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes", **ungated))
     assert "promoted" in out and "to prod as v1" in out
     prod = manifest(wire, "prod")["current"]
     assert prod["kind"] == "promote" and prod["smoke"]["passed"] and prod["commit"] == staged["commit"]
@@ -107,7 +109,7 @@ def test_staging_pipeline_then_promotion_to_prod_then_a_failed_promotion_rolls_p
     ok(wire_cli("pipeline", "--env", "staging", *FOR_RECIPE, "--yes"))
     assert manifest(wire, "staging")["current"]["version"] == 2
     wire.upstreams[("prod", APP)] = fake_server("--chat-status", "500").url
-    done = wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes")
+    done = wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes", **ungated)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "promote failed: prod smoke test failed" in done.stderr and "rolled back to v1" in done.stderr
     assert [(v["version"], v["rollback_version"], v["live"]) for v in wire.app_versions("prod", APP)] == [
@@ -182,3 +184,53 @@ def test_a_scheduled_floor_is_deployed_as_a_cron_function_and_applied_after_the_
     wanted = schedule.floor_at(datetime.now(UTC), windows, schedule.BaseScaling(1, 4, None))  # prod: min 1, max 4
     assert wire.autoscaler("prod", APP)["min_containers"] == wanted.min_containers
     assert "FunctionUpdateSchedulingParams" in wire.rpcs() and f"deployed {APP} v1" in out
+
+
+def test_the_promotion_gate_through_the_real_client(wire, wire_cli, fake_server, tmp_path):
+    """Issue 16 at the wire: `invoke promote` measures staging's Server URL through Modal's proxy with the credentials
+    that belong there, refuses a release that fails requests (table on stderr and in the job summary) leaving prod
+    untouched, promotes the same release once it answers well and records prod's own baseline; `status --json` shows
+    the ledger and `bench --compare` finds a release by its id."""
+    summary = tmp_path / "job-summary.md"
+    gated = {"INFRA_GATE__OBJECTIVES": '[{ metric = "ttft_p90_ms", level = 1, max = 1000 }]',
+             "GITHUB_STEP_SUMMARY": str(summary)}
+    staging_url, prod_url = f"staging--{APP}-server", f"prod--{APP}-server"
+    # Every 4th chat request breaks mid-stream: the smoke test (the 1st) passes, a quarter of the gate's fail.
+    wire.upstreams[("staging", APP)] = fake_server("--tokens", "6", "--error-at", "2", "--misbehave-every", "4").url
+    wire.create_secret("staging", "huggingface-secret", {"HF_TOKEN": "hf_wiregatetoken"})
+    ok(wire_cli("pipeline", "--env", "staging", *FOR_RECIPE, "--yes"))
+    staged = manifest(wire, "staging")["current"]
+    wire.proxied.clear()
+
+    done = wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes", **gated)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"gate REFUSED: {RECIPE} {staged['release_id']} staging → prod" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: the promotion gate refused {RECIPE} {staged['release_id']} staging → prod: error_rate at")
+    assert last.endswith('nothing changed (table above; `--skip-gate --reason "..."` promotes anyway and records who and why)')
+    assert wire.app_versions("prod", APP) == [] and manifest(wire, "prod") is None
+    assert {(p["label"], p["credentials"]) for p in wire.proxied} == {(staging_url, "valid")}
+    assert len(wire.proxied) > 200  # both levels, 100 requests each
+    assert "### ❌ Promotion gate refused" in summary.read_text()
+
+    # The same release, answering well now (a URL's replicas can change; the URL does not).
+    del wire.upstreams[("staging", APP)]
+    wire.proxied.clear()
+    out = ok(wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes", "--record-baseline", **gated))
+    assert "(gate passed, smoke passed" in out and "prod's baseline recorded" in out
+    prod = manifest(wire, "prod")["current"]
+    assert prod["gate"]["verdict"] == "passed" and prod["gate"]["measurement"]["target"]["env"] == "staging"
+    assert prod["measurement"]["target"]["env"] == "prod" and [lv["concurrency"] for lv in prod["measurement"]["levels"]] == [1, 10]
+    assert {(p["label"], p["credentials"]) for p in wire.proxied} == {(staging_url, "valid"), (prod_url, "valid")}
+    assert "### ✅ Promotion gate passed" in summary.read_text()
+
+    [status] = wire_cli.json("status", "--env", "prod", *FOR_RECIPE)
+    (entry,) = status["detail"]["ledger"]
+    assert entry["how"] == "promote from staging, gate passed" and entry["release_id"] == prod["release_id"]
+    assert entry["performance"]["measured_on"] == "on prod" and entry["performance"]["usd_per_million_output_tokens"] > 0
+
+    ok(wire_cli("bench", "--env", "prod", *FOR_RECIPE, "--concurrency", "1", "--requests", "4", "--max-tokens", "64",
+                "--output", "now.json"))
+    out = ok(wire_cli("bench", "--compare", prod["release_id"], "--compare", "now.json", "--env", "prod", *FOR_RECIPE))
+    assert out.splitlines()[0] == f"A = {prod['release_id']} (prod v1, on prod)"
+    assert "warning: the two were measured with different workloads" in out

@@ -40,8 +40,9 @@ def flow(tmp_path, fake_server):
 
         def ctx(self, env, *overrides, **options):
             options.setdefault("interactive", False)
+            options.setdefault("say", lambda m: None)
             settings = load_settings(env, RECIPE, parse_overrides(list(overrides)))
-            return Context(settings=settings, remote=self.modal, repo=self.repo, say=lambda m: None, **options)
+            return Context(settings=settings, remote=self.modal, repo=self.repo, **options)
 
         def d(self, ctx):
             return resolve(ctx.settings, RECIPE)
@@ -55,9 +56,13 @@ def flow(tmp_path, fake_server):
             pipeline.run(ctx, self.d(ctx))
             return self.manifest("staging").current
 
-        def promote(self, **options):
-            options.setdefault("yes", True)
-            return promote.run(self.ctx("staging"), self.ctx("prod", **options), promote.Options(RECIPE))
+        def promote(self, *prod_settings, options=promote.Options(RECIPE), **context):
+            """Staging's release to prod. The gate is off unless `prod_settings` say otherwise: these tests are
+            about the promotion's mechanics, and fast fake timings are noise to a 10% budget (the gate's own
+            tests, with controlled timing: tests/test_promotion_gate.py)."""
+            context.setdefault("yes", True)
+            prod = self.ctx("prod", *(prod_settings or ("gate.enabled=false",)), **context)
+            return promote.run(self.ctx("staging"), prod, options)
 
     return Flow()
 

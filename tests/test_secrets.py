@@ -26,6 +26,10 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path):
     server = fake_server("--tokens", "5")
     cli.fake |= {"endpoint": server.url, "compile_env": standin_env()}
     cli.env |= PLANTED
+    # prod's promotion gate runs too (it measures staging's endpoint with its credentials), held to a limit no
+    # timing noise reaches; its job summary is one more file that must not leak.
+    cli.env |= {"INFRA_GATE__OBJECTIVES": '[{ metric = "ttft_p90_ms", level = 1, max = 60000 }]',
+                "GITHUB_STEP_SUMMARY": str(tmp_path / "job-summary.md")}
     runs = [
         ["plan", "--env", "prod"],
         ["plan", "--env", "staging", "--json"],
@@ -61,6 +65,7 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path):
     # Every file any task wrote: local state, manifests, the fake Volumes, the bench report.
     written = [p for p in Path(tmp_path).rglob("*") if p.is_file() and not p.name.startswith("requests-")]
     assert any("releases" in str(p) for p in written) and any("state" in str(p) for p in written)
+    assert "Promotion gate passed" in (tmp_path / "job-summary.md").read_text()
     for path in written:
         assert leaks(path.read_text(errors="replace")) == [], path
     # The endpoint did get the proxy-auth credentials: where they belong.

@@ -84,7 +84,7 @@ def problems(invocations: list[tuple[str, list[str]]]) -> list[str]:
 
 def test_every_invoke_command_exists_with_those_flags():
     invocations = all_invocations()
-    assert len(invocations) >= 6
+    assert len(invocations) >= 5  # plan (ci); pipeline and status (staging); promote and status (prod)
     assert problems(invocations) == []
 
 
@@ -124,6 +124,24 @@ def test_prod_promotion_is_manual_and_reviewed():
     job = wf["jobs"]["promote"]
     assert job["environment"] == "production"
     commands = [cmd for name, cmd in all_invocations() if name == "promote-prod.yml"]
-    assert ["promote", "--from", "staging", "--to", "prod", "--yes", "--from-manifest"] in commands
+    assert ["promote", "--from", "staging", "--to", "prod", "--yes", "--from-manifest", "${extra[@]}"] in commands
     # Inputs reach the script through the environment, never interpolated into it.
-    assert "${{" not in "\n".join(run_scripts(wf))
+    scripts = "\n".join(run_scripts(wf))
+    assert "${{" not in scripts
+
+
+def test_prod_promotion_can_skip_the_gate_only_with_a_reason_and_shows_the_ledger():
+    wf = load("promote-prod.yml")
+    inputs = wf[True]["workflow_dispatch"]["inputs"]
+    assert inputs["skip_gate"] == {"description": inputs["skip_gate"]["description"], "type": "boolean", "default": False}
+    assert inputs["reason"]["type"] == "string" and inputs["record_baseline"]["type"] == "boolean"
+    env = wf["jobs"]["promote"]["env"]
+    assert (env["SKIP_GATE"], env["SKIP_REASON"]) == ("${{ inputs.skip_gate }}", "${{ inputs.reason }}")
+    scripts = "\n".join(run_scripts(wf))
+    # The extra flags the script adds exist on `invoke promote` (the reason travels with --skip-gate, always).
+    extras = re.findall(r"extra\+=\((.*)\)", scripts)
+    assert extras == ['--recipe "$RECIPE"', '--skip-gate --reason "$SKIP_REASON"', "--record-baseline"]
+    assert problems([("promote-prod.yml", ["promote", *shlex.split(" ".join(extras))])]) == []
+    # The job summary gets prod's status and ledger after the gate's table (which `invoke promote` writes).
+    (status,) = [s for job in wf["jobs"].values() for s in job["steps"] if "invoke status --env prod" in s.get("run", "")]
+    assert status["if"] == "always()" and status["shell"] == "bash" and '>> "$GITHUB_STEP_SUMMARY"' in status["run"]

@@ -67,6 +67,31 @@ class SmokeTest:
 
 
 @dataclass(frozen=True)
+class GateWorkload:
+    """The fixed workload a promotion gate measures a release with (infra/gate.py maps it onto `invoke bench`).
+
+    Fixed per recipe so that every release of a recipe is measured the same way and
+    two measurements compare. The levels are 1 and the deployment's
+    `target_concurrency` (plus any level an objective names); the cold-start wait
+    is measured apart and never counted.
+    """
+
+    prompt_tokens: int = 512  # a chat-sized prompt; prefill stays a small part of TTFT, as in the reference examples
+    max_tokens: int = 128  # generated exactly (ignore_eos), so TPOT and tokens/s compare across releases
+    # Greedy: deterministic output, and the speculative drafter's acceptance rate does not move with sampling
+    # noise, so a release that loses its speed-up shows it. (Sampled traffic accepts fewer drafts: the gate's
+    # throughput is a comparison point between releases, not a capacity figure.)
+    temperature: float = 0.0
+    # Measured requests per level. p90 from n samples rests on the ~n/10 slowest: with 100 there are 10, and
+    # the sample p90 lies between the true p84 and p96 with 95% confidence (order statistics, normal
+    # approximation 90 ± 1.96·√(100·0.9·0.1) ranks). With 40 it would be p81..p99: too loose for a 10% budget.
+    requests: int = 100
+    warmup_rounds: int = 1  # unmeasured rounds per level: connections open, the batch is awake
+    timeout: float = 120.0  # seconds for one request; far above any sane E2E, so a stall counts as an error
+    with_image: bool = False  # send the packaged image (infra/assets) with every request (vision models)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
@@ -112,6 +137,9 @@ class Recipe:
     health_poll_interval: float = 0.25
     warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=64, timeout=30)
     smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
+    # What a promotion gate measures. Not `gate`: that is the environment's [gate] settings (the objectives),
+    # whose per-recipe table [recipes."<name>".gate] must not be routed onto this field by name.
+    gate_workload: GateWorkload = GateWorkload()
 
     # ------------------------------------------------------------------ derived
 

@@ -23,6 +23,7 @@ piecewise CUDA graphs off for multimodal models (server_args._handle_piecewise_c
 from infra.recipes.base import (
     HF_CACHE_PATH,
     MINUTES,
+    GateWorkload,
     Recipe,
     SmokeTest,
     SpeculativeDecoding,
@@ -88,4 +89,7 @@ RECIPE = Recipe(
         prompt="What is this?", with_image=True, max_tokens=256,
         extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}},
     ),
+    # The gate measures what users of a vision model send: text with an image, so the vision encoder's
+    # time is part of every TTFT (the packaged image, inline; no outside CDN).
+    gate_workload=GateWorkload(with_image=True),
 )

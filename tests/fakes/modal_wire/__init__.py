@@ -81,6 +81,7 @@ class ModalWire:
         self.upstreams: dict[tuple[str, str], str] = {}  # (environment, app name) -> base URL
         self.default_upstream: str | None = None
         self.routes: dict[str, tuple[str, str, str, bool]] = {}
+        self.proxied: list[dict] = []  # every request to a Server URL: label, path, credentials (none/valid/invalid)
         self.before_rpc: dict[str, Callable[[], Awaitable[None]]] = {}  # RPC name -> hook (faults, delays)
         self.jobs: list[JobCall] = []
         self.cli_environ: dict[str, str] = {}  # what a test fixture gives its clients (tests/wire.py fills it)
@@ -155,6 +156,7 @@ class ModalWire:
         self.outputs.clear()
         self.upstreams.clear()
         self.routes.clear()
+        self.proxied.clear()
         self.before_rpc.clear()
         self.jobs.clear()
 

@@ -5,7 +5,9 @@ What real Modal does, and the fake copies:
   gets its own URL (`-dev`), live only while the App runs. Requests to the URL reach the
   replicas of the version that is live now, so a rollback changes what answers, not the URL.
 - Unless the Server is `unauthenticated=True`, the proxy refuses a request without a valid
-  proxy-auth token in `Modal-Key` / `Modal-Secret` headers with a 401.
+  proxy-auth token in `Modal-Key` / `Modal-Secret` headers with a 401. The headers stop at the
+  proxy. (The fake also notes, per request, which URL it reached and what credentials it carried:
+  `ModalWire.proxied`, so tests can tell where credentials went.)
 - `FunctionGetSchedulingParams` returns the autoscaler settings in force: the definition's
   static ones with any run-time override applied; `FunctionUpdateSchedulingParams` sets the
   fields the request carries and returns the settings now in force. A deploy (a new version
@@ -70,10 +72,13 @@ class ServersMixin:
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         label = request.match_info["label"]
         definition = self._serving(label)
+        key, secret = request.headers.get("Modal-Key"), request.headers.get("Modal-Secret")
+        carried = "none" if not (key or secret) else "valid" if (key, secret) == self.wire.proxy_token else "invalid"
+        self.wire.proxied.append({"label": label, "path": "/" + request.match_info["tail"], "credentials": carried,
+                                  "authenticated": bool(definition and not definition.http_config.unauthenticated)})
         if definition is None:
             return web.Response(status=404, text="modal-http: app for invoked web endpoint is stopped or does not exist")
         if not definition.http_config.unauthenticated:
-            key, secret = request.headers.get("Modal-Key"), request.headers.get("Modal-Secret")
             if not key or not secret:
                 return web.Response(status=401, text="modal-http: missing credentials for proxy authorization")
             if (key, secret) != self.wire.proxy_token:

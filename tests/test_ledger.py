@@ -1,0 +1,177 @@
+"""The release ledger (infra/ledger.py): a release's measurement summarised and priced, the ledger table of
+`invoke status`, and `invoke bench --compare` of two recorded releases, on manifest entries shaped as
+infra/releases.Release writes them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from infra import bench, catalog, ledger, releases
+from infra.errors import ConfigError
+from tests.fakes import bench_reports
+
+
+def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging", failed: int = 0, **workload) -> dict:
+    w = bench.Workload(prompt_tokens=512, max_tokens=10, extra={"temperature": 0.0}, **workload)
+    return bench_reports.report(bench_reports.level(1, ttft=ttft, tpot=tpot),
+                                bench_reports.level(target, ttft=ttft, tpot=tpot, failed=failed), env=env, workload=w)
+
+
+# A manifest's `deployment` as infra/deployment.py writes it (the resolved recipe nested), trimmed to what the
+# ledger reads; FLAT is the layout of entries recorded before the recipe was nested.
+NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}}
+FLAT = {"env": "prod", "recipe": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}
+IMAGE = "lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"
+
+
+def release(version: int, *, gate: dict | None = None, measurement: dict | None = None, kind: str = "promote",
+            deployment: dict = NESTED, **changes) -> dict:
+    """A manifest entry as the manifest stores it: a real Release, as JSON, plus the gate's two fields."""
+    r = releases.Release(
+        release_id=f"r2026010{version}-120000-abcde{version}", env="prod", recipe="qwen3-8b-low-latency", kind=kind,
+        commit=f"{version:x}" * 40, dirty=False, tag=f"git-{version:x}", app_name="sglang-qwen3-8b-low-latency",
+        modal_environment="prod", image=IMAGE, model="Qwen/Qwen3-8B-FP8", model_revision="220b46e3" + "0" * 32,
+        draft_model="Tengyunw/qwen3_8b_eagle3", draft_revision="c" * 40, deployment=deployment, version=version,
+        deployed_at=1767268800.0 + version * 3600, smoke={"passed": True, "ttft": 0.2, "total": 1.0, "at": 0},
+        promoted_from={"env": "staging", "release_id": "r0", "commit": "x", "version": 1} if kind == "promote" else None,
+    )
+    r = dataclasses.replace(r, **changes)
+    return json.loads(json.dumps(dataclasses.asdict(r) | {"gate": gate, "measurement": measurement}))
+
+
+def test_cost_per_million_output_tokens_is_gpu_price_times_count_over_tokens_per_hour():
+    # 2 GPUs at $3.95/h = $7.90/h; 1000 tok/s = 3.6 M tok/h: $2.19 per million.
+    assert ledger.cost_per_million_output_tokens(1000, gpu_hourly_usd=3.95, gpu_count=2) == pytest.approx(7.9 / 3.6)
+    assert ledger.cost_per_million_output_tokens(2000, gpu_hourly_usd=3.95, gpu_count=2) == pytest.approx(7.9 / 7.2)
+    assert ledger.cost_per_million_output_tokens(None, gpu_hourly_usd=3.95, gpu_count=2) is None
+    assert ledger.cost_per_million_output_tokens(0, gpu_hourly_usd=3.95, gpu_count=2) is None
+
+
+def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it():
+    # 10 tokens in 0.19 s per request; 10 requests at 4 streams take 3 rounds: 100 tokens / 0.57 s = 175.4 tok/s.
+    m = measured(0.1, 0.01, target=4, failed=1)
+    gpu_type, gpu_count, target = ledger.hardware_of(release(3))
+    assert (gpu_type, gpu_count, target) == ("H100!", 2, 10)  # read from the release's deployment...
+    assert ledger.hardware_of(release(3, deployment=FLAT)) == (gpu_type, gpu_count, target)  # ...in either layout
+    perf = ledger.performance(m, target_concurrency=4, gpu_type=gpu_type, gpu_count=gpu_count,
+                              gpu_hourly_usd=catalog.gpu_list_price(gpu_type))
+    assert perf.output_tokens_per_s == pytest.approx(100 / 0.57)
+    assert perf.usd_per_million_output_tokens == pytest.approx(2 * 3.95 / (100 / 0.57 * 3600) * 1e6)
+    assert perf.value("ttft_p90_ms", 1) == pytest.approx(100) and perf.value("tpot_p50_ms", 4) == pytest.approx(10)
+    assert perf.value("error_rate", 4) == pytest.approx(1 / 11)
+    assert perf.measured_on == "on staging"
+    assert perf.line() == ("TTFT p90 100.0 ms @1 / 100.0 ms @4; TPOT p50 10.00 ms @1 / 10.00 ms @4; 175.4 tok/s @4; "
+                           "errors 1/21; $12.51 per 1M output tokens (2×H100! at $3.95/h) [on staging]")
+    data = perf.to_dict()
+    assert data["usd_per_million_output_tokens"] == pytest.approx(7.9 / (100 / 0.57 * 3600) * 1e6, abs=1e-4)
+    assert [lv["concurrency"] for lv in data["levels"]] == [1, 4] and data["levels"][1]["sent"] == 11
+    assert json.loads(json.dumps(data)) == data
+
+    # A negotiated price halves the cost; no throughput at the target leaves it unknown, and says why.
+    cheaper = ledger.performance(m, target_concurrency=4, gpu_type="H100!", gpu_count=2, gpu_hourly_usd=3.95 / 2)
+    assert cheaper.usd_per_million_output_tokens == pytest.approx(perf.usd_per_million_output_tokens / 2)
+    missing = ledger.performance(m, target_concurrency=16, gpu_type="H100!", gpu_count=2, gpu_hourly_usd=3.95)
+    assert missing.usd_per_million_output_tokens is None
+    assert "cost unknown (2×H100! at $3.95/h, no throughput)" in missing.line()
+
+
+def test_the_ledger_prefers_a_measurement_on_the_releases_own_environment():
+    by_gate, on_prod = measured(0.1, 0.01), measured(0.12, 0.01, env="prod")
+    assert ledger.measurement_of(release(3, gate={"verdict": "passed", "measurement": by_gate})) == (by_gate, "gate on staging")
+    assert ledger.measurement_of(release(3, gate={"verdict": "passed", "measurement": by_gate}, measurement=on_prod)) == (
+        on_prod, "on prod")
+    assert ledger.measurement_of(release(3)) is None
+    # Release objects of today's shape (no gate field yet) read as unmeasured, not as an error.
+    assert ledger.measurement_of(releases.Release(**{k: v for k, v in release(2).items() if k not in ("gate", "measurement")})) is None
+
+
+def test_compact_drops_per_request_records_only():
+    m = measured(0.1, 0.01)
+    assert all(lv["records"] for lv in m["levels"])
+    small = ledger.compact(m | {"_path": "a.json"})
+    assert all("records" not in lv for lv in small["levels"]) and "_path" not in small
+    assert {k: v for k, v in small["levels"][0].items()} == {k: v for k, v in m["levels"][0].items() if k != "records"}
+    assert all(lv["records"] for lv in m["levels"])  # the original is untouched
+
+
+def test_the_ledger_table_shows_origin_revisions_smoke_latency_throughput_and_cost():
+    skipped = {"verdict": "skipped", "measurement": None, "override": {"reason": "hotfix", "by": "a@b"}}
+    rows = [
+        (release(3, gate={"verdict": "passed", "measurement": measured(0.1, 0.01, target=10)}), None),
+        (release(2, gate=skipped), None),
+        (release(1, kind="deploy"), None),
+    ]
+    rows[0] = (rows[0][0], ledger.performance(ledger.measurement_of(rows[0][0])[0], target_concurrency=10,
+                                              gpu_type="H100!", gpu_count=2, gpu_hourly_usd=3.95, measured_on="gate on staging"))
+    table = ledger.render_table(rows).splitlines()
+    assert table[0].split()[:4] == ["release", "v", "how", "when"]
+    first, second, third = (re.split(r"\s{2,}", line.strip()) for line in table[2:])
+    assert first == ["r20260103-120000-abcde3", "v3", "promote from staging, gate passed", "2026-01-01 15:00", "3" * 12,
+                     "v0.5.6.post2-cu129-amd64-runtime", "220b46e3", "cccccccc", "passed",
+                     "100.0/100.0", "10.00/10.00", "526.3", "0/20", "$4.17", "gate on staging"]
+    assert second[2] == "promote from staging, gate skipped" and second[-6:] == ["-"] * 5 + ["not measured"]
+    assert third[2] == "deploy"
+
+    entry = ledger.entry(rows[1][0], None)
+    assert entry["gate"] == "skipped" and entry["gate_override"]["reason"] == "hotfix"
+    assert entry["how"] == "promote from staging, gate skipped" and entry["smoke_passed"] is True
+    assert ledger.entry(rows[0][0], rows[0][1])["performance"]["usd_per_million_output_tokens"] == pytest.approx(7.9 / (100 / 0.19 * 3600) * 1e6, abs=1e-4)
+    rollback = release(4, kind="rollback", rolled_back_to=2)
+    assert ledger.how(rollback) == "rollback to v2"
+
+
+def test_release_ids_are_told_apart_from_file_names():
+    assert ledger.is_release_id(releases.new_release_id())  # the format new_release_id writes
+    assert ledger.is_release_id("r20260101-120000-abcdef")
+    assert not ledger.is_release_id("a.json") and not ledger.is_release_id("r2026.json")
+
+
+def test_two_recorded_releases_compare_like_two_bench_files():
+    a = release(2, gate={"verdict": "passed", "measurement": measured(0.1, 0.01)})
+    b = release(3, gate={"verdict": "passed", "measurement": measured(0.2, 0.005)})
+    history = [b, a, release(1, kind="deploy")]
+    found_a = ledger.find_release(history, a["release_id"], "prod manifest")
+    comparison = ledger.compare_releases(found_a, ledger.find_release(history, b["release_id"], "prod manifest"))
+    assert comparison["a"] == "r20260102-120000-abcde2 (prod v2, gate on staging)"
+    assert comparison["b"] == "r20260103-120000-abcde3 (prod v3, gate on staging)"
+    rows = {(r["concurrency"], r["metric"]): r for r in comparison["rows"]}
+    assert rows[(1, "TTFT p50 ms")]["ratio"] == pytest.approx(2.0) and rows[(1, "TTFT p50 ms")]["verdict"] == "worse"
+    assert rows[(4, "TPOT p50 ms")]["ratio"] == pytest.approx(0.5) and rows[(4, "TPOT p50 ms")]["verdict"] == "better"
+    assert comparison["warnings"] == []
+    text = ledger.render_comparison(comparison)
+    assert text.splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
+
+    # The stored measurement survives the manifest's JSON round trip and compares the same.
+    again = ledger.compare_releases(json.loads(json.dumps(found_a)), b)
+    assert again["rows"] == comparison["rows"]
+
+
+def test_comparing_unlike_measurements_warns():
+    a = release(2, gate={"verdict": "passed", "measurement": measured(0.1, 0.01)})
+    b = release(3, measurement=measured(0.1, 0.01, env="prod", image="data:image/png;base64,AAAA"))
+    comparison = ledger.compare_releases(a, b)
+    assert comparison["warnings"][0].startswith("the two were measured with different workloads (image None vs 'image/png;base64, 4 characters")
+    assert comparison["warnings"][1] == "A was measured on staging, B on prod: endpoints differ too"
+    assert "warning: A was measured on staging" in ledger.render_comparison(comparison)
+
+
+def test_unknown_or_unmeasured_releases_are_one_line_errors():
+    history = [release(v, kind="deploy") for v in range(7, 0, -1)]
+    with pytest.raises(ConfigError, match=r"^--compare: no release 'r20260109-120000-abcdef' in the prod manifest; recorded "
+                                          r"there \(newest first\): r20260107-120000-abcde7, .*, r20260103-120000-abcde3, \.\.\.$"):
+        ledger.find_release(history, "r20260109-120000-abcdef", "prod manifest")
+    with pytest.raises(ConfigError, match=r"^--compare: release r20260107-120000-abcde7 has no recorded measurement"):
+        ledger.compare_releases(history[0], history[1])
+    with pytest.raises(ConfigError, match="recorded there .*: none$"):
+        ledger.find_release([], "r20260109-120000-abcdef", "prod manifest")
+
+
+def test_hardware_is_read_from_the_json_of_a_real_deployment():
+    from tests.conftest import deployment
+
+    assert ledger.hardware_of({"deployment": json.loads(deployment("prod").to_json())}) == ("H100!", 2, 10)
+    assert ledger.hardware_of({"deployment": json.loads(deployment("prod", "qwen3.6-35b-vlm").to_json())}) == ("H100!", 1, 10)

@@ -1,0 +1,254 @@
+"""The promotion gate inside `promote` (issue 16): staging's release measured on staging's endpoint before prod is
+touched, through the fake Modal boundary (FakeModal, which records every call) with real git, against real local
+streaming servers whose timing is set on their command line (tests/fakes/openai_server.py).
+
+Limits sit 2.5 times or more away from what the servers do, so no verdict rests on timing noise. The recipe's gate
+workload is made small (8 requests per level instead of 100) and its target concurrency 2: what is measured and how
+it is judged are unchanged, only the count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from infra import bench, gate
+from infra.errors import Refused
+from infra.recipes import RECIPES
+from infra.recipes.base import GateWorkload
+from stages import bench as bench_stage
+from stages import pipeline, promote, status
+from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fixture)
+
+QUICK = GateWorkload(prompt_tokens=16, max_tokens=8, requests=4, timeout=10)
+FAST = ("--ttft", "0.01", "--itl", "0.002", "--tokens", "8")  # ~10 ms to the first token, 2 ms per token after
+SLOW = ("--ttft", "0.25", "--itl", "0.002", "--tokens", "8")  # 2.5 times the 100 ms objective
+REGRESSED = ("--ttft", "0.04", "--itl", "0.002", "--tokens", "8")  # within the objective, 4 times the fast baseline
+# prod's objectives for these tests (a --set layer over environments/prod.toml, whose gate is on).
+GATED = (
+    'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = 100 }, '
+    '{ metric = "tpot_p50_ms", level = "target", max = 20 }, { metric = "output_tokens_per_s", level = "target", min = 10 }]',
+)
+KEY, SECRET = "wk-gatetestkey0123456789", "ws-gatetestsecret0123456789"
+
+
+@pytest.fixture
+def gated(flow, monkeypatch, tmp_path):  # noqa: F811
+    monkeypatch.setitem(RECIPES, RECIPE, dataclasses.replace(RECIPES[RECIPE], gate_workload=QUICK))
+    monkeypatch.setenv(f"INFRA_RECIPES__{RECIPE.upper()}__TARGET_CONCURRENCY", "2")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "job-summary.md"))
+    monkeypatch.setenv("MODAL_KEY", KEY)
+    monkeypatch.setenv("MODAL_SECRET", SECRET)
+    flow.summary = tmp_path / "job-summary.md"
+    return flow
+
+
+def gate_requests(server) -> list[dict]:
+    """The chat requests of the gate workload (its prompt is made of bench's word; the smoke test's is not)."""
+    return [r for r in server.requests() if r["path"] == "/v1/chat/completions"
+            and bench.PROMPT_WORD in json.dumps(r["body"]["messages"])]
+
+
+def credentials(request: dict) -> tuple[str | None, str | None]:
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    return headers.get("modal-key"), headers.get("modal-secret")
+
+
+def prod_changes(calls: list[dict]) -> list[dict]:
+    """Calls that change prod: a deploy, a rollback, an autoscaler change, a file written to its Volumes."""
+    return [c for c in calls if c["method"] in ("deploy", "rollback", "update_autoscaler", "write_file")
+            and c["args"]["environment"] == "prod"]
+
+
+def test_a_slow_staging_release_is_refused_with_the_table_and_prod_is_untouched(gated, fake_server):
+    slow, prod_server = fake_server(*SLOW), fake_server(*FAST)
+    gated.modal.endpoint = slow.url
+    staged = gated.staging()
+    gated.modal.endpoint = prod_server.url
+    before, said = len(gated.modal.calls()), []
+
+    with pytest.raises(Refused) as refused:
+        gated.promote(*GATED, say=said.append)
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"the promotion gate refused {RECIPE} {staged.release_id} staging → prod: "
+                              "ttft_p90_ms at concurrency 1: ")
+    assert " ms misses the objective ≤ 100.0 ms; nothing changed" in message and message.count("misses") == 1
+    # The table was printed: objective, limit, measured, baseline, verdict.
+    table = "\n".join(said).splitlines()
+    start = table.index(f"gate REFUSED: {RECIPE} {staged.release_id} staging → prod")
+    assert table[start + 1].startswith(f"measured: {staged.release_id} on staging; baseline: none")
+    assert table[start + 2].split() == ["objective", "level", "limit", "measured", "baseline", "change", "verdict"]
+    row = next(line for line in table if line.startswith("ttft_p90_ms "))
+    assert row.split()[1:4] == ["1", "≤", "100.0"] and row.endswith("miss objective")
+    assert float(row.split()[5]) > 200  # ~250 ms
+    # Measured on staging's endpoint, with the workload; prod untouched: no deploy, no manifest, no request.
+    measured = gate_requests(slow)
+    assert len(measured) >= 2 * 8 and {r["body"]["max_tokens"] for r in measured} == {8}
+    assert all(r["body"]["temperature"] == 0.0 and r["body"]["model"] == staged.model for r in measured)
+    assert prod_changes(gated.modal.calls()[before:]) == []
+    assert gated.manifest("prod").current is None and prod_server.requests() == []
+    # The GitHub job summary has the same table in Markdown.
+    summary = gated.summary.read_text()
+    assert summary.startswith(f"### ❌ Promotion gate refused: {RECIPE} {staged.release_id} staging → prod")
+    assert "| `ttft_p90_ms` | 1 | ≤ 100.0 ms |" in summary and "❌ miss objective" in summary
+
+
+def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, fake_server):
+    fast = fake_server(*FAST)
+    gated.modal.endpoint = fast.url
+    staged = gated.staging()
+
+    dry = gated.promote(*GATED, dry_run=True)
+    assert dry.status == "dry-run" and "would measure it on staging (the gate), then deploy" in dry.message
+    assert gate_requests(fast) == []
+
+    result = gated.promote(*GATED)
+    assert result.status == "ran" and "(gate passed, smoke passed" in result.message
+    prod = gated.manifest("prod").current
+    record = prod.gate
+    assert record["verdict"] == "passed" and record["override"] is None
+    m = record["measurement"]
+    assert m["target"] | {"url": None} == {"url": None, "model": staged.model, "env": "staging", "recipe": RECIPE,
+                                           "app": staged.app_name, "release_id": staged.release_id}
+    assert m["target"]["url"] == staged.url  # staging's endpoint, not prod's
+    assert [lv["concurrency"] for lv in m["levels"]] == [1, 2] and all("records" not in lv for lv in m["levels"])
+    assert m["levels"][0]["requests"] == {"sent": 8, "ok": 8, "failed": 0}
+    assert m["workload"]["max_tokens"] == 8 and m["workload"]["sampling"] == {"temperature": 0.0, "top_p": None, "top_k": None}
+    rows = {(r["metric"], r["concurrency"]): r for r in record["evaluation"]["rows"]}
+    assert rows[("ttft_p90_ms", 1)]["verdict"] == "no baseline"  # the first gated release: objectives only
+    assert rows[("ttft_p90_ms", 1)]["measured"] == pytest.approx(m["levels"][0]["ttft_s"]["p90"] * 1000)
+    assert rows[("ttft_p90_ms", 1)]["measured"] < 100 / 2.5  # ~10 ms
+    assert prod.measurement is None  # prod itself is measured only when asked
+    assert result.detail.gate == {k: v for k, v in record.items() if k != "measurement"}
+    # Staging's endpoint asks for proxy auth: the gate sent staging's credentials there.
+    assert {credentials(r) for r in gate_requests(fast)} == {(KEY, SECRET)}
+    assert "### ✅ Promotion gate passed" in gated.summary.read_text()
+
+    # The ledger: how it got there, its figures at 1 and the target, and its cost at the measured throughput.
+    ctx = gated.ctx("prod")
+    report = status.run(ctx, gated.d(ctx))
+    (entry,) = report.detail.ledger
+    assert entry["how"] == "promote from staging, gate passed" and entry["smoke_passed"] is True
+    assert (entry["commit"], entry["model_revision"]) == (staged.commit, staged.model_revision)
+    perf = entry["performance"]
+    assert perf["measured_on"] == "gate on staging" and perf["target_concurrency"] == 2 and perf["gpu_count"] == 2
+    assert perf["usd_per_million_output_tokens"] == pytest.approx(
+        3.95 * 2 / (perf["output_tokens_per_s"] * 3600) * 1e6, abs=1e-4)
+    ledger_lines = report.message.split("ledger (newest first):\n")[1].splitlines()
+    assert ledger_lines[0].split()[:3] == ["release", "v", "how"]
+    assert "promote from staging, gate passed" in ledger_lines[2] and ledger_lines[2].endswith("gate on staging")
+
+
+def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gated, fake_server):
+    fast, regressed, prod_server = fake_server(*FAST), fake_server(*REGRESSED), fake_server(*FAST)
+    gated.modal.endpoint = fast.url
+    gated.staging()
+    gated.modal.endpoint = prod_server.url
+    first = gated.promote(*GATED).detail  # prod runs release A, measured by its gate (~10 ms TTFT)
+
+    commit(gated.repo, "release B")
+    gated.modal.endpoint = regressed.url
+    b = gated.staging()
+    gated.modal.endpoint = prod_server.url
+    before, said = len(gated.modal.calls()), []
+    with pytest.raises(Refused) as refused:
+        gated.promote(*GATED, say=said.append)
+
+    message = str(refused.value)
+    assert "ttft_p90_ms at concurrency 1: " in message and "higher than the baseline's" in message
+    assert "(regression budget 10%)" in message and "misses the objective" not in message
+    table = "\n".join(said)
+    assert f"baseline: {first.release_id} (v1), measured by its own gate on staging; regression budget 10%" in table
+    row = next(line for line in table.splitlines() if line.startswith("ttft_p90_ms "))
+    assert row.endswith("beyond regression budget") and float(row.split()[5]) < 100  # within the objective (~40 ms)
+    assert int(row.split()[-4].strip("+%").split(".")[0]) > 100  # more than twice the baseline
+    # Prod still runs A; B's measurement went nowhere but staging's endpoint.
+    assert gated.manifest("prod").current.release_id == first.release_id
+    assert prod_changes(gated.modal.calls()[before:]) == []
+    assert gate_requests(regressed) and not gate_requests(prod_server)
+    assert b.release_id not in json.dumps(json.loads(gated.manifest("prod").to_json()))
+
+
+def test_skip_gate_promotes_unmeasured_and_records_who_and_why(gated, fake_server):
+    slow, prod_server = fake_server(*SLOW), fake_server(*FAST)
+    gated.modal.endpoint = slow.url
+    staged = gated.staging()
+    gated.modal.endpoint = prod_server.url
+    ci = {"GITHUB_ACTOR": "octocat", "GITHUB_WORKFLOW": "promote-prod", "GITHUB_RUN_ID": "42",
+          "GITHUB_REPOSITORY": "acme/sglang-modal-infra"}
+    override = gate.skip_override("hotfix for CVE-2026-1", environ=ci)
+    said = []
+
+    result = gated.promote(*GATED, options=promote.Options(RECIPE, skip_gate=override), say=said.append)
+
+    assert result.status == "ran" and "(gate skipped, smoke passed" in result.message
+    assert gate_requests(slow) == []  # nothing measured
+    prod = gated.manifest("prod").current
+    assert prod.gate == {"verdict": "skipped", "override": override.to_dict(), "measurement": None, "evaluation": None}
+    assert prod.gate["override"]["reason"] == "hotfix for CVE-2026-1" and "@" in prod.gate["override"]["by"]
+    assert prod.gate["override"]["github_run_url"] == "https://github.com/acme/sglang-modal-infra/actions/runs/42"
+    line = f"{RECIPE} {staged.release_id} staging → prod: {override.line()}"
+    assert line in said
+    assert gated.summary.read_text().startswith(f"### ⚠️ Promotion gate skipped: {RECIPE} {staged.release_id} staging → prod")
+    assert "GitHub actor octocat" in gated.summary.read_text()
+    ctx = gated.ctx("prod")
+    report = status.run(ctx, gated.d(ctx))
+    (entry,) = report.detail.ledger
+    assert entry["how"] == "promote from staging, gate skipped" and entry["gate_override"]["reason"] == "hotfix for CVE-2026-1"
+    assert entry["performance"] is None
+    assert report.message.splitlines()[-1] == f"    {prod.release_id}: {override.line()}"  # who skipped it, and why
+
+
+def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated, fake_server):
+    public_staging, prod_server = fake_server(*FAST), fake_server(*FAST)
+
+    def staging():  # staging without proxy auth this time: its endpoint is public
+        return gated.ctx("staging", "auth.proxy_auth=false")
+
+    gated.modal.endpoint = public_staging.url
+    pipeline.run(staging(), gated.d(staging()))
+    gated.modal.endpoint = prod_server.url
+    said = []
+    prod_ctx = gated.ctx("prod", *GATED, "gate.record_baseline=true", yes=True, say=said.append)
+    result = promote.run(staging(), prod_ctx, promote.Options(RECIPE))
+
+    assert "prod's baseline recorded" in result.message
+    # The gate sent the public source no credential; prod (proxy auth) got its own, for its smoke test and baseline.
+    assert gate_requests(public_staging) and {credentials(r) for r in gate_requests(public_staging)} == {(None, None)}
+    assert gate_requests(prod_server) and {credentials(r) for r in prod_server.requests()} == {(KEY, SECRET)}
+    prod = gated.manifest("prod").current
+    assert prod.measurement["target"]["env"] == "prod" and prod.measurement["target"]["url"] == prod_server.url
+    assert prod.gate["measurement"]["target"]["url"] == public_staging.url
+    # And nowhere else: not in a manifest, the job summary, what was said, the result, or any call to Modal.
+    written = [gated.manifest(env).to_json() for env in ("staging", "prod")]
+    for text in [*written, gated.summary.read_text(), "\n".join(said), json.dumps(result.to_dict(), default=str),
+                 gated.modal.calls_path.read_text()]:
+        assert KEY not in text and SECRET not in text
+
+
+def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
+    fast, faster, prod_server = fake_server(*FAST), fake_server("--ttft", "0.005", "--itl", "0.001", "--tokens", "8"), fake_server(*FAST)
+    gated.modal.endpoint = fast.url
+    gated.staging()
+    gated.modal.endpoint = prod_server.url
+    a = gated.promote(*GATED).detail
+    commit(gated.repo, "release B")
+    gated.modal.endpoint = faster.url
+    gated.staging()
+    gated.modal.endpoint = prod_server.url
+    b = gated.promote(*GATED).detail
+
+    history = gated.manifest("prod").history
+    printed: list[str] = []
+    comparison = bench_stage.compare([a.release_id, b.release_id], releases=lambda: (history, "prod manifest"),
+                                     out=printed.append)
+    assert comparison["a"].startswith(f"{a.release_id} (prod v1, gate on staging)")
+    assert comparison["b"].startswith(f"{b.release_id} (prod v2, gate on staging)")
+    ttft = next(r for r in comparison["rows"] if r["concurrency"] == 1 and r["metric"] == "TTFT p50 ms")
+    assert ttft["verdict"] == "better" and ttft["ratio"] < 0.8  # ~5 ms against ~10 ms
+    assert comparison["warnings"] == []
+    assert printed[0].splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
