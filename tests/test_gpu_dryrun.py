@@ -30,7 +30,7 @@ def dryrun_env(tmp_path, **fake) -> dict[str, str]:
 def test_the_gpu_suite_runs_end_to_end_against_the_stand_ins(tmp_path):
     report = tmp_path / "report.json"
     env = dryrun_env(tmp_path) | {"GPU_SUITE_REPORT": str(report), "GPU_SUITE_HUB": str(tmp_path / "hub")}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/gpu"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/gpu"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "8 passed" in done.stdout
