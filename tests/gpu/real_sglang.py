@@ -60,6 +60,13 @@ CHAT_TEMPLATE = (
 )
 
 
+# Tensor parallelism of the suite's servers: GPU_SUITE_TP=2 runs it as the low-latency recipe does, on two GPUs
+# (the tiny model's 4 attention and 2 key-value heads divide by 2).
+TP = int(os.environ.get("GPU_SUITE_TP", "1"))
+# NCCL's, PyTorch's and NVSHMEM's NVLink multicast off, in every server's environment.
+NO_NVLINK_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+
 def unavailable_reason() -> str | None:
     """Why real SGLang cannot run here, or None when a CUDA GPU and SGLang are both present."""
     if not shutil.which("nvidia-smi"):
@@ -70,6 +77,8 @@ def unavailable_reason() -> str | None:
         return f"no CUDA GPU here (nvidia-smi -L: {exc})"
     if listed.returncode != 0 or "GPU" not in listed.stdout:
         return f"no CUDA GPU here (nvidia-smi -L: {(listed.stdout + listed.stderr).strip()[:200]})"
+    if (gpus := listed.stdout.count("GPU ")) < TP:
+        return f"GPU_SUITE_TP={TP} needs {TP} GPUs; this machine has {gpus}"
     for module in ("torch", "sglang"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed here (the GPU suite launches real SGLang)"
@@ -177,7 +186,7 @@ def tiny_deployment(
     at = f"recipes.{RECIPE}"
     settings = load_settings("dev", RECIPE, parse_overrides([
         f"{at}.model={TARGET}", f"{at}.model_revision={TARGET_COMMIT}", f"{at}.draft_revision={DRAFT_COMMIT}",
-        f"{at}.gpu_count=1", f"{at}.tp_size=1",
+        f"{at}.gpu_count={TP}", f"{at}.tp_size={TP}",
     ]))
     d = resolve(settings, RECIPE)
     spec = dataclasses.replace(d.recipe.speculative, draft_model=DRAFT, draft_revision=DRAFT_COMMIT) if speculative else None
@@ -194,6 +203,7 @@ def server_environment(hub: str | Path, cache_root: str | Path) -> dict[str, str
     """The server container's variables: weights offline from the cache, every JIT cache under `cache_root`."""
     env = dict(os.environ)
     env |= {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env |= NO_NVLINK_MULTICAST  # shared multi-GPU hosts: multicast can take the host's GPUs out of service
     env |= compile_cache.environment(cache_root)
     return env
 
@@ -213,9 +223,10 @@ def smoke_test(thinking_off: bool) -> SmokeTest:
 
 
 def gpu_memory_used_mib() -> int:
+    """Memory in use on every GPU of the machine, summed (a TP server holds memory on each)."""
     out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
-    return int(out.split()[0])
+    return sum(int(x) for x in out.split())
 
 
 def wait_for_gpu_memory_at_most(limit_mib: int, timeout: float = 30.0) -> int:

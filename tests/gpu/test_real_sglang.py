@@ -145,7 +145,7 @@ def test_healthy_then_a_warm_up_request_runs_speculative_decoding(server_a):
         "text": w.prompt, "sampling_params": {"max_new_tokens": w.max_tokens, "ignore_eos": True, "temperature": 0},
     })
     meta = out["meta_info"]
-    record("server_a", start_to_healthy_s=t["healthy_s"], warmup_s=t["warmup_s"], ready_s=t["ready_s"],
+    record("server_a", tp_size=real.TP, start_to_healthy_s=t["healthy_s"], warmup_s=t["warmup_s"], ready_s=t["ready_s"],
            warmup_shaped_request={k: meta.get(k) for k in ("completion_tokens", "spec_verify_ct", "spec_accept_length")})
     assert len(t["warmup_s"]) == w.count
     assert meta["completion_tokens"] == w.max_tokens
