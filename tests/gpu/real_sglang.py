@@ -180,7 +180,7 @@ def tiny_deployment(
 
     Settings carry what they can (model, revisions, one GPU); the rest is what no setting
     offers because only a test needs it: the tiny drafter, SGLang 0.5.11, the dummy weights."""
-    from infra.resolve import resolve  # local side: pydantic-settings
+    from infra.resolve import resolve  # local side: pydantic
     from infra.settings import load_settings, parse_overrides
 
     at = f"recipes.{RECIPE}"
