@@ -16,6 +16,12 @@ naming the source (file, variable or `--set`), the setting, the value (masked wh
 looks like a credential) and what is allowed; no pydantic traceback reaches the user.
 Only the local side imports this module: containers receive the resolved
 `Deployment` (infra/deployment.py).
+
+Why not pydantic-settings' own sources: an error must name the layer a value came
+from, which needs the layers' data before the merge; its sources merge inside the
+model's constructor, so the project once smuggled the file's data in through a
+ContextVar and parsed the variables twice. Reading three plain layers here, and
+validating one merged dict with pydantic, is simpler and exact.
 """
 
 from __future__ import annotations
