@@ -95,6 +95,12 @@ def compile_kernels(
     )
 
 
+def deepgemm_enabled(environ: dict[str, str]) -> bool:
+    """Whether SGLang JIT-compiles DeepGEMM with these variables: parsed as SGLang's EnvBool does
+    (srt/environ.py), so false/0/no/n, any case, turn it off."""
+    return environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
+
+
 def with_port(argv: list[str], port: int) -> list[str]:
     """The same launch command listening on `port`: host and port change no compiled shape."""
     out = list(argv)
@@ -122,8 +128,8 @@ def warm_caches(
     compile_cache.prepare(local_root)
     seconds: dict[str, float] = {}
 
-    # 1. DeepGEMM. Parsed as SGLang's EnvBool does (srt/environ.py): false/0/no/n, any case, turn it off.
-    deepgemm = env.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
+    # 1. DeepGEMM, where SGLang would use it.
+    deepgemm = deepgemm_enabled(env)
     if deepgemm and compile_argv:
         started = time.monotonic()
         _run_deep_gemm(compile_argv, env, kill_after)

@@ -85,7 +85,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     parts["jit"] = _compiled(compiled, 0.0, cs.jit_seconds, when,
                              "Triton, Inductor, FlashInfer and sgl-kernel JIT during capture (cold_start.jit_seconds; measured "
                              "~75 s on a fresh machine)")
-    if _uses_deepgemm(r):
+    if kernels.deepgemm_enabled(r.image_env):  # SGLang compiles DeepGEMM only where the image enables it
         parts["deepgemm"] = _compiled(compiled, DEEPGEMM_CACHED_SECONDS, DEEPGEMM_COLD_SECONDS, when,
                                       "FP8 GEMM kernels (tens of minutes of JIT when not compiled ahead)")
     if r.speculative:
@@ -109,11 +109,6 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
 
 def _compiled(compiled: bool, cached: float, uncached: float, when: str, what: str) -> dict:
     return {"seconds": cached, "uncached_seconds": uncached, "cached": compiled, "basis": f"{what}; cached: {when}"}
-
-
-def _uses_deepgemm(r) -> bool:
-    """SGLang JIT-compiles DeepGEMM only where the image enables it (parsed as SGLang's EnvBool does)."""
-    return r.image_env.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
 
 
 def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:

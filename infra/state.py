@@ -42,8 +42,3 @@ class StageState:
         data = self._read()
         data[stage] = {"fingerprint": fingerprint, "result": result, "at": time.time()}
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
-
-    def forget(self, stage: str) -> None:
-        data = self._read()
-        if data.pop(stage, None) is not None:
-            write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
