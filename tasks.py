@@ -39,8 +39,8 @@ def cli(fn):
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        from infra.errors import UserError
-        from infra.secrets import scrub
+        from infra.runtime.errors import UserError
+        from infra.control.secrets import scrub
 
         debug = kwargs.get("debug", False)
         try:
@@ -77,7 +77,7 @@ def _stage(module, env, recipe, set_, json, options=None, **flags):
 
 
 def _fail(message: str):
-    from infra.errors import ConfigError
+    from infra.runtime.errors import ConfigError
 
     raise ConfigError(message)
 
@@ -176,7 +176,7 @@ def writable_file(flag: str, path: str | None) -> str | None:
 
 def sampling(temperature: object, top_p: object, top_k: object) -> dict:
     """--temperature (default 0; 'server' sends none), --top-p, --top-k, checked as SGLang would accept them."""
-    from infra import bench as engine
+    from infra.perf import bench as engine
 
     out: dict = {"temperature": engine.DEFAULT_TEMPERATURE}
     if temperature is not None:
@@ -220,7 +220,7 @@ def app_version(flag: str, text: str | None) -> int | None:
 @cli
 def plan(c, env=None, recipe=None, set_=None, json=False, debug=False):
     """Show exactly what would be deployed (offline, no credentials needed)."""
-    from infra import plan as plans
+    from infra.control import plan as plans
     from stages.runner import deployments, settings_for
 
     settings = settings_for(env, recipe, set_)
@@ -315,7 +315,7 @@ def promote(c, from_="staging", to="prod", recipe=None, from_manifest=False, ski
 
 def gate_override(skip_gate: bool, reason: object):
     """--skip-gate --reason "...": the record of who skips the gate and why, or None; checked before anything runs."""
-    from infra import gate
+    from infra.perf import gate
 
     if not skip_gate:
         if reason is not None:
@@ -414,7 +414,7 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
                   prompt_tokens=None, max_tokens=None, temperature=None, top_p=None, top_k=None, warmup=None,
                   timeout=None, wait=None, label=None, output=None, plot=None):
     """`invoke bench`'s flags, checked (all before the first request) into the stage's typed options."""
-    from infra import bench as engine
+    from infra.perf import bench as engine
     from stages import bench as stage
 
     levels = concurrency_levels(concurrency if concurrency is not None else "1,4,16")
@@ -454,8 +454,9 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
 })
 @cli
 def sglang_flags(c, version=None, wheel=None, debug=False):
-    """Regenerate one SGLang version's flag table (infra/sglang_versions.json) from its wheel."""
-    from infra import sglang_args, sglang_tables
+    """Regenerate one SGLang version's flag table (infra/control/sglang_versions.json) from its wheel."""
+    from infra.control import sglang_flags as flags
+    from tools import sglang_tables
 
-    version, _table = sglang_tables.update(sglang_args.TABLE_PATH, version, wheel)
-    print("\n".join(sglang_args.describe(version)))
+    version, _table = sglang_tables.update(flags.TABLE_PATH, version, wheel)
+    print("\n".join(flags.describe(version)))

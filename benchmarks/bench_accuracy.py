@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra import bench  # noqa: E402
+from infra.perf import bench  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 TTFT, ITL, TOKENS = 0.2, 0.02, 30

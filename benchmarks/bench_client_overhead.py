@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp
 
-from infra import bench
+from infra.perf import bench
 
 FAKE_SERVER = REPO / "tests" / "fakes" / "openai_server.py"
 LIMIT = 0.05  # the accuracy the feature promises

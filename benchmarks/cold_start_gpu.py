@@ -1,13 +1,13 @@
 """A cold start with and without the project's compile caches, on a real GPU with real SGLang (issue 15).
 
 1. Without caches: every per-user cache (~/.triton, ~/.cache/..., /tmp/torchinductor_*, ~/.nv)
-   and the fixed local root removed, then the compile job's own body (infra/kernels.py
+   and the fixed local root removed, then the compile job's own body (infra/runtime/kernels.py
    `warm_caches`: the server started through the lifecycle with the deployment's launch
    arguments, warmed up, stopped, its caches published to a stand-in for the kernel Volume).
    Its server start is the cold start.
 2. As a new container: the per-user caches and the local root removed again, the published
    tree copied back to the same fixed path (`compile_cache.restore`), and a new SGLang process
-   started through the lifecycle as `infra/app.py` does.
+   started through the lifecycle as `infra/runtime/app.py` does.
 
 Printed per phase, both times, with the ratio: process start to healthy, the first warm-up
 request (the first speculative decode: EAGLE-3), the rest of the warm-up, launch to ready,
@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra import compile_cache, kernels, lifecycle, sglang_args  # noqa: E402
+from infra.runtime import compile_cache, kernels, lifecycle, sglang_args  # noqa: E402
 from tests.gpu import real_sglang as real  # noqa: E402
 
 HOME = Path.home()

@@ -36,7 +36,7 @@ def main() -> None:
     cases = {
         "python -c pass": ([py, "-c", "pass"], env),
         "import modal": ([py, "-c", "import modal"], env),
-        "import infra.app": ([py, "-c", "import infra.app"], app_env),
+        "import infra.runtime.app": ([py, "-c", "import infra.runtime.app"], app_env),
         "invoke plan --env prod --json": ([py, "-m", "invoke", "plan", "--env", "prod", "--json"], env),
     }
     timed(cases["import modal"][0], env)  # warm the file cache once

@@ -1,4 +1,4 @@
-"""`invoke bench`: measure an endpoint with infra/bench.py, print the table, write the files.
+"""`invoke bench`: measure an endpoint with infra/perf/bench.py, print the table, write the files.
 
 Three ways in, one measuring path (`measure`):
 
@@ -9,7 +9,7 @@ Three ways in, one measuring path (`measure`):
 - `run_url(options)`: any OpenAI-compatible server at `options.url`, no settings,
   no Modal, no credentials (SGLang answers with its one model when none is named);
 - `compare(...)`: two earlier reports, or two releases' recorded measurements
-  (infra/ledger.py), B relative to A.
+  (infra/perf/ledger.py), B relative to A.
 
 Options arrive parsed and checked (tasks.py); nothing here reads flags.
 """
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import bench, client, ledger, smoketest
-from infra.deployment import Deployment
-from infra.secrets import scrub
+from infra.perf import bench, client, ledger, smoketest
+from infra.runtime.deployment import Deployment
+from infra.control.secrets import scrub
 from stages.common import Context, StageResult, endpoint, result
 
 STAGE = bench.STAGE

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra import spec
-from infra.deployment import Deployment
+from infra.runtime import spec
+from infra.runtime.deployment import Deployment
 from stages.common import (
     Context,
     StageResult,

@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from infra import gitinfo, schedule
-from infra.deployment import DecodeError, Deployment
-from infra.errors import Refused, StageError
-from infra.releases import ReleaseStore
-from infra.remote import Remote
-from infra.settings import Settings
-from infra.state import StageState
+from infra.control import gitinfo
+from infra.runtime import schedule
+from infra.runtime.deployment import DecodeError, Deployment
+from infra.runtime.errors import Refused, StageError
+from infra.control.releases import ReleaseStore
+from infra.runtime.remote import Remote
+from infra.control.settings import Settings
+from infra.control.state import StageState
 
 T = TypeVar("T")
 

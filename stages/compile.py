@@ -1,6 +1,6 @@
 """Stage 3: compile every JIT cache on the recipe's GPU into the kernel cache Volume.
 
-The remote job (infra/jobs.py -> infra/kernels.py) runs sglang.compile_deep_gemm with
+The remote job (infra/runtime/jobs.py -> infra/runtime/kernels.py) runs sglang.compile_deep_gemm with
 the server's own arguments, then starts and warms up the real server, publishes what
 was compiled under its key, commits the Volume and writes a marker keyed by everything
 that changes the compiled code; a matching marker skips it. Caches are compiled for
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra import revisions
-from infra.deployment import Deployment
-from infra.kernels import kernel_fingerprint
+from infra.control import revisions
+from infra.runtime.deployment import Deployment
+from infra.runtime.kernels import kernel_fingerprint
 from stages.common import Context, StageResult, dry_run, record, result, up_to_date
 
 STAGE = "compile"

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra import gitinfo, revisions
-from infra.deployment import Deployment
-from infra.errors import Refused
-from infra.gitinfo import GitInfo
-from infra.releases import Manifest, Release, ReleaseStore, new_release_id
+from infra.control import gitinfo, revisions
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import Refused
+from infra.control.gitinfo import GitInfo
+from infra.control.releases import Manifest, Release, ReleaseStore, new_release_id
 from stages.common import (
     Context,
     StageResult,

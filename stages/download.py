@@ -1,9 +1,9 @@
 """Stage 2: download the model (and draft model) into the weights Volume, once, at pinned revisions.
 
-The remote job (infra/jobs.py -> infra/weights.py) writes a completion marker only
+The remote job (infra/runtime/jobs.py -> infra/runtime/weights.py) writes a completion marker only
 after every file is on the Volume and committed; a second run finds it and returns.
 Unpinned revisions come back resolved to commits, which later stages pin
-(infra/revisions.py).
+(infra/control/revisions.py).
 
 The Hugging Face token is optional for public models: when the environment names
 a Modal Secret that does not exist, a public model is downloaded without it (and
@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from infra import spec
-from infra.deployment import Deployment
-from infra.errors import ConfigError
-from infra.weights import Downloaded
+from infra.runtime import spec
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import ConfigError
+from infra.runtime.weights import Downloaded
 from stages.common import (
     Context,
     StageResult,

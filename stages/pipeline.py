@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from infra import revisions
-from infra.deployment import Deployment
-from infra.errors import StageError, UserError
+from infra.control import revisions
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import StageError, UserError
 from stages import build, compile, deploy, download, smoke
 from stages.common import Context, StageResult
 

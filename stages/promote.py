@@ -3,7 +3,7 @@
 Refuses, changing nothing, when staging has no release, when its smoke test did
 not pass, when it was deployed from a dirty tree, or when this checkout is not the
 commit staging runs (`--from-manifest` instead re-runs the promotion from a git
-worktree of that commit). Where the target has a gate (`[gate]`, infra/gate.py), it
+worktree of that commit). Where the target has a gate (`[gate]`, infra/perf/gate.py), it
 then measures the release on the source's endpoint and refuses it, changing
 nothing, when it misses an objective or the regression budget against what the
 target runs (`--skip-gate --reason` promotes unmeasured, and is recorded). Deploys
@@ -23,13 +23,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from infra import client, gate, gitinfo, objectives, smoketest
-from infra.deployment import DecodeError, Deployment
-from infra.errors import ConfigError, Refused, StageError
-from infra.gitinfo import GitInfo
-from infra.releases import Release, ReleaseStore, rollback_entry
-from infra.resolve import gate_for, resolve
-from infra.settings import Settings
+from infra.perf import client, gate, smoketest
+from infra.control import gitinfo, objectives
+from infra.runtime.deployment import DecodeError, Deployment
+from infra.runtime.errors import ConfigError, Refused, StageError
+from infra.control.gitinfo import GitInfo
+from infra.control.releases import Release, ReleaseStore, rollback_entry
+from infra.control.resolve import gate_for, resolve
+from infra.control.settings import Settings
 from stages.common import (
     Context,
     StageResult,

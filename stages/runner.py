@@ -12,14 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from infra.deployment import Deployment
-from infra.errors import ConfigError
-from infra.recipes import RECIPES
-from infra.releases import Release, ReleaseStore
-from infra.remote import ModalRemote, Remote
-from infra.resolve import resolve
-from infra.secrets import scrub
-from infra.settings import (
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import ConfigError
+from infra.runtime.recipes import RECIPES
+from infra.control.releases import Release, ReleaseStore
+from infra.runtime.remote import ModalRemote, Remote
+from infra.control.resolve import resolve
+from infra.control.secrets import scrub
+from infra.control.settings import (
     Settings,
     known_environments,
     load_settings,

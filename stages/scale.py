@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra import schedule
-from infra.deployment import Deployment
-from infra.errors import ConfigError
+from infra.runtime import schedule
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import ConfigError
 from stages.common import Context, StageResult, result
 
 STAGE = "scale"

@@ -1,6 +1,6 @@
 """Stage 5: stream one chat completion from the deployed endpoint and check that text came back.
 
-The request and its checks are infra/smoketest.py's; this stage finds the endpoint
+The request and its checks are infra/perf/smoketest.py's; this stage finds the endpoint
 (`--url`-less: the current release's, else what Modal reports), and records the
 result on the current release, which is what `promote` checks.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from infra import smoketest
-from infra.deployment import Deployment
-from infra.errors import StageError
-from infra.releases import ReleaseStore
+from infra.perf import smoketest
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import StageError
+from infra.control.releases import ReleaseStore
 from stages.common import Context, StageResult, endpoint, result
 
 STAGE = smoketest.STAGE

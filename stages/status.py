@@ -1,5 +1,5 @@
 """`invoke status`: the current release, the ones before it, drift between what runs and what `plan` would deploy,
-and the release ledger: per release, where it came from and what it measured and costs (infra/ledger.py)."""
+and the release ledger: per release, where it came from and what it measured and costs (infra/perf/ledger.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
-from infra import gate, ledger, revisions, schedule
-from infra.deployment import Deployment
-from infra.plan import gpu_price
-from infra.recipes.base import COMMIT_RE
-from infra.releases import ReleaseStore
+from infra.perf import gate, ledger
+from infra.control import revisions
+from infra.runtime import schedule
+from infra.runtime.deployment import Deployment
+from infra.control.plan import gpu_price
+from infra.runtime.recipes.base import COMMIT_RE
+from infra.control.releases import ReleaseStore
 from stages.common import Context, StageResult, result, running
 
 STAGE = "status"

@@ -7,8 +7,9 @@ request succeeded, failed, or the user pressed Ctrl-C.
 
 from __future__ import annotations
 
-from infra import revisions, smoketest
-from infra.deployment import Deployment
+from infra.control import revisions
+from infra.perf import smoketest
+from infra.runtime.deployment import Deployment
 from stages.common import Context, StageResult, result
 from stages.smoke import Smoked
 

@@ -45,8 +45,8 @@ def standin_env(**fake) -> dict[str, str]:
 
 
 def deployment(env: str = "dev", recipe: str = "qwen3-8b-low-latency", **changes):
-    from infra.resolve import resolve
-    from infra.settings import load_settings
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
 
     return changed(resolve(load_settings(env), recipe), **changes)
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from infra import compile_cache
-from infra.deployment import Deployment
-from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from infra.runtime import compile_cache
+from infra.runtime.deployment import Deployment
+from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import FAKES, REPO
 
 DESCRIBE = str(FAKES / "describe_app.py")
@@ -120,7 +120,7 @@ def test_gpu_snapshot_options_only_where_enabled():
 def test_import_refuses_a_mismatched_modal_environment():
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "main"}
-    done = subprocess.run([sys.executable, "-c", "import infra.app"], env=environ, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", "import infra.runtime.app"], env=environ, capture_output=True, text=True, cwd=REPO)
     assert done.returncode != 0
     assert "deploys into Modal Environment 'prod', but MODAL_ENVIRONMENT is 'main'" in done.stderr
 
@@ -128,7 +128,7 @@ def test_import_refuses_a_mismatched_modal_environment():
 def test_import_without_a_recipe_when_two_are_served():
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": "prod", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "prod"}
-    done = subprocess.run([sys.executable, "-c", "import infra.app"], env=environ, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", "import infra.runtime.app"], env=environ, capture_output=True, text=True, cwd=REPO)
     assert "serves 2 recipes (qwen3-8b-low-latency, qwen3.6-35b-vlm); choose one with INFRA_RECIPE" in done.stderr
 
 
@@ -136,8 +136,8 @@ def test_jobs_app_definition(monkeypatch):
     monkeypatch.setenv("INFRA_ENV", "staging")
     monkeypatch.setenv("INFRA_RECIPE", "qwen3-8b-low-latency")
     monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
-    sys.modules.pop("infra.jobs", None)
-    import infra.jobs as jobs
+    sys.modules.pop("infra.runtime.jobs", None)
+    import infra.runtime.jobs as jobs
 
     assert jobs.app.name == "sglang-qwen3-8b-low-latency-jobs"
     from modal._utils.async_utils import synchronizer
@@ -152,16 +152,16 @@ def test_jobs_app_definition(monkeypatch):
     assert not compile_.volumes[KERNELS_PATH]._read_only and not compile_.volumes[KERNELS_PATH]._mount_options  # the writer
     job_env = {k: v for secret in compile_.secrets if hasattr(secret, "_load_env_dict") for k, v in secret._load_env_dict().items()}
     assert job_env["TRITON_CACHE_DIR"] == compile_cache.LOCAL_ROOT + "/triton"  # compiled where servers restore
-    sys.modules.pop("infra.jobs", None)
+    sys.modules.pop("infra.runtime.jobs", None)
 
 
 def test_modal_cli_import_path_finds_the_app():
-    """`modal deploy -m infra.app --env prod` resolves the app with Modal's own import machinery."""
+    """`modal deploy -m infra.runtime.app --env prod` resolves the app with Modal's own import machinery."""
     script = (
         "from modal._environments import ensure_env\n"
         "from modal.cli.import_refs import import_app_from_ref, parse_import_ref\n"
         "ensure_env('prod')  # what `--env prod` does before importing\n"
-        "app = import_app_from_ref(parse_import_ref('infra.app', use_module_mode=True), base_cmd='modal deploy')\n"
+        "app = import_app_from_ref(parse_import_ref('infra.runtime.app', use_module_mode=True), base_cmd='modal deploy')\n"
         "print(app.name, sorted(app.registered_functions))\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
@@ -172,8 +172,8 @@ def test_modal_cli_import_path_finds_the_app():
 
 
 def _expected(options: dict) -> dict:
-    """What Modal should hold for one entry of infra/spec.py: the image as its Dockerfile commands, Modal's defaults filled in."""
-    from infra import modal_objects
+    """What Modal should hold for one entry of infra/runtime/spec.py: the image as its Dockerfile commands, Modal's defaults filled in."""
+    from infra.runtime import modal_objects
     from tests.fakes.describe_app import dockerfile, synchronizer_in
 
     out = {k: v for k, v in options.items() if k != "include_source"}
@@ -203,18 +203,19 @@ TWO_ZONES = BUSINESS_HOURS[:-1] + (', {name="weekend", start="0 10 * * SAT", end
     ("prod", "qwen3-8b-low-latency", TWO_ZONES), ("prod", "qwen3.6-35b-vlm", None),
 ])
 def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, recipe, schedule):
-    """infra/spec.py is the one source: what the app (server and scheduler) and the jobs hand to Modal, read
+    """infra/runtime/spec.py is the one source: what the app (server and scheduler) and the jobs hand to Modal, read
     back from the SDK's own objects, equals it key for key (and `plan --json` holds it verbatim)."""
-    from infra import plan, spec
-    from infra.resolve import resolve
-    from infra.settings import load_settings
+    from infra.control import plan
+    from infra.runtime import spec
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": env, "INFRA_RECIPE": recipe, "MODAL_ENVIRONMENT": env, "PYTHONPATH": str(REPO)}
     overrides = {}
     if schedule:
         environ["INFRA_SCALING__SCHEDULE"] = schedule
-        overrides = {"scaling.schedule": __import__("infra.settings", fromlist=["x"]).literal(schedule)}
+        overrides = {"scaling.schedule": __import__("infra.control.settings", fromlist=["x"]).literal(schedule)}
     done = subprocess.run([sys.executable, DESCRIBE, "--definitions"], env=environ, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     deployed = json.loads(done.stdout)

@@ -9,10 +9,10 @@ import struct
 import pytest
 
 import tasks
-from infra import bench, client
-from infra.errors import ConfigError, StageError
-from infra.resolve import resolve
-from infra.settings import load_settings
+from infra.perf import bench, client
+from infra.runtime.errors import ConfigError, StageError
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings
 from stages import bench as stage
 from stages.common import Context
 from tests.conftest import deployment

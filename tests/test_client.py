@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from infra import client
-from infra.client import EndpointError
-from infra.errors import ConfigError
+from infra.perf import client
+from infra.perf.client import EndpointError
+from infra.runtime.errors import ConfigError
 from tests.conftest import free_port
 
 PAYLOAD = client.chat_payload([{"role": "user", "content": "hi"}], max_tokens=8)

@@ -7,13 +7,15 @@ import json
 
 import pytest
 
-from infra import lifecycle, plan, sglang_args
-from infra.errors import ConfigError
-from infra.kernels import kernel_fingerprint
-from infra.lifecycle import Readiness
-from infra.resolve import resolve
-from infra.settings import load_settings, parse_overrides
-from infra.state import StageState
+from infra.runtime import lifecycle, sglang_args
+from infra.control import sglang_flags
+from infra.control import plan
+from infra.runtime.errors import ConfigError
+from infra.runtime.kernels import kernel_fingerprint
+from infra.runtime.lifecycle import Readiness
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings, parse_overrides
+from infra.control.state import StageState
 from tests.conftest import deployment, free_port, standin_env
 
 
@@ -56,10 +58,10 @@ def test_snapshot_phase_fails_and_stops_the_server_when_release_is_refused(tmp_p
 
 
 def test_snapshot_refused_for_a_sglang_version_without_the_flags(monkeypatch):
-    table = json.loads(json.dumps(sglang_args._versions()))
+    table = json.loads(json.dumps(sglang_flags._versions()))
     del table["0.5.6.post2"]["flags"]["--enable-weights-cpu-backup"]
     table["0.5.6.post2"]["endpoints"].remove("/resume_memory_occupation")
-    monkeypatch.setattr(sglang_args, "_versions", lambda: table)
+    monkeypatch.setattr(sglang_flags, "_versions", lambda: table)
     one_gpu = ("recipes.qwen3-8b-low-latency.gpu_count=1", "recipes.qwen3-8b-low-latency.tp_size=1")
     with pytest.raises(ConfigError) as err:
         resolve(settings("prod", "cold_start.gpu_snapshot=true", *one_gpu), "qwen3-8b-low-latency")

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from infra import compile_cache
-from infra.recipes import RECIPES, qwen3_6_35b_vlm, qwen3_8b_low_latency
+from infra.runtime import compile_cache
+from infra.runtime.recipes import RECIPES, qwen3_6_35b_vlm, qwen3_8b_low_latency
 
 KEY = compile_cache.cache_key(
     sglang_image="lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime", gpu_type="H100!", tp_size=2,
@@ -54,7 +54,7 @@ RECIPE_MODULES = {"qwen3-8b-low-latency": qwen3_8b_low_latency, "qwen3.6-35b-vlm
 def test_each_recipe_says_which_caches_apply_to_its_sglang_version(name):
     doc = RECIPE_MODULES[name].__doc__
     assert RECIPE_MODULES[name].RECIPE is RECIPES[name]
-    assert f"Compiled caches (infra/compile_cache.py) for SGLang {RECIPES[name].sglang_version}" in doc
+    assert f"Compiled caches (infra/runtime/compile_cache.py) for SGLang {RECIPES[name].sglang_version}" in doc
     for c in compile_cache.applicable(RECIPES[name].sglang_version):
         assert c.name in doc, (name, c.name)
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from infra.deployment import DecodeError, Deployment
-from infra.recipes import RECIPES
-from infra.resolve import resolve
-from infra.settings import load_settings, parse_overrides
+from infra.runtime.deployment import DecodeError, Deployment
+from infra.runtime.recipes import RECIPES
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings, parse_overrides
 from tests.conftest import deployment
 
 SCHEDULE = ('scaling.schedule=[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from infra import client, lifecycle, sglang_args
-from infra.errors import UserError
-from infra.kernels import CompileFailed, compile_kernels
-from infra.lifecycle import Readiness, ServerFailed
-from infra.weights import WeightsMissing, require_downloaded
+from infra.perf import client
+from infra.runtime import lifecycle, sglang_args
+from infra.runtime.errors import UserError
+from infra.runtime.kernels import CompileFailed, compile_kernels
+from infra.runtime.lifecycle import Readiness, ServerFailed
+from infra.runtime.weights import WeightsMissing, require_downloaded
 from tests.conftest import REPO, changed, deployment, free_port, standin_env
 from tests.fakes.modal_fake import FakeModal
 
@@ -228,9 +229,9 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("server error inside the stream", client.EndpointError, lambda: probe("--error-at", "1"))
     expect("no replica within the deadline (503s)", client.EndpointError, lambda: probe("--unavailable-first", "1000", deadline=2.5))
 
-    from infra.releases import ReleaseStore
-    from infra.resolve import resolve
-    from infra.settings import load_settings
+    from infra.control.releases import ReleaseStore
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
     from stages import deploy
     from stages.common import Context
 

@@ -1,4 +1,4 @@
-"""The promotion gate (infra/gate.py): measured against a real local streaming server whose timing is set on its
+"""The promotion gate (infra/perf/gate.py): measured against a real local streaming server whose timing is set on its
 command line (tests/fakes/openai_server.py), and evaluated with limits far from what the server does, so a
 verdict never depends on a few percent of timing noise."""
 
@@ -10,11 +10,12 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from infra import bench, client, gate, ledger, lifecycle
-from infra.errors import ConfigError
-from infra.objectives import Gate, Objective, resolve
-from infra.recipes import RECIPES
-from infra.recipes.base import GateWorkload
+from infra.perf import bench, client, gate, ledger
+from infra.runtime import lifecycle
+from infra.runtime.errors import ConfigError
+from infra.control.objectives import Gate, Objective, resolve
+from infra.runtime.recipes import RECIPES
+from infra.runtime.recipes.base import GateWorkload
 from tests.fakes import bench_reports
 
 # Small and quick: 4 requests per stream (bench's floor), 8 tokens per request.

@@ -1,4 +1,4 @@
-"""The compile job, run for real: `infra.kernels.compile_kernels` starts the stand-in
+"""The compile job, run for real: `infra.runtime.kernels.compile_kernels` starts the stand-in
 `python3 -m sglang.compile_deep_gemm` and then the stand-in `sglang.launch_server`
 (tests/fakes/sglang_standin) through the lifecycle, as real subprocesses.
 
@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
-from infra import compile_cache, kernels, lifecycle, sglang_args
-from infra.kernels import CompileFailed
+from infra.runtime import compile_cache, kernels, lifecycle, sglang_args
+from infra.runtime.kernels import CompileFailed
 from tests.conftest import (
     changed,
     deployment,

@@ -1,4 +1,4 @@
-"""The release ledger (infra/ledger.py): a release's measurement summarised and priced, the ledger table of
+"""The release ledger (infra/perf/ledger.py): a release's measurement summarised and priced, the ledger table of
 `invoke status`, and `invoke bench --compare` of two recorded releases, on manifest entries shaped as
 infra/releases.Release writes them."""
 
@@ -10,8 +10,10 @@ import re
 
 import pytest
 
-from infra import bench, catalog, ledger, releases
-from infra.errors import ConfigError
+from infra.perf import bench, ledger
+from infra.runtime import catalog
+from infra.control import releases
+from infra.runtime.errors import ConfigError
 from tests.fakes import bench_reports
 
 
@@ -21,7 +23,7 @@ def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging",
                                 bench_reports.level(target, ttft=ttft, tpot=tpot, failed=failed), env=env, workload=w)
 
 
-# A manifest's `deployment` as infra/deployment.py writes it (the resolved recipe nested), trimmed to what the
+# A manifest's `deployment` as infra/runtime/deployment.py writes it (the resolved recipe nested), trimmed to what the
 # ledger reads; FLAT is the layout of entries recorded before the recipe was nested.
 NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}}
 FLAT = {"env": "prod", "recipe": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}

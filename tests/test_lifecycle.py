@@ -14,9 +14,10 @@ import time
 import aiohttp
 import pytest
 
-from infra import client, lifecycle, sglang_args
-from infra.lifecycle import Readiness, ServerFailed, ServerProcess
-from infra.recipes.base import Warmup
+from infra.perf import client
+from infra.runtime import lifecycle, sglang_args
+from infra.runtime.lifecycle import Readiness, ServerFailed, ServerProcess
+from infra.runtime.recipes.base import Warmup
 from tests.conftest import (
     deployment,
     free_port,
@@ -338,8 +339,8 @@ def test_container_side_modules_import_neither_modal_nor_local_only_libraries():
 
     code = (
         "import sys\n"
-        "import infra.lifecycle, infra.weights, infra.kernels, infra.deployment, infra.sglang_args, infra.spec, infra.current\n"
-        "from infra import schedule\n"
+        "import infra.runtime.lifecycle, infra.runtime.weights, infra.runtime.kernels, infra.runtime.deployment, infra.runtime.sglang_args, infra.runtime.spec, infra.runtime.current\n"
+        "from infra.runtime import schedule\n"
         "w = schedule.Window('w', '0 9 * * *', '0 17 * * *', 'UTC', 1)\n"
         "assert schedule.boundaries([w])[0].cron == '0 9,17 * * *'  # app definitions call it: no cron library needed\n"
         "bad = sorted(m for m in ('modal', 'pydantic', 'pydantic_settings', 'aiohttp', 'huggingface_hub', 'requests',\n"

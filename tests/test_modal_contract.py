@@ -21,9 +21,9 @@ import warnings
 import pytest
 from modal_proto import api_pb2
 
-from infra import weights
-from infra.kernels import marker_path as kernel_marker
-from infra.remote import LOCKS_DICT, MissingCredentials, ModalRemote
+from infra.runtime import weights
+from infra.runtime.kernels import marker_path as kernel_marker
+from infra.runtime.remote import LOCKS_DICT, MissingCredentials, ModalRemote
 from tests.conftest import REPO, changed, deployment
 
 APP = "sglang-qwen3-8b-low-latency"
@@ -181,7 +181,7 @@ def test_history_newest_first_and_rollback_is_a_new_version(wire, remote):
 
 
 def test_rollback_of_an_app_never_deployed_is_refused_in_one_line(wire, remote):
-    from infra.errors import UserError
+    from infra.runtime.errors import UserError
 
     with pytest.raises(UserError, match=f"no deployed app {APP} in Modal environment dev"):
         remote.rollback(deployment("dev"), None)
@@ -222,7 +222,7 @@ def test_update_autoscaler_uses_the_current_api_and_reports_the_settings_in_forc
 
 
 def test_update_autoscaler_without_a_deployed_server_says_so(wire, remote):
-    from infra.errors import UserError
+    from infra.runtime.errors import UserError
 
     with pytest.raises(UserError, match=f"no deployed server in app {APP} in Modal environment prod"):
         remote.update_autoscaler(deployment("prod"), min_containers=2)
@@ -379,7 +379,7 @@ def test_require_credentials_counts_a_token_in_the_modal_config_file(wire, tmp_p
     """A `modal token new` profile (MODAL_CONFIG_PATH / ~/.modal.toml) counts, and is what the client then uses."""
     config = tmp_path / "profile.toml"
     config.write_text(f'[wire]\ntoken_id = "{wire.token[0]}"\ntoken_secret = "{wire.token[1]}"\nactive = true\n')
-    code = ("from infra.remote import ModalRemote; r = ModalRemote(); r.require_credentials(); "
+    code = ("from infra.runtime.remote import ModalRemote; r = ModalRemote(); r.require_credentials(); "
             "print(r.secret_exists('dev', 'none'))")
     environ = {k: v for k, v in wire.cli_environ.items() if not k.startswith("MODAL_TOKEN")}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from infra import weights
+from infra.runtime import weights
 from tests.conftest import deployment
 
 RECIPE = "qwen3-8b-low-latency"
@@ -103,7 +103,7 @@ def test_staging_pipeline_then_promotion_to_prod_then_a_failed_promotion_rolls_p
     assert "min_containers now 2" in out and wire.autoscaler("prod", APP)["min_containers"] == 2
 
     # A new release whose prod smoke test fails: prod is rolled back to v1 and the failure recorded.
-    recipe_file = wire_cli.project / "infra" / "recipes" / "qwen3_8b_low_latency.py"
+    recipe_file = wire_cli.project / "infra" / "runtime" / "recipes" / "qwen3_8b_low_latency.py"
     recipe_file.write_text(recipe_file.read_text() + "\n# a later release\n")
     wire_cli.commit("a later release")
     ok(wire_cli("pipeline", "--env", "staging", *FOR_RECIPE, "--yes"))
@@ -173,7 +173,7 @@ def test_a_scheduled_floor_is_deployed_as_a_cron_function_and_applied_after_the_
     the schedule says holds now is set through the Servers autoscaler right after the deploy lands."""
     from datetime import UTC, datetime
 
-    from infra import schedule
+    from infra.runtime import schedule
 
     window = ('[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
               'timezone="America/New_York", min_containers=2}]')

@@ -1,4 +1,4 @@
-"""Objectives as settings (infra/objectives.py, loaded by infra/settings.py): validation that names the file, the
+"""Objectives as settings (infra/control/objectives.py, loaded by infra/control/settings.py): validation that names the file, the
 key, the value and what is allowed; the merge of an environment's gate with a recipe's; levels resolved against a
 target concurrency; what `plan` shows."""
 
@@ -11,11 +11,11 @@ import tomllib
 
 import pytest
 
-from infra import objectives
-from infra.errors import ConfigError
-from infra.objectives import METRICS, TARGET, Gate, GateOverrides, Objective
-from infra.resolve import gate_for, resolve
-from infra.settings import load_settings, parse_overrides
+from infra.control import objectives
+from infra.runtime.errors import ConfigError
+from infra.control.objectives import METRICS, TARGET, Gate, GateOverrides, Objective
+from infra.control.resolve import gate_for, resolve
+from infra.control.settings import load_settings, parse_overrides
 from tests.conftest import REPO
 
 PROD = (REPO / "environments" / "prod.toml").read_text()
@@ -278,7 +278,7 @@ def test_a_recipes_gate_is_not_part_of_what_is_deployed(prod_with):
 
 
 def test_plan_shows_each_recipes_gate_in_text_and_stable_json(tmp_path):
-    from infra import plan
+    from infra.control import plan
 
     settings = load_settings("prod")
     plans = [plan.plan_for(settings, resolve(settings, name)) for name in settings.serves]

@@ -14,10 +14,10 @@ import json
 
 import pytest
 
-from infra import bench, gate
-from infra.errors import Refused
-from infra.recipes import RECIPES
-from infra.recipes.base import GateWorkload
+from infra.perf import bench, gate
+from infra.runtime.errors import Refused
+from infra.runtime.recipes import RECIPES
+from infra.runtime.recipes.base import GateWorkload
 from stages import bench as bench_stage
 from stages import pipeline, promote, status
 from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fixture)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra import sglang_args, spec
-from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from infra.runtime import sglang_args, spec
+from infra.control import sglang_flags
+from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import deployment
 
 ENVS = ["dev", "staging", "prod"]
@@ -126,7 +127,7 @@ def test_environment_specific_values():
 @pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
 def test_only_full_flag_names_of_the_recipes_sglang_version(recipe):
     d = deployment("prod", recipe)
-    known = sglang_args.known_flags(d.recipe.sglang_version)
+    known = sglang_flags.known_flags(d.recipe.sglang_version)
     flags = sglang_args.flags_in(sglang_args.launch_command(d))
     assert flags and all(f in known for f in flags)
     # The reference documents' abbreviations are argparse prefixes only, never emitted here.
@@ -136,8 +137,8 @@ def test_only_full_flag_names_of_the_recipes_sglang_version(recipe):
 
 
 def test_mamba_flag_belongs_to_sglang_0_5_10_only():
-    assert "--mamba-scheduler-strategy" in sglang_args.known_flags("0.5.10.post1")
-    assert "--mamba-scheduler-strategy" not in sglang_args.known_flags("0.5.6.post2")
+    assert "--mamba-scheduler-strategy" in sglang_flags.known_flags("0.5.10.post1")
+    assert "--mamba-scheduler-strategy" not in sglang_flags.known_flags("0.5.6.post2")
 
 
 @pytest.mark.parametrize("recipe", ["qwen3-8b-low-latency", "qwen3.6-35b-vlm"])
@@ -157,4 +158,4 @@ def test_pinned_draft_revision_is_passed_to_sglang():
     d = d.with_recipe(d.recipe.with_revisions(draft_revision="a" * 40))
     argv = sglang_args.launch_command(d)
     assert flag_value(argv, "--speculative-draft-model-revision") == "a" * 40
-    assert "--speculative-draft-model-revision" in sglang_args.known_flags(d.recipe.sglang_version)
+    assert "--speculative-draft-model-revision" in sglang_flags.known_flags(d.recipe.sglang_version)

@@ -1,6 +1,6 @@
-"""Warm capacity on a schedule (infra/schedule.py): window resolution at chosen instants, daylight-saving
+"""Warm capacity on a schedule (infra/runtime/schedule.py): window resolution at chosen instants, daylight-saving
 changes, overlaps, cost figures, the container-side apply, validation messages, and the pydantic wiring
-proposed for infra/settings.py.
+proposed for infra/control/settings.py.
 
 Dates used (America/New_York, from the IANA database): daylight saving starts Sunday 2026-03-08 at
 02:00 EST (07:00 UTC) and ends Sunday 2026-11-01 at 02:00 EDT (06:00 UTC). So 09:00 New York is 14:00 UTC
@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from infra import catalog, schedule
-from infra.schedule import BaseScaling, Floor, Window
+from infra.runtime import catalog, schedule
+from infra.runtime.schedule import BaseScaling, Floor, Window
 from tests.conftest import REPO
 
 UTC = timezone.utc
@@ -504,7 +504,7 @@ min_containers = 2
 
 
 class ScheduleWindow(BaseModel):
-    """The `[[scaling.schedule]]` model proposed for infra/settings.py (a `Section` there)."""
+    """The `[[scaling.schedule]]` model proposed for infra/control/settings.py (a `Section` there)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -591,7 +591,7 @@ def test_laptop_and_scheduler_image_pin_the_same_cron_library():
 
 def _example_cost_table() -> str:
     """docs/schedule.md's cost table, from the code: the example prod schedule for each recipe's GPUs."""
-    from infra.recipes import RECIPES
+    from infra.runtime.recipes import RECIPES
 
     windows = [Window("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", NY, min_containers=1)]
     base = BaseScaling(min_containers=0, max_containers=4)

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infra import plan, schedule
-from infra.errors import StageError
-from infra.resolve import resolve
-from infra.settings import load_settings, parse_overrides
+from infra.control import plan
+from infra.runtime import schedule
+from infra.runtime.errors import StageError
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings, parse_overrides
 from stages import deploy, pipeline, promote, rollback, scale, status
 from stages.common import Context
 from tests.conftest import standin_env

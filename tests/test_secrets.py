@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from infra.secrets import mask, scrub
+from infra.control.secrets import mask, scrub
 from tests.conftest import REPO, standin_env
 
 PLANTED = {
@@ -94,7 +94,7 @@ def test_nothing_runs_a_shell_on_interpolated_values():
 
 
 def test_manifest_json_holds_secret_names_only(tmp_path):
-    from infra.releases import Manifest, Release
+    from infra.control.releases import Manifest, Release
 
     release = Release(release_id="r1", env="prod", recipe="x", kind="deploy", commit="c" * 40, dirty=False, tag="t",
                       app_name="a", modal_environment="prod", image="i", model="m", model_revision="r",

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from infra.errors import ConfigError
-from infra.resolve import resolve
-from infra.settings import load_settings, parse_overrides, unknown_environment_variables
+from infra.runtime.errors import ConfigError
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings, parse_overrides, unknown_environment_variables
 from tests.conftest import REPO
 
 
@@ -167,7 +167,7 @@ def test_pinned_revisions_required_in_prod():
 def test_gpu_snapshot_checked_against_the_sglang_version():
     d = resolve(load_settings("prod", overrides=parse_overrides(["cold_start.gpu_snapshot=true"])), "qwen3.6-35b-vlm")
     assert d.gpu_snapshot
-    assert "--enable-memory-saver" in __import__("infra.sglang_args", fromlist=["x"]).launch_command(d)
+    assert "--enable-memory-saver" in __import__("infra.runtime.sglang_args", fromlist=["x"]).launch_command(d)
 
 
 # ---------------------------------------------------------------------------- one clear line from every source

@@ -12,11 +12,13 @@ import zipfile
 
 import pytest
 
-from infra import sglang_args, sglang_tables
-from infra.errors import ConfigError, StageError
-from infra.recipes import RECIPES
-from infra.resolve import resolve
-from infra.settings import load_settings
+from infra.runtime import sglang_args
+from infra.control import sglang_flags
+from tools import sglang_tables
+from infra.runtime.errors import ConfigError, StageError
+from infra.runtime.recipes import RECIPES
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings
 from tests.conftest import REPO, deployment
 
 # ---------------------------------------------------------------------------
@@ -458,11 +460,11 @@ def test_download_wheel_runs_pip_download(tmp_path, monkeypatch):
 
 
 def test_invoke_task_without_a_version_is_one_line_and_writes_nothing():
-    before = sglang_args.TABLE_PATH.read_text()
+    before = sglang_flags.TABLE_PATH.read_text()
     done = subprocess.run([sys.executable, "-m", "invoke", "sglang-flags"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip() == "error: sglang-flags: give --version X (downloaded from PyPI) or --wheel PATH"
-    assert sglang_args.TABLE_PATH.read_text() == before
+    assert sglang_flags.TABLE_PATH.read_text() == before
 
 
 # ---------------------------------------------------------------------------
@@ -473,14 +475,14 @@ REQUIRED_VERSIONS = ["0.5.6.post2", "0.5.10.post1", "0.5.11", "0.5.23"]
 
 
 def test_committed_tables_cover_the_versions_and_are_generated_layout():
-    versions = sglang_args.supported_versions()
+    versions = sglang_flags.supported_versions()
     assert set(REQUIRED_VERSIONS) <= set(versions)
-    assert versions == sorted(versions, key=sglang_args.version_key)
+    assert versions == sorted(versions, key=sglang_flags.version_key)
     assert versions.index("0.5.6.post2") < versions.index("0.5.10.post1") < versions.index("0.5.11")
-    text = sglang_args.TABLE_PATH.read_text()
+    text = sglang_flags.TABLE_PATH.read_text()
     assert sglang_tables.render(json.loads(text)) == text  # written by the generator, not by hand
     for version in versions:
-        table = sglang_args._versions()[version]
+        table = sglang_flags._versions()[version]
         assert sglang_tables.version_of_wheel(table["wheel"]) == version and len(table["sha256"]) == 64
         for flag, entry in table["flags"].items():
             assert flag.startswith("--")
@@ -488,12 +490,12 @@ def test_committed_tables_cover_the_versions_and_are_generated_layout():
 
 
 def test_committed_counts():
-    counts = {v: len(sglang_args.known_flags(v)) for v in REQUIRED_VERSIONS}
+    counts = {v: len(sglang_flags.known_flags(v)) for v in REQUIRED_VERSIONS}
     assert counts == {"0.5.6.post2": 300, "0.5.10.post1": 365, "0.5.11": 387, "0.5.23": 559}
-    attention = sglang_args.flag_spec("0.5.11", "--attention-backend")
+    attention = sglang_flags.flag_spec("0.5.11", "--attention-backend")
     assert {"fa3", "flashinfer", "triton"} <= set(attention["choices"])
-    assert sglang_args.flag_spec("0.5.11", "--tp-size") == {"default": 1, "type": "int"}  # through the alias
-    assert sglang_args.has_endpoint("0.5.23", "/resume_memory_occupation")
+    assert sglang_flags.flag_spec("0.5.11", "--tp-size") == {"default": 1, "type": "int"}  # through the alias
+    assert sglang_flags.has_endpoint("0.5.23", "/resume_memory_occupation")
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -501,15 +503,15 @@ def test_committed_counts():
 @pytest.mark.parametrize("snapshot", [False, True])
 def test_every_recipe_flag_and_value_is_valid_for_its_version(env, recipe, snapshot):
     d = deployment(env, recipe, gpu_snapshot=snapshot)
-    sglang_args.check_flags(d)
-    flags = sglang_args._versions()[d.recipe.sglang_version]["flags"]
+    sglang_flags.check_flags(d)
+    flags = sglang_flags._versions()[d.recipe.sglang_version]["flags"]
     pairs = sglang_args.flag_values(sglang_args.launch_command(d)[3:])
     assert pairs and all(flag in flags for flag, _ in pairs)
-    assert sglang_args.deprecation_warnings(d) == []
+    assert sglang_flags.deprecation_warnings(d) == []
 
 
 def test_diff_0_5_10_post1_to_0_5_11():
-    diff = sglang_args.diff_versions("0.5.10.post1", "0.5.11")
+    diff = sglang_flags.diff_versions("0.5.10.post1", "0.5.11")
     assert diff.removed == (
         "--ds-channel-config-path", "--ds-heavy-channel-num", "--ds-heavy-channel-type", "--ds-heavy-token-num",
         "--ds-sparse-decode-threshold", "--enable-double-sparsity", "--multi-item-scoring-delimiter",
@@ -520,7 +522,7 @@ def test_diff_0_5_10_post1_to_0_5_11():
 
 
 def test_diff_0_5_11_to_0_5_23_names_the_cuda_graph_renames():
-    diff = sglang_args.diff_versions("0.5.11", "0.5.23")
+    diff = sglang_flags.diff_versions("0.5.11", "0.5.23")
     assert diff.renamed["--cuda-graph-max-bs"] == ("--cuda-graph-max-bs-decode",)
     assert diff.renamed["--cuda-graph-bs"] == ("--cuda-graph-bs-decode",)
     assert diff.renamed["--piecewise-cuda-graph-max-tokens"] == ("--cuda-graph-max-bs-prefill",)
@@ -529,7 +531,7 @@ def test_diff_0_5_11_to_0_5_23_names_the_cuda_graph_renames():
     assert "--torchao-config" in diff.removed and "--cuda-graph-max-bs" not in diff.removed
     assert "--cuda-graph-max-bs-decode" not in diff.added and "--kv-canary" in diff.added
     assert (len(diff.removed), len(diff.added), len(diff.renamed)) == (9, 189, 22)
-    back = sglang_args.diff_versions("0.5.23", "0.5.11")
+    back = sglang_flags.diff_versions("0.5.23", "0.5.11")
     assert back.renamed["--cuda-graph-max-bs-decode"] == ("--cuda-graph-max-bs",)
 
 
@@ -611,16 +613,16 @@ def test_good_values_of_every_kind_pass(monkeypatch):
         ("--stream-output", None),  # deprecated but still honoured: a plan warning, not an error
     )
     d = resolve_with(monkeypatch, VLM, extra_flags=flags)
-    assert sglang_args.deprecation_warnings(d) == [
+    assert sglang_flags.deprecation_warnings(d) == [
         "SGLang 0.5.10.post1 deprecates --stream-output ([Deprecated] Use --incremental-streaming-output instead.); "
         "use --incremental-streaming-output"
     ]
 
 
 def test_the_compile_command_is_checked_too(monkeypatch):
-    table = json.loads(json.dumps(sglang_args._versions()))
+    table = json.loads(json.dumps(sglang_flags._versions()))
     table["0.5.6.post2"]["compile_deep_gemm_extra_flags"] = {}
-    monkeypatch.setattr(sglang_args, "_versions", lambda: table)
+    monkeypatch.setattr(sglang_flags, "_versions", lambda: table)
     message = error_of(monkeypatch, LOW)
     assert message.startswith("recipe 'qwen3-8b-low-latency': SGLang 0.5.6.post2 has no --timeout (")
 
@@ -649,9 +651,9 @@ def test_moving_to_a_version_that_removed_a_flag(monkeypatch):
 def test_moving_back_to_a_version_before_a_flag(monkeypatch):
     assert error_of(monkeypatch, VLM, sglang_version="0.5.6.post2") == (
         "recipe 'qwen3.6-35b-vlm': SGLang 0.5.6.post2 has no --mamba-scheduler-strategy (added after 0.5.6.post2, "
-        "first in 0.5.10.post1); allowed: full flag names that SGLang 0.5.6.post2 declares (infra/sglang_versions.json)"
+        "first in 0.5.10.post1); allowed: full flag names that SGLang 0.5.6.post2 declares (infra/control/sglang_versions.json)"
     )
-    assert sglang_args.missing_flag("0.5.11", "--cuda-graph-max-bs-decode") == (
+    assert sglang_flags.missing_flag("0.5.11", "--cuda-graph-max-bs-decode") == (
         "SGLang 0.5.11 has no --cuda-graph-max-bs-decode (added after 0.5.11, first in 0.5.19; 0.5.11 calls it "
         "--cuda-graph-max-bs); allowed: --cuda-graph-max-bs"
     )
@@ -660,5 +662,5 @@ def test_moving_back_to_a_version_before_a_flag(monkeypatch):
 def test_a_version_without_a_table_says_how_to_add_one(monkeypatch):
     assert error_of(monkeypatch, LOW, sglang_version="0.5.9") == (
         "sglang_version = '0.5.9' has no flag table; known versions: "
-        f"{', '.join(sglang_args.supported_versions())} (add it with `invoke sglang-flags --version 0.5.9`)"
+        f"{', '.join(sglang_flags.supported_versions())} (add it with `invoke sglang-flags --version 0.5.9`)"
     )

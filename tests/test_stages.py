@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from infra.errors import ConfigError, Refused, StageError
-from infra.releases import Manifest, ReleaseStore
-from infra.remote import MissingCredentials
-from infra.resolve import resolve
-from infra.settings import load_settings, parse_overrides
+from infra.runtime.errors import ConfigError, Refused, StageError
+from infra.control.releases import Manifest, ReleaseStore
+from infra.runtime.remote import MissingCredentials
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings, parse_overrides
 from stages import build, compile, deploy, download, pipeline, smoke, trial
 from stages.common import Context
 from tests.conftest import changed, standin_env

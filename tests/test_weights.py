@@ -1,4 +1,4 @@
-"""The weight download, run for real: `infra.weights.download` drives the real `huggingface_hub`
+"""The weight download, run for real: `infra.runtime.weights.download` drives the real `huggingface_hub`
 0.36.0 client (`snapshot_download`, `HfApi.model_info`) against a local Hub (tests/fakes/hub_server.py),
 with a temporary folder as the Volume.
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import weights
-from infra.weights import WeightsMissing
+from infra.runtime import weights
+from infra.runtime.weights import WeightsMissing
 from tests.conftest import changed, deployment
 from tests.fakes.hub_server import HubServer, MiB, make_repo
 

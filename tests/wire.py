@@ -10,7 +10,7 @@ file, FORCE_COLOR=1 and TTY_COMPATIBLE=1, as many CI systems set them); `wire_cl
 does not implement.
 
 The fake runs the job bodies itself (`RUNNERS`), with the Function's Volumes as caches:
-the same calls infra/jobs.py makes in the container, minus the Volume commit.
+the same calls infra/runtime/jobs.py makes in the container, minus the Volume commit.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import kernels, weights
-from infra.deployment import DEPLOYMENT_VARIABLE, Deployment
-from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from infra.runtime import kernels, weights
+from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import REPO, RunningServer, free_port, project_copy, standin_env
 from tests.fakes.hub_server import FakeRepo, HubServer, make_repo
 from tests.fakes.modal_wire import JobCall, ModalWire
@@ -38,8 +38,8 @@ WEIGHT_BYTES = 64 * 1024  # small "weights": the download path is what is tested
 
 def recipe_repositories() -> list[FakeRepo]:
     """Every repository the recipes name, with its pinned commit as `main` (or a made-up commit if unpinned)."""
-    from infra.resolve import resolve
-    from infra.settings import load_settings
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
 
     wanted: dict[str, str] = {}
     for recipe in RECIPES:
@@ -55,7 +55,7 @@ def recipe_repositories() -> list[FakeRepo]:
 
 
 def download_runner(hub_url: str):
-    """infra/jobs.py `download_weights`, against the local Hub, into the weights Volume's directory."""
+    """infra/runtime/jobs.py `download_weights`, against the local Hub, into the weights Volume's directory."""
 
     def run(job: JobCall) -> list[dict]:
         d = Deployment.from_json(job.environ[DEPLOYMENT_VARIABLE])
@@ -67,7 +67,7 @@ def download_runner(hub_url: str):
 
 
 def compile_runner(job: JobCall) -> dict:
-    """infra/jobs.py `compile_kernels`, with the stand-in SGLang, into the kernel Volume's directory."""
+    """infra/runtime/jobs.py `compile_kernels`, with the stand-in SGLang, into the kernel Volume's directory."""
     d = Deployment.from_json(job.environ[DEPLOYMENT_VARIABLE])
     # The container's local disk (a folder beside the Volume's), and any free port: no compiled shape depends on them.
     local = job.volumes[KERNELS_PATH].parent / f"{job.volumes[KERNELS_PATH].name}-local"

@@ -1,4 +1,4 @@
-"""Bench reports with chosen figures, built by infra.bench's own aggregation from per-request records.
+"""Bench reports with chosen figures, built by infra.perf.bench's own aggregation from per-request records.
 
 For tests of what reads reports (the gate's evaluation, the ledger): the schema is
 bench's real one, and no server or clock is involved, so the figures are exact.
@@ -6,7 +6,7 @@ bench's real one, and no server or clock is involved, so the figures are exact.
 
 from __future__ import annotations
 
-from infra import bench
+from infra.perf import bench
 
 
 def level(concurrency: int, *, ttft: float, tpot: float, tokens: int = 10, ok: int = 10, failed: int = 0,

@@ -1,4 +1,4 @@
-"""Import infra.app (as Modal would) and print its real Modal definition as JSON.
+"""Import infra.runtime.app (as Modal would) and print its real Modal definition as JSON.
 
 Run in a subprocess by tests/test_app.py, twice: once as the deploying machine
 (repository on the path, INFRA_ENV/INFRA_RECIPE set), once as the container
@@ -65,7 +65,7 @@ def _volumes(pairs) -> dict:
 
 
 def as_spec(fn, image_of_spec) -> dict:
-    """One Function's definition as Modal received it, in infra/spec.py's shape (image as Dockerfile commands)."""
+    """One Function's definition as Modal received it, in infra/runtime/spec.py's shape (image as Dockerfile commands)."""
     cells = closure(fn._load)
     env, named = _env_and_secrets(cells["secrets"])
     out = {
@@ -156,17 +156,17 @@ def describe(module) -> dict:
 
 
 def definitions() -> dict:
-    """The server's and the jobs' definitions, read back from the SDK objects `infra.app` and `infra.jobs` built."""
-    import infra.app
-    import infra.jobs
+    """The server's and the jobs' definitions, read back from the SDK objects `infra.runtime.app` and `infra.runtime.jobs` built."""
+    import infra.runtime.app
+    import infra.runtime.jobs
 
-    server = synchronizer_in(infra.app.SGLangServer)._get_service_function()
-    jobs = {name: synchronizer_in(getattr(infra.jobs, name)) for name in ("download_weights", "compile_kernels")}
-    scheduled = {name: synchronizer_in(value) for name, value in vars(infra.app).items()
+    server = synchronizer_in(infra.runtime.app.SGLangServer)._get_service_function()
+    jobs = {name: synchronizer_in(getattr(infra.runtime.jobs, name)) for name in ("download_weights", "compile_kernels")}
+    scheduled = {name: synchronizer_in(value) for name, value in vars(infra.runtime.app).items()
                  if name.startswith("apply_floor_")}
     return {
-        "app": infra.app.app.name,
-        "jobs_app": infra.jobs.app.name,
+        "app": infra.runtime.app.app.name,
+        "jobs_app": infra.runtime.jobs.app.name,
         "server": as_spec(server, None),
         "scheduler": {name: as_spec(fn, None) for name, fn in scheduled.items()},
         "jobs": {name: as_spec(fn, None) for name, fn in jobs.items()},
@@ -182,6 +182,6 @@ if __name__ == "__main__":
         from modal._runtime.task_lifecycle_manager import _TaskLifecycleManager
 
         _TaskLifecycleManager._singleton = object()  # what Modal's container entrypoint sets: is_local() is False
-    import infra.app
+    import infra.runtime.app
 
-    print(json.dumps(describe(infra.app), sort_keys=True))
+    print(json.dumps(describe(infra.runtime.app), sort_keys=True))

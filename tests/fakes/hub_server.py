@@ -1,6 +1,6 @@
 """A local Hugging Face Hub: the HTTP protocol `huggingface_hub` 0.36.0 speaks, for model repositories.
 
-`infra/weights.py` is tested by running the real `snapshot_download` and
+`infra/runtime/weights.py` is tested by running the real `snapshot_download` and
 `HfApi.model_info` against this server, so what is verified is the real client's
 behaviour (cache layout, `.incomplete` resume, error mapping), not a mock of it.
 Only what that client reads is served, header for header:

@@ -1,4 +1,4 @@
-"""An in-process stand-in for the Modal boundary (infra/remote.py) that records every call.
+"""An in-process stand-in for the Modal boundary (infra/runtime/remote.py) that records every call.
 
 Everything Modal would keep is kept on local disk under one root, so separate
 processes (the CLI in a subprocess, two concurrent promotions) share it:
@@ -8,8 +8,8 @@ processes (the CLI in a subprocess, two concurrent promotions) share it:
     <root>/locks/<modal env>/<name>            Dict entries created only if absent (O_EXCL)
     <root>/calls.jsonl                         every call, in order
 
-The download and compile jobs run their real bodies (infra/weights.py against a
-local Hub when `hub` is set, infra/kernels.py against the stand-in sglang package)
+The download and compile jobs run their real bodies (infra/runtime/weights.py against a
+local Hub when `hub` is set, infra/runtime/kernels.py against the stand-in sglang package)
 with the Volume directories as their caches. Endpoint URLs point at a real local
 server (`endpoint`). Faults are injected per method with `fail`.
 
@@ -27,9 +27,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from infra import spec
-from infra.deployment import Deployment
-from infra.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from infra.runtime import spec
+from infra.runtime.deployment import Deployment
+from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 
 
 class FakeModal:
@@ -95,7 +95,7 @@ class FakeModal:
 
     def require_credentials(self) -> None:
         if not self.credentials:
-            from infra.remote import MissingCredentials
+            from infra.runtime.remote import MissingCredentials
 
             raise MissingCredentials()
 
@@ -106,7 +106,7 @@ class FakeModal:
 
     def run_download(self, d: Deployment) -> list[dict]:
         self._call("run_download", app=d.modal.app_name, environment=d.modal.environment, model=d.recipe.model)
-        from infra import weights
+        from infra.runtime import weights
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.weights_volume)
         wanted = d.recipe.repositories()
@@ -131,7 +131,7 @@ class FakeModal:
 
     def run_compile(self, d: Deployment) -> dict:
         self._call("run_compile", app=d.modal.app_name, environment=d.modal.environment, gpu=d.recipe.gpu)
-        from infra import kernels
+        from infra.runtime import kernels
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.kernels_volume)
         # The container's local disk, and any free port: host and port change no compiled shape.

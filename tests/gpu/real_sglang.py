@@ -24,10 +24,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from infra import compile_cache, sglang_args
-from infra.deployment import Deployment
-from infra.lifecycle import Readiness
-from infra.recipes.base import SmokeTest
+from infra.runtime import compile_cache, sglang_args
+from infra.control import sglang_flags
+from infra.runtime.deployment import Deployment
+from infra.runtime.lifecycle import Readiness
+from infra.runtime.recipes.base import SmokeTest
 
 RECIPE = "qwen3-8b-low-latency"  # the EAGLE-3 recipe: its flags, warm-up and speculative settings
 TARGET = "infra-test/tiny-qwen3"
@@ -180,8 +181,8 @@ def tiny_deployment(
 
     Settings carry what they can (model, revisions, one GPU); the rest is what no setting
     offers because only a test needs it: the tiny drafter, SGLang 0.5.11, the dummy weights."""
-    from infra.resolve import resolve  # local side: pydantic
-    from infra.settings import load_settings, parse_overrides
+    from infra.control.resolve import resolve  # local side: pydantic
+    from infra.control.settings import load_settings, parse_overrides
 
     at = f"recipes.{RECIPE}"
     settings = load_settings("dev", RECIPE, parse_overrides([
@@ -194,8 +195,8 @@ def tiny_deployment(
     d = d.with_recipe(dataclasses.replace(d.recipe, sglang_version=sglang_version, mem_fraction_static=MEM_FRACTION,
                                           extra_flags=flags, speculative=spec))
     d = dataclasses.replace(d, server=dataclasses.replace(d.server, port=port, hf_hub_offline=True), gpu_snapshot=snapshot)
-    if sglang_version in sglang_args.supported_versions():
-        sglang_args.check_flags(d)  # the flag table of the version that runs, where the project has one
+    if sglang_version in sglang_flags.supported_versions():
+        sglang_flags.check_flags(d)  # the flag table of the version that runs, where the project has one
     return d
 
 

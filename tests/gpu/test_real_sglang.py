@@ -35,9 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import client, lifecycle, sglang_args
-from infra.errors import StageError
-from infra.lifecycle import ServerFailed, ServerProcess
+from infra.perf import client
+from infra.runtime import lifecycle, sglang_args
+from infra.runtime.errors import StageError
+from infra.runtime.lifecycle import ServerFailed, ServerProcess
 from tests.gpu import real_sglang as real
 
 REASON = real.unavailable_reason()
@@ -96,7 +97,7 @@ def post_json(url: str, payload: dict) -> dict:
 
 
 def smoke(d, url: str, thinking_off: bool) -> dict:
-    from infra import smoketest
+    from infra.perf import smoketest
 
     tested = d.with_recipe(dataclasses.replace(d.recipe, smoke=real.smoke_test(thinking_off)))
     return smoketest.check(tested, url, deadline=60, say=lambda _msg: None)

@@ -12,7 +12,7 @@ What real Modal does, and the fake copies:
 What the fake runs instead of a container: the test's *runner* for the Function's name,
 called with the Function's environment (the values of all its Secrets, `env=` included), its
 Volumes as local directories and its arguments. The project's fixture registers the real job
-bodies (infra/weights.py against a local Hub, infra/kernels.py with the stand-in SGLang).
+bodies (infra/runtime/weights.py against a local Hub, infra/runtime/kernels.py with the stand-in SGLang).
 A test can also fix an output or a failure per Function name. GPUs, regions, timeouts,
 retries, preemption and scheduling are not modelled.
 """

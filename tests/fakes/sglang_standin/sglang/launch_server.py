@@ -27,7 +27,7 @@ from openai_server import Behaviour, hold_gpu_memory, serve  # noqa: E402
 
 STANDIN_DEFAULTS = {"drain_poll": 0.5, "scheduler": True}
 HOME = os.path.expanduser("~")
-# Where each part of SGLang's stack compiles to, and its default (see infra/compile_cache.py for the sources).
+# Where each part of SGLang's stack compiles to, and its default (see infra/runtime/compile_cache.py for the sources).
 JIT_CACHES = {
     "SGLANG_DG_CACHE_DIR": os.path.join(HOME, ".cache", "deep_gemm"),
     "TRITON_CACHE_DIR": os.path.join(HOME, ".triton", "cache"),

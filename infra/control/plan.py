@@ -1,0 +1,339 @@
+"""`invoke plan`: what would be deployed, resolved, offline, for a person (text) and for CI (stable JSON).
+
+The plan is a pure function of the settings, the recipes and what this machine's
+stage state recorded (infra/control/state.py); it needs neither network nor Modal
+credentials. Its JSON has no timestamps and sorted keys, so CI can diff it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from infra.runtime import catalog, kernels, schedule, sglang_args, spec
+from infra.control import sglang_flags
+from infra.control import objectives, revisions
+from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.runtime.recipes.base import COMMIT_RE
+from infra.control.resolve import gate_for
+from infra.control.secrets import local_credentials
+from infra.control.settings import Settings
+from infra.control.state import StageState
+
+HOURS_PER_30_DAYS = 24 * 30
+DEEPGEMM_COLD_SECONDS = 30 * 60  # "tens of minutes" to JIT-compile on a cold kernel cache
+DEEPGEMM_CACHED_SECONDS = 5.0  # loading compiled kernels
+COMPILE_CACHE_RESTORE_SECONDS = 1.0  # measured 0.08 s for 54 MB; rounded up for real models' larger trees
+FIRST_SPECULATIVE_CACHED_SECONDS = 0.5  # measured 0.4 s on the H100 with the caches restored
+WARMUP_REQUEST_SECONDS = 0.5  # measured 0.27-0.48 s per 64-token warm-up request once compiled
+SNAPSHOT_RESTORE_SECONDS = 20.0
+
+
+def gpu_price(settings: Settings, gpu_type: str) -> float:
+    return settings.costs.gpu_hourly_usd.get(gpu_type, catalog.gpu_list_price(gpu_type))
+
+
+def standing_cost(settings: Settings, d: Deployment) -> dict:
+    """What the warm replicas cost even when nobody calls them."""
+    price = gpu_price(settings, d.recipe.gpu_type)
+    warm_gpus = d.scaling.min_containers * d.recipe.gpu_count
+    return {
+        "gpu_hourly_usd": price,
+        "warm_replicas": d.scaling.min_containers,
+        "warm_gpus": warm_gpus,
+        "gpu_hours_per_hour": warm_gpus,
+        "gpu_hours_per_30_days": warm_gpus * HOURS_PER_30_DAYS,
+        "usd_per_hour": round(warm_gpus * price, 2),
+        "usd_per_30_days": round(warm_gpus * price * HOURS_PER_30_DAYS, 2),
+    }
+
+
+def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
+    """A cold start, phase by phase, for the flow the user runs (the pipeline compiles before it deploys).
+
+    Each compiled phase says whether its cache is known to be there (the compile stage's
+    record on this machine matches this deployment's key) or will be after `invoke compile`
+    (the pipeline's third stage). The estimate assumes the caches, as the pipeline leaves
+    them; `uncached_estimate_seconds` is what a container pays without them. Figures whose
+    basis says "measured" come from real SGLang 0.5.11 on one H100 with a tiny model
+    (benchmarks/results/cold_start_h100.txt): they are the compile overhead, which a larger
+    model only lengthens, so treat them as floors.
+    """
+    cs, r = settings.cold_start, d.recipe
+    compiled = state.is_current("compile", kernels.kernel_fingerprint(d))
+    when = ("compile cache recorded here for this deployment's key" if compiled else
+            "after `invoke compile` (the pipeline's compile stage); not yet recorded here for this key")
+    parts: dict[str, dict] = {}
+    image_gb = cs.image_size_gb.get(r.sglang_image)
+    parts["image_pull"] = (
+        {"seconds": round(image_gb / cs.image_pull_gbps, 1), "basis": f"{image_gb} GB at {cs.image_pull_gbps} GB/s"}
+        if image_gb
+        else {"seconds": None, "basis": "image size unknown (set cold_start.image_size_gb)"}
+    )
+    if downloads := revisions.recorded_downloads(state):
+        size_gb = sum(item["size_bytes"] for item in downloads) / 1e9
+        basis = "sizes recorded by the download stage"
+    else:
+        size_gb = r.model_size_gb + r.draft_size_gb
+        basis = "nominal sizes (run `invoke download` to record real ones)"
+    parts["weights"] = {
+        "seconds": round(size_gb / settings.caches.volume_read_gbps, 1),
+        "basis": f"{size_gb:.1f} GB from the Volume at {settings.caches.volume_read_gbps} GB/s; {basis}",
+    }
+    parts["compile_cache_restore"] = {"seconds": COMPILE_CACHE_RESTORE_SECONDS, "cached": True, "uncached_seconds": 0.0,
+                                      "basis": "copy of this key's tree to local disk (measured: 54 MB in 0.08 s)"}
+    parts["server_boot"] = {"seconds": cs.server_boot_seconds, "basis": "process start, imports, NCCL (cold_start.server_boot_seconds)"}
+    parts["cuda_graphs"] = {"seconds": cs.cuda_graph_seconds, "basis": "capture (cold_start.cuda_graph_seconds)"}
+    parts["jit"] = _compiled(compiled, 0.0, cs.jit_seconds, when,
+                             "Triton, Inductor, FlashInfer and sgl-kernel JIT during capture (cold_start.jit_seconds; measured "
+                             "~75 s on a fresh machine)")
+    if kernels.deepgemm_enabled(r.image_env):  # SGLang compiles DeepGEMM only where the image enables it
+        parts["deepgemm"] = _compiled(compiled, DEEPGEMM_CACHED_SECONDS, DEEPGEMM_COLD_SECONDS, when,
+                                      "FP8 GEMM kernels (tens of minutes of JIT when not compiled ahead)")
+    if r.speculative:
+        parts["first_speculative_request"] = _compiled(
+            compiled, FIRST_SPECULATIVE_CACHED_SECONDS, cs.first_speculative_seconds, when,
+            "the first speculative decode's JIT, paid by the warm-up (cold_start.first_speculative_seconds; measured "
+            "114 s uncached, 0.4 s cached)")
+    parts["warmup"] = {"seconds": round(r.warmup.count * WARMUP_REQUEST_SECONDS, 1),
+                       "basis": f"{r.warmup.count} requests of {r.warmup.max_tokens} tokens once compiled (measured "
+                                f"~{WARMUP_REQUEST_SECONDS:g} s each; bounded by {r.warmup.timeout:g} s after the first)"}
+    known = [p["seconds"] for p in parts.values() if p["seconds"] is not None]
+    uncached = [p.get("uncached_seconds", p["seconds"]) for p in parts.values() if p["seconds"] is not None]
+    result = {"parts": parts, "estimate_seconds": round(sum(known), 1), "uncached_estimate_seconds": round(sum(uncached), 1),
+              "compiled": compiled, "complete": len(known) == len(parts)}
+    if d.gpu_snapshot:
+        restored = SNAPSHOT_RESTORE_SECONDS + (parts["image_pull"]["seconds"] or 0)
+        result["snapshot_restore_seconds"] = restored
+        result["note"] = "a GPU snapshot restore replaces boot, weight loading, kernels, CUDA graphs and warm-up"
+    return result
+
+
+def _compiled(compiled: bool, cached: float, uncached: float, when: str, what: str) -> dict:
+    return {"seconds": cached, "uncached_seconds": uncached, "cached": compiled, "basis": f"{what}; cached: {when}"}
+
+
+def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
+    out = [f"unpinned: {item}; `invoke download` resolves and records a commit" for item in d.recipe.unpinned()]
+    if not d.auth.proxy_auth:
+        out.append("endpoint is public: anyone with the URL can call it (auth.proxy_auth = false)")
+    budget = d.recipe.readiness_timeout + d.recipe.warmup_budget
+    if d.recipe.startup_timeout < budget:  # validation refuses this; kept for plans of hand-built deployments
+        out.append(f"startup_timeout {d.recipe.startup_timeout} s is shorter than the readiness budget {budget:g} s")
+    expected = cold["estimate_seconds"] * settings.cold_start.margin
+    if not d.gpu_snapshot and d.recipe.startup_timeout < expected:
+        out.append(
+            f"startup_timeout {d.recipe.startup_timeout} s is below the estimated cold start {cold['estimate_seconds']:g} s "
+            f"× margin {settings.cold_start.margin:g}: a cold container may be killed before it is ready"
+        )
+    if settings.release.guarded and d.scaling.min_containers == 0 and not any(w.min_containers for w in d.scaling.schedule):
+        out.append(f"production environment '{d.env}' has min_containers = 0: every first request pays the full cold start "
+                   f"(~{cold['estimate_seconds']:g} s)")
+    if d.gpu_snapshot:
+        out.append("GPU memory snapshots are alpha on Modal (cold_start.gpu_snapshot)")
+    out += sglang_flags.deprecation_warnings(d)
+    return out
+
+
+def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None) -> dict | None:
+    """The warm-capacity schedule: its windows, the cron triggers that apply it, and what it costs.
+
+    The cost covers the week (and the 30 days) from the Monday of this week in the first
+    window's zone: the same figures all week, so CI's plan diffs stay quiet, and exact
+    across a daylight-saving change. What is in force *now* is left to `render`.
+    """
+    windows = d.scaling.schedule
+    if not windows:
+        return None
+    now = now or datetime.now(UTC)
+    start = schedule.start_of_week(now, windows[0].timezone)
+    cost = schedule.warm_cost(windows, d.scaling, gpu_count=d.recipe.gpu_count,
+                              gpu_hourly_usd=gpu_price(settings, d.recipe.gpu_type), start=start)
+    return {
+        "windows": [w.to_dict() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)} for w in windows],
+        "overlaps": "the highest floor wins, field by field",
+        "triggers": [{"cron": b.cron, "timezone": b.timezone, "events": list(b.events)} for b in schedule.boundaries(windows)],
+        "base": {"min_containers": d.scaling.min_containers, "max_containers": d.scaling.max_containers,
+                 "buffer_containers": d.scaling.buffer_containers},
+        "cost": cost,
+    }
+
+
+def plan_for(settings: Settings, d: Deployment, state: StageState | None = None) -> dict:
+    state = state or StageState(d.env, d.recipe.name)
+    resolved = revisions.recorded(state)
+    cold = cold_start(settings, d, state)
+    r = d.recipe
+
+    def model(repo: str | None, revision: str | None) -> dict | None:
+        if repo is None:
+            return None
+        return {
+            "id": repo,
+            "revision": revision,
+            "pinned": bool(COMMIT_RE.match(revision or "")),
+            "resolved_commit": resolved.get(repo),
+        }
+
+    return {
+        "env": d.env,
+        "recipe": r.name,
+        "modal_environment": d.modal.environment,
+        "sglang_version": r.sglang_version,
+        # Verbatim what infra/runtime/app.py and infra/runtime/jobs.py pass to Modal (infra/runtime/spec.py).
+        "modal": spec.modal_spec(d),
+        "model": model(r.model, r.model_revision),
+        "draft_model": model(r.draft_model, r.draft_revision),
+        "tensor_parallel": r.tp_size,
+        "readiness_timeout": r.readiness_timeout,
+        "launch_command": sglang_args.launch_command(d),
+        "compile_command": sglang_args.compile_command(d),
+        "readiness": {
+            "health": f"GET /health every {r.health_poll_interval:g} s until healthy",
+            "warmup": {
+                "requests": r.warmup.count,
+                "prompt": r.warmup.prompt,
+                "max_tokens": r.warmup.max_tokens,
+                "timeout": r.warmup.timeout,
+                "image": "packaged, inline data URL" if r.warmup.with_image else None,
+            },
+        },
+        "endpoint": {
+            "public": not d.auth.proxy_auth,
+            "auth": "Modal proxy auth: send Modal-Key / Modal-Secret" if d.auth.proxy_auth else "none",
+        },
+        "cost": standing_cost(settings, d),
+        "schedule": schedule_plan(settings, d),
+        # What a promotion into this environment must measure (infra/control/objectives.py, infra/perf/gate.py).
+        "gate": objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
+        "cold_start": cold,
+        "warnings": warnings_for(settings, d, cold),
+    }
+
+
+def to_json(plans: list[dict]) -> str:
+    return json.dumps(plans, indent=2, sort_keys=True)
+
+
+def render(plans: list[dict]) -> str:
+    """The human view: one block per recipe, knobs named as in settings and Modal, read from the spec."""
+    lines: list[str] = []
+    for p in plans:
+        m = p["modal"]
+        server, jobs = m["server"], m["jobs"]
+        lines += [
+            f"== {p['env']} / {p['recipe']} " + "=" * max(0, 60 - len(p["env"]) - len(p["recipe"])),
+            f"Modal          environment {p['modal_environment']}, app {m['app']['name']} (server '{server['name']}'), "
+            f"jobs app {m['jobs_app']['name']}",
+            f"Image          {_image(server['image'])} (SGLang {p['sglang_version']})",
+        ]
+        for label, mdl in (("Model", p["model"]), ("Draft model", p["draft_model"])):
+            if mdl:
+                pin = "pinned" if mdl["pinned"] else "UNPINNED"
+                res = f", resolved {mdl['resolved_commit'][:12]}" if mdl["resolved_commit"] and not mdl["pinned"] else ""
+                lines.append(f"{label:<15}{mdl['id']} @ {mdl['revision'] or '(unset)'} [{pin}{res}]")
+        for mount, v in server["volumes"].items():
+            lines.append(f"Volume         {v['name']} -> {mount} (Modal environment {v['environment']})")
+        lines += [
+            f"GPU            {server['gpu']} (tensor parallel {p['tensor_parallel']})",
+            f"Regions        compute {server['compute_region'] or 'any'}, routing (proxy) {server['routing_region']}",
+            f"Scaling        min_containers {server['min_containers']}, max_containers {server['max_containers'] or 'unbounded'}, "
+            f"target_concurrency {server['target_concurrency']}",
+            f"Timeouts       startup_timeout {server['startup_timeout']} s, readiness_timeout {p['readiness_timeout']} s, "
+            f"exit_grace_period {server['exit_grace_period']} s",
+            f"Endpoint       {'PUBLIC (no auth)' if p['endpoint']['public'] else 'private: ' + p['endpoint']['auth']}",
+            f"Launch         {' '.join(p['launch_command'])}",
+            f"Kernels        {' '.join(p['compile_command'])}",
+            f"Readiness      {p['readiness']['health']}; then {p['readiness']['warmup']['requests']} warm-up requests "
+            f"({p['readiness']['warmup']['prompt']!r}, max_tokens {p['readiness']['warmup']['max_tokens']}, "
+            f"{p['readiness']['warmup']['timeout']:g} s timeout"
+            + (", with the packaged image)" if p["readiness"]["warmup"]["image"] else ")"),
+            "Server env     " + _env(server["env"]),
+            f"Secrets        server: {_secrets(server['secrets'])}; download job: {_secrets(jobs['download_weights']['secrets'])}",
+        ]
+        if server.get("enable_memory_snapshot"):
+            lines.append("Snapshots      enable_memory_snapshot=True, experimental enable_gpu_snapshot (alpha)")
+        for name, job in jobs.items():
+            lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout {job['timeout']} s")
+        c = p["cost"]
+        lines.append(
+            f"Standing cost  {c['warm_gpus']} warm GPU(s) × ${c['gpu_hourly_usd']:.2f}/h = ${c['usd_per_hour']:.2f}/h, "
+            f"{c['gpu_hours_per_30_days']:g} GPU-hours and ${c['usd_per_30_days']:,.2f} per 30 days"
+        )
+        lines += _schedule_lines(p["schedule"])
+        lines += _gate(p["gate"])
+        cold = p["cold_start"]
+        parts = ", ".join(
+            f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
+        )
+        state = "compile caches recorded here" if cold["compiled"] else "with the compile caches `invoke compile` produces"
+        lines.append(f"Cold start     ~{cold['estimate_seconds']:g} s{'' if cold['complete'] else '+'} {state} ({parts})")
+        compiled_parts = ", ".join(f"{name} {part['uncached_seconds']:g} s" for name, part in cold["parts"].items()
+                                   if part.get("uncached_seconds", part["seconds"]) != part["seconds"])
+        over = cold["uncached_estimate_seconds"] > p["modal"]["server"]["startup_timeout"]
+        lines.append(f"               without them: ~{cold['uncached_estimate_seconds']:g} s ({compiled_parts})"
+                     + (f", beyond startup_timeout {p['modal']['server']['startup_timeout']} s: deploy after "
+                        "`invoke compile` (the pipeline does)" if over and not cold["compiled"] else ""))
+        if "snapshot_restore_seconds" in cold:
+            lines.append(f"               with a snapshot restore: ~{cold['snapshot_restore_seconds']:g} s")
+        for w in p["warnings"]:
+            lines.append(f"WARNING        {w}")
+        lines.append("")
+    creds = local_credentials()
+    lines.append("Local credentials: " + ", ".join(f"{k} {v}" for k, v in creds.items()))
+    return "\n".join(lines)
+
+
+def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]:
+    """The schedule's windows, what holds now and next, and its cost beside always-warm."""
+    if not plan:
+        return []
+    now = now or datetime.now(UTC)
+    windows = [schedule.Window(**{k: v for k, v in w.items() if k not in ("opens", "closes")}) for w in plan["windows"]]
+    base = schedule.BaseScaling(**plan["base"])
+    lines = []
+    for w in plan["windows"]:
+        floor = schedule.Floor(w["min_containers"], w["max_containers"] if w["max_containers"] is not None
+                               else base.max_containers, w["buffer_containers"]).describe()
+        lines.append(f"Schedule       {w['name']} ({w['timezone']}): opens {w['opens'].lower()}, closes "
+                     f"{w['closes'].lower()}: {floor}")
+    lines.append("               triggers: " + "; ".join(f"{t['cron']} ({t['timezone']})" for t in plan["triggers"])
+                 + f"; overlaps: {plan['overlaps']}")
+    now_floor = schedule.floor_at(now, windows, base)
+    lines.append(f"               in force now: {now_floor.describe()} ({now_floor.cause})")
+    if upcoming := schedule.next_change(now, windows, base):
+        lines.append(f"               next change: {upcoming.describe()}")
+    c = plan["cost"]
+    for label, key in (("per week", "per_week"), ("per 30 days", "per_30_days")):
+        s, a = c[key]["scheduled"], c[key]["always_warm"]
+        lines.append(f"               warm cost {label}: {s['gpu_hours']:g} GPU-hours ${s['usd']:,.2f} on schedule, "
+                     f"{a['gpu_hours']:g} GPU-hours ${a['usd']:,.2f} always warm at {c['peak_min_containers']} "
+                     f"replica(s)")
+    return lines
+def _gate(gate: dict) -> list[str]:
+    first, *rest = objectives.describe_plan(gate)
+    return [f"Gate           {first.removeprefix('gate: ')}", *(f"               {line.strip()}" for line in rest)]
+
+
+def _image(layers: list[dict]) -> str:
+    """'lmsysorg/sglang:... + entrypoint [] + uv_pip_install huggingface-hub==0.36.0 + env (4) + infra'."""
+    out = []
+    for layer in layers:
+        args, kwargs = layer["args"], layer["kwargs"]
+        if layer["method"] == "env":
+            out.append("env " + " ".join(f"{k}={v}" for k, v in args[0].items()))
+        elif layer["method"] in ("from_registry", "add_local_python_source"):
+            out.append(" ".join(args) + (" (mounted)" if layer["method"] == "add_local_python_source" else ""))
+        else:
+            words = [a if isinstance(a, str) else json.dumps(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items()]
+            out.append(" ".join([layer["method"], *words]))
+    return " + ".join(out)
+
+
+def _env(env: dict[str, str]) -> str:
+    shown = {k: (f"<this deployment, {len(v)} bytes of JSON>" if k == DEPLOYMENT_VARIABLE else v) for k, v in env.items()}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _secrets(secrets: list[dict]) -> str:
+    return ", ".join(f"Modal Secret {s['name']} ({s['environment']})" for s in secrets) or "none"

@@ -1,0 +1,696 @@
+"""Measure a streaming OpenAI-compatible endpoint: what `invoke bench` runs.
+
+One asyncio process drives every concurrent stream over one aiohttp session, and
+each request goes through `infra.perf.client.stream_chat`, which timestamps every
+content chunk with `time.perf_counter` as it is parsed. For each concurrency
+level in turn it:
+
+1. warms up: `warmup` rounds of `concurrency` requests that are not measured
+   (they open one connection per stream and wake the server's batch);
+2. measures: `concurrency` workers each send one request after another until the
+   level has sent `requests` in all, or until `duration` seconds have passed
+   (requests in flight then finish and count);
+3. aggregates the per-request records into percentiles, throughput and errors,
+   next to the client's own overhead over the same window (CPU time per request
+   and per chunk, and event-loop lag sampled by a ticker task), so a reader can
+   tell whether the client, not the server, was the bottleneck.
+
+Before the first level it waits for the endpoint like `smoke` does: 503s (no
+replica yet, a cold start), refused connections and timeouts are retried until a
+deadline and reported as `cold_start`, apart from the errors of the levels.
+
+Definitions (all times in seconds in the JSON, milliseconds in the table):
+
+- TTFT: request sent -> first content (or reasoning) chunk parsed.
+- ITL: the gap between consecutive content chunks. A server that sends several
+  tokens per chunk (speculative decoding) makes chunk gaps longer than token
+  gaps; TPOT does not depend on chunking.
+- TPOT: (last chunk - first chunk) / (output tokens - 1) per request.
+- E2E: request sent -> end of the stream (`[DONE]`).
+- Output tokens: the server's `usage.completion_tokens` where it reports usage
+  (we ask for it with `stream_options.include_usage`), otherwise one per chunk.
+- Per-user output tokens/s: a request's output tokens / its E2E.
+- Total output tokens/s: all successful requests' output tokens / the level's
+  wall time (first measured request sent -> last one finished); requests/s is
+  successful requests / wall time.
+- Percentiles use linear interpolation between the two nearest ranks (NumPy's
+  default, "type 7"): with fewer than 100 samples p99 lies between the two
+  largest values. ITL percentiles pool every gap of every successful request.
+- Failed requests (any `EndpointError`, or a stream with no content: `empty`) are
+  counted by kind and left out of the latency and throughput figures; a 503 is
+  the kind `unavailable`.
+
+Sampling is sent explicitly: temperature 0 (greedy) unless told otherwise, so
+the numbers do not depend on the model's generation_config (Qwen3's defaults,
+T=0.6, top-k 20, top-p 0.95, cost 18-29% of throughput on an H100) and compare
+with `python -m sglang.bench_serving`, which samples greedily. A value of None
+sends nothing and leaves the server's default; the JSON and the table header
+record what was sent.
+
+The prompt is about `prompt_tokens` tokens: that many repetitions of " hello",
+which common BPE tokenizers (Qwen, Llama) encode as one token each, after a short
+per-request tag so SGLang's prefix cache cannot reuse an earlier request's
+prompt. The chat template adds roughly another 10-20 tokens. `ignore_eos` (an
+SGLang/vLLM sampling parameter) makes the server generate exactly `max_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import socket
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from infra.perf import client
+from infra.runtime.errors import ConfigError, StageError
+
+SCHEMA = 1
+STAGE = "bench"
+PERCENTILES = (50, 90, 99)
+PROMPT_WORD = "hello"
+DEFAULT_PROMPT_TOKENS = 512
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_TEMPERATURE = 0.0  # greedy, as sglang.bench_serving
+DEFAULT_TIMEOUT = 300.0  # seconds for one request
+DEFAULT_COLD_START_DEADLINE = 120.0  # seconds to wait for a first answer (a deployed endpoint uses its startup timeout)
+MIN_REQUESTS = 16  # per level, when neither requests nor duration is given...
+REQUESTS_PER_STREAM = 4  # ...at least this many per concurrent stream
+LAG_TICK = 0.005  # seconds between event-loop lag samples
+ERROR_PAUSE = 0.25  # seconds a worker waits after a 503 or refused connection, so it does not hammer the endpoint
+BUSY_CPU = 0.85  # client CPU utilisation (one core) above which its timestamps are suspect
+BUSY_LAG = 0.002  # median event-loop lag (s) above which its timestamps are suspect (idle: ~0.2 ms)
+
+
+# ---------------------------------------------------------------- workload and plan
+
+
+@dataclass(frozen=True)
+class Workload:
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    model: str | None = None
+    ignore_eos: bool = True
+    extra: dict = field(default_factory=dict)
+    temperature: float | None = DEFAULT_TEMPERATURE  # None: the server's default
+    top_p: float | None = None
+    top_k: int | None = None
+    # An image URL (a data: URL for vision recipes) sent after the prompt text in every request. After, so the
+    # unique tag still opens the prompt and the prefix cache cannot serve one request's image from another's.
+    image: str | None = None
+
+    def prompt(self, tag: str) -> str:
+        return f"[{tag}]" + f" {PROMPT_WORD}" * self.prompt_tokens
+
+    @property
+    def sampling(self) -> dict:
+        """What is sent: only the parameters that are set (the rest are the server's defaults)."""
+        values = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def payload(self, tag: str, max_tokens: int | None = None) -> dict:
+        extra = self.sampling | dict(self.extra)
+        if self.ignore_eos:
+            extra.setdefault("ignore_eos", True)
+        content: str | list[dict] = self.prompt(tag)
+        if self.image:
+            content = [{"type": "text", "text": content}, {"type": "image_url", "image_url": {"url": self.image}}]
+        messages = [{"role": "user", "content": content}]
+        return client.chat_payload(messages, model=self.model, max_tokens=max_tokens or self.max_tokens, **extra)
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_words": self.prompt_tokens,
+            "max_tokens": self.max_tokens,
+            "model": self.model,
+            "ignore_eos": self.ignore_eos,
+            "sampling": {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k},
+            "extra": self.extra,
+            "image": _describe_image(self.image),
+        }
+
+
+def _describe_image(url: str | None) -> str | None:
+    """A data URL as its type, size and digest (reports and manifests stay small; equal images compare equal)."""
+    if not url or not url.startswith("data:"):
+        return url
+    head, _, data = url.partition(",")
+    return f"{head.removeprefix('data:')}, {len(data)} characters, sha256 {hashlib.sha256(data.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    concurrency: tuple[int, ...]
+    requests: int | None = None  # measured requests per level (None with duration: as many as fit)
+    duration: float | None = None  # seconds per level during which new requests start
+    warmup: int = 1  # unmeasured rounds of `concurrency` requests before each level
+    timeout: float = DEFAULT_TIMEOUT
+    cold_start_deadline: float = DEFAULT_COLD_START_DEADLINE
+
+    def requests_for(self, concurrency: int) -> int | None:
+        if self.duration is not None:
+            return None
+        return self.requests or max(MIN_REQUESTS, REQUESTS_PER_STREAM * concurrency)
+
+    def to_dict(self) -> dict:
+        return {
+            "concurrency": list(self.concurrency),
+            "requests": self.requests,
+            "duration_s": self.duration,
+            "warmup": self.warmup,
+            "timeout_s": self.timeout,
+            "cold_start_deadline_s": self.cold_start_deadline,
+        }
+
+
+# ---------------------------------------------------------------- per request
+
+
+@dataclass
+class Record:
+    started: float  # perf_counter at send
+    finished: float
+    error: str | None = None  # EndpointError kind, "empty", or "client" (an unexpected exception)
+    message: str | None = None
+    ttft: float | None = None
+    tpot: float | None = None
+    tokens: int = 0  # usage where reported, else chunks
+    chunks: int = 0
+    usage_tokens: int | None = None
+    gaps: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def e2e(self) -> float:
+        return self.finished - self.started
+
+    def to_dict(self, origin: float) -> dict:
+        return {
+            "t_s": _round(self.started - origin),
+            "error": self.error,
+            "ttft_s": _round(self.ttft),
+            "e2e_s": _round(self.e2e),
+            "tpot_s": _round(self.tpot),
+            "itl_mean_s": _round(sum(self.gaps) / len(self.gaps)) if self.gaps else None,
+            "itl_max_s": _round(max(self.gaps)) if self.gaps else None,
+            "tokens": self.tokens,
+            "chunks": self.chunks,
+            "usage_tokens": self.usage_tokens,
+        }
+
+
+async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float, observe=None) -> Record:
+    started = time.perf_counter()
+    try:
+        r = await client.stream_chat(session, url, payload, timeout=timeout)
+        if observe:
+            observe(r)
+    except client.EndpointError as err:
+        return Record(started, time.perf_counter(), error=err.kind, message=str(err))
+    except Exception as err:  # noqa: BLE001 - a benchmark counts and goes on
+        return Record(started, time.perf_counter(), error="client", message=f"{type(err).__name__}: {err}")
+    if not r.chunk_times:
+        return Record(r.started, r.finished, error="empty", message="the stream ended without any content", usage_tokens=r.usage_tokens)
+    tokens = r.output_tokens
+    span = r.chunk_times[-1] - r.chunk_times[0]
+    return Record(
+        started=r.started,
+        finished=r.finished,
+        ttft=r.ttft,
+        tpot=span / (tokens - 1) if tokens > 1 else None,
+        tokens=tokens,
+        chunks=len(r.chunk_times),
+        usage_tokens=r.usage_tokens,
+        gaps=r.inter_token,
+    )
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (NumPy's default) on already sorted values."""
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * q / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def summarize(values: list[float]) -> dict:
+    """count, mean, min, p50, p90, p99, max (None when there are no values)."""
+    v = sorted(x for x in values if x is not None)
+    out: dict = {"count": len(v), "mean": _round(sum(v) / len(v)) if v else None, "min": _round(v[0]) if v else None}
+    for q in PERCENTILES:
+        out[f"p{q}"] = _round(percentile(v, q))
+    out["max"] = _round(v[-1]) if v else None
+    return out
+
+
+def _round(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+class LoopLag:
+    """A ticker task: how late the event loop wakes a sleeper, i.e. how late every chunk timestamp can be.
+
+    With an idle loop the floor is about 0.1-1 ms: epoll waits in whole milliseconds."""
+
+    def __init__(self, interval: float = LAG_TICK):
+        self.interval = interval
+        self.samples: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            due = time.perf_counter() + self.interval
+            await asyncio.sleep(self.interval)
+            self.samples.append(max(0.0, time.perf_counter() - due))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._tick())
+
+    async def stop(self) -> list[float]:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        return self.samples
+
+
+# ---------------------------------------------------------------- a level
+
+
+class Tags:
+    """Unique prompt tags: a run id and a counter (defeats prefix caching across requests)."""
+
+    def __init__(self):
+        self.run = uuid.uuid4().hex[:8]
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"{self.run}-{self.n}"
+
+
+async def run_level(
+    session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int, tags: Tags | None = None,
+    observe=None,
+) -> dict:
+    """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks)."""
+    tags = tags or Tags()
+
+    # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
+    warm: list[Record] = []
+    for _ in range(plan.warmup):
+        warm += await asyncio.gather(*(measure_one(session, url, workload.payload(tags()), plan.timeout) for _ in range(concurrency)))
+
+    total = plan.requests_for(concurrency)
+    records: list[Record] = []
+    lag = LoopLag()
+    lag.start()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    deadline = t0 + plan.duration if plan.duration is not None else None
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        while True:
+            if deadline is not None:
+                if time.perf_counter() >= deadline:
+                    return
+            elif issued >= total:
+                return
+            issued += 1
+            record = await measure_one(session, url, workload.payload(tags()), plan.timeout, observe)
+            records.append(record)
+            if record.error in ("unavailable", "connect"):
+                await asyncio.sleep(ERROR_PAUSE)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu = time.process_time() - cpu0
+    ended = time.perf_counter()
+    lags = await lag.stop()
+    return aggregate(concurrency, records, warm, t0, ended, cpu, lags, mode="duration" if deadline else "requests")
+
+
+def aggregate(
+    concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float, lags: list[float], mode: str
+) -> dict:
+    ok = [r for r in records if r.ok]
+    last = max((r.finished for r in records), default=ended)
+    wall = max(last - t0, 1e-9)
+    tokens = sum(r.tokens for r in ok)
+    chunks = sum(r.chunks for r in ok)
+    errors = Counter(r.error for r in records if not r.ok)
+    examples: dict[str, str] = {}
+    for r in records:
+        if r.error and r.error not in examples:
+            examples[r.error] = (r.message or "")[:300]
+    lag_stats = summarize([x * 1000 for x in lags])
+    busy_cpu = cpu / wall
+    itl = [g for r in ok for g in r.gaps]
+    return {
+        "concurrency": concurrency,
+        "mode": mode,
+        "requests": {"sent": len(records), "ok": len(ok), "failed": len(records) - len(ok)},
+        "errors": dict(sorted(errors.items())),
+        "error_examples": examples,
+        "warmup": {"sent": len(warm), "ok": sum(r.ok for r in warm), "errors": dict(sorted(Counter(r.error for r in warm if not r.ok).items()))},
+        "wall_s": _round(wall),
+        "ttft_s": summarize([r.ttft for r in ok]),
+        "itl_s": summarize(itl),
+        "tpot_s": summarize([r.tpot for r in ok]),
+        "e2e_s": summarize([r.e2e for r in ok]),
+        "output_tokens": {
+            "total": tokens,
+            "chunks": chunks,
+            "per_request": summarize([r.tokens for r in ok]),
+            "from_usage": sum(r.usage_tokens is not None for r in ok),
+            "counted": sum(r.usage_tokens is None for r in ok),
+        },
+        "throughput": {
+            "output_tokens_per_s": _round(tokens / wall),
+            "requests_per_s": _round(len(ok) / wall),
+            "output_tokens_per_s_per_user": summarize([r.tokens / r.e2e for r in ok if r.e2e > 0]),
+        },
+        "client": {
+            "cpu_s": _round(cpu),
+            "cpu_utilization": _round(busy_cpu, 4),
+            "cpu_ms_per_request": _round(cpu * 1000 / len(records), 4) if records else None,
+            "cpu_us_per_chunk": _round(cpu * 1e6 / chunks, 3) if chunks else None,
+            "loop_lag_ms": lag_stats,
+            "busy": bool(busy_cpu > BUSY_CPU or (lag_stats["p50"] or 0) > BUSY_LAG * 1000),
+        },
+        "records": [r.to_dict(t0) for r in records],
+    }
+
+
+# ---------------------------------------------------------------- a run
+
+
+async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: dict[str, str], say=None) -> dict:
+    """One short request, retried through a cold start (503, refused, timeout) like `smoke` does."""
+    say = say or (lambda _msg: None)
+    errors: Counter = Counter()
+
+    def retrying(attempt: int, err: client.EndpointError) -> None:
+        errors[err.kind] += 1
+        if attempt == 1 or attempt % 30 == 0:
+            say(f"bench: waiting for {url} ({err.kind}: {err}); retrying for up to {plan.cold_start_deadline:g} s...")
+
+    started = time.perf_counter()
+    outcome: dict = {"ready": True}
+    try:
+        result = await client.probe(
+            url, workload.payload(f"ready-{uuid.uuid4().hex[:8]}", max_tokens=min(workload.max_tokens, 16)),
+            deadline_seconds=plan.cold_start_deadline, request_timeout=plan.timeout, headers=headers, on_retry=retrying,
+        )
+        outcome["attempts"] = result.attempts
+    except client.EndpointError as err:
+        errors[err.kind] += 1
+        rejected = err.kind == "http" and err.status is not None and 400 <= err.status < 500 and err.status not in (408, 429)
+        if err.retryable or rejected:
+            # Nothing is there, or every request would be refused the same way (bad model name, auth...).
+            raise StageError(STAGE, f"{url} did not answer a first request: {err}") from None
+        # It answered but the stream broke (reset, malformed, error event, 5xx): measure and count those.
+        outcome |= {"ready": False, "attempts": sum(errors.values()), "message": str(err)[:300]}
+    outcome["waited_s"] = _round(time.perf_counter() - started, 3)
+    outcome["errors"] = dict(sorted(errors.items()))
+    outcome["unavailable"] = errors.get("unavailable", 0)
+    return outcome
+
+
+async def run_async(
+    url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: dict | None = None,
+    headers: dict[str, str] | None = None, say=None,
+) -> dict:
+    say = say or (lambda _msg: None)
+    headers = headers or {}  # proxy auth only where the caller decided it belongs (client.proxy_auth_headers)
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    cold = await wait_until_ready(url, workload, plan, headers, say)
+    # No pool limit: aiohttp's default of 100 connections would queue streams and count the wait as TTFT.
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(total=None)
+    levels = []
+    tags = Tags()
+    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
+        for c in plan.concurrency:
+            n = plan.requests_for(c)
+            say(f"bench: concurrency {c}: " + (f"{n} requests" if n else f"{plan.duration:g} s") + "...")
+            levels.append(await run_level(session, url, workload, plan, c, tags))
+    return {
+        "schema": SCHEMA,
+        "tool": "invoke bench",
+        "label": label,
+        "created": created,
+        "target": {"url": url, "model": workload.model} | (target or {}),
+        "workload": workload.to_dict(),
+        "plan": plan.to_dict(),
+        "client": {
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "aiohttp": aiohttp.__version__,
+            "cpu_count": os.cpu_count(),
+            "loop_lag_tick_ms": LAG_TICK * 1000,
+        },
+        "cold_start": cold,
+        "levels": levels,
+    }
+
+
+def run(url: str, workload: Workload, plan: Plan, **options) -> dict:
+    return asyncio.run(run_async(url, workload, plan, **options))
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def load_report(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--compare: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--compare: {path} is not a bench JSON report ({type(exc).__name__}: {exc})") from None
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA or not isinstance(report.get("levels"), list):
+        found = report.get("schema") if isinstance(report, dict) else None
+        raise ConfigError(f"--compare: {path} is not a bench report with schema {SCHEMA} (found schema {found!r})")
+    report.setdefault("_path", str(path))
+    return report
+
+
+# ---------------------------------------------------------------- text
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right if right is not None else set(range(1, len(header)))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _num(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if x is None else f"{x * scale:.{digits}f}"
+
+
+def _trio(stats: dict, scale: float, digits: int) -> str:
+    return "/".join(_num(stats.get(f"p{q}"), scale, digits) for q in PERCENTILES)
+
+
+def _errors(errors: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in errors.items()) or "-"
+
+
+def describe(report: dict) -> str:
+    w, p, t = report["workload"], report["plan"], report["target"]
+    per_level = f"{p['duration_s']:g} s per level" if p.get("duration_s") else (f"{p['requests']} requests per level" if p.get("requests") else "default requests per level")
+    name = f"{report['label']}: " if report.get("label") else ""
+    return (f"{name}{t['url']}  model={t.get('model') or '-'}  prompt~{w['prompt_tokens']} tokens  "
+            f"max_tokens={w['max_tokens']}  {describe_sampling(w.get('sampling'))}  {per_level}  warm-up {p['warmup']} round(s)")
+
+
+def describe_sampling(sampling: dict | None) -> str:
+    """'temperature=0 top_p=server top_k=server'; reports written before sampling was recorded say so."""
+    if sampling is None:
+        return "sampling=unrecorded"
+    return " ".join(f"{k}={'server' if v is None else format(v, 'g')}" for k, v in sampling.items())
+
+
+def render_table(report: dict) -> str:
+    header = ["conc", "ok/sent", "errors", "TTFT ms p50/p90/p99", "ITL ms p50/p90/p99", "TPOT ms p50", "E2E s p50/p90/p99",
+              "tok/s/user p50", "tok/s total", "req/s", "loop lag ms p99", "CPU ms/req"]
+    rows = []
+    for lv in report["levels"]:
+        rq, c = lv["requests"], lv["client"]
+        rows.append([
+            str(lv["concurrency"]),
+            f"{rq['ok']}/{rq['sent']}",
+            _errors(lv["errors"]),
+            _trio(lv["ttft_s"], 1000, 1),
+            _trio(lv["itl_s"], 1000, 2),
+            _num(lv["tpot_s"]["p50"], 1000, 2),
+            _trio(lv["e2e_s"], 1, 3),
+            _num(lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, 1),
+            _num(lv["throughput"]["output_tokens_per_s"], 1, 1),
+            _num(lv["throughput"]["requests_per_s"], 1, 2),
+            _num(c["loop_lag_ms"]["p99"], 1, 2),
+            _num(c["cpu_ms_per_request"], 1, 2) + (" busy!" if c["busy"] else ""),
+        ])
+    lines = [describe(report), _table(header, rows, right=set(range(1, len(header))) - {2})]
+    cold = report.get("cold_start") or {}
+    if cold.get("errors"):
+        lines.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not level errors)")
+    for lv in report["levels"]:
+        for kind, message in lv.get("error_examples", {}).items():
+            lines.append(f"concurrency {lv['concurrency']} {kind}: {message}")
+        if lv["client"]["busy"]:
+            lines.append(f"concurrency {lv['concurrency']}: the client was busy (CPU {lv['client']['cpu_utilization']:.0%} of a core, "
+                         f"loop lag p50 {_num(lv['client']['loop_lag_ms']['p50'], 1, 2)} ms): its latencies may be inflated")
+    return "\n".join(lines)
+
+
+# (label, how to read it from a level, digits, True when higher is better)
+COMPARED = [
+    ("TTFT p50 ms", lambda lv: _ms(lv["ttft_s"]["p50"]), 1, False),
+    ("TTFT p99 ms", lambda lv: _ms(lv["ttft_s"]["p99"]), 1, False),
+    ("ITL p50 ms", lambda lv: _ms(lv["itl_s"]["p50"]), 2, False),
+    ("ITL p99 ms", lambda lv: _ms(lv["itl_s"]["p99"]), 2, False),
+    ("TPOT p50 ms", lambda lv: _ms(lv["tpot_s"]["p50"]), 2, False),
+    ("E2E p50 s", lambda lv: lv["e2e_s"]["p50"], 3, False),
+    ("E2E p99 s", lambda lv: lv["e2e_s"]["p99"], 3, False),
+    ("tok/s/user p50", lambda lv: lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, True),
+    ("tok/s total", lambda lv: lv["throughput"]["output_tokens_per_s"], 1, True),
+    ("req/s", lambda lv: lv["throughput"]["requests_per_s"], 2, True),
+    ("errors", lambda lv: lv["requests"]["failed"], 0, False),
+]
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else x * 1000
+
+
+def compare(a: dict, b: dict) -> dict:
+    """B relative to A for every metric at every concurrency both reports measured."""
+    by_c = {lv["concurrency"]: lv for lv in b["levels"]}
+    rows = []
+    for la in a["levels"]:
+        lb = by_c.get(la["concurrency"])
+        if lb is None:
+            continue
+        for name, get, digits, higher_better in COMPARED:
+            va, vb = get(la), get(lb)
+            ratio = vb / va if va not in (None, 0) and vb is not None else None
+            rows.append({"concurrency": la["concurrency"], "metric": name, "a": va, "b": vb, "ratio": _round(ratio, 4),
+                         "verdict": _verdict(va, vb, higher_better), "digits": digits})
+    return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows,
+            "only_a": sorted({lv["concurrency"] for lv in a["levels"]} - set(by_c)),
+            "only_b": sorted(set(by_c) - {lv["concurrency"] for lv in a["levels"]})}
+
+
+def _verdict(a: float | None, b: float | None, higher_better: bool) -> str:
+    """'same' within 2%, else 'better' or 'worse' for B; '' when either side is missing."""
+    if a is None or b is None:
+        return ""
+    if a == b or (a and abs(b / a - 1) <= 0.02):
+        return "same"
+    return "better" if (b > a) == higher_better else "worse"
+
+
+def _name(report: dict, default: str) -> str:
+    return report.get("label") or report.get("_path") or default
+
+
+def render_compare(comparison: dict) -> str:
+    header = ["conc", "metric", "A", "B", "B/A", "B is"]
+    rows = [[str(r["concurrency"]), r["metric"], _num(r["a"], 1, r["digits"]), _num(r["b"], 1, r["digits"]),
+             "-" if r["ratio"] is None else f"x{r['ratio']:.3f}", r["verdict"]] for r in comparison["rows"]]
+    lines = [f"A = {comparison['a']}", f"B = {comparison['b']}", _table(header, rows, right={0, 2, 3, 4})]
+    for side in ("a", "b"):
+        if comparison[f"only_{side}"]:
+            lines.append(f"only in {side.upper()}: concurrency {', '.join(map(str, comparison[f'only_{side}']))} (not compared)")
+    if not comparison["rows"]:
+        lines.append("the two reports share no concurrency level: nothing to compare")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- plot
+
+
+def plot(reports: list[dict], path: str | Path) -> Path:
+    """One PNG: TTFT, ITL and E2E percentiles and throughput against concurrency, one colour per report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    panels = [(axes[0][0], "ttft_s", 1000, "time to first token (ms)"),
+              (axes[0][1], "itl_s", 1000, "inter-token latency (ms)"),
+              (axes[1][0], "e2e_s", 1, "end-to-end latency (s)")]
+    styles = {50: "-", 90: "--", 99: ":"}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ticks: set[int] = set()
+    for i, report in enumerate(reports):
+        colour = colours[i % len(colours)]
+        name = _name(report, f"run {i + 1}")
+        levels = sorted(report["levels"], key=lambda lv: lv["concurrency"])
+        xs = [lv["concurrency"] for lv in levels]
+        ticks.update(xs)
+        for ax, key, scale, _title in panels:
+            for q, style in styles.items():
+                ys = [None if lv[key][f"p{q}"] is None else lv[key][f"p{q}"] * scale for lv in levels]
+                ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o", color=colour, label=f"{name} p{q}")
+        ax = axes[1][1]
+        ax.plot(xs, [lv["throughput"]["output_tokens_per_s"] for lv in levels], "-", marker="o", color=colour,
+                label=f"{name} total")
+        ax.plot(xs, [lv["throughput"]["output_tokens_per_s_per_user"]["p50"] or math.nan for lv in levels], "--",
+                marker="s", color=colour, label=f"{name} per user p50")
+    for ax, _key, _scale, title in panels:
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)  # from zero, so the distance between lines reads as a proportion
+    axes[1][1].set_title("output tokens/s")
+    axes[1][1].set_yscale("log")
+    for ax in axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(ticks))
+        ax.set_xticklabels([str(t) for t in sorted(ticks)])
+        ax.set_xlabel("concurrent streams")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(" vs ".join(describe(r) if len(reports) == 1 else _name(r, f"run {i + 1}") for i, r in enumerate(reports)),
+                 fontsize="medium")
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,415 @@
+"""The promotion gate: measure a release with its recipe's fixed workload, and decide whether it may go on.
+
+`invoke promote` measures the release being promoted on the source environment's
+endpoint (`measure`: the recipe's `GateWorkload` through `infra.perf.bench`, at 1 and
+the target concurrency, cold-start wait apart), then `evaluate` holds the
+measurement to the target environment's objectives (infra/control/objectives.py) and to
+its regression budget against the release the target runs now. The verdict of a
+row, worst first:
+
+- `miss objective`: the measured value is beyond its limit, or there is none
+  (the level was not measured, or no request succeeded);
+- `beyond regression budget`: within the limit, but more than the budget worse
+  than the baseline (latency higher, throughput lower). Not for `error_rate`,
+  whose limit is absolute;
+- `no baseline`: within the limit, with nothing to compare with (a first gated
+  promotion, a baseline measured with another workload): passes, and says so;
+- `pass`.
+
+Errors count: failed requests are left out of bench's latencies, so a release that
+fails its slow requests would look fast; every measured level therefore carries an
+`error_rate` objective, `≤ 0%` unless the settings give one for that level.
+
+The baseline is the target's current release measured the way the candidate is:
+by its own gate, on the source environment, with the same workload. Only where
+that is missing does its measurement on the target itself serve (marked so): a
+live target carries user traffic, so its figures are not like for like.
+
+`--skip-gate --reason "..."` promotes without measuring; `skip_override` is the
+record of who skipped it, from where and why, kept in the manifest's `gate`.
+
+`check` is what a promotion calls: measure, evaluate, print the table, add it to
+the GitHub job summary, and return the record; `stages/promote.py` decides what
+to do with the verdict, and finds the endpoint and its credentials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.perf import bench, ledger, smoketest
+from infra.runtime import lifecycle
+from infra.control import objectives
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import ConfigError
+from infra.control.objectives import Target
+from infra.runtime.recipes.base import GateWorkload
+from infra.control.secrets import scrub
+
+PASS, MISS, REGRESSED, NO_BASELINE = "pass", "miss objective", "beyond regression budget", "no baseline"
+FAILING = (MISS, REGRESSED)
+PASSED, REFUSED, SKIPPED = "passed", "refused", "skipped"
+MAX_REASON = 500  # characters of a --reason kept in the manifest
+
+
+# ---------------------------------------------------------------- the workload
+
+
+def bench_inputs(
+    workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
+    cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE,
+) -> tuple[bench.Workload, bench.Plan]:
+    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any level an objective names."""
+    concurrency = objectives.levels(tuple(targets), target_concurrency)
+    w = bench.Workload(
+        prompt_tokens=workload.prompt_tokens,
+        max_tokens=workload.max_tokens,
+        model=model,
+        ignore_eos=True,
+        temperature=workload.temperature,
+        image=lifecycle.warmup_image_data_url() if workload.with_image else None,
+    )
+    plan = bench.Plan(
+        concurrency=concurrency,
+        # Every level gets at least `requests` (stable p90) and at least REQUESTS_PER_STREAM per stream.
+        requests=max(workload.requests, bench.REQUESTS_PER_STREAM * max(concurrency)),
+        warmup=workload.warmup_rounds,
+        timeout=workload.timeout,
+        cold_start_deadline=cold_start_deadline,
+    )
+    return w, plan
+
+
+def measure(
+    url: str, workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
+    cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE, label: str | None = None,
+    target: dict | None = None, headers: dict[str, str] | None = None, say=None,
+) -> dict:
+    """Run the gate workload against `url`; the compact report (what the manifest keeps)."""
+    w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, targets=targets,
+                           cold_start_deadline=cold_start_deadline)
+    return ledger.compact(bench.run(url, w, plan, label=label, target=target, headers=headers, say=say))
+
+
+# ---------------------------------------------------------------- the verdict
+
+
+@dataclass(frozen=True)
+class Row:
+    target: Target
+    measured: float | None
+    baseline: float | None
+    change: float | None  # measured / baseline - 1 (budgeted metrics only)
+    verdict: str
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        spec = self.target.spec
+        change = "-" if self.change is None else f"{self.change * 100:+.1f}%"
+        return [self.target.metric + (" (implicit)" if self.target.implicit else ""), self.target.level_label,
+                self.target.limit_text(), spec.format(self.measured), spec.format(self.baseline), change,
+                self.verdict + (f" ({self.note})" if self.note else "")]
+
+    def to_dict(self) -> dict:
+        t = self.target
+        return {"metric": t.metric, "level": t.written_level, "concurrency": t.concurrency, "limit": t.limit,
+                "direction": t.spec.limit_key, "unit": t.spec.unit, "implicit": t.implicit, "measured": self.measured,
+                "baseline": self.baseline, "change": None if self.change is None else round(self.change, 4),
+                "verdict": self.verdict, "note": self.note}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rows: tuple[Row, ...]
+    regression_budget: float
+    measured_label: str
+    baseline_label: str | None  # None: no baseline was available
+    reasons: tuple[str, ...] = ()  # why it is refused, one per failing row
+    notes: tuple[str, ...] = field(default=())  # what a reader should know that did not decide the verdict
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    @property
+    def verdict(self) -> str:
+        return PASSED if self.passed else REFUSED
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "regression_budget": self.regression_budget, "measured": self.measured_label,
+                "baseline": self.baseline_label, "rows": [r.to_dict() for r in self.rows], "reasons": list(self.reasons),
+                "notes": list(self.notes)}
+
+
+def _comparable(workload: dict) -> dict:
+    return {k: v for k, v in (workload or {}).items() if k != "model"}  # a fine-tune swap is still the same workload
+
+
+def evaluate(
+    targets: Sequence[Target], measurement: dict, baseline: dict | None = None, *, regression_budget: float,
+    measured_label: str | None = None, baseline_label: str | None = None,
+) -> Evaluation:
+    """Hold a bench report to the objectives and, where a baseline report is given, to the regression budget."""
+    notes: list[str] = []
+    if baseline is not None:
+        was, now = _comparable(baseline.get("workload")), _comparable(measurement.get("workload"))
+        if was != now:
+            diff = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k))
+            notes.append(f"baseline{' ' + baseline_label if baseline_label else ''} was measured with another workload "
+                         f"({diff}): not compared, objectives only")
+            baseline = None
+    measured_levels = {lv["concurrency"]: lv for lv in measurement["levels"]}
+    baseline_levels = {lv["concurrency"]: lv for lv in baseline["levels"]} if baseline else {}
+
+    checks = list(targets)
+    explicit = {t.concurrency for t in checks if t.metric == "error_rate"}
+    checks += [Target("error_rate", c, 0.0, c, implicit=True) for c in sorted(measured_levels) if c not in explicit]
+
+    rows, reasons = [], []
+    for t in checks:
+        spec = t.spec
+        level = measured_levels.get(t.concurrency)
+        value = spec.read(level) if level else None
+        base_level = baseline_levels.get(t.concurrency)
+        base = spec.read(base_level) if base_level else None
+        change = value / base - 1 if spec.budgeted and value is not None and base else None
+        where = f"{t.metric} at concurrency {t.concurrency}"
+        if level is None:
+            verdict, note = MISS, "level not measured"
+            reasons.append(f"{where}: not measured (the measurement has levels {', '.join(map(str, sorted(measured_levels)))})")
+        elif value is None:
+            verdict, note = MISS, "no successful request"
+            reasons.append(f"{where}: nothing to measure, every request failed ({_errors(level)})")
+        elif not t.met_by(value):
+            verdict, note = MISS, ""
+            reasons.append(f"{where}: {spec.format(value)} misses the objective {t.limit_text()}"
+                           + (f" ({_errors(level)})" if t.metric == "error_rate" else ""))
+        elif change is not None and _worse_beyond(change, spec.higher_is_better, regression_budget):
+            verdict, note = REGRESSED, ""
+            reasons.append(f"{where}: {spec.format(value)} is {abs(change) * 100:.1f}% "
+                           f"{'lower' if spec.higher_is_better else 'higher'} than the baseline's {spec.format(base)} "
+                           f"(regression budget {regression_budget * 100:g}%)")
+        elif spec.budgeted and base is None:
+            verdict, note = NO_BASELINE, ""
+        else:
+            verdict, note = PASS, ""
+        rows.append(Row(t, value, base, change, verdict, note))
+
+    if baseline is None and not notes:
+        notes.append("no baseline: the target's current release has no measurement of this workload; "
+                     "objectives only, the regression budget was not applied")
+    for c, lv in sorted(measured_levels.items()):
+        if lv.get("client", {}).get("busy"):
+            notes.append(f"concurrency {c}: the measuring client was busy; its latencies may be inflated")
+    cold = measurement.get("cold_start") or {}
+    if cold.get("errors"):
+        notes.append(f"waited {cold.get('waited_s', 0):g} s for the endpoint before measuring (cold start; not counted)")
+    return Evaluation(tuple(rows), regression_budget, measured_label or ledger.measured_where(measurement),
+                      baseline_label if baseline is not None else None, tuple(reasons), tuple(notes))
+
+
+def _worse_beyond(change: float, higher_is_better: bool, budget: float) -> bool:
+    # A tiny epsilon keeps "exactly the budget" inside it despite float rounding.
+    return (-change if higher_is_better else change) > budget + 1e-9
+
+
+def _errors(level: dict) -> str:
+    rq = level["requests"]
+    kinds = ", ".join(f"{k} {v}" for k, v in level.get("errors", {}).items())
+    return f"{rq['failed']} of {rq['sent']} failed" + (f": {kinds}" if kinds else "")
+
+
+def baseline_from(release: Any) -> tuple[dict, str] | None:
+    """The baseline a candidate is compared with: the target's current release's gate measurement, else its own."""
+    if release is None:
+        return None
+    rid, version = ledger.release_field(release, "release_id"), ledger.release_field(release, "version")
+    name = f"{rid} (v{version})" if version else str(rid)
+    gate = ledger.release_field(release, "gate") or {}
+    if gate.get("measurement"):
+        return gate["measurement"], f"{name}, measured by its own gate on {ledger.measured_where(gate['measurement'])}"
+    own = ledger.release_field(release, "measurement")
+    if own:
+        return own, f"{name}, measured on {ledger.measured_where(own)} while serving (not like for like)"
+    return None
+
+
+# ---------------------------------------------------------------- rendering
+
+
+HEADER = ["objective", "level", "limit", "measured", "baseline", "change", "verdict"]
+
+
+def _summary_line(ev: Evaluation) -> str:
+    baseline = ev.baseline_label or "none"
+    return (f"measured: {ev.measured_label}; baseline: {baseline}; "
+            f"regression budget {ev.regression_budget * 100:g}%")
+
+
+def render_text(ev: Evaluation, title: str | None = None) -> str:
+    """The table `invoke promote` prints, then why it was refused and what else to know."""
+    head = f"gate {ev.verdict.upper()}" + (f": {title}" if title else "")
+    lines = [head, _summary_line(ev), bench._table(HEADER, [r.cells() for r in ev.rows], right={2, 3, 4, 5})]
+    lines += [f"refused: {r}" for r in ev.reasons]
+    lines += [f"note: {n}" for n in ev.notes]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(ev: Evaluation, title: str | None = None) -> str:
+    """GitHub-flavoured Markdown for a job summary ($GITHUB_STEP_SUMMARY)."""
+    icon = {PASS: "✅", NO_BASELINE: "➖", MISS: "❌", REGRESSED: "❌"}
+    head = f"### {'✅' if ev.passed else '❌'} Promotion gate {ev.verdict}" + (f": {_md(title)}" if title else "")
+    lines = [head, "", _md(_summary_line(ev)), "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in ev.rows:
+        cells = [_md(c) for c in r.cells()]
+        cells[0] = f"`{cells[0]}`" if not r.target.implicit else f"`{r.target.metric}` (implicit)"
+        cells[-1] = f"{icon[r.verdict]} {cells[-1]}"
+        lines.append("| " + " | ".join(cells) + " |")
+    if ev.reasons:
+        lines += ["", "**Refused:**", *(f"- {_md(r)}" for r in ev.reasons)]
+    if ev.notes:
+        lines += ["", *(f"> {_md(n)}  " for n in ev.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def write_job_summary(markdown: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Append to the GitHub Actions job summary when running in Actions; None elsewhere."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return None
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(scrub(markdown) + "\n")
+    return Path(path)
+
+
+# ---------------------------------------------------------------- --skip-gate
+
+
+@dataclass(frozen=True)
+class Override:
+    """Who skipped the gate, from where, when and why: recorded in the promoted release's manifest."""
+
+    reason: str
+    by: str  # user@host of the process that promoted
+    at: float  # epoch seconds, like Release.deployed_at
+    github_actor: str | None = None
+    github_workflow: str | None = None
+    github_run_id: str | None = None
+    github_run_url: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Override:
+        """From a manifest's `gate.override` (for `invoke status`: `Override.from_dict(...).line()`)."""
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+    def line(self) -> str:
+        ci = ""
+        if self.github_actor or self.github_run_url:
+            parts = [p for p in (f"GitHub actor {self.github_actor}" if self.github_actor else "",
+                                 self.github_workflow and f"workflow {self.github_workflow!r}",
+                                 self.github_run_url or (self.github_run_id and f"run {self.github_run_id}")) if p]
+            ci = f" ({', '.join(parts)})"
+        return (f"gate skipped by {self.by}{ci} at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.at))}Z: "
+                f"{self.reason}")
+
+
+def skip_override(reason: object, *, environ: Mapping[str, str] | None = None, now: float | None = None) -> Override:
+    """The record of `--skip-gate --reason "..."`; a missing or empty reason is refused before anything happens."""
+    if reason is None or reason is True:
+        raise ConfigError('--skip-gate needs --reason "<why>": the reason is recorded in the release manifest with who skipped the gate')
+    if not isinstance(reason, str) or not " ".join(reason.split()):
+        raise ConfigError(f'--reason must say why the gate is skipped (recorded in the release manifest); got {reason!r}')
+    text = scrub(" ".join(reason.split()))
+    if len(text) > MAX_REASON:
+        raise ConfigError(f"--reason is {len(text)} characters; allowed: up to {MAX_REASON} (link to an issue for more)")
+    environ = os.environ if environ is None else environ
+    run_id = environ.get("GITHUB_RUN_ID") or None
+    repo = environ.get("GITHUB_REPOSITORY")
+    url = None
+    if run_id and repo:
+        url = f"{environ.get('GITHUB_SERVER_URL') or 'https://github.com'}/{repo}/actions/runs/{run_id}"
+        if environ.get("GITHUB_RUN_ATTEMPT") not in (None, "", "1"):
+            url += f"/attempts/{environ['GITHUB_RUN_ATTEMPT']}"
+    return Override(
+        reason=text,
+        by=f"{_local_user()}@{socket.gethostname()}",
+        at=time.time() if now is None else now,
+        github_actor=environ.get("GITHUB_ACTOR") or None,
+        github_workflow=environ.get("GITHUB_WORKFLOW") or None,
+        github_run_id=run_id,
+        github_run_url=url,
+    )
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry and no USER in some CI containers
+        return "unknown"
+
+
+# ---------------------------------------------------------------- the manifest record
+
+
+def record(*, evaluation: Evaluation | None = None, measurement: dict | None = None,
+           override: Override | None = None) -> dict:
+    """The promoted release's `gate` field: the verdict, the (compact) measurement, the table as data, or the override."""
+    if override is not None:
+        return {"verdict": SKIPPED, "override": override.to_dict(),
+                "measurement": ledger.compact(measurement) if measurement else None,
+                "evaluation": evaluation.to_dict() if evaluation else None}
+    if evaluation is None or measurement is None:
+        raise ValueError("a gate record needs an evaluation and its measurement, or an override")
+    return {"verdict": evaluation.verdict, "override": None, "measurement": ledger.compact(measurement),
+            "evaluation": evaluation.to_dict()}
+
+
+# ---------------------------------------------------------------- one promotion
+
+
+def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: dict, targets: Sequence[Target] = (),
+                    say=None) -> dict:
+    """The recipe's gate workload against `url`, an endpoint serving `d`'s recipe (cold-start wait: a full start)."""
+    r = d.recipe
+    return measure(url, r.gate_workload, model=r.model, target_concurrency=r.target_concurrency, targets=targets,
+                   cold_start_deadline=float(smoketest.deadline_for(d)), label=where.get("release_id"), target=where,
+                   headers=headers, say=say)
+
+
+def check(settings: objectives.Gate, d: Deployment, url: str, current: Any, *, headers: dict[str, str], where: dict,
+          title: str, say, environ: Mapping[str, str] | None = None) -> tuple[Evaluation, dict]:
+    """A promotion's gate: measure the candidate at `url` (the source environment's endpoint, with `headers`, the
+    credentials that belong there), hold it to the objectives and to the regression budget against `current` (the
+    target's current release, or None), print the table, add it to the job summary; the evaluation and the record."""
+    targets = objectives.resolve(settings, d.recipe.target_concurrency)
+    measurement = measure_release(d, url, headers=headers, where=where, targets=targets, say=say)
+    found = baseline_from(current)
+    ev = evaluate(targets, measurement, found[0] if found else None, regression_budget=settings.regression_budget,
+                  measured_label=f"{where.get('release_id')} on {ledger.measured_where(measurement)}",
+                  baseline_label=found[1] if found else None)
+    say(render_text(ev, title))
+    write_job_summary(render_markdown(ev, title), environ)
+    return ev, record(evaluation=ev, measurement=measurement)
+
+
+def skip(override: Override, title: str, *, say, environ: Mapping[str, str] | None = None) -> dict:
+    """`--skip-gate`: say who skipped it and why, add that to the job summary; the record."""
+    say(f"{title}: {override.line()}")
+    write_job_summary(f"### ⚠️ Promotion gate skipped: {_md(title)}\n\n{_md(override.line())}\n", environ)
+    return record(override=override)

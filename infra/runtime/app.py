@@ -1,0 +1,113 @@
+"""The Modal app: one recipe's SGLang server in one environment.
+
+Deploy it with `invoke deploy --env ENV --recipe R`, or with Modal's own CLI:
+
+    INFRA_ENV=prod INFRA_RECIPE=qwen3-8b-low-latency modal deploy -m infra.runtime.app --env prod
+
+Modal imports this module twice: on the deploying machine, and again inside every
+container, without the repository and with the container's own environment. Both
+imports read the same `Deployment` (infra/runtime/current.py) and pass the same options,
+computed by infra/runtime/spec.py (which `plan` prints), so the definition Modal finds in
+the container is the one that was deployed, by construction (tests/test_app.py
+simulates that import).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+import modal
+
+from infra.runtime import compile_cache, current, kernels, lifecycle, modal_objects, schedule, sglang_args, spec, weights
+from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+
+IMPORTED_AT = time.monotonic()  # the container's start, near enough: startup_timeout runs from about here
+ENTER_SAFETY_SECONDS = 10  # kept from startup_timeout for failing loudly before Modal kills us
+
+deployment = current.deployment()
+current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
+recipe = deployment.recipe
+
+app = modal.App(**spec.modal_spec(deployment)["app"])
+
+BASE_URL = f"http://127.0.0.1:{deployment.server.port}"
+
+
+def _readiness() -> lifecycle.Readiness:
+    return lifecycle.Readiness(
+        timeout=recipe.readiness_timeout,
+        poll_interval=recipe.health_poll_interval,
+        warmup=recipe.warmup,
+        model=recipe.model,
+        # startup_timeout bounds the whole @modal.enter: the first warm-up request (which may
+        # compile) gets what is left of it.
+        startup_budget=recipe.startup_timeout - ENTER_SAFETY_SECONDS - (time.monotonic() - IMPORTED_AT),
+    )
+
+
+def _restore_compile_cache() -> None:
+    """This key's compiled caches, from the read-only Volume to local disk at the fixed path."""
+    result = compile_cache.restore(KERNELS_PATH, kernels.kernel_fingerprint(deployment), compile_cache.LOCAL_ROOT)
+    if result["restored"]:
+        print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
+              f"restored in {result['seconds']:.1f} s", flush=True)
+    else:
+        print(f"compile cache {result['fingerprint']}: {result['reason']}; SGLang compiles as it starts "
+              f"(run `invoke compile --env {deployment.env} --recipe {recipe.name}`)", flush=True)
+
+
+@app.server(**modal_objects.options(spec.server(deployment)))
+class SGLangServer:
+    """Starts SGLang in @modal.enter; Modal routes traffic only once it is healthy and warm."""
+
+    if deployment.gpu_snapshot:
+
+        @modal.enter(snap=True)
+        def start_for_snapshot(self):
+            """Boot, warm up, then hand GPU memory back so Modal snapshots a ready server."""
+            weights.require_downloaded(HF_CACHE_PATH, deployment)
+            _restore_compile_cache()
+            self.server = lifecycle.start_for_snapshot(sglang_args.launch_command(deployment), BASE_URL, _readiness())
+
+        @modal.enter(snap=False)
+        def restore(self):
+            """After a restore: take the GPU memory back and prove it with one short generation."""
+            lifecycle.restore_from_snapshot(BASE_URL, _readiness())
+
+    else:
+
+        @modal.enter()
+        def start(self):
+            weights.require_downloaded(HF_CACHE_PATH, deployment)
+            _restore_compile_cache()
+            self.server = lifecycle.start_and_warm(sglang_args.launch_command(deployment), BASE_URL, _readiness())
+
+    @modal.exit()
+    def stop(self):
+        """Let in-flight requests finish within the grace Modal gives (exit_grace_period), then stop everything."""
+        if server := getattr(self, "server", None):
+            server.stop(lifecycle.drain_budget(recipe.exit_grace_period))
+
+
+def apply_floor() -> dict:
+    """Set the warm floor the schedule says holds now (infra/runtime/schedule.py), and log what and why."""
+    server = modal.Server.from_name(deployment.modal.app_name, spec.SERVER_NAME, environment_name=deployment.modal.environment)
+    floor = schedule.apply(datetime.now(UTC), deployment.scaling.schedule, deployment.scaling, server.autoscaler.update,
+                           target=f"{deployment.modal.app_name}/{spec.SERVER_NAME}")
+    return floor.autoscaler_settings()
+
+
+def _trigger(name: str):
+    """A module-level function of its own per cron trigger: Modal finds a Function in the container by its name."""
+
+    def trigger() -> dict:
+        return apply_floor()
+
+    trigger.__name__ = trigger.__qualname__ = name
+    return trigger
+
+
+for _name, _options in spec.scheduler(deployment).items():
+    globals()[_name] = app.function(**modal_objects.options(_options))(_trigger(_name))

@@ -1,0 +1,246 @@
+"""Every just-in-time cache SGLang's stack compiles into, kept under one keyed root on the kernel Volume.
+
+A new Modal container is a fresh machine: whatever SGLang compiled in the last one is
+gone unless it lives on a Volume. Measured with real SGLang 0.5.11 on an H100 (tiny
+model): a first start took ~160 s, ~70 s of it Triton JIT during CUDA-graph capture, and
+the first EAGLE-3 request then compiled for ~100 s more. This module names every cache,
+the variable that moves it, and how a container gets them without ever writing to the
+shared copy. Standard library only: it runs in the server and compile containers.
+
+Which variable moves which cache (read in the sources of the versions the recipes run:
+SGLang 0.5.6.post2 and 0.5.10.post1 wheels, 0.5.11 on the GPU machine; torch 2.9.1 / 2.11,
+triton 3.5.1 / 3.6.0, flashinfer-python 0.5.3 / 0.6.7.post3 / 0.6.8.post1,
+apache-tvm-ffi 0.1.15.post2; each entry of CACHES cites its file):
+
+- DeepGEMM (FP8 GEMMs on Hopper): `SGLANG_DG_CACHE_DIR`; SGLang copies it into
+  DeepGEMM's own `DG_JIT_CACHE_DIR` at import, so only SGLang's variable counts.
+- Triton: `TRITON_CACHE_DIR` (default `$TRITON_HOME/.triton/cache`, i.e. ~/.triton/cache).
+- TorchInductor, with its FX-graph and AOT-autograd caches (`fxgraph/`, `aotautograd/`
+  inside it): `TORCHINDUCTOR_CACHE_DIR` (default /tmp/torchinductor_<user>). Inductor's
+  Triton kernels follow `TRITON_CACHE_DIR` when it is set.
+- SGLang's own root, `SGLANG_CACHE_DIR` (default ~/.cache/sglang): from 0.5.10 the
+  piecewise CUDA graphs are on by default and compiled with torch.compile, and SGLang's
+  compile backend then *overwrites* TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR in its
+  scheduler process with `$SGLANG_CACHE_DIR/torch_compile_cache/<hash>/rank_<r>_<d>/<model>/
+  {inductor_cache,triton_cache}`. Without this variable the other two would not suffice.
+- FlashInfer's JIT: `FLASHINFER_WORKSPACE_BASE` names a base; FlashInfer compiles into
+  `$FLASHINFER_WORKSPACE_BASE/.cache/flashinfer/<version>/<arch>/cached_ops`.
+- sgl-kernel's JIT kernels (`sglang.jit_kernel`, built with tvm-ffi): `TVM_FFI_CACHE_DIR`
+  (default ~/.cache/tvm-ffi).
+- CUDA's PTX-to-SASS compute cache (the driver JIT-compiles PTX that ships without SASS
+  for this GPU): `CUDA_CACHE_PATH` (default ~/.nv/ComputeCache), capped by
+  `CUDA_CACHE_MAXSIZE` (256 MiB default, 4 GiB at most; we ask for the most).
+
+Setting a variable a version never reads costs nothing, so every container gets all of
+them; `applicable(version)` says which matter for a given SGLang version and why.
+
+The key. A cache is valid only for what it was compiled for: the SGLang image (SGLang,
+torch, Triton, FlashInfer and CUDA versions), the GPU type, the tensor-parallel degree,
+the exact server arguments (shapes, CUDA-graph batch sizes, speculative settings) and the
+model and draft revisions. `cache_key` takes those as plain values; its fingerprint names
+the folder, so nothing compiled for another key is ever read.
+
+Layout on the kernel Volume (mounted at VOLUME_PATH):
+
+    compile-cache/<fingerprint>/        one complete tree per key, published whole, never modified
+        key.json                        the key it was compiled for (written last, before publishing)
+        deep_gemm/ triton/ inductor/ sglang/ flashinfer/ tvm-ffi/ cuda/
+    .infra-complete/<recipe>-<fingerprint>.json   the compile job's marker (infra/runtime/kernels.py)
+
+How a server uses it without corrupting it. Many containers start at once, so servers
+mount the Volume read-only (Modal enforces it) and only the compile job writes, to a
+temporary folder renamed into place, committed before its marker is written. A server
+copies its key's tree to local disk at LOCAL_ROOT and points every variable there. The
+alternative, JIT caches read straight from a read-only mount with writes going to a local
+overlay, is not available: Triton, Inductor, FlashInfer and tvm-ffi all write next to what
+they read (lock files, temporary files renamed into place), an overlay filesystem needs
+privileges a Modal container does not have, and a farm of symlinks would still have to
+walk the whole tree. The copy costs one read of the tree at start (measured by
+benchmarks/cold_start_gpu.py, which reports bytes and seconds), and buys the one property
+that matters: these caches are path-sensitive (generated Python modules and Inductor's
+FX-graph entries record absolute paths; a restore at another path cost 124 s instead of
+74 s on the H100), so LOCAL_ROOT is the same fixed absolute path in the compile job and
+in every server. The local copy is the container's own: whatever SGLang still compiles
+there (a batch shape the warm-up missed) is lost with the container, never shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+VOLUME_PATH = "/root/.cache/compile-cache-volume"  # the kernel Volume's mount: read-only in servers
+LOCAL_ROOT = "/root/.cache/sglang-compile"  # local disk, the same absolute path in every container
+PUBLISHED = "compile-cache"  # folder of published trees on the Volume
+KEY_FILE = "key.json"
+CUDA_CACHE_MAXSIZE = str(4 * 1024**3)  # the CUDA driver's maximum; its default (256 MiB) evicts
+
+
+@dataclass(frozen=True)
+class Cache:
+    name: str
+    variable: str
+    folder: str  # under the root
+    since: str  # first SGLang version (of those we run) whose stack compiles into it at serve time
+    source: str  # where the variable is read
+    why: str
+
+
+CACHES: tuple[Cache, ...] = (
+    Cache("deep_gemm", "SGLANG_DG_CACHE_DIR", "deep_gemm", "0.5.6.post2",
+          "sglang/srt/layers/deep_gemm_wrapper/compile_utils.py (sets DG_JIT_CACHE_DIR from it)",
+          "FP8 GEMM kernels for the model's shapes; tens of minutes cold for an 8B FP8 model"),
+    Cache("triton", "TRITON_CACHE_DIR", "triton", "0.5.6.post2",
+          "triton/knobs.py (cache.dir; default $TRITON_HOME/.triton/cache)",
+          "Triton kernels: attention and sampling kernels, speculative-decoding kernels, compiled during "
+          "CUDA-graph capture and on the first speculative request"),
+    Cache("inductor", "TORCHINDUCTOR_CACHE_DIR", "inductor", "0.5.6.post2",
+          "torch/_inductor/runtime/cache_dir_utils.py (FX-graph and AOT-autograd caches inside)",
+          "torch.compile output of the functions SGLang compiles"),
+    Cache("sglang", "SGLANG_CACHE_DIR", "sglang", "0.5.10.post1",
+          "sglang/srt/compilation/backend.py (torch_compile_cache/; redirects Inductor and Triton there)",
+          "piecewise CUDA graphs, on by default from 0.5.10 for text models, are torch.compile'd into it"),
+    Cache("flashinfer", "FLASHINFER_WORKSPACE_BASE", "flashinfer", "0.5.6.post2",
+          "flashinfer/jit/env.py (compiles into $FLASHINFER_WORKSPACE_BASE/.cache/flashinfer)",
+          "FlashInfer attention, sampling and MoE kernels that ship as sources, not cubins"),
+    Cache("tvm-ffi", "TVM_FFI_CACHE_DIR", "tvm-ffi", "0.5.6.post2",
+          "tvm_ffi/cpp/extension.py (default ~/.cache/tvm-ffi); used by sglang/jit_kernel/utils.py",
+          "sgl-kernel's just-in-time CUDA kernels (sglang.jit_kernel)"),
+    Cache("cuda", "CUDA_CACHE_PATH", "cuda", "0.5.6.post2",
+          "CUDA Programming Guide, 'CUDA Environment Variables' (default ~/.nv/ComputeCache)",
+          "the driver's SASS for PTX-only kernels (Triton emits PTX and cubins; libraries ship PTX)"),
+)
+
+
+def _version_tuple(version: str) -> tuple:
+    parts: list = []
+    for piece in version.replace(".post", ".").split("."):
+        parts.append(int(piece) if piece.isdigit() else 0)
+    return tuple(parts)
+
+
+def applicable(sglang_version: str) -> list[Cache]:
+    """The caches this SGLang version's stack compiles into while serving."""
+    return [c for c in CACHES if _version_tuple(sglang_version) >= _version_tuple(c.since)]
+
+
+def environment(root: str | Path = LOCAL_ROOT) -> dict[str, str]:
+    """Every cache variable, pointing under `root`: what the server and compile containers set."""
+    root = str(root)
+    env = {c.variable: os.path.join(root, c.folder) for c in CACHES}
+    env["CUDA_CACHE_MAXSIZE"] = CUDA_CACHE_MAXSIZE
+    return env
+
+
+# ---------------------------------------------------------------------------- the key
+
+
+def cache_key(
+    *,
+    sglang_image: str,
+    gpu_type: str,
+    tp_size: int,
+    server_args: list[str],
+    model: str,
+    model_revision: str,
+    draft_model: str | None,
+    draft_revision: str | None,
+) -> dict:
+    """Everything that decides what was compiled: compiled code is valid for this and nothing else."""
+    return {
+        "sglang_image": sglang_image,
+        "model": model,
+        "model_revision": model_revision,
+        "draft_model": draft_model,
+        "draft_revision": draft_revision,
+        "tp_size": tp_size,
+        "gpu_type": gpu_type,
+        "server_args": list(server_args),
+    }
+
+
+def fingerprint(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def published_dir(volume_root: str | Path, fp: str) -> Path:
+    return Path(volume_root) / PUBLISHED / fp
+
+
+# ---------------------------------------------------------------------------- moving trees
+
+
+def tree_stats(root: str | Path) -> dict:
+    """Files and bytes per cache folder (and in all): what a report shows."""
+    root = Path(root)
+    out: dict = {}
+    total_files = total_bytes = 0
+    for c in CACHES:
+        files = [p for p in (root / c.folder).rglob("*") if p.is_file()] if (root / c.folder).is_dir() else []
+        size = sum(p.stat().st_size for p in files)
+        out[c.name] = {"files": len(files), "bytes": size}
+        total_files += len(files)
+        total_bytes += size
+    out["total"] = {"files": total_files, "bytes": total_bytes}
+    return out
+
+
+def prepare(local_root: str | Path) -> None:
+    """An empty local root with every cache folder in it (what a start without a published tree gets)."""
+    local_root = Path(local_root)
+    if local_root.exists():
+        shutil.rmtree(local_root)
+    for c in CACHES:
+        (local_root / c.folder).mkdir(parents=True, exist_ok=True)
+
+
+def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROOT) -> dict:
+    """Copy the published tree of this key to local disk at `local_root`; never writes to the Volume.
+
+    A tree is used only when its key.json is there (it is written last) and names this
+    fingerprint. Without one the local root starts empty and SGLang compiles as usual."""
+    started = time.monotonic()
+    source = published_dir(volume_root, fp)
+    prepare(local_root)
+    try:
+        recorded = json.loads((source / KEY_FILE).read_text())
+    except (OSError, ValueError):
+        return {"restored": False, "fingerprint": fp, "reason": f"no published compile cache at {source}",
+                "seconds": round(time.monotonic() - started, 3)}
+    if recorded.get("fingerprint") != fp:
+        return {"restored": False, "fingerprint": fp, "reason": f"{source / KEY_FILE} names {recorded.get('fingerprint')!r}",
+                "seconds": round(time.monotonic() - started, 3)}
+    shutil.copytree(source, local_root, symlinks=True, dirs_exist_ok=True)
+    (Path(local_root) / KEY_FILE).unlink(missing_ok=True)
+    stats = tree_stats(local_root)
+    return {"restored": True, "fingerprint": fp, "seconds": round(time.monotonic() - started, 3),
+            "files": stats["total"]["files"], "bytes": stats["total"]["bytes"]}
+
+
+def publish(local_root: str | Path, volume_root: str | Path, key: dict) -> dict:
+    """Put the compiled tree on the Volume under its key, whole or not at all (the compile job only).
+
+    Copied into a temporary folder, key.json written last, then renamed into place: a
+    reader sees a complete tree or none. A tree already published for this key (another
+    compile job won a race) is kept and ours discarded: both were compiled for the same key."""
+    started = time.monotonic()
+    fp = fingerprint(key)
+    final = published_dir(volume_root, fp)
+    staging = final.parent / f".incoming-{fp}-{uuid.uuid4().hex[:8]}"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(local_root, staging, symlinks=True)
+    stats = tree_stats(staging)
+    (staging / KEY_FILE).write_text(json.dumps({"fingerprint": fp, "key": key, "caches": stats}, indent=1))
+    if final.exists():
+        shutil.rmtree(staging)
+        kept = True
+    else:
+        os.rename(staging, final)
+        kept = False
+    return {"published": str(final), "already_there": kept, "caches": stats, "seconds": round(time.monotonic() - started, 3)}

@@ -1,0 +1,205 @@
+"""The compile job: every JIT cache of the recipe's SGLang stack, compiled ahead of time, published keyed.
+
+SGLang compiles on first use: DeepGEMM's FP8 GEMMs (tens of minutes cold for an 8B FP8
+model), Triton kernels during CUDA-graph capture (~70 s on an H100), torch.compile'd
+piecewise CUDA graphs, FlashInfer and sgl-kernel JIT modules, and with EAGLE-3 the first
+speculative decode (~100 s). A server container that finds none of it pays all of it
+before it may take traffic. This job pays it once per key (infra/runtime/compile_cache.py):
+
+1. `sglang.compile_deep_gemm` with the server's own argument list (infra/runtime/sglang_args.py),
+   its exit code checked (the reference documents did not), bounded in time;
+2. the real server, launched with exactly the deployment's launch arguments through the
+   lifecycle (infra/runtime/lifecycle.py), waited for until healthy, warmed up with the recipe's
+   requests (speculative decoding runs for every generated token; the VLM's carry the
+   image) and a concurrent burst (batched prefill and decode), then stopped;
+3. the local cache root published on the kernel Volume under the key's fingerprint,
+   committed, and only then a marker that records the key. A matching marker skips it all.
+
+Everything compiles into compile_cache.LOCAL_ROOT, the same absolute path servers restore
+to, because the caches are path-sensitive. No `modal` import: tests run `compile_kernels`
+for real against the stand-in `sglang` package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.runtime import compile_cache, lifecycle, sglang_args
+from infra.runtime.deployment import Deployment
+from infra.runtime.files import MARKERS, write_atomically
+from infra.runtime.lifecycle import Readiness, ServerProcess
+from infra.runtime.recipes.base import Warmup
+
+# Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too.
+KILL_AFTER = sglang_args.COMPILE_TIMEOUT + 300
+BURST = 8  # concurrent warm-up requests after the sequential ones: batched shapes compile too
+
+
+class CompileFailed(RuntimeError):
+    pass
+
+
+def kernel_key(d: Deployment) -> dict:
+    """Everything that changes what is compiled: the SGLang build, the model, the parallelism, the GPU, the arguments."""
+    return compile_cache.cache_key(
+        sglang_image=d.recipe.sglang_image,
+        gpu_type=d.recipe.gpu_type,
+        tp_size=d.recipe.tp_size,
+        # The shapes follow from the full argument list (CUDA-graph sizes, speculative settings...).
+        server_args=sglang_args.server_args(d, snapshot_phase=d.gpu_snapshot),
+        model=d.recipe.model,
+        model_revision=d.recipe.model_revision,
+        draft_model=d.recipe.draft_model,
+        draft_revision=d.recipe.draft_revision,
+    )
+
+
+def kernel_fingerprint(d: Deployment) -> str:
+    return compile_cache.fingerprint(kernel_key(d))
+
+
+def marker_path(cache_dir: str | Path, d: Deployment) -> Path:
+    return Path(cache_dir) / MARKERS / f"{d.recipe.name}-{kernel_fingerprint(d)}.json"
+
+
+def compile_kernels(
+    d: Deployment,
+    cache_dir: str | Path,
+    *,
+    commit_volume: Callable[[], None] = lambda: None,
+    env: dict[str, str] | None = None,
+    kill_after: float = KILL_AFTER,
+    local_root: str | Path = compile_cache.LOCAL_ROOT,
+    port: int | None = None,
+) -> dict:
+    """The Modal job's body for one deployment: its values, handed to `warm_caches`."""
+    return warm_caches(
+        key=kernel_key(d),
+        marker=marker_path(cache_dir, d),
+        compile_argv=sglang_args.compile_command(d),
+        launch_argv=with_port(sglang_args.launch_command(d), port or d.server.port),
+        readiness=Readiness(timeout=d.recipe.readiness_timeout, poll_interval=d.recipe.health_poll_interval, warmup=d.recipe.warmup,
+                            model=d.recipe.model, startup_budget=d.recipe.startup_timeout),
+        burst=min(BURST, d.recipe.target_concurrency),
+        volume_root=cache_dir,
+        local_root=local_root,
+        commit_volume=commit_volume,
+        env=env,
+        kill_after=kill_after,
+    )
+
+
+def deepgemm_enabled(environ: dict[str, str]) -> bool:
+    """Whether SGLang JIT-compiles DeepGEMM with these variables: parsed as SGLang's EnvBool does
+    (srt/environ.py), so false/0/no/n, any case, turn it off."""
+    return environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
+
+
+def with_port(argv: list[str], port: int) -> list[str]:
+    """The same launch command listening on `port`: host and port change no compiled shape."""
+    out = list(argv)
+    out[out.index("--port") + 1] = str(port)
+    return out
+
+
+def warm_caches(
+    *,
+    key: dict,
+    marker: Path,
+    compile_argv: list[str] | None,
+    launch_argv: list[str],
+    readiness: Readiness,
+    volume_root: str | Path,
+    local_root: str | Path,
+    commit_volume: Callable[[], None] = lambda: None,
+    env: dict[str, str] | None = None,
+    kill_after: float = KILL_AFTER,
+    burst: int = BURST,
+) -> dict:
+    if marker.exists():
+        return {**json.loads(marker.read_text()), "skipped": True}
+    env = dict(os.environ if env is None else env) | compile_cache.environment(local_root)
+    compile_cache.prepare(local_root)
+    seconds: dict[str, float] = {}
+
+    # 1. DeepGEMM, where SGLang would use it.
+    deepgemm = deepgemm_enabled(env)
+    if deepgemm and compile_argv:
+        started = time.monotonic()
+        _run_deep_gemm(compile_argv, env, kill_after)
+        seconds["deep_gemm"] = round(time.monotonic() - started, 1)
+
+    # 2. The server itself, as a container starts it, warmed up, then stopped.
+    started = time.monotonic()
+    base_url = f"http://127.0.0.1:{launch_argv[launch_argv.index('--port') + 1]}"
+    try:
+        server = lifecycle.start_and_warm(launch_argv, base_url, readiness, env=env)
+    except lifecycle.ServerFailed as err:
+        raise CompileFailed(f"the server did not start and warm up for the compile cache: {err}") from None
+    try:
+        _burst(base_url, readiness.warmup, readiness.model, burst, server)
+    finally:
+        server.stop(grace=lifecycle.STOP_GRACE_SECONDS)
+    seconds["server"] = round(time.monotonic() - started, 1)
+    timings = dict(server.timings)
+
+    # 3. Published and committed before the marker claims it.
+    published = compile_cache.publish(local_root, volume_root, key)
+    seconds["publish"] = published["seconds"]
+    commit_volume()
+    record = {
+        "key": key,
+        "fingerprint": compile_cache.fingerprint(key),
+        "argv": compile_argv,
+        "launch_argv": launch_argv,
+        "seconds": round(sum(seconds.values()), 1),
+        "phases": seconds,
+        "server_timings": timings,
+        "deep_gemm": deepgemm,
+        "caches": published["caches"],
+        "files": published["caches"]["total"]["files"],
+        "completed_at": time.time(),
+    }
+    write_atomically(marker, json.dumps(record, indent=1))
+    commit_volume()
+    return {**record, "skipped": False}
+
+
+def _run_deep_gemm(argv: list[str], env: dict[str, str], kill_after: float) -> None:
+    process = ServerProcess(argv, env=env, tail_lines=30)
+    code = process.wait_exit(kill_after)
+    if code is None:
+        process.stop(grace=0)
+        raise CompileFailed(f"compile_deep_gemm still running after {kill_after:g} s; killed. Last lines:\n{process.tail()}")
+    tail = process.tail()
+    process.stop(grace=0)  # its helper server may outlive it: nothing may stay behind
+    if code != 0:
+        raise CompileFailed(f"compile_deep_gemm exited with code {code}; last lines:\n{tail}")
+
+
+def _burst(base_url: str, warmup: Warmup, model: str, n: int, server: ServerProcess) -> None:
+    """`n` warm-up requests at once: batched prefill and decode shapes compile here, not for users."""
+    if n < 2:
+        return
+    errors: list[BaseException] = []
+    one = dataclasses.replace(warmup, count=1)
+
+    def send() -> None:
+        try:
+            lifecycle.warm_up(base_url, one, model, server=server)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise CompileFailed(f"{len(errors)} of {n} concurrent warm-up requests failed: {errors[0]}")

@@ -1,0 +1,476 @@
+"""The SGLang server's life inside its container: launch, wait until healthy, warm up, stop.
+
+Modal routes traffic to a container once its `@modal.enter` returns, so that
+method must not return before SGLang answers real requests, and must fail
+loudly, with SGLang's own last words, when it never will. This module does that
+with the standard library only: it never imports `modal`, so tests drive it
+with real subprocesses and a real local HTTP server.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.runtime.recipes.base import Warmup
+
+WARMUP_IMAGE = Path(__file__).parent / "assets" / "warmup.png"
+
+# Stopping. SGLang drains on SIGTERM to its parent alone: a watchdog notices the signal
+# within SGLANG_DRAIN_POLL_SECONDS, then checks every SGLANG_DRAIN_POLL_SECONDS whether
+# requests remain, and exits (killing its own children) once none do
+# (srt/managers/tokenizer_manager.py: sigterm_watchdog, 0.5.6 to 0.5.11). A request
+# that needs T more seconds is therefore out after about 5 * ceil(T / 5) + 5 seconds.
+SGLANG_DRAIN_POLL_SECONDS = 5.0
+KILL_MARGIN_SECONDS = 2.0  # kept after the drain bound: SIGKILL the group, reap, GPU memory back
+# The default drain bound: enough for in-flight requests that finish within ~10 s.
+STOP_GRACE_SECONDS = 20.0
+# Modal gives @modal.exit 30 s before it kills the container (guide: "Container lifecycle
+# hooks"); on Servers `exit_grace_period` is the time in-flight requests get after Modal
+# stops routing to the container. Our drain must fit both (see `drain_budget`).
+MODAL_EXIT_HANDLER_SECONDS = 30.0
+
+# Readiness. SGLang's /health answers 503 at once while starting and, once up, runs a
+# one-token generation that takes at least 1 s and gives up after its own 20 s
+# (SGLANG_HEALTH_CHECK_TIMEOUT): our client must wait longer than that.
+HEALTH_REQUEST_TIMEOUT = 25.0
+HEALTHY_IN_A_ROW = 3  # after a warm-up request was refused (503): a flapping server must prove itself
+CONFIRM_INTERVAL = 0.5  # seconds between those confirming health checks
+MAX_FLAPS = 3  # warm-up rounds refused before the container gives up
+ALIVE_CHECK_INTERVAL = 0.05  # how often a blocked request looks whether SGLang is still alive
+
+
+class ServerFailed(RuntimeError):
+    """SGLang exited, never became healthy, or failed its warm-up: the container must not go ready."""
+
+
+class ServerUnavailable(ServerFailed):
+    """A warm-up request was refused (HTTP 503, connection refused): SGLang is not serving after all."""
+
+
+def drain_budget(exit_grace_period: float) -> float:
+    """Seconds `stop` may wait for SGLang to drain when Modal grants `exit_grace_period`.
+
+    What Modal gives the container, less the margin for killing the group, and never
+    more than Modal gives an exit handler. With less than two SGLang drain polls left
+    nothing could finish draining anyway, so the drain is skipped (0)."""
+    budget = min(float(exit_grace_period), MODAL_EXIT_HANDLER_SECONDS) - KILL_MARGIN_SECONDS
+    return budget if budget >= 2 * SGLANG_DRAIN_POLL_SECONDS else 0.0
+
+
+class ServerProcess:
+    """A server subprocess in its own session, with the tail of its output kept for error messages."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        tail_lines: int = 40,
+        on_line: Callable[[float, str], None] | None = None,
+    ):
+        self.argv = list(argv)
+        self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._on_line = on_line
+        self.drained: bool | None = None  # after stop(): did SGLang exit by itself within the drain bound?
+        self.timings: dict[str, object] = {}  # filled by start_and_warm: seconds per phase
+        self.started_at = time.monotonic()
+        # A session of its own: SGLang forks scheduler and detokenizer processes, and
+        # stopping must reach all of them (the process group) in the end.
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pump = threading.Thread(target=self._copy_output, name="sglang-output", daemon=True)
+        self._pump.start()
+
+    def _copy_output(self) -> None:
+        """Forward output to our stdout (Modal's logs) and keep the last lines."""
+        assert self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            self._tail.append(line)
+            if self._on_line:
+                self._on_line(time.monotonic(), line)
+            print(line, file=sys.stdout, flush=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def tail(self) -> str:
+        self._pump.join(timeout=1.0)  # let the last lines of a dead process arrive
+        return "\n".join(self._tail) or "(no output)"
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Block up to `timeout` seconds; return the exit code if the process ended meanwhile."""
+        try:
+            return self.process.wait(timeout=max(timeout, 0))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> int:
+        """Let in-flight requests finish, within `grace` seconds; then leave nothing running.
+
+        SIGTERM goes to SGLang's parent alone: it stops answering /health, finishes what
+        it is generating and exits by itself (see SGLANG_DRAIN_POLL_SECONDS). SIGTERM to
+        the whole group would be wrong: the scheduler dies at once, the parent reads a
+        dead child as a crash and kills itself, and every stream is cut. Once the parent
+        is gone, or `grace` has passed, the whole group gets SIGKILL and we wait until no
+        member is left: a surviving child would keep holding GPU memory. Reaps the parent.
+        """
+        pgid = self.process.pid  # leader of its own session
+        if self.process.poll() is None:
+            _signal(self.process.pid, signal.SIGTERM)
+            self.drained = self.wait_exit(grace) is not None
+            if not self.drained:
+                _signal_group(pgid, signal.SIGKILL)
+                self.process.wait()
+        # Children may outlive a parent that exited on its own: the group goes too.
+        _signal_group(pgid, signal.SIGKILL)
+        _wait_group_gone(pgid, timeout=10.0)
+        self._pump.join(timeout=2.0)
+        if self.process.stdout:
+            self.process.stdout.close()
+        return self.process.returncode
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    if not Path("/proc").is_dir():  # not Linux: SIGKILL was sent, nothing more to watch
+        return
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def _request(url: str, *, payload: dict | None = None, timeout: float) -> tuple[int, bytes]:
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def is_healthy(base_url: str, timeout: float = HEALTH_REQUEST_TIMEOUT) -> bool:
+    try:
+        status, _ = _request(f"{base_url}/health", timeout=timeout)
+    except (OSError, urllib.error.URLError):
+        return False
+    return status == 200
+
+
+def _exited(server: ServerProcess, phase: str) -> ServerFailed:
+    return ServerFailed(
+        f"SGLang exited with code {server.exit_code()} during {phase} after "
+        f"{time.monotonic() - server.started_at:.1f} s; last lines of its output:\n{server.tail()}"
+    )
+
+
+def _while_alive(server: ServerProcess | None, phase: str, call: Callable[[], object]) -> object:
+    """Run a blocking request in a thread while watching SGLang: if it dies meanwhile we say so
+    within ALIVE_CHECK_INTERVAL, instead of waiting out the request's own timeout."""
+    if server is None:
+        return call()
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"sglang-{phase}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        if server.exit_code() is not None:
+            raise _exited(server, phase)
+        worker.join(ALIVE_CHECK_INTERVAL)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box.get("value")
+
+
+def wait_until_healthy(
+    server: ServerProcess,
+    base_url: str,
+    *,
+    timeout: float,
+    poll_interval: float,
+    healthy_in_a_row: int = 1,
+    confirm_interval: float = CONFIRM_INTERVAL,
+) -> float:
+    """Poll /health until it answers 200 `healthy_in_a_row` times running; return seconds waited.
+
+    Fails within ALIVE_CHECK_INTERVAL when the process exits (also in the middle of a
+    health request), and at `timeout` when it never becomes healthy, in both cases
+    with its output tail.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    streak = 0
+    while True:
+        if server.exit_code() is not None:
+            raise _exited(server, "start-up")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ServerFailed(
+                f"SGLang not healthy within {timeout:g} s (readiness_timeout); last lines of its output:\n"
+                f"{server.tail()}"
+            )
+        per_request = min(HEALTH_REQUEST_TIMEOUT, max(remaining, 0.1))
+        if _while_alive(server, "start-up", lambda: is_healthy(base_url, timeout=per_request)):
+            streak += 1
+            if streak >= healthy_in_a_row:
+                return time.monotonic() - started
+            pause = confirm_interval
+        else:
+            streak = 0
+            pause = poll_interval
+        # Sleeping on the process itself wakes us the moment it exits.
+        server.wait_exit(min(pause, max(deadline - time.monotonic(), 0)))
+
+
+# ---------------------------------------------------------------------------- warm-up
+
+
+def warmup_image_data_url() -> str:
+    """The packaged warm-up image, inline, so a cold start never depends on an outside CDN."""
+    return "data:image/png;base64," + base64.b64encode(WARMUP_IMAGE.read_bytes()).decode()
+
+
+def warmup_payload(warmup: Warmup, model: str) -> dict:
+    """One warm-up request. `ignore_eos` (an SGLang sampling parameter) makes it generate
+    all of `max_tokens`, so the decode loop, and with it speculative decoding's draft and
+    verify kernels, runs for many steps even when the model would stop early."""
+    content: list[dict] | str
+    if warmup.with_image:
+        content = [
+            {"type": "image_url", "image_url": {"url": warmup_image_data_url()}},
+            {"type": "text", "text": warmup.prompt},
+        ]
+    else:
+        content = warmup.prompt
+    return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": warmup.max_tokens,
+            "ignore_eos": True}
+
+
+def warm_up(
+    base_url: str,
+    warmup: Warmup,
+    model: str,
+    *,
+    first_timeout: float | None = None,
+    server: ServerProcess | None = None,
+) -> list[float]:
+    """Send the warm-up requests, one after another; any failure fails the container. Returns each one's seconds.
+
+    The first request may compile (Triton kernels, and with EAGLE-3 the first speculative
+    decode: ~100 s on an H100), so it gets `first_timeout` (what is left of the start-up
+    budget); later ones get the recipe's short `warmup.timeout`. A refused request (503,
+    connection refused) raises ServerUnavailable, which the caller may wait out.
+    """
+    payload = warmup_payload(warmup, model)
+    durations = []
+    for i in range(1, warmup.count + 1):
+        timeout = max(first_timeout or 0, warmup.timeout) if i == 1 else warmup.timeout
+        started = time.monotonic()
+        try:
+            status, body = _while_alive(
+                server, "warm-up", lambda: _request(f"{base_url}/v1/chat/completions", payload=payload, timeout=timeout)
+            )
+        except ConnectionRefusedError as exc:
+            raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: {exc}") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: {exc.reason}") from None
+            raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
+        except OSError as exc:
+            raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
+        if status != 200:
+            kind = ServerUnavailable if status == 503 else ServerFailed
+            raise kind(f"warm-up request {i}/{warmup.count} failed: HTTP {status}: {body[:500].decode(errors='replace')}")
+        try:
+            json.loads(body)["choices"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ServerFailed(f"warm-up request {i}/{warmup.count} returned no completion: {body[:200]!r}") from None
+        durations.append(time.monotonic() - started)
+    return durations
+
+
+# ---------------------------------------------------------------------------- GPU memory snapshots
+
+
+def release_memory(base_url: str, timeout: float = 120.0) -> None:
+    """Ask SGLang to hand back its GPU memory so Modal can snapshot the container.
+
+    Never call /health while the memory is released: it runs a generation."""
+    _post_ok(f"{base_url}/release_memory_occupation", timeout)
+
+
+def resume_memory(base_url: str, timeout: float = 120.0) -> None:
+    """After a snapshot restore: SGLang takes its GPU memory (and weights) back."""
+    _post_ok(f"{base_url}/resume_memory_occupation", timeout)
+
+
+def _post_ok(url: str, timeout: float) -> None:
+    try:
+        status, body = _request(url, payload={}, timeout=timeout)
+    except (OSError, urllib.error.URLError) as exc:
+        raise ServerFailed(f"POST {url} failed: {exc}") from None
+    if status != 200:
+        raise ServerFailed(f"POST {url} failed: HTTP {status}: {body[:300].decode(errors='replace')}")
+
+
+# ---------------------------------------------------------------------------- the whole start
+
+
+@dataclass
+class Readiness:
+    timeout: float  # seconds SGLang may take to answer /health (readiness_timeout)
+    poll_interval: float  # seconds between health checks while it starts
+    warmup: Warmup
+    model: str
+    # Seconds the whole start may take, from launch to ready (Modal's startup_timeout less
+    # what the container spends before launching). The first warm-up request may use
+    # what is left of it. None: readiness timeout plus every warm-up request's timeout.
+    startup_budget: float | None = None
+
+    @property
+    def budget(self) -> float:
+        if self.startup_budget is not None:
+            return self.startup_budget
+        return self.timeout + self.warmup.count * self.warmup.timeout
+
+
+def start_and_warm(
+    argv: list[str],
+    base_url: str,
+    readiness: Readiness,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[float, str], None] | None = None,
+) -> ServerProcess:
+    """Launch, wait until healthy, warm up. On any failure the process group is stopped before raising.
+
+    Ready means: /health answered 200 (polled every `poll_interval` while SGLang starts,
+    so within one interval plus SGLang's ~1 s health generation of it being up), and then
+    every warm-up request, each sent after the last one finished, was served. Those are
+    real generations after the healthy answer: they confirm it more strongly than more
+    health checks would, and cost nothing extra (the warm-up has to run anyway), so the
+    container goes ready as soon as the warm-up is done. SGLang's /health turns 503 only
+    when its scheduler stops answering; a server that flaps so refuses a warm-up request
+    (503, or its port closed) and must then answer healthy HEALTHY_IN_A_ROW times running
+    and serve the whole warm-up again (at most MAX_FLAPS times). `server.timings` records
+    each phase, in seconds from launch.
+    """
+    server = ServerProcess(argv, env=env, on_line=on_line)
+    deadline = server.started_at + readiness.budget
+    try:
+        in_a_row, flaps = 1, 0
+        while True:
+            left = deadline - time.monotonic()
+            wait_until_healthy(
+                server, base_url, timeout=max(min(readiness.timeout, left) if not flaps else left, 0.1),
+                poll_interval=readiness.poll_interval, healthy_in_a_row=in_a_row,
+            )
+            healthy_at = time.monotonic()
+            server.timings.setdefault("healthy_s", round(healthy_at - server.started_at, 3))
+            print(f"SGLang healthy after {healthy_at - server.started_at:.1f} s; warming up", flush=True)
+            try:
+                durations = warm_up(base_url, readiness.warmup, readiness.model,
+                                    first_timeout=deadline - time.monotonic(), server=server)
+                break
+            except ServerUnavailable as err:
+                flaps += 1
+                server.timings["flaps"] = flaps
+                if flaps >= MAX_FLAPS:
+                    raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy ({flaps} times): {err}") from None
+                print(f"SGLang answered healthy but refused its warm-up ({err}); waiting for {HEALTHY_IN_A_ROW} healthy "
+                      "answers in a row", flush=True)
+                in_a_row = HEALTHY_IN_A_ROW
+        ready_at = time.monotonic()
+        server.timings["warmup_s"] = [round(x, 3) for x in durations]
+        server.timings["ready_s"] = round(ready_at - server.started_at, 3)
+        server.timings["healthy_to_ready_s"] = round(ready_at - healthy_at, 3)
+        print(
+            f"warm-up done: {', '.join(f'{s:.2f} s' for s in durations)}; ready {ready_at - server.started_at:.1f} s "
+            f"after launch", flush=True,
+        )
+    except BaseException:
+        server.stop(grace=0)
+        raise
+    return server
+
+
+def start_for_snapshot(
+    argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
+    on_line: Callable[[float, str], None] | None = None,
+) -> ServerProcess:
+    """Snapshot phase: boot and warm up as usual, then hand GPU memory back so the snapshot holds a ready server."""
+    server = start_and_warm(argv, base_url, readiness, env=env, on_line=on_line)
+    try:
+        release_memory(base_url)
+    except BaseException:
+        server.stop(grace=0)
+        raise
+    return server
+
+
+def restore_from_snapshot(base_url: str, readiness: Readiness) -> None:
+    """Restore phase: take the GPU memory back, then prove it with one short generation before going ready."""
+    resume_memory(base_url)
+    warm_up(base_url, dataclasses.replace(readiness.warmup, count=1), readiness.model)

@@ -1,0 +1,42 @@
+"""The one place that turns the spec's plain data (infra/runtime/spec.py) into Modal SDK objects.
+
+Only three values need it: the image (a list of `modal.Image` calls), the Volumes
+(name and Modal Environment per mount path) and the Secrets (names). Every other
+key of a spec is already the keyword argument Modal takes, passed through as is.
+Every lookup names its Modal Environment explicitly: a Volume silently created in
+whatever environment the caller's profile defaults to is a cache nobody reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import modal
+
+
+def image(layers: list[dict[str, Any]]) -> modal.Image:
+    first, *rest = layers
+    built = getattr(modal.Image, first["method"])(*first["args"], **first["kwargs"])
+    for layer in rest:
+        built = getattr(built, layer["method"])(*layer["args"], **layer["kwargs"])
+    return built
+
+
+def volume(spec: dict) -> modal.Volume:
+    found = modal.Volume.from_name(spec["name"], environment_name=spec["environment"], create_if_missing=True)
+    return found.with_mount_options(read_only=True) if spec.get("read_only") else found
+
+
+def secret(spec: dict[str, str]) -> modal.Secret:
+    return modal.Secret.from_name(spec["name"], environment_name=spec["environment"])
+
+
+def options(spec: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for `app.server(...)` / `app.function(...)`, from one entry of the spec."""
+    converters = {
+        "image": image,
+        "volumes": lambda mounts: {path: volume(v) for path, v in mounts.items()},
+        "secrets": lambda secrets: [secret(s) for s in secrets],
+        "schedule": lambda cron: modal.Cron(cron["cron"], timezone=cron["timezone"]),
+    }
+    return {key: converters[key](value) if key in converters else value for key, value in spec.items()}

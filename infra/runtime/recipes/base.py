@@ -1,0 +1,192 @@
+"""The shape of a recipe: typed fields for every knob that settings validate or
+override, plain flag lists for the rest.
+
+Recipes are frozen stdlib dataclasses, not pydantic models, because the server
+container imports them again (see `infra/runtime/app.py`) and needs nothing but the
+standard library and Modal to do so. A resolved recipe (the environment's
+`[recipes."<name>"]` overrides applied with `dataclasses.replace`) is what a
+release carries from one environment to the next, whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from infra.runtime.compile_cache import VOLUME_PATH
+
+MINUTES = 60  # seconds
+
+# Where the two cache Volumes are mounted in every container that uses them: weights, and
+# every compiled cache (DeepGEMM, Triton, Inductor...), keyed, published by the compile job
+# and copied to local disk by servers (infra/runtime/compile_cache.py says which variable moves which).
+HF_CACHE_PATH = "/root/.cache/huggingface"
+KERNELS_PATH = VOLUME_PATH
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class SpeculativeDecoding:
+    """SGLang speculative decoding: a cheap drafter proposes tokens, the model verifies them in parallel."""
+
+    algorithm: str  # --speculative-algorithm
+    num_steps: int  # --speculative-num-steps
+    eagle_topk: int  # --speculative-eagle-topk
+    num_draft_tokens: int  # --speculative-num-draft-tokens
+    # A separate draft model (EAGLE-3). None where the model drafts for itself (multi-token prediction).
+    draft_model: str | None = None
+    # None means unpinned: the reference leaves it so, and `plan` flags it.
+    draft_revision: str | None = None
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Requests the container sends itself before Modal may route traffic to it."""
+
+    count: int
+    prompt: str
+    max_tokens: int  # generated in full (ignore_eos): enough decode steps to run speculative decoding
+    # Seconds per request after the first. The first may compile (Triton kernels; with EAGLE-3 the
+    # first speculative decode took ~100 s on an H100) and gets what is left of startup_timeout.
+    timeout: float
+    with_image: bool = False  # attach the packaged warm-up image (vision models)
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """The request `invoke smoke` streams from a deployed endpoint."""
+
+    prompt: str
+    system_prompt: str | None = None
+    max_tokens: int = 128
+    with_image: bool = False
+    extra_body: dict[str, object] = field(default_factory=dict)
+    # With a reasoning parser, a reply may be all `reasoning_content` and no answer. The smoke
+    # test passes on reasoning alone only where the recipe says so; otherwise it needs content.
+    accept_reasoning_only: bool = False
+
+
+@dataclass(frozen=True)
+class GateWorkload:
+    """The fixed workload a promotion gate measures a release with (infra/perf/gate.py maps it onto `invoke bench`).
+
+    Fixed per recipe so that every release of a recipe is measured the same way and
+    two measurements compare. The levels are 1 and the deployment's
+    `target_concurrency` (plus any level an objective names); the cold-start wait
+    is measured apart and never counted.
+    """
+
+    prompt_tokens: int = 512  # a chat-sized prompt; prefill stays a small part of TTFT, as in the reference examples
+    max_tokens: int = 128  # generated exactly (ignore_eos), so TPOT and tokens/s compare across releases
+    # Greedy: deterministic output, and the speculative drafter's acceptance rate does not move with sampling
+    # noise, so a release that loses its speed-up shows it. (Sampled traffic accepts fewer drafts: the gate's
+    # throughput is a comparison point between releases, not a capacity figure.)
+    temperature: float = 0.0
+    # Measured requests per level. p90 from n samples rests on the ~n/10 slowest: with 100 there are 10, and
+    # the sample p90 lies between the true p84 and p96 with 95% confidence (order statistics, normal
+    # approximation 90 ± 1.96·√(100·0.9·0.1) ranks). With 40 it would be p81..p99: too loose for a 10% budget.
+    requests: int = 100
+    warmup_rounds: int = 1  # unmeasured rounds per level: connections open, the batch is awake
+    timeout: float = 120.0  # seconds for one request; far above any sane E2E, so a stall counts as an error
+    with_image: bool = False  # send the packaged image (infra/assets) with every request (vision models)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    source: str  # the reference document this recipe reproduces
+
+    # The container image
+    sglang_image: str  # registry tag, pinned
+    sglang_version: str  # decides which SGLang flags and values exist (infra/control/sglang_versions.json)
+    pip_installs: tuple[str, ...]
+    image_env: dict[str, str]
+
+    # The model
+    model: str
+    model_revision: str
+    model_size_gb: float  # nominal; the download stage records the real size
+    draft_size_gb: float = 0.0
+    gated: bool = False  # needs a Hugging Face token to download
+
+    # The GPUs
+    gpu_type: str = "H100!"
+    gpu_count: int = 1
+    tp_size: int = 1
+
+    # SGLang
+    port: int = 8000  # inside the container; an environment may change it (server.port)
+    target_concurrency: int = 10  # Modal's per-container target; SGLang's CUDA graphs are sized from it
+    mem_fraction_static: float = 0.8
+    extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
+    speculative: SpeculativeDecoding | None = None
+
+    # Modal. The regions are this recipe's defaults: an environment's [placement] wins.
+    compute_region: str | None = None
+    routing_region: str = "us-east"
+    # Seconds in-flight requests get when a container stops. SGLang drains on SIGTERM but
+    # checks only every 5 s, so less than ~12 s drains nothing (infra/lifecycle.drain_budget).
+    exit_grace_period: int = 0
+    startup_timeout: int = 20 * MINUTES  # bounds the whole @modal.enter
+
+    # Readiness
+    readiness_timeout: int = 15 * MINUTES
+    # While SGLang starts, /health is refused or answers 503 at once: polling often is cheap
+    # and makes the container ready within a fraction of a second of SGLang being up.
+    health_poll_interval: float = 0.25
+    warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=64, timeout=30)
+    smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
+    # What a promotion gate measures. Not `gate`: that is the environment's [gate] settings (the objectives),
+    # whose per-recipe table [recipes."<name>".gate] must not be routed onto this field by name.
+    gate_workload: GateWorkload = GateWorkload()
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def gpu(self) -> str:
+        """Modal's GPU request string, e.g. "H100!:2"."""
+        return f"{self.gpu_type}:{self.gpu_count}"
+
+    @property
+    def cuda_graph_max_bs(self) -> int:
+        """Capture CUDA graphs only for batch sizes we are likely to see: twice the concurrency target."""
+        return 2 * self.target_concurrency
+
+    @property
+    def warmup_budget(self) -> float:
+        return self.warmup.count * self.warmup.timeout
+
+    @property
+    def draft_model(self) -> str | None:
+        return self.speculative.draft_model if self.speculative else None
+
+    @property
+    def draft_revision(self) -> str | None:
+        return self.speculative.draft_revision if self.speculative else None
+
+    def repositories(self) -> list[tuple[str, str]]:
+        """(repo, revision) of every model the server loads; an unset draft revision means the Hub's "main"."""
+        repos = [(self.model, self.model_revision)]
+        if self.draft_model:
+            repos.append((self.draft_model, self.draft_revision or "main"))
+        return repos
+
+    def unpinned(self) -> list[str]:
+        """Human descriptions of revisions that are not 40-hex commits."""
+        out = []
+        if not COMMIT_RE.match(self.model_revision or ""):
+            out.append(f"model {self.model} revision {self.model_revision!r} is not a commit")
+        if self.draft_model and not COMMIT_RE.match(self.draft_revision or ""):
+            shown = repr(self.draft_revision) if self.draft_revision else "unset (follows the Hub's main branch)"
+            out.append(f"draft model {self.draft_model} revision is {shown}")
+        return out
+
+    def with_revisions(self, model_revision: str | None = None, draft_revision: str | None = None) -> Recipe:
+        """The same recipe at other revisions (resolved by the download stage, or set by an environment)."""
+        changes: dict = {}
+        if model_revision:
+            changes["model_revision"] = model_revision
+        if draft_revision and self.speculative and self.speculative.draft_model:
+            changes["speculative"] = replace(self.speculative, draft_revision=draft_revision)
+        return replace(self, **changes) if changes else self

@@ -1,0 +1,372 @@
+"""The network boundary: every call that reaches Modal goes through `ModalRemote`, and nothing else does.
+
+Stages receive a `Remote` and never import the SDK's network calls themselves, so
+tests hand them `tests/fakes/modal_fake.FakeModal` (same methods, same
+signatures, enforced by a test), which records every call and keeps Volumes,
+Dicts and app versions on local disk. The stage logic under test is the real one.
+`ModalRemote` itself is tested at the wire (tests/test_modal_contract.py): the real
+`modal` client, pinned in pyproject.toml, against a fake of Modal's control plane.
+
+Modal's SDK is imported lazily here so that `plan` and `--help` stay fast and
+work without credentials. Nothing here runs Modal's CLI or parses what it prints:
+app history and rollback call the RPCs the CLI itself calls (modal/cli/app.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import io
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.runtime.errors import UserError
+from infra.runtime.spec import SERVER_NAME
+
+AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers"}
+LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, good for short-lived locks
+T = TypeVar("T")
+
+
+class Remote(Protocol):
+    def require_credentials(self) -> None: ...
+    def build_image(self, d: Deployment) -> str: ...
+    def run_download(self, d: Deployment) -> list[dict]: ...
+    def run_compile(self, d: Deployment) -> dict: ...
+    def deploy(self, d: Deployment, tag: str) -> dict: ...
+    def server_url(self, d: Deployment) -> str | None: ...
+    def history(self, d: Deployment) -> list[dict]: ...
+    def rollback(self, d: Deployment, version: int | None) -> None: ...
+    def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict: ...
+    def autoscaler(self, d: Deployment) -> dict | None: ...
+    def read_file(self, environment: str, volume: str, path: str) -> bytes | None: ...
+    def write_file(self, environment: str, volume: str, path: str, data: bytes) -> None: ...
+    def acquire_lock(self, environment: str, name: str, holder: str, ttl: float) -> dict | None: ...
+    def release_lock(self, environment: str, name: str, holder: str) -> None: ...
+    def secret_exists(self, environment: str, name: str) -> bool: ...
+    def ephemeral(self, d: Deployment) -> contextlib.AbstractContextManager[str]: ...
+
+
+class MissingCredentials(UserError):
+    """No Modal token, or one Modal refuses: one message wherever it is noticed, and never the token itself."""
+
+    MESSAGE = (
+        "Modal credentials missing: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (CI: repository secrets) "
+        "or run `modal token new` on a laptop; `invoke plan` works without them"
+    )
+
+    def __init__(self, message: str = MESSAGE):
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def _credentials_problems_explained() -> Iterator[None]:
+    """Modal's AuthError (the client has no token, or the server refuses it) becomes `MissingCredentials`."""
+    from modal.exception import AuthError
+
+    try:
+        yield
+    except AuthError:
+        raise MissingCredentials() from None
+
+
+def _explained(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with _credentials_problems_explained():
+            return method(*args, **kwargs)
+
+    return call
+
+
+def _with_client(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `fn(client)` on the SDK's event loop with the environment's client, as Modal's own CLI does.
+
+    For operations modal 1.6 offers only in its CLI (app history, rollback): we call the same
+    RPCs the CLI calls (modal/cli/app.py), in-process, instead of parsing what the CLI prints.
+    These are internal APIs, which is why `modal` is pinned exactly and tested at the wire.
+    """
+    from modal._utils.async_utils import synchronizer
+    from modal.client import _Client
+
+    async def run():
+        return await fn(await _Client.from_env())
+
+    return synchronizer.create_blocking(run)()
+
+
+async def _deployed_app_id(client, d: Deployment) -> str | None:
+    from modal_proto import api_pb2
+
+    found = await client._stub.AppGetByDeploymentName(
+        api_pb2.AppGetByDeploymentNameRequest(name=d.modal.app_name, environment_name=d.modal.environment)
+    )
+    return found.app_id or None
+
+
+def _in_force(settings) -> dict:
+    """Modal's ServerAutoscalerSettings as plain values: unset minimum and buffer are 0, an unset maximum is None."""
+    return {
+        "min_containers": settings.min_containers or 0,
+        "max_containers": settings.max_containers,
+        "buffer_containers": settings.buffer_containers or 0,
+    }
+
+
+def _lock_key(name: str, generation: int) -> str:
+    return f"{name}#{generation}"
+
+
+def _current_lock(locks, name: str) -> tuple[int, dict | None]:
+    """The newest generation of lock `name` and its entry (0, None when there has never been one).
+
+    The entry under `name` is only a hint where to start; the generation keys are the truth,
+    and they are never deleted (Modal expires Dict entries a week after their last access).
+    """
+    generation = locks.get(name, 0)
+    generation = generation if isinstance(generation, int) else 0  # not a dict left by the lock this replaced
+    entry = locks.get(_lock_key(name, generation)) if generation else None
+    while (newer := locks.get(_lock_key(name, generation + 1))) is not None:
+        generation, entry = generation + 1, newer
+    return generation, entry
+
+
+@contextlib.contextmanager
+def _modal_output() -> Iterator[None]:
+    """Modal's progress (spinners, build logs, "App deployed") on stderr: stdout carries only our result (`--json`).
+
+    Modal's rich consoles write to whatever `sys.stdout` is when they write. The redirect is
+    process-wide, which suits the CLI: it runs one Modal operation at a time.
+    """
+    import modal
+
+    with contextlib.redirect_stdout(sys.stderr), modal.enable_output():
+        yield
+
+
+@contextlib.contextmanager
+def _module_for(module: str, d: Deployment) -> Iterator[object]:
+    """Import infra.runtime.app / infra.runtime.jobs for exactly this deployment, as the container will."""
+    saved = {k: os.environ.get(k) for k in (DEPLOYMENT_VARIABLE, "MODAL_ENVIRONMENT")}
+    os.environ[DEPLOYMENT_VARIABLE] = d.to_json()
+    os.environ["MODAL_ENVIRONMENT"] = d.modal.environment
+    sys.modules.pop(module, None)
+    try:
+        yield importlib.import_module(module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class ModalRemote:
+    """Talks to Modal with the SDK. Every method reports missing or refused credentials as `MissingCredentials`."""
+
+    def require_credentials(self) -> None:
+        """A token from MODAL_TOKEN_ID/MODAL_TOKEN_SECRET or the active profile of ~/.modal.toml (MODAL_CONFIG_PATH),
+        or OAuth credentials: whatever the client itself would authenticate with (modal.config resolves all three)."""
+        from modal.config import config
+
+        token = config.get("token_id") and config.get("token_secret")
+        oauth = config.get("oauth_refresh_token") and config.get("oauth_client_id")
+        if not (token or oauth):
+            raise MissingCredentials()
+
+    @_explained
+    def build_image(self, d: Deployment) -> str:
+        import modal
+
+        from infra.runtime import modal_objects, spec
+
+        builder = modal.App.lookup(f"{d.modal.app_name}-builds", environment_name=d.modal.environment, create_if_missing=True)
+        with _modal_output():
+            image = modal_objects.image(spec.server_image(d)).build(builder)
+        return image.object_id
+
+    @_explained
+    def run_download(self, d: Deployment) -> list[dict]:
+        with _module_for("infra.runtime.jobs", d) as jobs, _modal_output():
+            with jobs.app.run(environment_name=d.modal.environment):
+                return jobs.download_weights.remote()
+
+    @_explained
+    def run_compile(self, d: Deployment) -> dict:
+        with _module_for("infra.runtime.jobs", d) as jobs, _modal_output():
+            with jobs.app.run(environment_name=d.modal.environment):
+                return jobs.compile_kernels.remote()
+
+    @_explained
+    def deploy(self, d: Deployment, tag: str) -> dict:
+        """Deploy; `changed` is False when Modal skipped it because nothing changed (the version is then the one live)."""
+        before = self._latest_version(d)
+        with _module_for("infra.runtime.app", d) as module, _modal_output():
+            module.app.deploy(environment_name=d.modal.environment, tag=tag)
+            url = module.SGLangServer.get_url()
+            app_id = module.app.app_id
+        version = self._latest_version(d)
+        # modal's runner.py: a publish with a falsy `deployed_at` was a no-op and adds no version.
+        return {"app_id": app_id, "url": url, "version": version, "changed": before is None or version != before}
+
+    def _latest_version(self, d: Deployment) -> int | None:
+        latest = self.history(d)[:1]
+        return latest[0]["version"] if latest else None
+
+    @_explained
+    def server_url(self, d: Deployment) -> str | None:
+        import modal
+
+        try:
+            return modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment).get_url()
+        except modal.exception.NotFoundError:
+            return None
+
+    @_explained
+    def history(self, d: Deployment) -> list[dict]:
+        """Newest first: [{"version": 3, "tag": "git-...", "deployed_at": <epoch seconds>}]; [] if never deployed."""
+        from modal_proto import api_pb2
+
+        async def read(client) -> list[dict]:
+            app_id = await _deployed_app_id(client, d)
+            if app_id is None:
+                return []
+            found = await client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id))
+            return [{"version": h.version, "tag": h.tag, "deployed_at": h.deployed_at} for h in found.app_deployment_histories]
+
+        return sorted(_with_client(read), key=lambda row: row["version"], reverse=True)
+
+    @_explained
+    def rollback(self, d: Deployment, version: int | None) -> None:
+        """Redeploy `version` (default: the previous one) as a new version, as `modal app rollback` does."""
+        import modal
+        from modal_proto import api_pb2
+
+        async def roll(client) -> None:
+            app_id = await _deployed_app_id(client, d)
+            if app_id is None:
+                raise UserError(f"no deployed app {d.modal.app_name} in Modal environment {d.modal.environment}: nothing to roll back")
+            await client._stub.AppRollback(api_pb2.AppRollbackRequest(app_id=app_id, version=version or -1))
+
+        try:
+            _with_client(roll)
+        except (modal.exception.NotFoundError, modal.exception.InvalidError) as err:
+            target = f"v{version}" if version else "its previous version"
+            raise UserError(f"cannot roll {d.modal.app_name} (Modal environment {d.modal.environment}) back to {target}: {err}") from None
+
+    @_explained
+    def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
+        """Change the live Server's autoscaler until the next deploy.
+
+        Only the settings given change (`min_containers`, `max_containers`, `buffer_containers`), as
+        in Modal's `autoscaler.update`: None means 0 for min and buffer and "no cap" for max. Returns
+        the settings in force afterwards, as Modal reports them: unset minimum and buffer are 0, an
+        unset maximum is None (no limit).
+        """
+        import modal
+
+        if not settings or set(settings) - AUTOSCALER_SETTINGS:
+            raise TypeError(f"update_autoscaler: give some of {sorted(AUTOSCALER_SETTINGS)}; got {sorted(settings)}")
+        server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
+        try:
+            return _in_force(server.autoscaler.update(**settings))
+        except modal.exception.NotFoundError:
+            raise UserError(f"no deployed server in app {d.modal.app_name} in Modal environment {d.modal.environment}: "
+                            f"deploy it first (`invoke deploy --env {d.env} --recipe {d.recipe.name}`)") from None
+
+    @_explained
+    def autoscaler(self, d: Deployment) -> dict | None:
+        """The live Server's autoscaler settings in force (run-time overrides included); None if it is not deployed."""
+        import modal
+
+        server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
+        try:
+            return _in_force(server.autoscaler.settings())
+        except modal.exception.NotFoundError:
+            return None
+
+    @_explained
+    def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
+        """The file's bytes, or None when the file or the whole Volume does not exist (a read creates nothing)."""
+        import modal
+
+        vol = modal.Volume.from_name(volume, environment_name=environment)
+        try:
+            return b"".join(vol.read_file(path))
+        except (modal.exception.NotFoundError, FileNotFoundError):
+            return None
+
+    @_explained
+    def write_file(self, environment: str, volume: str, path: str, data: bytes) -> None:
+        """Replaces the file in one batch: readers see the old or the new content, never a part."""
+        import modal
+
+        vol = modal.Volume.from_name(volume, environment_name=environment, create_if_missing=True)
+        with vol.batch_upload(force=True) as batch:
+            batch.put_file(io.BytesIO(data), path)
+
+    @_explained
+    def acquire_lock(self, environment: str, name: str, holder: str, ttl: float) -> dict | None:
+        """None when `holder` now holds lock `name`; otherwise the entry of whoever does.
+
+        A Modal Dict has one conditional write, put-if-absent, and no compare-and-swap. So each
+        holding of the lock is a new *generation*, a key created with put-if-absent: exactly one
+        taker creates generation N+1, and only after seeing generation N released or expired.
+        Two takers of an expired lock race for the same new key, and one of them loses.
+        """
+        import modal
+
+        locks = modal.Dict.from_name(LOCKS_DICT, environment_name=environment, create_if_missing=True)
+        generation, entry = _current_lock(locks, name)
+        if entry is not None and not entry.get("released") and entry.get("expires", 0) > time.time():
+            return entry
+        now = time.time()
+        mine = {"holder": holder, "since": now, "expires": now + ttl, "generation": generation + 1}
+        if locks.put(_lock_key(name, generation + 1), mine, skip_if_exists=True):
+            locks.put(name, generation + 1)  # where the next reader starts looking
+            return None
+        return locks.get(_lock_key(name, generation + 1))
+
+    @_explained
+    def release_lock(self, environment: str, name: str, holder: str) -> None:
+        """Mark `holder`'s generation released; nothing if the lock is not (or no longer) theirs."""
+        import modal
+
+        locks = modal.Dict.from_name(LOCKS_DICT, environment_name=environment, create_if_missing=True)
+        generation, entry = _current_lock(locks, name)
+        if entry is not None and entry.get("holder") == holder and not entry.get("released"):
+            # Only the creator of a generation ever writes its key, so this plain put is safe.
+            locks.put(_lock_key(name, generation), {**entry, "released": True})
+
+    @_explained
+    def secret_exists(self, environment: str, name: str) -> bool:
+        import modal
+
+        try:
+            modal.Secret.from_name(name, environment_name=environment).hydrate()
+            return True
+        except modal.exception.NotFoundError:
+            return False
+
+    @contextlib.contextmanager
+    def ephemeral(self, d: Deployment) -> Iterator[str]:
+        """Run the app without deploying it (what `modal run` does); stopped on exit, Ctrl-C included.
+
+        Modal's run context stops the app on Ctrl-C and then swallows the KeyboardInterrupt;
+        it is raised again here, so the caller stops too instead of carrying on without a reply.
+        """
+        interrupted = False
+        with _credentials_problems_explained(), _module_for("infra.runtime.app", d) as module, _modal_output():
+            with module.app.run(environment_name=d.modal.environment):
+                try:
+                    yield module.SGLangServer.get_url()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    raise
+        if interrupted:
+            raise KeyboardInterrupt

@@ -1,0 +1,82 @@
+"""The SGLang command lines: one argument list for the server, the same list for the kernel compiler.
+
+SGLang compiles DeepGEMM kernels for the shapes its arguments imply (tensor
+parallelism, speculative draft shapes, CUDA-graph batch sizes), so
+`sglang.compile_deep_gemm` must see exactly the server's arguments minus host and
+port: both commands are built from `server_args`. Flag names are always the full
+ones: SGLang's argparse accepts unique prefixes (`--tp` for `--tp-size`), which break
+the day SGLang adds a flag with the same prefix. infra/control/sglang_flags.py holds
+these lines against the recipe's SGLang version before anything is deployed.
+"""
+
+from __future__ import annotations
+
+from infra.runtime.deployment import Deployment
+
+HOST = "0.0.0.0"  # listen on all interfaces: Modal's proxy connects from outside the container
+# Seconds compile_deep_gemm may spend before giving up (its own default is 3600). It does not
+# notice a crashed server and would poll out the whole timeout, so the stage also bounds it.
+COMPILE_TIMEOUT = 3600
+
+
+def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
+    """Everything SGLang needs to know about the model and its parallelism, without host and port."""
+    args = [
+        "--model-path", d.recipe.model,
+        "--revision", d.recipe.model_revision,
+        "--served-model-name", d.recipe.model,
+        "--tp-size", str(d.recipe.tp_size),  # one shard per GPU
+        "--cuda-graph-max-bs", str(d.recipe.cuda_graph_max_bs),
+        "--mem-fraction-static", str(d.recipe.mem_fraction_static),
+    ]
+    for flag, value in d.recipe.extra_flags:
+        args += [flag] if value is None else [flag, value]
+    if spec := d.recipe.speculative:
+        args += ["--speculative-algorithm", spec.algorithm]
+        if spec.draft_model:
+            args += ["--speculative-draft-model-path", spec.draft_model]
+            if spec.draft_revision:
+                args += ["--speculative-draft-model-revision", spec.draft_revision]
+        args += [
+            "--speculative-num-steps", str(spec.num_steps),
+            "--speculative-eagle-topk", str(spec.eagle_topk),
+            "--speculative-num-draft-tokens", str(spec.num_draft_tokens),
+        ]
+    if snapshot_phase:
+        # GPU memory snapshots: SGLang must be able to hand its GPU memory back
+        # (/release_memory_occupation) while keeping a CPU copy of the weights.
+        args += ["--enable-memory-saver", "--enable-weights-cpu-backup"]
+    return args
+
+
+def launch_command(d: Deployment) -> list[str]:
+    return [
+        "python3", "-m", "sglang.launch_server",
+        *server_args(d, snapshot_phase=d.gpu_snapshot),
+        "--host", HOST,
+        "--port", str(d.server.port),
+    ]
+
+
+def compile_command(d: Deployment) -> list[str]:
+    return [
+        "python3", "-m", "sglang.compile_deep_gemm",
+        *server_args(d, snapshot_phase=d.gpu_snapshot),
+        "--timeout", str(COMPILE_TIMEOUT),
+    ]
+
+
+def flags_in(argv: list[str]) -> list[str]:
+    return [a for a in argv if a.startswith("--")]
+
+
+def flag_values(argv: list[str]) -> list[tuple[str, str | None]]:
+    """(flag, value) pairs of an argument list as server_args writes it: a flag, then its value
+    unless the next word is another flag."""
+    pairs: list[tuple[str, str | None]] = []
+    for word in argv:
+        if word.startswith("--"):
+            pairs.append((word, None))
+        elif pairs and pairs[-1][1] is None:
+            pairs[-1] = (pairs[-1][0], word)
+    return pairs

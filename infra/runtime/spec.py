@@ -1,0 +1,210 @@
+"""The exact Modal options of the server and of each job, as plain data: one pure function of a Deployment.
+
+`infra/runtime/app.py` and `infra/runtime/jobs.py` pass this output to Modal (`infra/runtime/modal_objects.py`
+turns the three values that must become SDK objects — image, Volumes, Secrets — into
+them, and passes every other key through as the keyword argument of the same name),
+and `invoke plan` prints the same output (`plan --json` holds it verbatim under
+"modal"). What is shown is therefore what is deployed, per function, by construction;
+tests/test_app.py reads the definition back from the SDK's own objects and compares.
+
+Standard library only: containers import it again when Modal imports the app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.runtime import compile_cache, schedule
+from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from infra.runtime.sglang_args import COMPILE_TIMEOUT
+
+SERVER_NAME = "server"  # the Server's name inside its Modal app
+PACKAGE = "infra.runtime"  # what containers import, mounted at start (not baked into an image)
+PACKAGE_IGNORE = ["**/__pycache__/**", "**/*.pyc"]
+# The download job needs no GPU and no SGLang: a slim image with the same Hub client
+# version the SGLang image gets (and the tests run), plus the Xet transfer backend.
+DOWNLOAD_PACKAGES = ["huggingface-hub==0.36.0", "hf-xet==1.2.0"]
+DOWNLOAD_TIMEOUT = 3 * 60 * 60  # seconds: ~90 GB at a slow Hub day's rate
+# Beyond compile_deep_gemm's own --timeout (infra/sglang_args.COMPILE_TIMEOUT): room to warm and commit.
+COMPILE_JOB_MARGIN = 900
+
+
+SCHEDULER_TIMEOUT = 120  # seconds: one autoscaler update
+SCHEDULER_RETRIES = 3  # a boundary missed because of a transient error is retried, not skipped
+
+
+def modal_spec(d: Deployment) -> dict[str, Any]:
+    """Everything Modal receives for this deployment: the server's app (with its scheduler) and the jobs' app."""
+    return {
+        "app": {"name": d.modal.app_name, "tags": tags(d)},
+        "server": server(d),
+        "scheduler": scheduler(d),
+        "jobs_app": {"name": d.modal.jobs_app_name, "tags": tags(d)},
+        "jobs": jobs(d),
+    }
+
+
+def tags(d: Deployment) -> dict[str, str]:
+    return {"env": d.env, "recipe": d.recipe.name}
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+def server(d: Deployment) -> dict[str, Any]:
+    """Options for Modal's Servers primitive (`@app.server`), the successor of the reference
+    documents' @app.cls + @modal.experimental.http_server + @modal.concurrent stack."""
+    r = d.recipe
+    options: dict[str, Any] = {
+        "name": SERVER_NAME,
+        "image": server_image(d),
+        "gpu": r.gpu,
+        # The compile caches read-only: many servers start at once and only the compile job writes
+        # there; a server copies its key's tree to local disk (infra/runtime/compile_cache.py).
+        "volumes": cache_volumes(d, kernels_read_only=True),
+        "env": server_env(d),
+        # The server never downloads (weights come from the Volume, HF_HUB_OFFLINE where the
+        # environment says so); only where it may fall back to the Hub does it get the token.
+        "secrets": [] if d.server.hf_hub_offline else hf_secrets(d),
+        "port": d.server.port,
+        "routing_region": d.placement.routing_region,  # the documents' proxy region
+        "compute_region": d.placement.compute_region,  # the documents' `region`
+        "target_concurrency": r.target_concurrency,  # the documents' `target_inputs`
+        "min_containers": d.scaling.min_containers,
+        "max_containers": d.scaling.max_containers,
+        "buffer_containers": d.scaling.buffer_containers,
+        "scaledown_window": d.scaling.scaledown_window,
+        "exit_grace_period": r.exit_grace_period,
+        "startup_timeout": r.startup_timeout,  # bounds the whole @modal.enter
+        "unauthenticated": not d.auth.proxy_auth,
+        "include_source": False,  # the image mounts this package itself, assets included
+    }
+    if d.gpu_snapshot:  # alpha on Modal: only where the environment asks for it
+        options |= {"enable_memory_snapshot": True, "experimental_options": {"enable_gpu_snapshot": True}}
+    return options
+
+
+def server_env(d: Deployment) -> dict[str, str]:
+    """Variables set on the server container (not baked into the image, so changing them rebuilds nothing)."""
+    env = {DEPLOYMENT_VARIABLE: d.to_json()} | compile_cache.environment()  # every JIT cache at the fixed local root
+    if d.server.hf_hub_offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    if d.gpu_snapshot:
+        env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # as Modal's SGLang snapshot example: snapshot-safe
+    return env
+
+
+# ---------------------------------------------------------------------------- the scheduler
+
+
+def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
+    """The Functions that apply the scheduled warm floor, one per cron trigger (`modal.Cron`), in the
+    server's app: they are deployed, promoted and rolled back with the server whose floor they set.
+    Empty without `[[scaling.schedule]]` windows. Each runs infra/schedule.apply (infra/runtime/app.py)."""
+    return {
+        f"apply_floor_{i}": {
+            "image": scheduler_image(),
+            "schedule": {"cron": trigger.cron, "timezone": trigger.timezone},
+            "env": {DEPLOYMENT_VARIABLE: d.to_json()},
+            "timeout": SCHEDULER_TIMEOUT,
+            "retries": SCHEDULER_RETRIES,
+            "include_source": False,
+        }
+        for i, trigger in enumerate(schedule.boundaries(d.scaling.schedule))
+    }
+
+
+# ---------------------------------------------------------------------------- the jobs
+
+
+def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
+    """The Functions `invoke download` and `invoke compile` run ephemerally in `<app>-jobs`,
+    so that running them never starts the server's warm replicas."""
+    job_env = {DEPLOYMENT_VARIABLE: d.to_json()}
+    return {
+        "download_weights": {
+            "image": download_image(),
+            "volumes": {HF_CACHE_PATH: weights_volume(d)},
+            "secrets": hf_secrets(d),  # HF_TOKEN, if the environment names a secret; never printed
+            "env": job_env,
+            "cpu": 4.0,
+            "memory": 8192,
+            "timeout": DOWNLOAD_TIMEOUT,
+            "include_source": False,
+        },
+        "compile_kernels": {
+            "image": server_image(d),
+            "gpu": d.recipe.gpu,  # kernels are compiled for the GPU that will run them
+            "volumes": cache_volumes(d, kernels_read_only=False),  # the one writer of the compile caches
+            # The weights come from the download stage; every cache variable points at the fixed local root.
+            "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
+            "secrets": [],  # reads only the Volumes: no token
+            "timeout": compile_timeout(d),
+            "include_source": False,
+        },
+    }
+
+
+def compile_timeout(d: Deployment) -> int:
+    """DeepGEMM, then a whole server start with its warm-up, then the copy to the Volume."""
+    return COMPILE_TIMEOUT + d.recipe.startup_timeout + COMPILE_JOB_MARGIN
+
+
+# ---------------------------------------------------------------------------- parts
+
+
+def server_image(d: Deployment) -> list[dict[str, Any]]:
+    """The SGLang team's image, as the recipe pins it, built in the order the reference documents build it."""
+    r = d.recipe
+    layers = [_layer("from_registry", r.sglang_image), _layer("entrypoint", [])]  # silence chatty logs on start
+    if r.pip_installs:
+        layers.append(_layer("uv_pip_install", *r.pip_installs))
+    layers.append(_layer("env", dict(r.image_env)))
+    return layers + [_package()]
+
+
+def download_image() -> list[dict[str, Any]]:
+    return [
+        _layer("debian_slim", python_version="3.11"),
+        _layer("uv_pip_install", *DOWNLOAD_PACKAGES),
+        _layer("env", {"HF_HUB_CACHE": HF_CACHE_PATH, "HF_XET_HIGH_PERFORMANCE": "1"}),
+        _package(),
+    ]
+
+
+def scheduler_image() -> list[dict[str, Any]]:
+    """A slim CPU image with the cron library and time-zone database the floor is computed with."""
+    return [
+        _layer("debian_slim", python_version="3.11"),
+        _layer("uv_pip_install", *schedule.PACKAGES),
+        _package(),
+    ]
+
+
+def _package() -> dict[str, Any]:
+    """This package, mounted at container start (not baked in), assets included (the warm-up image)."""
+    return _layer("add_local_python_source", PACKAGE, ignore=PACKAGE_IGNORE)
+
+
+def _layer(method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One call on modal.Image: the first layer is a constructor, each later one a method of the image so far."""
+    return {"method": method, "args": list(args), "kwargs": kwargs}
+
+
+def weights_volume(d: Deployment) -> dict[str, Any]:
+    return {"name": d.caches.weights_volume, "environment": d.modal.cache_environment, "read_only": False}
+
+
+def cache_volumes(d: Deployment, *, kernels_read_only: bool) -> dict[str, dict[str, Any]]:
+    """Container path -> Volume. Both caches, in every container that runs SGLang."""
+    return {
+        HF_CACHE_PATH: weights_volume(d),
+        KERNELS_PATH: {"name": d.caches.kernels_volume, "environment": d.modal.cache_environment,
+                       "read_only": kernels_read_only},
+    }
+
+
+def hf_secrets(d: Deployment) -> list[dict[str, str]]:
+    name = d.secrets.hf_token_secret
+    return [{"name": name, "environment": d.modal.environment}] if name else []

@@ -1,0 +1,1 @@
+"""Tools beside the library: run on a developer machine, never mounted into containers."""
