@@ -40,7 +40,7 @@ def cli(fn):
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
         from infra.runtime.errors import UserError
-        from infra.control.secrets import scrub
+        from infra.runtime.secrets import scrub
 
         debug = kwargs.get("debug", False)
         try:

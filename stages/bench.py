@@ -26,7 +26,7 @@ from typing import Any
 
 from infra.perf import bench, client, ledger, smoketest
 from infra.runtime.deployment import Deployment
-from infra.control.secrets import scrub
+from infra.runtime.secrets import scrub
 from stages.common import Context, StageResult, endpoint, result
 
 STAGE = bench.STAGE
@@ -59,7 +59,7 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
         plan = options.plan if options.wait_given else dataclasses.replace(
             options.plan, cold_start_deadline=float(smoketest.deadline_for(d)))  # a deployed endpoint may be scaled to zero
         report = measure(dataclasses.replace(options, url=url, workload=workload, plan=plan, proxy_auth=True),
-                         target | {"app": d.modal.app_name}, say=ctx.say)
+                         target | {"app": d.app_name}, say=ctx.say)
     return result(STAGE, d, "ran", bench.render_table(report), report)
 
 

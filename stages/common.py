@@ -22,14 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from pydantic import ValidationError
+
 from infra.control import gitinfo
-from infra.runtime import schedule
-from infra.runtime.deployment import DecodeError, Deployment
-from infra.runtime.errors import Refused, StageError
 from infra.control.releases import ReleaseStore
-from infra.runtime.remote import Remote
 from infra.control.settings import Settings
 from infra.control.state import StageState
+from infra.runtime import schedule
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import Refused, StageError
+from infra.runtime.remote import Remote
 
 T = TypeVar("T")
 
@@ -126,8 +128,8 @@ def apply_schedule(ctx: Context, d: Deployment) -> str | None:
 def running(d: Deployment, release) -> Deployment:
     """What runs after a rollback to `release`: its own recorded deployment (its schedule included), else `d`."""
     try:
-        return Deployment.from_dict(release.deployment)
-    except DecodeError:
+        return Deployment.read(release.deployment)
+    except ValidationError:
         return d
 
 
@@ -135,6 +137,6 @@ def endpoint(ctx: Context, d: Deployment, stage: str) -> str:
     """The deployed endpoint of `d`, or a StageError of `stage` saying how to get one."""
     url = ReleaseStore(ctx.remote).endpoint(d)
     if not url:
-        raise StageError(stage, f"no deployed endpoint for {d.modal.app_name} in Modal environment {d.modal.environment}: "
+        raise StageError(stage, f"no deployed endpoint for {d.app_name} in Modal environment {d.modal.environment}: "
                                 f"run `invoke deploy --env {d.env} --recipe {d.recipe.name}`")
     return url

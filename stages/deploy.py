@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.control import gitinfo, revisions
-from infra.runtime.deployment import Deployment
-from infra.runtime.errors import Refused
 from infra.control.gitinfo import GitInfo
 from infra.control.releases import Manifest, Release, ReleaseStore, new_release_id
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import Refused
 from stages.common import (
     Context,
     StageResult,
@@ -96,7 +96,7 @@ def deploy_and_record(
 ) -> tuple[Manifest, Release | None]:
     """Deploy, then record. Call with the release lock held. A failed deploy records nothing;
     an unchanged one (Modal skipped it) records nothing and returns None."""
-    ctx.say(f"deploying {d.modal.app_name} ({git.tag}) to Modal environment {d.modal.environment}...")
+    ctx.say(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal.environment}...")
     info = ctx.remote.deploy(d, git.tag)
     current = manifest.current
     if info.get("changed") is False and current is not None and current.version == info.get("version"):
@@ -109,7 +109,7 @@ def deploy_and_record(
         commit=git.commit,
         dirty=git.dirty,
         tag=git.tag,
-        app_name=d.modal.app_name,
+        app_name=d.app_name,
         modal_environment=d.modal.environment,
         image=d.recipe.sglang_image,
         model=d.recipe.model,
@@ -139,7 +139,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     fp = deploy_fingerprint(d, git)
     if done := up_to_date(ctx, STAGE, d, fp, Deployed):
         return done
-    if done := dry_run(ctx, STAGE, d, f"deploy {d.modal.app_name} at {git.tag} to Modal environment {d.modal.environment}"):
+    if done := dry_run(ctx, STAGE, d, f"deploy {d.app_name} at {git.tag} to Modal environment {d.modal.environment}"):
         return done
     store = ReleaseStore(ctx.remote)
     with store.locked(d, "deploy"):
@@ -150,7 +150,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
         current = manifest.current  # Modal skipped the deploy, and the manifest already says what runs
         still = Deployed(current.release_id, current.version, current.url, current.tag, changed=False)
         return result(STAGE, d, "unchanged",
-                      f"no change: {d.modal.app_name} is still v{current.version} ({current.tag}): {current.url}", still)
+                      f"no change: {d.app_name} is still v{current.version} ({current.tag}): {current.url}", still)
     outcome = Deployed(release.release_id, release.version, release.url, git.tag)
     record(ctx, STAGE, d, fp, outcome)
-    return result(STAGE, d, "ran", f"deployed {d.modal.app_name} v{release.version} ({git.tag}): {release.url}", outcome)
+    return result(STAGE, d, "ran", f"deployed {d.app_name} v{release.version} ({git.tag}): {release.url}", outcome)

@@ -13,7 +13,6 @@ creates the secret.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from infra.runtime import spec
@@ -65,7 +64,7 @@ def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
                           f"and {d.recipe.model} is gated; create it with {create}")
     ctx.say(f"note: Modal Secret {name!r} does not exist in environment {d.modal.environment}; {d.recipe.model} is public, "
             f"so downloading without a Hugging Face token (rate limits apply; create it with {create})")
-    return dataclasses.replace(d, secrets=dataclasses.replace(d.secrets, hf_token_secret=None))
+    return d.model_copy(update={"secrets": d.secrets.model_copy(update={"hf_token_secret": None})})
 
 
 def run(ctx: Context, d: Deployment) -> StageResult[Downloads]:

@@ -23,14 +23,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from infra.perf import client, gate, smoketest
+from pydantic import ValidationError
+
 from infra.control import gitinfo, objectives
-from infra.runtime.deployment import DecodeError, Deployment
-from infra.runtime.errors import ConfigError, Refused, StageError
 from infra.control.gitinfo import GitInfo
 from infra.control.releases import Release, ReleaseStore, rollback_entry
 from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
+from infra.perf import client, gate, smoketest
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import ConfigError, Refused, StageError
 from stages.common import (
     Context,
     StageResult,
@@ -65,9 +67,12 @@ class Promoted:
 def same_release(target: Deployment, release: Release) -> Deployment:
     """The target environment's deployment serving the release's recipe, whole: what staging ran is what prod runs."""
     try:
-        return target.with_recipe(Deployment.from_dict(release.deployment).recipe)
-    except DecodeError as err:
-        raise Refused(f"release {release.release_id} was recorded by an older version of this package ({err}); "
+        return target.with_recipe(Deployment.read(release.deployment).recipe)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Refused(f"release {release.release_id} was recorded by an older version of this package "
+                      f"(deployment.{where}: {first['msg']}); "
                       f"redeploy {release.env} to record it again; nothing changed") from None
 
 
@@ -168,7 +173,7 @@ def _gate(source: Context, target: Context, served: Deployment, release: Release
     # The source's endpoint, with the source's proxy credentials where it asks for them: nowhere else.
     headers = client.proxy_auth_headers(url) if served.auth.proxy_auth else {}
     target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate workload...")
-    where = {"env": src, "recipe": served.recipe.name, "app": served.modal.app_name, "release_id": release.release_id}
+    where = {"env": src, "recipe": served.recipe.name, "app": served.app_name, "release_id": release.release_id}
     try:
         evaluation, record = gate.check(gating, served, url, current, headers=headers, where=where, title=title, say=target.say)
     except StageError as err:
@@ -186,7 +191,7 @@ def _record_baseline(ctx: Context, d: Deployment, store: ReleaseStore, manifest,
         return ""
     headers = client.proxy_auth_headers(promoted.url) if d.auth.proxy_auth else {}  # the target's own endpoint
     ctx.say(f"measuring {d.env} itself with the gate workload, to record as its baseline...")
-    where = {"env": d.env, "recipe": d.recipe.name, "app": d.modal.app_name, "release_id": promoted.release_id}
+    where = {"env": d.env, "recipe": d.recipe.name, "app": d.app_name, "release_id": promoted.release_id}
     try:
         measurement = gate.measure_release(d, promoted.url, headers=headers, where=where, say=ctx.say,
                                            targets=objectives.resolve(gating, d.recipe.target_concurrency))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.control.releases import Manifest, Release, ReleaseStore, rollback_entry
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
-from infra.control.releases import Manifest, Release, ReleaseStore, rollback_entry
 from stages.common import (
     Context,
     StageResult,

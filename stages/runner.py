@@ -12,13 +12,8 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from infra.runtime.deployment import Deployment
-from infra.runtime.errors import ConfigError
-from infra.runtime.recipes import RECIPES
 from infra.control.releases import Release, ReleaseStore
-from infra.runtime.remote import ModalRemote, Remote
 from infra.control.resolve import resolve
-from infra.control.secrets import scrub
 from infra.control.settings import (
     Settings,
     known_environments,
@@ -26,6 +21,11 @@ from infra.control.settings import (
     parse_overrides,
     unknown_environment_variables,
 )
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import ConfigError
+from infra.runtime.recipes import RECIPES
+from infra.runtime.remote import ModalRemote, Remote
+from infra.runtime.secrets import scrub
 from stages.common import Context, StageResult
 
 REMOTE_VARIABLE = "INFRA_REMOTE"  # "module:factory" of another boundary (tests use the fake)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from infra.control.releases import ReleaseStore
 from infra.perf import smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
-from infra.control.releases import ReleaseStore
 from stages.common import Context, StageResult, endpoint, result
 
 STAGE = smoketest.STAGE
@@ -50,7 +50,7 @@ def record(ctx: Context, d: Deployment, outcome: dict) -> None:
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Smoked]:
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion from {d.modal.app_name}")
+        return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion from {d.app_name}")
     ctx.remote.require_credentials()
     url = options.url or endpoint(ctx, d, STAGE)
     ctx.say(f"smoke test: streaming one completion from {url}...")

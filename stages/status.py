@@ -7,13 +7,13 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
-from infra.perf import gate, ledger
 from infra.control import revisions
+from infra.control.plan import gpu_price
+from infra.control.releases import ReleaseStore
+from infra.perf import gate, ledger
 from infra.runtime import schedule
 from infra.runtime.deployment import Deployment
-from infra.control.plan import gpu_price
 from infra.runtime.recipes.base import COMMIT_RE
-from infra.control.releases import ReleaseStore
 from stages.common import Context, StageResult, result, running
 
 STAGE = "status"

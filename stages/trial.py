@@ -22,8 +22,8 @@ def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
     d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
                       required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.modal.app_name} ephemerally and query it")
-    ctx.say(f"starting {d.modal.app_name} ephemerally in Modal environment {d.modal.environment} (stopped when this ends)...")
+        return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.app_name} ephemerally and query it")
+    ctx.say(f"starting {d.app_name} ephemerally in Modal environment {d.modal.environment} (stopped when this ends)...")
     with ctx.remote.ephemeral(d) as url:
         ctx.say(f"querying {url} (a cold start can take minutes)...")
         outcome = smoketest.check(d, url, echo=True, say=ctx.say)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import json
 import os
 import shutil
@@ -53,15 +52,17 @@ def deployment(env: str = "dev", recipe: str = "qwen3-8b-low-latency", **changes
 
 def changed(d, **changes):
     """`d` with fields changed by their own names, wherever they live (the recipe, a part, the deployment)."""
+    from pydantic import BaseModel
+
     for name, value in changes.items():
-        if name in {f.name for f in dataclasses.fields(d)}:
-            d = dataclasses.replace(d, **{name: value})
+        if name in type(d).model_fields:
+            d = d.model_copy(update={name: value})
             continue
         # The environment's parts before the recipe: a name in both (port, regions) is the environment's, as in resolve.
-        for part in sorted(dataclasses.fields(d), key=lambda f: f.name == "recipe"):
-            holder = getattr(d, part.name)
-            if dataclasses.is_dataclass(holder) and name in {f.name for f in dataclasses.fields(holder)}:
-                d = dataclasses.replace(d, **{part.name: dataclasses.replace(holder, **{name: value})})
+        for part in sorted(type(d).model_fields, key=lambda f: f == "recipe"):
+            holder = getattr(d, part)
+            if isinstance(holder, BaseModel) and name in type(holder).model_fields:
+                d = d.model_copy(update={part: holder.model_copy(update={name: value})})
                 break
         else:
             raise AttributeError(f"no field {name!r} in a Deployment")

@@ -27,9 +27,9 @@ def describe_locally(env: str, recipe: str, **extra_env: str) -> dict:
 
 
 def describe_in_container(tmp_path, local: dict) -> dict:
-    """Import the app as the container does: a copy of the `infra` package only, Modal's injected variables only."""
+    """Import the app as the container does: what is mounted (infra/runtime only), Modal's injected variables only."""
     root = tmp_path / "root"
-    shutil.copytree(REPO / "infra", root / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "infra" / "runtime", root / "infra" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(DESCRIBE, root / "describe_app.py")
     injected = {k: v for secret in local["env"] for k, v in secret.items()}
     environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(root)} | injected
@@ -57,7 +57,7 @@ def test_container_import_ignores_a_different_environment_in_the_container(tmp_p
     """Even with INFRA_* variables present in the container, the baked deployment wins."""
     local = describe_locally("prod", "qwen3-8b-low-latency")
     root = tmp_path / "root"
-    shutil.copytree(REPO / "infra", root / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "infra" / "runtime", root / "infra" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     injected = {k: v for secret in local["env"] for k, v in secret.items()}
     environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "INFRA_ENV": "dev", "INFRA_SCALING__MIN_CONTAINERS": "0"}
     done = subprocess.run([sys.executable, DESCRIBE, "--container"], env=environ | injected, capture_output=True, text=True, cwd=root)
@@ -120,7 +120,8 @@ def test_gpu_snapshot_options_only_where_enabled():
 def test_import_refuses_a_mismatched_modal_environment():
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "main"}
-    done = subprocess.run([sys.executable, "-c", "import infra.runtime.app"], env=environ, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", "import infra.control.modal_entry"], env=environ, capture_output=True,
+                          text=True, cwd=REPO)
     assert done.returncode != 0
     assert "deploys into Modal Environment 'prod', but MODAL_ENVIRONMENT is 'main'" in done.stderr
 
@@ -128,13 +129,15 @@ def test_import_refuses_a_mismatched_modal_environment():
 def test_import_without_a_recipe_when_two_are_served():
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": "prod", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "prod"}
-    done = subprocess.run([sys.executable, "-c", "import infra.runtime.app"], env=environ, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", "import infra.control.modal_entry"], env=environ, capture_output=True,
+                          text=True, cwd=REPO)
     assert "serves 2 recipes (qwen3-8b-low-latency, qwen3.6-35b-vlm); choose one with INFRA_RECIPE" in done.stderr
 
 
 def test_jobs_app_definition(monkeypatch):
-    monkeypatch.setenv("INFRA_ENV", "staging")
-    monkeypatch.setenv("INFRA_RECIPE", "qwen3-8b-low-latency")
+    from tests.conftest import deployment
+
+    monkeypatch.setenv("INFRA_DEPLOYMENT", deployment("staging").to_json())
     monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
     sys.modules.pop("infra.runtime.jobs", None)
     import infra.runtime.jobs as jobs
@@ -156,12 +159,12 @@ def test_jobs_app_definition(monkeypatch):
 
 
 def test_modal_cli_import_path_finds_the_app():
-    """`modal deploy -m infra.runtime.app --env prod` resolves the app with Modal's own import machinery."""
+    """`modal deploy -m infra.control.modal_entry --env prod` resolves the app with Modal's own import machinery."""
     script = (
         "from modal._environments import ensure_env\n"
         "from modal.cli.import_refs import import_app_from_ref, parse_import_ref\n"
         "ensure_env('prod')  # what `--env prod` does before importing\n"
-        "app = import_app_from_ref(parse_import_ref('infra.runtime.app', use_module_mode=True), base_cmd='modal deploy')\n"
+        "app = import_app_from_ref(parse_import_ref('infra.control.modal_entry', use_module_mode=True), base_cmd='modal deploy')\n"
         "print(app.name, sorted(app.registered_functions))\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
@@ -206,9 +209,9 @@ def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, reci
     """infra/runtime/spec.py is the one source: what the app (server and scheduler) and the jobs hand to Modal, read
     back from the SDK's own objects, equals it key for key (and `plan --json` holds it verbatim)."""
     from infra.control import plan
-    from infra.runtime import spec
     from infra.control.resolve import resolve
     from infra.control.settings import load_settings
+    from infra.runtime import spec
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": env, "INFRA_RECIPE": recipe, "MODAL_ENVIRONMENT": env, "PYTHONPATH": str(REPO)}

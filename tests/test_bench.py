@@ -9,10 +9,10 @@ import struct
 import pytest
 
 import tasks
-from infra.perf import bench, client
-from infra.runtime.errors import ConfigError, StageError
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings
+from infra.perf import bench, client
+from infra.runtime.errors import ConfigError, StageError
 from stages import bench as stage
 from stages.common import Context
 from tests.conftest import deployment
@@ -292,7 +292,7 @@ def test_without_a_url_the_deployed_endpoint_is_measured_with_its_credentials(fa
     d = resolve(settings, "qwen3-8b-low-latency")
     options = tasks.bench_options(concurrency="1", requests="1", prompt_tokens="4")
     report = stage.run(Context(settings=settings, remote=DeployedRemote(), say=lambda _m: None), d, options).detail
-    assert report["target"]["url"] == server.url and report["target"]["app"] == d.modal.app_name
+    assert report["target"]["url"] == server.url and report["target"]["app"] == d.app_name
     assert report["plan"]["cold_start_deadline_s"] == d.recipe.startup_timeout + 120  # waits out a full cold start
     assert {r["headers"].get("Modal-Key") for r in chats(server)} == {"wk-key"}  # its own endpoint: credentials belong
 

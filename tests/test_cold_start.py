@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 
-from infra.runtime import lifecycle, sglang_args
-from infra.control import sglang_flags
-from infra.control import plan
-from infra.runtime.errors import ConfigError
-from infra.runtime.kernels import kernel_fingerprint
-from infra.runtime.lifecycle import Readiness
+from infra.control import plan, sglang_flags
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.control.state import StageState
+from infra.runtime import lifecycle, sglang_args
+from infra.runtime.errors import ConfigError
+from infra.runtime.kernels import kernel_fingerprint
+from infra.runtime.lifecycle import Readiness
 from tests.conftest import deployment, free_port, standin_env
 
 
@@ -122,8 +120,8 @@ def test_cold_start_phase_by_phase_for_the_flow_the_pipeline_runs():
 def test_a_recipe_without_deepgemm_or_speculation_has_no_such_phase():
     s = settings("dev", "recipes.qwen3.6-35b-vlm.gpu_count=1")
     d = resolve(s, "qwen3.6-35b-vlm")
-    d = d.with_recipe(dataclasses.replace(d.recipe, speculative=None,
-                                          image_env=d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"}))
+    d = d.with_recipe(d.recipe.model_copy(update=dict(speculative=None,
+                                          image_env=d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"})))
     parts = plan.cold_start(s, d, StageState("dev", "x"))["parts"]
     assert "deepgemm" not in parts and "first_speculative_request" not in parts
 

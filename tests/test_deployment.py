@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import sys
 
 import pytest
 
-from infra.runtime.deployment import DecodeError, Deployment
-from infra.runtime.recipes import RECIPES
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from pydantic import ValidationError
+
+from infra.runtime.deployment import Deployment
+from infra.runtime.recipes import RECIPES
 from tests.conftest import deployment
 
 SCHEDULE = ('scaling.schedule=[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
@@ -31,28 +33,46 @@ def test_the_recipe_is_the_resolved_recipe_and_the_rest_is_the_environments():
         "recipes.qwen3-8b-low-latency.target_concurrency=4", "recipes.qwen3-8b-low-latency.compute_region=us-west",
         f'recipes.qwen3-8b-low-latency.draft_revision="{"b" * 40}"']))
     d = resolve(s, "qwen3-8b-low-latency")
-    assert d.recipe == dataclasses.replace(
-        RECIPES["qwen3-8b-low-latency"], target_concurrency=4,
-        speculative=dataclasses.replace(RECIPES["qwen3-8b-low-latency"].speculative, draft_revision="b" * 40))
+    assert d.recipe == RECIPES["qwen3-8b-low-latency"].model_copy(update=dict(target_concurrency=4,
+        speculative=RECIPES["qwen3-8b-low-latency"].speculative.model_copy(update=dict(draft_revision="b" * 40))))
     # A region is the environment's even where a recipe table sets it: a promotion must not carry it.
     assert d.placement.compute_region == "us-west" and d.recipe.compute_region == "us-east"
     assert d.scaling.min_containers == 1 and d.server.port == 8000 and d.auth.proxy_auth
 
 
-def test_data_written_before_a_field_with_a_default_existed_still_decodes():
+def test_data_written_before_a_field_with_a_default_existed_still_reads():
     data = json.loads(deployment("prod").to_json())
     del data["scaling"]["schedule"]  # a manifest written before schedules existed
-    assert Deployment.from_dict(data).scaling.schedule == ()
+    assert Deployment.read(data).scaling.schedule == []
 
 
-@pytest.mark.parametrize("mangle, message", [
-    (lambda data: data["recipe"].pop("model"), "deployment.recipe: missing field 'model'"),
-    (lambda data: data["scaling"].update(surprise=1), "deployment.scaling: unknown field(s) surprise"),
-    (lambda data: data.update(recipe="qwen3-8b-low-latency"), "deployment.recipe: expected an object, got str"),
+def test_reading_tolerates_keys_a_newer_version_wrote_and_writing_forbids_them():
+    data = json.loads(deployment("prod").to_json())
+    data["scaling"]["surprise"] = 1
+    data["recipe"]["added_later"] = {"x": 1}
+    assert Deployment.read(data) == deployment("prod")
+    with pytest.raises(ValidationError) as err:
+        Deployment.model_validate_json(json.dumps(data))
+    assert {(e["type"], e["loc"][-1]) for e in err.value.errors()} == {("extra_forbidden", "surprise"),
+                                                                       ("extra_forbidden", "added_later")}
+
+
+@pytest.mark.parametrize("mangle, loc", [
+    (lambda data: data["recipe"].pop("model"), ("recipe", "model")),
+    (lambda data: data.update(recipe="qwen3-8b-low-latency"), ("recipe",)),
 ])
-def test_data_that_is_not_a_deployment_is_refused_by_name(mangle, message):
+def test_data_that_is_not_a_deployment_is_refused_by_name(mangle, loc):
     data = json.loads(deployment("prod").to_json())
     mangle(data)
-    with pytest.raises(DecodeError) as err:
-        Deployment.from_dict(data)
-    assert str(err.value) == message
+    with pytest.raises(ValidationError) as err:
+        Deployment.read(data)
+    assert err.value.errors()[0]["loc"] == loc
+
+
+def test_a_container_reads_back_exactly_what_was_resolved_without_the_laptops_checks(monkeypatch):
+    """The server image has no cron library: the JSON baked into a container is read without re-checking crons."""
+    d = resolve(load_settings("prod", overrides=parse_overrides([SCHEDULE])), "qwen3-8b-low-latency")
+    monkeypatch.setitem(sys.modules, "cronsim", None)  # as in the SGLang image: `import cronsim` fails
+    assert Deployment.from_json(d.to_json()) == d
+    with pytest.raises(ImportError):  # where it is resolved, the same data is checked, with cronsim
+        Deployment.model_validate_json(d.to_json())

@@ -8,13 +8,13 @@ import subprocess
 
 import pytest
 
+from infra.control.releases import ReleaseStore
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings
 from infra.perf import gate
 from infra.runtime import kernels, weights
 from infra.runtime.errors import Refused
-from infra.control.releases import ReleaseStore
 from infra.runtime.remote import ModalRemote, Remote
-from infra.control.resolve import resolve
-from infra.control.settings import load_settings
 from stages import pipeline, promote
 from stages.common import Context
 from tests.conftest import REPO, deployment, free_port, project_copy, standin_env

@@ -10,10 +10,10 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
+from infra.control.objectives import Gate, Objective, resolve
 from infra.perf import bench, client, gate, ledger
 from infra.runtime import lifecycle
 from infra.runtime.errors import ConfigError
-from infra.control.objectives import Gate, Objective, resolve
 from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import GateWorkload
 from tests.fakes import bench_reports

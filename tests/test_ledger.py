@@ -10,9 +10,9 @@ import re
 
 import pytest
 
+from infra.control import releases
 from infra.perf import bench, ledger
 from infra.runtime import catalog
-from infra.control import releases
 from infra.runtime.errors import ConfigError
 from tests.fakes import bench_reports
 

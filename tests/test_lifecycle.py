@@ -4,7 +4,6 @@ started with the real command line, a real HTTP server, real signals, the real p
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -177,7 +176,7 @@ def test_ready_within_a_second_of_sglang_first_answering_healthy(tmp_path):
 
 def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
     d = deployment()
-    quick = dataclasses.replace(d.recipe.warmup, timeout=0.5)
+    quick = d.recipe.warmup.model_copy(update=dict(timeout=0.5))
     _, record, _, start = launch(tmp_path, warmup=quick, budget=20, first_chat_delay=1.5)
     server = start()
     server.stop()
@@ -187,7 +186,7 @@ def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
 
 def test_first_warmup_request_fails_once_the_startup_budget_is_spent(tmp_path, subreaper):
     d = deployment()
-    quick = dataclasses.replace(d.recipe.warmup, timeout=0.5)
+    quick = d.recipe.warmup.model_copy(update=dict(timeout=0.5))
     _, _, _, start = launch(tmp_path, warmup=quick, budget=1.2, first_chat_delay=5.0)
     began = time.monotonic()
     with pytest.raises(ServerFailed, match="warm-up request 1/3 failed after"):
@@ -331,7 +330,7 @@ def test_server_process_tail_keeps_last_lines(tmp_path):
 
 
 def test_container_side_modules_import_neither_modal_nor_local_only_libraries():
-    """The lifecycle runs in the SGLang image: standard library only (tests drive it without Modal)."""
+    """The lifecycle runs in the SGLang image: no Modal, nothing only the laptop has (tests drive it without Modal)."""
     import subprocess
     import sys
 
@@ -341,10 +340,13 @@ def test_container_side_modules_import_neither_modal_nor_local_only_libraries():
         "import sys\n"
         "import infra.runtime.lifecycle, infra.runtime.weights, infra.runtime.kernels, infra.runtime.deployment, infra.runtime.sglang_args, infra.runtime.spec, infra.runtime.current\n"
         "from infra.runtime import schedule\n"
-        "w = schedule.Window('w', '0 9 * * *', '0 17 * * *', 'UTC', 1)\n"
+        "from infra.runtime.deployment import Window\n"
+        "from infra.runtime.model import RESOLVED\n"
+        "w = Window.model_validate(dict(name='w', start='0 9 * * *', end='0 17 * * *', timezone='UTC', min_containers=1),\n"
+        "                          context=RESOLVED)  # as a container reads it back\n"
         "assert schedule.boundaries([w])[0].cron == '0 9,17 * * *'  # app definitions call it: no cron library needed\n"
-        "bad = sorted(m for m in ('modal', 'pydantic', 'pydantic_settings', 'aiohttp', 'huggingface_hub', 'requests',\n"
-        "                         'cronsim') if m in sys.modules)\n"
+        "bad = sorted(m for m in ('modal', 'pydantic_settings', 'aiohttp', 'huggingface_hub', 'cronsim', 'invoke')\n"
+        "             if m in sys.modules)\n"
         "print(bad)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})

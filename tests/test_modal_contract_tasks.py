@@ -174,14 +174,16 @@ def test_a_scheduled_floor_is_deployed_as_a_cron_function_and_applied_after_the_
     from datetime import UTC, datetime
 
     from infra.runtime import schedule
+    from infra.runtime.deployment import Scaling, Window
 
     window = ('[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
               'timezone="America/New_York", min_containers=2}]')
     pinned = f'recipes.{RECIPE}.draft_revision="{"b" * 40}"'
     out = ok(wire_cli("deploy", "--env", "prod", *FOR_RECIPE, "--yes", "--set", pinned, INFRA_SCALING__SCHEDULE=window))
     assert wire.schedules("prod", APP) == {"server": None, "apply_floor_0": ("0 8,18 * * MON-FRI", "America/New_York")}
-    windows = (schedule.Window("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", "America/New_York", 2),)
-    wanted = schedule.floor_at(datetime.now(UTC), windows, schedule.BaseScaling(1, 4, None))  # prod: min 1, max 4
+    windows = [Window(name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", timezone="America/New_York",
+                      min_containers=2)]
+    wanted = schedule.floor_at(datetime.now(UTC), windows, Scaling(min_containers=1, max_containers=4))  # prod's
     assert wire.autoscaler("prod", APP)["min_containers"] == wanted.min_containers
     assert "FunctionUpdateSchedulingParams" in wire.rpcs() and f"deployed {APP} v1" in out
 

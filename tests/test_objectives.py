@@ -12,10 +12,10 @@ import tomllib
 import pytest
 
 from infra.control import objectives
-from infra.runtime.errors import ConfigError
 from infra.control.objectives import METRICS, TARGET, Gate, GateOverrides, Objective
 from infra.control.resolve import gate_for, resolve
-from infra.control.settings import load_settings, parse_overrides
+from infra.control.settings import knobs_given, load_settings, parse_overrides
+from infra.runtime.errors import ConfigError
 from tests.conftest import REPO
 
 PROD = (REPO / "environments" / "prod.toml").read_text()
@@ -271,7 +271,7 @@ def test_a_recipes_gate_is_not_part_of_what_is_deployed(prod_with):
     settings = prod_with({"enabled": True, "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 400}]},
                          recipe={"regression_budget": 0.2, "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 900}]})
     assert {name: resolve(settings, name) for name in before} == before
-    assert settings.recipes["qwen3.6-35b-vlm"].given() == {}
+    assert knobs_given(settings.recipes["qwen3.6-35b-vlm"]) == {}
     vlm = gate_for(settings, "qwen3.6-35b-vlm")
     assert (vlm.regression_budget, [o.limit for o in vlm.objectives]) == (0.2, [900])
     assert [o.limit for o in gate_for(settings, "qwen3-8b-low-latency").objectives] == [400]

@@ -9,7 +9,6 @@ it is judged are unchanged, only the count.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -36,7 +35,7 @@ KEY, SECRET = "wk-gatetestkey0123456789", "ws-gatetestsecret0123456789"
 
 @pytest.fixture
 def gated(flow, monkeypatch, tmp_path):  # noqa: F811
-    monkeypatch.setitem(RECIPES, RECIPE, dataclasses.replace(RECIPES[RECIPE], gate_workload=QUICK))
+    monkeypatch.setitem(RECIPES, RECIPE, RECIPES[RECIPE].model_copy(update=dict(gate_workload=QUICK)))
     monkeypatch.setenv(f"INFRA_RECIPES__{RECIPE.upper()}__TARGET_CONCURRENCY", "2")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "job-summary.md"))
     monkeypatch.setenv("MODAL_KEY", KEY)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.runtime import sglang_args, spec
 from infra.control import sglang_flags
+from infra.runtime import sglang_args, spec
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from tests.conftest import deployment
 

@@ -8,10 +8,10 @@ import threading
 import pytest
 
 import tasks
-from infra.runtime.errors import ConfigError, Refused, StageError
 from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.runtime.errors import ConfigError, Refused, StageError
 from stages import deploy, pipeline, promote, rollback, scale, status
 from stages.common import Context
 from tests.conftest import standin_env

@@ -10,7 +10,6 @@ in winter and 13:00 UTC in summer.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import re
 import tomllib
@@ -21,16 +20,13 @@ import pytest
 from cronsim import CronSim
 from modal.server import ServerAutoscalerManager
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
 from infra.runtime import catalog, schedule
-from infra.runtime.schedule import BaseScaling, Floor, Window
+from infra.runtime.deployment import Scaling, Window
+from infra.runtime.model import RESOLVED
+from infra.runtime.schedule import Floor
 from tests.conftest import REPO
 
 UTC = timezone.utc
@@ -43,11 +39,17 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+def W(name: str, start: str, end: str, timezone: str, min_containers: int, **floor) -> Window:  # noqa: N802
+    """A window, positionally for short tests, and unchecked: these tests call the checks themselves."""
+    return Window.model_construct(name=name, start=start, end=end, timezone=timezone, min_containers=min_containers,
+                                  **floor)
+
+
 def business_hours(**floor) -> Window:
-    return Window("business-hours", "0 9 * * MON-FRI", "0 17 * * MON-FRI", NY, **({"min_containers": 1} | floor))
+    return W("business-hours", "0 9 * * MON-FRI", "0 17 * * MON-FRI", NY, **({"min_containers": 1} | floor))
 
 
-BASE = BaseScaling(min_containers=0, max_containers=4)
+BASE = Scaling(min_containers=0, max_containers=4)
 
 
 # ---------------------------------------------------------------------------- resolution at chosen instants
@@ -124,8 +126,8 @@ def test_next_change_across_a_daylight_saving_change():
 
 
 def test_window_spanning_midnight():
-    night = Window("night", "0 22 * * *", "0 6 * * *", "Europe/Paris", min_containers=0)
-    base = BaseScaling(min_containers=1, max_containers=4)  # a window may also lower the floor
+    night = W("night", "0 22 * * *", "0 6 * * *", "Europe/Paris", min_containers=0)
+    base = Scaling(min_containers=1, max_containers=4)  # a window may also lower the floor
     paris = lambda d, h, m=0: datetime(2026, 1, d, h, m, tzinfo=schedule.ZoneInfo("Europe/Paris"))  # noqa: E731
     assert schedule.floor_at(paris(14, 21, 59), [night], base).min_containers == 1
     assert schedule.floor_at(paris(14, 22), [night], base).cause == "window 'night'"
@@ -136,17 +138,17 @@ def test_window_spanning_midnight():
 
 
 def test_weekend_window():
-    weekend = Window("weekend", "0 18 * * FRI", "0 8 * * MON", NY, min_containers=0)
-    base = BaseScaling(min_containers=1)
+    weekend = W("weekend", "0 18 * * FRI", "0 8 * * MON", NY, min_containers=0)
+    base = Scaling(min_containers=1)
     ny = lambda d, h: datetime(2026, 1, d, h, tzinfo=schedule.ZoneInfo(NY))  # noqa: E731  (Jan 16 2026: Friday)
     assert [schedule.floor_at(ny(d, h), [weekend], base).min_containers for d, h in
             [(16, 17), (16, 18), (17, 12), (18, 23), (19, 7), (19, 8), (21, 12)]] == [1, 0, 0, 0, 0, 1, 1]
 
 
 def test_overlapping_windows_highest_floor_wins_field_by_field_in_any_order():
-    base = BaseScaling(min_containers=1, max_containers=4, buffer_containers=None)
-    a = Window("day", "0 8 * * *", "0 18 * * *", NY, min_containers=3, max_containers=4, buffer_containers=0)
-    b = Window("launch", "0 12 * * *", "0 20 * * *", NY, min_containers=2, max_containers=10, buffer_containers=2)
+    base = Scaling(min_containers=1, max_containers=4, buffer_containers=None)
+    a = W("day", "0 8 * * *", "0 18 * * *", NY, min_containers=3, max_containers=4, buffer_containers=0)
+    b = W("launch", "0 12 * * *", "0 20 * * *", NY, min_containers=2, max_containers=10, buffer_containers=2)
     ny = lambda h: datetime(2026, 5, 5, h, tzinfo=schedule.ZoneInfo(NY))  # noqa: E731
     both = Floor(3, 10, 2, ("day", "launch"))
     assert schedule.floor_at(ny(13), [a, b], base) == both
@@ -156,12 +158,12 @@ def test_overlapping_windows_highest_floor_wins_field_by_field_in_any_order():
     assert schedule.floor_at(ny(19), [a, b], base) == Floor(2, 10, 2, ("launch",))
     assert schedule.floor_at(ny(21), [a, b], base) == Floor(1, 4, None, ())
     # A window without a cap takes the base's; an unbounded base then beats every cap.
-    c = Window("open", "0 12 * * *", "0 20 * * *", NY, min_containers=1)
-    assert schedule.floor_at(ny(13), [a, c], BaseScaling(min_containers=0)).max_containers is None
+    c = W("open", "0 12 * * *", "0 20 * * *", NY, min_containers=1)
+    assert schedule.floor_at(ny(13), [a, c], Scaling(min_containers=0)).max_containers is None
 
 
 def test_when_start_and_end_fire_together_the_end_wins():
-    w = Window("weekdays", "0 9 * * *", "0 9 * * MON", "UTC", min_containers=1)
+    w = W("weekdays", "0 9 * * *", "0 9 * * MON", "UTC", min_containers=1)
     assert schedule.floor_at(utc(2026, 1, 19, 10), [w], BASE).min_containers == 0  # Monday 09:00: both fired
     assert schedule.floor_at(utc(2026, 1, 20, 10), [w], BASE).min_containers == 1  # Tuesday
     assert schedule.floor_at(utc(2026, 1, 25, 23), [w], BASE).min_containers == 1  # Sunday night: still open
@@ -169,8 +171,8 @@ def test_when_start_and_end_fire_together_the_end_wins():
 
 def test_next_boundary_versus_next_change():
     """Back-to-back windows with the same floor: a boundary the schedule fires at, but no change of values."""
-    morning = Window("morning", "0 8 * * *", "0 12 * * *", "UTC", min_containers=2)
-    afternoon = Window("afternoon", "0 12 * * *", "0 18 * * *", "UTC", min_containers=2)
+    morning = W("morning", "0 8 * * *", "0 12 * * *", "UTC", min_containers=2)
+    afternoon = W("afternoon", "0 12 * * *", "0 18 * * *", "UTC", min_containers=2)
     boundary = schedule.next_boundary(utc(2026, 1, 5, 10), [morning, afternoon], BASE)
     assert (boundary.when, boundary.cause) == (utc(2026, 1, 5, 12), "window 'morning' ends, window 'afternoon' starts")
     assert boundary.floor == Floor(2, 4, None, ("afternoon",))
@@ -183,8 +185,8 @@ def test_stepping_boundary_to_boundary_agrees_with_resolving_each_instant():
     every 15 minutes for two weeks around the spring change, in two zones, they must agree."""
     windows = [
         business_hours(min_containers=2),
-        Window("night", "0 22 * * *", "0 6 * * *", "Europe/Paris", min_containers=1, buffer_containers=1),
-        Window("weekend", "0 18 * * FRI", "0 8 * * MON", NY, min_containers=0, max_containers=2),
+        W("night", "0 22 * * *", "0 6 * * *", "Europe/Paris", min_containers=1, buffer_containers=1),
+        W("weekend", "0 18 * * FRI", "0 8 * * MON", NY, min_containers=0, max_containers=2),
     ]
     start, end = utc(2026, 3, 2), utc(2026, 3, 16)
     changes = list(schedule._timeline(windows, BASE, start, end))
@@ -222,9 +224,9 @@ def _fires(expr: str, tz: str, start: datetime, end: datetime) -> list[datetime]
 def test_boundaries_merge_hours_of_one_zone_and_fire_at_exactly_the_same_instants():
     windows = [
         business_hours(),
-        Window("eu", "0 9 * * MON-FRI", "0 17 * * MON-FRI", "Europe/Paris", min_containers=1),
-        Window("saturday", "0 10 * * SAT", "0 14 * * SAT", NY, min_containers=1),
-        Window("every-other-hour", "0 8-16/2 * * SUN", "30 9 * * SUN", NY, min_containers=1),
+        W("eu", "0 9 * * MON-FRI", "0 17 * * MON-FRI", "Europe/Paris", min_containers=1),
+        W("saturday", "0 10 * * SAT", "0 14 * * SAT", NY, min_containers=1),
+        W("every-other-hour", "0 8-16/2 * * SUN", "30 9 * * SUN", NY, min_containers=1),
     ]
     got = schedule.boundaries(windows)
     assert [(b.cron, b.timezone, b.events) for b in got] == [
@@ -291,12 +293,12 @@ def test_cost_business_hours_one_two_gpu_h100_replica():
     ],
 )
 def test_warm_hours_are_exact_across_daylight_saving_changes(start, end, hours):
-    night = Window("night", "0 22 * * *", "0 6 * * *", NY, min_containers=1)
+    night = W("night", "0 22 * * *", "0 6 * * *", NY, min_containers=1)
     assert schedule.warm_hours([night], BASE, start, end) == hours
 
 
 def test_warm_hours_count_the_base_outside_windows_and_only_min_containers():
-    base = BaseScaling(min_containers=1, buffer_containers=3)  # buffers run only under traffic: not counted
+    base = Scaling(min_containers=1, buffer_containers=3)  # buffers run only under traffic: not counted
     w = business_hours(min_containers=3)
     week = utc(2026, 1, 5, 5)
     assert schedule.warm_hours([w], base, week, week + timedelta(days=7)) == 40 * 3 + (168 - 40) * 1
@@ -326,7 +328,7 @@ class FakeAutoscaler:
 
 
 def test_apply_sets_the_window_floor_and_restores_every_base_value_after_it():
-    base = BaseScaling(min_containers=0, max_containers=2, buffer_containers=None)
+    base = Scaling(min_containers=0, max_containers=2, buffer_containers=None)
     w = business_hours(min_containers=2, max_containers=6, buffer_containers=1)
     modal_side = FakeAutoscaler({"min_containers": 0, "max_containers": 2, "buffer_containers": 0})
     lines: list[str] = []
@@ -442,27 +444,27 @@ def _refusal(window: Window, base=BASE, **kwargs) -> str:
         (business_hours(min_containers=1), {"allow_warm_replicas": False},
          "window 'business-hours': min_containers = 1 but this environment forbids warm replicas "
          "(allow_warm_replicas = false); allowed: min_containers = 0"),
-        (Window("leap", "0 0 29 2 *", "0 0 1 3 *", "UTC", 1), {},
+        (W("leap", "0 0 29 2 *", "0 0 1 3 *", "UTC", 1), {},
          "window 'leap': start '0 0 29 2 *' does not fire within a year; a window must recur at least yearly"),
-        (Window("forever", "0 9 * * *", "0 17 29 2 *", "UTC", 1), {},
+        (W("forever", "0 9 * * *", "0 17 29 2 *", "UTC", 1), {},
          "window 'forever': end '0 17 29 2 *' does not fire within a year of 2026-03-01 00:00 UTC, so the window "
          "would not end; a window must end within a year of every start"),
-        (Window("same", "0 9 * * *", "0 9 * * *", "UTC", 1), {},
+        (W("same", "0 9 * * *", "0 9 * * *", "UTC", 1), {},
          "window 'same': start and end are the same expression ('0 9 * * *'), so the window is never active"),
-        (Window("bad-start", "0 9 * * FUNDAY", "0 17 * * *", "UTC", 1), {},
+        (W("bad-start", "0 9 * * FUNDAY", "0 17 * * *", "UTC", 1), {},
          "window 'bad-start': start = '0 9 * * FUNDAY': the day-of-week field has 'FUNDAY'"),
-        (Window("bad-zone", "0 9 * * *", "0 17 * * *", "Mars/Olympus_Mons", 1), {},
+        (W("bad-zone", "0 9 * * *", "0 17 * * *", "Mars/Olympus_Mons", 1), {},
          "window 'bad-zone': unknown time zone; allowed: an IANA name"),
-        (Window("night shift", "0 9 * * *", "0 17 * * *", "UTC", 1), {},
+        (W("night shift", "0 9 * * *", "0 17 * * *", "UTC", 1), {},
          "window 'night shift': a window name is letters, digits, '.', '_' or '-'"),
-        (Window("skipped", "30 2 * * *", "0 6 * * *", NY, 1), {},
+        (W("skipped", "30 2 * * *", "0 6 * * *", NY, 1), {},
          "window 'skipped': start '30 2 * * *' fires at 02:30 in America/New_York, a local time that is skipped on "
          "2026-03-08 (clocks change between 02:00 and 03:00), and schedulers disagree on such times; choose a "
          "boundary outside that hour, or timezone = 'UTC'"),
-        (Window("repeated", "0 22 * * *", "30 1 * * *", NY, 1), {},
+        (W("repeated", "0 22 * * *", "30 1 * * *", NY, 1), {},
          "window 'repeated': end '30 1 * * *' fires at 01:30 in America/New_York, a local time that is repeated on "
          "2026-11-01 (clocks change between 01:00 and 02:00)"),
-        (Window("hourly", "0 * * * SUN", "0 23 * * SUN", NY, 1), {},
+        (W("hourly", "0 * * * SUN", "0 23 * * SUN", NY, 1), {},
          "window 'hourly': start '0 * * * SUN' fires at 02:00 in America/New_York, a local time that is skipped"),
     ],
 )
@@ -472,11 +474,11 @@ def test_window_validation_messages(window, kwargs, message):
 
 def test_valid_windows_pass_and_come_back_normalised():
     windows = [
-        Window("business-hours", "0 8 * * mon-fri", "0 18 * * MON-FRI", NY, 2),
-        Window("hourly-in-utc", "0 * * * SUN", "0 23 * * SUN", "UTC", 1),  # UTC has no clock changes
-        Window("december", "0 0 1 12 *", "0 0 1 1 *", "Europe/Paris", 1, max_containers=4),
+        W("business-hours", "0 8 * * mon-fri", "0 18 * * MON-FRI", NY, 2),
+        W("hourly-in-utc", "0 * * * SUN", "0 23 * * SUN", "UTC", 1),  # UTC has no clock changes
+        W("december", "0 0 1 12 *", "0 0 1 1 *", "Europe/Paris", 1, max_containers=4),
     ]
-    checked = schedule.check_windows(windows, BaseScaling(min_containers=0, max_containers=None), now=NOW)
+    checked = schedule.check_windows(windows, Scaling(min_containers=0, max_containers=None), now=NOW)
     assert checked[0].start == "0 8 * * MON-FRI"
     assert checked[1:] == tuple(windows[1:])
 
@@ -503,46 +505,10 @@ min_containers = 2
 """
 
 
-class ScheduleWindow(BaseModel):
-    """The `[[scaling.schedule]]` model proposed for infra/control/settings.py (a `Section` there)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    start: str = Field(description="cron expression: the window opens when it fires")
-    end: str = Field(description="cron expression: the window closes when it fires")
-    timezone: str = Field(description="IANA zone both expressions are read in")
-    min_containers: int = Field(ge=0)
-    max_containers: int | None = Field(default=None, ge=1)
-    buffer_containers: int | None = Field(default=None, ge=0)
-
-    _name = field_validator("name")(schedule.check_name)
-    _cron = field_validator("start", "end")(schedule.check_cron)
-    _zone = field_validator("timezone")(schedule.check_timezone)
-
-    def window(self) -> Window:
-        return Window(**self.model_dump())
-
-
-class ScalingSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_containers: int = Field(default=0, ge=0)
-    max_containers: int | None = Field(default=None, ge=1)
-    buffer_containers: int | None = Field(default=None, ge=0)
-    allow_warm_replicas: bool = True
-    schedule: list[ScheduleWindow] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _schedule(self) -> ScalingSection:
-        schedule.check_windows([w.window() for w in self.schedule], self, allow_warm_replicas=self.allow_warm_replicas)
-        return self
-
-
-def test_proposed_toml_loads_through_the_proposed_pydantic_models():
-    scaling = ScalingSection(**tomllib.loads(PROPOSED_TOML)["scaling"])
-    windows = [w.window() for w in scaling.schedule]
-    assert windows == [Window("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", NY, 2)]
+def test_the_toml_loads_through_the_deployments_own_models():
+    scaling = Scaling(**tomllib.loads(PROPOSED_TOML)["scaling"])
+    windows = scaling.schedule
+    assert windows == [W("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", NY, 2)]
     assert schedule.floor_at(utc(2026, 1, 14, 15), windows, scaling).min_containers == 2  # the section is a base
 
 
@@ -559,7 +525,7 @@ def test_bad_schedule_settings_fail_with_one_located_message(change, loc, messag
     data = tomllib.loads(PROPOSED_TOML)["scaling"]
     data["schedule"][0][change[0]] = change[1]
     with pytest.raises(ValidationError) as err:
-        ScalingSection(**data)
+        Scaling(**data)
     first = err.value.errors()[0]
     assert tuple(first["loc"]) == loc
     assert message in first["msg"]
@@ -568,13 +534,13 @@ def test_bad_schedule_settings_fail_with_one_located_message(change, loc, messag
 def test_a_dev_environment_forbids_warm_windows():
     data = tomllib.loads(PROPOSED_TOML)["scaling"] | {"allow_warm_replicas": False}
     with pytest.raises(ValidationError, match=r"forbids warm replicas \(allow_warm_replicas = false\)"):
-        ScalingSection(**data)
+        Scaling(**data)
 
 
 def test_windows_travel_to_the_container_as_json():
-    windows = (business_hours(min_containers=2, max_containers=3), Window("night", "0 22 * * *", "0 6 * * *", "UTC", 0))
-    again = tuple(Window.from_dict(item) for item in json.loads(json.dumps([w.to_dict() for w in windows])))
-    assert again == windows
+    windows = [business_hours(min_containers=2, max_containers=3), W("night", "0 22 * * *", "0 6 * * *", "UTC", 0)]
+    again = Scaling(schedule=windows).model_dump_json()
+    assert Scaling.model_validate_json(again, context=RESOLVED).schedule == windows
 
 
 def test_laptop_and_scheduler_image_pin_the_same_cron_library():
@@ -593,8 +559,8 @@ def _example_cost_table() -> str:
     """docs/schedule.md's cost table, from the code: the example prod schedule for each recipe's GPUs."""
     from infra.runtime.recipes import RECIPES
 
-    windows = [Window("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", NY, min_containers=1)]
-    base = BaseScaling(min_containers=0, max_containers=4)
+    windows = [W("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", NY, min_containers=1)]
+    base = Scaling(min_containers=0, max_containers=4)
     start = schedule.start_of_week(utc(2026, 3, 4), NY)
     rows = [
         "| recipe | GPUs | per week: scheduled / always-warm | per 30 days: scheduled / always-warm |",

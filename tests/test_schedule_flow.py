@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from infra.control import plan
-from infra.runtime import schedule
-from infra.runtime.errors import StageError
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.runtime import schedule
+from infra.runtime.errors import StageError
 from stages import deploy, pipeline, promote, rollback, scale, status
 from stages.common import Context
 from tests.conftest import standin_env

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from infra.control.secrets import mask, scrub
+from infra.runtime.secrets import mask, scrub
 from tests.conftest import REPO, standin_env
 
 PLANTED = {

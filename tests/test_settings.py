@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from infra.runtime.errors import ConfigError
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides, unknown_environment_variables
+from infra.runtime.errors import ConfigError
 from tests.conftest import REPO
 
 

@@ -3,7 +3,6 @@ styles, so no network), the committed tables, value validation and moving a reci
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -12,14 +11,14 @@ import zipfile
 
 import pytest
 
-from infra.runtime import sglang_args
 from infra.control import sglang_flags
-from tools import sglang_tables
-from infra.runtime.errors import ConfigError, StageError
-from infra.runtime.recipes import RECIPES
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings
+from infra.runtime import sglang_args
+from infra.runtime.errors import ConfigError, StageError
+from infra.runtime.recipes import RECIPES
 from tests.conftest import REPO, deployment
+from tools import sglang_tables
 
 # ---------------------------------------------------------------------------
 # Synthetic wheels
@@ -541,7 +540,7 @@ def test_diff_0_5_11_to_0_5_23_names_the_cuda_graph_renames():
 
 
 def resolve_with(monkeypatch, recipe: str, **changes):
-    monkeypatch.setitem(RECIPES, recipe, dataclasses.replace(RECIPES[recipe], **changes))
+    monkeypatch.setitem(RECIPES, recipe, RECIPES[recipe].model_copy(update=dict(**changes)))
     return resolve(load_settings("dev"), recipe)
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 
 import pytest
 
-from infra.runtime.errors import ConfigError, Refused, StageError
 from infra.control.releases import Manifest, ReleaseStore
-from infra.runtime.remote import MissingCredentials
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.runtime.errors import ConfigError, Refused, StageError
+from infra.runtime.remote import MissingCredentials
 from stages import build, compile, deploy, download, pipeline, smoke, trial
 from stages.common import Context
 from tests.conftest import changed, standin_env
@@ -170,7 +169,7 @@ def test_smoke_refuses_reasoning_alone_unless_the_recipe_accepts_it(world, fake_
     d = resolve(settings, "qwen3.6-35b-vlm")
     with pytest.raises(StageError, match=r"only reasoning_content \(\d+ characters\) and no answer"):
         smoke.run(ctx, d, smoke.Options(url=server.url))
-    lenient = changed(d, smoke=dataclasses.replace(d.recipe.smoke, accept_reasoning_only=True))
+    lenient = changed(d, smoke=d.recipe.smoke.model_copy(update=dict(accept_reasoning_only=True)))
     result = smoke.run(ctx, lenient, smoke.Options(url=server.url))
     assert result.detail.passed and result.detail.checked.startswith("content or reasoning_content")
     assert result.detail.reasoning_chars > 0

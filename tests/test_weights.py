@@ -11,7 +11,6 @@ written down; and an offline server refuses to start without its weights.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import traceback
@@ -368,7 +367,7 @@ def serving(repo, draft, env: str):
     """A real Deployment (recipe qwen3-8b-low-latency, with its draft model) pointed at the fake repos:
     the model pinned, the draft unpinned (it follows main), as the recipe has it."""
     d = deployment(env=env, model=repo.repo_id, model_revision=repo.commit)
-    return changed(d, speculative=dataclasses.replace(d.recipe.speculative, draft_model=draft.repo_id, draft_revision=None))
+    return changed(d, speculative=d.recipe.speculative.model_copy(update=dict(draft_model=draft.repo_id, draft_revision=None)))
 
 
 def test_nothing_downloaded_means_both_models_missing(repo, draft, volume):
@@ -442,7 +441,7 @@ def test_deployment_with_revisions_pinned_by_the_download_is_served(repo, draft,
         weights.download(repo.repo_id, repo.commit, volume, endpoint=hub.url)
         resolved = weights.download(draft.repo_id, None, volume, endpoint=hub.url)
     d = serving(repo, draft, "prod")
-    d = changed(d, speculative=dataclasses.replace(d.recipe.speculative, draft_model=draft.repo_id))
+    d = changed(d, speculative=d.recipe.speculative.model_copy(update=dict(draft_model=draft.repo_id)))
     pinned = d.with_recipe(d.recipe.with_revisions(draft_revision=resolved.commit))
 
     assert pinned.recipe.draft_revision == draft.commit

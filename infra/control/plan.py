@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from infra.runtime import catalog, kernels, schedule, sglang_args, spec
-from infra.control import sglang_flags
-from infra.control import objectives, revisions
-from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
-from infra.runtime.recipes.base import COMMIT_RE
+from infra.control import objectives, revisions, sglang_flags
 from infra.control.resolve import gate_for
-from infra.control.secrets import local_credentials
 from infra.control.settings import Settings
 from infra.control.state import StageState
+from infra.runtime import catalog, kernels, schedule, sglang_args, spec
+from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment, Scaling, Window
+from infra.runtime.model import RESOLVED
+from infra.runtime.recipes.base import COMMIT_RE
+from infra.runtime.secrets import local_credentials
 
 HOURS_PER_30_DAYS = 24 * 30
 DEEPGEMM_COLD_SECONDS = 30 * 60  # "tens of minutes" to JIT-compile on a cold kernel cache
@@ -150,7 +150,7 @@ def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None
     cost = schedule.warm_cost(windows, d.scaling, gpu_count=d.recipe.gpu_count,
                               gpu_hourly_usd=gpu_price(settings, d.recipe.gpu_type), start=start)
     return {
-        "windows": [w.to_dict() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)} for w in windows],
+        "windows": [w.model_dump() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)} for w in windows],
         "overlaps": "the highest floor wins, field by field",
         "triggers": [{"cron": b.cron, "timezone": b.timezone, "events": list(b.events)} for b in schedule.boundaries(windows)],
         "base": {"min_containers": d.scaling.min_containers, "max_containers": d.scaling.max_containers,
@@ -289,8 +289,9 @@ def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]
     if not plan:
         return []
     now = now or datetime.now(UTC)
-    windows = [schedule.Window(**{k: v for k, v in w.items() if k not in ("opens", "closes")}) for w in plan["windows"]]
-    base = schedule.BaseScaling(**plan["base"])
+    windows = [Window.model_validate({k: v for k, v in w.items() if k not in ("opens", "closes")}, context=RESOLVED)
+               for w in plan["windows"]]
+    base = Scaling.model_validate(plan["base"], context=RESOLVED)
     lines = []
     for w in plan["windows"]:
         floor = schedule.Floor(w["min_containers"], w["max_containers"] if w["max_containers"] is not None

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from infra.runtime.remote import Remote
-from infra.control.secrets import scrub
+from infra.runtime.secrets import scrub
 
 HISTORY_LIMIT = 50
 LOCK_TTL_SECONDS = 3 * 60 * 60  # longer than any deploy + smoke; a crashed holder's lock then expires

@@ -1,62 +1,49 @@
 """Settings + recipe -> Deployment, and the checks that need both.
 
-The recipe is resolved by applying the environment's `[recipes."<name>"]` knobs
-to it with `dataclasses.replace`; every other part of the Deployment comes from
-the environment's sections, field by field of the same name. Precedence for the
-knobs both have (regions): the recipe's value, then the environment's
-`[placement]`, then its `[recipes."<name>"]` table. Every check raises one
-`ConfigError` line naming the setting, its value and what is allowed; rules that
-concern one value live with that value (settings validators); only the rules that
-need the whole deployment live here.
+The recipe is resolved by applying the environment's `[recipes."<name>"]` knobs to
+it; every other part of the Deployment is the environment's section of the same
+name, with what it left unset filled in from the recipe. Precedence for the knobs
+both have (regions): the recipe's value, then the environment's `[placement]`, then
+its `[recipes."<name>"]` table, and they stay the environment's (a promotion carries
+the recipe, not where it ran). Rules that concern one value live with that value
+(the models' fields); only the rules that need the whole deployment live here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import typing
-from typing import Any
-
-from infra.runtime import deployment as parts
-from infra.control import sglang_flags
-from infra.control import objectives
-from infra.runtime import sglang_args
-from infra.runtime.deployment import Deployment
+from infra.control import objectives, sglang_flags
+from infra.control.settings import RECIPE_KNOBS, Settings, knobs_given
+from infra.runtime.deployment import Deployment, Placement
 from infra.runtime.errors import ConfigError
 from infra.runtime.recipes import RECIPES
-from infra.runtime.recipes.base import COMMIT_RE, Recipe
-from infra.control.settings import RecipeOverrides, Settings
+from infra.runtime.recipes.base import COMMIT_RE
 
 # Time Modal needs around the health wait: process launch, Volume mounts, GPU init.
 STARTUP_MARGIN_SECONDS = 60
 # Endpoints and flags the GPU-snapshot start-up needs from SGLang.
 SNAPSHOT_ENDPOINTS = ("/release_memory_occupation", "/resume_memory_occupation")
 SNAPSHOT_FLAGS = ("--enable-memory-saver", "--enable-weights-cpu-backup")
-REVISIONS = ("model_revision", "draft_revision")
+PLACEMENT = ("compute_region", "routing_region")  # knobs a recipe table sets for the environment, not the recipe
 
 
 def resolve(settings: Settings, recipe_name: str) -> Deployment:
-    knobs = settings.recipes.get(recipe_name, RecipeOverrides()).given()
-    recipe = resolve_recipe(RECIPES[recipe_name], knobs)
-    placement = {**_section(parts.Placement, settings.placement), **_pick(parts.Placement, knobs)}
+    knobs = knobs_given(settings.knobs(recipe_name))
+    base = RECIPES[recipe_name]
+    recipe = base.model_copy(update={k: v for k, v in knobs.items() if k in RECIPE_KNOBS and k not in PLACEMENT})
+    recipe = recipe.with_revisions(knobs.get("model_revision"), knobs.get("draft_revision"))
+    placement = settings.placement.model_dump() | {k: v for k, v in knobs.items() if k in PLACEMENT}
     d = Deployment(
         env=settings.env,
         recipe=recipe,
-        modal=parts.ModalTarget(
-            environment=settings.modal_environment,
-            cache_environment=settings.cache_environment,
-            app_name=f"{settings.modal.app_prefix}-{recipe.name.replace('.', '-')}",
-        ),
-        scaling=parts.Scaling(**_section(parts.Scaling, settings.scaling)
-                              | {"schedule": tuple(w.window() for w in settings.scaling.schedule)}),
-        placement=parts.Placement(
-            compute_region=_first(placement["compute_region"], recipe.compute_region),
-            routing_region=_first(placement["routing_region"], recipe.routing_region),
-        ),
-        server=parts.Server(port=_first(settings.server.port, recipe.port), hf_hub_offline=settings.server.hf_hub_offline),
-        auth=parts.Auth(**_section(parts.Auth, settings.auth)),
-        secrets=parts.Secrets(**_section(parts.Secrets, settings.secrets)),
-        caches=parts.Caches(**_section(parts.Caches, settings.caches)),
+        modal=settings.modal.model_copy(update={"environment": settings.modal_environment,
+                                                "cache_environment": settings.cache_environment}),
+        scaling=settings.scaling,
+        placement=Placement(compute_region=_first(placement["compute_region"], recipe.compute_region),
+                            routing_region=_first(placement["routing_region"], recipe.routing_region)),
+        server=settings.server.model_copy(update={"port": _first(settings.server.port, recipe.port)}),
+        auth=settings.auth,
+        secrets=settings.secrets,
+        caches=settings.caches,
         gpu_snapshot=_first(knobs.get("gpu_snapshot"), settings.cold_start.gpu_snapshot),
     )
     validate(d, settings, f'recipes."{recipe_name}"')
@@ -70,43 +57,7 @@ def gate_for(settings: Settings, recipe_name: str) -> objectives.Gate:
     not what runs, so changing them must neither redeploy nor show as drift, and the
     container never needs them.
     """
-    return objectives.effective(settings.gate, settings.recipes.get(recipe_name, RecipeOverrides()).gate)
-
-
-def resolve_recipe(recipe: Recipe, knobs: dict[str, Any]) -> Recipe:
-    """The recipe with an environment's knobs applied: those named like a recipe field, and the revisions.
-
-    Knobs named like an environment part's field (compute_region is both a recipe
-    default and a placement field) belong to the environment: a promotion must not
-    carry them in the recipe.
-    """
-    own = {k: v for k, v in knobs.items() if k not in _environment_names() and k not in REVISIONS}
-    recipe = dataclasses.replace(recipe, **_pick(Recipe, own))
-    return recipe.with_revisions(knobs.get("model_revision"), knobs.get("draft_revision"))
-
-
-@functools.cache
-def _environment_names() -> frozenset[str]:
-    """Every field of the Deployment that is the environment's: its parts' fields and its own, but the recipe."""
-    names: set[str] = set()
-    for name, tp in typing.get_type_hints(Deployment).items():
-        if name == "recipe":
-            continue
-        names |= _names(tp) if dataclasses.is_dataclass(tp) else {name}
-    return frozenset(names)
-
-
-def _names(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-def _pick(cls, values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k in _names(cls)}
-
-
-def _section(cls, section) -> dict[str, Any]:
-    """A settings section's values for the deployment part of the same shape."""
-    return {name: getattr(section, name) for name in _names(cls)}
+    return objectives.effective(settings.gate, settings.knobs(recipe_name).gate)
 
 
 def _first(*values):
@@ -149,5 +100,5 @@ def validate(d: Deployment, settings: Settings, where: str) -> None:
             f"+ {STARTUP_MARGIN_SECONDS} s margin; allowed: >= {budget:g}"
         )
     sglang_flags.check_flags(d)
-    own = settings.recipes.get(r.name, RecipeOverrides()).gate.objectives
+    own = settings.knobs(r.name).gate.objectives
     objectives.resolve(gate_for(settings, r.name), r.target_concurrency, where=f"{where}.gate" if own else "gate")

@@ -10,12 +10,12 @@ against the Hub itself.
 
 from __future__ import annotations
 
+from infra.control.state import StageState
 from infra.runtime import weights
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from infra.runtime.recipes.base import COMMIT_RE
 from infra.runtime.remote import Remote
-from infra.control.state import StageState
 
 DOWNLOAD_STAGE = "download"
 

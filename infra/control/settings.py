@@ -1,27 +1,20 @@
-"""Typed per-environment settings: three layers merged once, validated once.
+"""Typed per-environment settings, loaded by pydantic-settings from three sources over the defaults.
 
-Layers, lowest to highest precedence:
+Precedence, highest first (`Settings.settings_customise_sources` declares it once):
 
-1. the defaults below (and, for per-recipe knobs, the recipe itself),
-2. `environments/<env>.toml`, the reviewed, committed description of an environment,
-3. environment variables `INFRA_<SECTION>__<KEY>` (e.g. `INFRA_SCALING__MIN_CONTAINERS=2`),
-4. explicit overrides passed by a task (`--set scaling.min_containers=2`).
+1. `--set section.key=value` on a task (pydantic-settings' init source),
+2. environment variables `INFRA_<SECTION>__<KEY>` (its env source, prefix `INFRA_`, `__` nesting),
+3. `environments/<env>.toml`, the reviewed, committed description of an environment,
+4. the defaults of the sections (and, for per-recipe knobs, the recipe itself).
 
 Variables and `--set` values are TOML literals (`2`, `true`, `"text"`, `["a", "b"]`,
-`{ min_containers = 2 }`; JSON objects too), otherwise plain strings; the file is TOML.
-Each layer is read once into a `Layer` that remembers where each key came from; the
-layers are merged once and the result validated once, strictly (a boolean is not a
-replica count, a string is not a list). Every mistake becomes one `ConfigError` line
-naming the source (file, variable or `--set`), the setting, the value (masked when it
-looks like a credential) and what is allowed; no pydantic traceback reaches the user.
-Only the local side imports this module: containers receive the resolved
-`Deployment` (infra/runtime/deployment.py).
-
-Why not pydantic-settings' own sources: an error must name the layer a value came
-from, which needs the layers' data before the merge; its sources merge inside the
-model's constructor, so the project once smuggled the file's data in through a
-ContextVar and parsed the variables twice. Reading three plain layers here, and
-validating one merged dict with pydantic, is simpler and exact.
+`{ min_containers = 2 }`; JSON objects too), otherwise plain strings. The sections are
+the Deployment's own parts (infra/runtime/deployment.py) plus the ones only the laptop
+reads (costs, cold-start estimates, release rules, the promotion gate); they validate
+strictly, the settings class itself does not (strictness there would let the env source
+coerce "true" into 1). Every mistake becomes one `ConfigError` line naming the source
+(file, variable or `--set`, read from the sources' own data), the setting, the value
+(masked when it looks like a credential, shortened when long) and what is allowed.
 """
 
 from __future__ import annotations
@@ -29,34 +22,34 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 import tomllib
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
 )
 
-from infra.runtime import catalog, schedule
-from infra.runtime.errors import ConfigError
 from infra.control.objectives import Gate, GateOverrides
+from infra.runtime import catalog
+from infra.runtime.deployment import Auth, Caches, ModalTarget, Placement, Scaling, Secrets, Server
+from infra.runtime.errors import ConfigError
+from infra.runtime.model import Frozen
 from infra.runtime.recipes import RECIPES
-from infra.control.secrets import credential_kind, looks_like_credential, shown
+from infra.runtime.recipes.base import Recipe, Revision
+from infra.runtime.secrets import plain, shown
 
 ENV_PREFIX = "INFRA_"
+ENV_DELIMITER = "__"
 # Variables with our prefix that are not settings: they select what to load.
 SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR", "INFRA_REMOTE"}
 # Settings chosen on the command line, never by --set or a variable: they pick the file to read.
 SELECTORS = {"env": "--env (or INFRA_ENV)", "recipe": "--recipe (or INFRA_RECIPE)"}
-MODAL_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # Modal's rule for object names (Secrets, Volumes...)
 
 
 def config_dir() -> Path:
@@ -73,124 +66,10 @@ def known_environments() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.toml"))
 
 
-class Section(BaseModel):
-    """A settings section: unknown keys are errors (typo protection), values are checked strictly."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+# ---------------------------------------------------------------------------- the sections only the laptop reads
 
 
-def _modal_name(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if looks_like_credential(value):
-        raise ValueError(f"this is the NAME of a Modal Secret, but the value looks like a {credential_kind(value)}: never "
-                         "put a credential in settings; store it with `modal secret create NAME HF_TOKEN=...` and give NAME here")
-    if not MODAL_NAME_RE.match(value):
-        raise ValueError("not a Modal object name; allowed: 1 to 64 letters, digits, '.', '_' or '-'")
-    return value
-
-
-class ModalTarget(Section):
-    environment: str | None = Field(
-        default=None, description="Modal Environment to deploy into (default: the environment's own name)"
-    )
-    cache_environment: str | None = Field(
-        default=None, description="Modal Environment holding the weight and kernel cache Volumes (default: environment)"
-    )
-    app_prefix: str = Field(default="sglang", description="Modal app name = <app_prefix>-<recipe>")
-
-    _names = field_validator("environment", "cache_environment", "app_prefix")(_modal_name)
-
-
-class ScheduleWindow(Section):
-    """One `[[scaling.schedule]]` window: from each `start` firing to the next `end` firing, this floor holds
-    (infra/runtime/schedule.py: overlaps take the highest floor, field by field)."""
-
-    name: str
-    start: str = Field(description="cron expression: the window opens when it fires")
-    end: str = Field(description="cron expression: the window closes when it fires")
-    timezone: str = Field(description="IANA time zone both expressions are read in, e.g. America/New_York")
-    min_containers: int = Field(ge=0, description="warm replicas while the window is active")
-    max_containers: int | None = Field(default=None, ge=1, description="cap while active (default: scaling.max_containers)")
-    buffer_containers: int | None = Field(default=None, ge=0, description="default: scaling.buffer_containers")
-
-    _name = field_validator("name")(schedule.check_name)
-    _cron = field_validator("start", "end")(schedule.check_cron)
-    _zone = field_validator("timezone")(schedule.check_timezone)
-
-    def window(self) -> schedule.Window:
-        return schedule.Window(**self.model_dump())
-
-
-class Scaling(Section):
-    min_containers: int = Field(default=0, ge=0, description="warm replicas kept running at all times")
-    max_containers: int | None = Field(default=None, ge=1, description="upper bound on replicas (None: Modal's)")
-    buffer_containers: int | None = Field(default=None, ge=0)
-    scaledown_window: int | None = Field(default=None, ge=2, le=3600, description="seconds idle before scale-down")
-    allow_warm_replicas: bool = Field(default=True, description="false forbids min_containers > 0 (cost guard)")
-    schedule: list[ScheduleWindow] = Field(default_factory=list, description="windows with another warm floor")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Scaling:
-        if self.max_containers is not None and self.min_containers > self.max_containers:
-            raise ValueError(
-                f"min_containers={self.min_containers} exceeds max_containers={self.max_containers}; "
-                "min_containers must be <= max_containers"
-            )
-        if self.min_containers > 0 and not self.allow_warm_replicas:
-            raise ValueError(
-                f"min_containers={self.min_containers} but this environment forbids warm replicas "
-                "(allow_warm_replicas = false); allowed: min_containers = 0"
-            )
-        schedule.check_windows([w.window() for w in self.schedule], self, allow_warm_replicas=self.allow_warm_replicas)
-        return self
-
-
-class Placement(Section):
-    compute_region: str | None = Field(default=None, description="where containers run (default: the recipe's)")
-    routing_region: str | None = Field(default=None, description="where Modal's proxies run (default: the recipe's)")
-
-    _compute = field_validator("compute_region")(catalog.check_compute_region)
-    _routing = field_validator("routing_region")(catalog.check_routing_region)
-
-
-# SGLang 0.5.11 also listens on port + 10000 and refuses to start above this (seen on the H100).
-MAX_SGLANG_PORT = 65535 - 10000
-
-
-class Server(Section):
-    port: int | None = Field(default=None, ge=1, le=65535, description="SGLang's port in the container (default: the recipe's)")
-    hf_hub_offline: bool = Field(default=False, description="server reads weights only from the Volume")
-
-    @field_validator("port")
-    @classmethod
-    def _room_for_sglangs_second_port(cls, v: int | None) -> int | None:
-        if v is not None and v > MAX_SGLANG_PORT:
-            raise ValueError(f"SGLang also listens on port + 10000, so it refuses ports above {MAX_SGLANG_PORT}; "
-                             f"allowed: 1 to {MAX_SGLANG_PORT}")
-        return v
-
-
-class Auth(Section):
-    proxy_auth: bool = Field(default=True, description="require Modal-Key/Modal-Secret headers on the endpoint")
-
-
-class Secrets(Section):
-    hf_token_secret: str | None = Field(default=None, description="NAME of the Modal Secret holding HF_TOKEN")
-
-    _name = field_validator("hf_token_secret")(_modal_name)
-
-
-class Caches(Section):
-    weights_volume: str = "huggingface-cache"
-    kernels_volume: str = "deepgemm-cache"
-    releases_volume: str = "sglang-releases"
-    volume_read_gbps: float = Field(default=1.5, gt=0, description="Volume read rate for cold-start estimates")
-
-    _names = field_validator("weights_volume", "kernels_volume", "releases_volume")(_modal_name)
-
-
-class Costs(Section):
+class Costs(Frozen):
     gpu_hourly_usd: dict[str, float] = Field(default_factory=dict, description="overrides catalog list prices")
 
     @field_validator("gpu_hourly_usd")
@@ -203,7 +82,7 @@ class Costs(Section):
         return v
 
 
-class ColdStart(Section):
+class ColdStart(Frozen):
     gpu_snapshot: bool = Field(default=False, description="Modal GPU memory snapshots (alpha)")
     image_pull_gbps: float = Field(default=1.0, gt=0)
     image_size_gb: dict[str, float] = Field(default_factory=dict, description="image tag -> size, for estimates")
@@ -215,7 +94,7 @@ class ColdStart(Section):
     margin: float = Field(default=1.25, ge=1.0, description="startup_timeout must exceed estimate x margin")
 
 
-class Release(Section):
+class Release(Frozen):
     guarded: bool = Field(default=False, description="deploys need a clean tree on main_branch and confirmation")
     promote_from: str | None = Field(
         default=None, description="the environment whose releases `invoke promote` may bring here (none: deployed directly)"
@@ -224,59 +103,46 @@ class Release(Section):
     require_pinned_revisions: bool = Field(default=False, description="every revision must be a 40-hex commit")
 
 
-class RecipeOverrides(Section):
-    """Per-recipe knobs an environment may change; unset means the recipe's value.
+# ---------------------------------------------------------------------------- a recipe's knobs
 
-    Each knob (`given()`) is a field of the recipe (infra/runtime/recipes/base.py) or of a
-    deployment part (placement, the GPU-snapshot switch) of the same name:
-    infra/control/resolve.py routes them by name, so adding one here needs no other list.
-    `gate` is not a knob: it is this recipe's change to the environment's promotion
-    gate (infra/control/objectives.py), read by `resolve.gate_for`, never part of what is
-    deployed (the recipe's own field is `gate_workload`, what the gate sends).
-    """
-
-    model: str | None = Field(default=None, description="serve another repository with this recipe (e.g. a fine-tune)")
-    gated: bool | None = Field(default=None, description="the repository needs a Hugging Face token")
-    model_revision: str | None = None
-    draft_revision: str | None = None
-    gpu_type: str | None = None
-    gpu_count: int | None = Field(default=None, ge=1, le=catalog.MAX_GPUS_PER_CONTAINER)
-    tp_size: int | None = Field(default=None, ge=1)
-    target_concurrency: int | None = Field(default=None, gt=0)
-    readiness_timeout: int | None = Field(default=None, gt=0)
-    startup_timeout: int | None = Field(default=None, gt=0)
-    compute_region: str | None = None
-    routing_region: str | None = None
-    gpu_snapshot: bool | None = None
-    gate: GateOverrides = Field(default_factory=GateOverrides, description="this recipe's objectives (see [gate])")
-
-    _gpu = field_validator("gpu_type")(catalog.check_gpu)
-    _compute = field_validator("compute_region")(catalog.check_compute_region)
-    _routing = field_validator("routing_region")(catalog.check_routing_region)
-
-    @field_validator("model")
-    @classmethod
-    def _model_id(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", v):
-            raise ValueError("not a Hugging Face repository id; allowed: 'org/name'")
-        return v
-
-    @field_validator("model_revision", "draft_revision")
-    @classmethod
-    def _revision(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("revision is empty; give a 40-hex commit (or a branch or tag where pinning is not required)")
-        return v
-
-    def given(self) -> dict[str, Any]:
-        """The knobs this environment set, by name (not `gate`, which configures promotions, not the deployment)."""
-        return {name: value for name, value in self if value is not None and name != "gate"}
+# The recipe fields an environment may change under [recipes."<name>"]: each is checked by the recipe's own
+# field (its type, bounds and checks), so adding a knob is adding its name here.
+RECIPE_KNOBS = ("model", "gated", "model_revision", "gpu_type", "gpu_count", "tp_size", "target_concurrency",
+                "readiness_timeout", "startup_timeout", "compute_region", "routing_region")
 
 
-class Settings(BaseModel):
+def _optional(name: str) -> tuple[Any, Any]:
+    info = Recipe.model_fields[name]
+    checked = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return checked | None, Field(default=None, description=info.description)
+
+
+RecipeKnobs = create_model(
+    "RecipeKnobs",
+    __base__=Frozen,
+    __doc__="""One `[recipes."<name>"]` table: the recipe's own fields an environment may change (unset: the recipe's),
+    the draft model's revision, this recipe's GPU-snapshot switch, and `gate`, this recipe's change to the
+    environment's promotion gate (infra/control/objectives.py), which configures promotions, not what is deployed.""",
+    **{name: _optional(name) for name in RECIPE_KNOBS},
+    draft_revision=(Revision | None, None),
+    gpu_snapshot=(bool | None, None),
+    gate=(GateOverrides, Field(default_factory=GateOverrides, description="this recipe's objectives (see [gate])")),
+)
+
+
+def knobs_given(knobs: BaseModel) -> dict[str, Any]:
+    """The knobs an environment set, by name (not `gate`, which configures promotions, not the deployment)."""
+    return knobs.model_dump(exclude_none=True, exclude={"gate"})
+
+
+# ---------------------------------------------------------------------------- the settings
+
+
+class Settings(BaseSettings):
     """One environment's settings. `plan` prints them resolved against each recipe."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX,
+                                      env_nested_delimiter=ENV_DELIMITER, case_sensitive=False)
 
     env: str
     serves: list[str] = Field(min_length=1, description="recipes this environment deploys")
@@ -292,7 +158,13 @@ class Settings(BaseModel):
     cold_start: ColdStart = ColdStart()
     release: Release = Release()
     gate: Gate = Field(default_factory=Gate, description="promotions into this environment are measured first")
-    recipes: dict[str, RecipeOverrides] = Field(default_factory=dict)
+    recipes: dict[str, RecipeKnobs] = Field(default_factory=dict)  # type: ignore[valid-type]
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        """--set over INFRA_* variables over the environment's file over the defaults."""
+        env = init_settings.init_kwargs["env"]
+        return init_settings, VariablesSource(settings_cls), EnvironmentFile(settings_cls, config_dir() / f"{env}.toml")
 
     @field_validator("serves")
     @classmethod
@@ -305,7 +177,7 @@ class Settings(BaseModel):
 
     @field_validator("recipes")
     @classmethod
-    def _known_override_keys(cls, v: dict[str, RecipeOverrides]) -> dict[str, RecipeOverrides]:
+    def _known_recipe_tables(cls, v: dict) -> dict:
         for name in v:
             _check_recipe_name(name)
         return v
@@ -318,181 +190,105 @@ class Settings(BaseModel):
     def cache_environment(self) -> str:
         return self.modal.cache_environment or self.modal_environment
 
+    def knobs(self, recipe: str) -> BaseModel:
+        """The environment's `[recipes."<recipe>"]` table (empty when it has none)."""
+        return self.recipes.get(recipe) or RecipeKnobs()
+
     def selected_recipes(self) -> list[str]:
         return [self.recipe] if self.recipe else list(self.serves)
 
 
 def _check_recipe_name(name: str) -> None:
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe '{name}'; known recipes: {', '.join(RECIPES)}")
+        raise ValueError(f"unknown recipe {shown(name)}; known recipes: {', '.join(RECIPES)}")
 
 
-# ---------------------------------------------------------------------------- layers
+# ---------------------------------------------------------------------------- the sources
 
 
-@dataclass
-class Layer:
-    """One source of settings as nested data, and where each of its keys came from."""
+class EnvironmentFile(PydanticBaseSettingsSource):
+    """environments/<env>.toml, read as UTF-8 (a byte-order mark is fine), each mistake one line naming the file."""
 
-    data: dict[str, Any]
-    label: str  # the source, for error messages: a file path, "--set"
-    names: dict[tuple[str, ...], str] = field(default_factory=dict)  # key path -> its own source (variables)
+    def __init__(self, settings_cls: type[BaseSettings], path: Path):
+        super().__init__(settings_cls)
+        self.path = path
+        self.label = _relative(path)
+        self.data = self._read()
 
-    def source_of(self, loc: tuple[str, ...]) -> str | None:
-        """This layer's name for the source of `loc` if it set `loc`, a table above it, or anything below it."""
-        for path, name in self.names.items():
-            if path[: len(loc)] == loc or loc[: len(path)] == path:
-                return name
-        return self.label if _touches(self.data, loc) else None
+    def _read(self) -> dict[str, Any]:
+        raw = self.path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{self.label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                              "allowed: a UTF-8 TOML file, save it as UTF-8") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.label}: malformed TOML: {exc}") from None
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ returns the whole document
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
 
 
-def _touches(data: Any, loc: tuple[str, ...]) -> bool:
-    for part in loc:
-        if not isinstance(data, dict):
-            return True  # a value set above `loc` (e.g. a whole table given as one value)
-        if part not in data:
-            return False
-        data = data[part]
-    return True
+class VariablesSource(EnvSettingsSource):
+    """INFRA_<SECTION>__<KEY> variables, each value read as a TOML literal (`literal`), not as JSON or text.
+
+    `decode_complex_value` is pydantic-settings' hook for lists and tables; `_coerce_env_val_strict`
+    is where it hands over every other value (pydantic-settings is pinned: tests cover both paths).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings]):
+        super().__init__(settings_cls)
+
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        return literal(value)
+
+    def _coerce_env_val_strict(self, field: Any, value: Any) -> Any:
+        return literal(value) if isinstance(value, str) else value
+
+    def names(self, environ: dict[str, str] | None = None) -> dict[tuple[str, ...], str]:
+        """Setting path -> the variable that set it, for error messages."""
+        environ = os.environ if environ is None else environ
+        return {_variable_path(name): name for name in environ
+                if name.upper().startswith(ENV_PREFIX) and name.upper() not in SELECTOR_VARIABLES}
 
 
-def file_layer(path: Path) -> Layer:
-    label = _rel(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                          "allowed: a UTF-8 TOML file, save it as UTF-8") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label}: malformed TOML: {exc}") from None
-    return Layer(data, label)
+def _variable_path(name: str) -> tuple[str, ...]:
+    return tuple(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER))
 
 
 def literal(raw: str) -> Any:
     """A value as written in a variable or `--set`: a TOML literal, a JSON object, else the text itself."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, ValueError):  # ValueError: an integer too long for Python to read
         pass
     if raw.lstrip().startswith("{"):
         try:
             return json.loads(raw)
-        except json.JSONDecodeError:
+        except ValueError:
             pass
     return raw
 
 
-def variables_layer(environ: dict[str, str] | None = None) -> tuple[Layer, list[str]]:
-    """INFRA_<SECTION>__<KEY> variables that address a setting, and warnings for those that match none."""
+def unknown_environment_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """Warnings for INFRA_* variables that address no setting: a typo would otherwise silently do nothing."""
     environ = dict(os.environ if environ is None else environ)
-    layer, warnings = Layer({}, "environment variables"), []
     top = set(Settings.model_fields) - set(SELECTORS)
-    known = _setting_paths()
+    warnings = []
     for name in sorted(environ):
         if not name.upper().startswith(ENV_PREFIX) or name.upper() in SELECTOR_VARIABLES:
             continue
-        path = tuple(name[len(ENV_PREFIX):].lower().split("__"))
-        if path[0] not in top:  # aimed at nothing we know: a typo silently doing nothing deserves a warning
-            dotted = ".".join(path)
-            close = difflib.get_close_matches(dotted, known, n=1)
+        path = _variable_path(name)
+        if path[0] not in top:
+            close = difflib.get_close_matches(".".join(path), _setting_paths(), n=1)
             hint = f"; did you mean INFRA_{close[0].upper().replace('.', '__')}?" if close else ""
-            warnings.append(f"warning: environment variable {name} matches no setting and is ignored{hint}")
-            continue
-        _put(layer.data, path, literal(environ[name]), name)
-        layer.names[path] = name
-    return layer, warnings
-
-
-def overrides_layer(overrides: dict[str, Any]) -> Layer:
-    layer = Layer({}, "--set")
-    for key, value in overrides.items():
-        path = _split(key)
-        if path[0] in SELECTORS:
-            raise ConfigError(f"--set {key}: '{path[0]}' chooses what to load; allowed: {SELECTORS[path[0]]}, not --set")
-        _put(layer.data, path, value, f"--set {key}")
-    return layer
-
-
-def _split(key: str) -> tuple[str, ...]:
-    """'recipes.qwen3.6-35b-vlm.tp_size' -> ('recipes', 'qwen3.6-35b-vlm', 'tp_size'): recipe names contain dots."""
-    if key.startswith("recipes."):
-        rest = key[len("recipes."):]
-        name = max((n for n in RECIPES if rest.startswith(n + ".")), key=len, default=None)
-        if name:
-            return ("recipes", name, *rest[len(name) + 1:].split("."))
-    return tuple(key.split("."))
-
-
-def _put(data: dict, path: tuple[str, ...], value: Any, source: str) -> None:
-    node = data
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{source}: '{'.'.join(path[:-1])}' is given both as a value and as a table; allowed: one of them")
-    node[path[-1]] = value
-
-
-def merge(layers: list[Layer]) -> dict[str, Any]:
-    """Deep-merge layers, lowest precedence first: a higher layer's key replaces the lower one's, tables merge."""
-
-    def deep(base: dict, top: dict) -> dict:
-        out = dict(base)
-        for key, value in top.items():
-            out[key] = deep(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        return out
-
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged = deep(merged, layer.data)
-    return merged
-
-
-# ---------------------------------------------------------------------------- loading
-
-
-def load_settings(env: str | None = None, recipe: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Load one environment's settings from its file, INFRA_* variables and explicit overrides."""
-    env = env or os.environ.get("INFRA_ENV")
-    known = known_environments()
-    if not env:
-        raise ConfigError(f"no environment chosen: pass --env (or set INFRA_ENV) to one of {', '.join(known)}")
-    if env not in known:
-        raise ConfigError(f"unknown environment '{env}'; choose one of {', '.join(known)} ({config_dir()})")
-    path = config_dir() / f"{env}.toml"
-    recipe_source = "--recipe" if recipe else "INFRA_RECIPE"
-    recipe = recipe or os.environ.get("INFRA_RECIPE") or None
-    if recipe is not None and recipe not in RECIPES:
-        raise ConfigError(f"{recipe_source}: unknown recipe '{recipe}'; known recipes: {', '.join(RECIPES)}")
-
-    layers = [file_layer(path), variables_layer()[0], overrides_layer(overrides or {})]
-    if "env" in layers[0].data and layers[0].data["env"] != env:
-        raise ConfigError(f"{layers[0].label}: env = {layers[0].data['env']!r} but the file is for '{env}'; make them agree")
-    merged = merge(layers) | {"env": env, "recipe": recipe}
-    try:
-        settings = Settings.model_validate(merged)
-    except ValidationError as exc:
-        errors = exc.errors()
-        # A misspelt key also leaves the real one missing: the unknown key is the mistake to name.
-        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        raise ConfigError(describe(first, layers, merged)) from None
-    if settings.release.promote_from not in (None, *known) or settings.release.promote_from == env:
-        source = next((s for layer in reversed(layers) if (s := layer.source_of(("release", "promote_from")))), layers[0].label)
-        raise ConfigError(f"{source}: release.promote_from = {settings.release.promote_from!r}: not another known "
-                          f"environment; allowed: one of {', '.join(e for e in known if e != env)}, or unset")
-    if settings.recipe is not None and settings.recipe not in settings.serves:
-        raise ConfigError(
-            f"{recipe_source}: recipe '{settings.recipe}' is not served by environment '{env}'; "
-            f"it serves: {', '.join(settings.serves)} ({layers[0].label}: serves)"
-        )
-    return settings
-
-
-def unknown_environment_variables(environ: dict[str, str] | None = None) -> list[str]:
-    """Warnings for INFRA_* variables that match no setting (a typo silently does nothing otherwise)."""
-    return variables_layer(environ)[1]
+            warnings.append(f"warning: environment variable {plain(name)} matches no setting and is ignored{hint}")
+    return warnings
 
 
 def _setting_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
@@ -506,6 +302,9 @@ def _setting_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[
     return paths
 
 
+# ---------------------------------------------------------------------------- --set
+
+
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """`--set a.b=value` pairs -> {"a.b": value}; values are TOML literals (JSON objects too), else strings."""
     out: dict[str, Any] = {}
@@ -517,7 +316,76 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _rel(path: Path) -> str:
+def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set's dotted keys as one nested table."""
+    data: dict[str, Any] = {}
+    for key, value in overrides.items():
+        path = _split(key)
+        if path[0] in SELECTORS:
+            raise ConfigError(f"--set {plain(key)}: '{path[0]}' chooses what to load; allowed: {SELECTORS[path[0]]}, not --set")
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {plain(key)}: '{'.'.join(path[:-1])}' is given both as a value and as a table; "
+                                  "allowed: one of them")
+        node[path[-1]] = value
+    return data
+
+
+def _split(key: str) -> tuple[str, ...]:
+    """'recipes.qwen3.6-35b-vlm.tp_size' -> ('recipes', 'qwen3.6-35b-vlm', 'tp_size'): recipe names contain dots."""
+    if key.startswith("recipes."):
+        rest = key[len("recipes."):]
+        name = max((n for n in RECIPES if rest.startswith(n + ".")), key=len, default=None)
+        if name:
+            return ("recipes", name, *rest[len(name) + 1:].split("."))
+    return tuple(key.split("."))
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_settings(env: str | None = None, recipe: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load one environment's settings from its file, INFRA_* variables and explicit overrides."""
+    env = env or os.environ.get("INFRA_ENV")
+    known = known_environments()
+    if not env:
+        raise ConfigError(f"no environment chosen: pass --env (or set INFRA_ENV) to one of {', '.join(known)}")
+    if env not in known:
+        raise ConfigError(f"unknown environment {shown(env)}; choose one of {', '.join(known)} ({config_dir()})")
+    recipe_source = "--recipe" if recipe else "INFRA_RECIPE"
+    recipe = recipe or os.environ.get("INFRA_RECIPE") or None
+    if recipe is not None and recipe not in RECIPES:
+        raise ConfigError(f"{recipe_source}: unknown recipe {shown(recipe)}; known recipes: {', '.join(RECIPES)}")
+    given = _nested(overrides or {})
+    file = EnvironmentFile(Settings, config_dir() / f"{env}.toml")
+    if "env" in file.data and file.data["env"] != env:
+        raise ConfigError(f"{file.label}: env = {shown(file.data['env'])} but the file is for '{env}'; make them agree")
+    try:
+        settings = Settings(**given, env=env, recipe=recipe)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A misspelt key also leaves the real one missing: the unknown key is the mistake to name.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise ConfigError(describe(first, _layers(file, given))) from None
+    if settings.release.promote_from not in (None, *known) or settings.release.promote_from == env:
+        source = _source_of(("release", "promote_from"), _layers(file, given))
+        raise ConfigError(f"{source}: release.promote_from = {shown(settings.release.promote_from)}: not another known "
+                          f"environment; allowed: one of {', '.join(e for e in known if e != env)}, or unset")
+    if settings.recipe is not None and settings.recipe not in settings.serves:
+        raise ConfigError(
+            f"{recipe_source}: recipe '{settings.recipe}' is not served by environment '{env}'; "
+            f"it serves: {', '.join(settings.serves)} ({file.label}: serves)"
+        )
+    if unserved := sorted(set(settings.recipes) - set(settings.serves)):
+        source = _source_of(("recipes", unserved[0]), _layers(file, given))
+        raise ConfigError(f"{source}: [recipes.\"{unserved[0]}\"] configures a recipe environment '{env}' does not serve "
+                          f"(serves: {', '.join(settings.serves)}); allowed: a table for a served recipe, or add it to serves")
+    return settings
+
+
+def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -525,6 +393,56 @@ def _rel(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- one line per mistake
+
+
+class Layer(typing.NamedTuple):
+    """One source's data as the settings received it, and where each of its keys came from."""
+
+    label: str  # the source, for error messages: a file path, "--set"
+    data: dict[str, Any]
+    names: dict[tuple[str, ...], str]  # key path -> its own source (a variable, a --set)
+
+    def source_of(self, loc: tuple[str, ...]) -> str | None:
+        """This layer's name for the source of `loc` if it set `loc`, a table above it, or anything below it."""
+        for path, name in self.names.items():
+            if path[: len(loc)] == loc or loc[: len(path)] == path:
+                return name
+        return self.label if _touches(self.data, loc) else None
+
+
+def _layers(file: EnvironmentFile, given: dict) -> list[Layer]:
+    """The sources, lowest precedence first, each read back as pydantic-settings read it."""
+    variables = VariablesSource(Settings)
+    return [Layer(file.label, file.data, {}), Layer("environment variables", variables(), variables.names()),
+            Layer("--set", given, {})]
+
+
+def _source_of(loc: tuple[str, ...], layers: list[Layer]) -> str:
+    return next((s for layer in reversed(layers) if (s := layer.source_of(loc))), layers[0].label)
+
+
+def _touches(data: Any, loc: tuple[str, ...]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict):
+            return True  # a value set above `loc` (e.g. a whole table given as one value)
+        if part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _merged(layers: list[Layer]) -> dict[str, Any]:
+    def deep(base: dict, top: dict) -> dict:
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = deep(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep(merged, layer.data)
+    return merged
+
 
 # What a strict type error means, said for people.
 EXPECTED = {
@@ -535,22 +453,22 @@ EXPECTED = {
 SCALAR_TYPES = {"int_type", "float_type", "bool_type", "string_type", "list_type"}
 
 
-def describe(err: dict, layers: list[Layer], merged: dict) -> str:
+def describe(err: dict, layers: list[Layer]) -> str:
     """A validation error as one line: source, setting, value (masked if it looks like a credential), what is allowed."""
     loc = tuple(str(p) for p in err["loc"])
     # List items by index, as TOML readers count them: gate.objectives[0].metric, scaling.schedule[1].start.
     setting = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).removeprefix(".") or "settings"
-    source = next((s for layer in reversed(layers) if (s := layer.source_of(loc))), layers[0].label)
+    source = _source_of(loc, layers)
     if err["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
         choices = list(parent.model_fields) if parent else []
         close = difflib.get_close_matches(loc[-1], choices, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         allowed = f" (allowed here: {', '.join(choices)})" if choices else ""
-        return f"{source}: unknown setting '{setting}'{hint}{allowed}"
+        return f"{source}: unknown setting '{plain(setting)}'{hint}{allowed}"
     if err["type"] == "missing":
         return f"{source}: required setting '{setting}' is missing"
-    found, value = _lookup(merged, loc)
+    found, value = _lookup(_merged(layers), loc)
     if found and isinstance(value, dict) and err["type"] in SCALAR_TYPES - {"list_type"}:  # a list says so below
         return f"{source}: '{setting}' is a single value, not a table; nothing can be set below it"
     message = EXPECTED.get(err["type"], err["msg"].removeprefix("Value error, "))
@@ -582,13 +500,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The settings model at `loc` (a section, a recipe's table, a schedule window), if `loc` names one."""
     model: Any = Settings
     for part in loc:
-        if model is Settings and part == "recipes":
-            model = "recipes"
-            continue
-        if model == "recipes":
-            model = RecipeOverrides
-            continue
-        if isinstance(model, list):  # the item of a list of tables: skip its index
+        if isinstance(model, list):  # the item of a list of tables, or a table of tables: skip its key
             model = model[0]
             continue
         info = model.model_fields.get(part) if isinstance(model, type) else None
@@ -597,4 +509,6 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
         model = info.annotation
         if typing.get_origin(model) is list:
             model = list(typing.get_args(model))
+        elif typing.get_origin(model) is dict:
+            model = [typing.get_args(model)[1]]
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None

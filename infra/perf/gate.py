@@ -45,14 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.control import objectives
+from infra.control.objectives import Target
 from infra.perf import bench, ledger, smoketest
 from infra.runtime import lifecycle
-from infra.control import objectives
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
-from infra.control.objectives import Target
 from infra.runtime.recipes.base import GateWorkload
-from infra.control.secrets import scrub
+from infra.runtime.secrets import scrub
 
 PASS, MISS, REGRESSED, NO_BASELINE = "pass", "miss objective", "beyond regression budget", "no baseline"
 FAILING = (MISS, REGRESSED)

@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.control.objectives import METRICS
 from infra.perf import bench
 from infra.runtime.errors import ConfigError
-from infra.control.objectives import METRICS
 
 # infra/releases.new_release_id: r<UTC date>-<UTC time>-<6 hex> (tests/test_ledger.py keeps the two in step).
 RELEASE_ID_RE = re.compile(r"r\d{8}-\d{6}-[0-9a-f]{6}")

@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 
 import modal
 
-from infra.runtime import compile_cache, current, kernels, lifecycle, modal_objects, schedule, sglang_args, spec, weights
+from infra.runtime import (
+    compile_cache,
+    current,
+    kernels,
+    lifecycle,
+    modal_objects,
+    schedule,
+    sglang_args,
+    spec,
+    weights,
+)
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 
 IMPORTED_AT = time.monotonic()  # the container's start, near enough: startup_timeout runs from about here
@@ -93,9 +103,9 @@ class SGLangServer:
 
 def apply_floor() -> dict:
     """Set the warm floor the schedule says holds now (infra/runtime/schedule.py), and log what and why."""
-    server = modal.Server.from_name(deployment.modal.app_name, spec.SERVER_NAME, environment_name=deployment.modal.environment)
+    server = modal.Server.from_name(deployment.app_name, spec.SERVER_NAME, environment_name=deployment.modal.environment)
     floor = schedule.apply(datetime.now(UTC), deployment.scaling.schedule, deployment.scaling, server.autoscaler.update,
-                           target=f"{deployment.modal.app_name}/{spec.SERVER_NAME}")
+                           target=f"{deployment.app_name}/{spec.SERVER_NAME}")
     return floor.autoscaler_settings()
 
 

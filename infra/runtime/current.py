@@ -1,11 +1,12 @@
-"""Which deployment this process is for, and whether it may define Modal objects for it.
+"""Which deployment this process defines Modal objects for, and whether it may.
 
-Modal imports `infra.runtime.app` and `infra.runtime.jobs` twice: on the deploying machine, and
-again inside every container, without the repository and with the container's
-own environment. Both imports must build the same definition, so both start
-here: inside a container the Deployment is read back from the JSON the deploy
-baked into its environment (`INFRA_DEPLOYMENT`); on a laptop it is resolved from
-settings, which is the only path that imports pydantic.
+Modal imports infra/runtime/app.py and infra/runtime/jobs.py twice: on the deploying
+machine, and again inside every container, without the repository and with the
+container's own environment. Both imports read the same Deployment: the JSON the
+deploying side put in `INFRA_DEPLOYMENT` (infra/runtime/remote.py, or
+infra/control/modal_entry.py for Modal's own CLI), which the deploy also bakes into
+every container's environment. So the definition a container finds is, by
+construction, the one that was deployed.
 """
 
 from __future__ import annotations
@@ -17,21 +18,15 @@ from infra.runtime.errors import ConfigError
 
 
 def deployment(environ: dict[str, str] | None = None) -> Deployment:
-    """The deployment this process is about: baked JSON inside a container, settings on a laptop."""
+    """The deployment this process is about, from INFRA_DEPLOYMENT."""
     environ = os.environ if environ is None else environ
-    if baked := environ.get(DEPLOYMENT_VARIABLE):
-        return Deployment.from_json(baked)
-    from infra.control.resolve import resolve  # local side only
-    from infra.control.settings import load_settings
-
-    settings = load_settings()
-    names = settings.selected_recipes()
-    if len(names) != 1:
+    baked = environ.get(DEPLOYMENT_VARIABLE)
+    if not baked:
         raise ConfigError(
-            f"environment '{settings.env}' serves {len(names)} recipes ({', '.join(names)}); "
-            "choose one with INFRA_RECIPE (or --recipe)"
+            f"{DEPLOYMENT_VARIABLE} is not set, so there is no deployment to define: use `invoke deploy --env ENV`, or "
+            "Modal's CLI through `INFRA_ENV=ENV INFRA_RECIPE=R modal deploy -m infra.control.modal_entry --env ENV`"
         )
-    return resolve(settings, names[0])
+    return Deployment.from_json(baked)
 
 
 def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bool) -> None:
@@ -44,5 +39,5 @@ def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bo
         raise ConfigError(
             f"environment '{d.env}' deploys into Modal Environment '{d.modal.environment}', "
             f"but MODAL_ENVIRONMENT is {environ.get('MODAL_ENVIRONMENT')!r}: run "
-            f"`invoke deploy --env {d.env}` or `modal deploy -m infra.runtime.app --env {d.modal.environment}`"
+            f"`invoke deploy --env {d.env}` or `modal deploy -m infra.control.modal_entry --env {d.modal.environment}`"
         )

@@ -1,96 +1,145 @@
-"""A Deployment: one recipe resolved against one environment's settings.
+"""A Deployment: one recipe resolved against one environment's settings, and the parts it is made of.
 
-It is the single source of truth for everything that gets built, deployed or
-printed: `infra/runtime/spec.py` turns it into the exact Modal options that `infra/runtime/app.py`
-and `infra/runtime/jobs.py` pass to Modal and that `plan` prints, and the containers
-receive it verbatim as JSON (`INFRA_DEPLOYMENT`), so the definition Modal
-imports in a container is the one that was deployed, by construction.
+The single source of truth for everything that gets built, deployed or printed:
+infra/runtime/spec.py turns it into the exact Modal options that infra/runtime/app.py
+and infra/runtime/jobs.py pass to Modal and that `plan` prints, and the containers
+receive it verbatim as JSON (`INFRA_DEPLOYMENT`), read back with these same classes.
 
-It is split the way responsibility is split: `recipe` is the resolved recipe
-(everything about serving the model, which a promotion carries whole from one
-environment to the next), and the other parts belong to the environment (where
-it runs, how many replicas, who may call it, which caches it reads). The parts
-mirror the sections of `environments/<env>.toml` and use their names.
+The parts are the sections of `environments/<env>.toml`: infra/control/settings.py
+declares those sections with these classes, so a setting and what is deployed are one
+definition. In a Deployment every value is resolved (a region or port the environment
+left unset holds the recipe's). `recipe` is the resolved recipe, which a promotion
+carries whole from one environment to the next; every other part is the environment's.
 
-Standard library only: the server container imports it without pydantic.
+Reading what older releases wrote (release manifests keep each release's deployment):
+unknown keys are tolerated when reading (`read`), forbidden when writing; a field
+added since takes its default; a required field that is missing is an error.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
-from dataclasses import dataclass
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from infra.runtime.recipes.base import Recipe
-from infra.runtime.schedule import Window
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+
+from infra.runtime import schedule
+from infra.runtime.model import RESOLVED, Frozen, is_resolved, on_the_laptop
+from infra.runtime.recipes.base import ComputeRegion, Recipe, RoutingRegion
+from infra.runtime.secrets import credential_kind, looks_like_credential
 
 DEPLOYMENT_VARIABLE = "INFRA_DEPLOYMENT"
+MODAL_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # Modal's rule for object names (Secrets, Volumes...)
+# SGLang 0.5.11 also listens on port + 10000 and refuses to start above this (seen on the H100).
+MAX_SGLANG_PORT = 65535 - 10000
 
 
-@dataclass(frozen=True)
-class ModalTarget:
-    """Where the apps live on Modal (settings: [modal])."""
-
-    environment: str  # the Modal Environment the apps are deployed into
-    cache_environment: str  # the Modal Environment holding the weight and kernel cache Volumes
-    app_name: str  # the server's app; the download and compile jobs run in `jobs_app_name`
-
-    @property
-    def jobs_app_name(self) -> str:
-        return f"{self.app_name}-jobs"
+def _modal_name(value: str) -> str:
+    if looks_like_credential(value):
+        raise ValueError(f"this is the NAME of a Modal Secret, but the value looks like a {credential_kind(value)}: never "
+                         "put a credential in settings; store it with `modal secret create NAME HF_TOKEN=...` and give NAME here")
+    if not MODAL_NAME_RE.match(value):
+        raise ValueError("not a Modal object name; allowed: 1 to 64 letters, digits, '.', '_' or '-'")
+    return value
 
 
-@dataclass(frozen=True)
-class Scaling:
-    """Replicas (settings: [scaling]); Modal's autoscaler option names."""
-
-    min_containers: int
-    max_containers: int | None
-    buffer_containers: int | None
-    scaledown_window: int | None
-    schedule: tuple[Window, ...] = ()  # windows with another warm floor (infra/runtime/schedule.py)
+ModalName = Annotated[str, AfterValidator(_modal_name)]
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where containers and Modal's proxies run (settings: [placement], else the recipe's defaults)."""
+class ModalTarget(Frozen):
+    """Where the apps live on Modal ([modal])."""
 
-    compute_region: str | None
-    routing_region: str
-
-
-@dataclass(frozen=True)
-class Server:
-    """The SGLang process's port and where it may read weights from (settings: [server])."""
-
-    port: int
-    hf_hub_offline: bool  # the server reads weights from the Volume only, never from the Hub
+    environment: ModalName | None = Field(
+        default=None, description="Modal Environment to deploy into (default: the environment's own name)")
+    cache_environment: ModalName | None = Field(
+        default=None, description="Modal Environment holding the weight and kernel cache Volumes (default: environment)")
+    app_prefix: ModalName = Field(default="sglang", description="Modal app name = <app_prefix>-<recipe>")
 
 
-@dataclass(frozen=True)
-class Auth:
-    proxy_auth: bool  # callers must send Modal-Key / Modal-Secret
+class Window(Frozen):
+    """One `[[scaling.schedule]]` window: from each `start` firing to the next `end` firing, this floor holds
+    (infra/runtime/schedule.py: overlaps take the highest floor, field by field)."""
+
+    name: str
+    start: str = Field(description="cron expression: the window opens when it fires")
+    end: str = Field(description="cron expression: the window closes when it fires")
+    timezone: str = Field(description="IANA time zone both expressions are read in, e.g. America/New_York")
+    min_containers: int = Field(ge=0, description="warm replicas while the window is active")
+    max_containers: int | None = Field(default=None, ge=1, description="cap while active (default: scaling.max_containers)")
+    buffer_containers: int | None = Field(default=None, ge=0, description="default: scaling.buffer_containers")
+
+    _name = field_validator("name")(schedule.check_name)
+    _cron = field_validator("start", "end")(on_the_laptop(schedule.check_cron))
+    _zone = field_validator("timezone")(on_the_laptop(schedule.check_timezone))
 
 
-@dataclass(frozen=True)
-class Secrets:
-    hf_token_secret: str | None  # the NAME of a Modal Secret holding HF_TOKEN, never a token
+class Scaling(Frozen):
+    """Replicas ([scaling]), with Modal's autoscaler option names."""
+
+    min_containers: int = Field(default=0, ge=0, description="warm replicas kept running at all times")
+    max_containers: int | None = Field(default=None, ge=1, description="upper bound on replicas (None: Modal's)")
+    buffer_containers: int | None = Field(default=None, ge=0)
+    scaledown_window: int | None = Field(default=None, ge=2, le=3600, description="seconds idle before scale-down")
+    allow_warm_replicas: bool = Field(default=True, description="false forbids min_containers > 0 (cost guard)")
+    schedule: list[Window] = Field(default_factory=list, description="windows with another warm floor")
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Scaling:
+        if self.max_containers is not None and self.min_containers > self.max_containers:
+            raise ValueError(
+                f"min_containers={self.min_containers} exceeds max_containers={self.max_containers}; "
+                "min_containers must be <= max_containers"
+            )
+        if self.min_containers > 0 and not self.allow_warm_replicas:
+            raise ValueError(
+                f"min_containers={self.min_containers} but this environment forbids warm replicas "
+                "(allow_warm_replicas = false); allowed: min_containers = 0"
+            )
+        if not is_resolved(info):
+            schedule.check_windows(self.schedule, self, allow_warm_replicas=self.allow_warm_replicas)
+        return self
 
 
-@dataclass(frozen=True)
-class Caches:
-    """The Modal Volumes (settings: [caches]) in `modal.cache_environment` (releases: `modal.environment`)."""
+class Placement(Frozen):
+    """Where containers and Modal's proxies run ([placement]; unset: the recipe's)."""
 
-    weights_volume: str
-    kernels_volume: str
-    releases_volume: str
+    compute_region: ComputeRegion | None = Field(default=None, description="where containers run (default: the recipe's)")
+    routing_region: RoutingRegion | None = Field(default=None, description="where Modal's proxies run (default: the recipe's)")
 
 
-@dataclass(frozen=True)
-class Deployment:
+class Server(Frozen):
+    """The SGLang process's port and where it may read weights from ([server])."""
+
+    port: int | None = Field(default=None, ge=1, le=65535, description="SGLang's port in the container (default: the recipe's)")
+    hf_hub_offline: bool = Field(default=False, description="server reads weights only from the Volume")
+
+    @field_validator("port")
+    @classmethod
+    def _room_for_sglangs_second_port(cls, v: int | None) -> int | None:
+        if v is not None and v > MAX_SGLANG_PORT:
+            raise ValueError(f"SGLang also listens on port + 10000, so it refuses ports above {MAX_SGLANG_PORT}; "
+                             f"allowed: 1 to {MAX_SGLANG_PORT}")
+        return v
+
+
+class Auth(Frozen):
+    proxy_auth: bool = Field(default=True, description="require Modal-Key/Modal-Secret headers on the endpoint")
+
+
+class Secrets(Frozen):
+    hf_token_secret: ModalName | None = Field(default=None, description="NAME of the Modal Secret holding HF_TOKEN")
+
+
+class Caches(Frozen):
+    """The Modal Volumes ([caches]) in `modal.cache_environment` (releases: `modal.environment`)."""
+
+    weights_volume: ModalName = "huggingface-cache"
+    kernels_volume: ModalName = "deepgemm-cache"
+    releases_volume: ModalName = "sglang-releases"
+    volume_read_gbps: float = Field(default=1.5, gt=0, description="Volume read rate for cold-start estimates")
+
+
+class Deployment(Frozen):
     env: str
     recipe: Recipe
     modal: ModalTarget
@@ -102,72 +151,33 @@ class Deployment:
     caches: Caches
     gpu_snapshot: bool  # Modal GPU memory snapshots (settings: cold_start.gpu_snapshot)
 
-    # ------------------------------------------------------------------ serialisation
+    @property
+    def app_name(self) -> str:
+        """The server's Modal app; the download and compile jobs run in `jobs_app_name`."""
+        return f"{self.modal.app_prefix}-{self.recipe.name.replace('.', '-')}"
+
+    @property
+    def jobs_app_name(self) -> str:
+        return f"{self.app_name}-jobs"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     def to_json(self) -> str:
         # Field and key order preserved, not sorted: the image's ENV layer is built from
         # `recipe.image_env` in order, and the container must rebuild the very same layers.
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Deployment:
-        return decode(cls, data)
+        return self.model_dump_json()
 
     @classmethod
     def from_json(cls, text: str) -> Deployment:
-        return cls.from_dict(json.loads(text))
+        """What a container was deployed with: checked when it was resolved, so read back as such."""
+        return cls.model_validate_json(text, context=RESOLVED)
+
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> Deployment:
+        """A deployment recorded by a release, possibly by an older version of this package (see the policy above)."""
+        return cls.model_validate(data, strict=False, extra="ignore", context=RESOLVED)
 
     def with_recipe(self, recipe: Recipe) -> Deployment:
         """The same environment serving another resolved recipe (a promoted release, pinned revisions)."""
-        return dataclasses.replace(self, recipe=recipe)
-
-
-# ---------------------------------------------------------------------------- JSON -> dataclasses
-
-
-class DecodeError(ValueError):
-    """Stored data that is not a Deployment of this version of the package."""
-
-
-def decode(cls: type, data: Any, where: str = "deployment") -> Any:
-    """Rebuild a (nested, frozen) dataclass from `dataclasses.asdict` output, exactly.
-
-    Driven by the type hints, so a new field needs no code here. Unknown keys, and
-    missing keys without a default, are errors: a Deployment must round-trip exactly,
-    not approximately. A missing key with a default (a field added since the data was
-    written, e.g. in a release manifest) takes that default.
-    """
-    if not isinstance(data, dict):
-        raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = [f for f in dataclasses.fields(cls) if f.init]
-    if unknown := sorted(set(data) - {f.name for f in fields}):
-        raise DecodeError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    values = {}
-    for f in fields:
-        if f.name in data:
-            values[f.name] = _value(hints[f.name], data[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise DecodeError(f"{where}: missing field '{f.name}'")
-    return cls(**values)
-
-
-def _value(tp: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _value(inner, value, where)
-    if dataclasses.is_dataclass(tp):
-        return decode(tp, value, where)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_value(args[0], v, where) for v in value)
-        return tuple(_value(a, v, where) for a, v in zip(args, value, strict=True))
-    if origin is dict:
-        return {k: _value(args[1], v, where) for k, v in value.items()}
-    return value
+        return self.model_copy(update={"recipe": recipe})

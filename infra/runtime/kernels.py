@@ -22,7 +22,6 @@ for real against the stand-in `sglang` package.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -188,7 +187,7 @@ def _burst(base_url: str, warmup: Warmup, model: str, n: int, server: ServerProc
     if n < 2:
         return
     errors: list[BaseException] = []
-    one = dataclasses.replace(warmup, count=1)
+    one = warmup.model_copy(update={"count": 1})
 
     def send() -> None:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import dataclasses
 import json
 import os
 import signal
@@ -473,4 +472,4 @@ def start_for_snapshot(
 def restore_from_snapshot(base_url: str, readiness: Readiness) -> None:
     """Restore phase: take the GPU memory back, then prove it with one short generation before going ready."""
     resume_memory(base_url)
-    warm_up(base_url, dataclasses.replace(readiness.warmup, count=1), readiness.model)
+    warm_up(base_url, readiness.warmup.model_copy(update={"count": 1}), readiness.model)

@@ -104,7 +104,7 @@ async def _deployed_app_id(client, d: Deployment) -> str | None:
     from modal_proto import api_pb2
 
     found = await client._stub.AppGetByDeploymentName(
-        api_pb2.AppGetByDeploymentNameRequest(name=d.modal.app_name, environment_name=d.modal.environment)
+        api_pb2.AppGetByDeploymentNameRequest(name=d.app_name, environment_name=d.modal.environment)
     )
     return found.app_id or None
 
@@ -185,7 +185,7 @@ class ModalRemote:
 
         from infra.runtime import modal_objects, spec
 
-        builder = modal.App.lookup(f"{d.modal.app_name}-builds", environment_name=d.modal.environment, create_if_missing=True)
+        builder = modal.App.lookup(f"{d.app_name}-builds", environment_name=d.modal.environment, create_if_missing=True)
         with _modal_output():
             image = modal_objects.image(spec.server_image(d)).build(builder)
         return image.object_id
@@ -223,7 +223,7 @@ class ModalRemote:
         import modal
 
         try:
-            return modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment).get_url()
+            return modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment).get_url()
         except modal.exception.NotFoundError:
             return None
 
@@ -250,14 +250,14 @@ class ModalRemote:
         async def roll(client) -> None:
             app_id = await _deployed_app_id(client, d)
             if app_id is None:
-                raise UserError(f"no deployed app {d.modal.app_name} in Modal environment {d.modal.environment}: nothing to roll back")
+                raise UserError(f"no deployed app {d.app_name} in Modal environment {d.modal.environment}: nothing to roll back")
             await client._stub.AppRollback(api_pb2.AppRollbackRequest(app_id=app_id, version=version or -1))
 
         try:
             _with_client(roll)
         except (modal.exception.NotFoundError, modal.exception.InvalidError) as err:
             target = f"v{version}" if version else "its previous version"
-            raise UserError(f"cannot roll {d.modal.app_name} (Modal environment {d.modal.environment}) back to {target}: {err}") from None
+            raise UserError(f"cannot roll {d.app_name} (Modal environment {d.modal.environment}) back to {target}: {err}") from None
 
     @_explained
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
@@ -272,11 +272,11 @@ class ModalRemote:
 
         if not settings or set(settings) - AUTOSCALER_SETTINGS:
             raise TypeError(f"update_autoscaler: give some of {sorted(AUTOSCALER_SETTINGS)}; got {sorted(settings)}")
-        server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
+        server = modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment)
         try:
             return _in_force(server.autoscaler.update(**settings))
         except modal.exception.NotFoundError:
-            raise UserError(f"no deployed server in app {d.modal.app_name} in Modal environment {d.modal.environment}: "
+            raise UserError(f"no deployed server in app {d.app_name} in Modal environment {d.modal.environment}: "
                             f"deploy it first (`invoke deploy --env {d.env} --recipe {d.recipe.name}`)") from None
 
     @_explained
@@ -284,7 +284,7 @@ class ModalRemote:
         """The live Server's autoscaler settings in force (run-time overrides included); None if it is not deployed."""
         import modal
 
-        server = modal.Server.from_name(d.modal.app_name, SERVER_NAME, environment_name=d.modal.environment)
+        server = modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment)
         try:
             return _in_force(server.autoscaler.settings())
         except modal.exception.NotFoundError:

@@ -24,32 +24,16 @@ HPA takes the largest desired replica count), it never lowers capacity that some
 window promised, and it does not depend on the order of the windows in the file.
 Each window's own floor is checked against its cap, so the combination is consistent.
 
-Cron library: cronsim (pinned in pyproject.toml and in the scheduler image,
-`PACKAGES`), not a hand-written parser. Against croniter, the other maintained choice
-(more downloaded; now kept by pallets-eco): cronsim has no dependencies (croniter needs
-python-dateutil), is written for `zoneinfo`, aims explicitly at matching Debian (Vixie)
-cron including its behaviour across daylight-saving changes, iterates backwards (which
-`floor_at` needs), is typed and marked stable, explains an expression in words (for
-plan), and is what Healthchecks.io, a service whose whole job is predicting cron firings
-in time zones, runs in production. croniter's tracker has a long run of DST bugs in
-get_next/get_prev (the latest fixed in 2025); 7.0.0 agrees with cronsim on the cases we
-tried, so this is a choice of the smaller, stricter tool, not a flight from a broken one.
-Modal's client does not parse cron at all (it sends the string and the zone to its
-server), so neither library is "what Modal uses"; we therefore accept only the portable
-core of cron that every scheduler reads the same way (`check_cron`), and refuse
-boundaries in an hour that a clock change skips or repeats (`check_window`), where
-schedulers disagree.
+Cron library: cronsim, pinned (docs/schedule.md says why it, and not croniter).
 
 This module runs on laptops (plan, status, scale) and inside the small scheduled Modal
-Function that applies the floor at each boundary, which receives the `Deployment` as
-JSON: standard library dataclasses only, no pydantic, no modal, and cronsim imported
-inside the functions that need it, so that importing this module (as infra/runtime/app.py does
-in every container) needs nothing beyond the standard library.
+Function that applies the floor at each boundary; cronsim is imported inside the
+functions that need it, so the server container, which imports this module to define
+the scheduled functions, needs no cron library.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import re
@@ -76,40 +60,24 @@ EXAMPLE_CRON = "0 8 * * MON-FRI"
 
 
 class Scaling(Protocol):
-    """What a base floor needs: the environment's [scaling] values (settings, Deployment, or `BaseScaling`)."""
+    """What a base floor needs: the environment's [scaling] values (infra/runtime/deployment.Scaling)."""
 
     min_containers: int
     max_containers: int | None
     buffer_containers: int | None
 
 
-@dataclass(frozen=True)
-class BaseScaling:
-    """The environment's `[scaling]` floor, for callers that have no settings object (tests, containers)."""
-
-    min_containers: int = 0
-    max_containers: int | None = None
-    buffer_containers: int | None = None
-
-
-@dataclass(frozen=True)
-class Window:
-    """One `[[scaling.schedule]]` entry: from each `start` firing to the next `end` firing, this floor holds."""
+class Window(Protocol):
+    """One `[[scaling.schedule]]` entry (infra/runtime/deployment.Window): from each `start` firing to the
+    next `end` firing, this floor holds; unset max and buffer mean the base scaling's."""
 
     name: str
     start: str
     end: str
     timezone: str
     min_containers: int
-    max_containers: int | None = None  # None: the base scaling's max_containers
-    buffer_containers: int | None = None  # None: the base scaling's buffer_containers
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Window:
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    max_containers: int | None
+    buffer_containers: int | None
 
 
 @dataclass(frozen=True)
@@ -420,7 +388,7 @@ def check_window(w: Window, base: Scaling, *, allow_warm_replicas: bool = True, 
         check_timezone(w.timezone)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
-    w = dataclasses.replace(w, start=start, end=end)
+    w = w.model_copy(update={"start": start, "end": end})  # type: ignore[attr-defined]
     cap = w.max_containers if w.max_containers is not None else base.max_containers
     cap_source = "its max_containers" if w.max_containers is not None else "scaling.max_containers"
     if w.min_containers < 0 or (w.buffer_containers or 0) < 0 or (w.max_containers is not None and w.max_containers < 1):

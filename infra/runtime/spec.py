@@ -22,6 +22,10 @@ from infra.runtime.sglang_args import COMPILE_TIMEOUT
 SERVER_NAME = "server"  # the Server's name inside its Modal app
 PACKAGE = "infra.runtime"  # what containers import, mounted at start (not baked into an image)
 PACKAGE_IGNORE = ["**/__pycache__/**", "**/*.pyc"]
+# What infra/runtime itself needs beyond the standard library, at the versions the tests run (pyproject.toml pins
+# the same; tests/test_structure.py keeps them equal). The SGLang images ship both already (SGLang depends on
+# them); the slim images of the download job and the scheduler get exactly these.
+RUNTIME_PACKAGES = ("pydantic==2.14.4", "requests==2.34.2")
 # The download job needs no GPU and no SGLang: a slim image with the same Hub client
 # version the SGLang image gets (and the tests run), plus the Xet transfer backend.
 DOWNLOAD_PACKAGES = ["huggingface-hub==0.36.0", "hf-xet==1.2.0"]
@@ -37,10 +41,10 @@ SCHEDULER_RETRIES = 3  # a boundary missed because of a transient error is retri
 def modal_spec(d: Deployment) -> dict[str, Any]:
     """Everything Modal receives for this deployment: the server's app (with its scheduler) and the jobs' app."""
     return {
-        "app": {"name": d.modal.app_name, "tags": tags(d)},
+        "app": {"name": d.app_name, "tags": tags(d)},
         "server": server(d),
         "scheduler": scheduler(d),
-        "jobs_app": {"name": d.modal.jobs_app_name, "tags": tags(d)},
+        "jobs_app": {"name": d.jobs_app_name, "tags": tags(d)},
         "jobs": jobs(d),
     }
 
@@ -167,7 +171,7 @@ def server_image(d: Deployment) -> list[dict[str, Any]]:
 def download_image() -> list[dict[str, Any]]:
     return [
         _layer("debian_slim", python_version="3.11"),
-        _layer("uv_pip_install", *DOWNLOAD_PACKAGES),
+        _layer("uv_pip_install", *DOWNLOAD_PACKAGES, *RUNTIME_PACKAGES),
         _layer("env", {"HF_HUB_CACHE": HF_CACHE_PATH, "HF_XET_HIGH_PERFORMANCE": "1"}),
         _package(),
     ]
@@ -177,7 +181,7 @@ def scheduler_image() -> list[dict[str, Any]]:
     """A slim CPU image with the cron library and time-zone database the floor is computed with."""
     return [
         _layer("debian_slim", python_version="3.11"),
-        _layer("uv_pip_install", *schedule.PACKAGES),
+        _layer("uv_pip_install", *schedule.PACKAGES, *RUNTIME_PACKAGES),
         _package(),
     ]
 

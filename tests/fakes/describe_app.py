@@ -2,7 +2,7 @@
 
 Run in a subprocess by tests/test_app.py, twice: once as the deploying machine
 (repository on the path, INFRA_ENV/INFRA_RECIPE set), once as the container
-(`--container`: only a copy of the `infra` package on the path, only the variables
+(`--container`: only a copy of infra/runtime on the path, only the variables
 Modal injects, the Modal runtime marked as running, and local-only libraries
 made unimportable). The two outputs must be identical.
 
@@ -19,9 +19,10 @@ import sys
 
 
 class _Blocked(importlib.abc.MetaPathFinder):
-    """Libraries the container image does not have: importing one must fail loudly."""
+    """What a container does not have: the laptop's libraries and packages (only infra/runtime is mounted), and
+    libraries one of its images lacks (the server image has no cron library, the scheduler image no Hub client)."""
 
-    BLOCKED = ("pydantic", "pydantic_settings", "invoke", "tests", "stages", "huggingface_hub")
+    BLOCKED = ("pydantic_settings", "invoke", "tests", "stages", "huggingface_hub", "cronsim", "aiohttp")
 
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in self.BLOCKED:
@@ -157,6 +158,7 @@ def describe(module) -> dict:
 
 def definitions() -> dict:
     """The server's and the jobs' definitions, read back from the SDK objects `infra.runtime.app` and `infra.runtime.jobs` built."""
+    import infra.control.modal_entry  # noqa: F401  (resolves INFRA_ENV/INFRA_RECIPE, as `modal deploy -m` does)
     import infra.runtime.app
     import infra.runtime.jobs
 
@@ -182,6 +184,8 @@ if __name__ == "__main__":
         from modal._runtime.task_lifecycle_manager import _TaskLifecycleManager
 
         _TaskLifecycleManager._singleton = object()  # what Modal's container entrypoint sets: is_local() is False
+    else:
+        import infra.control.modal_entry  # noqa: F401  (the laptop: settings resolved into INFRA_DEPLOYMENT)
     import infra.runtime.app
 
     print(json.dumps(describe(infra.runtime.app), sort_keys=True))

@@ -80,7 +80,7 @@ class FakeModal:
         return path
 
     def _app_file(self, d: Deployment) -> Path:
-        return self.root / "apps" / d.modal.environment / f"{d.modal.app_name}.json"
+        return self.root / "apps" / d.modal.environment / f"{d.app_name}.json"
 
     def versions(self, d: Deployment) -> list[dict]:
         path = self._app_file(d)
@@ -100,12 +100,12 @@ class FakeModal:
             raise MissingCredentials()
 
     def build_image(self, d: Deployment) -> str:
-        self._call("build_image", app=d.modal.app_name, image=d.recipe.sglang_image, environment=d.modal.environment)
+        self._call("build_image", app=d.app_name, image=d.recipe.sglang_image, environment=d.modal.environment)
         digest = hashlib.sha256(json.dumps(spec.server_image(d)).encode()).hexdigest()
         return f"im-{digest[:20]}"
 
     def run_download(self, d: Deployment) -> list[dict]:
-        self._call("run_download", app=d.modal.app_name, environment=d.modal.environment, model=d.recipe.model)
+        self._call("run_download", app=d.app_name, environment=d.modal.environment, model=d.recipe.model)
         from infra.runtime import weights
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.weights_volume)
@@ -130,7 +130,7 @@ class FakeModal:
         return results
 
     def run_compile(self, d: Deployment) -> dict:
-        self._call("run_compile", app=d.modal.app_name, environment=d.modal.environment, gpu=d.recipe.gpu)
+        self._call("run_compile", app=d.app_name, environment=d.modal.environment, gpu=d.recipe.gpu)
         from infra.runtime import kernels
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.kernels_volume)
@@ -141,29 +141,29 @@ class FakeModal:
         return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port)
 
     def deploy(self, d: Deployment, tag: str) -> dict:
-        self._call("deploy", app=d.modal.app_name, environment=d.modal.environment, tag=tag,
+        self._call("deploy", app=d.app_name, environment=d.modal.environment, tag=tag,
                    min_containers=d.scaling.min_containers, compute_region=d.placement.compute_region)
         versions = self.versions(d)
         version = len(versions) + 1
         versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
         self._save_versions(d, versions)
         self._reset_autoscaler(d)
-        return {"app_id": f"ap-{hashlib.sha1(d.modal.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version,
+        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version,
                 "changed": True}
 
     def server_url(self, d: Deployment) -> str | None:
-        self._call("server_url", app=d.modal.app_name, environment=d.modal.environment)
+        self._call("server_url", app=d.app_name, environment=d.modal.environment)
         return self.endpoint if self.versions(d) else None
 
     def history(self, d: Deployment) -> list[dict]:
-        self._call("history", app=d.modal.app_name, environment=d.modal.environment)
+        self._call("history", app=d.app_name, environment=d.modal.environment)
         return [{"version": v["version"], "tag": v["tag"], "deployed_at": v["deployed_at"]} for v in self.versions(d)]
 
     def rollback(self, d: Deployment, version: int | None) -> None:
-        self._call("rollback", app=d.modal.app_name, environment=d.modal.environment, version=version)
+        self._call("rollback", app=d.app_name, environment=d.modal.environment, version=version)
         versions = self.versions(d)
         if len(versions) < 2 and version is None:
-            raise RuntimeError(f"App '{d.modal.app_name}' has no previous version to roll back to")
+            raise RuntimeError(f"App '{d.app_name}' has no previous version to roll back to")
         target = versions[1] if version is None else next(v for v in versions if v["version"] == version)
         # Modal records a rollback as a new version with the old definition.
         versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"], "deployed_at": time.time()})
@@ -172,7 +172,7 @@ class FakeModal:
 
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
         """As Modal: the given settings override the deployed ones until the next deploy or rollback."""
-        self._call("update_autoscaler", app=d.modal.app_name, environment=d.modal.environment, **settings)
+        self._call("update_autoscaler", app=d.app_name, environment=d.modal.environment, **settings)
         path = self._app_file(d).with_suffix(".autoscaler.json")
         overrides = (json.loads(path.read_text()) if path.exists() else {}) | settings
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ class FakeModal:
         return self._in_force(d)
 
     def autoscaler(self, d: Deployment) -> dict | None:
-        self._call("autoscaler", app=d.modal.app_name, environment=d.modal.environment)
+        self._call("autoscaler", app=d.app_name, environment=d.modal.environment)
         return self._in_force(d) if self.versions(d) else None
 
     def _in_force(self, d: Deployment) -> dict:
@@ -233,11 +233,11 @@ class FakeModal:
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:
-        self._call("ephemeral_start", app=d.modal.app_name, environment=d.modal.environment)
+        self._call("ephemeral_start", app=d.app_name, environment=d.modal.environment)
         try:
             yield self.endpoint
         finally:
-            self._call("ephemeral_stop", app=d.modal.app_name, environment=d.modal.environment)
+            self._call("ephemeral_stop", app=d.app_name, environment=d.modal.environment)
 
 
 __all__ = ["FakeModal", "HF_CACHE_PATH", "KERNELS_PATH"]

@@ -13,7 +13,6 @@ GPU memory of its own, or "memory freed" could not be checked.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -24,8 +23,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from infra.runtime import compile_cache, sglang_args
 from infra.control import sglang_flags
+from infra.runtime import compile_cache
 from infra.runtime.deployment import Deployment
 from infra.runtime.lifecycle import Readiness
 from infra.runtime.recipes.base import SmokeTest
@@ -190,11 +189,11 @@ def tiny_deployment(
         f"{at}.gpu_count={TP}", f"{at}.tp_size={TP}",
     ]))
     d = resolve(settings, RECIPE)
-    spec = dataclasses.replace(d.recipe.speculative, draft_model=DRAFT, draft_revision=DRAFT_COMMIT) if speculative else None
+    spec = d.recipe.speculative.model_copy(update=dict(draft_model=DRAFT, draft_revision=DRAFT_COMMIT)) if speculative else None
     flags = d.recipe.extra_flags + TINY_FLAGS + ((("--reasoning-parser", "qwen3"),) if reasoning_parser else ())
-    d = d.with_recipe(dataclasses.replace(d.recipe, sglang_version=sglang_version, mem_fraction_static=MEM_FRACTION,
-                                          extra_flags=flags, speculative=spec))
-    d = dataclasses.replace(d, server=dataclasses.replace(d.server, port=port, hf_hub_offline=True), gpu_snapshot=snapshot)
+    d = d.with_recipe(d.recipe.model_copy(update=dict(sglang_version=sglang_version, mem_fraction_static=MEM_FRACTION,
+                                          extra_flags=flags, speculative=spec)))
+    d = d.model_copy(update=dict(server=d.server.model_copy(update=dict(port=port, hf_hub_offline=True)), gpu_snapshot=snapshot))
     if sglang_version in sglang_flags.supported_versions():
         sglang_flags.check_flags(d)  # the flag table of the version that runs, where the project has one
     return d

@@ -23,7 +23,6 @@ start), GPU_SUITE_REPORT (a JSON file that receives every number measured here).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import subprocess
@@ -99,7 +98,7 @@ def post_json(url: str, payload: dict) -> dict:
 def smoke(d, url: str, thinking_off: bool) -> dict:
     from infra.perf import smoketest
 
-    tested = d.with_recipe(dataclasses.replace(d.recipe, smoke=real.smoke_test(thinking_off)))
+    tested = d.with_recipe(d.recipe.model_copy(update=dict(smoke=real.smoke_test(thinking_off))))
     return smoketest.check(tested, url, deadline=60, say=lambda _msg: None)
 
 

@@ -1,19 +1,24 @@
 """The shape of a recipe: typed fields for every knob that settings validate or
 override, plain flag lists for the rest.
 
-Recipes are frozen stdlib dataclasses, not pydantic models, because the server
-container imports them again (see `infra/runtime/app.py`) and needs nothing but the
-standard library and Modal to do so. A resolved recipe (the environment's
-`[recipes."<name>"]` overrides applied with `dataclasses.replace`) is what a
-release carries from one environment to the next, whole.
+A recipe is a frozen model of the deployment's model family (infra/runtime/model.py):
+the same class on the laptop, in `plan` and inside the containers. An environment's
+`[recipes."<name>"]` knobs are checked by these fields' own types
+(infra/control/settings.py derives its table from them) and applied with
+`model_copy`; the resolved recipe is what a release carries from one environment to
+the next, whole.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from typing import Annotated
 
+from pydantic import AfterValidator, Field
+
+from infra.runtime import catalog
 from infra.runtime.compile_cache import VOLUME_PATH
+from infra.runtime.model import Frozen
 
 MINUTES = 60  # seconds
 
@@ -25,8 +30,27 @@ KERNELS_PATH = VOLUME_PATH
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
-@dataclass(frozen=True)
-class SpeculativeDecoding:
+def _model_id(value: str) -> str:
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+        raise ValueError("not a Hugging Face repository id; allowed: 'org/name'")
+    return value
+
+
+def _revision(value: str) -> str:
+    if not value.strip():
+        raise ValueError("revision is empty; give a 40-hex commit (or a branch or tag where pinning is not required)")
+    return value
+
+
+# Field types whose checks travel with them: an environment's knob of the same name is checked the same way.
+ModelId = Annotated[str, AfterValidator(_model_id)]
+Revision = Annotated[str, AfterValidator(_revision)]
+GpuType = Annotated[str, AfterValidator(catalog.check_gpu)]
+ComputeRegion = Annotated[str, AfterValidator(catalog.check_compute_region)]
+RoutingRegion = Annotated[str, AfterValidator(catalog.check_routing_region)]
+
+
+class SpeculativeDecoding(Frozen):
     """SGLang speculative decoding: a cheap drafter proposes tokens, the model verifies them in parallel."""
 
     algorithm: str  # --speculative-algorithm
@@ -34,13 +58,12 @@ class SpeculativeDecoding:
     eagle_topk: int  # --speculative-eagle-topk
     num_draft_tokens: int  # --speculative-num-draft-tokens
     # A separate draft model (EAGLE-3). None where the model drafts for itself (multi-token prediction).
-    draft_model: str | None = None
+    draft_model: ModelId | None = None
     # None means unpinned: the reference leaves it so, and `plan` flags it.
-    draft_revision: str | None = None
+    draft_revision: Revision | None = None
 
 
-@dataclass(frozen=True)
-class Warmup:
+class Warmup(Frozen):
     """Requests the container sends itself before Modal may route traffic to it."""
 
     count: int
@@ -52,22 +75,20 @@ class Warmup:
     with_image: bool = False  # attach the packaged warm-up image (vision models)
 
 
-@dataclass(frozen=True)
-class SmokeTest:
+class SmokeTest(Frozen):
     """The request `invoke smoke` streams from a deployed endpoint."""
 
     prompt: str
     system_prompt: str | None = None
     max_tokens: int = 128
     with_image: bool = False
-    extra_body: dict[str, object] = field(default_factory=dict)
+    extra_body: dict[str, object] = Field(default_factory=dict)
     # With a reasoning parser, a reply may be all `reasoning_content` and no answer. The smoke
     # test passes on reasoning alone only where the recipe says so; otherwise it needs content.
     accept_reasoning_only: bool = False
 
 
-@dataclass(frozen=True)
-class GateWorkload:
+class GateWorkload(Frozen):
     """The fixed workload a promotion gate measures a release with (infra/perf/gate.py maps it onto `invoke bench`).
 
     Fixed per recipe so that every release of a recipe is measured the same way and
@@ -91,8 +112,7 @@ class GateWorkload:
     with_image: bool = False  # send the packaged image (infra/assets) with every request (vision models)
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(Frozen):
     name: str
     description: str
     source: str  # the reference document this recipe reproduces
@@ -104,34 +124,34 @@ class Recipe:
     image_env: dict[str, str]
 
     # The model
-    model: str
-    model_revision: str
+    model: ModelId
+    model_revision: Revision
     model_size_gb: float  # nominal; the download stage records the real size
     draft_size_gb: float = 0.0
     gated: bool = False  # needs a Hugging Face token to download
 
     # The GPUs
-    gpu_type: str = "H100!"
-    gpu_count: int = 1
-    tp_size: int = 1
+    gpu_type: GpuType = "H100!"
+    gpu_count: int = Field(default=1, ge=1, le=catalog.MAX_GPUS_PER_CONTAINER)
+    tp_size: int = Field(default=1, ge=1)
 
     # SGLang
     port: int = 8000  # inside the container; an environment may change it (server.port)
-    target_concurrency: int = 10  # Modal's per-container target; SGLang's CUDA graphs are sized from it
+    target_concurrency: int = Field(default=10, gt=0)  # Modal's per-container target; SGLang's CUDA graphs are sized from it
     mem_fraction_static: float = 0.8
     extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
     speculative: SpeculativeDecoding | None = None
 
     # Modal. The regions are this recipe's defaults: an environment's [placement] wins.
-    compute_region: str | None = None
-    routing_region: str = "us-east"
+    compute_region: ComputeRegion | None = None
+    routing_region: RoutingRegion = "us-east"
     # Seconds in-flight requests get when a container stops. SGLang drains on SIGTERM but
     # checks only every 5 s, so less than ~12 s drains nothing (infra/lifecycle.drain_budget).
     exit_grace_period: int = 0
-    startup_timeout: int = 20 * MINUTES  # bounds the whole @modal.enter
+    startup_timeout: int = Field(default=20 * MINUTES, gt=0)  # bounds the whole @modal.enter
 
     # Readiness
-    readiness_timeout: int = 15 * MINUTES
+    readiness_timeout: int = Field(default=15 * MINUTES, gt=0)
     # While SGLang starts, /health is refused or answers 503 at once: polling often is cheap
     # and makes the container ready within a fraction of a second of SGLang being up.
     health_poll_interval: float = 0.25
@@ -188,5 +208,5 @@ class Recipe:
         if model_revision:
             changes["model_revision"] = model_revision
         if draft_revision and self.speculative and self.speculative.draft_model:
-            changes["speculative"] = replace(self.speculative, draft_revision=draft_revision)
-        return replace(self, **changes) if changes else self
+            changes["speculative"] = self.speculative.model_copy(update={"draft_revision": draft_revision})
+        return self.model_copy(update=changes) if changes else self

@@ -60,9 +60,22 @@ def mask_credentials(text: str) -> str:
     return _CREDENTIAL.sub(lambda m: f"{m.group(1)}…(masked)", text)
 
 
+MAX_SHOWN = 60  # characters of a value an error message repeats; the rest is counted, not printed
+
+
 def shown(value: object) -> str:
-    """A value for an error message: its repr, or a mask when it looks like a credential."""
-    return mask_credentials(repr(value)) if looks_like_credential(value) else repr(value)
+    """A value for an error message: its repr (control characters escaped), masked when it looks like a
+    credential, and cut to MAX_SHOWN characters with the length said when it is longer."""
+    text = mask_credentials(repr(value)) if looks_like_credential(value) else repr(value)
+    if len(text) > MAX_SHOWN:
+        size = len(value) if isinstance(value, str | bytes | list | dict) else len(str(value))
+        text = f"{text[:MAX_SHOWN]}… ({size} characters)" if isinstance(value, str | bytes | int) else f"{text[:MAX_SHOWN]}…"
+    return text
+
+
+def plain(text: str) -> str:
+    """A name for a message (a variable, a setting, a file): as it is when short and printable, else `shown`."""
+    return text if text.isprintable() and len(text) <= MAX_SHOWN and not looks_like_credential(text) else shown(text)
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
