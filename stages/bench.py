@@ -37,7 +37,7 @@ class Options:
     workload: bench.Workload
     plan: bench.Plan
     url: str | None = None  # measure this server instead of the deployed endpoint
-    proxy_auth: bool = False  # send MODAL_KEY/MODAL_SECRET to `url` too (the deployed endpoint always gets them)
+    proxy_auth: bool = False  # send MODAL_KEY/MODAL_SECRET to `url` (--proxy-auth; the deployed endpoint: client.endpoint_headers)
     wait_given: bool = False  # --wait was given: do not stretch the cold-start wait to the deployment's
     label: str | None = None
     json_path: str | None = None  # write the report here
@@ -58,7 +58,8 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
         url = endpoint(ctx, d, STAGE)
         plan = options.plan if options.wait_given else dataclasses.replace(
             options.plan, cold_start_deadline=float(smoketest.deadline_for(d)))  # a deployed endpoint may be scaled to zero
-        report = measure(dataclasses.replace(options, url=url, workload=workload, plan=plan, proxy_auth=True),
+        report = measure(dataclasses.replace(options, url=url, workload=workload, plan=plan,
+                                             proxy_auth=d.auth.proxy_auth),
                          target | {"app": d.app_name}, say=ctx.say)
     return result(STAGE, d, "ran", bench.render_table(report), report)
 

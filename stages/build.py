@@ -6,15 +6,7 @@ from dataclasses import dataclass
 
 from infra.runtime import spec
 from infra.runtime.deployment import Deployment
-from stages.common import (
-    Context,
-    StageResult,
-    dry_run,
-    fingerprint,
-    record,
-    result,
-    up_to_date,
-)
+from stages.common import Context, StageResult, fingerprint, remote_stage
 
 STAGE = "build"
 
@@ -30,12 +22,13 @@ def image_fingerprint(d: Deployment) -> str:
 
 
 def run(ctx: Context, d: Deployment) -> StageResult[Built]:
-    fp = image_fingerprint(d)
     image = d.recipe.sglang_image
-    if done := up_to_date(ctx, STAGE, d, fp, Built) or dry_run(ctx, STAGE, d, f"build image {image} in Modal environment {d.modal.environment}"):
-        return done
-    ctx.remote.require_credentials()
-    ctx.say(f"building image {image} (+{len(d.recipe.pip_installs)} installs, {len(d.recipe.image_env)} env vars) on Modal...")
-    built = Built(ctx.remote.build_image(d))
-    record(ctx, STAGE, d, fp, built)
-    return result(STAGE, d, "ran", f"built image {built.image_id}", built)
+
+    def build() -> tuple[Built, str]:
+        ctx.say(f"building image {image} (+{len(d.recipe.pip_installs)} installs, {len(d.recipe.image_env)} env vars) "
+                "on Modal...")
+        built = Built(ctx.remote.build_image(d))
+        return built, f"built image {built.image_id}"
+
+    return remote_stage(ctx, STAGE, d, image_fingerprint(d), Built,
+                        would=f"build image {image} in Modal environment {d.modal.environment}", work=build)

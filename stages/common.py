@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from infra.control import gitinfo
+from infra.control import gitinfo, revisions
 from infra.control.releases import ReleaseStore
 from infra.control.settings import Settings
 from infra.control.state import StageState
@@ -47,9 +47,20 @@ class Context:
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
     repo: Path = gitinfo.REPO  # the checkout whose commit is deployed
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # what time the schedule reads
+    _pinned: dict[str, Deployment] = field(default_factory=dict, repr=False)
 
     def state(self, d: Deployment) -> StageState:
         return StageState(d.env, d.recipe.name)
+
+    def pinned(self, d: Deployment) -> Deployment:
+        """`d` at the commits the download stage resolved (infra/control/revisions.py), once per command: the
+        stages of a flow share one answer, one Volume read and one warning."""
+        key = d.to_json()
+        if key not in self._pinned:
+            pinned = revisions.pin(d, self.state(d), None if self.dry_run else self.remote,
+                                   required=self.settings.release.require_pinned_revisions, say=self.say)
+            self._pinned[key] = self._pinned[pinned.to_json()] = pinned
+        return self._pinned[key]
 
 
 @dataclass
@@ -90,6 +101,18 @@ def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T
 
 def record(ctx: Context, stage: str, d: Deployment, fp: str, outcome: Any) -> None:
     ctx.state(d).record(stage, fp, dataclasses.asdict(outcome))
+
+
+def remote_stage(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T], *, would: str,
+                 work: Callable[[], tuple[T, str]]) -> StageResult[T]:
+    """The shape of a stage that runs one remote job: up to date, or a dry run (both touch nothing remote), or
+    the credentials, then `work()` (its outcome and a line saying what it did), recorded for the next check."""
+    if done := up_to_date(ctx, stage, d, fp, outcome) or dry_run(ctx, stage, d, would):
+        return done
+    ctx.remote.require_credentials()
+    did, message = work()
+    record(ctx, stage, d, fp, did)
+    return result(stage, d, "ran", message, did)
 
 
 def dry_run(ctx: Context, stage: str, d: Deployment, what: str) -> StageResult | None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.control import revisions
 from infra.runtime.deployment import Deployment
 from infra.runtime.kernels import kernel_fingerprint
-from stages.common import Context, StageResult, dry_run, record, result, up_to_date
+from stages.common import Context, StageResult, remote_stage
 
 STAGE = "compile"
 
@@ -29,20 +28,18 @@ class Compiled:
 
 
 def run(ctx: Context, d: Deployment) -> StageResult[Compiled]:
-    d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
-                      required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
+    d = ctx.pinned(d)
     fp = kernel_fingerprint(d)
-    if done := up_to_date(ctx, STAGE, d, fp, Compiled) or dry_run(
-        ctx, STAGE, d, f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on {d.recipe.gpu} "
-                       f"into Volume {d.caches.kernels_volume}"
-    ):
-        return done
-    ctx.remote.require_credentials()
-    ctx.say(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} (tp {d.recipe.tp_size}) on "
-            f"{d.recipe.gpu}; a cold cache takes tens of minutes...")
-    job = ctx.remote.run_compile(d)
-    outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
-                       files=job.get("files"), reason=job.get("reason"))
-    record(ctx, STAGE, d, fp, outcome)
-    how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"
-    return result(STAGE, d, "ran", f"kernels {how} ({fp})", outcome)
+
+    def compile_() -> tuple[Compiled, str]:
+        ctx.say(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} (tp {d.recipe.tp_size}) on "
+                f"{d.recipe.gpu}; a cold cache takes tens of minutes...")
+        job = ctx.remote.run_compile(d)
+        outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
+                           files=job.get("files"), reason=job.get("reason"))
+        how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"
+        return outcome, f"kernels {how} ({fp})"
+
+    return remote_stage(ctx, STAGE, d, fp, Compiled, work=compile_,
+                        would=f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on {d.recipe.gpu} "
+                              f"into Volume {d.caches.kernels_volume}")

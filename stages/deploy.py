@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.control import gitinfo, revisions
+from infra.control import gitinfo
 from infra.control.gitinfo import GitInfo
 from infra.control.releases import Manifest, Release, ReleaseStore, new_release_id
 from infra.runtime.deployment import Deployment
@@ -134,8 +134,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     if not options.confirmed:
         options = preflight(ctx, d, confirm=confirm)
     git = options.git or gitinfo.read(ctx.repo)
-    d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
-                      required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
+    d = ctx.pinned(d)
     fp = deploy_fingerprint(d, git)
     if done := up_to_date(ctx, STAGE, d, fp, Deployed):
         return done

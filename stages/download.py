@@ -19,15 +19,7 @@ from infra.runtime import spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 from infra.runtime.weights import Downloaded
-from stages.common import (
-    Context,
-    StageResult,
-    dry_run,
-    fingerprint,
-    record,
-    result,
-    up_to_date,
-)
+from stages.common import Context, StageResult, fingerprint, remote_stage
 
 STAGE = "download"
 
@@ -68,20 +60,17 @@ def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
 
 
 def run(ctx: Context, d: Deployment) -> StageResult[Downloads]:
-    fp = download_fingerprint(d)
     repos = ", ".join(f"{repo}@{revision}" for repo, revision in d.recipe.repositories())
-    if done := up_to_date(ctx, STAGE, d, fp, Downloads) or dry_run(
-        ctx, STAGE, d, f"download {repos} into Volume {d.caches.weights_volume} ({d.modal.cache_environment})"
-    ):
-        return done
-    ctx.remote.require_credentials()
-    job = with_token_if_any(ctx, d)
-    ctx.say(f"downloading {repos} into Volume {d.caches.weights_volume} (Modal environment {d.modal.cache_environment})...")
-    outcome = Downloads(ctx.remote.run_download(job))
-    record(ctx, STAGE, d, fp, outcome)
-    lines = [
-        f"{r.repo}@{r.requested} -> {r.commit}: {len(r.files)} files, {r.size_bytes / 1e9:.2f} GB"
-        + (" (already complete)" if r.skipped else "")
-        for r in outcome.downloads
-    ]
-    return result(STAGE, d, "ran", "downloaded: " + "; ".join(lines), outcome)
+
+    def download() -> tuple[Downloads, str]:
+        job = with_token_if_any(ctx, d)
+        ctx.say(f"downloading {repos} into Volume {d.caches.weights_volume} "
+                f"(Modal environment {d.modal.cache_environment})...")
+        outcome = Downloads(ctx.remote.run_download(job))
+        lines = [f"{r.repo}@{r.requested} -> {r.commit}: {len(r.files)} files, {r.size_bytes / 1e9:.2f} GB"
+                 + (" (already complete)" if r.skipped else "") for r in outcome.downloads]
+        return outcome, "downloaded: " + "; ".join(lines)
+
+    return remote_stage(ctx, STAGE, d, download_fingerprint(d), Downloads,
+                        would=f"download {repos} into Volume {d.caches.weights_volume} ({d.modal.cache_environment})",
+                        work=download)

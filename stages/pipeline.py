@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from infra.control import revisions
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError, UserError
 from stages import build, compile, deploy, download, smoke
@@ -37,8 +36,7 @@ def run(ctx: Context, d: Deployment, *, confirm=input) -> list[StageResult]:
 
     step(build.STAGE, lambda: build.run(ctx, d))
     step(download.STAGE, lambda: download.run(ctx, d))
-    pinned = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
-                           required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
+    pinned = ctx.pinned(d)
     step(compile.STAGE, lambda: compile.run(ctx, pinned))
     deployed = step(deploy.STAGE, lambda: deploy.run(ctx, pinned, checked))
     url = deployed.detail.url if deployed.detail else None

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from infra.control import gitinfo, objectives
 from infra.control.gitinfo import GitInfo
-from infra.control.releases import Release, ReleaseStore, rollback_entry
+from infra.control.releases import Release, ReleaseStore
 from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
 from infra.perf import client, gate, smoketest
@@ -40,9 +40,9 @@ from stages.common import (
     confirm_or_refuse,
     endpoint,
     result,
-    running,
 )
 from stages.deploy import deploy_and_record
+from stages.rollback import roll_back_to
 
 STAGE = "promote"
 
@@ -171,7 +171,7 @@ def _gate(source: Context, target: Context, served: Deployment, release: Release
         return gate.skip(options.skip_gate, title, say=target.say)
     url = release.url or endpoint(source, served, STAGE)
     # The source's endpoint, with the source's proxy credentials where it asks for them: nowhere else.
-    headers = client.proxy_auth_headers(url) if served.auth.proxy_auth else {}
+    headers = client.endpoint_headers(served, url)
     target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate workload...")
     where = {"env": src, "recipe": served.recipe.name, "app": served.app_name, "release_id": release.release_id}
     try:
@@ -189,7 +189,7 @@ def _record_baseline(ctx: Context, d: Deployment, store: ReleaseStore, manifest,
     """After a promotion, when asked: the gate workload on the target itself, recorded as its `measurement`."""
     if not (options.record_baseline or (gating.enabled and gating.record_baseline)):
         return ""
-    headers = client.proxy_auth_headers(promoted.url) if d.auth.proxy_auth else {}  # the target's own endpoint
+    headers = client.endpoint_headers(d, promoted.url)  # the target's own endpoint
     ctx.say(f"measuring {d.env} itself with the gate workload, to record as its baseline...")
     where = {"env": d.env, "recipe": d.recipe.name, "app": d.app_name, "release_id": promoted.release_id}
     try:
@@ -205,11 +205,7 @@ def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previ
     """Return the target to the version it ran before; record that. Returns a sentence for the error."""
     if previous is None or previous.version is None:
         return "no previous version to roll back to: the failed release stays deployed (roll forward or stop the app)"
-    ctx.remote.rollback(d, previous.version)
-    latest = ctx.remote.history(d)[:1]
-    rollback = rollback_entry(previous, latest[0]["version"] if latest else None, note=reason)
-    store.record(d, manifest, rollback)
-    apply_schedule(ctx, running(d, previous))
+    rollback = roll_back_to(ctx, d, store, manifest, previous, note=reason)
     return f"rolled back to v{previous.version} ({previous.tag}) as v{rollback.version}"
 
 

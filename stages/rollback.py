@@ -49,14 +49,22 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     with store.locked(d, "rollback"):
         manifest = store.read(d)
         target, current = choose(d, manifest, version), manifest.current
-        ctx.remote.rollback(d, target.version)
-        latest = ctx.remote.history(d)[:1]
-        entry = rollback_entry(target, latest[0]["version"] if latest else None,
-                               note=f"manual rollback from v{current.version if current else '?'}")
-        store.record(d, manifest, entry)
-        apply_schedule(ctx, running(d, target))
+        entry = roll_back_to(ctx, d, store, manifest, target,
+                             note=f"manual rollback from v{current.version if current else '?'}")
     return result(STAGE, d, "ran", f"rolled {d.env}/{d.recipe.name} back to v{target.version} ({target.tag}); now v{entry.version}",
                   RolledBack(target.version, entry.version, target.tag))
+
+
+def roll_back_to(ctx: Context, d: Deployment, store: ReleaseStore, manifest: Manifest, target: Release,
+                 note: str) -> Release:
+    """Redeploy the version `target` recorded as a new version, record that as a rollback release, and put the
+    schedule it ran with back. Call with the release lock held. The one rollback: by hand, and a promotion's own."""
+    ctx.remote.rollback(d, target.version)
+    latest = ctx.remote.history(d)[:1]
+    entry = rollback_entry(target, latest[0]["version"] if latest else None, note=note)
+    store.record(d, manifest, entry)
+    apply_schedule(ctx, running(d, target))
+    return entry
 
 
 def choose(d: Deployment, manifest: Manifest, version: int | None) -> Release:

@@ -7,7 +7,6 @@ request succeeded, failed, or the user pressed Ctrl-C.
 
 from __future__ import annotations
 
-from infra.control import revisions
 from infra.perf import smoketest
 from infra.runtime.deployment import Deployment
 from stages.common import Context, StageResult, result
@@ -19,8 +18,7 @@ STAGE = "try"
 def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
     if not ctx.dry_run:
         ctx.remote.require_credentials()
-    d = revisions.pin(d, ctx.state(d), None if ctx.dry_run else ctx.remote,
-                      required=ctx.settings.release.require_pinned_revisions, say=ctx.say)
+    d = ctx.pinned(d)
     if ctx.dry_run:
         return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.app_name} ephemerally and query it")
     ctx.say(f"starting {d.app_name} ephemerally in Modal environment {d.modal.environment} (stopped when this ends)...")

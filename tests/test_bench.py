@@ -10,7 +10,7 @@ import pytest
 
 import tasks
 from infra.control.resolve import resolve
-from infra.control.settings import load_settings
+from infra.control.settings import load_settings, parse_overrides
 from infra.perf import bench, client
 from infra.runtime.errors import ConfigError, StageError
 from stages import bench as stage
@@ -288,13 +288,16 @@ def test_without_a_url_the_deployed_endpoint_is_measured_with_its_credentials(fa
         def server_url(self, d):
             return server.url
 
-    settings = load_settings("dev", "qwen3-8b-low-latency")
+    settings = load_settings("dev", "qwen3-8b-low-latency", parse_overrides(["auth.proxy_auth=true"]))
     d = resolve(settings, "qwen3-8b-low-latency")
     options = tasks.bench_options(concurrency="1", requests="1", prompt_tokens="4")
     report = stage.run(Context(settings=settings, remote=DeployedRemote(), say=lambda _m: None), d, options).detail
     assert report["target"]["url"] == server.url and report["target"]["app"] == d.app_name
     assert report["plan"]["cold_start_deadline_s"] == d.recipe.startup_timeout + 120  # waits out a full cold start
     assert {r["headers"].get("Modal-Key") for r in chats(server)} == {"wk-key"}  # its own endpoint: credentials belong
+    public = load_settings("dev", "qwen3-8b-low-latency")  # dev's endpoint is public: its credentials stay home
+    stage.run(Context(settings=public, remote=DeployedRemote(), say=lambda _m: None), resolve(public, d.recipe.name), options)
+    assert [r["headers"].get("Modal-Key") for r in chats(server)][-1] is None
 
 
 def test_credentials_go_to_a_named_url_only_when_asked_and_never_in_clear_text_to_another_host(fake_server, monkeypatch):

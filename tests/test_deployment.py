@@ -6,11 +6,10 @@ import json
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
-from pydantic import ValidationError
-
 from infra.runtime.deployment import Deployment
 from infra.runtime.recipes import RECIPES
 from tests.conftest import deployment

@@ -175,13 +175,16 @@ def test_smoke_refuses_reasoning_alone_unless_the_recipe_accepts_it(world, fake_
     assert result.detail.reasoning_chars > 0
 
 
-def test_smoke_sends_proxy_auth_headers_from_the_environment(world, monkeypatch):
+def test_smoke_sends_proxy_auth_headers_where_the_endpoint_asks_for_them(world, monkeypatch):
     monkeypatch.setenv("MODAL_KEY", "wk-test-key")
     monkeypatch.setenv("MODAL_SECRET", "ws-test-secret")
     ctx = world.ctx()
-    smoke.run(ctx, world.deployment(ctx), smoke.Options(url=world.server.url))
+    private = changed(world.deployment(ctx), proxy_auth=True)
+    smoke.run(ctx, private, smoke.Options(url=world.server.url))
     headers = world.server.requests()[-1]["headers"]
     assert headers["Modal-Key"] == "wk-test-key" and headers["Modal-Secret"] == "ws-test-secret"
+    smoke.run(ctx, changed(private, proxy_auth=False), smoke.Options(url=world.server.url))  # a public endpoint
+    assert "Modal-Key" not in world.server.requests()[-1]["headers"]
 
 
 def test_stages_without_credentials_say_how_to_set_them(world):

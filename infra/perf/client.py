@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 
 # Proxy-auth credentials for endpoints deployed with proxy_auth = true (Modal proxy auth tokens).
@@ -75,6 +76,12 @@ class StreamResult:
     @property
     def inter_token(self) -> list[float]:
         return [b - a for a, b in zip(self.chunk_times, self.chunk_times[1:])]
+
+
+def endpoint_headers(d: Deployment, url: str) -> dict[str, str]:
+    """The one decision where proxy credentials go: a deployment's own endpoint gets them when the deployment
+    requires proxy auth (`auth.proxy_auth`); any other URL only when the user names it (`bench --proxy-auth`)."""
+    return proxy_auth_headers(url) if d.auth.proxy_auth else {}
 
 
 def proxy_auth_headers(url: str, environ: dict[str, str] | None = None) -> dict[str, str]:

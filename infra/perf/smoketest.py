@@ -43,7 +43,7 @@ def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callab
           echo: bool = False) -> dict:
     """Stream one completion from `url`, the deployment's own endpoint; return its measurements or raise StageError('smoke', ...)."""
     deadline = deadline or deadline_for(d)
-    headers = client.proxy_auth_headers(url)  # this deployment's endpoint: its proxy credentials belong here
+    headers = client.endpoint_headers(d, url)
 
     def retrying(attempt: int, err: client.EndpointError) -> None:
         if attempt == 1 or attempt % 30 == 0:

@@ -2,7 +2,7 @@
 
 Deploy it with `invoke deploy --env ENV --recipe R`, or with Modal's own CLI:
 
-    INFRA_ENV=prod INFRA_RECIPE=qwen3-8b-low-latency modal deploy -m infra.runtime.app --env prod
+    INFRA_ENV=prod INFRA_RECIPE=qwen3-8b-low-latency modal deploy -m infra.control.modal_entry --env prod
 
 Modal imports this module twice: on the deploying machine, and again inside every
 container, without the repository and with the container's own environment. Both
@@ -26,6 +26,7 @@ from infra.runtime import (
     kernels,
     lifecycle,
     modal_objects,
+    remote,
     schedule,
     sglang_args,
     spec,
@@ -103,8 +104,9 @@ class SGLangServer:
 
 def apply_floor() -> dict:
     """Set the warm floor the schedule says holds now (infra/runtime/schedule.py), and log what and why."""
-    server = modal.Server.from_name(deployment.app_name, spec.SERVER_NAME, environment_name=deployment.modal.environment)
-    floor = schedule.apply(datetime.now(UTC), deployment.scaling.schedule, deployment.scaling, server.autoscaler.update,
+    modal_api = remote.ModalRemote()
+    floor = schedule.apply(datetime.now(UTC), deployment.scaling.schedule, deployment.scaling,
+                           lambda **settings: modal_api.update_autoscaler(deployment, **settings),
                            target=f"{deployment.app_name}/{spec.SERVER_NAME}")
     return floor.autoscaler_settings()
 

@@ -2,9 +2,10 @@
 
 Modal routes traffic to a container once its `@modal.enter` returns, so that
 method must not return before SGLang answers real requests, and must fail
-loudly, with SGLang's own last words, when it never will. This module does that
-with the standard library only: it never imports `modal`, so tests drive it
-with real subprocesses and a real local HTTP server.
+loudly, with SGLang's own last words, when it never will. It never imports `modal`,
+so tests drive it with real subprocesses and a real local HTTP server; its HTTP goes
+through one `requests` session (SGLang's image ships requests), as the reference
+examples' health checks do.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import requests
 
 from infra.runtime.recipes.base import Warmup
 
@@ -193,22 +194,39 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
 # ---------------------------------------------------------------------------- HTTP
 
 
+# One connection pool for every request the container sends its own SGLang (health checks, warm-up, the
+# snapshot's release and resume); sessions are safe to share across the warm-up burst's threads.
+HTTP = requests.Session()
+
+
 def _request(url: str, *, payload: dict | None = None, timeout: float) -> tuple[int, bytes]:
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+    """(status, body) of a GET, or of a POST of `payload` as JSON; raises requests' errors when nothing answers."""
+    if payload is None:
+        response = HTTP.get(url, timeout=timeout)
+    else:
+        response = HTTP.post(url, json=payload, timeout=timeout)
+    return response.status_code, response.content
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a request failed because the port was closed (urllib3 nests the OS error a few levels down)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        err = stack.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ConnectionRefusedError):
+            return True
+        stack += [err.__cause__, err.__context__, getattr(err, "reason", None), *err.args]
+    return False
 
 
 def is_healthy(base_url: str, timeout: float = HEALTH_REQUEST_TIMEOUT) -> bool:
     try:
         status, _ = _request(f"{base_url}/health", timeout=timeout)
-    except (OSError, urllib.error.URLError):
+    except (OSError, requests.RequestException):
         return False
     return status == 200
 
@@ -332,13 +350,9 @@ def warm_up(
             status, body = _while_alive(
                 server, "warm-up", lambda: _request(f"{base_url}/v1/chat/completions", payload=payload, timeout=timeout)
             )
-        except ConnectionRefusedError as exc:
-            raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: {exc}") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ConnectionRefusedError):
-                raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: {exc.reason}") from None
-            raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
-        except OSError as exc:
+        except (OSError, requests.RequestException) as exc:
+            if _refused(exc):
+                raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: connection refused") from None
             raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
         if status != 200:
             kind = ServerUnavailable if status == 503 else ServerFailed
@@ -369,7 +383,7 @@ def resume_memory(base_url: str, timeout: float = 120.0) -> None:
 def _post_ok(url: str, timeout: float) -> None:
     try:
         status, body = _request(url, payload={}, timeout=timeout)
-    except (OSError, urllib.error.URLError) as exc:
+    except (OSError, requests.RequestException) as exc:
         raise ServerFailed(f"POST {url} failed: {exc}") from None
     if status != 200:
         raise ServerFailed(f"POST {url} failed: HTTP {status}: {body[:300].decode(errors='replace')}")

@@ -8,8 +8,10 @@ Dicts and app versions on local disk. The stage logic under test is the real one
 `modal` client, pinned in pyproject.toml, against a fake of Modal's control plane.
 
 Modal's SDK is imported lazily here so that `plan` and `--help` stay fast and
-work without credentials. Nothing here runs Modal's CLI or parses what it prints:
-app history and rollback call the RPCs the CLI itself calls (modal/cli/app.py).
+work without credentials. Everything uses modal 1.6.4's public API except app
+history and rollback, which exist only in Modal's CLI: infra/runtime/modal_rpc.py
+makes the CLI's own RPCs for them, the one place with private SDK names. The
+scheduled floor function (infra/runtime/app.py) sets the autoscaler through here too.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import io
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
+from infra.runtime import modal_rpc
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.errors import UserError
 from infra.runtime.spec import SERVER_NAME
@@ -82,31 +85,6 @@ def _explained(method: Callable[..., T]) -> Callable[..., T]:
             return method(*args, **kwargs)
 
     return call
-
-
-def _with_client(fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `fn(client)` on the SDK's event loop with the environment's client, as Modal's own CLI does.
-
-    For operations modal 1.6 offers only in its CLI (app history, rollback): we call the same
-    RPCs the CLI calls (modal/cli/app.py), in-process, instead of parsing what the CLI prints.
-    These are internal APIs, which is why `modal` is pinned exactly and tested at the wire.
-    """
-    from modal._utils.async_utils import synchronizer
-    from modal.client import _Client
-
-    async def run():
-        return await fn(await _Client.from_env())
-
-    return synchronizer.create_blocking(run)()
-
-
-async def _deployed_app_id(client, d: Deployment) -> str | None:
-    from modal_proto import api_pb2
-
-    found = await client._stub.AppGetByDeploymentName(
-        api_pb2.AppGetByDeploymentNameRequest(name=d.app_name, environment_name=d.modal.environment)
-    )
-    return found.app_id or None
 
 
 def _in_force(settings) -> dict:
@@ -230,34 +208,22 @@ class ModalRemote:
     @_explained
     def history(self, d: Deployment) -> list[dict]:
         """Newest first: [{"version": 3, "tag": "git-...", "deployed_at": <epoch seconds>}]; [] if never deployed."""
-        from modal_proto import api_pb2
-
-        async def read(client) -> list[dict]:
-            app_id = await _deployed_app_id(client, d)
-            if app_id is None:
-                return []
-            found = await client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id))
-            return [{"version": h.version, "tag": h.tag, "deployed_at": h.deployed_at} for h in found.app_deployment_histories]
-
-        return sorted(_with_client(read), key=lambda row: row["version"], reverse=True)
+        return sorted(modal_rpc.deployment_history(d.app_name, d.modal.environment),
+                      key=lambda row: row["version"], reverse=True)
 
     @_explained
     def rollback(self, d: Deployment, version: int | None) -> None:
         """Redeploy `version` (default: the previous one) as a new version, as `modal app rollback` does."""
         import modal
-        from modal_proto import api_pb2
 
-        async def roll(client) -> None:
-            app_id = await _deployed_app_id(client, d)
-            if app_id is None:
-                raise UserError(f"no deployed app {d.app_name} in Modal environment {d.modal.environment}: nothing to roll back")
-            await client._stub.AppRollback(api_pb2.AppRollbackRequest(app_id=app_id, version=version or -1))
-
+        target = f"v{version}" if version else "its previous version"
         try:
-            _with_client(roll)
+            rolled = modal_rpc.rollback(d.app_name, d.modal.environment, version)
         except (modal.exception.NotFoundError, modal.exception.InvalidError) as err:
-            target = f"v{version}" if version else "its previous version"
-            raise UserError(f"cannot roll {d.app_name} (Modal environment {d.modal.environment}) back to {target}: {err}") from None
+            raise UserError(f"cannot roll {d.app_name} (Modal environment {d.modal.environment}) back to {target}: "
+                            f"{err}") from None
+        if not rolled:
+            raise UserError(f"no deployed app {d.app_name} in Modal environment {d.modal.environment}: nothing to roll back")
 
     @_explained
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
