@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from infra.control import revisions
 from infra.control.plan import gpu_price
@@ -100,5 +100,5 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += ["  ledger (newest first):", *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
     lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
               for r, _ in rows if r.gate and r.gate.get("override")]
-    return result(STAGE, d, "ran", "\n".join(lines), Status(asdict(current), [asdict(r) for r in earlier], changes, floor,
+    return result(STAGE, d, "ran", "\n".join(lines), Status(current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
                                                               [ledger.entry(r, perf) for r, perf in rows]))

@@ -4,7 +4,6 @@ infra/releases.Release writes them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -41,8 +40,8 @@ def release(version: int, *, gate: dict | None = None, measurement: dict | None 
         deployed_at=1767268800.0 + version * 3600, smoke={"passed": True, "ttft": 0.2, "total": 1.0, "at": 0},
         promoted_from={"env": "staging", "release_id": "r0", "commit": "x", "version": 1} if kind == "promote" else None,
     )
-    r = dataclasses.replace(r, **changes)
-    return json.loads(json.dumps(dataclasses.asdict(r) | {"gate": gate, "measurement": measurement}))
+    r = r.model_copy(update=changes)
+    return json.loads(json.dumps(r.model_dump(mode="json") | {"gate": gate, "measurement": measurement}))
 
 
 def test_cost_per_million_output_tokens_is_gpu_price_times_count_over_tokens_per_hour():

@@ -9,13 +9,14 @@ lock (a Modal Dict entry created only if absent), so two promotions cannot
 interleave; the second is refused.
 
 Manifests hold resolved settings with secrets masked: they never contain a token,
-only the names of Modal Secrets.
+only the names of Modal Secrets. Reading what another version of this package wrote:
+unknown keys are tolerated when reading (a newer version's fields), forbidden when
+writing; fields added since take their defaults.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import getpass
 import json
 import os
@@ -23,7 +24,8 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
@@ -34,8 +36,9 @@ HISTORY_LIMIT = 50
 LOCK_TTL_SECONDS = 3 * 60 * 60  # longer than any deploy + smoke; a crashed holder's lock then expires
 
 
-@dataclass
-class Release:
+class Release(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     release_id: str
     env: str
     recipe: str
@@ -54,8 +57,8 @@ class Release:
     version: int | None = None
     url: str | None = None
     app_id: str | None = None
-    deployed_at: float = field(default_factory=time.time)
-    deployed_by: str = field(default_factory=lambda: f"{_user()}@{socket.gethostname()}")
+    deployed_at: float = Field(default_factory=time.time)
+    deployed_by: str = Field(default_factory=lambda: f"{_user()}@{socket.gethostname()}")
     smoke: dict | None = None  # {"passed": bool, "ttft": s, "total": s, "at": t, "error": "..."}
     promoted_from: dict | None = None  # {"env": "staging", "release_id": "..."}
     rolled_back_to: int | None = None
@@ -93,33 +96,27 @@ def new_release_id() -> str:
 
 def rollback_entry(target: Release, version: int | None, note: str) -> Release:
     """The manifest entry for a rollback: what `target` ran, recorded as a new version of its own."""
-    return dataclasses.replace(
-        target, release_id=new_release_id(), kind="rollback", version=version, rolled_back_to=target.version,
+    return target.model_copy(update=dict(
+        release_id=new_release_id(), kind="rollback", version=version, rolled_back_to=target.version,
         deployed_at=time.time(), promoted_from=None, note=note,
-    )
+    ))
 
 
-@dataclass
-class Manifest:
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     env: str
     recipe: str
     current: Release | None = None
-    history: list[Release] = field(default_factory=list)  # newest first, current included
+    history: list[Release] = Field(default_factory=list)  # newest first, current included
     revision: int = 0
 
     def to_json(self) -> str:
-        return scrub(json.dumps(asdict(self), indent=1, sort_keys=True))
+        return scrub(json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True))
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        data = json.loads(text)
-        return cls(
-            env=data["env"],
-            recipe=data["recipe"],
-            current=Release(**data["current"]) if data.get("current") else None,
-            history=[Release(**r) for r in data.get("history", [])],
-            revision=data.get("revision", 0),
-        )
+        return cls.model_validate_json(text, extra="ignore")
 
     def previous(self) -> Release | None:
         return self.history[1] if len(self.history) > 1 else None
