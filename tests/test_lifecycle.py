@@ -106,14 +106,14 @@ def test_vlm_warmup_sends_the_packaged_image_inline(tmp_path):
 
 def test_exit_during_startup_fails_within_one_poll_interval_with_code_and_log_tail(tmp_path):
     _, _, _, start = launch(
-        tmp_path, poll=5.0, timeout=60, listen_after=30, exit_after=0.5, exit_code=7,
+        tmp_path, poll=60.0, timeout=120, listen_after=90, exit_after=0.5, exit_code=7,
         log_lines=["Loading safetensors checkpoint shards", "CUDA error: out of memory"],
     )
     began = time.monotonic()
     with pytest.raises(ServerFailed) as err:
         start()
     elapsed = time.monotonic() - began
-    assert elapsed < 5.0, elapsed  # the poll interval is 5 s; we must not sleep through the exit
+    assert elapsed < 30, elapsed  # the poll interval is 60 s: sleeping through the exit would take that long
     message = str(err.value)
     assert "exited with code 7" in message
     assert "CUDA error: out of memory" in message
@@ -126,7 +126,7 @@ def test_never_healthy_fails_at_the_readiness_timeout_with_log_tail(tmp_path, su
     with pytest.raises(ServerFailed) as err:
         start()
     elapsed = time.monotonic() - began
-    assert 2.0 <= elapsed < 4.5, elapsed
+    assert 2.0 <= elapsed < 30, elapsed  # the readiness timeout, not forever
     assert "not healthy within 2 s" in str(err.value)
     assert "stuck capturing CUDA graphs" in str(err.value)
     reap_children()
@@ -168,10 +168,10 @@ def test_ready_within_a_second_of_sglang_first_answering_healthy(tmp_path):
     returned = time.monotonic()
     server.stop()
     first_healthy_answer = seen["ready_line"] + 1.0  # SGLang's health generation takes its second
-    # Noticed within one poll interval; then only the warm-up (fast here), nothing more.
-    assert returned - first_healthy_answer < d.recipe.health_poll_interval + 1.0, (returned - first_healthy_answer, server.timings)
-    assert server.timings["healthy_to_ready_s"] < 1.0
-    assert server.timings["healthy_to_ready_s"] - sum(server.timings["warmup_s"]) < 0.1
+    # Noticed within a poll interval, then only the warm-up (fast here). Confirming health again (HEALTHY_IN_A_ROW
+    # answers of >= 1 s each, CONFIRM_INTERVAL apart) would add >= 3 s; the bounds leave room for a busy machine.
+    assert returned - first_healthy_answer < 2.5, (returned - first_healthy_answer, server.timings)
+    assert server.timings["healthy_to_ready_s"] - sum(server.timings["warmup_s"]) < 0.9
 
 
 def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
@@ -181,29 +181,30 @@ def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
     server = start()
     server.stop()
     first, *later = server.timings["warmup_s"]
-    assert first >= 1.5 and all(x < 0.5 for x in later)
+    assert first >= 1.5 and all(x < 1.0 for x in later)  # only the first one compiled
 
 
 def test_first_warmup_request_fails_once_the_startup_budget_is_spent(tmp_path, subreaper):
     d = deployment()
     quick = d.recipe.warmup.model_copy(update=dict(timeout=0.5))
-    _, _, _, start = launch(tmp_path, warmup=quick, budget=1.2, first_chat_delay=5.0)
+    _, _, _, start = launch(tmp_path, warmup=quick, budget=1.2, first_chat_delay=60.0)
     began = time.monotonic()
     with pytest.raises(ServerFailed, match="warm-up request 1/3 failed after"):
         start()
-    assert time.monotonic() - began < 4.0
+    assert time.monotonic() - began < 30  # the budget, not the 60 s the request would take
     reap_children()
 
 
 def test_exit_in_the_middle_of_a_health_request_is_noticed_at_once(tmp_path, subreaper):
     """A health request may legitimately take 25 s; a death meanwhile must not wait for it."""
     assert lifecycle.HEALTH_REQUEST_TIMEOUT >= 20  # SGLang's own health-check timeout
-    _, _, _, start = launch(tmp_path, poll=0.1, never_healthy=False, health_delay=30, exit_after=1.5, exit_code=9,
+    _, _, _, start = launch(tmp_path, poll=0.1, never_healthy=False, health_delay=60, exit_after=1.5, exit_code=9,
                             log_lines=["Capturing CUDA graphs"])
     began = time.monotonic()
     with pytest.raises(ServerFailed, match="exited with code 9 during start-up") as err:
         start()
-    assert time.monotonic() - began < 3.0
+    # Waiting for the request would take HEALTH_REQUEST_TIMEOUT (25 s); the death is seen within ~1.5 s.
+    assert time.monotonic() - began < lifecycle.HEALTH_REQUEST_TIMEOUT - 5
     assert "Capturing CUDA graphs" in str(err.value)
     reap_children()
 
@@ -226,7 +227,7 @@ def test_stop_kills_a_server_that_ignores_sigterm_and_its_children(tmp_path, sub
     code = server.stop(grace=1.0)
     elapsed = time.monotonic() - began
     assert code == -9  # SIGKILL after the grace period
-    assert 1.0 <= elapsed < 3.0, elapsed
+    assert 1.0 <= elapsed < 20, elapsed  # the grace, then the kill: not a wait for a process that never exits
     assert process_state(server.pid) is None  # reaped: no zombie
     wait_for(lambda: (reap_children(), process_state(child) is None)[1], timeout=3)
     assert process_state(child) is None  # the grandchild went with its group: no orphan
@@ -239,8 +240,8 @@ def test_stop_signals_the_parent_alone_and_sglang_exits_by_itself(tmp_path, subr
     server = start()
     scheduler = int(sched_file.read_text())
     began = time.monotonic()
-    code = server.stop(grace=5.0)
-    assert time.monotonic() - began < 2.0  # one drain tick (0.5 s here, 5 s in SGLang)
+    code = server.stop(grace=60.0)
+    assert time.monotonic() - began < 30  # one drain tick (0.5 s here, 5 s in SGLang), not the 60 s grace
     assert server.drained is True
     assert code == -9  # as SGLang: after draining it kills its children, then itself
     reap_children()
@@ -256,13 +257,13 @@ def test_stop_lets_a_long_stream_finish_and_leaves_no_process(tmp_path, subreape
     stream = stream_in_background(f"http://127.0.0.1:{d.server.port}", max_tokens=40)
     time.sleep(0.3)  # the stream is under way: ~1.7 s of it left
     began = time.monotonic()
-    server.stop(grace=10.0)
+    server.stop(grace=60.0)
     stopped_after = time.monotonic() - began
     stream["thread"].join(5)
     assert stream.get("error") is None, stream
     assert stream["tokens"] == 40  # every token arrived: the stop drained it
     assert server.drained is True
-    assert 1.4 < stopped_after < 5.0, stopped_after  # it waited for the stream, then a drain tick, not the grace
+    assert 1.4 < stopped_after < 30, stopped_after  # it waited for the stream, then a drain tick, not the 60 s grace
     reap_children()
     assert process_state(scheduler) is None
     assert lifecycle.group_members(server.pid) == []
@@ -284,14 +285,14 @@ def test_sigterm_to_the_whole_group_cuts_streams_as_sglang_does(tmp_path, subrea
 
 def test_stop_kills_the_whole_group_when_the_drain_outlasts_the_grace(tmp_path, subreaper):
     sched_file = tmp_path / "scheduler.pid"
-    d, _, _, start = launch(tmp_path, tokens=100, itl=0.05, scheduler_pid_file=str(sched_file), warmup=SHORT_WARMUP)
+    d, _, _, start = launch(tmp_path, tokens=1000, itl=0.05, scheduler_pid_file=str(sched_file), warmup=SHORT_WARMUP)
     server = start()
     scheduler = int(sched_file.read_text())
-    stream = stream_in_background(f"http://127.0.0.1:{d.server.port}", max_tokens=100)
+    stream = stream_in_background(f"http://127.0.0.1:{d.server.port}", max_tokens=1000)
     time.sleep(0.3)
     began = time.monotonic()
     code = server.stop(grace=1.0)
-    assert 1.0 <= time.monotonic() - began < 3.0
+    assert 1.0 <= time.monotonic() - began < 25  # the grace, not the 50 s the stream would take
     assert server.drained is False and code == -9
     stream["thread"].join(5)
     assert stream.get("error") == "reset"

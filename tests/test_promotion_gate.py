@@ -24,7 +24,7 @@ from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fix
 QUICK = GateWorkload(prompt_tokens=16, max_tokens=8, requests=4, timeout=10)
 FAST = ("--ttft", "0.01", "--itl", "0.002", "--tokens", "8")  # ~10 ms to the first token, 2 ms per token after
 SLOW = ("--ttft", "0.25", "--itl", "0.002", "--tokens", "8")  # 2.5 times the 100 ms objective
-REGRESSED = ("--ttft", "0.04", "--itl", "0.002", "--tokens", "8")  # within the objective, 4 times the fast baseline
+REGRESSED = ("--ttft", "0.03", "--itl", "0.002", "--tokens", "8")  # within the objective, 3 times the fast baseline
 # prod's objectives for these tests (a --set layer over environments/prod.toml, whose gate is on).
 GATED = (
     'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = 100 }, '
@@ -120,7 +120,7 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     rows = {(r["metric"], r["concurrency"]): r for r in record["evaluation"]["rows"]}
     assert rows[("ttft_p90_ms", 1)]["verdict"] == "no baseline"  # the first gated release: objectives only
     assert rows[("ttft_p90_ms", 1)]["measured"] == pytest.approx(m["levels"][0]["ttft_s"]["p90"] * 1000)
-    assert rows[("ttft_p90_ms", 1)]["measured"] < 100 / 2.5  # ~10 ms
+    assert rows[("ttft_p90_ms", 1)]["measured"] < 100  # within the objective (~10 ms on an idle machine)
     assert prod.measurement is None  # prod itself is measured only when asked
     assert result.detail.gate == {k: v for k, v in record.items() if k != "measurement"}
     # Staging's endpoint asks for proxy auth: the gate sent staging's credentials there.
@@ -163,8 +163,8 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gat
     table = "\n".join(said)
     assert f"baseline: {first.release_id} (v1), measured by its own gate on staging; regression budget 10%" in table
     row = next(line for line in table.splitlines() if line.startswith("ttft_p90_ms "))
-    assert row.endswith("beyond regression budget") and float(row.split()[5]) < 100  # within the objective (~40 ms)
-    assert int(row.split()[-4].strip("+%").split(".")[0]) > 100  # more than twice the baseline
+    assert row.endswith("beyond regression budget") and float(row.split()[5]) < 100  # within the objective (~30 ms)
+    assert int(row.split()[-4].strip("+%").split(".")[0]) > 10  # beyond the 10% budget (~+200% on an idle machine)
     # Prod still runs A; B's measurement went nowhere but staging's endpoint.
     assert gated.manifest("prod").current.release_id == first.release_id
     assert prod_changes(gated.modal.calls()[before:]) == []
@@ -230,8 +230,9 @@ def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated,
 
 
 def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
-    fast, faster, prod_server = fake_server(*FAST), fake_server("--ttft", "0.005", "--itl", "0.001", "--tokens", "8"), fake_server(*FAST)
-    gated.modal.endpoint = fast.url
+    slower = fake_server("--ttft", "0.03", "--itl", "0.002", "--tokens", "8")  # 30 ms, within the 100 ms objective
+    faster, prod_server = fake_server("--ttft", "0.002", "--itl", "0.001", "--tokens", "8"), fake_server(*FAST)
+    gated.modal.endpoint = slower.url
     gated.staging()
     gated.modal.endpoint = prod_server.url
     a = gated.promote(*GATED).detail
@@ -248,6 +249,6 @@ def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
     assert comparison["a"].startswith(f"{a.release_id} (prod v1, gate on staging)")
     assert comparison["b"].startswith(f"{b.release_id} (prod v2, gate on staging)")
     ttft = next(r for r in comparison["rows"] if r["concurrency"] == 1 and r["metric"] == "TTFT p50 ms")
-    assert ttft["verdict"] == "better" and ttft["ratio"] < 0.8  # ~5 ms against ~10 ms
+    assert ttft["verdict"] == "better" and ttft["ratio"] < 0.8  # ~2 ms against ~30 ms on an idle machine
     assert comparison["warnings"] == []
     assert printed[0].splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
