@@ -48,9 +48,21 @@ def _say(msg: str) -> None:
     print(scrub(msg), file=sys.stderr, flush=True)
 
 
+def would(options: Options, where: str) -> str:
+    """What a dry run says it would measure."""
+    p, w = options.plan, options.workload
+    per_level = f"{p.duration:g} s" if p.duration else f"{p.requests or 'default'} requests"
+    return (f"bench (dry run): would measure {where} at concurrency {','.join(map(str, p.concurrency))}, {per_level} per "
+            f"level, prompt ~{w.prompt_tokens} tokens, {w.max_tokens} output tokens"
+            + (f", writing {options.json_path}" if options.json_path else "") + (f" and {options.plot}" if options.plot else ""))
+
+
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
     target = {"env": d.env, "recipe": d.recipe.name}
     workload = options.workload if options.workload.model else dataclasses.replace(options.workload, model=d.recipe.model)
+    if ctx.dry_run:
+        where = options.url or f"the deployed endpoint of {d.app_name} (Modal environment {d.modal.environment})"
+        return result(STAGE, d, "dry-run", would(options, f"{where}, model {workload.model}"))
     if options.url:
         report = measure(dataclasses.replace(options, workload=workload), target, say=ctx.say)
     else:
@@ -64,8 +76,10 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
     return result(STAGE, d, "ran", bench.render_table(report), report)
 
 
-def run_url(options: Options, *, say=_say) -> StageResult[dict]:
+def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[dict]:
     """Any OpenAI-compatible server, no environment: what `invoke bench --url U` runs without --env."""
+    if dry_run:
+        return StageResult(STAGE, "", "", "dry-run", would(options, options.url))
     report = measure(options, {}, say=say)
     return StageResult(STAGE, "", "", "ran", bench.render_table(report), report)
 

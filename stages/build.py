@@ -25,9 +25,9 @@ def run(ctx: Context, d: Deployment) -> StageResult[Built]:
     image = d.recipe.sglang_image
 
     def build() -> tuple[Built, str]:
-        ctx.say(f"building image {image} (+{len(d.recipe.pip_installs)} installs, {len(d.recipe.image_env)} env vars) "
-                "on Modal...")
-        built = Built(ctx.remote.build_image(d))
+        with ctx.working(f"building image {image} (+{len(d.recipe.pip_installs)} installs, "
+                         f"{len(d.recipe.image_env)} env vars) on Modal"):
+            built = Built(ctx.remote.build_image(d))
         return built, f"built image {built.image_id}"
 
     return remote_stage(ctx, STAGE, d, image_fingerprint(d), Built,

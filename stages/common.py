@@ -12,11 +12,14 @@ anyway, `--dry-run` says what it would do and reads or changes nothing remote.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +33,11 @@ from infra.control.settings import Settings
 from infra.control.state import StageState
 from infra.runtime import schedule
 from infra.runtime.deployment import Deployment
-from infra.runtime.errors import Refused, StageError
+from infra.runtime.errors import Aborted, Refused, StageError
 from infra.runtime.remote import Remote
 
 T = TypeVar("T")
+HEARTBEAT_SECONDS = 60.0  # how often long remote work says it is still going where no terminal shows progress
 
 
 @dataclass
@@ -51,6 +55,26 @@ class Context:
 
     def state(self, d: Deployment) -> StageState:
         return StageState(d.env, d.recipe.name)
+
+    @contextlib.contextmanager
+    def working(self, what: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+        """Long remote work: say what starts, then, where no terminal shows Modal's own progress (CI logs, a pipe),
+        a line every `every` seconds with the time so far, and how long it took at the end."""
+        self.say(f"{what}...")
+        started, stop = time.monotonic(), threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                self.say(f"  still {what} ({(time.monotonic() - started) / 60:.0f} min so far)")
+
+        beating = None if sys.stderr.isatty() else threading.Thread(target=beat, daemon=True)
+        if beating:
+            beating.start()
+        try:
+            yield
+        finally:
+            stop.set()
+        self.say(f"  {what}: done in {time.monotonic() - started:.0f} s")
 
     def pinned(self, d: Deployment) -> Deployment:
         """`d` at the commits the download stage resolved (infra/control/revisions.py), once per command: the
@@ -127,7 +151,12 @@ def confirm_or_refuse(ctx: Context, what: str, question: str, confirm: Callable[
         return
     if not ctx.interactive:
         raise Refused(f"{what} needs confirmation: no terminal, so pass --yes")
-    if confirm(question).strip().lower() not in ("y", "yes"):
+    try:
+        answer = confirm(question)
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)  # the prompt's line ends here
+        raise Aborted(f"{what}: aborted; nothing changed") from None
+    if answer.strip().lower() not in ("y", "yes"):
         raise Refused(f"{what}: not confirmed; nothing changed")
 
 

@@ -32,9 +32,9 @@ def run(ctx: Context, d: Deployment) -> StageResult[Compiled]:
     fp = kernel_fingerprint(d)
 
     def compile_() -> tuple[Compiled, str]:
-        ctx.say(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} (tp {d.recipe.tp_size}) on "
-                f"{d.recipe.gpu}; a cold cache takes tens of minutes...")
-        job = ctx.remote.run_compile(d)
+        with ctx.working(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} "
+                         f"(tp {d.recipe.tp_size}) on {d.recipe.gpu}; a cold cache takes ~15 minutes"):
+            job = ctx.remote.run_compile(d)
         outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
                            files=job.get("files"), reason=job.get("reason"))
         how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"

@@ -96,8 +96,8 @@ def deploy_and_record(
 ) -> tuple[Manifest, Release | None]:
     """Deploy, then record. Call with the release lock held. A failed deploy records nothing;
     an unchanged one (Modal skipped it) records nothing and returns None."""
-    ctx.say(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal.environment}...")
-    info = ctx.remote.deploy(d, git.tag)
+    with ctx.working(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal.environment}"):
+        info = ctx.remote.deploy(d, git.tag)
     current = manifest.current
     if info.get("changed") is False and current is not None and current.version == info.get("version"):
         return manifest, None  # the manifest is true as it is; a skip it does not know of is recorded below

@@ -64,9 +64,9 @@ def run(ctx: Context, d: Deployment) -> StageResult[Downloads]:
 
     def download() -> tuple[Downloads, str]:
         job = with_token_if_any(ctx, d)
-        ctx.say(f"downloading {repos} into Volume {d.caches.weights_volume} "
-                f"(Modal environment {d.modal.cache_environment})...")
-        outcome = Downloads(ctx.remote.run_download(job))
+        with ctx.working(f"downloading {repos} into Volume {d.caches.weights_volume} "
+                         f"(Modal environment {d.modal.cache_environment})"):
+            outcome = Downloads(ctx.remote.run_download(job))
         lines = [f"{r.repo}@{r.requested} -> {r.commit}: {len(r.files)} files, {r.size_bytes / 1e9:.2f} GB"
                  + (" (already complete)" if r.skipped else "") for r in outcome.downloads]
         return outcome, "downloaded: " + "; ".join(lines)

@@ -107,6 +107,13 @@ def check_source(source_env: str, target_env: str, release: Release | None, reci
 def run(source: Context, target: Context, options: Options, *, confirm=input) -> StageResult[Promoted]:
     src_env, dst_env, recipe = source.settings.env, target.settings.env, options.recipe
     check_direction(source.settings, target.settings)
+    gating = gate_for(target.settings, recipe)
+    if target.dry_run:  # offline: no credentials, no manifest read
+        d = resolve(target.settings, recipe)
+        measure = f"measure it on {src_env} (the gate), then " if gating.enabled and not options.skip_gate else ""
+        return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would take {src_env}'s current "
+                                           f"smoke-tested release, {measure}deploy it to {d.app_name} "
+                                           f"(Modal environment {d.modal.environment}) and smoke-test it there")
     if target.settings.release.guarded:  # asked before anything remote, like every local precondition
         confirm_or_refuse(target, f"promoting to guarded environment '{dst_env}'",
                           f"Promote {recipe} from {src_env} to {dst_env}? [y/N] ", confirm)
@@ -124,10 +131,6 @@ def run(source: Context, target: Context, options: Options, *, confirm=input) ->
             "or pass --from-manifest to promote from a worktree of that commit; nothing changed"
         )
     d = same_release(resolve(target.settings, recipe), release)
-    gating = gate_for(target.settings, recipe)
-    if target.dry_run:
-        measure = f"measure it on {src_env} (the gate), then " if gating.enabled and not options.skip_gate else ""
-        return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would {measure}deploy {release.tag} from {src_env}")
 
     origin = {"env": src_env, "release_id": release.release_id, "commit": release.commit, "version": release.version}
     with store.locked(d, "promote"):

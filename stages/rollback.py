@@ -37,18 +37,18 @@ class RolledBack:
 
 def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=input) -> StageResult[RolledBack]:
     version = options.to
+    to = f"v{version}" if version else "its previous release"
+    if ctx.dry_run:  # offline: no credentials, no manifest read, no lock
+        return result(STAGE, d, "dry-run", f"rollback (dry run, {d.env}/{d.recipe.name}): would return {d.app_name} "
+                                           f"(Modal environment {d.modal.environment}) to {to} and record it")
     if ctx.settings.release.guarded:  # asked before anything remote, like every local precondition
-        to = f"v{version}" if version else "its previous release"
         confirm_or_refuse(ctx, f"rolling back guarded environment '{d.env}'",
                           f"Roll {d.recipe.name} in {d.env} back to {to}? [y/N] ", confirm)
     ctx.remote.require_credentials()
     store = ReleaseStore(ctx.remote)
-    if ctx.dry_run:  # reads the manifest, takes no lock, changes nothing
-        target = choose(d, store.read(d), version)
-        return result(STAGE, d, "dry-run", f"rollback (dry run, {d.env}/{d.recipe.name}): would return to v{target.version} ({target.tag})")
     with store.locked(d, "rollback"):
         manifest = store.read(d)
-        target, current = choose(d, manifest, version), manifest.current
+        target, current = choose(d, manifest, version, force=ctx.force), manifest.current
         entry = roll_back_to(ctx, d, store, manifest, target,
                              note=f"manual rollback from v{current.version if current else '?'}")
     return result(STAGE, d, "ran", f"rolled {d.env}/{d.recipe.name} back to v{target.version} ({target.tag}); now v{entry.version}",
@@ -67,8 +67,9 @@ def roll_back_to(ctx: Context, d: Deployment, store: ReleaseStore, manifest: Man
     return entry
 
 
-def choose(d: Deployment, manifest: Manifest, version: int | None) -> Release:
-    """The recorded release to return to: `version`, or the one before the current. Refused if there is none."""
+def choose(d: Deployment, manifest: Manifest, version: int | None, *, force: bool = False) -> Release:
+    """The recorded release to return to: `version`, or the one before the current. Refused if there is none, or
+    (unless `force`) if its smoke test failed."""
     if version is None:
         target = manifest.previous()
         if target is None:
@@ -80,4 +81,7 @@ def choose(d: Deployment, manifest: Manifest, version: int | None) -> Release:
             raise Refused(f"{d.env}/{d.recipe.name} has no recorded release v{version} (recorded: {known}); nothing changed")
     if manifest.current is not None and target.release_id == manifest.current.release_id:
         raise Refused(f"{d.env}/{d.recipe.name} already runs v{target.version}; nothing changed")
+    if target.smoke and not target.smoke_passed and not force:
+        raise Refused(f"{d.env}/{d.recipe.name} v{target.version} ({target.tag}) failed its smoke test "
+                      f"({target.smoke.get('error')}); allowed: another version, or --force; nothing changed")
     return target

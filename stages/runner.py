@@ -31,10 +31,10 @@ from stages.common import Context, StageResult
 REMOTE_VARIABLE = "INFRA_REMOTE"  # "module:factory" of another boundary (tests use the fake)
 
 
-def make_remote() -> Remote:
+def make_remote(settings: Settings | None = None) -> Remote:
     spec = os.environ.get(REMOTE_VARIABLE)
     if not spec:
-        return ModalRemote()
+        return ModalRemote(settings.client.connect_timeout) if settings else ModalRemote()
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)()
 
@@ -50,7 +50,7 @@ def deployments(settings: Settings) -> list[Deployment]:
 
 
 def context(settings: Settings, *, dry_run=False, force=False, yes=False, remote: Remote | None = None) -> Context:
-    return Context(settings=settings, remote=remote or make_remote(), dry_run=dry_run, force=force, yes=yes)
+    return Context(settings=settings, remote=remote or make_remote(settings), dry_run=dry_run, force=force, yes=yes)
 
 
 def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
@@ -95,15 +95,60 @@ def run_stage(
     return report(outcomes(), as_json)
 
 
-def run_promote(source: str, target: str, recipe: str | None, *, as_json=False, from_manifest=False, skip_gate=None,
-                record_baseline=False, **flags) -> list[dict]:
+def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *, as_json: bool) -> None:
+    from infra.control import plan as plans
+
+    settings = settings_for(env, recipe, overrides)
+    result = [plans.plan_for(settings, d) for d in deployments(settings)]
+    print(plans.to_json(result) if as_json else plans.render(result))
+
+
+def run_promote(source: str, target: str, recipe: str | None, overrides: list[str] | None = None, *, as_json=False,
+                from_manifest=False, skip_gate=None, record_baseline=False, **flags) -> list[dict]:
     from stages import promote
 
-    remote = make_remote()
+    target_settings = settings_for(target, recipe, overrides)
+    remote = make_remote(target_settings)
     src = context(settings_for(source, None), remote=remote, **flags)
-    dst = context(settings_for(target, recipe), remote=remote, **flags)
+    dst = context(target_settings, remote=remote, **flags)
     options = [promote.Options(name, from_manifest, skip_gate, record_baseline) for name in dst.settings.selected_recipes()]
     return report((promote.run(src, dst, o) for o in options), as_json)
+
+
+def run_bench(env: str | None, recipe: str | None, overrides: list[str] | None, options, *, as_json: bool,
+              dry_run: bool) -> list[dict]:
+    """`invoke bench`: a URL without an environment, or an environment's deployed endpoint (or --url with its model)."""
+    from stages import bench as stage
+
+    if options.url and not (env or recipe):
+        return report([stage.run_url(options, dry_run=dry_run)], as_json)
+    return run_stage(stage.run, env, recipe, overrides, options, as_json=as_json, dry_run=dry_run,
+                     one_recipe="bench measures one recipe at a time")
+
+
+def run_sglang_flags(env: str | None, recipe: str | None, overrides: list[str] | None, version: str | None,
+                     wheel: str | None, *, as_json: bool, dry_run: bool) -> list[dict]:
+    """`invoke sglang-flags`: one version's table (--version or --wheel), or those of an environment's recipes (--env)."""
+    from infra.control import sglang_flags as flags
+    from tools import sglang_tables
+
+    if env or recipe:
+        if version or wheel:
+            raise ConfigError("sglang-flags: give --env (the versions its recipes run) or --version/--wheel, not both")
+        versions = sorted({d.recipe.sglang_version for d in deployments(settings_for(env, recipe, overrides))},
+                          key=flags.version_key)
+    else:
+        versions = [version]
+    done = []
+    for v in versions:
+        got, table = sglang_tables.update(flags.TABLE_PATH, v, wheel, write=not dry_run)
+        lines = flags.describe(got) if not dry_run else [f"SGLang {got}: {len(table['flags'])} flags, "
+                                                          f"{len(table['endpoints'])} endpoints, from {table['wheel']} "
+                                                          "(dry run: nothing written)"]
+        done.append(StageResult("sglang-flags", env or "", recipe or "", "dry-run" if dry_run else "ran",
+                                "\n".join(lines), {"version": got, "wheel": table["wheel"], "sha256": table["sha256"],
+                                                   "flags": len(table["flags"]), "endpoints": len(table["endpoints"])}))
+    return report(done, as_json)
 
 
 def recorded_releases(env: str | None, recipe: str | None, overrides: list[str] | None) -> tuple[list[Release], str]:

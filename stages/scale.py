@@ -36,8 +36,9 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
     cap = schedule.floor_at(now, d.scaling.schedule, d.scaling).max_containers
     if wanted < 0:
         raise ConfigError(f"--min {wanted}: allowed: 0 or more warm replicas")
-    if wanted > 0 and not scaling.allow_warm_replicas:
-        raise ConfigError(f"--min {wanted}: environment '{d.env}' forbids warm replicas (allow_warm_replicas = false); allowed: 0")
+    if wanted > 0 and not scaling.allow_warm_replicas and not ctx.force:
+        raise ConfigError(f"--min {wanted}: environment '{d.env}' forbids warm replicas (allow_warm_replicas = false); "
+                          "allowed: 0, or --force for a run-time exception until the next deploy")
     if cap is not None and wanted > cap:
         raise ConfigError(f"--min {wanted}: exceeds max_containers = {cap} in force now; allowed: at most {cap}")
     upcoming = schedule.next_boundary(now, d.scaling.schedule, d.scaling)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from infra.perf import smoketest
 from infra.runtime.deployment import Deployment
+from infra.runtime.errors import Refused
 from stages.common import Context, StageResult, result
 from stages.smoke import Smoked
 
@@ -16,6 +17,9 @@ STAGE = "try"
 
 
 def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
+    if ctx.settings.release.guarded and not ctx.force:
+        raise Refused(f"try runs an ephemeral copy in guarded environment '{d.env}' (its Modal Environment, Volumes and "
+                      "Secrets); allowed: another environment (default dev), or --force; nothing changed")
     if not ctx.dry_run:
         ctx.remote.require_credentials()
     d = ctx.pinned(d)

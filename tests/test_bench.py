@@ -8,12 +8,12 @@ import struct
 
 import pytest
 
-import tasks
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.perf import bench, client
 from infra.runtime.errors import ConfigError, StageError
 from stages import bench as stage
+from stages import flags as cli_flags
 from stages.common import Context
 from tests.conftest import deployment
 
@@ -43,7 +43,7 @@ def chats(server) -> list[dict]:
 def measure(server, concurrency="1", requests=None, duration=None, env=None, recipe=None, **flags) -> dict:
     """What `invoke bench --url` does: the task's flags checked into options, then the stage."""
     flags.setdefault("prompt_tokens", 16)
-    options = tasks.bench_options(url=server.url, concurrency=concurrency, requests=requests, duration=duration, **flags)
+    options = cli_flags.bench_options(url=server.url, concurrency=concurrency, requests=requests, duration=duration, **flags)
     if env:
         settings = load_settings(env, recipe)
         ctx = Context(settings=settings, remote=None, say=lambda _m: None)
@@ -185,7 +185,7 @@ def test_nothing_listening_gives_up_after_the_wait(quick_retries):
     from tests.conftest import free_port
 
     with pytest.raises(StageError, match="cannot connect|no response"):
-        stage.run_url(tasks.bench_options(url=f"http://127.0.0.1:{free_port()}", concurrency="1", wait="0.3"), say=lambda _m: None)
+        stage.run_url(cli_flags.bench_options(url=f"http://127.0.0.1:{free_port()}", concurrency="1", wait="0.3"), say=lambda _m: None)
 
 
 # ---------------------------------------------------------------- output
@@ -203,10 +203,10 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     slow = fake_server("--ttft", "0.5", "--itl", "0.004", "--tokens", "10")
     (tmp_path / "b").mkdir()
     common = {"concurrency": "1,2", "requests": "4", "prompt_tokens": "8", "max_tokens": "10"}
-    done = stage.run_url(tasks.bench_options(url=fast.url, output=str(a_json), plot=str(tmp_path / "a.png"), label="fast",
+    done = stage.run_url(cli_flags.bench_options(url=fast.url, output=str(a_json), plot=str(tmp_path / "a.png"), label="fast",
                                              **common), say=lambda _m: None)
     report, table = done.detail, done.message
-    stage.run_url(tasks.bench_options(url=slow.url, output=str(b_json), label="slow", **common), say=lambda _m: None)
+    stage.run_url(cli_flags.bench_options(url=slow.url, output=str(b_json), label="slow", **common), say=lambda _m: None)
 
     # The table: one row per level under a header naming the metrics.
     assert "TTFT ms p50/p90/p99" in table and "tok/s total" in table and "fast: http://127.0.0.1" in table
@@ -246,7 +246,7 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     assert line[6].startswith("x") and float(line[6][1:]) >= 2 and line[7] == "worse"
     assert png_size(tmp_path / "ab.png") == (1200, 800)
     # The same from one comma-separated flag, as JSON.
-    stage.compare(tasks.compare_paths(f"{a_json},{b_json}"), print_json=True, say=lambda _m: None)
+    stage.compare(cli_flags.compare_paths(f"{a_json},{b_json}"), print_json=True, say=lambda _m: None)
     assert json.loads(capsys.readouterr().out)["rows"] == json.loads(json.dumps(comparison["rows"]))
 
 
@@ -301,7 +301,7 @@ def test_without_a_url_the_deployed_endpoint_is_measured_with_its_credentials(fa
 
     settings = load_settings("dev", "qwen3-8b-low-latency", parse_overrides(["auth.proxy_auth=true"]))
     d = resolve(settings, "qwen3-8b-low-latency")
-    options = tasks.bench_options(concurrency="1", requests="1", prompt_tokens="4")
+    options = cli_flags.bench_options(concurrency="1", requests="1", prompt_tokens="4")
     report = stage.run(Context(settings=settings, remote=DeployedRemote(), say=lambda _m: None), d, options).detail
     assert report["target"]["url"] == server.url and report["target"]["app"] == d.app_name
     assert report["plan"]["cold_start_deadline_s"] == d.recipe.startup_timeout + 120  # waits out a full cold start
@@ -320,9 +320,9 @@ def test_credentials_go_to_a_named_url_only_when_asked_and_never_in_clear_text_t
     measure(server, "1", 1, proxy_auth=True)  # asked for, and local
     assert {r["headers"].get("Modal-Key") for r in chats(server)} == {None, "wk-key"}
     with pytest.raises(ConfigError, match="refusing to send Modal proxy credentials .* in clear text to example.com"):
-        stage.run_url(tasks.bench_options(url="http://example.com:9", proxy_auth=True, concurrency="1"))
+        stage.run_url(cli_flags.bench_options(url="http://example.com:9", proxy_auth=True, concurrency="1"))
     with pytest.raises(ConfigError, match="--proxy-auth applies to --url"):
-        tasks.bench_options(proxy_auth=True)
+        cli_flags.bench_options(proxy_auth=True)
 
 
 # ---------------------------------------------------------------- bad input
@@ -331,7 +331,7 @@ def test_credentials_go_to_a_named_url_only_when_asked_and_never_in_clear_text_t
 @pytest.mark.parametrize("value", ["0", "-1", "", "  ", "1,x", "x", "1,,4", "1.5", "4,0", "1;4"])
 def test_bad_concurrency_is_one_line_naming_the_flag_and_what_is_allowed(value):
     with pytest.raises(ConfigError) as caught:
-        tasks.bench_options(url="http://127.0.0.1:9", concurrency=value)
+        cli_flags.bench_options(url="http://127.0.0.1:9", concurrency=value)
     message = str(caught.value)
     assert message.startswith("--concurrency must be a comma-separated list of positive whole numbers")
     assert "\n" not in message
@@ -360,15 +360,15 @@ def test_bad_concurrency_is_one_line_naming_the_flag_and_what_is_allowed(value):
 def test_other_bad_options_are_one_line_config_errors_before_any_request(options, flag):
     options = {"url": "http://127.0.0.1:9"} | options
     with pytest.raises(ConfigError, match=flag) as caught:
-        tasks.bench_options(**options)
+        cli_flags.bench_options(**options)
     assert "\n" not in str(caught.value)
 
 
 def test_compare_needs_two_existing_reports():
     with pytest.raises(ConfigError, match="--compare needs exactly two bench JSON files or release ids"):
-        tasks.compare_paths(["only-one.json"])
+        cli_flags.compare_paths(["only-one.json"])
     with pytest.raises(ConfigError, match="--compare: missing-a.json does not exist"):
-        stage.compare(tasks.compare_paths(["missing-a.json", "missing-b.json"]))
+        stage.compare(cli_flags.compare_paths(["missing-a.json", "missing-b.json"]))
 
 
 def test_compare_refuses_a_file_that_is_not_a_report(tmp_path):

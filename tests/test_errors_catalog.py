@@ -95,6 +95,14 @@ BAD_INPUT = [
     ("bench --compare with a release id nobody recorded",
      ["bench", "--compare", "r20260101-120000-abcdef", "--compare", "r20260102-120000-abcdef", "--env", "prod",
       "--recipe", "qwen3-8b-low-latency"], None),
+    ("an integer of 5,000 digits in --set", ["plan", "--env", "prod", "--set", "scaling.min_containers=" + "9" * 5000], None),
+    ("a 100,000-character value", ["plan", "--env", "prod", "--set", "secrets.hf_token_secret=" + "x" * 100_000], None),
+    ("a control sequence in --env", ["plan", "--env", "\x1b[31mprod"], None),
+    ("an SGLang version with a wildcard", ["sglang-flags", "--version", "0.5.*"], None),
+    ("a downloaded wheel that is an HTML page", ["sglang-flags", "--wheel", "sglang-0.5.11-py3-none-any.whl"], "html-wheel"),
+    ("a truncated bench report in --compare", ["bench", "--compare", "a.json", "--compare", "b.json"], "truncated-report"),
+    ("a recipe table for a recipe the environment does not serve", ["plan", "--env", "edge"], "unserved-gate"),
+    ("Modal's control plane out of reach (credentials set)", ["status", "--env", "dev"], "unreachable"),
 ]
 
 
@@ -127,6 +135,26 @@ def _prepare(cli, setup: str | None) -> None:
     if setup in VARIABLES:
         name, value = VARIABLES[setup]
         cli.env[name] = value
+    if setup == "html-wheel":
+        (cli.project / "sglang-0.5.11-py3-none-any.whl").write_text("<!DOCTYPE html><html><body>Sign in</body></html>\n")
+    if setup == "truncated-report":
+        good = {"schema": 1, "levels": [{"concurrency": 1, "ttft_s": {"p50": 0.1}}]}
+        (cli.project / "a.json").write_text(__import__("json").dumps(good))
+        (cli.project / "b.json").write_text('{"schema": 1, "levels": [1, 2]}')
+    if setup == "unserved-gate":
+        config = cli.tmp / "environments"
+        shutil.copytree(REPO / "environments", config)
+        cli.env["INFRA_CONFIG_DIR"] = str(config)
+        (config / "edge.toml").write_text('serves = ["qwen3-8b-low-latency"]\n\n[recipes."qwen3.6-35b-vlm".gate]\n'
+                                          'regression_budget = 0.2\n')
+    if setup == "unreachable":  # the real client, credentials set, and nothing listening where it would connect
+        import socket as _socket
+
+        with _socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cli.env |= {"INFRA_REMOTE": "", "MODAL_SERVER_URL": f"http://127.0.0.1:{port}",
+                    "MODAL_TOKEN_ID": "ak-0123456789abcdef0123", "MODAL_TOKEN_SECRET": "as-0123456789abcdef0123"}
     if setup == "not-utf8":
         config = cli.tmp / "environments"
         shutil.copytree(REPO / "environments", config)
@@ -252,6 +280,13 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     return [(s, re.sub(r"since \d\d:\d\d:\d\dZ", "since <time>", m)) for s, m in out]
 
 
+def shown_arg(arg: str) -> str:
+    """A command-line argument as the doc shows it: long ones cut, control characters escaped."""
+    if not arg.isprintable():
+        return "$'" + arg.encode("unicode_escape").decode() + "'"
+    return arg if len(arg) <= 200 else f"{arg[:40]}…({len(arg):,} characters)"
+
+
 def render(bad: list[tuple[str, list[str], str, list[str]]], faults: list[tuple[str, str]]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", "<br>")
@@ -270,7 +305,7 @@ def render(bad: list[tuple[str, list[str], str, list[str]]], faults: list[tuple[
         "| situation | command | message |",
         "|---|---|---|",
     ]
-    lines += [f"| {cell(s)} | `{' '.join([*v, 'invoke', *a])}` | {cell(m)} |" for s, a, m, v in bad]
+    lines += [f"| {cell(s)} | `{' '.join([*v, 'invoke', *map(shown_arg, a)])}` | {cell(m)} |" for s, a, m, v in bad]
     lines += [
         "",
         "## Faults",

@@ -102,7 +102,7 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     staged = gated.staging()
 
     dry = gated.promote(*GATED, dry_run=True)
-    assert dry.status == "dry-run" and "would measure it on staging (the gate), then deploy" in dry.message
+    assert dry.status == "dry-run" and "measure it on staging (the gate), then deploy it to" in dry.message
     assert gate_requests(fast) == []
 
     result = gated.promote(*GATED)

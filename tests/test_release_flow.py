@@ -7,12 +7,11 @@ import threading
 
 import pytest
 
-import tasks
 from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.runtime.errors import ConfigError, Refused, StageError
-from stages import deploy, pipeline, promote, rollback, scale, status
+from stages import deploy, flags, pipeline, promote, rollback, scale, status
 from stages.common import Context
 from tests.conftest import standin_env
 from tests.fakes.modal_fake import FakeModal
@@ -171,8 +170,8 @@ def test_rollback_to_previous_and_named_versions(flow):
         rollback.run(flow.ctx("dev"), flow.d(ctx), rollback.Options(to=9))
     assert rollback.run(flow.ctx("dev"), flow.d(ctx), rollback.Options(to=2)).detail.rolled_back_to == 2
     with pytest.raises(ConfigError, match="--to 'latest': expected an app version such as v3"):
-        tasks.app_version("--to", "latest")
-    assert tasks.app_version("--to", "v3") == tasks.app_version("--to", "3") == 3
+        flags.app_version("--to", "latest")
+    assert flags.app_version("--to", "v3") == flags.app_version("--to", "3") == 3
 
 
 # ---------------------------------------------------------------------------- the prod guard

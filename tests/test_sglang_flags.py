@@ -462,7 +462,7 @@ def test_invoke_task_without_a_version_is_one_line_and_writes_nothing():
     before = sglang_flags.TABLE_PATH.read_text()
     done = subprocess.run([sys.executable, "-m", "invoke", "sglang-flags"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: sglang-flags: give --version X (downloaded from PyPI) or --wheel PATH"
+    assert done.stderr.strip() == "error: sglang-flags: give --version X (downloaded from PyPI), --wheel PATH, or --env ENV"
     assert sglang_flags.TABLE_PATH.read_text() == before
 
 

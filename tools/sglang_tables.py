@@ -44,6 +44,7 @@ from pathlib import Path, PurePosixPath
 
 from infra.runtime.errors import ConfigError, StageError
 from infra.runtime.files import write_atomically
+from infra.runtime.secrets import shown
 
 SERVER_ARGS = "sglang.srt.server_args"
 HTTP_SERVER = "sglang.srt.entrypoints.http_server"
@@ -122,7 +123,13 @@ class Wheel:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._zip = zipfile.ZipFile(self.path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except zipfile.BadZipFile:
+            head = self.path.read_bytes()[:64]
+            looks = "an HTML page" if head.lstrip()[:1] == b"<" else "not a zip archive"
+            raise ConfigError(f"{self.path}: not a wheel ({looks}: {shown(head.decode(errors='replace'))}); allowed: an "
+                              "sglang-<version>-*.whl as pip downloads it") from None
         self._files = set(self._zip.namelist())
         self._modules: dict[str, _Module | None] = {}
 
@@ -686,8 +693,8 @@ def version_of_wheel(path: Path | str) -> str:
     """sglang-0.5.11-cp311-cp311-manylinux_2_34_x86_64.whl -> 0.5.11"""
     parts = PurePosixPath(str(path)).name.split("-")
     if len(parts) < 3 or parts[0] != "sglang" or not parts[-1].endswith(".whl"):
-        raise ValueError(f"{path}: not an SGLang wheel (sglang-<version>-...whl)")
-    return parts[1]
+        raise ConfigError(f"{shown(str(path))}: not an SGLang wheel; allowed: sglang-<version>-...whl")
+    return check_version(parts[1])
 
 
 # ---------------------------------------------------------------------------
@@ -757,14 +764,28 @@ def download_wheel(version: str, into: Path) -> Path:
     raise StageError("sglang-flags", f"pip download sglang=={version}: {last}")
 
 
-def update(path: Path, version: str | None = None, wheel: Path | str | None = None) -> tuple[str, dict]:
-    """Regenerate one version's table in `path` from `wheel`, or from sglang==version downloaded from PyPI."""
+VERSION_RE = re.compile(r"\d+(\.\d+)+(\.post\d+)?")  # an SGLang release as PyPI spells it: 0.5.11, 0.5.6.post2
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.fullmatch(version):
+        raise ConfigError(f"--version {shown(version)}: not an SGLang release; allowed: a release number such as 0.5.11 "
+                          "or 0.5.6.post2 (no wildcards or ranges: the table is for exactly one release)")
+    return version
+
+
+def update(path: Path, version: str | None = None, wheel: Path | str | None = None, *,
+           write: bool = True) -> tuple[str, dict]:
+    """Regenerate one version's table in `path` from `wheel`, or from sglang==version downloaded from PyPI
+    (`write=False`: read it, change nothing)."""
     if wheel is None and not version:
-        raise ConfigError("sglang-flags: give --version X (downloaded from PyPI) or --wheel PATH")
+        raise ConfigError("sglang-flags: give --version X (downloaded from PyPI), --wheel PATH, or --env ENV")
+    if version:
+        check_version(version)
     if wheel is not None:
         wheel = Path(wheel)
         if not wheel.is_file():
-            raise ConfigError(f"--wheel {str(wheel)!r}: no such file; allowed: a downloaded sglang-<version>-*.whl")
+            raise ConfigError(f"--wheel {shown(str(wheel))}: no such file; allowed: a downloaded sglang-<version>-*.whl")
         found = version_of_wheel(wheel)
         if version and version != found:
             raise ConfigError(f"--version {version} does not match --wheel {wheel.name} (version {found})")
@@ -773,5 +794,6 @@ def update(path: Path, version: str | None = None, wheel: Path | str | None = No
     else:
         with tempfile.TemporaryDirectory(prefix="sglang-wheel-") as tmp:
             table = table_from_wheel(download_wheel(version, Path(tmp)))
-    write_version(path, version, table)
+    if write:
+        write_version(path, version, table)
     return version, table

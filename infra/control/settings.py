@@ -94,6 +94,13 @@ class ColdStart(Frozen):
     margin: float = Field(default=1.25, ge=1.0, description="startup_timeout must exceed estimate x margin")
 
 
+class Client(Frozen):
+    """How this machine talks to Modal (never deployed: changing it redeploys nothing)."""
+
+    connect_timeout: float = Field(default=15.0, gt=0, le=300,
+                                   description="seconds a call may take to reach Modal's control plane before it fails")
+
+
 class Release(Frozen):
     guarded: bool = Field(default=False, description="deploys need a clean tree on main_branch and confirmation")
     promote_from: str | None = Field(
@@ -157,6 +164,7 @@ class Settings(BaseSettings):
     costs: Costs = Costs()
     cold_start: ColdStart = ColdStart()
     release: Release = Release()
+    client: Client = Client()
     gate: Gate = Field(default_factory=Gate, description="promotions into this environment are measured first")
     recipes: dict[str, RecipeKnobs] = Field(default_factory=dict)  # type: ignore[valid-type]
 

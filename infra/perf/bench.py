@@ -492,6 +492,7 @@ def write_json(report: dict, path: str | Path) -> Path:
 
 
 def load_report(path: str | Path) -> dict:
+    """A bench report written by --output, checked to hold every figure `compare` reads: one line if not."""
     path = Path(path)
     try:
         report = json.loads(path.read_text())
@@ -502,6 +503,13 @@ def load_report(path: str | Path) -> dict:
     if not isinstance(report, dict) or report.get("schema") != SCHEMA or not isinstance(report.get("levels"), list):
         found = report.get("schema") if isinstance(report, dict) else None
         raise ConfigError(f"--compare: {path} is not a bench report with schema {SCHEMA} (found schema {found!r})")
+    for i, level in enumerate(report["levels"]):
+        for name, get, *_ in COMPARED:
+            try:
+                level["concurrency"], get(level)
+            except (KeyError, TypeError, IndexError):
+                raise ConfigError(f"--compare: {path}: levels[{i}] has no {name} (a truncated or edited report?); "
+                                  "allowed: a report `invoke bench --output` wrote") from None
     report.setdefault("_path", str(path))
     return report
 
@@ -579,49 +587,80 @@ def render_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-# (label, how to read it from a level, digits, True when higher is better)
+# (label, how to read it from a level, digits, True when higher is better, the per-request record field and
+# percentile whose confidence interval is the run's own noise, where the report keeps its records)
 COMPARED = [
-    ("TTFT p50 ms", lambda lv: _ms(lv["ttft_s"]["p50"]), 1, False),
-    ("TTFT p99 ms", lambda lv: _ms(lv["ttft_s"]["p99"]), 1, False),
-    ("ITL p50 ms", lambda lv: _ms(lv["itl_s"]["p50"]), 2, False),
-    ("ITL p99 ms", lambda lv: _ms(lv["itl_s"]["p99"]), 2, False),
-    ("TPOT p50 ms", lambda lv: _ms(lv["tpot_s"]["p50"]), 2, False),
-    ("E2E p50 s", lambda lv: lv["e2e_s"]["p50"], 3, False),
-    ("E2E p99 s", lambda lv: lv["e2e_s"]["p99"], 3, False),
-    ("tok/s/user p50", lambda lv: lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, True),
-    ("tok/s total", lambda lv: lv["throughput"]["output_tokens_per_s"], 1, True),
-    ("req/s", lambda lv: lv["throughput"]["requests_per_s"], 2, True),
-    ("errors", lambda lv: lv["requests"]["failed"], 0, False),
+    ("TTFT p50 ms", lambda lv: _ms(lv["ttft_s"]["p50"]), 1, False, ("ttft_s", 0.50)),
+    ("TTFT p99 ms", lambda lv: _ms(lv["ttft_s"]["p99"]), 1, False, ("ttft_s", 0.99)),
+    ("ITL p50 ms", lambda lv: _ms(lv["itl_s"]["p50"]), 2, False, None),
+    ("ITL p99 ms", lambda lv: _ms(lv["itl_s"]["p99"]), 2, False, None),
+    ("TPOT p50 ms", lambda lv: _ms(lv["tpot_s"]["p50"]), 2, False, ("tpot_s", 0.50)),
+    ("E2E p50 s", lambda lv: lv["e2e_s"]["p50"], 3, False, None),
+    ("E2E p99 s", lambda lv: lv["e2e_s"]["p99"], 3, False, None),
+    ("tok/s/user p50", lambda lv: lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, True, None),
+    ("tok/s total", lambda lv: lv["throughput"]["output_tokens_per_s"], 1, True, None),
+    ("req/s", lambda lv: lv["throughput"]["requests_per_s"], 2, True, None),
+    ("errors", lambda lv: lv["requests"]["failed"], 0, False, None),
 ]
+# A change is "better" or "worse" only beyond this share of A and beyond the noise the two runs show themselves:
+# each percentile's 95% confidence interval from the run's own requests (order statistics), and, for times in
+# ms, the client's own event-loop lag p99 (a delay the client adds to what it timestamps). Otherwise "same".
+THRESHOLD = 0.05
 
 
 def _ms(x: float | None) -> float | None:
     return None if x is None else x * 1000
 
 
+def percentile_noise(values: list[float], q: float) -> float | None:
+    """Half the width of the 95% confidence interval of the q-th percentile of `values` (order statistics, normal
+    approximation: ranks q·n ± 1.96·√(n·q·(1−q))); None with fewer than 10 values."""
+    values = sorted(values)
+    n = len(values)
+    if n < 10:
+        return None
+    spread = 1.96 * math.sqrt(n * q * (1 - q))
+    lo, hi = max(0, math.floor(q * (n - 1) - spread)), min(n - 1, math.ceil(q * (n - 1) + spread))
+    return (values[hi] - values[lo]) / 2
+
+
+def _noise(level: dict, name: str, record: tuple[str, float] | None) -> float:
+    """This level's own noise for a metric, in the metric's unit (0 where the report cannot say)."""
+    noise = 0.0
+    if record and level.get("records"):
+        field, q = record
+        found = percentile_noise([r[field] for r in level["records"] if r.get(field) is not None], q)
+        noise = max(noise, (found or 0.0) * (1000 if name.endswith(" ms") else 1))
+    if name.endswith(" ms") and (lag := ((level.get("client") or {}).get("loop_lag_ms") or {}).get("p99")):
+        noise = max(noise, lag)
+    return noise
+
+
 def compare(a: dict, b: dict) -> dict:
-    """B relative to A for every metric at every concurrency both reports measured."""
+    """B relative to A for every metric at every concurrency both reports measured, each change judged against
+    THRESHOLD and the runs' own noise."""
     by_c = {lv["concurrency"]: lv for lv in b["levels"]}
     rows = []
     for la in a["levels"]:
         lb = by_c.get(la["concurrency"])
         if lb is None:
             continue
-        for name, get, digits, higher_better in COMPARED:
+        for name, get, digits, higher_better, record in COMPARED:
             va, vb = get(la), get(lb)
             ratio = vb / va if va not in (None, 0) and vb is not None else None
+            noise = _noise(la, name, record) + _noise(lb, name, record)
             rows.append({"concurrency": la["concurrency"], "metric": name, "a": va, "b": vb, "ratio": _round(ratio, 4),
-                         "verdict": _verdict(va, vb, higher_better), "digits": digits})
-    return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows,
+                         "noise": _round(noise, 4), "verdict": _verdict(va, vb, higher_better, noise), "digits": digits})
+    return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows, "threshold": THRESHOLD,
             "only_a": sorted({lv["concurrency"] for lv in a["levels"]} - set(by_c)),
             "only_b": sorted(set(by_c) - {lv["concurrency"] for lv in a["levels"]})}
 
 
-def _verdict(a: float | None, b: float | None, higher_better: bool) -> str:
-    """'same' within 2%, else 'better' or 'worse' for B; '' when either side is missing."""
+def _verdict(a: float | None, b: float | None, higher_better: bool, noise: float = 0.0) -> str:
+    """'same' within THRESHOLD of A or within the runs' noise, else 'better' or 'worse' for B; '' when one is missing."""
     if a is None or b is None:
         return ""
-    if a == b or (a and abs(b / a - 1) <= 0.02):
+    if abs(b - a) <= max(THRESHOLD * abs(a), noise):
         return "same"
     return "better" if (b > a) == higher_better else "worse"
 
@@ -631,10 +670,13 @@ def _name(report: dict, default: str) -> str:
 
 
 def render_compare(comparison: dict) -> str:
-    header = ["conc", "metric", "A", "B", "B/A", "B is"]
+    header = ["conc", "metric", "A", "B", "B/A", "B is", "noise ±"]
     rows = [[str(r["concurrency"]), r["metric"], _num(r["a"], 1, r["digits"]), _num(r["b"], 1, r["digits"]),
-             "-" if r["ratio"] is None else f"x{r['ratio']:.3f}", r["verdict"]] for r in comparison["rows"]]
-    lines = [f"A = {comparison['a']}", f"B = {comparison['b']}", _table(header, rows, right={0, 2, 3, 4})]
+             "-" if r["ratio"] is None else f"x{r['ratio']:.3f}", r["verdict"],
+             _num(r.get("noise") or None, 1, r["digits"])] for r in comparison["rows"]]
+    lines = [f"A = {comparison['a']}", f"B = {comparison['b']}", _table(header, rows, right={0, 2, 3, 4, 6}),
+             f"'same': within {comparison.get('threshold', THRESHOLD):.0%} of A or within the runs' own noise "
+             "(percentile confidence intervals from their requests; the client's loop lag p99 for times)"]
     for side in ("a", "b"):
         if comparison[f"only_{side}"]:
             lines.append(f"only in {side.upper()}: concurrency {', '.join(map(str, comparison[f'only_{side}']))} (not compared)")

@@ -28,3 +28,7 @@ class StageError(UserError):
 
 class Refused(UserError):
     """An action was refused before anything was changed (guards, locks, validation of a release)."""
+
+
+class Aborted(UserError):
+    """The user said no, or closed the prompt (Ctrl-D, Ctrl-C): nothing was done."""

@@ -21,8 +21,11 @@ import functools
 import importlib
 import io
 import os
+import socket
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
@@ -67,22 +70,67 @@ class MissingCredentials(UserError):
         super().__init__(message)
 
 
+class Unreachable(UserError):
+    """Modal's control plane did not answer: say where we tried and what to check, in seconds, not a minute."""
+
+
+DEFAULT_CONNECT_TIMEOUT = 15.0  # seconds; settings: [client] connect_timeout
+HINT = "check the network, any proxy (HTTPS_PROXY), and MODAL_SERVER_URL; nothing was changed"
+
+
+def server_address() -> tuple[str, str, int]:
+    """The control plane the client will call (MODAL_SERVER_URL, the profile, or Modal's default): url, host, port."""
+    from modal.config import config
+
+    url = config.get("server_url").split(",")[0].strip()
+    parts = urllib.parse.urlsplit(url)
+    return url, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def probe(host: str, port: int, timeout: float) -> None:
+    """Open and close one TCP connection to host:port within `timeout` seconds (name lookup included), or raise
+    OSError: the SDK itself retries a dead address for about a minute before it gives up."""
+    done: dict[str, BaseException | None] = {}
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            done["error"] = None
+        except OSError as exc:
+            done["error"] = exc
+
+    worker = threading.Thread(target=connect, daemon=True)  # a name lookup cannot be given a timeout of its own
+    worker.start()
+    worker.join(timeout)
+    if "error" not in done:
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if done["error"] is not None:
+        raise done["error"]
+
+
 @contextlib.contextmanager
-def _credentials_problems_explained() -> Iterator[None]:
-    """Modal's AuthError (the client has no token, or the server refuses it) becomes `MissingCredentials`."""
+def _problems_explained() -> Iterator[None]:
+    """Modal's AuthError (no token, or one the server refuses) becomes `MissingCredentials`; its ConnectionError
+    (after its own retries) one line naming the server."""
     from modal.exception import AuthError
 
     try:
         yield
     except AuthError:
         raise MissingCredentials() from None
+    except ConnectionError as exc:
+        url = server_address()[0]
+        raise Unreachable(f"cannot reach Modal's control plane at {url} ({exc}); {HINT}") from None
 
 
 def _explained(method: Callable[..., T]) -> Callable[..., T]:
+    """A call to Modal: the control plane reached first (within the connect timeout), errors in one line."""
+
     @functools.wraps(method)
-    def call(*args, **kwargs):
-        with _credentials_problems_explained():
-            return method(*args, **kwargs)
+    def call(self, *args, **kwargs):
+        with _problems_explained():
+            self._reach()
+            return method(self, *args, **kwargs)
 
     return call
 
@@ -145,7 +193,24 @@ def _module_for(module: str, d: Deployment) -> Iterator[object]:
 
 
 class ModalRemote:
-    """Talks to Modal with the SDK. Every method reports missing or refused credentials as `MissingCredentials`."""
+    """Talks to Modal with the SDK. Every method reports missing or refused credentials as `MissingCredentials`,
+    and an unreachable control plane within `connect_timeout` seconds as `Unreachable`."""
+
+    def __init__(self, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
+        self.connect_timeout = connect_timeout
+        self._reached = False
+
+    def _reach(self) -> None:
+        """Once per process: can Modal's control plane be reached at all? Fails in seconds, naming it."""
+        if self._reached:
+            return
+        url, host, port = server_address()
+        try:
+            probe(host, port, self.connect_timeout)
+        except OSError as exc:
+            raise Unreachable(f"cannot reach Modal's control plane at {url} within {self.connect_timeout:g} s "
+                              f"({exc}); {HINT}") from None
+        self._reached = True
 
     def require_credentials(self) -> None:
         """A token from MODAL_TOKEN_ID/MODAL_TOKEN_SECRET or the active profile of ~/.modal.toml (MODAL_CONFIG_PATH),
@@ -327,7 +392,8 @@ class ModalRemote:
         it is raised again here, so the caller stops too instead of carrying on without a reply.
         """
         interrupted = False
-        with _credentials_problems_explained(), _module_for("infra.runtime.app", d) as module, _modal_output():
+        self._reach()
+        with _problems_explained(), _module_for("infra.runtime.app", d) as module, _modal_output():
             with module.app.run(environment_name=d.modal.environment):
                 try:
                     yield module.SGLangServer.get_url()

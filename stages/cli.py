@@ -1,0 +1,138 @@
+"""How tasks.py's functions become commands: typed flags, one-line errors, quiet pipes.
+
+pyinvoke infers a flag's type from its default and shows only STRING and INT in
+`--help`; a number given as junk ends in a traceback. `command` instead reads each
+task's annotations: `int` and `float` flags are parsed as such before the task runs
+(junk is one line: the flag, the value, what is allowed), every valued flag shows a
+placeholder (`--set=KEY=VALUE`, `--min=INT`, `--duration=SECONDS`), and `list[str]`
+flags repeat. Errors meant for people (`UserError`) are one line with secrets
+scrubbed, a traceback only with --debug; Ctrl-C or Ctrl-D at a prompt is "aborted"
+(infra/runtime/errors.Aborted); output into a closed pipe (`| head`) ends quietly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from invoke import Exit, Task, task
+from invoke.exceptions import ParseError
+from invoke.parser import Argument, ParserContext
+
+from infra.runtime.errors import UserError
+from infra.runtime.secrets import scrub, shown
+
+# Placeholders by flag; a flag not named here shows its type (INT, NUMBER, STRING).
+PLACEHOLDERS = {
+    "env": "ENV", "from_": "ENV", "to": "ENV", "recipe": "RECIPE", "set_": "KEY=VALUE", "compare": "FILE|RELEASE",
+    "url": "URL", "output": "FILE", "plot": "FILE.png", "concurrency": "N[,N...]", "label": "TEXT", "reason": "TEXT",
+    "model": "NAME", "temperature": "NUMBER|server", "version": "VERSION", "wheel": "FILE",
+    "duration": "SECONDS", "timeout": "SECONDS", "wait": "SECONDS",
+}
+SIGPIPE_EXIT = 141  # what a shell reports for a writer whose reader went away (128 + SIGPIPE), as git does
+
+
+class Flag(Argument):
+    """An argument parsed to its annotated type at parse time, with a placeholder for --help."""
+
+    def __init__(self, *, parse: Callable[[str], Any] | None, placeholder: str, **opts: Any):
+        super().__init__(**opts)
+        self.parse = parse
+        self.placeholder = placeholder
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        if cast and self.parse is not None and isinstance(value, str):
+            try:
+                value = self.parse(value)
+            except ValueError:
+                raise ParseError(f"error: --{self.name.replace('_', '-').rstrip('-')} {shown(value)}: expected "
+                                 f"{'a whole number' if self.parse is int else 'a number'}") from None
+            self.raw_value, self._value = value, value
+            return
+        super().set_value(value, cast)
+
+
+class TypedTask(Task):
+    """A pyinvoke task whose flags follow the function's annotations (see the module docstring)."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        hints = typing.get_type_hints(self.body)
+        out = []
+        for arg in super().get_arguments(ignore_unknown_help):
+            kind = _plain(hints.get(arg.attr_name or arg.name))
+            if kind is bool or kind is None:
+                out.append(arg)
+                continue
+            opts = dict(names=arg.names, kind=list if kind is list else int if kind is int else str,
+                        default=arg.default, help=arg.help, attr_name=arg.attr_name)
+            parse = {int: int, float: float}.get(kind)
+            placeholder = PLACEHOLDERS.get(arg.attr_name or arg.name) or {int: "INT", float: "NUMBER"}.get(kind, "STRING")
+            out.append(Flag(parse=parse, placeholder=placeholder, **opts))
+        return out
+
+
+def _plain(hint: Any) -> type | None:
+    """int | None -> int, list[str] -> list; None for a hint this module leaves to pyinvoke."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else str
+    origin = typing.get_origin(hint) or hint
+    return origin if origin in (bool, int, float, str, list) else None
+
+
+def _help_for(self: ParserContext, flag: str) -> tuple[str, str]:
+    """pyinvoke's help line for a flag, with a Flag's own placeholder in place of STRING/INT or nothing."""
+    names, text = _pyinvoke_help_for(self, flag)
+    arg = self.flags[flag]
+    if isinstance(arg, Flag):
+        names = ", ".join(f"{name}={arg.placeholder}" for name in sorted(self.names_for(flag), key=len))
+    return names, text
+
+
+_pyinvoke_help_for = ParserContext.help_for
+ParserContext.help_for = _help_for  # type: ignore[method-assign]  (the one place pyinvoke needs extending)
+
+
+def command(*args: Any, **kwargs: Any):
+    """@task for this project: typed flags, long names only, --set repeatable, one-line errors."""
+
+    def wrap(fn):
+        return task(klass=TypedTask, auto_shortflags=False, iterable=["set_", "compare"], **kwargs)(_errors(fn))
+
+    return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+def _errors(fn):
+    """One-line errors for people, tracebacks only with --debug; secrets scrubbed from both; closed pipes quiet."""
+
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        debug = kwargs.get("debug", False)
+        try:
+            result = fn(c, *args, **kwargs)
+            sys.stdout.flush()  # inside the try: a reader that went away is noticed here, not at exit
+            return result
+        except Exit:
+            raise
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to write, no complaint at exit
+            raise Exit(code=SIGPIPE_EXIT) from None
+        except UserError as err:
+            if debug:
+                print(scrub(traceback.format_exc()), file=sys.stderr, end="")
+            raise Exit(scrub(f"error: {err}"), code=err.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+        except Exception as err:
+            if debug:
+                print(scrub(traceback.format_exc()), file=sys.stderr, end="")
+            hint = "" if debug else " (run with --debug for the traceback)"
+            raise Exit(scrub(f"error: {type(err).__name__}: {err}{hint}"), code=1) from None
+
+    return wrapper
