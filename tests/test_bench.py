@@ -387,3 +387,36 @@ def test_percentiles_interpolate_linearly_between_ranks():
     assert bench.percentile(values, 99) == pytest.approx(9.91)
     assert bench.percentile([7.0], 99) == 7.0 and bench.percentile([], 50) is None
     assert bench.summarize([]) == {"count": 0, "mean": None, "min": None, "p50": None, "p90": None, "p99": None, "max": None}
+
+
+def _level(concurrency: int, *, itl_p99_ms: float, ttft_ms: list[float], lag_p99_ms: float) -> dict:
+    """A bench level as --output writes it, with the figures `compare` reads."""
+    stat = {"p50": 0.01, "p99": 0.02}
+    ttft = sorted(x / 1000 for x in ttft_ms)
+    return {"concurrency": concurrency, "ttft_s": {"p50": ttft[len(ttft) // 2], "p99": ttft[-1]},
+            "itl_s": {"p50": 0.005, "p99": itl_p99_ms / 1000}, "tpot_s": stat, "e2e_s": stat,
+            "throughput": {"output_tokens_per_s_per_user": {"p50": 100.0}, "output_tokens_per_s": 100.0,
+                           "requests_per_s": 1.0},
+            "requests": {"failed": 0}, "client": {"loop_lag_ms": {"p99": lag_p99_ms}},
+            "records": [{"ttft_s": x} for x in ttft]}
+
+
+def test_compare_calls_a_change_only_beyond_the_runs_own_noise():
+    """A local server's ITL p99 of 0.09 ms against 1.66 ms is within a busy client's 2 ms loop lag: 'same'."""
+    steady = [20.0 + (i % 5) for i in range(40)]  # TTFT 20-24 ms: a narrow spread
+    a = {"levels": [_level(1, itl_p99_ms=0.09, ttft_ms=steady, lag_p99_ms=2.0)]}
+    b = {"levels": [_level(1, itl_p99_ms=1.66, ttft_ms=[x + 0.4 for x in steady], lag_p99_ms=2.0)]}
+    rows = {r["metric"]: r for r in bench.compare(a, b)["rows"]}
+    assert rows["ITL p99 ms"]["verdict"] == "same" and rows["ITL p99 ms"]["noise"] == 4.0  # both runs' lag
+    assert rows["TTFT p50 ms"]["verdict"] == "same"
+    slow = {"levels": [_level(1, itl_p99_ms=30.0, ttft_ms=[x * 3 for x in steady], lag_p99_ms=2.0)]}
+    rows = {r["metric"]: r for r in bench.compare(a, slow)["rows"]}
+    assert rows["ITL p99 ms"]["verdict"] == "worse" and rows["TTFT p50 ms"]["verdict"] == "worse"
+    text = bench.render_compare(bench.compare(a, slow))
+    assert "noise ±" in text and "'same': within 5% of A or within the runs' own noise" in text
+
+
+def test_percentile_noise_is_the_confidence_interval_of_the_order_statistic():
+    values = list(range(100))  # the median's 95% interval spans ranks 49.5 ± 9.8: values 39..60
+    assert bench.percentile_noise(values, 0.5) == (60 - 39) / 2
+    assert bench.percentile_noise(values[:5], 0.5) is None  # too few to say

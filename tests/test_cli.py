@@ -1,0 +1,180 @@
+"""One CLI grammar: every task's flags, typed and shown as such; prompts, pipes and dry runs that behave."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from invoke import Collection
+
+import tasks
+from infra.runtime import remote
+from infra.runtime.errors import Aborted, ConfigError, Refused
+from stages import cli
+from stages.common import Context, confirm_or_refuse
+from tests.conftest import REPO, deployment
+from tests.fakes.modal_fake import FakeModal
+
+TASKS = Collection.from_module(tasks).tasks
+
+
+def flags_of(name: str) -> dict[str, object]:
+    """--flag -> the parsed Argument of one task, as pyinvoke builds it."""
+    return {f"--{arg.name.replace('_', '-').strip('-')}": arg for arg in TASKS[name].get_arguments()}
+
+
+def test_every_task_takes_the_common_flags():
+    for name in TASKS:
+        flags = flags_of(name)
+        environment = {"--env"} if name != "promote" else {"--from", "--to"}
+        assert environment | {"--json", "--set", "--debug"} <= set(flags), name
+    changing = ["build", "download", "compile", "deploy", "smoke", "try", "pipeline", "promote", "rollback", "scale",
+                "bench", "sglang-flags"]
+    assert [name for name in changing if "--dry-run" not in flags_of(name)] == []
+    # --force where a stage skips unchanged inputs or a guard refuses.
+    assert [n for n in ("build", "download", "compile", "deploy", "pipeline", "try", "rollback", "scale")
+            if "--force" not in flags_of(n)] == []
+
+
+def test_help_shows_types_and_placeholders():
+    def help_of(name: str) -> str:
+        return subprocess.run([sys.executable, "-m", "invoke", "--help", name], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout
+
+    scale, bench = help_of("scale"), help_of("bench")
+    assert "--min=INT" in scale and "--set=KEY=VALUE" in scale and "--env=ENV" in scale
+    for shown in ("--concurrency=N[,N...]", "--requests=INT", "--duration=SECONDS", "--compare=FILE|RELEASE",
+                  "--top-p=NUMBER", "--output=FILE"):
+        assert shown in bench, shown
+    assert "STRING" not in scale + bench
+
+
+def test_numbers_are_parsed_before_the_task_runs():
+    done = subprocess.run([sys.executable, "-m", "invoke", "bench", "--url", "http://127.0.0.1:9", "--duration", "soon"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == "error: --duration 'soon': expected a number"
+
+
+@pytest.mark.parametrize("answer", [EOFError, KeyboardInterrupt])
+def test_ctrl_d_or_ctrl_c_at_a_prompt_aborts_and_does_nothing(answer, tmp_path):
+    ctx = Context(settings=None, remote=FakeModal(tmp_path), interactive=True)
+
+    def confirm(_question):
+        raise answer()
+
+    with pytest.raises(Aborted, match=r"^deploying: aborted; nothing changed$"):
+        confirm_or_refuse(ctx, "deploying", "Deploy? [y/N] ", confirm)
+
+
+@pytest.mark.parametrize("json", [[], ["--json"]])
+def test_output_into_a_closed_pipe_ends_quietly(json):
+    """`| true` has exited before plan (a second of imports) writes a byte: every write meets a closed pipe."""
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m invoke plan --env prod {' '.join(json)} | true; "
+                                         "echo \"status ${PIPESTATUS[0]}\""], cwd=REPO, capture_output=True, text=True)
+    assert done.stdout == f"status {cli.SIGPIPE_EXIT}\n" and done.stderr == ""
+
+
+def test_an_unreachable_control_plane_fails_at_the_connect_timeout(monkeypatch):
+    """The SDK retries a dead address for about a minute; the probe gives up at the timeout it is given."""
+    waited = []
+
+    def hangs(address, timeout):
+        waited.append(timeout)
+        time.sleep(30)
+
+    monkeypatch.setattr(remote.socket, "create_connection", hangs)
+    monkeypatch.setenv("MODAL_SERVER_URL", "https://api.example.invalid")
+    modal_api = remote.ModalRemote(connect_timeout=0.2)
+    with pytest.raises(remote.Unreachable, match=r"^cannot reach Modal's control plane at https://api.example.invalid "
+                                                 r"within 0.2 s \(no answer within 0.2 s\); check the network"):
+        modal_api.history(deployment())
+    assert waited == [0.2]
+
+
+def test_dry_runs_are_offline_and_need_no_credentials(cli_env):
+    for args in (["rollback", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--to", "v3"],
+                 ["promote", "--from", "staging", "--to", "prod", "--recipe", "qwen3-8b-low-latency"],
+                 ["bench", "--env", "dev", "--recipe", "qwen3-8b-low-latency", "--concurrency", "1,4"],
+                 ["bench", "--url", "http://127.0.0.1:9"], ["scale", "--env", "prod", "--min", "2"],
+                 ["pipeline", "--env", "dev", "--recipe", "qwen3-8b-low-latency"]):
+        done = cli_env(*args, "--dry-run", "--json")
+        assert done.returncode == 0, (args, done.stderr)
+        assert {r["status"] for r in json.loads(done.stdout)} == {"dry-run"}, args
+        assert cli_env.calls() == [], args  # not even a read
+
+
+def test_a_draft_revision_warning_is_said_once_per_run(cli_env):
+    done = cli_env("pipeline", "--env", "dev", "--recipe", "qwen3-8b-low-latency", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert len(re.findall(r"draft model .* revision is unset", done.stderr)) == 1, done.stderr
+
+
+def test_guards_that_force_overrides(tmp_path):
+    ctx = Context(settings=deployment_settings("dev"), remote=FakeModal(tmp_path), say=lambda _m: None)
+    from stages import rollback, scale, trial
+
+    with pytest.raises(ConfigError, match="forbids warm replicas .*or --force"):
+        scale.run(ctx, deployment("dev"), scale.Options(min_containers=1))
+    prod = Context(settings=deployment_settings("prod"), remote=FakeModal(tmp_path), say=lambda _m: None)
+    with pytest.raises(Refused, match="try runs an ephemeral copy in guarded environment 'prod'"):
+        trial.run(prod, deployment("prod"))
+    from infra.control.releases import Manifest, Release
+
+    def release(version, smoke):
+        return Release(release_id=f"r{version}", env="dev", recipe="r", kind="deploy", commit="c" * 40, dirty=False,
+                       tag=f"git-{version}", app_name="a", modal_environment="dev", image="i", model="m",
+                       model_revision="r", draft_model=None, draft_revision=None, deployment={}, version=version,
+                       smoke=smoke)
+
+    failed, current = release(1, {"passed": False, "error": "HTTP 500"}), release(2, {"passed": True})
+    manifest = Manifest(env="dev", recipe="r", current=current, history=[current, failed])
+    with pytest.raises(Refused, match=r"v1 \(git-1\) failed its smoke test \(HTTP 500\); allowed: another version, "
+                                      r"or --force"):
+        rollback.choose(deployment("dev"), manifest, None)
+    assert rollback.choose(deployment("dev"), manifest, None, force=True) is failed
+
+
+def deployment_settings(env: str):
+    from infra.control.settings import load_settings
+
+    return load_settings(env)
+
+
+@pytest.fixture
+def cli_env(cli):
+    """The CLI with no Modal credentials at all: a dry run must not need them."""
+    cli.fake["credentials"] = False
+
+    def run(*args):
+        return cli(*args)
+
+    run.calls = lambda: [json.loads(line) for line in (cli.modal_root / "calls.jsonl").read_text().splitlines()] \
+        if (cli.modal_root / "calls.jsonl").exists() else []
+    return run
+
+
+def test_a_file_with_a_byte_order_mark_loads(tmp_path, monkeypatch):
+    from infra.control.settings import load_settings
+
+    folder = tmp_path / "environments"
+    folder.mkdir()
+    (folder / "qa.toml").write_bytes(b"\xef\xbb\xbf" + (REPO / "environments" / "dev.toml").read_bytes())
+    monkeypatch.setenv("INFRA_CONFIG_DIR", str(folder))
+    assert load_settings("qa").serves
+
+
+def test_values_in_messages_are_shortened_and_escaped():
+    from infra.runtime.secrets import shown
+
+    assert shown("\x1b[31mred") == "'\\x1b[31mred'"
+    long = shown("x" * 100_000)
+    assert long.endswith("… (100000 characters)") and len(long) < 100
+    assert "hf_" in shown("hf_abcdefghijklmnopqrstuvwxyz0123") and "abcdefgh" not in shown("hf_abcdefghijklmnopqrstuvwxyz0123")
+    with pytest.raises(ConfigError, match=r"^--version '0.5.\*': not an SGLang release"):
+        from tools import sglang_tables
+
+        sglang_tables.check_version("0.5.*")
