@@ -27,6 +27,7 @@ from typing import Any
 from infra.perf import bench, client, ledger, smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.secrets import scrub
+from stages import show
 from stages.common import Context, StageResult, endpoint, result
 
 STAGE = bench.STAGE
@@ -88,7 +89,7 @@ def measure(options: Options, target: dict, *, say=_say) -> dict:
     """Measure `options.url` and write the report and plot files; return the report."""
     headers = client.proxy_auth_headers(options.url) if options.proxy_auth else {}
     report = bench.run(options.url, options.workload, options.plan, label=options.label, target=target,
-                       headers=headers, say=say)
+                       headers=headers, say=say, progress=show.progress_bars())
     if options.json_path:
         say(f"bench: results written to {bench.write_json(json.loads(scrub(json.dumps(report))), Path(options.json_path))}")
     if options.plot:

@@ -33,6 +33,7 @@ from infra.control.settings import Settings
 from infra.perf import client, gate, smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused, StageError
+from stages import show
 from stages.common import (
     Context,
     StageResult,
@@ -178,7 +179,8 @@ def _gate(source: Context, target: Context, served: Deployment, release: Release
     target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate workload...")
     where = {"env": src, "recipe": served.recipe.name, "app": served.app_name, "release_id": release.release_id}
     try:
-        evaluation, record = gate.check(gating, served, url, current, headers=headers, where=where, title=title, say=target.say)
+        evaluation, record = gate.check(gating, served, url, current, headers=headers, where=where, title=title,
+                                        say=target.say, progress=show.progress_bars())
     except StageError as err:
         raise StageError(STAGE, f"the promotion gate could not measure {release.release_id} on {src}: {err}; nothing changed") from None
     if not evaluation.passed:

@@ -178,3 +178,18 @@ def test_values_in_messages_are_shortened_and_escaped():
         from tools import sglang_tables
 
         sglang_tables.check_version("0.5.*")
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    from infra.perf import bench
+    from stages import show
+
+    monkeypatch.setattr(show, "on_a_terminal", lambda: False)
+    assert show.progress_bars() is bench.no_progress
+    monkeypatch.setattr(show, "on_a_terminal", lambda: True)
+    advanced = []
+    with show.progress_bars()(4, 16) as advance:
+        for _ in range(16):
+            advance()
+            advanced.append(1)
+    assert len(advanced) == 16

@@ -57,6 +57,7 @@ SGLang/vLLM sampling parameter) makes the server generate exactly `max_tokens`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import json
@@ -67,6 +68,7 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,11 +312,21 @@ class Tags:
         return f"{self.run}-{self.n}"
 
 
+# Where a level's progress goes: `progress(concurrency, requests or None)` returns a context manager that yields
+# the function to call after each measured request (stages/show.py draws a bar on a terminal; nothing elsewhere).
+Progress = Callable[[int, "int | None"], contextlib.AbstractContextManager[Callable[[], None]]]
+
+
+def no_progress(_concurrency: int, _total: int | None) -> contextlib.AbstractContextManager[Callable[[], None]]:
+    return contextlib.nullcontext(lambda: None)
+
+
 async def run_level(
     session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int, tags: Tags | None = None,
-    observe=None,
+    observe=None, done: Callable[[], None] = lambda: None,
 ) -> dict:
-    """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks)."""
+    """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
+    `done()` is called after each measured request (progress)."""
     tags = tags or Tags()
 
     # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
@@ -342,6 +354,7 @@ async def run_level(
             issued += 1
             record = await measure_one(session, url, workload.payload(tags()), plan.timeout, observe)
             records.append(record)
+            done()
             if record.error in ("unavailable", "connect"):
                 await asyncio.sleep(ERROR_PAUSE)
 
@@ -441,7 +454,7 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
 
 async def run_async(
     url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: dict | None = None,
-    headers: dict[str, str] | None = None, say=None,
+    headers: dict[str, str] | None = None, say=None, progress: Progress = no_progress,
 ) -> dict:
     say = say or (lambda _msg: None)
     headers = headers or {}  # proxy auth only where the caller decided it belongs (client.proxy_auth_headers)
@@ -456,7 +469,8 @@ async def run_async(
         for c in plan.concurrency:
             n = plan.requests_for(c)
             say(f"bench: concurrency {c}: " + (f"{n} requests" if n else f"{plan.duration:g} s") + "...")
-            levels.append(await run_level(session, url, workload, plan, c, tags))
+            with progress(c, n) as advance:
+                levels.append(await run_level(session, url, workload, plan, c, tags, done=advance))
     return {
         "schema": SCHEMA,
         "tool": "invoke bench",

@@ -91,12 +91,13 @@ def bench_inputs(
 def measure(
     url: str, workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE, label: str | None = None,
-    target: dict | None = None, headers: dict[str, str] | None = None, say=None,
+    target: dict | None = None, headers: dict[str, str] | None = None, say=None, progress: bench.Progress = bench.no_progress,
 ) -> dict:
     """Run the gate workload against `url`; the compact report (what the manifest keeps)."""
     w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, targets=targets,
                            cold_start_deadline=cold_start_deadline)
-    return ledger.compact(bench.run(url, w, plan, label=label, target=target, headers=headers, say=say))
+    return ledger.compact(bench.run(url, w, plan, label=label, target=target, headers=headers, say=say,
+                                    progress=progress))
 
 
 # ---------------------------------------------------------------- the verdict
@@ -384,21 +385,22 @@ def record(*, evaluation: Evaluation | None = None, measurement: dict | None = N
 
 
 def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: dict, targets: Sequence[Target] = (),
-                    say=None) -> dict:
+                    say=None, progress: bench.Progress = bench.no_progress) -> dict:
     """The recipe's gate workload against `url`, an endpoint serving `d`'s recipe (cold-start wait: a full start)."""
     r = d.recipe
     return measure(url, r.gate_workload, model=r.model, target_concurrency=r.target_concurrency, targets=targets,
                    cold_start_deadline=float(smoketest.deadline_for(d)), label=where.get("release_id"), target=where,
-                   headers=headers, say=say)
+                   headers=headers, say=say, progress=progress)
 
 
 def check(settings: objectives.Gate, d: Deployment, url: str, current: Any, *, headers: dict[str, str], where: dict,
-          title: str, say, environ: Mapping[str, str] | None = None) -> tuple[Evaluation, dict]:
+          title: str, say, environ: Mapping[str, str] | None = None,
+          progress: bench.Progress = bench.no_progress) -> tuple[Evaluation, dict]:
     """A promotion's gate: measure the candidate at `url` (the source environment's endpoint, with `headers`, the
     credentials that belong there), hold it to the objectives and to the regression budget against `current` (the
     target's current release, or None), print the table, add it to the job summary; the evaluation and the record."""
     targets = objectives.resolve(settings, d.recipe.target_concurrency)
-    measurement = measure_release(d, url, headers=headers, where=where, targets=targets, say=say)
+    measurement = measure_release(d, url, headers=headers, where=where, targets=targets, say=say, progress=progress)
     found = baseline_from(current)
     ev = evaluate(targets, measurement, found[0] if found else None, regression_budget=settings.regression_budget,
                   measured_label=f"{where.get('release_id')} on {ledger.measured_where(measurement)}",
