@@ -98,6 +98,7 @@ def test_the_flag_check_can_fail():
 def test_ci_runs_the_readme_commands_and_plans_every_environment():
     ci = load("ci.yml")
     assert set(ci[True]) == {"pull_request", "push"}  # YAML 1.1 reads `on` as True
+    assert ci[True]["push"] == {"branches-ignore": ["main"]}  # main is tested once, by deploy-staging.yml
     scripts = "\n".join(run_scripts(ci))
     assert "pip install -e '.[test]'" in scripts and ".venv/bin/python -m pytest" in scripts
     assert 'invoke plan --env "$env" --json' in scripts and "for env in dev staging prod" in scripts
@@ -105,6 +106,15 @@ def test_ci_runs_the_readme_commands_and_plans_every_environment():
     assert upload and upload[0]["with"]["path"] == "plans/"
     readme = (REPO / "README.md").read_text()
     assert "python -m pytest" in readme and "pip install -e '.[test]'" in readme
+
+
+def test_every_workflow_caches_pip_on_the_project_file():
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for job in load(path.name)["jobs"].values():
+            for step in job["steps"]:
+                if step.get("uses", "").startswith("actions/setup-python"):
+                    assert step["with"]["cache"] == "pip", path.name
+                    assert step["with"]["cache-dependency-path"] == "pyproject.toml", path.name
 
 
 def test_staging_deploys_on_main_without_overlap():
