@@ -1,57 +1,14 @@
 """Measure a streaming OpenAI-compatible endpoint: what `invoke bench` runs.
 
-One asyncio process drives every concurrent stream over one aiohttp session, and
-each request goes through `infra.perf.client.stream_chat`, which timestamps every
-content chunk with `time.perf_counter` as it is parsed. For each concurrency
-level in turn it:
-
-1. warms up: `warmup` rounds of `concurrency` requests that are not measured
-   (they open one connection per stream and wake the server's batch);
-2. measures: `concurrency` workers each send one request after another until the
-   level has sent `requests` in all, or until `duration` seconds have passed
-   (requests in flight then finish and count);
-3. aggregates the per-request records into percentiles, throughput and errors,
-   next to the client's own overhead over the same window (CPU time per request
-   and per chunk, and event-loop lag sampled by a ticker task), so a reader can
-   tell whether the client, not the server, was the bottleneck.
-
-Before the first level it waits for the endpoint like `smoke` does: 503s (no
-replica yet, a cold start), refused connections and timeouts are retried until a
-deadline and reported as `cold_start`, apart from the errors of the levels.
-
-Definitions (all times in seconds in the JSON, milliseconds in the table):
-
-- TTFT: request sent -> first content (or reasoning) chunk parsed.
-- ITL: the gap between consecutive content chunks. A server that sends several
-  tokens per chunk (speculative decoding) makes chunk gaps longer than token
-  gaps; TPOT does not depend on chunking.
-- TPOT: (last chunk - first chunk) / (output tokens - 1) per request.
-- E2E: request sent -> end of the stream (`[DONE]`).
-- Output tokens: the server's `usage.completion_tokens` where it reports usage
-  (we ask for it with `stream_options.include_usage`), otherwise one per chunk.
-- Per-user output tokens/s: a request's output tokens / its E2E.
-- Total output tokens/s: all successful requests' output tokens / the level's
-  wall time (first measured request sent -> last one finished); requests/s is
-  successful requests / wall time.
-- Percentiles use linear interpolation between the two nearest ranks (NumPy's
-  default, "type 7"): with fewer than 100 samples p99 lies between the two
-  largest values. ITL percentiles pool every gap of every successful request.
-- Failed requests (any `EndpointError`, or a stream with no content: `empty`) are
-  counted by kind and left out of the latency and throughput figures; a 503 is
-  the kind `unavailable`.
-
-Sampling is sent explicitly: temperature 0 (greedy) unless told otherwise, so
-the numbers do not depend on the model's generation_config (Qwen3's defaults,
-T=0.6, top-k 20, top-p 0.95, cost 18-29% of throughput on an H100) and compare
-with `python -m sglang.bench_serving`, which samples greedily. A value of None
-sends nothing and leaves the server's default; the JSON and the table header
-record what was sent.
-
-The prompt is about `prompt_tokens` tokens: that many repetitions of " hello",
-which common BPE tokenizers (Qwen, Llama) encode as one token each, after a short
-per-request tag so SGLang's prefix cache cannot reuse an earlier request's
-prompt. The chat template adds roughly another 10-20 tokens. `ignore_eos` (an
-SGLang/vLLM sampling parameter) makes the server generate exactly `max_tokens`.
+One asyncio process drives every concurrent stream over one aiohttp session
+(infra/perf/client.stream_chat timestamps each chunk as it is parsed). Per
+concurrency level: unmeasured warm-up rounds, then `requests` (or `duration`
+seconds) of measured requests, aggregated into percentiles, throughput and errors
+beside the client's own overhead, so a reader can tell whether the client was the
+bottleneck. Before the first level it waits through a cold start as `smoke` does.
+Sampling is explicit (greedy by default, as `sglang.bench_serving`) and each prompt
+opens with a unique tag, so the prefix cache cannot serve one request from another.
+docs/bench.md defines every figure (TTFT, ITL, TPOT, E2E, tokens, percentiles).
 """
 
 from __future__ import annotations

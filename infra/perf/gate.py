@@ -1,36 +1,12 @@
 """The promotion gate: measure a release with its recipe's fixed workload, and decide whether it may go on.
 
-`invoke promote` measures the release being promoted on the source environment's
-endpoint (`measure`: the recipe's `GateWorkload` through `infra.perf.bench`, at 1 and
-the target concurrency, cold-start wait apart), then `evaluate` holds the
-measurement to the target environment's objectives (infra/control/objectives.py) and to
-its regression budget against the release the target runs now. The verdict of a
-row, worst first:
-
-- `miss objective`: the measured value is beyond its limit, or there is none
-  (the level was not measured, or no request succeeded);
-- `beyond regression budget`: within the limit, but more than the budget worse
-  than the baseline (latency higher, throughput lower). Not for `error_rate`,
-  whose limit is absolute;
-- `no baseline`: within the limit, with nothing to compare with (a first gated
-  promotion, a baseline measured with another workload): passes, and says so;
-- `pass`.
-
-Errors count: failed requests are left out of bench's latencies, so a release that
-fails its slow requests would look fast; every measured level therefore carries an
-`error_rate` objective, `≤ 0%` unless the settings give one for that level.
-
-The baseline is the target's current release measured the way the candidate is:
-by its own gate, on the source environment, with the same workload. Only where
-that is missing does its measurement on the target itself serve (marked so): a
-live target carries user traffic, so its figures are not like for like.
-
-`--skip-gate --reason "..."` promotes without measuring; `skip_override` is the
-record of who skipped it, from where and why, kept in the manifest's `gate`.
-
-`check` is what a promotion calls: measure, evaluate, print the table, add it to
-the GitHub job summary, and return the record; `stages/promote.py` decides what
-to do with the verdict, and finds the endpoint and its credentials.
+`check` is what a promotion calls: measure the release on the source environment's
+endpoint (`measure_release`: the recipe's GateWorkload through infra/perf/bench.py),
+hold it to the target's objectives (infra/control/objectives.py) and regression
+budget against the release the target runs now (`evaluate`), print the table, add it
+to the GitHub job summary, and return the record the manifest keeps. The verdicts,
+the baseline's choice and `--skip-gate --reason` are described in docs/gate.md;
+stages/promote.py decides what to do with the verdict.
 """
 
 from __future__ import annotations
