@@ -165,7 +165,7 @@ def project_copy(tmp_path: Path) -> Path:
     tree = tmp_path / "project"
     if tree.exists():
         return tree
-    for part in ("infra", "stages", "environments"):
+    for part in ("infra", "stages", "tools", "environments"):
         shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "tasks.py", tree / "tasks.py")
     for args in (["init", "-q", "-b", "main"], ["add", "."],
@@ -201,6 +201,36 @@ class Cli:
             [sys.executable, "-m", "invoke", *args], cwd=self.project, env=environ, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout,
         )
+
+
+def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """`invoke ARGS` in this process, as the CLI would run it (same tasks, same error handling), with `env` on top of
+    a clean environment and `cwd` as the working folder: a fraction of a second instead of a new interpreter. For
+    commands that need neither another checkout nor the real Modal client; not thread-safe (it sets os.environ)."""
+    import contextlib
+    import io
+
+    from invoke import Collection, Program
+
+    import tasks
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.environ.clear()
+        os.environ.update({k: v for k, v in saved_env.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))} | env)
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                Program(namespace=Collection.from_module(tasks), binary="invoke").run(["invoke", *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["invoke", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

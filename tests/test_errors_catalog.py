@@ -174,21 +174,38 @@ def normalise(text: str, tmp: str | None = None) -> str:
     return text
 
 
+# Cases that need nothing but settings and flags run in this process (tests/conftest.run_in_process); the rest
+# need a checkout of their own (git state), the stand-in Modal, or the real Modal client, and run as a user would.
+IN_PROCESS = {"plan", "bench", "sglang-flags", "scale"}
+OWN_PROCESS = {"dirty", "unreachable", "no-credentials", "proxy-credentials"}
+
+
 @pytest.fixture(scope="module")
 def bad_input_lines(tmp_path_factory):
-    from tests.conftest import Cli
+    from tests.conftest import Cli, run_in_process
 
-    def run(case):
+    def run(case, in_process: bool = False):
         situation, args, setup = case
         cli = Cli(tmp_path_factory.mktemp("cli"))
         _prepare(cli, setup)
-        done = cli(*args)
+        if in_process:
+            cwd = cli.project if setup in ("html-wheel", "truncated-report") else cli.tmp / "work"
+            cwd.mkdir(exist_ok=True)
+            env = {"INFRA_STATE_DIR": str(cli.tmp / "state"), "INFRA_REMOTE": "tests.fakes.modal_fake:FakeModal",
+                   "FAKE_MODAL_CONFIG": __import__("json").dumps(cli.fake)} | cli.env
+            done = run_in_process(args, env, cwd)
+        else:
+            done = cli(*args)
         shown = [f"{VARIABLES[setup][0]}='{VARIABLES[setup][1]}'"] if setup in VARIABLES else []
         return situation, args, done, str(cli.tmp), shown
 
-    # Each case is its own process in its own checkout: run a few at once, keep the order.
+    here = [i for i, (_, args, setup) in enumerate(BAD_INPUT) if args[0] in IN_PROCESS and setup not in OWN_PROCESS]
+    results = {i: run(BAD_INPUT[i], in_process=True) for i in here}
+    # The others: each in its own process and checkout, a few at once.
+    others = [i for i in range(len(BAD_INPUT)) if i not in results]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(run, BAD_INPUT))
+        results |= dict(zip(others, pool.map(run, [BAD_INPUT[i] for i in others])))
+    return [results[i] for i in range(len(BAD_INPUT))]
 
 
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines):
