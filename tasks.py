@@ -333,13 +333,17 @@ def rollback(c, env=None, recipe=None, to=None, set_=None, yes=False, dry_run=Fa
     _stage(stage, env, recipe, set_, json, stage.Options(to=app_version("--to", to)), yes=yes, dry_run=dry_run)
 
 
-@stage_task(help=COMMON)
+@stage_task(help=COMMON | {
+    "cost": "also what Modal billed per release in a period, beside the estimate, and $/1M output tokens at the bill",
+    "since": "start of the --cost period: 7d, 36h, or a UTC date/time such as 2026-11-01 (default: 7d)",
+    "until": "end of the --cost period, the same forms (default: now)",
+})
 @cli
-def status(c, env=None, recipe=None, set_=None, json=False, debug=False):
-    """Show the current release, the releases before it, and drift from what plan would deploy."""
+def status(c, env=None, recipe=None, set_=None, cost=False, since=None, until=None, json=False, debug=False):
+    """Show the current release, the releases before it, drift from plan, the ledger and (--cost) the bill."""
     from stages import status as stage
 
-    _stage(stage, env, recipe, set_, json)
+    _stage(stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until))
 
 
 @stage_task(help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy (required)", "dry_run": DRY})
