@@ -395,7 +395,7 @@ class Bill:
     def lines(self) -> list[str]:
         header = ["release", "v", "commit", "live h", "billed", "estimated", "diff", "billed $/h", "replica $/h",
                   "tok/s @T", "$/1M out billed"]
-        body = [[b.release_id, f"v{b.version}" if b.version else "v?", b.tag or "-", f"{b.live_hours:g}",
+        body = [[b.release_id, f"v{b.version}" if b.version else "v?", b.tag or "-", f"{b.live_hours:.1f}",
                  f"${b.billed_usd:,.2f}", f"${b.estimated_usd:,.2f}",
                  "-" if b.difference is None else f"{b.difference * 100:+.1f}%",
                  "-" if b.billed_per_hour is None else f"${b.billed_per_hour:,.2f}", f"${b.replica.usd:,.2f}",
