@@ -97,18 +97,25 @@ def planned_now(ctx: Context, d: Deployment, current) -> Deployment:
     return d.with_recipe(r.with_revisions(model_revision=model, draft_revision=draft))
 
 
-def refresh_rates(ctx: Context, d: Deployment) -> str | None:
-    """The live rates into the cache when it is a day old (credentials checked); a line when fetched or not available.
+def refresh_rates(ctx: Context, d: Deployment, *, strict: bool) -> str | None:
+    """The live rates into the cache when it is a day old (credentials checked); a line when fetched or not.
 
-    Missing rates this deployment needs (and the settings do not give) are an error; Modal refusing the call (a plan
-    or role without billing access) is a warning, and the ledger prices with the cache or the table as it says.
+    Modal refusing the call (a plan or role without billing access) is a warning: the ledger prices with the cache or
+    the table and says which. An answer that lacks a rate this deployment needs (and the settings do not give), or
+    that cannot be read, caches nothing: with `--cost` (`strict`) it is the error, naming the rate; without, a warning,
+    so a plain `status` (the promotion workflow's) does not fail on billing data.
     """
     overridden = set(costs.rates_for(ctx.settings.costs).overrides)
     needed = [r for r in ("cpu", "memory", costs.gpu_resource(d.recipe.gpu_type)) if r not in overridden]
     try:
         return costs.refresh(ctx.remote.billing_rates, ctx.clock(), needed)
+    except costs.CostError as err:
+        if strict:
+            raise
+        problem = err
     except BillingUnavailable as err:
-        return f"rates: not refreshed ({err}); pricing with the {costs.rates_for(ctx.settings.costs).base_source}"
+        problem = err
+    return f"warning: rates not refreshed ({problem}); pricing with the {costs.rates_for(ctx.settings.costs).base_source}"
 
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Status]:
@@ -116,7 +123,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     if not options.cost and (options.since or options.until):
         raise costs.CostError("--since and --until choose the period of --cost: add --cost, or leave them out")
     ctx.remote.require_credentials()
-    if line := refresh_rates(ctx, d):
+    if line := refresh_rates(ctx, d, strict=options.cost):
         ctx.say(line)
     rates = costs.rates_for(ctx.settings.costs)
     manifest = ReleaseStore(ctx.remote).read(d)

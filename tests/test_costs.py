@@ -367,3 +367,25 @@ def test_plan_never_fetches_rates(cli):
     assert not (cli.modal_root / "calls.jsonl").exists() and not (cli.tmp / "state").exists()
     [first, _] = json.loads(done.stdout)
     assert first["cost"]["rates"]["source"] == costs.TABLE_SOURCE
+
+
+def test_without_cost_a_rate_modal_lacks_is_a_warning_and_status_goes_on(tmp_path):
+    """The promotion workflow runs a plain `invoke status`: billing data it cannot use must not fail it."""
+    from stages import status
+    from stages.common import Context
+    from tests.fakes.modal_fake import FakeModal
+
+    fake = FakeModal(tmp_path / "modal")
+    fake.set_billing(rates={"workspace": "acme", "rates": {"CPU": "0.0000131", "Memory": "0.00000222"}})
+    said: list[str] = []
+    s = load_settings("prod", "qwen3-8b-low-latency")
+    result = status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW), resolve(s, "qwen3-8b-low-latency"))
+    assert result.message == "prod/qwen3-8b-low-latency: nothing deployed yet"
+    assert said == ["warning: rates not refreshed (Modal's rates have no rate for H100 (rates in the answer: CPU, Memory); "
+                    "nothing cached: set `costs.rates.H100` to price it); pricing with the offline table "
+                    "(modal.com/pricing, 2026-07-01)"]
+    assert not costs.cache_path().exists()
+    # A negotiated H100 rate in the settings: the answer has all the rest, and is cached.
+    s = load_settings("prod", "qwen3-8b-low-latency", {"costs.gpu_hourly_usd": {"H100!": 3.0}})
+    status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW), resolve(s, "qwen3-8b-low-latency"))
+    assert said[-1].startswith("rates: live rates of workspace acme fetched") and costs.cache_path().exists()

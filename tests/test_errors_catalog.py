@@ -268,7 +268,8 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     billing.set_billing(rates={"workspace": "acme", "rates": {"CPU": "0.0000131", "Memory": "0.00000222"}})
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
     ctx = Context(settings=prod, remote=billing, say=lambda m: None, clock=lambda: now)
-    expect("Modal's rates lack one the deployment needs", UserError, lambda: status.run(ctx, resolve(prod, "qwen3-8b-low-latency")))
+    expect("Modal's rates lack one the deployment needs (status --cost)", UserError,
+           lambda: status.run(ctx, resolve(prod, "qwen3-8b-low-latency"), status.Options(cost=True)))
     untagged = FakeModal(tmp_path / "modal4")
     d = resolve(prod, "qwen3-8b-low-latency")
     store = ReleaseStore(untagged)
