@@ -323,17 +323,8 @@ class Hourly:
     def sources(self) -> list[str]:
         return list(dict.fromkeys(p.rate.source for p in self.parts))
 
-    def multiplier_text(self) -> str:
-        if self.region_kind == "none":
-            return "no region multiplier (no compute_region)"
-        return f"× {self.multiplier:g} ({self.region_kind} region {self.container.region})"
-
     def describe(self) -> str:
-        """'(2×H100 $7.90 + 4 cores $0.19 + 16 GiB $0.13) × 1.75 (narrow region us-east) = $14.38/h'."""
-        parts = " + ".join(f"{_quantity(p)} ${p.usd_per_hour:,.2f}" for p in self.parts)
-        if self.region_kind == "none":
-            return f"{parts} = ${self.usd:,.2f}/h, {self.multiplier_text()}"
-        return f"({parts}) {self.multiplier_text()} = ${self.usd:,.2f}/h"
+        return describe(self.to_dict())
 
     def to_dict(self) -> dict:
         return {
@@ -347,10 +338,21 @@ class Hourly:
         }
 
 
-def _quantity(p: Part) -> str:
-    if p.unit == "GPU":
-        return f"{p.quantity:g}×{p.resource}"
-    return f"{p.quantity:g} {'cores' if p.unit == 'core' else p.unit}"
+def describe(replica: Mapping[str, Any]) -> str:
+    """An `Hourly.to_dict()` in one line, as `plan` prints it (from its JSON) and tests read it:
+    '(2×H100 $7.90 + 4 cores $0.19 + 16 GiB $0.13) × 1.75 (narrow region us-east) = $14.38/h'."""
+    parts = " + ".join(f"{_amount(p)} ${p['usd_per_hour']:,.2f}" for p in replica["parts"])
+    region = replica["region"]
+    if region["kind"] == "none":
+        return f"{parts} = ${replica['usd_per_hour']:,.2f}/h (no compute_region: no region multiplier)"
+    return (f"({parts}) × {region['multiplier']:g} ({region['kind']} region {region['compute_region']}) "
+            f"= ${replica['usd_per_hour']:,.2f}/h")
+
+
+def _amount(part: Mapping[str, Any]) -> str:
+    if part["unit"] == "GPU":
+        return f"{part['quantity']:g}×{part['resource']}"
+    return f"{part['quantity']:g} {'cores' if part['unit'] == 'core' else part['unit']}"
 
 
 def price(container: Container, rates: Rates) -> Hourly:

@@ -322,19 +322,12 @@ def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]
     return lines
 def _cost_lines(c: dict) -> list[str]:
     """A replica's price part by part with the multiplier, each figure's source, and what warm replicas and jobs cost."""
-    r, st = c["replica"], c["standing"]
-    parts = " + ".join(f"{_amount(p)} ${p['usd_per_hour']:,.2f}" for p in r["parts"])
-    region = r["region"]
-    if region["kind"] == "none":
-        priced = f"{parts} = ${r['usd_per_hour']:,.2f}/h (no compute_region: no region multiplier)"
-    else:
-        priced = (f"({parts}) × {region['multiplier']:g} ({region['kind']} region {region['compute_region']}) "
-                  f"= ${r['usd_per_hour']:,.2f}/h")
+    st = c["standing"]
     overrides = "; ".join(f"{res} ${o['usd_per_hour']:g}/h from {o['setting']}" for res, o in c["rates"]["overrides"].items())
     lines = [
-        f"Cost           per replica: {priced}",
+        f"Cost           per replica: {costs.describe(c['replica'])}",
         f"               rates: {c['rates']['source']}" + (f"; overridden: {overrides}" if overrides else "")
-        + f"; region multiplier: {region['source']}",
+        + f"; region multiplier: {c['replica']['region']['source']}",
         f"Standing cost  {st['warm_replicas']} warm replica(s) = ${st['usd_per_hour']:,.2f}/h, "
         f"{st['gpu_hours_per_30_days']:g} GPU-hours and ${st['usd_per_30_days']:,.2f} per 30 days",
     ]
@@ -345,12 +338,6 @@ def _cost_lines(c: dict) -> list[str]:
                          + (f", × {j['region_multiplier']:g}" if j["region_multiplier"] != 1 else ", no region multiplier")
                          + f"): {j['basis']}")
     return lines
-
-
-def _amount(part: dict) -> str:
-    if part["unit"] == "GPU":
-        return f"{part['quantity']:g}×{part['resource']}"
-    return f"{part['quantity']:g} {'cores' if part['unit'] == 'core' else part['unit']}"
 
 
 def _gate(gate: dict) -> list[str]:
