@@ -106,15 +106,14 @@ def test_status_cost_shows_billed_beside_estimated_per_release(wire, wire_cli):
     assert release["usd_per_replica_hour"] == pytest.approx(replica.usd, abs=1e-4)
     assert bill["warnings"] == [] and status["detail"]["rates"]["live"] is True  # status cached the live rates
 
+    # The fake charges traffic on top: three more replica-hours in the last hours, beyond the 15% margin.
+    wire.charge("staging", APP, [this_hour - h * H for h in range(1, 4)], by_resource)
     text = wire_cli("status", "--env", "staging", "--recipe", VLM, "--cost", "--since", "12h", *warm)
     assert text.returncode == 0, text.stderr[-3000:]
     lines = text.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.strip().startswith("release") and "billed" in line)
     assert lines[header - 1].strip().startswith(f"billed {(this_hour - 12 * H):%Y-%m-%d %H:%M}")
-    assert lines[header + 2].split()[:4] == [release["release_id"], "v1", release["tag"], f"{release['live_hours']:.1f}"]
-    assert "WARNING" not in text.stdout
-    # The fake charges traffic on top: three more replica-hours in the last hours, beyond the 15% margin.
-    wire.charge("staging", APP, [this_hour - h * H for h in range(1, 4)], by_resource)
-    again = wire_cli("status", "--env", "staging", "--recipe", VLM, "--cost", "--since", "12h", *warm).stdout
-    assert f"WARNING: {release['release_id']}: billed ${12 * replica.usd:,.2f} is +" in again
-    assert "beyond the 15% margin (costs.mismatch_margin): replicas beyond the warm floor for traffic" in again
+    assert lines[header + 2].split()[:5] == [release["release_id"], "v1", release["tag"], f"{release['live_hours']:.1f}",
+                                             f"${12 * replica.usd:,.2f}"]
+    assert f"WARNING: {release['release_id']}: billed ${12 * replica.usd:,.2f} is +" in text.stdout
+    assert "beyond the 15% margin (costs.mismatch_margin): replicas beyond the warm floor for traffic" in text.stdout
