@@ -142,13 +142,17 @@ def rollback(c, env: str | None = None, recipe: str | None = None, to: str | Non
            force=force)
 
 
-@command(help=COMMON)
-def status(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, json: bool = False,
-           debug: bool = False):
-    """Show the current release, the releases before it, and drift from what plan would deploy."""
+@command(help=COMMON | {
+    "cost": "also what Modal billed per release in a period, beside the estimate, and $/1M output tokens at the bill",
+    "since": "start of the --cost period: 7d, 36h, or a UTC date/time such as 2026-11-01 (default: 7d)",
+    "until": "end of the --cost period, the same forms (default: now)",
+})
+def status(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, cost: bool = False,
+           since: str | None = None, until: str | None = None, json: bool = False, debug: bool = False):
+    """Show the current release, the releases before it, drift from plan, the ledger and (--cost) the bill."""
     from stages import status as stage
 
-    _stage(stage, env, recipe, set_, json)
+    _stage(stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until))
 
 
 @command(help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy (required)",

@@ -1,5 +1,11 @@
 """`invoke status`: the current release, the ones before it, drift between what runs and what `plan` would deploy,
-and the release ledger: per release, where it came from and what it measured and costs (infra/perf/ledger.py)."""
+and the release ledger: per release, where it came from and what it measured and costs (infra/perf/ledger.py).
+
+`--cost` adds what Modal billed in a period (`--since`, default 7 days; `--until`, default now) per release beside
+the cost model's estimate (infra/control/costs.py). `invoke status` is also what keeps the live rates current: with
+credentials in hand, it fetches the workspace's rates into the state directory when the cache is a day old, so
+`plan` (which never fetches) prices with them afterwards.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,24 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from infra.control import revisions
-from infra.control.plan import gpu_price
+from infra.control import costs, revisions
 from infra.control.releases import ReleaseStore
 from infra.perf import gate, ledger
-from infra.runtime import schedule
+from infra.runtime import schedule, spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.recipes.base import COMMIT_RE
+from infra.runtime.remote import BillingUnavailable
 from stages.common import Context, StageResult, result, running
 
 STAGE = "status"
 SHOWN_HISTORY = 5
+
+
+@dataclass(frozen=True)
+class Options:
+    cost: bool = False  # also what Modal billed in the period, per release
+    since: str | None = None  # the period's start: 7d, 36h, 2026-11-01 (default: 7 days back)
+    until: str | None = None  # its end (default: now)
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,8 @@ class Status:
     drift: list[str]
     warm_floor: dict | None = None  # the autoscaler settings in force, who set them, the next scheduled change
     ledger: list[dict] = dataclasses.field(default_factory=list)  # ledger.entry per release, newest first
+    rates: dict | None = None  # the rates the ledger priced with, and where they came from
+    bill: dict | None = None  # --cost: ledger.Bill per release in the period
 
 
 WHO = {
@@ -82,8 +97,35 @@ def planned_now(ctx: Context, d: Deployment, current) -> Deployment:
     return d.with_recipe(r.with_revisions(model_revision=model, draft_revision=draft))
 
 
-def run(ctx: Context, d: Deployment) -> StageResult[Status]:
+def refresh_rates(ctx: Context, d: Deployment, *, strict: bool) -> str | None:
+    """The live rates into the cache when it is a day old (credentials checked); a line when fetched or not.
+
+    Modal refusing the call (a plan or role without billing access) is a warning: the ledger prices with the cache or
+    the table and says which. An answer that lacks a rate this deployment needs (and the settings do not give), or
+    that cannot be read, caches nothing: with `--cost` (`strict`) it is the error, naming the rate; without, a warning,
+    so a plain `status` (the promotion workflow's) does not fail on billing data.
+    """
+    overridden = set(costs.rates_for(ctx.settings.costs).overrides)
+    needed = [r for r in ("cpu", "memory", costs.gpu_resource(d.recipe.gpu_type)) if r not in overridden]
+    try:
+        return costs.refresh(ctx.remote.billing_rates, ctx.clock(), needed)
+    except costs.CostError as err:
+        if strict:
+            raise
+        problem = err
+    except BillingUnavailable as err:
+        problem = err
+    return f"warning: rates not refreshed ({problem}); pricing with the {costs.rates_for(ctx.settings.costs).base_source}"
+
+
+def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Status]:
+    period = costs.period(options.since, options.until, ctx.clock()) if options.cost else None
+    if not options.cost and (options.since or options.until):
+        raise costs.CostError("--since and --until choose the period of --cost: add --cost, or leave them out")
     ctx.remote.require_credentials()
+    if line := refresh_rates(ctx, d, strict=options.cost):
+        ctx.say(line)
+    rates = costs.rates_for(ctx.settings.costs)
     manifest = ReleaseStore(ctx.remote).read(d)
     current = manifest.current
     if current is None:
@@ -96,9 +138,22 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += [f"    {c}" for c in changes]
     floor_lines, floor = warm_floor(ctx, running(d, current))
     lines += floor_lines
-    rows = [(r, ledger.priced(r, lambda gpu: gpu_price(ctx.settings, gpu))) for r in [current, *earlier]]
-    lines += ["  ledger (newest first):", *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
+    rows = [(r, ledger.priced(r, rates)) for r in [current, *earlier]]
+    lines += [f"  ledger (newest first; $/1M out at one busy replica's hourly cost, rates: {rates.base_source}):",
+              *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
     lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
               for r, _ in rows if r.gate and r.gate.get("override")]
-    return result(STAGE, d, "ran", "\n".join(lines), Status(current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
-                                                              [ledger.entry(r, perf) for r, perf in rows]))
+    billed = None
+    if period is not None:
+        billed = billed_in(ctx, d, manifest.history, period, rates)
+        lines += ["  " + billed.lines()[0], *(f"    {line}" for line in billed.lines()[1:])]
+    return result(STAGE, d, "ran", "\n".join(lines), Status(
+        current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
+        [ledger.entry(r, perf) for r, perf in rows], rates.to_dict(), billed.to_dict() if billed else None))
+
+
+def billed_in(ctx: Context, d: Deployment, history: list, period: costs.Period, rates: costs.Rates) -> ledger.Bill:
+    """Modal's billing report for the period, attributed to this recipe's releases by their apps' tags."""
+    rows = costs.bill_rows(ctx.remote.billing_report(d.modal.environment, period.start, period.end, spec.TAG_NAMES))
+    return ledger.bill(history, rows, period, env=d.env, recipe=d.recipe.name, app_names=(d.app_name, d.jobs_app_name),
+                       rates=rates, margin=ctx.settings.costs.mismatch_margin, now=ctx.clock())

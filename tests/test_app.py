@@ -184,12 +184,11 @@ def _expected(options: dict) -> dict:
     if "schedule" in options:  # a scheduled Function: no GPU, Volumes or Secrets
         return out
     out.setdefault("gpu", None)
+    out.setdefault("cpu", None)
+    out.setdefault("memory", None)
     if "port" in options:  # the server
         out.setdefault("enable_memory_snapshot", False)
         out["experimental_options"] = {k: str(v) for k, v in out.get("experimental_options", {}).items()}
-    else:
-        out.setdefault("cpu", None)
-        out.setdefault("memory", None)
     return out
 
 
@@ -227,6 +226,13 @@ def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, reci
     d = resolve(settings, recipe)
     specs = spec.modal_spec(d)
     assert (deployed["app"], deployed["jobs_app"]) == (specs["app"]["name"], specs["jobs_app"]["name"])
+    # The tags Modal's billing report carries: the server App also names the commit it deploys (modal_entry reads it
+    # from git, as `invoke deploy` passes it), which the offline spec `plan` shows cannot know.
+    from infra.control import gitinfo
+
+    assert deployed["app_tags"] == spec.modal_spec(d, commit=gitinfo.read().tag)["app"]["tags"] == \
+        specs["app"]["tags"] | {"commit": gitinfo.read().tag}
+    assert deployed["jobs_app_tags"] == specs["jobs_app"]["tags"] == {"env": env, "recipe": recipe, "role": "jobs"}
     assert deployed["server"] == _expected(specs["server"])
     assert deployed["scheduler"] == {name: _expected(options) for name, options in specs["scheduler"].items()}
     assert len(deployed["scheduler"]) == (3 if schedule else 0)  # business hours merged into one trigger; the weekend: two

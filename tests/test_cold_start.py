@@ -162,10 +162,21 @@ def test_the_shipped_configuration_plans_without_warnings_that_are_false_for_the
 
 
 def test_standing_cost_of_warm_replicas():
+    """One 2×H100 replica in us-east, at the offline table: (2 × $3.9492 + 4 cores × $0.04716 + 16 GiB × $0.007992)
+    × 1.75 (narrow region) = $14.376096/h; 720 h = $10,350.79 per 30 days (tests/test_costs.py checks the parts)."""
     s = settings("prod")
     cost = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))["cost"]
-    assert cost == {"gpu_hourly_usd": 3.95, "warm_replicas": 1, "warm_gpus": 2, "gpu_hours_per_hour": 2,
-                    "gpu_hours_per_30_days": 1440, "usd_per_hour": 7.9, "usd_per_30_days": 5688.0}
+    assert cost["standing"] | {"replica": None} == {"warm_replicas": 1, "warm_gpus": 2, "gpu_hours_per_30_days": 1440,
+                                                    "replica": None, "usd_per_hour": 14.38, "usd_per_30_days": 10350.79}
+    assert cost["replica"]["usd_per_hour"] == pytest.approx(14.376096)
+    assert cost["replica"]["region"] | {"source": None} == {"compute_region": "us-east", "kind": "narrow",
+                                                            "multiplier": 1.75, "source": None}
+    assert cost["rates"] == {"source": "offline table (modal.com/pricing, 2026-07-01)", "live": False, "overrides": {}}
+    # A negotiated GPU rate replaces the table's for the GPUs only; CPU, memory and the multiplier stay.
     s = settings("prod", 'costs.gpu_hourly_usd={"H100!" = 2.0}', "scaling.min_containers=2")
     cost = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))["cost"]
-    assert (cost["warm_gpus"], cost["usd_per_hour"], cost["usd_per_30_days"]) == (2, 4.0, 2880.0)
+    per_replica = (2.0 + 4 * 0.04716 + 32 * 0.007992) * 1.75
+    assert (cost["standing"]["warm_gpus"], cost["standing"]["usd_per_hour"]) == (2, round(2 * per_replica, 2))
+    assert cost["replica"]["parts"][0] | {"usd_per_hour": None} == {
+        "resource": "H100", "quantity": 1, "unit": "GPU", "usd_per_unit_hour": 2.0, "usd_per_hour": None,
+        "source": "settings (costs.gpu_hourly_usd.H100!)"}

@@ -92,6 +92,14 @@ BAD_INPUT = [
       'gate.objectives=[{ metric = "ttft_p90_ms", level = 10, max = 500 }, { metric = "ttft_p90_ms", level = "target", max = 900 }]'], None),
     ("--skip-gate without --reason", ["promote", "--from", "staging", "--to", "prod", "--yes", "--skip-gate"], None),
     ("--reason without --skip-gate", ["promote", "--from", "staging", "--to", "prod", "--yes", "--reason", "hotfix"], None),
+    ("an unknown resource in the rates", ["plan", "--env", "prod", "--set", "costs.rates={ gpu = 3.2 }"], None),
+    ("a negative rate", ["plan", "--env", "prod", "--set", "costs.rates={ cpu = -0.05 }"], None),
+    ("the bill of a period in the future", ["status", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--cost",
+                                            "--since", "2099-01-01"], None),
+    ("the bill of a period that is not a time", ["status", "--env", "prod", "--cost", "--since", "last week"], None),
+    ("the bill of less than one whole hour", ["status", "--env", "prod", "--cost", "--since", "2026-11-30T10:10",
+                                              "--until", "2026-11-30T10:50"], None),
+    ("--since without --cost", ["status", "--env", "prod", "--since", "7d"], None),
     ("bench --compare with a release id nobody recorded",
      ["bench", "--compare", "r20260101-120000-abcdef", "--compare", "r20260102-120000-abcdef", "--env", "prod",
       "--recipe", "qwen3-8b-low-latency"], None),
@@ -274,7 +282,7 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("server error inside the stream", client.EndpointError, lambda: probe("--error-at", "1"))
     expect("no replica within the deadline (503s)", client.EndpointError, lambda: probe("--unavailable-first", "1000", deadline=2.5))
 
-    from infra.control.releases import ReleaseStore
+    from infra.control.releases import Release, ReleaseStore
     from infra.control.resolve import resolve
     from infra.control.settings import load_settings
     from stages import deploy
@@ -294,6 +302,33 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
             pass
 
     expect("a second release operation while one holds the lock", UserError, locked)
+
+    # The bill (issue 25): Modal's rates without one the deployment needs, and a report of untagged apps.
+    from datetime import UTC, datetime
+
+    from stages import status
+
+    prod = load_settings("prod", "qwen3-8b-low-latency")
+    billing = FakeModal(tmp_path / "modal3")
+    billing.set_billing(rates={"workspace": "acme", "rates": {"CPU": "0.0000131", "Memory": "0.00000222"}})
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    ctx = Context(settings=prod, remote=billing, say=lambda m: None, clock=lambda: now)
+    expect("Modal's rates lack one the deployment needs (status --cost)", UserError,
+           lambda: status.run(ctx, resolve(prod, "qwen3-8b-low-latency"), status.Options(cost=True)))
+    untagged = FakeModal(tmp_path / "modal4")
+    d = resolve(prod, "qwen3-8b-low-latency")
+    store = ReleaseStore(untagged)
+    store.record(d, store.read(d), Release(
+        release_id="r20261130-070000-abcdef", env="prod", recipe=d.recipe.name, kind="deploy", commit="a" * 40,
+        dirty=False, tag="git-aaaaaaaaaaaa", app_name=d.app_name, modal_environment="prod", image=d.recipe.sglang_image,
+        model=d.recipe.model, model_revision=d.recipe.model_revision, draft_model=None, draft_revision=None,
+        deployment=d.to_dict(), version=1, deployed_at=now.timestamp() - 5 * 3600))
+    hour = {"object_id": "ap-1", "description": d.app_name, "environment": "prod", "cost": "14.38",
+            "cost_by_resource": {"H100": "13.82"}, "tags": {}}
+    untagged.set_billing(rows={"prod": [hour | {"interval_start": now.timestamp() - 3600 * h} for h in (2, 3)]})
+    ctx = Context(settings=prod, remote=untagged, say=lambda m: None, clock=lambda: now)
+    expect("a bill whose rows carry no tags", UserError,
+           lambda: status.run(ctx, d, status.Options(cost=True, since="1d")))
     return [(s, re.sub(r"since \d\d:\d\d:\d\dZ", "since <time>", m)) for s, m in out]
 
 

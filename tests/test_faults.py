@@ -78,7 +78,12 @@ def test_plan_text_says_whether_the_endpoint_is_public(cli):
     prod = cli("plan", "--env", "prod", "--recipe", "qwen3-8b-low-latency").stdout
     assert "Endpoint       PUBLIC (no auth)" in dev and "WARNING        endpoint is public" in dev
     assert "Endpoint       private: Modal proxy auth" in prod
-    assert "Standing cost  2 warm GPU(s) × $3.95/h = $7.90/h, 1440 GPU-hours and $5,688.00 per 30 days" in prod
+    # Issue 25: the standing cost is Modal's bill, GPUs and CPU and memory, times prod's narrow-region multiplier.
+    assert ("Cost           per replica: (2×H100 $7.90 + 4 cores $0.19 + 16 GiB $0.13) × 1.75 (narrow region us-east) "
+            "= $14.38/h") in prod
+    assert ("               rates: offline table (modal.com/pricing, 2026-07-01); region multiplier: "
+            "modal.com/docs/guide/region-selection, read 2026-12-01") in prod
+    assert "Standing cost  1 warm replica(s) = $14.38/h, 1440 GPU-hours and $10,350.79 per 30 days" in prod
     assert "Draft model    Tengyunw/qwen3_8b_eagle3 @ (unset) [UNPINNED]" in prod
 
 

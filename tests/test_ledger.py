@@ -9,9 +9,8 @@ import re
 
 import pytest
 
-from infra.control import releases
+from infra.control import costs, releases
 from infra.perf import bench, ledger
-from infra.runtime import catalog
 from infra.runtime.errors import ConfigError
 from tests.fakes import bench_reports
 
@@ -23,9 +22,14 @@ def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging",
 
 
 # A manifest's `deployment` as infra/runtime/deployment.py writes it (the resolved recipe nested), trimmed to what the
-# ledger reads; FLAT is the layout of entries recorded before the recipe was nested.
-NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}}
+# ledger reads; FLAT is the layout of entries recorded before the recipe was nested (and before recipes requested
+# CPU and memory: Modal's defaults, 0.125 cores and 128 MiB, are what those deployed with).
+NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10,
+                                    "cpu": 4.0, "memory": 16384},
+          "placement": {"compute_region": "us-east", "routing_region": "us-east"}}
 FLAT = {"env": "prod", "recipe": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}
+TABLE = costs.Rates(costs.TABLE, costs.TABLE_SOURCE)
+REPLICA = (2 * 3.9492 + 4 * 0.04716 + 16 * 0.007992) * 1.75  # NESTED's server per hour at the table, in us-east
 IMAGE = "lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"
 
 
@@ -44,12 +48,12 @@ def release(version: int, *, gate: dict | None = None, measurement: dict | None 
     return json.loads(json.dumps(r.model_dump(mode="json") | {"gate": gate, "measurement": measurement}))
 
 
-def test_cost_per_million_output_tokens_is_gpu_price_times_count_over_tokens_per_hour():
-    # 2 GPUs at $3.95/h = $7.90/h; 1000 tok/s = 3.6 M tok/h: $2.19 per million.
-    assert ledger.cost_per_million_output_tokens(1000, gpu_hourly_usd=3.95, gpu_count=2) == pytest.approx(7.9 / 3.6)
-    assert ledger.cost_per_million_output_tokens(2000, gpu_hourly_usd=3.95, gpu_count=2) == pytest.approx(7.9 / 7.2)
-    assert ledger.cost_per_million_output_tokens(None, gpu_hourly_usd=3.95, gpu_count=2) is None
-    assert ledger.cost_per_million_output_tokens(0, gpu_hourly_usd=3.95, gpu_count=2) is None
+def test_cost_per_million_output_tokens_is_a_replicas_hourly_cost_over_tokens_per_hour():
+    # A replica at $7.90/h; 1000 tok/s = 3.6 M tok/h: $2.19 per million.
+    assert ledger.cost_per_million_output_tokens(1000, hourly_usd=7.9) == pytest.approx(7.9 / 3.6)
+    assert ledger.cost_per_million_output_tokens(2000, hourly_usd=7.9) == pytest.approx(7.9 / 7.2)
+    assert ledger.cost_per_million_output_tokens(None, hourly_usd=7.9) is None
+    assert ledger.cost_per_million_output_tokens(0, hourly_usd=7.9) is None
 
 
 def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it():
@@ -58,26 +62,30 @@ def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it(
     gpu_type, gpu_count, target = ledger.hardware_of(release(3))
     assert (gpu_type, gpu_count, target) == ("H100!", 2, 10)  # read from the release's deployment...
     assert ledger.hardware_of(release(3, deployment=FLAT)) == (gpu_type, gpu_count, target)  # ...in either layout
-    perf = ledger.performance(m, target_concurrency=4, gpu_type=gpu_type, gpu_count=gpu_count,
-                              gpu_hourly_usd=catalog.gpu_list_price(gpu_type))
+    # What Modal bills one of its containers for: the GPUs, the CPU and memory requests, the region.
+    assert ledger.container_of(release(3)) == costs.Container("H100!", 2, 4.0, 16384, "us-east")
+    assert ledger.container_of(release(3, deployment=FLAT)) == costs.Container("H100!", 2, 0.125, 128, None)
+    perf = ledger.performance(m, target_concurrency=4, hourly=costs.price(ledger.container_of(release(3)), TABLE))
     assert perf.output_tokens_per_s == pytest.approx(100 / 0.57)
-    assert perf.usd_per_million_output_tokens == pytest.approx(2 * 3.95 / (100 / 0.57 * 3600) * 1e6)
+    assert perf.usd_per_million_output_tokens == pytest.approx(REPLICA / (100 / 0.57 * 3600) * 1e6)
     assert perf.value("ttft_p90_ms", 1) == pytest.approx(100) and perf.value("tpot_p50_ms", 4) == pytest.approx(10)
     assert perf.value("error_rate", 4) == pytest.approx(1 / 11)
     assert perf.measured_on == "on staging"
     assert perf.line() == ("TTFT p90 100.0 ms @1 / 100.0 ms @4; TPOT p50 10.00 ms @1 / 10.00 ms @4; 175.4 tok/s @4; "
-                           "errors 1/21; $12.51 per 1M output tokens (2×H100! at $3.95/h) [on staging]")
+                           "errors 1/21; $22.76 per 1M output tokens (2×H100! + 4 cores + 16 GiB at $14.38/h) [on staging]")
     data = perf.to_dict()
-    assert data["usd_per_million_output_tokens"] == pytest.approx(7.9 / (100 / 0.57 * 3600) * 1e6, abs=1e-4)
+    assert data["usd_per_million_output_tokens"] == pytest.approx(REPLICA / (100 / 0.57 * 3600) * 1e6, abs=1e-4)
+    assert data["usd_per_replica_hour"] == pytest.approx(REPLICA, abs=1e-4) and data["replica"]["region"]["multiplier"] == 1.75
     assert [lv["concurrency"] for lv in data["levels"]] == [1, 4] and data["levels"][1]["sent"] == 11
     assert json.loads(json.dumps(data)) == data
 
-    # A negotiated price halves the cost; no throughput at the target leaves it unknown, and says why.
-    cheaper = ledger.performance(m, target_concurrency=4, gpu_type="H100!", gpu_count=2, gpu_hourly_usd=3.95 / 2)
-    assert cheaper.usd_per_million_output_tokens == pytest.approx(perf.usd_per_million_output_tokens / 2)
-    missing = ledger.performance(m, target_concurrency=16, gpu_type="H100!", gpu_count=2, gpu_hourly_usd=3.95)
+    # A negotiated GPU rate lowers the cost by the GPUs' share; no throughput at the target leaves it unknown.
+    negotiated = costs.Rates(costs.TABLE, costs.TABLE_SOURCE, {"H100": (3.9492 / 2, "costs.gpu_hourly_usd.H100!")})
+    cheaper = ledger.performance(m, target_concurrency=4, hourly=costs.price(ledger.container_of(release(3)), negotiated))
+    assert cheaper.usd_per_million_output_tokens == pytest.approx((REPLICA - 1.75 * 3.9492) / (100 / 0.57 * 3600) * 1e6)
+    missing = ledger.performance(m, target_concurrency=16, hourly=costs.price(ledger.container_of(release(3)), TABLE))
     assert missing.usd_per_million_output_tokens is None
-    assert "cost unknown (2×H100! at $3.95/h, no throughput)" in missing.line()
+    assert "cost unknown (2×H100! + 4 cores + 16 GiB at $14.38/h, no throughput)" in missing.line()
 
 
 def test_the_ledger_prefers_a_measurement_on_the_releases_own_environment():
@@ -106,21 +114,21 @@ def test_the_ledger_table_shows_origin_revisions_smoke_latency_throughput_and_co
         (release(2, gate=skipped), None),
         (release(1, kind="deploy"), None),
     ]
-    rows[0] = (rows[0][0], ledger.performance(ledger.measurement_of(rows[0][0])[0], target_concurrency=10,
-                                              gpu_type="H100!", gpu_count=2, gpu_hourly_usd=3.95, measured_on="gate on staging"))
+    rows[0] = (rows[0][0], ledger.priced(rows[0][0], TABLE))
     table = ledger.render_table(rows).splitlines()
     assert table[0].split()[:4] == ["release", "v", "how", "when"]
     first, second, third = (re.split(r"\s{2,}", line.strip()) for line in table[2:])
     assert first == ["r20260103-120000-abcde3", "v3", "promote from staging, gate passed", "2026-01-01 15:00", "3" * 12,
                      "v0.5.6.post2-cu129-amd64-runtime", "220b46e3", "cccccccc", "passed",
-                     "100.0/100.0", "10.00/10.00", "526.3", "0/20", "$4.17", "gate on staging"]
+                     "100.0/100.0", "10.00/10.00", "526.3", "0/20", "$7.59", "gate on staging"]
     assert second[2] == "promote from staging, gate skipped" and second[-6:] == ["-"] * 5 + ["not measured"]
     assert third[2] == "deploy"
 
     entry = ledger.entry(rows[1][0], None)
     assert entry["gate"] == "skipped" and entry["gate_override"]["reason"] == "hotfix"
     assert entry["how"] == "promote from staging, gate skipped" and entry["smoke_passed"] is True
-    assert ledger.entry(rows[0][0], rows[0][1])["performance"]["usd_per_million_output_tokens"] == pytest.approx(7.9 / (100 / 0.19 * 3600) * 1e6, abs=1e-4)
+    assert ledger.entry(rows[0][0], rows[0][1])["performance"]["usd_per_million_output_tokens"] == pytest.approx(
+        REPLICA / (100 / 0.19 * 3600) * 1e6, abs=1e-4)
     rollback = release(4, kind="rollback", rolled_back_to=2)
     assert ledger.how(rollback) == "rollback to v2"
 

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from datetime import UTC, datetime
 
 import pytest
 from modal_proto import api_pb2
@@ -158,7 +159,9 @@ def test_deploy_returns_url_and_version_and_reports_a_skipped_deploy(wire, remot
     assert [v["version"] for v in wire.app_versions("dev", APP)] == [1]
     redeployed = remote.deploy(changed(d, max_containers=1), "git-bbb")
     assert (redeployed["version"], redeployed["changed"]) == (2, True)
-    assert [v["app_tags"] for v in wire.app_versions("dev", APP)] == [{"env": "dev", "recipe": "qwen3-8b-low-latency"}] * 2
+    # The tags Modal's billing report carries (infra/runtime/spec.py `tags`): the server App names the commit it runs.
+    assert [v["app_tags"] for v in wire.app_versions("dev", APP)] == [
+        {"env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server", "commit": tag} for tag in ("git-aaa", "git-bbb")]
 
 
 def test_history_newest_first_and_rollback_is_a_new_version(wire, remote):
@@ -354,6 +357,9 @@ EVERY_CALL = {
     "release_lock": lambda r, d: r.release_lock("dev", "dev/x", "me"),
     "secret_exists": lambda r, d: r.secret_exists("dev", "s"),
     "ephemeral": lambda r, d: r.ephemeral(d).__enter__(),
+    "billing_rates": lambda r, d: r.billing_rates(),
+    "billing_report": lambda r, d: r.billing_report("dev", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC),
+                                                    ["env"]),
 }
 
 

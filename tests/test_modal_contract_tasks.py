@@ -72,7 +72,7 @@ def test_dev_build_download_compile_deploy_twice_smoke_status_scale_rollback_try
     assert "rolled dev/qwen3-8b-low-latency back to v1" in out and "now v3" in out
     assert wire.app_versions("dev", APP)[-1] | {"deployed_at": 0} == {
         "version": 3, "tag": first["tag"], "rollback_version": 1, "live": True, "deployed_at": 0,
-        "app_tags": {"env": "dev", "recipe": RECIPE}}
+        "app_tags": {"env": "dev", "recipe": RECIPE, "role": "server", "commit": first["tag"]}}
     assert manifest(wire, "dev")["current"]["kind"] == "rollback"
 
     out = ok(wire_cli("try", "--env", "dev", *FOR_RECIPE))

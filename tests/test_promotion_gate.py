@@ -135,9 +135,11 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     assert (entry["commit"], entry["model_revision"]) == (staged.commit, staged.model_revision)
     perf = entry["performance"]
     assert perf["measured_on"] == "gate on staging" and perf["target_concurrency"] == 2 and perf["gpu_count"] == 2
+    # One prod replica as Modal bills it (infra/control/costs.py): 2 H100s, 4 cores, 16 GiB, × 1.75 in us-east.
+    assert perf["usd_per_replica_hour"] == pytest.approx((2 * 3.9492 + 4 * 0.04716 + 16 * 0.007992) * 1.75, abs=1e-4)
     assert perf["usd_per_million_output_tokens"] == pytest.approx(
-        3.95 * 2 / (perf["output_tokens_per_s"] * 3600) * 1e6, abs=1e-4)
-    ledger_lines = report.message.split("ledger (newest first):\n")[1].splitlines()
+        perf["usd_per_replica_hour"] / (perf["output_tokens_per_s"] * 3600) * 1e6, abs=1e-3)
+    ledger_lines = report.message.split("ledger (newest first;")[1].splitlines()[1:]
     assert ledger_lines[0].split()[:3] == ["release", "v", "how"]
     assert "promote from staging, gate passed" in ledger_lines[2] and ledger_lines[2].endswith("gate on staging")
 

@@ -23,7 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
-from infra.runtime import catalog, schedule
+from infra.runtime import schedule
 from infra.runtime.deployment import Scaling, Window
 from infra.runtime.model import RESOLVED
 from infra.runtime.schedule import Floor
@@ -249,7 +249,8 @@ def test_boundaries_merge_hours_of_one_zone_and_fire_at_exactly_the_same_instant
 
 
 def test_cost_business_hours_one_two_gpu_h100_replica():
-    """Mon-Fri 09:00-17:00 New York, one replica of 2 x H100 at the catalog's $3.95 per GPU-hour.
+    """Mon-Fri 09:00-17:00 New York, one replica of 2 x H100 at $3.95 per GPU-hour and nothing else (CPU and memory
+    rates set to 0, no region: infra/control/costs.py prices those; tests/test_costs.py checks them).
 
     By hand:
       week:        5 days x 8 h = 40 replica-hours -> x 2 GPUs = 80 GPU-hours -> x $3.95 = $316.00
@@ -258,15 +259,18 @@ def test_cost_business_hours_one_two_gpu_h100_replica():
       leaves every 09:00-17:00 at 8 hours): March 2-31 has 22 weekdays -> 176 replica-hours
       -> 352 GPU-hours -> $1,390.40; always-warm 720 h -> 1,440 GPU-hours -> $5,688.00.
     """
-    price = catalog.gpu_list_price("H100!")
-    assert price == 3.95
+    from infra.control import costs
+
+    gpus_only = costs.Rates(costs.TABLE, costs.TABLE_SOURCE, {"H100": (3.95, "test"), "cpu": (0.0, "test"),
+                                                              "memory": (0.0, "test")})
+    replica = costs.price(costs.Container("H100!", 2, 0.125, 128, None), gpus_only)
+    assert replica.usd == 7.9
     start = schedule.start_of_week(utc(2026, 3, 4, 12), NY)
     assert start == utc(2026, 3, 2, 5)  # Monday 00:00 EST
-    cost = schedule.warm_cost([business_hours()], BASE, gpu_count=2, gpu_hourly_usd=price, start=start)
+    cost = costs.scheduled(replica, [business_hours()], BASE, start)
     assert cost == {
         "from": "2026-03-02T05:00:00+00:00",
-        "gpu_count": 2,
-        "gpu_hourly_usd": 3.95,
+        "usd_per_replica_hour": 7.9,
         "peak_min_containers": 1,
         "per_week": {
             "scheduled": {"replica_hours": 40.0, "gpu_hours": 80.0, "usd": 316.0},
@@ -556,22 +560,27 @@ def test_laptop_and_scheduler_image_pin_the_same_cron_library():
 
 
 def _example_cost_table() -> str:
-    """docs/schedule.md's cost table, from the code: the example prod schedule for each recipe's GPUs."""
+    """docs/schedule.md's cost table, from the code: the example prod schedule for each recipe, each replica priced
+    by prod's cost model (infra/control/costs.py: GPUs, CPU and memory at the offline table, x 1.75 in us-east)."""
+    from infra.control import costs, plan
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
     from infra.runtime.recipes import RECIPES
 
     windows = [W("business-hours", "0 8 * * MON-FRI", "0 18 * * MON-FRI", NY, min_containers=1)]
     base = Scaling(min_containers=0, max_containers=4)
     start = schedule.start_of_week(utc(2026, 3, 4), NY)
     rows = [
-        "| recipe | GPUs | per week: scheduled / always-warm | per 30 days: scheduled / always-warm |",
+        "| recipe | replica | per week: scheduled / always-warm | per 30 days: scheduled / always-warm |",
         "|---|---|---|---|",
     ]
     for name, recipe in RECIPES.items():
         gpu_type, gpu_count = recipe.gpu_type, recipe.gpu_count
-        c = schedule.warm_cost(windows, base, gpu_count=gpu_count, gpu_hourly_usd=catalog.gpu_list_price(gpu_type), start=start)
+        replica = plan.replica_cost(resolve(load_settings("prod"), name), costs.Rates(costs.TABLE, costs.TABLE_SOURCE))
+        c = costs.scheduled(replica, windows, base, start)
         week, month = c["per_week"], c["per_30_days"]
         rows.append(
-            f"| `{name}` | {gpu_count}×{gpu_type.rstrip('!')} "
+            f"| `{name}` | {gpu_count}×{gpu_type.rstrip('!')}, ${replica.usd:,.2f}/h "
             f"| {week['scheduled']['gpu_hours']:g} GPU-h, ${week['scheduled']['usd']:,.2f} / "
             f"{week['always_warm']['gpu_hours']:g} GPU-h, ${week['always_warm']['usd']:,.2f} "
             f"| {month['scheduled']['gpu_hours']:g} GPU-h, ${month['scheduled']['usd']:,.2f} / "

@@ -127,17 +127,19 @@ def test_scale_says_when_the_schedule_next_overrides_it(world):
 
 
 def test_plan_prices_the_schedule_beside_always_warm():
-    """Business hours, Mon-Fri 08:00-18:00 New York, one 2xH100 replica at $3.95/GPU-hour: 50 h a week x 2 GPUs =
-    100 GPU-hours = $395.00, against 168 x 2 = 336 GPU-hours = $1,327.20 always warm. The 30 days from Monday
-    2026-03-02 hold 22 weekdays (440 GPU-hours, $1,738.00; the clocks change on 8 March, which moves the window in
-    UTC, not its length) against 720 x 2 = 1440 GPU-hours, $5,688.00."""
+    """Business hours, Mon-Fri 08:00-18:00 New York, one 2xH100 replica in us-east at $14.376096/h (its GPUs, CPU and
+    memory at the offline table, x 1.75: tests/test_costs.py): 50 replica-hours a week = 100 GPU-hours = $718.80,
+    against 168 h = 336 GPU-hours = $2,415.18 always warm. The 30 days from Monday 2026-03-02 hold 22 weekdays
+    (220 h, 440 GPU-hours, $3,162.74; the clocks change on 8 March, which moves the window in UTC, not its length)
+    against 720 h = 1440 GPU-hours, $10,350.79."""
     s = load_settings("prod", overrides=parse_overrides([BUSINESS_HOURS.replace("min_containers=2", "min_containers=1"),
                                                          "scaling.min_containers=0"]))
     d = resolve(s, RECIPE)
     cost = plan.schedule_plan(s, d, now=datetime(2026, 3, 4, 12, tzinfo=UTC))["cost"]
-    assert cost["per_week"] == {"scheduled": {"replica_hours": 50.0, "gpu_hours": 100.0, "usd": 395.0},
-                                "always_warm": {"replica_hours": 168.0, "gpu_hours": 336.0, "usd": 1327.2}}
-    assert (cost["per_30_days"]["scheduled"]["usd"], cost["per_30_days"]["always_warm"]["usd"]) == (1738.0, 5688.0)
+    assert cost["per_week"] == {"scheduled": {"replica_hours": 50.0, "gpu_hours": 100.0, "usd": 718.8},
+                                "always_warm": {"replica_hours": 168.0, "gpu_hours": 336.0, "usd": 2415.18}}
+    assert (cost["per_30_days"]["scheduled"]["usd"], cost["per_30_days"]["always_warm"]["usd"]) == (3162.74, 10350.79)
+    assert cost["usd_per_replica_hour"] == 14.3761
     p = plan.plan_for(s, d)
     assert p["schedule"]["triggers"] == [{"cron": "0 8,18 * * MON-FRI", "timezone": "America/New_York",
                                           "events": ["business-hours start", "business-hours end"]}]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 
+from infra.control import gitinfo
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings
+from infra.runtime.current import COMMIT_TAG_VARIABLE
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE
-from infra.runtime.errors import ConfigError
+from infra.runtime.errors import ConfigError, UserError
 
 settings = load_settings()
 names = settings.selected_recipes()
@@ -22,6 +24,10 @@ if len(names) != 1:
     raise ConfigError(f"environment '{settings.env}' serves {len(names)} recipes ({', '.join(names)}); "
                       "choose one with INFRA_RECIPE")
 os.environ[DEPLOYMENT_VARIABLE] = resolve(settings, names[0]).to_json()
+try:
+    os.environ[COMMIT_TAG_VARIABLE] = gitinfo.read().tag  # the server App's `commit` tag, as `invoke deploy` sets it
+except UserError:
+    pass  # not a git checkout: the App goes untagged by commit (the bill is still attributed by time)
 
 from infra.runtime.app import app  # noqa: E402  (defined for the deployment set just above)
 

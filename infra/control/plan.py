@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from infra.control import objectives, revisions, sglang_flags
+from infra.control import costs, objectives, revisions, sglang_flags
 from infra.control.resolve import gate_for
 from infra.control.settings import Settings
 from infra.control.state import StageState
-from infra.runtime import catalog, kernels, schedule, sglang_args, spec
+from infra.runtime import kernels, schedule, sglang_args, spec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment, Scaling, Window
 from infra.runtime.model import RESOLVED
 from infra.runtime.recipes.base import COMMIT_RE
 from infra.runtime.secrets import local_credentials
 
-HOURS_PER_30_DAYS = 24 * 30
 DEEPGEMM_COLD_SECONDS = 30 * 60  # "tens of minutes" to JIT-compile on a cold kernel cache
 DEEPGEMM_CACHED_SECONDS = 5.0  # loading compiled kernels
 COMPILE_CACHE_RESTORE_SECONDS = 1.0  # measured 0.08 s for 54 MB; rounded up for real models' larger trees
@@ -29,23 +28,37 @@ WARMUP_REQUEST_SECONDS = 0.5  # measured 0.27-0.48 s per 64-token warm-up reques
 SNAPSHOT_RESTORE_SECONDS = 20.0
 
 
-def gpu_price(settings: Settings, gpu_type: str) -> float:
-    return settings.costs.gpu_hourly_usd.get(gpu_type, catalog.gpu_list_price(gpu_type))
+def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:
+    """One server container per hour, priced from the very options Modal receives (infra/runtime/spec.py)."""
+    return costs.price(costs.Container.of(spec.server(d)), rates)
 
 
-def standing_cost(settings: Settings, d: Deployment) -> dict:
-    """What the warm replicas cost even when nobody calls them."""
-    price = gpu_price(settings, d.recipe.gpu_type)
-    warm_gpus = d.scaling.min_containers * d.recipe.gpu_count
-    return {
-        "gpu_hourly_usd": price,
-        "warm_replicas": d.scaling.min_containers,
-        "warm_gpus": warm_gpus,
-        "gpu_hours_per_hour": warm_gpus,
-        "gpu_hours_per_30_days": warm_gpus * HOURS_PER_30_DAYS,
-        "usd_per_hour": round(warm_gpus * price, 2),
-        "usd_per_30_days": round(warm_gpus * price * HOURS_PER_30_DAYS, 2),
+def cost_plan(settings: Settings, d: Deployment, cold: dict, rates: costs.Rates | None = None) -> dict:
+    """What this deployment costs: a replica per hour (its parts, the region multiplier, each rate's source), the
+    warm replicas' standing cost, one compile job, and the promotion gate's measurement."""
+    rates = rates or costs.rates_for(settings.costs)
+    replica = replica_cost(d, rates)
+    compile_job = costs.price(costs.Container.of(spec.jobs(d)["compile_kernels"]), rates)
+    gate = gate_for(settings, d.recipe.name)
+    out = {
+        "rates": rates.to_dict(),
+        "replica": replica.to_dict(),
+        "standing": costs.standing(replica, d.scaling.min_containers),
+        "compile_job": costs.job(compile_job, cold["uncached_estimate_seconds"],
+                                 "a start that compiles every kernel (the cold start without the compile caches), "
+                                 "once per change of the kernel key"),
+        "gate_measurement": None,
     }
+    if gate.enabled:
+        w, target = d.recipe.gate_workload, d.recipe.target_concurrency
+        targets = objectives.resolve(gate, target)
+        seconds = costs.gate_seconds(targets, objectives.levels(targets, target), requests=w.requests,
+                                     warmup_rounds=w.warmup_rounds, max_tokens=w.max_tokens)
+        out["gate_measurement"] = costs.job(
+            replica, seconds, f"{w.requests} requests per level at the objectives' TTFT and TPOT limits, on the "
+            f"source environment's replica (priced at this one's); plus a cold start where the source keeps none warm"
+            if seconds is not None else "unknown: a measured level has no ttft_p90_ms and tpot_p50_ms objective")
+    return out
 
 
 def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
@@ -135,7 +148,7 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
     return out
 
 
-def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None) -> dict | None:
+def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None, rates: costs.Rates | None = None) -> dict | None:
     """The warm-capacity schedule: its windows, the cron triggers that apply it, and what it costs.
 
     The cost covers the week (and the 30 days) from the Monday of this week in the first
@@ -147,8 +160,7 @@ def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None
         return None
     now = now or datetime.now(UTC)
     start = schedule.start_of_week(now, windows[0].timezone)
-    cost = schedule.warm_cost(windows, d.scaling, gpu_count=d.recipe.gpu_count,
-                              gpu_hourly_usd=gpu_price(settings, d.recipe.gpu_type), start=start)
+    cost = costs.scheduled(replica_cost(d, rates or costs.rates_for(settings.costs)), windows, d.scaling, start)
     return {
         "windows": [w.model_dump() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)} for w in windows],
         "overlaps": "the highest floor wins, field by field",
@@ -163,6 +175,7 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
     state = state or StageState(d.env, d.recipe.name)
     resolved = revisions.recorded(state)
     cold = cold_start(settings, d, state)
+    rates = costs.rates_for(settings.costs)
     r = d.recipe
 
     def model(repo: str | None, revision: str | None) -> dict | None:
@@ -202,8 +215,8 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
             "public": not d.auth.proxy_auth,
             "auth": "Modal proxy auth: send Modal-Key / Modal-Secret" if d.auth.proxy_auth else "none",
         },
-        "cost": standing_cost(settings, d),
-        "schedule": schedule_plan(settings, d),
+        "cost": cost_plan(settings, d, cold, rates),
+        "schedule": schedule_plan(settings, d, rates=rates),
         # What a promotion into this environment must measure (infra/control/objectives.py, infra/perf/gate.py).
         "gate": objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
         "cold_start": cold,
@@ -255,11 +268,7 @@ def render(plans: list[dict]) -> str:
             lines.append("Snapshots      enable_memory_snapshot=True, experimental enable_gpu_snapshot (alpha)")
         for name, job in jobs.items():
             lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout {job['timeout']} s")
-        c = p["cost"]
-        lines.append(
-            f"Standing cost  {c['warm_gpus']} warm GPU(s) × ${c['gpu_hourly_usd']:.2f}/h = ${c['usd_per_hour']:.2f}/h, "
-            f"{c['gpu_hours_per_30_days']:g} GPU-hours and ${c['usd_per_30_days']:,.2f} per 30 days"
-        )
+        lines += _cost_lines(p["cost"])
         lines += _schedule_lines(p["schedule"])
         lines += _gate(p["gate"])
         cold = p["cold_start"]
@@ -311,6 +320,26 @@ def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]
                      f"{a['gpu_hours']:g} GPU-hours ${a['usd']:,.2f} always warm at {c['peak_min_containers']} "
                      f"replica(s)")
     return lines
+def _cost_lines(c: dict) -> list[str]:
+    """A replica's price part by part with the multiplier, each figure's source, and what warm replicas and jobs cost."""
+    st = c["standing"]
+    overrides = "; ".join(f"{res} ${o['usd_per_hour']:g}/h from {o['setting']}" for res, o in c["rates"]["overrides"].items())
+    lines = [
+        f"Cost           per replica: {costs.describe(c['replica'])}",
+        f"               rates: {c['rates']['source']}" + (f"; overridden: {overrides}" if overrides else "")
+        + f"; region multiplier: {c['replica']['region']['source']}",
+        f"Standing cost  {st['warm_replicas']} warm replica(s) = ${st['usd_per_hour']:,.2f}/h, "
+        f"{st['gpu_hours_per_30_days']:g} GPU-hours and ${st['usd_per_30_days']:,.2f} per 30 days",
+    ]
+    for label, key in (("Compile job", "compile_job"), ("Gate measure", "gate_measurement")):
+        if (j := c[key]) is not None:
+            shown = f"~{j['seconds']:g} s ≈ ${j['usd']:,.2f}" if j["usd"] is not None else "unknown"
+            lines.append(f"{label:<15}{shown} at ${j['usd_per_hour']:,.2f}/h ({j['container']}"
+                         + (f", × {j['region_multiplier']:g}" if j["region_multiplier"] != 1 else ", no region multiplier")
+                         + f"): {j['basis']}")
+    return lines
+
+
 def _gate(gate: dict) -> list[str]:
     first, *rest = objectives.describe_plan(gate)
     return [f"Gate           {first.removeprefix('gate: ')}", *(f"               {line.strip()}" for line in rest)]

@@ -27,7 +27,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -35,6 +35,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from infra.control import costs
 from infra.control.objectives import Gate, GateOverrides
 from infra.runtime import catalog
 from infra.runtime.deployment import Auth, Caches, ModalTarget, Placement, Scaling, Secrets, Server
@@ -47,7 +48,8 @@ from infra.runtime.secrets import plain, shown
 ENV_PREFIX = "INFRA_"
 ENV_DELIMITER = "__"
 # Variables with our prefix that are not settings: they select what to load.
-SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR", "INFRA_REMOTE"}
+SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR", "INFRA_REMOTE",
+                      "INFRA_COMMIT_TAG"}
 # Settings chosen on the command line, never by --set or a variable: they pick the file to read.
 SELECTORS = {"env": "--env (or INFRA_ENV)", "recipe": "--recipe (or INFRA_RECIPE)"}
 
@@ -70,7 +72,14 @@ def known_environments() -> list[str]:
 
 
 class Costs(Frozen):
-    gpu_hourly_usd: dict[str, float] = Field(default_factory=dict, description="overrides catalog list prices")
+    """Rates that win over Modal's (live or the offline table: infra/control/costs.py), and how far a bill may stray."""
+
+    gpu_hourly_usd: dict[str, float] = Field(
+        default_factory=dict, description="USD per GPU-hour by GPU type, e.g. a negotiated rate (over live and table)")
+    rates: dict[str, float] = Field(
+        default_factory=dict, description="USD per unit-hour by resource: cpu (per core), memory (per GiB), a GPU type")
+    mismatch_margin: float = Field(
+        default=0.15, gt=0, le=10, description="`status --cost` warns when billed and estimated differ by more")
 
     @field_validator("gpu_hourly_usd")
     @classmethod
@@ -78,8 +87,28 @@ class Costs(Frozen):
         for gpu, price in v.items():
             catalog.check_gpu(gpu)
             if price < 0:
-                raise ValueError(f"price for {gpu} is negative")
+                raise ValueError(f"price for {gpu} is negative; allowed: a rate of 0 or more")
         return v
+
+    @field_validator("rates")
+    @classmethod
+    def _known_resources(cls, v: dict[str, float]) -> dict[str, float]:
+        seen: dict[str, str] = {}
+        for name, price in v.items():
+            resource = costs.check_resource(name)
+            if price < 0:
+                raise ValueError(f"rate for {name} is negative; allowed: a rate of 0 or more")
+            if resource in seen:
+                raise ValueError(f"{seen[resource]} and {name} both price {resource}; allowed: one of them")
+            seen[resource] = name
+        return v
+
+    @model_validator(mode="after")
+    def _each_gpu_priced_once(self) -> Costs:
+        both = sorted({costs.gpu_resource(g) for g in self.gpu_hourly_usd} & {costs.check_resource(r) for r in self.rates})
+        if both:
+            raise ValueError(f"{both[0]} is priced by both gpu_hourly_usd and rates; allowed: one of them")
+        return self
 
 
 class ColdStart(Frozen):
@@ -114,8 +143,8 @@ class Release(Frozen):
 
 # The recipe fields an environment may change under [recipes."<name>"]: each is checked by the recipe's own
 # field (its type, bounds and checks), so adding a knob is adding its name here.
-RECIPE_KNOBS = ("model", "gated", "model_revision", "gpu_type", "gpu_count", "tp_size", "target_concurrency",
-                "readiness_timeout", "startup_timeout", "compute_region", "routing_region")
+RECIPE_KNOBS = ("model", "gated", "model_revision", "gpu_type", "gpu_count", "tp_size", "cpu", "memory",
+                "target_concurrency", "readiness_timeout", "startup_timeout", "compute_region", "routing_region")
 
 
 def _optional(name: str) -> tuple[Any, Any]:

@@ -11,14 +11,17 @@ reports without their per-request records (`compact`):
   it went live (the gate's `record_baseline`), when that was done.
 
 From either, `performance` summarises a release in a few figures and prices its
-output: a replica's GPUs cost `gpu_hourly_usd × gpu_count` per hour and, at the
-recipe's target concurrency (what Modal routes to one replica), produce the
-measured total output tokens/s, so
+output: a replica costs `hourly_usd` (infra/control/costs.py: its GPUs, CPU and memory
+at their rates, times its region's multiplier, as Modal bills it) and, at the recipe's
+target concurrency (what Modal routes to one replica), produces the measured total
+output tokens/s, so
 
-    USD per million output tokens = gpu_hourly_usd × gpu_count / (tokens/s × 3600) × 10⁶.
+    USD per million output tokens = hourly_usd / (tokens/s × 3600) × 10⁶.
 
 That is the price of a busy replica; idle warm replicas cost more per token
-(`plan` shows their standing cost). `compare_releases` puts two recorded
+(`plan` shows their standing cost). `bill` sets what Modal billed for each release
+(its billing report, read by `invoke status --cost`) beside that estimate, and prices
+the tokens at the billed hourly cost too. `compare_releases` puts two recorded
 releases through `infra.perf.bench.compare`, as `invoke bench --compare` does two files.
 
 Releases are read as mappings (the manifest's JSON) or as Release objects: the
@@ -30,12 +33,18 @@ from __future__ import annotations
 import copy
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
+from infra.control import costs
 from infra.control.objectives import METRICS
 from infra.perf import bench
+from infra.runtime import schedule
+from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 
 # infra/releases.new_release_id: r<UTC date>-<UTC time>-<6 hex> (tests/test_ledger.py keeps the two in step).
@@ -89,19 +98,35 @@ def hardware_of(release: Any) -> tuple[str, int, int]:
     before that change keep the flat layout (`deployment.gpu_type`, `recipe` a name), and the ledger reads
     a whole history, so both are read.
     """
-    d = release_field(release, "deployment") or {}
-    r = d["recipe"] if isinstance(d.get("recipe"), Mapping) else d
+    r = _recipe_of(release)
     return r["gpu_type"], int(r["gpu_count"]), int(r["target_concurrency"])
+
+
+def container_of(release: Any) -> costs.Container:
+    """What Modal billed one of the release's server containers for: its GPUs, CPU and memory requests (absent in
+    releases recorded before recipes made them: Modal's defaults, which is what those deployed) and its region."""
+    d = release_field(release, "deployment") or {}
+    r = _recipe_of(release)
+    region = (d.get("placement") or {}).get("compute_region") if isinstance(d.get("placement"), Mapping) \
+        else d.get("compute_region")
+    return costs.Container.of({"gpu": f"{r['gpu_type']}:{int(r['gpu_count'])}", "cpu": r.get("cpu"),
+                               "memory": r.get("memory"), "compute_region": region})
+
+
+def _recipe_of(release: Any) -> Mapping[str, Any]:
+    d = release_field(release, "deployment") or {}
+    return d["recipe"] if isinstance(d.get("recipe"), Mapping) else d
 
 
 # ---------------------------------------------------------------- cost and summary
 
 
-def cost_per_million_output_tokens(output_tokens_per_s: float | None, *, gpu_hourly_usd: float, gpu_count: int) -> float | None:
-    """USD per 10⁶ output tokens for a replica producing this many tokens/s; None without throughput."""
+def cost_per_million_output_tokens(output_tokens_per_s: float | None, *, hourly_usd: float) -> float | None:
+    """USD per 10⁶ output tokens for a replica costing `hourly_usd` and producing this many tokens/s; None without
+    throughput."""
     if not output_tokens_per_s or output_tokens_per_s <= 0:
         return None
-    return gpu_hourly_usd * gpu_count / (output_tokens_per_s * SECONDS_PER_HOUR) * 1e6
+    return hourly_usd / (output_tokens_per_s * SECONDS_PER_HOUR) * 1e6
 
 
 @dataclass(frozen=True)
@@ -119,9 +144,15 @@ class Performance:
     created: str | None
     target_concurrency: int
     levels: tuple[LevelFigures, ...]
-    gpu_type: str
-    gpu_count: int
-    gpu_hourly_usd: float
+    hourly: costs.Hourly  # one replica per hour, as Modal bills it
+
+    @property
+    def gpu_type(self) -> str | None:
+        return self.hourly.container.gpu_type
+
+    @property
+    def gpu_count(self) -> int:
+        return self.hourly.container.gpu_count
 
     def at(self, concurrency: int) -> LevelFigures | None:
         return next((lv for lv in self.levels if lv.concurrency == concurrency), None)
@@ -133,8 +164,7 @@ class Performance:
 
     @property
     def usd_per_million_output_tokens(self) -> float | None:
-        return cost_per_million_output_tokens(self.output_tokens_per_s, gpu_hourly_usd=self.gpu_hourly_usd,
-                                              gpu_count=self.gpu_count)
+        return cost_per_million_output_tokens(self.output_tokens_per_s, hourly_usd=self.hourly.usd)
 
     def value(self, metric: str, concurrency: int) -> float | None:
         lv = self.at(concurrency)
@@ -142,7 +172,7 @@ class Performance:
 
     def cost_text(self) -> str:
         usd = self.usd_per_million_output_tokens
-        hardware = f"{self.gpu_count}×{self.gpu_type} at ${self.gpu_hourly_usd:.2f}/h"
+        hardware = f"{self.hourly.container.describe()} at ${self.hourly.usd:.2f}/h"
         return f"${usd:.2f} per 1M output tokens ({hardware})" if usd is not None else f"cost unknown ({hardware}, no throughput)"
 
     def line(self) -> str:
@@ -167,7 +197,8 @@ class Performance:
             "levels": [{"concurrency": lv.concurrency, "sent": lv.sent, **lv.values} for lv in self.levels],
             "gpu_type": self.gpu_type,
             "gpu_count": self.gpu_count,
-            "gpu_hourly_usd": self.gpu_hourly_usd,
+            "replica": self.hourly.to_dict(),
+            "usd_per_replica_hour": round(self.hourly.usd, 4),
             "output_tokens_per_s": self.output_tokens_per_s,
             "usd_per_million_output_tokens": _round(self.usd_per_million_output_tokens, 4),
         }
@@ -177,25 +208,25 @@ def _round(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def performance(measurement: dict, *, target_concurrency: int, gpu_type: str, gpu_count: int, gpu_hourly_usd: float,
+def performance(measurement: dict, *, target_concurrency: int, hourly: costs.Hourly,
                 measured_on: str | None = None) -> Performance:
-    """Summarise a bench report (full or compact). The price comes from the caller: settings' override or the catalog."""
+    """Summarise a bench report (full or compact), priced at `hourly`, one replica's cost (infra/control/costs.py)."""
     levels = tuple(
         LevelFigures(lv["concurrency"], lv["requests"]["sent"], {m: METRICS[m].read(lv) for m, _ in FIGURES})
         for lv in sorted(measurement["levels"], key=lambda lv: lv["concurrency"])
     )
     return Performance(measured_on or f"on {measured_where(measurement)}", measurement.get("created"), target_concurrency,
-                       levels, gpu_type, gpu_count, gpu_hourly_usd)
+                       levels, hourly)
 
 
-def priced(release: Any, gpu_hourly_usd: Callable[[str], float]) -> Performance | None:
-    """The release's measurement summarised and priced (`gpu_hourly_usd`: GPU type -> price), or None if unmeasured."""
+def priced(release: Any, rates: costs.Rates) -> Performance | None:
+    """The release's measurement summarised and priced at `rates` for the containers it ran, or None if unmeasured."""
     found = measurement_of(release)
     if found is None:
         return None
-    gpu_type, gpu_count, target_concurrency = hardware_of(release)
-    return performance(found[0], target_concurrency=target_concurrency, gpu_type=gpu_type, gpu_count=gpu_count,
-                       gpu_hourly_usd=gpu_hourly_usd(gpu_type), measured_on=found[1])
+    _, _, target_concurrency = hardware_of(release)
+    return performance(found[0], target_concurrency=target_concurrency,
+                       hourly=costs.price(container_of(release), rates), measured_on=found[1])
 
 
 # ---------------------------------------------------------------- the ledger of an environment
@@ -279,6 +310,201 @@ def render_table(rows: Iterable[tuple[Any, Performance | None]]) -> str:
                       perf.measured_on]
         body.append(cells)
     return bench._table(header, body, right={1, 9, 10, 11, 12, 13})
+
+
+# ---------------------------------------------------------------- what Modal billed, per release
+
+
+@dataclass(frozen=True)
+class Billed:
+    """One release's share of a period's bill, beside what the cost model expected of it."""
+
+    release_id: str
+    version: int | None
+    tag: str | None
+    live_hours: float  # the hours of the period this release was the live one
+    billed_usd: float
+    by_resource: Mapping[str, float]
+    replica: costs.Hourly  # one replica per hour at today's rates
+    warm_replica_hours: float  # what its warm floor kept running meanwhile
+    output_tokens_per_s: float | None  # measured at the target concurrency (its gate or its own measurement)
+
+    @property
+    def estimated_usd(self) -> float:
+        """The standing cost of its warm floor over those hours: what it costs when nobody calls it."""
+        return self.replica.usd * self.warm_replica_hours
+
+    @property
+    def billed_per_hour(self) -> float | None:
+        return self.billed_usd / self.live_hours if self.live_hours else None
+
+    @property
+    def difference(self) -> float | None:
+        """(billed - estimated) / estimated; None when nothing was estimated."""
+        return (self.billed_usd - self.estimated_usd) / self.estimated_usd if self.estimated_usd else None
+
+    @property
+    def usd_per_million_billed(self) -> float | None:
+        """$/1M output tokens at the measured throughput, with the billed hourly cost instead of the model's."""
+        per_hour = self.billed_per_hour
+        return cost_per_million_output_tokens(self.output_tokens_per_s, hourly_usd=per_hour) if per_hour else None
+
+    def to_dict(self) -> dict:
+        return {"release_id": self.release_id, "version": self.version, "tag": self.tag,
+                "live_hours": round(self.live_hours, 4), "billed_usd": round(self.billed_usd, 4),
+                "billed_by_resource": {k: round(v, 4) for k, v in sorted(self.by_resource.items())},
+                "estimated_usd": round(self.estimated_usd, 4), "warm_replica_hours": round(self.warm_replica_hours, 4),
+                "usd_per_replica_hour": round(self.replica.usd, 4),
+                "billed_usd_per_hour": _round(self.billed_per_hour, 4),
+                "difference": _round(self.difference, 4), "output_tokens_per_s": self.output_tokens_per_s,
+                "usd_per_million_output_tokens_billed": _round(self.usd_per_million_billed, 4)}
+
+
+@dataclass(frozen=True)
+class Bill:
+    """A period's bill for one recipe in one environment: per release, the jobs, and what no release explains."""
+
+    period: costs.Period
+    releases: tuple[Billed, ...]
+    jobs_usd: float  # the download and compile jobs' app
+    unattributed_usd: float  # server hours before the oldest release on record
+    margin: float
+    notes: tuple[str, ...]
+
+    @property
+    def billed_usd(self) -> float:
+        return sum(b.billed_usd for b in self.releases) + self.jobs_usd + self.unattributed_usd
+
+    def warnings(self) -> list[str]:
+        """Each release whose bill and estimate differ by more than the margin, and why that may be."""
+        out = []
+        for b in self.releases:
+            if b.difference is None:
+                if b.billed_usd >= 0.01:
+                    out.append(f"{b.release_id}: billed ${b.billed_usd:,.2f} where its warm floor was 0 (nothing "
+                               "estimated): all of it is usage, replicas Modal started for traffic")
+            elif abs(b.difference) > self.margin:
+                why = ("replicas beyond the warm floor for traffic, use above the cpu/memory requests, or rates above "
+                       "the model's" if b.difference > 0 else
+                       "fewer warm replicas than the floor (an `invoke scale` override), or rates below the model's")
+                out.append(f"{b.release_id}: billed ${b.billed_usd:,.2f} is {b.difference * 100:+.1f}% against the "
+                           f"estimated ${b.estimated_usd:,.2f}, beyond the {self.margin * 100:g}% margin "
+                           f"(costs.mismatch_margin): {why}")
+        return out
+
+    def lines(self) -> list[str]:
+        header = ["release", "v", "commit", "live h", "billed", "estimated", "diff", "billed $/h", "replica $/h",
+                  "tok/s @T", "$/1M out billed"]
+        body = [[b.release_id, f"v{b.version}" if b.version else "v?", b.tag or "-", f"{b.live_hours:.1f}",
+                 f"${b.billed_usd:,.2f}", f"${b.estimated_usd:,.2f}",
+                 "-" if b.difference is None else f"{b.difference * 100:+.1f}%",
+                 "-" if b.billed_per_hour is None else f"${b.billed_per_hour:,.2f}", f"${b.replica.usd:,.2f}",
+                 bench._num(b.output_tokens_per_s, 1, 1),
+                 "-" if b.usd_per_million_billed is None else f"${b.usd_per_million_billed:,.2f}"]
+                for b in self.releases]
+        out = [f"billed {self.period.describe()}: ${self.billed_usd:,.2f} (Modal's billing report, hourly, by the "
+               f"apps' tags; estimated: the warm floor at the model's hourly cost, margin {self.margin * 100:g}%)",
+               *bench._table(header, body, right={3, 4, 5, 6, 7, 8, 9, 10}).splitlines()]
+        if self.jobs_usd:
+            out.append(f"jobs app (download, compile): ${self.jobs_usd:,.2f}")
+        if self.unattributed_usd:
+            out.append(f"server hours before the oldest recorded release: ${self.unattributed_usd:,.2f}")
+        out += list(self.notes)
+        out += [f"WARNING: {w}" for w in self.warnings()]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"period": {"start": self.period.start.isoformat(), "end": self.period.end.isoformat()},
+                "billed_usd": round(self.billed_usd, 4), "releases": [b.to_dict() for b in self.releases],
+                "jobs_usd": round(self.jobs_usd, 4), "unattributed_usd": round(self.unattributed_usd, 4),
+                "margin": self.margin, "notes": list(self.notes), "warnings": self.warnings()}
+
+
+def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Period, *, env: str, recipe: str,
+         app_names: Iterable[str], rates: costs.Rates, margin: float, now: datetime) -> Bill:
+    """Modal's billing rows for one Modal Environment, attributed to one recipe's releases (newest first).
+
+    A row is the recipe's when its App carries the recipe's tags (infra/runtime/spec.py `tags`): the server's rows
+    go to the release that was live in that hour (each release runs from its deploy to the next one's; an hour that
+    holds a deploy is split by time), the jobs' rows are summed apart. The commit tag checks the attribution: a row
+    whose commit no release of its hour deployed is said. Rows of the recipe's apps without tags (deployed before
+    tags were set) cannot be attributed: when there are only such rows, that is an error.
+    """
+    history = list(history)
+    rows = list(rows)
+    ours = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe]
+    untagged = [r for r in rows if r.description in set(app_names) and not r.tags.get("recipe")]
+    if untagged and not ours:
+        raise costs.CostError(
+            f"Modal's billing report for {period.describe()} has {len(untagged)} row(s) of {env}/{recipe}'s apps and none "
+            f"carries its tags (env, recipe, role): they were deployed before the apps were tagged; deploy again "
+            f"(`invoke deploy --env {env} --recipe {recipe}`) and bill a period after it")
+    notes = [f"{len(untagged)} untagged row(s) of these apps (${sum(r.usd for r in untagged):,.2f}) left out: deployed "
+             "before the apps were tagged"] if untagged else []
+    windows = _live_windows(history, period, now)
+    shares: dict[int, list[float]] = {i: [0.0, 0.0] for i in range(len(history))}  # index -> [usd, hours]
+    resources: dict[int, dict[str, float]] = {i: {} for i in range(len(history))}
+    jobs = unattributed = 0.0
+    foreign_commits = 0
+    for row in ours:
+        if row.tags.get("role") == "jobs":
+            jobs += row.usd
+            continue
+        hour = (row.start, row.start + timedelta(hours=1))
+        overlaps = {i: _overlap(hour, w) for i, w in windows.items()}
+        overlaps = {i: o for i, o in overlaps.items() if o > 0}
+        if not overlaps:
+            unattributed += row.usd
+            continue
+        commit = row.tags.get("commit")
+        if commit and commit not in {release_field(history[i], "tag") for i in overlaps}:
+            foreign_commits += 1
+        total = sum(overlaps.values())
+        for i, o in overlaps.items():
+            shares[i][0] += row.usd * o / total
+            for name, usd in row.by_resource.items():
+                resources[i][name] = resources[i].get(name, 0.0) + usd * o / total
+    if foreign_commits:
+        notes.append(f"{foreign_commits} hour(s) billed under a commit tag no release of that hour recorded (a deploy "
+                     "outside `invoke deploy`?): attributed by time")
+    billed = []
+    for i, window in windows.items():
+        release = history[i]
+        perf = priced(release, rates)
+        billed.append(Billed(
+            release_field(release, "release_id") or "?", release_field(release, "version"), release_field(release, "tag"),
+            (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i][0], resources[i],
+            costs.price(container_of(release), rates), _warm_replica_hours(release, window),
+            perf.output_tokens_per_s if perf else None))
+    return Bill(period, tuple(billed), jobs, unattributed, margin, tuple(notes))
+
+
+def _live_windows(history: list[Any], period: costs.Period, now: datetime) -> dict[int, tuple[datetime, datetime]]:
+    """Release index -> the part of the period it was live in (newest first: each ran until the next newer one)."""
+    out = {}
+    until = now
+    for i, release in enumerate(history):
+        since = datetime.fromtimestamp(float(release_field(release, "deployed_at") or 0), UTC)
+        start, end = max(since, period.start), min(until, period.end)
+        if end > start:
+            out[i] = (start, end)
+        until = min(until, since)
+    return out
+
+
+def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> float:
+    return max(0.0, (min(a[1], b[1]) - max(a[0], b[0])).total_seconds())
+
+
+def _warm_replica_hours(release: Any, window: tuple[datetime, datetime]) -> float:
+    """Replica-hours its warm floor (min_containers, and its schedule's windows) kept up in `window`."""
+    try:
+        scaling = Deployment.read(release_field(release, "deployment")).scaling
+    except (ValidationError, TypeError):
+        d = release_field(release, "deployment") or {}
+        floor = int((d.get("scaling") or {}).get("min_containers", 0)) if isinstance(d.get("scaling"), Mapping) else 0
+        return floor * (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR
+    return schedule.warm_hours(scaling.schedule, scaling, window[0], window[1])
 
 
 # ---------------------------------------------------------------- bench --compare <release-id> <release-id>

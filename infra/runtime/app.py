@@ -41,7 +41,7 @@ deployment = current.deployment()
 current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
 recipe = deployment.recipe
 
-app = modal.App(**spec.modal_spec(deployment)["app"])
+app = modal.App(**spec.modal_spec(deployment, commit=current.commit_tag())["app"])
 
 BASE_URL = f"http://127.0.0.1:{deployment.server.port}"
 

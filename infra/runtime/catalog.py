@@ -1,53 +1,56 @@
-"""What Modal offers: GPU types, regions and the list prices we budget with.
+"""What Modal offers: GPU types and regions (prices are the laptop's: infra/control/costs.py).
 
 Settings validation checks names against these tables so that a typo fails on a
 laptop in milliseconds instead of on Modal after an image build. When Modal adds a
-GPU or a region, add it here (with its price) and nowhere else.
+GPU or a region, add it here, and its price to infra/control/costs.py.
 """
 
 from __future__ import annotations
 
-# Modal GPU type -> (memory in GB, list price in USD per GPU-hour).
-# Prices are Modal's published on-demand rates; environments can override them
-# (`[costs] gpu_hourly_usd`), e.g. with a negotiated rate.
-GPUS: dict[str, tuple[int, float]] = {
-    "T4": (16, 0.59),
-    "L4": (24, 0.80),
-    "A10": (24, 1.10),
-    "A10G": (24, 1.10),
-    "L40S": (48, 1.95),
-    "A100": (40, 2.10),
-    "A100-40GB": (40, 2.10),
-    "A100-80GB": (80, 2.50),
-    "RTX-PRO-6000": (96, 3.03),
+# Modal GPU type (the `gpu=` name) -> memory in GB.
+GPUS: dict[str, int] = {
+    "T4": 16,
+    "L4": 24,
+    "A10": 24,
+    "A10G": 24,
+    "L40S": 48,
+    "A100": 40,
+    "A100-40GB": 40,
+    "A100-80GB": 80,
+    "RTX-PRO-6000": 96,
     # "H100!" pins the H100: without the "!" Modal may upgrade the container to an
     # H200, which changes kernel shapes and invalidates the DeepGEMM cache.
-    "H100": (80, 3.95),
-    "H100!": (80, 3.95),
-    "H200": (141, 4.54),
-    "B200": (180, 6.25),
+    "H100": 80,
+    "H100!": 80,
+    "H200": 141,
+    "B200": 180,
 }
 
 MAX_GPUS_PER_CONTAINER = 8
 
-# Regions a container may be scheduled in (`compute_region`): Modal's broad and
-# narrow region names.
-COMPUTE_REGIONS: frozenset[str] = frozenset(
+# Regions a container may be scheduled in (`compute_region`). Modal's region-selection guide
+# (modal.com/docs/guide/region-selection, read 2026-12-01) sorts them into broad regions (e.g. `us`)
+# and narrow ones (e.g. `us-west`), which it prices differently (infra/control/costs.py).
+BROAD_REGIONS: frozenset[str] = frozenset({"us", "eu", "uk", "ap", "jp", "ca", "sa", "me", "mx", "af"})
+NARROW_REGIONS: frozenset[str] = frozenset(
     {
-        "us", "eu", "uk", "ap", "jp", "ca", "sa", "me", "mx", "af",
         "us-east", "us-central", "us-west",
         "eu-west", "eu-north", "eu-south",
         "ap-northeast", "ap-southeast", "ap-south", "ap-melbourne",
         "ca-east", "ca-west",
     }
 )
+COMPUTE_REGIONS: frozenset[str] = BROAD_REGIONS | NARROW_REGIONS
 
 # Regions Modal runs its low-latency Server proxies in (`routing_region`).
 ROUTING_REGIONS: frozenset[str] = frozenset({"us-east", "us-west", "eu-west", "ap-south"})
 
 
-def gpu_list_price(gpu_type: str) -> float:
-    return GPUS[gpu_type][1]
+def region_kind(region: str | None) -> str:
+    """"none" (Modal places the container anywhere), "broad" or "narrow": what the region multiplier depends on."""
+    if region is None:
+        return "none"
+    return "broad" if region in BROAD_REGIONS else "narrow"
 
 
 # The rules, in one place: settings validators call these, and nothing re-checks them.

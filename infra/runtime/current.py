@@ -16,6 +16,10 @@ import os
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.errors import ConfigError
 
+# The git tag a deploy is deploying (`git-<sha>[-dirty]`), set by the deploying side for the import of
+# infra/runtime/app.py alone: the server App's `commit` tag (infra/runtime/spec.py `tags`). Containers never see it.
+COMMIT_TAG_VARIABLE = "INFRA_COMMIT_TAG"
+
 
 def deployment(environ: dict[str, str] | None = None) -> Deployment:
     """The deployment this process is about, from INFRA_DEPLOYMENT."""
@@ -27,6 +31,12 @@ def deployment(environ: dict[str, str] | None = None) -> Deployment:
             "Modal's CLI through `INFRA_ENV=ENV INFRA_RECIPE=R modal deploy -m infra.control.modal_entry --env ENV`"
         )
     return Deployment.from_json(baked)
+
+
+def commit_tag(environ: dict[str, str] | None = None) -> str | None:
+    """The git tag being deployed, where this import is a deploy's (None in containers and ephemeral runs)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(COMMIT_TAG_VARIABLE) or None
 
 
 def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bool) -> None:

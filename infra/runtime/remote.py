@@ -26,10 +26,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from infra.runtime import modal_rpc
+from infra.runtime.current import COMMIT_TAG_VARIABLE
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.errors import UserError
 from infra.runtime.spec import SERVER_NAME
@@ -56,6 +58,8 @@ class Remote(Protocol):
     def release_lock(self, environment: str, name: str, holder: str) -> None: ...
     def secret_exists(self, environment: str, name: str) -> bool: ...
     def ephemeral(self, d: Deployment) -> contextlib.AbstractContextManager[str]: ...
+    def billing_rates(self) -> dict: ...
+    def billing_report(self, environment: str, start: datetime, end: datetime, tag_names: Sequence[str]) -> list[dict]: ...
 
 
 class MissingCredentials(UserError):
@@ -106,6 +110,24 @@ def probe(host: str, port: int, timeout: float) -> None:
         raise TimeoutError(f"no answer within {timeout:g} s")
     if done["error"] is not None:
         raise done["error"]
+
+
+class BillingUnavailable(UserError):
+    """Modal would not give this workspace's rates or bill (a plan or role without billing access, a missing
+    Environment): one line, so a caller can carry on without them where it may."""
+
+
+@contextlib.contextmanager
+def _billing_problems_explained(what: str) -> Iterator[None]:
+    """Modal's refusals of a billing call, as `BillingUnavailable`; refused credentials stay `MissingCredentials`."""
+    import modal
+
+    try:
+        yield
+    except modal.exception.AuthError:
+        raise
+    except modal.exception.Error as err:
+        raise BillingUnavailable(f"Modal did not give {what}: {type(err).__name__}: {err}") from None
 
 
 @contextlib.contextmanager
@@ -176,11 +198,15 @@ def _modal_output() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _module_for(module: str, d: Deployment) -> Iterator[object]:
-    """Import infra.runtime.app / infra.runtime.jobs for exactly this deployment, as the container will."""
-    saved = {k: os.environ.get(k) for k in (DEPLOYMENT_VARIABLE, "MODAL_ENVIRONMENT")}
+def _module_for(module: str, d: Deployment, commit: str | None = None) -> Iterator[object]:
+    """Import infra.runtime.app / infra.runtime.jobs for exactly this deployment, as the container will
+    (and, for a deploy, with the git tag it deploys: the server App's `commit` tag)."""
+    saved = {k: os.environ.get(k) for k in (DEPLOYMENT_VARIABLE, "MODAL_ENVIRONMENT", COMMIT_TAG_VARIABLE)}
     os.environ[DEPLOYMENT_VARIABLE] = d.to_json()
     os.environ["MODAL_ENVIRONMENT"] = d.modal.environment
+    os.environ.pop(COMMIT_TAG_VARIABLE, None)
+    if commit:
+        os.environ[COMMIT_TAG_VARIABLE] = commit
     sys.modules.pop(module, None)
     try:
         yield importlib.import_module(module)
@@ -249,7 +275,7 @@ class ModalRemote:
     def deploy(self, d: Deployment, tag: str) -> dict:
         """Deploy; `changed` is False when Modal skipped it because nothing changed (the version is then the one live)."""
         before = self._latest_version(d)
-        with _module_for("infra.runtime.app", d) as module, _modal_output():
+        with _module_for("infra.runtime.app", d, commit=tag) as module, _modal_output():
             module.app.deploy(environment_name=d.modal.environment, tag=tag)
             url = module.SGLangServer.get_url()
             app_id = module.app.app_id
@@ -383,6 +409,39 @@ class ModalRemote:
             return True
         except modal.exception.NotFoundError:
             return False
+
+    @_explained
+    def billing_rates(self) -> dict:
+        """The workspace's current rates, as Modal answers them: {"workspace", "rates": {name: decimal text}}.
+
+        `modal.Workspace.from_context().billing.rates()` (modal 1.6.4, the WorkspaceBillingRates RPC). The names and
+        their units are Modal's and "subject to change"; infra/control/costs.py reads them. Deprecated names are
+        left out, as the SDK's own mapping leaves them out of iteration.
+        """
+        import modal
+
+        with _billing_problems_explained("the workspace's billing rates"):
+            workspace = modal.Workspace.from_context()
+            rates = workspace.billing.rates()
+            return {"workspace": workspace.name, "rates": {name: str(rates[name]) for name in rates}}
+
+    @_explained
+    def billing_report(self, environment: str, start: datetime, end: datetime, tag_names: Sequence[str]) -> list[dict]:
+        """What Modal billed in one Modal Environment from `start` to `end` (UTC, whole hours), per object and hour.
+
+        `modal.Environment.from_name(environment).billing.report(...)` (the WorkspaceBillingReport RPC, filtered to
+        the Environment): one row per object and hour with its cost, its cost by resource and the object's tags
+        among `tag_names`. Costs are decimal text, as Modal sends them; the hour as epoch seconds.
+        """
+        import modal
+
+        with _billing_problems_explained(f"the billing report of Modal Environment '{environment}'"):
+            items = modal.Environment.from_name(environment).billing.report(
+                start=start, end=end, resolution="h", tag_names=list(tag_names))
+        return [{"object_id": item.object_id, "description": item.description, "environment": item.environment_name,
+                 "interval_start": item.interval_start.timestamp(), "cost": str(item.cost),
+                 "cost_by_resource": {k: str(v) for k, v in item.cost_by_resource.items()}, "tags": dict(item.tags)}
+                for item in items]
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:

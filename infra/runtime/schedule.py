@@ -4,7 +4,8 @@ Prod keeps warm replicas so that no user waits for a cold start, but users sleep
 schedule keeps them warm only while they are needed. This module decides, for any
 instant, which floor (`min_containers`, `max_containers`, `buffer_containers`) is in
 force and why, when it next changes, which cron triggers Modal must fire to apply it,
-and what it costs. It is pure: nothing here talks to Modal.
+and how many warm replica-hours it keeps (infra/control/costs.py prices them). It is pure:
+nothing here talks to Modal.
 
 Window shape (after KEDA's cron scaler, the precedent platform engineers know): each
 window has a `start` and an `end` cron expression, an IANA `timezone` both are read in,
@@ -53,8 +54,6 @@ HORIZON = timedelta(days=366)
 # A cron trigger that arrives this much before a boundary (clock skew between Modal's
 # scheduler and the container) applies that boundary's floor rather than the old one.
 EARLY_TRIGGER = timedelta(seconds=30)
-HOURS_PER_WEEK = 7 * 24
-HOURS_PER_30_DAYS = 30 * 24
 BASE_CAUSE = "base scaling"
 EXAMPLE_CRON = "0 8 * * MON-FRI"
 
@@ -256,7 +255,7 @@ def who_set(
     return "override"
 
 
-# ---------------------------------------------------------------------------- cost
+# ---------------------------------------------------------------------------- warm hours
 
 
 def warm_hours(windows: Sequence[Window], base: Scaling, start: datetime, end: datetime) -> float:
@@ -264,7 +263,7 @@ def warm_hours(windows: Sequence[Window], base: Scaling, start: datetime, end: d
 
     Only `min_containers` counts: buffer containers run only while the server has traffic
     (Modal: "the size of the buffer to maintain while the Function is active"), so they are
-    not a standing cost, the same basis as plan's `standing_cost`.
+    not a standing cost, the same basis as the standing cost of infra/control/costs.py.
     """
     _require_aware(start)
     total = timedelta(0)
@@ -274,35 +273,6 @@ def warm_hours(windows: Sequence[Window], base: Scaling, start: datetime, end: d
         floor, since = change.floor, change.when
     total += (end - since) * floor.min_containers
     return total.total_seconds() / 3600
-
-
-def warm_cost(
-    windows: Sequence[Window], base: Scaling, *, gpu_count: int, gpu_hourly_usd: float, start: datetime
-) -> dict[str, Any]:
-    """Warm GPU-hours and dollars for the 7 days and the 30 days from `start`, under the schedule and always-warm.
-
-    Always-warm is the schedule's highest `min_containers` held around the clock: what the
-    same warm capacity costs without a schedule. The periods are absolute time (30 days is
-    720 hours even across a daylight-saving change), integrated exactly in each window's
-    zone. For a stable `plan`, pass a fixed instant such as `start_of_week(...)`.
-    """
-    peak = max([base.min_containers, *(w.min_containers for w in windows)])
-
-    def figures(replica_hours: float) -> dict[str, float]:
-        gpu_hours = replica_hours * gpu_count
-        return {"replica_hours": round(replica_hours, 4), "gpu_hours": round(gpu_hours, 4),
-                "usd": round(gpu_hours * gpu_hourly_usd, 2)}
-
-    out: dict[str, Any] = {
-        "from": start.astimezone(UTC).isoformat(),
-        "gpu_count": gpu_count,
-        "gpu_hourly_usd": gpu_hourly_usd,
-        "peak_min_containers": peak,
-    }
-    for label, hours in (("per_week", HOURS_PER_WEEK), ("per_30_days", HOURS_PER_30_DAYS)):
-        scheduled = warm_hours(windows, base, start, start + timedelta(hours=hours))
-        out[label] = {"scheduled": figures(scheduled), "always_warm": figures(float(peak * hours))}
-    return out
 
 
 def start_of_week(instant: datetime, tz: str = "UTC") -> datetime:

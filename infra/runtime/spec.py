@@ -38,19 +38,31 @@ SCHEDULER_TIMEOUT = 120  # seconds: one autoscaler update
 SCHEDULER_RETRIES = 3  # a boundary missed because of a transient error is retried, not skipped
 
 
-def modal_spec(d: Deployment) -> dict[str, Any]:
-    """Everything Modal receives for this deployment: the server's app (with its scheduler) and the jobs' app."""
+def modal_spec(d: Deployment, commit: str | None = None) -> dict[str, Any]:
+    """Everything Modal receives for this deployment: the server's app (with its scheduler) and the jobs' app.
+
+    `commit` is the git tag being deployed (`git-<sha>[-dirty]`, infra/control/gitinfo.py), known only when a
+    deploy imports the app (infra/runtime/current.commit_tag); `plan` shows the spec without it."""
     return {
-        "app": {"name": d.app_name, "tags": tags(d)},
+        "app": {"name": d.app_name, "tags": tags(d, "server", commit)},
         "server": server(d),
         "scheduler": scheduler(d),
-        "jobs_app": {"name": d.jobs_app_name, "tags": tags(d)},
+        "jobs_app": {"name": d.jobs_app_name, "tags": tags(d, "jobs")},
         "jobs": jobs(d),
     }
 
 
-def tags(d: Deployment) -> dict[str, str]:
-    return {"env": d.env, "recipe": d.recipe.name}
+# The App tags Modal's billing report carries with every row (`billing.report(tag_names=...)`): which environment,
+# recipe and part of the deployment a cost belongs to, and for the server, which commit it ran. Not the release id:
+# that is made after the deploy lands (stages/deploy.py), and a tag that changed on every deploy would make every
+# redeploy of an unchanged definition a new version. The ledger finds a row's release by time (each release runs
+# from its deploy to the next) and checks it by the commit (infra/perf/ledger.py `bill`).
+TAG_NAMES = ("env", "recipe", "role", "commit")
+
+
+def tags(d: Deployment, role: str = "server", commit: str | None = None) -> dict[str, str]:
+    found = {"env": d.env, "recipe": d.recipe.name, "role": role}
+    return (found | {"commit": commit}) if commit else found
 
 
 # ---------------------------------------------------------------------------- the server
@@ -64,6 +76,7 @@ def server(d: Deployment) -> dict[str, Any]:
         "name": SERVER_NAME,
         "image": server_image(d),
         "gpu": r.gpu,
+        **resources(d),
         # The compile caches read-only: many servers start at once and only the compile job writes
         # there; a server copies its key's tree to local disk (infra/runtime/compile_cache.py).
         "volumes": cache_volumes(d, kernels_read_only=True),
@@ -140,6 +153,7 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
         "compile_kernels": {
             "image": server_image(d),
             "gpu": d.recipe.gpu,  # kernels are compiled for the GPU that will run them
+            **resources(d),  # it runs the real server once
             "volumes": cache_volumes(d, kernels_read_only=False),  # the one writer of the compile caches
             # The weights come from the download stage; every cache variable points at the fixed local root.
             "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
@@ -148,6 +162,11 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             "include_source": False,
         },
     }
+
+
+def resources(d: Deployment) -> dict[str, Any]:
+    """The recipe's CPU and memory requests, where it makes them (else Modal's defaults apply)."""
+    return {k: v for k, v in (("cpu", d.recipe.cpu), ("memory", d.recipe.memory)) if v is not None}
 
 
 def compile_timeout(d: Deployment) -> int:

@@ -95,6 +95,8 @@ def as_spec(fn, image_of_spec) -> dict:
             "unauthenticated": http.unauthenticated,
             "enable_memory_snapshot": cells["enable_memory_snapshot"],
             "experimental_options": cells["experimental_options"],
+            "cpu": cells["cpu"],
+            "memory": cells["memory"],
         }
         out.pop("timeout")
     elif cells["schedule"] is not None:  # a scheduled Function (the warm-floor scheduler)
@@ -169,6 +171,8 @@ def definitions() -> dict:
     return {
         "app": infra.runtime.app.app.name,
         "jobs_app": infra.runtime.jobs.app.name,
+        "app_tags": synchronizer_in(infra.runtime.app.app)._local_state.tags,
+        "jobs_app_tags": synchronizer_in(infra.runtime.jobs.app)._local_state.tags,
         "server": as_spec(server, None),
         "scheduler": {name: as_spec(fn, None) for name, fn in scheduled.items()},
         "jobs": {name: as_spec(fn, None) for name, fn in jobs.items()},

@@ -231,6 +231,36 @@ class FakeModal:
         self._call("secret_exists", environment=environment, name=name)
         return (environment, name) in self.secrets
 
+    # ------------------------------------------------------------------ billing
+
+    @property
+    def _billing_path(self) -> Path:
+        return self.root / "billing.json"
+
+    def set_billing(self, *, rates: dict | None = None, rows: dict[str, list[dict]] | None = None) -> None:
+        """What `billing_rates` answers ({"workspace", "rates": {name: text}}) and `billing_report`'s rows per Modal
+        Environment (each a dict as ModalRemote.billing_report returns them)."""
+        data = json.loads(self._billing_path.read_text()) if self._billing_path.exists() else {}
+        data |= {k: v for k, v in (("rates", rates), ("rows", rows)) if v is not None}
+        self._billing_path.write_text(json.dumps(data))
+
+    def _billing(self) -> dict:
+        return json.loads(self._billing_path.read_text()) if self._billing_path.exists() else {}
+
+    def billing_rates(self) -> dict:
+        """Modal's published per-second prices unless a test set others (infra/control/costs.py's table)."""
+        self._call("billing_rates")
+        from infra.control.costs import PER_SECOND
+
+        return self._billing().get("rates") or {"workspace": "fake", "rates": {k: f"{v:.8f}" for k, v in PER_SECOND.items()}}
+
+    def billing_report(self, environment: str, start, end, tag_names) -> list[dict]:
+        self._call("billing_report", environment=environment, start=start.isoformat(), end=end.isoformat(),
+                   tag_names=list(tag_names))
+        rows = self._billing().get("rows", {}).get(environment, [])
+        return [r | {"tags": {k: v for k, v in r.get("tags", {}).items() if k in tag_names or "*" in tag_names}}
+                for r in rows if start.timestamp() <= r["interval_start"] < end.timestamp()]
+
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:
         self._call("ephemeral_start", app=d.app_name, environment=d.modal.environment)

@@ -134,6 +134,12 @@ class Recipe(Frozen):
     gpu_type: GpuType = "H100!"
     gpu_count: int = Field(default=1, ge=1, le=catalog.MAX_GPUS_PER_CONTAINER)
     tp_size: int = Field(default=1, ge=1)
+    # What each container reserves besides its GPUs (Modal's `cpu`, physical cores, and `memory`, MiB). Modal bills
+    # CPU and memory at whichever is higher, the request or the use (modal.com/docs/guide/resources), so a request
+    # makes the bill's floor known: `plan` prices it, `invoke status --cost` shows what was billed. None: Modal's
+    # default request, 0.125 cores and 128 MiB, which SGLang's processes always exceed.
+    cpu: float | None = Field(default=None, gt=0, le=64, description="physical CPU cores requested per container")
+    memory: int | None = Field(default=None, ge=128, le=2_097_152, description="memory requested per container, MiB")
 
     # SGLang
     port: int = 8000  # inside the container; an environment may change it (server.port)

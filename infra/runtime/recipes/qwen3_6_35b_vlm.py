@@ -54,6 +54,11 @@ RECIPE = Recipe(
     gpu_type="H100!",
     gpu_count=1,
     tp_size=1,
+    # One scheduler polling the GPU, plus the tokenizer, which also decodes and resizes every image: 4 cores.
+    # The vision processor and image tensors in flight beside the CUDA context: 32 GiB. (Not requested by the
+    # example; a GPU snapshot's CPU copy of the weights, cold_start.gpu_snapshot, needs the model's size more.)
+    cpu=4.0,
+    memory=32 * 1024,
     port=8000,
     target_concurrency=10,
     mem_fraction_static=0.8,

@@ -58,6 +58,12 @@ RECIPE = Recipe(
     gpu_type="H100!",
     gpu_count=2,
     tp_size=2,
+    # SGLang runs a scheduler per TP rank that polls its GPU without pause (a core each), plus the tokenizer
+    # and detokenizer processes: 4 cores. Each rank holds a CUDA context and pinned buffers in host memory
+    # (a few GiB each), the tokenizer its vocabulary: 16 GiB. The example requested neither (Modal's default,
+    # 0.125 cores and 128 MiB); Modal bills the use above a request anyway, so the request names the floor.
+    cpu=4.0,
+    memory=16 * 1024,
     port=8000,
     target_concurrency=10,
     mem_fraction_static=0.8,  # leave room for the speculative model

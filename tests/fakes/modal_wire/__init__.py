@@ -5,7 +5,7 @@ pair and an empty `MODAL_CONFIG_PATH` file (`ModalWire.environ()`), in this proc
 subprocess such as `python -m invoke deploy`. It serves:
 
 - gRPC (`grpc_url`): `modal_proto.api_grpc.ModalClientBase` with grpclib, one module per service
-  area (apps.py, blobs.py, images.py, functions.py, volumes.py, dicts.py, secrets.py, servers.py;
+  area (apps.py, blobs.py, images.py, functions.py, volumes.py, dicts.py, secrets.py, servers.py, billing.py;
   core.py assembles them, state.py holds what they remember). Any other
   RPC is answered UNIMPLEMENTED and recorded by name (`unimplemented()`), so a client upgrade
   that changes the protocol fails the tests that hit it, by name.
@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from secrets import token_hex
 from typing import Any
@@ -42,6 +44,7 @@ from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_pb2
 
 from tests.fakes.modal_wire.apps import AppsMixin
+from tests.fakes.modal_wire.billing import RATES, BillingMixin, Charge
 from tests.fakes.modal_wire.blobs import BlobsMixin
 from tests.fakes.modal_wire.core import implemented_rpcs, servicer_class
 from tests.fakes.modal_wire.dicts import DictsMixin
@@ -52,7 +55,8 @@ from tests.fakes.modal_wire.servers import ServersMixin
 from tests.fakes.modal_wire.state import Secret, WireState, new_id
 from tests.fakes.modal_wire.volumes import VolumesMixin
 
-MIXINS = (AppsMixin, BlobsMixin, ImagesMixin, FunctionsMixin, VolumesMixin, DictsMixin, SecretsMixin, ServersMixin)
+MIXINS = (AppsMixin, BlobsMixin, ImagesMixin, FunctionsMixin, VolumesMixin, DictsMixin, SecretsMixin, ServersMixin,
+          BillingMixin)
 Servicer = servicer_class(*MIXINS)
 IMPLEMENTED_RPCS = implemented_rpcs(*MIXINS)
 
@@ -86,6 +90,9 @@ class ModalWire:
         self.jobs: list[JobCall] = []
         self.cli_environ: dict[str, str] = {}  # what a test fixture gives its clients (tests/wire.py fills it)
         self.pending_blobs: dict[str, api_pb2.BlobCreateRequest] = {}  # blob id -> its BlobCreate, until uploaded
+        self.rates: dict[str, str] = dict(RATES)  # what WorkspaceBillingRates answers (billing.py)
+        self.deprecated_rates: dict[str, str] = {}  # rate name -> its deprecation warning
+        self.charges: list[Charge] = []  # what WorkspaceBillingReport bills (`charge`)
         self.grpc_url = self.http_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -159,6 +166,9 @@ class ModalWire:
         self.proxied.clear()
         self.before_rpc.clear()
         self.jobs.clear()
+        self.rates = dict(RATES)
+        self.deprecated_rates = {}
+        self.charges = []
 
     def environ(self, config_path: str | Path) -> dict[str, str]:
         """The environment that points a real `modal` client here (the config file is created empty)."""
@@ -196,6 +206,23 @@ class ModalWire:
                 del self.state.secrets[found.secret_id]
 
         self._on_loop(delete)
+
+    def charge(self, environment: str, app_name: str, hours: list[datetime], cost_by_resource: dict[str, str]) -> None:
+        """Bill the App deployed as `app_name` (or, for a jobs App, the last one run under that name) for each hour,
+        with the tags it carries now: what Modal's billing report will show for those hours."""
+
+        def add():
+            found = self.state.deployed_app(environment, app_name) or next(
+                (a for a in sorted(self.state.apps.values(), key=lambda a: -a.created_at)
+                 if a.environment == environment and app_name in (a.name, a.description)), None)
+            if found is None:
+                raise RuntimeError(f"no App {app_name!r} in Modal Environment {environment!r} to charge")
+            tags = dict(found.live.tags) if found.live else dict(found.tags)
+            for hour in hours:
+                self.charges.append(Charge(environment, found.app_id, found.name or found.description, hour,
+                                           {k: Decimal(v) for k, v in cost_by_resource.items()}, tags))
+
+        self._on_loop(add)
 
     def set_output(self, function: str, value: Any) -> None:
         self.outputs[function] = value
