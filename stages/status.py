@@ -7,7 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from infra.control import revisions
+from infra.control import coldstarts, revisions
 from infra.control.plan import gpu_price
 from infra.control.releases import ReleaseStore
 from infra.perf import gate, ledger
@@ -27,6 +27,8 @@ class Status:
     drift: list[str]
     warm_floor: dict | None = None  # the autoscaler settings in force, who set them, the next scheduled change
     ledger: list[dict] = dataclasses.field(default_factory=list)  # ledger.entry per release, newest first
+    # release_id -> its server containers' recorded starts (infra/runtime/timeline.py records), newest first
+    cold_starts: dict = dataclasses.field(default_factory=dict)
 
 
 WHO = {
@@ -96,9 +98,27 @@ def run(ctx: Context, d: Deployment) -> StageResult[Status]:
     lines += [f"    {c}" for c in changes]
     floor_lines, floor = warm_floor(ctx, running(d, current))
     lines += floor_lines
-    rows = [(r, ledger.priced(r, lambda gpu: gpu_price(ctx.settings, gpu))) for r in [current, *earlier]]
-    lines += ["  ledger (newest first):", *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
+    shown = [current, *earlier]
+    recorded, start_lines, start_warnings = cold_starts(ctx, d, shown)
+    starts = coldstarts.summaries(recorded, shown)
+    lines += start_lines
+    rows = [(r, ledger.priced(r, lambda gpu: gpu_price(ctx.settings, gpu))) for r in shown]
+    lines += ["  ledger (newest first):",
+              *(f"    {line}" for line in ledger.render_table(rows, cold_starts=starts).splitlines())]
     lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
               for r, _ in rows if r.gate and r.gate.get("override")]
-    return result(STAGE, d, "ran", "\n".join(lines), Status(current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
-                                                              [ledger.entry(r, perf) for r, perf in rows]))
+    lines += start_warnings
+    return result(STAGE, d, "ran", "\n".join(lines), Status(
+        current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
+        [ledger.entry(r, perf, cold_start=starts.get(r.release_id)) for r, perf in rows], recorded))
+
+
+def cold_starts(ctx: Context, d: Deployment, releases: list) -> tuple[dict, list[str], list[str]]:
+    """The releases' recorded starts, the status lines about them and the warnings; never fails the status."""
+    try:
+        recorded = coldstarts.read(ctx.remote, d.modal.environment, releases)
+    except Exception as err:  # noqa: BLE001 - the rest of the status still holds
+        return {}, [f"  cold starts: could not be read ({type(err).__name__}: {err})"], []
+    lines, warnings = coldstarts.status_lines(releases, recorded, coldstarts.summaries(recorded, releases),
+                                              d_env=d.env, recipe=d.recipe.name)
+    return recorded, lines, warnings

@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.runtime import compile_cache, lifecycle, sglang_args
+from infra.runtime import compile_cache, lifecycle, sglang_args, spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.files import MARKERS, write_atomically
 from infra.runtime.lifecycle import Readiness, ServerProcess
 from infra.runtime.recipes.base import Warmup
 
-# Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too.
+# Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too (the default;
+# a deployment's job is bounded by spec.compile_budget, derived from measured compile times).
 KILL_AFTER = sglang_args.COMPILE_TIMEOUT + 300
 BURST = 8  # concurrent warm-up requests after the sequential ones: batched shapes compile too
 
@@ -73,11 +74,14 @@ def compile_kernels(
     *,
     commit_volume: Callable[[], None] = lambda: None,
     env: dict[str, str] | None = None,
-    kill_after: float = KILL_AFTER,
+    kill_after: float | None = None,
     local_root: str | Path = compile_cache.LOCAL_ROOT,
     port: int | None = None,
 ) -> dict:
-    """The Modal job's body for one deployment: its values, handed to `warm_caches`."""
+    """The Modal job's body for one deployment: its values, handed to `warm_caches`. compile_deep_gemm is bounded
+    by what spec.compile_budget allows it unless `kill_after` says otherwise."""
+    if kill_after is None:
+        kill_after = spec.compile_budget(d)["deep_gemm_kill_after_seconds"] or KILL_AFTER
     return warm_caches(
         key=kernel_key(d),
         marker=marker_path(cache_dir, d),
@@ -92,12 +96,6 @@ def compile_kernels(
         env=env,
         kill_after=kill_after,
     )
-
-
-def deepgemm_enabled(environ: dict[str, str]) -> bool:
-    """Whether SGLang JIT-compiles DeepGEMM with these variables: parsed as SGLang's EnvBool does
-    (srt/environ.py), so false/0/no/n, any case, turn it off."""
-    return environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
 
 
 def with_port(argv: list[str], port: int) -> list[str]:
@@ -128,7 +126,7 @@ def warm_caches(
     seconds: dict[str, float] = {}
 
     # 1. DeepGEMM, where SGLang would use it.
-    deepgemm = deepgemm_enabled(env)
+    deepgemm = compile_cache.deepgemm_enabled(env)
     if deepgemm and compile_argv:
         started = time.monotonic()
         _run_deep_gemm(compile_argv, env, kill_after)
