@@ -246,13 +246,14 @@ def download(c, env=None, recipe=None, set_=None, dry_run=False, force=False, js
     _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
-@stage_task(help=STAGE_HELP)
+@stage_task(help=STAGE_HELP | {"recompile": "compile again and replace the published caches of this key, even where the "
+                                             "Volume says they are done (after `invoke status` warned of cache misses)"})
 @cli
-def compile(c, env=None, recipe=None, set_=None, dry_run=False, force=False, json=False, debug=False):
+def compile(c, env=None, recipe=None, set_=None, dry_run=False, force=False, recompile=False, json=False, debug=False):
     """Compile DeepGEMM kernels on the recipe's GPU into the kernel cache Volume (once)."""
     from stages import compile as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(stage, env, recipe, set_, json, stage.Options(recompile=recompile), dry_run=dry_run, force=force)
 
 
 @stage_task(help=STAGE_HELP | {"yes": YES})

@@ -9,6 +9,7 @@ exact revisions, so unpinned ones are pinned first.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from infra.runtime.deployment import Deployment
@@ -16,6 +17,13 @@ from infra.runtime.kernels import kernel_fingerprint
 from stages.common import Context, StageResult, remote_stage
 
 STAGE = "compile"
+
+
+@dataclass(frozen=True)
+class Options:
+    # Compile again and replace what was published for this key, even where the Volume's marker says it is done:
+    # what a server start that compiled anyway (a cache miss, infra/runtime/startup.py) asks for.
+    recompile: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,14 +35,16 @@ class Compiled:
     reason: str | None = None
 
 
-def run(ctx: Context, d: Deployment) -> StageResult[Compiled]:
+def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Compiled]:
     d = ctx.pinned(d)
     fp = kernel_fingerprint(d)
+    if options.recompile:
+        ctx = dataclasses.replace(ctx, force=True)  # nor is the local record of the last compile a reason to skip
 
     def compile_() -> tuple[Compiled, str]:
         ctx.say(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} (tp {d.recipe.tp_size}) on "
                 f"{d.recipe.gpu}; a cold cache takes tens of minutes...")
-        job = ctx.remote.run_compile(d)
+        job = ctx.remote.run_compile(d, force=options.recompile)
         outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
                            files=job.get("files"), reason=job.get("reason"))
         how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"

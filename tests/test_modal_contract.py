@@ -142,6 +142,8 @@ def test_compile_runs_the_job_body_into_the_kernel_volume(wire, remote):
     assert result["skipped"] is False and result["fingerprint"]
     assert kernel_marker(wire.volume_dir("dev", d.caches.kernels_volume), d).exists()
     assert remote.run_compile(d)["skipped"] is True
+    forced = remote.run_compile(d, force=True)  # what a start that missed the caches asks for: compiled and republished
+    assert forced["skipped"] is False and forced["completed_at"] > result["completed_at"]
 
 
 # ---------------------------------------------------------------------------- deploy, history, rollback

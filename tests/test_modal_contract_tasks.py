@@ -261,7 +261,7 @@ def test_status_shows_each_releases_recorded_starts_warns_of_misses_and_the_ledg
     assert "ready in 127.6 s (restore 0.1, arguments 22.1, scheduler_start 21.7, weights 2.5, cuda_graphs 6.0, " \
            "piecewise_graphs 51.8" in status
     assert f"WARNING {first['release_id']}: 1 of 2 recorded start(s) compiled while starting (compile-cache misses: " \
-           "triton 64 files); rerun `invoke compile --env dev --recipe qwen3-8b-low-latency --force`" in status
+           "triton 64 files); rerun `invoke compile --env dev --recipe qwen3-8b-low-latency --recompile`" in status
     assert "142.5/157.5 (2)" in status  # the ledger's cold-start column: median/worst (ready starts)
 
     ok(wire_cli("deploy", "--env", "dev", *FOR_RECIPE, "--set", "scaling.max_containers=1"))

@@ -106,7 +106,7 @@ def test_a_guarded_environment_refuses_to_go_ready_on_a_miss(place):
     message = str(err.value)
     assert message.startswith("compile-cache miss: SGLang compiled while starting (triton 1 files")
     assert "refusing to go ready (cold_start.refuse_on_cache_miss = true in environment 'prod')" in message
-    assert f"`invoke compile --env prod --recipe {d.recipe.name} --force`" in message
+    assert f"`invoke compile --env prod --recipe {d.recipe.name} --recompile`" in message
     assert not lifecycle.is_healthy(f"http://127.0.0.1:{d.server.port}", timeout=0.5)  # stopped, not serving
     [record] = recorded(d, place)
     assert record["outcome"] == "refused" and record["misses"]["triton"]["files"] == 1 and record["error"] == message

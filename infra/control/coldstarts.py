@@ -116,7 +116,7 @@ def status_lines(releases: list[Any], recorded: dict[str, list[dict]], summary: 
             what = ", ".join(f"{name} {n} files" for name, n in sorted(caches.items()))
             warnings.append(f"  WARNING {rid}: {len(missed)} of {len(starts)} recorded start(s) compiled while starting "
                             f"(compile-cache misses: {what}); rerun `invoke compile --env {d_env} --recipe {recipe} "
-                            "--force` for this key")
+                            "--recompile` for this key")
         refused = sum(r.get("outcome") == "refused" for r in starts)
         if refused:
             warnings.append(f"  WARNING {rid}: {refused} start(s) refused to go ready on a cache miss "

@@ -230,12 +230,15 @@ def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROO
             "files": stats["total"]["files"], "bytes": stats["total"]["bytes"]}
 
 
-def publish(local_root: str | Path, volume_root: str | Path, key: dict) -> dict:
+def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, replace: bool = False) -> dict:
     """Put the compiled tree on the Volume under its key, whole or not at all (the compile job only).
 
     Copied into a temporary folder, key.json written last, then renamed into place: a
     reader sees a complete tree or none. A tree already published for this key (another
-    compile job won a race) is kept and ours discarded: both were compiled for the same key."""
+    compile job won a race) is kept and ours discarded: both were compiled for the same key.
+    With `replace` (a forced recompile, after a start missed the caches) ours replaces it: the
+    old tree is renamed aside, ours renamed in, the old one removed. Servers never see the swap
+    half done: a container reads the Volume as it was committed when it mounted it."""
     started = time.monotonic()
     fp = fingerprint(key)
     final = published_dir(volume_root, fp)
@@ -244,11 +247,15 @@ def publish(local_root: str | Path, volume_root: str | Path, key: dict) -> dict:
     shutil.copytree(local_root, staging, symlinks=True)
     stats = tree_stats(staging)
     (staging / KEY_FILE).write_text(json.dumps({"fingerprint": fp, "key": key, "caches": stats}, indent=1))
-    if final.exists():
+    if final.exists() and not replace:
         shutil.rmtree(staging)
         kept = True
     else:
+        old = final.parent / f".replaced-{fp}-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.rename(final, old)
         os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
         kept = False
     return {"published": str(final), "already_there": kept, "caches": stats, "seconds": round(time.monotonic() - started, 3)}
 

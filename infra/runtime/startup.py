@@ -61,9 +61,9 @@ def write_in_background(write: Callable[[dict], object], record: dict, wait: flo
     return thread
 
 
-def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path) -> dict:
+def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path, fingerprint: str | None = None) -> dict:
     """This key's compiled caches from the (read-only) Volume to local disk at the fixed path, and a line about it."""
-    result = compile_cache.restore(volume_root, kernels.kernel_fingerprint(d), local_root)
+    result = compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d), local_root)
     if result["restored"]:
         print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
               f"restored in {result['seconds']:.1f} s", flush=True)
@@ -77,7 +77,7 @@ def refusal(d: Deployment, found: dict, fingerprint: str) -> str:
     return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the caches "
             f"published for key {fingerprint} do not cover this start; refusing to go ready "
             f"(cold_start.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
-            f"`invoke compile --env {d.env} --recipe {d.recipe.name} --force`")
+            f"`invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
 
 
 def start(
@@ -95,17 +95,19 @@ def start(
     environ: dict[str, str] | None = None,
     on_line: Callable[[float, str], None] | None = None,
     wait_on_ready: float = 0.0,
+    fingerprint: str | None = None,
 ) -> Started:
     """Restore, launch, wait until healthy, warm up, check for misses, record. Raises what the lifecycle raises
     (the record then says how far the start got), or CacheMissRefused.
 
     `container_started` is the container's own start (monotonic; default: now): the record's total runs from
     there. `snapshot` boots for a GPU snapshot (memory handed back after the warm-up). `on_line` also sees
-    every line (the benchmark keeps them in a file)."""
+    every line (the benchmark keeps them in a file); `fingerprint` restores another key's tree than this deployment's
+    (the benchmark measures a variant of the arguments from the recipe's caches; a server never does)."""
     container_started = time.monotonic() if container_started is None else container_started
     started_at = time.time() - (time.monotonic() - container_started)
     environ = dict(os.environ if environ is None else environ)
-    restore = restore_caches(d, volume_root, local_root)
+    restore = restore_caches(d, volume_root, local_root, fingerprint)
     restored = compile_cache.listing(local_root)
     log = timeline.StartLog()
     expect = timeline.expected(d.recipe.speculative is not None, argv)

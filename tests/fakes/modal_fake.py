@@ -130,8 +130,8 @@ class FakeModal:
                             "files": ["config.json"], "size_bytes": 1000, "skipped": skipped})
         return results
 
-    def run_compile(self, d: Deployment) -> dict:
-        self._call("run_compile", app=d.app_name, environment=d.modal.environment, gpu=d.recipe.gpu)
+    def run_compile(self, d: Deployment, force: bool = False) -> dict:
+        self._call("run_compile", app=d.app_name, environment=d.modal.environment, gpu=d.recipe.gpu, force=force)
         from infra.runtime import kernels
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.kernels_volume)
@@ -139,7 +139,8 @@ class FakeModal:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port)
+        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port,
+                                       force=force)
 
     def deploy(self, d: Deployment, tag: str) -> dict:
         self._call("deploy", app=d.app_name, environment=d.modal.environment, tag=tag,
