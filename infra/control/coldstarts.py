@@ -86,7 +86,7 @@ def summary_text(summary: dict | None) -> str:
         return "no starts recorded"
     text = f"{summary['starts']} start(s)"
     if summary.get("median_s") is not None:
-        text += f", ready in {summary['median_s']:g} s median, {summary['worst_s']:g} s worst"
+        text += f", ready in {summary['median_s']:.1f} s median, {summary['worst_s']:.1f} s worst"
     if summary.get("failed") or summary.get("refused"):
         text += f", {summary.get('failed', 0)} failed, {summary.get('refused', 0)} refused"
     if summary.get("with_misses"):
