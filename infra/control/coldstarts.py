@@ -6,7 +6,8 @@ Environment, in a bucket named by its app and the digest of its deployment (infr
 deployment, so the control side finds a release's bucket from its manifest entry alone. Two releases that
 deployed the very same thing (a redeploy at another commit, a rollback) share a bucket: their starts are
 told apart by time, each going to the newest of them deployed before it started (with DEPLOY_SLACK_SECONDS
-of slack, because a deploy's first containers start before its manifest entry is written).
+of slack: a deploy's first containers start once Modal has published the app, moments before the deploy
+call returns and its manifest entry is written).
 
 What lasts: Modal expires Dict entries 7 days after their last access, and a bucket keeps its newest
 STARTS_KEPT starts. So when a release is replaced (deploy, promotion, rollback: infra/control/releases.py
@@ -23,7 +24,7 @@ from infra.runtime import remote as remote_module
 from infra.runtime import timeline
 from infra.runtime.remote import Remote
 
-DEPLOY_SLACK_SECONDS = 15 * 60
+DEPLOY_SLACK_SECONDS = 60
 SHOWN_STARTS = 5  # per release in `invoke status`: the newest
 WINDOW = ("starts of the last 7 days at most (Modal Dict entries expire 7 days after their last access), the newest "
           f"{remote_module.STARTS_KEPT} per deployment; a replaced release's summary is kept in its manifest")
@@ -64,9 +65,11 @@ def read(remote: Remote, environment: str, releases: list[Any]) -> dict[str, lis
     return out
 
 
-def frozen_summary(remote: Remote, environment: str, release: Any, replaced_at: float) -> dict:
-    """What a release that is being replaced leaves in its manifest: the summary of its starts up to now."""
-    starts = read(remote, environment, [release]).get(_field(release, "release_id"), [])
+def frozen_summary(remote: Remote, environment: str, release: Any, replaced_at: float, history: Iterable[Any] = ()) -> dict:
+    """What a release that is being replaced leaves in its manifest: the summary of its starts up to now (told
+    apart from those of the releases in `history` that deployed the same thing)."""
+    rid = _field(release, "release_id")
+    starts = read(remote, environment, [release, *(r for r in history if _field(r, "release_id") != rid)]).get(rid, [])
     summary = timeline.summarise(r for r in starts if (r.get("started_at") or 0) <= replaced_at)
     return summary | {"frozen_at": replaced_at}
 

@@ -63,7 +63,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     flags = {flag for flag, _ in r.extra_flags}
     caveats = [] if measured_here else [f"nothing measured with {r.model}: the figures of the nearest measured shape"]
     here = f"SGLang {r.sglang_version} on {r.gpu}, TP {r.tp_size}"
-    if r.sglang_version != profile.sglang_version or r.tp_size != 1 or r.gpu_type not in profile.measured_on:
+    if r.sglang_version != profile.sglang_version or r.tp_size != 1 or r.gpu_type.rstrip("!") not in profile.measured_on:
         caveats.append(f"this deployment runs {here}: not measured there; the figures are used as they are")
     parts: dict[str, dict] = {}
     image_gb = cs.image_size_gb.get(r.sglang_image)

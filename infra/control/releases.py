@@ -104,6 +104,7 @@ def rollback_entry(target: Release, version: int | None, note: str) -> Release:
     return target.model_copy(update=dict(
         release_id=new_release_id(), kind="rollback", version=version, rolled_back_to=target.version,
         deployed_at=time.time(), promoted_from=None, note=note,
+        cold_starts=None,  # its own starts, not the ones `target` had: summarised when it is replaced in turn
     ))
 
 
@@ -158,7 +159,7 @@ class ReleaseStore:
         expected = manifest.revision
         history = [r for r in manifest.history if r.release_id != release.release_id]
         if (replaced := manifest.current) is not None and replaced.cold_starts is None:
-            summary = self._cold_starts(d, replaced, release.deployed_at)
+            summary = self._cold_starts(d, replaced, release.deployed_at, manifest.history)
             history = [r.model_copy(update={"cold_starts": summary}) if r.release_id == replaced.release_id else r
                        for r in history]
         updated = Manifest(
@@ -170,10 +171,10 @@ class ReleaseStore:
         )
         return self.write(d, updated, expected)
 
-    def _cold_starts(self, d: Deployment, release: Release, replaced_at: float) -> dict | None:
+    def _cold_starts(self, d: Deployment, release: Release, replaced_at: float, history: list[Release]) -> dict | None:
         """The replaced release's cold starts, summarised; None (and a deploy that goes on) when they cannot be read."""
         try:
-            return coldstarts.frozen_summary(self.remote, d.modal.environment, release, replaced_at)
+            return coldstarts.frozen_summary(self.remote, d.modal.environment, release, replaced_at, history)
         except Exception as err:  # noqa: BLE001 - a summary is never a reason to fail a release
             print(f"warning: the cold starts of {release.release_id} could not be read ({type(err).__name__}: {err}); "
                   "its manifest entry keeps none", file=sys.stderr)

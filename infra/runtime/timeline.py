@@ -165,9 +165,9 @@ class StartLog:
         out["draft_model"] = draft if draft is not None else self.first("kv_cache", 1)
         out["draft_graphs"] = self.first("draft_graphs_end")
         out["draft_extend_graphs"] = self.last("draft_extend_end")
-        http, fired = self.first("http_server"), self.first("fired_up")
-        out["http_server"] = min(x for x in (http, fired) if x is not None) if (http or fired) is not None else None
-        out["fired_up"] = fired
+        up = [x for x in (self.first("http_server"), self.first("fired_up")) if x is not None]
+        out["http_server"] = min(up) if up else None  # with --skip-server-warmup "fired up" may come first
+        out["fired_up"] = self.first("fired_up")
         out["healthy"] = timings.get("healthy_s")
         return {k: v for k, v in out.items() if v is not None}
 
