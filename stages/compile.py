@@ -33,6 +33,10 @@ class Compiled:
     seconds: float | None = None
     files: int | None = None
     reason: str | None = None
+    # Read from SGLang's own output by the job (infra/runtime/timeline.py): its server's start without the caches,
+    # phase by phase, and compile_deep_gemm's time per GEMM shape: what a container pays without this stage.
+    server_timeline: list | None = None
+    deep_gemm_shapes: dict | None = None
 
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Compiled]:
@@ -46,9 +50,17 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
                 f"{d.recipe.gpu}; a cold cache takes tens of minutes...")
         job = ctx.remote.run_compile(d, force=options.recompile)
         outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
-                           files=job.get("files"), reason=job.get("reason"))
+                           files=job.get("files"), reason=job.get("reason"), server_timeline=job.get("server_timeline"),
+                           deep_gemm_shapes=job.get("deep_gemm_shapes"))
         how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"
-        return outcome, f"kernels {how} ({fp})"
+        lines = [f"kernels {how} ({fp})"]
+        if not outcome.skipped and (shapes := outcome.deep_gemm_shapes):
+            lines.append(f"  compile_deep_gemm: {len(shapes['shapes'])} GEMM shape(s) in {shapes['seconds']:.0f} s")
+        if not outcome.skipped and outcome.server_timeline:
+            phases = ", ".join(f"{p['phase']} {p['seconds']:.1f}" for p in outcome.server_timeline if p["seconds"] >= 1.0)
+            lines.append(f"  its server, without the caches: ready in {outcome.server_timeline[-1]['end_s']:.1f} s"
+                         + (f" ({phases})" if phases else ""))
+        return outcome, "\n".join(lines)
 
     return remote_stage(ctx, STAGE, d, fp, Compiled, work=compile_,
                         would=f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on {d.recipe.gpu} "

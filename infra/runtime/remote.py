@@ -35,8 +35,8 @@ AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers"}
 LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, good for short-lived locks
 # Every server container's start timeline (infra/runtime/timeline.py), one Dict per Modal Environment, written by the
 # containers and read by `invoke status`. A Dict and not the releases Volume: many containers write at once and none
-# mounts that Volume, and a Dict write is one RPC with no commit. Modal expires an entry 7 days after its last
-# access, so what outlives that is each release's summary, frozen into its manifest (infra/control/releases.py).
+# mounts that Volume, and recording a start is a few Dict RPCs with no commit. Modal expires an entry 7 days after
+# its last access, so what outlives that is each release's summary, frozen into its manifest (infra/control/releases.py).
 STARTS_DICT = "sglang-starts"
 STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each write drops the one this many before it
 T = TypeVar("T")
