@@ -58,13 +58,14 @@ def download(c, env: str | None = None, recipe: str | None = None, set_: list[st
     _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
-@command(help=STAGE_HELP)
+@command(help=STAGE_HELP | {"recompile": "compile again and replace the published caches of this key, even where the "
+                                           "Volume says they are done (after `invoke status` warned of cache misses)"})
 def compile(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
-            force: bool = False, json: bool = False, debug: bool = False):
+            force: bool = False, recompile: bool = False, json: bool = False, debug: bool = False):
     """Compile DeepGEMM kernels on the recipe's GPU into the kernel cache Volume (once)."""
     from stages import compile as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(stage, env, recipe, set_, json, stage.Options(recompile=recompile), dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"yes": YES, "force": FORCE + "; in a guarded environment, also from a dirty tree or "

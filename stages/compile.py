@@ -9,6 +9,7 @@ exact revisions, so unpinned ones are pinned first.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from infra.runtime.deployment import Deployment
@@ -19,26 +20,47 @@ STAGE = "compile"
 
 
 @dataclass(frozen=True)
+class Options:
+    # Compile again and replace what was published for this key, even where the Volume's marker says it is done:
+    # what a server start that compiled anyway (a cache miss, infra/runtime/startup.py) asks for.
+    recompile: bool = False
+
+
+@dataclass(frozen=True)
 class Compiled:
     fingerprint: str
     skipped: bool  # the Volume already had a matching marker, or DeepGEMM is off for this recipe
     seconds: float | None = None
     files: int | None = None
     reason: str | None = None
+    # Read from SGLang's own output by the job (infra/runtime/timeline.py): its server's start without the caches,
+    # phase by phase, and compile_deep_gemm's time per GEMM shape: what a container pays without this stage.
+    server_timeline: list | None = None
+    deep_gemm_shapes: dict | None = None
 
 
-def run(ctx: Context, d: Deployment) -> StageResult[Compiled]:
+def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Compiled]:
     d = ctx.pinned(d)
     fp = kernel_fingerprint(d)
+    if options.recompile:
+        ctx = dataclasses.replace(ctx, force=True)  # nor is the local record of the last compile a reason to skip
 
     def compile_() -> tuple[Compiled, str]:
         with ctx.working(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} "
                          f"(tp {d.recipe.tp_size}) on {d.recipe.gpu}; a cold cache takes ~15 minutes"):
-            job = ctx.remote.run_compile(d)
+            job = ctx.remote.run_compile(d, force=options.recompile)
         outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
-                           files=job.get("files"), reason=job.get("reason"))
+                           files=job.get("files"), reason=job.get("reason"), server_timeline=job.get("server_timeline"),
+                           deep_gemm_shapes=job.get("deep_gemm_shapes"))
         how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"
-        return outcome, f"kernels {how} ({fp})"
+        lines = [f"kernels {how} ({fp})"]
+        if not outcome.skipped and (shapes := outcome.deep_gemm_shapes):
+            lines.append(f"  compile_deep_gemm: {len(shapes['shapes'])} GEMM shape(s) in {shapes['seconds']:.0f} s")
+        if not outcome.skipped and outcome.server_timeline:
+            phases = ", ".join(f"{p['phase']} {p['seconds']:.1f}" for p in outcome.server_timeline if p["seconds"] >= 1.0)
+            lines.append(f"  its server, without the caches: ready in {outcome.server_timeline[-1]['end_s']:.1f} s"
+                         + (f" ({phases})" if phases else ""))
+        return outcome, "\n".join(lines)
 
     return remote_stage(ctx, STAGE, d, fp, Compiled, work=compile_,
                         would=f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on {d.recipe.gpu} "

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from infra.control import costs, revisions
+from infra.control import coldstarts, costs, revisions
 from infra.control.releases import ReleaseStore
 from infra.perf import gate, ledger
 from infra.runtime import schedule, spec
@@ -42,6 +42,8 @@ class Status:
     ledger: list[dict] = dataclasses.field(default_factory=list)  # ledger.entry per release, newest first
     rates: dict | None = None  # the rates the ledger priced with, and where they came from
     bill: dict | None = None  # --cost: ledger.Bill per release in the period
+    # release_id -> its server containers' recorded starts (infra/runtime/timeline.py records), newest first
+    cold_starts: dict = dataclasses.field(default_factory=dict)
 
 
 WHO = {
@@ -138,18 +140,24 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     lines += [f"    {c}" for c in changes]
     floor_lines, floor = warm_floor(ctx, running(d, current))
     lines += floor_lines
-    rows = [(r, ledger.priced(r, rates)) for r in [current, *earlier]]
+    shown = [current, *earlier]
+    recorded, start_lines, start_warnings = cold_starts(ctx, d, shown)
+    starts = coldstarts.summaries(recorded, shown)
+    lines += start_lines
+    rows = [(r, ledger.priced(r, rates)) for r in shown]
     lines += [f"  ledger (newest first; $/1M out at one busy replica's hourly cost, rates: {rates.base_source}):",
-              *(f"    {line}" for line in ledger.render_table(rows).splitlines())]
+              *(f"    {line}" for line in ledger.render_table(rows, cold_starts=starts).splitlines())]
     lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
               for r, _ in rows if r.gate and r.gate.get("override")]
+    lines += start_warnings
     billed = None
     if period is not None:
         billed = billed_in(ctx, d, manifest.history, period, rates)
         lines += ["  " + billed.lines()[0], *(f"    {line}" for line in billed.lines()[1:])]
     return result(STAGE, d, "ran", "\n".join(lines), Status(
         current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
-        [ledger.entry(r, perf) for r, perf in rows], rates.to_dict(), billed.to_dict() if billed else None))
+        [ledger.entry(r, perf, cold_start=starts.get(r.release_id)) for r, perf in rows], rates.to_dict(),
+        billed.to_dict() if billed else None, recorded))
 
 
 def billed_in(ctx: Context, d: Deployment, history: list, period: costs.Period, rates: costs.Rates) -> ledger.Bill:
@@ -157,3 +165,14 @@ def billed_in(ctx: Context, d: Deployment, history: list, period: costs.Period, 
     rows = costs.bill_rows(ctx.remote.billing_report(d.modal.environment, period.start, period.end, spec.TAG_NAMES))
     return ledger.bill(history, rows, period, env=d.env, recipe=d.recipe.name, app_names=(d.app_name, d.jobs_app_name),
                        rates=rates, margin=ctx.settings.costs.mismatch_margin, now=ctx.clock())
+
+
+def cold_starts(ctx: Context, d: Deployment, releases: list) -> tuple[dict, list[str], list[str]]:
+    """The releases' recorded starts, the status lines about them and the warnings; never fails the status."""
+    try:
+        recorded = coldstarts.read(ctx.remote, d.modal.environment, releases)
+    except Exception as err:  # noqa: BLE001 - the rest of the status still holds
+        return {}, [f"  cold starts: could not be read ({type(err).__name__}: {err})"], []
+    lines, warnings = coldstarts.status_lines(releases, recorded, coldstarts.summaries(recorded, releases),
+                                              d_env=d.env, recipe=d.recipe.name)
+    return recorded, lines, warnings

@@ -120,3 +120,17 @@ def test_a_second_publish_of_the_same_key_keeps_the_first_tree(tmp_path):
     assert again["already_there"] is True
     assert (tree / "triton" / "sub" / "kernel-first.bin").exists() and not list(tree.rglob("kernel-second.bin"))
     assert [p.name for p in tree.parent.iterdir()] == [tree.name]
+
+
+def test_a_forced_publish_replaces_the_tree_whole(tmp_path):
+    """`invoke compile --force` (after a start missed the caches): the new tree replaces the old one, nothing left aside."""
+    volume = tmp_path / "volume"
+    compiled_tree(tmp_path / "one", "first")
+    compiled_tree(tmp_path / "two", "second")
+    compile_cache.publish(tmp_path / "one", volume, KEY)
+    again = compile_cache.publish(tmp_path / "two", volume, KEY, replace=True)
+    tree = compile_cache.published_dir(volume, compile_cache.fingerprint(KEY))
+    assert again["already_there"] is False
+    assert (tree / "triton" / "sub" / "kernel-second.bin").exists() and not list(tree.rglob("kernel-first.bin"))
+    assert [p.name for p in tree.parent.iterdir()] == [tree.name]
+    assert compile_cache.restore(volume, compile_cache.fingerprint(KEY), tmp_path / "local")["restored"] is True

@@ -62,7 +62,8 @@ def test_a_container_is_priced_from_the_options_modal_receives():
     d = resolve(load_settings("prod"), "qwen3-8b-low-latency")
     server, jobs = spec.server(d), spec.jobs(d)
     assert costs.Container.of(server) == costs.Container("H100!", 2, 4.0, 16384, "us-east")
-    assert costs.Container.of(jobs["compile_kernels"]) == costs.Container("H100!", 2, 4.0, 16384, None)
+    # The compile job's CPU is sized for DeepGEMM's JIT (spec.compile_cpu: 3 + 1 per rank), its memory the recipe's.
+    assert costs.Container.of(jobs["compile_kernels"]) == costs.Container("H100!", 2, 5.0, 16384, None)
     assert costs.Container.of(jobs["download_weights"]) == costs.Container(None, 0, 4.0, 8192, None)
     assert costs.Container.of({"gpu": "A10G"}) == costs.Container("A10G", 1, 0.125, 128, None)
     prod = plan.replica_cost(d, TABLE)

@@ -42,12 +42,23 @@ def test_the_gpu_suite_runs_end_to_end_against_the_stand_ins(tmp_path):
     assert set(numbers["bench_vs_bench_serving"]) == {"c1", "c16"}
 
 
+def test_the_opt_in_real_shape_test_runs_against_the_stand_ins(tmp_path):
+    report = tmp_path / "real-shape.json"
+    env = dryrun_env(tmp_path, jit_seconds=0.5, first_request_seconds=0.5, sglang_log=True) | {
+        "GPU_SUITE_REAL_SHAPE": "1", "GPU_SUITE_REPORT": str(report), "GPU_SUITE_HUB": str(tmp_path / "hub"),
+        "GPU_SUITE_CACHE_ROOT": str(tmp_path / "root"), "FAKE_COMPILE_SECONDS": "0.3"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+                           "tests/gpu/test_real_shape.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert json.loads(report.read_text())["steps"]["cached"]["record"]["outcome"] == "ready"
+
+
 def test_the_cold_start_benchmark_runs_end_to_end_against_the_stand_in(tmp_path):
     out = tmp_path / "cold.json"
     env = dryrun_env(tmp_path, jit_seconds=1.5, first_request_seconds=1.5)
     done = subprocess.run(
         [sys.executable, "benchmarks/cold_start_gpu.py", "--hub", str(tmp_path / "hub"), "--volume", str(tmp_path / "volume"),
-         "--root", str(tmp_path / "root"), "--json", str(out)],
+         "--root", str(tmp_path / "root"), "--out", str(tmp_path / "run"), "--json", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -58,3 +69,46 @@ def test_the_cold_start_benchmark_runs_end_to_end_against_the_stand_in(tmp_path)
     assert result["restore"]["restored"] is True
     assert result["escaped_without"] == {} and result["escaped_with"] == {}
     assert "launch to ready + restore, ratio" in done.stdout
+
+
+def test_the_real_shape_benchmark_every_step_detached_and_polled_against_the_stand_in(tmp_path):
+    """Issue 23 item 1: the real shape's models built at their real widths, the compile job, a start from the published
+    caches and the optional ones (no piecewise graphs, no caches at all, a GPU snapshot, the VLM), each recorded by
+    infra/runtime/startup.py and printed from that record; run detached, its log polled."""
+    run = tmp_path / "run"
+    env = dryrun_env(tmp_path, jit_seconds=1.0, first_request_seconds=1.0, sglang_log=True)
+    command = [sys.executable, "benchmarks/cold_start_gpu.py", "--shape", "real", "--out", str(run),
+               "--steps", "compile,cached,no-piecewise,uncached,snapshot,vlm", "--root", str(tmp_path / "root")]
+    started = subprocess.run([*command, "--detach"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0 and "started in the background" in started.stdout, started.stderr
+    polled = ""
+    for _ in range(20):  # as a GPU machine's caller would: one bounded command after another
+        done = subprocess.run([*command[:2], "--poll", str(run), "--for", "15"], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=60)
+        polled += done.stdout
+        if "== finished" in done.stdout:
+            break
+    assert "== finished" in polled and '"compile": "ok"' in polled, polled[-3000:]
+    result = json.loads((run / "results.json").read_text())
+    steps = result["steps"]
+    assert {name: step.get("ok") for name, step in steps.items()} == {
+        "compile": True, "cached": True, "no-piecewise": True, "uncached": True, "snapshot": True, "vlm": True}
+    compiled = steps["compile"]
+    assert compiled["deep_gemm_shapes"]["shapes"][0]["n"] == 6144  # compile_deep_gemm's output, read per shape
+    assert [p["phase"] for p in compiled["server_timeline"]][:2] == ["arguments", "scheduler_start"]
+    assert compiled["compile_budget"]["deep_gemm_kill_after_seconds"] == 1364
+    cached = steps["cached"]["record"]
+    assert cached["outcome"] == "ready" and cached["misses"] == {} and cached["restore"]["restored"] is True
+    assert cached["missing"] == [] and cached["phases"][0]["phase"] == "arguments"
+    for variant in ("no-piecewise", "snapshot"):  # other keys, given the recipe's tree: what they lack would be misses
+        record = steps[variant]["record"]
+        assert record["restore"]["fingerprint"] == compiled["fingerprint"] and record["misses"] == {}, variant
+    uncached = steps["uncached"]["record"]
+    assert uncached["restore"]["restored"] is False and set(uncached["misses"]) >= {"deep_gemm", "triton"}
+    assert steps["snapshot"]["restore_record"]["kind"] == "snapshot_restore"
+    assert result["models"]["target"].endswith("8b3f0c1e5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d")
+    recorded = [json.loads(line) for line in (run / "starts.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in recorded] == ["start", "start", "start", "snapshot_boot", "snapshot_restore", "start"]
+    log = (run / "logs" / "cached.log").read_text().splitlines()
+    assert float(log[0].split()[0]) >= 0 and any("Capture cuda graph end" in line for line in log)
+    assert "compile job" in polled and "cached: " in polled  # the phase table and each start's line

@@ -65,7 +65,13 @@ def compile_env(record, tmp_path=None, **extra: str) -> dict[str, str]:
 
 def run(d, cache, local, record, **options):
     env = options.pop("env", None) or compile_env(record)
-    return kernels.compile_kernels(d, cache, env=env, local_root=local, port=d.server.port, **options)
+    on_line = options.pop("on_line", None)
+    if on_line is None:
+        return kernels.compile_kernels(d, cache, env=env, local_root=local, port=d.server.port, **options)
+    return kernels.warm_caches(
+        key=kernels.kernel_key(d), marker=kernels.marker_path(cache, d), compile_argv=sglang_args.compile_command(d),
+        launch_argv=sglang_args.launch_command(d), volume_root=cache, local_root=local, env=env, on_line=on_line,
+        readiness=lifecycle.Readiness(timeout=20, poll_interval=0.1, warmup=d.recipe.warmup, model=d.recipe.model))
 
 
 def published(cache, d) -> list[str]:
@@ -121,6 +127,27 @@ def test_the_real_server_is_started_with_the_launch_arguments_warmed_up_and_stop
     assert result["caches"]["total"]["files"] == len(files) - 1
     assert result["server_timings"]["warmup_s"][0] >= 0.2  # the first request compiled
     assert processes_mentioning(f"--port {d.server.port}") == []  # stopped, nothing left
+
+
+def test_the_record_says_where_the_uncached_start_went_read_from_sglangs_own_output(d, cache, local, record):
+    """The compile job's server is a start without the caches: its timeline (infra/runtime/timeline.py) and
+    compile_deep_gemm's time per GEMM shape are in the job's record, which `invoke compile --json` prints."""
+    lines: list[tuple[str, str]] = []
+    env = compile_env(record) | {"FAKE_SGLANG": json.dumps({"sglang_log": True, "jit_seconds": 0,
+                                                            "first_request_seconds": 0.2})}
+    result = run(d, cache, local, record, env=env, on_line=lambda step, t, line: lines.append((step, line)))
+    assert [p["phase"] for p in result["server_timeline"]][:5] == ["arguments", "scheduler_start", "weights", "kv_cache",
+                                                                    "cuda_graphs"]
+    assert result["server_timeline"][-1]["end_s"] == result["server_timings"]["ready_s"]
+    assert result["deep_gemm_shapes"]["shapes"][0] | {"seconds": 0} == {"kernel": "GEMM_NT_F8F8BF16", "n": 6144,
+                                                                      "k": 4096, "groups": 1, "seconds": 0}
+    assert {step for step, _ in lines} == {"compile_deep_gemm", "server"}
+
+
+def test_compile_deep_gemm_is_bounded_by_the_budget_derived_from_measured_compiles(d):
+    from infra.runtime import spec
+
+    assert spec.compile_budget(d)["deep_gemm_kill_after_seconds"] == 1364  # see tests/test_cold_start.py
 
 
 def test_a_server_that_restores_the_tree_finds_every_kernel(d, cache, local, record, tmp_path, subreaper):

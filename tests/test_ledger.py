@@ -115,14 +115,18 @@ def test_the_ledger_table_shows_origin_revisions_smoke_latency_throughput_and_co
         (release(1, kind="deploy"), None),
     ]
     rows[0] = (rows[0][0], ledger.priced(rows[0][0], TABLE))
-    table = ledger.render_table(rows).splitlines()
+    # Cold starts: the live summary of the current release's recorded starts; a replaced one's kept in its entry.
+    rows[2] = (rows[2][0] | {"cold_starts": {"starts": 4, "ready": 3, "median_s": 94.7, "worst_s": 127.5, "frozen_at": 1.0}},
+               None)
+    live = {rows[0][0]["release_id"]: {"starts": 2, "ready": 2, "median_s": 66.0, "worst_s": 70.25}}
+    table = ledger.render_table(rows, cold_starts=live).splitlines()
     assert table[0].split()[:4] == ["release", "v", "how", "when"]
     first, second, third = (re.split(r"\s{2,}", line.strip()) for line in table[2:])
     assert first == ["r20260103-120000-abcde3", "v3", "promote from staging, gate passed", "2026-01-01 15:00", "3" * 12,
-                     "v0.5.6.post2-cu129-amd64-runtime", "220b46e3", "cccccccc", "passed",
+                     "v0.5.6.post2-cu129-amd64-runtime", "220b46e3", "cccccccc", "passed", "66.0/70.2 (2)",
                      "100.0/100.0", "10.00/10.00", "526.3", "0/20", "$7.59", "gate on staging"]
-    assert second[2] == "promote from staging, gate skipped" and second[-6:] == ["-"] * 5 + ["not measured"]
-    assert third[2] == "deploy"
+    assert second[2] == "promote from staging, gate skipped" and second[-7:] == ["-"] * 6 + ["not measured"]
+    assert third[2] == "deploy" and third[9] == "94.7/127.5 (3)"
 
     entry = ledger.entry(rows[1][0], None)
     assert entry["gate"] == "skipped" and entry["gate_override"]["reason"] == "hotfix"

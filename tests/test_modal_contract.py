@@ -24,7 +24,7 @@ from modal_proto import api_pb2
 
 from infra.runtime import weights
 from infra.runtime.kernels import marker_path as kernel_marker
-from infra.runtime.remote import LOCKS_DICT, MissingCredentials, ModalRemote
+from infra.runtime.remote import LOCKS_DICT, STARTS_DICT, STARTS_KEPT, MissingCredentials, ModalRemote, starts_bucket
 from tests.conftest import REPO, changed, deployment
 
 APP = "sglang-qwen3-8b-low-latency"
@@ -143,6 +143,8 @@ def test_compile_runs_the_job_body_into_the_kernel_volume(wire, remote):
     assert result["skipped"] is False and result["fingerprint"]
     assert kernel_marker(wire.volume_dir("dev", d.caches.kernels_volume), d).exists()
     assert remote.run_compile(d)["skipped"] is True
+    forced = remote.run_compile(d, force=True)  # what a start that missed the caches asks for: compiled and republished
+    assert forced["skipped"] is False and forced["completed_at"] > result["completed_at"]
 
 
 # ---------------------------------------------------------------------------- deploy, history, rollback
@@ -273,6 +275,63 @@ def test_reading_never_creates_a_volume(wire, remote):
     assert wire.volumes() == []
 
 
+# ---------------------------------------------------------------------------- start records
+
+
+def test_start_records_round_trip_through_the_dict_bounded_per_deployment(wire, remote):
+    """Issue 23: what a server container writes (infra/runtime/startup.py through `record_start`) is what `invoke
+    status` reads (`recent_starts`), through the real client: values cloudpickled, the newest STARTS_KEPT kept."""
+    bucket = starts_bucket(APP, "0123456789abcdef")
+    assert remote.recent_starts("prod", bucket) == []  # no Dict yet: a read says so, and creates nothing
+    assert wire.dict_entries("prod", STARTS_DICT) == {}
+    for n in range(1, STARTS_KEPT + 4):
+        assert remote.record_start("prod", bucket, {"n": n, "outcome": "ready", "phases": [{"phase": "arguments"}]}) == n
+    assert [r["n"] for r in remote.recent_starts("prod", bucket)] == list(range(STARTS_KEPT + 3, 3, -1))
+    entries = wire.dict_entries("prod", STARTS_DICT)
+    assert len(entries) == STARTS_KEPT + 1 and entries[bucket] == STARTS_KEPT + 3  # the records and the newest number
+    other = starts_bucket(APP, "fedcba9876543210")  # another deployment (release) of the same app: its own bucket
+    remote.record_start("prod", other, {"n": 1})
+    assert remote.recent_starts("prod", other) == [{"n": 1}] and remote.recent_starts("dev", bucket) == []
+    for rpc in ("DictGetOrCreate", "DictUpdate", "DictGet", "DictPop"):
+        assert rpc in wire.rpcs()
+
+
+def test_two_containers_starting_at_once_never_overwrite_each_others_record(wire, remote):
+    bucket = starts_bucket(APP, "0123456789abcdef")
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(ModalRemote().record_start("prod", bucket, {"i": i})))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [1, 2, 3, 4, 5, 6]
+    assert sorted(r["i"] for r in remote.recent_starts("prod", bucket)) == list(range(6))
+
+
+def test_a_container_start_is_recorded_at_the_wire_and_read_back(wire, remote, tmp_path):
+    """The container's path end to end: the stand-in SGLang starts through infra/runtime/startup.py, whose record goes
+    through ModalRemote.record_start (as infra/runtime/app.py passes it) to the fake control plane."""
+    from infra.runtime import compile_cache, sglang_args, startup, timeline
+    from infra.runtime.lifecycle import Readiness
+    from tests.conftest import free_port, standin_env
+
+    d = deployment("dev", port=free_port())
+
+    def write(record: dict) -> int:
+        return ModalRemote().record_start(d.modal.environment, starts_bucket(d.app_name, record["deployment_digest"]), record)
+
+    local = tmp_path / "local"
+    started = startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}",
+                            Readiness(timeout=30, poll_interval=0.1, warmup=d.recipe.warmup, model=d.recipe.model),
+                            volume_root=tmp_path / "volume", local_root=local, write=write,
+                            env=standin_env(sglang_log=True) | compile_cache.environment(local), wait_on_ready=30)
+    started.server.stop(grace=0)
+    assert not started.writer.is_alive()
+    [back] = remote.recent_starts("dev", starts_bucket(d.app_name, timeline.deployment_digest(d.to_dict())))
+    assert back == started.record and back["outcome"] == "ready" and back["phases"][0]["phase"] == "arguments"
+
+
 # ---------------------------------------------------------------------------- locks
 
 
@@ -355,6 +414,8 @@ EVERY_CALL = {
     "write_file": lambda r, d: r.write_file("dev", "sglang-releases", "x", b"x"),
     "acquire_lock": lambda r, d: r.acquire_lock("dev", "dev/x", "me", 60),
     "release_lock": lambda r, d: r.release_lock("dev", "dev/x", "me"),
+    "record_start": lambda r, d: r.record_start("dev", "app/abc", {}),
+    "recent_starts": lambda r, d: r.recent_starts("dev", "app/abc"),
     "secret_exists": lambda r, d: r.secret_exists("dev", "s"),
     "ephemeral": lambda r, d: r.ephemeral(d).__enter__(),
     "billing_rates": lambda r, d: r.billing_rates(),

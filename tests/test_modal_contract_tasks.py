@@ -236,3 +236,41 @@ def test_the_promotion_gate_through_the_real_client(wire, wire_cli, fake_server,
     out = ok(wire_cli("bench", "--compare", prod["release_id"], "--compare", "now.json", "--env", "prod", *FOR_RECIPE))
     assert out.splitlines()[0] == f"A = {prod['release_id']} (prod v1, on prod)"
     assert "warning: the two were measured with different workloads" in out
+
+
+def test_status_shows_each_releases_recorded_starts_warns_of_misses_and_the_ledger_keeps_them(wire, wire_cli):
+    """Issue 23: starts recorded by a release's containers (through ModalRemote.record_start, as infra/runtime/app.py
+    does) show in `invoke status` with their phases and misses, and a replaced release keeps their summary."""
+    from infra.runtime import timeline
+    from infra.runtime.remote import ModalRemote, starts_bucket
+    from tests.test_timeline import TIMINGS, read
+
+    ok(wire_cli("download", "--env", "dev", *FOR_RECIPE))
+    ok(wire_cli("deploy", "--env", "dev", *FOR_RECIPE))
+    first = manifest(wire, "dev")["current"]
+    bucket = starts_bucket(APP, timeline.deployment_digest(first["deployment"]))
+    log = read("0.5.11-h200-cached.log")
+    for i, (misses, before_launch) in enumerate([({}, 0.1), ({"triton": {"files": 64, "bytes": 639028, "examples": []}}, 30.0)]):
+        record = timeline.build_record(deployment=first["deployment"], log=log, timings=TIMINGS["0.5.11-h200-cached.log"],
+                                       started_at=first["deployed_at"] + 0.01 * (i + 1), before_launch_s=before_launch,
+                                       restore={"restored": True, "seconds": 0.1}, misses=misses, outcome="ready")
+        ModalRemote().record_start("dev", bucket, record)
+
+    status = ok(wire_cli("status", "--env", "dev", *FOR_RECIPE))
+    assert f"    {first['release_id']}: 2 start(s), ready in 142.5 s median, 157.5 s worst, 1 with compile-cache misses" in status
+    assert "ready in 127.6 s (restore 0.1, arguments 22.1, scheduler_start 21.7, weights 2.5, cuda_graphs 6.0, " \
+           "piecewise_graphs 51.8" in status
+    assert f"WARNING {first['release_id']}: 1 of 2 recorded start(s) compiled while starting (compile-cache misses: " \
+           "triton 64 files); rerun `invoke compile --env dev --recipe qwen3-8b-low-latency --recompile`" in status
+    assert "142.5/157.5 (2)" in status  # the ledger's cold-start column: median/worst (ready starts)
+
+    ok(wire_cli("deploy", "--env", "dev", *FOR_RECIPE, "--set", "scaling.max_containers=1"))
+    replaced = manifest(wire, "dev")["history"][1]
+    assert replaced["release_id"] == first["release_id"]
+    assert replaced["cold_starts"] | {"frozen_at": 0} == {
+        "starts": 2, "ready": 2, "failed": 0, "refused": 0, "median_s": 142.5, "worst_s": 157.5, "with_misses": 1,
+        "first_at": round(first["deployed_at"] + 0.01, 3), "last_at": round(first["deployed_at"] + 0.02, 3), "frozen_at": 0}
+    [status] = wire_cli.json("status", "--env", "dev", *FOR_RECIPE)
+    ledger = {row["release_id"]: row["cold_start"] for row in status["detail"]["ledger"]}
+    assert ledger[first["release_id"]]["median_s"] == 142.5
+    assert status["detail"]["cold_starts"][first["release_id"]][0]["misses"]["triton"]["files"] == 64

@@ -92,6 +92,20 @@ def test_force_reruns_stages_and_remote_markers_keep_them_idempotent(world):
     assert results[2].detail.skipped is True
 
 
+def test_recompile_compiles_again_where_the_volume_says_done(world):
+    """After `invoke status` warned of cache misses: `invoke compile --recompile` replaces this key's caches."""
+    ctx = world.ctx()
+    d = world.deployment(ctx)
+    download.run(ctx, d)
+    first = compile.run(ctx, d)
+    assert compile.run(world.ctx(force=True), d).detail.skipped is True  # --force alone: the Volume's marker holds
+    again = compile.run(world.ctx(), d, compile.Options(recompile=True))
+    assert (first.detail.skipped, again.status, again.detail.skipped) == (False, "ran", False)
+    assert first.detail.server_timeline[-1]["phase"] == "warmup_3"  # its server's start, phase by phase (--json)
+    assert "its server, without the caches: ready in" in first.message
+    assert [c["args"]["force"] for c in world.modal.calls() if c["method"] == "run_compile"] == [False, False, True]
+
+
 def test_dry_run_changes_nothing(world):
     ctx = world.ctx(dry_run=True)
     results = pipeline.run(ctx, world.deployment(ctx))

@@ -72,7 +72,7 @@ def compile_runner(job: JobCall) -> dict:
     # The container's local disk (a folder beside the Volume's), and any free port: no compiled shape depends on them.
     local = job.volumes[KERNELS_PATH].parent / f"{job.volumes[KERNELS_PATH].name}-local"
     return kernels.compile_kernels(d, job.volumes[KERNELS_PATH], env=standin_env() | job.environ, local_root=local,
-                                   port=free_port())
+                                   port=free_port(), force=job.kwargs.get("force", False))
 
 
 @dataclass

@@ -10,22 +10,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from infra.control import cold_start_figures as figures
 from infra.control import costs, objectives, revisions, sglang_flags
 from infra.control.resolve import gate_for
 from infra.control.settings import Settings
 from infra.control.state import StageState
-from infra.runtime import kernels, schedule, sglang_args, spec
+from infra.runtime import compile_cache, kernels, schedule, sglang_args, spec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment, Scaling, Window
 from infra.runtime.model import RESOLVED
 from infra.runtime.recipes.base import COMMIT_RE
 from infra.runtime.secrets import local_credentials
 
-DEEPGEMM_COLD_SECONDS = 30 * 60  # "tens of minutes" to JIT-compile on a cold kernel cache
-DEEPGEMM_CACHED_SECONDS = 5.0  # loading compiled kernels
-COMPILE_CACHE_RESTORE_SECONDS = 1.0  # measured 0.08 s for 54 MB; rounded up for real models' larger trees
-FIRST_SPECULATIVE_CACHED_SECONDS = 0.5  # measured 0.4 s on the H100 with the caches restored
-WARMUP_REQUEST_SECONDS = 0.5  # measured 0.27-0.48 s per 64-token warm-up request once compiled
-SNAPSHOT_RESTORE_SECONDS = 20.0
+BEFORE_LAUNCH = ("image_pull", "compile_cache_restore")  # the parts of a cold start before SGLang is launched
 
 
 def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:
@@ -64,18 +60,24 @@ def cost_plan(settings: Settings, d: Deployment, cold: dict, rates: costs.Rates 
 def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     """A cold start, phase by phase, for the flow the user runs (the pipeline compiles before it deploys).
 
-    Each compiled phase says whether its cache is known to be there (the compile stage's
-    record on this machine matches this deployment's key) or will be after `invoke compile`
-    (the pipeline's third stage). The estimate assumes the caches, as the pipeline leaves
-    them; `uncached_estimate_seconds` is what a container pays without them. Figures whose
-    basis says "measured" come from real SGLang 0.5.11 on one H100 with a tiny model
-    (benchmarks/results/cold_start_h100.txt): they are the compile overhead, which a larger
-    model only lengthens, so treat them as floors.
+    Every figure is measured (infra/control/cold_start_figures.py): the profile measured with this model, or
+    the nearest measured shape, each part naming where it was measured; `caveats` say what differs from where
+    this deployment runs. Phases the deployment does not have are left out (piecewise CUDA graphs where its
+    SGLang version does not capture them, the drafter's without speculative decoding, SGLang's own warm-up with
+    --skip-server-warmup). The estimate assumes the compile caches, as the pipeline leaves them; each phase also
+    says what it costs without them (`uncached_seconds`), and whether this machine recorded the compile for
+    this deployment's key (`cached`).
     """
     cs, r = settings.cold_start, d.recipe
+    profile, measured_here = figures.profile_for(r.model)
     compiled = state.is_current("compile", kernels.kernel_fingerprint(d))
     when = ("compile cache recorded here for this deployment's key" if compiled else
             "after `invoke compile` (the pipeline's compile stage); not yet recorded here for this key")
+    flags = {flag for flag, _ in r.extra_flags}
+    caveats = [] if measured_here else [f"nothing measured with {r.model}: the figures of the nearest measured shape"]
+    here = f"SGLang {r.sglang_version} on {r.gpu}, TP {r.tp_size}"
+    if r.sglang_version != profile.sglang_version or r.tp_size != 1 or r.gpu_type.rstrip("!") not in profile.measured_on:
+        caveats.append(f"this deployment runs {here}: not measured there; the figures are used as they are")
     parts: dict[str, dict] = {}
     image_gb = cs.image_size_gb.get(r.sglang_image)
     parts["image_pull"] = (
@@ -83,47 +85,110 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
         if image_gb
         else {"seconds": None, "basis": "image size unknown (set cold_start.image_size_gb)"}
     )
-    if downloads := revisions.recorded_downloads(state):
-        size_gb = sum(item["size_bytes"] for item in downloads) / 1e9
-        basis = "sizes recorded by the download stage"
+    restore = profile.restore
+    parts["compile_cache_restore"] = {
+        "seconds": restore.cached, "uncached_seconds": 0.0, "cached": compiled,
+        "basis": f"copy of this key's tree to local disk (measured {restore.cached:g} s for {profile.restored_mb:g} MB); "
+                 f"cached: {when}"}
+    if ("--load-format", "dummy") in r.extra_flags:
+        parts["weights_read"] = {"seconds": 0.0, "basis": "--load-format dummy: random weights, nothing read (their 0.2 s "
+                                                          "of initialisation is in the measured phases)"}
     else:
-        size_gb = r.model_size_gb + r.draft_size_gb
-        basis = "nominal sizes (run `invoke download` to record real ones)"
-    parts["weights"] = {
-        "seconds": round(size_gb / settings.caches.volume_read_gbps, 1),
-        "basis": f"{size_gb:.1f} GB from the Volume at {settings.caches.volume_read_gbps} GB/s; {basis}",
-    }
-    parts["compile_cache_restore"] = {"seconds": COMPILE_CACHE_RESTORE_SECONDS, "cached": True, "uncached_seconds": 0.0,
-                                      "basis": "copy of this key's tree to local disk (measured: 54 MB in 0.08 s)"}
-    parts["server_boot"] = {"seconds": cs.server_boot_seconds, "basis": "process start, imports, NCCL (cold_start.server_boot_seconds)"}
-    parts["cuda_graphs"] = {"seconds": cs.cuda_graph_seconds, "basis": "capture (cold_start.cuda_graph_seconds)"}
-    parts["jit"] = _compiled(compiled, 0.0, cs.jit_seconds, when,
-                             "Triton, Inductor, FlashInfer and sgl-kernel JIT during capture (cold_start.jit_seconds; measured "
-                             "~75 s on a fresh machine)")
-    if kernels.deepgemm_enabled(r.image_env):  # SGLang compiles DeepGEMM only where the image enables it
-        parts["deepgemm"] = _compiled(compiled, DEEPGEMM_CACHED_SECONDS, DEEPGEMM_COLD_SECONDS, when,
-                                      "FP8 GEMM kernels (tens of minutes of JIT when not compiled ahead)")
+        if downloads := revisions.recorded_downloads(state):
+            size_gb = sum(item["size_bytes"] for item in downloads) / 1e9
+            basis = "sizes recorded by the download stage"
+        else:
+            size_gb = r.model_size_gb + r.draft_size_gb
+            basis = "nominal sizes (run `invoke download` to record real ones)"
+        parts["weights_read"] = {
+            "seconds": round(size_gb / settings.caches.volume_read_gbps, 1),
+            "basis": f"{size_gb:.1f} GB from the Volume at {settings.caches.volume_read_gbps} GB/s; {basis}; not measured "
+                     "(the measured starts read dummy weights)",
+        }
+    piecewise, why = piecewise_graphs(d)
+    skipped = {profile.skipped_warmup_phase: "--skip-server-warmup"} if "--skip-server-warmup" in flags else {}
+    for name, figure in profile.phases:
+        if name == profile.piecewise_phase and not piecewise:
+            continue
+        if name in profile.draft_phases and not r.speculative:
+            continue
+        if name in skipped:
+            continue
+        parts[name] = _measured(figure, compiled, when, profile)
+    if r.deep_gemm_shapes and profile.deep_gemm_per_shape and compile_cache.deepgemm_enabled(r.image_env):
+        per = profile.deep_gemm_per_shape.uncached
+        parts["deep_gemm_jit"] = {
+            "seconds": 0.0, "uncached_seconds": round(per * r.deep_gemm_shapes, 1), "cached": compiled,
+            "basis": f"DeepGEMM's JIT of {r.deep_gemm_shapes} GEMM shape(s) (the recipe's deep_gemm_shapes) at {per:g} s "
+                     f"each, measured by compile_deep_gemm ({profile.measured_on}); loading them is in cuda_graphs; "
+                     f"cached: {when}"}
+    first = profile.first_request
     if r.speculative:
-        parts["first_speculative_request"] = _compiled(
-            compiled, FIRST_SPECULATIVE_CACHED_SECONDS, cs.first_speculative_seconds, when,
-            "the first speculative decode's JIT, paid by the warm-up (cold_start.first_speculative_seconds; measured "
-            "114 s uncached, 0.4 s cached)")
-    parts["warmup"] = {"seconds": round(r.warmup.count * WARMUP_REQUEST_SECONDS, 1),
-                       "basis": f"{r.warmup.count} requests of {r.warmup.max_tokens} tokens once compiled (measured "
-                                f"~{WARMUP_REQUEST_SECONDS:g} s each; bounded by {r.warmup.timeout:g} s after the first)"}
-    known = [p["seconds"] for p in parts.values() if p["seconds"] is not None]
-    uncached = [p.get("uncached_seconds", p["seconds"]) for p in parts.values() if p["seconds"] is not None]
-    result = {"parts": parts, "estimate_seconds": round(sum(known), 1), "uncached_estimate_seconds": round(sum(uncached), 1),
-              "compiled": compiled, "complete": len(known) == len(parts)}
+        parts["first_warmup_request"] = _measured(first, compiled, when, profile,
+                                                  "the first speculative decode JIT-compiles without the caches")
+    else:
+        parts["first_warmup_request"] = {"seconds": first.cached, "basis": "a warm-up request once compiled (measured "
+                                         "with speculative decoding; nothing measured without it)"}
+    more = r.warmup.count - 1
+    if more:
+        w = profile.warmup_request
+        parts["warmup"] = {"seconds": round(more * w.cached, 1), "uncached_seconds": round(more * w.uncached, 1),
+                           "basis": f"{more} more request(s) of {r.warmup.max_tokens} tokens at {w.cached:g} s each "
+                                    f"({profile.measured_on}; bounded by {r.warmup.timeout:g} s each)"}
+    known = {k: p for k, p in parts.items() if p["seconds"] is not None}
+    launch = {k: p for k, p in known.items() if k not in BEFORE_LAUNCH}
+
+    def total(chosen: dict, uncached: bool) -> float:
+        return round(sum(p.get("uncached_seconds", p["seconds"]) if uncached else p["seconds"] for p in chosen.values()), 1)
+
+    result = {
+        "parts": parts,
+        "estimate_seconds": total(known, False),
+        "uncached_estimate_seconds": total(known, True),
+        "launch_to_ready_seconds": total(launch, False),
+        "uncached_launch_to_ready_seconds": total(launch, True),
+        "compiled": compiled,
+        "complete": len(known) == len(parts),
+        "profile": {"name": profile.name, "measured_on": profile.measured_on, "source": profile.source,
+                    "measured_with_this_model": measured_here},
+        "piecewise_graphs": why,
+        "caveats": caveats,
+    }
     if d.gpu_snapshot:
-        restored = SNAPSHOT_RESTORE_SECONDS + (parts["image_pull"]["seconds"] or 0)
-        result["snapshot_restore_seconds"] = restored
-        result["note"] = "a GPU snapshot restore replaces boot, weight loading, kernels, CUDA graphs and warm-up"
+        resume = figures.SNAPSHOT_RESUME.cached
+        result["snapshot_restore_seconds"] = round(figures.MODAL_SNAPSHOT_RESTORE_SECONDS + resume
+                                                   + (parts["image_pull"]["seconds"] or 0), 1)
+        result["note"] = (f"a GPU snapshot restore replaces boot, weight loading, kernels, CUDA graphs and warm-up: SGLang "
+                          f"takes its memory back and answers once in {resume:g} s (measured on the H200), after Modal "
+                          f"restores the container (assumed {figures.MODAL_SNAPSHOT_RESTORE_SECONDS:g} s, not measured)")
     return result
 
 
-def _compiled(compiled: bool, cached: float, uncached: float, when: str, what: str) -> dict:
-    return {"seconds": cached, "uncached_seconds": uncached, "cached": compiled, "basis": f"{what}; cached: {when}"}
+def _measured(figure, compiled: bool, when: str, profile, what: str = "") -> dict:
+    part = {"seconds": figure.cached, "uncached_seconds": figure.uncached,
+            "basis": f"{what + '; ' if what else ''}measured on {profile.measured_on} ({profile.source}: "
+                     f"{figure.cached_at} / {figure.uncached_at})"}
+    if figure.cached != figure.uncached:
+        part["cached"] = compiled
+        part["basis"] += f"; cached: {when}"
+    return part
+
+
+def piecewise_graphs(d: Deployment) -> tuple[bool, str]:
+    """Whether SGLang captures piecewise CUDA graphs for this deployment, and why (read in each version's wheel)."""
+    r = d.recipe
+    flags = {flag for flag, _ in r.extra_flags}
+    version = sglang_flags.version_key(r.sglang_version)
+    if "--disable-piecewise-cuda-graph" in flags:
+        return False, "not captured: --disable-piecewise-cuda-graph"
+    if version < sglang_flags.version_key("0.5.10"):
+        on = "--enable-piecewise-cuda-graph" in flags
+        return on, f"{'captured' if on else 'not captured'}: opt-in before SGLang 0.5.10 (--enable-piecewise-cuda-graph)"
+    if r.warmup.with_image or r.smoke.with_image:
+        return False, "not captured: SGLang turns them off for multimodal models (server_args._handle_piecewise_cuda_graph)"
+    if r.speculative and version < sglang_flags.version_key("0.5.11"):
+        return False, "not captured: SGLang 0.5.10 turns them off with speculative decoding (server_args)"
+    return True, "captured: on by default for text models from SGLang 0.5.10 (with speculative decoding from 0.5.11)"
 
 
 def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
@@ -220,6 +285,8 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
         # What a promotion into this environment must measure (infra/control/objectives.py, infra/perf/gate.py).
         "gate": objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
         "cold_start": cold,
+        # The compile job's CPU request and timeout, derived from measured compile times (infra/runtime/spec.py).
+        "compile_job": spec.compile_budget(d),
         "warnings": warnings_for(settings, d, cold),
     }
 
@@ -283,8 +350,14 @@ def render(plans: list[dict]) -> str:
         lines.append(f"               without them: ~{cold['uncached_estimate_seconds']:g} s ({compiled_parts})"
                      + (f", beyond startup_timeout {p['modal']['server']['startup_timeout']} s: deploy after "
                         "`invoke compile` (the pipeline does)" if over and not cold["compiled"] else ""))
+        lines.append(f"               figures measured on {cold['profile']['measured_on']} ({cold['profile']['source']}); "
+                     f"piecewise CUDA graphs {cold['piecewise_graphs']}")
+        lines += [f"               note: {c}" for c in cold["caveats"]]
         if "snapshot_restore_seconds" in cold:
             lines.append(f"               with a snapshot restore: ~{cold['snapshot_restore_seconds']:g} s")
+        job = p["compile_job"]
+        lines.append(f"Compile job    cpu {job['cpu']:g}, timeout {job['timeout_seconds']} s "
+                     f"(compile_deep_gemm killed after {job['deep_gemm_kill_after_seconds']} s): {job['basis']}")
         for w in p["warnings"]:
             lines.append(f"WARNING        {w}")
         lines.append("")

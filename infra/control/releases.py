@@ -21,12 +21,14 @@ import getpass
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.control import coldstarts
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from infra.runtime.remote import Remote
@@ -67,6 +69,9 @@ class Release(BaseModel):
     # override that skipped it. A rollback entry keeps the one of the release it returns to: same bits, same figures.
     gate: dict | None = None
     measurement: dict | None = None  # the gate workload measured on this environment after going live (record_baseline)
+    # Its server containers' cold starts (infra/control/coldstarts.py), summarised when the next release replaced it:
+    # the live records expire on Modal after a week, this stays. None while it is current.
+    cold_starts: dict | None = None
 
     @property
     def smoke_passed(self) -> bool:
@@ -99,6 +104,7 @@ def rollback_entry(target: Release, version: int | None, note: str) -> Release:
     return target.model_copy(update=dict(
         release_id=new_release_id(), kind="rollback", version=version, rolled_back_to=target.version,
         deployed_at=time.time(), promoted_from=None, note=note,
+        cold_starts=None,  # its own starts, not the ones `target` had: summarised when it is replaced in turn
     ))
 
 
@@ -149,16 +155,30 @@ class ReleaseStore:
         return manifest
 
     def record(self, d: Deployment, manifest: Manifest, release: Release) -> Manifest:
-        """Make `release` current, keeping a bounded history."""
+        """Make `release` current, keeping a bounded history; the release it replaces keeps its cold-start summary."""
         expected = manifest.revision
+        history = [r for r in manifest.history if r.release_id != release.release_id]
+        if (replaced := manifest.current) is not None and replaced.cold_starts is None:
+            summary = self._cold_starts(d, replaced, release.deployed_at, manifest.history)
+            history = [r.model_copy(update={"cold_starts": summary}) if r.release_id == replaced.release_id else r
+                       for r in history]
         updated = Manifest(
             env=manifest.env,
             recipe=manifest.recipe,
             current=release,
-            history=([release] + [r for r in manifest.history if r.release_id != release.release_id])[:HISTORY_LIMIT],
+            history=([release] + history)[:HISTORY_LIMIT],
             revision=manifest.revision,
         )
         return self.write(d, updated, expected)
+
+    def _cold_starts(self, d: Deployment, release: Release, replaced_at: float, history: list[Release]) -> dict | None:
+        """The replaced release's cold starts, summarised; None (and a deploy that goes on) when they cannot be read."""
+        try:
+            return coldstarts.frozen_summary(self.remote, d.modal.environment, release, replaced_at, history)
+        except Exception as err:  # noqa: BLE001 - a summary is never a reason to fail a release
+            print(f"warning: the cold starts of {release.release_id} could not be read ({type(err).__name__}: {err}); "
+                  "its manifest entry keeps none", file=sys.stderr)
+            return None
 
     def update_current(self, d: Deployment, manifest: Manifest, **changes) -> Manifest:
         """Amend the current release (e.g. its smoke result) in place."""

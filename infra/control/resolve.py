@@ -45,6 +45,7 @@ def resolve(settings: Settings, recipe_name: str) -> Deployment:
         secrets=settings.secrets,
         caches=settings.caches,
         gpu_snapshot=_first(knobs.get("gpu_snapshot"), settings.cold_start.gpu_snapshot),
+        refuse_on_cache_miss=settings.cold_start.refuse_on_cache_miss,
     )
     validate(d, settings, f'recipes."{recipe_name}"')
     return d

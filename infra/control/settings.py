@@ -112,15 +112,16 @@ class Costs(Frozen):
 
 
 class ColdStart(Frozen):
+    """What a cold start costs and what a start may do ([cold_start]). The phase figures `plan` adds up are
+    measured ones (infra/control/cold_start_figures.py), not settings: each names where it was measured."""
+
     gpu_snapshot: bool = Field(default=False, description="Modal GPU memory snapshots (alpha)")
     image_pull_gbps: float = Field(default=1.0, gt=0)
     image_size_gb: dict[str, float] = Field(default_factory=dict, description="image tag -> size, for estimates")
-    cuda_graph_seconds: float = Field(default=60.0, ge=0, description="CUDA-graph capture, per start")
-    jit_seconds: float = Field(default=75.0, ge=0, description="JIT during capture without the compile caches (H100: ~75 s)")
-    first_speculative_seconds: float = Field(
-        default=115.0, ge=0, description="the first speculative decode's JIT without the compile caches (H100: 114 s)")
-    server_boot_seconds: float = Field(default=30.0, ge=0, description="process start, imports, NCCL init")
     margin: float = Field(default=1.25, ge=1.0, description="startup_timeout must exceed estimate x margin")
+    refuse_on_cache_miss: bool = Field(
+        default=False, description="a server that compiled anything while starting (a compile-cache miss) refuses to go "
+                                   "ready, so the compile stage must be rerun; warned about in `invoke status` either way")
 
 
 class Client(Frozen):

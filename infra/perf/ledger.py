@@ -245,8 +245,8 @@ def how(release: Any) -> str:
     return text
 
 
-def entry(release: Any, perf: Performance | None) -> dict:
-    """One ledger row as data (`invoke status --json`)."""
+def entry(release: Any, perf: Performance | None, cold_start: dict | None = None) -> dict:
+    """One ledger row as data (`invoke status --json`); `cold_start` is its starts' summary (infra/control/coldstarts.py)."""
     smoke = release_field(release, "smoke")
     gate = release_field(release, "gate") or {}
     override = gate.get("override") or None
@@ -265,6 +265,7 @@ def entry(release: Any, perf: Performance | None) -> dict:
         "gate": gate.get("verdict"),
         "gate_override": override,
         "performance": perf.to_dict() if perf else None,
+        "cold_start": cold_start,
     }
 
 
@@ -276,10 +277,19 @@ def _image_tag(image: str | None) -> str:
     return "-" if not image else image.rsplit(":", 1)[-1] if ":" in image else image
 
 
-def render_table(rows: Iterable[tuple[Any, Performance | None]]) -> str:
-    """The ledger as a table, newest first: where each release came from and what it measured and cost."""
-    header = ["release", "v", "how", "when (UTC)", "commit", "image", "model", "draft", "smoke",
+def cold_start_text(summary: dict | None) -> str:
+    """'94.7/127.5 (3)': median and worst seconds from container start to ready, and how many starts ready."""
+    if not summary or summary.get("median_s") is None:
+        return "-"
+    return f"{summary['median_s']:.1f}/{summary['worst_s']:.1f} ({summary['ready']})"
+
+
+def render_table(rows: Iterable[tuple[Any, Performance | None]], cold_starts: Mapping[str, dict] | None = None) -> str:
+    """The ledger as a table, newest first: where each release came from, its cold starts (median/worst seconds
+    from container start to ready, and how many), and what it measured and cost."""
+    header = ["release", "v", "how", "when (UTC)", "commit", "image", "model", "draft", "smoke", "cold start s med/worst (n)",
               "TTFT p90 ms 1/T", "TPOT p50 ms 1/T", "tok/s @T", "errors", "$/1M out", "measured"]
+    cold_starts = cold_starts or {}
     body = []
     for release, perf in rows:
         smoke = release_field(release, "smoke")
@@ -294,6 +304,7 @@ def render_table(rows: Iterable[tuple[Any, Performance | None]]) -> str:
             _short(release_field(release, "model_revision")),
             _short(release_field(release, "draft_revision")),
             "-" if not smoke else ("passed" if smoke.get("passed") else "FAILED"),
+            cold_start_text(cold_starts.get(release_field(release, "release_id")) or release_field(release, "cold_starts")),
         ]
         if perf is None:
             cells += ["-", "-", "-", "-", "-", "not measured"]
@@ -309,7 +320,7 @@ def render_table(rows: Iterable[tuple[Any, Performance | None]]) -> str:
                       f"{failed}/{sum(lv.sent for lv in perf.levels)}", "-" if usd is None else f"${usd:.2f}",
                       perf.measured_on]
         body.append(cells)
-    return bench._table(header, body, right={1, 9, 10, 11, 12, 13})
+    return bench._table(header, body, right={1, 9, 10, 11, 12, 13, 14})
 
 
 # ---------------------------------------------------------------- what Modal billed, per release

@@ -23,13 +23,13 @@ import modal
 from infra.runtime import (
     compile_cache,
     current,
-    kernels,
     lifecycle,
     modal_objects,
     remote,
     schedule,
     sglang_args,
     spec,
+    startup,
     weights,
 )
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
@@ -58,15 +58,19 @@ def _readiness() -> lifecycle.Readiness:
     )
 
 
-def _restore_compile_cache() -> None:
-    """This key's compiled caches, from the read-only Volume to local disk at the fixed path."""
-    result = compile_cache.restore(KERNELS_PATH, kernels.kernel_fingerprint(deployment), compile_cache.LOCAL_ROOT)
-    if result["restored"]:
-        print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
-              f"restored in {result['seconds']:.1f} s", flush=True)
-    else:
-        print(f"compile cache {result['fingerprint']}: {result['reason']}; SGLang compiles as it starts "
-              f"(run `invoke compile --env {deployment.env} --recipe {recipe.name}`)", flush=True)
+def _record_start(record: dict) -> int:
+    """One start's timeline into this Modal Environment's `sglang-starts` Dict (infra/runtime/remote.py)."""
+    bucket = remote.starts_bucket(deployment.app_name, record["deployment_digest"])
+    return remote.ModalRemote().record_start(deployment.modal.environment, bucket, record)
+
+
+def _start(snapshot: bool) -> lifecycle.ServerProcess:
+    """Weights verified, compile caches restored, SGLang started and warmed, misses checked, the start recorded."""
+    weights.require_downloaded(HF_CACHE_PATH, deployment)
+    started = startup.start(deployment, sglang_args.launch_command(deployment), BASE_URL, _readiness(),
+                            volume_root=KERNELS_PATH, local_root=compile_cache.LOCAL_ROOT, write=_record_start,
+                            container_started=IMPORTED_AT, snapshot=snapshot)
+    return started.server
 
 
 @app.server(**modal_objects.options(spec.server(deployment)))
@@ -78,22 +82,18 @@ class SGLangServer:
         @modal.enter(snap=True)
         def start_for_snapshot(self):
             """Boot, warm up, then hand GPU memory back so Modal snapshots a ready server."""
-            weights.require_downloaded(HF_CACHE_PATH, deployment)
-            _restore_compile_cache()
-            self.server = lifecycle.start_for_snapshot(sglang_args.launch_command(deployment), BASE_URL, _readiness())
+            self.server = _start(snapshot=True)
 
         @modal.enter(snap=False)
         def restore(self):
             """After a restore: take the GPU memory back and prove it with one short generation."""
-            lifecycle.restore_from_snapshot(BASE_URL, _readiness())
+            startup.restore_snapshot(deployment, BASE_URL, _readiness(), write=_record_start)
 
     else:
 
         @modal.enter()
         def start(self):
-            weights.require_downloaded(HF_CACHE_PATH, deployment)
-            _restore_compile_cache()
-            self.server = lifecycle.start_and_warm(sglang_args.launch_command(deployment), BASE_URL, _readiness())
+            self.server = _start(snapshot=False)
 
     @modal.exit()
     def stop(self):

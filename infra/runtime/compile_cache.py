@@ -66,6 +66,7 @@ there (a batch shape the warm-up missed) is lost with the container, never share
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -128,6 +129,12 @@ def _version_tuple(version: str) -> tuple:
 def applicable(sglang_version: str) -> list[Cache]:
     """The caches this SGLang version's stack compiles into while serving."""
     return [c for c in CACHES if _version_tuple(sglang_version) >= _version_tuple(c.since)]
+
+
+def deepgemm_enabled(environ: dict[str, str]) -> bool:
+    """Whether SGLang JIT-compiles DeepGEMM with these variables: parsed as SGLang's EnvBool does
+    (srt/environ.py), so false/0/no/n, any case, turn it off."""
+    return environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
 
 
 def environment(root: str | Path = LOCAL_ROOT) -> dict[str, str]:
@@ -223,12 +230,15 @@ def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROO
             "files": stats["total"]["files"], "bytes": stats["total"]["bytes"]}
 
 
-def publish(local_root: str | Path, volume_root: str | Path, key: dict) -> dict:
+def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, replace: bool = False) -> dict:
     """Put the compiled tree on the Volume under its key, whole or not at all (the compile job only).
 
     Copied into a temporary folder, key.json written last, then renamed into place: a
     reader sees a complete tree or none. A tree already published for this key (another
-    compile job won a race) is kept and ours discarded: both were compiled for the same key."""
+    compile job won a race) is kept and ours discarded: both were compiled for the same key.
+    With `replace` (a forced recompile, after a start missed the caches) ours replaces it: the
+    old tree is renamed aside, ours renamed in, the old one removed. Servers never see the swap
+    half done: a container reads the Volume as it was committed when it mounted it."""
     started = time.monotonic()
     fp = fingerprint(key)
     final = published_dir(volume_root, fp)
@@ -237,10 +247,65 @@ def publish(local_root: str | Path, volume_root: str | Path, key: dict) -> dict:
     shutil.copytree(local_root, staging, symlinks=True)
     stats = tree_stats(staging)
     (staging / KEY_FILE).write_text(json.dumps({"fingerprint": fp, "key": key, "caches": stats}, indent=1))
-    if final.exists():
+    if final.exists() and not replace:
         shutil.rmtree(staging)
         kept = True
     else:
+        old = final.parent / f".replaced-{fp}-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.rename(final, old)
         os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
         kept = False
     return {"published": str(final), "already_there": kept, "caches": stats, "seconds": round(time.monotonic() - started, 3)}
+
+
+# ---------------------------------------------------------------------------- cache misses
+
+
+# Files a start writes into the root that are not compiled code, so never a miss:
+NOT_COMPILED = (
+    # SGLang 0.5.10+ writes a readable copy of each piecewise graph, named by the time, at every start
+    # (srt/compilation/backend.py: f"computation_graph_{time.time()}.py"): measured 2 per start on the H200.
+    "sglang/*/computation_graph_*.py",
+    "*.lock",  # file locks taken around a compile or a load
+)
+MISS_EXAMPLES = 5  # paths named per cache in a record
+
+
+def listing(root: str | Path) -> dict[str, int]:
+    """Every file under the root: path relative to it -> size (what a start is compared against)."""
+    root = Path(root)
+    out = {}
+    for path in root.rglob("*") if root.is_dir() else ():
+        if path.is_file():
+            try:
+                out[path.relative_to(root).as_posix()] = path.stat().st_size
+            except OSError:  # removed while we looked (a temporary file renamed into place)
+                continue
+    return out
+
+
+def misses(root: str | Path, before: dict[str, int]) -> dict[str, dict]:
+    """What was compiled into the root since `before` (the restored tree): new files, by cache, with examples.
+
+    Anything a start compiles is a cache miss: the compile job did not leave it for this key. Files that
+    are not compiled code (NOT_COMPILED) are left out."""
+    folders = {c.folder: c.name for c in CACHES}
+    out: dict[str, dict] = {}
+    for rel, size in sorted(listing(root).items()):
+        if rel in before or any(fnmatch.fnmatch(rel, pattern) for pattern in NOT_COMPILED):
+            continue
+        name = folders.get(rel.split("/", 1)[0], "other")
+        entry = out.setdefault(name, {"files": 0, "bytes": 0, "examples": []})
+        entry["files"] += 1
+        entry["bytes"] += size
+        if len(entry["examples"]) < MISS_EXAMPLES:
+            entry["examples"].append(rel)
+    return out
+
+
+def describe_misses(found: dict[str, dict]) -> str:
+    """'triton 64 files (0.6 MB, e.g. triton/DKIV.../write_req_to_token_pool_triton.cubin)'."""
+    return "; ".join(f"{name} {m['files']} files ({m['bytes'] / 1e6:.1f} MB, e.g. {m['examples'][0]})"
+                     for name, m in sorted(found.items()))

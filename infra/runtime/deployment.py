@@ -150,6 +150,9 @@ class Deployment(Frozen):
     secrets: Secrets
     caches: Caches
     gpu_snapshot: bool  # Modal GPU memory snapshots (settings: cold_start.gpu_snapshot)
+    # A server that compiled anything while starting refuses to go ready (settings: cold_start.refuse_on_cache_miss;
+    # infra/runtime/startup.py). False for deployments recorded before it existed.
+    refuse_on_cache_miss: bool = False
 
     @property
     def app_name(self) -> str:

@@ -35,6 +35,8 @@ def download_weights() -> list[dict]:
 
 
 @app.function(**compile_options)
-def compile_kernels() -> dict:
-    """DeepGEMM, then a real server warmed with the deployment's arguments; every JIT cache published keyed."""
-    return kernels.compile_kernels(deployment, KERNELS_PATH, commit_volume=compile_options["volumes"][KERNELS_PATH].commit)
+def compile_kernels(force: bool = False) -> dict:
+    """DeepGEMM, then a real server warmed with the deployment's arguments; every JIT cache published keyed
+    (`force`: again, replacing what was published for this key)."""
+    return kernels.compile_kernels(deployment, KERNELS_PATH, commit_volume=compile_options["volumes"][KERNELS_PATH].commit,
+                                   force=force)

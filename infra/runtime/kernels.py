@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.runtime import compile_cache, lifecycle, sglang_args
+from infra.runtime import compile_cache, lifecycle, sglang_args, spec, timeline
 from infra.runtime.deployment import Deployment
 from infra.runtime.files import MARKERS, write_atomically
 from infra.runtime.lifecycle import Readiness, ServerProcess
 from infra.runtime.recipes.base import Warmup
 
-# Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too.
+# Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too (the default;
+# a deployment's job is bounded by spec.compile_budget, derived from measured compile times).
 KILL_AFTER = sglang_args.COMPILE_TIMEOUT + 300
 BURST = 8  # concurrent warm-up requests after the sequential ones: batched shapes compile too
 
@@ -73,11 +74,16 @@ def compile_kernels(
     *,
     commit_volume: Callable[[], None] = lambda: None,
     env: dict[str, str] | None = None,
-    kill_after: float = KILL_AFTER,
+    kill_after: float | None = None,
     local_root: str | Path = compile_cache.LOCAL_ROOT,
     port: int | None = None,
+    force: bool = False,
 ) -> dict:
-    """The Modal job's body for one deployment: its values, handed to `warm_caches`."""
+    """The Modal job's body for one deployment: its values, handed to `warm_caches`. compile_deep_gemm is bounded
+    by what spec.compile_budget allows it unless `kill_after` says otherwise. `force` compiles even where a marker
+    says this key is done (`invoke compile --recompile`: a start that missed the caches asks for it)."""
+    if kill_after is None:
+        kill_after = spec.compile_budget(d)["deep_gemm_kill_after_seconds"] or KILL_AFTER
     return warm_caches(
         key=kernel_key(d),
         marker=marker_path(cache_dir, d),
@@ -91,13 +97,8 @@ def compile_kernels(
         commit_volume=commit_volume,
         env=env,
         kill_after=kill_after,
+        force=force,
     )
-
-
-def deepgemm_enabled(environ: dict[str, str]) -> bool:
-    """Whether SGLang JIT-compiles DeepGEMM with these variables: parsed as SGLang's EnvBool does
-    (srt/environ.py), so false/0/no/n, any case, turn it off."""
-    return environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
 
 
 def with_port(argv: list[str], port: int) -> list[str]:
@@ -120,25 +121,32 @@ def warm_caches(
     env: dict[str, str] | None = None,
     kill_after: float = KILL_AFTER,
     burst: int = BURST,
+    force: bool = False,
+    on_line: Callable[[str, float, str], None] | None = None,
 ) -> dict:
-    if marker.exists():
+    """Compile, warm, publish, mark (see the module's docstring). The record says how long each step took and, read
+    from SGLang's own output (infra/runtime/timeline.py), DeepGEMM's time per GEMM shape and the server's start phase
+    by phase: what a start without the caches costs. `on_line(step, t, line)` also sees every line of both steps."""
+    if marker.exists() and not force:
         return {**json.loads(marker.read_text()), "skipped": True}
     env = dict(os.environ if env is None else env) | compile_cache.environment(local_root)
     compile_cache.prepare(local_root)
     seconds: dict[str, float] = {}
 
     # 1. DeepGEMM, where SGLang would use it.
-    deepgemm = deepgemm_enabled(env)
+    deepgemm = compile_cache.deepgemm_enabled(env)
+    gemm_log = timeline.StartLog()
     if deepgemm and compile_argv:
-        started = time.monotonic()
-        _run_deep_gemm(compile_argv, env, kill_after)
+        started = gemm_log.t0 = time.monotonic()
+        _run_deep_gemm(compile_argv, env, kill_after, _feeding(gemm_log, "compile_deep_gemm", on_line))
         seconds["deep_gemm"] = round(time.monotonic() - started, 1)
 
     # 2. The server itself, as a container starts it, warmed up, then stopped.
     started = time.monotonic()
     base_url = f"http://127.0.0.1:{launch_argv[launch_argv.index('--port') + 1]}"
+    log = timeline.StartLog(t0=started)
     try:
-        server = lifecycle.start_and_warm(launch_argv, base_url, readiness, env=env)
+        server = lifecycle.start_and_warm(launch_argv, base_url, readiness, env=env, on_line=_feeding(log, "server", on_line))
     except lifecycle.ServerFailed as err:
         raise CompileFailed(f"the server did not start and warm up for the compile cache: {err}") from None
     try:
@@ -149,7 +157,7 @@ def warm_caches(
     timings = dict(server.timings)
 
     # 3. Published and committed before the marker claims it.
-    published = compile_cache.publish(local_root, volume_root, key)
+    published = compile_cache.publish(local_root, volume_root, key, replace=force)
     seconds["publish"] = published["seconds"]
     commit_volume()
     record = {
@@ -160,7 +168,9 @@ def warm_caches(
         "seconds": round(sum(seconds.values()), 1),
         "phases": seconds,
         "server_timings": timings,
+        "server_timeline": timeline.segments(log.milestones(timings), timings.get("warmup_s") or [], timings.get("ready_s")),
         "deep_gemm": deepgemm,
+        "deep_gemm_shapes": gemm_log.deep_gemm(),
         "caches": published["caches"],
         "files": published["caches"]["total"]["files"],
         "completed_at": time.time(),
@@ -170,8 +180,18 @@ def warm_caches(
     return {**record, "skipped": False}
 
 
-def _run_deep_gemm(argv: list[str], env: dict[str, str], kill_after: float) -> None:
-    process = ServerProcess(argv, env=env, tail_lines=30)
+def _feeding(log: timeline.StartLog, step: str, on_line: Callable[[str, float, str], None] | None):
+    def feed(t: float, line: str) -> None:
+        log.feed(t, line)
+        if on_line:
+            on_line(step, t, line)
+
+    return feed
+
+
+def _run_deep_gemm(argv: list[str], env: dict[str, str], kill_after: float,
+                   on_line: Callable[[float, str], None] | None = None) -> None:
+    process = ServerProcess(argv, env=env, tail_lines=30, on_line=on_line)
     code = process.wait_exit(kill_after)
     if code is None:
         process.stop(grace=0)

@@ -38,6 +38,12 @@ from infra.runtime.spec import SERVER_NAME
 
 AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers"}
 LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, good for short-lived locks
+# Every server container's start timeline (infra/runtime/timeline.py), one Dict per Modal Environment, written by the
+# containers and read by `invoke status`. A Dict and not the releases Volume: many containers write at once and none
+# mounts that Volume, and recording a start is a few Dict RPCs with no commit. Modal expires an entry 7 days after
+# its last access, so what outlives that is each release's summary, frozen into its manifest (infra/control/releases.py).
+STARTS_DICT = "sglang-starts"
+STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each write drops the one this many before it
 T = TypeVar("T")
 
 
@@ -45,7 +51,7 @@ class Remote(Protocol):
     def require_credentials(self) -> None: ...
     def build_image(self, d: Deployment) -> str: ...
     def run_download(self, d: Deployment) -> list[dict]: ...
-    def run_compile(self, d: Deployment) -> dict: ...
+    def run_compile(self, d: Deployment, force: bool = False) -> dict: ...
     def deploy(self, d: Deployment, tag: str) -> dict: ...
     def server_url(self, d: Deployment) -> str | None: ...
     def history(self, d: Deployment) -> list[dict]: ...
@@ -56,6 +62,8 @@ class Remote(Protocol):
     def write_file(self, environment: str, volume: str, path: str, data: bytes) -> None: ...
     def acquire_lock(self, environment: str, name: str, holder: str, ttl: float) -> dict | None: ...
     def release_lock(self, environment: str, name: str, holder: str) -> None: ...
+    def record_start(self, environment: str, bucket: str, record: dict) -> int: ...
+    def recent_starts(self, environment: str, bucket: str) -> list[dict]: ...
     def secret_exists(self, environment: str, name: str) -> bool: ...
     def ephemeral(self, d: Deployment) -> contextlib.AbstractContextManager[str]: ...
     def billing_rates(self) -> dict: ...
@@ -166,6 +174,25 @@ def _in_force(settings) -> dict:
     }
 
 
+def starts_bucket(app_name: str, deployment_digest: str) -> str:
+    """Where one deployment's starts are kept: a release's, or several releases' when they deployed the same thing."""
+    return f"{app_name}/{deployment_digest}"
+
+
+def _start_key(bucket: str, n: int) -> str:
+    return f"{bucket}#{n}"
+
+
+def _newest_start(starts, bucket: str) -> int:
+    """The highest sequence number written in `bucket` (0 when none): the hint under `bucket`, then probed forward,
+    since a writer that lost a race may have left an older hint."""
+    n = starts.get(bucket, 0)
+    n = n if isinstance(n, int) else 0
+    while starts.get(_start_key(bucket, n + 1)) is not None:
+        n += 1
+    return n
+
+
 def _lock_key(name: str, generation: int) -> str:
     return f"{name}#{generation}"
 
@@ -266,10 +293,11 @@ class ModalRemote:
                 return jobs.download_weights.remote()
 
     @_explained
-    def run_compile(self, d: Deployment) -> dict:
+    def run_compile(self, d: Deployment, force: bool = False) -> dict:
+        """The compile job; `force` compiles and republishes even where a marker says this key is done."""
         with _module_for("infra.runtime.jobs", d) as jobs, _modal_output():
             with jobs.app.run(environment_name=d.modal.environment):
-                return jobs.compile_kernels.remote()
+                return jobs.compile_kernels.remote(force=force)
 
     @_explained
     def deploy(self, d: Deployment, tag: str) -> dict:
@@ -399,6 +427,39 @@ class ModalRemote:
         if entry is not None and entry.get("holder") == holder and not entry.get("released"):
             # Only the creator of a generation ever writes its key, so this plain put is safe.
             locks.put(_lock_key(name, generation), {**entry, "released": True})
+
+    @_explained
+    def record_start(self, environment: str, bucket: str, record: dict) -> int:
+        """Add one start's record to `bucket`, keeping the newest STARTS_KEPT; returns its sequence number.
+
+        Called from the server container (infra/runtime/startup.py), which never lets it fail a start. Each record
+        is a key of its own, created with put-if-absent, so concurrent starts never overwrite each other: a writer
+        that finds its number taken takes the next. Each write then drops the record STARTS_KEPT before its own,
+        which bounds the bucket without listing it. Keys and values travel cloudpickled: plain JSON-able data only.
+        """
+        import modal
+
+        starts = modal.Dict.from_name(STARTS_DICT, environment_name=environment, create_if_missing=True)
+        n = _newest_start(starts, bucket) + 1
+        while not starts.put(_start_key(bucket, n), record, skip_if_exists=True):
+            n += 1
+        starts.put(bucket, n)  # where the next writer and reader start looking
+        if n > STARTS_KEPT:
+            starts.pop(_start_key(bucket, n - STARTS_KEPT), None)
+        return n
+
+    @_explained
+    def recent_starts(self, environment: str, bucket: str) -> list[dict]:
+        """The records in `bucket`, newest first; [] when there are none (reading creates nothing)."""
+        import modal
+
+        starts = modal.Dict.from_name(STARTS_DICT, environment_name=environment)
+        try:
+            newest = _newest_start(starts, bucket)
+        except modal.exception.NotFoundError:
+            return []
+        found = (starts.get(_start_key(bucket, n)) for n in range(newest, max(newest - STARTS_KEPT, 0), -1))
+        return [record for record in found if record is not None]
 
     @_explained
     def secret_exists(self, environment: str, name: str) -> bool:

@@ -17,7 +17,6 @@ from typing import Any
 from infra.runtime import compile_cache, schedule
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
-from infra.runtime.sglang_args import COMPILE_TIMEOUT
 
 SERVER_NAME = "server"  # the Server's name inside its Modal app
 PACKAGE = "infra.runtime"  # what containers import, mounted at start (not baked into an image)
@@ -30,8 +29,26 @@ RUNTIME_PACKAGES = ("pydantic==2.14.4", "requests==2.34.2")
 # version the SGLang image gets (and the tests run), plus the Xet transfer backend.
 DOWNLOAD_PACKAGES = ["huggingface-hub==0.36.0", "hf-xet==1.2.0"]
 DOWNLOAD_TIMEOUT = 3 * 60 * 60  # seconds: ~90 GB at a slow Hub day's rate
-# Beyond compile_deep_gemm's own --timeout (infra/sglang_args.COMPILE_TIMEOUT): room to warm and commit.
-COMPILE_JOB_MARGIN = 900
+
+# The compile job, sized from what it measured (benchmarks/results/cold_start_real_shape_h200.json, "compile": the
+# low-latency recipe's shape, Qwen3-8B-FP8 + full-width EAGLE-3 drafter, TP 1, one H200, SGLang 0.5.11, dummy weights).
+# compile_deep_gemm took 628.8 s: DeepGEMM's JIT of 4 GEMM shapes 429.5 s (101, 121, 46, 118 s), the rest its own
+# server's start and stop. The JIT is one serial Python loop over M = 1..16384 per shape, each new kernel
+# configuration compiled by nvcc synchronously: 1.15 busy cores on average over 16 (at most 2.94). So neither
+# more CPUs nor SGLANG_JIT_DEEPGEMM_COMPILE_WORKERS would shorten it: that variable is declared in srt/environ.py
+# and read nowhere in SGLang 0.5.6.post2, 0.5.10.post1 or 0.5.11 (checked in the wheels), so it is not set.
+DEEP_GEMM_MEASURED_SECONDS = 628.8  # compile.compile_deep_gemm_s
+DEEP_GEMM_MEASURED_SHAPES = 4
+DEEP_GEMM_JIT_SECONDS = 429.5  # compile.compile_deep_gemm_timeline.deep_gemm.seconds
+DEEP_GEMM_SLOWEST_SHAPE_SECONDS = 120.6  # the slowest of the four
+UNCACHED_SERVER_START_SECONDS = 313.4  # compile.server_timings.ready_s: the job's server, nothing cached but DeepGEMM
+COMPILE_TIMEOUT_MARGIN = 2.0  # over the measured figures: another host's CPU (the JIT is single-core), real weights
+COMPILE_JOB_MARGIN = 300  # seconds for the concurrent warm-up burst, the stop, publishing and the Volume commits
+# CPU cores: the JIT uses one core (nvcc, serially), and while the job's server starts SGLang's processes were
+# 1.48 cores busy on average, 3.41 at most. So 3 for the job's Python, the tokenizer and detokenizer processes and
+# nvcc, plus 1 per tensor-parallel rank for its scheduler process: 4 at TP 1, 5 at TP 2. Not 16: they would idle.
+COMPILE_CPU_BASE = 3.0
+COMPILE_CPU_PER_RANK = 1.0
 
 
 SCHEDULER_TIMEOUT = 120  # seconds: one autoscaler update
@@ -153,7 +170,8 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
         "compile_kernels": {
             "image": server_image(d),
             "gpu": d.recipe.gpu,  # kernels are compiled for the GPU that will run them
-            **resources(d),  # it runs the real server once
+            # It runs the real server once (the recipe's memory); its CPU is sized for the DeepGEMM JIT (compile_cpu).
+            **(resources(d) | {"cpu": compile_cpu(d)}),
             "volumes": cache_volumes(d, kernels_read_only=False),  # the one writer of the compile caches
             # The weights come from the download stage; every cache variable points at the fixed local root.
             "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
@@ -169,9 +187,46 @@ def resources(d: Deployment) -> dict[str, Any]:
     return {k: v for k, v in (("cpu", d.recipe.cpu), ("memory", d.recipe.memory)) if v is not None}
 
 
+def compile_cpu(d: Deployment) -> float:
+    """CPU cores for the compile job (see COMPILE_CPU_BASE)."""
+    return COMPILE_CPU_BASE + COMPILE_CPU_PER_RANK * d.recipe.tp_size
+
+
+def compile_budget(d: Deployment) -> dict[str, Any]:
+    """The compile job's time, derived from the measured figures above: `plan` shows it, the job obeys it.
+
+    compile_deep_gemm: its measured fixed part (start and stop of its server) plus the recipe's GEMM shapes
+    (`deep_gemm_shapes`) at the slowest measured shape's JIT time, times the margin; our kill bound on it.
+    The server: bounded by the recipe's own startup_timeout (readiness and warm-up). Then the burst, the stop,
+    publishing and committing. Extrapolated, not measured: TP 2 (taken as TP 1: only the node's first rank
+    precompiles, over the same number of shapes, each halved in N or K), other models' shapes (the VLM's count
+    is from its configuration), and an H100 host's CPU (the margin).
+    """
+    shapes = d.recipe.deep_gemm_shapes if compile_cache.deepgemm_enabled(d.recipe.image_env) else 0
+    fixed = DEEP_GEMM_MEASURED_SECONDS - DEEP_GEMM_JIT_SECONDS
+    expected = fixed + shapes * DEEP_GEMM_SLOWEST_SHAPE_SECONDS if shapes else 0.0
+    deep_gemm = int(-(-COMPILE_TIMEOUT_MARGIN * expected // 1))  # rounded up
+    timeout = deep_gemm + d.recipe.startup_timeout + COMPILE_JOB_MARGIN
+    return {
+        "deep_gemm_shapes": shapes,
+        "deep_gemm_expected_seconds": round(expected, 1),
+        "deep_gemm_kill_after_seconds": deep_gemm,
+        "server_seconds": d.recipe.startup_timeout,
+        "margin_seconds": COMPILE_JOB_MARGIN,
+        "timeout_seconds": timeout,
+        "cpu": compile_cpu(d),
+        "basis": (f"compile_deep_gemm measured {DEEP_GEMM_MEASURED_SECONDS:g} s for {DEEP_GEMM_MEASURED_SHAPES} GEMM shapes "
+                  f"(Qwen3-8B-FP8 shape, TP 1, 1×H200, SGLang 0.5.11): {fixed:.1f} s fixed + {shapes} shape(s) × "
+                  f"{DEEP_GEMM_SLOWEST_SHAPE_SECONDS:g} s (the slowest measured) = {expected:.1f} s, × margin "
+                  f"{COMPILE_TIMEOUT_MARGIN:g} = {deep_gemm} s; then the server within startup_timeout "
+                  f"{d.recipe.startup_timeout} s (measured uncached at that shape: {UNCACHED_SERVER_START_SECONDS:g} s) "
+                  f"and {COMPILE_JOB_MARGIN} s to warm, stop, publish and commit"),
+    }
+
+
 def compile_timeout(d: Deployment) -> int:
-    """DeepGEMM, then a whole server start with its warm-up, then the copy to the Volume."""
-    return COMPILE_TIMEOUT + d.recipe.startup_timeout + COMPILE_JOB_MARGIN
+    """The compile job's Modal timeout: `compile_budget` in one number."""
+    return compile_budget(d)["timeout_seconds"]
 
 
 # ---------------------------------------------------------------------------- parts

@@ -6,6 +6,7 @@ processes (the CLI in a subprocess, two concurrent promotions) share it:
     <root>/volumes/<modal env>/<volume>/...   Volumes as real directories
     <root>/apps/<modal env>/<app>.json         deployed versions (Modal keeps app history)
     <root>/locks/<modal env>/<name>            Dict entries created only if absent (O_EXCL)
+    <root>/starts/<modal env>/<bucket>/<n>.json  start records (the `sglang-starts` Dict), the newest STARTS_KEPT
     <root>/calls.jsonl                         every call, in order
 
 The download and compile jobs run their real bodies (infra/runtime/weights.py against a
@@ -129,8 +130,8 @@ class FakeModal:
                             "files": ["config.json"], "size_bytes": 1000, "skipped": skipped})
         return results
 
-    def run_compile(self, d: Deployment) -> dict:
-        self._call("run_compile", app=d.app_name, environment=d.modal.environment, gpu=d.recipe.gpu)
+    def run_compile(self, d: Deployment, force: bool = False) -> dict:
+        self._call("run_compile", app=d.app_name, environment=d.modal.environment, gpu=d.recipe.gpu, force=force)
         from infra.runtime import kernels
 
         cache = self.volume_dir(d.modal.cache_environment, d.caches.kernels_volume)
@@ -138,7 +139,8 @@ class FakeModal:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port)
+        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port,
+                                       force=force)
 
     def deploy(self, d: Deployment, tag: str) -> dict:
         self._call("deploy", app=d.app_name, environment=d.modal.environment, tag=tag,
@@ -226,6 +228,34 @@ class FakeModal:
         path = self.root / "locks" / environment / name.replace("/", "__")
         if path.exists() and json.loads(path.read_text() or "{}").get("holder") == holder:
             path.unlink()
+
+    def _starts_dir(self, environment: str, bucket: str) -> Path:
+        return self.root / "starts" / environment / bucket.replace("/", "__")
+
+    def record_start(self, environment: str, bucket: str, record: dict) -> int:
+        from infra.runtime.remote import STARTS_KEPT
+
+        self._call("record_start", environment=environment, bucket=bucket, outcome=record.get("outcome"))
+        folder = self._starts_dir(environment, bucket)
+        folder.mkdir(parents=True, exist_ok=True)
+        n = max((int(p.stem) for p in folder.glob("*.json")), default=0) + 1
+        written = folder / f".{os.getpid()}-{time.monotonic_ns()}.tmp"
+        written.write_text(json.dumps(record))
+        while True:  # created only if absent, whole, as the Dict's put-if-absent
+            try:
+                os.link(written, folder / f"{n}.json")
+                break
+            except FileExistsError:
+                n += 1
+        written.unlink()
+        (folder / f"{n - STARTS_KEPT}.json").unlink(missing_ok=True)
+        return n
+
+    def recent_starts(self, environment: str, bucket: str) -> list[dict]:
+        self._call("recent_starts", environment=environment, bucket=bucket)
+        folder = self._starts_dir(environment, bucket)
+        paths = sorted(folder.glob("*.json"), key=lambda p: int(p.stem), reverse=True) if folder.is_dir() else []
+        return [json.loads(p.read_text()) for p in paths]
 
     def secret_exists(self, environment: str, name: str) -> bool:
         self._call("secret_exists", environment=environment, name=name)

@@ -147,6 +147,9 @@ class Recipe(Frozen):
     mem_fraction_static: float = 0.8
     extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
     speculative: SpeculativeDecoding | None = None
+    # Distinct FP8 GEMM shapes DeepGEMM compiles kernels for, per rank (0: none): what the compile job's timeout and
+    # `plan`'s uncached estimate scale with (infra/runtime/spec.py `compile_budget`). Each recipe says where its count is from.
+    deep_gemm_shapes: int = Field(default=0, ge=0)
 
     # Modal. The regions are this recipe's defaults: an environment's [placement] wins.
     compute_region: ComputeRegion | None = None

@@ -69,6 +69,12 @@ RECIPE = Recipe(
         ("--mamba-scheduler-strategy", "extra_buffer"),  # exists from SGLang 0.5.10, not in 0.5.6
         ("--reasoning-parser", "qwen3"),
         ("--tool-call-parser", "qwen3_coder"),
+        # SGLang's own warm-up (one short text /generate before "fired up") is redundant: the lifecycle warms up
+        # with this recipe's requests, the image included. 0.5.10.post1 has the flag (http_server.py marks the
+        # server up without the request); measured on 0.5.11 at the 8B shape: 1.5 s of every start.
+        ("--skip-server-warmup", None),
+        # Nothing about piecewise CUDA graphs: 0.5.10.post1 already turns them off for this recipe, twice over
+        # (server_args._handle_piecewise_cuda_graph: for multimodal models, and with speculative decoding).
     ),
     # Multi-token prediction: the model drafts for itself, so no draft model.
     speculative=SpeculativeDecoding(
@@ -77,6 +83,12 @@ RECIPE = Recipe(
         eagle_topk=1,
         num_draft_tokens=4,
     ),
+    # Counted from the model's configuration, not measured (nothing has run this model yet): 5 dense FP8 shapes,
+    # the linear-attention in_proj_qkvz (N 12288, K 2048) and out_proj (2048, 4096), the full-attention qkv with its
+    # output gate (9216, 2048) and o_proj (2048, 4096, the same), the shared expert's gate_up (1024, 2048) and down
+    # (2048, 512); up to 4 more if SGLang runs the 256 routed experts on DeepGEMM's grouped kernels (contiguous and
+    # masked layouts for gate_up and down), which was not established offline. The upper bound, 9, is taken.
+    deep_gemm_shapes=9,
     compute_region=None,  # the example does not pin the containers' region
     routing_region="us-east",
     # The example set none (0 s: in-flight requests were cut on every scale-down). SGLang

@@ -70,6 +70,16 @@ RECIPE = Recipe(
     extra_flags=(
         ("--enable-metrics", None),  # expose Prometheus metrics for telemetry
         ("--decode-log-interval", "250"),  # log every 250 decoded tokens
+        # SGLang's own warm-up (one 8-token /generate before "fired up") is redundant: the lifecycle warms up with
+        # this recipe's requests right after, speculative decoding included. Measured at this shape on an H200
+        # (SGLang 0.5.11): 1.5 s of every start (uvicorn up 122.7 s -> fired up 124.3 s); 0.5.6.post2 has the flag
+        # (http_server.py: the server is marked up without the request).
+        ("--skip-server-warmup", None),
+        # Not --disable-piecewise-cuda-graph: 0.5.6.post2 captures no piecewise graphs unless asked
+        # (--enable-piecewise-cuda-graph is opt-in there), so there is nothing to turn off. On 0.5.11, where they
+        # are on by default, turning them off saved 33 s of a cached start at this shape (127.5 -> 94.7 s, with
+        # --skip-server-warmup) but cost latency: TTFT p50 49.9 -> 80.8 ms at 1 stream, 167.8 -> 236.5 ms at 16;
+        # TPOT p50 9.92 -> 11.33 ms and 20.74 -> 23.59 ms (benchmarks/results/cold_start_real_shape_h200.json).
     ),
     # EAGLE-3 with Tengyunw's drafter and the model's documented defaults: ≈30% more
     # single-user throughput. Not for compute-bound, large-batch workloads.
@@ -81,6 +91,11 @@ RECIPE = Recipe(
         eagle_topk=10,
         num_draft_tokens=32,
     ),
+    # Measured: compile_deep_gemm at this model's shape (TP 1, SGLang 0.5.11) compiled 4 shapes, the dense FP8
+    # projections qkv (N 6144, K 4096), o (4096, 4096), gate_up (24576, 4096), down (4096, 12288); the drafter is
+    # BF16. At TP 2 each rank's shapes halve in N or K but stay 4, and only the node's first rank precompiles them
+    # (srt/layers/deep_gemm_wrapper/compile_utils.py: _DO_COMPILE_ALL = _IS_FIRST_RANK_ON_NODE).
+    deep_gemm_shapes=4,
     # Users mostly in the northern Americas: containers and proxies both in us-east.
     compute_region="us-east",
     routing_region="us-east",

@@ -7,6 +7,10 @@ It behaves as SGLang does where the lifecycle depends on it:
 - shutdown: a child "scheduler" process; SIGTERM to the parent drains in-flight
   requests, polled every `drain_poll` seconds (SGLang: 5; here 0.5 unless FAKE_SGLANG
   says otherwise); a dead scheduler makes the parent kill itself, cutting streams;
+- its log, when FAKE_SGLANG says `"sglang_log": true`: the lines with which SGLang 0.5.11 marks the
+  steps of its start (server_args, weights, KV cache, CUDA-graph capture with DeepGEMM inside, the
+  drafter's, the HTTP server), in SGLang's format, so infra/runtime/timeline.py reads a stand-in
+  start as it reads a real one (off by default: error messages quote the last lines);
 - JIT caches: at start it looks in each cache SGLang's stack compiles into (the same
   variables and defaults: $SGLANG_DG_CACHE_DIR, $TRITON_CACHE_DIR, ...) for its kernel
   file; if any is missing it "compiles" for `jit_seconds` and writes them. The first
@@ -37,6 +41,38 @@ JIT_CACHES = {
     "TVM_FFI_CACHE_DIR": os.path.join(HOME, ".cache", "tvm-ffi"),
     "SGLANG_CACHE_DIR": os.path.join(HOME, ".cache", "sglang"),
 }
+
+
+def log(message: str) -> None:
+    """A line as SGLang's logger writes it (srt/utils/common.py configure_logger: "[%(asctime)s] %(message)s")."""
+    print(time.strftime("[%Y-%m-%d %H:%M:%S] ") + message, flush=True)
+
+
+def start_lines(argv: list[str], speculative: bool, between) -> None:
+    """SGLang's start-up, as its log shows it; `between()` runs where CUDA-graph capture (and its JIT) happens."""
+    log(f"server_args=ServerArgs(model_path={argv[argv.index('--model-path') + 1]!r}, standin=True)")
+    models = [("Qwen3ForCausalLM", "Target")] + ([("LlamaForCausalLMEagle3", "Draft")] if speculative else [])
+    for i, (kind, _) in enumerate(models):
+        log("Init torch distributed begin.")
+        log("Load weight begin. avail mem=79.00 GB")
+        log(f"Load weight end. elapsed=0.01 s, type={kind}, avail mem=78.00 GB, mem usage=1.00 GB.")
+        log("KV Cache is allocated. #tokens: 4096, K size: 0.01 GB, V size: 0.01 GB")
+        log("Memory pool end. avail mem=70.00 GB")
+        if i == 0:
+            log("Capture cuda graph begin. This can take up to several minutes. avail mem=70.00 GB")
+            if os.environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").lower() not in ("0", "false", "no", "n"):
+                log("Try DeepGEMM JIT Compiling for <GEMM_NT_F8F8BF16> N=6144, K=4096, num_groups=1 with all Ms.")
+                print("\rDeepGEMM warmup:  50%|#####     | 8192/16384\rDeepGEMM warmup: 100%|##########| 16384/16384",
+                      flush=True)
+            between()
+            log("Capture cuda graph end. Time elapsed: 0.01 s. mem usage=0.01 GB. avail mem=69.99 GB.")
+            log("Disable piecewise CUDA graph because --disable-piecewise-cuda-graph is set")
+        else:
+            log("Capture draft cuda graph begin. This can take up to several minutes. avail mem=69.00 GB")
+            log("Capture draft cuda graph end. Time elapsed: 0.01 s. mem usage=0.01 GB. avail mem=68.99 GB.")
+            log("Capture draft extend cuda graph begin. This can take up to several minutes. avail mem=68.99 GB")
+            log("Capture draft extend cuda graph end. Time elapsed: 0.01 s. mem usage=0.01 GB. avail mem=68.98 GB.")
+    log("INFO:     Application startup complete.")
 
 
 def jit_warm(seconds: float) -> None:
@@ -81,8 +117,13 @@ if __name__ == "__main__":
                   "HF_HUB_OFFLINE=1", flush=True)
             sys.exit(1)
     options = STANDIN_DEFAULTS | {"speculative": bool(known.speculative_algorithm)} | json.loads(os.environ.get("FAKE_SGLANG", "{}"))
-    if "jit_seconds" in options:  # only when a test asks: it writes where the variables point, or into $HOME
-        jit_warm(float(options.pop("jit_seconds")))
+    jit = options.pop("jit_seconds", None)
+    # JIT only when a test asks: it writes where the variables point, or into $HOME
+    warm = lambda: jit_warm(float(jit)) if jit is not None else None  # noqa: E731
+    if options.pop("sglang_log", False):
+        start_lines(sys.argv[1:], options["speculative"], warm)
+    else:
+        warm()
     first = float(options.pop("first_request_seconds", 0.0))
     triton = os.environ.get("TRITON_CACHE_DIR") or JIT_CACHES["TRITON_CACHE_DIR"]
     spec_kernel = os.path.join(triton, "standin-speculative.bin")

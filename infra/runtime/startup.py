@@ -1,0 +1,172 @@
+"""A server container's start, observed: restore the compile caches, start and warm SGLang, then look for cache
+misses and record the start's timeline where the control side reads it.
+
+`infra/runtime/app.py` calls `start` from `@modal.enter` (and `restore_snapshot` after a GPU snapshot restore);
+benchmarks/cold_start_gpu.py calls the same function, so a benchmark prints exactly what production records.
+No `modal` import: the record is handed to `write` (the container passes `ModalRemote.record_start`, the one
+network boundary), so the tests drive all of it with the stand-in SGLang and a fake boundary.
+
+Cache misses. After its warm-up the server compares its local cache tree with the tree it restored
+(infra/runtime/compile_cache.py `misses`): any file compiled during the start is a miss, named by cache. The
+record carries them and `invoke status` warns. With `refuse_on_cache_miss` (settings: cold_start) the
+container refuses to go ready instead: the server is stopped and `@modal.enter` fails, so Modal routes
+nothing to it, until the compile stage has been rerun for this key.
+
+Writing the record never fails a start and never holds one up for long: it runs in a thread, waited for at
+most RECORD_WAIT_SECONDS where the container is about to end (a failed or refused start) or be snapshotted,
+and not at all on the way to ready (the container lives on, and the thread with it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.runtime import compile_cache, kernels, lifecycle, timeline
+from infra.runtime.deployment import Deployment
+from infra.runtime.lifecycle import Readiness, ServerProcess
+
+RECORD_WAIT_SECONDS = 10.0
+
+
+class CacheMissRefused(lifecycle.ServerFailed):
+    """The server compiled something while starting and the environment refuses to go ready on a miss."""
+
+
+@dataclass
+class Started:
+    server: ServerProcess
+    record: dict
+    writer: threading.Thread | None = field(default=None, repr=False)
+
+
+def write_in_background(write: Callable[[dict], object], record: dict, wait: float) -> threading.Thread:
+    """Hand `record` to `write` in a thread; wait at most `wait` seconds. Errors are printed, never raised."""
+
+    def run() -> None:
+        try:
+            write(record)
+        except BaseException as err:  # noqa: BLE001 - a record is never a reason to fail a start
+            print(f"start record not written ({type(err).__name__}: {err}); the start itself is unaffected", flush=True)
+
+    thread = threading.Thread(target=run, name="start-record", daemon=True)
+    thread.start()
+    thread.join(max(wait, 0))
+    if wait > 0 and thread.is_alive():
+        print(f"start record still being written after {wait:g} s; not waiting longer", flush=True)
+    return thread
+
+
+def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path, fingerprint: str | None = None) -> dict:
+    """This key's compiled caches from the (read-only) Volume to local disk at the fixed path, and a line about it."""
+    result = compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d), local_root)
+    if result["restored"]:
+        print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
+              f"restored in {result['seconds']:.1f} s", flush=True)
+    else:
+        print(f"compile cache {result['fingerprint']}: {result['reason']}; SGLang compiles as it starts "
+              f"(run `invoke compile --env {d.env} --recipe {d.recipe.name}`)", flush=True)
+    return result
+
+
+def refusal(d: Deployment, found: dict, fingerprint: str) -> str:
+    return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the caches "
+            f"published for key {fingerprint} do not cover this start; refusing to go ready "
+            f"(cold_start.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
+            f"`invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
+
+
+def start(
+    d: Deployment,
+    argv: list[str],
+    base_url: str,
+    readiness: Readiness,
+    *,
+    volume_root: str | Path,
+    local_root: str | Path,
+    write: Callable[[dict], object],
+    container_started: float | None = None,
+    env: dict[str, str] | None = None,
+    snapshot: bool = False,
+    environ: dict[str, str] | None = None,
+    on_line: Callable[[float, str], None] | None = None,
+    wait_on_ready: float = 0.0,
+    fingerprint: str | None = None,
+) -> Started:
+    """Restore, launch, wait until healthy, warm up, check for misses, record. Raises what the lifecycle raises
+    (the record then says how far the start got), or CacheMissRefused.
+
+    `container_started` is the container's own start (monotonic; default: now): the record's total runs from
+    there. `snapshot` boots for a GPU snapshot (memory handed back after the warm-up). `on_line` also sees
+    every line (the benchmark keeps them in a file); `fingerprint` restores another key's tree than this deployment's
+    (the benchmark measures a variant of the arguments from the recipe's caches; a server never does)."""
+    container_started = time.monotonic() if container_started is None else container_started
+    started_at = time.time() - (time.monotonic() - container_started)
+    environ = dict(os.environ if environ is None else environ)
+    restore = restore_caches(d, volume_root, local_root, fingerprint)
+    restored = compile_cache.listing(local_root)
+    log = timeline.StartLog()
+    expect = timeline.expected(d.recipe.speculative is not None, argv)
+
+    def feed(t: float, line: str) -> None:
+        log.feed(t, line)
+        if on_line:
+            on_line(t, line)
+
+    def record(outcome: str, timings: dict | None, misses: dict | None = None, error: str | None = None) -> dict:
+        return timeline.build_record(
+            deployment=d.to_dict(), log=log, timings=timings, started_at=started_at,
+            before_launch_s=log.t0 - container_started, restore=restore, misses=misses, outcome=outcome, expect=expect,
+            error=error, kind="snapshot_boot" if snapshot else "start", environ=environ)
+
+    launch = lifecycle.start_for_snapshot if snapshot else lifecycle.start_and_warm
+    log.t0 = time.monotonic()
+    try:
+        server = launch(argv, base_url, readiness, env=env, on_line=feed)
+    except BaseException as err:
+        write_in_background(write, record("failed", None, compile_cache.misses(local_root, restored), f"{err}"),
+                            RECORD_WAIT_SECONDS)
+        raise
+    found = compile_cache.misses(local_root, restored)
+    timings = dict(server.timings)
+    if found and d.refuse_on_cache_miss:
+        message = refusal(d, found, restore["fingerprint"])
+        done = record("refused", timings, found, message)
+        server.stop(grace=0)
+        write_in_background(write, done, RECORD_WAIT_SECONDS)
+        raise CacheMissRefused(message)
+    if found:
+        print(f"WARNING compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}); "
+              f"this start was slower than the caches promise: rerun `invoke compile` for this key", flush=True)
+    done = record("ready", timings, found)
+    print("start timeline: " + timeline.describe(done), flush=True)
+    writer = write_in_background(write, done, RECORD_WAIT_SECONDS if snapshot else wait_on_ready)
+    return Started(server, done, writer)
+
+
+def restore_snapshot(
+    d: Deployment, base_url: str, readiness: Readiness, *, write: Callable[[dict], object],
+    container_started: float | None = None, environ: dict[str, str] | None = None,
+) -> dict:
+    """After a GPU snapshot restore: take the memory back, one generation, and record how long that took."""
+    container_started = time.monotonic() if container_started is None else container_started
+    started_at = time.time() - (time.monotonic() - container_started)
+    began = time.monotonic()
+    outcome, error, timings = "ready", None, {}
+    try:
+        lifecycle.restore_from_snapshot(base_url, readiness)
+        timings = {"ready_s": round(time.monotonic() - began, 3)}
+    except BaseException as err:
+        outcome, error = "failed", f"{err}"
+        raise
+    finally:
+        done = timeline.build_record(
+            deployment=d.to_dict(), log=None, timings=timings, started_at=started_at,
+            before_launch_s=began - container_started, restore=None, misses=None, outcome=outcome, error=error,
+            kind="snapshot_restore", environ=dict(os.environ if environ is None else environ))
+        write_in_background(write, done, RECORD_WAIT_SECONDS if outcome == "failed" else 0.0)
+    return done

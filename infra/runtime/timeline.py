@@ -1,0 +1,355 @@
+"""Every start's timeline: SGLang's own log turned into phases, plus the restore, the health wait and the warm-up.
+
+The lifecycle hands every line SGLang prints to `on_line(t, line)` with its monotonic time
+(infra/runtime/lifecycle.py). `StartLog.feed` is that callback: it looks for the lines with
+which SGLang marks the steps of its start-up and keeps the first time of each. Those lines
+are the same in SGLang 0.5.6.post2, 0.5.10.post1 and 0.5.11 (read in their wheels:
+srt/model_executor/model_runner.py, srt/mem_cache/memory_pool.py, srt/speculative/eagle_worker.py,
+srt/layers/deep_gemm_wrapper/compile_utils.py, srt/entrypoints/http_server.py); the tests feed
+it excerpts of real SGLang 0.5.11 output captured on an H200 (tests/fixtures/sglang_logs/).
+
+What SGLang's output looks like, and what the parser does about it:
+
+- Scheduler lines carry `[date time<rank>] message`; with tensor parallelism every rank prints
+  some of them (`[... TP1] Load weight begin`): only rank 0's (or rank-less) lines count.
+- tqdm progress bars share a line with `\\r` between updates, and a log line may follow a bar
+  on the same line (`...it/s][2026-12-01 22:21:37] Compiling a graph ...`): each `\\r` piece
+  is read, and a message is found wherever its `[date]` prefix starts.
+- A line's time is when it ended: a progress bar's line ends when the bar does.
+- Noise (the transformers tokenizer regex warning, the harmless `openai_harmony` traceback of
+  a site without it, health-check access lines) matches nothing and is skipped. Nothing a line
+  contains can break a start: `feed` never raises.
+
+The phases are contiguous segments from launch to ready, each ending at a milestone
+(MILESTONES, in the order SGLang reaches them). A milestone that never shows is recorded
+in `missing` when it was expected, and its time falls into the next segment; one SGLang
+announces it skips (piecewise CUDA graphs turned off) is recorded in `notes` instead.
+DeepGEMM's compile (or load) runs inside CUDA-graph capture, so it is reported beside the
+segments, per GEMM shape. Standard library only: it runs in the server container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+import threading
+import time
+from collections.abc import Iterable
+
+SCHEMA = 1
+
+# Milestones of a start, in order: (name, what the segment that ends there holds).
+MILESTONES: tuple[tuple[str, str], ...] = (
+    ("arguments", "process start, imports, arguments parsed"),
+    ("scheduler_start", "tokenizer loads, scheduler process start (silent imports)"),
+    ("weights", "torch distributed init, model weights loaded"),
+    ("kv_cache", "KV cache allocated"),
+    ("cuda_graphs", "CUDA graphs captured (DeepGEMM kernels loaded or JIT-compiled inside)"),
+    ("piecewise_graphs", "piecewise CUDA graphs compiled (torch.compile) and captured"),
+    ("draft_model", "drafter loaded: tokenizer, weights, KV cache"),
+    ("draft_graphs", "drafter CUDA graphs captured"),
+    ("draft_extend_graphs", "drafter extend CUDA graphs captured"),
+    ("http_server", "HTTP server up"),
+    ("fired_up", "SGLang's own warm-up request (none with --skip-server-warmup)"),
+    ("healthy", "first healthy answer to the lifecycle's /health"),
+)
+DRAFT_MILESTONES = ("draft_model", "draft_graphs", "draft_extend_graphs")
+WARMUP = "warmup"  # then one segment per warm-up request: warmup_1, warmup_2, ...
+
+_PREFIX = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)((?: [A-Z_]+\d+)*)\] ")
+_RANK = re.compile(r"[A-Z_]+?(\d+)")
+# message patterns -> event name (rank 0's, first occurrence kept; weights and KV cache also the second: the drafter's)
+_EVENTS: tuple[tuple[str, re.Pattern], ...] = (
+    ("arguments", re.compile(r"server_args=ServerArgs\(")),
+    ("distributed", re.compile(r"Init torch distributed begin")),
+    ("weights_begin", re.compile(r"Load weight begin")),
+    ("weights_end", re.compile(r"Load weight end\. elapsed=([\d.]+) s(?:, type=(\w+))?")),
+    ("kv_cache", re.compile(r"KV Cache is allocated")),
+    ("graphs_begin", re.compile(r"Capture cuda graph begin")),
+    ("graphs_end", re.compile(r"Capture cuda graph end\. Time elapsed: ([\d.]+) s")),
+    ("piecewise_begin", re.compile(r"Capture piecewise CUDA graph begin")),
+    ("piecewise_end", re.compile(r"Capture piecewise CUDA graph end\. Time elapsed: ([\d.]+) s")),
+    ("piecewise_disabled", re.compile(r"Disable piecewise CUDA graph because (.+)")),
+    ("draft_graphs_begin", re.compile(r"Capture draft cuda graph begin")),
+    ("draft_graphs_end", re.compile(r"Capture draft cuda graph end")),
+    ("draft_extend_begin", re.compile(r"Capture draft extend cuda graph begin")),
+    ("draft_extend_end", re.compile(r"Capture draft extend cuda graph end")),
+    ("deep_gemm_shape", re.compile(r"Try DeepGEMM JIT Compiling for <(\w+)> N=(\d+), K=(\d+), num_groups=(\d+)")),
+    ("http_server", re.compile(r"INFO:\s+(?:Uvicorn running on|Application startup complete)")),
+    ("fired_up", re.compile(r"The server is fired up and ready to roll!")),
+)
+_KEEP_ALL = {"weights_begin", "weights_end", "kv_cache", "draft_extend_end", "deep_gemm_shape"}
+# Lines without a prefix: a progress bar that finished, and `python -m sglang.compile_deep_gemm`'s own prints.
+_DEEP_GEMM_DONE = re.compile(r"DeepGEMM warmup: 100%\|")
+_BARE: tuple[tuple[str, re.Pattern], ...] = (
+    ("deep_gemm_compile_begin", re.compile(r"^Begin DeepGEMM Kernels compilation")),
+    ("deep_gemm_compile_end", re.compile(r"^DeepGEMM Kernels compilation finished successfully")),
+    ("fired_up", re.compile(r"^The server is fired up and ready to roll!")),  # as some stand-ins print it
+)
+
+
+class StartLog:
+    """SGLang's start-up, from its output: `feed` is the lifecycle's `on_line` callback (thread-safe, never raises).
+
+    `t0` is the launch's monotonic time; every time is kept as seconds since it."""
+
+    def __init__(self, t0: float | None = None):
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.events: dict[str, list[tuple[float, tuple]]] = {}
+        self.deep_gemm_done: list[float] = []
+        self.lines = 0
+        self.unreadable = 0  # lines the parser itself failed on: counted, never raised
+        self._lock = threading.Lock()
+
+    def feed(self, t: float, line: str) -> None:
+        try:
+            with self._lock:
+                self.lines += 1
+                self._feed(round(t - self.t0, 3), line)
+        except Exception:  # noqa: BLE001 - a start must never fail because of its own bookkeeping
+            self.unreadable += 1
+
+    def _feed(self, s: float, line: str) -> None:
+        for piece in line.split("\r"):
+            if _DEEP_GEMM_DONE.search(piece):
+                self.deep_gemm_done.append(s)
+            stripped = piece.strip()
+            for name, pattern in _BARE:
+                if pattern.search(stripped):
+                    self._add(name, s, ())
+            for match in _PREFIX.finditer(piece):
+                ranks = [int(r) for r in _RANK.findall(match.group(2))]
+                if any(ranks):
+                    continue  # another rank's copy of what rank 0 says
+                message = piece[match.end():]
+                nxt = _PREFIX.search(message)
+                message = message[: nxt.start()] if nxt else message
+                for name, pattern in _EVENTS:
+                    if found := pattern.match(message):
+                        self._add(name, s, found.groups())
+                        break
+
+    def _add(self, name: str, s: float, groups: tuple) -> None:
+        seen = self.events.setdefault(name, [])
+        if not seen or name in _KEEP_ALL:
+            seen.append((s, groups))
+
+    # ---------------------------------------------------------------- reading it back
+
+    def first(self, name: str, i: int = 0) -> float | None:
+        seen = self.events.get(name) or []
+        return seen[i][0] if len(seen) > i else None
+
+    def last(self, name: str) -> float | None:
+        seen = self.events.get(name) or []
+        return seen[-1][0] if seen else None
+
+    def milestones(self, timings: dict | None = None) -> dict[str, float]:
+        """Milestone -> seconds since launch, for those that showed (the lifecycle's timings add `healthy`)."""
+        with self._lock:
+            return self._milestones(timings or {})
+
+    def _milestones(self, timings: dict) -> dict[str, float]:
+        out: dict[str, float | None] = {
+            "arguments": self.first("arguments"),
+            "scheduler_start": self.first("distributed"),
+            "weights": self.first("weights_end"),
+            "kv_cache": self.first("kv_cache"),
+            "cuda_graphs": self.first("graphs_end"),
+            "piecewise_graphs": self.first("piecewise_end"),
+        }
+        # The drafter is the second model SGLang loads (EAGLE-3's draft model, or the MTP layer).
+        draft = self.first("draft_graphs_begin")
+        out["draft_model"] = draft if draft is not None else self.first("kv_cache", 1)
+        out["draft_graphs"] = self.first("draft_graphs_end")
+        out["draft_extend_graphs"] = self.last("draft_extend_end")
+        up = [x for x in (self.first("http_server"), self.first("fired_up")) if x is not None]
+        out["http_server"] = min(up) if up else None  # with --skip-server-warmup "fired up" may come first
+        out["fired_up"] = self.first("fired_up")
+        out["healthy"] = timings.get("healthy_s")
+        return {k: v for k, v in out.items() if v is not None}
+
+    def notes(self) -> dict[str, str]:
+        with self._lock:
+            out = {}
+            if seen := self.events.get("piecewise_disabled"):
+                out["piecewise_graphs"] = f"not captured: {seen[0][1][0].strip()}"
+            return out
+
+    def deep_gemm(self) -> dict | None:
+        """DeepGEMM's kernels, per GEMM shape: JIT-compiled (minutes each) or loaded from the cache (about a second)."""
+        with self._lock:
+            shapes = self.events.get("deep_gemm_shape") or []
+            if not shapes:
+                return None
+            out = []
+            for i, (begin, (kernel, n, k, groups)) in enumerate(shapes):
+                nxt = shapes[i + 1][0] if i + 1 < len(shapes) else None
+                done = next((d for d in self.deep_gemm_done if d >= begin and (nxt is None or d <= nxt)), None)
+                end = done if done is not None else nxt
+                out.append({"kernel": kernel, "n": int(n), "k": int(k), "groups": int(groups),
+                            "seconds": None if end is None else round(end - begin, 3)})
+            ends = [d for d in self.deep_gemm_done if d >= shapes[0][0]]
+            end = ends[-1] if ends else shapes[-1][0]
+            return {"start_s": shapes[0][0], "end_s": end, "seconds": round(end - shapes[0][0], 3), "shapes": out}
+
+    def weights(self) -> list[dict]:
+        with self._lock:
+            return [{"at_s": s, "elapsed_s": float(g[0]), "type": g[1]} for s, g in self.events.get("weights_end", [])]
+
+
+def segments(milestones: dict[str, float], warmup_s: Iterable[float] = (), ready_s: float | None = None) -> list[dict]:
+    """Contiguous phases from launch (0) to ready: each observed milestone ends one; then each warm-up request."""
+    out, at = [], 0.0
+    for name, _ in MILESTONES:
+        if name not in milestones:
+            continue
+        end = max(milestones[name], at)  # a milestone logged out of order (uvicorn after "fired up") is a 0 s phase
+        out.append({"phase": name, "end_s": round(end, 3), "seconds": round(end - at, 3)})
+        at = end
+    warmups = list(warmup_s)
+    if ready_s is not None and warmups:
+        # The warm-up requests ran back to back and ended at ready; flaps are in the first one's share.
+        start = max(ready_s - sum(warmups), at)
+        if start > at + 1e-3:
+            out.append({"phase": "warmup_wait", "end_s": round(start, 3), "seconds": round(start - at, 3)})
+        for i, seconds in enumerate(warmups, 1):
+            end = ready_s if i == len(warmups) else start + seconds
+            out.append({"phase": f"{WARMUP}_{i}", "end_s": round(end, 3), "seconds": round(end - start, 3)})
+            start = end
+    return out
+
+
+def expected(speculative: bool, argv: Iterable[str] = ()) -> set[str]:
+    """The milestones a start of this deployment must show (piecewise graphs are SGLang's to decide, per version)."""
+    argv = set(argv)
+    names = {"arguments", "scheduler_start", "weights", "kv_cache", "http_server", "fired_up", "healthy"}
+    if "--disable-cuda-graph" not in argv:
+        names.add("cuda_graphs")
+        if speculative:
+            names |= {"draft_graphs", "draft_extend_graphs"}
+    if speculative:
+        names.add("draft_model")
+    return names
+
+
+def deployment_digest(deployment: dict) -> str:
+    """What a start record and a release manifest both know of the deployment: its resolved settings, hashed.
+
+    The container computes it from INFRA_DEPLOYMENT, `invoke status` from the manifest's `deployment`;
+    both are `Deployment.to_dict()` of the same object."""
+    return hashlib.sha256(json.dumps(deployment, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def build_record(
+    *,
+    deployment: dict,
+    log: StartLog | None,
+    timings: dict | None,
+    started_at: float,
+    before_launch_s: float | None,
+    restore: dict | None,
+    misses: dict | None,
+    outcome: str,
+    expect: set[str] = frozenset(),
+    error: str | None = None,
+    kind: str = "start",
+    environ: dict[str, str] | None = None,
+) -> dict:
+    """One start, as plain JSON-able data (what the Modal Dict stores and `invoke status` reads)."""
+    environ = environ or {}
+    recipe = deployment.get("recipe") or {}
+    timings = timings or {}
+    milestones = log.milestones(timings) if log else {}
+    ready = timings.get("ready_s")
+    phases = segments(milestones, timings.get("warmup_s") or [], ready)
+    if ready is None and phases:  # failed or refused before ready: how far it got
+        last = phases[-1]["end_s"]
+    else:
+        last = ready
+    restore = dict(restore or {})
+    return {
+        "schema": SCHEMA,
+        "kind": kind,
+        "env": deployment.get("env"),
+        "recipe": recipe.get("name"),
+        "deployment_digest": deployment_digest(deployment),
+        "sglang_version": recipe.get("sglang_version"),
+        "gpu": f"{recipe.get('gpu_type')}:{recipe.get('gpu_count')}",
+        "container": environ.get("MODAL_TASK_ID"),
+        "region": environ.get("MODAL_REGION"),
+        "started_at": round(started_at, 3),
+        "outcome": outcome,
+        "error": _shorten(error) if error else None,
+        "before_launch_s": None if before_launch_s is None else round(before_launch_s, 3),
+        "restore": {k: restore.get(k) for k in ("restored", "fingerprint", "seconds", "files", "bytes", "reason") if k in restore},
+        "launch_to_ready_s": ready,
+        "total_s": None if ready is None or before_launch_s is None else round(before_launch_s + ready, 3),
+        "reached_s": last,
+        "phases": phases,
+        "missing": sorted(expect - set(milestones)) if outcome != "failed" else [],
+        "notes": log.notes() if log else {},
+        "deep_gemm": log.deep_gemm() if log else None,
+        "weights": log.weights() if log else [],
+        "warmup_s": list(timings.get("warmup_s") or []),
+        "flaps": timings.get("flaps", 0),
+        "misses": misses or {},
+        "log_lines": log.lines if log else 0,
+    }
+
+
+def _shorten(text: str, keep: int = 400) -> str:
+    """An error's head (what failed) and tail (SGLang's last words), within a record's size."""
+    return text if len(text) <= 2 * keep else f"{text[:keep]} [...] {text[-keep:]}"
+
+
+# ---------------------------------------------------------------------------- reading records back
+
+
+def phase_seconds(record: dict) -> dict[str, float]:
+    return {p["phase"]: p["seconds"] for p in record.get("phases") or []}
+
+
+def summarise(records: Iterable[dict]) -> dict:
+    """Cold starts of one release: how many, how long (median and worst container start to ready), and misses."""
+    records = list(records)
+    ready = [r for r in records if r.get("outcome") == "ready" and r.get("total_s") is not None]
+    totals = sorted(r["total_s"] for r in ready)
+    return {
+        "starts": len(records),
+        "ready": len(ready),
+        "failed": sum(r.get("outcome") == "failed" for r in records),
+        "refused": sum(r.get("outcome") == "refused" for r in records),
+        "median_s": round(statistics.median(totals), 1) if totals else None,
+        "worst_s": round(totals[-1], 1) if totals else None,
+        "with_misses": sum(bool(r.get("misses")) for r in records),
+        "first_at": min((r["started_at"] for r in records), default=None),
+        "last_at": max((r["started_at"] for r in records), default=None),
+    }
+
+
+def describe(record: dict) -> str:
+    """One line per start: when, outcome, total, the phases that took a second or more, misses."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.get("started_at") or 0))
+    total = record.get("total_s")
+    head = f"{when} {record.get('outcome', '?')}"
+    if total is not None:
+        head += f" in {total:.1f} s"
+    elif record.get("reached_s") is not None:
+        head += f" after {record['reached_s']:.1f} s"
+    restore = record.get("restore") or {}
+    parts = [f"restore {restore['seconds']:.1f}" if restore.get("restored") and restore.get("seconds") is not None
+             else "no compile cache" if restore else None]
+    parts += [f"{p['phase']} {p['seconds']:.1f}" for p in record.get("phases") or [] if p["seconds"] >= 1.0]
+    if dg := record.get("deep_gemm"):
+        parts.append(f"DeepGEMM {dg['seconds']:.1f} for {len(dg['shapes'])} shapes")
+    line = f"{head} ({', '.join(p for p in parts if p)})"
+    if record.get("missing"):
+        line += f"; missing: {', '.join(record['missing'])}"
+    if misses := record.get("misses"):
+        line += "; CACHE MISSES: " + ", ".join(f"{name} {m['files']} files" for name, m in sorted(misses.items()))
+    if record.get("error"):
+        line += f"; error: {record['error'].splitlines()[-1][:160] if record['error'].strip() else ''}"
+    return line
