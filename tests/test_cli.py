@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 from invoke import Collection
@@ -80,11 +80,12 @@ def test_output_into_a_closed_pipe_ends_quietly(json):
 
 def test_an_unreachable_control_plane_fails_at_the_connect_timeout(monkeypatch):
     """The SDK retries a dead address for about a minute; the probe gives up at the timeout it is given."""
-    waited = []
+    waited, release = [], threading.Event()
 
     def hangs(address, timeout):
         waited.append(timeout)
-        time.sleep(30)
+        release.wait(30)
+        raise OSError("the test is over")
 
     monkeypatch.setattr(remote.socket, "create_connection", hangs)
     monkeypatch.setenv("MODAL_SERVER_URL", "https://api.example.invalid")
@@ -92,6 +93,7 @@ def test_an_unreachable_control_plane_fails_at_the_connect_timeout(monkeypatch):
     with pytest.raises(remote.Unreachable, match=r"^cannot reach Modal's control plane at https://api.example.invalid "
                                                  r"within 0.2 s \(no answer within 0.2 s\); check the network"):
         modal_api.history(deployment())
+    release.set()
     assert waited == [0.2]
 
 
