@@ -39,6 +39,13 @@ class Compiled:
     deep_gemm_shapes: dict | None = None
 
 
+def without_token(d: Deployment) -> Deployment:
+    """`d` for the compile job, which reads only the Volumes: the jobs' app also defines the download, and Modal
+    resolves every named Secret of an app when it starts, so a Hugging Face Secret the environment names but has
+    not created (optional for public models) must not stop a compile."""
+    return d.model_copy(update={"secrets": d.secrets.model_copy(update={"hf_token_secret": None})})
+
+
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Compiled]:
     d = ctx.pinned(d)
     fp = kernel_fingerprint(d)
@@ -48,7 +55,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     def compile_() -> tuple[Compiled, str]:
         with ctx.working(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} "
                          f"(tp {d.recipe.tp_size}) on {d.recipe.gpu}; a cold cache takes ~15 minutes"):
-            job = ctx.remote.run_compile(d, force=options.recompile)
+            job = ctx.remote.run_compile(without_token(d), force=options.recompile)
         outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
                            files=job.get("files"), reason=job.get("reason"), server_timeline=job.get("server_timeline"),
                            deep_gemm_shapes=job.get("deep_gemm_shapes"))

@@ -117,6 +117,17 @@ def test_every_workflow_caches_pip_on_the_project_file():
                     assert step["with"]["cache-dependency-path"] == "pyproject.toml", path.name
 
 
+def test_the_staging_job_has_time_for_a_first_download_and_compile():
+    from infra.control.plan import first_pipeline_seconds
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
+
+    staging = load_settings("staging")
+    needed = first_pipeline_seconds([resolve(staging, name) for name in staging.serves]) / 60
+    limit = load("deploy-staging.yml")["jobs"]["deploy"]["timeout-minutes"]
+    assert needed <= limit <= needed + 30, (needed, limit)  # enough for a cold first run, not hours more
+
+
 def test_staging_deploys_on_main_without_overlap():
     wf = load("deploy-staging.yml")
     assert wf[True] == {"push": {"branches": ["main"]}}

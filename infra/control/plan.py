@@ -24,6 +24,20 @@ from infra.runtime.secrets import local_credentials
 BEFORE_LAUNCH = ("image_pull", "compile_cache_restore")  # the parts of a cold start before SGLang is launched
 
 
+# A first pipeline of an environment downloads and compiles everything; these bound the rest of it.
+SLOW_DOWNLOAD_GBPS = 0.25  # a slow day on the Hub (Xet transfers usually reach 1 Gbps and more)
+BUILD_DEPLOY_SMOKE_SECONDS = 15 * 60  # image builds (cached after the first), deploys, a cold start for the smoke test
+
+
+def first_pipeline_seconds(deployments: list[Deployment]) -> int:
+    """How long an environment's first `invoke pipeline` may take: every recipe's weights at a slow Hub rate, its
+    compile job to the timeout derived from measurement (spec.compile_budget), builds, deploys and smoke tests.
+    What a CI job's time limit should exceed (.github/workflows/deploy-staging.yml; tests/test_workflows.py)."""
+    downloads = sum((d.recipe.model_size_gb + d.recipe.draft_size_gb) * 8 / SLOW_DOWNLOAD_GBPS for d in deployments)
+    compiles = sum(spec.compile_budget(d)["timeout_seconds"] for d in deployments)
+    return int(downloads + compiles + BUILD_DEPLOY_SMOKE_SECONDS)
+
+
 def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:
     """One server container per hour, priced from the very options Modal receives (infra/runtime/spec.py)."""
     return costs.price(costs.Container.of(spec.server(d)), rates)

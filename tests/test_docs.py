@@ -1,0 +1,132 @@
+"""Every command the docs show is run, and what they show it printing is checked: a doc that drifts fails.
+
+Each line of a fenced code block in README.md or docs/*.md that starts with `invoke` (or `$ invoke`) is a
+documented command. In a `console` block, the lines after a `$ invoke ...` line, up to the next `$`, are the
+output it documents: each must appear in what the command printed, in order (`...` skips lines, `<...>` stands
+for any text). Every command runs in one world, README.md first and then docs/ in name order, as a reader
+would: in a clean checkout, against the fake Modal control plane through the real `modal` client
+(tests/wire.py), with a local OpenAI-compatible server where the docs name one (LOCAL_SERVER), a local index
+of SGLang wheels for `sglang-flags`, and the release ids the world recorded where the docs show example ids.
+docs/errors.md has its own test (tests/test_errors_catalog.py), which runs and checks every one of its commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+DOCS = [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "errors.md")]
+LOCAL_SERVER = "http://127.0.0.1:30000"  # where the docs put "an OpenAI-compatible server" (SGLang's default port)
+
+
+@dataclass
+class Documented:
+    """One documented command, where it is, and the output lines the doc shows for it."""
+
+    where: str
+    argv: list[str]
+    shows: list[str] = field(default_factory=list)
+
+
+def documented(path: Path) -> list[Documented]:
+    found: list[Documented] = []
+    in_block, language, pending = False, "", ""
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.rstrip()
+        if line.lstrip().startswith("```"):
+            in_block, language = (not in_block), line.strip().strip("`")
+            continue
+        if not in_block:
+            continue
+        text = pending + line.strip().removeprefix("$ ")
+        if text.endswith("\\"):
+            pending = text[:-1] + " "
+            continue
+        pending = ""
+        if re.match(r"invoke(\s|$)", text):
+            argv = shlex.split(text, comments=True)[1:]
+            found.append(Documented(f"{path.name}:{number}", argv))
+        elif language == "console" and found and not line.startswith("$ ") and line.strip():
+            found[-1].shows.append(line.rstrip())
+    return found
+
+
+def shows_in_order(shown: list[str], printed: str) -> list[str]:
+    """The documented lines that the printed output lacks (in order; `...` skips, `<...>` matches any text)."""
+    missing, at = [], 0
+    for line in shown:
+        if line.strip() == "...":
+            continue
+        pattern = ".*?".join(re.escape(part) for part in re.split(r"<[^<>]+>", line.strip()))
+        found = re.compile(pattern).search(printed, at)
+        if found is None:
+            missing.append(line)
+        else:
+            at = found.end()
+    return missing
+
+
+def test_every_doc_has_its_commands_found():
+    commands = {path.name: documented(path) for path in DOCS}
+    assert len(commands["README.md"]) >= 15
+    assert sum(len(c) for c in commands.values()) >= 25
+
+
+def test_the_output_check_can_fail():
+    assert shows_in_order(["== prod / <recipe> ==", "...", "Scaling        min_containers 1"],
+                          "== prod / qwen3 ==\nx\nScaling        min_containers 1\n") == []
+    assert shows_in_order(["Scaling        min_containers 2"], "Scaling        min_containers 1") != []
+    assert shows_in_order(["b", "a"], "a\nb\n") == ["a"]  # order matters
+
+
+RELEASE_ID = re.compile(r"r\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+def local_wheels(folder: Path) -> Path:
+    """Wheels pip finds instead of PyPI's for the versions the docs name: small SGLang stand-ins (their tables are
+    written into the checkout's copy of sglang_versions.json, which nothing after them reads)."""
+    from tests.test_sglang_flags import OLD_STYLE, build_wheel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for version in ("0.5.6.post2", "0.5.10.post1", "0.5.23"):
+        build_wheel(folder, version, OLD_STYLE)
+    return folder
+
+
+@pytest.mark.timeout(600)
+def test_documented_commands_run_and_print_what_the_doc_shows(wire, wire_cli, wire_session, tmp_path):
+    upstream = wire_session.upstream.url
+    pip = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(local_wheels(tmp_path / "wheels"))}
+    failures, ran = [], 0
+    for command in [c for path in DOCS for c in documented(path)]:
+        argv = [a.replace(LOCAL_SERVER, upstream) for a in command.argv]
+        if any(RELEASE_ID.fullmatch(a) for a in argv):  # example ids: the environment's two newest releases, oldest first
+            env = argv[argv.index("--env") + 1]
+            manifest = wire.volume_files(env, "sglang-releases").get("releases/qwen3-8b-low-latency.json")
+            measured = [r for r in json.loads(manifest)["history"] if r.get("measurement") or (r.get("gate") or {})
+                        .get("measurement")] if manifest else []
+            newest = [r["release_id"] for r in measured[:2]][::-1]
+            argv = [(newest.pop(0) if newest else a) if RELEASE_ID.fullmatch(a) else a for a in argv]
+        output = None
+        if ">" in argv:
+            argv, output = argv[:argv.index(">")], argv[argv.index(">") + 1]
+        done = wire_cli(*argv, timeout=240, **pip)
+        ran += 1
+        if output:
+            (wire_cli.project / output).write_text(done.stdout)
+        printed = done.stdout + done.stderr
+        if done.returncode != 0:
+            failures.append(f"{command.where}: invoke {' '.join(command.argv)} exited {done.returncode}:\n"
+                            f"{printed[-1500:]}")
+        elif missing := shows_in_order(command.shows, printed):
+            failures.append(f"{command.where}: invoke {' '.join(command.argv)} did not print {missing[:3]}\n"
+                            f"{printed[-1500:]}")
+    assert failures == [], "\n\n".join(failures)
+    assert ran >= 25
