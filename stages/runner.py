@@ -26,6 +26,7 @@ from infra.runtime.errors import ConfigError
 from infra.runtime.recipes import RECIPES
 from infra.runtime.remote import ModalRemote, Remote
 from infra.runtime.secrets import scrub
+from stages import show
 from stages.common import Context, StageResult
 
 REMOTE_VARIABLE = "INFRA_REMOTE"  # "module:factory" of another boundary (tests use the fake)
@@ -56,9 +57,14 @@ def context(settings: Settings, *, dry_run=False, force=False, yes=False, remote
 def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
     """Print each result as it arrives (or all of them as JSON at the end); secrets scrubbed either way."""
     results = []
+    terminal = show.on_a_terminal(sys.stdout)
     for result in outcomes:
         results.append(result.to_dict())
-        if not as_json:
+        if as_json:
+            continue
+        if terminal:
+            show.lines(scrub(result.message))
+        else:
             print(scrub(result.message), flush=True)
     if as_json:
         print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
@@ -100,7 +106,12 @@ def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *
 
     settings = settings_for(env, recipe, overrides)
     result = [plans.plan_for(settings, d) for d in deployments(settings)]
-    print(plans.to_json(result) if as_json else plans.render(result))
+    if as_json:
+        print(plans.to_json(result))
+    elif show.on_a_terminal(sys.stdout):
+        show.plan(result)
+    else:
+        print(plans.render(result))
 
 
 def run_promote(source: str, target: str, recipe: str | None, overrides: list[str] | None = None, *, as_json=False,

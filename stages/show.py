@@ -12,12 +12,40 @@ from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
 
 from infra.perf import bench
 
 
-def on_a_terminal() -> bool:
-    return sys.stderr.isatty()
+def on_a_terminal(stream=None) -> bool:
+    return (stream or sys.stderr).isatty()
+
+
+def plan(plans: list[dict], console: Console | None = None) -> None:
+    """`invoke plan` on a terminal: per recipe, a two-column table whose values wrap at the terminal's width
+    (launch commands and image layers run to hundreds of characters), warnings highlighted."""
+    from infra.control import plan as plans_
+
+    console = console or Console()
+    for p in plans:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for label, value, kind in plans_.rows(p):
+            grid.add_row(label, Text(value, style="bold yellow" if kind == "warning" else ""))
+        console.print(Text(plans_.title(p), style="bold cyan"))
+        console.print(grid)
+        console.print()
+    console.print(plans_.credentials_line())
+
+
+def lines(text: str, console: Console | None = None) -> None:
+    """A result's lines on a terminal, with warnings highlighted and long lines folded."""
+    console = console or Console()
+    for line in text.splitlines():
+        warning = line.lstrip().lower().startswith(("warning", "error"))
+        console.print(Text(line, style="bold yellow" if warning else ""), overflow="fold")
 
 
 def progress_bars() -> bench.Progress:

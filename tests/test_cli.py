@@ -195,3 +195,36 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
             advance()
             advanced.append(1)
     assert len(advanced) == 16
+
+
+def test_plan_on_a_terminal_wraps_long_values_and_marks_warnings():
+    from rich.console import Console
+
+    from infra.control import plan
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
+    from stages import show
+
+    settings = load_settings("prod")
+    plans = [plan.plan_for(settings, resolve(settings, "qwen3-8b-low-latency"))]
+    console = Console(width=100, force_terminal=True, record=True)
+    show.plan(plans, console)
+    text = console.export_text(clear=False)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 100  # the 600-character launch command wraps
+    assert "--speculative-num-draft-tokens 32" in text and "WARNING" in text
+    styled = console.export_html()
+    assert "unpinned: draft model" in styled and "font-weight: bold" in styled
+
+
+def test_with_a_schedule_the_standing_cost_is_the_schedules():
+    from infra.control import plan
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings, parse_overrides
+
+    window = ('scaling.schedule=[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
+              'timezone="America/New_York", min_containers=1}]')
+    settings = load_settings("prod", overrides=parse_overrides(["scaling.min_containers=0", window]))
+    text = plan.render([plan.plan_for(settings, resolve(settings, "qwen3-8b-low-latency"))])
+    (standing,) = [line for line in text.splitlines() if line.startswith("Standing cost")]
+    assert standing.startswith("Standing cost  on the schedule: 440 GPU-hours and $3,162.74 per 30 days")
+    assert "outside its windows 0 warm replica(s)" in standing

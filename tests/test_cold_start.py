@@ -260,7 +260,7 @@ def test_the_compile_jobs_cpu_and_timeout_are_derived_from_the_measured_compile(
     assert "SGLANG_JIT_DEEPGEMM_COMPILE_WORKERS" not in jobs["env"]  # read nowhere in SGLang: not set
     p = plan.plan_for(settings("prod"), eight)
     assert p["compile_job"] == budget
-    assert f"Compile job    cpu 5, timeout {budget['timeout_seconds']} s (compile_deep_gemm killed after 1364 s)" in \
+    assert f"               sized: cpu 5, timeout {budget['timeout_seconds']} s (compile_deep_gemm killed after 1364 s)" in \
         plan.render([p])
 
 

@@ -309,75 +309,92 @@ def to_json(plans: list[dict]) -> str:
     return json.dumps(plans, indent=2, sort_keys=True)
 
 
+LABEL_WIDTH = 15  # the plain text's first column: "Standing cost" and a space
+
+
 def render(plans: list[dict]) -> str:
-    """The human view: one block per recipe, knobs named as in settings and Modal, read from the spec."""
+    """The human view as plain text (what a pipe, a file or CI gets; a terminal gets stages/show.py's tables):
+    one block per recipe, knobs named as in settings and Modal, read from the spec."""
     lines: list[str] = []
     for p in plans:
-        m = p["modal"]
-        server, jobs = m["server"], m["jobs"]
-        lines += [
-            f"== {p['env']} / {p['recipe']} " + "=" * max(0, 60 - len(p["env"]) - len(p["recipe"])),
-            f"Modal          environment {p['modal_environment']}, app {m['app']['name']} (server '{server['name']}'), "
-            f"jobs app {m['jobs_app']['name']}",
-            f"Image          {_image(server['image'])} (SGLang {p['sglang_version']})",
-        ]
-        for label, mdl in (("Model", p["model"]), ("Draft model", p["draft_model"])):
-            if mdl:
-                pin = "pinned" if mdl["pinned"] else "UNPINNED"
-                res = f", resolved {mdl['resolved_commit'][:12]}" if mdl["resolved_commit"] and not mdl["pinned"] else ""
-                lines.append(f"{label:<15}{mdl['id']} @ {mdl['revision'] or '(unset)'} [{pin}{res}]")
-        for mount, v in server["volumes"].items():
-            lines.append(f"Volume         {v['name']} -> {mount} (Modal environment {v['environment']})")
-        lines += [
-            f"GPU            {server['gpu']} (tensor parallel {p['tensor_parallel']})",
-            f"Regions        compute {server['compute_region'] or 'any'}, routing (proxy) {server['routing_region']}",
-            f"Scaling        min_containers {server['min_containers']}, max_containers {server['max_containers'] or 'unbounded'}, "
-            f"target_concurrency {server['target_concurrency']}",
-            f"Timeouts       startup_timeout {server['startup_timeout']} s, readiness_timeout {p['readiness_timeout']} s, "
-            f"exit_grace_period {server['exit_grace_period']} s",
-            f"Endpoint       {'PUBLIC (no auth)' if p['endpoint']['public'] else 'private: ' + p['endpoint']['auth']}",
-            f"Launch         {' '.join(p['launch_command'])}",
-            f"Kernels        {' '.join(p['compile_command'])}",
-            f"Readiness      {p['readiness']['health']}; then {p['readiness']['warmup']['requests']} warm-up requests "
-            f"({p['readiness']['warmup']['prompt']!r}, max_tokens {p['readiness']['warmup']['max_tokens']}, "
-            f"{p['readiness']['warmup']['timeout']:g} s timeout"
-            + (", with the packaged image)" if p["readiness"]["warmup"]["image"] else ")"),
-            "Server env     " + _env(server["env"]),
-            f"Secrets        server: {_secrets(server['secrets'])}; download job: {_secrets(jobs['download_weights']['secrets'])}",
-        ]
-        if server.get("enable_memory_snapshot"):
-            lines.append("Snapshots      enable_memory_snapshot=True, experimental enable_gpu_snapshot (alpha)")
-        for name, job in jobs.items():
-            lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout {job['timeout']} s")
-        lines += _cost_lines(p["cost"])
-        lines += _schedule_lines(p["schedule"])
-        lines += _gate(p["gate"])
-        cold = p["cold_start"]
-        parts = ", ".join(
-            f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
-        )
-        state = "compile caches recorded here" if cold["compiled"] else "with the compile caches `invoke compile` produces"
-        lines.append(f"Cold start     ~{cold['estimate_seconds']:g} s{'' if cold['complete'] else '+'} {state} ({parts})")
-        compiled_parts = ", ".join(f"{name} {part['uncached_seconds']:g} s" for name, part in cold["parts"].items()
-                                   if part.get("uncached_seconds", part["seconds"]) != part["seconds"])
-        over = cold["uncached_estimate_seconds"] > p["modal"]["server"]["startup_timeout"]
-        lines.append(f"               without them: ~{cold['uncached_estimate_seconds']:g} s ({compiled_parts})"
-                     + (f", beyond startup_timeout {p['modal']['server']['startup_timeout']} s: deploy after "
-                        "`invoke compile` (the pipeline does)" if over and not cold["compiled"] else ""))
-        lines.append(f"               figures measured on {cold['profile']['measured_on']} ({cold['profile']['source']}); "
-                     f"piecewise CUDA graphs {cold['piecewise_graphs']}")
-        lines += [f"               note: {c}" for c in cold["caveats"]]
-        if "snapshot_restore_seconds" in cold:
-            lines.append(f"               with a snapshot restore: ~{cold['snapshot_restore_seconds']:g} s")
-        job = p["compile_job"]
-        lines.append(f"Compile job    cpu {job['cpu']:g}, timeout {job['timeout_seconds']} s "
-                     f"(compile_deep_gemm killed after {job['deep_gemm_kill_after_seconds']} s): {job['basis']}")
-        for w in p["warnings"]:
-            lines.append(f"WARNING        {w}")
+        lines.append(title(p))
+        lines += [f"{label:<{LABEL_WIDTH}}{value}".rstrip() for label, value, _kind in rows(p)]
         lines.append("")
-    creds = local_credentials()
-    lines.append("Local credentials: " + ", ".join(f"{k} {v}" for k, v in creds.items()))
+    lines.append(credentials_line())
     return "\n".join(lines)
+
+
+def title(p: dict) -> str:
+    return f"== {p['env']} / {p['recipe']} " + "=" * max(0, 60 - len(p["env"]) - len(p["recipe"]))
+
+
+def credentials_line() -> str:
+    return "Local credentials: " + ", ".join(f"{k} {v}" for k, v in local_credentials().items())
+
+
+def rows(p: dict) -> list[tuple[str, str, str]]:
+    """One recipe's plan as (label, value, kind) rows, kind "warning" for what needs attention; a continuation
+    row has an empty label."""
+    lines: list[str] = []
+    m = p["modal"]
+    server, jobs = m["server"], m["jobs"]
+    lines += [
+        f"Modal          environment {p['modal_environment']}, app {m['app']['name']} (server '{server['name']}'), "
+        f"jobs app {m['jobs_app']['name']}",
+        f"Image          {_image(server['image'])} (SGLang {p['sglang_version']})",
+    ]
+    for label, mdl in (("Model", p["model"]), ("Draft model", p["draft_model"])):
+        if mdl:
+            pin = "pinned" if mdl["pinned"] else "UNPINNED"
+            res = f", resolved {mdl['resolved_commit'][:12]}" if mdl["resolved_commit"] and not mdl["pinned"] else ""
+            lines.append(f"{label:<15}{mdl['id']} @ {mdl['revision'] or '(unset)'} [{pin}{res}]")
+    for mount, v in server["volumes"].items():
+        lines.append(f"Volume         {v['name']} -> {mount} (Modal environment {v['environment']})")
+    lines += [
+        f"GPU            {server['gpu']} (tensor parallel {p['tensor_parallel']})",
+        f"Regions        compute {server['compute_region'] or 'any'}, routing (proxy) {server['routing_region']}",
+        f"Scaling        min_containers {server['min_containers']}, max_containers {server['max_containers'] or 'unbounded'}, "
+        f"target_concurrency {server['target_concurrency']}",
+        f"Timeouts       startup_timeout {server['startup_timeout']} s, readiness_timeout {p['readiness_timeout']} s, "
+        f"exit_grace_period {server['exit_grace_period']} s",
+        f"Endpoint       {'PUBLIC (no auth)' if p['endpoint']['public'] else 'private: ' + p['endpoint']['auth']}",
+        f"Launch         {' '.join(p['launch_command'])}",
+        f"Kernels        {' '.join(p['compile_command'])}",
+        f"Readiness      {p['readiness']['health']}; then {p['readiness']['warmup']['requests']} warm-up requests "
+        f"({p['readiness']['warmup']['prompt']!r}, max_tokens {p['readiness']['warmup']['max_tokens']}, "
+        f"{p['readiness']['warmup']['timeout']:g} s timeout"
+        + (", with the packaged image)" if p["readiness"]["warmup"]["image"] else ")"),
+        "Server env     " + _env(server["env"]),
+        f"Secrets        server: {_secrets(server['secrets'])}; download job: {_secrets(jobs['download_weights']['secrets'])}",
+    ]
+    if server.get("enable_memory_snapshot"):
+        lines.append("Snapshots      enable_memory_snapshot=True, experimental enable_gpu_snapshot (alpha)")
+    for name, job in jobs.items():
+        lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout {job['timeout']} s")
+    lines += _cost_lines(p["cost"], p["schedule"], p["compile_job"])
+    lines += _schedule_lines(p["schedule"])
+    lines += _gate(p["gate"])
+    cold = p["cold_start"]
+    parts = ", ".join(
+        f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
+    )
+    state = "compile caches recorded here" if cold["compiled"] else "with the compile caches `invoke compile` produces"
+    lines.append(f"Cold start     ~{cold['estimate_seconds']:g} s{'' if cold['complete'] else '+'} {state} ({parts})")
+    compiled_parts = ", ".join(f"{name} {part['uncached_seconds']:g} s" for name, part in cold["parts"].items()
+                               if part.get("uncached_seconds", part["seconds"]) != part["seconds"])
+    over = cold["uncached_estimate_seconds"] > p["modal"]["server"]["startup_timeout"]
+    lines.append(f"               without them: ~{cold['uncached_estimate_seconds']:g} s ({compiled_parts})"
+                 + (f", beyond startup_timeout {p['modal']['server']['startup_timeout']} s: deploy after "
+                    "`invoke compile` (the pipeline does)" if over and not cold["compiled"] else ""))
+    lines.append(f"               figures measured on {cold['profile']['measured_on']} ({cold['profile']['source']}); "
+                 f"piecewise CUDA graphs {cold['piecewise_graphs']}")
+    lines += [f"               note: {c}" for c in cold["caveats"]]
+    if "snapshot_restore_seconds" in cold:
+        lines.append(f"               with a snapshot restore: ~{cold['snapshot_restore_seconds']:g} s")
+    for w in p["warnings"]:
+        lines.append(f"WARNING        {w}")
+    return [(line[:LABEL_WIDTH].strip(), line[LABEL_WIDTH:], "warning" if line.startswith("WARNING") else "")
+            for line in lines]
 
 
 def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]:
@@ -407,23 +424,32 @@ def _schedule_lines(plan: dict | None, now: datetime | None = None) -> list[str]
                      f"{a['gpu_hours']:g} GPU-hours ${a['usd']:,.2f} always warm at {c['peak_min_containers']} "
                      f"replica(s)")
     return lines
-def _cost_lines(c: dict) -> list[str]:
-    """A replica's price part by part with the multiplier, each figure's source, and what warm replicas and jobs cost."""
+def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
+    """A replica's price part by part with the multiplier, each figure's source, and what warm replicas and jobs cost:
+    with a schedule, what stands warm is the schedule's, so that is the standing cost shown."""
     st = c["standing"]
     overrides = "; ".join(f"{res} ${o['usd_per_hour']:g}/h from {o['setting']}" for res, o in c["rates"]["overrides"].items())
     lines = [
         f"Cost           per replica: {costs.describe(c['replica'])}",
         f"               rates: {c['rates']['source']}" + (f"; overridden: {overrides}" if overrides else "")
         + f"; region multiplier: {c['replica']['region']['source']}",
-        f"Standing cost  {st['warm_replicas']} warm replica(s) = ${st['usd_per_hour']:,.2f}/h, "
-        f"{st['gpu_hours_per_30_days']:g} GPU-hours and ${st['usd_per_30_days']:,.2f} per 30 days",
     ]
+    if scheduled:
+        month = scheduled["cost"]["per_30_days"]["scheduled"]
+        lines.append(f"Standing cost  on the schedule: {month['gpu_hours']:g} GPU-hours and ${month['usd']:,.2f} per 30 days "
+                     f"(outside its windows {st['warm_replicas']} warm replica(s), ${st['usd_per_hour']:,.2f}/h)")
+    else:
+        lines.append(f"Standing cost  {st['warm_replicas']} warm replica(s) = ${st['usd_per_hour']:,.2f}/h, "
+                     f"{st['gpu_hours_per_30_days']:g} GPU-hours and ${st['usd_per_30_days']:,.2f} per 30 days")
     for label, key in (("Compile job", "compile_job"), ("Gate measure", "gate_measurement")):
         if (j := c[key]) is not None:
             shown = f"~{j['seconds']:g} s ≈ ${j['usd']:,.2f}" if j["usd"] is not None else "unknown"
             lines.append(f"{label:<15}{shown} at ${j['usd_per_hour']:,.2f}/h ({j['container']}"
                          + (f", × {j['region_multiplier']:g}" if j["region_multiplier"] != 1 else ", no region multiplier")
                          + f"): {j['basis']}")
+        if key == "compile_job":  # what the job asks for and how long it may run, from the measured compile
+            lines.append(f"               sized: cpu {sized['cpu']:g}, timeout {sized['timeout_seconds']} s (compile_deep_gemm "
+                         f"killed after {sized['deep_gemm_kill_after_seconds']} s): {sized['basis']}")
     return lines
 
 
