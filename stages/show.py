@@ -7,9 +7,11 @@ data and plain lines, and takes a progress callback (infra/perf/bench.Progress).
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Callable, Iterator
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -40,12 +42,43 @@ def plan(plans: list[dict], console: Console | None = None) -> None:
     console.print(plans_.credentials_line())
 
 
+DASHES = re.compile(r"^(\s*)-+(?:  +-+)*\s*$")  # the rule under a plain-text table's header (infra/perf/bench._table)
+
+
 def lines(text: str, console: Console | None = None) -> None:
-    """A result's lines on a terminal, with warnings highlighted and long lines folded."""
+    """A result's lines on a terminal: its plain-text tables (the bench table, the ledger, a comparison, the gate's)
+    as tables whose cells wrap at the terminal's width, warnings highlighted, other long lines folded."""
     console = console or Console()
-    for line in text.splitlines():
-        warning = line.lstrip().lower().startswith(("warning", "error"))
-        console.print(Text(line, style="bold yellow" if warning else ""), overflow="fold")
+    rows = text.splitlines()
+    i = 0
+    while i < len(rows):
+        if i + 1 < len(rows) and (rule := DASHES.match(rows[i + 1])):
+            indent = rule.group(1)
+            spans = [(m.start(), m.end()) for m in re.finditer(r"-+", rows[i + 1])]
+            end = i + 2
+            while end < len(rows) and rows[end].strip() and rows[end].startswith(indent):
+                end += 1
+            console.print(_table(rows[i], rows[i + 2:end], spans))
+            i = end
+            continue
+        warning = rows[i].lstrip().lower().startswith(("warning", "error"))
+        console.print(Text(rows[i], style="bold yellow" if warning else ""), overflow="fold")
+        i += 1
+
+
+def _table(header: str, body: list[str], spans: list[tuple[int, int]]) -> Table:
+    """A plain-text table read back by its columns (each starts where its rule starts; the last runs to the end)."""
+
+    def cells(line: str) -> list[str]:
+        starts = [s for s, _ in spans] + [len(line) + 1]
+        return [line[a:b].strip() for a, b in zip(starts, starts[1:])]
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in cells(header):
+        table.add_column(name, overflow="fold")
+    for line in body:
+        table.add_row(*cells(line))
+    return table
 
 
 def progress_bars() -> bench.Progress:

@@ -228,3 +228,21 @@ def test_with_a_schedule_the_standing_cost_is_the_schedules():
     (standing,) = [line for line in text.splitlines() if line.startswith("Standing cost")]
     assert standing.startswith("Standing cost  on the schedule: 440 GPU-hours and $3,162.74 per 30 days")
     assert "outside its windows 0 warm replica(s)" in standing
+
+
+def test_results_tables_are_tables_on_a_terminal():
+    from rich.console import Console
+
+    from infra.perf import bench
+    from stages import show
+
+    text = "status of something\n  ledger:\n" + "\n".join(
+        "    " + line for line in bench._table(["release", "how it came", "$/1M out"],
+                                               [["r1", "promote from staging, gate passed", "$7.59"],
+                                                ["r2", "deploy", "-"]]).splitlines()) + "\nwarning: a cache miss"
+    console = Console(width=40, force_terminal=True, record=True)
+    show.lines(text, console)
+    shown = console.export_text(clear=False)
+    assert max(len(line.rstrip()) for line in shown.splitlines()) <= 40
+    assert "promote from" in shown and "$7.59" in shown and "----" not in shown  # drawn and wrapped, not dashes
+    assert "bold" in console.export_html() or "font-weight" in console.export_html()  # the warning stands out
