@@ -40,9 +40,14 @@ def make_remote(settings: Settings | None = None) -> Remote:
     return getattr(importlib.import_module(module), name)()
 
 
+_WARNED: set[str] = set()  # each warning once per run, however many environments a command loads
+
+
 def settings_for(env: str | None, recipe: str | None, overrides: list[str] | None = None) -> Settings:
     for warning in unknown_environment_variables():
-        print(warning, file=sys.stderr)
+        if warning not in _WARNED:
+            _WARNED.add(warning)
+            print(warning, file=sys.stderr)
     return load_settings(env, recipe, parse_overrides(overrides or []))
 
 

@@ -246,3 +246,14 @@ def test_results_tables_are_tables_on_a_terminal():
     assert max(len(line.rstrip()) for line in shown.splitlines()) <= 40
     assert "promote from" in shown and "$7.59" in shown and "----" not in shown  # drawn and wrapped, not dashes
     assert "bold" in console.export_html() or "font-weight" in console.export_html()  # the warning stands out
+
+
+def test_a_stray_variable_is_warned_about_once_even_where_two_environments_load():
+    from stages import runner
+    from tests.conftest import run_in_process
+
+    runner._WARNED.clear()
+    done = run_in_process(["promote", "--from", "staging", "--to", "prod", "--recipe", "qwen3-8b-low-latency",
+                           "--dry-run"], {"INFRA_SCALNG__MIN_CONTAINERS": "1"}, REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("INFRA_SCALNG__MIN_CONTAINERS matches no setting") == 1
