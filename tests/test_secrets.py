@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 from pathlib import Path
@@ -30,33 +31,39 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path):
     # timing noise reaches; its job summary is one more file that must not leak.
     cli.env |= {"INFRA_GATE__OBJECTIVES": '[{ metric = "ttft_p90_ms", level = 1, max = 60000 }]',
                 "GITHUB_STEP_SUMMARY": str(tmp_path / "job-summary.md")}
-    runs = [
+    # Two chains that touch different environments, run side by side; each in its own order.
+    staging_prod = [
         ["plan", "--env", "prod"],
         ["plan", "--env", "staging", "--json"],
         ["pipeline", "--env", "staging", "--recipe", "qwen3-8b-low-latency", "--yes"],
         ["pipeline", "--env", "staging", "--recipe", "qwen3-8b-low-latency", "--yes", "--json"],
+        ["status", "--env", "staging", "--json"],
+        ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "2"],
+        ["promote", "--from", "staging", "--to", "prod", "--recipe", "qwen3-8b-low-latency", "--yes", "--json"],
+    ]
+    dev = [
         ["build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--json"],
         ["download", "--env", "dev", "--recipe", "qwen3.6-35b-vlm"],
         ["compile", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--dry-run"],
         ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm"],
         ["smoke", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--json"],
         ["try", "--env", "dev", "--recipe", "qwen3.6-35b-vlm"],
-        ["status", "--env", "staging", "--json"],
-        ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "2"],
-        ["promote", "--from", "staging", "--to", "prod", "--recipe", "qwen3-8b-low-latency", "--yes", "--json"],
         ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force"],
         ["rollback", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--yes"],
         ["bench", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--url", server.url, "--concurrency", "1,2", "--requests", "4", "--max-tokens", "4",
          "--output", str(tmp_path / "bench.json")],
-        ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force", "--debug"],  # a failure, with traceback
     ]
-    outputs = []
-    for i, args in enumerate(runs):
-        if i == len(runs) - 1:
-            # An error whose text contains a token (as a misbehaving SDK might raise): scrubbed, even with --debug.
-            cli.fake["fail"] = {"deploy": f"permission denied for token {PLANTED['MODAL_TOKEN_SECRET']}"}
-        done = cli(*args)
-        outputs.append((args, done.returncode, done.stdout + done.stderr))
+
+    def chain(runs):
+        return [(args, *(lambda done: (done.returncode, done.stdout + done.stderr))(cli(*args))) for args in runs]
+
+    assert cli.project.is_dir()  # the checkout, made once before the two chains share it
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = [out for chained in pool.map(chain, [staging_prod, dev]) for out in chained]
+    # An error whose text contains a token (as a misbehaving SDK might raise): scrubbed, even with --debug.
+    cli.fake["fail"] = {"deploy": f"permission denied for token {PLANTED['MODAL_TOKEN_SECRET']}"}
+    done = cli("deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force", "--debug")
+    outputs.append((["deploy", "--force", "--debug"], done.returncode, done.stdout + done.stderr))
     for args, code, text in outputs[:-1]:
         assert code == 0, (args, text[-2000:])
     assert outputs[-1][1] != 0 and "****" in outputs[-1][2]
