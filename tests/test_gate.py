@@ -158,20 +158,22 @@ def test_a_slow_release_misses_its_objective_with_the_row_that_says_so(fake_serv
 
 
 def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(fake_server):
-    current = run_gate(fake_server(*FAST), target_concurrency=1)
-    candidate = run_gate(fake_server("--ttft", "0.05", "--itl", "0.002", "--tokens", "8"), target_concurrency=1)
+    # The servers differ in their wait before the first token only; their 10 ms gaps are far above timing noise.
+    current = run_gate(fake_server("--ttft", "0.01", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
+    candidate = run_gate(fake_server("--ttft", "0.05", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
     targets = objectives(*LIMITS, target_concurrency=1)
 
     ev = gate.evaluate(targets, candidate, current, regression_budget=0.10, baseline_label="r0 (v3)")
     worse = row(ev, "ttft_p90_ms", 1)
-    # ~51 ms is within the 100 ms objective, but about 4.5 times the baseline's ~11 ms.
+    # ~51 ms is within the 100 ms objective, but several times the baseline's ~11 ms.
     assert worse.measured < 100 and worse.verdict == "beyond regression budget" and worse.change > 1.0
     assert not ev.passed and ev.baseline_label == "r0 (v3)"
-    assert len(ev.reasons) == 2  # TTFT up, and with it total tokens/s down by far more than 10%
-    assert "higher than the baseline's" in ev.reasons[0] and "(regression budget 10%)" in ev.reasons[0]
+    # TTFT up, and with it total tokens/s down by far more than 10%.
+    assert any("ttft_p90_ms at concurrency 1: " in r and "higher than the baseline's" in r
+               and "(regression budget 10%)" in r for r in ev.reasons)
     assert row(ev, "output_tokens_per_s", 1).verdict == "beyond regression budget"
-    # TPOT did not change (same 2 ms gaps): within any budget of 50%.
-    assert row(ev, "tpot_p50_ms", 1).verdict == "pass"
+    # TPOT did not change (the same 10 ms gaps): within a budget of 50%, whatever the machine's load.
+    assert row(gate.evaluate(targets, candidate, current, regression_budget=0.5), "tpot_p50_ms", 1).verdict == "pass"
 
     # The same measurement as its own baseline is no regression, even with no budget at all.
     assert gate.evaluate(targets, candidate, candidate, regression_budget=0.0).passed
