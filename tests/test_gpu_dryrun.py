@@ -76,7 +76,7 @@ def test_the_real_shape_benchmark_every_step_detached_and_polled_against_the_sta
     caches and the optional ones (no piecewise graphs, no caches at all, a GPU snapshot, the VLM), each recorded by
     infra/runtime/startup.py and printed from that record; run detached, its log polled."""
     run = tmp_path / "run"
-    env = dryrun_env(tmp_path, jit_seconds=1.0, first_request_seconds=1.0, sglang_log=True)
+    env = dryrun_env(tmp_path, jit_seconds=0.3, first_request_seconds=0.3, sglang_log=True)
     command = [sys.executable, "benchmarks/cold_start_gpu.py", "--shape", "real", "--out", str(run),
                "--steps", "compile,cached,no-piecewise,uncached,snapshot,vlm", "--root", str(tmp_path / "root")]
     started = subprocess.run([*command, "--detach"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
