@@ -54,6 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from infra.perf import smoketest  # noqa: E402
 from infra.runtime import compile_cache, kernels, sglang_args, spec, startup, timeline  # noqa: E402
 from tests.gpu import real_sglang as real  # noqa: E402
 from tests.gpu import real_shape as rs  # noqa: E402
@@ -250,7 +251,8 @@ def step_compile(run: Run, ctx: dict) -> dict:
     }
 
 
-def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool = False, fingerprint: str | None = None):
+def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool = False, fingerprint: str | None = None,
+            extra_env: dict[str, str] | None = None):
     """A new container's start through infra/runtime/startup.start; returns (server or None, info)."""
     root = ctx["root"]
     wipe(root)
@@ -261,7 +263,8 @@ def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool =
     try:
         done = startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", real.readiness(d, budget),
                              volume_root=volume, local_root=root, write=run.write_start,
-                             env=environment(ctx["shape"], ctx["hub"], root), snapshot=snapshot, on_line=log.on_line,
+                             env=environment(ctx["shape"], ctx["hub"], root) | (extra_env or {}), snapshot=snapshot,
+                             on_line=log.on_line,
                              wait_on_ready=30, fingerprint=fingerprint)
     except BaseException as err:  # noqa: BLE001 - recorded; the record itself is in starts.jsonl
         info |= {"ok": False, "error": f"{type(err).__name__}: {err}"[-4000:], "record": last_start(run)}
@@ -320,11 +323,25 @@ def step_snapshot(run: Run, ctx: dict) -> dict:
 
 
 def step_vlm(run: Run, ctx: dict) -> dict:
+    """The vision recipe launched at all: a start without caches (DeepGEMM compiling lazily, rs.VLM_LAUNCH_ENV), its
+    warm-up with the packaged image, then the recipe's own smoke test (the image again, thinking off) through
+    infra/perf/smoketest.check, as `invoke smoke` runs it."""
     model = rs.build_vlm_model(ctx["hub"])
-    server, info = started(run, ctx, "vlm", rs.vlm_deployment(port=real.free_port()), volume=run.out / "no-volume")
-    if server is not None:
+    d = rs.vlm_deployment(port=real.free_port())
+    server, info = started(run, ctx, "vlm", d, volume=run.out / "no-volume", extra_env=rs.VLM_LAUNCH_ENV)
+    info |= {"model": {k: v for k, v in model.items() if k != "config"}, "env_beyond_the_image": rs.VLM_LAUNCH_ENV}
+    if server is None:
+        return info
+    try:
+        url = f"http://127.0.0.1:{d.server.port}"
+        info["smoke"] = smoketest.check(d, url, deadline=min(300.0, max(30.0, run.left() - 20)), say=run.say)
+        run.say(f"vlm: smoke test passed, {info['smoke']['output_tokens']} tokens, TTFT {info['smoke']['ttft']} s")
+    except Exception as err:  # noqa: BLE001 - the exact failure is the result
+        info["smoke"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[-4000:]}
+        run.say(f"vlm: smoke test FAILED: {info['smoke']['error'][:300]}")
+    finally:
         server.stop(grace=0)
-    return info | {"model": {k: v for k, v in model.items() if k != "config"}}
+    return info
 
 
 # ---------------------------------------------------------------------------- what it prints

@@ -106,6 +106,9 @@ def test_the_real_shape_benchmark_every_step_detached_and_polled_against_the_sta
     uncached = steps["uncached"]["record"]
     assert uncached["restore"]["restored"] is False and set(uncached["misses"]) >= {"deep_gemm", "triton"}
     assert steps["snapshot"]["restore_record"]["kind"] == "snapshot_restore"
+    vlm = steps["vlm"]  # launched with DeepGEMM compiling lazily, then the recipe's smoke test with its image
+    assert vlm["env_beyond_the_image"] == {"SGLANG_JIT_DEEPGEMM_PRECOMPILE": "0"}
+    assert "--mm-attention-backend" in vlm["argv"] and vlm["smoke"]["passed"] is True
     assert result["models"]["target"].endswith("8b3f0c1e5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d")
     recorded = [json.loads(line) for line in (run / "starts.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in recorded] == ["start", "start", "start", "snapshot_boot", "snapshot_restore", "start"]

@@ -93,12 +93,20 @@ def _extend_vocab(tokenizer_json: Path, size: int, extra_special: tuple[str, ...
     return {a["content"]: a["id"] for a in added}
 
 
+# What makes transformers 5.6.0 load the stand-in as it loads Qwen's own tokenizer, once per process: the class the
+# real tokenizer_config.json names (without it SGLang's loader finds a generic TokenizersBackend and loads twice more,
+# use_fast=False, then PreTrainedTokenizerFast: ~3 s per process, 5 loads per start, measured on 2026-12-01), and a
+# `transformers_version` in config.json (without one transformers suspects a Mistral tokenizer and checks its regex).
+TOKENIZER_CLASS = "Qwen2Tokenizer"
+QWEN3_CONFIG_VERSION = "4.51.0"  # Qwen/Qwen3-8B-FP8's config.json
+
+
 def _tokenizer(snapshot: Path, size: int, *, extra_special: tuple[str, ...] = (), chat_template: str = real.CHAT_TEMPLATE,
                model_max_length: int = 40960) -> dict[str, int]:
     ids = real._train_tokenizer(snapshot / "tokenizer.json")  # the tiny stand-in tokenizer: its bos/eos ids
     ids |= _extend_vocab(snapshot / "tokenizer.json", size, extra_special)
     (snapshot / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "tokenizer_class": TOKENIZER_CLASS, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
         "bos_token": None, "model_max_length": model_max_length, "chat_template": chat_template,
     }, indent=1))
     return ids
@@ -122,6 +130,7 @@ def build_real_shape_models(hub: Path) -> dict:
     }
     (target / "config.json").write_text(json.dumps(common | {
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "num_hidden_layers": 36,
+        "transformers_version": QWEN3_CONFIG_VERSION,
         "use_sliding_window": False, "sliding_window": None, "max_window_layers": 36,
         "quantization_config": FP8_BLOCK | {"modules_to_not_convert": ["lm_head"]},
     }, indent=1))
@@ -252,7 +261,20 @@ def vlm_config(ids: dict[str, int]) -> dict:
         "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
         "tie_word_embeddings": False, "torch_dtype": "bfloat16",
         "quantization_config": FP8_BLOCK | {"modules_to_not_convert": not_converted},
+        "transformers_version": VLM_CONFIG_VERSION,
     }
+
+
+# Written by the transformers that knows the architecture (the pinned site's); any version keeps transformers from
+# suspecting a Mistral tokenizer (see TOKENIZER_CLASS).
+VLM_CONFIG_VERSION = "5.6.0"
+# The stripped site has no FA3, the vision tower's default on Hopper (srt/layers/attention/vision.py): the tower
+# runs on SGLang's Triton vision attention there, as the text model runs on `--attention-backend triton`.
+VLM_SITE_FLAGS = (("--mm-attention-backend", "triton_attn"),)
+# The recipe's image sets SGLANG_ENABLE_JIT_DEEPGEMM=1, and a start then JIT-compiles every M for each FP8 GEMM shape
+# before serving (~110 s per shape at the 8B shape, nine shapes here). Launching the architecture at all does not
+# need that: with the pre-compile off, only the kernels that capture and the requests use are compiled.
+VLM_LAUNCH_ENV = {"SGLANG_JIT_DEEPGEMM_PRECOMPILE": "0"}
 
 
 def build_vlm_model(hub: Path) -> dict:
@@ -289,7 +311,7 @@ def vlm_deployment(*, port: int, site_flags: bool = True) -> Deployment:
     at = f"recipes.{VLM_RECIPE}"
     settings = load_settings("dev", VLM_RECIPE, parse_overrides([f"{at}.model={VLM}", f"{at}.model_revision={VLM_COMMIT}"]))
     d = resolve(settings, VLM_RECIPE)
-    flags = d.recipe.extra_flags + (real.TINY_FLAGS if site_flags else (("--load-format", "dummy"),))
+    flags = d.recipe.extra_flags + (real.TINY_FLAGS + VLM_SITE_FLAGS if site_flags else (("--load-format", "dummy"),))
     d = d.with_recipe(d.recipe.model_copy(update=dict(sglang_version=real.GPU_SGLANG_VERSION, extra_flags=flags)))
     d = d.model_copy(update=dict(server=d.server.model_copy(update=dict(port=port, hf_hub_offline=True))))
     sglang_flags.check_flags(d)
