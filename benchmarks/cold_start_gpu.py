@@ -252,13 +252,13 @@ def step_compile(run: Run, ctx: dict) -> dict:
 
 
 def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool = False, fingerprint: str | None = None,
-            extra_env: dict[str, str] | None = None):
+            extra_env: dict[str, str] | None = None, cap: float | None = None):
     """A new container's start through infra/runtime/startup.start; returns (server or None, info)."""
     root = ctx["root"]
     wipe(root)
     log = run.log(name)
     info: dict = {"argv": sglang_args.launch_command(d), "gpu_mib_before": gpu_mib()}
-    budget = max(60.0, min(float(d.recipe.startup_timeout), run.left() - 30))
+    budget = max(60.0, min(float(d.recipe.startup_timeout), run.left() - 30, cap or float("inf")))
     run.say(f"{name}: launching ({len(info['argv'])} arguments, budget {budget:.0f} s)")
     try:
         done = startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", real.readiness(d, budget),
@@ -328,7 +328,9 @@ def step_vlm(run: Run, ctx: dict) -> dict:
     infra/perf/smoketest.check, as `invoke smoke` runs it."""
     model = rs.build_vlm_model(ctx["hub"])
     d = rs.vlm_deployment(port=real.free_port())
-    server, info = started(run, ctx, "vlm", d, volume=run.out / "no-volume", extra_env=rs.VLM_LAUNCH_ENV)
+    # At most ESTIMATE's seconds to turn ready: what is left of the budget belongs to the steps after it.
+    server, info = started(run, ctx, "vlm", d, volume=run.out / "no-volume", extra_env=rs.VLM_LAUNCH_ENV,
+                           cap=ESTIMATE[ctx["shape"]]["vlm"] - 60)
     info |= {"model": {k: v for k, v in model.items() if k != "config"}, "env_beyond_the_image": rs.VLM_LAUNCH_ENV}
     if server is None:
         return info
