@@ -336,7 +336,7 @@ def step_vlm(run: Run, ctx: dict) -> dict:
         return info
     try:
         url = f"http://127.0.0.1:{d.server.port}"
-        info["smoke"] = smoketest.check(d, url, deadline=min(300.0, max(30.0, run.left() - 20)), say=run.say)
+        info["smoke"] = smoketest.check(d, url, deadline=min(120.0, max(30.0, run.left() - 20)), say=run.say)
         run.say(f"vlm: smoke test passed, {info['smoke']['output_tokens']} tokens, TTFT {info['smoke']['ttft']} s")
     except Exception as err:  # noqa: BLE001 - the exact failure is the result
         info["smoke"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[-4000:]}
