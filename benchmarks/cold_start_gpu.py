@@ -64,7 +64,7 @@ STEPS = ("compile", "cached", "no-piecewise", "uncached", "snapshot", "vlm")
 # 2026-11-23): it is not started with less left. The uncached real start is compile_deep_gemm's JIT inside a start.
 ESTIMATE = {
     "tiny": {"compile": 300, "cached": 120, "no-piecewise": 120, "uncached": 300, "snapshot": 120, "vlm": 600},
-    "real": {"compile": 1000, "cached": 170, "no-piecewise": 140, "uncached": 800, "snapshot": 140, "vlm": 600},
+    "real": {"compile": 1000, "cached": 170, "no-piecewise": 140, "uncached": 800, "snapshot": 140, "vlm": 450},
 }
 HOME = Path.home()
 # Where each cache goes when its variable is not set: removed before each start, and
