@@ -158,15 +158,17 @@ def test_a_slow_release_misses_its_objective_with_the_row_that_says_so(fake_serv
 
 
 def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(fake_server):
-    # The servers differ in their wait before the first token only; their 10 ms gaps are far above timing noise.
+    # The servers differ in their wait before the first token only: 10 ms against 200 ms. Under two busy loops on two
+    # cores a 10 ms wait was measured at 29 ms (p90): the 20x gap the test controls leaves the verdict to no load.
     current = run_gate(fake_server("--ttft", "0.01", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
-    candidate = run_gate(fake_server("--ttft", "0.05", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
-    targets = objectives(*LIMITS, target_concurrency=1)
+    candidate = run_gate(fake_server("--ttft", "0.2", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
+    # Objectives both servers meet whatever the load (TTFT 2 s, TPOT 200 ms, 1 token/s): what refuses is the budget.
+    targets = objectives(("ttft_p90_ms", 1, "max", 2000), ("tpot_p50_ms", "target", "max", 200),
+                         ("output_tokens_per_s", "target", "min", 1), target_concurrency=1)
 
     ev = gate.evaluate(targets, candidate, current, regression_budget=0.10, baseline_label="r0 (v3)")
     worse = row(ev, "ttft_p90_ms", 1)
-    # ~51 ms is within the 100 ms objective, but several times the baseline's ~11 ms.
-    assert worse.measured < 100 and worse.verdict == "beyond regression budget" and worse.change > 1.0
+    assert worse.measured < 2000 and worse.verdict == "beyond regression budget" and worse.measured > worse.baseline
     assert not ev.passed and ev.baseline_label == "r0 (v3)"
     # TTFT up, and with it total tokens/s down by far more than 10%.
     assert any("ttft_p90_ms at concurrency 1: " in r and "higher than the baseline's" in r
