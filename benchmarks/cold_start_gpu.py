@@ -6,7 +6,7 @@ Shapes (--shape):
          (tests/gpu/real_shape.py). On one H200, compile_deep_gemm alone took 629 s and the compile job 946 s;
          a start without any cache is estimated at ~12 minutes: use --detach.
 
-Steps (--steps, run in this order; default compile,cached):
+Steps (--steps, run in the order given; default compile,cached):
   compile       every cache wiped, then the compile job's own body (infra/runtime/kernels.py `warm_caches`):
                 compile_deep_gemm where DeepGEMM is on, then the server started, warmed up, stopped and its
                 caches published to a folder standing in for the kernel Volume. Its server start is a start
@@ -21,7 +21,8 @@ Steps (--steps, run in this order; default compile,cached):
   snapshot      (real, one GPU) `cached` with the GPU-snapshot flags, memory released, then resumed and one
                 request served: `startup.restore_snapshot`, timed.
   vlm           (optional) the vision recipe's arguments on the Qwen3.6-35B-A3B-FP8 stand-in config
-                (tests/gpu/real_shape.py): a start without caches, recorded as far as it gets.
+                (tests/gpu/real_shape.py): a start without caches (DeepGEMM compiling lazily), recorded as far as it
+                gets, then the recipe's smoke test with its image. On one H200: ready in 354.5 s, smoke passed.
 
 Every step's result goes to OUT/results.json as soon as it ends, every start's record to OUT/starts.jsonl (what
 the `sglang-starts` Modal Dict holds in production), every process's output to OUT/logs/<step>[-<process>].log,
@@ -60,6 +61,7 @@ from tests.gpu import real_sglang as real  # noqa: E402
 from tests.gpu import real_shape as rs  # noqa: E402
 
 STEPS = ("compile", "cached", "no-piecewise", "uncached", "snapshot", "vlm")
+FROM_THE_TREE = ("cached", "no-piecewise", "snapshot")  # the compile step's published caches, restored
 # Seconds a step needs at least, from what was measured (real: one H200, SGLang 0.5.11, 2026-12-01; tiny: one H100,
 # 2026-11-23): it is not started with less left. The uncached real start is compile_deep_gemm's JIT inside a start.
 ESTIMATE = {
@@ -145,7 +147,8 @@ class LineLog:
 
     def write(self, seconds: float, line: str) -> None:
         with self.lock:
-            self.file.write(f"{seconds:9.3f} {line}\n")
+            if not self.file.closed:  # a server outlives its start's log only if a step forgot to stop it
+                self.file.write(f"{seconds:9.3f} {line}\n")
 
     def close(self) -> None:
         self.file.close()
@@ -270,7 +273,8 @@ def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool =
         info |= {"ok": False, "error": f"{type(err).__name__}: {err}"[-4000:], "record": last_start(run)}
         log.close()
         return None, info
-    log.close()
+    # The log stays open while the server runs: what it prints serving the step's requests (a smoke test, a
+    # benchmark) belongs to it too. Line-buffered, so nothing is lost when the process exits.
     info |= {"ok": True, "record": done.record, "gpu_mib_ready": gpu_mib(), "escaped": escaped()}
     run.say(f"{name}: {timeline.describe(done.record)}")
     return done.server, info
@@ -478,7 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=("tiny", "real"), default="tiny")
-    p.add_argument("--steps", default="compile,cached", help=f"comma-separated, run in this order: {', '.join(STEPS)}")
+    p.add_argument("--steps", default="compile,cached",
+                   help=f"comma-separated, run in the order given ({', '.join(STEPS)}); the starts from the published "
+                        "caches (cached, no-piecewise, snapshot) after compile")
     p.add_argument("--out", default="/tmp/cold-start-gpu", help="results.json, starts.jsonl, logs/ (and run.log detached)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--hub", default=None, help="Hugging Face cache for the models (default: OUT/hub)")
@@ -497,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = [s for s in args.steps.split(",") if s]
     if unknown := [s for s in steps if s not in STEPS]:
         raise SystemExit(f"cold_start_gpu: unknown step(s) {unknown}; known: {', '.join(STEPS)}")
+    if "compile" in steps and (early := [s for s in steps[: steps.index("compile")] if s in FROM_THE_TREE]):
+        raise SystemExit(f"cold_start_gpu: {', '.join(early)} start(s) from what compile publishes: list them after it")
     try:
         run_steps(args, out, steps)
     finally:
@@ -523,7 +531,7 @@ def run_steps(args, out: Path, steps: list[str]) -> None:
               "no-piecewise": lambda: step_served(run, ctx, "no-piecewise", no_piecewise=True),
               "uncached": lambda: step_uncached(run, ctx), "snapshot": lambda: step_snapshot(run, ctx),
               "vlm": lambda: step_vlm(run, ctx)}
-    for name in [s for s in STEPS if s in steps]:
+    for name in dict.fromkeys(steps):  # in the order given (a step named twice runs once)
         need = ESTIMATE[args.shape][name]
         if (left := run.left()) < need:
             run.result["steps"][name] = {"skipped": True, "reason": f"{left:.0f} s left of the budget, the step needs {need} s"}

@@ -115,3 +115,14 @@ def test_the_real_shape_benchmark_every_step_detached_and_polled_against_the_sta
     log = (run / "logs" / "cached.log").read_text().splitlines()
     assert float(log[0].split()[0]) >= 0 and any("Capture cuda graph end" in line for line in log)
     assert "compile job" in polled and "cached: " in polled  # the phase table and each start's line
+
+
+def test_the_gpu_suite_picks_server_ports_no_outgoing_connection_can_hold():
+    """SGLang binds its HTTP port last: a port in the ephemeral range can meanwhile become some connection's source
+    port (it happened to the compile job's server on the H200, 2026-12-02). Ports and their gRPC twins stay below it."""
+    from tests.gpu import real_sglang as real
+
+    ephemeral = real.ephemeral_ports()
+    ports = {real.free_port() for _ in range(50)}
+    assert all(p not in ephemeral and p + 10000 not in ephemeral and p + 10000 <= 55535 for p in ports)
+    assert len(ports) > 10  # still chosen at random: parallel starts do not collide

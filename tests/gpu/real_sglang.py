@@ -159,11 +159,29 @@ def build_tiny_models(hub: Path) -> dict:
 # ---------------------------------------------------------------------------- the deployment
 
 
+def ephemeral_ports() -> range:
+    """The range the kernel hands out as source ports of outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A free port SGLang accepts: 0.5.11 also listens on port + 10000 (gRPC) and refuses to start above 55535."""
+    """A free port SGLang accepts, and one that stays free until SGLang binds it.
+
+    0.5.11 also listens on port + 10000 (gRPC) and refuses to start above 55535. Both must lie outside the ephemeral
+    range: SGLang binds its HTTP port last, after its processes have connected to each other, and on 2026-12-02 one of
+    those connections (or compile_deep_gemm's, in the ten minutes before) held 34634 as its source port, so the compile
+    job's server, fully started, failed with EADDRINUSE. On Modal the port is the recipe's (8000), below that range."""
+    ephemeral = ephemeral_ports()
+    candidates = [p for p in range(20000, 45000) if p not in ephemeral and p + 10000 not in ephemeral]
+    if not candidates:
+        raise RuntimeError(f"no port pair below the ephemeral range {ephemeral.start}-{ephemeral.stop - 1}")
     rng = random.SystemRandom()
     while True:
-        port = rng.randrange(20000, 45000)
+        port = rng.choice(candidates)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
