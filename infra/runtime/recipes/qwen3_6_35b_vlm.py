@@ -83,7 +83,8 @@ RECIPE = Recipe(
         eagle_topk=1,
         num_draft_tokens=4,
     ),
-    # Counted from the model's configuration, not measured (nothing has run this model yet): 5 dense FP8 shapes,
+    # Counted from the model's configuration, not measured (its one launch, 2026-12-02, ran DeepGEMM lazily, which
+    # logs no shapes: benchmarks/results/gpu_2026-12-02_h200.json): 5 dense FP8 shapes,
     # the linear-attention in_proj_qkvz (N 12288, K 2048) and out_proj (2048, 4096), the full-attention qkv with its
     # output gate (9216, 2048) and o_proj (2048, 4096, the same), the shared expert's gate_up (1024, 2048) and down
     # (2048, 512); up to 4 more if SGLang runs the 256 routed experts on DeepGEMM's grouped kernels (contiguous and
