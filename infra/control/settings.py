@@ -131,7 +131,7 @@ class Client(Frozen):
                                    description="seconds a call may take to reach Modal's control plane before it fails")
 
 
-class Release(Frozen):
+class ReleasePolicy(Frozen):
     guarded: bool = Field(default=False, description="deploys need a clean tree on main_branch and confirmation")
     promote_from: str | None = Field(
         default=None, description="the environment whose releases `invoke promote` may bring here (none: deployed directly)"
@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     caches: Caches = Caches()
     costs: Costs = Costs()
     cold_start: ColdStart = ColdStart()
-    release: Release = Release()
+    release: ReleasePolicy = ReleasePolicy()
     client: Client = Client()
     gate: Gate = Field(default_factory=Gate, description="promotions into this environment are measured first")
     recipes: dict[str, RecipeKnobs] = Field(default_factory=dict)  # type: ignore[valid-type]

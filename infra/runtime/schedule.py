@@ -41,8 +41,11 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:  # the models this module computes with; deployment.py imports this one for its validators
+    from infra.runtime.deployment import Scaling, Window
 
 UTC = timezone.utc
 # The scheduler image installs exactly these (the laptop's cronsim is pinned to the same
@@ -56,27 +59,6 @@ HORIZON = timedelta(days=366)
 EARLY_TRIGGER = timedelta(seconds=30)
 BASE_CAUSE = "base scaling"
 EXAMPLE_CRON = "0 8 * * MON-FRI"
-
-
-class Scaling(Protocol):
-    """What a base floor needs: the environment's [scaling] values (infra/runtime/deployment.Scaling)."""
-
-    min_containers: int
-    max_containers: int | None
-    buffer_containers: int | None
-
-
-class Window(Protocol):
-    """One `[[scaling.schedule]]` entry (infra/runtime/deployment.Window): from each `start` firing to the
-    next `end` firing, this floor holds; unset max and buffer mean the base scaling's."""
-
-    name: str
-    start: str
-    end: str
-    timezone: str
-    min_containers: int
-    max_containers: int | None
-    buffer_containers: int | None
 
 
 @dataclass(frozen=True)
