@@ -49,7 +49,7 @@ def test_the_opt_in_real_shape_test_runs_against_the_stand_ins(tmp_path):
         "GPU_SUITE_CACHE_ROOT": str(tmp_path / "root"), "FAKE_COMPILE_SECONDS": "0.3"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
                            "tests/gpu/test_real_shape.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
     assert json.loads(report.read_text())["steps"]["cached"]["record"]["outcome"] == "ready"
 
 

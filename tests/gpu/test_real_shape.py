@@ -84,3 +84,21 @@ def test_compile_then_a_cached_start_at_the_real_shape(tmp_path):
         uncached = result["steps"]["uncached"]
         assert uncached.get("ok"), uncached.get("error")
         assert uncached["record"]["launch_to_ready_s"] > compile_start
+
+
+def test_the_vision_recipe_launches_at_its_real_shape_and_answers_with_an_image(tmp_path):
+    """The VLM recipe's own arguments on the Qwen3.6-35B-A3B-FP8 stand-in (tests/gpu/real_shape.py vlm_config), nothing
+    cached, DeepGEMM compiling lazily: ready, then the recipe's smoke test with its image, as `invoke smoke` runs it.
+    On one H200 (2026-12-02): ready in 354.5 s, smoke passed (benchmarks/results/gpu_2026-12-02_h200.json)."""
+    out = tmp_path / "run"
+    argv = ["--shape", "real", "--steps", "vlm", "--out", str(out), "--budget", "1200"]
+    if hub := os.environ.get("GPU_SUITE_HUB"):
+        argv += ["--hub", hub]
+    if root := os.environ.get("GPU_SUITE_CACHE_ROOT"):
+        argv += ["--root", root]
+    _benchmark().main(argv)
+    vlm = json.loads((out / "results.json").read_text())["steps"]["vlm"]
+    assert vlm.get("ok"), vlm.get("error") or vlm.get("reason")
+    assert vlm["record"]["outcome"] == "ready" and vlm["record"]["missing"] == [], vlm["record"]["missing"]
+    assert vlm["smoke"]["passed"] is True, vlm["smoke"]
+    assert "--mamba-scheduler-strategy" in vlm["argv"] and "--speculative-algorithm" in vlm["argv"]
