@@ -453,15 +453,16 @@ PERIOD_FORMS = "a duration back from now such as 7d or 36h, or a UTC date or tim
 def period(since: str | None, until: str | None, now: datetime) -> Period:
     """`--since`/`--until` as whole hours; a period in the future, backwards or under an hour is one line."""
     now = now.astimezone(UTC)
-    start = _instant("--since", since or DEFAULT_SINCE, now)
+    since = since or DEFAULT_SINCE
+    start = _instant("--since", since, now)
     end = _instant("--until", until, now) if until else now
-    for flag, text, instant in (("--since", since or DEFAULT_SINCE, start), ("--until", until, end)):
+    for flag, text, instant in (("--since", since, start), ("--until", until, end)):
         if instant > now:
             raise ConfigError(f"{flag} {text}: {instant:%Y-%m-%d %H:%M} UTC is in the future, and Modal bills only what "
                               f"has run; allowed: {PERIOD_FORMS}, before now")
     start, end = _hour(start), _hour(end)
     if end <= start:
-        raise ConfigError(f"--since {since or DEFAULT_SINCE}" + (f" --until {until}" if until else "") +
+        raise ConfigError(f"--since {since}" + (f" --until {until}" if until else "") +
                           f": no whole hour between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC (Modal bills "
                           "by the hour and reports no partial hour); allowed: a period of at least one whole hour")
     return Period(start, end)

@@ -444,7 +444,8 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
     history = list(history)
     rows = list(rows)
     ours = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe]
-    untagged = [r for r in rows if r.description in set(app_names) and not r.tags.get("recipe")]
+    app_names = set(app_names)
+    untagged = [r for r in rows if r.description in app_names and not r.tags.get("recipe")]
     if untagged and not ours:
         raise costs.CostError(
             f"Modal's billing report for {period.describe()} has {len(untagged)} row(s) of {env}/{recipe}'s apps and none "
@@ -481,11 +482,11 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
     billed = []
     for i, window in windows.items():
         release = history[i]
-        perf = priced(release, rates)
+        perf = priced(release, rates)  # priced at the same rates: its replica's hourly cost is the one to compare with
         billed.append(Billed(
             release_field(release, "release_id") or "?", release_field(release, "version"), release_field(release, "tag"),
             (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i][0], resources[i],
-            costs.price(container_of(release), rates), _warm_replica_hours(release, window),
+            perf.hourly if perf else costs.price(container_of(release), rates), _warm_replica_hours(release, window),
             perf.output_tokens_per_s if perf else None))
     return Bill(period, tuple(billed), jobs, unattributed, margin, tuple(notes))
 
