@@ -421,6 +421,12 @@ EVERY_CALL = {
     "billing_rates": lambda r, d: r.billing_rates(),
     "billing_report": lambda r, d: r.billing_report("dev", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC),
                                                     ["env"]),
+    "replicas": lambda r, d: r.replicas("dev", d.app_name),
+    "endpoint_of": lambda r, d: r.endpoint_of("dev", d.app_name),
+    "read_ring": lambda r, d: r.read_ring("dev", ["x#0"]),
+    "write_ring": lambda r, d: r.write_ring("dev", "x#0", {}),
+    "deploy_sentinel": lambda r, d: r.deploy_sentinel(__import__("infra.control.watching", fromlist=["x"]).spec_for(
+        __import__("infra.control.settings", fromlist=["x"]).load_settings("dev"), [d])),
 }
 
 

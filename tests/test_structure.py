@@ -89,7 +89,7 @@ def outside_imports() -> dict[str, set[str]]:
 # client in measurement; the container's HTTP client in the lifecycle; the Hub client where weights are fetched.
 ALLOWED = {
     "modal": {"infra.runtime.app", "infra.runtime.jobs", "infra.runtime.modal_objects", "infra.runtime.remote",
-              "infra.runtime.modal_rpc"},
+              "infra.runtime.modal_rpc", "infra.runtime.sentinel_app"},
     "modal_proto": {"infra.runtime.modal_rpc"},
     "pydantic_settings": {"infra.control.settings"},
     "aiohttp": {"infra.perf.client", "infra.perf.bench"},

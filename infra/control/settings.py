@@ -44,6 +44,7 @@ from infra.runtime.model import Frozen
 from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import Recipe, Revision
 from infra.runtime.secrets import plain, shown
+from infra.runtime.sentinel import Sentinel
 
 ENV_PREFIX = "INFRA_"
 ENV_DELIMITER = "__"
@@ -196,6 +197,7 @@ class Settings(BaseSettings):
     release: ReleasePolicy = ReleasePolicy()
     client: Client = Client()
     gate: Gate = Field(default_factory=Gate, description="promotions into this environment are measured first")
+    sentinel: Sentinel = Field(default_factory=Sentinel, description="the scheduled probe of every served recipe")
     recipes: dict[str, RecipeKnobs] = Field(default_factory=dict)  # type: ignore[valid-type]
 
     @classmethod

@@ -31,12 +31,19 @@ def secret(spec: dict[str, str]) -> modal.Secret:
     return modal.Secret.from_name(spec["name"], environment_name=spec["environment"])
 
 
+def schedule(spec: dict[str, Any]) -> modal.schedule.Schedule:
+    """A cron trigger in a time zone, or a fixed period in seconds (the sentinel's)."""
+    if "period_seconds" in spec:
+        return modal.Period(seconds=spec["period_seconds"])
+    return modal.Cron(spec["cron"], timezone=spec["timezone"])
+
+
 def options(spec: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for `app.server(...)` / `app.function(...)`, from one entry of the spec."""
     converters = {
         "image": image,
         "volumes": lambda mounts: {path: volume(v) for path, v in mounts.items()},
         "secrets": lambda secrets: [secret(s) for s in secrets],
-        "schedule": lambda cron: modal.Cron(cron["cron"], timezone=cron["timezone"]),
+        "schedule": schedule,
     }
     return {key: converters[key](value) if key in converters else value for key, value in spec.items()}

@@ -34,6 +34,7 @@ from infra.runtime import modal_rpc
 from infra.runtime.current import COMMIT_TAG_VARIABLE
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.errors import UserError
+from infra.runtime.sentinel import RING_DICT, SPEC_VARIABLE, SentinelSpec
 from infra.runtime.spec import SERVER_NAME
 
 AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers"}
@@ -68,6 +69,11 @@ class Remote(Protocol):
     def ephemeral(self, d: Deployment) -> contextlib.AbstractContextManager[str]: ...
     def billing_rates(self) -> dict: ...
     def billing_report(self, environment: str, start: datetime, end: datetime, tag_names: Sequence[str]) -> list[dict]: ...
+    def replicas(self, environment: str, app_name: str) -> int | None: ...
+    def endpoint_of(self, environment: str, app_name: str) -> str | None: ...
+    def read_ring(self, environment: str, keys: Sequence[str]) -> dict[str, object]: ...
+    def write_ring(self, environment: str, key: str, value: dict) -> None: ...
+    def deploy_sentinel(self, spec: SentinelSpec) -> dict: ...
 
 
 class MissingCredentials(UserError):
@@ -503,6 +509,74 @@ class ModalRemote:
                  "interval_start": item.interval_start.timestamp(), "cost": str(item.cost),
                  "cost_by_resource": {k: str(v) for k, v in item.cost_by_resource.items()}, "tags": dict(item.tags)}
                 for item in items]
+
+    @_explained
+    def replicas(self, environment: str, app_name: str) -> int | None:
+        """How many containers the app's server has now, without starting one; None when it is not deployed.
+
+        `Function.get_current_stats()` (modal 1.6.4, the FunctionGetCurrentStats RPC) on the Server's service Function,
+        found by the Server's name as `modal.Server.from_name` finds it: a read, so it never wakes a server that scaled
+        to zero (a request to its URL would). The sentinel asks before it probes (infra/runtime/sentinel.py).
+        """
+        import modal
+
+        try:
+            stats = modal.Function.from_name(app_name, SERVER_NAME, environment_name=environment).get_current_stats()
+        except modal.exception.NotFoundError:
+            return None
+        return stats.num_total_runners
+
+    @_explained
+    def endpoint_of(self, environment: str, app_name: str) -> str | None:
+        """The URL of the app's server, by the app's name alone (the sentinel knows no Deployment); None if not deployed."""
+        import modal
+
+        try:
+            return modal.Server.from_name(app_name, SERVER_NAME, environment_name=environment).get_url()
+        except modal.exception.NotFoundError:
+            return None
+
+    @_explained
+    def read_ring(self, environment: str, keys: Sequence[str]) -> dict[str, object]:
+        """The sentinel ring's entries under `keys` that exist (reading creates no Dict): one Dict get each."""
+        import modal
+
+        ring = modal.Dict.from_name(RING_DICT, environment_name=environment)
+        out: dict[str, object] = {}
+        try:
+            for key in keys:
+                value = ring.get(key)
+                if value is not None:
+                    out[key] = value
+        except modal.exception.NotFoundError:
+            return {}
+        return out
+
+    @_explained
+    def write_ring(self, environment: str, key: str, value: dict) -> None:
+        """One entry of the sentinel ring, replaced whole (plain JSON-able data: the client cloudpickles it)."""
+        import modal
+
+        modal.Dict.from_name(RING_DICT, environment_name=environment, create_if_missing=True).put(key, value)
+
+    @_explained
+    def deploy_sentinel(self, spec: SentinelSpec) -> dict:
+        """Deploy the sentinel's own app (infra/runtime/sentinel_app.py), imported as its container will import it."""
+        saved = {k: os.environ.get(k) for k in (SPEC_VARIABLE, "MODAL_ENVIRONMENT")}
+        os.environ[SPEC_VARIABLE] = spec.to_json()
+        os.environ["MODAL_ENVIRONMENT"] = spec.modal_environment
+        sys.modules.pop("infra.runtime.sentinel_app", None)
+        try:
+            module = importlib.import_module("infra.runtime.sentinel_app")
+            with _modal_output():
+                module.app.deploy(environment_name=spec.modal_environment)
+            return {"app_id": module.app.app_id, "app_name": spec.app_name}
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:

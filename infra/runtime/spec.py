@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.runtime import compile_cache, schedule
+from infra.runtime.sentinel import SPEC_VARIABLE, SentinelSpec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 
@@ -146,6 +147,37 @@ def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
             "include_source": False,
         }
         for i, trigger in enumerate(schedule.boundaries(d.scaling.schedule))
+    }
+
+
+# ---------------------------------------------------------------------------- the sentinel
+
+SENTINEL_FUNCTION = "probe"
+SENTINEL_CPU = 0.125  # Modal's minimum request: the probe waits on the network, it computes next to nothing
+SENTINEL_MEMORY_MIB = 256  # Python, the modal client and pydantic: above Modal's 128 MiB default
+
+
+def sentinel_app(s: SentinelSpec) -> dict[str, Any]:
+    """The sentinel's own app (infra/runtime/sentinel_app.py): one scheduled Function probing every served recipe.
+    Its own app, not the servers': a promotion or rollback of a recipe neither redeploys nor stops it."""
+    return {
+        "app": {"name": s.app_name, "tags": {"env": s.env, "role": "sentinel"}},
+        "function": {
+            "image": scheduler_image(),
+            "schedule": {"period_seconds": s.settings.interval_seconds},
+            "env": {SPEC_VARIABLE: s.to_json()},
+            # MODAL_KEY/MODAL_SECRET for endpoints behind proxy auth; the probe sends them to those alone.
+            "secrets": ([{"name": s.settings.proxy_auth_secret, "environment": s.modal_environment}]
+                        if any(t.proxy_auth for t in s.targets) else []),
+            "cpu": SENTINEL_CPU,
+            "memory": SENTINEL_MEMORY_MIB,
+            "timeout": s.timeout_seconds,
+            # Idle this long after a run: the next run finds the container up (no container start per probe, and
+            # a steady bill: one small container around the clock at intervals up to an hour, as `plan` prices it).
+            "scaledown_window": min(s.settings.interval_seconds + 30, 3600),
+            "retries": 0,  # a missed probe is a gap in the record, not something to send late
+            "include_source": False,
+        },
     }
 
 

@@ -261,6 +261,49 @@ class FakeModal:
         self._call("secret_exists", environment=environment, name=name)
         return (environment, name) in self.secrets
 
+    # ------------------------------------------------------------------ the sentinel
+
+    def replicas(self, environment: str, app_name: str) -> int | None:
+        """Replicas up: FAKE_MODAL_CONFIG's `replicas` per app name (default 1) once the app was deployed, else None."""
+        self._call("replicas", environment=environment, app=app_name)
+        if not (self.root / "apps" / environment / f"{app_name}.json").exists():
+            return None
+        return int(self._config().get("replicas", {}).get(app_name, 1))
+
+    def endpoint_of(self, environment: str, app_name: str) -> str | None:
+        self._call("endpoint_of", environment=environment, app=app_name)
+        return self.endpoint if (self.root / "apps" / environment / f"{app_name}.json").exists() else None
+
+    def _ring_path(self, environment: str, key: str) -> Path:
+        return self.root / "ring" / environment / (key.replace("/", "__") + ".json")
+
+    def read_ring(self, environment: str, keys) -> dict:
+        self._call("read_ring", environment=environment, keys=len(keys))
+        return {k: json.loads(p.read_text()) for k in keys if (p := self._ring_path(environment, k)).exists()}
+
+    def write_ring(self, environment: str, key: str, value: dict) -> None:
+        self._call("write_ring", environment=environment, key=key)
+        path = self._ring_path(environment, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+    def deploy_sentinel(self, spec) -> dict:
+        self._call("deploy_sentinel", app=spec.app_name, environment=spec.modal_environment,
+                   interval=spec.settings.interval_seconds, recipes=[t.recipe for t in spec.targets])
+        path = self.root / "sentinels" / spec.modal_environment / f"{spec.app_name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(spec.to_json())
+        return {"app_id": f"ap-{spec.app_name}", "app_name": spec.app_name}
+
+    def _config(self) -> dict:
+        path = self.root / "config.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def set_replicas(self, app_name: str, n: int) -> None:
+        data = self._config()
+        data.setdefault("replicas", {})[app_name] = n
+        (self.root / "config.json").write_text(json.dumps(data))
+
     # ------------------------------------------------------------------ billing
 
     @property

@@ -83,6 +83,7 @@ class ModalWire:
         self.runners: dict[str, Callable[[JobCall], Any]] = {}
         self.outputs: dict[str, Any] = {}  # Function name -> fixed return value (or JobFailure)
         self.upstreams: dict[tuple[str, str], str] = {}  # (environment, app name) -> base URL
+        self.replicas: dict[tuple[str, str], int] = {}  # (environment, app name) -> containers its Server has up
         self.default_upstream: str | None = None
         self.routes: dict[str, tuple[str, str, str, bool]] = {}
         self.proxied: list[dict] = []  # every request to a Server URL: label, path, credentials (none/valid/invalid)
@@ -162,6 +163,7 @@ class ModalWire:
         self._on_loop(fresh)
         self.outputs.clear()
         self.upstreams.clear()
+        self.replicas.clear()
         self.routes.clear()
         self.proxied.clear()
         self.before_rpc.clear()

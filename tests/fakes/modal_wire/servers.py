@@ -8,6 +8,9 @@ What real Modal does, and the fake copies:
   proxy-auth token in `Modal-Key` / `Modal-Secret` headers with a 401. The headers stop at the
   proxy. (The fake also notes, per request, which URL it reached and what credentials it carried:
   `ModalWire.proxied`, so tests can tell where credentials went.)
+- `FunctionGetCurrentStats` (`Function.get_current_stats()`) counts the Function's containers (`num_total_tasks`),
+  its queued inputs and those running; reading it starts nothing. The fake has no containers: a test says how many
+  replicas a Server's app has (`ModalWire.replicas`, default 0: scaled to zero).
 - `FunctionGetSchedulingParams` returns the autoscaler settings in force: the definition's
   static ones with any run-time override applied; `FunctionUpdateSchedulingParams` sets the
   fields the request carries and returns the settings now in force. A deploy (a new version
@@ -110,6 +113,14 @@ class ServersMixin:
 
     def _in_force(self, function) -> api_pb2.AutoscalerSettings:
         return merged(self._static(function), function.autoscaler_override)
+
+    async def FunctionGetCurrentStats(self, stream) -> None:
+        request: api_pb2.FunctionGetCurrentStatsRequest = await stream.recv_message()
+        function = self.state.function(request.function_id)
+        app = self.state.apps[function.app_id]
+        replicas = self.wire.replicas.get((app.environment, app.name or app.description), 0)
+        await stream.send_message(api_pb2.FunctionStats(
+            backlog=0, num_total_tasks=replicas, num_running_inputs=0))
 
     async def FunctionGetSchedulingParams(self, stream) -> None:
         request: api_pb2.FunctionGetSchedulingParamsRequest = await stream.recv_message()

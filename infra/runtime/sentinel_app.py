@@ -1,0 +1,28 @@
+"""The sentinel's Modal app: `sglang-sentinel-<env>`, one Function that Modal runs every `[sentinel] interval_seconds`.
+
+Deploy it with `invoke sentinel --env ENV` (stages/sentinel.py). Like infra/runtime/app.py, Modal imports this module
+on the deploying machine and again in every container, and both read the same `SentinelSpec` from `INFRA_SENTINEL`
+(set by infra/runtime/remote.py on the laptop, by the Function's `env` in the container), so the definition the
+container finds is the one deployed. What a run does is infra/runtime/sentinel.py `run`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import modal
+
+from infra.runtime import modal_objects, remote, sentinel, spec
+
+watched = sentinel.SentinelSpec.from_json(os.environ[sentinel.SPEC_VARIABLE])
+options = spec.sentinel_app(watched)
+
+app = modal.App(**options["app"])
+
+
+@app.function(**modal_objects.options(options["function"]))
+def probe() -> list[dict]:
+    """One probe (or a recorded skip) per served recipe, into the `sglang-sentinel` Dict of this Modal Environment."""
+    credentials = {"Modal-Key": os.environ.get("MODAL_KEY", ""), "Modal-Secret": os.environ.get("MODAL_SECRET", "")}
+    done = sentinel.run(watched, remote.ModalRemote(), {k: v for k, v in credentials.items() if v})
+    return [p.model_dump(mode="json") for p in done]
