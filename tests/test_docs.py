@@ -22,7 +22,19 @@ import pytest
 
 from tests.conftest import REPO
 
-DOCS = [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "errors.md")]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target)
+
+
+def reading_order() -> list[Path]:
+    """README.md, then the pages of docs/ in the order the README links them (a reader's order: the tasks'
+    walkthrough before the pages that build on it), then any page it does not link, by name."""
+    pages = [p for p in sorted((REPO / "docs").glob("*.md")) if p.name != "errors.md"]
+    linked = [(REPO / target).resolve() for target in LINK.findall((REPO / "README.md").read_text())]
+    ordered = [p for p in dict.fromkeys(linked) if p in {q.resolve() for q in pages}]
+    return [REPO / "README.md", *ordered, *(p for p in pages if p.resolve() not in ordered)]
+
+
+DOCS = reading_order()
 LOCAL_SERVER = "http://127.0.0.1:30000"  # where the docs put "an OpenAI-compatible server" (SGLang's default port)
 
 
@@ -75,8 +87,44 @@ def shows_in_order(shown: list[str], printed: str) -> list[str]:
 
 def test_every_doc_has_its_commands_found():
     commands = {path.name: documented(path) for path in DOCS}
-    assert len(commands["README.md"]) >= 15
+    assert len(commands["README.md"]) >= 4  # the quick start
+    assert len(commands["tasks.md"]) >= 15
     assert sum(len(c) for c in commands.values()) >= 25
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """A page moved or renamed leaves no dead link behind: every relative link of README.md and docs/ names a file
+    that exists (and, with a #fragment, a heading of it)."""
+    broken = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in LINK.findall(path.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            file, _, fragment = target.partition("#")
+            resolved = (path.parent / file).resolve() if file else path
+            if not resolved.exists():
+                broken.append(f"{path.relative_to(REPO)}: {target}")
+            elif fragment and resolved.suffix == ".md" and fragment not in anchors(resolved):
+                broken.append(f"{path.relative_to(REPO)}: {target} (no such heading)")
+    assert broken == []
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in path.read_text().splitlines() if line.startswith("#")}
+
+
+def test_the_link_check_can_fail(tmp_path):
+    assert "tasks" in {p.stem for p in DOCS[1:3]}  # the walkthrough runs right after the front page
+    assert anchors(REPO / "docs" / "tasks.md") >= {"the-tasks"}
+
+
+def test_the_front_page_stays_short_and_links_every_page():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120
+    linked = {(REPO / target).resolve() for target in LINK.findall(readme)}
+    assert {p.resolve() for p in (REPO / "docs").glob("*.md")} <= linked, "link each docs/ page from README's list"
 
 
 def test_the_output_check_can_fail():

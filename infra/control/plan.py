@@ -33,9 +33,32 @@ def first_pipeline_seconds(deployments: list[Deployment]) -> int:
     """How long an environment's first `invoke pipeline` may take: every recipe's weights at a slow Hub rate, its
     compile job to the timeout derived from measurement (spec.compile_budget), builds, deploys and smoke tests.
     What a CI job's time limit should exceed (.github/workflows/deploy-staging.yml; tests/test_workflows.py)."""
-    downloads = sum((d.recipe.model_size_gb + d.recipe.draft_size_gb) * 8 / SLOW_DOWNLOAD_GBPS for d in deployments)
+    downloads = sum(_download_seconds(d) for d in deployments)
     compiles = sum(spec.compile_budget(d)["timeout_seconds"] for d in deployments)
     return int(downloads + compiles + BUILD_DEPLOY_SMOKE_SECONDS)
+
+
+def _download_seconds(d: Deployment) -> float:
+    return (d.recipe.model_size_gb + d.recipe.draft_size_gb) * 8 / SLOW_DOWNLOAD_GBPS
+
+
+def first_pipeline(d: Deployment, cold: dict, rates: costs.Rates) -> dict:
+    """What this recipe's first `invoke pipeline` takes at most, in time and money: the bound of
+    first_pipeline_seconds, each paid part priced at its container's rate (the download job at the slow Hub rate,
+    the compile job to its timeout, the smoke test's cold start on a replica). Image builds are not priced."""
+    jobs = spec.jobs(d)
+    download = costs.price(costs.Container.of(jobs["download_weights"]), rates)
+    compile_job = costs.price(costs.Container.of(jobs["compile_kernels"]), rates)
+    parts = {
+        "download": costs.job(download, round(_download_seconds(d), 1),
+                              f"{d.recipe.model_size_gb + d.recipe.draft_size_gb:g} GB of weights at a slow Hub's "
+                              f"{SLOW_DOWNLOAD_GBPS:g} Gbps"),
+        "compile": costs.job(compile_job, spec.compile_budget(d)["timeout_seconds"], "the compile job to its timeout"),
+        "smoke": costs.job(replica_cost(d, rates), cold["estimate_seconds"], "the smoke test's cold start on a replica"),
+    }
+    return {"seconds": first_pipeline_seconds([d]), "usd": round(sum(p["usd"] for p in parts.values()), 2),
+            "parts": parts, "basis": f"an upper bound: the parts above, plus {BUILD_DEPLOY_SMOKE_SECONDS // 60} min "
+                                     "for image builds (not priced), deploys and the smoke request"}
 
 
 def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:
@@ -58,6 +81,7 @@ def cost_plan(settings: Settings, d: Deployment, cold: dict, rates: costs.Rates 
                                  "a start that compiles every kernel (the cold start without the compile caches), "
                                  "once per change of the kernel key"),
         "gate_measurement": None,
+        "first_pipeline": first_pipeline(d, cold, rates),
     }
     if gate.enabled:
         w, target = d.recipe.gate_workload, d.recipe.target_concurrency
@@ -441,6 +465,10 @@ def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
     else:
         lines.append(f"Standing cost  {st['warm_replicas']} warm replica(s) = ${st['usd_per_hour']:,.2f}/h, "
                      f"{st['gpu_hours_per_30_days']:g} GPU-hours and ${st['usd_per_30_days']:,.2f} per 30 days")
+    first = c["first_pipeline"]
+    lines.append(f"First pipeline at most ~{first['seconds'] / 60:.0f} min ≈ ${first['usd']:,.2f}: "
+                 + ", ".join(f"{name} ~{part['seconds'] / 60:.0f} min ${part['usd']:,.2f}"
+                             for name, part in first["parts"].items()) + f" ({first['basis']})")
     for label, key in (("Compile job", "compile_job"), ("Gate measure", "gate_measurement")):
         if (j := c[key]) is not None:
             shown = f"~{j['seconds']:g} s ≈ ${j['usd']:,.2f}" if j["usd"] is not None else "unknown"
