@@ -239,3 +239,27 @@ def sglang_flags(c, env: str | None = None, recipe: str | None = None, set_: lis
     from stages.runner import run_sglang_flags
 
     run_sglang_flags(env, recipe, set_, version, wheel, as_json=json, dry_run=dry_run)
+
+
+@command(help={
+    "env": ENV + " (whose plan is shown before and after)",
+    "recipe": "the recipe to move (one)",
+    "set_": SET,
+    "sglang": "SGLang release to move to, e.g. 0.5.17: flags migrated, image tag and derived settings moved",
+    "modal": "modal client release to pin in pyproject.toml, e.g. 1.6.5",
+    "model_revision": "pin the model to this revision (a branch is resolved to its commit on the Hub)",
+    "draft_revision": "pin the draft model to this revision (a branch is resolved to its commit on the Hub)",
+    "image": "the new image tag, where it does not follow the old tag's pattern",
+    "dry_run": "show the migration and the plan before and after, offline; write nothing",
+    "force": "write what migrated even where a flag could not be migrated (it is listed)",
+    "json": JSON, "debug": DEBUG,
+})
+def upgrade(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None,
+            sglang: str | None = None, modal: str | None = None, model_revision: str | None = None,
+            draft_revision: str | None = None, image: str | None = None, dry_run: bool = False, force: bool = False,
+            json: bool = False, debug: bool = False):
+    """Move a recipe to another SGLang, modal or model revision: migrated flags, a diff, plan before and after."""
+    from stages.runner import run_upgrade
+
+    run_upgrade(env, recipe, set_, sglang=sglang, modal=modal, model_revision=model_revision,
+                draft_revision=draft_revision, image=image, as_json=json, dry_run=dry_run, force=force)

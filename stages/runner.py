@@ -167,6 +167,17 @@ def run_sglang_flags(env: str | None, recipe: str | None, overrides: list[str] |
     return report(done, as_json)
 
 
+def run_upgrade(env: str | None, recipe: str | None, overrides: list[str] | None, *, as_json: bool, dry_run: bool,
+                force: bool, **moves) -> list[dict]:
+    """`invoke upgrade`: one recipe, moved (stages/upgrade.py)."""
+    from stages import upgrade
+
+    if recipe is None:
+        raise ConfigError(f"--recipe: upgrade moves one recipe; known recipes: {', '.join(RECIPES)}")
+    settings = settings_for(env, recipe, overrides)
+    return report([upgrade.run(settings, recipe, upgrade.Options(**moves), dry_run=dry_run, force=force)], as_json)
+
+
 def recorded_releases(env: str | None, recipe: str | None, overrides: list[str] | None) -> tuple[list[Release], str]:
     """Every release recorded in the manifests of `env` (default: every environment), for `recipe` (default: every
     recipe served there), newest first per manifest; and a phrase naming where they were read from."""

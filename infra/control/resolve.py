@@ -16,7 +16,7 @@ from infra.control.settings import RECIPE_KNOBS, Settings, knobs_given
 from infra.runtime.deployment import Deployment, Placement
 from infra.runtime.errors import ConfigError
 from infra.runtime.recipes import RECIPES
-from infra.runtime.recipes.base import COMMIT_RE
+from infra.runtime.recipes.base import COMMIT_RE, Recipe
 
 # Time Modal needs around the health wait: process launch, Volume mounts, GPU init.
 STARTUP_MARGIN_SECONDS = 60
@@ -26,9 +26,10 @@ SNAPSHOT_FLAGS = ("--enable-memory-saver", "--enable-weights-cpu-backup")
 PLACEMENT = ("compute_region", "routing_region")  # knobs a recipe table sets for the environment, not the recipe
 
 
-def resolve(settings: Settings, recipe_name: str) -> Deployment:
+def resolve(settings: Settings, recipe_name: str, base: Recipe | None = None) -> Deployment:
+    """The deployment of recipe `recipe_name` (or of `base`, another version of it: `invoke upgrade`) in `settings`."""
     knobs = knobs_given(settings.knobs(recipe_name))
-    base = RECIPES[recipe_name]
+    base = base or RECIPES[recipe_name]
     recipe = base.model_copy(update={k: v for k, v in knobs.items() if k in RECIPE_KNOBS and k not in PLACEMENT})
     recipe = recipe.with_revisions(knobs.get("model_revision"), knobs.get("draft_revision"))
     placement = settings.placement.model_dump() | {k: v for k, v in knobs.items() if k in PLACEMENT}

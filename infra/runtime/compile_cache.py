@@ -119,7 +119,7 @@ CACHES: tuple[Cache, ...] = (
 )
 
 
-def _version_tuple(version: str) -> tuple:
+def version_tuple(version: str) -> tuple:
     parts: list = []
     for piece in version.replace(".post", ".").split("."):
         parts.append(int(piece) if piece.isdigit() else 0)
@@ -128,7 +128,7 @@ def _version_tuple(version: str) -> tuple:
 
 def applicable(sglang_version: str) -> list[Cache]:
     """The caches this SGLang version's stack compiles into while serving."""
-    return [c for c in CACHES if _version_tuple(sglang_version) >= _version_tuple(c.since)]
+    return [c for c in CACHES if version_tuple(sglang_version) >= version_tuple(c.since)]
 
 
 def deepgemm_enabled(environ: dict[str, str]) -> bool:

@@ -11,12 +11,23 @@ these lines against the recipe's SGLang version before anything is deployed.
 
 from __future__ import annotations
 
+from infra.runtime.compile_cache import version_tuple
 from infra.runtime.deployment import Deployment
 
 HOST = "0.0.0.0"  # listen on all interfaces: Modal's proxy connects from outside the container
 # Seconds compile_deep_gemm may spend before giving up (its own default is 3600). It does not
 # notice a crashed server and would poll out the whole timeout, so the stage also bounds it.
 COMPILE_TIMEOUT = 3600
+# Flags derived here whose name SGLang changed: the old name, and the first tabled version that spells it the new
+# way (--cuda-graph-max-bs became a deprecated alias in 0.5.14 and was dropped in 0.5.20). tests/test_upgrade.py
+# holds every tabled version against infra/control/sglang_versions.json: the name emitted exists and is not deprecated.
+RENAMED = {"--cuda-graph-max-bs": ("0.5.17", "--cuda-graph-max-bs-decode")}
+
+
+def spelled(flag: str, version: str) -> str:
+    """`flag` as SGLang `version` names it."""
+    since, new = RENAMED.get(flag, (None, flag))
+    return new if since and version_tuple(version) >= version_tuple(since) else flag
 
 
 def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
@@ -26,7 +37,7 @@ def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
         "--revision", d.recipe.model_revision,
         "--served-model-name", d.recipe.model,
         "--tp-size", str(d.recipe.tp_size),  # one shard per GPU
-        "--cuda-graph-max-bs", str(d.recipe.cuda_graph_max_bs),
+        spelled("--cuda-graph-max-bs", d.recipe.sglang_version), str(d.recipe.cuda_graph_max_bs),
         "--mem-fraction-static", str(d.recipe.mem_fraction_static),
     ]
     for flag, value in d.recipe.extra_flags:

@@ -125,6 +125,13 @@ def download(
     return Downloaded(repo, requested, commit, files, size, skipped=False)
 
 
+def commit_of(repo: str, ref: str, *, token: str | None = None, endpoint: str | None = None) -> str:
+    """The commit a branch or tag of `repo` points at now (one metadata call to the Hub): how a new revision is pinned."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint, token=token).model_info(repo, revision=ref).sha
+
+
 def resolved_ref(cache_dir: Path, repo: str, ref: str) -> str | None:
     """The commit an unpinned revision resolved to at its last download, if any."""
     try:
