@@ -85,7 +85,8 @@ def run(settings: Settings, recipe: str, options: Options, *, dry_run: bool, for
         migration = migration.model_copy(update={"refused": migration.refused + (str(refusal),)})
     texts = _new_texts(base, moved, migration, options)
     if upgrade.PYPROJECT in texts:
-        pin = upgrade.Change(what="modal", before=upgrade.modal_pin(texts[upgrade.PYPROJECT][0]), after=options.modal,
+        pin = upgrade.FlagChange(what="modal", before=upgrade.modal_pin(texts[upgrade.PYPROJECT][0]),
+                                 after=options.modal,
                              why="asked: the contract tests (tests/test_modal_contract*.py) qualify it in CI")
         migration = migration.model_copy(update={"changes": migration.changes + (pin,)})
     diffs = {str(p.relative_to(upgrade.REPO)): upgrade.unified_diff(p, old, new) for p, (old, new) in texts.items()}

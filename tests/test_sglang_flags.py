@@ -632,10 +632,13 @@ def test_the_compile_command_is_checked_too(monkeypatch):
 
 
 def test_moving_to_a_version_that_renamed_a_flag(monkeypatch):
-    assert error_of(monkeypatch, LOW, sglang_version="0.5.23") == (
-        "recipe 'qwen3-8b-low-latency': SGLang 0.5.23 has no --cuda-graph-max-bs "
-        "(renamed to --cuda-graph-max-bs-decode; removed after 0.5.19); allowed: --cuda-graph-max-bs-decode"
+    assert error_of(monkeypatch, VLM, sglang_version="0.5.23") == (
+        "recipe 'qwen3.6-35b-vlm': SGLang 0.5.23 has no --mamba-scheduler-strategy "
+        "(renamed to --mamba-radix-cache-strategy; removed after 0.5.19); allowed: --mamba-radix-cache-strategy"
     )
+    # A flag the project derives follows the version itself (sglang_args.RENAMED): no refusal for it.
+    assert "--cuda-graph-max-bs-decode" in sglang_args.launch_command(resolve_with(monkeypatch, LOW,
+                                                                                   sglang_version="0.5.23"))
 
 
 def test_moving_to_a_version_that_removed_a_flag(monkeypatch):
@@ -653,7 +656,7 @@ def test_moving_back_to_a_version_before_a_flag(monkeypatch):
         "first in 0.5.10.post1); allowed: full flag names that SGLang 0.5.6.post2 declares (infra/control/sglang_versions.json)"
     )
     assert sglang_flags.missing_flag("0.5.11", "--cuda-graph-max-bs-decode") == (
-        "SGLang 0.5.11 has no --cuda-graph-max-bs-decode (added after 0.5.11, first in 0.5.19; 0.5.11 calls it "
+        "SGLang 0.5.11 has no --cuda-graph-max-bs-decode (added after 0.5.11, first in 0.5.17; 0.5.11 calls it "
         "--cuda-graph-max-bs); allowed: --cuda-graph-max-bs"
     )
 

@@ -39,11 +39,11 @@ MODAL_PIN = re.compile(r'"modal==([^"]+)"')
 VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:\.post\d+)?")
 
 
-class Record(BaseModel):
+class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Change(Record):
+class FlagChange(_Record):
     """One thing the migration moved, and why (what SGLang's table says)."""
 
     what: str  # e.g. "--mamba-scheduler-strategy"
@@ -52,13 +52,13 @@ class Change(Record):
     why: str
 
 
-class Migration(Record):
+class Migration(_Record):
     """A recipe moved to new versions: the recipe after, what changed, what a person must decide."""
 
     recipe: str
     sglang: tuple[str, str]  # (from, to)
     steps: tuple[str, ...]  # the tabled versions walked, in order
-    changes: tuple[Change, ...]
+    changes: tuple[FlagChange, ...]
     refused: tuple[str, ...]  # what the migration could not do, one line each
     flag_names: tuple[str | None, ...]  # each of the recipe's extra_flags at the new version (None: dropped)
 
@@ -69,16 +69,17 @@ def versions_between(old: str, new: str) -> list[str]:
     return [v for v in sglang_flags.supported_versions() if low < sglang_flags.version_key(v) <= high]
 
 
-def _flag_through(flag: str, value: str | None, old: str, steps: list[str]) -> tuple[str | None, list[Change], str | None]:
+def _flag_through(flag: str, value: str | None, old: str,
+                  steps: list[str]) -> tuple[str | None, list[FlagChange], str | None]:
     """Walk one recipe flag through `steps`: its name at the last step (None: dropped), the changes, a refusal."""
-    changes: list[Change] = []
+    changes: list[FlagChange] = []
     current, previous = flag, old
     for version in steps:
         flags = sglang_flags._table(version)["flags"]
         if current not in flags:
             last = sglang_flags.flag_spec(previous, current) or {}
             if last.get("ignored"):
-                changes.append(Change(what=current, before=current, after=None,
+                changes.append(FlagChange(what=current, before=current, after=None,
                                       why=f"SGLang {previous} already ignored it; {version} removed it"))
                 return None, changes, None
             successors = sglang_flags._History(previous, version).successors(current)
@@ -89,17 +90,18 @@ def _flag_through(flag: str, value: str | None, old: str, steps: list[str]) -> t
             if len(successors) > 1 or _takes_value(version, successors[0]) != (value is not None):
                 return current, changes, (f"{current}: SGLang {version} replaced it by {' and '.join(successors)}, "
                                           "which take(s) other values; edit the recipe's extra_flags by hand")
-            changes.append(Change(what=current, before=current, after=successors[0],
+            changes.append(FlagChange(what=current, before=current, after=successors[0],
                                   why=f"SGLang {version} renamed it (it has no {current})"))
             current = successors[0]
         previous = version
     final = sglang_flags._table(previous)["flags"].get(current, {})
     if final.get("ignored"):
-        changes.append(Change(what=current, before=current, after=None, why=f"SGLang {previous} ignores it (a no-op)"))
+        changes.append(FlagChange(what=current, before=current, after=None,
+                                  why=f"SGLang {previous} ignores it (a no-op)"))
         return None, changes, None
     instead = final.get("replaced_by", []) if "deprecated" in final else []
     if len(instead) == 1 and _takes_value(previous, instead[0]) == (value is not None):
-        changes.append(Change(what=current, before=current, after=instead[0],
+        changes.append(FlagChange(what=current, before=current, after=instead[0],
                               why=f"SGLang {previous} deprecates it in favour of {instead[0]}"))
         current = instead[0]
     return current, changes, None
@@ -116,13 +118,15 @@ def migrate(recipe: Recipe, *, sglang: str | None = None, image: str | None = No
     new = sglang or old
     if sglang is not None:
         if not VERSION_RE.fullmatch(sglang):
-            raise ConfigError(f"--sglang {sglang!r} is not a version; allowed: a release such as 0.5.17 or 0.5.10.post1")
+            raise ConfigError(f"--sglang {sglang!r} is not a version; allowed: a release such as 0.5.17 or "
+                              "0.5.10.post1")
         sglang_flags._table(sglang)  # a missing table is one line naming how to add it
         if sglang_flags.version_key(sglang) < sglang_flags.version_key(old):
             raise ConfigError(f"--sglang {sglang}: recipe '{recipe.name}' runs {old} already, a newer version; "
-                              f"allowed: a tabled version above {old} ({', '.join(versions_between(old, '99')) or 'none'})")
+                              f"allowed: a tabled version above {old} "
+                              f"({', '.join(versions_between(old, '99')) or 'none'})")
     steps = versions_between(old, new)
-    changes: list[Change] = []
+    changes: list[FlagChange] = []
     refused: list[str] = []
     names: list[str | None] = []
     for flag, value in recipe.extra_flags:
@@ -134,8 +138,8 @@ def migrate(recipe: Recipe, *, sglang: str | None = None, image: str | None = No
     update: dict = {}
     if new != old:
         update |= {"sglang_version": new, "sglang_image": image or moved_image(recipe.sglang_image, old, new)}
-        changes.append(Change(what="sglang_version", before=old, after=new, why="asked"))
-        changes.append(Change(what="sglang_image", before=recipe.sglang_image, after=update["sglang_image"],
+        changes.append(FlagChange(what="sglang_version", before=old, after=new, why="asked"))
+        changes.append(FlagChange(what="sglang_image", before=recipe.sglang_image, after=update["sglang_image"],
                               why="given with --image" if image else f"the tag's version moved from v{old} to v{new}"))
     if flags != recipe.extra_flags:
         update["extra_flags"] = flags
@@ -149,11 +153,11 @@ def migrate(recipe: Recipe, *, sglang: str | None = None, image: str | None = No
                               "(the Hub's resolution of a branch is pinned by `invoke upgrade` without --dry-run)")
         if label == "draft_revision" and not recipe.draft_model:
             raise ConfigError(f"--draft-revision: recipe '{recipe.name}' has no draft model; allowed: leave it out")
-        changes.append(Change(what=label, before=current, after=value, why="pinned to a commit"))
+        changes.append(FlagChange(what=label, before=current, after=value, why="pinned to a commit"))
     moved_recipe = moved_recipe.with_revisions(model_revision, draft_revision)
-    for cache in set(c.name for c in compile_cache.applicable(new)) - set(c.name for c in compile_cache.applicable(old)):
-        entry = next(c for c in compile_cache.CACHES if c.name == cache)
-        changes.append(Change(what=f"cache {cache}", before=None, after=f"{entry.variable} -> {entry.folder}/",
+    known = {c.name for c in compile_cache.applicable(old)}
+    for entry in (c for c in compile_cache.applicable(new) if c.name not in known):
+        changes.append(FlagChange(what=f"cache {entry.name}", before=None, after=f"{entry.variable} -> {entry.folder}/",
                               why=f"compiled into from SGLang {entry.since}: {entry.why}"))
     migration = Migration(recipe=recipe.name, sglang=(old, new), steps=tuple(steps), changes=tuple(changes),
                           refused=tuple(refused), flag_names=tuple(names))
@@ -241,7 +245,7 @@ def move_modal(text: str, version: str) -> str:
 # ---------------------------------------------------------------------------- plan, before and after
 
 
-class Side(Record):
+class Side(_Record):
     """What `plan` says of one side of an upgrade: the figures a reviewer weighs."""
 
     image: str
@@ -258,7 +262,7 @@ class Side(Record):
     refused: str | None = None  # the plan refused this side (a flag the version lacks): the reason
 
 
-class Report(Record):
+class Report(_Record):
     """`invoke upgrade`'s result: the migration, the files it changes (as diffs), and `plan` on both sides."""
 
     schema_version: int = 1
@@ -288,7 +292,8 @@ def side(plan: dict, d, refused: str | None = None) -> Side:
         launch_command=tuple(plan["launch_command"]), compile_command=tuple(plan["compile_command"]),
         caches=tuple(f"{c.name} ({c.variable})" for c in compile_cache.applicable(d.recipe.sglang_version)),
         compile_key=kernels.kernel_fingerprint(d),
-        cold_start_seconds=cold.get("estimate_seconds"), uncached_cold_start_seconds=cold.get("uncached_estimate_seconds"),
+        cold_start_seconds=cold.get("estimate_seconds"),
+        uncached_cold_start_seconds=cold.get("uncached_estimate_seconds"),
         cold_start_basis=basis, replica_usd_per_hour=cost["replica"]["usd_per_hour"],
         compile_job_usd=(cost.get("compile_job") or {}).get("usd"), refused=refused,
     )
@@ -342,7 +347,8 @@ def render(report: Report) -> str:
     if m.sglang[0] != m.sglang[1]:
         head += f": SGLang {m.sglang[0]} -> {m.sglang[1]} (through {', '.join(m.steps)})"
     lines = [head, "changes:"]
-    lines += [f"  {c.what}: {c.before or '(none)'} -> {c.after or '(dropped)'}  ({c.why})" for c in m.changes] or ["  none"]
+    lines += [f"  {c.what}: {c.before or '(none)'} -> {c.after or '(dropped)'}  ({c.why})"
+              for c in m.changes] or ["  none"]
     lines.append("could not:")
     lines += [f"  {r}" for r in m.refused] or ["  nothing: every flag moved"]
     if report.after is not None and report.after.refused:
