@@ -12,6 +12,8 @@ scrubbed, a traceback only with --debug; Ctrl-C or Ctrl-D at a prompt is "aborte
 
 from __future__ import annotations
 
+import ast
+import difflib
 import functools
 import os
 import sys
@@ -24,6 +26,7 @@ from typing import Any
 from invoke import Exit, Task, task
 from invoke.exceptions import ParseError
 from invoke.parser import Argument, ParserContext
+from invoke.parser.parser import ParseMachine
 
 from infra.runtime.errors import UserError
 from infra.runtime.secrets import scrub, shown
@@ -96,7 +99,47 @@ def _help_for(self: ParserContext, flag: str) -> tuple[str, str]:
 
 
 _pyinvoke_help_for = ParserContext.help_for
-ParserContext.help_for = _help_for  # type: ignore[method-assign]  (the one place pyinvoke needs extending)
+ParserContext.help_for = _help_for  # type: ignore[method-assign]  (one of two places pyinvoke needs extending)
+
+# The grammar's flags a task may lack, and why it lacks them: said instead of pyinvoke's "No idea what ... is!".
+WHY_NOT = {
+    "--dry-run": "{task} changes nothing, so there is nothing to dry-run",
+    "--yes": "{task} asks no question",
+    "--force": "{task} has no check to override",
+    "--env": "{task} names its environments with --from and --to",
+}
+
+
+def unknown_token(context: ParserContext | None, token: str, tasks: list[str]) -> str:
+    """pyinvoke's "No idea what 'X' is!" as one line for people: the task, the token, why or a close match, and what
+    is allowed (a task's flags, or the tasks)."""
+    if context is None or not context.name:
+        close = difflib.get_close_matches(token, tasks, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"error: no task named {shown(token)}{hint}; `invoke --list` shows them: {', '.join(sorted(tasks))}"
+    flags = sorted(name for name in context.flags if name.startswith("--") and name != "--debug") + ["--debug"]
+    task = context.name
+    if not token.startswith("-"):
+        return (f"error: invoke {task}: unexpected {shown(token)}: values follow a flag, e.g. --env prod; "
+                f"allowed: {', '.join(flags)}")
+    name = token.split("=", 1)[0]
+    if name in WHY_NOT:
+        hint = f" ({WHY_NOT[name].format(task=task)})"
+    else:
+        close = difflib.get_close_matches(name, flags, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"error: invoke {task}: no flag {shown(name)}{hint}; allowed: {', '.join(flags)}"
+
+
+def _error(self: ParseMachine, msg: str) -> None:
+    if msg.startswith("No idea what ") and msg.endswith(" is!"):
+        token = ast.literal_eval(msg.removeprefix("No idea what ").removesuffix(" is!"))
+        msg = unknown_token(self.context, token, list(self.contexts))
+    _pyinvoke_error(self, msg)
+
+
+_pyinvoke_error = ParseMachine.error
+ParseMachine.error = _error  # type: ignore[method-assign]  (its unknown-flag line, for people)
 
 
 def command(*args: Any, **kwargs: Any):

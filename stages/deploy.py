@@ -9,8 +9,9 @@ recorded and we say which version still runs.
 Guarded environments (prod) refuse a dirty tree or a commit that is not on the
 main branch unless --force, and ask for confirmation on a terminal unless --yes;
 without a terminal and without --yes they refuse (CI passes --yes). All of that,
-and the credentials, is checked before the first remote call (`preflight`), also
-when the deploy is the fourth stage of a pipeline.
+and the credentials, is checked before the first remote call (`preflight`: git
+state, credentials, then the question), also when the deploy is the fourth stage
+of a pipeline.
 """
 
 from __future__ import annotations
@@ -52,34 +53,36 @@ class Deployed:
     changed: bool = True  # False: Modal found the definition unchanged and kept the running version
 
 
-def guard(ctx: Context, d: Deployment, git: GitInfo, *, confirm=input) -> None:
-    """The prod guard: clean tree, on main, confirmed. Raises Refused; changes nothing."""
+def guard(ctx: Context, d: Deployment, git: GitInfo) -> None:
+    """The prod guard's git half: a clean tree, on main (unless --force). Raises Refused; changes nothing."""
     release = ctx.settings.release
-    if not release.guarded:
+    if not release.guarded or ctx.force:
         return
-    if not ctx.force:
-        if git.dirty:
-            raise Refused(
-                f"refusing to deploy to guarded environment '{d.env}' from a dirty working tree "
-                "(commit or stash your changes, or pass --force)"
-            )
-        if not gitinfo.is_on_branch(git.commit, release.main_branch, cwd=ctx.repo):
-            raise Refused(
-                f"refusing to deploy commit {git.commit[:12]} to guarded environment '{d.env}': it is not on "
-                f"branch '{release.main_branch}' (merge it first, or pass --force)"
-            )
-    confirm_or_refuse(
-        ctx, f"deploying to guarded environment '{d.env}'",
-        f"Deploy {d.recipe.name} at {git.tag} to {d.env} (Modal environment {d.modal.environment})? [y/N] ", confirm,
-    )
+    if git.dirty:
+        raise Refused(
+            f"refusing to deploy to guarded environment '{d.env}' from a dirty working tree "
+            "(commit or stash your changes, or pass --force)"
+        )
+    if not gitinfo.is_on_branch(git.commit, release.main_branch, cwd=ctx.repo):
+        raise Refused(
+            f"refusing to deploy commit {git.commit[:12]} to guarded environment '{d.env}': it is not on "
+            f"branch '{release.main_branch}' (merge it first, or pass --force)"
+        )
 
 
 def preflight(ctx: Context, d: Deployment, *, confirm=input) -> Options:
-    """Every local precondition of a deploy, in order: git state and branch, confirmation, credentials."""
+    """Every local precondition of a deploy, in the order a user can fix them without being asked twice: git state
+    and branch, (settings: already loaded), credentials, then the guarded environment's confirmation, so that a
+    "yes" is never followed by "credentials missing"."""
     git = gitinfo.read(ctx.repo)
-    guard(ctx, d, git, confirm=confirm)
+    guard(ctx, d, git)
     if not ctx.dry_run:
         ctx.remote.require_credentials()
+    if ctx.settings.release.guarded:
+        confirm_or_refuse(
+            ctx, f"deploying to guarded environment '{d.env}'",
+            f"Deploy {d.recipe.name} at {git.tag} to {d.env} (Modal environment {d.modal.environment})? [y/N] ", confirm,
+        )
     return Options(git=git, confirmed=True)
 
 

@@ -115,10 +115,10 @@ def run(source: Context, target: Context, options: Options, *, confirm=input) ->
         return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would take {src_env}'s current "
                                            f"smoke-tested release, {measure}deploy it to {d.app_name} "
                                            f"(Modal environment {d.modal.environment}) and smoke-test it there")
+    target.remote.require_credentials()  # before the question: a "yes" is never followed by "credentials missing"
     if target.settings.release.guarded:  # asked before anything remote, like every local precondition
         confirm_or_refuse(target, f"promoting to guarded environment '{dst_env}'",
                           f"Promote {recipe} from {src_env} to {dst_env}? [y/N] ", confirm)
-    target.remote.require_credentials()
     store = ReleaseStore(target.remote)
     d_src = resolve(source.settings, recipe)
     release = check_source(src_env, dst_env, store.read(d_src).current, recipe)

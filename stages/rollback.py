@@ -41,10 +41,10 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     if ctx.dry_run:  # offline: no credentials, no manifest read, no lock
         return result(STAGE, d, "dry-run", f"rollback (dry run, {d.env}/{d.recipe.name}): would return {d.app_name} "
                                            f"(Modal environment {d.modal.environment}) to {to} and record it")
+    ctx.remote.require_credentials()  # before the question: a "yes" is never followed by "credentials missing"
     if ctx.settings.release.guarded:  # asked before anything remote, like every local precondition
         confirm_or_refuse(ctx, f"rolling back guarded environment '{d.env}'",
                           f"Roll {d.recipe.name} in {d.env} back to {to}? [y/N] ", confirm)
-    ctx.remote.require_credentials()
     store = ReleaseStore(ctx.remote)
     with store.locked(d, "rollback"):
         manifest = store.read(d)

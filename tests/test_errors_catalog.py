@@ -111,6 +111,14 @@ BAD_INPUT = [
     ("a truncated bench report in --compare", ["bench", "--compare", "a.json", "--compare", "b.json"], "truncated-report"),
     ("a recipe table for a recipe the environment does not serve", ["plan", "--env", "edge"], "unserved-gate"),
     ("Modal's control plane out of reach (credentials set)", ["status", "--env", "dev"], "unreachable"),
+    ("a misspelt --env", ["plan", "--env", "prdo"], None),
+    ("a flag the task does not take", ["status", "--dry-run"], None),
+    ("an environment file that is a directory", ["plan", "--env", "dev"], "dir-env-file"),
+    ("an unquoted dotted recipe table", ["plan", "--env", "staging"], "dotted-table"),
+    ("a rate of nan", ["plan", "--env", "prod", "--set", "costs.rates={ cpu = nan }"], None),
+    ("a rate of inf", ["plan", "--env", "prod", "--set", "costs.gpu_hourly_usd={ H100 = inf }"], None),
+    ("compile without credentials (nothing reaches Modal)", ["compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency"],
+     "no-credentials"),
 ]
 
 
@@ -133,6 +141,16 @@ def _prepare(cli, setup: str | None) -> None:
             prod.write_text(prod.read_text().replace("min_containers = 1", "min_contianers = 1"))
         elif setup == "wrong-type":
             prod.write_text(prod.read_text().replace("min_containers = 1", 'min_containers = "two"'))
+    if setup in ("dir-env-file", "dotted-table"):
+        config = cli.tmp / "environments"
+        shutil.copytree(REPO / "environments", config)
+        cli.env["INFRA_CONFIG_DIR"] = str(config)
+        if setup == "dir-env-file":
+            (config / "dev.toml").unlink()
+            (config / "dev.toml").mkdir()
+        else:
+            with (config / "staging.toml").open("a") as f:
+                f.write("\n[recipes.qwen3.6-35b-vlm]\ntp_size = 1\n")
     if setup == "no-credentials":
         cli.fake["credentials"] = False
     if setup == "proxy-credentials":

@@ -122,3 +122,82 @@ def test_the_tasks_page_lists_every_task(cli):
     readme = (REPO / "docs" / "tasks.md").read_text()
     for task in re.findall(r"^  (\S+) ", cli("--list").stdout, re.M):
         assert f"invoke {task}" in readme, task
+
+
+# ---------------------------------------------------------------------------- issue 30: the order of the checks
+
+
+def _asked_then_refused(tmp_path, run) -> list[str]:
+    """Run a guarded action on a terminal without credentials; the questions it asked before it failed."""
+    from infra.control.settings import load_settings
+    from infra.runtime.remote import MissingCredentials
+    from stages.common import Context
+    from tests.conftest import project_copy
+    from tests.fakes.modal_fake import FakeModal
+
+    asked: list[str] = []
+    fake = FakeModal(tmp_path / "modal", credentials=False)
+    ctx = Context(settings=load_settings("prod", "qwen3-8b-low-latency"), remote=fake, interactive=True,
+                  repo=project_copy(tmp_path), say=lambda m: None)
+    with pytest.raises(MissingCredentials):
+        run(ctx, lambda question: asked.append(question) or "y")
+    assert fake.calls() == []
+    return asked
+
+
+def test_a_guarded_deploy_checks_credentials_before_it_asks(tmp_path):
+    """Git state, settings, credentials, then the question: answering `y` is never followed by "credentials missing"."""
+    from infra.control.resolve import resolve
+    from stages import deploy
+
+    assert _asked_then_refused(tmp_path, lambda ctx, confirm: deploy.run(
+        ctx, resolve(ctx.settings, "qwen3-8b-low-latency"), confirm=confirm)) == []
+
+
+def test_a_guarded_rollback_and_promotion_check_credentials_before_they_ask(tmp_path):
+    import dataclasses
+
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
+    from stages import promote, rollback
+
+    assert _asked_then_refused(tmp_path, lambda ctx, confirm: rollback.run(
+        ctx, resolve(ctx.settings, "qwen3-8b-low-latency"), confirm=confirm)) == []
+    assert _asked_then_refused(tmp_path / "p", lambda ctx, confirm: promote.run(
+        dataclasses.replace(ctx, settings=load_settings("staging")), ctx,
+        promote.Options("qwen3-8b-low-latency"), confirm=confirm)) == []
+
+
+def test_compile_without_credentials_reaches_nothing_before_saying_so(cli):
+    """The unpinned draft revision is looked up on the weights Volume: only once credentials are known to exist."""
+    cli.fake["credentials"] = False
+    done = cli("compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("error: Modal credentials missing")
+    assert calls(cli) == []
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["status", "--dry-run"], "error: invoke status: no flag '--dry-run' (status changes nothing, so there is nothing "
+                              "to dry-run); allowed: --cost, --env, --json, --recipe, --set, --since, --until, --debug"),
+    (["plan", "--jsn"], "error: invoke plan: no flag '--jsn' (did you mean --json?); allowed: --env, --json, --recipe, "
+                        "--set, --debug"),
+    (["deplyo"], "error: no task named 'deplyo' (did you mean 'deploy'?); `invoke --list` shows them: bench, build, "
+                 "compile, deploy, download, pipeline, plan, promote, rollback, scale, sglang-flags, smoke, status, try"),
+])
+def test_a_flag_a_task_lacks_is_one_line_saying_why(args, expected):
+    from tests.conftest import run_in_process
+
+    done = run_in_process(args, {}, REPO)
+    assert (done.returncode, done.stdout, done.stderr.strip()) == (1, "", expected)
+
+
+def test_every_task_answers_every_grammar_flag_in_one_line():
+    """Each task either takes --env/--recipe/--json/--set/--dry-run/--force/--yes or says in one line why not."""
+    from tests.conftest import run_in_process
+
+    for task in ("plan", "build", "download", "compile", "deploy", "smoke", "try", "pipeline", "promote", "rollback",
+                 "status", "scale", "bench", "sglang-flags"):
+        for flag in ("--dry-run", "--force", "--yes"):
+            done = run_in_process([task, flag, "--help"], {}, REPO)
+            assert done.returncode == 0 or (done.stderr.count("\n") == 1 and done.stderr.startswith(
+                f"error: invoke {task}: no flag '{flag}'")), (task, flag, done.stderr)

@@ -232,3 +232,41 @@ def test_a_file_that_is_not_utf8_is_named_with_the_offending_byte(config):
     message = error_of(lambda: load_settings("prod"))
     assert message.startswith(str(config / "prod.toml") + ": not UTF-8 text (byte 0xe9 at offset ")
     assert message.endswith("allowed: a UTF-8 TOML file, save it as UTF-8")
+
+
+# ---------------------------------------------------------------------------- issue 30's bad inputs
+
+
+def test_a_misspelt_environment_gets_a_did_you_mean():
+    assert error_of(lambda: load_settings("prdo")).startswith(
+        "unknown environment 'prdo' (did you mean 'prod'?); choose one of dev, prod, staging")
+
+
+def test_an_environment_file_that_is_a_directory_is_named(config):
+    (config / "dev.toml").unlink()
+    (config / "dev.toml").mkdir()
+    assert error_of(lambda: load_settings("dev")) == (
+        f"{config / 'dev.toml'}: a directory, not a file; allowed: a TOML file named <env>.toml (move the directory "
+        "out of the configuration folder)")
+
+
+def test_an_unquoted_dotted_recipe_table_is_told_to_quote_the_name(config):
+    with (config / "staging.toml").open("a") as f:
+        f.write("\n[recipes.qwen3.6-35b-vlm]\ntp_size = 1\n")
+    assert error_of(lambda: load_settings("staging")) == (
+        f"{config / 'staging.toml'}: [recipes.qwen3.6-35b-vlm] is read as nested tables, because dots in a TOML key "
+        'separate tables; allowed: the recipe name in quotes, [recipes."qwen3.6-35b-vlm"] '
+        "(--set recipes.qwen3.6-35b-vlm.KEY=VALUE needs none)")
+
+
+@pytest.mark.parametrize("override, setting", [
+    ("costs.rates={ cpu = nan }", "costs.rates.cpu = nan"),
+    ("costs.rates={ H100 = inf }", "costs.rates.H100 = inf"),
+    ("costs.gpu_hourly_usd={ H100 = -inf }", "costs.gpu_hourly_usd.H100 = -inf"),
+    ("cold_start.image_pull_gbps=inf", "cold_start.image_pull_gbps = inf"),
+    ('gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = nan }]', "gate.objectives[0].max = nan"),
+])
+def test_nan_and_inf_are_no_setting_s_value(override, setting):
+    """TOML reads nan and inf as floats: a rate of nan printed `$nan/h` in plan."""
+    assert error_of(lambda: load_settings("prod", overrides=parse_overrides([override]))) == (
+        f"--set: {setting}: not a finite number; allowed: a number such as 2.5 (nan and inf are no setting's value)")

@@ -120,7 +120,7 @@ METRICS: dict[str, Metric] = _catalogue()
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _check_budget(value: float | None) -> float | None:

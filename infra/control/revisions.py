@@ -44,6 +44,8 @@ def pin(d: Deployment, state: StageState, remote: Remote | None, *, required: bo
     if not unpinned:
         return d
     known = recorded(state)
+    if remote is not None and any(repo not in known for repo in unpinned):
+        remote.require_credentials()  # before the Volume read: a missing token is said without contacting Modal
     for repo, ref in unpinned.items():
         if repo not in known and remote is not None:
             raw = remote.read_file(d.modal.cache_environment, d.caches.weights_volume, weights.ref_relpath(repo, ref))

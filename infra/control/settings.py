@@ -256,7 +256,13 @@ class EnvironmentFile(PydanticBaseSettingsSource):
         self.data = self._read()
 
     def _read(self) -> dict[str, Any]:
-        raw = self.path.read_bytes()
+        try:
+            raw = self.path.read_bytes()
+        except IsADirectoryError:
+            raise ConfigError(f"{self.label}: a directory, not a file; allowed: a TOML file named <env>.toml "
+                              "(move the directory out of the configuration folder)") from None
+        except OSError as exc:
+            raise ConfigError(f"{self.label}: cannot be read ({exc.strerror or exc}); allowed: a readable TOML file") from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -393,7 +399,9 @@ def load_settings(env: str | None = None, recipe: str | None = None, overrides: 
     if not env:
         raise ConfigError(f"no environment chosen: pass --env (or set INFRA_ENV) to one of {', '.join(known)}")
     if env not in known:
-        raise ConfigError(f"unknown environment {shown(env)}; choose one of {', '.join(known)} ({config_dir()})")
+        close = difflib.get_close_matches(env, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown environment {shown(env)}{hint}; choose one of {', '.join(known)} ({config_dir()})")
     recipe_source = "--recipe" if recipe else "INFRA_RECIPE"
     recipe = recipe or os.environ.get("INFRA_RECIPE") or None
     if recipe is not None and recipe not in RECIPES:
@@ -489,6 +497,7 @@ EXPECTED = {
     "int_type": "expected a whole number", "float_type": "expected a number", "bool_type": "expected true or false",
     "string_type": "expected text in quotes", "list_type": 'expected a list, e.g. ["a", "b"]',
     "dict_type": "expected a table, e.g. { key = value }", "model_type": "expected a table, e.g. { key = value }",
+    "finite_number": "not a finite number; allowed: a number such as 2.5 (nan and inf are no setting's value)",
 }
 SCALAR_TYPES = {"int_type", "float_type", "bool_type", "string_type", "list_type"}
 
@@ -499,6 +508,10 @@ def describe(err: dict, layers: list[Layer]) -> str:
     # List items by index, as TOML readers count them: gate.objectives[0].metric, scaling.schedule[1].start.
     setting = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).removeprefix(".") or "settings"
     source = _source_of(loc, layers)
+    if err["type"] == "extra_forbidden" and (name := _unquoted_recipe(loc)):
+        written = ".".join(plain(p) for p in loc[:1 + len(name.split("."))])
+        return (f"{source}: [{written}] is read as nested tables, because dots in a TOML key separate tables; "
+                f"allowed: the recipe name in quotes, [recipes.\"{name}\"] (--set recipes.{name}.KEY=VALUE needs none)")
     if err["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
         choices = list(parent.model_fields) if parent else []
@@ -515,6 +528,13 @@ def describe(err: dict, layers: list[Layer]) -> str:
     table = isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
     value_text = f" = {_as_written(value)}" if found and not table else ""
     return f"{source}: {setting}{value_text}: {message}"
+
+
+def _unquoted_recipe(loc: tuple[str, ...]) -> str | None:
+    """The dotted recipe name that `loc` spells as nested tables (recipes.qwen3.6-35b-vlm unquoted), if any."""
+    if len(loc) < 3 or loc[0] != "recipes":
+        return None
+    return next((n for n in RECIPES if "." in n and tuple(n.split(".")) == loc[1:1 + len(n.split("."))]), None)
 
 
 def _as_written(value: Any) -> str:

@@ -24,9 +24,10 @@ T = TypeVar("T")
 
 
 class Frozen(BaseModel):
-    """A part of a deployment: unknown keys are errors, values are checked strictly, nothing changes after."""
+    """A part of a deployment: unknown keys are errors, values are checked strictly, nothing changes after.
+    Numbers are finite: TOML reads `nan` and `inf` as floats, and no rate, timeout or size means either."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def on_the_laptop(check: Callable[[T], T]) -> Callable[[T, ValidationInfo], T]:
