@@ -182,7 +182,7 @@ def test_compile_without_credentials_reaches_nothing_before_saying_so(cli):
     (["plan", "--jsn"], "error: invoke plan: no flag '--jsn' (did you mean --json?); allowed: --env, --json, --recipe, "
                         "--set, --debug"),
     (["deplyo"], "error: no task named 'deplyo' (did you mean 'deploy'?); `invoke --list` shows them: bench, build, "
-                 "compile, deploy, download, pipeline, plan, promote, rollback, scale, sglang-flags, smoke, status, try"),
+                 "compile, deploy, download, pipeline, plan, promote, rollback, scale, sglang-flags, smoke, status, try, upgrade"),
 ])
 def test_a_flag_a_task_lacks_is_one_line_saying_why(args, expected):
     from tests.conftest import run_in_process
@@ -196,7 +196,7 @@ def test_every_task_answers_every_grammar_flag_in_one_line():
     from tests.conftest import run_in_process
 
     for task in ("plan", "build", "download", "compile", "deploy", "smoke", "try", "pipeline", "promote", "rollback",
-                 "status", "scale", "bench", "sglang-flags"):
+                 "status", "scale", "bench", "sglang-flags", "upgrade"):
         for flag in ("--dry-run", "--force", "--yes"):
             done = run_in_process([task, flag, "--help"], {}, REPO)
             assert done.returncode == 0 or (done.stderr.count("\n") == 1 and done.stderr.startswith(
