@@ -93,7 +93,7 @@ ALLOWED = {
     "modal_proto": {"infra.runtime.modal_rpc"},
     "pydantic_settings": {"infra.control.settings"},
     "aiohttp": {"infra.perf.client", "infra.perf.bench"},
-    "requests": {"infra.runtime.lifecycle"},
+    "requests": {"infra.runtime.lifecycle", "tools.upgrade_check"},  # the container's HTTP; PyPI's JSON API
     "huggingface_hub": {"infra.runtime.weights"},
     "rich": {"stages.show"},  # what a terminal shows; everything else prints plain text
 }

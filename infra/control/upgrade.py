@@ -369,3 +369,29 @@ def render(report: Report) -> str:
     if not report.diffs:
         lines.append("nothing to write: the recipe is already there")
     return "\n".join(lines)
+
+
+def markdown(report: Report) -> str:
+    """The pull request's body: what moved, what a person must decide, plan before and after, the diffs."""
+    m = report.migration
+    out = [f"## Upgrade `{m.recipe}`", ""]
+    if m.sglang[0] != m.sglang[1]:
+        out += [f"SGLang {m.sglang[0]} → {m.sglang[1]}, migrated through every tabled version: "
+                f"{', '.join(m.steps)}.", ""]
+    out += ["| what | before | after | why |", "|---|---|---|---|"]
+    out += [f"| `{c.what}` | `{c.before or '-'}` | `{c.after or 'dropped'}` | {c.why} |" for c in m.changes]
+    out += ["", "### What the migration could not do", ""]
+    out += [f"- {r}" for r in m.refused] or ["Nothing: every flag moved."]
+    out += ["", f"### `invoke plan --env {report.env}`, before and after", "", "| figure | before | after |",
+            "|---|---|---|"]
+    out += [f"| {label} | {before} | {after} |" for label, before, after in rows(report)]
+    if report.after is not None:
+        out += ["", f"Cold start basis: {report.after.cold_start_basis}.", "", "```diff"]
+        out += _command_diff("launch", report.before.launch_command, report.after.launch_command)
+        out += _command_diff("compile", report.before.compile_command, report.after.compile_command)
+        out += ["```"]
+    for path, diff in report.diffs.items():
+        out += ["", f"### `{path}`", "", "```diff", diff.rstrip("\n"), "```"]
+    out += ["", "Merging runs the staging pipeline; promotion to prod then reports this release against prod's "
+            "current one (latency, goodput, cold start phase by phase, $/M output tokens, `invoke gpu-test`).", ""]
+    return "\n".join(out)
