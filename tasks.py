@@ -145,15 +145,39 @@ def rollback(c, env: str | None = None, recipe: str | None = None, to: str | Non
 
 @command(help=COMMON | {
     "cost": "also what Modal billed per release in a period, beside the estimate, and $/1M output tokens at the bill",
-    "since": "start of the --cost period: 7d, 36h, or a UTC date/time such as 2026-11-01 (default: 7d)",
-    "until": "end of the --cost period, the same forms (default: now)",
+    "since": "what the sentinel's probes saw since then (SLO attainment, errors, p50/p90, cold starts) and the bake's "
+             "verdict: 30m, 1h, 7d or a UTC time; with --cost, also the start of its period (default 7d)",
+    "until": "end of the --since window or --cost period, the same forms (default: now)",
+    "advise": "propose [[scaling.schedule]] windows from the bill's hourly history and the recorded starts",
+    "weeks": "whole weeks of history --advise reads (default 4, at least 2)",
 })
 def status(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, cost: bool = False,
-           since: str | None = None, until: str | None = None, json: bool = False, debug: bool = False):
-    """Show the current release, the releases before it, drift from plan, the ledger and (--cost) the bill."""
+           since: str | None = None, until: str | None = None, advise: bool = False, weeks: int = 4,
+           json: bool = False, debug: bool = False):
+    """Show the current release, the releases before it, drift from plan, the ledger, the sentinel and the bill."""
     from stages import status as stage
 
-    _stage(stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until))
+    _stage(stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until, advise=advise,
+                                                         weeks=weeks))
+
+
+@command(help=COMMON | {"dry_run": DRY})
+def check(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
+          json: bool = False, debug: bool = False):
+    """Fail when the sentinel's SLO attainment is below sentinel.min_attainment or the bill drifts from the estimate."""
+    from stages import check as stage
+
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run)
+
+
+@command(help=COMMON | {"recipe": "ignored: the sentinel probes every recipe the environment serves", "dry_run": DRY,
+                        "yes": YES})
+def sentinel(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
+             yes: bool = False, json: bool = False, debug: bool = False):
+    """Deploy the environment's sentinel: a scheduled Modal Function probing every served recipe."""
+    from stages.runner import run_sentinel
+
+    run_sentinel(env, set_, as_json=json, dry_run=dry_run, yes=yes)
 
 
 @command(help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy (required)",

@@ -192,3 +192,12 @@ def recorded_releases(env: str | None, recipe: str | None, overrides: list[str] 
                 found += store.read(d).history
                 read.append(f"{d.env}/{d.recipe.name}")
     return found, f"release manifests of {', '.join(read) or 'no environment serving ' + str(recipe)}"
+
+
+def run_sentinel(env: str | None, overrides: list[str] | None, *, as_json: bool, **flags) -> list[dict]:
+    """`invoke sentinel`: one deploy for the environment, watching every recipe it serves."""
+    from stages import sentinel
+
+    settings = settings_for(env, None, overrides)
+    ctx = context(settings, **flags)
+    return report([sentinel.run(ctx, [resolve(settings, name) for name in settings.serves])], as_json)

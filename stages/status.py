@@ -1,7 +1,9 @@
 """`invoke status`: the current release, the ones before it, drift between what runs and what `plan` would deploy,
 and the release ledger: per release, where it came from and what it measured and costs (infra/perf/ledger.py).
 
-`--cost` adds what Modal billed in a period (`--since`, default 7 days; `--until`, default now) per release beside
+`--since` (alone) adds, per recipe, what the sentinel's probes saw in that window (infra/control/attainment.py) and
+the bake's verdict on the current release; `--advise` proposes `[[scaling.schedule]]` windows from the bill's hourly
+history (infra/control/advice.py). `--cost` adds what Modal billed in a period (`--since`, default 7 days; `--until`, default now) per release beside
 the cost model's estimate (infra/control/costs.py). `invoke status` is also what keeps the live rates current: with
 credentials in hand, it fetches the workspace's rates into the state directory when the cache is a day old, so
 `plan` (which never fetches) prices with them afterwards.
@@ -13,10 +15,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from infra.control import coldstarts, costs, revisions
+from infra.control import advice, attainment, coldstarts, costs, objectives, revisions
 from infra.control.releases import ReleaseStore
 from infra.perf import gate, ledger
-from infra.runtime import schedule, spec
+from infra.runtime import schedule, sentinel, spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.recipes.base import COMMIT_RE
 from infra.runtime.remote import BillingUnavailable
@@ -31,6 +33,8 @@ class Options:
     cost: bool = False  # also what Modal billed in the period, per release
     since: str | None = None  # the period's start: 7d, 36h, 2026-11-01 (default: 7 days back)
     until: str | None = None  # its end (default: now)
+    advise: bool = False  # propose [[scaling.schedule]] windows from the bill's hourly history
+    weeks: int = advice.DEFAULT_WEEKS  # the history --advise reads, in whole weeks
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Status:
     bill: dict | None = None  # --cost: ledger.Bill per release in the period
     # release_id -> its server containers' recorded starts (infra/runtime/timeline.py records), newest first
     cold_starts: dict = dataclasses.field(default_factory=dict)
+    sentinel: dict | None = None  # --since: attainment.Watched of the window
+    bake: dict | None = None  # the bake's verdict on the current release, when one is recorded
+    advice: dict | None = None  # --advise: advice.Advice
 
 
 WHO = {
@@ -122,8 +129,9 @@ def refresh_rates(ctx: Context, d: Deployment, *, strict: bool) -> str | None:
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Status]:
     period = costs.period(options.since, options.until, ctx.clock()) if options.cost else None
-    if not options.cost and (options.since or options.until):
-        raise costs.CostError("--since and --until choose the period of --cost: add --cost, or leave them out")
+    if not options.cost and options.until and not options.since:
+        raise costs.CostError("--until ends the window of --since (or the period of --cost): add --since, or leave it out")
+    window = attainment.window(options.since, options.until, ctx.clock()) if options.since else None
     ctx.remote.require_credentials()
     if line := refresh_rates(ctx, d, strict=options.cost):
         ctx.say(line)
@@ -154,10 +162,50 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     if period is not None:
         billed = billed_in(ctx, d, manifest.history, period, rates)
         lines += ["  " + billed.lines()[0], *(f"    {line}" for line in billed.lines()[1:])]
+    watched = bake = None
+    if window is not None:
+        watched = watch(ctx, d, *window)
+        bake = bake_verdict(current)
+        lines += attainment.lines(watched)
+        lines.append(f"  bake of {current.release_id}: " + (bake["line"] if bake else "no bake recorded"))
+    advised = advise(ctx, d, manifest.history, rates, options.weeks) if options.advise else None
+    if advised:
+        lines += advised.lines()
     return result(STAGE, d, "ran", "\n".join(lines), Status(
         current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
         [ledger.entry(r, perf, cold_start=starts.get(r.release_id)) for r, perf in rows], rates.to_dict(),
-        billed.to_dict() if billed else None, recorded))
+        billed.to_dict() if billed else None, recorded, watched.to_dict() if watched else None, bake,
+        advised.to_dict() if advised else None))
+
+
+def watch(ctx: Context, d: Deployment, start, end) -> attainment.Watched:
+    """The recipe's sentinel probes in [start, end), summarised against its gate's objectives."""
+    gate = objectives.effective(ctx.settings.gate, ctx.settings.knobs(d.recipe.name).gate)
+    targets = objectives.resolve(gate, d.recipe.target_concurrency)
+    probes = sentinel.read_probes(ctx.remote, d.modal.environment, d.recipe.name, start.timestamp(), end.timestamp(),
+                                  ctx.settings.sentinel.slots, warn=ctx.say)
+    return attainment.summarise(d.recipe.name, probes, targets, start, end)
+
+
+def bake_verdict(release) -> dict | None:
+    """The bake's verdict on `release` as recorded in its manifest entry (stages/promote.py's bake), or None."""
+    verdict = getattr(release, "bake", None)
+    if verdict is None:
+        return None
+    data = verdict.model_dump(mode="json") if hasattr(verdict, "model_dump") else dict(verdict)
+    line = data.get("line") or data.get("summary") or data.get("verdict") or json.dumps(data, sort_keys=True)[:200]
+    return data | {"line": str(line)}
+
+
+def advise(ctx: Context, d: Deployment, history: list, rates: costs.Rates, weeks: int) -> advice.Advice:
+    """Advice from the last `weeks` whole weeks of the server's hourly bill and its recorded starts."""
+    since, until = advice.history_period(ctx.clock(), weeks)
+    rows = costs.bill_rows(ctx.remote.billing_report(d.modal.environment, since, until, spec.TAG_NAMES))
+    starts = coldstarts.read(ctx.remote, d.modal.environment, history)
+    started = [r["started_at"] for records in starts.values() for r in records if r.get("started_at")]
+    replica = costs.price(costs.Container.of(spec.server(d)), rates)
+    return advice.advise(rows, started, recipe=d.recipe.name, env=d.env, replica_usd=replica.usd, now=ctx.clock(),
+                         weeks=weeks)
 
 
 def billed_in(ctx: Context, d: Deployment, history: list, period: costs.Period, rates: costs.Rates) -> ledger.Bill:

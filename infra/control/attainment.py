@@ -89,8 +89,12 @@ def _instant(flag: str, text: str, now: datetime) -> datetime:
 
 
 def applicable(targets: Sequence[Target]) -> list[Target]:
-    """The objectives a probe can be held to: latency limits at concurrency 1, and the error rate."""
-    return [t for t in targets if t.concurrency == 1 and (APPLIES.fullmatch(t.metric) or t.metric == "error_rate")]
+    """The objectives a probe can be held to: latency limits at concurrency 1, and the error rate: the strictest
+    `error_rate` limit at any level (a failed request fails at any load), else 0, as the gate holds it."""
+    latency = [t for t in targets if t.concurrency == 1 and APPLIES.fullmatch(t.metric)]
+    rates = [t for t in targets if t.metric == "error_rate"]
+    strictest = min(rates, key=lambda t: t.limit) if rates else Target("error_rate", 1, 0.0, 1, implicit=True)
+    return [*latency, strictest]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

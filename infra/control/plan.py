@@ -274,6 +274,19 @@ def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None
     }
 
 
+def sentinel_plan(settings: Settings, rates: costs.Rates) -> dict | None:
+    """The environment's sentinel (infra/control/watching.py), when it is enabled: its app's options and its cost."""
+    if not settings.sentinel.enabled:
+        return None
+    from infra.control import watching
+    from infra.control.resolve import resolve
+
+    served = [resolve(settings, name) for name in settings.serves]
+    s = watching.spec_for(settings, served)
+    return {"modal": spec.sentinel_app(s),
+            "cost": watching.cost(s, rates, [(d, replica_cost(d, rates)) for d in served])}
+
+
 def plan_for(settings: Settings, d: Deployment, state: StageState | None = None) -> dict:
     state = state or StageState(d.env, d.recipe.name)
     resolved = revisions.recorded(state)
@@ -322,6 +335,8 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
         "schedule": schedule_plan(settings, d, rates=rates),
         # What a promotion into this environment must measure (infra/control/objectives.py, infra/perf/gate.py).
         "gate": objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
+        # The environment's sentinel, the same in every recipe's plan: it probes them all (docs/sentinel.md).
+        "sentinel": sentinel_plan(settings, rates),
         "cold_start": cold,
         # The compile job's CPU request and timeout, derived from measured compile times (infra/runtime/spec.py).
         "compile_job": spec.compile_budget(d),
@@ -398,6 +413,7 @@ def rows(p: dict) -> list[tuple[str, str, str]]:
     lines += _cost_lines(p["cost"], p["schedule"], p["compile_job"])
     lines += _schedule_lines(p["schedule"])
     lines += _gate(p["gate"])
+    lines += _sentinel(p.get("sentinel"))
     cold = p["cold_start"]
     parts = ", ".join(
         f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
@@ -479,6 +495,15 @@ def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
             lines.append(f"               sized: cpu {sized['cpu']:g}, timeout {sized['timeout_seconds']} s (compile_deep_gemm "
                          f"killed after {sized['deep_gemm_kill_after_seconds']} s): {sized['basis']}")
     return lines
+
+
+def _sentinel(plan: dict | None) -> list[str]:
+    if plan is None:
+        return ["Sentinel       off (sentinel.enabled = false): nothing probes this environment"]
+    from infra.control import watching
+
+    first, *rest = watching.describe_cost(plan["cost"])
+    return [f"Sentinel       {first}", *(f"               {line.strip()}" for line in rest)]
 
 
 def _gate(gate: dict) -> list[str]:

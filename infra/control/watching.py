@@ -60,9 +60,9 @@ def cost(s: SentinelSpec, rates: costs.Rates, replicas: Sequence[tuple[Deploymen
 
 def describe_cost(c: dict) -> list[str]:
     """`plan`'s lines for the sentinel, from `cost`'s data."""
-    lines = [f"sentinel ({c['app']}): a probe per recipe every {c['interval_seconds']} s "
-             f"({c['probes_per_30_days']:,} per 30 days); its container {costs.describe(c['container'])}, "
-             f"up {c['container_hours_per_hour'] * 100:.0f}% of each hour: ${c['usd_per_30_days']:,.2f} per 30 days"]
+    lines = [f"{c['app']}: a probe per recipe every {c['interval_seconds']} s ({c['probes_per_30_days']:,} per 30 "
+             f"days); its container ({c['container']['container']}) at ${c['container']['usd_per_hour']:.4f}/h, up "
+             f"{c['container_hours_per_hour'] * 100:.0f}% of each hour: ${c['usd_per_30_days']:,.2f} per 30 days"]
     if c["wake_usd_per_30_days"] is not None:
         lines.append(f"  wake = true keeps a replica of each scale-to-zero recipe up: up to "
                      f"${c['wake_usd_per_30_days']:,.2f} per 30 days more")

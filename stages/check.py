@@ -1,0 +1,61 @@
+"""`invoke check`: fail (exit 1) when prod is not doing what it promised over the last `[sentinel] check_minutes`.
+
+Two checks, each one line per problem, all of them said before it fails:
+- SLO attainment: per recipe, the share of the sentinel's probes within each objective that applies to a probe
+  (infra/control/attainment.py), against `[sentinel] min_attainment`; the error rate against its objective; and no
+  record at all (a sentinel that is not running is a breach of watching, not a pass).
+- Cost drift: what Modal billed per hour for the current release over the window's whole hours, against the cost
+  model's estimate, beyond `[costs] mismatch_margin` (infra/perf/ledger.py `Bill.warnings`, what `status --cost`
+  shows).
+A scheduled workflow runs it (.github/workflows/prod-check.yml) and puts its output in the job summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from infra.control import attainment, costs
+from infra.control.releases import ReleaseStore
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import StageError
+from stages.common import Context, StageResult, result
+from stages.status import billed_in, watch
+
+STAGE = "check"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    watched: dict
+    breaches: list[str] = field(default_factory=list)
+    cost_drift: list[str] = field(default_factory=list)
+
+
+def run(ctx: Context, d: Deployment) -> StageResult[Outcome]:
+    s = ctx.settings.sentinel
+    now = ctx.clock()
+    start = now - timedelta(minutes=s.check_minutes)
+    if ctx.dry_run:
+        return result(STAGE, d, "dry-run", f"check (dry run, {d.env}/{d.recipe.name}): would judge the sentinel's probes "
+                                           f"of the last {s.check_minutes} min against min_attainment "
+                                           f"{s.min_attainment:g} and the bill's drift against the estimate")
+    ctx.remote.require_credentials()
+    w = watch(ctx, d, start, now)
+    found = attainment.breaches(w, s.min_attainment)
+    drift: list[str] = []
+    manifest = ReleaseStore(ctx.remote).read(d)
+    hours = max(1, s.check_minutes // 60)
+    if manifest.current is not None:
+        period = costs.period(f"{hours}h", None, now)
+        bill = billed_in(ctx, d, manifest.history, period, costs.rates_for(ctx.settings.costs))
+        drift = [f"{d.recipe.name}: cost drift {w_}" for w_ in bill.warnings()]
+    lines = [f"{d.env}/{d.recipe.name}: check over the last {s.check_minutes} min", *attainment.lines(w)]
+    lines += [f"  BREACH {b}" for b in found] + [f"  DRIFT {x}" for x in drift]
+    outcome = Outcome(w.to_dict(), found, drift)
+    if found or drift:
+        ctx.say("\n".join(lines))
+        raise StageError(STAGE, f"{d.env}/{d.recipe.name}: {len(found)} breach(es), {len(drift)} cost drift(s): "
+                                + "; ".join(found + drift))
+    return result(STAGE, d, "ran", "\n".join(lines + ["  ok: every objective attained, the bill within its margin"]),
+                  outcome)
