@@ -40,12 +40,10 @@ class NotEnoughHistory(UserError):
     """Advice refused: the history cannot support it (one line saying what it has and what it needs)."""
 
 
-class _Typed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Advised(_Typed):
+class Advised(BaseModel):
     """One proposed window: on `days`, from `start_hour` to `end_hour` (24: midnight after), UTC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     days: tuple[int, ...]  # 0 = Monday
     start_hour: int
@@ -73,7 +71,10 @@ class Advised(_Typed):
         return t.weekday() in self.days and self.start_hour <= t.hour < self.end_hour
 
 
-class Advice(_Typed):
+class Advice(BaseModel):
+    """What `status --advise` proposes for one recipe, and what the proposal would have done to the history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     recipe: str
     since: datetime
     until: datetime
