@@ -218,6 +218,9 @@ def scale(c, env: str | None = None, recipe: str | None = None, min_: int | None
     "json": JSON + " (the report)",
     "output": "also write the report (JSON) to this file",
     "plot": "write a PNG: latency percentiles and throughput against concurrency",
+    "write_requests": "write each level's measured requests, exactly as sent, one JSON line each: the dataset "
+                      "`python -m sglang.bench_serving --dataset-name openai --dataset-path FILE` replays (with several "
+                      "levels the path must contain {concurrency})",
     "compare": "compare two earlier reports, or two recorded releases, instead of measuring: --compare a.json "
                "--compare b.json, or --compare <release id> --compare <release id> (see `invoke status`)",
     "dry_run": DRY, "debug": DEBUG,
@@ -228,7 +231,7 @@ def bench(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
           temperature: str | None = None, top_p: float | None = None, top_k: int | None = None,
           warmup: int | None = None, timeout: float | None = None, wait: float | None = None, label: str | None = None,
           json: bool = False, output: str | None = None, plot: str | None = None, compare: list[str] | None = None,
-          dry_run: bool = False, debug: bool = False):
+          write_requests: str | None = None, dry_run: bool = False, debug: bool = False):
     """Measure time to first token, inter-token latency and throughput at several concurrency levels."""
     from stages import bench as stage
     from stages import flags
@@ -243,7 +246,8 @@ def bench(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     options = flags.bench_options(url=url, proxy_auth=proxy_auth, model=model, concurrency=concurrency,
                                   requests=requests, duration=duration, prompt_tokens=prompt_tokens,
                                   max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                  warmup=warmup, timeout=timeout, wait=wait, label=label, output=output, plot=plot)
+                                  warmup=warmup, timeout=timeout, wait=wait, label=label, output=output, plot=plot,
+                                  write_requests=write_requests)
     run_bench(env, recipe, set_, options, as_json=json, dry_run=dry_run)
 
 

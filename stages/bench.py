@@ -43,6 +43,7 @@ class Options:
     label: str | None = None
     json_path: str | None = None  # write the report here
     plot: str | None = None  # write a PNG here
+    requests_path: str | None = None  # write each level's measured requests here (bench.write_requests), per level
 
 
 def _say(msg: str) -> None:
@@ -55,7 +56,8 @@ def would(options: Options, where: str) -> str:
     per_level = f"{p.duration:g} s" if p.duration else f"{p.requests or 'default'} requests"
     return (f"bench (dry run): would measure {where} at concurrency {','.join(map(str, p.concurrency))}, {per_level} per "
             f"level, prompt ~{w.prompt_tokens} tokens, {w.max_tokens} output tokens"
-            + (f", writing {options.json_path}" if options.json_path else "") + (f" and {options.plot}" if options.plot else ""))
+            + (f", writing {options.json_path}" if options.json_path else "") + (f" and {options.plot}" if options.plot else "")
+            + (f"; the requests sent to {options.requests_path}" if options.requests_path else ""))
 
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
@@ -88,8 +90,13 @@ def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult
 def measure(options: Options, target: dict, *, say=_say) -> dict:
     """Measure `options.url` and write the report and plot files; return the report."""
     headers = client.proxy_auth_headers(options.url) if options.proxy_auth else {}
+    sent: dict[int, list[dict]] = {}
     report = bench.run(options.url, options.workload, options.plan, label=options.label, target=target,
-                       headers=headers, say=say, progress=show.progress_bars())
+                       headers=headers, say=say, progress=show.progress_bars(),
+                       sent=(lambda c, payload: sent.setdefault(c, []).append(payload)) if options.requests_path else None)
+    for c, payloads in sent.items():
+        say(f"bench: the {len(payloads)} requests sent at concurrency {c} written to "
+            f"{bench.write_requests(payloads, bench.requests_path(options.requests_path, c))}")
     if options.json_path:
         say(f"bench: results written to {bench.write_json(json.loads(scrub(json.dumps(report))), Path(options.json_path))}")
     if options.plot:

@@ -172,7 +172,7 @@ def gate_override(skip_gate: bool, reason: object):
 
 def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16", requests=None, duration=None,
                   prompt_tokens=None, max_tokens=None, temperature=None, top_p=None, top_k=None, warmup=None,
-                  timeout=None, wait=None, label=None, output=None, plot=None):
+                  timeout=None, wait=None, label=None, output=None, plot=None, write_requests=None):
     """`invoke bench`'s flags, checked (all before the first request) into the stage's typed options."""
     levels = concurrency_levels(concurrency if concurrency is not None else "1,4,16")
     n, dur = whole("--requests", requests), seconds("--duration", duration)
@@ -182,6 +182,9 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
         _fail(f"--requests must be at least the highest --concurrency ({max(levels)}) so every stream is busy; got {n}")
     if proxy_auth and not url:
         _fail("--proxy-auth applies to --url; the environment's own endpoint always gets its credentials")
+    if write_requests is not None and len(levels) > 1 and engine.LEVEL_PLACEHOLDER not in str(write_requests):
+        _fail(f"--write-requests {write_requests}: {len(levels)} concurrency levels need one file each; allowed: a path "
+              f"containing {engine.LEVEL_PLACEHOLDER}, e.g. requests-c{engine.LEVEL_PLACEHOLDER}.jsonl")
     return stage.Options(
         workload=engine.Workload(
             prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,
@@ -201,4 +204,5 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
         label=label,
         json_path=writable_file("--output", output),
         plot=writable_file("--plot", plot),
+        requests_path=writable_file("--write-requests", write_requests),
     )

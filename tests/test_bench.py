@@ -250,6 +250,23 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["rows"] == json.loads(json.dumps(comparison["rows"]))
 
 
+def test_the_measured_requests_are_written_exactly_as_sent_in_the_format_bench_serving_replays(fake_server, tmp_path):
+    """`--write-requests`: each level's measured requests (not the readiness probe, not the warm-up), byte for byte the
+    bodies the server received, in order, one JSON object a line with `messages` and `max_tokens` as
+    sglang.bench_serving's `openai` dataset reads them (benchmarks/bench_vs_bench_serving.py replays them)."""
+    server = fake_server("--tokens", "3")
+    template = str(tmp_path / "sent-c{concurrency}.jsonl")
+    report = measure(server, "1,2", requests=4, max_tokens=3, warmup=1, write_requests=template)
+    received = [r["body"] for r in chats(server)]
+    assert len(received) == 1 + (1 + 4) + (2 + 4)  # probe, then per level its warm-up round and the measured requests
+    written = {c: [json.loads(line) for line in (tmp_path / f"sent-c{c}.jsonl").read_text().splitlines()] for c in (1, 2)}
+    assert written[1] == received[2:6] and sorted(map(json.dumps, written[2])) == sorted(map(json.dumps, received[8:12]))
+    for line in written[1] + written[2]:
+        assert line["max_tokens"] == 3 and line["messages"][0]["role"] == "user" and line["ignore_eos"] is True
+    assert len({json.dumps(line["messages"]) for line in written[1] + written[2]}) == 8  # distinct prompts
+    assert [lv["requests"]["sent"] for lv in report["levels"]] == [4, 4]
+
+
 def test_duration_mode_starts_requests_only_within_the_window(fake_server):
     server = fake_server("--ttft", "0.02", "--itl", "0.005", "--tokens", "10")
     (level,) = measure(server, "3", duration="0.6", warmup="0")["levels"]
@@ -356,6 +373,8 @@ def test_bad_concurrency_is_one_line_naming_the_flag_and_what_is_allowed(value):
     ({"url": "http://127.0.0.1:x"}, "--url must be an http:// or https:// address with a valid port"),
     ({"output": "/no/such/folder/report.json"}, "--output /no/such/folder/report.json: folder /no/such/folder does not exist"),
     ({"plot": "/"}, "--plot /: is a folder"),
+    ({"write_requests": "/tmp/requests.jsonl", "concurrency": "1,4"},
+     r"--write-requests /tmp/requests.jsonl: 2 concurrency levels need one file each; allowed: a path containing \{concurrency\}"),
 ])
 def test_other_bad_options_are_one_line_config_errors_before_any_request(options, flag):
     options = {"url": "http://127.0.0.1:9"} | options

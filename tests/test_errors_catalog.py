@@ -60,6 +60,8 @@ BAD_INPUT = [
     ("bench with --concurrency 0", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "0"], None),
     ("bench with junk concurrency", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "1,x"], None),
     ("bench report to a folder that does not exist", ["bench", "--url", "http://127.0.0.1:9", "--output", "/no/such/r.json"], None),
+    ("bench requests of several levels written to one file", ["bench", "--url", "http://127.0.0.1:9", "--concurrency", "1,16",
+                                                             "--write-requests", "sent.jsonl"], None),
     ("bench: proxy credentials in clear text to another host", ["bench", "--url", "http://example.com:9", "--proxy-auth"],
      "proxy-credentials"),
     ("scale without --min", ["scale", "--env", "prod"], None),

@@ -53,6 +53,48 @@ def test_the_opt_in_real_shape_test_runs_against_the_stand_ins(tmp_path):
     assert json.loads(report.read_text())["steps"]["cached"]["record"]["outcome"] == "ready"
 
 
+def test_the_bench_comparison_starts_a_server_and_gives_bench_serving_exactly_the_requests_invoke_bench_sent(tmp_path):
+    """benchmarks/bench_vs_bench_serving.py --launch (issue 32 item 3) against the stand-ins: one server started through
+    the project's lifecycle, an unmeasured warm-up, then per repeat and level the radix cache flushed, invoke bench,
+    the cache flushed, bench_serving replaying the file invoke bench wrote (no warm-up on either side); then both on the
+    zero-latency loopback server; medians, ratios and the client overhead attributed."""
+    record, out = tmp_path / "received.jsonl", tmp_path / "bvb"
+    env = dryrun_env(tmp_path, record=str(record))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_vs_bench_serving.py", "--launch", "tiny", "--out", str(out), "--root",
+         str(tmp_path / "root"), "--concurrency", "1,4", "--requests", "4,8", "--repeats", "2", "--max-tokens", "16",
+         "--prompt-tokens", "8"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["levels"]) == {"1", "4"} and set(result["loopback"]) == {"1", "4"}
+    for c, level in result["levels"].items():
+        assert level["repeats"] == 2 and level["failed"] == 0, c
+        assert set(level["ratio"]) >= {"ttft_p50_ms", "tpot_p50_ms", "output_tok_s"} and level["ratio"]["tpot_p50_ms"] > 0
+        assert set(level["attribution"]) == {"ttft_p50_ms", "tpot_p50_ms", "itl_p50_ms"}
+        floor = result["loopback"][c]
+        assert floor["ours"]["client_cpu_ms_per_request"] is not None and floor["theirs"]["ttft_p50_ms"] > 0
+    # What the server received, cut at each cache flush: the warm-up, then (invoke bench, bench_serving) pairs.
+    received = [json.loads(line) for line in record.read_text().splitlines()]
+    segments: list[list[dict]] = [[]]
+    for r in received:
+        if r["path"] == "/flush_cache":
+            segments.append([])
+        elif r["path"] == "/v1/chat/completions":
+            segments[-1].append(r["body"])
+    assert len(segments) == 1 + 2 * 2 * 2  # warm-up, then 2 repeats x 2 levels x 2 tools
+    assert len(segments[0]) >= 1 + 8  # the recipe's warm-up, then invoke bench's readiness probe and 8 unmeasured requests
+    for i, n in zip(range(1, len(segments), 2), [4, 8, 4, 8]):
+        ours, theirs = segments[i][1:], segments[i + 1]  # invoke bench's first request is its readiness probe
+        assert len(ours) == len(theirs) == n  # no warm-up on either side
+        assert sorted(json.dumps(b["messages"]) for b in ours) == sorted(json.dumps(b["messages"]) for b in theirs)
+        assert {b["max_tokens"] for b in ours} == {b["max_completion_tokens"] for b in theirs} == {16}
+        for body in ours + theirs:
+            assert body["temperature"] == 0 and body["ignore_eos"] is True and body["stream_options"] == {"include_usage": True}
+        assert len({json.dumps(b["messages"]) for b in ours}) == n  # distinct prompts: no prefix hit within a run
+    assert "within +-10%" in done.stdout and "ratio without it" in done.stdout
+    assert (out / "DONE").exists() and (out / "table.txt").read_text().startswith("invoke bench / sglang.bench_serving")
+
+
 def test_the_cold_start_benchmark_runs_end_to_end_against_the_stand_in(tmp_path):
     out = tmp_path / "cold.json"
     env = dryrun_env(tmp_path, jit_seconds=1.5, first_request_seconds=1.5)

@@ -280,10 +280,11 @@ def no_progress(_concurrency: int, _total: int | None) -> contextlib.AbstractCon
 
 async def run_level(
     session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int, tags: Tags | None = None,
-    observe=None, done: Callable[[], None] = lambda: None,
+    observe=None, done: Callable[[], None] = lambda: None, sent: Callable[[dict], None] | None = None,
 ) -> dict:
     """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
-    `done()` is called after each measured request (progress)."""
+    `done()` is called after each measured request (progress), `sent(payload)` with each measured request's body
+    just before it goes out (`--write-requests`)."""
     tags = tags or Tags()
 
     # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
@@ -309,7 +310,10 @@ async def run_level(
             elif issued >= total:
                 return
             issued += 1
-            record = await measure_one(session, url, workload.payload(tags()), plan.timeout, observe)
+            payload = workload.payload(tags())
+            if sent:
+                sent(payload)
+            record = await measure_one(session, url, payload, plan.timeout, observe)
             records.append(record)
             done()
             if record.error in ("unavailable", "connect"):
@@ -412,7 +416,9 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
 async def run_async(
     url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: dict | None = None,
     headers: dict[str, str] | None = None, say=None, progress: Progress = no_progress,
+    sent: Callable[[int, dict], None] | None = None,
 ) -> dict:
+    """Every level of `plan` against `url`; `sent(concurrency, payload)` sees each measured request as it goes out."""
     say = say or (lambda _msg: None)
     headers = headers or {}  # proxy auth only where the caller decided it belongs (client.proxy_auth_headers)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -427,7 +433,8 @@ async def run_async(
             n = plan.requests_for(c)
             say(f"bench: concurrency {c}: " + (f"{n} requests" if n else f"{plan.duration:g} s") + "...")
             with progress(c, n) as advance:
-                levels.append(await run_level(session, url, workload, plan, c, tags, done=advance))
+                levels.append(await run_level(session, url, workload, plan, c, tags, done=advance,
+                                              sent=(lambda payload, c=c: sent(c, payload)) if sent else None))
     return {
         "schema": SCHEMA,
         "tool": "invoke bench",
@@ -453,6 +460,28 @@ def run(url: str, workload: Workload, plan: Plan, **options) -> dict:
 
 
 # ---------------------------------------------------------------- files
+
+# `--write-requests`: with several levels the path names each level's file through this placeholder.
+LEVEL_PLACEHOLDER = "{concurrency}"
+
+
+def requests_path(template: str | Path, concurrency: int) -> Path:
+    return Path(str(template).replace(LEVEL_PLACEHOLDER, str(concurrency)))
+
+
+def write_requests(payloads: list[dict], path: str | Path) -> Path:
+    """The measured requests of one level, in the order they went out, each exactly as sent: one JSON object a line.
+
+    That is the JSONL `python -m sglang.bench_serving --dataset-name openai --dataset-path FILE` replays (SGLang
+    0.5.11, benchmark/datasets/openai_dataset.py): it keeps the file's order, takes `messages` as the prompt,
+    `max_tokens` as the output length (sent as max_completion_tokens, which SGLang reads the same), its own
+    --model as the model, and sends every other key (stream_options, temperature, ignore_eos...) unchanged, so
+    two tools can be compared on the same requests rather than on workloads that only look alike."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(p, separators=(",", ":")) + "\n" for p in payloads))
+    return path
+
 
 
 def write_json(report: dict, path: str | Path) -> Path:

@@ -232,8 +232,16 @@ class FakeServer:
             meta["spec_verify_ct"] = count
         return web.json_response({"text": " ".join(f"tok{i}" for i in range(count)), "meta_info": meta})
 
+    async def flush_cache(self, request: web.Request) -> web.Response:
+        """SGLang's /flush_cache: the radix (prefix) cache emptied, refused while requests are in flight."""
+        self.record(request, None)
+        if self.in_flight:
+            return web.Response(status=400, text="Cache not flushed because there are pending requests.")
+        return web.Response(text="Cache flushed.\nPlease check backend logs for more details.")
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_route("*", "/flush_cache", self.flush_cache)
         app.router.add_post("/generate", self.generate)
         app.router.add_get("/health", self.health)
         app.router.add_get("/health_generate", self.health)
