@@ -20,6 +20,14 @@ count; bench_serving's process CPU from /proc between its "Starting main benchma
     # start one itself: the 8B recipe's real shape with dummy weights (tests/gpu/real_shape.py), or the tiny model
     python benchmarks/bench_vs_bench_serving.py --launch real --out /tmp/bvb [--detach]
 
+On the lent GPU machine (../shared/gpu/README.md: the stripped SGLang 0.5.11 site unpacked in /tmp/site), detached,
+from a copy of the project in /tmp, within 12 minutes with the server's start (--budget 660 s by default):
+
+    rm -rf /tmp/proj && cp -a . /tmp/proj && cd /tmp/proj && PYTHONPATH=/tmp/site:/tmp/proj \
+        python3 benchmarks/bench_vs_bench_serving.py --launch real --out /tmp/bvb --detach
+    # then, until /tmp/bvb/DONE exists:  tail -3 /tmp/bvb/run.log;  at the end copy /tmp/bvb/{results.json,table.txt,
+    # run.log,server.log} to $OUT
+
 It prints, per concurrency level, the median over repeats of each tool's TTFT p50, TPOT p50, ITL p50 and output
 tok/s, their ratio (invoke bench / bench_serving), the loopback floors and what is left once they are taken away.
 OUT/results.json is rewritten after every run; OUT/DONE marks the end. Needs SGLang (bench_serving) and this project.
@@ -114,14 +122,19 @@ def theirs(args, url: str, c: int, dataset: Path, n: int, work: Path, name: str)
             "client_cpu_ms_per_request": None if spent is None else spent * 1000 / n, "accept_length": r.get("accept_length")}
 
 
-def flush(url: str) -> dict:
-    """Empty SGLang's radix cache; it refuses (400) while requests are in flight."""
-    req = urllib.request.Request(f"{url}/flush_cache", data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return {"status": resp.status}
-    except urllib.error.HTTPError as err:
-        return {"status": err.code, "body": err.read()[:200].decode(errors="replace")}
+def flush(url: str, tries: int = 5) -> dict:
+    """Empty SGLang's radix cache. It refuses (400) while any request is still running or waiting, so it is asked
+    to wait for that (`timeout`, SGLang 0.5.11) and asked again after a pause, a few times."""
+    answer: dict = {}
+    for attempt in range(1, tries + 1):
+        req = urllib.request.Request(f"{url}/flush_cache?timeout=10", data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return {"status": resp.status, "attempts": attempt}
+        except urllib.error.HTTPError as err:
+            answer = {"status": err.code, "attempts": attempt, "body": err.read()[:200].decode(errors="replace")}
+        time.sleep(1.0)
+    return answer
 
 
 # ---------------------------------------------------------------------------- the comparison
@@ -266,6 +279,8 @@ def launch(args, res: Results):
     from tests.gpu import real_sglang as real
     from tests.gpu import real_shape as rs
 
+    if reason := real.unavailable_reason():
+        raise SystemExit(f"bench_vs_bench_serving --launch: {reason}")
     hub = Path(args.hub or res.out / "hub")
     if args.launch == "real":
         models = rs.build_real_shape_models(hub)
@@ -359,7 +374,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--prefix-cache", choices=("flush", "off"), default="flush",
                    help="flush: /flush_cache before every run; off: with --launch, --disable-radix-cache")
     p.add_argument("--timeout", type=float, default=300, help="seconds for one tool's run")
-    p.add_argument("--budget", type=float, default=700, help="seconds for everything, the server's start included")
+    p.add_argument("--budget", type=float, default=660, help="seconds for everything, the server's start included")
     p.add_argument("--min-left", type=float, default=60, help="a run starts only with this many seconds of the budget left")
     p.add_argument("--out", help="folder for results.json, every run's files and the server's log (default: a temporary one)")
     p.add_argument("--json", help="also write the results here")
