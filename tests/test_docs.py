@@ -127,6 +127,17 @@ def test_the_front_page_stays_short_and_links_every_page():
     assert {p.resolve() for p in (REPO / "docs").glob("*.md")} <= linked, "link each docs/ page from README's list"
 
 
+def test_benchs_option_table_is_its_help(cli):
+    """docs/bench.md's table of options names exactly the flags `invoke bench` takes (it once documented a
+    `--json [PATH]` that failed)."""
+    documented_flags = set()
+    for line in (REPO / "docs" / "bench.md").read_text().splitlines():
+        if line.startswith("| `--"):
+            documented_flags |= set(re.findall(r"`(--[a-z-]+)", line.split("|")[1]))
+    helped = set(re.findall(r"^  (--[a-z-]+)", cli("--help", "bench").stdout, re.M))
+    assert documented_flags == helped
+
+
 def test_the_output_check_can_fail():
     assert shows_in_order(["== prod / <recipe> ==", "...", "Scaling        min_containers 1"],
                           "== prod / qwen3 ==\nx\nScaling        min_containers 1\n") == []
