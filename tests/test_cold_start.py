@@ -121,7 +121,7 @@ def test_cold_start_phase_by_phase_for_the_flow_the_pipeline_runs():
     assert cold["profile"] == {"name": "qwen3-8b-fp8-eagle3", "source": "benchmarks/results/cold_start_real_shape_h200.json",
                                "measured_on": figures.QWEN3_8B_FP8_EAGLE3.measured_on, "measured_with_this_model": False}
     assert cold["caveats"] == [
-        "nothing measured with Qwen/Qwen3.6-35B-A3B-FP8: the figures of the nearest measured shape",
+        "no start measured phase by phase with Qwen/Qwen3.6-35B-A3B-FP8: the phases of the nearest measured shape",
         "this deployment runs SGLang 0.5.10.post1 on H100!:1, TP 1: not measured there; the figures are used as they are"]
     assert cold["complete"] and cold["estimate_seconds"] == round(sum(p["seconds"] for p in parts.values()), 1)
     assert cold["uncached_estimate_seconds"] == round(
@@ -301,3 +301,20 @@ def test_standing_cost_of_warm_replicas():
     assert cost["replica"]["parts"][0] | {"usd_per_hour": None} == {
         "resource": "H100", "quantity": 1, "unit": "GPU", "usd_per_unit_hour": 2.0, "usd_per_hour": None,
         "source": "settings (costs.gpu_hourly_usd.H100!)"}
+
+
+def test_the_vision_recipes_measured_start_is_in_its_plan_as_measured():
+    """The docs cite the vision recipe's launch (ready in 354.5 s): plan shows it, from the file it cites."""
+    from infra.control.cold_start_figures import QWEN36_35B_VLM_UNCACHED as vlm
+
+    measured = json.loads((REPO / vlm.source).read_text())["vlm"]
+    assert vlm.seconds == measured["launch_to_ready_s"] and tuple(measured["warmup_s"]) == vlm.warmup_seconds
+    assert vlm.healthy_seconds == next(p["end_s"] for p in measured["phases"] if p["phase"] == "healthy")
+    settings = load_settings("prod")
+    p = plan.plan_for(settings, resolve(settings, "qwen3.6-35b-vlm"))
+    assert [m["seconds"] for m in p["cold_start"]["measured_starts"]] == [354.541]
+    text = plan.render([p])
+    assert "measured with this model: ready in 354.5 s (healthy 222.7 s, warm-ups 130.6 s, 1.2 s)" in text
+    assert "nothing measured with Qwen/Qwen3.6-35B-A3B-FP8" not in text
+    eight = plan.plan_for(settings, resolve(settings, "qwen3-8b-low-latency"))
+    assert eight["cold_start"]["measured_starts"] == []

@@ -116,6 +116,39 @@ TINY_QWEN3 = Profile(
 )
 
 PROFILES = (QWEN3_8B_FP8_EAGLE3, TINY_QWEN3)
+
+
+@dataclass(frozen=True)
+class MeasuredStart:
+    """A whole start measured with a model that has no phase-by-phase profile: `plan` shows it beside the estimate
+    made from the nearest profile, so a measurement the docs cite is never left out."""
+
+    models: tuple[str, ...]
+    seconds: float  # launch to ready
+    healthy_seconds: float  # launch to SGLang's first healthy answer; the warm-up requests after it
+    warmup_seconds: tuple[float, ...]
+    what: str
+    measured_on: str
+    source: str
+    at: str  # JSON path of `seconds` in `source`
+
+
+VLM_SOURCE = "benchmarks/results/gpu_2026-12-02_h200.json"
+# The vision recipe's own arguments on a stand-in at Qwen3.6-35B-A3B-FP8's shape (tests/gpu/real_shape.py
+# vlm_config), nothing cached, DeepGEMM compiling lazily (SGLANG_JIT_DEEPGEMM_PRECOMPILE=0: only the shapes the start
+# hit). Its compile job and a start from its caches were not run, so there is no cached figure to build phases from.
+QWEN36_35B_VLM_UNCACHED = MeasuredStart(
+    models=("Qwen/Qwen3.6-35B-A3B-FP8", "infra-test/qwen3.6-35b-a3b-fp8-shape"),
+    seconds=354.541, healthy_seconds=222.659, warmup_seconds=(130.641, 1.24),
+    what="a start without any cache (DeepGEMM compiling lazily), the recipe's arguments and image warm-ups",
+    measured_on="1×H200, SGLang 0.5.11, stand-in at Qwen3.6-35B-A3B-FP8's shape, TP 1, dummy weights",
+    source=VLM_SOURCE, at="vlm.launch_to_ready_s",
+)
+MEASURED_STARTS = (QWEN36_35B_VLM_UNCACHED,)
+
+
+def measured_starts(model: str) -> list[MeasuredStart]:
+    return [m for m in MEASURED_STARTS if model in m.models]
 NEAREST = QWEN3_8B_FP8_EAGLE3  # for a model nothing was measured with: the measured shape closest to the recipes'
 
 # A GPU snapshot restore (single GPU): SGLang takes its memory back and answers one generation. Measured on the H200

@@ -112,7 +112,10 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     when = ("compile cache recorded here for this deployment's key" if compiled else
             "after `invoke compile` (the pipeline's compile stage); not yet recorded here for this key")
     flags = {flag for flag, _ in r.extra_flags}
-    caveats = [] if measured_here else [f"nothing measured with {r.model}: the figures of the nearest measured shape"]
+    whole = figures.measured_starts(r.model)
+    caveats = [] if measured_here else [
+        f"no start measured phase by phase with {r.model}: the phases of the nearest measured shape"
+        if whole else f"nothing measured with {r.model}: the figures of the nearest measured shape"]
     here = f"SGLang {r.sglang_version} on {r.gpu}, TP {r.tp_size}"
     if r.sglang_version != profile.sglang_version or r.tp_size != 1 or r.gpu_type.rstrip("!") not in profile.measured_on:
         caveats.append(f"this deployment runs {here}: not measured there; the figures are used as they are")
@@ -191,6 +194,10 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
                     "measured_with_this_model": measured_here},
         "piecewise_graphs": why,
         "caveats": caveats,
+        # Whole starts measured with this model (cold_start_figures.MEASURED_STARTS), shown beside the estimate.
+        "measured_starts": [{"seconds": m.seconds, "healthy_seconds": m.healthy_seconds,
+                             "warmup_seconds": list(m.warmup_seconds), "what": m.what, "measured_on": m.measured_on,
+                             "source": m.source} for m in whole],
     }
     if d.gpu_snapshot:
         resume = figures.SNAPSHOT_RESUME.cached
@@ -429,6 +436,9 @@ def rows(p: dict) -> list[tuple[str, str, str]]:
     lines.append(f"               figures measured on {cold['profile']['measured_on']} ({cold['profile']['source']}); "
                  f"piecewise CUDA graphs {cold['piecewise_graphs']}")
     lines += [f"               note: {c}" for c in cold["caveats"]]
+    lines += [f"               measured with this model: ready in {m['seconds']:.1f} s (healthy {m['healthy_seconds']:.1f} s, "
+              f"warm-ups {', '.join(format(w, '.1f') + ' s' for w in m['warmup_seconds'])}): {m['what']}; "
+              f"{m['measured_on']} ({m['source']})" for m in cold["measured_starts"]]
     if "snapshot_restore_seconds" in cold:
         lines.append(f"               with a snapshot restore: ~{cold['snapshot_restore_seconds']:g} s")
     for w in p["warnings"]:
