@@ -34,7 +34,20 @@ TARGET = "infra-test/tiny-qwen3"
 TARGET_COMMIT = "51ab7e2c4d0f9e8a7b6c5d4e3f2a1b0c9d8e7f60"
 DRAFT = "infra-test/tiny-qwen3-eagle3"
 DRAFT_COMMIT = "e3a9c1d7f5b3a1c9e7d5b3f1a9c7e5d3b1f9a7c5"
-GPU_SGLANG_VERSION = "0.5.11"  # the release whose torch pin matches the GPU machine's image
+
+
+def _installed_sglang(default: str = "0.5.11") -> str:
+    """The SGLang this machine runs (0.5.11 by default: the first release whose torch pin matches the GPU machine's
+    image; a site of 0.5.17, the last with that pin, runs the suite at 0.5.17, as after `invoke upgrade`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sglang")
+    except PackageNotFoundError:
+        return default
+
+
+GPU_SGLANG_VERSION = _installed_sglang()
 READY_LINE = "The server is fired up and ready to roll!"  # SGLang's log line once /health turns 200
 # Serving a random tiny model on the stripped GPU site (../shared/gpu/README.md): no FA3, no FP8 DeepGEMM.
 TINY_FLAGS = (
