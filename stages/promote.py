@@ -10,7 +10,9 @@ target runs (`--skip-gate --reason` promotes unmeasured, and is recorded). Deplo
 the same release (commit, image, model and draft revisions) with the target's own
 scaling, region and auth, smoke-tests it, and if that fails rolls the target back to
 its previous version (Modal keeps app versions), records it, and exits non-zero.
-The whole promotion holds the target's release lock: a concurrent promotion is
+Then it bakes (`[release] bake_minutes`, docs/bake.md, infra/perf/bake.py): the gate workload at a low rate on
+the target itself, judged per window, and a sustained breach rolls back the same way, recorded as "rolled back
+by bake: ...". The whole promotion holds the target's release lock: a concurrent promotion is
 refused, and the baseline the gate compares with cannot change under it.
 """
 
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from infra.control import gitinfo, objectives
+from infra.control import bake_policy, gitinfo, objectives
+from infra.control.bake_policy import Bake, BakeOff
 from infra.control.gitinfo import GitInfo
 from infra.control.releases import Release, ReleaseStore
 from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
-from infra.perf import client, gate, smoketest
+from infra.perf import bake, client, gate, smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused, StageError
 from stages import show
@@ -63,6 +66,7 @@ class Promoted:
     url: str | None
     promoted_from: dict
     gate: dict | None = None  # the gate's verdict, table and override (the measurement is in the manifest)
+    bake: Bake | None = None  # the bake's verdict (kept, or off with who and why)
 
 
 def same_release(target: Deployment, release: Release) -> Deployment:
@@ -105,16 +109,23 @@ def check_source(source_env: str, target_env: str, release: Release | None, reci
     return release
 
 
-def run(source: Context, target: Context, options: Options, *, confirm=input) -> StageResult[Promoted]:
+def run(source: Context, target: Context, options: Options, *, confirm=input, clock: bake.Clock | None = None,
+        pace: bake.Pace = bake.Pace()) -> StageResult[Promoted]:
+    """`clock` and `pace`: what the bake reads time from and how often it probes (tests shorten both)."""
     src_env, dst_env, recipe = source.settings.env, target.settings.env, options.recipe
     check_direction(source.settings, target.settings)
     gating = gate_for(target.settings, recipe)
+    policy = target.settings.release
+    bake_off = bake_policy.off_reason(dst_env, policy.bake_minutes, policy.bake_off_reason)
+    bake_policy.check_minutes(dst_env, policy.bake_minutes, smoketest.deadline_for(resolve(target.settings, recipe)))
     if target.dry_run:  # offline: no credentials, no manifest read
         d = resolve(target.settings, recipe)
         measure = f"measure it on {src_env} (the gate), then " if gating.enabled and not options.skip_gate else ""
+        baking = (f", then bake it there for {policy.bake_minutes:g} min" if policy.bake_minutes
+                  else f" (bake off: {bake_off})")
         return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would take {src_env}'s current "
                                            f"smoke-tested release, {measure}deploy it to {d.app_name} "
-                                           f"(Modal environment {d.modal.environment}) and smoke-test it there")
+                                           f"(Modal environment {d.modal.environment}) and smoke-test it there{baking}")
     target.remote.require_credentials()  # before the question: a "yes" is never followed by "credentials missing"
     if target.settings.release.guarded:  # asked before anything remote, like every local precondition
         confirm_or_refuse(target, f"promoting to guarded environment '{dst_env}'",
@@ -150,16 +161,60 @@ def run(source: Context, target: Context, options: Options, *, confirm=input) ->
             manifest = store.update_current(d, manifest, smoke={"passed": False, "error": str(err), "at": time.time()})
             rolled = _roll_back(target, d, store, manifest, previous, reason=f"automatic rollback: {err}")
             raise StageError(STAGE, f"{dst_env} smoke test failed ({err}); {rolled}") from None
-        store.update_current(d, manifest, smoke=outcome)
+        manifest = store.update_current(d, manifest, smoke=outcome)
+        title = f"{recipe} {promoted.release_id} v{promoted.version} in {dst_env}"
+        baked = _bake(target, d, store, manifest, promoted, previous, gating, bake_off, title, clock, pace)
         baseline = _record_baseline(target, d, store, manifest, promoted, gating, options)
     verdict = f"gate {gated['verdict']}, " if gated else ""
     return result(
         STAGE, d, "ran",
         f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: {promoted.url} "
-        f"({verdict}smoke passed, first token {outcome['ttft']:.2f} s){baseline}",
+        f"({verdict}smoke passed, first token {outcome['ttft']:.2f} s; {baked.line()}){baseline}",
         Promoted(promoted.release_id, promoted.version, promoted.url, origin,
-                 {k: v for k, v in gated.items() if k != "measurement"} if gated else None),
+                 {k: v for k, v in gated.items() if k != "measurement"} if gated else None, baked),
     )
+
+
+def _bake(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: Release, previous: Release | None,
+          gating: objectives.Gate, off_reason: str | None, title: str, clock: bake.Clock | None,
+          pace: bake.Pace) -> Bake:
+    """Probe the promoted release on the target for `bake_minutes` and record the verdict on it. A sustained breach
+    rolls back to `previous` (as a failed smoke test does) and raises; so does Ctrl-C, which leaves it in place."""
+    minutes = ctx.settings.release.bake_minutes
+    if minutes <= 0:
+        off = gate.skip_override(off_reason) if off_reason else None
+        verdict = Bake(verdict=bake_policy.OFF, off=BakeOff(**off.to_dict()) if off else None)
+        ctx.say(bake.render_text(verdict, title))
+        gate.write_job_summary(bake.render_markdown(verdict, title))
+        store.update_current(d, manifest, bake=verdict)
+        return verdict
+    verdict = bake.run(promoted.url, d.recipe.gate_workload, model=d.recipe.model,
+                       objs=bake.objectives_for(gating, d.recipe.target_concurrency), minutes=minutes,
+                       cold_start_s=float(smoketest.deadline_for(d)), headers=client.endpoint_headers(d, promoted.url),
+                       clock=clock, pace=pace, say=ctx.say)
+    back = previous is not None and previous.version is not None
+    if verdict.verdict == bake_policy.ROLLED_BACK:
+        if back:
+            verdict.rolled_back_to = previous.version
+        else:
+            verdict.verdict = bake_policy.BREACHED
+    ctx.say(bake.render_text(verdict, title))
+    gate.write_job_summary(bake.render_markdown(verdict, title))
+    manifest = store.update_current(d, manifest, bake=verdict)
+    env, name = d.env, d.recipe.name
+    if verdict.verdict == bake_policy.ROLLED_BACK:
+        entry = roll_back_to(ctx, d, store, manifest, previous, note=verdict.line())
+        raise StageError(STAGE, f"{verdict.line()}; {env}/{name} returned to v{previous.version} ({previous.tag}) "
+                                f"as v{entry.version}")
+    if verdict.verdict == bake_policy.BREACHED:
+        raise StageError(STAGE, f"{verdict.line()}; v{promoted.version} stays deployed in {env} (roll forward or "
+                                "stop the app)")
+    if verdict.verdict == bake_policy.INTERRUPTED:
+        to = f"`invoke rollback --env {env} --recipe {name}` returns to v{previous.version}" if back else \
+            "there is no release before it"
+        raise StageError(STAGE, f"bake interrupted ({verdict.reason}): {env}/{name} keeps v{promoted.version} "
+                                f"({promoted.tag}), promoted and smoke-tested but not baked; {to}")
+    return verdict
 
 
 def _gate(source: Context, target: Context, served: Deployment, release: Release, current: Release | None,

@@ -157,6 +157,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
               *(f"    {line}" for line in ledger.render_table(rows, cold_starts=starts).splitlines())]
     lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
               for r, _ in rows if r.gate and r.gate.get("override")]
+    lines += [f"    {r.release_id}: {r.bake.line()}" for r, _ in rows if r.bake]  # the bake's verdict, and why
     lines += start_warnings
     billed = None
     if period is not None:

@@ -35,6 +35,13 @@ def pytest_configure(config):
     compileall.compile_file(REPO / "tasks.py", quiet=1)
 
 
+# prod bakes every promotion for minutes of real time (environments/prod.toml, docs/bake.md). The suite's world
+# turns it off, with the reason its promotions record, as a person would; tests/test_bake.py bakes on a clock it
+# controls. Every way the suite runs a command (in this process, `Cli`, `run_in_process`, tests/wire.py) gets it.
+NO_BAKE = {"INFRA_RELEASE__BAKE_MINUTES": "0",
+           "INFRA_RELEASE__BAKE_OFF_REASON": "the test suite's world (tests/test_bake.py bakes on its own clock)"}
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch, tmp_path):
     """No test sees the developer's INFRA_* or MODAL_* variables, or writes local state into the repo."""
@@ -42,6 +49,8 @@ def _isolated_environment(monkeypatch, tmp_path):
         if name.startswith(("INFRA_", "MODAL_", "HF_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INFRA_STATE_DIR", str(tmp_path / "state"))
+    for name, value in NO_BAKE.items():
+        monkeypatch.setenv(name, value)
 
 
 def free_port() -> int:
@@ -211,7 +220,7 @@ class Cli:
             "INFRA_STATE_DIR": str(self.tmp / "state"),
             "INFRA_REMOTE": "tests.fakes.modal_fake:FakeModal",
             "FAKE_MODAL_CONFIG": json.dumps(self.fake),
-        }
+        } | NO_BAKE
         environ |= self.env | extra_env
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args], cwd=self.project, env=environ, stdin=subprocess.DEVNULL,
@@ -235,7 +244,8 @@ def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subproces
     code = 0
     try:
         os.environ.clear()
-        os.environ.update({k: v for k, v in saved_env.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))} | env)
+        os.environ.update({k: v for k, v in saved_env.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))} | NO_BAKE
+                          | env)
         os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:

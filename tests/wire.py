@@ -27,7 +27,7 @@ import pytest
 from infra.runtime import kernels, weights
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
-from tests.conftest import REPO, RunningServer, free_port, project_copy, standin_env
+from tests.conftest import NO_BAKE, REPO, RunningServer, free_port, project_copy, standin_env
 from tests.fakes.hub_server import FakeRepo, HubServer, make_repo
 from tests.fakes.modal_wire import JobCall, ModalWire
 
@@ -131,7 +131,7 @@ class WireCli:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join([str(self.project), str(REPO)]),
             "INFRA_STATE_DIR": str(self.tmp / "state"),
-        } | self.wire.cli_environ | extra
+        } | NO_BAKE | self.wire.cli_environ | extra
 
     def __call__(self, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.control import coldstarts
+from infra.control.bake_policy import Bake
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from infra.runtime.remote import Remote
@@ -72,6 +73,9 @@ class Release(BaseModel):
     # Its server containers' cold starts (infra/control/coldstarts.py), summarised when the next release replaced it:
     # the live records expire on Modal after a week, this stays. None while it is current.
     cold_starts: dict | None = None
+    # The bake's verdict after it was promoted (infra/control/bake_policy.py): kept, rolled back and why, interrupted,
+    # or off with who and why. None: not promoted, or promoted before bakes existed.
+    bake: Bake | None = None
 
     @property
     def smoke_passed(self) -> bool:
@@ -105,6 +109,7 @@ def rollback_entry(target: Release, version: int | None, note: str) -> Release:
         release_id=new_release_id(), kind="rollback", version=version, rolled_back_to=target.version,
         deployed_at=time.time(), promoted_from=None, note=note,
         cold_starts=None,  # its own starts, not the ones `target` had: summarised when it is replaced in turn
+        bake=None,  # a rollback is not baked; the verdict that caused it stays on the release it replaced
     ))
 
 

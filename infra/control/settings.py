@@ -139,6 +139,13 @@ class ReleasePolicy(Frozen):
     )
     main_branch: str = "main"
     require_pinned_revisions: bool = Field(default=False, description="every revision must be a 40-hex commit")
+    # The bake (docs/bake.md, infra/control/bake_policy.py): after a promotion's smoke test, probe this environment
+    # for this long and roll back on a sustained breach. Off (0) by default: only an environment that takes
+    # promotions bakes, and it says how long in its own file (prod: 10 minutes, reasoned there).
+    bake_minutes: float = Field(default=0, ge=0, le=24 * 60, description="minutes `invoke promote` probes the target "
+                                "after its smoke test, rolling back on a sustained breach (0: no bake)")
+    bake_off_reason: str | None = Field(default=None, description="why bake_minutes is 0 in an environment that "
+                                        "takes promotions (required there; recorded with who promoted)")
 
 
 # ---------------------------------------------------------------------------- a recipe's knobs

@@ -198,6 +198,16 @@ async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, t
     )
 
 
+def one_request(url: str, workload: Workload, tag: str, *, timeout: float, headers: dict[str, str] | None = None) -> Record:
+    """One measured request on its own connection, outside any level (what the bake sends every few seconds)."""
+
+    async def send() -> Record:
+        async with aiohttp.ClientSession(headers=headers or {}, timeout=aiohttp.ClientTimeout(total=None)) as session:
+            return await measure_one(session, url, workload.payload(tag), timeout)
+
+    return asyncio.run(send())
+
+
 # ---------------------------------------------------------------- statistics
 
 

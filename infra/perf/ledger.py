@@ -40,7 +40,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from infra.control import costs
+from infra.control import bake_policy, costs
+from infra.control.bake_policy import Bake
 from infra.control.objectives import METRICS
 from infra.perf import bench
 from infra.runtime import schedule
@@ -242,7 +243,15 @@ def how(release: Any) -> str:
     gate = release_field(release, "gate")
     if gate and kind == "promote":
         text += ", gate skipped" if gate.get("verdict") == "skipped" else f", gate {gate.get('verdict')}"
+    if baked := bake_of(release):
+        text += ", rolled back by bake" if baked.verdict == bake_policy.ROLLED_BACK else f", bake {baked.verdict}"
     return text
+
+
+def bake_of(release: Any) -> Bake | None:
+    """The bake's verdict on a release (a manifest mapping's, read as the model), or None."""
+    found = release_field(release, "bake")
+    return Bake.model_validate(found) if isinstance(found, Mapping) else found
 
 
 def entry(release: Any, perf: Performance | None, cold_start: dict | None = None) -> dict:
@@ -264,6 +273,7 @@ def entry(release: Any, perf: Performance | None, cold_start: dict | None = None
         "smoke_passed": None if not smoke else bool(smoke.get("passed")),
         "gate": gate.get("verdict"),
         "gate_override": override,
+        "bake": baked.model_dump(mode="json") if (baked := bake_of(release)) else None,
         "performance": perf.to_dict() if perf else None,
         "cold_start": cold_start,
     }

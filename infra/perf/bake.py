@@ -1,0 +1,230 @@
+"""The bake: after a promotion, probe the target with the gate workload and judge it window by window.
+
+`run` waits for a first answer (a replica may still be starting: bounded by a full cold start, as the smoke test
+is), then sends one request of the recipe's gate workload every `Pace.interval_s` for the bake's minutes, judges
+each window of `Pace.window_s` against the objectives that apply to one stream (`objectives_for`), and stops at
+the first sustained breach: `Pace.breach_windows` breaching windows in a row. It returns the verdict
+(infra/control/bake_policy.py `Bake`); stages/promote.py rolls back on it and records it. Time is read through a
+`Clock`, so tests run a ten-minute bake without waiting ten minutes; the requests themselves are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from infra.control import bake_policy, objectives
+from infra.control.bake_policy import Bake, BakeObjective, BakeWindow
+from infra.perf import bench, client, gate
+from infra.runtime import lifecycle
+from infra.runtime.recipes.base import GateWorkload
+
+# Metrics of all streams together are not a one-stream figure (and goodput needs a level's load): not judged.
+NOT_ONE_STREAM = {"output_tokens_per_s", "requests_per_s", "goodput_rps"}
+
+
+class Clock(Protocol):
+    """What the bake reads time from and waits with (tests inject one that moves only when asked)."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How often to probe and how to judge: the policy's numbers (infra/control/bake_policy.py) unless a test
+    asks for fewer requests."""
+
+    interval_s: float = bake_policy.PROBE_INTERVAL_S
+    window_s: float = bake_policy.WINDOW_S
+    breach_windows: int = bake_policy.BREACH_WINDOWS
+
+
+@dataclass
+class _Window:
+    start: float
+    records: list[bench.Record] = field(default_factory=list)
+
+
+def objectives_for(settings: objectives.Gate, target_concurrency: int) -> list[BakeObjective]:
+    """The gate's objectives that one stream can be held to: those at level 1 (latencies, per-user speed), and the
+    error rate at its strictest limit at any level (0 where none is given, as the gate's implicit one)."""
+    targets = objectives.resolve(settings, target_concurrency)
+    chosen = [BakeObjective(metric=t.metric, direction=t.spec.limit_key, limit=t.limit) for t in targets
+              if t.concurrency == 1 and t.metric not in NOT_ONE_STREAM and t.metric != "error_rate"]
+    errors = [t.limit for t in targets if t.metric == "error_rate"]
+    chosen.append(BakeObjective(metric="error_rate", direction="max", limit=min(errors, default=0.0)))
+    return chosen
+
+
+def breach_text(o: BakeObjective, value: float) -> str:
+    spec = objectives.METRICS[o.metric]
+    return f"{o.metric} {spec.format(value)} {'<' if o.direction == 'min' else '>'} {spec.format(o.limit)}"
+
+
+def judge(records: list[bench.Record], objs: Sequence[BakeObjective], start_s: float, end_s: float) -> BakeWindow:
+    """One window: every objective read as the gate reads a level (infra/control/objectives.py METRICS)."""
+    level = bench.aggregate(1, records, [], 0.0, 0.0, 0.0, [], mode="bake")
+    values, breaches = {}, []
+    for o in objs:
+        value = objectives.METRICS[o.metric].read(level) if records else None
+        values[o.metric] = None if value is None else round(value, 4)
+        if value is not None and not (value >= o.limit if o.direction == "min" else value <= o.limit):
+            breaches.append(breach_text(o, value))
+    ok = sum(r.ok for r in records)
+    return BakeWindow(start_s=round(start_s, 3), end_s=round(end_s, 3), sent=len(records), ok=ok,
+                      failed=len(records) - ok, values=values, breaches=breaches, judged=bool(records))
+
+
+def sustained(windows: list[BakeWindow], objs: Sequence[BakeObjective], n: int) -> str | None:
+    """Why the last `n` windows breach, or None. Each objective missed in all of them is named with its least-bad
+    value over those windows ("ttft_p90_ms 612.0 ms > 500.0 ms over 3 windows": every one of them was that bad)."""
+    last = windows[-n:]
+    if len(last) < n or not all(w.breaches for w in last):
+        return None
+    reasons = []
+    for o in objs:
+        values = [w.values.get(o.metric) for w in last]
+        spec = objectives.METRICS[o.metric]
+        if all(v is not None and not (v >= o.limit if o.direction == "min" else v <= o.limit) for v in values):
+            reasons.append(breach_text(o, max(values) if o.direction == "min" else min(values)))
+    if not reasons:  # a different objective in each window: still a breach in each, named as the last one saw it
+        reasons = ["; ".join(last[-1].breaches) + " (a different objective in each)"]
+    return f"{', '.join(reasons)} over {n} windows"
+
+
+def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[BakeObjective], minutes: float,
+        cold_start_s: float, headers: Mapping[str, str] | None = None, clock: Clock | None = None,
+        pace: Pace = Pace(), say: Callable[[str], None] = print) -> Bake:
+    """Bake the endpoint at `url`; the verdict. Never rolls anything back itself. Ctrl-C ends it as `interrupted`."""
+    clock = clock or RealClock()
+    headers = dict(headers or {})
+    w = bench.Workload(prompt_tokens=workload.prompt_tokens, max_tokens=workload.max_tokens, model=model,
+                       temperature=workload.temperature,
+                       image=lifecycle.warmup_image_data_url() if workload.with_image else None)
+    # A probe that outlasts half a window is an error (timeout), so every window ends with answers to judge.
+    timeout = min(workload.timeout, pace.window_s / 2)
+    record = Bake(verdict=bake_policy.KEPT, minutes=minutes, interval_s=pace.interval_s, window_s=pace.window_s,
+                  breach_windows=pace.breach_windows, objectives=list(objs))
+    say(f"bake: {minutes:g} min on {url}: one gate-workload request ({workload.prompt_tokens} prompt tokens, "
+        f"{workload.max_tokens} out) every {pace.interval_s:g} s, judged per {pace.window_s:g} s window; "
+        f"{pace.breach_windows} breaching windows in a row roll back")
+    tag = uuid.uuid4().hex[:8]
+    try:
+        record.cold_start_s = _first_answer(url, w, cold_start_s, headers, say)
+    except client.EndpointError as err:
+        record.verdict, record.reason = bake_policy.ROLLED_BACK, f"no answer within {cold_start_s:g} s ({err})"
+        record.ended_at = time.time()
+        return record
+    except KeyboardInterrupt:
+        return _interrupted(record, "Ctrl-C while waiting for the first answer")
+    t0 = clock.now()
+    end, window, sent = t0 + minutes * 60, _Window(t0), 0
+    next_probe = t0
+    try:
+        while True:
+            now = clock.now()
+            if now >= window.start + pace.window_s or (now >= end and window.records):
+                closed = judge(window.records, objs, window.start - t0, min(now, window.start + pace.window_s) - t0)
+                record.windows.append(closed)
+                say(f"bake: window {len(record.windows)} ({closed.start_s:g}-{closed.end_s:g} s): "
+                    f"{closed.ok}/{closed.sent} answered" + (f"; {'; '.join(closed.breaches)}" if closed.breaches else "; ok"))
+                if reason := sustained(record.windows, objs, pace.breach_windows):
+                    record.verdict, record.reason = bake_policy.ROLLED_BACK, reason
+                    break
+                window = _Window(window.start + pace.window_s)
+                continue
+            if now >= end:
+                break
+            if now >= next_probe:
+                sent += 1
+                window.records.append(bench.one_request(url, w, f"bake-{tag}-{sent}", timeout=timeout, headers=headers))
+                next_probe += pace.interval_s
+                continue
+            clock.sleep(min(next_probe, window.start + pace.window_s, end) - now)
+    except KeyboardInterrupt:
+        return _interrupted(record, f"Ctrl-C after {len(record.windows)} window(s)")
+    record.ended_at = time.time()
+    return record
+
+
+def _interrupted(record: Bake, why: str) -> Bake:
+    record.verdict, record.reason, record.ended_at = bake_policy.INTERRUPTED, why, time.time()
+    return record
+
+
+def _first_answer(url: str, w: bench.Workload, deadline: float, headers: dict[str, str], say) -> float:
+    """Seconds until the endpoint answered one request (503s and refused connections retried until `deadline`)."""
+    def retrying(attempt: int, err: client.EndpointError) -> None:
+        if attempt == 1 or attempt % 30 == 0:
+            say(f"bake: waiting for a first answer from {url} ({err.kind}); up to {deadline:g} s...")
+
+    started = time.monotonic()
+    asyncio.run(client.probe(url, w.payload(f"bake-ready-{uuid.uuid4().hex[:8]}", max_tokens=min(w.max_tokens, 16)),
+                             deadline_seconds=deadline, headers=headers, on_retry=retrying))
+    return round(time.monotonic() - started, 3)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _header(b: Bake) -> list[str]:
+    return ["window", "s", "answered", *(o.metric for o in b.objectives), "verdict"]
+
+
+def _rows(b: Bake) -> list[list[str]]:
+    rows = []
+    for i, w in enumerate(b.windows, 1):
+        values = [objectives.METRICS[o.metric].format(w.values.get(o.metric)) for o in b.objectives]
+        rows.append([str(i), f"{w.start_s:g}-{w.end_s:g}", f"{w.ok}/{w.sent}", *values,
+                     "breach: " + "; ".join(w.breaches) if w.breaches else "ok"])
+    return rows
+
+
+def limits_text(b: Bake) -> str:
+    return ", ".join(f"{o.metric} {'≥' if o.direction == 'min' else '≤'} {objectives.METRICS[o.metric].format(o.limit)}"
+                     for o in b.objectives)
+
+
+def render_text(b: Bake, title: str) -> str:
+    head = {bake_policy.KEPT: "bake KEPT", bake_policy.ROLLED_BACK: "bake ROLLED BACK",
+            bake_policy.INTERRUPTED: "bake INTERRUPTED", bake_policy.OFF: "bake OFF"}[b.verdict]
+    lines = [f"{head}: {title}"]
+    if b.verdict == bake_policy.OFF:
+        return "\n".join(lines + [b.line()])
+    lines.append(f"objectives (one stream): {limits_text(b)}; {b.breach_windows} breaching windows in a row roll back")
+    if b.cold_start_s is not None:
+        lines.append(f"first answer after {b.cold_start_s:g} s (not judged)")
+    if b.windows:
+        lines.append(bench._table(_header(b), _rows(b), right=set(range(len(b.objectives) + 3))))
+    if b.reason:
+        lines.append(b.line())
+    return "\n".join(lines)
+
+
+def render_markdown(b: Bake, title: str) -> str:
+    icon = {bake_policy.KEPT: "✅", bake_policy.ROLLED_BACK: "❌", bake_policy.INTERRUPTED: "⚠️", bake_policy.OFF: "⚠️"}
+    lines = [f"### {icon[b.verdict]} Bake {b.verdict}: {gate._md(title)}", ""]
+    if b.verdict == bake_policy.OFF:
+        return "\n".join(lines + [gate._md(b.line())]) + "\n"
+    lines += [gate._md(f"objectives (one stream): {limits_text(b)}; {b.breach_windows} breaching windows in a row "
+                       "roll back"), ""]
+    if b.windows:
+        lines += ["| " + " | ".join(_header(b)) + " |", "|" + "---:|" * (len(b.objectives) + 3) + "---|"]
+        lines += ["| " + " | ".join(gate._md(c) for c in row) + " |" for row in _rows(b)]
+    if b.reason:
+        lines += ["", f"**{gate._md(b.line())}**"]
+    return "\n".join(lines) + "\n"
