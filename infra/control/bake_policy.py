@@ -42,12 +42,12 @@ BREACHED = "breached"  # a sustained breach with no release before it to return 
 Verdict = Literal["kept", "rolled back", "breached", "interrupted", "off"]
 
 
-class _Record(BaseModel):
+class _BakeRecord(BaseModel):
     # Read tolerantly (a newer version's keys are ignored by Manifest.from_json), written strictly.
     model_config = ConfigDict(extra="forbid")
 
 
-class BakeObjective(_Record):
+class BakeObjective(_BakeRecord):
     """One objective the bake judged: a limit on a metric of one stream (level 1)."""
 
     metric: str
@@ -55,7 +55,7 @@ class BakeObjective(_Record):
     limit: float
 
 
-class BakeWindow(_Record):
+class BakeWindow(_BakeRecord):
     """One window of probes and what it measured; `breaches` names each objective it missed ("ttft_p90_ms 612.0 ms
     > 500.0 ms"). `judged` is false for a window with too few answers for a percentile (its errors still count)."""
 
@@ -69,7 +69,7 @@ class BakeWindow(_Record):
     judged: bool = True
 
 
-class BakeOff(_Record):
+class BakeOff(_BakeRecord):
     """Who turned the bake off for a promotion (`bake_minutes = 0` where the bake is on), from where, and why."""
 
     reason: str
@@ -81,7 +81,7 @@ class BakeOff(_Record):
     github_run_url: str | None = None
 
 
-class Bake(_Record):
+class Bake(_BakeRecord):
     """The bake's verdict on a promoted release: what `invoke status` shows and the ledger keeps."""
 
     verdict: Verdict

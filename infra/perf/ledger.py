@@ -243,7 +243,7 @@ def how(release: Any) -> str:
     gate = release_field(release, "gate")
     if gate and kind == "promote":
         text += ", gate skipped" if gate.get("verdict") == "skipped" else f", gate {gate.get('verdict')}"
-    if baked := bake_of(release):
+    if (baked := bake_of(release)) and baked.verdict != bake_policy.OFF:  # off: who and why are on their own line
         text += ", rolled back by bake" if baked.verdict == bake_policy.ROLLED_BACK else f", bake {baked.verdict}"
     return text
 
