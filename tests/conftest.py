@@ -190,7 +190,7 @@ def project_copy(tmp_path: Path) -> Path:
     tree = tmp_path / "project"
     if tree.exists():
         return tree
-    for part in ("infra", "stages", "tools", "environments"):
+    for part in ("infra", "stages", "tools", "environments", ".github"):
         shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "tasks.py", tree / "tasks.py")
     for args in (["init", "-q", "-b", "main"], ["add", "."],
