@@ -67,29 +67,37 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
         where = options.url or f"the deployed endpoint of {d.app_name} (Modal environment {d.modal.environment})"
         return result(STAGE, d, "dry-run", would(options, f"{where}, model {workload.model}"))
     if options.url:
-        report = measure(dataclasses.replace(options, workload=workload), target, say=ctx.say)
+        report = measure(dataclasses.replace(options, workload=workload, plan=waits(options, None)), target, say=ctx.say)
     else:
         ctx.remote.require_credentials()
         url = endpoint(ctx, d, STAGE)
-        plan = options.plan if options.wait_given else dataclasses.replace(
-            options.plan, cold_start_deadline=float(smoketest.deadline_for(d)))  # a deployed endpoint may be scaled to zero
-        report = measure(dataclasses.replace(options, url=url, workload=workload, plan=plan,
+        report = measure(dataclasses.replace(options, url=url, workload=workload, plan=waits(options, d),
                                              proxy_auth=d.auth.proxy_auth),
                          target | {"app": d.app_name}, say=ctx.say)
     return result(STAGE, d, "ran", bench.render_table(report), report)
+
+
+def waits(options: Options, d: Deployment | None) -> bench.Plan:
+    """How long the first request may wait for a replica: what --wait says; else a full cold start where the target is
+    a deployment that scales to zero (no warm replica), and nothing (one attempt: a refused port fails at once) for a
+    server named by --url or a deployment that keeps warm replicas."""
+    if options.wait_given:
+        return options.plan
+    scales_to_zero = d is not None and d.scaling.min_containers == 0
+    return dataclasses.replace(options.plan, cold_start_deadline=float(smoketest.deadline_for(d)) if scales_to_zero else 0.0)
 
 
 def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[dict]:
     """Any OpenAI-compatible server, no environment: what `invoke bench --url U` runs without --env."""
     if dry_run:
         return StageResult(STAGE, "", "", "dry-run", would(options, options.url))
-    report = measure(options, {}, say=say)
+    report = measure(dataclasses.replace(options, plan=waits(options, None)), {}, say=say)
     return StageResult(STAGE, "", "", "ran", bench.render_table(report), report)
 
 
 def measure(options: Options, target: dict, *, say=_say) -> dict:
     """Measure `options.url` and write the report and plot files; return the report."""
-    headers = client.proxy_auth_headers(options.url) if options.proxy_auth else {}
+    headers = client.proxy_auth_headers(options.url, required=True) if options.proxy_auth else {}
     sent: dict[int, list[dict]] = {}
     report = bench.run(options.url, options.workload, options.plan, label=options.label, target=target,
                        headers=headers, say=say, progress=show.progress_bars(),

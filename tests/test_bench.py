@@ -138,7 +138,7 @@ def test_503s_while_cold_are_counted_apart_from_503s_under_load(fake_server, qui
     # Chat requests 1-2 get 503 (a cold start), then every 5th: #5 in the warm-up, #10 and #15 measured.
     server = fake_server("--ttft", "0.01", "--itl", "0.002", "--tokens", "5", "--unavailable-first", "2",
                          "--unavailable-every", "5")
-    report = measure(server, "2", 10)
+    report = measure(server, "2", 10, wait="30")  # a URL waits out a cold start only when told to
     cold, (level,) = report["cold_start"], report["levels"]
     assert cold["unavailable"] == 2 and cold["errors"] == {"unavailable": 2} and cold["ready"] is True
     assert level["warmup"] == {"sent": 2, "ok": 1, "errors": {"unavailable": 1}}

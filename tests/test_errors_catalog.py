@@ -106,7 +106,6 @@ BAD_INPUT = [
     ("the bill of a period that is not a time", ["status", "--env", "prod", "--cost", "--since", "last week"], None),
     ("the bill of less than one whole hour", ["status", "--env", "prod", "--cost", "--since", "2026-11-30T10:10",
                                               "--until", "2026-11-30T10:50"], None),
-    ("--since without --cost", ["status", "--env", "prod", "--since", "7d"], None),
     ("bench --compare with a release id nobody recorded",
      ["bench", "--compare", "r20260101-120000-abcdef", "--compare", "r20260102-120000-abcdef", "--env", "prod",
       "--recipe", "qwen3-8b-low-latency"], None),
@@ -126,6 +125,7 @@ BAD_INPUT = [
     ("a rate of inf", ["plan", "--env", "prod", "--set", "costs.gpu_hourly_usd={ H100 = inf }"], None),
     ("compile without credentials (nothing reaches Modal)", ["compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency"],
      "no-credentials"),
+    ("bench --proxy-auth without MODAL_KEY/MODAL_SECRET", ["bench", "--url", "http://127.0.0.1:9", "--proxy-auth"], None),
 ]
 
 
@@ -196,6 +196,9 @@ def _prepare(cli, setup: str | None) -> None:
 
 
 def normalise(text: str, tmp: str | None = None) -> str:
+    import certifi
+
+    text = text.replace(certifi.where(), "<certifi>/cacert.pem")  # wherever this Python installed it
     if tmp:
         text = text.replace(str(Path(tmp) / "project"), "<repo>").replace(tmp, "<tmp>")
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
@@ -357,7 +360,58 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     ctx = Context(settings=prod, remote=untagged, say=lambda m: None, clock=lambda: now)
     expect("a bill whose rows carry no tags", UserError,
            lambda: status.run(ctx, d, status.Options(cost=True, since="1d")))
+
+    # The network (issue 30): a control plane, an endpoint and a Hub that accept and never answer, sit behind a
+    # certificate nobody trusts, or refuse; the bound set small here ([client] connect_timeout, the first answer).
+    _network_faults(tmp_path, expect)
     return [(s, re.sub(r"since \d\d:\d\d:\d\dZ", "since <time>", m)) for s, m in out]
+
+
+def _network_faults(tmp_path, expect) -> None:
+    """Each network fault through `expect` (which records its line), with real sockets."""
+    import dataclasses
+
+    from infra.runtime import remote, weights
+    from stages import bench as bench_stage
+    from stages import flags
+    from tests.fakes.network_faults import SilentServer, UntrustedTLSServer, refused_port
+
+    saved = {k: os.environ.get(k) for k in ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_CONFIG_PATH")}
+    (tmp_path / "modal.toml").write_text("")
+    os.environ.update(MODAL_TOKEN_ID="ak-fake", MODAL_TOKEN_SECRET="as-fake", MODAL_CONFIG_PATH=str(tmp_path / "modal.toml"))
+
+    def control_plane(url, timeout=0.5):
+        os.environ["MODAL_SERVER_URL"] = url
+        return lambda: remote.ModalRemote(connect_timeout=timeout).history(deployment())
+
+    def bench(url, **plan):
+        options = flags.bench_options(url=url, concurrency="1", requests="1", prompt_tokens="4")
+        options = dataclasses.replace(options, plan=dataclasses.replace(options.plan, **plan))
+        return lambda: bench_stage.run_url(options, say=lambda _m: None)
+
+    try:
+        with SilentServer() as silent, UntrustedTLSServer(tmp_path) as tls:
+            silent_url, tls_url = f"127.0.0.1:{silent.port}", f"https://127.0.0.1:{tls.port}"
+            expect("Modal's control plane accepts and never answers (https, connect_timeout 0.5)", UserError,
+                   control_plane(f"https://{silent_url}"))
+            expect("Modal's control plane accepts and never answers (http, connect_timeout 0.5)", UserError,
+                   control_plane(f"http://{silent_url}"))
+            expect("Modal's control plane behind a proxy that intercepts TLS", UserError, control_plane(tls_url, 5))
+            expect("Modal's control plane refuses the connection", UserError,
+                   control_plane(f"https://127.0.0.1:{refused_port()}", 5))
+            expect("bench --url: a refused port (no retries)", UserError, bench(f"http://127.0.0.1:{refused_port()}"))
+            expect("bench --url: accepted, never answers (first answer 0.5 s)", UserError,
+                   bench(f"http://{silent_url}", first_answer=0.5))
+            expect("bench --url: a certificate nobody trusts", UserError, bench(tls_url))
+            expect("the Hub accepts and never answers (download job, timeout 0.5 s)", UserError,
+                   lambda: weights.download("acme/model", "main", tmp_path / "hub", endpoint=f"http://{silent_url}",
+                                            timeout=0.5))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def shown_arg(arg: str) -> str:

@@ -43,6 +43,9 @@ DEFAULT_MAX_TOKENS = 128
 DEFAULT_TEMPERATURE = 0.0  # greedy, as sglang.bench_serving
 DEFAULT_TIMEOUT = 300.0  # seconds for one request
 DEFAULT_COLD_START_DEADLINE = 120.0  # seconds to wait for a first answer (a deployed endpoint uses its startup timeout)
+# Seconds a server with no cold start to wait out (one named by URL, an endpoint with warm replicas) may take to
+# answer the first, 16-token request: past it, it accepted the connection and is not answering.
+DEFAULT_FIRST_ANSWER = 30.0
 MIN_REQUESTS = 16  # per level, when neither requests nor duration is given...
 REQUESTS_PER_STREAM = 4  # ...at least this many per concurrent stream
 LAG_TICK = 0.005  # seconds between event-loop lag samples
@@ -115,7 +118,8 @@ class Plan:
     duration: float | None = None  # seconds per level during which new requests start
     warmup: int = 1  # unmeasured rounds of `concurrency` requests before each level
     timeout: float = DEFAULT_TIMEOUT
-    cold_start_deadline: float = DEFAULT_COLD_START_DEADLINE
+    cold_start_deadline: float = DEFAULT_COLD_START_DEADLINE  # 0: nothing to wait out, one attempt (first_answer)
+    first_answer: float = DEFAULT_FIRST_ANSWER
 
     def requests_for(self, concurrency: int) -> int | None:
         if self.duration is not None:
@@ -392,7 +396,8 @@ def aggregate(
 
 
 async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: dict[str, str], say=None) -> dict:
-    """One short request, retried through a cold start (503, refused, timeout) like `smoke` does."""
+    """One short request, retried through a cold start (503, refused, timeout) like `smoke` does; with no cold start
+    to wait out (`plan.cold_start_deadline` 0), one attempt that must answer within `plan.first_answer` seconds."""
     say = say or (lambda _msg: None)
     errors: Counter = Counter()
 
@@ -406,13 +411,14 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
     try:
         result = await client.probe(
             url, workload.payload(f"ready-{uuid.uuid4().hex[:8]}", max_tokens=min(workload.max_tokens, 16)),
-            deadline_seconds=plan.cold_start_deadline, request_timeout=plan.timeout, headers=headers, on_retry=retrying,
+            deadline_seconds=plan.cold_start_deadline, headers=headers, on_retry=retrying,
+            request_timeout=plan.timeout if plan.cold_start_deadline > 0 else min(plan.timeout, plan.first_answer),
         )
         outcome["attempts"] = result.attempts
     except client.EndpointError as err:
         errors[err.kind] += 1
         rejected = err.kind == "http" and err.status is not None and 400 <= err.status < 500 and err.status not in (408, 429)
-        if err.retryable or rejected:
+        if err.retryable or rejected or err.kind == "certificate":
             # Nothing is there, or every request would be refused the same way (bad model name, auth...).
             raise StageError(STAGE, f"{url} did not answer a first request: {err}") from None
         # It answered but the stream broke (reset, malformed, error event, 5xx): measure and count those.

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from infra.runtime import reach
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 
@@ -40,7 +41,7 @@ class EndpointError(RuntimeError):
 
     def __init__(self, kind: str, message: str, status: int | None = None):
         super().__init__(message)
-        self.kind = kind  # unavailable | connect | timeout | http | reset | stalled | malformed | server_error
+        self.kind = kind  # unavailable | connect | timeout | certificate | http | reset | stalled | malformed | server_error
         self.status = status
 
     @property
@@ -84,8 +85,10 @@ def endpoint_headers(d: Deployment, url: str) -> dict[str, str]:
     return proxy_auth_headers(url) if d.auth.proxy_auth else {}
 
 
-def proxy_auth_headers(url: str, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Modal-Key / Modal-Secret from MODAL_KEY / MODAL_SECRET, for `url`. Never logged.
+def proxy_auth_headers(url: str, environ: dict[str, str] | None = None, *, required: bool = False) -> dict[str, str]:
+    """Modal-Key / Modal-Secret from MODAL_KEY / MODAL_SECRET, for `url`. Never logged. `required` (the user asked
+    for them: `bench --url U --proxy-auth`) refuses at once when they are not set, rather than send requests that
+    the endpoint can only refuse.
 
     Call it only for a URL the credentials belong to: the environment's own deployed
     endpoint, or a URL the user explicitly allowed (`invoke bench --url U --proxy-auth`).
@@ -95,6 +98,10 @@ def proxy_auth_headers(url: str, environ: dict[str, str] | None = None) -> dict[
     environ = os.environ if environ is None else environ
     key, secret = environ.get(PROXY_KEY_VARIABLE), environ.get(PROXY_SECRET_VARIABLE)
     if not (key and secret):
+        if required:
+            unset = " and ".join(n for n, v in ((PROXY_KEY_VARIABLE, key), (PROXY_SECRET_VARIABLE, secret)) if not v)
+            raise ConfigError(f"--proxy-auth: {unset} not set; allowed: set MODAL_KEY and MODAL_SECRET to a Modal proxy "
+                              "auth token (modal.com/settings, Proxy auth tokens), or leave out --proxy-auth")
         return {}
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "https" and not is_local_host(parsed.hostname):
@@ -175,10 +182,13 @@ async def stream_chat(
         raise
     except TimeoutError:
         if received_any:
-            raise EndpointError("stalled", f"stream from {url} stalled: not finished within {timeout} s") from None
-        raise EndpointError("timeout", f"timed out after {timeout} s waiting for {url}") from None
+            raise EndpointError("stalled", f"stream from {url} stalled: not finished within {timeout:g} s") from None
+        raise EndpointError("timeout", f"no answer from {url} within {timeout:g} s") from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise EndpointError("certificate", f"cannot connect to {url}: {reach.cause(exc.certificate_error)}; "
+                                           f"{reach.TLS_HINT}") from None
     except aiohttp.ClientConnectorError as exc:
-        raise EndpointError("connect", f"cannot connect to {url}: {exc.os_error or exc}") from None
+        raise EndpointError("connect", f"cannot connect to {url}: {reach.cause(exc.os_error)}") from None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
         raise EndpointError("reset", f"connection to {url} broke mid-stream: {type(exc).__name__}: {exc}") from None
     except aiohttp.ClientError as exc:
@@ -214,7 +224,16 @@ async def probe(
     on_text=None,
     on_retry=None,
 ) -> StreamResult:
-    """Stream one completion, retrying only safe failures (503, connect errors, timeouts) until the deadline."""
+    """Stream one completion, retrying only safe failures (503, connect errors, timeouts) until the deadline.
+
+    A deadline of 0 is one attempt of `request_timeout` seconds: nothing to wait out (an endpoint that does not scale
+    to zero, a server named by URL), so a refused connection fails at once."""
+    if deadline_seconds <= 0:
+        async with aiohttp.ClientSession(headers={"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"} | (headers or {})
+                                         ) as session:
+            result = await stream_chat(session, url, payload, timeout=request_timeout, on_text=on_text)
+            result.attempts = 1
+            return result
     deadline = time.monotonic() + deadline_seconds
     sticky = {"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"}
     attempts = 0

@@ -1,4 +1,5 @@
-"""The two operations modal 1.6.4 offers only in its CLI, app history and rollback, as the CLI performs them.
+"""What modal 1.6.4 offers only in its CLI or its internals: app history, rollback, stop and logs as the CLI performs
+them, and a bounded first answer from the control plane.
 
 `modal app history` and `modal app rollback` (modal/cli/app.py) call the control plane's
 AppGetByDeploymentName, AppDeploymentHistory and AppRollback RPCs through the client's
@@ -11,6 +12,7 @@ runs both against a fake of Modal's control plane speaking the client's own prot
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -62,3 +64,35 @@ def rollback(app_name: str, environment: str, version: int | None) -> bool:
         return True
 
     return _with_client(roll)
+
+
+def proxy_for(server_url: str) -> str | None:
+    """The proxy the client would go through to `server_url` (HTTPS_PROXY, ALL_PROXY, NO_PROXY; none when
+    MODAL_DISABLE_API_PROXY is set), as its channel decides it (modal/_utils/proxy_support.py)."""
+    import urllib.parse
+
+    from modal._utils.proxy_support import get_proxy_url
+
+    parts = urllib.parse.urlsplit(server_url)
+    return get_proxy_url(parts.hostname, use_ssl=parts.scheme == "https")
+
+
+def hello(server_url: str, timeout: float) -> None:
+    """One ClientHello to `server_url` over the client's own kind of channel (its TLS trust, its proxy support),
+    returning as soon as the control plane answers anything at all (a refusal of the missing token included), or
+    raising TimeoutError after `timeout` seconds: the SDK's own retries wait out a silent server for minutes."""
+    from google.protobuf import empty_pb2
+    from grpclib.exceptions import GRPCError
+    from modal._utils.grpc_utils import create_channel
+    from modal_proto import api_grpc
+
+    async def ask() -> None:
+        channel = create_channel(server_url)
+        try:
+            await asyncio.wait_for(api_grpc.ModalClientStub(channel).ClientHello(empty_pb2.Empty()), timeout)
+        except GRPCError:
+            pass  # an answer: the control plane is there (what it says to a call without a token does not matter)
+        finally:
+            channel.close()
+
+    asyncio.run(ask())

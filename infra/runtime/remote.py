@@ -21,9 +21,7 @@ import functools
 import importlib
 import io
 import os
-import socket
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -93,7 +91,7 @@ class Unreachable(UserError):
 
 
 DEFAULT_CONNECT_TIMEOUT = 15.0  # seconds; settings: [client] connect_timeout
-HINT = "check the network, any proxy (HTTPS_PROXY), and MODAL_SERVER_URL; nothing was changed"
+HINT = "check the network, any proxy (HTTPS_PROXY), and MODAL_SERVER_URL ([client] connect_timeout bounds the wait)"
 
 
 def server_address() -> tuple[str, str, int]:
@@ -105,26 +103,36 @@ def server_address() -> tuple[str, str, int]:
     return url, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def probe(host: str, port: int, timeout: float) -> None:
-    """Open and close one TCP connection to host:port within `timeout` seconds (name lookup included), or raise
-    OSError: the SDK itself retries a dead address for about a minute before it gives up."""
-    done: dict[str, BaseException | None] = {}
+def tls_trust():
+    """What the client trusts on an https control plane: certifi's bundle alone, as its gRPC channel loads it
+    (grpclib's default context), whatever SSL_CERT_FILE says."""
+    import ssl
 
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            done["error"] = None
-        except OSError as exc:
-            done["error"] = exc
+    import certifi
 
-    worker = threading.Thread(target=connect, daemon=True)  # a name lookup cannot be given a timeout of its own
-    worker.start()
-    worker.join(timeout)
-    if "error" not in done:
-        raise TimeoutError(f"no answer within {timeout:g} s")
-    if done["error"] is not None:
-        raise done["error"]
+    return ssl.create_default_context(cafile=certifi.where())
 
+
+def first_answer(url: str, timeout: float) -> None:
+    """The control plane at `url` answers a first call within `timeout` seconds, or `Unreachable` says why in one line.
+
+    The SDK bounds only the TCP connect: a server that accepts and never answers held it for minutes, and an
+    untrusted certificate surfaced as "Could not connect" after its retries. So the same ClientHello it starts with
+    is made here first, step by step within the deadline (infra/runtime/reach.py)."""
+    import certifi
+
+    from infra.runtime import reach
+
+    proxy = modal_rpc.proxy_for(url)
+    try:
+        reach.first_answer(url, timeout, trust=tls_trust(), answer=lambda left: modal_rpc.hello(url, left),
+                           direct=proxy is None)
+    except reach.NoAnswer as no:
+        via = f" through the proxy {proxy}" if proxy else ""
+        check = (f"a proxy that intercepts TLS? Modal's client trusts only certifi's CA bundle ({certifi.where()}), "
+                 "not SSL_CERT_FILE: add the proxy's CA certificate to that file" if no.tls else HINT)
+        raise Unreachable(f"cannot reach Modal's control plane at {url}{via}: {no.reason}; {check}; nothing was changed"
+                          ) from None
 
 class BillingUnavailable(UserError):
     """Modal would not give this workspace's rates or bill (a plan or role without billing access, a missing
@@ -156,7 +164,7 @@ def _problems_explained() -> Iterator[None]:
         raise MissingCredentials() from None
     except ConnectionError as exc:
         url = server_address()[0]
-        raise Unreachable(f"cannot reach Modal's control plane at {url} ({exc}); {HINT}") from None
+        raise Unreachable(f"cannot reach Modal's control plane at {url} ({exc}); {HINT}; nothing was changed") from None
 
 
 def _explained(method: Callable[..., T]) -> Callable[..., T]:
@@ -260,15 +268,10 @@ class ModalRemote:
         self._reached = False
 
     def _reach(self) -> None:
-        """Once per process: can Modal's control plane be reached at all? Fails in seconds, naming it."""
+        """Once per process: does Modal's control plane answer at all? Fails within `connect_timeout`, saying why."""
         if self._reached:
             return
-        url, host, port = server_address()
-        try:
-            probe(host, port, self.connect_timeout)
-        except OSError as exc:
-            raise Unreachable(f"cannot reach Modal's control plane at {url} within {self.connect_timeout:g} s "
-                              f"({exc}); {HINT}") from None
+        first_answer(server_address()[0], self.connect_timeout)
         self._reached = True
 
     def require_credentials(self) -> None:

@@ -12,12 +12,15 @@ No `modal` import here: tests run `download` for real against a local Hub.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra.runtime import reach
+from infra.runtime.errors import UserError
 from infra.runtime.files import MARKERS, write_atomically
 from infra.runtime.recipes.base import COMMIT_RE
 
@@ -70,26 +73,61 @@ def download(
     endpoint: str | None = None,
     commit_volume: Callable[[], None] = lambda: None,
     max_workers: int = 8,
+    timeout: float | None = None,
 ) -> Downloaded:
-    """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once."""
-    from huggingface_hub import HfApi, snapshot_download
+    """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once.
 
-    api = HfApi(endpoint=endpoint, token=token)
-    cache_dir = Path(cache_dir)
+    Every Hub call must answer within `timeout` seconds (default: the Hub client's own setting, HF_HUB_ETAG_TIMEOUT,
+    10 s): the metadata call has no bound of its own. A Hub out of reach is one line (`HubUnreachable`)."""
+    from huggingface_hub import HfApi, constants
+
+    timeout = timeout or constants.HF_HUB_ETAG_TIMEOUT
+    with _hub_problems_explained(endpoint or constants.ENDPOINT, timeout):
+        return _download(HfApi(endpoint=endpoint, token=token), repo, revision, Path(cache_dir), token=token,
+                         endpoint=endpoint, commit_volume=commit_volume, max_workers=max_workers, timeout=timeout)
+
+
+class HubUnreachable(UserError):
+    """The Hub did not answer (refused, silent, an untrusted certificate, an unknown name): where, why, what to check."""
+
+
+@contextlib.contextmanager
+def _hub_problems_explained(address: str, timeout: float) -> Iterator[None]:
+    """A failure to reach the Hub in one line; the Hub's own answers (401, 404: errors with a response) pass as they are."""
+    try:
+        yield
+    except OSError as exc:
+        if getattr(exc, "response", None) is not None:
+            raise
+        root = reach.root_cause(exc)
+        if root is exc and not isinstance(exc, (TimeoutError, ConnectionError)) and "Connection" not in type(exc).__name__:
+            raise
+        words = reach.cause(root, timeout)
+        if isinstance(root, TimeoutError):
+            words = f"accepted the connection but no answer within {timeout:g} s"
+        check = reach.TLS_HINT if reach.is_certificate_problem(root) else (
+            "check the network, any proxy (HTTPS_PROXY) and HF_ENDPOINT (HF_HUB_ETAG_TIMEOUT bounds the wait)")
+        raise HubUnreachable(f"cannot reach the Hugging Face Hub at {address}: {words}; {check}") from None
+
+
+def _download(api, repo: str, revision: str | None, cache_dir: Path, *, token, endpoint, commit_volume, max_workers,
+              timeout: float) -> Downloaded:
+    from huggingface_hub import snapshot_download
+
     requested = revision or "main"
     info = None
     if COMMIT_RE.match(requested):
         commit = requested  # pinned: no network at all when the marker exists
     else:
         # Unpinned: resolve to a commit (one metadata call) and record what it was.
-        info = api.model_info(repo, revision=requested)
+        info = api.model_info(repo, revision=requested, timeout=timeout)
         commit = info.sha
     if marker := read_marker(cache_dir, repo, commit):
         return Downloaded(repo, requested, commit, marker["files"], marker["size_bytes"], skipped=True)
     # snapshot_download swallows a failed listing (network error, 5xx, HF_HUB_OFFLINE) and returns
     # the partial cached snapshot of a pinned commit as if complete: check against the Hub's own list.
     if info is None:
-        info = api.model_info(repo, revision=commit)
+        info = api.model_info(repo, revision=commit, timeout=timeout)
     expected = sorted(s.rfilename for s in info.siblings or [])
 
     snapshot = Path(
@@ -100,6 +138,7 @@ def download(
             token=token,
             endpoint=endpoint,
             max_workers=max_workers,
+            etag_timeout=timeout,
         )
     )
     files = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
