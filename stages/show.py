@@ -47,7 +47,9 @@ DASHES = re.compile(r"^(\s*)-+(?:  +-+)*\s*$")  # the rule under a plain-text ta
 
 def lines(text: str, console: Console | None = None) -> None:
     """A result's lines on a terminal: its plain-text tables (the bench table, the ledger, a comparison, the gate's)
-    as tables whose cells wrap at the terminal's width, warnings highlighted, other long lines folded."""
+    as tables that fit the terminal's width (text wraps between words, a number is never split; columns that do not
+    fit go to a further block, each led by the first column), warnings highlighted, other long lines folded. A table
+    ends at a blank line or a line outside its indent, so the notes printed below it stay below it."""
     console = console or Console()
     rows = text.splitlines()
     i = 0
@@ -58,7 +60,10 @@ def lines(text: str, console: Console | None = None) -> None:
             end = i + 2
             while end < len(rows) and rows[end].strip() and rows[end].startswith(indent):
                 end += 1
-            console.print(_table(rows[i], rows[i + 2:end], spans))
+            for k, table in enumerate(_tables(rows[i], rows[i + 2:end], spans, console)):
+                if k:
+                    console.print()
+                console.print(table)
             i = end
             continue
         warning = rows[i].lstrip().lower().startswith(("warning", "error"))
@@ -66,19 +71,47 @@ def lines(text: str, console: Console | None = None) -> None:
         i += 1
 
 
-def _table(header: str, body: list[str], spans: list[tuple[int, int]]) -> Table:
-    """A plain-text table read back by its columns (each starts where its rule starts; the last runs to the end)."""
+def _tables(header: str, body: list[str], spans: list[tuple[int, int]], console: Console) -> list[Table]:
+    """A plain-text table read back by its columns (each starts where its rule starts; the last runs to the end), as
+    one table where it fits the console, else as blocks of the columns that fit, each repeating the first column."""
 
     def cells(line: str) -> list[str]:
         starts = [s for s, _ in spans] + [len(line) + 1]
         return [line[a:b].strip() for a, b in zip(starts, starts[1:])]
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in cells(header):
-        table.add_column(name, overflow="fold")
-    for line in body:
-        table.add_row(*cells(line))
-    return table
+    names, grid = cells(header), [cells(line) for line in body]
+    texts = [[names[c], *(row[c] for row in grid)] for c in range(len(names))]
+    # A column is never narrower than its longest word (a number is one word): text wraps between words and a figure
+    # is never split. Columns that do not fit beside each other at that width go to the next block.
+    least = [max(len(word) for text in column for word in text.split() or [""]) for column in texts]
+    most = [max(len(text) for text in column) for column in texts]
+    gap = 3  # between two columns: padding, the (blank) rule, padding
+
+    def fits(columns: list[int]) -> bool:
+        return sum(least[c] for c in columns) + gap * (len(columns) - 1) <= console.width
+
+    groups: list[list[int]] = [[0]]
+    for c in range(1, len(names)):
+        if fits(groups[-1] + [c]) or len(groups[-1]) == 1:
+            groups[-1].append(c)
+        else:
+            groups.append([0, c])
+
+    def table(columns: list[int]) -> Table:
+        width = {c: least[c] for c in columns}
+        spare = console.width - sum(width.values()) - gap * (len(columns) - 1)
+        for c in sorted(columns, key=lambda c: most[c] - least[c]):  # widen the nearly-whole columns first
+            grow = min(most[c] - width[c], max(spare, 0))
+            width[c] += grow
+            spare -= grow
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for c in columns:
+            t.add_column(names[c], overflow="fold", width=width[c])
+        for row in grid:
+            t.add_row(*(row[c] for c in columns))
+        return t
+
+    return [table(g) for g in groups]
 
 
 def progress_bars() -> bench.Progress:

@@ -591,15 +591,18 @@ def render_table(report: dict) -> str:
             _num(c["cpu_ms_per_request"], 1, 2) + (" busy!" if c["busy"] else ""),
         ])
     lines = [describe(report), _table(header, rows, right=set(range(1, len(header))) - {2})]
+    notes = []
     cold = report.get("cold_start") or {}
     if cold.get("errors"):
-        lines.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not level errors)")
+        notes.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not level errors)")
     for lv in report["levels"]:
         for kind, message in lv.get("error_examples", {}).items():
-            lines.append(f"concurrency {lv['concurrency']} {kind}: {message}")
+            notes.append(f"concurrency {lv['concurrency']} {kind}: {message}")
         if lv["client"]["busy"]:
-            lines.append(f"concurrency {lv['concurrency']}: the client was busy (CPU {lv['client']['cpu_utilization']:.0%} of a core, "
+            notes.append(f"concurrency {lv['concurrency']}: the client was busy (CPU {lv['client']['cpu_utilization']:.0%} of a core, "
                          f"loop lag p50 {_num(lv['client']['loop_lag_ms']['p50'], 1, 2)} ms): its latencies may be inflated")
+    if notes:  # below the table, after a blank line: never read as more of its rows
+        lines += ["", *notes]
     return "\n".join(lines)
 
 
