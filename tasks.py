@@ -122,7 +122,7 @@ def promote(c, from_: str = "staging", to: str = "prod", recipe: str | None = No
             from_manifest: bool = False, skip_gate: bool = False, reason: str | None = None,
             record_baseline: bool = False, yes: bool = False, dry_run: bool = False, json: bool = False,
             debug: bool = False):
-    """Promote staging's smoke-tested release to prod once it passes prod's gate; roll prod back if its smoke test fails."""
+    """Promote staging's smoke-tested release to prod once it passes prod's gate; roll back if its smoke test fails."""
     from stages import flags
     from stages.runner import run_promote
 
@@ -219,8 +219,8 @@ def scale(c, env: str | None = None, recipe: str | None = None, min_: int | None
     "output": "also write the report (JSON) to this file",
     "plot": "write a PNG: latency percentiles and throughput against concurrency",
     "write_requests": "write each level's measured requests, exactly as sent, one JSON line each: the dataset "
-                      "`python -m sglang.bench_serving --dataset-name openai --dataset-path FILE` replays (with several "
-                      "levels the path must contain {concurrency})",
+                      "`python -m sglang.bench_serving --dataset-name openai --dataset-path FILE` replays (with "
+                      "several levels the path must contain {concurrency})",
     "compare": "compare two earlier reports, or two recorded releases, instead of measuring: --compare a.json "
                "--compare b.json, or --compare <release id> --compare <release id> (see `invoke status`)",
     "dry_run": DRY, "debug": DEBUG,

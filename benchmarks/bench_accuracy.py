@@ -41,7 +41,8 @@ def main() -> int:
         print(f"{'conc':>4}  {'metric':<22}{'configured':>11}{'measured':>11}{'error %':>9}")
         for level in (int(x) for x in args.levels.split(",")):
             plan = bench.Plan(concurrency=(level,), requests=level * args.requests_per_stream)
-            report = bench.run(f"http://127.0.0.1:{port}", bench.Workload(prompt_tokens=16, max_tokens=TOKENS * 2), plan)
+            report = bench.run(f"http://127.0.0.1:{port}", bench.Workload(prompt_tokens=16, max_tokens=TOKENS * 2),
+                               plan)
             (lv,) = report["levels"]
             rows = [("TTFT p50 s", TTFT, lv["ttft_s"]["p50"]), ("ITL p50 s", ITL, lv["itl_s"]["p50"]),
                     ("TPOT p50 s", ITL, lv["tpot_s"]["p50"]), ("E2E p50 s", E2E, lv["e2e_s"]["p50"]),

@@ -16,7 +16,8 @@ time.perf_counter reads in both processes), so the TTFT error splits into
   deliv:  first token written -> parsed by the client (client receive lag),
 and `deliv p99` shows the client's receive lag over every chunk.
 
-    .venv/bin/python benchmarks/bench_client_overhead.py [--levels 1,8,32,64,128,256] [--ttft 0.2 --itl 0.02 --tokens 30]
+    .venv/bin/python benchmarks/bench_client_overhead.py [--levels 1,8,32,64,128,256] [--ttft 0.2 --itl 0.02 --tokens
+    30]
 
 Everything runs on 127.0.0.1; the run takes about a minute (bounded by --budget).
 """

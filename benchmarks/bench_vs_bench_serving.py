@@ -55,7 +55,8 @@ sys.path.insert(0, str(REPO))
 FAKE_SERVER = REPO / "tests" / "fakes" / "openai_server.py"
 # (key, label, digits, higher is better)
 METRICS = [("ttft_p50_ms", "TTFT p50 ms", 1), ("tpot_p50_ms", "TPOT p50 ms", 2), ("itl_p50_ms", "ITL p50 ms", 2),
-           ("e2e_p50_s", "E2E p50 s", 3), ("output_tok_s", "output tok/s", 1), ("client_cpu_ms_per_request", "client CPU ms/req", 2)]
+           ("e2e_p50_s", "E2E p50 s", 3), ("output_tok_s", "output tok/s", 1),
+           ("client_cpu_ms_per_request", "client CPU ms/req", 2)]
 AGREE = 0.10  # the issue's bar: within +-10%
 
 
@@ -67,12 +68,14 @@ def ours(args, url: str, c: int, n: int, work: Path, name: str, *, warmup_only: 
     report, sent = work / f"{name}.invoke.json", work / f"{name}.requests.jsonl"
     cmd = [sys.executable, "-m", "invoke", "bench", "--url", url, "--model", args.model, "--concurrency", str(c),
            "--requests", str(n), "--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.max_tokens),
-           "--temperature", "0", "--warmup", "0", "--label", name, "--output", str(report), "--write-requests", str(sent)]
+           "--temperature", "0", "--warmup", "0", "--label", name, "--output", str(report), "--write-requests",
+           str(sent)]
     done = subprocess.run(cmd, cwd=REPO, env=args.client_env, capture_output=True, text=True, timeout=args.timeout)
     if done.returncode != 0:
         raise RuntimeError(f"invoke bench failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}")
     (level,) = json.loads(report.read_text())["levels"]
-    out = {"tool": "invoke bench", "dataset": str(sent), "ok": level["requests"]["ok"], "failed": level["requests"]["failed"],
+    out = {"tool": "invoke bench", "dataset": str(sent), "ok": level["requests"]["ok"],
+           "failed": level["requests"]["failed"],
            "output_tokens": level["output_tokens"]["total"],
            "ttft_p50_ms": level["ttft_s"]["p50"] * 1000, "tpot_p50_ms": level["tpot_s"]["p50"] * 1000,
            "itl_p50_ms": level["itl_s"]["p50"] * 1000, "e2e_p50_s": level["e2e_s"]["p50"],
@@ -93,8 +96,10 @@ def theirs(args, url: str, c: int, dataset: Path, n: int, work: Path, name: str)
     """One bench_serving run replaying `dataset`, its CPU time read around the measured part."""
     out_file = work / f"{name}.bench_serving.jsonl"
     cmd = [sys.executable, "-m", "sglang.bench_serving", "--backend", "sglang-oai-chat", "--base-url", url,
-           "--model", args.model, "--tokenizer", args.tokenizer, "--dataset-name", "openai", "--dataset-path", str(dataset),
-           "--num-prompts", str(n), "--max-concurrency", str(c), "--warmup-requests", "0", "--output-file", str(out_file),
+           "--model", args.model, "--tokenizer", args.tokenizer, "--dataset-name", "openai", "--dataset-path",
+           str(dataset),
+           "--num-prompts", str(n), "--max-concurrency", str(c), "--warmup-requests", "0", "--output-file",
+           str(out_file),
            "--disable-tqdm", "--seed", "1"]
     env = args.client_env | {"PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -119,7 +124,8 @@ def theirs(args, url: str, c: int, dataset: Path, n: int, work: Path, name: str)
             "output_tokens": r["total_output_tokens"], "input_tokens": r.get("total_input_tokens"),
             "ttft_p50_ms": r["median_ttft_ms"], "tpot_p50_ms": r["median_tpot_ms"], "itl_p50_ms": r["median_itl_ms"],
             "e2e_p50_s": r["median_e2e_latency_ms"] / 1000, "output_tok_s": r["output_throughput"],
-            "client_cpu_ms_per_request": None if spent is None else spent * 1000 / n, "accept_length": r.get("accept_length")}
+            "client_cpu_ms_per_request": None if spent is None else spent * 1000 / n,
+            "accept_length": r.get("accept_length")}
 
 
 def flush(url: str, tries: int = 5) -> dict:
@@ -222,9 +228,10 @@ def compare(args, res: Results, url: str, work: Path, *, flush_cache: bool) -> N
             res.data["runs"].append(entry)
             res.data["levels"][str(c)] = summarize(runs[c])
             res.save()
-            res.say(f"c={c} repeat {repeat}: TTFT {entry['ours']['ttft_p50_ms']:.1f} / {entry['theirs']['ttft_p50_ms']:.1f} ms, "
-                    f"TPOT {entry['ours']['tpot_p50_ms']:.2f} / {entry['theirs']['tpot_p50_ms']:.2f} ms, "
-                    f"output {entry['ours']['output_tok_s']:.0f} / {entry['theirs']['output_tok_s']:.0f} tok/s")
+            res.say(f"c={c} repeat {repeat}: TTFT {entry['ours']['ttft_p50_ms']:.1f} / "
+                    f"{entry['theirs']['ttft_p50_ms']:.1f} ms, TPOT {entry['ours']['tpot_p50_ms']:.2f} / "
+                    f"{entry['theirs']['tpot_p50_ms']:.2f} ms, output {entry['ours']['output_tok_s']:.0f} / "
+                    f"{entry['theirs']['output_tok_s']:.0f} tok/s")
 
 
 def loopback(args, res: Results, work: Path) -> None:
@@ -249,8 +256,9 @@ def loopback(args, res: Results, work: Path) -> None:
                 res.data["loopback"][str(c)] = summarize(entries) | {"runs": entries}
                 res.save()
                 floor = res.data["loopback"][str(c)]
-                res.say(f"loopback c={c}: TTFT {floor['ours']['ttft_p50_ms']:.2f} / {floor['theirs']['ttft_p50_ms']:.2f} ms, "
-                        f"TPOT {floor['ours']['tpot_p50_ms']:.3f} / {floor['theirs']['tpot_p50_ms']:.3f} ms")
+                res.say(f"loopback c={c}: TTFT {floor['ours']['ttft_p50_ms']:.2f} / "
+                        f"{floor['theirs']['ttft_p50_ms']:.2f} ms, TPOT {floor['ours']['tpot_p50_ms']:.3f} / "
+                        f"{floor['theirs']['tpot_p50_ms']:.3f} ms")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -289,9 +297,11 @@ def launch(args, res: Results):
         models = real.build_tiny_models(hub)
         d = real.tiny_deployment(port=real.free_port())
     if args.prefix_cache == "off":
-        d = d.with_recipe(d.recipe.model_copy(update=dict(extra_flags=d.recipe.extra_flags + (("--disable-radix-cache", None),))))
+        d = d.with_recipe(d.recipe.model_copy(update=dict(extra_flags=d.recipe.extra_flags
+                                                          + (("--disable-radix-cache", None),))))
     root = Path(args.root)
-    restored = compile_cache.restore(args.volume, compile_cache.fingerprint(kernels.kernel_key(d)), root) if args.volume else None
+    restored = compile_cache.restore(args.volume, compile_cache.fingerprint(kernels.kernel_key(d)),
+                                     root) if args.volume else None
     found = {c.folder: sum(1 for p in (root / c.folder).rglob("*") if p.is_file()) if (root / c.folder).is_dir() else 0
              for c in compile_cache.CACHES}
     env = real.server_environment(hub, root) | {"SGLANG_ENABLE_JIT_DEEPGEMM": "1" if args.launch == "real" else "0"}
@@ -302,7 +312,9 @@ def launch(args, res: Results):
     argv = sglang_args.launch_command(d)
     url = f"http://127.0.0.1:{d.server.port}"
     res.data["server"] = {"shape": args.launch, "argv": argv, "caches_found": found, "restored": restored,
-                          "env_beyond_the_suite": {k: env[k] for k in ("SGLANG_ENABLE_JIT_DEEPGEMM", "SGLANG_JIT_DEEPGEMM_PRECOMPILE") if k in env},
+                          "env_beyond_the_suite": {k: env[k]
+                                                   for k in ("SGLANG_ENABLE_JIT_DEEPGEMM",
+                                                             "SGLANG_JIT_DEEPGEMM_PRECOMPILE") if k in env},
                           "model": d.recipe.model, "tokenizer": models["target"]}
     res.save()
     res.say(f"launching SGLang ({args.launch} shape, caches found: {found})")
@@ -334,10 +346,12 @@ def render(data: dict) -> str:
             rng = lv["ratio_range"].get(key)
             lines.append(f"  {label:<18} {fmt(lv['ours'][key]):>13} {fmt(lv['theirs'][key]):>14} "
                          f"{fmt(lv['ratio'][key], 3):>7} {('-' if not rng else f'{rng[0]:.3f}-{rng[1]:.3f}'):>13} "
-                         f"{fmt(floor['ours'][key] if floor else None, 3):>14} {fmt(floor['theirs'][key] if floor else None, 3):>16}")
+                         f"{fmt(floor['ours'][key] if floor else None, 3):>14} "
+                         f"{fmt(floor['theirs'][key] if floor else None, 3):>16}")
         for key, a in (lv.get("attribution") or {}).items():
-            lines.append(f"  {key}: difference {a['difference_ms']:+.2f} ms, of which the client itself {a['client_difference_ms']:+.2f} ms "
-                         f"(loopback); ratio without it {a['ratio_without_client']:.3f}")
+            lines.append(f"  {key}: difference {a['difference_ms']:+.2f} ms, of which the client itself "
+                         f"{a['client_difference_ms']:+.2f} ms (loopback); ratio without it "
+                         f"{a['ratio_without_client']:.3f}")
         within = {k: (r is not None and abs(r - 1) <= AGREE) for k, r in lv["ratio"].items()
                   if k in ("ttft_p50_ms", "tpot_p50_ms", "output_tok_s")}
         lines.append(f"  within +-{AGREE:.0%}: {json.dumps(within)}")
@@ -352,7 +366,8 @@ def detach(argv: list[str], out: Path) -> None:
     (out / "DONE").unlink(missing_ok=True)
     with open(out / "run.log", "ab") as log:
         child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *[a for a in argv if a != "--detach"]],
-                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
     (out / "pid").write_text(str(child.pid))
     print(f"started in the background, pid {child.pid}; output {out / 'run.log'}; results {out / 'results.json'}; "
           f"{out / 'DONE'} when finished", flush=True)
@@ -362,27 +377,32 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="a running SGLang server (with --model and --tokenizer)")
-    where.add_argument("--launch", choices=("real", "tiny"), help="start one: the 8B recipe's real shape or the tiny model")
+    where.add_argument("--launch", choices=("real", "tiny"),
+                       help="start one: the 8B recipe's real shape or the tiny model")
     p.add_argument("--model", help="with --url: the served model name")
     p.add_argument("--tokenizer", help="with --url: the model's tokenizer (path or repo id), for bench_serving")
     p.add_argument("--concurrency", default="1,16")
     p.add_argument("--requests", default="16,64", help="requests per run, one per --concurrency item")
     p.add_argument("--repeats", type=int, default=3, help="runs of each tool per level, alternating")
-    p.add_argument("--loopback-repeats", type=int, default=1, help="runs of each tool per level on the loopback (0: none)")
+    p.add_argument("--loopback-repeats", type=int, default=1,
+                   help="runs of each tool per level on the loopback (0: none)")
     p.add_argument("--prompt-tokens", type=int, default=512)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--prefix-cache", choices=("flush", "off"), default="flush",
                    help="flush: /flush_cache before every run; off: with --launch, --disable-radix-cache")
     p.add_argument("--timeout", type=float, default=300, help="seconds for one tool's run")
     p.add_argument("--budget", type=float, default=660, help="seconds for everything, the server's start included")
-    p.add_argument("--min-left", type=float, default=60, help="a run starts only with this many seconds of the budget left")
-    p.add_argument("--out", help="folder for results.json, every run's files and the server's log (default: a temporary one)")
+    p.add_argument("--min-left", type=float, default=60, help="a run starts only with this many seconds of the budget "
+                                                              "left")
+    p.add_argument("--out", help="folder for results.json, every run's files and the server's log (default: a "
+                                 "temporary one)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--hub", help="with --launch: Hugging Face cache to build the models in (default OUT/hub)")
     p.add_argument("--root", default="/root/.cache/sglang-compile",
                    help="with --launch: the compile-cache root, used as found (the compile step's and earlier starts')")
     p.add_argument("--volume", help="with --launch: a published compile-cache tree to restore into --root first")
-    p.add_argument("--detach", action="store_true", help="run in the background (output OUT/run.log, OUT/DONE at the end)")
+    p.add_argument("--detach", action="store_true", help="run in the background (output OUT/run.log, OUT/DONE at the "
+                                                         "end)")
     args = p.parse_args(argv)
     args.concurrency = [int(x) for x in args.concurrency.split(",")]
     args.requests = [int(x) for x in args.requests.split(",")]

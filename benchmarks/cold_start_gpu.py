@@ -191,7 +191,8 @@ class CpuSampler:
         out = {}
         for step in dict.fromkeys(s for s, _ in self.samples):
             busy = [b for s, b in self.samples if s == step]
-            out[step] = {"samples": len(busy), "busy_cores_mean": round(sum(busy) / len(busy), 2), "busy_cores_max": max(busy)}
+            out[step] = {"samples": len(busy), "busy_cores_mean": round(sum(busy) / len(busy), 2),
+                         "busy_cores_max": max(busy)}
         return out | {"cores": os.cpu_count()}
 
 
@@ -247,7 +248,8 @@ def step_compile(run: Run, ctx: dict) -> dict:
     ctx["fingerprint"] = job["fingerprint"]
     timings = job["server_timings"]
     return {
-        "ok": True, "fingerprint": job["fingerprint"], "job_phases_s": job["phases"], "job_s": round(time.monotonic() - began, 1),
+        "ok": True, "fingerprint": job["fingerprint"], "job_phases_s": job["phases"],
+        "job_s": round(time.monotonic() - began, 1),
         "compile_budget": budget, "cpu": cpu, "deep_gemm_shapes": job.get("deep_gemm_shapes"),
         "server_timings": timings, "server_timeline": job["server_timeline"], "caches": job["caches"],
         "escaped": escaped(),
@@ -264,7 +266,8 @@ def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool =
     budget = max(60.0, min(float(d.recipe.startup_timeout), run.left() - 30, cap or float("inf")))
     run.say(f"{name}: launching ({len(info['argv'])} arguments, budget {budget:.0f} s)")
     try:
-        done = startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", real.readiness(d, budget),
+        done = startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}",
+                             real.readiness(d, budget),
                              volume_root=volume, local_root=root, write=run.write_start,
                              env=environment(ctx["shape"], ctx["hub"], root) | (extra_env or {}), snapshot=snapshot,
                              on_line=log.on_line,
@@ -292,7 +295,8 @@ def step_served(run: Run, ctx: dict, name: str, **options) -> dict:
     if not (ctx["volume"] / compile_cache.PUBLISHED).is_dir():
         return {"skipped": True, "reason": "no published compile-cache tree (run the compile step first)"}
     fingerprint = run.result.get("fingerprint") if options else None
-    server, info = started(run, ctx, name, deployment(ctx["shape"], **options), volume=ctx["volume"], fingerprint=fingerprint)
+    server, info = started(run, ctx, name, deployment(ctx["shape"], **options), volume=ctx["volume"],
+                           fingerprint=fingerprint)
     if server is not None:
         server.stop(grace=0)
     return info
@@ -318,7 +322,8 @@ def step_snapshot(run: Run, ctx: dict) -> dict:
         time.sleep(5)
         restored = startup.restore_snapshot(d, f"http://127.0.0.1:{d.server.port}", real.readiness(d, 120),
                                             write=run.write_start)
-        info |= {"restore_to_ready_s": restored["launch_to_ready_s"], "gpu_mib_resumed": gpu_mib(), "restore_record": restored}
+        info |= {"restore_to_ready_s": restored["launch_to_ready_s"], "gpu_mib_resumed": gpu_mib(),
+                 "restore_record": restored}
     except BaseException as err:  # noqa: BLE001
         info |= {"ok": False, "error": f"{type(err).__name__}: {err}"[-4000:]}
     finally:
@@ -415,8 +420,10 @@ def render(result: dict) -> str:
             lines.append(f"  {name}: FAILED {s['error'].splitlines()[0][:200]}")
     if (c := steps.get("compile")) and c.get("ok"):
         if shapes := c.get("deep_gemm_shapes"):
-            lines.append(f"  compile_deep_gemm: {len(shapes['shapes'])} GEMM shape(s) JIT-compiled in {shapes['seconds']:.1f} s ("
-                         + ", ".join(f"N {s['n']} K {s['k']}: {s['seconds'] or 0:.1f} s" for s in shapes["shapes"]) + ")")
+            lines.append(f"  compile_deep_gemm: {len(shapes['shapes'])} GEMM shape(s) JIT-compiled in "
+                         f"{shapes['seconds']:.1f} s ("
+                         + ", ".join(f"N {s['n']} K {s['k']}: {s['seconds'] or 0:.1f} s" for s in shapes["shapes"])
+                         + ")")
         lines.append(f"  compile job: {json.dumps(c['job_phases_s'])}; CPU {json.dumps(c['cpu'])}")
     if "ratio" in result:
         w, c, r = result["without"], result["with"], result["ratio"]
@@ -429,7 +436,8 @@ def render(result: dict) -> str:
         lines.append(f"  {'restore copy (with only)':<28} {'':>15} {restore.get('seconds', 0):>10.1f} s   "
                      f"({restore.get('files', 0)} files, {(restore.get('bytes') or 0) / 1e6:.0f} MB)")
         lines.append(f"  launch to ready + restore, ratio: {r['launch_to_ready_plus_restore']:.3f} (target <= 0.5)")
-        sizes = ", ".join(f"{k} {v['files']} files/{v['bytes'] / 1e6:.1f} MB" for k, v in result["caches"].items() if k != "total")
+        sizes = ", ".join(f"{k} {v['files']} files/{v['bytes'] / 1e6:.1f} MB" for k, v in result["caches"].items()
+                          if k != "total")
         lines.append(f"  published caches: {sizes}")
         lines.append(f"  escaped to per-user defaults: without {result['escaped_without'] or 'none'}, "
                      f"with {result['escaped_with'] or 'none'}")
@@ -485,14 +493,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", default="compile,cached",
                    help=f"comma-separated, run in the order given ({', '.join(STEPS)}); the starts from the published "
                         "caches (cached, no-piecewise, snapshot) after compile")
-    p.add_argument("--out", default="/tmp/cold-start-gpu", help="results.json, starts.jsonl, logs/ (and run.log detached)")
+    p.add_argument("--out", default="/tmp/cold-start-gpu",
+                   help="results.json, starts.jsonl, logs/ (and run.log detached)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--hub", default=None, help="Hugging Face cache for the models (default: OUT/hub)")
     p.add_argument("--volume", default=None, help="stands in for the kernel Volume (default: OUT/volume)")
     p.add_argument("--root", default=compile_cache.LOCAL_ROOT, help="the fixed local compile-cache root")
-    p.add_argument("--budget", type=float, default=7200, help="seconds for the whole run; steps that do not fit are skipped")
+    p.add_argument("--budget", type=float, default=7200, help="seconds for the whole run; steps that do not fit are "
+                                                              "skipped")
     p.add_argument("--detach", action="store_true", help="run in the background (output in OUT/run.log) and return")
-    p.add_argument("--poll", metavar="OUT", help="print a detached run's new output until it ends or --for seconds pass")
+    p.add_argument("--poll", metavar="OUT", help="print a detached run's new output until it ends or --for seconds "
+                                                 "pass")
     p.add_argument("--for", dest="for_", type=float, default=540, help="with --poll: seconds to wait at most")
     args = p.parse_args(argv)
     if args.poll:
@@ -523,7 +534,8 @@ def run_steps(args, out: Path, steps: list[str]) -> None:
     run.result |= {"shape": args.shape, "models": models(args.shape, hub), "root": args.root, "gpu_mib_idle": gpu_mib(),
                    "python": sys.version.split()[0], "cores": os.cpu_count()}
     try:
-        run.result["gpu"] = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout.strip()
+        run.result["gpu"] = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                           timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         pass
     run.save()
@@ -534,7 +546,8 @@ def run_steps(args, out: Path, steps: list[str]) -> None:
     for name in dict.fromkeys(steps):  # in the order given (a step named twice runs once)
         need = ESTIMATE[args.shape][name]
         if (left := run.left()) < need:
-            run.result["steps"][name] = {"skipped": True, "reason": f"{left:.0f} s left of the budget, the step needs {need} s"}
+            run.result["steps"][name] = {"skipped": True,
+                                         "reason": f"{left:.0f} s left of the budget, the step needs {need} s"}
             run.say(f"{name}: skipped ({run.result['steps'][name]['reason']})")
             run.save()
             continue
@@ -545,14 +558,16 @@ def run_steps(args, out: Path, steps: list[str]) -> None:
         try:
             entry = bodies[name]()
         except BaseException as err:  # noqa: BLE001 - a step's failure is its result; the others still run
-            entry = {"ok": False, "error": f"{type(err).__name__}: {err}"[-4000:], "traceback": traceback.format_exc()[-4000:]}
+            entry = {"ok": False, "error": f"{type(err).__name__}: {err}"[-4000:],
+                     "traceback": traceback.format_exc()[-4000:]}
         entry["step_s"] = round(time.monotonic() - began, 1)
         if name == "compile" and entry.get("fingerprint"):
             run.result["fingerprint"] = entry["fingerprint"]
         run.result["steps"][name] = entry
         compare(run.result)
         run.save()
-        run.say(f"{name}: done in {entry['step_s']} s ({'ok' if entry.get('ok') else 'skipped' if entry.get('skipped') else 'FAILED'})")
+        run.say(f"{name}: done in {entry['step_s']} s "
+                f"({'ok' if entry.get('ok') else 'skipped' if entry.get('skipped') else 'FAILED'})")
     compare(run.result)
     run.save()
     if args.json:

@@ -38,7 +38,8 @@ class Options:
     workload: bench.Workload
     plan: bench.Plan
     url: str | None = None  # measure this server instead of the deployed endpoint
-    proxy_auth: bool = False  # send MODAL_KEY/MODAL_SECRET to `url` (--proxy-auth; the deployed endpoint: client.endpoint_headers)
+    # send MODAL_KEY/MODAL_SECRET to `url` (--proxy-auth; the deployed endpoint: client.endpoint_headers)
+    proxy_auth: bool = False
     wait_given: bool = False  # --wait was given: do not stretch the cold-start wait to the deployment's
     label: str | None = None
     json_path: str | None = None  # write the report here
@@ -54,20 +55,23 @@ def would(options: Options, where: str) -> str:
     """What a dry run says it would measure."""
     p, w = options.plan, options.workload
     per_level = f"{p.duration:g} s" if p.duration else f"{p.requests or 'default'} requests"
-    return (f"bench (dry run): would measure {where} at concurrency {','.join(map(str, p.concurrency))}, {per_level} per "
-            f"level, prompt ~{w.prompt_tokens} tokens, {w.max_tokens} output tokens"
-            + (f", writing {options.json_path}" if options.json_path else "") + (f" and {options.plot}" if options.plot else "")
+    return (f"bench (dry run): would measure {where} at concurrency {','.join(map(str, p.concurrency))}, {per_level} "
+            f"per level, prompt ~{w.prompt_tokens} tokens, {w.max_tokens} output tokens"
+            + (f", writing {options.json_path}" if options.json_path else "")
+            + (f" and {options.plot}" if options.plot else "")
             + (f"; the requests sent to {options.requests_path}" if options.requests_path else ""))
 
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
     target = {"env": d.env, "recipe": d.recipe.name}
-    workload = options.workload if options.workload.model else dataclasses.replace(options.workload, model=d.recipe.model)
+    workload = options.workload if options.workload.model else dataclasses.replace(
+        options.workload, model=d.recipe.model)
     if ctx.dry_run:
         where = options.url or f"the deployed endpoint of {d.app_name} (Modal environment {d.modal.environment})"
         return result(STAGE, d, "dry-run", would(options, f"{where}, model {workload.model}"))
     if options.url:
-        report = measure(dataclasses.replace(options, workload=workload, plan=waits(options, None)), target, say=ctx.say)
+        report = measure(dataclasses.replace(options, workload=workload, plan=waits(options, None)), target,
+                         say=ctx.say)
     else:
         ctx.remote.require_credentials()
         url = endpoint(ctx, d, STAGE)
@@ -84,7 +88,8 @@ def waits(options: Options, d: Deployment | None) -> bench.Plan:
     if options.wait_given:
         return options.plan
     scales_to_zero = d is not None and d.scaling.min_containers == 0
-    return dataclasses.replace(options.plan, cold_start_deadline=float(smoketest.deadline_for(d)) if scales_to_zero else 0.0)
+    return dataclasses.replace(options.plan, cold_start_deadline=float(smoketest.deadline_for(d)) if scales_to_zero
+                               else 0.0)
 
 
 def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[dict]:
@@ -101,12 +106,14 @@ def measure(options: Options, target: dict, *, say=_say) -> dict:
     sent: dict[int, list[dict]] = {}
     report = bench.run(options.url, options.workload, options.plan, label=options.label, target=target,
                        headers=headers, say=say, progress=show.progress_bars(),
-                       sent=(lambda c, payload: sent.setdefault(c, []).append(payload)) if options.requests_path else None)
+                       sent=(lambda c, payload: sent.setdefault(c, []).append(payload)) if options.requests_path
+                       else None)
     for c, payloads in sent.items():
         say(f"bench: the {len(payloads)} requests sent at concurrency {c} written to "
             f"{bench.write_requests(payloads, bench.requests_path(options.requests_path, c))}")
     if options.json_path:
-        say(f"bench: results written to {bench.write_json(json.loads(scrub(json.dumps(report))), Path(options.json_path))}")
+        say("bench: results written to "
+            f"{bench.write_json(json.loads(scrub(json.dumps(report))), Path(options.json_path))}")
     if options.plot:
         say(f"bench: plot written to {bench.plot([report], options.plot)}")
     return report
@@ -117,7 +124,8 @@ def is_release(item: str) -> bool:
     return ledger.is_release_id(item) and not Path(item).exists()
 
 
-def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str]] | None = None, print_json: bool = False,
+def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str]] | None = None,
+            print_json: bool = False,
             plot: str | None = None, out=print, say=_say) -> dict:
     """B relative to A, per level, from two earlier --json reports, two recorded releases, or one of each.
 

@@ -37,8 +37,8 @@ def run(ctx: Context, d: Deployment) -> StageResult[Outcome]:
     now = ctx.clock()
     start = now - timedelta(minutes=s.check_minutes)
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"check (dry run, {d.env}/{d.recipe.name}): would judge the sentinel's probes "
-                                           f"of the last {s.check_minutes} min against min_attainment "
+        return result(STAGE, d, "dry-run", f"check (dry run, {d.env}/{d.recipe.name}): would judge the sentinel's "
+                                           f"probes of the last {s.check_minutes} min against min_attainment "
                                            f"{s.min_attainment:g} and the bill's drift against the estimate")
     ctx.remote.require_credentials()
     w = watch(ctx, d, start, now)

@@ -76,7 +76,8 @@ class TypedTask(Task):
             opts = dict(names=arg.names, kind=list if kind is list else int if kind is int else str,
                         default=arg.default, help=arg.help, attr_name=arg.attr_name)
             parse = {int: int, float: float}.get(kind)
-            placeholder = PLACEHOLDERS.get(arg.attr_name or arg.name) or {int: "INT", float: "NUMBER"}.get(kind, "STRING")
+            placeholder = PLACEHOLDERS.get(arg.attr_name
+                                           or arg.name) or {int: "INT", float: "NUMBER"}.get(kind, "STRING")
             out.append(Flag(parse=parse, placeholder=placeholder, **opts))
         return out
 
@@ -165,7 +166,8 @@ def _errors(fn):
         except Exit:
             raise
         except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to write, no complaint at exit
+            # nothing more to write, no complaint at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=SIGPIPE_EXIT) from None
         except UserError as err:
             if debug:

@@ -111,7 +111,8 @@ def fingerprint(*parts: object) -> str:
 
 
 def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T]) -> StageResult[T] | None:
-    """The "nothing to do" result, carrying the outcome recorded then, when this stage already succeeded with these inputs."""
+    """The "nothing to do" result, carrying the outcome recorded then, when this stage already succeeded with these
+    inputs."""
     state = ctx.state(d)
     if ctx.force or not state.is_current(stage, fp):
         return None

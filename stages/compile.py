@@ -64,11 +64,12 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         if not outcome.skipped and (shapes := outcome.deep_gemm_shapes):
             lines.append(f"  compile_deep_gemm: {len(shapes['shapes'])} GEMM shape(s) in {shapes['seconds']:.0f} s")
         if not outcome.skipped and outcome.server_timeline:
-            phases = ", ".join(f"{p['phase']} {p['seconds']:.1f}" for p in outcome.server_timeline if p["seconds"] >= 1.0)
+            phases = ", ".join(f"{p['phase']} {p['seconds']:.1f}" for p in outcome.server_timeline
+                               if p["seconds"] >= 1.0)
             lines.append(f"  its server, without the caches: ready in {outcome.server_timeline[-1]['end_s']:.1f} s"
                          + (f" ({phases})" if phases else ""))
         return outcome, "\n".join(lines)
 
     return remote_stage(ctx, STAGE, d, fp, Compiled, work=compile_,
-                        would=f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on {d.recipe.gpu} "
-                              f"into Volume {d.caches.kernels_volume}")
+                        would=f"compile DeepGEMM kernels and warm every JIT cache for {d.recipe.model} on "
+                              f"{d.recipe.gpu} into Volume {d.caches.kernels_volume}")

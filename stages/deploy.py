@@ -81,7 +81,8 @@ def preflight(ctx: Context, d: Deployment, *, confirm=input) -> Options:
     if ctx.settings.release.guarded:
         confirm_or_refuse(
             ctx, f"deploying to guarded environment '{d.env}'",
-            f"Deploy {d.recipe.name} at {git.tag} to {d.env} (Modal environment {d.modal.environment})? [y/N] ", confirm,
+            f"Deploy {d.recipe.name} at {git.tag} to {d.env} (Modal environment {d.modal.environment})? [y/N] ",
+            confirm,
         )
     return Options(git=git, confirmed=True)
 

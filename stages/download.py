@@ -29,7 +29,8 @@ class Downloads:
     downloads: list[Downloaded]
 
     def __post_init__(self):  # rebuilt from JSON (the stage state) as plain dicts
-        object.__setattr__(self, "downloads", [x if isinstance(x, Downloaded) else Downloaded(**x) for x in self.downloads])
+        object.__setattr__(self, "downloads", [x if isinstance(x, Downloaded) else Downloaded(**x)
+                                               for x in self.downloads])
 
 
 def download_fingerprint(d: Deployment) -> str:
@@ -46,16 +47,17 @@ def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
     name = d.secrets.hf_token_secret
     if d.recipe.gated and not name:
         raise ConfigError(
-            f"{d.recipe.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a Modal Secret holding HF_TOKEN"
+            f"{d.recipe.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a Modal Secret "
+            "holding HF_TOKEN"
         )
     if not name or ctx.remote.secret_exists(d.modal.environment, name):
         return d
     create = f"`modal secret create {name} HF_TOKEN=... --env {d.modal.environment}`"
     if d.recipe.gated:
-        raise ConfigError(f"secrets.hf_token_secret = {name!r}: no such Modal Secret in environment {d.modal.environment}, "
-                          f"and {d.recipe.model} is gated; create it with {create}")
-    ctx.say(f"note: Modal Secret {name!r} does not exist in environment {d.modal.environment}; {d.recipe.model} is public, "
-            f"so downloading without a Hugging Face token (rate limits apply; create it with {create})")
+        raise ConfigError(f"secrets.hf_token_secret = {name!r}: no such Modal Secret in environment "
+                          f"{d.modal.environment}, and {d.recipe.model} is gated; create it with {create}")
+    ctx.say(f"note: Modal Secret {name!r} does not exist in environment {d.modal.environment}; {d.recipe.model} is "
+            f"public, so downloading without a Hugging Face token (rate limits apply; create it with {create})")
     return d.model_copy(update={"secrets": d.secrets.model_copy(update={"hf_token_secret": None})})
 
 

@@ -47,7 +47,8 @@ def seconds(flag: str, value: object) -> float | None:
     return number
 
 
-def number(flag: str, value: object, *, low: float, high: float | None = None, allowed: str | None = None) -> float | None:
+def number(flag: str, value: object, *, low: float, high: float | None = None,
+           allowed: str | None = None) -> float | None:
     if value is None:
         return None
     allowed = allowed or f"a number from {low:g}" + (f" to {high:g}" if high is not None else " up")
@@ -138,8 +139,8 @@ def compare_paths(compare: object) -> list[str]:
     items = [compare] if isinstance(compare, str) else list(compare or [])
     paths = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
     if len(paths) != 2:
-        _fail("--compare needs exactly two bench JSON files or release ids (A then B: --compare a.json --compare b.json); "
-              f"got {len(paths)}")
+        _fail("--compare needs exactly two bench JSON files or release ids (A then B: --compare a.json --compare "
+              f"b.json); got {len(paths)}")
     return paths
 
 
@@ -165,7 +166,8 @@ def gate_override(skip_gate: bool, reason: object):
     """--skip-gate --reason "...": the record of who skips the gate and why, or None; checked before anything runs."""
     if not skip_gate:
         if reason is not None:
-            _fail("--reason explains --skip-gate; without --skip-gate the promotion is gated and there is nothing to explain")
+            _fail("--reason explains --skip-gate; without --skip-gate the promotion is gated and there is nothing to "
+                  "explain")
         return None
     return gate.skip_override(reason)
 
@@ -183,8 +185,8 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
     if proxy_auth and not url:
         _fail("--proxy-auth applies to --url; the environment's own endpoint always gets its credentials")
     if write_requests is not None and len(levels) > 1 and engine.LEVEL_PLACEHOLDER not in str(write_requests):
-        _fail(f"--write-requests {write_requests}: {len(levels)} concurrency levels need one file each; allowed: a path "
-              f"containing {engine.LEVEL_PLACEHOLDER}, e.g. requests-c{engine.LEVEL_PLACEHOLDER}.jsonl")
+        _fail(f"--write-requests {write_requests}: {len(levels)} concurrency levels need one file each; allowed: a "
+              f"path containing {engine.LEVEL_PLACEHOLDER}, e.g. requests-c{engine.LEVEL_PLACEHOLDER}.jsonl")
     return stage.Options(
         workload=engine.Workload(
             prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,

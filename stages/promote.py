@@ -88,7 +88,8 @@ def check_direction(source: Settings, target: Settings) -> None:
                           "promote moves a release between two environments (e.g. --from staging --to prod)")
     allowed = target.release.promote_from
     if allowed != source.env:
-        path = f"--from {allowed} --to {target.env}" if allowed else f"none: {target.env} is deployed by `invoke pipeline`"
+        path = (f"--from {allowed} --to {target.env}" if allowed
+                else f"none: {target.env} is deployed by `invoke pipeline`")
         raise Refused(f"promote --from {source.env} --to {target.env}: {target.env} takes releases only from "
                       f"{allowed or 'no environment'} (release.promote_from in environments/{target.env}.toml); "
                       f"allowed: {path}; nothing changed")
@@ -96,12 +97,14 @@ def check_direction(source: Settings, target: Settings) -> None:
 
 def check_source(source_env: str, target_env: str, release: Release | None, recipe: str) -> Release:
     if release is None:
-        raise Refused(f"{source_env} has no release of {recipe}: run `invoke pipeline --env {source_env}` first; nothing changed")
+        raise Refused(f"{source_env} has no release of {recipe}: run `invoke pipeline --env {source_env}` first; "
+                      "nothing changed")
     if not release.smoke_passed:
-        why = f"its smoke test failed ({release.smoke.get('error')})" if release.smoke else "it has not been smoke-tested"
+        why = (f"its smoke test failed ({release.smoke.get('error')})" if release.smoke
+               else "it has not been smoke-tested")
         raise Refused(
-            f"{source_env}'s current release of {recipe} ({release.release_id}, {release.tag}) is not validated: {why}; "
-            f"run `invoke smoke --env {source_env}`; nothing changed"
+            f"{source_env}'s current release of {recipe} ({release.release_id}, {release.tag}) is not validated: "
+            f"{why}; run `invoke smoke --env {source_env}`; nothing changed"
         )
     if release.dirty:
         raise Refused(f"{source_env}'s release {release.release_id} was deployed from a dirty tree ({release.tag}); "
@@ -153,7 +156,8 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
                                                kind="promote", promoted_from=origin, gate=gated)
         if promoted is None:
             version = f"v{previous.version}" if previous and previous.version else "its current version"
-            return result(STAGE, d, "unchanged", f"promote: no change, {dst_env}/{recipe} already runs {release.tag} ({version})")
+            return result(STAGE, d, "unchanged", f"promote: no change, {dst_env}/{recipe} already runs {release.tag} "
+                                                 f"({version})")
         apply_schedule(target, d)
         try:
             outcome = smoketest.check(d, promoted.url, say=target.say)
@@ -231,13 +235,15 @@ def _gate(source: Context, target: Context, served: Deployment, release: Release
     url = release.url or endpoint(source, served, STAGE)
     # The source's endpoint, with the source's proxy credentials where it asks for them: nowhere else.
     headers = client.endpoint_headers(served, url)
-    target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate workload...")
+    target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate "
+               "workload...")
     where = {"env": src, "recipe": served.recipe.name, "app": served.app_name, "release_id": release.release_id}
     try:
         evaluation, record = gate.check(gating, served, url, current, headers=headers, where=where, title=title,
                                         say=target.say, progress=show.progress_bars())
     except StageError as err:
-        raise StageError(STAGE, f"the promotion gate could not measure {release.release_id} on {src}: {err}; nothing changed") from None
+        raise StageError(STAGE, f"the promotion gate could not measure {release.release_id} on {src}: {err}; nothing "
+                                "changed") from None
     if not evaluation.passed:
         raise Refused(f"the promotion gate refused {title}: {'; '.join(evaluation.reasons)}; nothing changed "
                       '(table above; `--skip-gate --reason "..."` promotes anyway and records who and why)')
@@ -261,7 +267,8 @@ def _record_baseline(ctx: Context, d: Deployment, store: ReleaseStore, manifest,
     return f"; {d.env}'s baseline recorded"
 
 
-def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previous: Release | None, reason: str) -> str:
+def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previous: Release | None,
+               reason: str) -> str:
     """Return the target to the version it ran before; record that. Returns a sentence for the error."""
     if previous is None or previous.version is None:
         return "no previous version to roll back to: the failed release stays deployed (roll forward or stop the app)"
@@ -269,7 +276,8 @@ def _roll_back(ctx: Context, d: Deployment, store: ReleaseStore, manifest, previ
     return f"rolled back to v{previous.version} ({previous.tag}) as v{rollback.version}"
 
 
-def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, release: Release, options: Options) -> StageResult:
+def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, release: Release,
+                   options: Options) -> StageResult:
     """Re-run this promotion from a git worktree of the release's commit: its code, its pinned values, its gate."""
     flags = (["--skip-gate", "--reason", options.skip_gate.reason] if options.skip_gate else []) + (
         ["--record-baseline"] if options.record_baseline else [])
@@ -283,7 +291,8 @@ def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, releas
             ctx.say(f"promoting from a worktree of {release.commit[:12]} (the commit {src_env} runs)...")
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
             done = subprocess.run(
-                [sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env, "--recipe", recipe, "--yes"]
+                [sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env, "--recipe", recipe,
+                 "--yes"]
                 + (["--dry-run"] if ctx.dry_run else []) + flags,
                 cwd=tree, env=env, text=True,
             )
@@ -291,4 +300,5 @@ def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, releas
             subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ctx.repo, capture_output=True)
     if done.returncode != 0:
         raise StageError(STAGE, f"promotion from the worktree of {release.commit[:12]} failed (exit {done.returncode})")
-    return StageResult(STAGE, dst_env, recipe, "ran", f"promoted {release.tag} from {src_env} to {dst_env} (from its own commit)")
+    return StageResult(STAGE, dst_env, recipe, "ran", f"promoted {release.tag} from {src_env} to {dst_env} (from its "
+                                                      "own commit)")

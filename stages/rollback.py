@@ -51,7 +51,8 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
         target, current = choose(d, manifest, version, force=ctx.force), manifest.current
         entry = roll_back_to(ctx, d, store, manifest, target,
                              note=f"manual rollback from v{current.version if current else '?'}")
-    return result(STAGE, d, "ran", f"rolled {d.env}/{d.recipe.name} back to v{target.version} ({target.tag}); now v{entry.version}",
+    return result(STAGE, d, "ran", f"rolled {d.env}/{d.recipe.name} back to v{target.version} ({target.tag}); now "
+                                   f"v{entry.version}",
                   RolledBack(target.version, entry.version, target.tag))
 
 
@@ -78,7 +79,8 @@ def choose(d: Deployment, manifest: Manifest, version: int | None, *, force: boo
         target = next((r for r in manifest.history if r.version == version), None)
         if target is None:
             known = ", ".join(f"v{r.version}" for r in manifest.history if r.version) or "none"
-            raise Refused(f"{d.env}/{d.recipe.name} has no recorded release v{version} (recorded: {known}); nothing changed")
+            raise Refused(f"{d.env}/{d.recipe.name} has no recorded release v{version} (recorded: {known}); nothing "
+                          "changed")
     if manifest.current is not None and target.release_id == manifest.current.release_id:
         raise Refused(f"{d.env}/{d.recipe.name} already runs v{target.version}; nothing changed")
     if target.smoke and not target.smoke_passed and not force:

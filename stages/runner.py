@@ -87,7 +87,8 @@ def run_stage(
     one_recipe: str | None = None,
     **flags,
 ) -> list[dict]:
-    """Run one stage (or flow) for each selected recipe: `stage(ctx, d)`, or `stage(ctx, d, options)` when it has options.
+    """Run one stage (or flow) for each selected recipe: `stage(ctx, d)`, or `stage(ctx, d, options)` when it has
+    options.
 
     `one_recipe` (the reason) refuses an environment serving several recipes when no --recipe picks one.
     """
@@ -127,7 +128,8 @@ def run_promote(source: str, target: str, recipe: str | None, overrides: list[st
     remote = make_remote(target_settings)
     src = context(settings_for(source, None), remote=remote, **flags)
     dst = context(target_settings, remote=remote, **flags)
-    options = [promote.Options(name, from_manifest, skip_gate, record_baseline) for name in dst.settings.selected_recipes()]
+    options = [promote.Options(name, from_manifest, skip_gate, record_baseline)
+               for name in dst.settings.selected_recipes()]
     return report((promote.run(src, dst, o) for o in options), as_json)
 
 
@@ -144,7 +146,8 @@ def run_bench(env: str | None, recipe: str | None, overrides: list[str] | None, 
 
 def run_sglang_flags(env: str | None, recipe: str | None, overrides: list[str] | None, version: str | None,
                      wheel: str | None, *, as_json: bool, dry_run: bool) -> list[dict]:
-    """`invoke sglang-flags`: one version's table (--version or --wheel), or those of an environment's recipes (--env)."""
+    """`invoke sglang-flags`: one version's table (--version or --wheel), or those of an environment's recipes (--env).
+    """
     from infra.control import sglang_flags as flags
     from tools import sglang_tables
 

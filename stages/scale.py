@@ -45,7 +45,8 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
     until = (f"until {upcoming.describe()}" if upcoming else
              f"until the next deploy resets it to the settings value ({d.scaling.min_containers})")
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to {wanted}, {until}")
+        return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to "
+                                           f"{wanted}, {until}")
     ctx.remote.require_credentials()
     in_force = ctx.remote.update_autoscaler(d, min_containers=wanted)
     message = f"{d.env}/{d.recipe.name}: min_containers now {in_force['min_containers']}, {until}"

@@ -20,8 +20,8 @@ STAGE = "sentinel"
 def run(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:
     settings: Settings = ctx.settings
     if not settings.sentinel.enabled:
-        raise ConfigError(f"environments/{settings.env}.toml: sentinel.enabled = false: this environment is not watched; "
-                          "allowed: set `enabled = true` under [sentinel] to deploy its sentinel")
+        raise ConfigError(f"environments/{settings.env}.toml: sentinel.enabled = false: this environment is not "
+                          "watched; allowed: set `enabled = true` under [sentinel] to deploy its sentinel")
     s = watching.spec_for(settings, deployments)
     price = watching.cost(s, costs.rates_for(settings.costs))
     summary = "\n".join([f"{s.app_name}: probes {', '.join(t.recipe for t in s.targets)} every "

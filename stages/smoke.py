@@ -50,7 +50,8 @@ def record(ctx: Context, d: Deployment, outcome: dict) -> None:
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Smoked]:
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion from {d.app_name}")
+        return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion "
+                                           f"from {d.app_name}")
     ctx.remote.require_credentials()
     url = options.url or endpoint(ctx, d, STAGE)
     ctx.say(f"smoke test: streaming one completion from {url}...")

@@ -3,7 +3,8 @@ and the release ledger: per release, where it came from and what it measured and
 
 `--since` (alone) adds, per recipe, what the sentinel's probes saw in that window (infra/control/attainment.py) and
 the bake's verdict on the current release; `--advise` proposes `[[scaling.schedule]]` windows from the bill's hourly
-history (infra/control/advice.py). `--cost` adds what Modal billed in a period (`--since`, default 7 days; `--until`, default now) per release beside
+history (infra/control/advice.py). `--cost` adds what Modal billed in a period (`--since`, default 7 days; `--until`,
+default now) per release beside
 the cost model's estimate (infra/control/costs.py). `invoke status` is also what keeps the live rates current: with
 credentials in hand, it fetches the workspace's rates into the state directory when the cache is a day old, so
 `plan` (which never fetches) prices with them afterwards.
@@ -93,7 +94,8 @@ def flatten(data: object, prefix: str = "") -> dict[str, object]:
 def drift(deployed: dict, planned: Deployment) -> list[str]:
     """Settings whose deployed value differs from what would be deployed now: 'name: deployed -> planned'."""
     have, want = flatten(deployed), flatten(json.loads(planned.to_json()))  # the manifest's form: tuples became lists
-    return [f"{key}: {have.get(key)!r} -> {want.get(key)!r}" for key in sorted(set(have) | set(want)) if have.get(key) != want.get(key)]
+    return [f"{key}: {have.get(key)!r} -> {want.get(key)!r}" for key in sorted(set(have) | set(want))
+            if have.get(key) != want.get(key)]
 
 
 def planned_now(ctx: Context, d: Deployment, current) -> Deployment:
@@ -124,13 +126,15 @@ def refresh_rates(ctx: Context, d: Deployment, *, strict: bool) -> str | None:
         problem = err
     except BillingUnavailable as err:
         problem = err
-    return f"warning: rates not refreshed ({problem}); pricing with the {costs.rates_for(ctx.settings.costs).base_source}"
+    return (f"warning: rates not refreshed ({problem}); pricing with the "
+            f"{costs.rates_for(ctx.settings.costs).base_source}")
 
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Status]:
     period = costs.period(options.since, options.until, ctx.clock()) if options.cost else None
     if not options.cost and options.until and not options.since:
-        raise costs.CostError("--until ends the window of --since (or the period of --cost): add --since, or leave it out")
+        raise costs.CostError("--until ends the window of --since (or the period of --cost): add --since, or leave it "
+                              "out")
     window = attainment.window(options.since, options.until, ctx.clock()) if options.since else None
     ctx.remote.require_credentials()
     if line := refresh_rates(ctx, d, strict=options.cost):
@@ -144,7 +148,8 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     earlier = manifest.history[1 : 1 + SHOWN_HISTORY]
     lines = [f"{d.env}/{d.recipe.name}: current {current.summary()}", f"  url: {current.url}"]
     lines += [f"  before: {release.summary()}" for release in earlier]
-    lines.append("  drift: none (plan matches what runs)" if not changes else f"  drift: {len(changes)} setting(s) differ")
+    lines.append("  drift: none (plan matches what runs)" if not changes
+                 else f"  drift: {len(changes)} setting(s) differ")
     lines += [f"    {c}" for c in changes]
     floor_lines, floor = warm_floor(ctx, running(d, current))
     lines += floor_lines

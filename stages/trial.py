@@ -18,13 +18,14 @@ STAGE = "try"
 
 def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
     if ctx.settings.release.guarded and not ctx.force:
-        raise Refused(f"try runs an ephemeral copy in guarded environment '{d.env}' (its Modal Environment, Volumes and "
-                      "Secrets); allowed: another environment (default dev), or --force; nothing changed")
+        raise Refused(f"try runs an ephemeral copy in guarded environment '{d.env}' (its Modal Environment, Volumes "
+                      "and Secrets); allowed: another environment (default dev), or --force; nothing changed")
     if not ctx.dry_run:
         ctx.remote.require_credentials()
     d = ctx.pinned(d)
     if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.app_name} ephemerally and query it")
+        return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.app_name} "
+                                           "ephemerally and query it")
     ctx.say(f"starting {d.app_name} ephemerally in Modal environment {d.modal.environment} (stopped when this ends)...")
     with ctx.remote.ephemeral(d) as url:
         ctx.say(f"querying {url} (a cold start can take minutes)...")

@@ -244,7 +244,8 @@ def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subproces
     code = 0
     try:
         os.environ.clear()
-        os.environ.update({k: v for k, v in saved_env.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))} | NO_BAKE
+        os.environ.update({k: v for k, v in saved_env.items()
+                           if not k.startswith(("INFRA_", "MODAL_", "HF_"))} | NO_BAKE
                           | env)
         os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

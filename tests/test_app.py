@@ -29,12 +29,14 @@ def describe_locally(env: str, recipe: str, **extra_env: str) -> dict:
 def describe_in_container(tmp_path, local: dict) -> dict:
     """Import the app as the container does: what is mounted (infra/runtime only), Modal's injected variables only."""
     root = tmp_path / "root"
-    shutil.copytree(REPO / "infra" / "runtime", root / "infra" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "infra" / "runtime", root / "infra" / "runtime",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(DESCRIBE, root / "describe_app.py")
     injected = {k: v for secret in local["env"] for k, v in secret.items()}
     environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(root)} | injected
     done = subprocess.run(
-        [sys.executable, str(root / "describe_app.py"), "--container"], env=environ, capture_output=True, text=True, cwd=root
+        [sys.executable, str(root / "describe_app.py"), "--container"], env=environ, capture_output=True, text=True,
+        cwd=root
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -49,7 +51,8 @@ def test_container_import_rebuilds_the_identical_definition(tmp_path, env, recip
 
 def test_container_import_identical_with_gpu_snapshots(tmp_path):
     local = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_COLD_START__GPU_SNAPSHOT="true")
-    assert local["methods"] == {"start_for_snapshot": "ENTER_PRE_SNAPSHOT", "restore": "ENTER_POST_SNAPSHOT", "stop": "EXIT"}
+    assert local["methods"] == {"start_for_snapshot": "ENTER_PRE_SNAPSHOT", "restore": "ENTER_POST_SNAPSHOT",
+                                "stop": "EXIT"}
     assert describe_in_container(tmp_path, local) == local
 
 
@@ -57,10 +60,13 @@ def test_container_import_ignores_a_different_environment_in_the_container(tmp_p
     """Even with INFRA_* variables present in the container, the baked deployment wins."""
     local = describe_locally("prod", "qwen3-8b-low-latency")
     root = tmp_path / "root"
-    shutil.copytree(REPO / "infra" / "runtime", root / "infra" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "infra" / "runtime", root / "infra" / "runtime",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     injected = {k: v for secret in local["env"] for k, v in secret.items()}
-    environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "INFRA_ENV": "dev", "INFRA_SCALING__MIN_CONTAINERS": "0"}
-    done = subprocess.run([sys.executable, DESCRIBE, "--container"], env=environ | injected, capture_output=True, text=True, cwd=root)
+    environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "INFRA_ENV": "dev",
+               "INFRA_SCALING__MIN_CONTAINERS": "0"}
+    done = subprocess.run([sys.executable, DESCRIBE, "--container"], env=environ | injected, capture_output=True,
+                          text=True, cwd=root)
     assert json.loads(done.stdout) == local
 
 
@@ -70,7 +76,8 @@ def test_prod_8b_server_definition():
     assert got["gpu"] == "H100!:2"
     assert got["regions"] == ["us-east"] and got["routing_regions"] == ["us-east"]
     # The compile caches read-only: servers never write the shared copy, only the compile job does.
-    assert got["volumes"] == {HF_CACHE_PATH: ["huggingface-cache", "prod"], KERNELS_PATH: ["deepgemm-cache", "prod", "read-only"]}
+    assert got["volumes"] == {HF_CACHE_PATH: ["huggingface-cache", "prod"],
+                              KERNELS_PATH: ["deepgemm-cache", "prod", "read-only"]}
     assert (got["port"], got["startup_timeout"], got["exit_grace_period"]) == (8000, 1200, 25)
     assert (got["min_containers"], got["max_containers"], got["target_concurrency"]) == (1, 4, 10.0)
     assert got["unauthenticated"] is False  # proxy auth on in prod
@@ -119,7 +126,8 @@ def test_gpu_snapshot_options_only_where_enabled():
 
 def test_import_refuses_a_mismatched_modal_environment():
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
-    environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO), "MODAL_ENVIRONMENT": "main"}
+    environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO),
+                "MODAL_ENVIRONMENT": "main"}
     done = subprocess.run([sys.executable, "-c", "import infra.control.modal_entry"], env=environ, capture_output=True,
                           text=True, cwd=REPO)
     assert done.returncode != 0
@@ -152,8 +160,10 @@ def test_jobs_app_definition(monkeypatch):
     assert download.volumes[HF_CACHE_PATH].name == "huggingface-cache"
     assert compile_.gpus == "H100!:2"  # kernels compiled on the GPU that runs them
     assert set(compile_.volumes) == {HF_CACHE_PATH, KERNELS_PATH}
-    assert not compile_.volumes[KERNELS_PATH]._read_only and not compile_.volumes[KERNELS_PATH]._mount_options  # the writer
-    job_env = {k: v for secret in compile_.secrets if hasattr(secret, "_load_env_dict") for k, v in secret._load_env_dict().items()}
+    # the writer
+    assert not compile_.volumes[KERNELS_PATH]._read_only and not compile_.volumes[KERNELS_PATH]._mount_options
+    job_env = {k: v for secret in compile_.secrets if hasattr(secret, "_load_env_dict") for k,
+               v in secret._load_env_dict().items()}
     assert job_env["TRITON_CACHE_DIR"] == compile_cache.LOCAL_ROOT + "/triton"  # compiled where servers restore
     sys.modules.pop("infra.runtime.jobs", None)
 
@@ -164,8 +174,8 @@ def test_modal_cli_import_path_finds_the_app():
         "from modal._environments import ensure_env\n"
         "from modal.cli.import_refs import import_app_from_ref, parse_import_ref\n"
         "ensure_env('prod')  # what `--env prod` does before importing\n"
-        "app = import_app_from_ref(parse_import_ref('infra.control.modal_entry', use_module_mode=True), base_cmd='modal deploy')\n"
-        "print(app.name, sorted(app.registered_functions))\n"
+        "app = import_app_from_ref(parse_import_ref('infra.control.modal_entry', use_module_mode=True), "
+        "base_cmd='modal deploy')\nprint(app.name, sorted(app.registered_functions))\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     environ |= {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "PYTHONPATH": str(REPO)}
@@ -175,7 +185,8 @@ def test_modal_cli_import_path_finds_the_app():
 
 
 def _expected(options: dict) -> dict:
-    """What Modal should hold for one entry of infra/runtime/spec.py: the image as its Dockerfile commands, Modal's defaults filled in."""
+    """What Modal should hold for one entry of infra/runtime/spec.py: the image as its Dockerfile commands, Modal's
+    defaults filled in."""
     from infra.runtime import modal_objects
     from tests.fakes.describe_app import dockerfile, synchronizer_in
 
@@ -218,7 +229,8 @@ def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, reci
     if schedule:
         environ["INFRA_SCALING__SCHEDULE"] = schedule
         overrides = {"scaling.schedule": __import__("infra.control.settings", fromlist=["x"]).literal(schedule)}
-    done = subprocess.run([sys.executable, DESCRIBE, "--definitions"], env=environ, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, DESCRIBE, "--definitions"], env=environ, capture_output=True, text=True,
+                          cwd=REPO)
     assert done.returncode == 0, done.stderr
     deployed = json.loads(done.stdout)
 
@@ -235,6 +247,7 @@ def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, reci
     assert deployed["jobs_app_tags"] == specs["jobs_app"]["tags"] == {"env": env, "recipe": recipe, "role": "jobs"}
     assert deployed["server"] == _expected(specs["server"])
     assert deployed["scheduler"] == {name: _expected(options) for name, options in specs["scheduler"].items()}
-    assert len(deployed["scheduler"]) == (3 if schedule else 0)  # business hours merged into one trigger; the weekend: two
+    # business hours merged into one trigger; the weekend: two
+    assert len(deployed["scheduler"]) == (3 if schedule else 0)
     assert deployed["jobs"] == {name: _expected(options) for name, options in specs["jobs"].items()}
     assert plan.plan_for(settings, d)["modal"] == specs

@@ -31,7 +31,8 @@ APP = "sglang-qwen3-8b-low-latency"
 SLOW = ("--ttft", "1.5", "--tokens", "6")
 FAST = ("--tokens", "6")
 # prod's bake for these tests: 3 minutes judged on one objective, the gate itself off (its tests: test_promotion_gate).
-BAKED = ("release.bake_minutes=3", "gate.enabled=false", 'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = 250 }]')
+BAKED = ("release.bake_minutes=3", "gate.enabled=false", 'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = '
+                                                         '250 }]')
 # Two requests a window instead of six: the same judgement with a third of the real requests.
 PACE = bake.Pace(interval_s=30, window_s=60, breach_windows=3)
 

@@ -43,7 +43,8 @@ def chats(server) -> list[dict]:
 def measure(server, concurrency="1", requests=None, duration=None, env=None, recipe=None, **flags) -> dict:
     """What `invoke bench --url` does: the task's flags checked into options, then the stage."""
     flags.setdefault("prompt_tokens", 16)
-    options = cli_flags.bench_options(url=server.url, concurrency=concurrency, requests=requests, duration=duration, **flags)
+    options = cli_flags.bench_options(url=server.url, concurrency=concurrency, requests=requests, duration=duration,
+                                      **flags)
     if env:
         settings = load_settings(env, recipe)
         ctx = Context(settings=settings, remote=None, say=lambda _m: None)
@@ -185,7 +186,8 @@ def test_nothing_listening_gives_up_after_the_wait(quick_retries):
     from tests.conftest import free_port
 
     with pytest.raises(StageError, match="cannot connect|no response"):
-        stage.run_url(cli_flags.bench_options(url=f"http://127.0.0.1:{free_port()}", concurrency="1", wait="0.3"), say=lambda _m: None)
+        stage.run_url(cli_flags.bench_options(url=f"http://127.0.0.1:{free_port()}", concurrency="1", wait="0.3"),
+                      say=lambda _m: None)
 
 
 # ---------------------------------------------------------------- output
@@ -203,10 +205,12 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     slow = fake_server("--ttft", "0.5", "--itl", "0.004", "--tokens", "10")
     (tmp_path / "b").mkdir()
     common = {"concurrency": "1,2", "requests": "4", "prompt_tokens": "8", "max_tokens": "10"}
-    done = stage.run_url(cli_flags.bench_options(url=fast.url, output=str(a_json), plot=str(tmp_path / "a.png"), label="fast",
+    done = stage.run_url(cli_flags.bench_options(url=fast.url, output=str(a_json), plot=str(tmp_path / "a.png"),
+                                                 label="fast",
                                              **common), say=lambda _m: None)
     report, table = done.detail, done.message
-    stage.run_url(cli_flags.bench_options(url=slow.url, output=str(b_json), label="slow", **common), say=lambda _m: None)
+    stage.run_url(cli_flags.bench_options(url=slow.url, output=str(b_json), label="slow", **common),
+                  say=lambda _m: None)
 
     # The table: one row per level under a header naming the metrics.
     assert "TTFT ms p50/p90/p99" in table and "tok/s total" in table and "fast: http://127.0.0.1" in table
@@ -217,7 +221,8 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     saved = json.loads(a_json.read_text())
     assert saved == json.loads(json.dumps(report))
     assert saved["schema"] == bench.SCHEMA == 1 and saved["label"] == "fast" and saved["tool"] == "invoke bench"
-    assert set(saved) == {"schema", "tool", "label", "created", "target", "workload", "plan", "client", "cold_start", "levels"}
+    assert set(saved) == {"schema", "tool", "label", "created", "target", "workload", "plan", "client", "cold_start",
+                          "levels"}
     assert saved["target"] == {"url": fast.url, "model": None}
     assert saved["plan"]["concurrency"] == [1, 2] and saved["plan"]["requests"] == 4
     assert saved["workload"]["prompt_tokens"] == 8 and saved["workload"]["max_tokens"] == 10
@@ -227,8 +232,10 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     assert set(level) == {"concurrency", "mode", "requests", "errors", "error_examples", "warmup", "wall_s", "ttft_s",
                           "itl_s", "tpot_s", "e2e_s", "output_tokens", "throughput", "client", "records"}
     assert set(level["ttft_s"]) == {"count", "mean", "min", "p50", "p90", "p99", "max"}
-    assert set(level["client"]) == {"cpu_s", "cpu_utilization", "cpu_ms_per_request", "cpu_us_per_chunk", "loop_lag_ms", "busy"}
-    assert set(level["records"][0]) == {"t_s", "error", "ttft_s", "e2e_s", "tpot_s", "itl_mean_s", "itl_max_s", "tokens",
+    assert set(level["client"]) == {"cpu_s", "cpu_utilization", "cpu_ms_per_request", "cpu_us_per_chunk", "loop_lag_ms",
+                                    "busy"}
+    assert set(level["records"][0]) == {"t_s", "error", "ttft_s", "e2e_s", "tpot_s", "itl_mean_s", "itl_max_s",
+                                        "tokens",
                                         "chunks", "usage_tokens"}
 
     # The plot: a real PNG of a readable size.
@@ -259,8 +266,10 @@ def test_the_measured_requests_are_written_exactly_as_sent_in_the_format_bench_s
     report = measure(server, "1,2", requests=4, max_tokens=3, warmup=1, write_requests=template)
     received = [r["body"] for r in chats(server)]
     assert len(received) == 1 + (1 + 4) + (2 + 4)  # probe, then per level its warm-up round and the measured requests
-    written = {c: [json.loads(line) for line in (tmp_path / f"sent-c{c}.jsonl").read_text().splitlines()] for c in (1, 2)}
-    assert written[1] == received[2:6] and sorted(map(json.dumps, written[2])) == sorted(map(json.dumps, received[8:12]))
+    written = {c: [json.loads(line) for line in (tmp_path / f"sent-c{c}.jsonl").read_text().splitlines()]
+               for c in (1, 2)}
+    assert written[1] == received[2:6]
+    assert sorted(map(json.dumps, written[2])) == sorted(map(json.dumps, received[8:12]))
     for line in written[1] + written[2]:
         assert line["max_tokens"] == 3 and line["messages"][0]["role"] == "user" and line["ignore_eos"] is True
     assert len({json.dumps(line["messages"]) for line in written[1] + written[2]}) == 8  # distinct prompts
@@ -285,7 +294,8 @@ def test_greedy_by_default_and_sampling_options_are_sent_and_recorded(fake_serve
     assert greedy["workload"]["sampling"]["temperature"] == 0.0
     server = fake_server("--tokens", "3")
     sampled = measure(server, "1", 1, warmup="0", temperature="0.6", top_p="0.95", top_k="20")
-    assert all((c["body"]["temperature"], c["body"]["top_p"], c["body"]["top_k"]) == (0.6, 0.95, 20) for c in chats(server))
+    assert all((c["body"]["temperature"], c["body"]["top_p"], c["body"]["top_k"]) == (0.6, 0.95, 20)
+               for c in chats(server))
     assert sampled["workload"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
     assert "temperature=0.6 top_p=0.95 top_k=20" in bench.describe(sampled)
     server = fake_server("--tokens", "3")
@@ -324,11 +334,13 @@ def test_without_a_url_the_deployed_endpoint_is_measured_with_its_credentials(fa
     assert report["plan"]["cold_start_deadline_s"] == d.recipe.startup_timeout + 120  # waits out a full cold start
     assert {r["headers"].get("Modal-Key") for r in chats(server)} == {"wk-key"}  # its own endpoint: credentials belong
     public = load_settings("dev", "qwen3-8b-low-latency")  # dev's endpoint is public: its credentials stay home
-    stage.run(Context(settings=public, remote=DeployedRemote(), say=lambda _m: None), resolve(public, d.recipe.name), options)
+    stage.run(Context(settings=public, remote=DeployedRemote(), say=lambda _m: None), resolve(public, d.recipe.name),
+              options)
     assert [r["headers"].get("Modal-Key") for r in chats(server)][-1] is None
 
 
-def test_credentials_go_to_a_named_url_only_when_asked_and_never_in_clear_text_to_another_host(fake_server, monkeypatch):
+def test_credentials_go_to_a_named_url_only_when_asked_and_never_in_clear_text_to_another_host(
+        fake_server, monkeypatch):
     server = fake_server("--tokens", "3")
     monkeypatch.setenv("MODAL_KEY", "wk-key")
     monkeypatch.setenv("MODAL_SECRET", "ws-secret")
@@ -371,10 +383,12 @@ def test_bad_concurrency_is_one_line_naming_the_flag_and_what_is_allowed(value):
     ({"top_k": "2.5"}, r"--top-k must be a positive whole number"),
     ({"url": "127.0.0.1:8000"}, "--url must be an http:// or https:// address"),
     ({"url": "http://127.0.0.1:x"}, "--url must be an http:// or https:// address with a valid port"),
-    ({"output": "/no/such/folder/report.json"}, "--output /no/such/folder/report.json: folder /no/such/folder does not exist"),
+    ({"output": "/no/such/folder/report.json"}, "--output /no/such/folder/report.json: folder /no/such/folder does not "
+                                                "exist"),
     ({"plot": "/"}, "--plot /: is a folder"),
     ({"write_requests": "/tmp/requests.jsonl", "concurrency": "1,4"},
-     r"--write-requests /tmp/requests.jsonl: 2 concurrency levels need one file each; allowed: a path containing \{concurrency\}"),
+     r"--write-requests /tmp/requests.jsonl: 2 concurrency levels need one file each; allowed: a path containing "
+     r"\{concurrency\}"),
 ])
 def test_other_bad_options_are_one_line_config_errors_before_any_request(options, flag):
     options = {"url": "http://127.0.0.1:9"} | options
@@ -405,7 +419,8 @@ def test_percentiles_interpolate_linearly_between_ranks():
     assert bench.percentile(values, 90) == pytest.approx(9.1)
     assert bench.percentile(values, 99) == pytest.approx(9.91)
     assert bench.percentile([7.0], 99) == 7.0 and bench.percentile([], 50) is None
-    assert bench.summarize([]) == {"count": 0, "mean": None, "min": None, "p50": None, "p90": None, "p99": None, "max": None}
+    assert bench.summarize([]) == {"count": 0, "mean": None, "min": None, "p50": None, "p90": None, "p99": None,
+                                   "max": None}
 
 
 def _level(concurrency: int, *, itl_p99_ms: float, ttft_ms: list[float], lag_p99_ms: float) -> dict:

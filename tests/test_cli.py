@@ -52,7 +52,8 @@ def test_help_shows_types_and_placeholders():
 
 
 def test_numbers_are_parsed_before_the_task_runs():
-    done = subprocess.run([sys.executable, "-m", "invoke", "bench", "--url", "http://127.0.0.1:9", "--duration", "soon"],
+    done = subprocess.run([sys.executable, "-m", "invoke", "bench", "--url", "http://127.0.0.1:9", "--duration",
+                           "soon"],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.strip() == "error: --duration 'soon': expected a number"
 
@@ -154,7 +155,8 @@ def test_values_in_messages_are_shortened_and_escaped():
     assert shown("\x1b[31mred") == "'\\x1b[31mred'"
     long = shown("x" * 100_000)
     assert long.endswith("… (100000 characters)") and len(long) < 100
-    assert "hf_" in shown("hf_abcdefghijklmnopqrstuvwxyz0123") and "abcdefgh" not in shown("hf_abcdefghijklmnopqrstuvwxyz0123")
+    token = shown("hf_abcdefghijklmnopqrstuvwxyz0123")
+    assert "hf_" in token and "abcdefgh" not in token
     with pytest.raises(ConfigError, match=r"^--version '0.5.\*': not an SGLang release"):
         from tools import sglang_tables
 

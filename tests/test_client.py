@@ -69,7 +69,9 @@ def test_reset_mid_stream_is_an_error_not_a_retry(fake_server):
 def test_malformed_sse_line(fake_server):
     with pytest.raises(EndpointError) as err:
         probe(fake_server("--malformed-at", "2").url)
-    assert err.value.kind == "malformed" and "malformed SSE data line" in str(err.value) and "{not json" in str(err.value)
+    assert err.value.kind == "malformed"
+    assert "malformed SSE data line" in str(err.value)
+    assert "{not json" in str(err.value)
 
 
 def test_error_object_inside_the_stream(fake_server):

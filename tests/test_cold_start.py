@@ -76,14 +76,16 @@ def test_snapshots_are_refused_for_a_recipe_on_more_than_one_gpu():
     """Issue 15: Modal's multi-GPU SGLang example dropped memory snapshots; the 2-GPU recipe may not turn them on."""
     with pytest.raises(ConfigError) as err:
         resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3-8b-low-latency")
-    assert str(err.value).startswith('recipes."qwen3-8b-low-latency".gpu_snapshot = true with 2 GPUs: Modal\'s multi-GPU '
+    assert str(err.value).startswith('recipes."qwen3-8b-low-latency".gpu_snapshot = true with 2 GPUs: Modal\'s '
+                                     'multi-GPU '
                                      "SGLang example dropped memory snapshots")
     assert "allowed: false for recipes on more than one GPU" in str(err.value)
 
 
 def test_plan_shows_snapshot_options_only_where_on():
     off = plan.plan_for(settings("prod"), resolve(settings("prod"), "qwen3.6-35b-vlm"))
-    assert "enable_memory_snapshot" not in off["modal"]["server"] and "--enable-memory-saver" not in off["launch_command"]
+    assert "enable_memory_snapshot" not in off["modal"]["server"]
+    assert "--enable-memory-saver" not in off["launch_command"]
     s = settings("prod", "recipes.qwen3.6-35b-vlm.gpu_snapshot=true")
     on = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))
     server = on["modal"]["server"]
@@ -104,8 +106,10 @@ def test_cold_start_phase_by_phase_for_the_flow_the_pipeline_runs():
     cold = plan.plan_for(s, d)["cold_start"]
     parts = cold["parts"]
     # SGLang 0.5.10 captures no piecewise graphs for a vision model; --skip-server-warmup removes SGLang's own warm-up.
-    assert list(parts) == ["image_pull", "compile_cache_restore", "weights_read", "arguments", "scheduler_start", "weights",
-                           "kv_cache", "cuda_graphs", "draft_model", "draft_graphs", "draft_extend_graphs", "http_server",
+    assert list(parts) == ["image_pull", "compile_cache_restore", "weights_read", "arguments", "scheduler_start",
+                           "weights",
+                           "kv_cache", "cuda_graphs", "draft_model", "draft_graphs", "draft_extend_graphs",
+                           "http_server",
                            "healthy", "deep_gemm_jit", "first_warmup_request", "warmup"]
     assert cold["piecewise_graphs"].startswith("not captured: SGLang turns them off for multimodal models")
     assert parts["image_pull"]["seconds"] == 20.0  # 20 GB at 1 GB/s
@@ -116,17 +120,23 @@ def test_cold_start_phase_by_phase_for_the_flow_the_pipeline_runs():
     assert "measured on 1×H200, SGLang 0.5.11, Qwen3-8B-FP8 shape" in parts["draft_graphs"]["basis"]
     assert "after `invoke compile`" in parts["draft_graphs"]["basis"]
     # DeepGEMM: the VLM's 9 GEMM shapes (its recipe's count) at the measured 107.4 s each, none when cached.
-    assert (parts["deep_gemm_jit"]["seconds"], parts["deep_gemm_jit"]["uncached_seconds"]) == (0.0, round(9 * 107.375, 1))
-    assert (parts["first_warmup_request"]["seconds"], parts["first_warmup_request"]["uncached_seconds"]) == (0.848, 137.876)
-    assert cold["profile"] == {"name": "qwen3-8b-fp8-eagle3", "source": "benchmarks/results/cold_start_real_shape_h200.json",
-                               "measured_on": figures.QWEN3_8B_FP8_EAGLE3.measured_on, "measured_with_this_model": False}
+    assert (parts["deep_gemm_jit"]["seconds"],
+            parts["deep_gemm_jit"]["uncached_seconds"]) == (0.0, round(9 * 107.375, 1))
+    assert (parts["first_warmup_request"]["seconds"],
+            parts["first_warmup_request"]["uncached_seconds"]) == (0.848, 137.876)
+    assert cold["profile"] == {"name": "qwen3-8b-fp8-eagle3",
+                               "source": "benchmarks/results/cold_start_real_shape_h200.json",
+                               "measured_on": figures.QWEN3_8B_FP8_EAGLE3.measured_on,
+                               "measured_with_this_model": False}
     assert cold["caveats"] == [
         "no start measured phase by phase with Qwen/Qwen3.6-35B-A3B-FP8: the phases of the nearest measured shape",
-        "this deployment runs SGLang 0.5.10.post1 on H100!:1, TP 1: not measured there; the figures are used as they are"]
+        "this deployment runs SGLang 0.5.10.post1 on H100!:1, TP 1: not measured there; the figures are used as they "
+        "are"]
     assert cold["complete"] and cold["estimate_seconds"] == round(sum(p["seconds"] for p in parts.values()), 1)
     assert cold["uncached_estimate_seconds"] == round(
         sum(p.get("uncached_seconds", p["seconds"]) for p in parts.values()), 1)
-    assert cold["launch_to_ready_seconds"] == round(cold["estimate_seconds"] - 20.0 - parts["compile_cache_restore"]["seconds"], 1)
+    restore = parts["compile_cache_restore"]["seconds"]
+    assert cold["launch_to_ready_seconds"] == round(cold["estimate_seconds"] - 20.0 - restore, 1)
     text = plan.render([plan.plan_for(s, d)])
     assert "beyond startup_timeout 900 s: deploy after `invoke compile` (the pipeline does)" in text
     assert "figures measured on 1×H200, SGLang 0.5.11" in text
@@ -148,7 +158,8 @@ def test_which_sglang_versions_capture_piecewise_graphs_as_read_in_their_wheels(
         sglang_version=v, extra_flags=d.recipe.extra_flags + tuple((f, None) for f in flags))))
     assert plan.piecewise_graphs(d)[0] is False  # the recipe's 0.5.6.post2: opt-in
     assert plan.piecewise_graphs(version("0.5.6.post2", "--enable-piecewise-cuda-graph"))[0] is True
-    assert plan.piecewise_graphs(version("0.5.10.post1"))[1].startswith("not captured: SGLang 0.5.10 turns them off with "
+    assert plan.piecewise_graphs(version("0.5.10.post1"))[1].startswith(
+        "not captured: SGLang 0.5.10 turns them off with "
                                                                          "speculative decoding")
     assert plan.piecewise_graphs(version("0.5.11"))[0] is True  # as measured on the H200
     assert plan.piecewise_graphs(version("0.5.11", "--disable-piecewise-cuda-graph"))[0] is False
@@ -158,12 +169,15 @@ def test_cold_start_uses_what_the_stages_recorded():
     s = settings("prod")
     d = resolve(s, "qwen3-8b-low-latency")
     state = StageState("prod", "qwen3-8b-low-latency")
-    state.record("download", "fp", {"downloads": [{"repo": d.recipe.model, "commit": "a" * 40, "size_bytes": 9_000_000_000},
-                                                  {"repo": d.recipe.draft_model, "commit": "b" * 40, "size_bytes": 1_500_000_000}]})
+    state.record("download", "fp", {"downloads": [{"repo": d.recipe.model, "commit": "a" * 40,
+                                                   "size_bytes": 9_000_000_000},
+                                                  {"repo": d.recipe.draft_model, "commit": "b" * 40,
+                                                   "size_bytes": 1_500_000_000}]})
     state.record("compile", kernel_fingerprint(d), {})
     p = plan.plan_for(s, d)
     parts = p["cold_start"]["parts"]
-    assert parts["weights_read"]["seconds"] == 7.0 and "recorded by the download stage" in parts["weights_read"]["basis"]
+    assert parts["weights_read"]["seconds"] == 7.0
+    assert "recorded by the download stage" in parts["weights_read"]["basis"]
     assert parts["deep_gemm_jit"]["cached"] is True
     assert "compile cache recorded here for this deployment's key" in parts["deep_gemm_jit"]["basis"]
     assert p["draft_model"]["resolved_commit"] == "b" * 40
@@ -177,7 +191,8 @@ def test_plan_warns_when_startup_timeout_is_below_the_estimate_and_prod_has_no_w
     assert any("production environment 'prod' has min_containers = 0: every first request pays the full cold start" in w
                for w in p["warnings"])
     dev = settings("dev")
-    assert not any("min_containers = 0" in w for w in plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency"))["warnings"])
+    assert not any("min_containers = 0" in w
+                   for w in plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency"))["warnings"])
 
 
 # ---------------------------------------------------------------------------- calibration (issue 23 item 5)
@@ -260,13 +275,15 @@ def test_the_compile_jobs_cpu_and_timeout_are_derived_from_the_measured_compile(
     assert "SGLANG_JIT_DEEPGEMM_COMPILE_WORKERS" not in jobs["env"]  # read nowhere in SGLang: not set
     p = plan.plan_for(settings("prod"), eight)
     assert p["compile_job"] == budget
-    assert f"               sized: cpu 5, timeout {budget['timeout_seconds']} s (compile_deep_gemm killed after 1364 s)" in \
-        plan.render([p])
+    sized = (f"               sized: cpu 5, timeout {budget['timeout_seconds']} s "
+             "(compile_deep_gemm killed after 1364 s)")
+    assert sized in plan.render([p])
 
 
 def test_without_deepgemm_the_compile_job_bounds_only_its_server():
     d = resolve(settings("dev"), "qwen3-8b-low-latency")
-    d = d.with_recipe(d.recipe.model_copy(update=dict(image_env=d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"})))
+    image_env = d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"}
+    d = d.with_recipe(d.recipe.model_copy(update=dict(image_env=image_env)))
     budget = spec.compile_budget(d)
     assert (budget["deep_gemm_shapes"], budget["deep_gemm_kill_after_seconds"]) == (0, 0)
     assert budget["timeout_seconds"] == d.recipe.startup_timeout + spec.COMPILE_JOB_MARGIN

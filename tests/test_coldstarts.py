@@ -68,7 +68,8 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
     first = world.manifest(ctx).current
     # Starts a few milliseconds after the deploy (the next deploy follows at once: no wall clock is waited for).
     world.start(first, first.deployed_at + 0.001, total=100.0)
-    world.start(first, first.deployed_at + 0.002, total=130.0, misses={"triton": {"files": 3, "bytes": 10, "examples": []}})
+    world.start(first, first.deployed_at + 0.002, total=130.0,
+                misses={"triton": {"files": 3, "bytes": 10, "examples": []}})
     world.start(first, first.deployed_at + 0.003, outcome="failed")
     time.sleep(0.01)
 
@@ -93,7 +94,8 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
     back = manifest.current
     assert back.kind == "rollback" and back.cold_starts is None  # not the summary of the release it returns to
     assert manifest.history[1].cold_starts["median_s"] == 90.0  # the release it replaced keeps its own
-    world.start(back, back.deployed_at + 0.001, total=95.0)  # same deployment as the first: same bucket, told apart by time
+    # same deployment as the first: same bucket, told apart by time
+    world.start(back, back.deployed_at + 0.001, total=95.0)
     recorded = coldstarts.read(world.modal, "dev", [back, first])
     assert [r["total_s"] for r in recorded[back.release_id]] == [95.0]
     assert len(recorded[first.release_id]) == 3
@@ -104,7 +106,8 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
     forced = world.ctx("scaling.max_containers=1", force=True)
     deploy.run(forced, world.d(forced))  # the rollback entry replaced in turn: its own start only, not the first's
     replaced = world.manifest(ctx).history[1]
-    assert (replaced.release_id, replaced.cold_starts["starts"], replaced.cold_starts["median_s"]) == (back.release_id, 1, 95.0)
+    assert (replaced.release_id, replaced.cold_starts["starts"],
+            replaced.cold_starts["median_s"]) == (back.release_id, 1, 95.0)
 
 
 def test_status_still_answers_when_the_starts_cannot_be_read(world):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -85,7 +86,8 @@ def test_publish_then_restore_at_the_fixed_path(tmp_path):
     restored = compile_cache.restore(volume, fp, fresh)
     assert restored["restored"] is True and restored["files"] == len(compile_cache.CACHES)
     assert restored["bytes"] == 512 * len(compile_cache.CACHES)
-    assert (fresh / "triton" / "sub" / "kernel-a.bin").read_bytes() == (tree / "triton" / "sub" / "kernel-a.bin").read_bytes()
+    kernel = Path("triton", "sub", "kernel-a.bin")
+    assert (fresh / kernel).read_bytes() == (tree / kernel).read_bytes()
     assert not (fresh / "key.json").exists()
     assert listing(volume) == before
 
@@ -123,7 +125,8 @@ def test_a_second_publish_of_the_same_key_keeps_the_first_tree(tmp_path):
 
 
 def test_a_forced_publish_replaces_the_tree_whole(tmp_path):
-    """`invoke compile --force` (after a start missed the caches): the new tree replaces the old one, nothing left aside."""
+    """`invoke compile --force` (after a start missed the caches): the new tree replaces the old one, nothing left
+    aside."""
     volume = tmp_path / "volume"
     compiled_tree(tmp_path / "one", "first")
     compiled_tree(tmp_path / "two", "second")

@@ -109,7 +109,8 @@ def test_settings_override_the_rates_per_resource_and_say_so():
 
 @pytest.mark.parametrize(("pairs", "message"), [
     (["costs.rates={ gpu = 1.0 }"], "--set: costs.rates: unknown resource 'gpu'; allowed: cpu, memory, T4,"),
-    (["costs.rates={ H100 = 1.0, \"H100!\" = 2.0 }"], "--set: costs.rates: H100 and H100! both price H100; allowed: one of them"),
+    (["costs.rates={ H100 = 1.0, \"H100!\" = 2.0 }"], "--set: costs.rates: H100 and H100! both price H100; allowed: "
+                                                      "one of them"),
     (["costs.rates={ H100 = 1.0 }", 'costs.gpu_hourly_usd={ "H100!" = 2.0 }'],
      "--set: costs: H100 is priced by both gpu_hourly_usd and rates; allowed: one of them"),
     (["costs.mismatch_margin=0"], "--set: costs.mismatch_margin = 0: Input should be greater than 0"),
@@ -156,7 +157,8 @@ def test_plan_prices_with_the_cache_or_the_table_and_says_which(tmp_path, monkey
     assert "rates: offline table (modal.com/pricing, 2026-07-01)" in plan.render([offline])
     costs.refresh(fetch_answer({"H100": "3.00", "cpu": "0.05", "memory": "0.01"}), NOW, ["H100"])
     live = plan.plan_for(s, d)
-    assert live["cost"]["rates"] == {"source": "live rates of workspace acme fetched 2026-11-30 12:20 UTC", "live": True,
+    assert live["cost"]["rates"] == {"source": "live rates of workspace acme fetched 2026-11-30 12:20 UTC",
+                                     "live": True,
                                      "overrides": {}}
     assert live["cost"]["replica"]["usd_per_hour"] == pytest.approx((3.0 + 4 * 0.05 + 32 * 0.01) * 1.75)
     assert {p["source"] for p in live["cost"]["replica"]["parts"]} == {live["cost"]["rates"]["source"]}
@@ -167,7 +169,8 @@ def test_plan_prices_with_the_cache_or_the_table_and_says_which(tmp_path, monkey
 @pytest.mark.parametrize(("answer", "needed", "message"), [
     ({"CPU": "0.0000131"}, ["cpu", "memory"],
      "Modal's rates have no rate for memory (rates in the answer: CPU); nothing cached: set `costs.rates.memory`"),
-    ({"H100": "0.05"}, ["H100"], "Modal's rate 'H100' = 0.05 is neither per hour nor per second near the table's $3.949/h"),
+    ({"H100": "0.05"}, ["H100"], "Modal's rate 'H100' = 0.05 is neither per hour nor per second near the table's "
+                                 "$3.949/h"),
     ({"H100": "3.9", "CPU": "0.0000131"}, [], "Modal's rates mix per-second and per-hour figures"),
     ({"H100": "cheap"}, [], "Modal's rate 'H100' = 'cheap' is not a number"),
 ])
@@ -194,10 +197,12 @@ def test_a_cache_this_version_did_not_write_is_one_line(tmp_path):
 
 
 def test_the_period_is_whole_hours_back_from_now():
-    assert costs.period(None, None, NOW) == costs.Period(datetime(2026, 11, 23, 12, tzinfo=UTC), datetime(2026, 11, 30, 12, tzinfo=UTC))
+    assert costs.period(None, None, NOW) == costs.Period(datetime(2026, 11, 23, 12, tzinfo=UTC),
+                                                         datetime(2026, 11, 30, 12, tzinfo=UTC))
     assert costs.period("36h", None, NOW).start == datetime(2026, 11, 29, 0, tzinfo=UTC)
     got = costs.period("2026-11-01", "2026-11-02T06:30", NOW)
-    assert (got.start, got.end, got.hours) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, 6, tzinfo=UTC), 30)
+    assert (got.start, got.end, got.hours) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, 6, tzinfo=UTC),
+                                               30)
     assert costs.period("2026-11-01T10:00+02:00", None, NOW).start == datetime(2026, 11, 1, 8, tzinfo=UTC)
     with pytest.raises(ConfigError, match=r"^--until 2026-12-25: 2026-12-25 00:00 UTC is in the future"):
         costs.period("1d", "2026-12-25", NOW)
@@ -207,16 +212,19 @@ def test_the_period_is_whole_hours_back_from_now():
 
 
 def release(n: int, deployed_at: datetime, *, tag: str, min_containers: int = 1, measured: bool = False) -> dict:
-    d = json.loads(resolve(settings("prod", f"scaling.min_containers={min_containers}"), "qwen3-8b-low-latency").to_json())
+    d = json.loads(resolve(settings("prod", f"scaling.min_containers={min_containers}"),
+                           "qwen3-8b-low-latency").to_json())
     gate = None
     if measured:  # 1400 tok/s at the target: 10 requests of 10 tokens in 0.0714 s (bench_reports' arithmetic)
         gate = {"verdict": "passed", "measurement": bench_reports.report(
             bench_reports.level(1, ttft=0.05, tpot=0.01), bench_reports.level(10, ttft=0.0624, tpot=0.001))}
-    return {"release_id": f"r20261130-0{n}0000-abcde{n}", "version": n, "tag": tag, "deployed_at": deployed_at.timestamp(),
+    return {"release_id": f"r20261130-0{n}0000-abcde{n}", "version": n, "tag": tag,
+            "deployed_at": deployed_at.timestamp(),
             "deployment": d, "gate": gate, "kind": "deploy"}
 
 
-def row(hour: datetime, usd: float, *, role: str = "server", commit: str | None = "git-bbb", tags: bool = True) -> costs.BillRow:
+def row(hour: datetime, usd: float, *, role: str = "server", commit: str | None = "git-bbb",
+        tags: bool = True) -> costs.BillRow:
     t = {"env": "prod", "recipe": "qwen3-8b-low-latency", "role": role} | ({"commit": commit} if commit else {})
     name = "sglang-qwen3-8b-low-latency" + ("-jobs" if role == "jobs" else "")
     return costs.BillRow("ap-1", name, hour, usd, {"H100": usd * 0.96, "CPU": usd * 0.04}, t if tags else {})
@@ -228,7 +236,8 @@ REPLICA = (2 * H100 + 4 * CPU + 16 * MEMORY) * 1.75
 
 
 def billed(history, rows, period=None, margin=0.15):
-    return ledger.bill(history, rows, period or costs.Period(START, START + 12 * H), env="prod", recipe="qwen3-8b-low-latency",
+    return ledger.bill(history, rows, period or costs.Period(START, START + 12 * H), env="prod",
+                       recipe="qwen3-8b-low-latency",
                        app_names=("sglang-qwen3-8b-low-latency", "sglang-qwen3-8b-low-latency-jobs"), rates=TABLE,
                        margin=margin, now=NOW)
 
@@ -255,8 +264,8 @@ def test_the_bill_is_attributed_to_the_release_live_in_each_hour_and_set_beside_
     assert new.usd_per_million_billed == pytest.approx(new.billed_usd / 5.5 / (new.output_tokens_per_s * 3600) * 1e6)
     warnings = bill.warnings()
     assert warnings == [f"r20261130-020000-abcde2: billed ${new.billed_usd:,.2f} is +95.5% against the estimated "
-                        f"${new.estimated_usd:,.2f}, beyond the 15% margin (costs.mismatch_margin): replicas beyond the "
-                        "warm floor for traffic, use above the cpu/memory requests, or rates above the model's"]
+                        f"${new.estimated_usd:,.2f}, beyond the 15% margin (costs.mismatch_margin): replicas beyond "
+                        "the warm floor for traffic, use above the cpu/memory requests, or rates above the model's"]
     lines = bill.lines()
     assert lines[0] == (f"billed 2026-11-30 00:00 to 2026-11-30 12:00 UTC (12 h): ${bill.billed_usd:,.2f} (Modal's "
                         "billing report, hourly, by the apps' tags; estimated: the warm floor at the model's hourly "
@@ -265,7 +274,8 @@ def test_the_bill_is_attributed_to_the_release_live_in_each_hour_and_set_beside_
                                 "replica", "$/h", "tok/s", "@T", "$/1M", "out", "billed"]
     assert lines[3].split()[:7] == ["r20261130-020000-abcde2", "v2", "git-bbb", "5.5", f"${new.billed_usd:,.2f}",
                                     f"${new.estimated_usd:,.2f}", "+95.5%"]
-    assert lines[3].split()[-4:] == [f"${new.billed_usd / 5.5:,.2f}", "$14.38", "1400.6", f"${new.usd_per_million_billed:,.2f}"]
+    assert lines[3].split()[-4:] == [f"${new.billed_usd / 5.5:,.2f}", "$14.38", "1400.6",
+                                     f"${new.usd_per_million_billed:,.2f}"]
     assert "jobs app (download, compile): $4.00" in lines and lines[-1] == f"WARNING: {warnings[0]}"
     assert json.loads(json.dumps(bill.to_dict()))["releases"][0]["billed_by_resource"]["H100"] == pytest.approx(
         new.billed_usd * 0.96, abs=1e-3)
@@ -283,7 +293,8 @@ def test_a_release_with_no_warm_floor_is_all_usage_and_hours_before_the_first_re
 
 
 def test_a_commit_no_release_of_that_hour_deployed_is_said():
-    bill = billed([release(1, START - H, tag="git-aaa")], [row(START + h * H, REPLICA, commit="git-zzz") for h in range(3)])
+    bill = billed([release(1, START - H, tag="git-aaa")], [row(START + h * H, REPLICA, commit="git-zzz")
+                                                           for h in range(3)])
     assert bill.releases[0].billed_usd == pytest.approx(3 * REPLICA)
     assert bill.notes == ("3 hour(s) billed under a commit tag no release of that hour recorded (a deploy outside "
                           "`invoke deploy`?): attributed by time",)
@@ -291,22 +302,27 @@ def test_a_commit_no_release_of_that_hour_deployed_is_said():
 
 def test_a_report_with_no_tags_is_one_line():
     v1 = release(1, START - H, tag="git-aaa")
-    with pytest.raises(costs.CostError, match=r"^Modal's billing report for 2026-11-30 00:00 to 2026-11-30 12:00 UTC \(12 h\) "
-                                              r"has 2 row\(s\) of prod/qwen3-8b-low-latency's apps and none carries its tags"):
+    with pytest.raises(costs.CostError, match=r"^Modal's billing report for 2026-11-30 00:00 to 2026-11-30 12:00 UTC "
+                                              r"\(12 h\) "
+                                              r"has 2 row\(s\) of prod/qwen3-8b-low-latency's apps and none carries "
+                                              r"its tags"):
         billed([v1], [row(START, 1.0, tags=False), row(START + H, 1.0, tags=False)])
     # Beside tagged rows, untagged ones are left out and said.
     bill = billed([v1], [row(START, 1.0, tags=False), row(START + H, 1.0, commit="git-aaa")])
-    assert bill.releases[0].billed_usd == 1.0 and bill.notes[0].startswith("1 untagged row(s) of these apps ($1.00) left out")
+    assert bill.releases[0].billed_usd == 1.0
+    assert bill.notes[0].startswith("1 untagged row(s) of these apps ($1.00) left out")
     # Other apps' rows, tagged or not, are not this recipe's.
     other = costs.BillRow("ap-2", "someone-elses-app", START, 5.0, {}, {})
     assert billed([v1], [other, row(START, 1.0, commit="git-aaa")]).billed_usd == 1.0
 
 
 def test_report_rows_from_the_boundary_are_read_and_a_bad_one_is_one_line():
-    rows = costs.bill_rows([{"object_id": "ap-1", "description": "a", "interval_start": START.timestamp(), "cost": "1.25",
+    rows = costs.bill_rows([{"object_id": "ap-1", "description": "a", "interval_start": START.timestamp(),
+                             "cost": "1.25",
                              "cost_by_resource": {"CPU": "0.25", "H100": "1.00"}, "tags": {"env": "prod"}}])
     assert rows == [costs.BillRow("ap-1", "a", START, 1.25, {"CPU": 0.25, "H100": 1.0}, {"env": "prod"})]
-    with pytest.raises(costs.CostError, match=r"^Modal's billing report has a row this version cannot read \(ValueError"):
+    with pytest.raises(costs.CostError, match=r"^Modal's billing report has a row this version cannot read "
+                                              r"\(ValueError"):
         costs.bill_rows([{"object_id": "ap-1", "interval_start": 0, "cost": "n/a"}])
 
 
@@ -343,7 +359,8 @@ def test_status_refreshes_the_rates_once_a_day_and_shows_the_bill(tmp_path):
     lines = result.message.splitlines()
     assert "  ledger (newest first; $/1M out at one busy replica's hourly cost, rates: live rates of workspace fake " \
            "fetched 2026-11-30 12:20 UTC):" in lines
-    assert any(line.strip().startswith("billed 2026-11-30 00:00 to 2026-11-30 12:00 UTC (12 h): $172.51") for line in lines)
+    assert any(line.strip().startswith("billed 2026-11-30 00:00 to 2026-11-30 12:00 UTC (12 h): $172.51")
+               for line in lines)
     [billed_row] = [line for line in lines if line.strip().startswith("r20261129-220000-abcdef  v1  git-aaa")]
     assert billed_row.split()[3:7] == ["12.0", "$172.51", "$172.51", "+0.0%"]
     assert "WARNING" not in result.message
@@ -380,10 +397,11 @@ def test_without_cost_a_rate_modal_lacks_is_a_warning_and_status_goes_on(tmp_pat
     fake.set_billing(rates={"workspace": "acme", "rates": {"CPU": "0.0000131", "Memory": "0.00000222"}})
     said: list[str] = []
     s = load_settings("prod", "qwen3-8b-low-latency")
-    result = status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW), resolve(s, "qwen3-8b-low-latency"))
+    result = status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW),
+                        resolve(s, "qwen3-8b-low-latency"))
     assert result.message == "prod/qwen3-8b-low-latency: nothing deployed yet"
-    assert said == ["warning: rates not refreshed (Modal's rates have no rate for H100 (rates in the answer: CPU, Memory); "
-                    "nothing cached: set `costs.rates.H100` to price it); pricing with the offline table "
+    assert said == ["warning: rates not refreshed (Modal's rates have no rate for H100 (rates in the answer: CPU, "
+                    "Memory); nothing cached: set `costs.rates.H100` to price it); pricing with the offline table "
                     "(modal.com/pricing, 2026-07-01)"]
     assert not costs.cache_path().exists()
     # A negotiated H100 rate in the settings: the answer has all the rest, and is cached.

@@ -67,7 +67,8 @@ def test_the_billing_report_carries_the_tags_the_client_deployed_with(wire, remo
     [only_env] = remote.billing_report("staging", DAY + 10 * H, DAY + 11 * H, ["env"])
     assert only_env["tags"] == {"env": "staging"}
     assert costs.bill_rows([first])[0] == costs.BillRow(first["object_id"], APP, DAY + 10 * H, 7.69,
-                                                        {"GPU (H100)": 6.91, "CPU": 0.33, "Memory": 0.45}, first["tags"])
+                                                        {"GPU (H100)": 6.91, "CPU": 0.33, "Memory": 0.45},
+                                                        first["tags"])
 
 
 def test_a_report_of_an_environment_modal_does_not_have_is_one_line(wire, remote):
@@ -113,7 +114,8 @@ def test_status_cost_shows_billed_beside_estimated_per_release(wire, wire_cli):
     lines = text.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.strip().startswith("release") and "billed" in line)
     assert lines[header - 1].strip().startswith(f"billed {(this_hour - 12 * H):%Y-%m-%d %H:%M}")
-    assert lines[header + 2].split()[:5] == [release["release_id"], "v1", release["tag"], f"{release['live_hours']:.1f}",
+    assert lines[header + 2].split()[:5] == [release["release_id"], "v1", release["tag"],
+                                             f"{release['live_hours']:.1f}",
                                              f"${12 * replica.usd:,.2f}"]
     assert f"WARNING: {release['release_id']}: billed ${12 * replica.usd:,.2f} is +" in text.stdout
     assert "beyond the 15% margin (costs.mismatch_margin): replicas beyond the warm floor for traffic" in text.stdout

@@ -145,7 +145,8 @@ def gate_setting_errors() -> str:
 
     cases = [{"objectives": [{"metric": "ttft_p95_ms", "level": 1, "max": 500}]},
              {"objectives": [{"metric": "ttft_p90_ms", "level": 1, "min": 500}]},
-             {"objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 500}, {"metric": "tpot_p50_ms", "level": 1, "max": 12},
+             {"objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 500},
+                             {"metric": "tpot_p50_ms", "level": 1, "max": 12},
                              {"metric": "ttft_p90_ms", "level": 1, "max": 400}]},
              {"regression_budget": 1.5}]
     messages, here = [], os.getcwd()
@@ -220,4 +221,5 @@ def test_the_documented_example_is_what_the_code_prints(name):
         return
     assert shown, f"{page}:{line}: the block is empty"
     assert shows_in_order(shown, printed) == [], (
-        f"{page}:{line} drifted from what the code prints: INFRA_WRITE_DOCS=1 python -m pytest tests/test_doc_examples.py")
+        f"{page}:{line} drifted from what the code prints: INFRA_WRITE_DOCS=1 python -m pytest "
+        "tests/test_doc_examples.py")

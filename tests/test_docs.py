@@ -4,7 +4,8 @@ Each line of a fenced code block in README.md or docs/*.md that starts with `inv
 documented command. In a `console` block, the lines after a `$ invoke ...` line, up to the next `$`, are the
 output it documents: each must appear in what the command printed, in order (`...` skips lines, `<...>` stands
 for any text). Every command runs in document order, README.md first and then docs/ in name order, as a reader
-would, in one of two worlds (dev and local servers; staging and prod), each in a clean checkout, against the fake Modal control plane through the real `modal` client
+would, in one of two worlds (dev and local servers; staging and prod), each in a clean checkout, against the fake Modal
+control plane through the real `modal` client
 (tests/wire.py), with a local OpenAI-compatible server where the docs name one (LOCAL_SERVER), a local index
 of SGLang wheels for `sglang-flags`, and the release ids the world recorded where the docs show example ids.
 docs/errors.md has its own test (tests/test_errors_catalog.py), which runs and checks every one of its commands.
@@ -187,7 +188,8 @@ def local_server(tmp_path_factory):
     both cores of a CI machine for ten seconds."""
     from tests.conftest import RunningServer
 
-    server = RunningServer(["--tokens", "6", "--ttft", "0.02", "--itl", "0.005"], tmp_path_factory.mktemp("local") / "requests.jsonl")
+    server = RunningServer(["--tokens", "6", "--ttft", "0.02", "--itl", "0.005"],
+                           tmp_path_factory.mktemp("local") / "requests.jsonl")
     yield server
     server.stop()
 
@@ -200,7 +202,8 @@ def test_documented_commands_run_and_print_what_the_doc_shows(world, wire, wire_
     failures, ran = [], 0
     for command in [c for path in DOCS for c in documented(path) if world_of(c) == world]:
         argv = [a.replace(LOCAL_SERVER, upstream) for a in command.argv]
-        if any(RELEASE_ID.fullmatch(a) for a in argv):  # example ids: the environment's two newest releases, oldest first
+        # example ids: the environment's two newest releases, oldest first
+        if any(RELEASE_ID.fullmatch(a) for a in argv):
             env = argv[argv.index("--env") + 1]
             manifest = wire.volume_files(env, "sglang-releases").get("releases/qwen3-8b-low-latency.json")
             measured = [r for r in json.loads(manifest)["history"] if r.get("measurement") or (r.get("gate") or {})

@@ -37,43 +37,59 @@ BAD_INPUT = [
     ("wrong type in an environment file", ["plan", "--env", "prod"], "wrong-type"),
     ("negative replicas", ["plan", "--env", "prod", "--set", "scaling.min_containers=-1"], None),
     ("min_containers > max_containers", ["plan", "--env", "prod", "--set", "scaling.min_containers=5"], None),
-    ("warm replicas where the environment forbids them", ["plan", "--env", "dev", "--set", "scaling.min_containers=1"], None),
+    ("warm replicas where the environment forbids them", ["plan", "--env", "dev", "--set", "scaling.min_containers=1"],
+     None),
     ("bad GPU type", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_type=H1000"], None),
     ("bad GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=9"], None),
-    ("TP degree differs from GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=1"], None),
+    ("TP degree differs from GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=1"],
+     None),
     ("port out of range", ["plan", "--env", "prod", "--set", "server.port=70000"], None),
     ("region not a Modal region", ["plan", "--env", "prod", "--set", "placement.compute_region=us-middle"], None),
-    ("routing region Modal has no proxies in", ["plan", "--env", "prod", "--set", "placement.routing_region=eu-north"], None),
-    ("concurrency target <= 0", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.target_concurrency=0"], None),
-    ("readiness timeout <= 0", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.readiness_timeout=0"], None),
-    ("startup timeout shorter than the readiness budget", ["plan", "--env", "prod", "--set", "recipes.qwen3.6-35b-vlm.startup_timeout=600"], None),
+    ("routing region Modal has no proxies in", ["plan", "--env", "prod", "--set", "placement.routing_region=eu-north"],
+     None),
+    ("concurrency target <= 0", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.target_concurrency=0"],
+     None),
+    ("readiness timeout <= 0", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.readiness_timeout=0"],
+     None),
+    ("startup timeout shorter than the readiness budget", ["plan", "--env", "prod", "--set",
+                                                           "recipes.qwen3.6-35b-vlm.startup_timeout=600"], None),
     ("empty model id", ["plan", "--env", "prod", "--set", 'recipes.qwen3-8b-low-latency.model=""'], None),
-    ("malformed revision where pinning is required", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.model_revision=main"], None),
+    ("malformed revision where pinning is required", ["plan", "--env", "prod", "--set",
+                                                      "recipes.qwen3-8b-low-latency.model_revision=main"], None),
     ("missing Modal credentials", ["build", "--env", "dev", "--recipe", "qwen3-8b-low-latency"], "no-credentials"),
     ("gated model whose Modal Secret is missing", ["download", "--env", "staging", "--recipe", "qwen3-8b-low-latency",
                                                   "--set", "recipes.qwen3-8b-low-latency.gated=true"], None),
     ("promote with the same source and target", ["promote", "--from", "prod", "--to", "prod"], None),
-    ("prod deploy without a terminal and without --yes", ["deploy", "--env", "prod", "--recipe", "qwen3.6-35b-vlm", "--force"], None),
+    ("prod deploy without a terminal and without --yes", ["deploy", "--env", "prod", "--recipe", "qwen3.6-35b-vlm",
+                                                          "--force"], None),
     ("promote without a staging release", ["promote", "--from", "staging", "--to", "prod", "--yes"], None),
     ("a bake longer than the promotion job allows", ["promote", "--from", "staging", "--to", "prod", "--yes",
                                                      "--set", "release.bake_minutes=80"], None),
     ("prod's bake turned off without a reason", ["promote", "--from", "staging", "--to", "prod", "--yes",
-                                                 "--set", "release.bake_minutes=0", "--set", 'release.bake_off_reason=""'],
+                                                 "--set", "release.bake_minutes=0", "--set",
+                                                 'release.bake_off_reason=""'],
      None),
-    ("rollback to a version that does not exist", ["rollback", "--env", "dev", "--recipe", "qwen3-8b-low-latency", "--to", "v9"], None),
+    ("rollback to a version that does not exist", ["rollback", "--env", "dev", "--recipe", "qwen3-8b-low-latency",
+                                                   "--to", "v9"], None),
     ("scale with junk", ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "two"], None),
-    ("bench with --concurrency 0", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "0"], None),
-    ("bench with junk concurrency", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "1,x"], None),
-    ("bench report to a folder that does not exist", ["bench", "--url", "http://127.0.0.1:9", "--output", "/no/such/r.json"], None),
-    ("bench requests of several levels written to one file", ["bench", "--url", "http://127.0.0.1:9", "--concurrency", "1,16",
+    ("bench with --concurrency 0", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "0"],
+     None),
+    ("bench with junk concurrency", ["bench", "--env", "dev", "--url", "http://127.0.0.1:9", "--concurrency", "1,x"],
+     None),
+    ("bench report to a folder that does not exist", ["bench", "--url", "http://127.0.0.1:9", "--output",
+                                                      "/no/such/r.json"], None),
+    ("bench requests of several levels written to one file", ["bench", "--url", "http://127.0.0.1:9", "--concurrency",
+                                                              "1,16",
                                                              "--write-requests", "sent.jsonl"], None),
-    ("bench: proxy credentials in clear text to another host", ["bench", "--url", "http://example.com:9", "--proxy-auth"],
+    ("bench: proxy credentials in clear text to another host",
+     ["bench", "--url", "http://example.com:9", "--proxy-auth"],
      "proxy-credentials"),
     ("scale without --min", ["scale", "--env", "prod"], None),
     ("prod deploy from a dirty tree (nothing reaches Modal)", ["deploy", "--env", "prod", "--yes"], "dirty"),
     ("promotion against its direction", ["promote", "--from", "dev", "--to", "prod", "--yes"], None),
     ("a credential where a Modal Secret's name belongs", ["plan", "--env", "prod", "--set",
-                                                          "secrets.hf_token_secret=hf_abcdefghijklmnopqrstuvwxyz0123"], None),
+                                                          "secrets.hf_token_secret=hf_abcdefghijklmnopqrstuvwxyz0123"],
+     None),
     ("a setting that chooses what to load, given with --set", ["plan", "--env", "prod", "--set", "env=dev"], None),
     ("a JSON variable that is not JSON", ["plan", "--env", "prod"], "bad-json-variable"),
     ("a variable nested below a single value", ["plan", "--env", "prod"], "too-deep-variable"),
@@ -90,15 +106,19 @@ BAD_INPUT = [
     ("unknown metric in a gate objective",
      ["plan", "--env", "prod", "--set", 'gate.objectives=[{ metric = "ttft_p95_ms", level = 1, max = 500 }]'], None),
     ("gate limit on the wrong side of its metric",
-     ["plan", "--env", "prod", "--set", 'gate.objectives=[{ metric = "output_tokens_per_s", level = "target", max = 900 }]'], None),
+     ["plan", "--env", "prod", "--set", 'gate.objectives=[{ metric = "output_tokens_per_s", level = "target", max = '
+                                        '900 }]'], None),
     ("gate objective at a concurrency of 0",
-     ["plan", "--env", "prod", "--set", 'recipes.qwen3-8b-low-latency.gate.objectives=[{ metric = "ttft_p90_ms", level = 0, max = 500 }]'], None),
+     ["plan", "--env", "prod", "--set", 'recipes.qwen3-8b-low-latency.gate.objectives=[{ metric = "ttft_p90_ms", level '
+                                        '= 0, max = 500 }]'], None),
     ("regression budget out of range", ["plan", "--env", "prod", "--set", "gate.regression_budget=1.5"], None),
     ("two gate objectives on one concurrency",
      ["plan", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--set",
-      'gate.objectives=[{ metric = "ttft_p90_ms", level = 10, max = 500 }, { metric = "ttft_p90_ms", level = "target", max = 900 }]'], None),
+      'gate.objectives=[{ metric = "ttft_p90_ms", level = 10, max = 500 }, { metric = "ttft_p90_ms", level = "target", '
+      'max = 900 }]'], None),
     ("--skip-gate without --reason", ["promote", "--from", "staging", "--to", "prod", "--yes", "--skip-gate"], None),
-    ("--reason without --skip-gate", ["promote", "--from", "staging", "--to", "prod", "--yes", "--reason", "hotfix"], None),
+    ("--reason without --skip-gate", ["promote", "--from", "staging", "--to", "prod", "--yes", "--reason", "hotfix"],
+     None),
     ("an unknown resource in the rates", ["plan", "--env", "prod", "--set", "costs.rates={ gpu = 3.2 }"], None),
     ("a negative rate", ["plan", "--env", "prod", "--set", "costs.rates={ cpu = -0.05 }"], None),
     ("the bill of a period in the future", ["status", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--cost",
@@ -109,12 +129,15 @@ BAD_INPUT = [
     ("bench --compare with a release id nobody recorded",
      ["bench", "--compare", "r20260101-120000-abcdef", "--compare", "r20260102-120000-abcdef", "--env", "prod",
       "--recipe", "qwen3-8b-low-latency"], None),
-    ("an integer of 5,000 digits in --set", ["plan", "--env", "prod", "--set", "scaling.min_containers=" + "9" * 5000], None),
+    ("an integer of 5,000 digits in --set", ["plan", "--env", "prod", "--set", "scaling.min_containers=" + "9" * 5000],
+     None),
     ("a 100,000-character value", ["plan", "--env", "prod", "--set", "secrets.hf_token_secret=" + "x" * 100_000], None),
     ("a control sequence in --env", ["plan", "--env", "\x1b[31mprod"], None),
     ("an SGLang version with a wildcard", ["sglang-flags", "--version", "0.5.*"], None),
-    ("a downloaded wheel that is an HTML page", ["sglang-flags", "--wheel", "sglang-0.5.11-py3-none-any.whl"], "html-wheel"),
-    ("a truncated bench report in --compare", ["bench", "--compare", "a.json", "--compare", "b.json"], "truncated-report"),
+    ("a downloaded wheel that is an HTML page", ["sglang-flags", "--wheel", "sglang-0.5.11-py3-none-any.whl"],
+     "html-wheel"),
+    ("a truncated bench report in --compare", ["bench", "--compare", "a.json", "--compare", "b.json"],
+     "truncated-report"),
     ("a recipe table for a recipe the environment does not serve", ["plan", "--env", "edge"], "unserved-gate"),
     ("Modal's control plane out of reach (credentials set)", ["status", "--env", "dev"], "unreachable"),
     ("a misspelt --env", ["plan", "--env", "prdo"], None),
@@ -123,15 +146,19 @@ BAD_INPUT = [
     ("an unquoted dotted recipe table", ["plan", "--env", "staging"], "dotted-table"),
     ("a rate of nan", ["plan", "--env", "prod", "--set", "costs.rates={ cpu = nan }"], None),
     ("a rate of inf", ["plan", "--env", "prod", "--set", "costs.gpu_hourly_usd={ H100 = inf }"], None),
-    ("compile without credentials (nothing reaches Modal)", ["compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency"],
+    ("compile without credentials (nothing reaches Modal)", ["compile", "--env", "dev", "--recipe",
+                                                             "qwen3-8b-low-latency"],
      "no-credentials"),
-    ("bench --proxy-auth without MODAL_KEY/MODAL_SECRET", ["bench", "--url", "http://127.0.0.1:9", "--proxy-auth"], None),
+    ("bench --proxy-auth without MODAL_KEY/MODAL_SECRET", ["bench", "--url", "http://127.0.0.1:9", "--proxy-auth"],
+     None),
 ]
 
 
 # Setups that set one environment variable: the doc shows it before the command.
-VARIABLES = {"bad-json-variable": ("INFRA_SCALING", "{bad json"), "too-deep-variable": ("INFRA_SCALING__MIN_CONTAINERS__X", "1"),
-             "list-variable": ("INFRA_SERVES", "qwen3-8b-low-latency"), "no-config-dir": ("INFRA_CONFIG_DIR", "/no/such/folder")}
+VARIABLES = {"bad-json-variable": ("INFRA_SCALING", "{bad json"),
+             "too-deep-variable": ("INFRA_SCALING__MIN_CONTAINERS__X", "1"),
+             "list-variable": ("INFRA_SERVES", "qwen3-8b-low-latency"),
+             "no-config-dir": ("INFRA_CONFIG_DIR", "/no/such/folder")}
 
 
 def _prepare(cli, setup: str | None) -> None:
@@ -169,7 +196,8 @@ def _prepare(cli, setup: str | None) -> None:
         name, value = VARIABLES[setup]
         cli.env[name] = value
     if setup == "html-wheel":
-        (cli.project / "sglang-0.5.11-py3-none-any.whl").write_text("<!DOCTYPE html><html><body>Sign in</body></html>\n")
+        (cli.project / "sglang-0.5.11-py3-none-any.whl").write_text(
+            "<!DOCTYPE html><html><body>Sign in</body></html>\n")
     if setup == "truncated-report":
         good = {"schema": 1, "levels": [{"concurrency": 1, "ttft_s": {"p50": 0.1}}]}
         (cli.project / "a.json").write_text(__import__("json").dumps(good))
@@ -252,7 +280,8 @@ def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_inpu
         assert "Traceback" not in done.stderr, situation
         assert done.stdout == "", (situation, done.stdout)
         calls = os.path.join(tmp, "modal", "calls.jsonl")
-        mutating = {"build_image", "run_download", "run_compile", "deploy", "rollback", "update_autoscaler", "write_file"}
+        mutating = {"build_image", "run_download", "run_compile", "deploy", "rollback", "update_autoscaler",
+                    "write_file"}
         if os.path.exists(calls):
             assert not mutating & {__import__("json").loads(line)["method"] for line in open(calls)}, situation
         assert not os.path.exists(os.path.join(tmp, "state")), situation
@@ -297,7 +326,8 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
            lambda: start(timeout=1.0, never_healthy=True, log_lines=["capturing CUDA graphs"]))
     expect("a warm-up request fails", ServerFailed, lambda: start(chat_status=500))
     offline = changed(d, hf_hub_offline=True)
-    expect("weights missing from the Volume at start-up", WeightsMissing, lambda: require_downloaded(tmp_path / "empty", offline))
+    expect("weights missing from the Volume at start-up", WeightsMissing,
+           lambda: require_downloaded(tmp_path / "empty", offline))
 
     env = standin_env() | {"FAKE_COMPILE_FAIL": "3"}
     expect("DeepGEMM compile fails", CompileFailed,
@@ -305,13 +335,15 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
 
     def probe(*args, deadline=3.0):
         url = fake_server(*args).url
-        return asyncio.run(client.probe(url, client.chat_payload([{"role": "user", "content": "hi"}]), deadline_seconds=deadline))
+        return asyncio.run(client.probe(url, client.chat_payload([{"role": "user", "content": "hi"}]),
+                                        deadline_seconds=deadline))
 
     expect("HTTP 4xx with a body", client.EndpointError, lambda: probe("--chat-status", "400"))
     expect("connection reset mid-stream", client.EndpointError, lambda: probe("--reset-at", "3"))
     expect("malformed SSE line", client.EndpointError, lambda: probe("--malformed-at", "1"))
     expect("server error inside the stream", client.EndpointError, lambda: probe("--error-at", "1"))
-    expect("no replica within the deadline (503s)", client.EndpointError, lambda: probe("--unavailable-first", "1000", deadline=2.5))
+    expect("no replica within the deadline (503s)", client.EndpointError,
+           lambda: probe("--unavailable-first", "1000", deadline=2.5))
 
     from infra.control.releases import Release, ReleaseStore
     from infra.control.resolve import resolve
@@ -322,7 +354,8 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     fake = FakeModal(tmp_path / "modal", fail={"deploy": "modal.exception.InvalidError: image build failed"})
     settings = load_settings("dev", "qwen3-8b-low-latency")
     ctx = Context(settings=settings, remote=fake, say=lambda m: None)
-    expect("deploy raises (manifest left unchanged)", RuntimeError, lambda: deploy.run(ctx, resolve(settings, "qwen3-8b-low-latency")))
+    expect("deploy raises (manifest left unchanged)", RuntimeError,
+           lambda: deploy.run(ctx, resolve(settings, "qwen3-8b-low-latency")))
     held = FakeModal(tmp_path / "modal2")
     held.acquire_lock("dev", "dev/qwen3-8b-low-latency", "promote by alice@ci pid 1", 60)
     ctx = Context(settings=settings, remote=held, say=lambda m: None)
@@ -376,9 +409,11 @@ def _network_faults(tmp_path, expect) -> None:
     from stages import flags
     from tests.fakes.network_faults import SilentServer, UntrustedTLSServer, refused_port
 
-    saved = {k: os.environ.get(k) for k in ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_CONFIG_PATH")}
+    saved = {k: os.environ.get(k) for k in ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET",
+                                            "MODAL_CONFIG_PATH")}
     (tmp_path / "modal.toml").write_text("")
-    os.environ.update(MODAL_TOKEN_ID="ak-fake", MODAL_TOKEN_SECRET="as-fake", MODAL_CONFIG_PATH=str(tmp_path / "modal.toml"))
+    os.environ.update(MODAL_TOKEN_ID="ak-fake", MODAL_TOKEN_SECRET="as-fake",
+                      MODAL_CONFIG_PATH=str(tmp_path / "modal.toml"))
 
     def control_plane(url, timeout=0.5):
         os.environ["MODAL_SERVER_URL"] = url
@@ -463,4 +498,5 @@ def check_docs_errors_md(bad_input_lines, tmp_path, fake_server) -> None:
     if WRITE_DOCS:
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(text)
-    assert DOC.exists() and DOC.read_text() == text, "docs/errors.md is stale: INFRA_WRITE_DOCS=1 python -m pytest tests/test_errors_catalog.py"
+    stale = "docs/errors.md is stale: INFRA_WRITE_DOCS=1 python -m pytest tests/test_errors_catalog.py"
+    assert DOC.exists() and DOC.read_text() == text, stale

@@ -29,7 +29,8 @@ def objectives(*entries: tuple, target_concurrency: int = 2):
 
 
 # Generous limits: the fast server does ~11 ms TTFT, ~2 ms TPOT, ~300 tok/s per stream; the slow one ~37.
-LIMITS = (("ttft_p90_ms", 1, "max", 100), ("tpot_p50_ms", "target", "max", 20), ("output_tokens_per_s", "target", "min", 10))
+LIMITS = (("ttft_p90_ms", 1, "max", 100), ("tpot_p50_ms", "target", "max", 20),
+          ("output_tokens_per_s", "target", "min", 10))
 
 
 def run_gate(server, workload=QUICK, target_concurrency=2, **options) -> dict:
@@ -60,14 +61,16 @@ def test_the_gate_workload_maps_onto_bench_at_1_and_the_target_concurrency():
     assert plan.concurrency == (1, 10)
     assert plan.requests == 100 and plan.requests_for(1) == plan.requests_for(10) == 100
     assert plan.warmup == 1 and plan.timeout == 120 and plan.duration is None
-    assert (w.prompt_tokens, w.max_tokens, w.model, w.ignore_eos, w.image) == (512, 128, "Qwen/Qwen3-8B-FP8", True, None)
+    assert (w.prompt_tokens, w.max_tokens, w.model, w.ignore_eos,
+            w.image) == (512, 128, "Qwen/Qwen3-8B-FP8", True, None)
     body = w.payload("t1")
     assert body["temperature"] == 0.0 and body["ignore_eos"] is True and body["max_tokens"] == 128
     assert isinstance(body["messages"][0]["content"], str)
 
     # Levels an objective names are measured too; each level keeps at least 4 requests per stream.
     targets = objectives(("ttft_p90_ms", 32, "max", 900), ("ttft_p90_ms", 1, "max", 900), target_concurrency=8)
-    _, plan = gate.bench_inputs(GateWorkload(requests=20), model=None, target_concurrency=8, targets=targets, cold_start_deadline=900)
+    _, plan = gate.bench_inputs(GateWorkload(requests=20), model=None, target_concurrency=8, targets=targets,
+                                cold_start_deadline=900)
     assert plan.concurrency == (1, 8, 32) and plan.requests == 4 * 32 and plan.cold_start_deadline == 900
     _, plan = gate.bench_inputs(GateWorkload(), model=None, target_concurrency=1)
     assert plan.concurrency == (1,)
@@ -137,7 +140,8 @@ def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server)
         "implicit": False, "measured": None, "baseline": None, "change": None, "verdict": "no baseline", "note": ""}
     assert json.loads(json.dumps(rec)) == rec  # the manifest stores it as JSON
     # The ledger reads it back from a manifest entry.
-    assert ledger.measurement_of({"release_id": "r20260101-000000-abcdef", "gate": rec}) == (rec["measurement"], "gate on staging")
+    assert ledger.measurement_of({"release_id": "r20260101-000000-abcdef",
+                                  "gate": rec}) == (rec["measurement"], "gate on staging")
 
 
 def test_a_slow_release_misses_its_objective_with_the_row_that_says_so(fake_server):
@@ -184,7 +188,8 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(fak
 def test_failed_requests_count_even_without_an_error_objective(fake_server, quick_retries):
     # Chat requests #4, #8, ... get 503: after the probe and the warm-up, 2 of the 8 measured at level 1 fail.
     server = fake_server(*FAST, "--unavailable-every", "4")
-    measurement = run_gate(server, target_concurrency=1, workload=GateWorkload(prompt_tokens=16, max_tokens=8, requests=8, timeout=10))
+    measurement = run_gate(server, target_concurrency=1,
+                           workload=GateWorkload(prompt_tokens=16, max_tokens=8, requests=8, timeout=10))
     (level,) = measurement["levels"]
     assert level["requests"] == {"sent": 8, "ok": 6, "failed": 2}
 
@@ -206,7 +211,8 @@ def test_a_release_that_fails_every_request_misses_every_objective(fake_server, 
     server = fake_server("--chat-status", "500")
     measurement = run_gate(server, target_concurrency=1)
     ev = gate.evaluate(objectives(*LIMITS, target_concurrency=1), measurement, None, regression_budget=0.1)
-    assert [(r.verdict, r.note) for r in ev.rows] == [("miss objective", "no successful request")] * 3 + [("miss objective", "")]
+    assert [(r.verdict, r.note) for r in ev.rows] == [("miss objective",
+                                                       "no successful request")] * 3 + [("miss objective", "")]
     assert "every request failed (4 of 4 failed: http 4)" in ev.reasons[0]
 
 
@@ -214,12 +220,14 @@ def test_a_release_that_fails_every_request_misses_every_objective(fake_server, 
 
 
 def test_budget_boundaries_and_direction():
-    base = bench_reports.report(bench_reports.level(1, ttft=0.100, tpot=0.010), bench_reports.level(4, ttft=0.100, tpot=0.010))
+    base = bench_reports.report(bench_reports.level(1, ttft=0.100, tpot=0.010),
+                                bench_reports.level(4, ttft=0.100, tpot=0.010))
     targets = objectives(("ttft_p90_ms", 1, "max", 1000), ("output_tokens_per_s", "target", "min", 1),
                          target_concurrency=4)
 
     def verdicts(ttft: float, tpot: float) -> list[str]:
-        cand = bench_reports.report(bench_reports.level(1, ttft=ttft, tpot=tpot), bench_reports.level(4, ttft=ttft, tpot=tpot))
+        cand = bench_reports.report(bench_reports.level(1, ttft=ttft, tpot=tpot),
+                                    bench_reports.level(4, ttft=ttft, tpot=tpot))
         return [r.verdict for r in gate.evaluate(targets, cand, base, regression_budget=0.10).rows[:2]]
 
     assert verdicts(0.110, 0.010) == ["pass", "pass"]  # TTFT exactly 10% worse: within the budget; tok/s -5%
@@ -232,10 +240,12 @@ def test_a_baseline_with_another_workload_is_not_compared():
     cand = bench_reports.report(bench_reports.level(1, ttft=0.3, tpot=0.01))
     other = bench_reports.report(bench_reports.level(1, ttft=0.1, tpot=0.01),
                                  workload=bench.Workload(prompt_tokens=2000, max_tokens=10, extra={"temperature": 0.0}))
-    ev = gate.evaluate(objectives(("ttft_p90_ms", 1, "max", 1000)), cand, other, regression_budget=0.1, baseline_label="r0")
+    ev = gate.evaluate(objectives(("ttft_p90_ms", 1, "max", 1000)), cand, other, regression_budget=0.1,
+                       baseline_label="r0")
     assert ev.passed and ev.baseline_label is None
     assert [r.verdict for r in ev.rows] == ["no baseline", "pass"]
-    assert ev.notes[0] == "baseline r0 was measured with another workload (prompt_tokens 2000 -> 512, prompt_words 2000 -> 512): " \
+    assert ev.notes[
+        0] == "baseline r0 was measured with another workload (prompt_tokens 2000 -> 512, prompt_words 2000 -> 512): " \
                           "not compared, objectives only"
 
 
@@ -250,7 +260,8 @@ def test_an_objective_at_a_level_that_was_not_measured_is_a_miss_and_a_busy_clie
 def test_the_baseline_is_the_current_releases_own_gate_measurement_first():
     by_gate = bench_reports.report(bench_reports.level(1, ttft=0.1, tpot=0.01), env="staging")
     on_target = bench_reports.report(bench_reports.level(1, ttft=0.2, tpot=0.01), env="prod")
-    release = {"release_id": "r20260101-000000-abcdef", "version": 7, "gate": {"verdict": "passed", "measurement": by_gate},
+    release = {"release_id": "r20260101-000000-abcdef", "version": 7,
+               "gate": {"verdict": "passed", "measurement": by_gate},
                "measurement": on_target}
     assert gate.baseline_from(release) == (by_gate, "r20260101-000000-abcdef (v7), measured by its own gate on staging")
     release["gate"] = {"verdict": "skipped", "measurement": None, "override": {"reason": "hotfix"}}
@@ -263,8 +274,10 @@ def test_the_baseline_is_the_current_releases_own_gate_measurement_first():
 
 
 def test_the_markdown_summary_is_a_github_table_with_one_row_per_check(tmp_path):
-    base = bench_reports.report(bench_reports.level(1, ttft=0.1, tpot=0.01), bench_reports.level(4, ttft=0.1, tpot=0.01))
-    cand = bench_reports.report(bench_reports.level(1, ttft=0.5, tpot=0.01), bench_reports.level(4, ttft=0.1, tpot=0.012, failed=1))
+    base = bench_reports.report(bench_reports.level(1, ttft=0.1, tpot=0.01),
+                                bench_reports.level(4, ttft=0.1, tpot=0.01))
+    cand = bench_reports.report(bench_reports.level(1, ttft=0.5, tpot=0.01),
+                                bench_reports.level(4, ttft=0.1, tpot=0.012, failed=1))
     ev = gate.evaluate(objectives(*LIMITS, ("ttft_p90_ms", "target", "max", 1000), target_concurrency=4), cand, base,
                        regression_budget=0.1, measured_label="r2 | staging", baseline_label="r1 (v3)")
     markdown = gate.render_markdown(ev, "qwen3-8b-low-latency r2 staging → prod")
@@ -287,8 +300,10 @@ def test_the_markdown_summary_is_a_github_table_with_one_row_per_check(tmp_path)
 
 
 def test_the_text_table_lines_up():
-    cand = bench_reports.report(bench_reports.level(1, ttft=0.05, tpot=0.004), bench_reports.level(2, ttft=0.06, tpot=0.004))
-    text = gate.render_text(gate.evaluate(objectives(*LIMITS), cand, cand, regression_budget=0.1, baseline_label="itself"))
+    cand = bench_reports.report(bench_reports.level(1, ttft=0.05, tpot=0.004),
+                                bench_reports.level(2, ttft=0.06, tpot=0.004))
+    text = gate.render_text(gate.evaluate(objectives(*LIMITS), cand, cand, regression_budget=0.1,
+                                          baseline_label="itself"))
     lines = text.splitlines()
     assert lines[0] == "gate PASSED"
     assert lines[1] == "measured: staging; baseline: itself; regression budget 10%"
@@ -312,7 +327,8 @@ def test_the_override_records_who_where_and_why(monkeypatch):
     import socket
 
     monkeypatch.setenv("MODAL_KEY", "wk-supersecretvalue")
-    ci = {"GITHUB_ACTOR": "octocat", "GITHUB_WORKFLOW": "promote-prod", "GITHUB_RUN_ID": "123456", "GITHUB_RUN_ATTEMPT": "2",
+    ci = {"GITHUB_ACTOR": "octocat", "GITHUB_WORKFLOW": "promote-prod", "GITHUB_RUN_ID": "123456",
+          "GITHUB_RUN_ATTEMPT": "2",
           "GITHUB_REPOSITORY": "acme/sglang-modal-infra", "GITHUB_SERVER_URL": "https://github.com"}
     o = gate.skip_override("  hotfix for\nCVE-2026-1, key wk-supersecretvalue  ", environ=ci, now=1767225600.0)
     assert o.reason == "hotfix for CVE-2026-1, key ****"  # one line, and no credential in the manifest
@@ -320,8 +336,8 @@ def test_the_override_records_who_where_and_why(monkeypatch):
     assert (o.github_actor, o.github_workflow, o.github_run_id) == ("octocat", "promote-prod", "123456")
     assert o.github_run_url == "https://github.com/acme/sglang-modal-infra/actions/runs/123456/attempts/2"
     assert o.line() == (f"gate skipped by {o.by} (GitHub actor octocat, workflow 'promote-prod', "
-                        "https://github.com/acme/sglang-modal-infra/actions/runs/123456/attempts/2) at 2026-01-01 00:00:00Z: "
-                        "hotfix for CVE-2026-1, key ****")
+                        "https://github.com/acme/sglang-modal-infra/actions/runs/123456/attempts/2) at 2026-01-01 "
+                        "00:00:00Z: hotfix for CVE-2026-1, key ****")
     rec = gate.record(override=o)
     assert rec == {"verdict": "skipped", "override": o.to_dict(), "measurement": None, "evaluation": None}
     assert json.loads(json.dumps(rec)) == rec

@@ -103,7 +103,8 @@ def test_json_prints_the_machine_readable_result_on_every_task(cli, fake_server,
 
 def test_plan_counts_a_token_in_the_modal_config_file_as_set(cli, tmp_path):
     config = tmp_path / "modal.toml"
-    config.write_text('[default]\ntoken_id = "ak-abcdefghijklmnop0123"\ntoken_secret = "as-abcdefghijklmnop0123"\nactive = true\n')
+    config.write_text('[default]\ntoken_id = "ak-abcdefghijklmnop0123"\ntoken_secret = '
+                      '"as-abcdefghijklmnop0123"\nactive = true\n')
     out = cli("plan", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", MODAL_CONFIG_PATH=str(config)).stdout
     assert "MODAL_TOKEN_ID ak-…(masked) (from the Modal config file)" in out
     assert "abcdefghijklmnop" not in out
@@ -112,7 +113,8 @@ def test_plan_counts_a_token_in_the_modal_config_file_as_set(cli, tmp_path):
 def test_bench_checks_its_inputs_before_any_request(cli):
     for args, expected in (
         (["--url", "127.0.0.1:8000"], "--url must be an http:// or https:// address"),
-        (["--url", "http://127.0.0.1:9", "--output", "/no/such/folder/r.json"], "folder /no/such/folder does not exist"),
+        (["--url", "http://127.0.0.1:9", "--output", "/no/such/folder/r.json"],
+         "folder /no/such/folder does not exist"),
     ):
         done = cli("bench", *args, timeout=20)
         assert done.returncode == 1 and expected in done.stderr
@@ -120,7 +122,8 @@ def test_bench_checks_its_inputs_before_any_request(cli):
 
 def test_the_docs_name_every_task(cli):
     """Each task is documented: named as `invoke <task>` on the tasks page or its own page under docs/."""
-    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")] if p.name != "errors.md")
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+                       if p.name != "errors.md")
     for task in re.findall(r"^  (\S+) ", cli("--list").stdout, re.M):
         assert f"invoke {task}" in readme, task
 
@@ -179,11 +182,13 @@ def test_compile_without_credentials_reaches_nothing_before_saying_so(cli):
 
 @pytest.mark.parametrize("args, expected", [
     (["status", "--dry-run"], "error: invoke status: no flag '--dry-run' (status changes nothing, so there is nothing "
-                              "to dry-run); allowed: --cost, --env, --json, --recipe, --set, --since, --until, --debug"),
+                              "to dry-run); allowed: --cost, --env, --json, --recipe, --set, --since, --until, "
+                              "--debug"),
     (["plan", "--jsn"], "error: invoke plan: no flag '--jsn' (did you mean --json?); allowed: --env, --json, --recipe, "
                         "--set, --debug"),
     (["deplyo"], "error: no task named 'deplyo' (did you mean 'deploy'?); `invoke --list` shows them: bench, build, "
-                 "compile, deploy, download, pipeline, plan, promote, rollback, scale, sglang-flags, smoke, status, try, upgrade"),
+                 "compile, deploy, download, pipeline, plan, promote, rollback, scale, sglang-flags, smoke, status, "
+                 "try, upgrade"),
 ])
 def test_a_flag_a_task_lacks_is_one_line_saying_why(args, expected):
     from tests.conftest import run_in_process

@@ -136,7 +136,8 @@ def test_the_record_says_where_the_uncached_start_went_read_from_sglangs_own_out
     env = compile_env(record) | {"FAKE_SGLANG": json.dumps({"sglang_log": True, "jit_seconds": 0,
                                                             "first_request_seconds": 0.2})}
     result = run(d, cache, local, record, env=env, on_line=lambda step, t, line: lines.append((step, line)))
-    assert [p["phase"] for p in result["server_timeline"]][:5] == ["arguments", "scheduler_start", "weights", "kv_cache",
+    assert [p["phase"]
+            for p in result["server_timeline"]][:5] == ["arguments", "scheduler_start", "weights", "kv_cache",
                                                                     "cuda_graphs"]
     assert result["server_timeline"][-1]["end_s"] == result["server_timings"]["ready_s"]
     assert result["deep_gemm_shapes"]["shapes"][0] | {"seconds": 0} == {"kernel": "GEMM_NT_F8F8BF16", "n": 6144,
@@ -160,7 +161,8 @@ def test_a_server_that_restores_the_tree_finds_every_kernel(d, cache, local, rec
     assert restored["restored"] is True and restored["files"] > 0
     env = compile_env(record) | compile_cache.environment(local)
     readiness = lifecycle.Readiness(timeout=20, poll_interval=0.1, warmup=d.recipe.warmup, model=d.recipe.model)
-    server = lifecycle.start_and_warm(sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", readiness, env=env)
+    server = lifecycle.start_and_warm(sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", readiness,
+                                      env=env)
     server.stop(grace=0)
     reap_children()
     last = json.loads(jit_log.read_text().splitlines()[-1])

@@ -24,7 +24,8 @@ def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging",
 # A manifest's `deployment` as infra/runtime/deployment.py writes it (the resolved recipe nested), trimmed to what the
 # ledger reads; FLAT is the layout of entries recorded before the recipe was nested (and before recipes requested
 # CPU and memory: Modal's defaults, 0.125 cores and 128 MiB, are what those deployed with).
-NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10,
+NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2,
+                                    "target_concurrency": 10,
                                     "cpu": 4.0, "memory": 16384},
           "placement": {"compute_region": "us-east", "routing_region": "us-east"}}
 FLAT = {"env": "prod", "recipe": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}
@@ -42,7 +43,8 @@ def release(version: int, *, gate: dict | None = None, measurement: dict | None 
         modal_environment="prod", image=IMAGE, model="Qwen/Qwen3-8B-FP8", model_revision="220b46e3" + "0" * 32,
         draft_model="Tengyunw/qwen3_8b_eagle3", draft_revision="c" * 40, deployment=deployment, version=version,
         deployed_at=1767268800.0 + version * 3600, smoke={"passed": True, "ttft": 0.2, "total": 1.0, "at": 0},
-        promoted_from={"env": "staging", "release_id": "r0", "commit": "x", "version": 1} if kind == "promote" else None,
+        promoted_from={"env": "staging", "release_id": "r0", "commit": "x", "version": 1} if kind == "promote"
+        else None,
     )
     r = r.model_copy(update=changes)
     return json.loads(json.dumps(r.model_dump(mode="json") | {"gate": gate, "measurement": measurement}))
@@ -72,16 +74,19 @@ def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it(
     assert perf.value("error_rate", 4) == pytest.approx(1 / 11)
     assert perf.measured_on == "on staging"
     assert perf.line() == ("TTFT p90 100.0 ms @1 / 100.0 ms @4; TPOT p50 10.00 ms @1 / 10.00 ms @4; 175.4 tok/s @4; "
-                           "errors 1/21; $22.76 per 1M output tokens (2×H100! + 4 cores + 16 GiB at $14.38/h) [on staging]")
+                           "errors 1/21; $22.76 per 1M output tokens (2×H100! + 4 cores + 16 GiB at $14.38/h) [on "
+                           "staging]")
     data = perf.to_dict()
     assert data["usd_per_million_output_tokens"] == pytest.approx(REPLICA / (100 / 0.57 * 3600) * 1e6, abs=1e-4)
-    assert data["usd_per_replica_hour"] == pytest.approx(REPLICA, abs=1e-4) and data["replica"]["region"]["multiplier"] == 1.75
+    assert data["usd_per_replica_hour"] == pytest.approx(REPLICA, abs=1e-4)
+    assert data["replica"]["region"]["multiplier"] == 1.75
     assert [lv["concurrency"] for lv in data["levels"]] == [1, 4] and data["levels"][1]["sent"] == 11
     assert json.loads(json.dumps(data)) == data
 
     # A negotiated GPU rate lowers the cost by the GPUs' share; no throughput at the target leaves it unknown.
     negotiated = costs.Rates(costs.TABLE, costs.TABLE_SOURCE, {"H100": (3.9492 / 2, "costs.gpu_hourly_usd.H100!")})
-    cheaper = ledger.performance(m, target_concurrency=4, hourly=costs.price(ledger.container_of(release(3)), negotiated))
+    cheaper = ledger.performance(m, target_concurrency=4,
+                                 hourly=costs.price(ledger.container_of(release(3)), negotiated))
     assert cheaper.usd_per_million_output_tokens == pytest.approx((REPLICA - 1.75 * 3.9492) / (100 / 0.57 * 3600) * 1e6)
     missing = ledger.performance(m, target_concurrency=16, hourly=costs.price(ledger.container_of(release(3)), TABLE))
     assert missing.usd_per_million_output_tokens is None
@@ -90,12 +95,15 @@ def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it(
 
 def test_the_ledger_prefers_a_measurement_on_the_releases_own_environment():
     by_gate, on_prod = measured(0.1, 0.01), measured(0.12, 0.01, env="prod")
-    assert ledger.measurement_of(release(3, gate={"verdict": "passed", "measurement": by_gate})) == (by_gate, "gate on staging")
-    assert ledger.measurement_of(release(3, gate={"verdict": "passed", "measurement": by_gate}, measurement=on_prod)) == (
+    assert ledger.measurement_of(release(3, gate={"verdict": "passed",
+                                                  "measurement": by_gate})) == (by_gate, "gate on staging")
+    assert ledger.measurement_of(release(3, gate={"verdict": "passed", "measurement": by_gate},
+                                         measurement=on_prod)) == (
         on_prod, "on prod")
     assert ledger.measurement_of(release(3)) is None
     # Release objects of today's shape (no gate field yet) read as unmeasured, not as an error.
-    assert ledger.measurement_of(releases.Release(**{k: v for k, v in release(2).items() if k not in ("gate", "measurement")})) is None
+    assert ledger.measurement_of(releases.Release(**{k: v for k, v in release(2).items()
+                                                     if k not in ("gate", "measurement")})) is None
 
 
 def test_compact_drops_per_request_records_only():
@@ -116,7 +124,8 @@ def test_the_ledger_table_shows_origin_revisions_smoke_latency_throughput_and_co
     ]
     rows[0] = (rows[0][0], ledger.priced(rows[0][0], TABLE))
     # Cold starts: the live summary of the current release's recorded starts; a replaced one's kept in its entry.
-    rows[2] = (rows[2][0] | {"cold_starts": {"starts": 4, "ready": 3, "median_s": 94.7, "worst_s": 127.5, "frozen_at": 1.0}},
+    rows[2] = (rows[2][0] | {"cold_starts": {"starts": 4, "ready": 3, "median_s": 94.7, "worst_s": 127.5,
+                                             "frozen_at": 1.0}},
                None)
     live = {rows[0][0]["release_id"]: {"starts": 2, "ready": 2, "median_s": 66.0, "worst_s": 70.25}}
     table = ledger.render_table(rows, cold_starts=live).splitlines()
@@ -167,15 +176,18 @@ def test_comparing_unlike_measurements_warns():
     a = release(2, gate={"verdict": "passed", "measurement": measured(0.1, 0.01)})
     b = release(3, measurement=measured(0.1, 0.01, env="prod", image="data:image/png;base64,AAAA"))
     comparison = ledger.compare_releases(a, b)
-    assert comparison["warnings"][0].startswith("the two were measured with different workloads (image None vs 'image/png;base64, 4 characters")
+    assert comparison["warnings"][0].startswith("the two were measured with different workloads (image None vs "
+                                                "'image/png;base64, 4 characters")
     assert comparison["warnings"][1] == "A was measured on staging, B on prod: endpoints differ too"
     assert "warning: A was measured on staging" in ledger.render_comparison(comparison)
 
 
 def test_unknown_or_unmeasured_releases_are_one_line_errors():
     history = [release(v, kind="deploy") for v in range(7, 0, -1)]
-    with pytest.raises(ConfigError, match=r"^--compare: no release 'r20260109-120000-abcdef' in the prod manifest; recorded "
-                                          r"there \(newest first\): r20260107-120000-abcde7, .*, r20260103-120000-abcde3, \.\.\.$"):
+    with pytest.raises(ConfigError, match=r"^--compare: no release 'r20260109-120000-abcdef' in the prod manifest; "
+                                          r"recorded "
+                                          r"there \(newest first\): r20260107-120000-abcde7, .*, "
+                                          r"r20260103-120000-abcde3, \.\.\.$"):
         ledger.find_release(history, "r20260109-120000-abcdef", "prod manifest")
     with pytest.raises(ConfigError, match=r"^--compare: release r20260107-120000-abcde7 has no recorded measurement"):
         ledger.compare_releases(history[0], history[1])
@@ -187,4 +199,5 @@ def test_hardware_is_read_from_the_json_of_a_real_deployment():
     from tests.conftest import deployment
 
     assert ledger.hardware_of({"deployment": json.loads(deployment("prod").to_json())}) == ("H100!", 2, 10)
-    assert ledger.hardware_of({"deployment": json.loads(deployment("prod", "qwen3.6-35b-vlm").to_json())}) == ("H100!", 1, 10)
+    assert ledger.hardware_of(
+        {"deployment": json.loads(deployment("prod", "qwen3.6-35b-vlm").to_json())}) == ("H100!", 1, 10)

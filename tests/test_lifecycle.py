@@ -28,13 +28,15 @@ from tests.conftest import (
 )
 
 
-def launch(tmp_path, recipe="qwen3-8b-low-latency", timeout=20.0, poll=0.2, warmup=None, budget=None, on_line=None, **fake):
+def launch(tmp_path, recipe="qwen3-8b-low-latency", timeout=20.0, poll=0.2, warmup=None, budget=None, on_line=None,
+           **fake):
     d = deployment(recipe=recipe, port=free_port())
     record = tmp_path / "requests.jsonl"
     argv_file = tmp_path / "argv.json"
     env = standin_env(record=str(record), **fake)
     env["FAKE_SGLANG_ARGV"] = str(argv_file)
-    readiness = Readiness(timeout=timeout, poll_interval=poll, warmup=warmup or d.recipe.warmup, model=d.recipe.model, startup_budget=budget)
+    readiness = Readiness(timeout=timeout, poll_interval=poll, warmup=warmup or d.recipe.warmup, model=d.recipe.model,
+                          startup_budget=budget)
     base = f"http://127.0.0.1:{d.server.port}"
     return d, record, argv_file, lambda: lifecycle.start_and_warm(
         sglang_args.launch_command(d), base, readiness, env=env, on_line=on_line
@@ -121,7 +123,8 @@ def test_exit_during_startup_fails_within_one_poll_interval_with_code_and_log_ta
 
 
 def test_never_healthy_fails_at_the_readiness_timeout_with_log_tail(tmp_path, subreaper):
-    d, _, _, start = launch(tmp_path, timeout=2.0, poll=0.5, never_healthy=True, log_lines=["stuck capturing CUDA graphs"])
+    d, _, _, start = launch(tmp_path, timeout=2.0, poll=0.5, never_healthy=True,
+                            log_lines=["stuck capturing CUDA graphs"])
     began = time.monotonic()
     with pytest.raises(ServerFailed) as err:
         start()
@@ -163,7 +166,8 @@ def test_ready_within_a_second_of_sglang_first_answering_healthy(tmp_path):
             seen.setdefault("ready_line", at)
 
     d = deployment()
-    _, _, _, start = launch(tmp_path, poll=d.recipe.health_poll_interval, healthy_after=1.0, health_delay=1.0, on_line=on_line)
+    _, _, _, start = launch(tmp_path, poll=d.recipe.health_poll_interval, healthy_after=1.0, health_delay=1.0,
+                            on_line=on_line)
     server = start()
     returned = time.monotonic()
     server.stop()
@@ -324,7 +328,8 @@ def test_memory_endpoint_error_is_reported(fake_server):
 
 
 def test_server_process_tail_keeps_last_lines(tmp_path):
-    proc = ServerProcess(["python3", "-c", "import sys\nfor i in range(100): print('line', i)\nsys.exit(4)"], tail_lines=5)
+    proc = ServerProcess(["python3", "-c", "import sys\nfor i in range(100): print('line', i)\nsys.exit(4)"],
+                         tail_lines=5)
     assert proc.wait_exit(5) == 4
     assert proc.tail().splitlines() == [f"line {i}" for i in range(95, 100)]
     proc.stop()
@@ -339,17 +344,18 @@ def test_container_side_modules_import_neither_modal_nor_local_only_libraries():
 
     code = (
         "import sys\n"
-        "import infra.runtime.lifecycle, infra.runtime.weights, infra.runtime.kernels, infra.runtime.deployment, infra.runtime.sglang_args, infra.runtime.spec, infra.runtime.current\n"
-        "from infra.runtime import schedule\n"
+        "import infra.runtime.lifecycle, infra.runtime.weights, infra.runtime.kernels, infra.runtime.deployment, "
+        "infra.runtime.sglang_args, infra.runtime.spec, infra.runtime.current\nfrom infra.runtime import schedule\n"
         "from infra.runtime.deployment import Window\n"
         "from infra.runtime.model import RESOLVED\n"
-        "w = Window.model_validate(dict(name='w', start='0 9 * * *', end='0 17 * * *', timezone='UTC', min_containers=1),\n"
-        "                          context=RESOLVED)  # as a container reads it back\n"
+        "w = Window.model_validate(dict(name='w', start='0 9 * * *', end='0 17 * * *', timezone='UTC', "
+        "min_containers=1),\n                          context=RESOLVED)  # as a container reads it back\n"
         "assert schedule.boundaries([w])[0].cron == '0 9,17 * * *'  # app definitions call it: no cron library needed\n"
         "bad = sorted(m for m in ('modal', 'pydantic_settings', 'aiohttp', 'huggingface_hub', 'cronsim', 'invoke')\n"
         "             if m in sys.modules)\n"
         "print(bad)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -102,7 +102,8 @@ def test_build_image_builds_once_and_returns_the_image_id(wire, remote):
 def test_download_runs_the_job_body_against_the_hub_into_the_weights_volume(wire, remote):
     d = deployment("dev")
     results = remote.run_download(d)
-    assert [(r["repo"], r["skipped"]) for r in results] == [("Qwen/Qwen3-8B-FP8", False), ("Tengyunw/qwen3_8b_eagle3", False)]
+    assert [(r["repo"], r["skipped"]) for r in results] == [("Qwen/Qwen3-8B-FP8", False),
+                                                            ("Tengyunw/qwen3_8b_eagle3", False)]
     assert results[0]["commit"] == d.recipe.model_revision and weights.COMMIT_RE.match(results[1]["commit"])
     cache = wire.volume_dir("dev", d.caches.weights_volume)
     assert weights.read_marker(cache, "Qwen/Qwen3-8B-FP8", d.recipe.model_revision)["files"] == [
@@ -125,7 +126,8 @@ def test_a_job_whose_named_secret_is_missing_does_not_start(wire, remote):
     """Modal resolves named Secrets when the App starts: the job never runs (what issue 11 item 2 is about)."""
     import modal
 
-    with pytest.raises(modal.exception.NotFoundError, match="Secret 'huggingface-secret' not found in environment 'staging'"):
+    with pytest.raises(modal.exception.NotFoundError, match="Secret 'huggingface-secret' not found in environment "
+                                                            "'staging'"):
         remote.run_download(deployment("staging"))
     assert wire.jobs == [] and wire.app_states("staging", f"{APP}-jobs") == ["APP_STATE_STOPPED"]
 
@@ -151,7 +153,8 @@ def test_compile_runs_the_job_body_into_the_kernel_volume(wire, remote):
 
 
 def test_deploy_returns_url_and_version_and_reports_a_skipped_deploy(wire, remote):
-    """Issue 11 item 4: Modal skips a deploy of an unchanged App (a falsy `deployed_at`); say so, don't invent a version."""
+    """Issue 11 item 4: Modal skips a deploy of an unchanged App (a falsy `deployed_at`); say so, don't invent a
+    version."""
     d = deployment("dev")
     first = remote.deploy(d, "git-aaa")
     assert first["version"] == 1 and first["changed"] is True and first["app_id"].startswith("ap-")
@@ -163,7 +166,8 @@ def test_deploy_returns_url_and_version_and_reports_a_skipped_deploy(wire, remot
     assert (redeployed["version"], redeployed["changed"]) == (2, True)
     # The tags Modal's billing report carries (infra/runtime/spec.py `tags`): the server App names the commit it runs.
     assert [v["app_tags"] for v in wire.app_versions("dev", APP)] == [
-        {"env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server", "commit": tag} for tag in ("git-aaa", "git-bbb")]
+        {"env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server", "commit": tag}
+        for tag in ("git-aaa", "git-bbb")]
 
 
 def test_history_newest_first_and_rollback_is_a_new_version(wire, remote):
@@ -207,7 +211,8 @@ def test_server_url_forwards_to_the_replica_and_enforces_proxy_auth(wire, remote
 
 
 def test_update_autoscaler_uses_the_current_api_and_reports_the_settings_in_force(wire, remote):
-    """Issue 11 item 3: `server.autoscaler.update` (no deprecation warning); settings read back, never None as a count."""
+    """Issue 11 item 3: `server.autoscaler.update` (no deprecation warning); settings read back, never None as a
+    count."""
     prod = deployment("prod")
     remote.deploy(prod, "git-aaa")
     with warnings.catch_warnings():
@@ -221,7 +226,8 @@ def test_update_autoscaler_uses_the_current_api_and_reports_the_settings_in_forc
     assert "FunctionGetSchedulingParams" in wire.rpcs()
     dev = deployment("dev")  # min_containers 0 is not even sent with the definition: Modal reports it unset
     remote.deploy(dev, "git-aaa")
-    assert remote.update_autoscaler(dev, max_containers=1) == {"min_containers": 0, "max_containers": 1, "buffer_containers": 0}
+    assert remote.update_autoscaler(dev, max_containers=1) == {"min_containers": 0, "max_containers": 1,
+                                                               "buffer_containers": 0}
     remote.deploy(changed(prod, target_concurrency=8), "git-bbb")  # a deploy resets run-time changes
     assert remote.autoscaler(prod) == {"min_containers": 1, "max_containers": 4, "buffer_containers": 0}
 
@@ -285,7 +291,8 @@ def test_start_records_round_trip_through_the_dict_bounded_per_deployment(wire, 
     assert remote.recent_starts("prod", bucket) == []  # no Dict yet: a read says so, and creates nothing
     assert wire.dict_entries("prod", STARTS_DICT) == {}
     for n in range(1, STARTS_KEPT + 4):
-        assert remote.record_start("prod", bucket, {"n": n, "outcome": "ready", "phases": [{"phase": "arguments"}]}) == n
+        assert remote.record_start("prod", bucket, {"n": n, "outcome": "ready",
+                                                    "phases": [{"phase": "arguments"}]}) == n
     assert [r["n"] for r in remote.recent_starts("prod", bucket)] == list(range(STARTS_KEPT + 3, 3, -1))
     entries = wire.dict_entries("prod", STARTS_DICT)
     assert len(entries) == STARTS_KEPT + 1 and entries[bucket] == STARTS_KEPT + 3  # the records and the newest number
@@ -319,7 +326,8 @@ def test_a_container_start_is_recorded_at_the_wire_and_read_back(wire, remote, t
     d = deployment("dev", port=free_port())
 
     def write(record: dict) -> int:
-        return ModalRemote().record_start(d.modal.environment, starts_bucket(d.app_name, record["deployment_digest"]), record)
+        return ModalRemote().record_start(d.modal.environment, starts_bucket(d.app_name, record["deployment_digest"]),
+                                          record)
 
     local = tmp_path / "local"
     started = startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}",
@@ -419,7 +427,8 @@ EVERY_CALL = {
     "secret_exists": lambda r, d: r.secret_exists("dev", "s"),
     "ephemeral": lambda r, d: r.ephemeral(d).__enter__(),
     "billing_rates": lambda r, d: r.billing_rates(),
-    "billing_report": lambda r, d: r.billing_report("dev", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC),
+    "billing_report": lambda r, d: r.billing_report("dev", datetime(2026, 11, 1, tzinfo=UTC),
+                                                    datetime(2026, 11, 2, tzinfo=UTC),
                                                     ["env"]),
     "replicas": lambda r, d: r.replicas("dev", d.app_name),
     "endpoint_of": lambda r, d: r.endpoint_of("dev", d.app_name),
@@ -432,7 +441,8 @@ EVERY_CALL = {
 
 @pytest.mark.parametrize("problem", ["missing", "rejected"])
 @pytest.mark.parametrize("method", sorted(EVERY_CALL))
-def test_every_method_reports_missing_or_rejected_credentials_in_the_projects_one_message(wire, remote, monkeypatch, method, problem):
+def test_every_method_reports_missing_or_rejected_credentials_in_the_projects_one_message(
+        wire, remote, monkeypatch, method, problem):
     """Issue 11 item 7 (remote part): Modal's raw AuthError never reaches the user."""
     from modal.client import _Client
 
@@ -442,7 +452,8 @@ def test_every_method_reports_missing_or_rejected_credentials_in_the_projects_on
     else:
         monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-not-the-right-secret")
     _Client._set_env_client(None)
-    with pytest.raises(MissingCredentials, match="set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET .* or run `modal token new`") as err:
+    with pytest.raises(MissingCredentials, match="set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET .* or run `modal token "
+                                                 "new`") as err:
         EVERY_CALL[method](ModalRemote(), deployment("dev"))
     assert "as-not-the-right-secret" not in str(err.value)
     assert set(EVERY_CALL) | {"require_credentials"} == {n for n in vars(ModalRemote) if not n.startswith("_")}

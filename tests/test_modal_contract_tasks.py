@@ -22,7 +22,8 @@ FOR_RECIPE = ("--recipe", RECIPE)
 
 
 def ok(done) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\n"
+                                  f"stderr:\n{done.stderr[-4000:]}")
     return done.stdout
 
 
@@ -181,7 +182,8 @@ def test_a_scheduled_floor_is_deployed_as_a_cron_function_and_applied_after_the_
     pinned = f'recipes.{RECIPE}.draft_revision="{"b" * 40}"'
     out = ok(wire_cli("deploy", "--env", "prod", *FOR_RECIPE, "--yes", "--set", pinned, INFRA_SCALING__SCHEDULE=window))
     assert wire.schedules("prod", APP) == {"server": None, "apply_floor_0": ("0 8,18 * * MON-FRI", "America/New_York")}
-    windows = [Window(name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", timezone="America/New_York",
+    windows = [Window(name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI",
+                      timezone="America/New_York",
                       min_containers=2)]
     wanted = schedule.floor_at(datetime.now(UTC), windows, Scaling(min_containers=1, max_containers=4))  # prod's
     assert wire.autoscaler("prod", APP)["min_containers"] == wanted.min_containers
@@ -208,8 +210,10 @@ def test_the_promotion_gate_through_the_real_client(wire, wire_cli, fake_server,
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"gate REFUSED: {RECIPE} {staged['release_id']} staging → prod" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: the promotion gate refused {RECIPE} {staged['release_id']} staging → prod: error_rate at")
-    assert last.endswith('nothing changed (table above; `--skip-gate --reason "..."` promotes anyway and records who and why)')
+    assert last.startswith(f"error: the promotion gate refused {RECIPE} {staged['release_id']} staging → prod: "
+                           "error_rate at")
+    assert last.endswith('nothing changed (table above; `--skip-gate --reason "..."` promotes anyway and records who '
+                         'and why)')
     assert wire.app_versions("prod", APP) == [] and manifest(wire, "prod") is None
     assert {(p["label"], p["credentials"]) for p in wire.proxied} == {(staging_url, "valid")}
     assert len(wire.proxied) > 200  # both levels, 100 requests each
@@ -218,18 +222,21 @@ def test_the_promotion_gate_through_the_real_client(wire, wire_cli, fake_server,
     # The same release, answering well now (a URL's replicas can change; the URL does not).
     del wire.upstreams[("staging", APP)]
     wire.proxied.clear()
-    out = ok(wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes", "--record-baseline", **gated))
+    out = ok(wire_cli("promote", "--from", "staging", "--to", "prod", *FOR_RECIPE, "--yes", "--record-baseline",
+                      **gated))
     assert "(gate passed, smoke passed" in out and "prod's baseline recorded" in out
     prod = manifest(wire, "prod")["current"]
     assert prod["gate"]["verdict"] == "passed" and prod["gate"]["measurement"]["target"]["env"] == "staging"
-    assert prod["measurement"]["target"]["env"] == "prod" and [lv["concurrency"] for lv in prod["measurement"]["levels"]] == [1, 10]
+    assert prod["measurement"]["target"]["env"] == "prod"
+    assert [lv["concurrency"] for lv in prod["measurement"]["levels"]] == [1, 10]
     assert {(p["label"], p["credentials"]) for p in wire.proxied} == {(staging_url, "valid"), (prod_url, "valid")}
     assert "### ✅ Promotion gate passed" in summary.read_text()
 
     [status] = wire_cli.json("status", "--env", "prod", *FOR_RECIPE)
     (entry,) = status["detail"]["ledger"]
     assert entry["how"] == "promote from staging, gate passed" and entry["release_id"] == prod["release_id"]
-    assert entry["performance"]["measured_on"] == "on prod" and entry["performance"]["usd_per_million_output_tokens"] > 0
+    assert entry["performance"]["measured_on"] == "on prod"
+    assert entry["performance"]["usd_per_million_output_tokens"] > 0
 
     ok(wire_cli("bench", "--env", "prod", *FOR_RECIPE, "--concurrency", "1", "--requests", "4", "--max-tokens", "64",
                 "--output", "now.json"))
@@ -250,14 +257,17 @@ def test_status_shows_each_releases_recorded_starts_warns_of_misses_and_the_ledg
     first = manifest(wire, "dev")["current"]
     bucket = starts_bucket(APP, timeline.deployment_digest(first["deployment"]))
     log = read("0.5.11-h200-cached.log")
-    for i, (misses, before_launch) in enumerate([({}, 0.1), ({"triton": {"files": 64, "bytes": 639028, "examples": []}}, 30.0)]):
-        record = timeline.build_record(deployment=first["deployment"], log=log, timings=TIMINGS["0.5.11-h200-cached.log"],
+    for i, (misses, before_launch) in enumerate([({}, 0.1), ({"triton": {"files": 64, "bytes": 639028, "examples": []}},
+                                                             30.0)]):
+        record = timeline.build_record(deployment=first["deployment"], log=log,
+                                       timings=TIMINGS["0.5.11-h200-cached.log"],
                                        started_at=first["deployed_at"] + 0.01 * (i + 1), before_launch_s=before_launch,
                                        restore={"restored": True, "seconds": 0.1}, misses=misses, outcome="ready")
         ModalRemote().record_start("dev", bucket, record)
 
     status = ok(wire_cli("status", "--env", "dev", *FOR_RECIPE))
-    assert f"    {first['release_id']}: 2 start(s), ready in 142.5 s median, 157.5 s worst, 1 with compile-cache misses" in status
+    assert (f"    {first['release_id']}: 2 start(s), ready in 142.5 s median, 157.5 s worst, "
+            "1 with compile-cache misses") in status
     assert "ready in 127.6 s (restore 0.1, arguments 22.1, scheduler_start 21.7, weights 2.5, cuda_graphs 6.0, " \
            "piecewise_graphs 51.8" in status
     assert f"WARNING {first['release_id']}: 1 of 2 recorded start(s) compiled while starting (compile-cache misses: " \
@@ -269,7 +279,8 @@ def test_status_shows_each_releases_recorded_starts_warns_of_misses_and_the_ledg
     assert replaced["release_id"] == first["release_id"]
     assert replaced["cold_starts"] | {"frozen_at": 0} == {
         "starts": 2, "ready": 2, "failed": 0, "refused": 0, "median_s": 142.5, "worst_s": 157.5, "with_misses": 1,
-        "first_at": round(first["deployed_at"] + 0.01, 3), "last_at": round(first["deployed_at"] + 0.02, 3), "frozen_at": 0}
+        "first_at": round(first["deployed_at"] + 0.01, 3), "last_at": round(first["deployed_at"] + 0.02, 3),
+        "frozen_at": 0}
     [status] = wire_cli.json("status", "--env", "dev", *FOR_RECIPE)
     ledger = {row["release_id"]: row["cold_start"] for row in status["detail"]["ledger"]}
     assert ledger[first["release_id"]]["median_s"] == 142.5

@@ -106,7 +106,8 @@ def test_status_through_the_cli_fails_in_one_line_at_the_configured_bound(cli, t
 
 
 def bench_url(url: str, **plan_changes):
-    """`invoke bench --url URL --concurrency 1 --requests 1`, with `plan_changes` (the first-answer bound, set small)."""
+    """`invoke bench --url URL --concurrency 1 --requests 1`, with `plan_changes` (the first-answer bound, set
+    small)."""
     import dataclasses
 
     from stages import bench as stage
@@ -138,8 +139,8 @@ def test_bench_url_names_an_untrusted_certificate_and_what_to_set(tmp_path):
     with UntrustedTLSServer(tmp_path) as tls:
         url = f"https://127.0.0.1:{tls.port}"
         error = bench_url(url)
-    assert str(error) == (f"bench failed: {url} did not answer a first request: cannot connect to {url}: TLS certificate "
-                          f"not trusted (self-signed certificate); {reach.TLS_HINT}")
+    assert str(error) == (f"bench failed: {url} did not answer a first request: cannot connect to {url}: TLS "
+                          f"certificate not trusted (self-signed certificate); {reach.TLS_HINT}")
 
 
 def test_bench_url_trusts_what_ssl_cert_file_names(tmp_path, cli):
@@ -206,8 +207,8 @@ def test_a_hub_that_accepts_and_never_answers_fails_at_the_bound(tmp_path):
 def test_a_hub_behind_an_untrusted_certificate_and_a_refused_hub_are_named(tmp_path):
     with UntrustedTLSServer(tmp_path) as tls:
         url = f"https://127.0.0.1:{tls.port}"
-        assert hub_line(url, tmp_path, 5) == (f"cannot reach the Hugging Face Hub at {url}: TLS certificate not trusted "
-                                              f"(self-signed certificate); {reach.TLS_HINT}")
+        assert hub_line(url, tmp_path, 5) == (f"cannot reach the Hugging Face Hub at {url}: TLS certificate not "
+                                              f"trusted (self-signed certificate); {reach.TLS_HINT}")
     url = f"http://127.0.0.1:{refused_port()}"
     assert hub_line(url, tmp_path, 5) == (f"cannot reach the Hugging Face Hub at {url}: connection refused: nothing "
                                           f"listens on that port; {HUB_CHECK}")

@@ -1,6 +1,6 @@
-"""Objectives as settings (infra/control/objectives.py, loaded by infra/control/settings.py): validation that names the file, the
-key, the value and what is allowed; the merge of an environment's gate with a recipe's; levels resolved against a
-target concurrency; what `plan` shows."""
+"""Objectives as settings (infra/control/objectives.py, loaded by infra/control/settings.py): validation that names
+the file, the key, the value and what is allowed; the merge of an environment's gate with a recipe's; levels
+resolved against a target concurrency; what `plan` shows."""
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def test_prod_toml_gates_promotions_with_the_proposed_entries():
     # Dev and staging receive no promotions: no gate.
     assert not load_settings("staging").gate.enabled and not load_settings("dev").gate.enabled
     assert env.enabled and env.regression_budget == 0.10 and not env.record_baseline
-    assert [(o.metric, o.level, o.limit) for o in env.objectives][:2] == [("ttft_p90_ms", 1, 500), ("tpot_p50_ms", 1, 12)]
+    assert [(o.metric, o.level, o.limit)
+            for o in env.objectives][:2] == [("ttft_p90_ms", 1, 500), ("tpot_p50_ms", 1, 12)]
 
     merged = objectives.effective(env, vlm)
     # Same keys replaced in place; the environment's others kept; nothing new, so no additions.
@@ -117,7 +118,8 @@ def test_prod_toml_gates_promotions_with_the_proposed_entries():
 def test_a_recipe_adds_objectives_and_overrides_scalars():
     env = Gate(enabled=True, regression_budget=0.1, objectives=[Objective(metric="ttft_p90_ms", level=1, max=500)])
     recipe = GateOverrides(regression_budget=0.2, enabled=False,
-                           objectives=[Objective(metric="e2e_p99_s", level=4, max=3), Objective(metric="ttft_p90_ms", level=TARGET, max=900)])
+                           objectives=[Objective(metric="e2e_p99_s", level=4, max=3),
+                                       Objective(metric="ttft_p90_ms", level=TARGET, max=900)])
     merged = objectives.effective(env, recipe)
     assert (merged.enabled, merged.regression_budget, merged.record_baseline) == (False, 0.2, False)
     # "target" and 1 are different keys as written: the recipe's target objective is added, not a replacement.
@@ -133,19 +135,25 @@ def test_a_recipe_adds_objectives_and_overrides_scalars():
     (one(metric="ttft_p90_ms", level=0, max=5),
      "environments/prod.toml: gate.objectives[0].level = 0: level 0 is not a concurrency; allowed: a positive whole "
      "number, or 'target' (the recipe's target_concurrency)"),
-    (one(metric="ttft_p90_ms", level="targte", max=5), "gate.objectives[0].level = 'targte': level 'targte' is not a concurrency"),
-    (one(metric="ttft_p90_ms", level=True, max=5), ("gate.objectives[0].level = ", ": level True is not a concurrency")),
+    (one(metric="ttft_p90_ms", level="targte", max=5), "gate.objectives[0].level = 'targte': level 'targte' is not a "
+                                                       "concurrency"),
+    (one(metric="ttft_p90_ms", level=True, max=5), ("gate.objectives[0].level = ",
+                                                    ": level True is not a concurrency")),
     (one(metric="ttft_p90_ms", level=2.5, max=5), "gate.objectives[0].level = 2.5: level 2.5 is not a concurrency"),
     (one(metric="ttft_p90_ms", level=1, min=5),
      "gate.objectives[0]: ttft_p90_ms is lower-is-better: give its limit as 'max', not 'min' (min = 5.0)"),
     (one(metric="output_tokens_per_s", level=1, max=5),
      "gate.objectives[0]: output_tokens_per_s is higher-is-better: give its limit as 'min', not 'max' (max = 5.0)"),
     (one(metric="tpot_p50_ms", level=1),
-     "gate.objectives[0]: objective tpot_p50_ms at level 1 has no limit; allowed: max = <ms> (time per output token, p50)"),
-    (one(metric="ttft_p90_ms", level=1, max=0), "ttft_p90_ms max = 0.0 is not a usable limit; allowed: a finite number > 0"),
+     "gate.objectives[0]: objective tpot_p50_ms at level 1 has no limit; allowed: max = <ms> (time per output token, "
+     "p50)"),
+    (one(metric="ttft_p90_ms", level=1, max=0), "ttft_p90_ms max = 0.0 is not a usable limit; allowed: a finite number "
+                                                "> 0"),
     (one(metric="ttft_p90_ms", level=1, max=float("inf")), "ttft_p90_ms max = inf is not a usable limit"),
-    (one(metric="output_tokens_per_s", level=1, min=-1), "output_tokens_per_s min = -1.0 is not a usable limit; allowed: a finite number >= 0"),
-    (one(metric="error_rate", level=1, max=5), "gate.objectives[0]: error_rate max = 5.0 is a fraction of requests; allowed: 0..1 (0.01 is 1%)"),
+    (one(metric="output_tokens_per_s", level=1, min=-1), "output_tokens_per_s min = -1.0 is not a usable limit; "
+                                                         "allowed: a finite number >= 0"),
+    (one(metric="error_rate", level=1, max=5), "gate.objectives[0]: error_rate max = 5.0 is a fraction of requests; "
+                                               "allowed: 0..1 (0.01 is 1%)"),
     (one(metric="ttft_p90_ms", level=1, max="fast"), ("gate.objectives[0].max = 'fast': ", "expected a number")),
     (one(metric="ttft_p90_ms", level=1, max=5, limit=3),
      "environments/prod.toml: unknown setting 'gate.objectives[0].limit' (allowed here: metric, level, max, min)"),
@@ -157,7 +165,8 @@ def test_a_recipe_adds_objectives_and_overrides_scalars():
     ({"regression_budget": 1.5},
      "environments/prod.toml: gate.regression_budget = 1.5: regression budget 1.5 is not a fraction between 0 and 1; "
      "allowed: 0..1, e.g. 0.10 for 10% worse"),
-    ({"regression_budget": -0.05}, "gate.regression_budget = -0.05: regression budget -0.05 is not a fraction between 0 and 1"),
+    ({"regression_budget": -0.05}, "gate.regression_budget = -0.05: regression budget -0.05 is not a fraction between "
+                                   "0 and 1"),
     ({"regression_budget": float("nan")}, "gate.regression_budget = nan: regression budget nan is not a fraction"),
     ({"regression_bugdet": 0.1},
      "environments/prod.toml: unknown setting 'gate.regression_bugdet'; did you mean 'regression_budget'? "
@@ -189,7 +198,8 @@ def test_other_sources_are_named_too(monkeypatch):
     with pytest.raises(ConfigError, match=r"^--set: gate.objectives\[0\].metric = 'ttft': unknown metric"):
         load_settings("prod", overrides=parse_overrides(['gate.objectives=[{ metric = "ttft", level = 1, max = 5 }]']))
     monkeypatch.setenv("INFRA_GATE__REGRESSION_BUDGET", "2")
-    with pytest.raises(ConfigError, match="^INFRA_GATE__REGRESSION_BUDGET: gate.regression_budget = 2: regression budget"):
+    with pytest.raises(ConfigError, match="^INFRA_GATE__REGRESSION_BUDGET: gate.regression_budget = 2: regression "
+                                          "budget"):
         load_settings("prod")
 
 
@@ -232,7 +242,8 @@ def test_metrics_read_the_bench_report_in_their_own_units():
     assert values["tpot_p50_ms"] == pytest.approx(10) and values["itl_p99_ms"] == pytest.approx(10)
     assert values["error_rate"] == pytest.approx(0.2)
     # 8 requests of 11 tokens in two rounds of 0.3 s.
-    assert values["output_tokens_per_s"] == pytest.approx(88 / 0.6) and values["requests_per_s"] == pytest.approx(8 / 0.6)
+    assert values["output_tokens_per_s"] == pytest.approx(88 / 0.6)
+    assert values["requests_per_s"] == pytest.approx(8 / 0.6)
     assert values["output_tokens_per_s_per_user_p50"] == pytest.approx(11 / 0.3)
     assert [m for m in METRICS.values() if not m.budgeted] == [METRICS["error_rate"]]
     nothing = bench_reports.level(4, ttft=0.2, tpot=0.01, ok=0, failed=3)
@@ -260,7 +271,8 @@ def test_plan_shows_the_effective_gate_of_a_recipe():
     assert objectives.describe(Gate(), 10) == ["gate: off (promotions into this environment are not measured)"]
     lone = Gate(enabled=True, record_baseline=True, objectives=[Objective(metric="ttft_p90_ms", level=4, max=300)])
     assert objectives.describe(lone, 10)[0].endswith("; the target is measured after promotion")
-    assert objectives.describe(lone, 10)[-2:] == ["  error_rate ≤ 0.0% at every measured level (no error_rate objective given)",
+    assert objectives.describe(lone, 10)[-2:] == ["  error_rate ≤ 0.0% at every measured level (no error_rate "
+                                                  "objective given)",
                                                   "  measured at concurrency 1, 4, 10"]
 
 
@@ -269,7 +281,8 @@ def test_a_recipes_gate_is_not_part_of_what_is_deployed(prod_with):
     part of the Deployment stay as they are, so changing objectives neither redeploys nor shows as drift."""
     before = {name: resolve(load_settings("prod"), name) for name in ("qwen3-8b-low-latency", "qwen3.6-35b-vlm")}
     settings = prod_with({"enabled": True, "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 400}]},
-                         recipe={"regression_budget": 0.2, "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 900}]})
+                         recipe={"regression_budget": 0.2,
+                                 "objectives": [{"metric": "ttft_p90_ms", "level": 1, "max": 900}]})
     assert {name: resolve(settings, name) for name in before} == before
     assert knobs_given(settings.recipes["qwen3.6-35b-vlm"]) == {}
     vlm = gate_for(settings, "qwen3.6-35b-vlm")

@@ -28,7 +28,8 @@ REGRESSED = ("--ttft", "0.03", "--itl", "0.002", "--tokens", "8")  # within the 
 # prod's objectives for these tests (a --set layer over environments/prod.toml, whose gate is on).
 GATED = (
     'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = 100 }, '
-    '{ metric = "tpot_p50_ms", level = "target", max = 20 }, { metric = "output_tokens_per_s", level = "target", min = 10 }]',
+    '{ metric = "tpot_p50_ms", level = "target", max = 20 }, { metric = "output_tokens_per_s", level = "target", min = '
+    '10 }]',
 )
 KEY, SECRET = "wk-gatetestkey0123456789", "ws-gatetestsecret0123456789"
 
@@ -116,7 +117,8 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     assert m["target"]["url"] == staged.url  # staging's endpoint, not prod's
     assert [lv["concurrency"] for lv in m["levels"]] == [1, 2] and all("records" not in lv for lv in m["levels"])
     assert m["levels"][0]["requests"] == {"sent": 8, "ok": 8, "failed": 0}
-    assert m["workload"]["max_tokens"] == 8 and m["workload"]["sampling"] == {"temperature": 0.0, "top_p": None, "top_k": None}
+    assert m["workload"]["max_tokens"] == 8
+    assert m["workload"]["sampling"] == {"temperature": 0.0, "top_p": None, "top_k": None}
     rows = {(r["metric"], r["concurrency"]): r for r in record["evaluation"]["rows"]}
     assert rows[("ttft_p90_ms", 1)]["verdict"] == "no baseline"  # the first gated release: objectives only
     assert rows[("ttft_p90_ms", 1)]["measured"] == pytest.approx(m["levels"][0]["ttft_s"]["p90"] * 1000)
@@ -194,12 +196,14 @@ def test_skip_gate_promotes_unmeasured_and_records_who_and_why(gated, fake_serve
     assert prod.gate["override"]["github_run_url"] == "https://github.com/acme/sglang-modal-infra/actions/runs/42"
     line = f"{RECIPE} {staged.release_id} staging → prod: {override.line()}"
     assert line in said
-    assert gated.summary.read_text().startswith(f"### ⚠️ Promotion gate skipped: {RECIPE} {staged.release_id} staging → prod")
+    assert gated.summary.read_text().startswith(f"### ⚠️ Promotion gate skipped: {RECIPE} {staged.release_id} staging "
+                                                "→ prod")
     assert "GitHub actor octocat" in gated.summary.read_text()
     ctx = gated.ctx("prod")
     report = status.run(ctx, gated.d(ctx))
     (entry,) = report.detail.ledger
-    assert entry["how"] == "promote from staging, gate skipped" and entry["gate_override"]["reason"] == "hotfix for CVE-2026-1"
+    assert entry["how"] == "promote from staging, gate skipped"
+    assert entry["gate_override"]["reason"] == "hotfix for CVE-2026-1"
     assert entry["performance"] is None
     assert f"    {prod.release_id}: {override.line()}" in report.message.splitlines()  # who skipped it, and why
 

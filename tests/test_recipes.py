@@ -38,7 +38,8 @@ def test_qwen3_8b_low_latency_matches_reference_000(env):
     assert d.placement.compute_region == "us-east" and d.placement.routing_region == "us-east"
     assert d.recipe.exit_grace_period == 25  # the reference's 5 s drained nothing: SGLang checks every 5 s
     assert d.recipe.health_poll_interval == 0.25
-    assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
+    assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout,
+            d.recipe.warmup.with_image) == (
         3, "Hello, how are you?", 64, 10, False,
     )
     mounts = {path: (v["name"], v["read_only"]) for path, v in spec.server(d)["volumes"].items()}
@@ -83,7 +84,8 @@ def test_qwen3_6_35b_vlm_matches_reference_002(env):
     assert d.recipe.readiness_timeout == 10 * 60
     assert d.placement.routing_region == "us-east" and d.recipe.target_concurrency == 10
     assert d.recipe.speculative.draft_model is None
-    assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout, d.recipe.warmup.with_image) == (
+    assert (d.recipe.warmup.count, d.recipe.warmup.prompt, d.recipe.warmup.max_tokens, d.recipe.warmup.timeout,
+            d.recipe.warmup.with_image) == (
         2, "What is this?", 64, 120, True,
     )
     assert d.recipe.smoke.extra_body["chat_template_kwargs"] == {"enable_thinking": False}
@@ -113,12 +115,14 @@ def test_environment_specific_values():
     dev, staging, prod = (deployment(e, "qwen3-8b-low-latency") for e in ENVS)
     assert dev.scaling.min_containers == 0 and staging.scaling.min_containers == 0 and prod.scaling.min_containers == 1
     assert prod.placement.compute_region == "us-east" and prod.placement.routing_region == "us-east"
-    assert (staging.recipe.gpu, staging.placement.compute_region) == (prod.recipe.gpu, prod.placement.compute_region)  # prod's GPU and region
+    # prod's GPU and region
+    assert (staging.recipe.gpu, staging.placement.compute_region) == (prod.recipe.gpu, prod.placement.compute_region)
     assert not dev.auth.proxy_auth and staging.auth.proxy_auth and prod.auth.proxy_auth
     assert not dev.server.hf_hub_offline and staging.server.hf_hub_offline and prod.server.hf_hub_offline
     assert (dev.modal.environment, staging.modal.environment, prod.modal.environment) == ("dev", "staging", "prod")
     # staging and prod share one set of caches (promotion never re-downloads); dev has its own.
-    assert (dev.modal.cache_environment, staging.modal.cache_environment, prod.modal.cache_environment) == ("dev", "prod", "prod")
+    assert (dev.modal.cache_environment, staging.modal.cache_environment,
+            prod.modal.cache_environment) == ("dev", "prod", "prod")
     vlm = deployment("dev", "qwen3.6-35b-vlm")
     assert vlm.placement.compute_region is None  # the reference does not pin it; staging/prod do
     assert deployment("prod", "qwen3.6-35b-vlm").placement.compute_region == "us-east"

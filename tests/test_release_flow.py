@@ -80,11 +80,13 @@ def test_promotion_deploys_the_same_release_with_prods_own_scaling(flow):
     assert deploy_call["environment"] == "prod" and deploy_call["min_containers"] == 1
     assert deploy_call["tag"] == staged.tag
     # prod never downloaded or compiled: staging's caches are prod's.
-    assert [c["args"]["environment"] for c in flow.modal.calls() if c["method"] in ("run_download", "run_compile")] == ["staging", "staging"]
+    assert [c["args"]["environment"] for c in flow.modal.calls()
+            if c["method"] in ("run_download", "run_compile")] == ["staging", "staging"]
 
 
 def test_promotion_refuses_without_a_staging_release(flow):
-    with pytest.raises(Refused, match="staging has no release of qwen3-8b-low-latency: run `invoke pipeline --env staging` first"):
+    with pytest.raises(Refused, match="staging has no release of qwen3-8b-low-latency: run `invoke pipeline --env "
+                                      "staging` first"):
         flow.promote()
     assert "deploy" not in flow.modal.call_names()
 
@@ -101,7 +103,8 @@ def test_promotion_refuses_a_release_whose_smoke_test_failed(flow, fake_server):
 def test_promotion_refuses_when_the_checkout_is_not_what_staging_runs(flow):
     flow.staging()
     commit(flow.repo, "newer work")
-    with pytest.raises(Refused, match="this checkout is at .* but staging runs .*: `git checkout .*` or pass --from-manifest"):
+    with pytest.raises(Refused, match="this checkout is at .* but staging runs .*: `git checkout .*` or pass "
+                                      "--from-manifest"):
         flow.promote()
     assert [c for c in flow.modal.calls() if c["method"] == "deploy" and c["args"]["environment"] == "prod"] == []
 
@@ -152,7 +155,8 @@ def test_concurrent_promotions_the_second_is_refused(flow, fake_server):
     for t in threads:
         t.join()
     refused = [o for o in outcomes if isinstance(o, Refused)]
-    assert len(refused) == 1 and "another release operation on prod/qwen3-8b-low-latency is in progress" in str(refused[0])
+    assert len(refused) == 1
+    assert "another release operation on prod/qwen3-8b-low-latency is in progress" in str(refused[0])
     assert len([o for o in outcomes if not isinstance(o, Refused)]) == 1
     assert len([c for c in flow.modal.calls() if c["method"] == "deploy" and c["args"]["environment"] == "prod"]) == 1
 
@@ -243,7 +247,8 @@ def test_status_before_any_deploy(flow):
 def test_scale_changes_min_containers_without_redeploy_and_warns(flow):
     ctx = flow.ctx("prod")
     result = scale.run(ctx, flow.d(ctx), scale.Options(3))
-    assert "min_containers now 3" in result.message and "the next deploy resets it to the settings value (1)" in result.message
+    assert "min_containers now 3" in result.message
+    assert "the next deploy resets it to the settings value (1)" in result.message
     assert [c["args"]["min_containers"] for c in flow.modal.calls() if c["method"] == "update_autoscaler"] == [3]
     assert "deploy" not in flow.modal.call_names()
     with pytest.raises(ConfigError, match="forbids warm replicas"):

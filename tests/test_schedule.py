@@ -122,7 +122,8 @@ def test_next_change_across_a_daylight_saving_change():
         "-> window 'business-hours' (min_containers=2, max_containers=4, buffer_containers=0)"
     )
     back = schedule.next_change(change.when, [business_hours(min_containers=2)], BASE)
-    assert (back.when, back.floor.cause, back.cause) == (utc(2026, 3, 9, 21), "base scaling", "window 'business-hours' ends")
+    assert (back.when, back.floor.cause, back.cause) == (utc(2026, 3, 9, 21), "base scaling",
+                                                         "window 'business-hours' ends")
 
 
 def test_window_spanning_midnight():
@@ -238,7 +239,8 @@ def test_boundaries_merge_hours_of_one_zone_and_fire_at_exactly_the_same_instant
     ]
     # One trigger per Boundary fires exactly when the windows' own expressions do (two months, DST included).
     start, end = utc(2026, 2, 20), utc(2026, 4, 20)
-    wanted = sorted({(f, w.timezone) for w in windows for e in (w.start, w.end) for f in _fires(e, w.timezone, start, end)})
+    wanted = sorted({(f, w.timezone) for w in windows for e in (w.start, w.end)
+                     for f in _fires(e, w.timezone, start, end)})
     fired = sorted({(f, b.timezone) for b in got for f in _fires(b.cron, b.timezone, start, end)})
     assert fired == wanted
     for b in got:  # the real client accepts each as a schedule
@@ -337,7 +339,8 @@ def test_apply_sets_the_window_floor_and_restores_every_base_value_after_it():
     modal_side = FakeAutoscaler({"min_containers": 0, "max_containers": 2, "buffer_containers": 0})
     lines: list[str] = []
 
-    floor = schedule.apply(utc(2026, 1, 16, 14, 0, 2), [w], base, modal_side.update, target="sglang-x/server", log=lines.append)
+    floor = schedule.apply(utc(2026, 1, 16, 14, 0, 2), [w], base, modal_side.update, target="sglang-x/server",
+                           log=lines.append)
     assert floor == Floor(2, 6, 1, ("business-hours",))
     assert modal_side.values == {"min_containers": 2, "max_containers": 6, "buffer_containers": 1}
     assert lines == [
@@ -360,7 +363,8 @@ def test_apply_is_idempotent_and_repairs_a_deploy_reset():
     assert modal_side.calls == [{"min_containers": 2, "max_containers": 4, "buffer_containers": None}] * 3
     modal_side.deploy()  # Modal resets overrides on deploy...
     assert modal_side.values["min_containers"] == 0
-    schedule.apply(at + timedelta(minutes=5), [w], BASE, modal_side.update, log=lambda line: None)  # ...and apply repairs it
+    # ...and apply repairs it
+    schedule.apply(at + timedelta(minutes=5), [w], BASE, modal_side.update, log=lambda line: None)
     assert modal_side.values["min_containers"] == 2
 
 
@@ -402,9 +406,9 @@ NOW = utc(2026, 3, 1)  # the next Feb 29 is in 2028
                     "(got 4), e.g. '0 8 * * MON-FRI'"),
         ("0 0 8 * * MON", "(got 6)"),
         ("0 25 * * *", "not a valid cron expression (Bad hour), e.g. '0 8 * * MON-FRI'"),
-        ("0 8 * * MONDAY", "the day-of-week field has 'MONDAY'; allowed in each field: numbers, '*', ',', '-', '/' and, "
-                           "for month and day-of-week, three-letter names (JAN-DEC, SUN-SAT); extensions such as L, W, "
-                           "# and ? are left out because schedulers read them differently"),
+        ("0 8 * * MONDAY", "the day-of-week field has 'MONDAY'; allowed in each field: numbers, '*', ',', '-', '/' "
+                           "and, for month and day-of-week, three-letter names (JAN-DEC, SUN-SAT); extensions such as "
+                           "L, W, # and ? are left out because schedulers read them differently"),
         ("0 0 L * *", "the day-of-month field has 'L'"),
         ("0 8 * * MON#1", "the day-of-week field has '#'"),
         ("0 8 ? * MON", "the day-of-month field has '?'"),
@@ -598,4 +602,5 @@ def test_documented_example_costs_are_what_the_code_computes():
     if WRITE_DOCS:
         DOC.write_text(text.replace(block.group(0), f"{begin}\n{table}\n{end}"))
     else:
-        assert block.group(1) == table, "docs/schedule.md drifted: INFRA_WRITE_DOCS=1 python -m pytest tests/test_schedule.py"
+        drifted = "docs/schedule.md drifted: INFRA_WRITE_DOCS=1 python -m pytest tests/test_schedule.py"
+        assert block.group(1) == table, drifted

@@ -104,11 +104,12 @@ def test_status_says_what_is_in_force_who_set_it_and_the_next_change(world):
     ctx = world.ctx("prod", BUSINESS_HOURS, force=True)
     deploy.run(ctx, world.d(ctx))
     report = status.run(ctx, world.d(ctx))
-    assert "warm floor: min_containers=2, max_containers=4, buffer_containers=0: set by the schedule (window 'business-hours')" \
-        in report.message
-    assert "next scheduled change: 2026-11-25 23:00 UTC (Wed 2026-11-25 18:00 America/New_York): window 'business-hours' ends" \
-        in report.message
-    assert report.detail.warm_floor["set_by"] == "schedule" and report.detail.warm_floor["next_change"] == "2026-11-25T23:00:00+00:00"
+    assert ("warm floor: min_containers=2, max_containers=4, buffer_containers=0: set by the schedule "
+            "(window 'business-hours')") in report.message
+    assert ("next scheduled change: 2026-11-25 23:00 UTC (Wed 2026-11-25 18:00 America/New_York): "
+            "window 'business-hours' ends") in report.message
+    assert report.detail.warm_floor["set_by"] == "schedule"
+    assert report.detail.warm_floor["next_change"] == "2026-11-25T23:00:00+00:00"
     scale.run(ctx, world.d(ctx), scale.Options(3))
     report = status.run(ctx, world.d(ctx))
     assert "min_containers=3" in report.message and "a run-time override (`invoke scale`" in report.message
@@ -160,4 +161,5 @@ def test_window_resolution_in_the_plan_text_follows_the_clock():
     assert any("in force now: min_containers=2" in line and "window 'business-hours'" in line for line in inside)
     assert any("in force now: min_containers=1" in line and "base scaling" in line for line in outside)
     assert any("next change: 2026-11-30 13:00 UTC (Mon 2026-11-30 08:00 America/New_York)" in line for line in outside)
-    assert schedule.floor_at(SATURDAY, resolve(s, RECIPE).scaling.schedule, resolve(s, RECIPE).scaling).min_containers == 1
+    assert schedule.floor_at(SATURDAY, resolve(s, RECIPE).scaling.schedule,
+                             resolve(s, RECIPE).scaling).min_containers == 1

@@ -50,7 +50,8 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path):
         ["try", "--env", "dev", "--recipe", "qwen3.6-35b-vlm"],
         ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force"],
         ["rollback", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--yes"],
-        ["bench", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--url", server.url, "--concurrency", "1,2", "--requests", "4", "--max-tokens", "4",
+        ["bench", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--url", server.url, "--concurrency", "1,2",
+         "--requests", "4", "--max-tokens", "4",
          "--output", str(tmp_path / "bench.json")],
     ]
 
@@ -114,4 +115,5 @@ def test_manifest_json_holds_secret_names_only(tmp_path):
         text = Manifest(env="prod", recipe="x", current=release, history=[release]).to_json()
     finally:
         del os.environ["HF_TOKEN"]
-    assert PLANTED["HF_TOKEN"] not in text and json.loads(text)["current"]["deployment"]["hf_token_secret"] == "huggingface-secret"
+    assert PLANTED["HF_TOKEN"] not in text
+    assert json.loads(text)["current"]["deployment"]["hf_token_secret"] == "huggingface-secret"

@@ -18,7 +18,8 @@ T0 = 1_796_000_400.0  # 2026-12-01 ~ a whole hour in UTC
 
 
 class DiskRing:
-    """The `Ring`/`Watch` boundary on a dict: values through JSON, as the Dict's cloudpickle of plain data keeps them."""
+    """The `Ring`/`Watch` boundary on a dict: values through JSON, as the Dict's cloudpickle of plain data keeps
+    them."""
 
     def __init__(self, replicas: int | None = 1, url: str | None = None):
         self.entries: dict[str, str] = {}
@@ -142,7 +143,8 @@ def test_a_slot_written_by_a_newer_schema_is_skipped_with_one_line_and_never_ove
     warned: list[str] = []
     assert sentinel.read_probes(ring, "prod", "qwen3-8b-low-latency", T0, T0 + HOUR, 168, warn=warned.append) == []
     assert len(warned) == 1 and "\n" not in warned[0]
-    assert f"written by schema {sentinel.SCHEMA_VERSION + 1}, this version reads up to {sentinel.SCHEMA_VERSION}" in warned[0]
+    newer_schema = sentinel.SCHEMA_VERSION + 1
+    assert f"written by schema {newer_schema}, this version reads up to {sentinel.SCHEMA_VERSION}" in warned[0]
     server = fake_server("--tokens", "3")
     ring.url = server.url
     logged: list[str] = []

@@ -46,7 +46,8 @@ def test_the_sentinel_is_its_own_app_with_a_function_modal_runs_every_interval(w
     assert "sentinel-proxy-auth" in [x.name for x in secrets]
     carried = next(x.values for x in secrets if sentinel.SPEC_VARIABLE in x.values)
     assert sentinel.SentinelSpec.from_json(carried[sentinel.SPEC_VARIABLE]) == s
-    assert [v["app_tags"] for v in wire.app_versions("prod", "sglang-sentinel-prod")] == [{"env": "prod", "role": "sentinel"}]
+    assert [v["app_tags"] for v in wire.app_versions("prod",
+                                                     "sglang-sentinel-prod")] == [{"env": "prod", "role": "sentinel"}]
 
 
 def test_a_run_probes_a_warm_server_through_the_proxy_and_keeps_its_record_in_the_dict(wire, wire_session):
@@ -59,7 +60,8 @@ def test_a_run_probes_a_warm_server_through_the_proxy_and_keeps_its_record_in_th
     assert [(p.outcome, p.replicas, p.cold_start, p.output_tokens) for p in first] == [("ok", 1, False, 6)]
     assert first[0].ttft_ms is not None
     wire.replicas[("prod", APP)] = 0  # scaled to zero: not woken
-    second = sentinel.run(s, remote, {"Modal-Key": key, "Modal-Secret": secret}, now=lambda: T0 + 60, log=lambda _: None)
+    second = sentinel.run(s, remote, {"Modal-Key": key, "Modal-Secret": secret}, now=lambda: T0 + 60,
+                          log=lambda _: None)
     assert second[0].outcome == "skipped"
     proxied = [r for r in wire.proxied if r["path"] == "/v1/chat/completions"]
     assert len(proxied) == 1 and proxied[0]["credentials"] == "valid"  # one request: the skipped run sent none

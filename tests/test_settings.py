@@ -63,21 +63,38 @@ def test_modal_environment_defaults_to_env_name(config):
     "call, expected",
     [
         (lambda: load_settings("qa"), "unknown environment 'qa'; choose one of dev, prod, staging"),
-        (lambda: load_settings("prod", recipe="llama"), "--recipe: unknown recipe 'llama'; known recipes: qwen3-8b-low-latency, qwen3.6-35b-vlm"),
-        (lambda: load_settings("dev", overrides={"scaling.min_containers": "two"}), "--set: scaling.min_containers = 'two': expected a whole number"),
-        (lambda: load_settings("dev", overrides={"scaling.min_containers": -1}), "--set: scaling.min_containers = -1: Input should be greater than or equal to 0"),
-        (lambda: load_settings("prod", overrides={"scaling.min_containers": 5}), "scaling: min_containers=5 exceeds max_containers=4; min_containers must be <= max_containers"),
-        (lambda: load_settings("dev", overrides={"scaling.min_containers": 1}), "min_containers=1 but this environment forbids warm replicas (allow_warm_replicas = false); allowed: min_containers = 0"),
-        (lambda: load_settings("prod", overrides={"placement.compute_region": "us-middle"}), "placement.compute_region = 'us-middle': not a Modal region name; allowed: "),
-        (lambda: load_settings("prod", overrides={"placement.routing_region": "eu-north"}), "placement.routing_region = 'eu-north': not a Modal region name; allowed: ap-south, eu-west, us-east, us-west"),
-        (lambda: load_settings("prod", overrides={"server.port": 70000}), "server.port = 70000: Input should be less than or equal to 65535"),
-        (lambda: load_settings("prod", overrides={"server.port": 0}), "server.port = 0: Input should be greater than or equal to 1"),
-        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.gpu_type": "H1000"}), "recipes.qwen3-8b-low-latency.gpu_type = 'H1000': unknown GPU type; allowed: T4, L4"),
-        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.gpu_count": 9}), "gpu_count = 9: Input should be less than or equal to 8"),
-        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.target_concurrency": 0}), "target_concurrency = 0: Input should be greater than 0"),
-        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.readiness_timeout": 0}), "readiness_timeout = 0: Input should be greater than 0"),
-        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.model_revision": " "}), "model_revision = ' ': revision is empty"),
-        (lambda: load_settings("prod", overrides={"scaling.min_container": 2}), "--set: unknown setting 'scaling.min_container'; did you mean 'min_containers'?"),
+        (lambda: load_settings("prod", recipe="llama"), "--recipe: unknown recipe 'llama'; known recipes: "
+                                                        "qwen3-8b-low-latency, qwen3.6-35b-vlm"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": "two"}),
+         "--set: scaling.min_containers = 'two': expected a whole number"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": -1}),
+         "--set: scaling.min_containers = -1: Input should be greater than or equal to 0"),
+        (lambda: load_settings("prod", overrides={"scaling.min_containers": 5}),
+         "scaling: min_containers=5 exceeds max_containers=4; min_containers must be <= max_containers"),
+        (lambda: load_settings("dev", overrides={"scaling.min_containers": 1}),
+         "min_containers=1 but this environment forbids warm replicas (allow_warm_replicas = false); allowed: "
+         "min_containers = 0"),
+        (lambda: load_settings("prod", overrides={"placement.compute_region": "us-middle"}),
+         "placement.compute_region = 'us-middle': not a Modal region name; allowed: "),
+        (lambda: load_settings("prod", overrides={"placement.routing_region": "eu-north"}),
+         "placement.routing_region = 'eu-north': not a Modal region name; allowed: ap-south, eu-west, us-east, "
+         "us-west"),
+        (lambda: load_settings("prod", overrides={"server.port": 70000}),
+         "server.port = 70000: Input should be less than or equal to 65535"),
+        (lambda: load_settings("prod", overrides={"server.port": 0}),
+         "server.port = 0: Input should be greater than or equal to 1"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.gpu_type": "H1000"}),
+         "recipes.qwen3-8b-low-latency.gpu_type = 'H1000': unknown GPU type; allowed: T4, L4"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.gpu_count": 9}),
+         "gpu_count = 9: Input should be less than or equal to 8"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.target_concurrency": 0}),
+         "target_concurrency = 0: Input should be greater than 0"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.readiness_timeout": 0}),
+         "readiness_timeout = 0: Input should be greater than 0"),
+        (lambda: load_settings("prod", overrides={"recipes.qwen3-8b-low-latency.model_revision": " "}),
+         "model_revision = ' ': revision is empty"),
+        (lambda: load_settings("prod", overrides={"scaling.min_container": 2}),
+         "--set: unknown setting 'scaling.min_container'; did you mean 'min_containers'?"),
         (lambda: load_settings("prod", overrides={"recipes.llama.tp_size": 2}), "unknown recipe 'llama'"),
     ],
 )
@@ -88,7 +105,8 @@ def test_bad_values_are_one_clear_line(call, expected):
 def test_recipe_not_served_by_environment(config):
     (config / "edge.toml").write_text('serves = ["qwen3-8b-low-latency"]\n')
     message = error_of(lambda: load_settings("edge", recipe="qwen3.6-35b-vlm"))
-    assert message == "--recipe: recipe 'qwen3.6-35b-vlm' is not served by environment 'edge'; it serves: qwen3-8b-low-latency (" + str(config / "edge.toml") + ": serves)"
+    assert message == ("--recipe: recipe 'qwen3.6-35b-vlm' is not served by environment 'edge'; it serves: "
+                       f"qwen3-8b-low-latency ({config / 'edge.toml'}: serves)")
 
 
 def test_malformed_toml_names_line_and_column(config):
@@ -101,7 +119,8 @@ def test_unknown_key_in_file_suggests_the_closest(config):
     text = (config / "prod.toml").read_text().replace("min_containers = 1", "min_contianers = 1")
     (config / "prod.toml").write_text(text)
     message = error_of(lambda: load_settings("prod"))
-    assert message.startswith(str(config / "prod.toml") + ": unknown setting 'scaling.min_contianers'; did you mean 'min_containers'?")
+    assert message.startswith(str(config / "prod.toml") + ": unknown setting 'scaling.min_contianers'; did you mean "
+                                                          "'min_containers'?")
 
 
 def test_wrong_type_in_file_names_the_file(config):
@@ -142,7 +161,8 @@ def test_tp_degree_must_match_gpu_count():
     assert message.startswith('recipes."qwen3-8b-low-latency".tp_size = 2 does not match gpu_count = 1')
     # Changing both is fine.
     d = resolve(load_settings("prod", overrides=parse_overrides(
-        ["recipes.qwen3-8b-low-latency.gpu_count=4", "recipes.qwen3-8b-low-latency.tp_size=4"])), "qwen3-8b-low-latency")
+        ["recipes.qwen3-8b-low-latency.gpu_count=4", "recipes.qwen3-8b-low-latency.tp_size=4"])),
+                "qwen3-8b-low-latency")
     assert d.recipe.gpu == "H100!:4"
 
 
@@ -182,15 +202,18 @@ TOKEN = "hf_abcdefghijklmnopqrstuvwxyz0123"
      "INFRA_SCALING: scaling.min_containers = true: expected a whole number"),
     ("INFRA_SCALING", "{bad json", "INFRA_SCALING: scaling = '{bad json': expected a table, e.g. { key = value }"),
     ("INFRA_SCALING__MIN_CONTAINERS__X", "1",
-     "INFRA_SCALING__MIN_CONTAINERS__X: 'scaling.min_containers' is a single value, not a table; nothing can be set below it"),
+     "INFRA_SCALING__MIN_CONTAINERS__X: 'scaling.min_containers' is a single value, not a table; nothing can be set "
+     "below it"),
     ("INFRA_SERVES", "qwen3-8b-low-latency",
      "INFRA_SERVES: serves = 'qwen3-8b-low-latency': expected a list, e.g. [\"a\", \"b\"]"),
     ("INFRA_SERVES", '["qwen3-8b-low-latency", "qwen3-8b-low-latency"]',
-     "INFRA_SERVES: serves = ['qwen3-8b-low-latency', 'qwen3-8b-low-latency']: lists qwen3-8b-low-latency more than once; "
-     "allowed: each recipe once"),
-    ("INFRA_SCALING__MIN_CONTAINERS", "true", "INFRA_SCALING__MIN_CONTAINERS: scaling.min_containers = true: expected a whole number"),
-    ("INFRA_SECRETS__HF_TOKEN_SECRET", TOKEN, "INFRA_SECRETS__HF_TOKEN_SECRET: secrets.hf_token_secret = 'hf_…(masked)': this is "
-     "the NAME of a Modal Secret, but the value looks like a Hugging Face token: never put a credential in settings"),
+     "INFRA_SERVES: serves = ['qwen3-8b-low-latency', 'qwen3-8b-low-latency']: lists qwen3-8b-low-latency more than "
+     "once; allowed: each recipe once"),
+    ("INFRA_SCALING__MIN_CONTAINERS", "true", "INFRA_SCALING__MIN_CONTAINERS: scaling.min_containers = true: expected "
+                                              "a whole number"),
+    ("INFRA_SECRETS__HF_TOKEN_SECRET", TOKEN, "INFRA_SECRETS__HF_TOKEN_SECRET: secrets.hf_token_secret = "
+     "'hf_…(masked)': this is the NAME of a Modal Secret, but the value looks like a Hugging Face token: never put a "
+     "credential in settings"),
     ("INFRA_CONFIG_DIR", "/no/such/folder", "INFRA_CONFIG_DIR: configuration directory /no/such/folder does not exist; "
      "allowed: a folder of <env>.toml files"),
 ])
@@ -210,16 +233,19 @@ def test_a_json_object_in_a_variable_sets_a_whole_table(monkeypatch):
 
 @pytest.mark.parametrize("override, expected", [
     ("env=dev", "--set env: 'env' chooses what to load; allowed: --env (or INFRA_ENV), not --set"),
-    ("recipe=qwen3.6-35b-vlm", "--set recipe: 'recipe' chooses what to load; allowed: --recipe (or INFRA_RECIPE), not --set"),
+    ("recipe=qwen3.6-35b-vlm", "--set recipe: 'recipe' chooses what to load; allowed: --recipe (or INFRA_RECIPE), not "
+                               "--set"),
     ("scaling.min_containers=true", "--set: scaling.min_containers = true: expected a whole number"),
     (f"server.port={TOKEN}", "--set: server.port = 'hf_…(masked)': expected a whole number"),
-    (f"secrets.hf_token_secret={TOKEN}", "--set: secrets.hf_token_secret = 'hf_…(masked)': this is the NAME of a Modal Secret"),
+    (f"secrets.hf_token_secret={TOKEN}", "--set: secrets.hf_token_secret = 'hf_…(masked)': this is the NAME of a Modal "
+                                         "Secret"),
     ("secrets.hf_token_secret=my secret!", "--set: secrets.hf_token_secret = 'my secret!': not a Modal object name"),
     ('serves=["qwen3-8b-low-latency", "qwen3-8b-low-latency"]', "--set: serves = ['qwen3-8b-low-latency', "),
-    ("release.promote_from=qa", "--set: release.promote_from = 'qa': not another known environment; allowed: one of dev, staging"),
+    ("release.promote_from=qa", "--set: release.promote_from = 'qa': not another known environment; allowed: one of "
+                                "dev, staging"),
     ("release.promote_from=prod", "--set: release.promote_from = 'prod': not another known environment"),
-    ("server.port=60000", "--set: server.port = 60000: SGLang also listens on port + 10000, so it refuses ports above 55535; "
-                          "allowed: 1 to 55535"),
+    ("server.port=60000", "--set: server.port = 60000: SGLang also listens on port + 10000, so it refuses ports above "
+                          "55535; allowed: 1 to 55535"),
 ])
 def test_every_override_mistake_is_one_line_and_never_echoes_a_credential(override, expected):
     message = error_of(lambda: load_settings("prod", overrides=parse_overrides([override])))

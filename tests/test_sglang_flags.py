@@ -412,7 +412,8 @@ def test_namespace_field_style(new_style):
 def test_namespace_style_manual_registrations(new_style):
     flags = new_style["flags"]
     # choices from a helper whose last statement returns a name imported inside it; default from a field.
-    assert flags["--reasoning-parser"] == {"choices": ["auto", "qwen3", "deepseek-r1"], "default": "auto", "type": "str"}
+    assert flags["--reasoning-parser"] == {"choices": ["auto", "qwen3", "deepseek-r1"], "default": "auto",
+                                           "type": "str"}
     assert flags["--disable-cuda-graph"] == {
         "deprecated": "Deprecated. Use --cuda-graph-backend-{decode,prefill}=disabled instead.",
         "replaced_by": ["--cuda-graph-backend-decode"],  # the brace's other flag does not exist here
@@ -428,7 +429,8 @@ def test_expand_flags_reads_sglang_replacement_texts():
     assert sglang_tables.expand_flags("Use --cuda-graph-backend-{decode,prefill}=disabled instead.") == [
         "--cuda-graph-backend-decode", "--cuda-graph-backend-prefill",
     ]
-    assert sglang_tables.expand_flags("--attn-dp-size <dp-size> instead of --dp-size") == ["--attn-dp-size", "--dp-size"]
+    assert sglang_tables.expand_flags("--attn-dp-size <dp-size> instead of "
+                                      "--dp-size") == ["--attn-dp-size", "--dp-size"]
 
 
 def test_update_writes_one_version_and_keeps_the_others(tmp_path):
@@ -439,7 +441,8 @@ def test_update_writes_one_version_and_keeps_the_others(tmp_path):
     doc = json.loads(text)
     assert version == "0.5.9" and doc["versions"]["0.5.9"] == table and doc["versions"]["0.1"]["flags"] == {}
     assert doc["_source"] == sglang_tables.SOURCE_NOTE
-    assert '    "--attention-backend": {"choices": ["triton", "fa3", "flashinfer"], "type": "str"},' in text.splitlines()
+    row = '    "--attention-backend": {"choices": ["triton", "fa3", "flashinfer"], "type": "str"},'
+    assert row in text.splitlines()
     with pytest.raises(ConfigError, match=r"^--version 0.5.8 does not match --wheel sglang-0.5.9-py3-none-any.whl"):
         sglang_tables.update(path, "0.5.8", tmp_path / "sglang-0.5.9-py3-none-any.whl")
 
@@ -462,7 +465,8 @@ def test_invoke_task_without_a_version_is_one_line_and_writes_nothing():
     before = sglang_flags.TABLE_PATH.read_text()
     done = subprocess.run([sys.executable, "-m", "invoke", "sglang-flags"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: sglang-flags: give --version X (downloaded from PyPI), --wheel PATH, or --env ENV"
+    assert done.stderr.strip() == ("error: sglang-flags: give --version X (downloaded from PyPI), --wheel PATH, "
+                                   "or --env ENV")
     assert sglang_flags.TABLE_PATH.read_text() == before
 
 
@@ -653,7 +657,8 @@ def test_moving_to_a_version_that_removed_a_flag(monkeypatch):
 def test_moving_back_to_a_version_before_a_flag(monkeypatch):
     assert error_of(monkeypatch, VLM, sglang_version="0.5.6.post2") == (
         "recipe 'qwen3.6-35b-vlm': SGLang 0.5.6.post2 has no --mamba-scheduler-strategy (added after 0.5.6.post2, "
-        "first in 0.5.10.post1); allowed: full flag names that SGLang 0.5.6.post2 declares (infra/control/sglang_versions.json)"
+        "first in 0.5.10.post1); allowed: full flag names that SGLang 0.5.6.post2 declares "
+        "(infra/control/sglang_versions.json)"
     )
     assert sglang_flags.missing_flag("0.5.11", "--cuda-graph-max-bs-decode") == (
         "SGLang 0.5.11 has no --cuda-graph-max-bs-decode (added after 0.5.11, first in 0.5.17; 0.5.11 calls it "

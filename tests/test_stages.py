@@ -215,7 +215,8 @@ def test_gated_model_needs_an_existing_secret(world):
     with pytest.raises(ConfigError, match="is gated: set secrets.hf_token_secret"):
         download.run(ctx, d)
     d = changed(d, hf_token_secret="hf-secret")
-    with pytest.raises(ConfigError, match="secrets.hf_token_secret = 'hf-secret': no such Modal Secret in environment dev"):
+    with pytest.raises(ConfigError, match="secrets.hf_token_secret = 'hf-secret': no such Modal Secret in environment "
+                                          "dev"):
         download.run(ctx, d)
     assert "run_download" not in world.modal.call_names()
     world.modal.secrets.add(("dev", "hf-secret"))
@@ -224,7 +225,8 @@ def test_gated_model_needs_an_existing_secret(world):
 
 def test_prod_requires_resolved_revisions_before_compile_or_deploy(world):
     ctx = world.ctx("prod", force=True, yes=True)
-    with pytest.raises(Refused, match="environment 'prod' requires pinned revisions: draft model Tengyunw/qwen3_8b_eagle3"):
+    with pytest.raises(Refused, match="environment 'prod' requires pinned revisions: draft model "
+                                      "Tengyunw/qwen3_8b_eagle3"):
         compile.run(ctx, world.deployment(ctx))
     download.run(ctx, world.deployment(ctx))
     assert compile.run(ctx, world.deployment(ctx)).status == "ran"

@@ -16,7 +16,8 @@ from tests.fakes.modal_fake import FakeModal
 
 @pytest.fixture
 def place(tmp_path):
-    return {"volume": tmp_path / "volume", "local": tmp_path / "local-disk" / "sglang-compile", "fake": FakeModal(tmp_path / "modal")}
+    return {"volume": tmp_path / "volume", "local": tmp_path / "local-disk" / "sglang-compile",
+            "fake": FakeModal(tmp_path / "modal")}
 
 
 def readiness(d) -> Readiness:
@@ -25,7 +26,8 @@ def readiness(d) -> Readiness:
 
 def compile_for(d, place, **fake) -> dict:
     """The compile job for `d`, publishing to the stand-in Volume (the stand-in compiles only what it lacks)."""
-    return kernels.compile_kernels(d, place["volume"], env=standin_env(**fake), local_root=place["local"], port=free_port())
+    return kernels.compile_kernels(d, place["volume"], env=standin_env(**fake), local_root=place["local"],
+                                   port=free_port())
 
 
 def start(d, place, *, container_started=None, **fake) -> startup.Started:
@@ -92,7 +94,8 @@ def test_a_start_that_compiles_is_a_miss_warned_about_and_ready_where_allowed(pl
     started = start(d, place, jit_seconds=0.1, first_request_seconds=0.2)  # ...so this start's first request does
     started.server.stop(grace=0)
     assert started.record["outcome"] == "ready"
-    assert started.record["misses"] == {"triton": {"files": 1, "bytes": 1024, "examples": ["triton/standin-speculative.bin"]}}
+    assert started.record["misses"] == {"triton": {"files": 1, "bytes": 1024,
+                                                   "examples": ["triton/standin-speculative.bin"]}}
     out = capsys.readouterr().out
     assert "WARNING compile-cache miss: SGLang compiled while starting (triton 1 files" in out
     assert "CACHE MISSES: triton 1 files" in timeline.describe(recorded(d, place)[0])
@@ -148,7 +151,8 @@ def test_a_record_that_cannot_be_written_never_fails_the_start(place, capsys):
                             wait_on_ready=10)
     started.server.stop(grace=0)
     assert started.record["outcome"] == "ready"
-    assert "start record not written (ConnectionError: Modal unreachable); the start itself is unaffected" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "start record not written (ConnectionError: Modal unreachable); the start itself is unaffected" in out
 
 
 def test_a_slow_record_holds_the_start_up_at_most_its_wait():

@@ -60,7 +60,8 @@ LAYERS = {"tasks": 0, "tools": 1, "stages": 1, "infra.perf": 2, "infra.control":
 
 
 def layer_of(module: str) -> str:
-    return next(name for name in sorted(LAYERS, key=len, reverse=True) if module == name or module.startswith(name + "."))
+    return next(name for name in sorted(LAYERS, key=len, reverse=True) if module == name
+                or module.startswith(name + "."))
 
 
 def test_arrows_point_one_way():

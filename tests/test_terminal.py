@@ -65,7 +65,8 @@ def test_the_bench_table_fits_the_terminal_and_never_splits_a_number(width):
     # Fewer columns per block: every block is led by the concurrency column.
     blocks = [line for line in shown.splitlines() if line.split()[:1] == ["conc"]]
     assert len(blocks) >= (2 if width == 80 else 1)
-    assert sum(line.startswith(("16 ", " 16 ")) or line.split()[:1] == ["16"] for line in shown.splitlines()) == len(blocks)
+    assert sum(line.startswith(("16 ", " 16 ")) or line.split()[:1] == ["16"]
+               for line in shown.splitlines()) == len(blocks)
 
 
 @pytest.mark.parametrize("width", [80, 120])

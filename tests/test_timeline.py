@@ -20,7 +20,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "sglang_logs"
 TIMINGS = {
     "0.5.11-h200-cached.log": {"healthy_s": 125.25, "warmup_s": [0.848, 0.717, 0.661], "ready_s": 127.476},
     "0.5.11-h200-cached-no-piecewise.log": {"healthy_s": 92.444, "warmup_s": [0.9, 0.705, 0.687], "ready_s": 94.736},
-    "0.5.11-h200-compile-job-server.log": {"healthy_s": 174.104, "warmup_s": [137.876, 0.702, 0.707], "ready_s": 313.389},
+    "0.5.11-h200-compile-job-server.log": {"healthy_s": 174.104, "warmup_s": [137.876, 0.702, 0.707],
+                                           "ready_s": 313.389},
 }
 
 
@@ -93,7 +94,9 @@ def test_the_compile_jobs_uncached_start_shows_where_its_time_went():
     timings = TIMINGS["0.5.11-h200-compile-job-server.log"]
     seconds = {p["phase"]: p["seconds"] for p in timeline.segments(log.milestones(timings), timings["warmup_s"],
                                                                      timings["ready_s"])}
-    assert seconds["warmup_1"] == 137.876 and seconds["draft_graphs"] == 21.796 and seconds["piecewise_graphs"] == 62.236
+    assert seconds["warmup_1"] == 137.876
+    assert seconds["draft_graphs"] == 21.796
+    assert seconds["piecewise_graphs"] == 62.236
 
 
 def test_tensor_parallel_ranks_other_than_zero_are_not_counted_twice():
@@ -102,7 +105,8 @@ def test_tensor_parallel_ranks_other_than_zero_are_not_counted_twice():
                     (1.1, "[2026-12-01 22:29:09 TP1] Load weight begin. avail mem=79.1 GB"),
                     (2.0, "[2026-12-01 22:29:10 TP1] Load weight end. elapsed=0.9 s, type=Qwen3ForCausalLM, avail"),
                     (2.2, "[2026-12-01 22:29:10 TP0] Load weight end. elapsed=1.1 s, type=Qwen3ForCausalLM, avail"),
-                    (9.0, "[2026-12-01 22:29:17 TP0] Load weight end. elapsed=0.1 s, type=LlamaForCausalLMEagle3, avail")]:
+                    (9.0, "[2026-12-01 22:29:17 TP0] Load weight end. elapsed=0.1 s, type=LlamaForCausalLMEagle3, "
+                          "avail")]:
         log.feed(t, line)
     assert [w["at_s"] for w in log.weights()] == [2.2, 9.0]
 
@@ -110,7 +114,8 @@ def test_tensor_parallel_ranks_other_than_zero_are_not_counted_twice():
 def test_unknown_and_broken_lines_never_break_a_start_and_missing_phases_are_named():
     log = timeline.StartLog(t0=0.0)
     for t, line in [(0.5, ""), (0.6, "\x00\x1b[A\r\r"), (0.7, "[2026-12-01 22:29:10] Load weight end. elapsed=abc s"),
-                    (0.8, "[not a date] Capture cuda graph begin"), (1.0, "[2026-12-01 22:29:10] server_args=ServerArgs(x=1)")]:
+                    (0.8, "[not a date] Capture cuda graph begin"),
+                    (1.0, "[2026-12-01 22:29:10] server_args=ServerArgs(x=1)")]:
         log.feed(t, line)
     log.feed(2.0, None)  # type: ignore[arg-type]  # the parser's own failure: counted, not raised
     assert log.unreadable == 1 and log.lines == 6
@@ -132,7 +137,8 @@ def test_a_record_is_plain_data_and_summaries_give_median_and_worst():
         deployment={"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "sglang_version": "0.5.11",
                                               "gpu_type": "H200", "gpu_count": 1}},
         log=log, timings=TIMINGS["0.5.11-h200-cached.log"], started_at=1796164414.0, before_launch_s=0.102,
-        restore={"restored": True, "seconds": 0.102, "files": 785, "bytes": 65232768, "fingerprint": "21aefdcda304f29c"},
+        restore={"restored": True, "seconds": 0.102, "files": 785, "bytes": 65232768,
+                 "fingerprint": "21aefdcda304f29c"},
         misses={}, outcome="ready", expect=timeline.expected(True), environ={"MODAL_TASK_ID": "ta-1"})
     assert json.loads(json.dumps(record)) == record
     assert (record["total_s"], record["missing"], record["container"], record["gpu"]) == (127.578, [], "ta-1", "H200:1")

@@ -77,7 +77,8 @@ def test_status_since_of_a_scaled_to_zero_recipe_counts_skips_and_never_probes(w
 def test_a_since_that_is_not_a_time_is_one_line():
     from infra.control import attainment
 
-    with pytest.raises(ConfigError, match=r"^--since 'yesterday': not a time; allowed: a duration back from now such as "):
+    with pytest.raises(ConfigError, match=r"^--since 'yesterday': not a time; allowed: a duration back from now such "
+                                          r"as "):
         attainment.window("yesterday", None, NOW)
 
 
@@ -118,7 +119,8 @@ def test_check_fails_when_the_billed_cost_per_hour_drifts_beyond_the_margin(worl
 
 
 def synthetic_bill(replica_usd: float, weeks: int, now: datetime, busy) -> list[dict]:
-    """Hourly server rows over the `weeks` whole weeks before `now`: `busy(hour)` replica-hours each hour (0: no row)."""
+    """Hourly server rows over the `weeks` whole weeks before `now`: `busy(hour)` replica-hours each hour (0: no
+    row)."""
     since, until = advice.history_period(now, weeks)
     rows, hour = [], since
     tags = {"env": "prod", "recipe": RECIPE, "role": "server", "commit": "x"}
@@ -145,7 +147,8 @@ def test_advise_finds_the_windows_hidden_in_the_bill_as_toml_the_settings_load(w
     # Recorded starts: three on weekday mornings (inside the window), two on a Sunday night (outside it).
     since, _ = advice.history_period(NOW, 4)
     for at in (since + timedelta(days=1, hours=8, minutes=1), since + timedelta(days=8, hours=9),
-               since + timedelta(days=16, hours=12), since + timedelta(days=6, hours=3), since + timedelta(days=13, hours=3)):
+               since + timedelta(days=16, hours=12), since + timedelta(days=6, hours=3), since
+               + timedelta(days=13, hours=3)):
         world.modal.record_start("prod", f"{APP}/x", {"started_at": at.timestamp(), "outcome": "ready"})
     report = status.run(ctx, d, status.Options(advise=True))
     got = report.detail.advice
@@ -159,7 +162,8 @@ def test_advise_finds_the_windows_hidden_in_the_bill_as_toml_the_settings_load(w
     loaded = load_settings("prod", RECIPE, {"scaling.min_containers": 0, "scaling.schedule": pasted})
     wednesday_noon = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     assert schedule.floor_at(wednesday_noon, loaded.scaling.schedule, loaded.scaling).min_containers == 1
-    assert schedule.floor_at(wednesday_noon + timedelta(hours=8), loaded.scaling.schedule, loaded.scaling).min_containers == 0
+    assert schedule.floor_at(wednesday_noon + timedelta(hours=8), loaded.scaling.schedule,
+                             loaded.scaling).min_containers == 0
 
 
 def test_advise_starts_are_counted_inside_and_outside_the_proposal():

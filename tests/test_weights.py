@@ -367,7 +367,9 @@ def serving(repo, draft, env: str):
     """A real Deployment (recipe qwen3-8b-low-latency, with its draft model) pointed at the fake repos:
     the model pinned, the draft unpinned (it follows main), as the recipe has it."""
     d = deployment(env=env, model=repo.repo_id, model_revision=repo.commit)
-    return changed(d, speculative=d.recipe.speculative.model_copy(update=dict(draft_model=draft.repo_id, draft_revision=None)))
+    return changed(d,
+                   speculative=d.recipe.speculative.model_copy(
+                       update=dict(draft_model=draft.repo_id, draft_revision=None)))
 
 
 def test_nothing_downloaded_means_both_models_missing(repo, draft, volume):
@@ -405,7 +407,8 @@ def test_offline_server_refuses_when_only_the_draft_is_missing(repo, draft, volu
     with pytest.raises(WeightsMissing) as err:
         weights.require_downloaded(volume, d)
 
-    assert str(err.value) == "weights for acme/tiny-draft@main are not in the Volume: run `invoke download --env staging`"
+    assert str(err.value) == ("weights for acme/tiny-draft@main are not in the Volume: "
+                              "run `invoke download --env staging`")
 
 
 def test_online_server_only_warns(repo, draft, volume, capsys):

@@ -51,7 +51,8 @@ def test_actionlint_with_shellcheck_passes():
     actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
     shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
     assert actionlint and shellcheck, "install the test extras: pip install -e '.[test]'"
-    done = subprocess.run([actionlint, "-no-color", "-oneline", "-shellcheck", shellcheck], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([actionlint, "-no-color", "-oneline", "-shellcheck", shellcheck], cwd=REPO,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -59,9 +60,11 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
     """The check can fail: a job that needs a job that does not exist."""
     broken = tmp_path / ".github" / "workflows"
     broken.mkdir(parents=True)
-    (broken / "bad.yml").write_text("on: push\njobs:\n  a:\n    needs: missing\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n")
+    (broken / "bad.yml").write_text("on: push\njobs:\n  a:\n    needs: missing\n    runs-on: ubuntu-latest\n    "
+                                    "steps:\n      - run: echo hi\n")
     actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
-    done = subprocess.run([actionlint, "-no-color", "-shellcheck=", str(broken / "bad.yml")], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run([actionlint, "-no-color", "-shellcheck=", str(broken / "bad.yml")], cwd=tmp_path,
+                          capture_output=True, text=True)
     assert done.returncode != 0 and "missing" in done.stdout
 
 
@@ -78,7 +81,8 @@ def problems(invocations: list[tuple[str, list[str]]]) -> list[str]:
             found.append(f"{workflow}: no task {name!r}")
             continue
         parser = ParserContext(name=name, args=collection[name].get_arguments())
-        found += [f"{workflow}: `invoke {name}` has no flag {t}" for t in argv[1:] if t.startswith("-") and t.split("=")[0] not in parser.flags]
+        found += [f"{workflow}: `invoke {name}` has no flag {t}" for t in argv[1:] if t.startswith("-")
+                  and t.split("=")[0] not in parser.flags]
     return found
 
 
@@ -102,7 +106,8 @@ def test_ci_runs_the_readme_commands_and_plans_every_environment():
     scripts = "\n".join(run_scripts(ci))
     assert "pip install -e '.[test]'" in scripts and ".venv/bin/python -m pytest" in scripts
     assert 'invoke plan --env "$env" --json' in scripts and "for env in dev staging prod" in scripts
-    upload = [s for s in ci["jobs"]["test-and-plan"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    upload = [s for s in ci["jobs"]["test-and-plan"]["steps"]
+              if s.get("uses", "").startswith("actions/upload-artifact")]
     assert upload and upload[0]["with"]["path"] == "plans/"
     readme = (REPO / "README.md").read_text()
     assert "python -m pytest" in readme and "pip install -e '.[test]'" in readme
@@ -154,7 +159,8 @@ def test_prod_promotion_is_manual_and_reviewed():
 def test_prod_promotion_can_skip_the_gate_only_with_a_reason_and_shows_the_ledger():
     wf = load("promote-prod.yml")
     inputs = wf[True]["workflow_dispatch"]["inputs"]
-    assert inputs["skip_gate"] == {"description": inputs["skip_gate"]["description"], "type": "boolean", "default": False}
+    assert inputs["skip_gate"] == {"description": inputs["skip_gate"]["description"], "type": "boolean",
+                                   "default": False}
     assert inputs["reason"]["type"] == "string" and inputs["record_baseline"]["type"] == "boolean"
     env = wf["jobs"]["promote"]["env"]
     assert (env["SKIP_GATE"], env["SKIP_REASON"]) == ("${{ inputs.skip_gate }}", "${{ inputs.reason }}")
@@ -164,5 +170,6 @@ def test_prod_promotion_can_skip_the_gate_only_with_a_reason_and_shows_the_ledge
     assert extras == ['--recipe "$RECIPE"', '--skip-gate --reason "$SKIP_REASON"', "--record-baseline"]
     assert problems([("promote-prod.yml", ["promote", *shlex.split(" ".join(extras))])]) == []
     # The job summary gets prod's status and ledger after the gate's table (which `invoke promote` writes).
-    (status,) = [s for job in wf["jobs"].values() for s in job["steps"] if "invoke status --env prod" in s.get("run", "")]
+    (status,) = [s for job in wf["jobs"].values() for s in job["steps"]
+                 if "invoke status --env prod" in s.get("run", "")]
     assert status["if"] == "always()" and status["shell"] == "bash" and '>> "$GITHUB_STEP_SUMMARY"' in status["run"]

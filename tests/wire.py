@@ -60,7 +60,8 @@ def download_runner(hub_url: str):
     def run(job: JobCall) -> list[dict]:
         d = Deployment.from_json(job.environ[DEPLOYMENT_VARIABLE])
         cache = job.volumes[HF_CACHE_PATH]
-        return [weights.as_dict(weights.download(repo, revision, cache, endpoint=hub_url, token=job.environ.get("HF_TOKEN")))
+        return [weights.as_dict(weights.download(repo, revision, cache, endpoint=hub_url,
+                                                 token=job.environ.get("HF_TOKEN")))
                 for repo, revision in d.recipe.repositories()]
 
     return run
@@ -147,7 +148,8 @@ class WireCli:
     def commit(self, message: str) -> None:
         """Commit everything changed in the project copy (plus a line in CHANGES), as a new release would."""
         (self.project / "CHANGES").write_text(message)
-        for args in (["add", "-A"], ["-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", message]):
+        for args in (["add", "-A"], ["-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m",
+                                     message]):
             subprocess.run(["git", *args], cwd=self.project, check=True, capture_output=True)
 
 

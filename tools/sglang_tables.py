@@ -128,8 +128,8 @@ class Wheel:
         except zipfile.BadZipFile:
             head = self.path.read_bytes()[:64]
             looks = "an HTML page" if head.lstrip()[:1] == b"<" else "not a zip archive"
-            raise ConfigError(f"{self.path}: not a wheel ({looks}: {shown(head.decode(errors='replace'))}); allowed: an "
-                              "sglang-<version>-*.whl as pip downloads it") from None
+            raise ConfigError(f"{self.path}: not a wheel ({looks}: {shown(head.decode(errors='replace'))}); allowed: "
+                              "an sglang-<version>-*.whl as pip downloads it") from None
         self._files = set(self._zip.namelist())
         self._modules: dict[str, _Module | None] = {}
 
@@ -491,7 +491,8 @@ class _Reader:
         for stmt in ref.module.tree.body:
             call = getattr(stmt, "value", None)
             if isinstance(call, ast.Call) and _last(call.func) == "collect_input_fields" and call.args:
-                classes += [c for c in self.wheel.eval(call.args[0], _Scope(self.wheel, ref.module)) if isinstance(c, _Ref)]
+                classes += [c for c in self.wheel.eval(call.args[0], _Scope(self.wheel, ref.module))
+                            if isinstance(c, _Ref)]
         return [pair for cls in classes for pair in self._fields(cls)]
 
     def _fields(self, ref: _Ref):
@@ -510,7 +511,8 @@ class _Reader:
         for module, stmt in fields:
             if stmt.value is not None:
                 try:
-                    self.field_defaults[stmt.target.id] = _jsonable(self.wheel.eval(stmt.value, _Scope(self.wheel, module)))
+                    self.field_defaults[
+                        stmt.target.id] = _jsonable(self.wheel.eval(stmt.value, _Scope(self.wheel, module)))
                 except Unresolved:
                     pass
         for module, stmt in fields:
@@ -653,7 +655,8 @@ def _read_flags(wheel: Wheel, module_name: str, function: str | None) -> dict[st
     reader = _Reader(wheel)
     for root in roots:
         scope = _Scope(wheel, module, _body_names(root, module) if isinstance(root, ast.FunctionDef) else {})
-        for call in sorted((n for n in ast.walk(root) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset)):
+        for call in sorted((n for n in ast.walk(root) if isinstance(n, ast.Call)),
+                           key=lambda n: (n.lineno, n.col_offset)):
             if _last(call.func) == "add_cli_args_from_dataclass" and len(call.args) >= 2:
                 reader.dataclass(wheel.eval(call.args[1], scope))
             elif isinstance(call.func, ast.Attribute) and call.func.attr == "add_argument":
@@ -666,7 +669,8 @@ def _endpoints(wheel: Wheel) -> list[str]:
     `app.add_api_route`); a path SGLang reads from the environment is left out."""
     paths = set()
     for node in ast.walk(wheel.require(HTTP_SERVER).tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ROUTES and node.args:
+        if isinstance(node, ast.Call) and isinstance(node.func,
+                                                     ast.Attribute) and node.func.attr in _ROUTES and node.args:
             path = node.args[0]
             if isinstance(path, ast.Constant) and isinstance(path.value, str) and path.value.startswith("/"):
                 paths.add(path.value)
@@ -769,8 +773,8 @@ VERSION_RE = re.compile(r"\d+(\.\d+)+(\.post\d+)?")  # an SGLang release as PyPI
 
 def check_version(version: str) -> str:
     if not VERSION_RE.fullmatch(version):
-        raise ConfigError(f"--version {shown(version)}: not an SGLang release; allowed: a release number such as 0.5.11 "
-                          "or 0.5.6.post2 (no wildcards or ranges: the table is for exactly one release)")
+        raise ConfigError(f"--version {shown(version)}: not an SGLang release; allowed: a release number such as "
+                          "0.5.11 or 0.5.6.post2 (no wildcards or ranges: the table is for exactly one release)")
     return version
 
 
@@ -785,7 +789,8 @@ def update(path: Path, version: str | None = None, wheel: Path | str | None = No
     if wheel is not None:
         wheel = Path(wheel)
         if not wheel.is_file():
-            raise ConfigError(f"--wheel {shown(str(wheel))}: no such file; allowed: a downloaded sglang-<version>-*.whl")
+            raise ConfigError(f"--wheel {shown(str(wheel))}: no such file; allowed: a downloaded "
+                              "sglang-<version>-*.whl")
         found = version_of_wheel(wheel)
         if version and version != found:
             raise ConfigError(f"--version {version} does not match --wheel {wheel.name} (version {found})")

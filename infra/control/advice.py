@@ -137,8 +137,8 @@ def advise(rows: Iterable[costs.BillRow], starts: Iterable[float], *, recipe: st
     first = min(r.start for r in served)
     if first >= since + timedelta(days=7):
         days = (until - first).total_seconds() / 86400
-        raise NotEnoughHistory(f"{where}: billed from {first:%Y-%m-%d %H:%M} only, {days:.1f} days of the {weeks} weeks "
-                               f"advice needs; ask again later or pass --weeks {max(MIN_WEEKS, int(days // 7))}")
+        raise NotEnoughHistory(f"{where}: billed from {first:%Y-%m-%d %H:%M} only, {days:.1f} days of the {weeks} "
+                               f"weeks advice needs; ask again later or pass --weeks {max(MIN_WEEKS, int(days // 7))}")
     hourly: dict[datetime, float] = {}
     for r in served:
         hourly[r.start] = hourly.get(r.start, 0.0) + r.usd / replica_usd

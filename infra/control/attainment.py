@@ -141,7 +141,8 @@ def breaches(w: Watched, min_attainment: float) -> list[str]:
         if a.metric == "error_rate":
             rate = w.error_rate
             if rate is not None and rate > a.limit:
-                out.append(f"{w.recipe}: error rate {rate * 100:.1f}% ({w.errors} of {w.sent} probes) > {a.limit * 100:g}%")
+                out.append(f"{w.recipe}: error rate {rate * 100:.1f}% ({w.errors} of {w.sent} probes) > "
+                           f"{a.limit * 100:g}%")
         elif a.share is not None and a.share < min_attainment:
             out.append(f"{w.recipe}: {a.metric} <= {a.limit:g} attained by {a.share * 100:.1f}% of probes "
                        f"({a.within} of {a.of}) < {min_attainment * 100:g}% (sentinel.min_attainment)")

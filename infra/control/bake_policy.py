@@ -85,7 +85,8 @@ class Bake(_BakeRecord):
     """The bake's verdict on a promoted release: what `invoke status` shows and the ledger keeps."""
 
     verdict: Verdict
-    reason: str | None = None  # why it was rolled back or interrupted ("ttft_p90_ms 612.0 ms > 500.0 ms over 3 windows")
+    # why it was rolled back or interrupted ("ttft_p90_ms 612.0 ms > 500.0 ms over 3 windows")
+    reason: str | None = None
     minutes: float = 0
     interval_s: float = PROBE_INTERVAL_S
     window_s: float = WINDOW_S

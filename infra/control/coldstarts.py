@@ -65,7 +65,8 @@ def read(remote: Remote, environment: str, releases: list[Any]) -> dict[str, lis
     return out
 
 
-def frozen_summary(remote: Remote, environment: str, release: Any, replaced_at: float, history: Iterable[Any] = ()) -> dict:
+def frozen_summary(remote: Remote, environment: str, release: Any, replaced_at: float,
+                   history: Iterable[Any] = ()) -> dict:
     """What a release that is being replaced leaves in its manifest: the summary of its starts up to now (told
     apart from those of the releases in `history` that deployed the same thing)."""
     rid = _field(release, "release_id")
@@ -117,9 +118,9 @@ def status_lines(releases: list[Any], recorded: dict[str, list[dict]], summary: 
                 for name, m in r["misses"].items():
                     caches[name] = caches.get(name, 0) + m.get("files", 0)
             what = ", ".join(f"{name} {n} files" for name, n in sorted(caches.items()))
-            warnings.append(f"  WARNING {rid}: {len(missed)} of {len(starts)} recorded start(s) compiled while starting "
-                            f"(compile-cache misses: {what}); rerun `invoke compile --env {d_env} --recipe {recipe} "
-                            "--recompile` for this key")
+            warnings.append(f"  WARNING {rid}: {len(missed)} of {len(starts)} recorded start(s) compiled while "
+                            f"starting (compile-cache misses: {what}); rerun `invoke compile --env {d_env} --recipe "
+                            f"{recipe} --recompile` for this key")
         refused = sum(r.get("outcome") == "refused" for r in starts)
         if refused:
             warnings.append(f"  WARNING {rid}: {refused} start(s) refused to go ready on a cache miss "

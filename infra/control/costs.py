@@ -257,7 +257,8 @@ def refresh(fetch, now: datetime, needed: Iterable[str], path: Path | None = Non
     cached = parse_live(fetch(), now, needed)
     write_atomically(path, json.dumps(cached, indent=1, sort_keys=True))
     aside = f"; not used: {', '.join(cached['ignored'])}" if cached["ignored"] else ""
-    return f"rates: {live_source(cached)} ({len(cached['rates'])} resources, per {cached['unit']}{aside}), cached in {path}"
+    return (f"rates: {live_source(cached)} ({len(cached['rates'])} resources, per {cached['unit']}{aside}), cached in "
+            f"{path}")
 
 
 # ---------------------------------------------------------------------------- containers and what they cost
@@ -384,7 +385,8 @@ def standing(replica: Hourly, min_containers: int) -> dict:
 
 
 def scheduled(replica: Hourly, windows: Sequence[Window], base: Scaling, start: datetime) -> dict:
-    """Warm replica-hours, GPU-hours and dollars for the 7 and the 30 days from `start`, on the schedule and always warm.
+    """Warm replica-hours, GPU-hours and dollars for the 7 and the 30 days from `start`, on the schedule and always
+    warm.
 
     Always-warm is the schedule's highest `min_containers` held around the clock: what the same warm capacity costs
     without a schedule. The hours are infra/runtime/schedule.warm_hours, exact across daylight-saving changes.
@@ -392,7 +394,8 @@ def scheduled(replica: Hourly, windows: Sequence[Window], base: Scaling, start: 
     peak = max([base.min_containers, *(w.min_containers for w in windows)])
 
     def figures(replica_hours: float) -> dict[str, float]:
-        return {"replica_hours": round(replica_hours, 4), "gpu_hours": round(replica_hours * replica.container.gpu_count, 4),
+        return {"replica_hours": round(replica_hours, 4),
+                "gpu_hours": round(replica_hours * replica.container.gpu_count, 4),
                 "usd": round(replica_hours * replica.usd, 2)}
 
     out: dict[str, Any] = {"from": start.astimezone(UTC).isoformat(), "usd_per_replica_hour": round(replica.usd, 4),
@@ -447,7 +450,8 @@ class Period:
 
 DEFAULT_SINCE = "7d"
 RELATIVE_RE = re.compile(r"(\d+)\s*([dh])")
-PERIOD_FORMS = "a duration back from now such as 7d or 36h, or a UTC date or time such as 2026-11-01 or 2026-11-01T08:00"
+PERIOD_FORMS = ("a duration back from now such as 7d or 36h, or a UTC date or time such as 2026-11-01 or "
+                "2026-11-01T08:00")
 
 
 def period(since: str | None, until: str | None, now: datetime) -> Period:
@@ -458,8 +462,8 @@ def period(since: str | None, until: str | None, now: datetime) -> Period:
     end = _instant("--until", until, now) if until else now
     for flag, text, instant in (("--since", since, start), ("--until", until, end)):
         if instant > now:
-            raise ConfigError(f"{flag} {text}: {instant:%Y-%m-%d %H:%M} UTC is in the future, and Modal bills only what "
-                              f"has run; allowed: {PERIOD_FORMS}, before now")
+            raise ConfigError(f"{flag} {text}: {instant:%Y-%m-%d %H:%M} UTC is in the future, and Modal bills only "
+                              f"what has run; allowed: {PERIOD_FORMS}, before now")
     start, end = _hour(start), _hour(end)
     if end <= start:
         raise ConfigError(f"--since {since}" + (f" --until {until}" if until else "") +

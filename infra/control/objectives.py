@@ -101,7 +101,8 @@ def _catalogue() -> dict[str, Metric]:
         ("e2e_s", "end-to-end latency", 1, "s", 3),
     ):
         for q in (50, 90, 99):
-            metrics.append(Metric(f"{key[:-2]}_p{q}_{unit}", f"{label}, p{q}", unit, False, _pct(key, q, scale), digits))
+            metrics.append(Metric(f"{key[:-2]}_p{q}_{unit}", f"{label}, p{q}", unit, False, _pct(key, q, scale),
+                                  digits))
     metrics += [
         Metric("output_tokens_per_s", "output tokens/s of all streams together", "tok/s", True,
                _ok_throughput("output_tokens_per_s"), 1),
@@ -125,7 +126,8 @@ class _Strict(BaseModel):
 
 def _check_budget(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
-        raise ValueError(f"regression budget {value!r} is not a fraction between 0 and 1; allowed: 0..1, e.g. 0.10 for 10% worse")
+        raise ValueError(f"regression budget {value!r} is not a fraction between 0 and 1; allowed: 0..1, e.g. 0.10 for "
+                         "10% worse")
     return value
 
 
@@ -135,7 +137,8 @@ def _level_text(level: int | str) -> str:
 
 class Objective(_Strict):
     metric: str = Field(description=f"one of: {', '.join(METRICS)}")
-    level: int | str = Field(description=f"concurrent streams: a positive whole number, or '{TARGET}' (the recipe's target_concurrency)")
+    level: int | str = Field(description=f"concurrent streams: a positive whole number, or '{TARGET}' (the recipe's "
+                                         "target_concurrency)")
     max: float | None = Field(default=None, description="upper limit (metrics where lower is better)")
     min: float | None = Field(default=None, description="lower limit (metrics where higher is better)")
 
@@ -172,7 +175,8 @@ class Objective(_Strict):
                              f"{want} = <{m.unit or 'fraction'}> ({m.description})")
         if not math.isfinite(limit) or limit < 0 or (not m.higher_is_better and m.budgeted and limit == 0):
             floor = ">= 0" if m.higher_is_better or not m.budgeted else "> 0"
-            raise ValueError(f"{self.metric} {want} = {limit!r} is not a usable limit; allowed: a finite number {floor}")
+            raise ValueError(f"{self.metric} {want} = {limit!r} is not a usable limit; allowed: a finite number "
+                             f"{floor}")
         if self.metric == "error_rate" and limit > 1:
             raise ValueError(f"error_rate max = {limit!r} is a fraction of requests; allowed: 0..1 (0.01 is 1%)")
         return self
@@ -190,8 +194,9 @@ def _no_duplicates(objectives: list[Objective]) -> list[Objective]:
     seen: dict[tuple, int] = {}
     for i, o in enumerate(objectives):
         if o.key in seen:
-            raise ValueError(f"objective {o.metric} at {_level_text(o.level)} is given twice (objectives[{seen[o.key]}] and "
-                             f"objectives[{i}]); allowed: one limit per metric and level")
+            raise ValueError(f"objective {o.metric} at {_level_text(o.level)} is given twice "
+                             f"(objectives[{seen[o.key]}] and objectives[{i}]); allowed: one limit per metric and "
+                             "level")
         seen[o.key] = i
     return objectives
 
@@ -324,7 +329,8 @@ def describe_plan(plan: Mapping[str, Any]) -> list[str]:
         return ["gate: off (promotions into this environment are not measured)"]
     lines = [f"gate: on; regression budget {plan['regression_budget'] * 100:g}% against the target's current release"
              + ("; the target is measured after promotion" if plan["record_baseline"] else "")]
-    targets = [Target(o["metric"], o["concurrency"], o[METRICS[o["metric"]].limit_key], o["level"]) for o in plan["objectives"]]
+    targets = [Target(o["metric"], o["concurrency"], o[METRICS[o["metric"]].limit_key], o["level"])
+               for o in plan["objectives"]]
     lines += [f"  {t.metric} {t.limit_text()} at concurrency {t.level_label}" for t in targets]
     if not any(t.metric == "error_rate" for t in targets):
         lines.append("  error_rate ≤ 0.0% at every measured level (no error_rate objective given)")

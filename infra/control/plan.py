@@ -54,7 +54,8 @@ def first_pipeline(d: Deployment, cold: dict, rates: costs.Rates) -> dict:
                               f"{d.recipe.model_size_gb + d.recipe.draft_size_gb:g} GB of weights at a slow Hub's "
                               f"{SLOW_DOWNLOAD_GBPS:g} Gbps"),
         "compile": costs.job(compile_job, spec.compile_budget(d)["timeout_seconds"], "the compile job to its timeout"),
-        "smoke": costs.job(replica_cost(d, rates), cold["estimate_seconds"], "the smoke test's cold start on a replica"),
+        "smoke": costs.job(replica_cost(d, rates), cold["estimate_seconds"],
+                           "the smoke test's cold start on a replica"),
     }
     return {"seconds": first_pipeline_seconds([d]), "usd": round(sum(p["usd"] for p in parts.values()), 2),
             "parts": parts, "basis": f"an upper bound: the parts above, plus {BUILD_DEPLOY_SMOKE_SECONDS // 60} min "
@@ -117,7 +118,8 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
         f"no start measured phase by phase with {r.model}: the phases of the nearest measured shape"
         if whole else f"nothing measured with {r.model}: the figures of the nearest measured shape"]
     here = f"SGLang {r.sglang_version} on {r.gpu}, TP {r.tp_size}"
-    if r.sglang_version != profile.sglang_version or r.tp_size != 1 or r.gpu_type.rstrip("!") not in profile.measured_on:
+    if (r.sglang_version != profile.sglang_version or r.tp_size != 1
+            or r.gpu_type.rstrip("!") not in profile.measured_on):
         caveats.append(f"this deployment runs {here}: not measured there; the figures are used as they are")
     parts: dict[str, dict] = {}
     image_gb = cs.image_size_gb.get(r.sglang_image)
@@ -129,11 +131,11 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     restore = profile.restore
     parts["compile_cache_restore"] = {
         "seconds": restore.cached, "uncached_seconds": 0.0, "cached": compiled,
-        "basis": f"copy of this key's tree to local disk (measured {restore.cached:g} s for {profile.restored_mb:g} MB); "
-                 f"cached: {when}"}
+        "basis": f"copy of this key's tree to local disk (measured {restore.cached:g} s for {profile.restored_mb:g} "
+                 f"MB); cached: {when}"}
     if ("--load-format", "dummy") in r.extra_flags:
-        parts["weights_read"] = {"seconds": 0.0, "basis": "--load-format dummy: random weights, nothing read (their 0.2 s "
-                                                          "of initialisation is in the measured phases)"}
+        parts["weights_read"] = {"seconds": 0.0, "basis": "--load-format dummy: random weights, nothing read (their "
+                                                          "0.2 s of initialisation is in the measured phases)"}
     else:
         if downloads := revisions.recorded_downloads(state):
             size_gb = sum(item["size_bytes"] for item in downloads) / 1e9
@@ -143,8 +145,8 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
             basis = "nominal sizes (run `invoke download` to record real ones)"
         parts["weights_read"] = {
             "seconds": round(size_gb / settings.caches.volume_read_gbps, 1),
-            "basis": f"{size_gb:.1f} GB from the Volume at {settings.caches.volume_read_gbps} GB/s; {basis}; not measured "
-                     "(the measured starts read dummy weights)",
+            "basis": f"{size_gb:.1f} GB from the Volume at {settings.caches.volume_read_gbps} GB/s; {basis}; not "
+                     "measured (the measured starts read dummy weights)",
         }
     piecewise, why = piecewise_graphs(d)
     skipped = {profile.skipped_warmup_phase: "--skip-server-warmup"} if "--skip-server-warmup" in flags else {}
@@ -160,8 +162,8 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
         per = profile.deep_gemm_per_shape.uncached
         parts["deep_gemm_jit"] = {
             "seconds": 0.0, "uncached_seconds": round(per * r.deep_gemm_shapes, 1), "cached": compiled,
-            "basis": f"DeepGEMM's JIT of {r.deep_gemm_shapes} GEMM shape(s) (the recipe's deep_gemm_shapes) at {per:g} s "
-                     f"each, measured by compile_deep_gemm ({profile.measured_on}); loading them is in cuda_graphs; "
+            "basis": f"DeepGEMM's JIT of {r.deep_gemm_shapes} GEMM shape(s) (the recipe's deep_gemm_shapes) at {per:g} "
+                     f"s each, measured by compile_deep_gemm ({profile.measured_on}); loading them is in cuda_graphs; "
                      f"cached: {when}"}
     first = profile.first_request
     if r.speculative:
@@ -180,7 +182,8 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
     launch = {k: p for k, p in known.items() if k not in BEFORE_LAUNCH}
 
     def total(chosen: dict, uncached: bool) -> float:
-        return round(sum(p.get("uncached_seconds", p["seconds"]) if uncached else p["seconds"] for p in chosen.values()), 1)
+        return round(sum(p.get("uncached_seconds", p["seconds"]) if uncached else p["seconds"]
+                         for p in chosen.values()), 1)
 
     result = {
         "parts": parts,
@@ -203,9 +206,10 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
         resume = figures.SNAPSHOT_RESUME.cached
         result["snapshot_restore_seconds"] = round(figures.MODAL_SNAPSHOT_RESTORE_SECONDS + resume
                                                    + (parts["image_pull"]["seconds"] or 0), 1)
-        result["note"] = (f"a GPU snapshot restore replaces boot, weight loading, kernels, CUDA graphs and warm-up: SGLang "
-                          f"takes its memory back and answers once in {resume:g} s (measured on the H200), after Modal "
-                          f"restores the container (assumed {figures.MODAL_SNAPSHOT_RESTORE_SECONDS:g} s, not measured)")
+        result["note"] = ("a GPU snapshot restore replaces boot, weight loading, kernels, CUDA graphs and warm-up: "
+                          f"SGLang takes its memory back and answers once in {resume:g} s (measured on the H200), "
+                          f"after Modal restores the container (assumed {figures.MODAL_SNAPSHOT_RESTORE_SECONDS:g} s, "
+                          "not measured)")
     return result
 
 
@@ -228,9 +232,11 @@ def piecewise_graphs(d: Deployment) -> tuple[bool, str]:
         return False, "not captured: --disable-piecewise-cuda-graph"
     if version < sglang_flags.version_key("0.5.10"):
         on = "--enable-piecewise-cuda-graph" in flags
-        return on, f"{'captured' if on else 'not captured'}: opt-in before SGLang 0.5.10 (--enable-piecewise-cuda-graph)"
+        return on, (f"{'captured' if on else 'not captured'}: opt-in before SGLang 0.5.10 "
+                    "(--enable-piecewise-cuda-graph)")
     if r.warmup.with_image or r.smoke.with_image:
-        return False, "not captured: SGLang turns them off for multimodal models (server_args._handle_piecewise_cuda_graph)"
+        return False, ("not captured: SGLang turns them off for multimodal models "
+                       "(server_args._handle_piecewise_cuda_graph)")
     if r.speculative and version < sglang_flags.version_key("0.5.11"):
         return False, "not captured: SGLang 0.5.10 turns them off with speculative decoding (server_args)"
     return True, "captured: on by default for text models from SGLang 0.5.10 (with speculative decoding from 0.5.11)"
@@ -246,19 +252,22 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
     expected = cold["estimate_seconds"] * settings.cold_start.margin
     if not d.gpu_snapshot and d.recipe.startup_timeout < expected:
         out.append(
-            f"startup_timeout {d.recipe.startup_timeout} s is below the estimated cold start {cold['estimate_seconds']:g} s "
-            f"× margin {settings.cold_start.margin:g}: a cold container may be killed before it is ready"
+            f"startup_timeout {d.recipe.startup_timeout} s is below the estimated cold start "
+            f"{cold['estimate_seconds']:g} s × margin {settings.cold_start.margin:g}: a cold container may be killed "
+            "before it is ready"
         )
-    if settings.release.guarded and d.scaling.min_containers == 0 and not any(w.min_containers for w in d.scaling.schedule):
-        out.append(f"production environment '{d.env}' has min_containers = 0: every first request pays the full cold start "
-                   f"(~{cold['estimate_seconds']:g} s)")
+    if settings.release.guarded and d.scaling.min_containers == 0 and not any(
+            w.min_containers for w in d.scaling.schedule):
+        out.append(f"production environment '{d.env}' has min_containers = 0: every first request pays the full cold "
+                   f"start (~{cold['estimate_seconds']:g} s)")
     if d.gpu_snapshot:
         out.append("GPU memory snapshots are alpha on Modal (cold_start.gpu_snapshot)")
     out += sglang_flags.deprecation_warnings(d)
     return out
 
 
-def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None, rates: costs.Rates | None = None) -> dict | None:
+def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None,
+                  rates: costs.Rates | None = None) -> dict | None:
     """The warm-capacity schedule: its windows, the cron triggers that apply it, and what it costs.
 
     The cost covers the week (and the 30 days) from the Monday of this week in the first
@@ -272,9 +281,11 @@ def schedule_plan(settings: Settings, d: Deployment, now: datetime | None = None
     start = schedule.start_of_week(now, windows[0].timezone)
     cost = costs.scheduled(replica_cost(d, rates or costs.rates_for(settings.costs)), windows, d.scaling, start)
     return {
-        "windows": [w.model_dump() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)} for w in windows],
+        "windows": [w.model_dump() | {"opens": schedule.explain(w.start), "closes": schedule.explain(w.end)}
+                    for w in windows],
         "overlaps": "the highest floor wins, field by field",
-        "triggers": [{"cron": b.cron, "timezone": b.timezone, "events": list(b.events)} for b in schedule.boundaries(windows)],
+        "triggers": [{"cron": b.cron, "timezone": b.timezone, "events": list(b.events)}
+                     for b in schedule.boundaries(windows)],
         "base": {"min_containers": d.scaling.min_containers, "max_containers": d.scaling.max_containers,
                  "buffer_containers": d.scaling.buffer_containers},
         "cost": cost,
@@ -399,8 +410,8 @@ def rows(p: dict) -> list[tuple[str, str, str]]:
     lines += [
         f"GPU            {server['gpu']} (tensor parallel {p['tensor_parallel']})",
         f"Regions        compute {server['compute_region'] or 'any'}, routing (proxy) {server['routing_region']}",
-        f"Scaling        min_containers {server['min_containers']}, max_containers {server['max_containers'] or 'unbounded'}, "
-        f"target_concurrency {server['target_concurrency']}",
+        f"Scaling        min_containers {server['min_containers']}, max_containers "
+        f"{server['max_containers'] or 'unbounded'}, target_concurrency {server['target_concurrency']}",
         f"Timeouts       startup_timeout {server['startup_timeout']} s, readiness_timeout {p['readiness_timeout']} s, "
         f"exit_grace_period {server['exit_grace_period']} s",
         f"Endpoint       {'PUBLIC (no auth)' if p['endpoint']['public'] else 'private: ' + p['endpoint']['auth']}",
@@ -411,19 +422,22 @@ def rows(p: dict) -> list[tuple[str, str, str]]:
         f"{p['readiness']['warmup']['timeout']:g} s timeout"
         + (", with the packaged image)" if p["readiness"]["warmup"]["image"] else ")"),
         "Server env     " + _env(server["env"]),
-        f"Secrets        server: {_secrets(server['secrets'])}; download job: {_secrets(jobs['download_weights']['secrets'])}",
+        f"Secrets        server: {_secrets(server['secrets'])}; download job: "
+        f"{_secrets(jobs['download_weights']['secrets'])}",
     ]
     if server.get("enable_memory_snapshot"):
         lines.append("Snapshots      enable_memory_snapshot=True, experimental enable_gpu_snapshot (alpha)")
     for name, job in jobs.items():
-        lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout {job['timeout']} s")
+        lines.append(f"Job            {name}: {_image(job['image'])}, {job.get('gpu') or 'no GPU'}, timeout "
+                     f"{job['timeout']} s")
     lines += _cost_lines(p["cost"], p["schedule"], p["compile_job"])
     lines += _schedule_lines(p["schedule"])
     lines += _gate(p["gate"])
     lines += _sentinel(p.get("sentinel"))
     cold = p["cold_start"]
     parts = ", ".join(
-        f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name, part in cold["parts"].items()
+        f"{name} {'?' if part['seconds'] is None else format(part['seconds'], 'g') + ' s'}" for name,
+        part in cold["parts"].items()
     )
     state = "compile caches recorded here" if cold["compiled"] else "with the compile caches `invoke compile` produces"
     lines.append(f"Cold start     ~{cold['estimate_seconds']:g} s{'' if cold['complete'] else '+'} {state} ({parts})")
@@ -436,9 +450,10 @@ def rows(p: dict) -> list[tuple[str, str, str]]:
     lines.append(f"               figures measured on {cold['profile']['measured_on']} ({cold['profile']['source']}); "
                  f"piecewise CUDA graphs {cold['piecewise_graphs']}")
     lines += [f"               note: {c}" for c in cold["caveats"]]
-    lines += [f"               measured with this model: ready in {m['seconds']:.1f} s (healthy {m['healthy_seconds']:.1f} s, "
-              f"warm-ups {', '.join(format(w, '.1f') + ' s' for w in m['warmup_seconds'])}): {m['what']}; "
-              f"{m['measured_on']} ({m['source']})" for m in cold["measured_starts"]]
+    lines += [f"               measured with this model: ready in {m['seconds']:.1f} s (healthy "
+              f"{m['healthy_seconds']:.1f} s, warm-ups "
+              f"{', '.join(format(w, '.1f') + ' s' for w in m['warmup_seconds'])}): {m['what']}; {m['measured_on']} "
+              f"({m['source']})" for m in cold["measured_starts"]]
     if "snapshot_restore_seconds" in cold:
         lines.append(f"               with a snapshot restore: ~{cold['snapshot_restore_seconds']:g} s")
     for w in p["warnings"]:
@@ -478,7 +493,8 @@ def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
     """A replica's price part by part with the multiplier, each figure's source, and what warm replicas and jobs cost:
     with a schedule, what stands warm is the schedule's, so that is the standing cost shown."""
     st = c["standing"]
-    overrides = "; ".join(f"{res} ${o['usd_per_hour']:g}/h from {o['setting']}" for res, o in c["rates"]["overrides"].items())
+    overrides = "; ".join(f"{res} ${o['usd_per_hour']:g}/h from {o['setting']}" for res,
+                          o in c["rates"]["overrides"].items())
     lines = [
         f"Cost           per replica: {costs.describe(c['replica'])}",
         f"               rates: {c['rates']['source']}" + (f"; overridden: {overrides}" if overrides else "")
@@ -486,8 +502,9 @@ def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
     ]
     if scheduled:
         month = scheduled["cost"]["per_30_days"]["scheduled"]
-        lines.append(f"Standing cost  on the schedule: {month['gpu_hours']:g} GPU-hours and ${month['usd']:,.2f} per 30 days "
-                     f"(outside its windows {st['warm_replicas']} warm replica(s), ${st['usd_per_hour']:,.2f}/h)")
+        lines.append(f"Standing cost  on the schedule: {month['gpu_hours']:g} GPU-hours and ${month['usd']:,.2f} per "
+                     f"30 days (outside its windows {st['warm_replicas']} warm replica(s), "
+                     f"${st['usd_per_hour']:,.2f}/h)")
     else:
         lines.append(f"Standing cost  {st['warm_replicas']} warm replica(s) = ${st['usd_per_hour']:,.2f}/h, "
                      f"{st['gpu_hours_per_30_days']:g} GPU-hours and ${st['usd_per_30_days']:,.2f} per 30 days")
@@ -499,11 +516,13 @@ def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
         if (j := c[key]) is not None:
             shown = f"~{j['seconds']:g} s ≈ ${j['usd']:,.2f}" if j["usd"] is not None else "unknown"
             lines.append(f"{label:<15}{shown} at ${j['usd_per_hour']:,.2f}/h ({j['container']}"
-                         + (f", × {j['region_multiplier']:g}" if j["region_multiplier"] != 1 else ", no region multiplier")
+                         + (f", × {j['region_multiplier']:g}" if j["region_multiplier"] != 1
+                            else ", no region multiplier")
                          + f"): {j['basis']}")
         if key == "compile_job":  # what the job asks for and how long it may run, from the measured compile
-            lines.append(f"               sized: cpu {sized['cpu']:g}, timeout {sized['timeout_seconds']} s (compile_deep_gemm "
-                         f"killed after {sized['deep_gemm_kill_after_seconds']} s): {sized['basis']}")
+            lines.append(f"               sized: cpu {sized['cpu']:g}, timeout {sized['timeout_seconds']} s "
+                         f"(compile_deep_gemm killed after {sized['deep_gemm_kill_after_seconds']} s): "
+                         f"{sized['basis']}")
     return lines
 
 
@@ -537,7 +556,8 @@ def _image(layers: list[dict]) -> str:
 
 
 def _env(env: dict[str, str]) -> str:
-    shown = {k: (f"<this deployment, {len(v)} bytes of JSON>" if k == DEPLOYMENT_VARIABLE else v) for k, v in env.items()}
+    shown = {k: (f"<this deployment, {len(v)} bytes of JSON>" if k == DEPLOYMENT_VARIABLE else v) for k,
+             v in env.items()}
     return " ".join(f"{k}={v}" for k, v in shown.items())
 
 

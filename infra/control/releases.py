@@ -88,7 +88,8 @@ class Release(BaseModel):
         origin = f", promoted from {self.promoted_from['env']}" if self.promoted_from else ""
         return (
             f"{self.release_id} {version} {self.kind} of {self.commit[:12]}{dirty} at "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.deployed_at))}Z by {self.deployed_by}: {smoke}{origin}"
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.deployed_at))}Z by {self.deployed_by}: "
+            f"{smoke}{origin}"
         )
 
 
@@ -156,7 +157,8 @@ class ReleaseStore:
                 f"(revision {expected_revision} -> {latest.revision}); nothing recorded, re-run to see the new state"
             )
         manifest.revision = expected_revision + 1
-        self.remote.write_file(d.modal.environment, d.caches.releases_volume, self._path(d.recipe.name), manifest.to_json().encode())
+        self.remote.write_file(d.modal.environment, d.caches.releases_volume, self._path(d.recipe.name),
+                               manifest.to_json().encode())
         return manifest
 
     def record(self, d: Deployment, manifest: Manifest, release: Release) -> Manifest:
@@ -190,7 +192,8 @@ class ReleaseStore:
         assert manifest.current is not None
         for key, value in changes.items():
             setattr(manifest.current, key, value)
-        manifest.history = [manifest.current] + [r for r in manifest.history if r.release_id != manifest.current.release_id]
+        manifest.history = [manifest.current] + [r for r in manifest.history
+                                                 if r.release_id != manifest.current.release_id]
         return self.write(d, manifest, manifest.revision)
 
     def endpoint(self, d: Deployment) -> str | None:

@@ -84,7 +84,8 @@ def validate(d: Deployment, settings: Settings, where: str) -> None:
         raise ConfigError(
             f"{where}.gpu_snapshot = true with {r.gpu_count} GPUs: Modal's multi-GPU SGLang example dropped memory "
             "snapshots because restores failed with tensor parallelism, and nothing here has shown otherwise; allowed: "
-            "false for recipes on more than one GPU (turn snapshots on per recipe, recipes.\"<name>\".gpu_snapshot = true)"
+            "false for recipes on more than one GPU (turn snapshots on per recipe, recipes.\"<name>\".gpu_snapshot = "
+            "true)"
         )
     if d.gpu_snapshot:
         missing = [e for e in SNAPSHOT_ENDPOINTS if not sglang_flags.has_endpoint(r.sglang_version, e)]

@@ -21,7 +21,8 @@ DOWNLOAD_STAGE = "download"
 
 
 def recorded_downloads(state: StageState) -> list[dict]:
-    """What the last successful download on this machine reported, one dict per repository (infra.runtime.weights.Downloaded)."""
+    """What the last successful download on this machine reported, one dict per repository
+    (infra.runtime.weights.Downloaded)."""
     entry = state.get(DOWNLOAD_STAGE) or {}
     outcome = entry.get("result")
     return outcome.get("downloads", []) if isinstance(outcome, dict) else []

@@ -49,7 +49,8 @@ from infra.runtime.sentinel import Sentinel
 ENV_PREFIX = "INFRA_"
 ENV_DELIMITER = "__"
 # Variables with our prefix that are not settings: they select what to load.
-SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR", "INFRA_REMOTE",
+SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR",
+                      "INFRA_REMOTE",
                       "INFRA_COMMIT_TAG"}
 # Settings chosen on the command line, never by --set or a variable: they pick the file to read.
 SELECTORS = {"env": "--env (or INFRA_ENV)", "recipe": "--recipe (or INFRA_RECIPE)"}
@@ -106,7 +107,8 @@ class Costs(Frozen):
 
     @model_validator(mode="after")
     def _each_gpu_priced_once(self) -> Costs:
-        both = sorted({costs.gpu_resource(g) for g in self.gpu_hourly_usd} & {costs.check_resource(r) for r in self.rates})
+        both = sorted({costs.gpu_resource(g)
+                       for g in self.gpu_hourly_usd} & {costs.check_resource(r) for r in self.rates})
         if both:
             raise ValueError(f"{both[0]} is priced by both gpu_hourly_usd and rates; allowed: one of them")
         return self
@@ -121,8 +123,9 @@ class ColdStart(Frozen):
     image_size_gb: dict[str, float] = Field(default_factory=dict, description="image tag -> size, for estimates")
     margin: float = Field(default=1.25, ge=1.0, description="startup_timeout must exceed estimate x margin")
     refuse_on_cache_miss: bool = Field(
-        default=False, description="a server that compiled anything while starting (a compile-cache miss) refuses to go "
-                                   "ready, so the compile stage must be rerun; warned about in `invoke status` either way")
+        default=False, description="a server that compiled anything while starting (a compile-cache miss) refuses to "
+                                   "go ready, so the compile stage must be rerun; warned about in `invoke status` "
+                                   "either way")
 
 
 class Client(Frozen):
@@ -135,7 +138,8 @@ class Client(Frozen):
 class ReleasePolicy(Frozen):
     guarded: bool = Field(default=False, description="deploys need a clean tree on main_branch and confirmation")
     promote_from: str | None = Field(
-        default=None, description="the environment whose releases `invoke promote` may bring here (none: deployed directly)"
+        default=None, description="the environment whose releases `invoke promote` may bring here (none: deployed "
+                                  "directly)"
     )
     main_branch: str = "main"
     require_pinned_revisions: bool = Field(default=False, description="every revision must be a 40-hex commit")
@@ -208,7 +212,8 @@ class Settings(BaseSettings):
     recipes: dict[str, RecipeKnobs] = Field(default_factory=dict)  # type: ignore[valid-type]
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
         """--set over INFRA_* variables over the environment's file over the defaults."""
         env = init_settings.init_kwargs["env"]
         return init_settings, VariablesSource(settings_cls), EnvironmentFile(settings_cls, config_dir() / f"{env}.toml")
@@ -269,7 +274,8 @@ class EnvironmentFile(PydanticBaseSettingsSource):
             raise ConfigError(f"{self.label}: a directory, not a file; allowed: a TOML file named <env>.toml "
                               "(move the directory out of the configuration folder)") from None
         except OSError as exc:
-            raise ConfigError(f"{self.label}: cannot be read ({exc.strerror or exc}); allowed: a readable TOML file") from None
+            raise ConfigError(f"{self.label}: cannot be read ({exc.strerror or exc}); allowed: a readable TOML "
+                              "file") from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -375,13 +381,14 @@ def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         path = _split(key)
         if path[0] in SELECTORS:
-            raise ConfigError(f"--set {plain(key)}: '{path[0]}' chooses what to load; allowed: {SELECTORS[path[0]]}, not --set")
+            raise ConfigError(f"--set {plain(key)}: '{path[0]}' chooses what to load; allowed: {SELECTORS[path[0]]}, "
+                              "not --set")
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {plain(key)}: '{'.'.join(path[:-1])}' is given both as a value and as a table; "
-                                  "allowed: one of them")
+                raise ConfigError(f"--set {plain(key)}: '{'.'.join(path[:-1])}' is given both as a value and as a "
+                                  "table; allowed: one of them")
         node[path[-1]] = value
     return data
 
@@ -399,7 +406,8 @@ def _split(key: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------- loading
 
 
-def load_settings(env: str | None = None, recipe: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(env: str | None = None, recipe: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> Settings:
     """Load one environment's settings from its file, INFRA_* variables and explicit overrides."""
     env = env or os.environ.get("INFRA_ENV")
     known = known_environments()
@@ -435,8 +443,9 @@ def load_settings(env: str | None = None, recipe: str | None = None, overrides: 
         )
     if unserved := sorted(set(settings.recipes) - set(settings.serves)):
         source = _source_of(("recipes", unserved[0]), _layers(file, given))
-        raise ConfigError(f"{source}: [recipes.\"{unserved[0]}\"] configures a recipe environment '{env}' does not serve "
-                          f"(serves: {', '.join(settings.serves)}); allowed: a table for a served recipe, or add it to serves")
+        raise ConfigError(f"{source}: [recipes.\"{unserved[0]}\"] configures a recipe environment '{env}' does not "
+                          f"serve (serves: {', '.join(settings.serves)}); allowed: a table for a served recipe, or add "
+                          "it to serves")
     return settings
 
 
@@ -510,7 +519,8 @@ SCALAR_TYPES = {"int_type", "float_type", "bool_type", "string_type", "list_type
 
 
 def describe(err: dict, layers: list[Layer]) -> str:
-    """A validation error as one line: source, setting, value (masked if it looks like a credential), what is allowed."""
+    """A validation error as one line: source, setting, value (masked if it looks like a credential), what is
+    allowed."""
     loc = tuple(str(p) for p in err["loc"])
     # List items by index, as TOML readers count them: gate.objectives[0].metric, scaling.schedule[1].start.
     setting = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).removeprefix(".") or "settings"

@@ -67,5 +67,6 @@ def describe_cost(c: dict) -> list[str]:
         lines.append(f"  wake = true keeps a replica of each scale-to-zero recipe up: up to "
                      f"${c['wake_usd_per_30_days']:,.2f} per 30 days more")
     elif not c["wake"]:
-        lines.append("  wake = false: a recipe with no replica up is not probed (never woken), its probe recorded as skipped")
+        lines.append("  wake = false: a recipe with no replica up is not probed (never woken), its probe recorded as "
+                     "skipped")
     return lines

@@ -141,7 +141,8 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
                 closed = judge(window.records, objs, window.start - t0, min(now, window.start + pace.window_s) - t0)
                 record.windows.append(closed)
                 say(f"bake: window {len(record.windows)} ({closed.start_s:g}-{closed.end_s:g} s): "
-                    f"{closed.ok}/{closed.sent} answered" + (f"; {'; '.join(closed.breaches)}" if closed.breaches else "; ok"))
+                    f"{closed.ok}/{closed.sent} answered" + (f"; {'; '.join(closed.breaches)}" if closed.breaches
+                                                             else "; ok"))
                 if reason := sustained(record.windows, objs, pace.breach_windows):
                     record.verdict, record.reason = bake_policy.ROLLED_BACK, reason
                     break

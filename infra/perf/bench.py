@@ -108,7 +108,8 @@ def _describe_image(url: str | None) -> str | None:
     if not url or not url.startswith("data:"):
         return url
     head, _, data = url.partition(",")
-    return f"{head.removeprefix('data:')}, {len(data)} characters, sha256 {hashlib.sha256(data.encode()).hexdigest()[:16]}"
+    return (f"{head.removeprefix('data:')}, {len(data)} characters, sha256 "
+            f"{hashlib.sha256(data.encode()).hexdigest()[:16]}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,8 @@ async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, t
     except Exception as err:  # noqa: BLE001 - a benchmark counts and goes on
         return Record(started, time.perf_counter(), error="client", message=f"{type(err).__name__}: {err}")
     if not r.chunk_times:
-        return Record(r.started, r.finished, error="empty", message="the stream ended without any content", usage_tokens=r.usage_tokens)
+        return Record(r.started, r.finished, error="empty", message="the stream ended without any content",
+                      usage_tokens=r.usage_tokens)
     tokens = r.output_tokens
     span = r.chunk_times[-1] - r.chunk_times[0]
     return Record(
@@ -202,7 +204,8 @@ async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, t
     )
 
 
-def one_request(url: str, workload: Workload, tag: str, *, timeout: float, headers: dict[str, str] | None = None) -> Record:
+def one_request(url: str, workload: Workload, tag: str, *, timeout: float,
+                headers: dict[str, str] | None = None) -> Record:
     """One measured request on its own connection, outside any level (what the bake sends every few seconds)."""
 
     async def send() -> Record:
@@ -293,7 +296,8 @@ def no_progress(_concurrency: int, _total: int | None) -> contextlib.AbstractCon
 
 
 async def run_level(
-    session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int, tags: Tags | None = None,
+    session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int,
+    tags: Tags | None = None,
     observe=None, done: Callable[[], None] = lambda: None, sent: Callable[[dict], None] | None = None,
 ) -> dict:
     """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
@@ -304,7 +308,8 @@ async def run_level(
     # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
     warm: list[Record] = []
     for _ in range(plan.warmup):
-        warm += await asyncio.gather(*(measure_one(session, url, workload.payload(tags()), plan.timeout) for _ in range(concurrency)))
+        warm += await asyncio.gather(*(measure_one(session, url, workload.payload(tags()), plan.timeout)
+                                       for _ in range(concurrency)))
 
     total = plan.requests_for(concurrency)
     records: list[Record] = []
@@ -341,7 +346,8 @@ async def run_level(
 
 
 def aggregate(
-    concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float, lags: list[float], mode: str
+    concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float, lags: list[float],
+    mode: str
 ) -> dict:
     ok = [r for r in records if r.ok]
     last = max((r.finished for r in records), default=ended)
@@ -362,7 +368,8 @@ def aggregate(
         "requests": {"sent": len(records), "ok": len(ok), "failed": len(records) - len(ok)},
         "errors": dict(sorted(errors.items())),
         "error_examples": examples,
-        "warmup": {"sent": len(warm), "ok": sum(r.ok for r in warm), "errors": dict(sorted(Counter(r.error for r in warm if not r.ok).items()))},
+        "warmup": {"sent": len(warm), "ok": sum(r.ok for r in warm),
+                   "errors": dict(sorted(Counter(r.error for r in warm if not r.ok).items()))},
         "wall_s": _round(wall),
         "ttft_s": summarize([r.ttft for r in ok]),
         "itl_s": summarize(itl),
@@ -417,7 +424,8 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
         outcome["attempts"] = result.attempts
     except client.EndpointError as err:
         errors[err.kind] += 1
-        rejected = err.kind == "http" and err.status is not None and 400 <= err.status < 500 and err.status not in (408, 429)
+        rejected = err.kind == "http" and err.status is not None and 400 <= err.status < 500 and err.status not in (
+            408, 429)
         if err.retryable or rejected or err.kind == "certificate":
             # Nothing is there, or every request would be refused the same way (bad model name, auth...).
             raise StageError(STAGE, f"{url} did not answer a first request: {err}") from None
@@ -538,7 +546,8 @@ def _table(header: list[str], rows: list[list[str]], right: set[int] | None = No
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
 
     def line(cells):
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i,
+                         (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
@@ -557,10 +566,13 @@ def _errors(errors: dict) -> str:
 
 def describe(report: dict) -> str:
     w, p, t = report["workload"], report["plan"], report["target"]
-    per_level = f"{p['duration_s']:g} s per level" if p.get("duration_s") else (f"{p['requests']} requests per level" if p.get("requests") else "default requests per level")
+    per_level = f"{p['duration_s']:g} s per level" if p.get(
+        "duration_s") else (f"{p['requests']} requests per level" if p.get("requests")
+                            else "default requests per level")
     name = f"{report['label']}: " if report.get("label") else ""
     return (f"{name}{t['url']}  model={t.get('model') or '-'}  prompt~{w['prompt_tokens']} tokens  "
-            f"max_tokens={w['max_tokens']}  {describe_sampling(w.get('sampling'))}  {per_level}  warm-up {p['warmup']} round(s)")
+            f"max_tokens={w['max_tokens']}  {describe_sampling(w.get('sampling'))}  {per_level}  warm-up {p['warmup']} "
+            "round(s)")
 
 
 def describe_sampling(sampling: dict | None) -> str:
@@ -571,7 +583,8 @@ def describe_sampling(sampling: dict | None) -> str:
 
 
 def render_table(report: dict) -> str:
-    header = ["conc", "ok/sent", "errors", "TTFT ms p50/p90/p99", "ITL ms p50/p90/p99", "TPOT ms p50", "E2E s p50/p90/p99",
+    header = ["conc", "ok/sent", "errors", "TTFT ms p50/p90/p99", "ITL ms p50/p90/p99", "TPOT ms p50",
+              "E2E s p50/p90/p99",
               "tok/s/user p50", "tok/s total", "req/s", "loop lag ms p99", "CPU ms/req"]
     rows = []
     for lv in report["levels"]:
@@ -594,13 +607,15 @@ def render_table(report: dict) -> str:
     notes = []
     cold = report.get("cold_start") or {}
     if cold.get("errors"):
-        notes.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not level errors)")
+        notes.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not "
+                     "level errors)")
     for lv in report["levels"]:
         for kind, message in lv.get("error_examples", {}).items():
             notes.append(f"concurrency {lv['concurrency']} {kind}: {message}")
         if lv["client"]["busy"]:
-            notes.append(f"concurrency {lv['concurrency']}: the client was busy (CPU {lv['client']['cpu_utilization']:.0%} of a core, "
-                         f"loop lag p50 {_num(lv['client']['loop_lag_ms']['p50'], 1, 2)} ms): its latencies may be inflated")
+            notes.append(f"concurrency {lv['concurrency']}: the client was busy (CPU "
+                         f"{lv['client']['cpu_utilization']:.0%} of a core, loop lag p50 "
+                         f"{_num(lv['client']['loop_lag_ms']['p50'], 1, 2)} ms): its latencies may be inflated")
     if notes:  # below the table, after a blank line: never read as more of its rows
         lines += ["", *notes]
     return "\n".join(lines)
@@ -669,14 +684,16 @@ def compare(a: dict, b: dict) -> dict:
             ratio = vb / va if va not in (None, 0) and vb is not None else None
             noise = _noise(la, name, record) + _noise(lb, name, record)
             rows.append({"concurrency": la["concurrency"], "metric": name, "a": va, "b": vb, "ratio": _round(ratio, 4),
-                         "noise": _round(noise, 4), "verdict": _verdict(va, vb, higher_better, noise), "digits": digits})
+                         "noise": _round(noise, 4), "verdict": _verdict(va, vb, higher_better, noise),
+                         "digits": digits})
     return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows, "threshold": THRESHOLD,
             "only_a": sorted({lv["concurrency"] for lv in a["levels"]} - set(by_c)),
             "only_b": sorted(set(by_c) - {lv["concurrency"] for lv in a["levels"]})}
 
 
 def _verdict(a: float | None, b: float | None, higher_better: bool, noise: float = 0.0) -> str:
-    """'same' within THRESHOLD of A or within the runs' noise, else 'better' or 'worse' for B; '' when one is missing."""
+    """'same' within THRESHOLD of A or within the runs' noise, else 'better' or 'worse' for B; '' when one is
+    missing."""
     if a is None or b is None:
         return ""
     if abs(b - a) <= max(THRESHOLD * abs(a), noise):
@@ -698,7 +715,8 @@ def render_compare(comparison: dict) -> str:
              "(percentile confidence intervals from their requests; the client's loop lag p99 for times)"]
     for side in ("a", "b"):
         if comparison[f"only_{side}"]:
-            lines.append(f"only in {side.upper()}: concurrency {', '.join(map(str, comparison[f'only_{side}']))} (not compared)")
+            lines.append(f"only in {side.upper()}: concurrency {', '.join(map(str, comparison[f'only_{side}']))} (not "
+                         "compared)")
     if not comparison["rows"]:
         lines.append("the two reports share no concurrency level: nothing to compare")
     return "\n".join(lines)
@@ -732,7 +750,8 @@ def plot(reports: list[dict], path: str | Path) -> Path:
         for ax, key, scale, _title in panels:
             for q, style in styles.items():
                 ys = [None if lv[key][f"p{q}"] is None else lv[key][f"p{q}"] * scale for lv in levels]
-                ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o", color=colour, label=f"{name} p{q}")
+                ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o", color=colour,
+                        label=f"{name} p{q}")
         ax = axes[1][1]
         ax.plot(xs, [lv["throughput"]["output_tokens_per_s"] for lv in levels], "-", marker="o", color=colour,
                 label=f"{name} total")
@@ -750,7 +769,8 @@ def plot(reports: list[dict], path: str | Path) -> Path:
         ax.set_xlabel("concurrent streams")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(" vs ".join(describe(r) if len(reports) == 1 else _name(r, f"run {i + 1}") for i, r in enumerate(reports)),
+    fig.suptitle(" vs ".join(describe(r) if len(reports) == 1 else _name(r, f"run {i + 1}") for i,
+                             r in enumerate(reports)),
                  fontsize="medium")
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)

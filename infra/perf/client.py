@@ -41,7 +41,8 @@ class EndpointError(RuntimeError):
 
     def __init__(self, kind: str, message: str, status: int | None = None):
         super().__init__(message)
-        self.kind = kind  # unavailable | connect | timeout | certificate | http | reset | stalled | malformed | server_error
+        # unavailable | connect | timeout | certificate | http | reset | stalled | malformed | server_error
+        self.kind = kind
         self.status = status
 
     @property
@@ -100,8 +101,8 @@ def proxy_auth_headers(url: str, environ: dict[str, str] | None = None, *, requi
     if not (key and secret):
         if required:
             unset = " and ".join(n for n, v in ((PROXY_KEY_VARIABLE, key), (PROXY_SECRET_VARIABLE, secret)) if not v)
-            raise ConfigError(f"--proxy-auth: {unset} not set; allowed: set MODAL_KEY and MODAL_SECRET to a Modal proxy "
-                              "auth token (modal.com/settings, Proxy auth tokens), or leave out --proxy-auth")
+            raise ConfigError(f"--proxy-auth: {unset} not set; allowed: set MODAL_KEY and MODAL_SECRET to a Modal "
+                              "proxy auth token (modal.com/settings, Proxy auth tokens), or leave out --proxy-auth")
         return {}
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "https" and not is_local_host(parsed.hostname):
@@ -199,7 +200,8 @@ async def stream_chat(
 
 
 def _server_message(body: object) -> str:
-    """The human part of an OpenAI-style error body (`{"error": {"message": ...}}`, `{"message": ...}`), else the body."""
+    """The human part of an OpenAI-style error body (`{"error": {"message": ...}}`, `{"message": ...}`), else the
+    body."""
     if isinstance(body, str):
         try:
             body = json.loads(body)
@@ -229,7 +231,8 @@ async def probe(
     A deadline of 0 is one attempt of `request_timeout` seconds: nothing to wait out (an endpoint that does not scale
     to zero, a server named by URL), so a refused connection fails at once."""
     if deadline_seconds <= 0:
-        async with aiohttp.ClientSession(headers={"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"} | (headers or {})
+        async with aiohttp.ClientSession(
+                headers={"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"} | (headers or {})
                                          ) as session:
             result = await stream_chat(session, url, payload, timeout=request_timeout, on_text=on_text)
             result.attempts = 1
@@ -251,7 +254,8 @@ async def probe(
                     raise
                 if time.monotonic() + RETRY_PAUSE >= deadline:
                     raise EndpointError(
-                        err.kind, f"no response from {url} within {deadline_seconds:g} s ({attempts} attempts; last: {err})"
+                        err.kind, f"no response from {url} within {deadline_seconds:g} s ({attempts} attempts; last: "
+                                  f"{err})"
                     ) from None
                 if on_retry:
                     on_retry(attempts, err)

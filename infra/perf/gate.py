@@ -43,7 +43,8 @@ def bench_inputs(
     workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE,
 ) -> tuple[bench.Workload, bench.Plan]:
-    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any level an objective names."""
+    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any level an objective
+    names."""
     concurrency = objectives.levels(tuple(targets), target_concurrency)
     w = bench.Workload(
         prompt_tokens=workload.prompt_tokens,
@@ -67,7 +68,8 @@ def bench_inputs(
 def measure(
     url: str, workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE, label: str | None = None,
-    target: dict | None = None, headers: dict[str, str] | None = None, say=None, progress: bench.Progress = bench.no_progress,
+    target: dict | None = None, headers: dict[str, str] | None = None, say=None,
+    progress: bench.Progress = bench.no_progress,
 ) -> dict:
     """Run the gate workload against `url`; the compact report (what the manifest keeps)."""
     w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, targets=targets,
@@ -122,7 +124,8 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "regression_budget": self.regression_budget, "measured": self.measured_label,
-                "baseline": self.baseline_label, "rows": [r.to_dict() for r in self.rows], "reasons": list(self.reasons),
+                "baseline": self.baseline_label, "rows": [r.to_dict() for r in self.rows],
+                "reasons": list(self.reasons),
                 "notes": list(self.notes)}
 
 
@@ -139,7 +142,8 @@ def evaluate(
     if baseline is not None:
         was, now = _comparable(baseline.get("workload")), _comparable(measurement.get("workload"))
         if was != now:
-            diff = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k))
+            diff = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now))
+                             if was.get(k) != now.get(k))
             notes.append(f"baseline{' ' + baseline_label if baseline_label else ''} was measured with another workload "
                          f"({diff}): not compared, objectives only")
             baseline = None
@@ -161,7 +165,8 @@ def evaluate(
         where = f"{t.metric} at concurrency {t.concurrency}"
         if level is None:
             verdict, note = MISS, "level not measured"
-            reasons.append(f"{where}: not measured (the measurement has levels {', '.join(map(str, sorted(measured_levels)))})")
+            reasons.append(f"{where}: not measured (the measurement has levels "
+                           f"{', '.join(map(str, sorted(measured_levels)))})")
         elif value is None:
             verdict, note = MISS, "no successful request"
             reasons.append(f"{where}: nothing to measure, every request failed ({_errors(level)})")
@@ -188,7 +193,8 @@ def evaluate(
             notes.append(f"concurrency {c}: the measuring client was busy; its latencies may be inflated")
     cold = measurement.get("cold_start") or {}
     if cold.get("errors"):
-        notes.append(f"waited {cold.get('waited_s', 0):g} s for the endpoint before measuring (cold start; not counted)")
+        notes.append(f"waited {cold.get('waited_s', 0):g} s for the endpoint before measuring (cold start; not "
+                     "counted)")
     return Evaluation(tuple(rows), regression_budget, measured_label or ledger.measured_where(measurement),
                       baseline_label if baseline is not None else None, tuple(reasons), tuple(notes))
 
@@ -248,7 +254,8 @@ def render_markdown(ev: Evaluation, title: str | None = None) -> str:
     """GitHub-flavoured Markdown for a job summary ($GITHUB_STEP_SUMMARY)."""
     icon = {PASS: "✅", NO_BASELINE: "➖", MISS: "❌", REGRESSED: "❌"}
     head = f"### {'✅' if ev.passed else '❌'} Promotion gate {ev.verdict}" + (f": {_md(title)}" if title else "")
-    lines = [head, "", _md(_summary_line(ev)), "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [head, "", _md(_summary_line(ev)), "", "| " + " | ".join(HEADER) + " |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in ev.rows:
         cells = [_md(c) for c in r.cells()]
         cells[0] = f"`{cells[0]}`" if not r.target.implicit else f"`{r.target.metric}` (implicit)"
@@ -309,12 +316,15 @@ class Override:
 def skip_override(reason: object, *, environ: Mapping[str, str] | None = None, now: float | None = None) -> Override:
     """The record of `--skip-gate --reason "..."`; a missing or empty reason is refused before anything happens."""
     if reason is None or reason is True:
-        raise ConfigError('--skip-gate needs --reason "<why>": the reason is recorded in the release manifest with who skipped the gate')
+        raise ConfigError('--skip-gate needs --reason "<why>": the reason is recorded in the release manifest with who '
+                          'skipped the gate')
     if not isinstance(reason, str) or not " ".join(reason.split()):
-        raise ConfigError(f'--reason must say why the gate is skipped (recorded in the release manifest); got {reason!r}')
+        raise ConfigError('--reason must say why the gate is skipped (recorded in the release manifest); got '
+                          f'{reason!r}')
     text = scrub(" ".join(reason.split()))
     if len(text) > MAX_REASON:
-        raise ConfigError(f"--reason is {len(text)} characters; allowed: up to {MAX_REASON} (link to an issue for more)")
+        raise ConfigError(f"--reason is {len(text)} characters; allowed: up to {MAX_REASON} (link to an issue for "
+                          "more)")
     environ = os.environ if environ is None else environ
     run_id = environ.get("GITHUB_RUN_ID") or None
     repo = environ.get("GITHUB_REPOSITORY")
@@ -346,7 +356,8 @@ def _local_user() -> str:
 
 def record(*, evaluation: Evaluation | None = None, measurement: dict | None = None,
            override: Override | None = None) -> dict:
-    """The promoted release's `gate` field: the verdict, the (compact) measurement, the table as data, or the override."""
+    """The promoted release's `gate` field: the verdict, the (compact) measurement, the table as data, or the
+    override."""
     if override is not None:
         return {"verdict": SKIPPED, "override": override.to_dict(),
                 "measurement": ledger.compact(measurement) if measurement else None,

@@ -82,7 +82,8 @@ def measured_where(measurement: dict) -> str:
 
 
 def measurement_of(release: Any) -> tuple[dict, str] | None:
-    """The release's measurement for the ledger, and where it was taken: its own environment's first, else its gate's."""
+    """The release's measurement for the ledger, and where it was taken: its own environment's first, else its
+    gate's."""
     own = release_field(release, "measurement")
     if own:
         return own, f"on {measured_where(own)}"
@@ -174,7 +175,9 @@ class Performance:
     def cost_text(self) -> str:
         usd = self.usd_per_million_output_tokens
         hardware = f"{self.hourly.container.describe()} at ${self.hourly.usd:.2f}/h"
-        return f"${usd:.2f} per 1M output tokens ({hardware})" if usd is not None else f"cost unknown ({hardware}, no throughput)"
+        if usd is None:
+            return f"cost unknown ({hardware}, no throughput)"
+        return f"${usd:.2f} per 1M output tokens ({hardware})"
 
     def line(self) -> str:
         """One line for `invoke status`: latency at 1 and at the target, throughput, errors, cost."""
@@ -216,7 +219,8 @@ def performance(measurement: dict, *, target_concurrency: int, hourly: costs.Hou
         LevelFigures(lv["concurrency"], lv["requests"]["sent"], {m: METRICS[m].read(lv) for m, _ in FIGURES})
         for lv in sorted(measurement["levels"], key=lambda lv: lv["concurrency"])
     )
-    return Performance(measured_on or f"on {measured_where(measurement)}", measurement.get("created"), target_concurrency,
+    return Performance(measured_on or f"on {measured_where(measurement)}", measurement.get("created"),
+                       target_concurrency,
                        levels, hourly)
 
 
@@ -255,7 +259,8 @@ def bake_of(release: Any) -> Bake | None:
 
 
 def entry(release: Any, perf: Performance | None, cold_start: dict | None = None) -> dict:
-    """One ledger row as data (`invoke status --json`); `cold_start` is its starts' summary (infra/control/coldstarts.py)."""
+    """One ledger row as data (`invoke status --json`); `cold_start` is its starts' summary
+    (infra/control/coldstarts.py)."""
     smoke = release_field(release, "smoke")
     gate = release_field(release, "gate") or {}
     override = gate.get("override") or None
@@ -297,7 +302,8 @@ def cold_start_text(summary: dict | None) -> str:
 def render_table(rows: Iterable[tuple[Any, Performance | None]], cold_starts: Mapping[str, dict] | None = None) -> str:
     """The ledger as a table, newest first: where each release came from, its cold starts (median/worst seconds
     from container start to ready, and how many), and what it measured and cost."""
-    header = ["release", "v", "how", "when (UTC)", "commit", "image", "model", "draft", "smoke", "cold start s med/worst (n)",
+    header = ["release", "v", "how", "when (UTC)", "commit", "image", "model", "draft", "smoke",
+              "cold start s med/worst (n)",
               "TTFT p90 ms 1/T", "TPOT p50 ms 1/T", "tok/s @T", "errors", "$/1M out", "measured"]
     cold_starts = cold_starts or {}
     body = []
@@ -314,7 +320,8 @@ def render_table(rows: Iterable[tuple[Any, Performance | None]], cold_starts: Ma
             _short(release_field(release, "model_revision")),
             _short(release_field(release, "draft_revision")),
             "-" if not smoke else ("passed" if smoke.get("passed") else "FAILED"),
-            cold_start_text(cold_starts.get(release_field(release, "release_id")) or release_field(release, "cold_starts")),
+            cold_start_text(cold_starts.get(release_field(release, "release_id"))
+                            or release_field(release, "cold_starts")),
         ]
         if perf is None:
             cells += ["-", "-", "-", "-", "-", "not measured"]
@@ -458,8 +465,8 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
     untagged = [r for r in rows if r.description in app_names and not r.tags.get("recipe")]
     if untagged and not ours:
         raise costs.CostError(
-            f"Modal's billing report for {period.describe()} has {len(untagged)} row(s) of {env}/{recipe}'s apps and none "
-            f"carries its tags (env, recipe, role): they were deployed before the apps were tagged; deploy again "
+            f"Modal's billing report for {period.describe()} has {len(untagged)} row(s) of {env}/{recipe}'s apps and "
+            f"none carries its tags (env, recipe, role): they were deployed before the apps were tagged; deploy again "
             f"(`invoke deploy --env {env} --recipe {recipe}`) and bill a period after it")
     notes = [f"{len(untagged)} untagged row(s) of these apps (${sum(r.usd for r in untagged):,.2f}) left out: deployed "
              "before the apps were tagged"] if untagged else []
@@ -494,7 +501,8 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
         release = history[i]
         perf = priced(release, rates)  # priced at the same rates: its replica's hourly cost is the one to compare with
         billed.append(Billed(
-            release_field(release, "release_id") or "?", release_field(release, "version"), release_field(release, "tag"),
+            release_field(release, "release_id") or "?", release_field(release, "version"),
+            release_field(release, "tag"),
             (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i][0], resources[i],
             perf.hourly if perf else costs.price(container_of(release), rates), _warm_replica_hours(release, window),
             perf.output_tokens_per_s if perf else None))
@@ -533,7 +541,8 @@ def _warm_replica_hours(release: Any, window: tuple[datetime, datetime]) -> floa
 
 
 def find_release(releases: Iterable[Any], release_id: str, where: str) -> Any:
-    """The release with this id among `releases` (the histories read from `where`, e.g. 'prod and staging manifests')."""
+    """The release with this id among `releases` (the histories read from `where`, e.g. 'prod and staging
+    manifests')."""
     seen = []
     for release in releases:
         if release_field(release, "release_id") == release_id:
@@ -548,8 +557,8 @@ def labelled(release: Any) -> dict:
     found = measurement_of(release)
     rid = release_field(release, "release_id")
     if found is None:
-        raise ConfigError(f"--compare: release {rid} has no recorded measurement (it was not promoted through the gate and "
-                          "not measured after going live); compare two measured releases, or two bench JSON files")
+        raise ConfigError(f"--compare: release {rid} has no recorded measurement (it was not promoted through the gate "
+                          "and not measured after going live); compare two measured releases, or two bench JSON files")
     report, where = found
     env = release_field(release, "env") or "?"
     version = release_field(release, "version")
@@ -567,8 +576,10 @@ def compare_reports(ra: dict, rb: dict) -> dict:
     warnings = []
     wa, wb = ({k: v for k, v in r.get("workload", {}).items() if k != "model"} for r in (ra, rb))
     if wa != wb:
-        diff = ", ".join(f"{k} {wa.get(k)!r} vs {wb.get(k)!r}" for k in sorted(set(wa) | set(wb)) if wa.get(k) != wb.get(k))
-        warnings.append(f"the two were measured with different workloads ({diff}): differences are not only the releases'")
+        diff = ", ".join(f"{k} {wa.get(k)!r} vs {wb.get(k)!r}" for k in sorted(set(wa) | set(wb))
+                         if wa.get(k) != wb.get(k))
+        warnings.append(f"the two were measured with different workloads ({diff}): differences are not only the "
+                        "releases'")
     if measured_where(ra) != measured_where(rb):
         warnings.append(f"A was measured on {measured_where(ra)}, B on {measured_where(rb)}: endpoints differ too")
     comparison["warnings"] = warnings

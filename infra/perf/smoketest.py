@@ -41,7 +41,8 @@ def deadline_for(d: Deployment) -> float:
 
 def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callable[[str], None] = print,
           echo: bool = False) -> dict:
-    """Stream one completion from `url`, the deployment's own endpoint; return its measurements or raise StageError('smoke', ...)."""
+    """Stream one completion from `url`, the deployment's own endpoint; return its measurements or raise
+    StageError('smoke', ...)."""
     deadline = deadline or deadline_for(d)
     headers = client.endpoint_headers(d, url)
 
@@ -66,7 +67,8 @@ def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callab
                                     f"({len(result.reasoning)} characters) and no answer: the answer path was not "
                                     "exercised (turn thinking off in the recipe's smoke extra_body, e.g. "
                                     "chat_template_kwargs.enable_thinking=false, or set accept_reasoning_only)")
-        raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: the stream ended without any text or reasoning text")
+        raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: the stream ended without any text or reasoning "
+                                "text")
     return {
         "passed": True,
         "checked": checked,

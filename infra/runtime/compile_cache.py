@@ -221,7 +221,8 @@ def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROO
         return {"restored": False, "fingerprint": fp, "reason": f"no published compile cache at {source}",
                 "seconds": round(time.monotonic() - started, 3)}
     if recorded.get("fingerprint") != fp:
-        return {"restored": False, "fingerprint": fp, "reason": f"{source / KEY_FILE} names {recorded.get('fingerprint')!r}",
+        return {"restored": False, "fingerprint": fp,
+                "reason": f"{source / KEY_FILE} names {recorded.get('fingerprint')!r}",
                 "seconds": round(time.monotonic() - started, 3)}
     shutil.copytree(source, local_root, symlinks=True, dirs_exist_ok=True)
     (Path(local_root) / KEY_FILE).unlink(missing_ok=True)
@@ -257,7 +258,8 @@ def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, repla
         os.rename(staging, final)
         shutil.rmtree(old, ignore_errors=True)
         kept = False
-    return {"published": str(final), "already_there": kept, "caches": stats, "seconds": round(time.monotonic() - started, 3)}
+    return {"published": str(final), "already_there": kept, "caches": stats,
+            "seconds": round(time.monotonic() - started, 3)}
 
 
 # ---------------------------------------------------------------------------- cache misses

@@ -36,8 +36,9 @@ MAX_SGLANG_PORT = 65535 - 10000
 
 def _modal_name(value: str) -> str:
     if looks_like_credential(value):
-        raise ValueError(f"this is the NAME of a Modal Secret, but the value looks like a {credential_kind(value)}: never "
-                         "put a credential in settings; store it with `modal secret create NAME HF_TOKEN=...` and give NAME here")
+        raise ValueError(f"this is the NAME of a Modal Secret, but the value looks like a {credential_kind(value)}: "
+                         "never put a credential in settings; store it with `modal secret create NAME HF_TOKEN=...` "
+                         "and give NAME here")
     if not MODAL_NAME_RE.match(value):
         raise ValueError("not a Modal object name; allowed: 1 to 64 letters, digits, '.', '_' or '-'")
     return value
@@ -52,7 +53,8 @@ class ModalTarget(Frozen):
     environment: ModalName | None = Field(
         default=None, description="Modal Environment to deploy into (default: the environment's own name)")
     cache_environment: ModalName | None = Field(
-        default=None, description="Modal Environment holding the weight and kernel cache Volumes (default: environment)")
+        default=None, description="Modal Environment holding the weight and kernel cache Volumes (default: "
+                                  "environment)")
     app_prefix: ModalName = Field(default="sglang", description="Modal app name = <app_prefix>-<recipe>")
 
 
@@ -65,7 +67,8 @@ class Window(Frozen):
     end: str = Field(description="cron expression: the window closes when it fires")
     timezone: str = Field(description="IANA time zone both expressions are read in, e.g. America/New_York")
     min_containers: int = Field(ge=0, description="warm replicas while the window is active")
-    max_containers: int | None = Field(default=None, ge=1, description="cap while active (default: scaling.max_containers)")
+    max_containers: int | None = Field(default=None, ge=1,
+                                       description="cap while active (default: scaling.max_containers)")
     buffer_containers: int | None = Field(default=None, ge=0, description="default: scaling.buffer_containers")
 
     _name = field_validator("name")(schedule.check_name)
@@ -103,14 +106,17 @@ class Scaling(Frozen):
 class Placement(Frozen):
     """Where containers and Modal's proxies run ([placement]; unset: the recipe's)."""
 
-    compute_region: ComputeRegion | None = Field(default=None, description="where containers run (default: the recipe's)")
-    routing_region: RoutingRegion | None = Field(default=None, description="where Modal's proxies run (default: the recipe's)")
+    compute_region: ComputeRegion | None = Field(default=None,
+                                                 description="where containers run (default: the recipe's)")
+    routing_region: RoutingRegion | None = Field(default=None,
+                                                 description="where Modal's proxies run (default: the recipe's)")
 
 
 class Server(Frozen):
     """The SGLang process's port and where it may read weights from ([server])."""
 
-    port: int | None = Field(default=None, ge=1, le=65535, description="SGLang's port in the container (default: the recipe's)")
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="SGLang's port in the container (default: the recipe's)")
     hf_hub_offline: bool = Field(default=False, description="server reads weights only from the Volume")
 
     @field_validator("port")

@@ -38,5 +38,6 @@ def download_weights() -> list[dict]:
 def compile_kernels(force: bool = False) -> dict:
     """DeepGEMM, then a real server warmed with the deployment's arguments; every JIT cache published keyed
     (`force`: again, replacing what was published for this key)."""
-    return kernels.compile_kernels(deployment, KERNELS_PATH, commit_volume=compile_options["volumes"][KERNELS_PATH].commit,
+    return kernels.compile_kernels(deployment, KERNELS_PATH,
+                                   commit_volume=compile_options["volumes"][KERNELS_PATH].commit,
                                    force=force)

@@ -46,7 +46,8 @@ class CompileFailed(RuntimeError):
 
 
 def kernel_key(d: Deployment) -> dict:
-    """Everything that changes what is compiled: the SGLang build, the model, the parallelism, the GPU, the arguments."""
+    """Everything that changes what is compiled: the SGLang build, the model, the parallelism, the GPU, the
+    arguments."""
     return compile_cache.cache_key(
         sglang_image=d.recipe.sglang_image,
         gpu_type=d.recipe.gpu_type,
@@ -89,7 +90,8 @@ def compile_kernels(
         marker=marker_path(cache_dir, d),
         compile_argv=sglang_args.compile_command(d),
         launch_argv=with_port(sglang_args.launch_command(d), port or d.server.port),
-        readiness=Readiness(timeout=d.recipe.readiness_timeout, poll_interval=d.recipe.health_poll_interval, warmup=d.recipe.warmup,
+        readiness=Readiness(timeout=d.recipe.readiness_timeout, poll_interval=d.recipe.health_poll_interval,
+                            warmup=d.recipe.warmup,
                             model=d.recipe.model, startup_budget=d.recipe.startup_timeout),
         burst=min(BURST, d.recipe.target_concurrency),
         volume_root=cache_dir,
@@ -146,7 +148,8 @@ def warm_caches(
     base_url = f"http://127.0.0.1:{launch_argv[launch_argv.index('--port') + 1]}"
     log = timeline.StartLog(t0=started)
     try:
-        server = lifecycle.start_and_warm(launch_argv, base_url, readiness, env=env, on_line=_feeding(log, "server", on_line))
+        server = lifecycle.start_and_warm(launch_argv, base_url, readiness, env=env,
+                                          on_line=_feeding(log, "server", on_line))
     except lifecycle.ServerFailed as err:
         raise CompileFailed(f"the server did not start and warm up for the compile cache: {err}") from None
     try:
@@ -168,7 +171,8 @@ def warm_caches(
         "seconds": round(sum(seconds.values()), 1),
         "phases": seconds,
         "server_timings": timings,
-        "server_timeline": timeline.segments(log.milestones(timings), timings.get("warmup_s") or [], timings.get("ready_s")),
+        "server_timeline": timeline.segments(log.milestones(timings), timings.get("warmup_s") or [],
+                                             timings.get("ready_s")),
         "deep_gemm": deepgemm,
         "deep_gemm_shapes": gemm_log.deep_gemm(),
         "caches": published["caches"],
@@ -195,7 +199,8 @@ def _run_deep_gemm(argv: list[str], env: dict[str, str], kill_after: float,
     code = process.wait_exit(kill_after)
     if code is None:
         process.stop(grace=0)
-        raise CompileFailed(f"compile_deep_gemm still running after {kill_after:g} s; killed. Last lines:\n{process.tail()}")
+        raise CompileFailed(f"compile_deep_gemm still running after {kill_after:g} s; killed. Last "
+                            f"lines:\n{process.tail()}")
     tail = process.tail()
     process.stop(grace=0)  # its helper server may outlive it: nothing may stay behind
     if code != 0:

@@ -353,10 +353,12 @@ def warm_up(
         except (OSError, requests.RequestException) as exc:
             if _refused(exc):
                 raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: connection refused") from None
-            raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: {exc}") from None
+            raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: "
+                               f"{exc}") from None
         if status != 200:
             kind = ServerUnavailable if status == 503 else ServerFailed
-            raise kind(f"warm-up request {i}/{warmup.count} failed: HTTP {status}: {body[:500].decode(errors='replace')}")
+            raise kind(f"warm-up request {i}/{warmup.count} failed: HTTP {status}: "
+                       f"{body[:500].decode(errors='replace')}")
         try:
             json.loads(body)["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
@@ -451,9 +453,10 @@ def start_and_warm(
                 flaps += 1
                 server.timings["flaps"] = flaps
                 if flaps >= MAX_FLAPS:
-                    raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy ({flaps} times): {err}") from None
-                print(f"SGLang answered healthy but refused its warm-up ({err}); waiting for {HEALTHY_IN_A_ROW} healthy "
-                      "answers in a row", flush=True)
+                    raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy ({flaps} times): "
+                                       f"{err}") from None
+                print(f"SGLang answered healthy but refused its warm-up ({err}); waiting for {HEALTHY_IN_A_ROW} "
+                      "healthy answers in a row", flush=True)
                 in_a_row = HEALTHY_IN_A_ROW
         ready_at = time.monotonic()
         server.timings["warmup_s"] = [round(x, 3) for x in durations]

@@ -47,7 +47,8 @@ def deployment_history(app_name: str, environment: str) -> list[dict]:
         if app_id is None:
             return []
         found = await client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id))
-        return [{"version": h.version, "tag": h.tag, "deployed_at": h.deployed_at} for h in found.app_deployment_histories]
+        return [{"version": h.version, "tag": h.tag, "deployed_at": h.deployed_at}
+                for h in found.app_deployment_histories]
 
     return _with_client(read)
 

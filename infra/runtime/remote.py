@@ -40,7 +40,8 @@ LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, go
 # Every server container's start timeline (infra/runtime/timeline.py), one Dict per Modal Environment, written by the
 # containers and read by `invoke status`. A Dict and not the releases Volume: many containers write at once and none
 # mounts that Volume, and recording a start is a few Dict RPCs with no commit. Modal expires an entry 7 days after
-# its last access, so what outlives that is each release's summary, frozen into its manifest (infra/control/releases.py).
+# its last access, so what outlives that is each release's summary, frozen into its manifest
+# (infra/control/releases.py).
 STARTS_DICT = "sglang-starts"
 STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each write drops the one this many before it
 T = TypeVar("T")
@@ -66,7 +67,8 @@ class Remote(Protocol):
     def secret_exists(self, environment: str, name: str) -> bool: ...
     def ephemeral(self, d: Deployment) -> contextlib.AbstractContextManager[str]: ...
     def billing_rates(self) -> dict: ...
-    def billing_report(self, environment: str, start: datetime, end: datetime, tag_names: Sequence[str]) -> list[dict]: ...
+    def billing_report(self, environment: str, start: datetime, end: datetime,
+                       tag_names: Sequence[str]) -> list[dict]: ...
     def replicas(self, environment: str, app_name: str) -> int | None: ...
     def endpoint_of(self, environment: str, app_name: str) -> str | None: ...
     def read_ring(self, environment: str, keys: Sequence[str]) -> dict[str, object]: ...
@@ -310,7 +312,8 @@ class ModalRemote:
 
     @_explained
     def deploy(self, d: Deployment, tag: str) -> dict:
-        """Deploy; `changed` is False when Modal skipped it because nothing changed (the version is then the one live)."""
+        """Deploy; `changed` is False when Modal skipped it because nothing changed (the version is then the one
+        live)."""
         before = self._latest_version(d)
         with _module_for("infra.runtime.app", d, commit=tag) as module, _modal_output():
             module.app.deploy(environment_name=d.modal.environment, tag=tag)
@@ -351,7 +354,8 @@ class ModalRemote:
             raise UserError(f"cannot roll {d.app_name} (Modal environment {d.modal.environment}) back to {target}: "
                             f"{err}") from None
         if not rolled:
-            raise UserError(f"no deployed app {d.app_name} in Modal environment {d.modal.environment}: nothing to roll back")
+            raise UserError(f"no deployed app {d.app_name} in Modal environment {d.modal.environment}: nothing to roll "
+                            "back")
 
     @_explained
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
@@ -531,7 +535,8 @@ class ModalRemote:
 
     @_explained
     def endpoint_of(self, environment: str, app_name: str) -> str | None:
-        """The URL of the app's server, by the app's name alone (the sentinel knows no Deployment); None if not deployed."""
+        """The URL of the app's server, by the app's name alone (the sentinel knows no Deployment); None if not
+        deployed."""
         import modal
 
         try:

@@ -298,7 +298,8 @@ def check_cron(expr: str) -> str:
             )
     if not fields[0].isdigit():
         raise ValueError(
-            f"the minute field must be one number (0-59): a window boundary fires at most once an hour, e.g. '{EXAMPLE_CRON}'"
+            "the minute field must be one number (0-59): a window boundary fires at most once an hour, e.g. "
+            f"'{EXAMPLE_CRON}'"
         )
     if fields[2] != "*" and fields[4] != "*":
         raise ValueError(
@@ -320,13 +321,15 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("unknown time zone; allowed: an IANA name such as 'America/New_York', 'Europe/Paris' or 'UTC'") from None
+        raise ValueError("unknown time zone; allowed: an IANA name such as 'America/New_York', 'Europe/Paris' or "
+                         "'UTC'") from None
     return name
 
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise ValueError("a window name is letters, digits, '.', '_' or '-' (it appears in logs and plan), e.g. 'business-hours'")
+        raise ValueError("a window name is letters, digits, '.', '_' or '-' (it appears in logs and plan), e.g. "
+                         "'business-hours'")
     return name
 
 
@@ -343,7 +346,8 @@ def check_window(w: Window, base: Scaling, *, allow_warm_replicas: bool = True, 
     w = w.model_copy(update={"start": start, "end": end})  # type: ignore[attr-defined]
     cap = w.max_containers if w.max_containers is not None else base.max_containers
     cap_source = "its max_containers" if w.max_containers is not None else "scaling.max_containers"
-    if w.min_containers < 0 or (w.buffer_containers or 0) < 0 or (w.max_containers is not None and w.max_containers < 1):
+    if w.min_containers < 0 or (w.buffer_containers
+                                or 0) < 0 or (w.max_containers is not None and w.max_containers < 1):
         raise ValueError(f"{where}: min_containers and buffer_containers must be 0 or more, max_containers 1 or more")
     if cap is not None and w.min_containers > cap:
         raise ValueError(

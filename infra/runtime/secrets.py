@@ -18,7 +18,8 @@ import tomllib
 from pathlib import Path
 
 # Environment variables whose values are credentials.
-SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_KEY", "MODAL_SECRET")
+SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_KEY",
+                    "MODAL_SECRET")
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
 
 # The shapes of the credentials this project meets, by prefix. The body must be long and
@@ -33,7 +34,8 @@ CREDENTIAL_SHAPES: dict[str, str] = {
     "sk-": "OpenAI-style API key",
 }
 _CREDENTIAL = re.compile(
-    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(p) for p in CREDENTIAL_SHAPES) + r")(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{16,}"
+    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(p) for p in CREDENTIAL_SHAPES)
+    + r")(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{16,}"
 )
 
 
@@ -48,7 +50,8 @@ def credential_kind(value: str) -> str | None:
 
 
 def mask(value: str | None) -> str:
-    """'hf_abcdef123' -> 'hf_…(masked)', 'ak-123…' -> 'ak-…(masked)': a prefix that says what kind of token it is, nothing more."""
+    """'hf_abcdef123' -> 'hf_…(masked)', 'ak-123…' -> 'ak-…(masked)': a prefix that says what kind of token it is,
+    nothing more."""
     if not value:
         return "not set"
     match = re.match(r"[A-Za-z]{2,3}[_-]", value)
@@ -69,7 +72,8 @@ def shown(value: object) -> str:
     text = mask_credentials(repr(value)) if looks_like_credential(value) else repr(value)
     if len(text) > MAX_SHOWN:
         size = len(value) if isinstance(value, str | bytes | list | dict) else len(str(value))
-        text = f"{text[:MAX_SHOWN]}… ({size} characters)" if isinstance(value, str | bytes | int) else f"{text[:MAX_SHOWN]}…"
+        text = f"{text[:MAX_SHOWN]}… ({size} characters)" if isinstance(
+            value, str | bytes | int) else f"{text[:MAX_SHOWN]}…"
     return text
 
 
@@ -105,7 +109,8 @@ def local_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _modal_config_value(key: str, environ) -> str | None:
-    """The active profile's `key` in Modal's config file (MODAL_CONFIG_PATH, default ~/.modal.toml), without importing modal."""
+    """The active profile's `key` in Modal's config file (MODAL_CONFIG_PATH, default ~/.modal.toml), without importing
+    modal."""
     path = Path(environ.get("MODAL_CONFIG_PATH") or Path.home() / ".modal.toml")
     try:
         profiles = tomllib.loads(path.read_text())

@@ -59,14 +59,17 @@ class NewerSchema(Exception):
 
 
 class Sentinel(Frozen):
-    """`[sentinel]`: whether this environment is watched, how often, how long the record lasts, and what `check` holds."""
+    """`[sentinel]`: whether this environment is watched, how often, how long the record lasts, and what `check`
+    holds."""
 
     enabled: bool = Field(default=False, description="`invoke sentinel` deploys the probing app for this environment")
-    interval_seconds: int = Field(default=60, description=f"seconds between probes (Modal's minimum: {MIN_INTERVAL_SECONDS})")
+    interval_seconds: int = Field(default=60, description="seconds between probes (Modal's minimum: "
+                                                          f"{MIN_INTERVAL_SECONDS})")
     wake: bool = Field(default=False, description="probe even with no replica up (wakes a scale-to-zero environment)")
     retention_days: int = Field(default=7, ge=1, le=MAX_RETENTION_DAYS,
                                 description="days of probes the ring keeps (Modal expires Dict entries after 7)")
-    max_tokens: int = Field(default=16, ge=2, le=256, description="output tokens per probe (two at least: TPOT needs two)")
+    max_tokens: int = Field(default=16, ge=2, le=256,
+                            description="output tokens per probe (two at least: TPOT needs two)")
     min_attainment: float = Field(default=0.99, ge=0, le=1,
                                   description="`invoke check` fails below this share of probes within an objective")
     check_minutes: int = Field(default=60, ge=1, le=MAX_RETENTION_DAYS * 24 * 60,
@@ -156,7 +159,8 @@ class Slot(Frozen):
     def read(cls, value: object, key: str) -> Slot:
         """A stored value, read tolerantly (unknown keys ignored); a newer schema is `NewerSchema`, one line."""
         if not isinstance(value, dict):
-            raise NewerSchema(f"sentinel ring entry {key}: not a slot this version wrote ({type(value).__name__}); skipped")
+            raise NewerSchema(f"sentinel ring entry {key}: not a slot this version wrote ({type(value).__name__}); "
+                              "skipped")
         version = value.get("schema_version")
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise NewerSchema(f"sentinel ring entry {key}: written by schema {version}, this version reads up to "
@@ -230,10 +234,12 @@ def append(ring: Ring, environment: str, probe: Probe, slots: int) -> Slot:
 def probe(url: str, model: str, *, recipe: str, max_tokens: int, headers: dict[str, str], wait_seconds: float,
           now: Callable[[], float] = time.time, clock: Callable[[], float] = time.perf_counter) -> Probe:
     """Stream one chat completion from `url` and time it: TTFT to the first content, TPOT over the rest."""
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": PROBE_PROMPT}], "max_tokens": max_tokens,
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": PROBE_PROMPT}],
+                       "max_tokens": max_tokens,
                        "stream": True, "stream_options": {"include_usage": True}, "temperature": 0}).encode()
     request = urllib.request.Request(f"{url.rstrip('/')}/v1/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "text/event-stream", **headers})
+                                     headers={"Content-Type": "application/json", "Accept": "text/event-stream",
+                                              **headers})
     sent_at, started = now(), clock()
     first = last = None
     chunks, usage = 0, None

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from infra.runtime import compile_cache, schedule
-from infra.runtime.sentinel import SPEC_VARIABLE, SentinelSpec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
+from infra.runtime.sentinel import SPEC_VARIABLE, SentinelSpec
 
 SERVER_NAME = "server"  # the Server's name inside its Modal app
 PACKAGE = "infra.runtime"  # what containers import, mounted at start (not baked into an image)
@@ -247,12 +247,12 @@ def compile_budget(d: Deployment) -> dict[str, Any]:
         "margin_seconds": COMPILE_JOB_MARGIN,
         "timeout_seconds": timeout,
         "cpu": compile_cpu(d),
-        "basis": (f"compile_deep_gemm measured {DEEP_GEMM_MEASURED_SECONDS:g} s for {DEEP_GEMM_MEASURED_SHAPES} GEMM shapes "
-                  f"(Qwen3-8B-FP8 shape, TP 1, 1×H200, SGLang 0.5.11): {fixed:.1f} s fixed + {shapes} shape(s) × "
-                  f"{DEEP_GEMM_SLOWEST_SHAPE_SECONDS:g} s (the slowest measured) = {expected:.1f} s, × margin "
+        "basis": (f"compile_deep_gemm measured {DEEP_GEMM_MEASURED_SECONDS:g} s for {DEEP_GEMM_MEASURED_SHAPES} GEMM "
+                  f"shapes (Qwen3-8B-FP8 shape, TP 1, 1×H200, SGLang 0.5.11): {fixed:.1f} s fixed + {shapes} shape(s) "
+                  f"× {DEEP_GEMM_SLOWEST_SHAPE_SECONDS:g} s (the slowest measured) = {expected:.1f} s, × margin "
                   f"{COMPILE_TIMEOUT_MARGIN:g} = {deep_gemm} s; then the server within startup_timeout "
-                  f"{d.recipe.startup_timeout} s (measured uncached at that shape: {UNCACHED_SERVER_START_SECONDS:g} s) "
-                  f"and {COMPILE_JOB_MARGIN} s to warm, stop, publish and commit"),
+                  f"{d.recipe.startup_timeout} s (measured uncached at that shape: {UNCACHED_SERVER_START_SECONDS:g} "
+                  f"s) and {COMPILE_JOB_MARGIN} s to warm, stop, publish and commit"),
     }
 
 

@@ -61,7 +61,8 @@ def write_in_background(write: Callable[[dict], object], record: dict, wait: flo
     return thread
 
 
-def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path, fingerprint: str | None = None) -> dict:
+def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path,
+                   fingerprint: str | None = None) -> dict:
     """This key's compiled caches from the (read-only) Volume to local disk at the fixed path, and a line about it."""
     result = compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d), local_root)
     if result["restored"]:
@@ -74,8 +75,8 @@ def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Pat
 
 
 def refusal(d: Deployment, found: dict, fingerprint: str) -> str:
-    return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the caches "
-            f"published for key {fingerprint} do not cover this start; refusing to go ready "
+    return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the "
+            f"caches published for key {fingerprint} do not cover this start; refusing to go ready "
             f"(cold_start.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
             f"`invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
 

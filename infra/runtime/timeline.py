@@ -284,7 +284,8 @@ def build_record(
         "outcome": outcome,
         "error": _shorten(error) if error else None,
         "before_launch_s": None if before_launch_s is None else round(before_launch_s, 3),
-        "restore": {k: restore.get(k) for k in ("restored", "fingerprint", "seconds", "files", "bytes", "reason") if k in restore},
+        "restore": {k: restore.get(k) for k in ("restored", "fingerprint", "seconds", "files", "bytes", "reason")
+                    if k in restore},
         "launch_to_ready_s": ready,
         "total_s": None if ready is None or before_launch_s is None else round(before_launch_s + ready, 3),
         "reached_s": last,

@@ -88,19 +88,22 @@ def download(
 
 
 class HubUnreachable(UserError):
-    """The Hub did not answer (refused, silent, an untrusted certificate, an unknown name): where, why, what to check."""
+    """The Hub did not answer (refused, silent, an untrusted certificate, an unknown name): where, why, what to
+    check."""
 
 
 @contextlib.contextmanager
 def _hub_problems_explained(address: str, timeout: float) -> Iterator[None]:
-    """A failure to reach the Hub in one line; the Hub's own answers (401, 404: errors with a response) pass as they are."""
+    """A failure to reach the Hub in one line; the Hub's own answers (401, 404: errors with a response) pass as they
+    are."""
     try:
         yield
     except OSError as exc:
         if getattr(exc, "response", None) is not None:
             raise
         root = reach.root_cause(exc)
-        if root is exc and not isinstance(exc, (TimeoutError, ConnectionError)) and "Connection" not in type(exc).__name__:
+        if root is exc and not isinstance(exc, (TimeoutError,
+                                                ConnectionError)) and "Connection" not in type(exc).__name__:
             raise
         words = reach.cause(root, timeout)
         if isinstance(root, TimeoutError):
@@ -165,7 +168,8 @@ def _download(api, repo: str, revision: str | None, cache_dir: Path, *, token, e
 
 
 def commit_of(repo: str, ref: str, *, token: str | None = None, endpoint: str | None = None) -> str:
-    """The commit a branch or tag of `repo` points at now (one metadata call to the Hub): how a new revision is pinned."""
+    """The commit a branch or tag of `repo` points at now (one metadata call to the Hub): how a new revision is
+    pinned."""
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=endpoint, token=token).model_info(repo, revision=ref).sha

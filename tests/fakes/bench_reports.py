@@ -25,7 +25,8 @@ def level(concurrency: int, *, ttft: float, tpot: float, tokens: int = 10, ok: i
     return bench.aggregate(concurrency, records, [], 0.0, wall_end, cpu, [0.0002] * 20, mode="requests")
 
 
-def report(*levels: dict, env: str = "staging", label: str | None = None, workload: bench.Workload | None = None) -> dict:
+def report(*levels: dict, env: str = "staging", label: str | None = None,
+           workload: bench.Workload | None = None) -> dict:
     workload = workload or bench.Workload(prompt_tokens=512, max_tokens=10, extra={"temperature": 0.0})
     concurrency = tuple(lv["concurrency"] for lv in levels)
     return {

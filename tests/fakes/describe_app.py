@@ -61,12 +61,14 @@ def _volumes(pairs) -> dict:
     def read_only(v) -> bool:
         return bool(v._read_only or (v._mount_options and v._mount_options.read_only))
 
-    return {path: {"name": v._name, "environment": v._load_context_overrides.environment_name, "read_only": read_only(v)}
+    return {path: {"name": v._name, "environment": v._load_context_overrides.environment_name,
+                   "read_only": read_only(v)}
             for path, v in pairs}
 
 
 def as_spec(fn, image_of_spec) -> dict:
-    """One Function's definition as Modal received it, in infra/runtime/spec.py's shape (image as Dockerfile commands)."""
+    """One Function's definition as Modal received it, in infra/runtime/spec.py's shape (image as Dockerfile
+    commands)."""
     cells = closure(fn._load)
     env, named = _env_and_secrets(cells["secrets"])
     out = {
@@ -139,7 +141,8 @@ def describe(module) -> dict:
         "gpu": cells["gpu"],
         "regions": list(cells["scheduler_placement"].regions) if cells["scheduler_placement"] else None,
         "volumes": {
-            path: [v.name, v._load_context_overrides.environment_name] + (["read-only"] if v._mount_options and v._mount_options.read_only else [])
+            path: [v.name, v._load_context_overrides.environment_name]
+            + (["read-only"] if v._mount_options and v._mount_options.read_only else [])
             for path, v in cells["validated_volumes_no_cloud_buckets"]
         },
         "port": http.port,
@@ -159,13 +162,15 @@ def describe(module) -> dict:
 
 
 def definitions() -> dict:
-    """The server's and the jobs' definitions, read back from the SDK objects `infra.runtime.app` and `infra.runtime.jobs` built."""
+    """The server's and the jobs' definitions, read back from the SDK objects `infra.runtime.app` and
+    `infra.runtime.jobs` built."""
     import infra.control.modal_entry  # noqa: F401  (resolves INFRA_ENV/INFRA_RECIPE, as `modal deploy -m` does)
     import infra.runtime.app
     import infra.runtime.jobs
 
     server = synchronizer_in(infra.runtime.app.SGLangServer)._get_service_function()
-    jobs = {name: synchronizer_in(getattr(infra.runtime.jobs, name)) for name in ("download_weights", "compile_kernels")}
+    jobs = {name: synchronizer_in(getattr(infra.runtime.jobs, name))
+            for name in ("download_weights", "compile_kernels")}
     scheduled = {name: synchronizer_in(value) for name, value in vars(infra.runtime.app).items()
                  if name.startswith("apply_floor_")}
     return {

@@ -117,11 +117,13 @@ def make_repo(
 
     def snapshot(generation: int) -> dict[str, bytes]:
         return {
-            "README.md": f"# {repo_id}\n\nA generated test repository (seed {seed}, generation {generation}).\n".encode(),
+            "README.md": f"# {repo_id}\n\nA generated test repository (seed {seed}, generation "
+                         f"{generation}).\n".encode(),
             "config.json": json.dumps(
                 {"architectures": ["TinyForCausalLM"], "hidden_size": 64, "generation": generation}
             ).encode(),
-            "tokenizer.json": json.dumps({"version": "1.0", "model": {"vocab": {f"t{i}": i for i in range(200)}}}).encode(),
+            "tokenizer.json": json.dumps({"version": "1.0",
+                                          "model": {"vocab": {f"t{i}": i for i in range(200)}}}).encode(),
             "model.safetensors": rng.randbytes(big_file_size),
         }
 
@@ -297,13 +299,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(
                 401,
                 "GatedRepo",
-                f"Access to model {repo.repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                f"Access to model {repo.repo_id} is restricted. You must have access to it and be authenticated to "
+                "access it. Please log in.",
             )
             return False
         given = header.removeprefix("Bearer ").strip()
         if given in self.hub.denied_tokens:
             self._error(
-                403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are not in the authorized list."
+                403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are not in the authorized "
+                                  "list."
             )
             return False
         if self.hub.token is None or given != self.hub.token:

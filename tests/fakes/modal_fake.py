@@ -121,7 +121,8 @@ class FakeModal:
             skipped = marker.exists()
             if not skipped:
                 marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps({"repo": repo, "commit": commit, "files": ["config.json"], "size_bytes": 1000}))
+                marker.write_text(json.dumps({"repo": repo, "commit": commit, "files": ["config.json"],
+                                              "size_bytes": 1000}))
                 if revision != commit:
                     ref = weights.ref_path(cache, repo, revision)
                     ref.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,8 @@ class FakeModal:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local", port=port,
+        return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local",
+                                       port=port,
                                        force=force)
 
     def deploy(self, d: Deployment, tag: str) -> dict:
@@ -150,7 +152,8 @@ class FakeModal:
         versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
         self._save_versions(d, versions)
         self._reset_autoscaler(d)
-        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint, "version": version,
+        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint,
+                "version": version,
                 "changed": True}
 
     def server_url(self, d: Deployment) -> str | None:
@@ -168,7 +171,8 @@ class FakeModal:
             raise RuntimeError(f"App '{d.app_name}' has no previous version to roll back to")
         target = versions[1] if version is None else next(v for v in versions if v["version"] == version)
         # Modal records a rollback as a new version with the old definition.
-        versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"], "deployed_at": time.time()})
+        versions.insert(0, {**target, "version": len(versions) + 1, "rollback_of": target["version"],
+                            "deployed_at": time.time()})
         self._save_versions(d, versions)
         self._reset_autoscaler(d)
 
@@ -325,7 +329,8 @@ class FakeModal:
         self._call("billing_rates")
         from infra.control.costs import PER_SECOND
 
-        return self._billing().get("rates") or {"workspace": "fake", "rates": {k: f"{v:.8f}" for k, v in PER_SECOND.items()}}
+        return self._billing().get("rates") or {"workspace": "fake",
+                                                "rates": {k: f"{v:.8f}" for k, v in PER_SECOND.items()}}
 
     def billing_report(self, environment: str, start, end, tag_names) -> list[dict]:
         self._call("billing_report", environment=environment, start=start.isoformat(), end=end.isoformat(),

@@ -103,7 +103,8 @@ class FakeServer:
             "t": time.time(),
             "method": request.method,
             "path": request.path,
-            "headers": {k: v for k, v in request.headers.items() if k.lower().startswith(("modal-", "authorization", "accept"))},
+            "headers": {k: v for k, v in request.headers.items()
+                        if k.lower().startswith(("modal-", "authorization", "accept"))},
             "body": body,
         }
         with open(self.b.record, "a") as f:
@@ -176,7 +177,8 @@ class FakeServer:
                     "id": f"chatcmpl-{n}",
                     "object": "chat.completion",
                     "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "length"}],
                     "usage": {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": 5 + count},
                 }
             )
@@ -205,7 +207,8 @@ class FakeServer:
                 await resp.write(b"data: [DONE]\n\n")
                 return resp
             text = "".join(f"tok{j} " for j in range(i * per_chunk, min((i + 1) * per_chunk, count)))
-            if self.b.stamp:  # when the request reached this handler and when this chunk left: for client-accuracy benchmarks
+            # when the request reached this handler and when this chunk left: for client-accuracy benchmarks
+            if self.b.stamp:
                 text = f"{text.rstrip()}|{arrived:.6f}|{loop.time():.6f} "
             chunk = {
                 "id": f"chatcmpl-{n}",
@@ -223,7 +226,8 @@ class FakeServer:
         return resp
 
     async def generate(self, request: web.Request) -> web.Response:
-        """SGLang's native /generate, non-streaming: text and meta_info (spec_verify_ct when speculative, as SGLang's)."""
+        """SGLang's native /generate, non-streaming: text and meta_info (spec_verify_ct when speculative, as
+        SGLang's)."""
         body = await request.json()
         self.record(request, body)
         count = int((body.get("sampling_params") or {}).get("max_new_tokens") or self.b.tokens)
@@ -305,7 +309,8 @@ async def serve(b: Behaviour) -> None:
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         loop.create_task(_drain_watchdog(server, children))
     if b.exit_after is not None:
-        loop.call_later(b.exit_after, lambda: (print(f"fatal: simulated crash, exiting {b.exit_code}", flush=True), os._exit(b.exit_code)))
+        loop.call_later(b.exit_after, lambda: (print(f"fatal: simulated crash, exiting {b.exit_code}", flush=True),
+                                               os._exit(b.exit_code)))
     await asyncio.sleep(b.listen_after)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
@@ -336,7 +341,8 @@ def parse(argv: list[str]) -> Behaviour:
         elif name == "log_lines":
             p.add_argument(flag, action="append", default=[])
         elif value is None:
-            kind = str if name in ("port_file", "record", "spawn_child", "scheduler_pid_file", "first_chat_writes") else float
+            kind = str if name in ("port_file", "record", "spawn_child", "scheduler_pid_file",
+                                   "first_chat_writes") else float
             kind = int if name in ("stall_at", "reset_at", "malformed_at", "error_at") else kind
             p.add_argument(flag, type=kind, default=None)
         else:

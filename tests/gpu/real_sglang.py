@@ -63,13 +63,13 @@ THINK = ["<think>", "</think>"]  # ordinary added tokens, as in Qwen3's tokenize
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['content'] is string -%}{%- set text = message['content'] -%}"
-    "{%- else -%}{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') -%}"
-    "{%- endif -%}"
+    "{%- else -%}{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | "
+    "join('') -%}{%- endif -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + text + '<|im_end|>\\n' -}}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
-    "{%- if enable_thinking is defined and enable_thinking is false -%}{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
-    "{%- endif -%}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif "
+    "-%}{%- endif -%}"
 )
 
 
@@ -220,11 +220,13 @@ def tiny_deployment(
         f"{at}.gpu_count={TP}", f"{at}.tp_size={TP}",
     ]))
     d = resolve(settings, RECIPE)
-    spec = d.recipe.speculative.model_copy(update=dict(draft_model=DRAFT, draft_revision=DRAFT_COMMIT)) if speculative else None
+    spec = d.recipe.speculative.model_copy(update=dict(draft_model=DRAFT,
+                                                       draft_revision=DRAFT_COMMIT)) if speculative else None
     flags = d.recipe.extra_flags + TINY_FLAGS + ((("--reasoning-parser", "qwen3"),) if reasoning_parser else ())
     d = d.with_recipe(d.recipe.model_copy(update=dict(sglang_version=sglang_version, mem_fraction_static=MEM_FRACTION,
                                           extra_flags=flags, speculative=spec)))
-    d = d.model_copy(update=dict(server=d.server.model_copy(update=dict(port=port, hf_hub_offline=True)), gpu_snapshot=snapshot))
+    d = d.model_copy(update=dict(server=d.server.model_copy(update=dict(port=port, hf_hub_offline=True)),
+                                 gpu_snapshot=snapshot))
     if sglang_version in sglang_flags.supported_versions():
         sglang_flags.check_flags(d)  # the flag table of the version that runs, where the project has one
     return d
@@ -240,7 +242,8 @@ def server_environment(hub: str | Path, cache_root: str | Path) -> dict[str, str
 
 
 def readiness(d: Deployment, budget: float = 540.0) -> Readiness:
-    return Readiness(timeout=budget, poll_interval=d.recipe.health_poll_interval, warmup=d.recipe.warmup, model=d.recipe.model,
+    return Readiness(timeout=budget, poll_interval=d.recipe.health_poll_interval, warmup=d.recipe.warmup,
+                     model=d.recipe.model,
                      startup_budget=budget)
 
 

@@ -76,7 +76,8 @@ def _extend_vocab(tokenizer_json: Path, size: int, extra_special: tuple[str, ...
     merges = model["merges"]
     as_pairs = bool(merges) and isinstance(merges[0], list)
     taken = set(vocab) | {a["content"] for a in added}
-    candidates = itertools.chain(((a, b) for a in chars for b in chars), ((a + b, c) for a in chars for b in chars for c in chars))
+    candidates = itertools.chain(((a, b) for a in chars for b in chars),
+                                 ((a + b, c) for a in chars for b in chars for c in chars))
     for left, right in candidates:
         if next_id >= size:
             break
@@ -101,7 +102,8 @@ TOKENIZER_CLASS = "Qwen2Tokenizer"
 QWEN3_CONFIG_VERSION = "4.51.0"  # Qwen/Qwen3-8B-FP8's config.json
 
 
-def _tokenizer(snapshot: Path, size: int, *, extra_special: tuple[str, ...] = (), chat_template: str = real.CHAT_TEMPLATE,
+def _tokenizer(snapshot: Path, size: int, *, extra_special: tuple[str, ...] = (),
+               chat_template: str = real.CHAT_TEMPLATE,
                model_max_length: int = 40960) -> dict[str, int]:
     ids = real._train_tokenizer(snapshot / "tokenizer.json")  # the tiny stand-in tokenizer: its bos/eos ids
     ids |= _extend_vocab(snapshot / "tokenizer.json", size, extra_special)
@@ -150,7 +152,8 @@ def build_real_shape_models(hub: Path) -> dict:
 def deployment(*, port: int, no_piecewise: bool = False, snapshot: bool = False) -> Deployment:
     """The low-latency recipe as the GPU suite resolves it (real.tiny_deployment: settings, one GPU, SGLang 0.5.11,
     dummy weights, triton attention, pytorch sampling), serving the real-shape models with the recipe's
-    mem_fraction_static. `no_piecewise` adds NO_PIECEWISE; `snapshot` the GPU-snapshot flags (sglang_args.server_args)."""
+    mem_fraction_static. `no_piecewise` adds NO_PIECEWISE; `snapshot` the GPU-snapshot flags
+    (sglang_args.server_args)."""
     d = real.tiny_deployment(port=port, snapshot=snapshot)
     spec = d.recipe.speculative.model_copy(update=dict(draft_model=DRAFT, draft_revision=DRAFT_COMMIT))
     flags = d.recipe.extra_flags + (NO_PIECEWISE if no_piecewise else ())
@@ -188,9 +191,11 @@ VLM_PROVENANCE = {
     "architectures": "[SG][MC] Qwen3_5MoeForConditionalGeneration (cards of FP8/GPTQ/Quark derivatives name it)",
     "text_config.hidden_size": "[MC][TF] 2048",
     "text_config.num_hidden_layers": "[MC][TF] 40",
-    "text_config.layer_types / full_attention_interval": "[MC][TF] 10 x (3 linear_attention + 1 full_attention): interval 4",
+    "text_config.layer_types / full_attention_interval": "[MC][TF] 10 x (3 linear_attention + 1 full_attention): "
+                                                         "interval 4",
     "text_config.num_attention_heads / num_key_value_heads / head_dim": "[MC][TF] 16 / 2 / 256",
-    "text_config.linear_num_key_heads / linear_num_value_heads / linear_key_head_dim / linear_value_head_dim": "[MC][TF] 16 / 32 / 128 / 128",
+    "text_config.linear_num_key_heads / linear_num_value_heads / linear_key_head_dim / "
+    "linear_value_head_dim": "[MC][TF] 16 / 32 / 128 / 128",
     "text_config.linear_conv_kernel_dim": "[TF] 4",
     "text_config.num_experts / num_experts_per_tok": "[MC][TF] 256 / 8",
     "text_config.moe_intermediate_size / shared_expert_intermediate_size": "[MC][TF] 512 / 512",
@@ -201,11 +206,12 @@ VLM_PROVENANCE = {
     "text_config.rope_parameters.mrope_section / mrope_interleaved": "[DER] [11, 11, 10] / true",
     "text_config.mtp_num_hidden_layers": "[SG] 1 (SGLang sets num_nextn_predict_layers = 1 for the MTP drafter)",
     "text_config.rms_norm_eps / hidden_act / tie_word_embeddings": "[TF] 1e-6 / silu / false",
-    "vision_config": "[TF] defaults (depth 27, hidden 1152, 16 heads, intermediate 4304, patch 16, merge 2, temporal patch 2, "
-                     "2304 position embeddings, gelu_pytorch_tanh); out_hidden_size [DER] 2048",
+    "vision_config": "[TF] defaults (depth 27, hidden 1152, 16 heads, intermediate 4304, patch 16, merge 2, temporal "
+                     "patch 2, 2304 position embeddings, gelu_pytorch_tanh); out_hidden_size [DER] 2048",
     "quantization_config": "[MC] fp8 / e4m3 / dynamic / [128, 128]; modules_to_not_convert [MC][ASSUMED] as prefixes",
     "image/video/vision_start/vision_end token ids": "this stand-in tokenizer's ids of <|image_pad|>, <|video_pad|>, "
-                                                       "<|vision_start|>, <|vision_end|> (the real ones are 248056, 248057, 248053, 248054 [TF])",
+                                                       "<|vision_start|>, <|vision_end|> (the real ones are 248056, "
+                                                       "248057, 248053, 248054 [TF])",
 }
 
 VLM_CHAT_TEMPLATE = (
@@ -213,10 +219,10 @@ VLM_CHAT_TEMPLATE = (
     "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
     "{%- if message['content'] is string -%}{{- message['content'] -}}"
     "{%- else -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'image_url' or item['type'] == 'image' -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
-    "{%- elif item['type'] == 'video' -%}{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
-    "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
+    "{%- if item['type'] == 'image_url' or item['type'] == 'image' -%}{{- "
+    "'<|vision_start|><|image_pad|><|vision_end|>' -}}{%- elif item['type'] == 'video' -%}{{- "
+    "'<|vision_start|><|video_pad|><|vision_end|>' -}}{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif "
+    "-%}{%- endfor -%}{%- endif -%}"
     "{{- '<|im_end|>\\n' -}}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
@@ -234,9 +240,11 @@ def vlm_config(ids: dict[str, int]) -> dict:
         "layer_types": ["full_attention" if (i + 1) % 4 == 0 else "linear_attention" for i in range(layers)],
         "full_attention_interval": 4,
         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "attn_output_gate": True,
-        "linear_num_key_heads": 16, "linear_num_value_heads": 32, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+        "linear_num_key_heads": 16, "linear_num_value_heads": 32, "linear_key_head_dim": 128,
+        "linear_value_head_dim": 128,
         "linear_conv_kernel_dim": 4,
-        "num_experts": 256, "num_experts_per_tok": 8, "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512,
+        "num_experts": 256, "num_experts_per_tok": 8, "moe_intermediate_size": 512,
+        "shared_expert_intermediate_size": 512,
         "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True, "router_aux_loss_coef": 0.001,
         "vocab_size": QWEN3_6_VOCAB, "max_position_embeddings": 262144, "rms_norm_eps": 1e-6, "hidden_act": "silu",
         "tie_word_embeddings": False, "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02,
@@ -252,8 +260,10 @@ def vlm_config(ids: dict[str, int]) -> dict:
         "temporal_patch_size": 2, "out_hidden_size": 2048, "num_position_embeddings": 2304,
         "deepstack_visual_indexes": [], "initializer_range": 0.02,
     }
-    not_converted = ["lm_head", "model.visual", "model.language_model.embed_tokens", "mlp.gate", "mlp.shared_expert_gate",
-                     "linear_attn.in_proj_a", "linear_attn.in_proj_b", "linear_attn.conv1d", "linear_attn.norm", "mtp.fc"]
+    not_converted = ["lm_head", "model.visual", "model.language_model.embed_tokens", "mlp.gate",
+                     "mlp.shared_expert_gate",
+                     "linear_attn.in_proj_a", "linear_attn.in_proj_b", "linear_attn.conv1d", "linear_attn.norm",
+                     "mtp.fc"]
     return {
         "architectures": ["Qwen3_5MoeForConditionalGeneration"], "model_type": "qwen3_5_moe",
         "text_config": text, "vision_config": vision,
@@ -309,7 +319,8 @@ def vlm_deployment(*, port: int, site_flags: bool = True) -> Deployment:
     from infra.control.settings import load_settings, parse_overrides
 
     at = f"recipes.{VLM_RECIPE}"
-    settings = load_settings("dev", VLM_RECIPE, parse_overrides([f"{at}.model={VLM}", f"{at}.model_revision={VLM_COMMIT}"]))
+    settings = load_settings("dev", VLM_RECIPE,
+                             parse_overrides([f"{at}.model={VLM}", f"{at}.model_revision={VLM_COMMIT}"]))
     d = resolve(settings, VLM_RECIPE)
     flags = d.recipe.extra_flags + (real.TINY_FLAGS + VLM_SITE_FLAGS if site_flags else (("--load-format", "dummy"),))
     d = d.with_recipe(d.recipe.model_copy(update=dict(sglang_version=real.GPU_SGLANG_VERSION, extra_flags=flags)))

@@ -67,7 +67,8 @@ def place(tmp_path_factory):
 
 
 class Started:
-    def __init__(self, d, server: ServerProcess, launched: float, returned: float, ready_line: float | None, baseline: int):
+    def __init__(self, d, server: ServerProcess, launched: float, returned: float, ready_line: float | None,
+                 baseline: int):
         self.d, self.server = d, server
         self.url = f"http://127.0.0.1:{d.server.port}"
         self.launched, self.returned, self.ready_line, self.baseline_mib = launched, returned, ready_line, baseline
@@ -112,12 +113,14 @@ def test_a_launch_that_dies_during_start_up_is_reported_within_a_second(place):
     server = ServerProcess(argv, env=place["env"])
     watch = real.ExitWatch(server.pid)
     with pytest.raises(ServerFailed) as err:
-        lifecycle.wait_until_healthy(server, f"http://127.0.0.1:{d.server.port}", timeout=90, poll_interval=d.recipe.health_poll_interval)
+        lifecycle.wait_until_healthy(server, f"http://127.0.0.1:{d.server.port}", timeout=90,
+                                     poll_interval=d.recipe.health_poll_interval)
     raised = time.monotonic()
     exited = watch.join(5)
     server.stop(grace=0)
     message = str(err.value)
-    record("crash_detection", seconds_after_exit=round(raised - exited, 3), exit_after_launch_s=round(exited - server.started_at, 1),
+    record("crash_detection", seconds_after_exit=round(raised - exited, 3),
+           exit_after_launch_s=round(exited - server.started_at, 1),
            message_head=message[:300])
     assert raised - exited < 1.0
     assert "exited with code" in message and "during start-up" in message
@@ -146,7 +149,8 @@ def test_healthy_then_a_warm_up_request_runs_speculative_decoding(server_a):
     })
     meta = out["meta_info"]
     record("server_a", tp_size=real.TP, start_to_healthy_s=t["healthy_s"], warmup_s=t["warmup_s"], ready_s=t["ready_s"],
-           warmup_shaped_request={k: meta.get(k) for k in ("completion_tokens", "spec_verify_ct", "spec_accept_length")})
+           warmup_shaped_request={k: meta.get(k) for k in ("completion_tokens", "spec_verify_ct",
+                                                           "spec_accept_length")})
     assert len(t["warmup_s"]) == w.count
     assert meta["completion_tokens"] == w.max_tokens
     assert meta.get("spec_verify_ct", 0) > 0  # draft/verify rounds ran
@@ -198,7 +202,8 @@ def test_stop_with_a_long_stream_in_flight_lets_it_finish_and_frees_the_gpu(serv
 
     async def stream() -> None:
         async with __import__("aiohttp").ClientSession() as session:
-            payload = client.chat_payload([{"role": "user", "content": "Tell me a long story."}], model=server_a.d.recipe.model,
+            payload = client.chat_payload([{"role": "user", "content": "Tell me a long story."}],
+                                          model=server_a.d.recipe.model,
                                           max_tokens=max_tokens, temperature=0, ignore_eos=True)
             try:
                 r = await client.stream_chat(session, server_a.url, payload, timeout=120,

@@ -78,7 +78,8 @@ def test_compile_then_a_cached_start_at_the_real_shape(tmp_path):
     assert record["missing"] == [], f"phases not seen in SGLang's log: {record['missing']}"
     assert record["phases"][-1]["end_s"] == pytest.approx(record["launch_to_ready_s"], abs=0.01)
     ready, compile_start = record["launch_to_ready_s"], compiled["server_timings"]["ready_s"]
-    assert ready < compile_start, f"cached start {ready:.1f} s is not faster than the compile job's start {compile_start:.1f} s"
+    assert ready < compile_start, (f"cached start {ready:.1f} s is not faster than the compile job's start "
+                                   f"{compile_start:.1f} s")
     assert compiled["escaped"] == {} and cached["escaped"] == {}, (compiled["escaped"], cached["escaped"])
     if "uncached" in steps:
         uncached = result["steps"]["uncached"]

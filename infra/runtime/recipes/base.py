@@ -143,12 +143,14 @@ class Recipe(Frozen):
 
     # SGLang
     port: int = 8000  # inside the container; an environment may change it (server.port)
-    target_concurrency: int = Field(default=10, gt=0)  # Modal's per-container target; SGLang's CUDA graphs are sized from it
+    # Modal's per-container target; SGLang's CUDA graphs are sized from it
+    target_concurrency: int = Field(default=10, gt=0)
     mem_fraction_static: float = 0.8
     extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
     speculative: SpeculativeDecoding | None = None
     # Distinct FP8 GEMM shapes DeepGEMM compiles kernels for, per rank (0: none): what the compile job's timeout and
-    # `plan`'s uncached estimate scale with (infra/runtime/spec.py `compile_budget`). Each recipe says where its count is from.
+    # `plan`'s uncached estimate scale with (infra/runtime/spec.py `compile_budget`). Each recipe says where its count
+    # is from.
     deep_gemm_shapes: int = Field(default=0, ge=0)
 
     # Modal. The regions are this recipe's defaults: an environment's [placement] wins.

@@ -32,7 +32,8 @@ from infra.runtime.recipes.base import (
 
 RECIPE = Recipe(
     name="qwen3.6-35b-vlm",
-    description="Qwen3.6-35B-A3B-FP8 vision-language model on 1×H100, MTP speculative decoding, reasoning and tool parsers",
+    description="Qwen3.6-35B-A3B-FP8 vision-language model on 1×H100, MTP speculative decoding, reasoning and tool "
+                "parsers",
     source="shared/reference/002 (Serve the Qwen 3.6 Vision-Language Model with SGLang)",
     # The official SGLang image with CUDA 13.
     sglang_image="lmsysorg/sglang:v0.5.10.post1-cu130-runtime",

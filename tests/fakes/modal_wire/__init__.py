@@ -118,7 +118,8 @@ class ModalWire:
             await self._grpc.start("127.0.0.1", 0)
             self.grpc_url = f"http://127.0.0.1:{self._grpc._server.sockets[0].getsockname()[1]}"
             http = web.Application(client_max_size=64 * 1024 * 1024)
-            http.add_routes([*self.servicer.http_routes(), web.route("*", "/srv/{label}/{tail:.*}", self.servicer.proxy)])
+            http.add_routes([*self.servicer.http_routes(),
+                             web.route("*", "/srv/{label}/{tail:.*}", self.servicer.proxy)])
             self._http = web.AppRunner(http, access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, "127.0.0.1", 0)
@@ -299,7 +300,8 @@ class ModalWire:
 
     def dict_entries(self, environment: str, name: str) -> dict[Any, Any]:
         def entries():
-            found = next((d for d in self.state.dicts.values() if d.environment == environment and d.name == name), None)
+            found = next((d for d in self.state.dicts.values() if d.environment == environment and d.name == name),
+                         None)
             return dict(found.entries) if found else {}
 
         return {deserialize(k, None): deserialize(v, None) for k, v in self._on_loop(entries).items()}

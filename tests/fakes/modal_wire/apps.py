@@ -112,7 +112,8 @@ class AppsMixin:
                 raise GRPCError(Status.INVALID_ARGUMENT, "A deployed App needs a name")
             other = self.state.deployed_app(app.environment, request.name)
             if other is not None and other.app_id != app.app_id:
-                raise GRPCError(Status.ALREADY_EXISTS, f"App '{request.name}' is already deployed in '{app.environment}'")
+                raise GRPCError(Status.ALREADY_EXISTS, f"App '{request.name}' is already deployed in "
+                                                       f"'{app.environment}'")
             live = app.live
             unchanged = live is not None and app.state == api_pb2.APP_STATE_DEPLOYED and (
                 {t: live.definition_ids[f] for t, f in live.function_ids.items()} == definitions
@@ -123,10 +124,12 @@ class AppsMixin:
             else:
                 version = Version(
                     version=max((v.version for v in app.history), default=0) + 1,
-                    deployed_at=deployed_at, tag=request.deployment_tag, client_version=request.client_version or CLIENT_VERSION,
+                    deployed_at=deployed_at, tag=request.deployment_tag, client_version=request.client_version
+                    or CLIENT_VERSION,
                     commit_info=request.commit_info if request.HasField("commit_info") else None,
                     function_ids=dict(request.function_ids), class_ids=dict(request.class_ids),
-                    definition_ids={fid: self.state.functions[fid].definition_id for fid in request.function_ids.values()},
+                    definition_ids={fid: self.state.functions[fid].definition_id
+                                    for fid in request.function_ids.values()},
                     tags=dict(request.tags),
                 )
                 self._make_live(app, version)

@@ -49,7 +49,8 @@ class BlobsMixin:
         data = await request.read()
         if created is None:
             return web.Response(status=403, text="no such upload URL")
-        if created.content_sha256_base64 and base64.b64encode(hashlib.sha256(data).digest()).decode() != created.content_sha256_base64:
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if created.content_sha256_base64 and digest != created.content_sha256_base64:
             return web.Response(status=400, text="content does not match content_sha256_base64")
         self.state.blobs[blob_id] = data
         return web.Response(text="", headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})

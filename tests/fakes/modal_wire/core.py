@@ -85,5 +85,6 @@ def servicer_class(*mixins: type) -> type:
 
 def implemented_rpcs(*mixins: type) -> list[str]:
     """The RPC names the mixins implement (the closing report lists them)."""
-    abstract = {n for n in dir(api_grpc.ModalClientBase) if getattr(getattr(api_grpc.ModalClientBase, n), "__isabstractmethod__", False)}
+    abstract = {n for n in dir(api_grpc.ModalClientBase)
+                if getattr(getattr(api_grpc.ModalClientBase, n), "__isabstractmethod__", False)}
     return sorted(n for m in mixins for n in vars(m) if n in abstract)

@@ -30,7 +30,8 @@ class DictsMixin:
                       if d.environment == environment and d.name == request.deployment_name), None)
         if found is None:
             if request.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING:
-                raise GRPCError(Status.NOT_FOUND, f"Dict '{request.deployment_name}' not found in environment '{environment}'")
+                raise GRPCError(Status.NOT_FOUND, f"Dict '{request.deployment_name}' not found in environment "
+                                                  f"'{environment}'")
             found = Dict(new_id("di"), environment, request.deployment_name)
             self.state.dicts[found.dict_id] = found
         await stream.send_message(api_pb2.DictGetOrCreateResponse(

@@ -54,7 +54,8 @@ def _data(definition: api_pb2.Function | None) -> api_pb2.FunctionData:
     return api_pb2.FunctionData(
         function_name=definition.function_name, function_type=definition.function_type,
         ranked_functions=[api_pb2.FunctionData.RankedFunction(rank=0, function=definition)],
-        is_server=definition.is_server, http_config=definition.http_config, autoscaler_settings=definition.autoscaler_settings,
+        is_server=definition.is_server, http_config=definition.http_config,
+        autoscaler_settings=definition.autoscaler_settings,
     )
 
 
@@ -74,7 +75,8 @@ class FunctionsMixin:
         request: api_pb2.FunctionCreateRequest = await stream.recv_message()
         app = self.state.app(request.app_id)
         if not request.HasField("function"):
-            raise GRPCError(Status.INVALID_ARGUMENT, "the fake supports single-definition Functions only (no ranked function_data)")
+            raise GRPCError(Status.INVALID_ARGUMENT, "the fake supports single-definition Functions only (no ranked "
+                                                     "function_data)")
         definition = request.function
         self._check_references(definition)
         function_id = request.existing_function_id or new_id("fu")
@@ -117,14 +119,16 @@ class FunctionsMixin:
         app = self.state.deployed_app(environment, request.app_name)
         if app is None:
             raise GRPCError(Status.NOT_FOUND, f"Lookup failed for Function '{request.object_tag}' from the "
-                                              f"'{request.app_name}' app: App not found in environment '{environment}'.")
+                                              f"'{request.app_name}' app: App not found in environment "
+                                              f"'{environment}'.")
         function_id = app.function_ids.get(request.object_tag)
         if function_id is None:
             raise GRPCError(Status.NOT_FOUND, f"Lookup failed for Function '{request.object_tag}' from the "
                                               f"'{request.app_name}' app: no such object.")
         function = self.state.functions[function_id]
         await stream.send_message(api_pb2.FunctionGetResponse(
-            function_id=function_id, handle_metadata=self._handle_metadata(function), function=_data(function.definition),
+            function_id=function_id, handle_metadata=self._handle_metadata(function),
+            function=_data(function.definition),
         ))
 
     # ------------------------------------------------------------------ calls

@@ -118,7 +118,8 @@ class ImagesMixin:
         files = {}
         for f in request.files:
             if f.sha256_hex not in self.state.files:
-                raise GRPCError(Status.FAILED_PRECONDITION, f"Mount file {f.filename}: content {f.sha256_hex} was never uploaded")
+                raise GRPCError(Status.FAILED_PRECONDITION, f"Mount file {f.filename}: content {f.sha256_hex} was "
+                                                            "never uploaded")
             files[f.filename] = f.sha256_hex
         checksum = content_id("mo", *sorted(f"{p}={h}" for p, h in files.items()))
         self.state.mounts[checksum] = Mount(checksum, files)

@@ -41,9 +41,11 @@ class SecretsMixin:
                                 dict(request.env_dict))
                 self.state.secrets[secret.secret_id] = secret
             elif secret is None:
-                raise GRPCError(Status.NOT_FOUND, f"Secret '{request.deployment_name}' not found in environment '{environment}'")
+                raise GRPCError(Status.NOT_FOUND, f"Secret '{request.deployment_name}' not found in environment "
+                                                  f"'{environment}'")
             if missing := [k for k in request.required_keys if k not in secret.values]:
-                raise GRPCError(Status.NOT_FOUND, f"Secret '{secret.name}' is missing required keys: {', '.join(missing)}")
+                raise GRPCError(Status.NOT_FOUND, f"Secret '{secret.name}' is missing required keys: "
+                                                  f"{', '.join(missing)}")
         await stream.send_message(api_pb2.SecretGetOrCreateResponse(
             secret_id=secret.secret_id,
             metadata=api_pb2.SecretMetadata(name=secret.name, keys=sorted(secret.values),

@@ -80,7 +80,8 @@ class ServersMixin:
         self.wire.proxied.append({"label": label, "path": "/" + request.match_info["tail"], "credentials": carried,
                                   "authenticated": bool(definition and not definition.http_config.unauthenticated)})
         if definition is None:
-            return web.Response(status=404, text="modal-http: app for invoked web endpoint is stopped or does not exist")
+            return web.Response(status=404, text="modal-http: app for invoked web endpoint is stopped or does not "
+                                                 "exist")
         if not definition.http_config.unauthenticated:
             if not key or not secret:
                 return web.Response(status=401, text="modal-http: missing credentials for proxy authorization")
@@ -93,7 +94,8 @@ class ServersMixin:
         target = f"{upstream.rstrip('/')}/{request.match_info['tail']}"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-                async with session.request(request.method, target, params=request.query, headers=headers, data=body) as upstream_response:
+                async with session.request(request.method, target, params=request.query, headers=headers,
+                                           data=body) as upstream_response:
                     response = web.StreamResponse(status=upstream_response.status, headers={
                         k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP
                     })
@@ -136,4 +138,5 @@ class ServersMixin:
         request: api_pb2.FunctionUpdateSchedulingParamsRequest = await stream.recv_message()
         function = self.state.function(request.function_id)
         function.autoscaler_override = merged(function.autoscaler_override, request.settings)
-        await stream.send_message(api_pb2.FunctionUpdateSchedulingParamsResponse(current_settings=self._in_force(function)))
+        in_force = self._in_force(function)
+        await stream.send_message(api_pb2.FunctionUpdateSchedulingParamsResponse(current_settings=in_force))

@@ -63,7 +63,8 @@ class VolumesMixin:
                        if v.environment == environment and v.name == request.deployment_name), None)
         if volume is None:
             if request.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING:
-                raise GRPCError(Status.NOT_FOUND, f"Volume '{request.deployment_name}' not found in environment '{environment}'")
+                raise GRPCError(Status.NOT_FOUND, f"Volume '{request.deployment_name}' not found in environment "
+                                                  f"'{environment}'")
             version = request.version or self.wire.volume_version or DEFAULT_VOLUME_VERSION
             root = self.state.root / "volumes" / environment / request.deployment_name
             root.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,8 @@ class VolumesMixin:
         for f in request.files:
             if f.sha256_hex not in self.state.files:
                 raise GRPCError(Status.FAILED_PRECONDITION, f"{f.filename}: content {f.sha256_hex} was never uploaded")
-            writes.append((_inside(volume, f.filename), self.state.files[f.sha256_hex], f.mode if f.HasField("mode") else None))
+            writes.append((_inside(volume, f.filename), self.state.files[f.sha256_hex], f.mode if f.HasField("mode")
+                           else None))
         self._write_batch(writes, request.disallow_overwrite_existing_files)
         await stream.send_message(Empty())
 
@@ -129,7 +131,8 @@ class VolumesMixin:
                         file_index=file_index, block_index=block_index, put_url=f"{self.wire.http_url}/block/put/{sha}",
                     ))
                 elif block.HasField("put_response") and block.put_response != f"stored:{sha}".encode():
-                    raise GRPCError(Status.INVALID_ARGUMENT, f"{f.path}: block {block_index} has a put_response the server never gave")
+                    raise GRPCError(Status.INVALID_ARGUMENT, f"{f.path}: block {block_index} has a put_response the "
+                                                             "server never gave")
         if missing:
             await stream.send_message(api_pb2.VolumePutFiles2Response(missing_blocks=missing))
             return

@@ -79,7 +79,8 @@ async def run(args):
             "completed": len(outs), "duration": duration, "total_input_tokens": 0, "total_output_tokens": out_tokens,
             "request_throughput": len(outs) / duration, "output_throughput": out_tokens / duration,
             "median_ttft_ms": statistics.median(ttft), "median_itl_ms": statistics.median(itl) if itl else 0.0,
-            "median_tpot_ms": statistics.median(tpot), "median_e2e_latency_ms": statistics.median(o["latency"] * 1000 for o in outs),
+            "median_tpot_ms": statistics.median(tpot),
+            "median_e2e_latency_ms": statistics.median(o["latency"] * 1000 for o in outs),
             "accept_length": None}
 
 

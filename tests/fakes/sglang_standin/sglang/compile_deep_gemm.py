@@ -33,4 +33,5 @@ if __name__ == "__main__":
     os.makedirs(os.path.join(cache, "kernels"), exist_ok=True)
     with open(os.path.join(cache, "kernels", "fp8_gemm_nt.cubin"), "wb") as f:
         f.write(os.urandom(4096))
-    print("DeepGEMM Kernels compilation finished successfully." if sglang_log else "DeepGEMM kernels compiled", flush=True)
+    print("DeepGEMM Kernels compilation finished successfully." if sglang_log else "DeepGEMM kernels compiled",
+          flush=True)

@@ -15,7 +15,8 @@ It behaves as SGLang does where the lifecycle depends on it:
   variables and defaults: $SGLANG_DG_CACHE_DIR, $TRITON_CACHE_DIR, ...) for its kernel
   file; if any is missing it "compiles" for `jit_seconds` and writes them. The first
   chat request "compiles the speculative decode" for `first_request_seconds` unless
-  its kernel is in the Triton cache. Only when FAKE_SGLANG names `jit_seconds`. `FAKE_SGLANG_JIT_LOG`, if set, names a JSON-lines
+  its kernel is in the Triton cache. Only when FAKE_SGLANG names `jit_seconds`. `FAKE_SGLANG_JIT_LOG`, if set, names a
+  JSON-lines
   file that receives {pid, hits, misses} per start.
 """
 
@@ -116,7 +117,8 @@ if __name__ == "__main__":
             print(f"OSError: {known.model_path} revision {known.revision} is not in the local cache and "
                   "HF_HUB_OFFLINE=1", flush=True)
             sys.exit(1)
-    options = STANDIN_DEFAULTS | {"speculative": bool(known.speculative_algorithm)} | json.loads(os.environ.get("FAKE_SGLANG", "{}"))
+    options = (STANDIN_DEFAULTS | {"speculative": bool(known.speculative_algorithm)}
+               | json.loads(os.environ.get("FAKE_SGLANG", "{}")))
     jit = options.pop("jit_seconds", None)
     # JIT only when a test asks: it writes where the variables point, or into $HOME
     warm = lambda: jit_warm(float(jit)) if jit is not None else None  # noqa: E731
