@@ -152,7 +152,8 @@ def test_bench_url_trusts_what_ssl_cert_file_names(tmp_path, cli):
                       SSL_CERT_FILE=str(tls.cert))
         untrusted = cli("bench", "--url", url, "--concurrency", "1", "--requests", "1")
     assert "TLS certificate not trusted" in untrusted.stderr and untrusted.returncode == 1
-    assert trusted.stderr == f"error: bench failed: {url} did not answer a first request: no answer from {url} within 1 s\n"
+    assert trusted.stderr == (f"error: bench failed: {url} did not answer a first request: "
+                              f"no answer from {url} within 1 s\n")
 
 
 def test_only_a_deployment_that_scales_to_zero_waits_out_a_cold_start():
@@ -201,7 +202,8 @@ def test_a_hub_that_accepts_and_never_answers_fails_at_the_bound(tmp_path):
     with SilentServer() as silent:
         url = f"http://127.0.0.1:{silent.port}"
         line = hub_line(url, tmp_path)
-    assert line == f"cannot reach the Hugging Face Hub at {url}: accepted the connection but no answer within 0.5 s; {HUB_CHECK}"
+    assert line == (f"cannot reach the Hugging Face Hub at {url}: accepted the connection but no answer within 0.5 s; "
+                    f"{HUB_CHECK}")
 
 
 def test_a_hub_behind_an_untrusted_certificate_and_a_refused_hub_are_named(tmp_path):

@@ -98,7 +98,6 @@ def sustained(windows: list[BakeWindow], objs: Sequence[BakeObjective], n: int) 
     reasons = []
     for o in objs:
         values = [w.values.get(o.metric) for w in last]
-        spec = objectives.METRICS[o.metric]
         if all(v is not None and not (v >= o.limit if o.direction == "min" else v <= o.limit) for v in values):
             reasons.append(breach_text(o, max(values) if o.direction == "min" else min(values)))
     if not reasons:  # a different objective in each window: still a breach in each, named as the last one saw it
