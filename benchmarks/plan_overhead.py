@@ -21,8 +21,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:  # a measurement of a failure is no measurement: say which and why
+        sys.exit(f"{' '.join(argv[1:])} failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
     return time.perf_counter() - started
+
+
+def deployment_json(env: str, recipe: str) -> str:
+    """What a deploy puts in INFRA_DEPLOYMENT for the app module (infra/runtime/current.py), resolved as deploy does."""
+    sys.path.insert(0, str(REPO))
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
+
+    return resolve(load_settings(env, recipe), recipe).to_json()
 
 
 def main() -> None:
@@ -31,7 +42,8 @@ def main() -> None:
     repeat = parser.parse_args().repeat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_"))}
     env["PYTHONPATH"] = str(REPO)
-    app_env = env | {"INFRA_ENV": "prod", "INFRA_RECIPE": "qwen3-8b-low-latency", "MODAL_ENVIRONMENT": "prod"}
+    # The app module reads the deployment a deploy baked in (INFRA_DEPLOYMENT), not INFRA_ENV/INFRA_RECIPE.
+    app_env = env | {"INFRA_DEPLOYMENT": deployment_json("prod", "qwen3-8b-low-latency"), "MODAL_ENVIRONMENT": "prod"}
     py = sys.executable
     cases = {
         "python -c pass": ([py, "-c", "pass"], env),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.control import gitinfo
+from infra.control import gitinfo, revisions
 from infra.control.gitinfo import GitInfo
 from infra.control.releases import Manifest, Release, ReleaseStore, new_release_id
 from infra.runtime.deployment import Deployment
@@ -42,6 +42,7 @@ STAGE = "deploy"
 class Options:
     git: GitInfo | None = None  # the checkout's state, read by preflight (None: read it now)
     confirmed: bool = False  # preflight already ran (a pipeline checks everything before its first stage)
+    after_download: bool = False  # a flow's download stage ran first: in a dry run, it would have pinned revisions
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,22 @@ def preflight(ctx: Context, d: Deployment, *, confirm=input) -> Options:
             confirm,
         )
     return Options(git=git, confirmed=True)
+
+
+def refuse_unpinned(ctx: Context, d: Deployment) -> None:
+    """A dry run where revisions must be pinned: what this machine knows must pin them, or it says no, as the real
+    deploy does when the Volume has no record either (a dry run cannot read it)."""
+    if not ctx.settings.release.require_pinned_revisions:
+        return
+    known = revisions.pin(d, ctx.state(d), None, required=False, say=lambda _: None)  # what this machine recorded
+    if not (problems := known.recipe.unpinned()):
+        return
+    knob = "draft_revision" if d.recipe.draft_model and "draft model" in problems[0] else "model_revision"
+    raise Refused(
+        f"environment '{d.env}' requires pinned revisions (release.require_pinned_revisions): {problems[0]}, and no "
+        f"download on this machine resolved it (a dry run reads no Volume); allowed: a 40-hex commit in "
+        f"recipes.\"{d.recipe.name}\".{knob}, or run `invoke download --env {d.env} --recipe {d.recipe.name}` first"
+    )
 
 
 def deploy_and_record(
@@ -138,6 +155,8 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     if not options.confirmed:
         options = preflight(ctx, d, confirm=confirm)
     git = options.git or gitinfo.read(ctx.repo)
+    if ctx.dry_run and not options.after_download:
+        refuse_unpinned(ctx, d)
     d = ctx.pinned(d)
     fp = deploy_fingerprint(d, git)
     if done := up_to_date(ctx, STAGE, d, fp, Deployed):

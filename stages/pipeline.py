@@ -10,6 +10,7 @@ pinned for every later stage.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from infra.runtime.deployment import Deployment
@@ -38,7 +39,7 @@ def run(ctx: Context, d: Deployment, *, confirm=input) -> list[StageResult]:
     step(download.STAGE, lambda: download.run(ctx, d))
     pinned = ctx.pinned(d)
     step(compile.STAGE, lambda: compile.run(ctx, pinned))
-    deployed = step(deploy.STAGE, lambda: deploy.run(ctx, pinned, checked))
+    deployed = step(deploy.STAGE, lambda: deploy.run(ctx, pinned, dataclasses.replace(checked, after_download=True)))
     url = deployed.detail.url if deployed.detail else None
     step(smoke.STAGE, lambda: smoke.run(ctx, pinned, smoke.Options(url=url)))
     return results

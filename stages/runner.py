@@ -111,13 +111,26 @@ def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *
     from infra.control import plan as plans
 
     settings = settings_for(env, recipe, overrides)
-    result = [plans.plan_for(settings, d) for d in deployments(settings)]
+    commit = plans_commit()
+    result = [plans.plan_for(settings, d, commit=commit) for d in deployments(settings)]
     if as_json:
         print(plans.to_json(result))
     elif show.on_a_terminal(sys.stdout):
         show.plan(result)
     else:
         print(plans.render(result))
+
+
+def plans_commit() -> str | None:
+    """The commit tag a deploy from this checkout would send (the app's `commit` tag); None outside a git checkout,
+    where plan still works (deploy would refuse)."""
+    from infra.control import gitinfo
+    from infra.runtime.errors import UserError
+
+    try:
+        return gitinfo.read(gitinfo.REPO).tag
+    except (UserError, OSError):
+        return None
 
 
 def run_promote(source: str, target: str, recipe: str | None, overrides: list[str] | None = None, *, as_json=False,

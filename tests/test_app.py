@@ -251,3 +251,15 @@ def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, reci
     assert len(deployed["scheduler"]) == (3 if schedule else 0)
     assert deployed["jobs"] == {name: _expected(options) for name, options in specs["jobs"].items()}
     assert plan.plan_for(settings, d)["modal"] == specs
+
+
+def test_plan_json_carries_the_exact_app_tags_deploy_sends(cli):
+    """Issue 30: plan --json left out the `commit` tag; it now shows the tags a deploy from this checkout sends."""
+    done = cli("plan", "--env", "dev", "--recipe", "qwen3-8b-low-latency", "--json")
+    assert done.returncode == 0, done.stderr
+    [planned] = json.loads(done.stdout)
+    assert cli("deploy", "--env", "dev", "--recipe", "qwen3-8b-low-latency").returncode == 0
+    [sent] = [json.loads(line)["args"] for line in (cli.modal_root / "calls.jsonl").read_text().splitlines()
+              if json.loads(line)["method"] == "deploy"]
+    assert planned["modal"]["app"]["tags"] == {"env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server",
+                                               "commit": sent["tag"]}

@@ -408,3 +408,13 @@ def test_without_cost_a_rate_modal_lacks_is_a_warning_and_status_goes_on(tmp_pat
     s = load_settings("prod", "qwen3-8b-low-latency", {"costs.gpu_hourly_usd": {"H100!": 3.0}})
     status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW), resolve(s, "qwen3-8b-low-latency"))
     assert said[-1].startswith("rates: live rates of workspace acme fetched") and costs.cache_path().exists()
+
+
+@pytest.mark.parametrize("since", ["1000000d", "99999999999h", "9" * 5000 + "d"])
+def test_a_period_further_back_than_year_1_is_one_line(since):
+    """Issue 30: `status --cost --since 1000000d` ended in OverflowError."""
+    with pytest.raises(ConfigError) as err:
+        costs.period(since, None, NOW)
+    unit = "hours" if since.endswith("h") else "days"
+    assert str(err.value).startswith("--since '")
+    assert f": that many {unit} back from now is before year 1, the earliest date there is; allowed: a duration" in str(err.value)

@@ -207,3 +207,22 @@ def test_every_task_answers_every_grammar_flag_in_one_line():
             done = run_in_process([task, flag, "--help"], {}, REPO)
             assert done.returncode == 0 or (done.stderr.count("\n") == 1 and done.stderr.startswith(
                 f"error: invoke {task}: no flag '{flag}'")), (task, flag, done.stderr)
+
+
+def test_a_prod_deploy_dry_run_refuses_an_unpinned_draft_as_prod_refuses_main(cli):
+    """Issue 30: prod refused draft_revision = "main" but its dry run said it would deploy an unset one."""
+    done = cli("deploy", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.strip() == (
+        "error: environment 'prod' requires pinned revisions (release.require_pinned_revisions): draft model "
+        "Tengyunw/qwen3_8b_eagle3 revision is unset (follows the Hub's main branch), and no download on this machine "
+        "resolved it (a dry run reads no Volume); allowed: a 40-hex commit in "
+        'recipes."qwen3-8b-low-latency".draft_revision, or run `invoke download --env prod --recipe '
+        "qwen3-8b-low-latency` first")
+    pinned = cli("deploy", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run",
+                 "--set", "recipes.qwen3-8b-low-latency.draft_revision=" + "ab" * 20)
+    assert pinned.returncode == 0 and "would deploy sglang-qwen3-8b-low-latency" in pinned.stdout
+    # A pipeline's download stage pins it before its deploy: its dry run is not refused.
+    flow = cli("pipeline", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run", "--yes")
+    assert flow.returncode == 0 and "deploy (dry run, prod/qwen3-8b-low-latency)" in flow.stdout
+    assert calls(cli) == []

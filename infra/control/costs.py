@@ -35,6 +35,7 @@ from infra.runtime import catalog, schedule
 from infra.runtime.deployment import Scaling, Window
 from infra.runtime.errors import ConfigError, UserError
 from infra.runtime.files import write_atomically
+from infra.runtime.secrets import shown
 
 SECONDS_PER_HOUR = 3600
 HOURS_PER_WEEK = 7 * 24
@@ -475,8 +476,13 @@ def period(since: str | None, until: str | None, now: datetime) -> Period:
 def _instant(flag: str, text: str, now: datetime) -> datetime:
     text = str(text).strip()
     if m := RELATIVE_RE.fullmatch(text):
-        amount, unit = int(m.group(1)), m.group(2)
-        return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+        unit = m.group(2)
+        try:
+            amount = int(m.group(1))
+            return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+        except (OverflowError, ValueError):  # further back than a datetime reaches (year 1), or too many digits to read
+            raise ConfigError(f"{flag} {shown(text)}: that many {'days' if unit == 'd' else 'hours'} back from now is before "
+                              f"year 1, the earliest date there is; allowed: {PERIOD_FORMS}") from None
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:

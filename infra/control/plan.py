@@ -305,7 +305,9 @@ def sentinel_plan(settings: Settings, rates: costs.Rates) -> dict | None:
             "cost": watching.cost(s, rates, [(d, replica_cost(d, rates)) for d in served])}
 
 
-def plan_for(settings: Settings, d: Deployment, state: StageState | None = None) -> dict:
+def plan_for(settings: Settings, d: Deployment, state: StageState | None = None, commit: str | None = None) -> dict:
+    """`commit`: the git tag a deploy from this checkout would send (infra/control/gitinfo.py `GitInfo.tag`), so the
+    app's tags here are the exact ones deploy sends; None outside a git checkout."""
     state = state or StageState(d.env, d.recipe.name)
     resolved = revisions.recorded(state)
     cold = cold_start(settings, d, state)
@@ -328,7 +330,7 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None)
         "modal_environment": d.modal.environment,
         "sglang_version": r.sglang_version,
         # Verbatim what infra/runtime/app.py and infra/runtime/jobs.py pass to Modal (infra/runtime/spec.py).
-        "modal": spec.modal_spec(d),
+        "modal": spec.modal_spec(d, commit),
         "model": model(r.model, r.model_revision),
         "draft_model": model(r.draft_model, r.draft_revision),
         "tensor_parallel": r.tp_size,
