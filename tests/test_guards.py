@@ -180,29 +180,32 @@ def test_compile_without_credentials_reaches_nothing_before_saying_so(cli):
     assert calls(cli) == []
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize("args, expected, named", [
     (["status", "--dry-run"], "error: invoke status: no flag '--dry-run' (status changes nothing, so there is nothing "
-                              "to dry-run); allowed: --cost, --env, --json, --recipe, --set, --since, --until, "
-                              "--debug"),
-    (["plan", "--jsn"], "error: invoke plan: no flag '--jsn' (did you mean --json?); allowed: --env, --json, --recipe, "
-                        "--set, --debug"),
-    (["deplyo"], "error: no task named 'deplyo' (did you mean 'deploy'?); `invoke --list` shows them: bench, build, "
-                 "compile, deploy, download, pipeline, plan, promote, rollback, scale, sglang-flags, smoke, status, "
-                 "try, upgrade"),
+                              "to dry-run); allowed: ", ["--cost", "--env", "--recipe", "--since", "--debug"]),
+    (["plan", "--jsn"], "error: invoke plan: no flag '--jsn' (did you mean --json?); allowed: ", ["--env", "--json"]),
+    (["deplyo"], "error: no task named 'deplyo' (did you mean 'deploy'?); `invoke --list` shows them: ",
+     ["bench", "deploy", "plan", "status"]),
 ])
-def test_a_flag_a_task_lacks_is_one_line_saying_why(args, expected):
+def test_a_flag_a_task_lacks_is_one_line_saying_why(args, expected, named):
+    """`invoke status --dry-run` got pyinvoke's raw "No idea what '--dry-run' is!"."""
     from tests.conftest import run_in_process
 
     done = run_in_process(args, {}, REPO)
-    assert (done.returncode, done.stdout, done.stderr.strip()) == (1, "", expected)
+    assert (done.returncode, done.stdout, done.stderr.count("\n")) == (1, "", 1)
+    assert done.stderr.startswith(expected), done.stderr
+    allowed = done.stderr.strip().removeprefix(expected).split(", ")
+    assert set(named) <= set(allowed), allowed
 
 
 def test_every_task_answers_every_grammar_flag_in_one_line():
     """Each task either takes --env/--recipe/--json/--set/--dry-run/--force/--yes or says in one line why not."""
+    from invoke import Collection
+
+    import tasks
     from tests.conftest import run_in_process
 
-    for task in ("plan", "build", "download", "compile", "deploy", "smoke", "try", "pipeline", "promote", "rollback",
-                 "status", "scale", "bench", "sglang-flags", "upgrade"):
+    for task in Collection.from_module(tasks).task_names:
         for flag in ("--dry-run", "--force", "--yes"):
             done = run_in_process([task, flag, "--help"], {}, REPO)
             assert done.returncode == 0 or (done.stderr.count("\n") == 1 and done.stderr.startswith(
