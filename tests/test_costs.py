@@ -417,4 +417,5 @@ def test_a_period_further_back_than_year_1_is_one_line(since):
         costs.period(since, None, NOW)
     unit = "hours" if since.endswith("h") else "days"
     assert str(err.value).startswith("--since '")
-    assert f": that many {unit} back from now is before year 1, the earliest date there is; allowed: a duration" in str(err.value)
+    assert (f": that many {unit} back from now is before year 1, the earliest date there is; allowed: a duration"
+            in str(err.value))

@@ -159,8 +159,9 @@ def test_staging_download_of_a_public_model_works_without_the_optional_hf_secret
 
 
 def test_a_dry_run_needs_no_credentials(wire, wire_cli):
-    ok(wire_cli("deploy", "--env", "prod", *FOR_RECIPE, "--dry-run", "--set", f"recipes.{RECIPE}.draft_revision={'ab' * 20}",
-                MODAL_TOKEN_ID="", MODAL_TOKEN_SECRET=""))  # prod requires pinned revisions, also in a dry run
+    pinned = f"recipes.{RECIPE}.draft_revision={'ab' * 20}"  # prod requires pinned revisions, also in a dry run
+    ok(wire_cli("deploy", "--env", "prod", *FOR_RECIPE, "--dry-run", "--set", pinned, MODAL_TOKEN_ID="",
+                MODAL_TOKEN_SECRET=""))
 
 
 def test_a_dry_run_makes_no_remote_call(wire, wire_cli):

@@ -481,8 +481,9 @@ def _instant(flag: str, text: str, now: datetime) -> datetime:
             amount = int(m.group(1))
             return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
         except (OverflowError, ValueError):  # further back than a datetime reaches (year 1), or too many digits to read
-            raise ConfigError(f"{flag} {shown(text)}: that many {'days' if unit == 'd' else 'hours'} back from now is before "
-                              f"year 1, the earliest date there is; allowed: {PERIOD_FORMS}") from None
+            units = "days" if unit == "d" else "hours"
+            raise ConfigError(f"{flag} {shown(text)}: that many {units} back from now is before year 1, the earliest "
+                              f"date there is; allowed: {PERIOD_FORMS}") from None
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
