@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.control import objectives
+from infra.control.objectives import Target
+from infra.control.resolve import gate_for
 from infra.perf import bench, client, ledger, smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.secrets import scrub
@@ -69,15 +72,17 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
     if ctx.dry_run:
         where = options.url or f"the deployed endpoint of {d.app_name} (Modal environment {d.modal.environment})"
         return result(STAGE, d, "dry-run", would(options, f"{where}, model {workload.model}"))
+    # Goodput counts the requests that met the environment's objectives (its gate's, resolved for this recipe).
+    held = objectives.resolve(gate_for(ctx.settings, d.recipe.name), d.recipe.target_concurrency)
     if options.url:
         report = measure(dataclasses.replace(options, workload=workload, plan=waits(options, None)), target,
-                         say=ctx.say)
+                         say=ctx.say, held=held)
     else:
         ctx.remote.require_credentials()
         url = endpoint(ctx, d, STAGE)
         report = measure(dataclasses.replace(options, url=url, workload=workload, plan=waits(options, d),
                                              proxy_auth=d.auth.proxy_auth),
-                         target | {"app": d.app_name}, say=ctx.say)
+                         target | {"app": d.app_name}, say=ctx.say, held=held)
     return result(STAGE, d, "ran", bench.render_table(report), report)
 
 
@@ -100,14 +105,15 @@ def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult
     return StageResult(STAGE, "", "", "ran", bench.render_table(report), report)
 
 
-def measure(options: Options, target: dict, *, say=_say) -> dict:
-    """Measure `options.url` and write the report and plot files; return the report."""
+def measure(options: Options, target: dict, *, say=_say, held: tuple[Target, ...] | None = None) -> dict:
+    """Measure `options.url` and write the report and plot files; return the report. With `held` (objectives), each
+    level's goodput: the requests per second that met those at its level (None: no objectives known, no goodput)."""
     headers = client.proxy_auth_headers(options.url, required=True) if options.proxy_auth else {}
     sent: dict[int, list[dict]] = {}
     report = bench.run(options.url, options.workload, options.plan, label=options.label, target=target,
                        headers=headers, say=say, progress=show.progress_bars(),
                        sent=(lambda c, payload: sent.setdefault(c, []).append(payload)) if options.requests_path
-                       else None)
+                       else None, objectives=held)
     for c, payloads in sent.items():
         say(f"bench: the {len(payloads)} requests sent at concurrency {c} written to "
             f"{bench.write_requests(payloads, bench.requests_path(options.requests_path, c))}")

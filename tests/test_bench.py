@@ -230,7 +230,8 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     assert "temperature=0 top_p=server top_k=server" in table  # the header says how it sampled
     level = saved["levels"][1]
     assert set(level) == {"concurrency", "mode", "requests", "errors", "error_examples", "warmup", "wall_s", "ttft_s",
-                          "itl_s", "tpot_s", "e2e_s", "output_tokens", "throughput", "client", "records"}
+                          "itl_s", "tpot_s", "e2e_s", "output_tokens", "throughput", "goodput", "client", "records"}
+    assert level["goodput"] is None  # `bench --url`: no objectives to count against
     assert set(level["ttft_s"]) == {"count", "mean", "min", "p50", "p90", "p99", "max"}
     assert set(level["client"]) == {"cpu_s", "cpu_utilization", "cpu_ms_per_request", "cpu_us_per_chunk", "loop_lag_ms",
                                     "busy"}
@@ -454,3 +455,45 @@ def test_percentile_noise_is_the_confidence_interval_of_the_order_statistic():
     values = list(range(100))  # the median's 95% interval spans ranks 49.5 ± 9.8: values 39..60
     assert bench.percentile_noise(values, 0.5) == (60 - 39) / 2
     assert bench.percentile_noise(values[:5], 0.5) is None  # too few to say
+
+
+# ---------------------------------------------------------------- goodput (issue 31 item 4)
+
+
+def test_goodput_counts_the_requests_that_met_every_objective_at_their_level(fake_server):
+    """Every second request's first token is held back 0.5 s: against a 200 ms objective at level 1 exactly half
+    the measured requests count, whatever this machine's speed (the others answer in milliseconds)."""
+    server = fake_server("--tokens", "4", "--stall-at", "0", "--stall-seconds", "0.5", "--misbehave-every", "2")
+    overrides = ['gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = 200 }, '
+                 '{ metric = "ttft_p90_ms", level = 2, max = 5000 }]']
+    settings = load_settings("prod", "qwen3-8b-low-latency", parse_overrides(overrides))
+    options = cli_flags.bench_options(url=server.url, concurrency="1", requests=8, prompt_tokens=16)
+    result = stage.run(Context(settings=settings, remote=None, say=lambda _m: None),
+                       resolve(settings, "qwen3-8b-low-latency"), options)
+    (level,) = result.detail["levels"]  # the warm-up is request 1, so requests 2, 4, 6 and 8 of the server stall
+    assert level["requests"]["ok"] == 8 and sum(r["ttft_s"] > 0.5 for r in level["records"]) == 4
+    good = level["goodput"]
+    assert (good["met"], good["sent"], good["objectives"]) == (4, 8, ["ttft_p90_ms ≤ 200.0 ms"])  # level 2's: not here
+    assert good["requests_per_s"] == pytest.approx(level["throughput"]["requests_per_s"] / 2, rel=1e-3)
+    # The table shows it beside raw throughput, and says what it counted.
+    header, _, row = result.message.splitlines()[1:4]
+    assert "req/s  goodput req/s" in header
+    cells = row.split()
+    raw, goodput = (float(c) for c in cells[cells.index("-") + 7:cells.index("-") + 9])  # after errors "-": 7th, 8th
+    assert (raw, goodput) == (pytest.approx(level["throughput"]["requests_per_s"], abs=0.01),
+                              pytest.approx(good["requests_per_s"], abs=0.01))
+    assert "goodput at concurrency 1: 4 of 8 requests met ttft_p90_ms ≤ 200.0 ms" in result.message
+
+
+def test_without_objectives_there_is_no_goodput_and_the_gate_can_hold_one():
+    from infra.control import objectives
+    from infra.perf import gate
+
+    assert bench.aggregate(1, [], [], 0.0, 1.0, 0.0, [], mode="requests")["goodput"] is None  # `bench --url`
+    level = {"concurrency": 4, "requests": {"sent": 10, "ok": 10, "failed": 0}, "goodput": {"requests_per_s": 1.5}}
+    held = objectives.Objective(metric="goodput_rps", level="target", min=2)
+    ev = gate.evaluate(objectives.resolve(objectives.Gate(enabled=True, objectives=[held]), 4), {"levels": [level]},
+                       regression_budget=0.1)
+    assert ev.reasons == ("goodput_rps at concurrency 4: 1.50 req/s misses the objective ≥ 2.00 req/s",)
+    with pytest.raises(ValueError, match="goodput_rps is higher-is-better: give its limit as 'min', not 'max'"):
+        objectives.Objective(metric="goodput_rps", level=1, max=2)

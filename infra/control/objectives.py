@@ -92,6 +92,12 @@ def _ok_throughput(key: str) -> Callable[[dict], float | None]:
     return read
 
 
+def _goodput(level: dict) -> float | None:
+    # Reports written before goodput (or by `bench --url`, which knows no objectives) have none to hold.
+    found = level.get("goodput") or {}
+    return found.get("requests_per_s") if level["requests"]["ok"] else None
+
+
 def _catalogue() -> dict[str, Metric]:
     metrics = []
     for key, label, scale, unit, digits in (
@@ -109,6 +115,8 @@ def _catalogue() -> dict[str, Metric]:
         Metric("output_tokens_per_s_per_user_p50", "output tokens/s of one stream, p50", "tok/s", True,
                lambda lv: lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1),
         Metric("requests_per_s", "successful requests/s", "req/s", True, _ok_throughput("requests_per_s"), 2),
+        Metric("goodput_rps", "requests/s that met every per-request objective at their level (goodput)", "req/s",
+               True, _goodput, 2),
         Metric("error_rate", "failed requests / measured requests (0..1)", "", False, _error_rate, 1, budgeted=False),
     ]
     return {m.name: m for m in metrics}

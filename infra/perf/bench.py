@@ -25,12 +25,13 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
+from infra.control.objectives import Target
 from infra.perf import client
 from infra.runtime.errors import ConfigError, StageError
 
@@ -299,10 +300,11 @@ async def run_level(
     session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int,
     tags: Tags | None = None,
     observe=None, done: Callable[[], None] = lambda: None, sent: Callable[[dict], None] | None = None,
+    objectives: Sequence[Target] | None = None,
 ) -> dict:
     """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
     `done()` is called after each measured request (progress), `sent(payload)` with each measured request's body
-    just before it goes out (`--write-requests`)."""
+    just before it goes out (`--write-requests`); `objectives` (all levels'): what goodput counts (None: no goodput)."""
     tags = tags or Tags()
 
     # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
@@ -342,12 +344,45 @@ async def run_level(
     cpu = time.process_time() - cpu0
     ended = time.perf_counter()
     lags = await lag.stop()
-    return aggregate(concurrency, records, warm, t0, ended, cpu, lags, mode="duration" if deadline else "requests")
+    return aggregate(concurrency, records, warm, t0, ended, cpu, lags, mode="duration" if deadline else "requests",
+                     objectives=objectives)
+
+
+# ---------------------------------------------------------------- goodput
+
+# The objectives a single request can meet or miss: a latency of its own, or its own speed. A percentile objective
+# is read per request as its limit ("ttft_p90_ms <= 500": this request's TTFT <= 500 ms), the usual definition of
+# goodput (requests that met every latency objective, per second); throughput of all streams is no request's.
+PER_REQUEST = ("ttft_", "itl_", "tpot_", "e2e_", "output_tokens_per_s_per_user")
+
+
+def request_value(metric: str, r: Record) -> float | None:
+    """One request's own value of an objective's metric, in the metric's unit (None: it has none, e.g. one token)."""
+    if metric.startswith("output_tokens_per_s_per_user"):
+        return r.tokens / r.e2e if r.e2e > 0 else None
+    kind, _, rest = metric.partition("_p")
+    scale = 1000 if metric.endswith("_ms") else 1
+    if kind == "itl":
+        value = percentile(sorted(r.gaps), int(rest.split("_")[0]))
+    else:
+        value = {"ttft": r.ttft, "tpot": r.tpot, "e2e": r.e2e}[kind]
+    return None if value is None else value * scale
+
+
+def goodput(concurrency: int, records: list[Record], wall: float, objectives: Sequence[Target]) -> dict:
+    """Successful requests of this level that met every per-request objective at this level, per second of the level."""
+    applied = [t for t in objectives if t.concurrency == concurrency and t.metric.startswith(PER_REQUEST)]
+    met = 0
+    for r in records:
+        if r.ok and all((v := request_value(t.metric, r)) is None or t.met_by(v) for t in applied):
+            met += 1
+    return {"requests_per_s": _round(met / wall), "met": met, "sent": len(records),
+            "objectives": [f"{t.metric} {t.limit_text()}" for t in applied]}
 
 
 def aggregate(
     concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float, lags: list[float],
-    mode: str
+    mode: str, objectives: Sequence[Target] | None = None,
 ) -> dict:
     ok = [r for r in records if r.ok]
     last = max((r.finished for r in records), default=ended)
@@ -387,6 +422,7 @@ def aggregate(
             "requests_per_s": _round(len(ok) / wall),
             "output_tokens_per_s_per_user": summarize([r.tokens / r.e2e for r in ok if r.e2e > 0]),
         },
+        "goodput": None if objectives is None else goodput(concurrency, records, wall, objectives),
         "client": {
             "cpu_s": _round(cpu),
             "cpu_utilization": _round(busy_cpu, 4),
@@ -440,9 +476,10 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
 async def run_async(
     url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: dict | None = None,
     headers: dict[str, str] | None = None, say=None, progress: Progress = no_progress,
-    sent: Callable[[int, dict], None] | None = None,
+    sent: Callable[[int, dict], None] | None = None, objectives: Sequence[Target] | None = None,
 ) -> dict:
-    """Every level of `plan` against `url`; `sent(concurrency, payload)` sees each measured request as it goes out."""
+    """Every level of `plan` against `url`; `sent(concurrency, payload)` sees each measured request as it goes out;
+    `objectives` (resolved, any level): each level's goodput counts the requests that met those at its level."""
     say = say or (lambda _msg: None)
     headers = headers or {}  # proxy auth only where the caller decided it belongs (client.proxy_auth_headers)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -458,7 +495,8 @@ async def run_async(
             say(f"bench: concurrency {c}: " + (f"{n} requests" if n else f"{plan.duration:g} s") + "...")
             with progress(c, n) as advance:
                 levels.append(await run_level(session, url, workload, plan, c, tags, done=advance,
-                                              sent=(lambda payload, c=c: sent(c, payload)) if sent else None))
+                                              sent=(lambda payload, c=c: sent(c, payload)) if sent else None,
+                                              objectives=objectives))
     return {
         "schema": SCHEMA,
         "tool": "invoke bench",
@@ -585,7 +623,7 @@ def describe_sampling(sampling: dict | None) -> str:
 def render_table(report: dict) -> str:
     header = ["conc", "ok/sent", "errors", "TTFT ms p50/p90/p99", "ITL ms p50/p90/p99", "TPOT ms p50",
               "E2E s p50/p90/p99",
-              "tok/s/user p50", "tok/s total", "req/s", "loop lag ms p99", "CPU ms/req"]
+              "tok/s/user p50", "tok/s total", "req/s", "goodput req/s", "loop lag ms p99", "CPU ms/req"]
     rows = []
     for lv in report["levels"]:
         rq, c = lv["requests"], lv["client"]
@@ -600,6 +638,7 @@ def render_table(report: dict) -> str:
             _num(lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, 1),
             _num(lv["throughput"]["output_tokens_per_s"], 1, 1),
             _num(lv["throughput"]["requests_per_s"], 1, 2),
+            _num((lv.get("goodput") or {}).get("requests_per_s"), 1, 2),
             _num(c["loop_lag_ms"]["p99"], 1, 2),
             _num(c["cpu_ms_per_request"], 1, 2) + (" busy!" if c["busy"] else ""),
         ])
@@ -610,6 +649,10 @@ def render_table(report: dict) -> str:
         notes.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not "
                      "level errors)")
     for lv in report["levels"]:
+        if good := lv.get("goodput"):
+            counted = (f"met {', '.join(good['objectives'])}" if good["objectives"]
+                       else "answered (no per-request objective at this level)")
+            notes.append(f"goodput at concurrency {lv['concurrency']}: {good['met']} of {good['sent']} requests {counted}")
         for kind, message in lv.get("error_examples", {}).items():
             notes.append(f"concurrency {lv['concurrency']} {kind}: {message}")
         if lv["client"]["busy"]:

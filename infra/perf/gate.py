@@ -75,7 +75,7 @@ def measure(
     w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, targets=targets,
                            cold_start_deadline=cold_start_deadline)
     return ledger.compact(bench.run(url, w, plan, label=label, target=target, headers=headers, say=say,
-                                    progress=progress))
+                                    progress=progress, objectives=tuple(targets)))
 
 
 # ---------------------------------------------------------------- the verdict
