@@ -652,7 +652,8 @@ def render_table(report: dict) -> str:
         if good := lv.get("goodput"):
             counted = (f"met {', '.join(good['objectives'])}" if good["objectives"]
                        else "answered (no per-request objective at this level)")
-            notes.append(f"goodput at concurrency {lv['concurrency']}: {good['met']} of {good['sent']} requests {counted}")
+            notes.append(f"goodput at concurrency {lv['concurrency']}: {good['met']} of {good['sent']} requests "
+                         f"{counted}")
         for kind, message in lv.get("error_examples", {}).items():
             notes.append(f"concurrency {lv['concurrency']} {kind}: {message}")
         if lv["client"]["busy"]:
