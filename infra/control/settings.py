@@ -3,7 +3,7 @@
 Precedence, highest first (`Settings.settings_customise_sources` declares it once):
 
 1. `--set section.key=value` on a task (pydantic-settings' init source),
-2. environment variables `INFRA_<SECTION>__<KEY>` (its env source, prefix `INFRA_`, `__` nesting),
+2. environment variables `INFRA_<SECTION>__<KEY>` (VariablesSource: prefix `INFRA_`, `__` nesting),
 3. `environments/<env>.toml`, the reviewed, committed description of an environment,
 4. the defaults of the sections (and, for per-recipe knobs, the recipe itself).
 
@@ -24,16 +24,12 @@ import json
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from infra.control import costs
 from infra.control.objectives import Gate, GateOverrides
@@ -190,8 +186,8 @@ def knobs_given(knobs: BaseModel) -> dict[str, Any]:
 class Settings(BaseSettings):
     """One environment's settings. `plan` prints them resolved against each recipe."""
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX,
-                                      env_nested_delimiter=ENV_DELIMITER, case_sensitive=False)
+    # No env_prefix here: the variables are VariablesSource's (INFRA_, `__` nesting), not pydantic-settings' own.
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     env: str
     serves: list[str] = Field(min_length=1, description="recipes this environment deploys")
@@ -293,26 +289,37 @@ class EnvironmentFile(PydanticBaseSettingsSource):
         return self.data
 
 
-class VariablesSource(EnvSettingsSource):
+class VariablesSource(PydanticBaseSettingsSource):
     """INFRA_<SECTION>__<KEY> variables, each value read as a TOML literal (`literal`), not as JSON or text.
 
-    `decode_complex_value` is pydantic-settings' hook for lists and tables; `_coerce_env_val_strict`
-    is where it hands over every other value (pydantic-settings is pinned: tests cover both paths).
+    A source of its own on pydantic-settings' public source API (`PydanticBaseSettingsSource`, as EnvironmentFile):
+    the variables become one nested table, as the environment file's, and the settings validate it the same way.
     """
 
-    def __init__(self, settings_cls: type[BaseSettings]):
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
         super().__init__(settings_cls)
+        self.environ = os.environ if environ is None else environ
 
-    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
-        return literal(value)
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ returns the whole table
+        return self().get(field_name), field_name, False
 
-    def _coerce_env_val_strict(self, field: Any, value: Any) -> Any:
-        return literal(value) if isinstance(value, str) else value
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for path, name in sorted(self.names().items(), key=lambda item: len(item[0])):
+            if path[0] not in self.settings_cls.model_fields or path[0] in SELECTORS:
+                continue  # no setting: unknown_environment_variables warns about it
+            node = data
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"environment variable {plain(name)}: '{'.'.join(path[:-1])}' is also given "
+                                      "as a single value; allowed: one of them")
+            node[path[-1]] = literal(self.environ[name])
+        return data
 
-    def names(self, environ: dict[str, str] | None = None) -> dict[tuple[str, ...], str]:
+    def names(self) -> dict[tuple[str, ...], str]:
         """Setting path -> the variable that set it, for error messages."""
-        environ = os.environ if environ is None else environ
-        return {_variable_path(name): name for name in environ
+        return {_variable_path(name): name for name in self.environ
                 if name.upper().startswith(ENV_PREFIX) and name.upper() not in SELECTOR_VARIABLES}
 
 
