@@ -25,10 +25,10 @@ COMMON = {"env": ENV, "recipe": RECIPE, "set_": SET, "json": JSON, "debug": DEBU
 STAGE_HELP = COMMON | {"dry_run": DRY, "force": FORCE}
 
 
-def _stage(module, env, recipe, set_, json, options=None, **flags):
+def _stage(c, module, env, recipe, set_, json, options=None, **flags):
     from stages.runner import run_stage
 
-    run_stage(module.run, env, recipe, set_, options, as_json=json, **flags)
+    run_stage(c, module.run, env, recipe, set_, options, as_json=json, **flags)
 
 
 @command(help=COMMON)
@@ -46,7 +46,7 @@ def build(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     """Build the recipe's container image on Modal without deploying anything."""
     from stages import build as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP)
@@ -55,7 +55,7 @@ def download(c, env: str | None = None, recipe: str | None = None, set_: list[st
     """Download model weights into the weights Volume at pinned revisions (once)."""
     from stages import download as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"recompile": "compile again and replace the published caches of this key, even where the "
@@ -65,7 +65,7 @@ def compile(c, env: str | None = None, recipe: str | None = None, set_: list[str
     """Compile DeepGEMM kernels on the recipe's GPU into the kernel cache Volume (once)."""
     from stages import compile as stage
 
-    _stage(stage, env, recipe, set_, json, stage.Options(recompile=recompile), dry_run=dry_run, force=force)
+    _stage(c, stage, env, recipe, set_, json, stage.Options(recompile=recompile), dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"yes": YES, "force": FORCE + "; in a guarded environment, also from a dirty tree or "
@@ -75,7 +75,7 @@ def deploy(c, env: str | None = None, recipe: str | None = None, set_: list[str]
     """Deploy the recipe's server and record the release (prod: clean tree on main, confirmed)."""
     from stages import deploy as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
 
 
 @command(help=COMMON | {"dry_run": DRY})
@@ -84,7 +84,7 @@ def smoke(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     """Stream one chat completion from the deployed endpoint; fail unless text comes back."""
     from stages import smoke as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run)
+    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run)
 
 
 @command(name="try", help=COMMON | {"env": "environment (default: $INFRA_ENV, else dev)", "dry_run": DRY,
@@ -95,7 +95,7 @@ def try_(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
     """Run the server ephemerally (like `modal run`), query it once, then stop it."""
     from stages import trial as stage
 
-    _stage(stage, env or os.environ.get("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, stage, env or os.environ.get("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"yes": YES})
@@ -104,7 +104,7 @@ def pipeline(c, env: str | None = None, recipe: str | None = None, set_: list[st
     """Build, download, compile, deploy and smoke-test, stopping at the first failure."""
     from stages import pipeline as flow
 
-    _stage(flow, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+    _stage(c, flow, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
 
 
 @command(help={
@@ -126,7 +126,7 @@ def promote(c, from_: str = "staging", to: str = "prod", recipe: str | None = No
     from stages import flags
     from stages.runner import run_promote
 
-    run_promote(from_, to, recipe, set_, as_json=json, from_manifest=from_manifest,
+    run_promote(c, from_, to, recipe, set_, as_json=json, from_manifest=from_manifest,
                 skip_gate=flags.gate_override(skip_gate, reason), record_baseline=record_baseline, yes=yes,
                 dry_run=dry_run)
 
@@ -139,7 +139,7 @@ def rollback(c, env: str | None = None, recipe: str | None = None, to: str | Non
     from stages import flags
     from stages import rollback as stage
 
-    _stage(stage, env, recipe, set_, json, stage.Options(to=flags.app_version("--to", to)), yes=yes, dry_run=dry_run,
+    _stage(c, stage, env, recipe, set_, json, stage.Options(to=flags.app_version("--to", to)), yes=yes, dry_run=dry_run,
            force=force)
 
 
@@ -157,7 +157,7 @@ def status(c, env: str | None = None, recipe: str | None = None, set_: list[str]
     """Show the current release, the releases before it, drift from plan, the ledger, the sentinel and the bill."""
     from stages import status as stage
 
-    _stage(stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until, advise=advise,
+    _stage(c, stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until, advise=advise,
                                                          weeks=weeks))
 
 
@@ -167,7 +167,7 @@ def check(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     """Fail when the sentinel's SLO attainment is below sentinel.min_attainment or the bill drifts from the estimate."""
     from stages import check as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run)
+    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run)
 
 
 @command(help=COMMON | {"recipe": "ignored: the sentinel probes every recipe the environment serves", "dry_run": DRY,
@@ -177,7 +177,7 @@ def sentinel(c, env: str | None = None, recipe: str | None = None, set_: list[st
     """Deploy the environment's sentinel: a scheduled Modal Function probing every served recipe."""
     from stages.runner import run_sentinel
 
-    run_sentinel(env, set_, as_json=json, dry_run=dry_run, yes=yes)
+    run_sentinel(c, env, set_, as_json=json, dry_run=dry_run, yes=yes)
 
 
 @command(help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy (required)",
@@ -189,7 +189,8 @@ def scale(c, env: str | None = None, recipe: str | None = None, min_: int | None
     from stages import flags
     from stages import scale as stage
 
-    _stage(stage, env, recipe, set_, json, stage.Options(min_containers=flags.replicas("--min", min_)), dry_run=dry_run,
+    _stage(c, stage, env, recipe, set_, json, stage.Options(min_containers=flags.replicas("--min", min_)),
+           dry_run=dry_run,
            force=force)
 
 
@@ -240,7 +241,7 @@ def bench(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     if compare:
         from stages.runner import recorded_releases
 
-        stage.compare(flags.compare_paths(compare), releases=lambda: recorded_releases(env, recipe, set_),
+        stage.compare(flags.compare_paths(compare), releases=lambda: recorded_releases(c, env, recipe, set_),
                       print_json=json, plot=flags.writable_file("--plot", plot))
         return
     options = flags.bench_options(url=url, proxy_auth=proxy_auth, model=model, concurrency=concurrency,
@@ -248,7 +249,7 @@ def bench(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
                                   max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                   warmup=warmup, timeout=timeout, wait=wait, label=label, output=output, plot=plot,
                                   write_requests=write_requests)
-    run_bench(env, recipe, set_, options, as_json=json, dry_run=dry_run)
+    run_bench(c, env, recipe, set_, options, as_json=json, dry_run=dry_run)
 
 
 @command(help={

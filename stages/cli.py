@@ -100,8 +100,11 @@ def _help_for(self: ParserContext, flag: str) -> tuple[str, str]:
     return names, text
 
 
+# No public way to show a placeholder: invoke's Program builds plain ParserContexts (Collection.to_contexts, even from
+# a module's own `ns`) whose help_for hard-codes STRING/INT, so it is wrapped here, once; when invoke changes,
+# tests/test_cli.py::test_help_shows_types_and_placeholders fails.
 _pyinvoke_help_for = ParserContext.help_for
-ParserContext.help_for = _help_for  # type: ignore[method-assign]  (one of two places pyinvoke needs extending)
+ParserContext.help_for = _help_for  # type: ignore[method-assign]
 
 # The grammar's flags a task may lack, and why it lacks them: said instead of pyinvoke's "No idea what ... is!".
 WHY_NOT = {
@@ -140,8 +143,10 @@ def _error(self: ParseMachine, msg: str) -> None:
     _pyinvoke_error(self, msg)
 
 
+# No public way to reword a parse error: invoke's Program prints the parser's ParseError itself, before any task
+# runs; when invoke changes, tests/test_guards.py::test_a_flag_a_task_lacks_is_one_line_saying_why fails.
 _pyinvoke_error = ParseMachine.error
-ParseMachine.error = _error  # type: ignore[method-assign]  (its unknown-flag line, for people)
+ParseMachine.error = _error  # type: ignore[method-assign]
 
 
 def command(*args: Any, **kwargs: Any):

@@ -6,11 +6,10 @@ path without a shell.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from infra.control.releases import Release, ReleaseStore
 from infra.control.resolve import resolve
@@ -29,15 +28,17 @@ from infra.runtime.secrets import scrub
 from stages import show
 from stages.common import Context, StageResult
 
-REMOTE_VARIABLE = "INFRA_REMOTE"  # "module:factory" of another boundary (tests use the fake)
+if TYPE_CHECKING:
+    from invoke import Context as Invoked  # the task's context: its configuration may inject the remote
 
-
-def make_remote(settings: Settings | None = None) -> Remote:
-    spec = os.environ.get(REMOTE_VARIABLE)
-    if not spec:
-        return ModalRemote(settings.client.connect_timeout) if settings else ModalRemote()
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)()
+def make_remote(c: Invoked | None, settings: Settings | None = None) -> Remote:
+    """The Modal boundary a command talks through, injected through invoke's configuration: the factory its
+    `remote` key holds (the tests' tests/fakes/invoke_config.py names the fake, through invoke's own
+    INVOKE_RUNTIME_CONFIG), else ModalRemote with the environment's connect timeout."""
+    factory = c.config.get("remote") if c is not None else None
+    if factory is not None:
+        return factory()
+    return ModalRemote(settings.client.connect_timeout) if settings else ModalRemote()
 
 
 _WARNED: set[str] = set()  # each warning once per run, however many environments a command loads
@@ -55,8 +56,9 @@ def deployments(settings: Settings) -> list[Deployment]:
     return [resolve(settings, name) for name in settings.selected_recipes()]
 
 
-def context(settings: Settings, *, dry_run=False, force=False, yes=False, remote: Remote | None = None) -> Context:
-    return Context(settings=settings, remote=remote or make_remote(settings), dry_run=dry_run, force=force, yes=yes)
+def context(c: Invoked | None, settings: Settings, *, dry_run=False, force=False, yes=False,
+            remote: Remote | None = None) -> Context:
+    return Context(settings=settings, remote=remote or make_remote(c, settings), dry_run=dry_run, force=force, yes=yes)
 
 
 def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
@@ -77,6 +79,7 @@ def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
 
 
 def run_stage(
+    c: Invoked | None,
     stage: Callable[..., StageResult | list[StageResult]],
     env: str | None,
     recipe: str | None,
@@ -97,7 +100,7 @@ def run_stage(
     if one_recipe and len(selected) != 1:
         names = ", ".join(d.recipe.name for d in selected)
         raise ConfigError(f"--recipe: {one_recipe}; {settings.env} serves {names}: pick one with --recipe")
-    ctx = context(settings, **flags)
+    ctx = context(c, settings, **flags)
 
     def outcomes() -> Iterator[StageResult]:
         for d in selected:
@@ -133,27 +136,29 @@ def plans_commit() -> str | None:
         return None
 
 
-def run_promote(source: str, target: str, recipe: str | None, overrides: list[str] | None = None, *, as_json=False,
+def run_promote(c: Invoked | None, source: str, target: str, recipe: str | None, overrides: list[str] | None = None, *,
+                as_json=False,
                 from_manifest=False, skip_gate=None, record_baseline=False, **flags) -> list[dict]:
     from stages import promote
 
     target_settings = settings_for(target, recipe, overrides)
-    remote = make_remote(target_settings)
-    src = context(settings_for(source, None), remote=remote, **flags)
-    dst = context(target_settings, remote=remote, **flags)
+    remote = make_remote(c, target_settings)
+    src = context(c, settings_for(source, None), remote=remote, **flags)
+    dst = context(c, target_settings, remote=remote, **flags)
     options = [promote.Options(name, from_manifest, skip_gate, record_baseline)
                for name in dst.settings.selected_recipes()]
     return report((promote.run(src, dst, o) for o in options), as_json)
 
 
-def run_bench(env: str | None, recipe: str | None, overrides: list[str] | None, options, *, as_json: bool,
+def run_bench(c: Invoked | None, env: str | None, recipe: str | None, overrides: list[str] | None, options, *,
+              as_json: bool,
               dry_run: bool) -> list[dict]:
     """`invoke bench`: a URL without an environment, or an environment's deployed endpoint (or --url with its model)."""
     from stages import bench as stage
 
     if options.url and not (env or recipe):
         return report([stage.run_url(options, dry_run=dry_run)], as_json)
-    return run_stage(stage.run, env, recipe, overrides, options, as_json=as_json, dry_run=dry_run,
+    return run_stage(c, stage.run, env, recipe, overrides, options, as_json=as_json, dry_run=dry_run,
                      one_recipe="bench measures one recipe at a time")
 
 
@@ -194,12 +199,13 @@ def run_upgrade(env: str | None, recipe: str | None, overrides: list[str] | None
     return report([upgrade.run(settings, recipe, upgrade.Options(**moves), dry_run=dry_run, force=force)], as_json)
 
 
-def recorded_releases(env: str | None, recipe: str | None, overrides: list[str] | None) -> tuple[list[Release], str]:
+def recorded_releases(c: Invoked | None, env: str | None, recipe: str | None,
+                      overrides: list[str] | None) -> tuple[list[Release], str]:
     """Every release recorded in the manifests of `env` (default: every environment), for `recipe` (default: every
     recipe served there), newest first per manifest; and a phrase naming where they were read from."""
     if recipe is not None and recipe not in RECIPES:
         raise ConfigError(f"--recipe: unknown recipe '{recipe}'; known recipes: {', '.join(RECIPES)}")
-    remote = make_remote()
+    remote = make_remote(c)
     remote.require_credentials()
     store, found, read = ReleaseStore(remote), [], []
     for name in [env] if env else known_environments():
@@ -210,10 +216,11 @@ def recorded_releases(env: str | None, recipe: str | None, overrides: list[str] 
     return found, f"release manifests of {', '.join(read) or 'no environment serving ' + str(recipe)}"
 
 
-def run_sentinel(env: str | None, overrides: list[str] | None, *, as_json: bool, **flags) -> list[dict]:
+def run_sentinel(c: Invoked | None, env: str | None, overrides: list[str] | None, *, as_json: bool,
+                 **flags) -> list[dict]:
     """`invoke sentinel`: one deploy for the environment, watching every recipe it serves."""
     from stages import sentinel
 
     settings = settings_for(env, None, overrides)
-    ctx = context(settings, **flags)
+    ctx = context(c, settings, **flags)
     return report([sentinel.run(ctx, [resolve(settings, name) for name in settings.serves])], as_json)

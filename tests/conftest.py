@@ -38,6 +38,10 @@ def pytest_configure(config):
 # prod bakes every promotion for minutes of real time (environments/prod.toml, docs/bake.md). The suite's world
 # turns it off, with the reason its promotions record, as a person would; tests/test_bake.py bakes on a clock it
 # controls. Every way the suite runs a command (in this process, `Cli`, `run_in_process`, tests/wire.py) gets it.
+# Commands run through `invoke` talk to the fake Modal because invoke loads this runtime configuration, whose
+# `remote` is the fake's factory (stages/runner.make_remote reads it from the task's context); without it they
+# talk to Modal itself (ModalRemote), as the wire tests and a few fault cases want.
+FAKE_MODAL = {"INVOKE_RUNTIME_CONFIG": str(REPO / "tests" / "fakes" / "invoke_config.py")}
 NO_BAKE = {"INFRA_RELEASE__BAKE_MINUTES": "0",
            "INFRA_RELEASE__BAKE_OFF_REASON": "the test suite's world (tests/test_bake.py bakes on its own clock)"}
 
@@ -207,6 +211,7 @@ class Cli:
         self.modal_root = tmp_path / "modal"
         self.fake: dict = {"root": str(self.modal_root)}
         self.env: dict[str, str] = {}
+        self.fake_modal = True  # False: the real ModalRemote (no FAKE_MODAL configuration)
 
     @property
     def project(self) -> Path:
@@ -218,10 +223,9 @@ class Cli:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join([str(self.project), str(REPO)]),  # our tests.fakes from REPO
             "INFRA_STATE_DIR": str(self.tmp / "state"),
-            "INFRA_REMOTE": "tests.fakes.modal_fake:FakeModal",
             "FAKE_MODAL_CONFIG": json.dumps(self.fake),
         } | NO_BAKE
-        environ |= self.env | extra_env
+        environ |= (FAKE_MODAL if self.fake_modal else {}) | self.env | extra_env
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args], cwd=self.project, env=environ, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout,

@@ -216,7 +216,8 @@ def _prepare(cli, setup: str | None) -> None:
         with _socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cli.env |= {"INFRA_REMOTE": "", "MODAL_SERVER_URL": f"http://127.0.0.1:{port}",
+        cli.fake_modal = False
+        cli.env |= {"MODAL_SERVER_URL": f"http://127.0.0.1:{port}",
                     "MODAL_TOKEN_ID": "ak-0123456789abcdef0123", "MODAL_TOKEN_SECRET": "as-0123456789abcdef0123"}
     if setup == "not-utf8":
         config = cli.tmp / "environments"
@@ -248,7 +249,7 @@ OWN_PROCESS = {"dirty", "unreachable", "no-credentials", "proxy-credentials"}
 
 @pytest.fixture(scope="module")
 def bad_input_lines(tmp_path_factory):
-    from tests.conftest import Cli, run_in_process
+    from tests.conftest import FAKE_MODAL, Cli, run_in_process
 
     def run(case, in_process: bool = False):
         situation, args, setup = case
@@ -257,7 +258,7 @@ def bad_input_lines(tmp_path_factory):
         if in_process:
             cwd = cli.project if setup in ("html-wheel", "truncated-report") else cli.tmp / "work"
             cwd.mkdir(exist_ok=True)
-            env = {"INFRA_STATE_DIR": str(cli.tmp / "state"), "INFRA_REMOTE": "tests.fakes.modal_fake:FakeModal",
+            env = {"INFRA_STATE_DIR": str(cli.tmp / "state"), **FAKE_MODAL,
                    "FAKE_MODAL_CONFIG": __import__("json").dumps(cli.fake)} | cli.env
             done = run_in_process(args, env, cwd)
         else:

@@ -17,7 +17,7 @@ from infra.runtime.errors import Refused
 from infra.runtime.remote import ModalRemote, Remote
 from stages import pipeline, promote
 from stages.common import Context
-from tests.conftest import REPO, deployment, free_port, project_copy, standin_env
+from tests.conftest import FAKE_MODAL, REPO, deployment, free_port, project_copy, standin_env
 from tests.fakes.hub_server import HubServer, make_repo
 from tests.fakes.modal_fake import FakeModal
 from tests.test_weights import _hub_client_isolated  # noqa: F401  (autouse: a clean Hub client)
@@ -117,7 +117,8 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
     with pytest.raises(Refused, match="--from-manifest"):
         promote.run(Context(settings=staging, remote=fake, repo=tree), target, promote.Options("qwen3-8b-low-latency"))
     # The worktree's promotion is a fresh `invoke` in another process: same fake Modal, same state.
-    monkeypatch.setenv("INFRA_REMOTE", "tests.fakes.modal_fake:FakeModal")
+    for name, value in FAKE_MODAL.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("FAKE_MODAL_CONFIG", json.dumps({"root": str(fake.root), "endpoint": server.url}))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # for tests.fakes; the worktree's own code comes first
     # The worktree runs its own commit's gate; skipped here (timing is not this test's subject), and the skip and

@@ -46,7 +46,6 @@ ENV_PREFIX = "INFRA_"
 ENV_DELIMITER = "__"
 # Variables with our prefix that are not settings: they select what to load.
 SELECTOR_VARIABLES = {"INFRA_ENV", "INFRA_RECIPE", "INFRA_CONFIG_DIR", "INFRA_DEPLOYMENT", "INFRA_STATE_DIR",
-                      "INFRA_REMOTE",
                       "INFRA_COMMIT_TAG"}
 # Settings chosen on the command line, never by --set or a variable: they pick the file to read.
 SELECTORS = {"env": "--env (or INFRA_ENV)", "recipe": "--recipe (or INFRA_RECIPE)"}

@@ -26,6 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from types import ModuleType
 from typing import Protocol, TypeVar
 
 from infra.runtime import modal_rpc
@@ -241,24 +242,38 @@ def _modal_output() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _module_for(module: str, d: Deployment, commit: str | None = None) -> Iterator[object]:
-    """Import infra.runtime.app / infra.runtime.jobs for exactly this deployment, as the container will
+def _module_for(module: str, d: Deployment, commit: str | None = None) -> Iterator[ModuleType]:
+    """infra.runtime.app / infra.runtime.jobs for exactly this deployment, as the container will import it
     (and, for a deploy, with the git tag it deploys: the server App's `commit` tag)."""
-    saved = {k: os.environ.get(k) for k in (DEPLOYMENT_VARIABLE, "MODAL_ENVIRONMENT", COMMIT_TAG_VARIABLE)}
-    os.environ[DEPLOYMENT_VARIABLE] = d.to_json()
-    os.environ["MODAL_ENVIRONMENT"] = d.modal.environment
-    os.environ.pop(COMMIT_TAG_VARIABLE, None)
-    if commit:
-        os.environ[COMMIT_TAG_VARIABLE] = commit
-    sys.modules.pop(module, None)
+    with _imported_with(module, {DEPLOYMENT_VARIABLE: d.to_json(), "MODAL_ENVIRONMENT": d.modal.environment,
+                                 COMMIT_TAG_VARIABLE: commit}) as imported:
+        yield imported
+
+
+@contextlib.contextmanager
+def _imported_with(module: str, variables: dict[str, str | None]) -> Iterator[ModuleType]:
+    """`module` run afresh with these variables set (None: unset), as its container imports it; then restored.
+
+    Modal finds a Function by its module and name, so app.py, jobs.py and sentinel_app.py define theirs when they
+    are imported, from a variable; running the module again (importlib.reload, Python's public way) is how this
+    process defines them for another deployment. tests/test_modal_contract.py's deploys fail if that stops working.
+    """
+    saved = {k: os.environ.get(k) for k in variables}
     try:
-        yield importlib.import_module(module)
+        for key, value in variables.items():
+            _set_variable(key, value)
+        loaded = sys.modules.get(module)
+        yield importlib.reload(loaded) if loaded is not None else importlib.import_module(module)
     finally:
         for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            _set_variable(key, value)
+
+
+def _set_variable(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
 
 
 class ModalRemote:
@@ -570,21 +585,10 @@ class ModalRemote:
     @_explained
     def deploy_sentinel(self, spec: SentinelSpec) -> dict:
         """Deploy the sentinel's own app (infra/runtime/sentinel_app.py), imported as its container will import it."""
-        saved = {k: os.environ.get(k) for k in (SPEC_VARIABLE, "MODAL_ENVIRONMENT")}
-        os.environ[SPEC_VARIABLE] = spec.to_json()
-        os.environ["MODAL_ENVIRONMENT"] = spec.modal_environment
-        sys.modules.pop("infra.runtime.sentinel_app", None)
-        try:
-            module = importlib.import_module("infra.runtime.sentinel_app")
-            with _modal_output():
-                module.app.deploy(environment_name=spec.modal_environment)
-            return {"app_id": module.app.app_id, "app_name": spec.app_name}
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        variables = {SPEC_VARIABLE: spec.to_json(), "MODAL_ENVIRONMENT": spec.modal_environment}
+        with _imported_with("infra.runtime.sentinel_app", variables) as module, _modal_output():
+            module.app.deploy(environment_name=spec.modal_environment)
+        return {"app_id": module.app.app_id, "app_name": spec.app_name}
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:
