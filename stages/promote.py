@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from infra.control import bake_policy, gitinfo, objectives
+from infra.control import bake_policy, costs, gitinfo, objectives, plan
 from infra.control.bake_policy import Bake, BakeOff
 from infra.control.gitinfo import GitInfo
 from infra.control.releases import Release, ReleaseStore
@@ -124,8 +124,9 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
     if target.dry_run:  # offline: no credentials, no manifest read
         d = resolve(target.settings, recipe)
         measure = f"measure it on {src_env} (the gate), then " if gating.enabled and not options.skip_gate else ""
-        baking = (f", then bake it there for {policy.bake_minutes:g} min" if policy.bake_minutes
-                  else f" (bake off: {bake_off})")
+        priced = bake.cost(d, policy.bake_minutes, plan.replica_cost(d, costs.rates_for(target.settings.costs)))
+        baking = (f", then bake it there for {policy.bake_minutes:g} min: {bake.cost_text(priced)}"
+                  if policy.bake_minutes else f" (bake off: {bake_off})")
         return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would take {src_env}'s current "
                                            f"smoke-tested release, {measure}deploy it to {d.app_name} "
                                            f"(Modal environment {d.modal.environment}) and smoke-test it there{baking}")

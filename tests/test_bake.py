@@ -11,6 +11,8 @@ of times what the fast one does), so no verdict rests on this machine's speed.
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 
@@ -23,6 +25,7 @@ from infra.runtime.errors import ConfigError, StageError
 from infra.runtime.remote import ModalRemote
 from stages import pipeline, promote, status
 from stages.common import Context
+from tests.conftest import REPO
 from tests.test_release_flow import commit
 from tests.test_stages import git_repo
 
@@ -35,6 +38,29 @@ BAKED = ("release.bake_minutes=3", "gate.enabled=false", 'gate.objectives=[{ met
                                                          '250 }]')
 # Two requests a window instead of six: the same judgement with a third of the real requests.
 PACE = bake.Pace(interval_s=30, window_s=60, breach_windows=3)
+DOC = REPO / "docs" / "bake.md"
+WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
+
+
+def shape(text: str) -> list[str]:
+    """What a run's output must keep: its lines with numbers, release ids, tags and column padding left out."""
+    text = re.sub(r"r\d{8}-\d{6}-[0-9a-f]{6}", "<release>", text)
+    text = re.sub(r"\b(git-)?[0-9a-f]{12}\b", "<commit>", text)
+    text = re.sub(r"\d+(\.\d+)?", "<n>", text)
+    return [re.sub(r"-{2,}", "--", " ".join(line.split())) for line in text.strip().splitlines()]
+
+
+def documented(name: str, produced: str) -> None:
+    """docs/bake.md's block marked `produced by tests/test_bake.py: <name>` is this output (INFRA_WRITE_DOCS=1 writes
+    it): the page shows a real run, and fails when the output it shows drifts."""
+    marker = f"<!-- produced by tests/test_bake.py: {name} -->\n```text\n"
+    page = DOC.read_text()
+    start = page.index(marker) + len(marker)
+    end = page.index("```", start)
+    if WRITE_DOCS:
+        DOC.write_text(page[:start] + produced.strip() + "\n" + page[end:])
+        return
+    assert shape(page[start:end]) == shape(produced), f"docs/bake.md's '{name}' block drifted: INFRA_WRITE_DOCS=1"
 
 
 class FakeClock:
@@ -109,6 +135,7 @@ def test_a_promotion_that_holds_is_kept_and_one_slowed_after_the_switch_is_rolle
         {"metric": "ttft_p90_ms", "direction": "max", "limit": 250.0},
         {"metric": "error_rate", "direction": "max", "limit": 0.0}]
     assert clock.t - 1000.0 == pytest.approx(180)  # three minutes on its clock, none on this one
+    documented("kept", next(line for line in world.said if line.startswith("bake KEPT")))
     bake_probes = [r for r in chat_requests(world.fast) if bench.PROMPT_WORD in json.dumps(r["body"]["messages"])]
     assert len(bake_probes) == 1 + 6  # the first answer, then two a window: the gate workload's, to prod's endpoint
     assert sorted(r["body"]["max_tokens"] for r in bake_probes) == [16] + [128] * 6  # a short first answer
@@ -141,7 +168,9 @@ def test_a_promotion_that_holds_is_kept_and_one_slowed_after_the_switch_is_rolle
     # The table was said and is in the job summary.
     said = "\n".join(world.said)
     assert f"bake ROLLED BACK: {RECIPE} {b.release_id} v2 in prod" in said
-    header = next(line for line in world.said if line.startswith("bake ROLLED BACK")).splitlines()[3]
+    table = next(line for line in world.said if line.startswith("bake ROLLED BACK"))
+    documented("rolled back", table)
+    header = table.splitlines()[3]
     assert header.split() == ["window", "s", "answered", "ttft_p90_ms", "error_rate", "verdict"]
     summary = world.summary.read_text()
     assert f"### ❌ Bake rolled back: {RECIPE} {b.release_id} v2 in prod" in summary
@@ -156,17 +185,24 @@ def test_a_promotion_that_holds_is_kept_and_one_slowed_after_the_switch_is_rolle
     assert hows[b.release_id] == "promote from staging, rolled back by bake"
     assert hows[a.release_id] == "promote from staging, bake kept"
     assert next(e for e in report.detail.ledger if e["release_id"] == b.release_id)["bake"]["verdict"] == "rolled back"
+    assert report.detail.current["bake"] is None  # the rollback itself is not baked
+    lines = report.message.splitlines()
+    documented("status", "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("  ledger")):]))
 
 
 def test_ctrl_c_during_the_bake_leaves_the_promoted_release_and_says_so(world):
     world.staging()
+    world.promote("release.bake_minutes=0", "gate.enabled=false")  # v1, the bake off (the suite's reason)
+    world.staging("release B")
     with pytest.raises(StageError) as failed:
         world.promote(*BAKED, clock=FakeClock(interrupt_after=2))
     current = world.manifest("prod").current
     assert str(failed.value) == (
-        f"promote failed: bake interrupted (Ctrl-C after 1 window(s)): prod/{RECIPE} keeps v1 ({current.tag}), "
-        "promoted and smoke-tested but not baked; there is no release before it")
-    assert current.kind == "promote" and current.version == 1 and current.bake.verdict == "interrupted"
+        f"promote failed: bake interrupted (Ctrl-C after 1 window(s)): prod/{RECIPE} keeps v2 ({current.tag}), "
+        f"promoted and smoke-tested but not baked; `invoke rollback --env prod --recipe {RECIPE}` returns to v1")
+    assert current.kind == "promote" and current.version == 2 and current.bake.verdict == "interrupted"
+    assert len(current.bake.windows) == 1
+    documented("interrupted", str(failed.value))
 
 
 def test_bake_off_in_prod_is_recorded_with_who_and_why(world, monkeypatch):
@@ -238,3 +274,20 @@ def test_prods_bake_is_on_by_its_own_file_and_fits_the_promotion_job():
     assert "bake_minutes = 10" in (bake_policy.PROMOTE_WORKFLOW.parents[2] / "environments" / "prod.toml").read_text()
     assert bake_policy.job_limit_minutes() == 90
     bake_policy.check_minutes("prod", settings.release.bake_minutes, 22 * 60)  # no error
+
+
+def test_what_the_page_says_the_bake_costs_is_what_costs_py_computes():
+    from infra.control import costs, plan
+
+    settings = load_settings("prod", RECIPE, parse_overrides(["release.bake_minutes=10"]))
+    d = resolve(settings, RECIPE)
+    hourly = plan.replica_cost(d, costs.Rates(costs.TABLE, costs.TABLE_SOURCE))
+    c = bake.cost(d, settings.release.bake_minutes, hourly)
+    floor = next(o.min for o in settings.gate.objectives if o.metric == "output_tokens_per_s")
+    per_million = hourly.usd / (floor * 3600) * 1e6
+    page = " ".join(DOC.read_text().split())
+    assert (c["requests"], c["output_tokens"], c["paid_by_warm_floor"]) == (60, 7680, True)
+    for claim in (f"${c['replica_usd_during']:.2f} of that replica's time", f"(${hourly.usd:.2f}/h for the 8B recipe",
+                  f"{c['requests']} requests, {c['output_tokens']:,} output tokens", f"tokens for ${per_million:.2f}",
+                  f"worth ${c['output_tokens'] * per_million / 1e6:.2f} of its capacity", f"({floor:,.0f} tokens/s"):
+        assert claim in page, claim

@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from infra.control import bake_policy, objectives
+from infra.control import bake_policy, costs, objectives
 from infra.control.bake_policy import Bake, BakeObjective, BakeWindow
 from infra.perf import bench, client, gate
 from infra.runtime import lifecycle
+from infra.runtime.deployment import Deployment
 from infra.runtime.recipes.base import GateWorkload
 
 # Metrics of all streams together are not a one-stream figure (and goodput needs a level's load): not judged.
@@ -176,6 +177,27 @@ def _first_answer(url: str, w: bench.Workload, deadline: float, headers: dict[st
     asyncio.run(client.probe(url, w.payload(f"bake-ready-{uuid.uuid4().hex[:8]}", max_tokens=min(w.max_tokens, 16)),
                              deadline_seconds=deadline, headers=headers, on_retry=retrying))
     return round(time.monotonic() - started, 3)
+
+
+# ---------------------------------------------------------------- what it costs
+
+
+def cost(d: Deployment, minutes: float, hourly: costs.Hourly, pace: Pace = Pace()) -> dict:
+    """What a bake of `minutes` asks of the environment of `d`, one replica priced at `hourly` (infra/control/costs.py):
+    the requests and tokens it sends, and the replica time it spans, which a warm floor pays for anyway."""
+    requests = int(minutes * 60 // pace.interval_s)
+    return {"minutes": minutes, "requests": requests,
+            "output_tokens": requests * d.recipe.gate_workload.max_tokens,
+            "replica_usd_per_hour": round(hourly.usd, 4), "replica_usd_during": round(hourly.usd * minutes / 60, 4),
+            "paid_by_warm_floor": d.scaling.min_containers > 0, "streams": (1, d.recipe.target_concurrency)}
+
+
+def cost_text(c: dict) -> str:
+    paid = ("already paid: min_containers keeps it warm" if c["paid_by_warm_floor"]
+            else "NOT otherwise paid: this environment scales to zero, and the bake keeps a replica up")
+    return (f"{c['requests']} requests ({c['output_tokens']:,} output tokens), one at a time, on a replica at "
+            f"${c['replica_usd_per_hour']:,.2f}/h: ${c['replica_usd_during']:,.2f} of its time ({paid}), "
+            f"{c['streams'][0]} of its {c['streams'][1]} streams at most")
 
 
 # ---------------------------------------------------------------- rendering
