@@ -161,6 +161,30 @@ def status(c, env: str | None = None, recipe: str | None = None, set_: list[str]
                                                          weeks=weeks))
 
 
+@command(help=COMMON | {
+    "since": "every line since then instead of the last --tail: 30m, 2h, 7d or a UTC time such as 2026-12-01T08:00",
+    "follow": "then print the server's new lines as they come, until Ctrl-C or the app stops",
+    "tail": "lines per app without --since (default 100)",
+    "dry_run": DRY,
+})
+def logs(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, since: str | None = None,
+         follow: bool = False, tail: int = 100, dry_run: bool = False, json: bool = False, debug: bool = False):
+    """Show what the server and the last download or compile job printed (Modal's app logs)."""
+    from stages import logs as stage
+
+    _stage(stage, env, recipe, set_, json, stage.check(stage.Options(since=since, follow=follow, tail=tail), as_json=json),
+           dry_run=dry_run)
+
+
+@command(help=COMMON | {"dry_run": DRY, "yes": YES})
+def stop(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
+         yes: bool = False, json: bool = False, debug: bool = False):
+    """Stop a recipe's apps in an environment (server and running jobs) until the next deploy, and record it."""
+    from stages import stop as stage
+
+    _stage(stage, env, recipe, set_, json, dry_run=dry_run, yes=yes)
+
+
 @command(help=COMMON | {"dry_run": DRY})
 def check(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
           json: bool = False, debug: bool = False):

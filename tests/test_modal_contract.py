@@ -434,6 +434,10 @@ EVERY_CALL = {
     "endpoint_of": lambda r, d: r.endpoint_of("dev", d.app_name),
     "read_ring": lambda r, d: r.read_ring("dev", ["x#0"]),
     "write_ring": lambda r, d: r.write_ring("dev", "x#0", {}),
+    "apps": lambda r, d: r.apps("dev"),
+    "stop_app": lambda r, d: r.stop_app("ap-0123456789abcdefghijkl"),
+    "app_logs": lambda r, d: r.app_logs("ap-0123456789abcdefghijkl", None, None, 10),
+    "follow_logs": lambda r, d: next(r.follow_logs("ap-0123456789abcdefghijkl", 1)),
     "deploy_sentinel": lambda r, d: r.deploy_sentinel(__import__("infra.control.watching", fromlist=["x"]).spec_for(
         __import__("infra.control.settings", fromlist=["x"]).load_settings("dev"), [d])),
 }

@@ -114,6 +114,18 @@ def rollback_entry(target: Release, version: int | None, note: str) -> Release:
     ))
 
 
+class Stopped(BaseModel):
+    """`invoke stop` took the recipe's apps down: when, by whom, which. The next release (a deploy, promotion or
+    rollback: `ReleaseStore.record`) starts them again and clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(default_factory=time.time)
+    by: str = Field(default_factory=lambda: f"{_user()}@{socket.gethostname()}")
+    apps: list[str]  # "<name> (<app id>)"
+    release_id: str | None = None  # the current release when it was stopped
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +134,7 @@ class Manifest(BaseModel):
     current: Release | None = None
     history: list[Release] = Field(default_factory=list)  # newest first, current included
     revision: int = 0
+    stopped: Stopped | None = None  # set by `invoke stop` until the next release
 
     def to_json(self) -> str:
         return scrub(json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True))

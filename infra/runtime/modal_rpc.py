@@ -67,6 +67,22 @@ def rollback(app_name: str, environment: str, version: int | None) -> bool:
     return _with_client(roll)
 
 
+def apps(environment: str) -> list[dict]:
+    """Every App of a Modal Environment, stopped ones included (the last ephemeral job runs: `invoke logs` reads them),
+    as `modal app list` shows them: [{"app_id", "name", "state", "created_at", "stopped_at", "running"}]. The SDK's
+    public listing (`modal.Environment.apps.list()`) leaves stopped Apps out."""
+    from modal_proto import api_pb2
+
+    async def read(client) -> list[dict]:
+        found = await client._stub.AppList(api_pb2.AppListRequest(environment_name=environment))
+        return [{"app_id": a.app_id, "name": a.name or a.description,
+                 "state": api_pb2.AppState.Name(a.state).removeprefix("APP_STATE_").lower(),
+                 "created_at": a.created_at, "stopped_at": a.stopped_at or None, "running": a.n_running_tasks}
+                for a in found.apps]
+
+    return _with_client(read)
+
+
 def proxy_for(server_url: str) -> str | None:
     """The proxy the client would go through to `server_url` (HTTPS_PROXY, ALL_PROXY, NO_PROXY; none when
     MODAL_DISABLE_API_PROXY is set), as its channel decides it (modal/_utils/proxy_support.py)."""

@@ -75,6 +75,10 @@ class Remote(Protocol):
     def read_ring(self, environment: str, keys: Sequence[str]) -> dict[str, object]: ...
     def write_ring(self, environment: str, key: str, value: dict) -> None: ...
     def deploy_sentinel(self, spec: SentinelSpec) -> dict: ...
+    def apps(self, environment: str) -> list[dict]: ...
+    def stop_app(self, app_id: str) -> None: ...
+    def app_logs(self, app_id: str, since: datetime | None, until: datetime | None, tail: int) -> list[dict]: ...
+    def follow_logs(self, app_id: str, idle_timeout: float | None) -> Iterator[dict]: ...
 
 
 class MissingCredentials(UserError):
@@ -180,6 +184,12 @@ def _explained(method: Callable[..., T]) -> Callable[..., T]:
             return method(self, *args, **kwargs)
 
     return call
+
+
+def _log_line(entry) -> dict:
+    """One `modal.types.LogEntry` as plain data: when (epoch seconds), stdout/stderr/system, the text, the container."""
+    return {"at": entry.timestamp.timestamp(), "source": entry.source, "text": entry.message,
+            "container": next((c for c in reversed(entry.context_ids) if c.startswith("ta-")), "")}
 
 
 def _in_force(settings) -> dict:
@@ -589,6 +599,40 @@ class ModalRemote:
         with _imported_with("infra.runtime.sentinel_app", variables) as module, _modal_output():
             module.app.deploy(environment_name=spec.modal_environment)
         return {"app_id": module.app.app_id, "app_name": spec.app_name}
+
+    @_explained
+    def apps(self, environment: str) -> list[dict]:
+        """Every App of a Modal Environment, the recently stopped included (infra/runtime/modal_rpc.py `apps`):
+        [{"app_id", "name", "state", "created_at", "stopped_at", "running"}]."""
+        return modal_rpc.apps(environment)
+
+    @_explained
+    def stop_app(self, app_id: str) -> None:
+        """Stop the App: its containers end, it takes no more requests, its name no longer resolves (`modal app
+        stop`; modal 1.6.4's public `App.lookup(app_id).stop()`, the AppStop RPC)."""
+        import modal
+
+        modal.App.lookup(app_id).stop()
+
+    @_explained
+    def app_logs(self, app_id: str, since: datetime | None, until: datetime | None, tail: int) -> list[dict]:
+        """The App's log lines, oldest first: those from `since` to `until` (default now), or else its last `tail`
+        lines, through modal 1.6.4's public `App.logs.fetch` / `App.logs.tail` (what `modal app logs` calls)."""
+        import modal
+
+        logs = modal.App.lookup(app_id).logs
+        entries = logs.fetch(since=since, until=until) if since is not None else logs.tail(tail)
+        return [_log_line(entry) for entry in entries]
+
+    def follow_logs(self, app_id: str, idle_timeout: float | None) -> Iterator[dict]:
+        """New log lines as they come (`App.logs.stream`, what `modal app logs --follow` does) until the App is done,
+        no line came for `idle_timeout` seconds, or Ctrl-C."""
+        import modal
+
+        with _problems_explained():
+            self._reach()
+            for entry in modal.App.lookup(app_id).logs.stream(timeout=idle_timeout):
+                yield _log_line(entry)
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:

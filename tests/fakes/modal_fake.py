@@ -151,9 +151,9 @@ class FakeModal:
         version = len(versions) + 1
         versions.insert(0, {"version": version, "tag": tag, "deployment": d.to_dict(), "deployed_at": time.time()})
         self._save_versions(d, versions)
+        self._app_file(d).with_suffix(".stopped").unlink(missing_ok=True)  # a deploy starts a stopped app again
         self._reset_autoscaler(d)
-        return {"app_id": f"ap-{hashlib.sha1(d.app_name.encode()).hexdigest()[:12]}", "url": self.endpoint,
-                "version": version,
+        return {"app_id": self._app_id(d.app_name), "url": self.endpoint, "version": version,
                 "changed": True}
 
     def server_url(self, d: Deployment) -> str | None:
@@ -298,6 +298,53 @@ class FakeModal:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(spec.to_json())
         return {"app_id": f"ap-{spec.app_name}", "app_name": spec.app_name}
+
+    # ------------------------------------------------------------------ apps, logs, stop
+
+    def _app_id(self, app_name: str) -> str:
+        return f"ap-{hashlib.sha1(app_name.encode()).hexdigest()[:12]}"
+
+    def apps(self, environment: str) -> list[dict]:
+        """The deployed apps of `<root>/apps/<env>/`, stopped where `stop_app` left a `.stopped` file beside them."""
+        self._call("apps", environment=environment)
+        folder = self.root / "apps" / environment
+        found = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            stopped = path.with_suffix(".stopped")
+            found.append({"app_id": self._app_id(path.stem), "name": path.stem,
+                          "state": "stopped" if stopped.exists() else "deployed", "created_at": path.stat().st_mtime,
+                          "stopped_at": float(stopped.read_text()) if stopped.exists() else None, "running": 0})
+        return found
+
+    def stop_app(self, app_id: str) -> None:
+        self._call("stop_app", app_id=app_id)
+        for path in (self.root / "apps").glob("*/*.json"):
+            if self._app_id(path.stem) == app_id:
+                path.with_suffix(".stopped").write_text(str(time.time()))
+
+    def _log_lines(self, app_id: str) -> list[dict]:
+        path = self.root / "logs" / f"{app_id}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def app_logs(self, app_id: str, since, until, tail: int) -> list[dict]:
+        self._call("app_logs", app_id=app_id, since=since, until=until, tail=tail)
+        lines = self._log_lines(app_id)
+        if since is not None:
+            end = (until.timestamp() if until else time.time())
+            return [line for line in lines if since.timestamp() <= line["at"] < end]
+        return lines[-tail:]
+
+    def follow_logs(self, app_id: str, idle_timeout: float | None) -> Iterator[dict]:
+        self._call("follow_logs", app_id=app_id, idle_timeout=idle_timeout)
+        yield from self._log_lines(app_id)
+
+    def write_log(self, app_name: str, text: str, *, at: float | None = None, source: str = "stdout") -> None:
+        """A line the app's container wrote (what `app_logs` reads back)."""
+        path = self.root / "logs" / f"{self._app_id(app_name)}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps({"at": time.time() if at is None else at, "source": source, "text": text,
+                                "container": "ta-fake"}) + "\n")
 
     def _config(self) -> dict:
         path = self.root / "config.json"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -52,7 +53,7 @@ from tests.fakes.modal_wire.functions import FunctionsMixin, JobCall
 from tests.fakes.modal_wire.images import ImagesMixin
 from tests.fakes.modal_wire.secrets import SecretsMixin
 from tests.fakes.modal_wire.servers import ServersMixin
-from tests.fakes.modal_wire.state import Secret, WireState, new_id
+from tests.fakes.modal_wire.state import LogLine, Secret, WireState, new_id
 from tests.fakes.modal_wire.volumes import VolumesMixin
 
 MIXINS = (AppsMixin, BlobsMixin, ImagesMixin, FunctionsMixin, VolumesMixin, DictsMixin, SecretsMixin, ServersMixin,
@@ -202,6 +203,27 @@ class ModalWire:
             self.state.secrets[secret.secret_id] = secret
 
         self._on_loop(create)
+
+    def apps_named(self, environment: str, name: str) -> list[dict]:
+        """Every App in `environment` deployed as or described by `name`, oldest first: app_id, state, stopped."""
+        return self._on_loop(lambda: [
+            {"app_id": a.app_id, "state": api_pb2.AppState.Name(a.state), "stopped": a.state == api_pb2.APP_STATE_STOPPED}
+            for a in sorted(self.state.apps.values(), key=lambda a: a.created_at)
+            if a.environment == environment and name in (a.name, a.description)])
+
+    def log(self, app_id: str, *lines: str, at: float | None = None, stderr: bool = False, task_id: str = "ta-fake",
+            running_tasks: int | None = None) -> None:
+        """`lines` written by a container of App `app_id` at `at` (default: now), a microsecond apart."""
+        def write():
+            app = self.state.app(app_id)
+            start = time.time() if at is None else at
+            fd = api_pb2.FILE_DESCRIPTOR_STDERR if stderr else api_pb2.FILE_DESCRIPTOR_STDOUT
+            for i, text in enumerate(lines):
+                app.logs.append(LogLine(f"{len(app.logs) + 1:012d}", start + i * 1e-6, text, fd, task_id))
+            if running_tasks is not None:
+                app.running_tasks = running_tasks
+
+        self._on_loop(write)
 
     def delete_secret(self, environment: str, name: str) -> None:
         def delete():

@@ -7,8 +7,12 @@ What real Modal does, and the fake copies:
   `deployed_at` is 0 and no version is added (modal's runner.py prints "Deployment skipped").
 - A rollback is a new version that carries an older version's functions (`rollback_version`).
 - Names resolve inside one Environment; an Environment that was never created is NOT_FOUND.
-- `AppClientDisconnect` stops an ephemeral or still-initializing App; a deployed one keeps running
-  (the project never stops a deployed App, so `AppStop` is not served).
+- `AppClientDisconnect` stops an ephemeral or still-initializing App; a deployed one keeps running until
+  `AppStop` (`modal app stop`, `App.stop()`), after which its name no longer resolves.
+- `AppList` lists an Environment's Apps, stopped ones included (the SDK's public listing filters them out).
+- Logs: the lines a test gives an App (`ModalWire.log`), served by time range (`AppFetchLogs`, `AppCountLogs`:
+  `App.logs.fetch`/`tail`) and as a stream that resumes after the last entry seen and ends when the App is
+  done (`AppGetLogs`: `App.logs.stream`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import asyncio
 import time
 
 from google.protobuf.empty_pb2 import Empty
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpclib import GRPCError, Status
 from modal_proto import api_pb2
 from modal_version import __version__ as CLIENT_VERSION
 
-from tests.fakes.modal_wire.state import App, Version, content_id, new_id
+from tests.fakes.modal_wire.state import App, LogLine, Version, content_id, new_id
 
 IMAGE_BUILDER_VERSION = "2025.06"
 LOGS_POLL_SECONDS = 5.0  # how long one AppGetLogs call waits for the App to finish before returning empty
@@ -64,6 +69,9 @@ class AppsMixin:
     async def AppGetOrCreate(self, stream) -> None:
         """`modal.App.lookup(name, create_if_missing=...)`: a deployed App by name, created (empty) if asked."""
         request: api_pb2.AppGetOrCreateRequest = await stream.recv_message()
+        if request.app_name in self.state.apps:  # an App ID: that App, whatever its state or Environment
+            await stream.send_message(api_pb2.AppGetOrCreateResponse(app_id=request.app_name))
+            return
         environment = self.state.environment(request.environment_name)
         app = self.state.deployed_app(environment, request.app_name)
         if app is None:
@@ -206,14 +214,71 @@ class AppsMixin:
 
     def _stop(self, app: App) -> None:
         app.state = api_pb2.APP_STATE_STOPPED
+        app.stopped_at = time.time()
         app.stopped.set()
 
+    async def AppStop(self, stream) -> None:
+        request: api_pb2.AppStopRequest = await stream.recv_message()
+        self._stop(self.state.app(request.app_id))
+        await stream.send_message(Empty())
+
+    async def AppList(self, stream) -> None:
+        request: api_pb2.AppListRequest = await stream.recv_message()
+        environment = self.state.environment(request.environment_name)
+        await stream.send_message(api_pb2.AppListResponse(apps=[
+            api_pb2.AppListResponse.AppListItem(app_id=a.app_id, description=a.description, state=a.state, created_at=a.created_at,
+                                stopped_at=a.stopped_at, name=a.name,
+                                n_running_tasks=0 if a.state == api_pb2.APP_STATE_STOPPED else a.running_tasks)
+            for a in self.state.apps.values() if a.environment == environment
+        ]))
+
+    @staticmethod
+    def _selected(app: App, since, until, source: int) -> list[LogLine]:
+        start, end = since.ToMicroseconds() / 1e6, until.ToMicroseconds() / 1e6
+        return [line for line in app.logs if start <= line.at < end
+                and source in (api_pb2.FILE_DESCRIPTOR_UNSPECIFIED, line.file_descriptor)]
+
+    @staticmethod
+    def _batches(lines: list[LogLine]) -> list[api_pb2.TaskLogsBatch]:
+        return [api_pb2.TaskLogsBatch(task_id=line.task_id, entry_id=line.entry_id, items=[api_pb2.TaskLogs(
+            data=line.text, timestamp=line.at, timestamp_ns=int(line.at * 1e9), file_descriptor=line.file_descriptor,
+            container_id=line.task_id)]) for line in lines]
+
+    async def AppFetchLogs(self, stream) -> None:
+        """The last `limit` lines of the range, oldest first (a tail asks for the newest; a fetch for all of them)."""
+        request: api_pb2.AppFetchLogsRequest = await stream.recv_message()
+        lines = self._selected(self.state.app(request.app_id), request.since, request.until, request.source)
+        await stream.send_message(api_pb2.AppFetchLogsResponse(batches=self._batches(lines[-request.limit:])))
+
+    async def AppCountLogs(self, stream) -> None:
+        request: api_pb2.AppCountLogsRequest = await stream.recv_message()
+        lines = self._selected(self.state.app(request.app_id), request.since, request.until, request.source)
+        start, end, size = request.since.seconds, request.until.seconds, request.bucket_secs
+        buckets = []
+        for bucket_start in range(start - start % size, end, size):
+            inside = [line for line in lines if bucket_start <= line.at < bucket_start + size]
+            counts = {fd: sum(line.file_descriptor == fd for line in inside) for fd in
+                      (api_pb2.FILE_DESCRIPTOR_STDOUT, api_pb2.FILE_DESCRIPTOR_STDERR, api_pb2.FILE_DESCRIPTOR_INFO)}
+            buckets.append(api_pb2.AppCountLogsResponse.LogBucket(
+                bucket_start_at=Timestamp(seconds=bucket_start), stdout_logs=counts[api_pb2.FILE_DESCRIPTOR_STDOUT],
+                stderr_logs=counts[api_pb2.FILE_DESCRIPTOR_STDERR], system_logs=counts[api_pb2.FILE_DESCRIPTOR_INFO]))
+        await stream.send_message(api_pb2.AppCountLogsResponse(app_id=request.app_id, buckets=buckets))
+
     async def AppGetLogs(self, stream) -> None:
-        """The fake runs no containers, so there are no log lines: it says when the App is done, or returns empty."""
+        """Lines after `last_entry_id` as they come; `app_done` once the App has stopped and every line was sent;
+        nothing at all (an empty answer) when `timeout` passes first, as the real stream does between lines."""
         request: api_pb2.AppGetLogsRequest = await stream.recv_message()
         app = self.state.app(request.app_id)
-        try:
-            await asyncio.wait_for(app.stopped.wait(), timeout=min(request.timeout or 0, LOGS_POLL_SECONDS))
-        except asyncio.TimeoutError:
-            return
-        await stream.send_message(api_pb2.TaskLogsBatch(app_done=True))
+        seen = request.last_entry_id
+        deadline = time.monotonic() + min(request.timeout or 0, LOGS_POLL_SECONDS)
+        while True:
+            new = [line for line in app.logs if line.entry_id > seen]
+            for batch in self._batches(new):
+                await stream.send_message(batch)
+                seen = batch.entry_id
+            if app.state == api_pb2.APP_STATE_STOPPED:
+                await stream.send_message(api_pb2.TaskLogsBatch(app_done=True))
+                return
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.05)

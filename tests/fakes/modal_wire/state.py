@@ -62,6 +62,17 @@ class Version:
 
 
 @dataclass
+class LogLine:
+    """One line a container of an App wrote (what AppFetchLogs, AppCountLogs and AppGetLogs serve)."""
+
+    entry_id: str  # increasing per App: AppGetLogs resumes after the last one a client saw
+    at: float  # epoch seconds
+    text: str
+    file_descriptor: int = api_pb2.FILE_DESCRIPTOR_STDOUT
+    task_id: str = "ta-fake"
+
+
+@dataclass
 class App:
     app_id: str
     environment: str
@@ -76,6 +87,9 @@ class App:
     created_at: float = field(default_factory=time.time)
     heartbeats: int = 0
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    stopped_at: float = 0.0
+    logs: list[LogLine] = field(default_factory=list)  # oldest first
+    running_tasks: int = 0  # containers a test says are up (AppList's n_running_tasks)
 
     @property
     def live(self) -> Version | None:
