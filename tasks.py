@@ -172,8 +172,8 @@ def logs(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
     """Show what the server and the last download or compile job printed (Modal's app logs)."""
     from stages import logs as stage
 
-    _stage(stage, env, recipe, set_, json, stage.check(stage.Options(since=since, follow=follow, tail=tail), as_json=json),
-           dry_run=dry_run)
+    options = stage.check(stage.Options(since=since, follow=follow, tail=tail), as_json=json)
+    _stage(stage, env, recipe, set_, json, options, dry_run=dry_run)
 
 
 @command(help=COMMON | {"dry_run": DRY, "yes": YES})

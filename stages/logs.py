@@ -73,7 +73,8 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *,
     if ctx.dry_run:
         what = f"every line since {options.since}" if options.since else f"the last {options.tail} lines"
         then = ", then follow the server's new lines" if options.follow else ""
-        return result(STAGE, d, "dry-run", f"logs (dry run, {d.env}/{d.recipe.name}): would read {what} of {where}{then}")
+        return result(STAGE, d, "dry-run",
+                      f"logs (dry run, {d.env}/{d.recipe.name}): would read {what} of {where}{then}")
     ctx.remote.require_credentials()
     since = attainment.window(options.since, None, ctx.clock())[0] if options.since else None
     apps = chosen(ctx.remote.apps(d.modal.environment), d)
@@ -81,7 +82,8 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *,
         return result(STAGE, d, "ran", f"{d.env}/{d.recipe.name}: no app {d.app_name} or {d.jobs_app_name} in Modal "
                                        f"environment {d.modal.environment}: nothing deployed or run yet", Logs([]))
     read = [app | {"lines": ctx.remote.app_logs(app["app_id"], since, None, options.tail)} for app in apps]
-    blocks = ["\n".join([heading(app, len(app["lines"]), since, options.tail), *map(line, app["lines"])]) for app in read]
+    blocks = ["\n".join([heading(app, len(app["lines"]), since, options.tail), *map(line, app["lines"])])
+              for app in read]
     if not options.follow:
         return result(STAGE, d, "ran", "\n\n".join(blocks), Logs(read))
     return result(STAGE, d, "ran", follow(ctx, read, blocks, write), Logs(read))

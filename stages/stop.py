@@ -50,4 +50,5 @@ def run(ctx: Context, d: Deployment, *, confirm=input) -> StageResult[Outcome]:
     stopped = [{"app_id": a["app_id"], "name": a["name"], "state": a["state"]} for a in running]
     listed = ", ".join(f"{a['name']} ({a['app_id']}, was {a['state']})" for a in stopped)
     return result(STAGE, d, "ran", f"stopped {listed} in {where}; recorded in the release manifest; "
-                                   f"`invoke deploy --env {d.env} --recipe {d.recipe.name}` starts it again", Outcome(stopped))
+                                   f"`invoke deploy --env {d.env} --recipe {d.recipe.name}` starts it again",
+                  Outcome(stopped))

@@ -50,14 +50,16 @@ def test_logs_show_the_servers_and_the_last_jobs_lines_tail_and_since(wire):
     server_block, jobs_block = shown.message.split("\n\n")
     assert server_block.splitlines()[0] == f"{APP} (server, deployed, {server}): 3 line(s), the last 100"
     assert [line[21:] for line in server_block.splitlines()[1:]] == [
-        "stdout server started", "stdout The server is fired up and ready to roll!", "stderr POST /v1/chat/completions 200"]
+        "stdout server started", "stdout The server is fired up and ready to roll!",
+        "stderr POST /v1/chat/completions 200"]
     assert jobs_block.splitlines() == [
         f"{APP}-jobs (jobs, stopped, {jobs}): 2 line(s), the last 100",
         *(f"{datetime.fromtimestamp(now - 600 + i * 1e-6, UTC):%Y-%m-%d %H:%M:%S}Z stdout {text}"
           for i, text in enumerate(["Fetching 4 files", "download complete"]))]
 
     last = logs.run(ctx, d, logs.Options(tail=1)).detail.apps
-    assert [[e["text"] for e in a["lines"]] for a in last] == [["POST /v1/chat/completions 200\n"], ["download complete\n"]]
+    assert [[e["text"] for e in a["lines"]] for a in last] == [["POST /v1/chat/completions 200\n"],
+                                                                ["download complete\n"]]
     recent = logs.run(ctx, d, logs.Options(since="1h")).detail.apps  # AppCountLogs, then AppFetchLogs per interval
     assert [[e["text"] for e in a["lines"]] for a in recent] == [
         ["The server is fired up and ready to roll!\n", "POST /v1/chat/completions 200\n"],
@@ -136,7 +138,7 @@ def test_stop_in_prod_checks_credentials_then_asks_then_stops(wire, monkeypatch)
     assert asked == [f"Stop {APP} in prod? Its endpoint stops answering until the next deploy. [y/N] "]
     assert not wire.apps_named("prod", APP)[-1]["stopped"]
     ctx.interactive = False
-    with pytest.raises(Refused, match="^stopping guarded environment 'prod' needs confirmation: no terminal, so pass --yes"):
+    with pytest.raises(Refused, match="^stopping guarded environment 'prod' needs confirmation: no terminal"):
         stop.run(ctx, d)
     ctx.yes = True
     assert stop.run(ctx, d).status == "ran" and wire.apps_named("prod", APP)[-1]["stopped"]

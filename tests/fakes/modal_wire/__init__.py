@@ -207,7 +207,8 @@ class ModalWire:
     def apps_named(self, environment: str, name: str) -> list[dict]:
         """Every App in `environment` deployed as or described by `name`, oldest first: app_id, state, stopped."""
         return self._on_loop(lambda: [
-            {"app_id": a.app_id, "state": api_pb2.AppState.Name(a.state), "stopped": a.state == api_pb2.APP_STATE_STOPPED}
+            {"app_id": a.app_id, "state": api_pb2.AppState.Name(a.state),
+             "stopped": a.state == api_pb2.APP_STATE_STOPPED}
             for a in sorted(self.state.apps.values(), key=lambda a: a.created_at)
             if a.environment == environment and name in (a.name, a.description)])
 

@@ -226,9 +226,10 @@ class AppsMixin:
         request: api_pb2.AppListRequest = await stream.recv_message()
         environment = self.state.environment(request.environment_name)
         await stream.send_message(api_pb2.AppListResponse(apps=[
-            api_pb2.AppListResponse.AppListItem(app_id=a.app_id, description=a.description, state=a.state, created_at=a.created_at,
-                                stopped_at=a.stopped_at, name=a.name,
-                                n_running_tasks=0 if a.state == api_pb2.APP_STATE_STOPPED else a.running_tasks)
+            api_pb2.AppListResponse.AppListItem(
+                app_id=a.app_id, description=a.description, state=a.state, created_at=a.created_at,
+                stopped_at=a.stopped_at, name=a.name,
+                n_running_tasks=0 if a.state == api_pb2.APP_STATE_STOPPED else a.running_tasks)
             for a in self.state.apps.values() if a.environment == environment
         ]))
 
