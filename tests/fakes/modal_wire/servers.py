@@ -25,9 +25,13 @@ through unchanged.
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 from aiohttp import web
 from modal_proto import api_pb2
+
+from tests.fakes.modal_wire.state import LogLine
 
 AUTOSCALER_FIELDS = ("min_containers", "max_containers", "buffer_containers", "scaleup_window", "scaledown_window",
                      "target_concurrency", "target_concurrency_float", "scaledown_rate_limit")
@@ -100,12 +104,23 @@ class ServersMixin:
                         k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP
                     })
                     await response.prepare(request)
+                    self._access_log(environment, name, request, upstream_response.status)
                     async for chunk in upstream_response.content.iter_any():
                         await response.write(chunk)
                     await response.write_eof()
                     return response
         except aiohttp.ClientConnectionError:
             return web.Response(status=503, text="modal-http: no replica answered")
+
+    def _access_log(self, environment: str, name: str, request: web.Request, status: int) -> None:
+        """The replica's access line in its App's logs, as SGLang's uvicorn writes it (what `invoke logs` reads)."""
+        app = next((a for a in self.state.apps.values() if a.environment == environment
+                    and name in (a.name, a.description) and a.state != api_pb2.APP_STATE_STOPPED), None)
+        if app is not None:
+            path = "/" + request.match_info["tail"]
+            app.logs.append(LogLine(f"{len(app.logs) + 1:012d}", time.time(),
+                                    f'INFO:     127.0.0.1:0 - "{request.method} {path} HTTP/1.1" {status}\n',
+                                    api_pb2.FILE_DESCRIPTOR_STDERR, "ta-replica"))
 
     # ------------------------------------------------------------------ autoscaler
 
