@@ -153,6 +153,10 @@ BAD_INPUT = [
      ["compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency"], "no-credentials"),
     ("bench --proxy-auth without MODAL_KEY/MODAL_SECRET", ["bench", "--url", "http://127.0.0.1:9", "--proxy-auth"],
      None),
+    ("logs --follow with --json", ["logs", "--env", "dev", "--follow", "--json"], None),
+    ("logs --tail 0", ["logs", "--env", "dev", "--tail", "0"], None),
+    ("stop in prod without a terminal and without --yes", ["stop", "--env", "prod", "--recipe", "qwen3-8b-low-latency"],
+     None),
 ]
 
 
