@@ -173,7 +173,7 @@ def logs(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
     from stages import logs as stage
 
     options = stage.check(stage.Options(since=since, follow=follow, tail=tail), as_json=json)
-    _stage(stage, env, recipe, set_, json, options, dry_run=dry_run)
+    _stage(c, stage, env, recipe, set_, json, options, dry_run=dry_run)
 
 
 @command(help=COMMON | {"dry_run": DRY, "yes": YES})
@@ -182,7 +182,7 @@ def stop(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
     """Stop a recipe's apps in an environment (server and running jobs) until the next deploy, and record it."""
     from stages import stop as stage
 
-    _stage(stage, env, recipe, set_, json, dry_run=dry_run, yes=yes)
+    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, yes=yes)
 
 
 @command(help=COMMON | {"dry_run": DRY})
