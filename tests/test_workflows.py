@@ -173,3 +173,18 @@ def test_prod_promotion_can_skip_the_gate_only_with_a_reason_and_shows_the_ledge
     (status,) = [s for job in wf["jobs"].values() for s in job["steps"]
                  if "invoke status --env prod" in s.get("run", "")]
     assert status["if"] == "always()" and status["shell"] == "bash" and '>> "$GITHUB_STEP_SUMMARY"' in status["run"]
+
+
+def test_prod_promotion_bakes_unless_a_reason_turns_it_off_within_the_jobs_limit():
+    """Issue 31 item 1: the bake runs in this job; turning it off is an input with its reason, passed as settings
+    variables (they reach the promotion that --from-manifest runs from staging's commit), recorded in the manifest."""
+    from infra.control import bake_policy
+
+    wf = load("promote-prod.yml")
+    inputs = wf[True]["workflow_dispatch"]["inputs"]
+    assert inputs["bake_off_reason"] | {"description": None} == {"description": None, "type": "string", "default": ""}
+    assert wf["jobs"]["promote"]["env"]["BAKE_OFF_REASON"] == "${{ inputs.bake_off_reason }}"
+    scripts = "\n".join(run_scripts(wf))
+    assert ('if [ -n "$BAKE_OFF_REASON" ]; then\n  export INFRA_RELEASE__BAKE_MINUTES=0 '
+            'INFRA_RELEASE__BAKE_OFF_REASON="$BAKE_OFF_REASON"\nfi') in scripts
+    assert bake_policy.job_limit_minutes() == wf["jobs"]["promote"]["timeout-minutes"]  # what a bake is checked against
