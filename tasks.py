@@ -87,6 +87,21 @@ def smoke(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     _stage(c, stage, env, recipe, set_, json, dry_run=dry_run)
 
 
+@command(name="gpu-test", help=COMMON | {
+    "dry_run": DRY + "; shows what a run costs",
+    "shape": "tiny (the suite's tiny model, built in the container), real (the recipe's architecture, dummy weights, "
+             "its compile job first) or model (the real model and draft from the weights Volume; after download and "
+             "compile); default tiny",
+})
+def gpu_test(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, shape: str = "tiny",
+             dry_run: bool = False, json: bool = False, debug: bool = False):
+    """Run the GPU acceptance suite (python -m pytest tests/gpu) in the recipe's image on its GPUs, on Modal."""
+    from stages import flags
+    from stages import gpu_test as stage
+
+    _stage(stage, env, recipe, set_, json, stage.Options(shape=flags.shape(shape)), dry_run=dry_run)
+
+
 @command(name="try", help=COMMON | {"env": "environment (default: $INFRA_ENV, else dev)", "dry_run": DRY,
                                     "force": "run it even in a guarded environment (its Modal Environment, Volumes "
                                              "and Secrets are that environment's)"})

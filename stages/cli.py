@@ -35,7 +35,7 @@ from infra.runtime.secrets import scrub, shown
 PLACEHOLDERS = {
     "env": "ENV", "from_": "ENV", "to": "ENV", "recipe": "RECIPE", "set_": "KEY=VALUE", "compare": "FILE|RELEASE",
     "url": "URL", "output": "FILE", "plot": "FILE.png", "concurrency": "N[,N...]", "label": "TEXT", "reason": "TEXT",
-    "write_requests": "FILE.jsonl",
+    "write_requests": "FILE.jsonl", "shape": "tiny|real|model",
     "model": "NAME", "temperature": "NUMBER|server", "version": "VERSION", "wheel": "FILE",
     "duration": "SECONDS", "timeout": "SECONDS", "wait": "SECONDS",
 }

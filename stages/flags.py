@@ -172,6 +172,15 @@ def gate_override(skip_gate: bool, reason: object):
     return gate.skip_override(reason)
 
 
+def shape(value: object) -> str:
+    """`invoke gpu-test --shape`: one of the acceptance suite's shapes (infra/runtime/acceptance.SHAPES)."""
+    from infra.runtime.acceptance import SHAPES
+
+    if value not in SHAPES:
+        _fail(f"--shape {value!r}: allowed: {', '.join(SHAPES)}")
+    return str(value)
+
+
 def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16", requests=None, duration=None,
                   prompt_tokens=None, max_tokens=None, temperature=None, top_p=None, top_k=None, warmup=None,
                   timeout=None, wait=None, label=None, output=None, plot=None, write_requests=None):

@@ -194,9 +194,13 @@ def project_copy(tmp_path: Path) -> Path:
     tree = tmp_path / "project"
     if tree.exists():
         return tree
-    for part in ("infra", "stages", "tools", "environments", ".github"):
+    for part in ("infra", "stages", "tools", "environments", ".github", "tests/gpu"):
         shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "tasks.py", tree / "tasks.py")
+    shutil.copytree(REPO / "benchmarks", tree / "benchmarks", ignore=shutil.ignore_patterns("__pycache__", "results"))
+    # What the acceptance suite's image mounts besides (infra/runtime/spec.TEST_SOURCES).
+    for part in ("tasks.py", "pyproject.toml", "tests/__init__.py", "tests/fakes/__init__.py", "tests/fakes/openai_server.py"):
+        (tree / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / part, tree / part)
     for args in (["init", "-q", "-b", "main"], ["add", "."],
                  ["-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", "release A"]):
         subprocess.run(["git", *args], cwd=tree, check=True, capture_output=True)

@@ -76,6 +76,9 @@ class Release(BaseModel):
     # The bake's verdict after it was promoted (infra/control/bake_policy.py): kept, rolled back and why, interrupted,
     # or off with who and why. None: not promoted, or promoted before bakes existed.
     bake: Bake | None = None
+    # The GPU acceptance suite run against what this release runs (`invoke gpu-test`, stages/gpu_test.py): per shape
+    # (tiny, real, model) its verdict, every test's outcome, the numbers it measured, the GPU and SGLang it ran on.
+    acceptance: dict | None = None
 
     @property
     def smoke_passed(self) -> bool:

@@ -1,4 +1,4 @@
-"""Modal Functions for the stages that run remotely: weight download (CPU) and kernel compile (GPU).
+"""Modal Functions for the stages that run remotely: weight download (CPU), kernel compile and acceptance suite (GPU).
 
 They live in their own app (`<app>-jobs`), run ephemerally by `invoke download` and
 `invoke compile`, so that running them never starts the server's warm replicas.
@@ -12,7 +12,7 @@ import os
 
 import modal
 
-from infra.runtime import current, kernels, modal_objects, spec, weights
+from infra.runtime import acceptance, current, kernels, modal_objects, spec, weights
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 
 deployment = current.deployment()
@@ -22,6 +22,7 @@ specs = spec.modal_spec(deployment)
 app = modal.App(**specs["jobs_app"])
 download_options = modal_objects.options(specs["jobs"]["download_weights"])
 compile_options = modal_objects.options(specs["jobs"]["compile_kernels"])
+gpu_test_options = modal_objects.options(specs["jobs"]["gpu_test"])
 
 
 @app.function(**download_options)
@@ -41,3 +42,11 @@ def compile_kernels(force: bool = False) -> dict:
     return kernels.compile_kernels(deployment, KERNELS_PATH,
                                    commit_volume=compile_options["volumes"][KERNELS_PATH].commit,
                                    force=force)
+
+
+@app.function(**gpu_test_options)
+def gpu_test(shape: str) -> dict:
+    """`python -m pytest tests/gpu` at `shape`, in the recipe's image on its GPUs: every test's outcome and the numbers
+    it measured (a failing test is reported, not raised: `invoke gpu-test` names it and fails)."""
+    timeout = gpu_test_options["timeout"] - 60  # pytest stops first, so its report still comes back
+    return acceptance.run_suite(shape, deployment.recipe.name, timeout=timeout).model_dump()

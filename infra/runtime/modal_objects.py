@@ -9,16 +9,25 @@ whatever environment the caller's profile defaults to is a cache nobody reads.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import modal
+
+# The repository root, where the spec's relative local paths (the acceptance suite's sources) are read from: the same
+# files wherever `invoke` was started. In a container this is where the package is mounted, and nothing is read.
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_PATH_METHODS = ("add_local_dir", "add_local_file")
 
 
 def image(layers: list[dict[str, Any]]) -> modal.Image:
     first, *rest = layers
     built = getattr(modal.Image, first["method"])(*first["args"], **first["kwargs"])
     for layer in rest:
-        built = getattr(built, layer["method"])(*layer["args"], **layer["kwargs"])
+        args = layer["args"]
+        if layer["method"] in LOCAL_PATH_METHODS:
+            args = [str(ROOT / args[0]), *args[1:]]
+        built = getattr(built, layer["method"])(*args, **layer["kwargs"])
     return built
 
 

@@ -52,6 +52,24 @@ COMPILE_CPU_BASE = 3.0
 COMPILE_CPU_PER_RANK = 1.0
 
 
+# The acceptance suite's Function (`invoke gpu-test`, infra/runtime/acceptance.py): the compile job's image, GPU and
+# Volumes, with the suite and the code it imports mounted under acceptance.PROJECT and pytest installed on top.
+# What the suite imports beyond the SGLang image: pytest and its timeout plugin, the settings' loader, invoke (its
+# bench test runs `python -m invoke bench`), cron and rich (imported by the settings and stages it goes through).
+TEST_PACKAGES = ("pytest==9.2.0", "pytest-timeout==2.4.0", "pydantic-settings==2.16.3", "invoke==3.0.3", "cronsim==2.8",
+                 "rich==15.0.0")
+# Project paths the suite needs, relative to the repository root (modal_objects resolves them there).
+TEST_SOURCES = ("infra", "stages", "tasks.py", "environments", "benchmarks", "tests/__init__.py", "tests/gpu",
+                "tests/fakes/openai_server.py", "tests/fakes/__init__.py", "pyproject.toml")
+TEST_IGNORE = ["**/__pycache__/**", "**/*.pyc", "results/**"]  # relative to each folder: benchmarks/results is data
+# Seconds each shape's suite takes, measured on one H100 or H200 with SGLang 0.5.11 (benchmarks/results/README.md):
+# tiny, test_real_sglang.py 8/8 in 411-448 s (two server starts); real, the 8B compile job (946 s) then a cached start
+# (127.5 s); model, one start from the published caches (~130 s measured at the 8B shape) plus the weights' load and
+# the smoke and speculative checks, taken as the recipe's startup_timeout. Each runs under the timeout below.
+GPU_TEST_MEASURED_SECONDS = {"tiny": 448.0, "real": 946.0 + 127.5}
+GPU_TEST_MARGIN = 600  # seconds over the slowest shape: the image's pull, the suite's imports, another host's CPU
+
+
 SCHEDULER_TIMEOUT = 120  # seconds: one autoscaler update
 SCHEDULER_RETRIES = 3  # a boundary missed because of a transient error is retried, not skipped
 
@@ -211,7 +229,40 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             "timeout": compile_timeout(d),
             "include_source": False,
         },
+        "gpu_test": {
+            "image": test_image(d),
+            "gpu": d.recipe.gpu,  # the recipe's GPU type and count: what the suite proves is what serves
+            **(resources(d) | {"cpu": compile_cpu(d)}),  # --shape real runs the compile job's body
+            # Read-only: the suite reads the weights and the published compile caches and never publishes.
+            "volumes": cache_volumes(d, kernels_read_only=True) | {HF_CACHE_PATH: weights_volume(d) | {"read_only": True}},
+            "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
+            "secrets": [],
+            "timeout": gpu_test_timeout(d),
+            "include_source": False,
+        },
     }
+
+
+def test_image(d: Deployment) -> list[dict[str, Any]]:
+    """The server's image (the recipe's SGLang, CUDA and environment), then pytest, then the files mounted at start:
+    the package (as in the server) and the suite with the code it imports (Modal builds no layer after a mount)."""
+    *built, package = server_image(d)
+    layers = built + [_layer("uv_pip_install", *TEST_PACKAGES), package]
+    for source in TEST_SOURCES:
+        method = "add_local_file" if "." in source.rsplit("/", 1)[-1] else "add_local_dir"
+        kwargs = {} if method == "add_local_file" else {"ignore": TEST_IGNORE}
+        layers.append(_layer(method, source, f"/root/project/{source}", **kwargs))
+    return layers
+
+
+def gpu_test_seconds(d: Deployment) -> dict[str, float]:
+    """What each shape's suite is expected to take (GPU_TEST_MEASURED_SECONDS; model: the recipe's startup_timeout)."""
+    return GPU_TEST_MEASURED_SECONDS | {"model": float(d.recipe.startup_timeout)}
+
+
+def gpu_test_timeout(d: Deployment) -> int:
+    """The Function's timeout: the slowest shape (real runs the compile job's body first) plus the margin."""
+    return int(max(compile_timeout(d) + d.recipe.startup_timeout, *gpu_test_seconds(d).values()) + GPU_TEST_MARGIN)
 
 
 def resources(d: Deployment) -> dict[str, Any]:

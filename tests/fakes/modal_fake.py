@@ -44,6 +44,7 @@ class FakeModal:
         fail: dict[str, str] | None = None,
         credentials: bool = True,
         compile_env: dict[str, str] | None = None,
+        gpu_suite: dict[str, str] | None = None,
     ):
         config = json.loads(os.environ.get("FAKE_MODAL_CONFIG", "{}"))
         self.root = Path(root or config["root"])
@@ -53,6 +54,9 @@ class FakeModal:
         self.fail = fail if fail is not None else config.get("fail", {})
         self.credentials = credentials if "credentials" not in config else config["credentials"]
         self.compile_env = compile_env or config.get("compile_env")
+        # The acceptance suite's Function runs real pytest here: {"project": folder, "suite": path in it} (default:
+        # this repository's tests/gpu, which skips every test on a machine without a GPU).
+        self.gpu_suite = gpu_suite or config.get("gpu_suite") or {}
         self.root.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -143,6 +147,16 @@ class FakeModal:
         return kernels.compile_kernels(d, cache, env=self.compile_env, local_root=self.root / "compile-local",
                                        port=port,
                                        force=force)
+
+    def run_gpu_test(self, d: Deployment, shape: str) -> dict:
+        self._call("run_gpu_test", app=d.app_name, environment=d.modal.environment, gpu=d.recipe.gpu, shape=shape)
+        from infra.runtime import acceptance
+        from infra.runtime.deployment import DEPLOYMENT_VARIABLE
+
+        project = self.gpu_suite.get("project") or str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ) | {DEPLOYMENT_VARIABLE: d.to_json()}
+        return acceptance.run_suite(shape, d.recipe.name, project=project, suite=self.gpu_suite.get("suite", acceptance.SUITE),
+                                    env=env).model_dump()
 
     def deploy(self, d: Deployment, tag: str) -> dict:
         self._call("deploy", app=d.app_name, environment=d.modal.environment, tag=tag,

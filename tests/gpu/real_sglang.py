@@ -48,6 +48,10 @@ def _installed_sglang(default: str = "0.5.11") -> str:
 
 
 GPU_SGLANG_VERSION = _installed_sglang()
+# Which part of the suite runs (infra/runtime/acceptance.py sets these under `invoke gpu-test`; unset: tiny, as a
+# developer's `python -m pytest tests/gpu` always did).
+SHAPE = os.environ.get("GPU_SUITE_SHAPE") or "tiny"
+SUITE_RECIPE = os.environ.get("GPU_SUITE_RECIPE") or None
 READY_LINE = "The server is fired up and ready to roll!"  # SGLang's log line once /health turns 200
 # Serving a random tiny model on the stripped GPU site (../shared/gpu/README.md): no FA3, no FP8 DeepGEMM.
 TINY_FLAGS = (

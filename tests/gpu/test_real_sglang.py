@@ -40,7 +40,8 @@ from infra.runtime.errors import StageError
 from infra.runtime.lifecycle import ServerFailed, ServerProcess
 from tests.gpu import real_sglang as real
 
-REASON = real.unavailable_reason()
+REASON = (f"GPU_SUITE_SHAPE={real.SHAPE}: this module is the tiny shape" if real.SHAPE != "tiny"
+          else real.unavailable_reason())
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(REASON is not None, reason=f"GPU acceptance suite: {REASON}"),

@@ -33,9 +33,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _reason() -> str | None:
-    if os.environ.get("GPU_SUITE_REAL_SHAPE") != "1":
-        return "real-shape cold start is opt-in: set GPU_SUITE_REAL_SHAPE=1 (takes ~17 minutes of GPU time)"
+    if os.environ.get("GPU_SUITE_REAL_SHAPE") != "1" and real.SHAPE != "real":
+        return ("real-shape cold start is opt-in: set GPU_SUITE_SHAPE=real or GPU_SUITE_REAL_SHAPE=1 "
+                "(takes ~17 minutes of GPU time)")
     return real.unavailable_reason()
+
+
+def only_for(recipe: str):
+    """Under GPU_SUITE_RECIPE (invoke gpu-test --shape real), each recipe runs its own shape's test only."""
+    return pytest.mark.skipif(real.SUITE_RECIPE not in (None, recipe),
+                              reason=f"GPU_SUITE_RECIPE={real.SUITE_RECIPE}: this test is {recipe}'s shape")
 
 
 REASON = _reason()
@@ -53,6 +60,7 @@ def _benchmark():
     return module
 
 
+@only_for(real.RECIPE)
 def test_compile_then_a_cached_start_at_the_real_shape(tmp_path):
     steps = ["compile", "cached"] + (["uncached"] if os.environ.get("GPU_SUITE_REAL_SHAPE_UNCACHED") == "1" else [])
     out = tmp_path / "run"
@@ -87,6 +95,7 @@ def test_compile_then_a_cached_start_at_the_real_shape(tmp_path):
         assert uncached["record"]["launch_to_ready_s"] > compile_start
 
 
+@only_for("qwen3.6-35b-vlm")
 def test_the_vision_recipe_launches_at_its_real_shape_and_answers_with_an_image(tmp_path):
     """The VLM recipe's own arguments on the Qwen3.6-35B-A3B-FP8 stand-in (tests/gpu/real_shape.py vlm_config), nothing
     cached, DeepGEMM compiling lazily: ready, then the recipe's smoke test with its image, as `invoke smoke` runs it.

@@ -61,6 +61,12 @@ class SpeculativeDecoding(Frozen):
     draft_model: ModelId | None = None
     # None means unpinned: the reference leaves it so, and `plan` flags it.
     draft_revision: Revision | None = None
+    # The acceptance floor `invoke gpu-test --shape model` holds the real model and draft to: mean tokens accepted per
+    # verify step (SGLang's /generate: completion_tokens / spec_verify_ct) on the warm-up prompt, greedy. A drafter
+    # that does not match the model (wrong repository or revision, a broken load) has almost every draft rejected
+    # and accepts ~1.0 (the model's own token per step), so a floor above 1 proves the drafts are used. None: not
+    # checked.
+    min_accept_length: float | None = None
 
 
 class Warmup(Frozen):

@@ -83,6 +83,9 @@ RECIPE = Recipe(
         num_steps=3,
         eagle_topk=1,
         num_draft_tokens=4,
+        # MTP drafts at most 3 tokens a step here (num_steps 3, topk 1), so at most 4 are accepted; the model's own
+        # MTP head, when loaded, keeps well above 1.0, which is what a broken one gives. Not yet measured.
+        min_accept_length=1.5,
     ),
     # Counted from the model's configuration, not measured (its one launch, 2026-12-02, ran DeepGEMM lazily, which
     # logs no shapes: benchmarks/results/gpu_2026-12-02_h200.json): 5 dense FP8 shapes,

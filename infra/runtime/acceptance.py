@@ -1,0 +1,136 @@
+"""The GPU acceptance suite, run where the recipe runs: `python -m pytest tests/gpu` and its report, read back.
+
+`invoke gpu-test` runs this in a Modal Function built from the recipe's own image, GPU, Volumes and timeout
+(infra/runtime/spec.py `jobs()["gpu_test"]`, the compile job's image and spec with the suite shipped in). It runs
+exactly the command a developer runs on a machine with a GPU, `python -m pytest tests/gpu`, so the two cannot drift:
+the shape is chosen by environment variables the suite reads (GPU_SUITE_SHAPE and GPU_SUITE_RECIPE), and pytest's
+own JUnit XML report is what says which test passed, failed or was skipped, and why. The numbers the tests measured
+come back through GPU_SUITE_REPORT (a JSON file the suite writes).
+
+Standard library and pydantic only: containers import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+SHAPES = ("tiny", "real", "model")
+Shape = Literal["tiny", "real", "model"]
+SUITE = "tests/gpu"
+PROJECT = "/root/project"  # where the suite and the code it imports are mounted in the container
+SHAPE_VARIABLE = "GPU_SUITE_SHAPE"
+RECIPE_VARIABLE = "GPU_SUITE_RECIPE"
+REPORT_VARIABLE = "GPU_SUITE_REPORT"
+# pytest's own options only: where its report goes, no cache folder in a read-only mount, and no addopts from
+# pyproject.toml (xdist's `-n 4` is for the CPU suite; the GPU suite runs one server at a time).
+PYTEST_OPTIONS = ("-o", "addopts=", "-p", "no:cacheprovider", "-rA", "-q")
+OUTPUT_TAIL = 6000  # characters of pytest's output kept in the result
+
+
+class Case(BaseModel):
+    """One test as pytest's JUnit report has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    test: str  # tests/gpu/test_x.py::test_name
+    outcome: Literal["passed", "failed", "error", "skipped"]
+    seconds: float
+    message: str | None = None  # the failure's or the skip's first line
+
+
+class SuiteResult(BaseModel):
+    """What one run of the suite found: every test's outcome, the numbers it measured, where it ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: Shape
+    recipe: str
+    command: list[str]
+    exit_code: int
+    seconds: float
+    cases: list[Case]
+    report: dict = {}  # GPU_SUITE_REPORT: what the tests measured
+    gpu: str | None = None  # nvidia-smi -L
+    sglang: str | None = None  # the installed SGLang's version
+    output_tail: str = ""
+
+    def count(self, outcome: str) -> int:
+        return sum(c.outcome == outcome for c in self.cases)
+
+    @property
+    def failing(self) -> list[Case]:
+        return [c for c in self.cases if c.outcome in ("failed", "error")]
+
+    @property
+    def passed(self) -> bool:
+        """Every test that ran passed, at least one ran, and pytest agrees (exit code 0)."""
+        return self.exit_code == 0 and not self.failing and self.count("passed") > 0
+
+
+def environment(shape: str, recipe: str, report: str | Path) -> dict[str, str]:
+    """The variables that choose what `python -m pytest tests/gpu` runs (tests/gpu reads them)."""
+    return {SHAPE_VARIABLE: shape, RECIPE_VARIABLE: recipe, REPORT_VARIABLE: str(report)}
+
+
+def command(junit: str | Path, suite: str = SUITE) -> list[str]:
+    return [sys.executable, "-m", "pytest", suite, *PYTEST_OPTIONS, f"--junitxml={junit}"]
+
+
+def parse_junit(xml: str) -> list[Case]:
+    """pytest's JUnit XML, one Case per <testcase>: its file::name, outcome, time and first message line."""
+    cases = []
+    for tc in ET.fromstring(xml).iter("testcase"):
+        name = tc.get("name", "?")
+        path = (tc.get("file") or tc.get("classname", "").replace(".", "/") + ".py")
+        outcome, message = "passed", None
+        for tag, kind in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            if (found := tc.find(tag)) is not None:
+                outcome = kind
+                message = (found.get("message") or (found.text or "")).strip().splitlines()[0][:300] if (
+                    found.get("message") or found.text) else None
+                break
+        cases.append(Case(test=f"{path}::{name}", outcome=outcome, seconds=round(float(tc.get("time") or 0), 3),
+                          message=message))
+    return cases
+
+
+def _probe(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: str = SUITE,
+              env: dict[str, str] | None = None, timeout: float | None = None) -> SuiteResult:
+    """Run the suite in `project` at `shape` for `recipe`; the result whatever the tests found (a failing test is
+    a result, not an exception: the caller names it). Only a suite that cannot run at all raises."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape {shape!r}: allowed: {', '.join(SHAPES)}")
+    with tempfile.TemporaryDirectory(prefix="gpu-test-") as tmp:
+        junit, report = Path(tmp) / "junit.xml", Path(tmp) / "report.json"
+        argv = command(junit, suite)
+        began = time.monotonic()
+        done = subprocess.run(argv, cwd=project, env=dict(os.environ if env is None else env) | environment(shape, recipe, report),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout)
+        seconds = round(time.monotonic() - began, 1)
+        if not junit.exists():  # pytest never got to collect (an import error in conftest, a bad option)
+            raise RuntimeError(f"pytest wrote no report (exit {done.returncode}): {done.stdout[-2000:]}")
+        cases = parse_junit(junit.read_text())
+        measured = json.loads(report.read_text()) if report.exists() else {}
+    sglang = _probe([sys.executable, "-c", "import importlib.metadata as m; print(m.version('sglang'))"])
+    return SuiteResult(shape=shape, recipe=recipe, command=["python", "-m", "pytest", suite], exit_code=done.returncode,
+                       seconds=seconds, cases=cases, report=measured, gpu=_probe(["nvidia-smi", "-L"]), sglang=sglang,
+                       output_tail=done.stdout[-OUTPUT_TAIL:])

@@ -1,0 +1,118 @@
+"""`invoke gpu-test`: the GPU acceptance suite where the recipe runs, before it is promoted.
+
+The remote job (infra/runtime/jobs.py `gpu_test` -> infra/runtime/acceptance.py) runs `python -m pytest tests/gpu`
+in a Modal Function with the recipe's own image (SGLang version, CUDA build, FA3), GPU type and count, Volumes and
+a timeout sized from the suite's measured time (infra/runtime/spec.py), the shape chosen by GPU_SUITE_SHAPE:
+
+- tiny: the suite's tiny Qwen3 and EAGLE-3 drafter, built in the container (two server starts, ~8 minutes);
+- real: the recipe's architecture with dummy weights: its compile job's body, then a start from what it compiled;
+- model: the real model and draft from the weights Volume (after `invoke download`) started from the published
+  compile caches: the smoke test answers in text, speculative decoding accepts more than the recipe's floor
+  (`speculative.min_accept_length`), and the start's timeline shows no cache miss.
+
+Its result comes back typed (acceptance.SuiteResult) and is shown as a table, appended to the CI job's summary
+($GITHUB_STEP_SUMMARY) and recorded on the environment's current release when that release runs what was tested.
+A failing test fails the command with its name. `--dry-run` says what would run and what it costs, offline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.control import costs
+from infra.control.releases import ReleaseStore
+from infra.runtime import acceptance, spec
+from infra.runtime.deployment import Deployment
+from infra.runtime.errors import StageError
+from stages.common import Context, StageResult, dry_run, result
+
+STAGE = "gpu-test"
+SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
+
+
+@dataclass(frozen=True)
+class Options:
+    shape: str = "tiny"
+
+
+def estimate(ctx: Context, d: Deployment, shape: str) -> dict:
+    """What one run costs: the Function's container (the recipe's GPUs) for the shape's expected time, and at most
+    for its timeout (infra/control/costs.py, the rates `plan` uses)."""
+    hourly = costs.price(costs.Container.of(spec.jobs(d)["gpu_test"]), costs.rates_for(ctx.settings.costs))
+    seconds = spec.gpu_test_seconds(d)[shape]
+    return costs.job(hourly, seconds, f"the {shape} suite's measured time") | {
+        "timeout_seconds": spec.gpu_test_timeout(d),
+        "usd_at_timeout": round(hourly.usd * spec.gpu_test_timeout(d) / costs.SECONDS_PER_HOUR, 2)}
+
+
+def table(r: acceptance.SuiteResult) -> str:
+    width = max([len(c.test) for c in r.cases] + [4])
+    lines = [f"{'test':<{width}}  {'outcome':<8} {'seconds':>8}  note"]
+    for c in r.cases:
+        lines.append(f"{c.test:<{width}}  {c.outcome:<8} {c.seconds:>8.1f}  {c.message or ''}"[:width + 140])
+    counts = ", ".join(f"{r.count(o)} {o}" for o in ("passed", "failed", "error", "skipped") if r.count(o))
+    lines.append(f"{counts or 'no test'} in {r.seconds:.0f} s on {r.gpu or 'an unknown GPU'}, SGLang {r.sglang or '?'}")
+    return "\n".join(lines)
+
+
+def markdown(d: Deployment, r: acceptance.SuiteResult, verdict: str) -> str:
+    rows = "\n".join(f"| `{c.test}` | {c.outcome} | {c.seconds:.1f} | {(c.message or '').replace('|', '/')} |" for c in r.cases)
+    return (f"### GPU acceptance: {d.env}/{d.recipe.name}, shape {r.shape}: {verdict}\n\n"
+            f"`python -m pytest tests/gpu` in `{d.recipe.sglang_image}` on `{d.recipe.gpu}`, {r.seconds:.0f} s, "
+            f"SGLang {r.sglang or '?'}\n\n| test | outcome | s | note |\n|---|---|---|---|\n{rows}\n")
+
+
+def summary(r: acceptance.SuiteResult) -> dict:
+    """What the release keeps: the verdict, each test's outcome, the numbers measured, where it ran."""
+    return {"passed": r.passed, "at": time.time(), "seconds": r.seconds, "gpu": r.gpu, "sglang": r.sglang,
+            "cases": [c.model_dump() for c in r.cases], "report": r.report}
+
+
+def record_on_release(ctx: Context, d: Deployment, r: acceptance.SuiteResult) -> str:
+    """On the current release, when it runs the image and model revisions that were tested; else why not."""
+    store = ReleaseStore(ctx.remote)
+    manifest = store.read(d)
+    current = manifest.current
+    if current is None:
+        return f"not recorded on a release: {d.env}/{d.recipe.name} has none yet"
+    tested = (d.recipe.sglang_image, d.recipe.model, d.recipe.model_revision)
+    if (current.image, current.model, current.model_revision) != tested:
+        return (f"not recorded on release {current.release_id}: it runs {current.image} with {current.model}@"
+                f"{current.model_revision}, not the tested {tested[0]} with {tested[1]}@{tested[2]}")
+    acceptance_records = dict(current.acceptance or {}) | {r.shape: summary(r)}
+    store.update_current(d, manifest, acceptance=acceptance_records)
+    return f"recorded on release {current.release_id}"
+
+
+def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[dict]:
+    shape = options.shape
+    cost = estimate(ctx, d, shape)
+    what = (f"run `python -m pytest tests/gpu` at shape {shape} in {d.recipe.sglang_image} on {d.recipe.gpu} "
+            f"(timeout {cost['timeout_seconds']} s): ~{cost['seconds']:.0f} s ≈ ${cost['usd']:,.2f}, at most "
+            f"${cost['usd_at_timeout']:,.2f}")
+    if skipped := dry_run(ctx, STAGE, d, what):
+        skipped.detail = {"shape": shape, "cost": cost}
+        return skipped
+    d = ctx.pinned(d) if shape == "model" else d
+    ctx.remote.require_credentials()
+    with ctx.working(f"running the GPU acceptance suite ({shape}) for {d.recipe.name} on {d.recipe.gpu}"):
+        raw = ctx.remote.run_gpu_test(d, shape)
+    r = acceptance.SuiteResult.model_validate(raw)
+    verdict = "passed" if r.passed else ("FAILED: " + ", ".join(c.test for c in r.failing) if r.failing
+                                         else f"nothing passed (exit {r.exit_code})")
+    if path := os.environ.get(SUMMARY_VARIABLE):
+        with Path(path).open("a") as f:
+            f.write(markdown(d, r, verdict))
+    recorded = record_on_release(ctx, d, r)
+    message = f"{table(r)}\ngpu-test ({d.env}/{d.recipe.name}, {shape}): {verdict}; {recorded}"
+    if not r.passed:
+        ctx.say(message)
+        if r.failing:
+            raise StageError(STAGE, f"{len(r.failing)} failed: " + "; ".join(
+                f"{c.test} ({c.message or c.outcome})" for c in r.failing))
+        raise StageError(STAGE, f"no test passed at shape {shape} (pytest exit {r.exit_code}): "
+                                + "; ".join(f"{c.test}: {c.message}" for c in r.cases[:3]))
+    return result(STAGE, d, "ran", message, r.model_dump() | {"cost": cost, "recorded": recorded})
