@@ -170,7 +170,7 @@ def definitions() -> dict:
 
     server = synchronizer_in(infra.runtime.app.SGLangServer)._get_service_function()
     jobs = {name: synchronizer_in(getattr(infra.runtime.jobs, name))
-            for name in ("download_weights", "compile_kernels")}
+            for name in ("download_weights", "compile_kernels", "gpu_test")}
     scheduled = {name: synchronizer_in(value) for name, value in vars(infra.runtime.app).items()
                  if name.startswith("apply_floor_")}
     return {
