@@ -135,7 +135,7 @@ def test_the_staging_job_has_time_for_a_first_download_and_compile():
 
 def test_staging_deploys_on_main_without_overlap():
     wf = load("deploy-staging.yml")
-    assert wf[True] == {"push": {"branches": ["main"]}}
+    assert wf[True]["push"] == {"branches": ["main"]} and set(wf[True]) == {"push", "workflow_dispatch"}
     assert wf["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}
     deploy = wf["jobs"]["deploy"]
     assert deploy["needs"] == "test"
@@ -188,3 +188,26 @@ def test_prod_promotion_bakes_unless_a_reason_turns_it_off_within_the_jobs_limit
     assert ('if [ -n "$BAKE_OFF_REASON" ]; then\n  export INFRA_RELEASE__BAKE_MINUTES=0 '
             'INFRA_RELEASE__BAKE_OFF_REASON="$BAKE_OFF_REASON"\nfi') in scripts
     assert bake_policy.job_limit_minutes() == wf["jobs"]["promote"]["timeout-minutes"]  # what a bake is checked against
+
+
+def test_staging_runs_the_gpu_acceptance_suite_after_the_pipeline_only_when_asked():
+    """Issue 32: `invoke gpu-test` after the pipeline, at the shape a hand-run workflow names; never on a push."""
+    from infra.control.resolve import resolve
+    from infra.control.settings import load_settings
+    from infra.runtime import acceptance, spec
+
+    wf = load("deploy-staging.yml")
+    choice = wf[True]["workflow_dispatch"]["inputs"]["gpu_test"]
+    assert choice["type"] == "choice" and choice["default"] == "none"
+    assert choice["options"] == ["none", *acceptance.SHAPES]
+    job = wf["jobs"]["gpu-test"]
+    assert job["needs"] == "deploy" and job["environment"] == "staging"
+    assert job["if"] == "github.event_name == 'workflow_dispatch' && inputs.gpu_test != 'none'"
+    assert job["env"]["SHAPE"] == "${{ inputs.gpu_test }}"  # reaches the script through the environment
+    scripts = "\n".join(step["run"] for step in job["steps"] if "run" in step)
+    assert "${{" not in scripts
+    commands = [cmd for name, cmd in all_invocations() if name == "deploy-staging.yml"]
+    assert ["gpu-test", "--env", "staging", "--shape", "$SHAPE"] in commands
+    staging = load_settings("staging")
+    needed = sum(spec.gpu_test_timeout(resolve(staging, name)) for name in staging.serves) / 60
+    assert needed <= job["timeout-minutes"] <= needed + 30, (needed, job["timeout-minutes"])

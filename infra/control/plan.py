@@ -62,6 +62,16 @@ def first_pipeline(d: Deployment, cold: dict, rates: costs.Rates) -> dict:
                                      "for image builds (not priced), deploys and the smoke request"}
 
 
+def gpu_test_cost(d: Deployment, rates: costs.Rates) -> dict:
+    """One `invoke gpu-test` run per shape: its Function's container (the recipe's GPUs) for the shape's measured
+    time, and the most a run can cost (to the Function's timeout)."""
+    hourly = costs.price(costs.Container.of(spec.jobs(d)["gpu_test"]), rates)
+    shapes = {shape: costs.job(hourly, seconds, f"the {shape} suite's measured time")
+              for shape, seconds in spec.gpu_test_seconds(d).items()}
+    timeout = spec.gpu_test_timeout(d)
+    return {"shapes": shapes, "timeout_seconds": timeout, "usd_at_timeout": costs.job(hourly, timeout, "timeout")["usd"]}
+
+
 def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:
     """One server container per hour, priced from the very options Modal receives (infra/runtime/spec.py)."""
     return costs.price(costs.Container.of(spec.server(d)), rates)
@@ -83,6 +93,7 @@ def cost_plan(settings: Settings, d: Deployment, cold: dict, rates: costs.Rates 
                                  "once per change of the kernel key"),
         "gate_measurement": None,
         "first_pipeline": first_pipeline(d, cold, rates),
+        "gpu_test": gpu_test_cost(d, rates),
     }
     if gate.enabled:
         w, target = d.recipe.gate_workload, d.recipe.target_concurrency
@@ -525,6 +536,11 @@ def _cost_lines(c: dict, scheduled: dict | None, sized: dict) -> list[str]:
             lines.append(f"               sized: cpu {sized['cpu']:g}, timeout {sized['timeout_seconds']} s "
                          f"(compile_deep_gemm killed after {sized['deep_gemm_kill_after_seconds']} s): "
                          f"{sized['basis']}")
+    if g := c.get("gpu_test"):
+        lines.append("GPU test       " + ", ".join(f"{shape} ~{j['seconds'] / 60:.0f} min ${j['usd']:,.2f}"
+                                                   for shape, j in g["shapes"].items())
+                     + f"; at most ${g['usd_at_timeout']:,.2f} (timeout {g['timeout_seconds']} s): "
+                       "invoke gpu-test --shape")
     return lines
 
 
