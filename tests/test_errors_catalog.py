@@ -78,6 +78,7 @@ BAD_INPUT = [
      None),
     ("bench report to a folder that does not exist", ["bench", "--url", "http://127.0.0.1:9", "--output",
                                                       "/no/such/r.json"], None),
+    ("gpu-test at a shape the suite does not have", ["gpu-test", "--env", "dev", "--shape", "huge"], None),
     ("bench requests of several levels written to one file", ["bench", "--url", "http://127.0.0.1:9", "--concurrency",
                                                               "1,16",
                                                              "--write-requests", "sent.jsonl"], None),

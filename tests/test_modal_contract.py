@@ -412,6 +412,7 @@ EVERY_CALL = {
     "build_image": lambda r, d: r.build_image(d),
     "run_download": lambda r, d: r.run_download(d),
     "run_compile": lambda r, d: r.run_compile(d),
+    "run_gpu_test": lambda r, d: r.run_gpu_test(d, "tiny"),
     "deploy": lambda r, d: r.deploy(d, "git-aaa"),
     "server_url": lambda r, d: r.server_url(d),
     "history": lambda r, d: r.history(d),
