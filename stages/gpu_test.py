@@ -59,7 +59,8 @@ def table(r: acceptance.SuiteResult) -> str:
 
 
 def markdown(d: Deployment, r: acceptance.SuiteResult, verdict: str) -> str:
-    rows = "\n".join(f"| `{c.test}` | {c.outcome} | {c.seconds:.1f} | {(c.message or '').replace('|', '/')} |" for c in r.cases)
+    rows = "\n".join(f"| `{c.test}` | {c.outcome} | {c.seconds:.1f} | {(c.message or '').replace('|', '/')} |"
+                     for c in r.cases)
     return (f"### GPU acceptance: {d.env}/{d.recipe.name}, shape {r.shape}: {verdict}\n\n"
             f"`python -m pytest tests/gpu` in `{d.recipe.sglang_image}` on `{d.recipe.gpu}`, {r.seconds:.0f} s, "
             f"SGLang {r.sglang or '?'}\n\n| test | outcome | s | note |\n|---|---|---|---|\n{rows}\n")

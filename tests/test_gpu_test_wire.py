@@ -20,7 +20,6 @@ from modal_proto import api_pb2
 from infra.control.releases import Release, ReleaseStore
 from infra.runtime import acceptance, spec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
-from infra.runtime.errors import StageError
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from infra.runtime.remote import ModalRemote
 from stages import gpu_test as stage
@@ -34,7 +33,8 @@ import json, os
 
 def test_the_server_answers():
     if path := os.environ.get("GPU_SUITE_REPORT"):
-        open(path, "w").write(json.dumps({"shape": os.environ["GPU_SUITE_SHAPE"], "recipe": os.environ["GPU_SUITE_RECIPE"]}))
+        chosen = {"shape": os.environ["GPU_SUITE_SHAPE"], "recipe": os.environ["GPU_SUITE_RECIPE"]}
+        open(path, "w").write(json.dumps(chosen))
 ''',
     "test_speculative.py": '''
 import os, pytest
@@ -81,7 +81,8 @@ def definition(wire, tag: str) -> api_pb2.Function:
 
 
 def volumes(wire, f: api_pb2.Function) -> dict[str, tuple[str, bool]]:
-    return wire._on_loop(lambda: {m.mount_path: (wire.state.volume(m.volume_id).name, m.read_only) for m in f.volume_mounts})
+    return wire._on_loop(lambda: {m.mount_path: (wire.state.volume(m.volume_id).name, m.read_only)
+                                  for m in f.volume_mounts})
 
 
 def dockerfile(wire, f: api_pb2.Function) -> list[str]:
@@ -110,7 +111,8 @@ def test_the_function_is_the_recipes_image_gpu_timeout_and_volumes(wire, runner)
     assert (gpu.gpu_type, gpu.count) == (compiled.resources.gpu_config.gpu_type, compiled.resources.gpu_config.count)
     assert (gpu.gpu_type, gpu.count) == ("H100!", 2) and d.recipe.gpu == "H100!:2"  # the type and the count
     assert f.timeout_secs == spec.gpu_test_timeout(d) > spec.compile_timeout(d)
-    assert volumes(wire, f) == {HF_CACHE_PATH: (d.caches.weights_volume, True), KERNELS_PATH: (d.caches.kernels_volume, True)}
+    assert volumes(wire, f) == {HF_CACHE_PATH: (d.caches.weights_volume, True),
+                                KERNELS_PATH: (d.caches.kernels_volume, True)}
     image, base = dockerfile(wire, f), dockerfile(wire, compiled)
     assert image[: len(base)] == base and f"FROM {d.recipe.sglang_image}" in base  # the compile job's image, then:
     assert any("pytest==9.2.0" in line for line in image[len(base):])
@@ -134,10 +136,10 @@ def test_a_passing_run_is_a_table_a_job_summary_and_a_record_on_the_release(wire
     d = deployment("dev", RECIPE)
     remote = ModalRemote()
     store = ReleaseStore(remote)
-    release = Release(release_id="r1", env="dev", recipe=RECIPE, kind="deploy", commit="abc", dirty=False, tag="git-abc",
-                      app_name=d.app_name, modal_environment=d.modal.environment, image=d.recipe.sglang_image,
-                      model=d.recipe.model, model_revision=d.recipe.model_revision, draft_model=None, draft_revision=None,
-                      deployment=d.to_dict())
+    release = Release(release_id="r1", env="dev", recipe=RECIPE, kind="deploy", commit="abc", dirty=False,
+                      tag="git-abc", app_name=d.app_name, modal_environment=d.modal.environment,
+                      image=d.recipe.sglang_image, model=d.recipe.model, model_revision=d.recipe.model_revision,
+                      draft_model=None, draft_revision=None, deployment=d.to_dict())
     store.record(d, store.read(d), release)
     summary = tmp_path / "summary.md"
     monkeypatch.setenv(stage.SUMMARY_VARIABLE, str(summary))

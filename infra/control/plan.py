@@ -69,7 +69,8 @@ def gpu_test_cost(d: Deployment, rates: costs.Rates) -> dict:
     shapes = {shape: costs.job(hourly, seconds, f"the {shape} suite's measured time")
               for shape, seconds in spec.gpu_test_seconds(d).items()}
     timeout = spec.gpu_test_timeout(d)
-    return {"shapes": shapes, "timeout_seconds": timeout, "usd_at_timeout": costs.job(hourly, timeout, "timeout")["usd"]}
+    return {"shapes": shapes, "timeout_seconds": timeout,
+            "usd_at_timeout": costs.job(hourly, timeout, "timeout")["usd"]}
 
 
 def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:

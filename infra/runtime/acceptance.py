@@ -122,7 +122,8 @@ def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: 
         junit, report = Path(tmp) / "junit.xml", Path(tmp) / "report.json"
         argv = command(junit, suite)
         began = time.monotonic()
-        done = subprocess.run(argv, cwd=project, env=dict(os.environ if env is None else env) | environment(shape, recipe, report),
+        environ = dict(os.environ if env is None else env) | environment(shape, recipe, report)
+        done = subprocess.run(argv, cwd=project, env=environ,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=timeout)
         seconds = round(time.monotonic() - began, 1)

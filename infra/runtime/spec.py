@@ -234,7 +234,8 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             "gpu": d.recipe.gpu,  # the recipe's GPU type and count: what the suite proves is what serves
             **(resources(d) | {"cpu": compile_cpu(d)}),  # --shape real runs the compile job's body
             # Read-only: the suite reads the weights and the published compile caches and never publishes.
-            "volumes": cache_volumes(d, kernels_read_only=True) | {HF_CACHE_PATH: weights_volume(d) | {"read_only": True}},
+            "volumes": cache_volumes(d, kernels_read_only=True)
+            | {HF_CACHE_PATH: weights_volume(d) | {"read_only": True}},
             "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
             "secrets": [],
             "timeout": gpu_test_timeout(d),

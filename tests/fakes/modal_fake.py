@@ -155,8 +155,8 @@ class FakeModal:
 
         project = self.gpu_suite.get("project") or str(Path(__file__).resolve().parents[2])
         env = dict(os.environ) | {DEPLOYMENT_VARIABLE: d.to_json()}
-        return acceptance.run_suite(shape, d.recipe.name, project=project, suite=self.gpu_suite.get("suite", acceptance.SUITE),
-                                    env=env).model_dump()
+        suite = self.gpu_suite.get("suite", acceptance.SUITE)
+        return acceptance.run_suite(shape, d.recipe.name, project=project, suite=suite, env=env).model_dump()
 
     def deploy(self, d: Deployment, tag: str) -> dict:
         self._call("deploy", app=d.app_name, environment=d.modal.environment, tag=tag,

@@ -27,9 +27,11 @@ from tests.gpu import real_sglang as real
 
 def _reason() -> str | None:
     if real.SHAPE != "model":
-        return f"GPU_SUITE_SHAPE={real.SHAPE}: the real model runs with GPU_SUITE_SHAPE=model (invoke gpu-test --shape model)"
+        return (f"GPU_SUITE_SHAPE={real.SHAPE}: the real model runs with GPU_SUITE_SHAPE=model "
+                "(invoke gpu-test --shape model)")
     if not os.environ.get("INFRA_DEPLOYMENT"):
-        return "needs the recipe's Deployment in INFRA_DEPLOYMENT and its Volumes mounted: run invoke gpu-test --shape model"
+        return ("needs the recipe's Deployment in INFRA_DEPLOYMENT and its Volumes mounted: "
+                "run invoke gpu-test --shape model")
     return real.unavailable_reason()
 
 
@@ -57,7 +59,8 @@ def started():
     records: list[dict] = []
     url = f"http://127.0.0.1:{d.server.port}"
     readiness = lifecycle.Readiness(timeout=d.recipe.readiness_timeout, poll_interval=d.recipe.health_poll_interval,
-                                    warmup=d.recipe.warmup, model=d.recipe.model, startup_budget=d.recipe.startup_timeout)
+                                    warmup=d.recipe.warmup, model=d.recipe.model,
+                                    startup_budget=d.recipe.startup_timeout)
     done = startup.start(d, sglang_args.launch_command(d), url, readiness, volume_root=KERNELS_PATH,
                          local_root=compile_cache.LOCAL_ROOT, write=records.append, wait_on_ready=30)
     report(start=done.record)
