@@ -99,7 +99,7 @@ def gpu_test(c, env: str | None = None, recipe: str | None = None, set_: list[st
     from stages import flags
     from stages import gpu_test as stage
 
-    _stage(stage, env, recipe, set_, json, stage.Options(shape=flags.shape(shape)), dry_run=dry_run)
+    _stage(c, stage, env, recipe, set_, json, stage.Options(shape=flags.shape(shape)), dry_run=dry_run)
 
 
 @command(name="try", help=COMMON | {"env": "environment (default: $INFRA_ENV, else dev)", "dry_run": DRY,
