@@ -181,3 +181,20 @@ def test_a_suite_that_cannot_run_is_an_error_with_pytests_words(tmp_path):
     assert not r.passed and r.exit_code != 0
     assert [c.outcome for c in r.failing] == ["error"] and "not_a_module_anywhere" in r.output_tail
     assert json.dumps(r.model_dump())  # the record travels as JSON
+
+
+def test_the_functions_body_runs_from_a_shell_as_on_the_lent_gpu(suite, tmp_path):
+    """`python -m infra.runtime.acceptance`: what the Function runs, on any machine (the lent GPU's command)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, "-m", "infra.runtime.acceptance", "--shape", "real", "--project", str(suite),
+                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "failed       " in done.stdout and "tests/gpu/test_speculative.py::test_drafts_are_accepted" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("FAILED: shape real, exit 1")
+    r = acceptance.SuiteResult.model_validate_json(out.read_text())
+    assert [c.test for c in r.failing] == ["tests/gpu/test_speculative.py::test_drafts_are_accepted"]

@@ -135,3 +135,31 @@ def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: 
     return SuiteResult(shape=shape, recipe=recipe, command=["python", "-m", "pytest", suite], exit_code=done.returncode,
                        seconds=seconds, cases=cases, report=measured, gpu=_probe(["nvidia-smi", "-L"]), sglang=sglang,
                        output_tail=done.stdout[-OUTPUT_TAIL:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The Function's body from a shell, on any machine with a GPU (the lent one included):
+
+        python -m infra.runtime.acceptance --shape tiny --recipe qwen3-8b-low-latency [--project .] [--json FILE]
+
+    It prints each test's outcome and writes the SuiteResult as JSON; its exit code is 0 only when the suite passed."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="python -m pytest tests/gpu at one shape, its JUnit report read back")
+    p.add_argument("--shape", choices=SHAPES, default="tiny")
+    p.add_argument("--recipe", default="qwen3-8b-low-latency")
+    p.add_argument("--project", default=".", help="the checkout that holds tests/gpu (default: here)")
+    p.add_argument("--json", help="write the result here")
+    args = p.parse_args(argv)
+    r = run_suite(args.shape, args.recipe, project=Path(args.project).resolve())
+    for c in r.cases:
+        print(f"{c.outcome:<8} {c.seconds:>8.1f}  {c.test}" + (f"  ({c.message})" if c.message else ""), flush=True)
+    print(f"{'passed' if r.passed else 'FAILED'}: shape {r.shape}, exit {r.exit_code}, {r.seconds:.0f} s, "
+          f"GPU {r.gpu}, SGLang {r.sglang}", flush=True)
+    if args.json:
+        Path(args.json).write_text(r.model_dump_json(indent=1))
+    return 0 if r.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
