@@ -20,6 +20,7 @@ import sys
 import traceback
 import types
 import typing
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,7 @@ PLACEHOLDERS = {
     "model": "NAME", "temperature": "NUMBER|server", "version": "VERSION", "wheel": "FILE",
     "duration": "SECONDS", "timeout": "SECONDS", "wait": "SECONDS",
 }
+REPO = Path(__file__).resolve().parents[1]  # the checkout these tasks come from, where a user can cd back to
 SIGPIPE_EXIT = 141  # what a shell reports for a writer whose reader went away (128 + SIGPIPE), as git does
 
 
@@ -164,6 +166,11 @@ def _errors(fn):
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
         debug = kwargs.get("debug", False)
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # relative paths (--output, --compare, --wheel) would mean nothing, and writes fail
+            raise Exit(f"error: the current directory no longer exists (deleted, or replaced by a new one of the same "
+                       f"name); allowed: a directory that exists: `cd {REPO}` and run it again", code=1) from None
         try:
             result = fn(c, *args, **kwargs)
             sys.stdout.flush()  # inside the try: a reader that went away is noticed here, not at exit

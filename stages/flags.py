@@ -89,7 +89,11 @@ def concurrency_levels(text: object) -> list[int]:
 
 
 def http_url(flag: str, url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket, for one
+        _fail(f"{flag} {shown(url)}: not a URL ({exc}); allowed: an http:// or https:// address such as "
+              "http://127.0.0.1:30000 or http://[::1]:30000")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         _fail(f"{flag} must be an http:// or https:// address of an OpenAI-compatible server; got {shown(url)}")
     try:

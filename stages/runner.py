@@ -205,11 +205,13 @@ def recorded_releases(c: Invoked | None, env: str | None, recipe: str | None,
     recipe served there), newest first per manifest; and a phrase naming where they were read from."""
     if recipe is not None and recipe not in RECIPES:
         raise ConfigError(f"--recipe: unknown recipe '{recipe}'; known recipes: {', '.join(RECIPES)}")
-    remote = make_remote(c)
+    loaded = [settings_for(name, None, overrides) for name in ([env] if env else known_environments())]
+    # One control plane for every environment read: the most patient of their [client] connect_timeout.
+    remote = make_remote(c, max(loaded, key=lambda s: s.client.connect_timeout))
     remote.require_credentials()
     store, found, read = ReleaseStore(remote), [], []
-    for name in [env] if env else known_environments():
-        for d in deployments(settings_for(name, None, overrides)):
+    for settings in loaded:
+        for d in deployments(settings):
             if recipe is None or d.recipe.name == recipe:
                 found += store.read(d).history
                 read.append(f"{d.env}/{d.recipe.name}")

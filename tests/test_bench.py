@@ -497,3 +497,29 @@ def test_without_objectives_there_is_no_goodput_and_the_gate_can_hold_one():
     assert ev.reasons == ("goodput_rps at concurrency 4: 1.50 req/s misses the objective ≥ 2.00 req/s",)
     with pytest.raises(ValueError, match="goodput_rps is higher-is-better: give its limit as 'min', not 'max'"):
         objectives.Objective(metric="goodput_rps", level=1, max=2)
+
+
+def test_compare_of_two_releases_waits_for_modal_only_as_long_as_client_connect_timeout(monkeypatch, tmp_path):
+    """Issue 30: `bench --compare <release> --compare <release>` read the manifests with the default 15 s bound,
+    whatever [client] connect_timeout said. A control plane that accepts and never answers shows which bound held."""
+    from infra.runtime.remote import Unreachable
+    from stages.runner import recorded_releases
+    from tests.fakes.network_faults import SilentServer
+
+    (tmp_path / "modal.toml").write_text("")
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "modal.toml"))
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-fake")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-fake")
+    with SilentServer() as silent:
+        monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{silent.port}")
+        with pytest.raises(Unreachable) as raised:
+            recorded_releases(None, "dev", None, ["client.connect_timeout=0.5"])
+    assert "but no answer within 0.5 s" in str(raised.value)
+
+
+def test_a_url_python_cannot_split_is_named_with_what_is_allowed():
+    """Issue 30: `bench --url 'http://[::1'` ended in `ValueError: Invalid IPv6 URL`, the value unnamed."""
+    with pytest.raises(ConfigError) as raised:
+        cli_flags.http_url("--url", "http://[::1")
+    assert str(raised.value) == ("--url 'http://[::1': not a URL (Invalid IPv6 URL); allowed: an http:// or https:// "
+                                 "address such as http://127.0.0.1:30000 or http://[::1]:30000")

@@ -150,6 +150,7 @@ BAD_INPUT = [
     ("a prod deploy dry run with an unset draft revision",
      ["deploy", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run"], None),
     ("the bill of a period before year 1", ["status", "--env", "prod", "--cost", "--since", "1000000d"], None),
+    ("bench --url with an unclosed IPv6 bracket", ["bench", "--url", "http://[::1"], None),
     ("compile without credentials (nothing reaches Modal)",
      ["compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency"], "no-credentials"),
     ("bench --proxy-auth without MODAL_KEY/MODAL_SECRET", ["bench", "--url", "http://127.0.0.1:9", "--proxy-auth"],

@@ -229,3 +229,19 @@ def test_a_prod_deploy_dry_run_refuses_an_unpinned_draft_as_prod_refuses_main(cl
     flow = cli("pipeline", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run", "--yes")
     assert flow.returncode == 0 and "deploy (dry run, prod/qwen3-8b-low-latency)" in flow.stdout
     assert calls(cli) == []
+
+
+def test_a_command_run_from_a_deleted_directory_is_one_line(tmp_path):
+    """Issue 30: from a directory deleted under the shell, a task ended in FileNotFoundError's traceback. (Without
+    --search-root, pyinvoke's own loader stops first, at os.getcwd(), before any task of ours is loaded.)"""
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m invoke -r "{REPO}" plan --env dev'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in __import__("os").environ.items() if not k.startswith("INFRA_")})
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("error: the current directory no longer exists (deleted, or replaced by a new one of the "
+                           f"same name); allowed: a directory that exists: `cd {REPO}` and run it again\n")

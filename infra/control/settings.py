@@ -458,7 +458,7 @@ def load_settings(env: str | None = None, recipe: str | None = None,
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, FileNotFoundError):  # FileNotFoundError: the working directory was deleted
         return str(path)
 
 
