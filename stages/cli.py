@@ -20,8 +20,8 @@ import sys
 import traceback
 import types
 import typing
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from invoke import Exit, Task, task

@@ -281,6 +281,7 @@ def bad_input_lines(tmp_path_factory):
     return [results[i] for i in range(len(BAD_INPUT))]
 
 
+@pytest.mark.timeout(600)  # every case of the catalogue, ~90 commands: 110 s here at a load of 17 on 2 cores
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines, tmp_path, fake_server):
     for situation, _, done, tmp, _ in bad_input_lines:
         assert done.returncode != 0, (situation, done.stdout)
