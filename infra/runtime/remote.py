@@ -131,6 +131,8 @@ def first_answer(url: str, timeout: float) -> None:
 
     from infra.runtime import reach
 
+    if not url.startswith(("http://", "https://")):
+        return  # a unix socket (inside some runtimes): nothing on the way to bound
     proxy = modal_rpc.proxy_for(url)
     try:
         reach.first_answer(url, timeout, trust=tls_trust(), answer=lambda left: modal_rpc.hello(url, left),
