@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 
 from infra.control import advice, attainment, coldstarts, costs, objectives, revisions
@@ -52,6 +53,7 @@ class Status:
     sentinel: dict | None = None  # --since: attainment.Watched of the window
     bake: dict | None = None  # the bake's verdict on the current release, when one is recorded
     advice: dict | None = None  # --advise: advice.Advice
+    stopped: dict | None = None  # `invoke stop` took its apps down (releases.Stopped), until the next release
 
 
 WHO = {
@@ -147,6 +149,10 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     changes = drift(current.deployment, planned_now(ctx, d, current))
     earlier = manifest.history[1 : 1 + SHOWN_HISTORY]
     lines = [f"{d.env}/{d.recipe.name}: current {current.summary()}", f"  url: {current.url}"]
+    if stopped := manifest.stopped:
+        lines.append(f"  STOPPED at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(stopped.at))}Z by {stopped.by} "
+                     f"({', '.join(stopped.apps)}): the endpoint does not answer; "
+                     f"`invoke deploy --env {d.env} --recipe {d.recipe.name}` starts it again")
     lines += [f"  before: {release.summary()}" for release in earlier]
     lines.append("  drift: none (plan matches what runs)" if not changes
                  else f"  drift: {len(changes)} setting(s) differ")
@@ -181,7 +187,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
         [ledger.entry(r, perf, cold_start=starts.get(r.release_id)) for r, perf in rows], rates.to_dict(),
         billed.to_dict() if billed else None, recorded, watched.to_dict() if watched else None, bake,
-        advised.to_dict() if advised else None))
+        advised.to_dict() if advised else None, stopped.model_dump(mode="json") if stopped else None))
 
 
 def watch(ctx: Context, d: Deployment, start, end) -> attainment.Watched:

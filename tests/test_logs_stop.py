@@ -15,7 +15,7 @@ from infra.control.resolve import resolve
 from infra.control.settings import load_settings
 from infra.runtime.errors import ConfigError, Refused
 from infra.runtime.remote import MissingCredentials, ModalRemote
-from stages import logs, stop
+from stages import logs, status, stop
 from stages.common import Context
 from tests.conftest import wait_for
 
@@ -102,9 +102,23 @@ def test_logs_flags_are_checked_before_anything_is_read():
         logs.check(logs.Options(since="yesterday"), as_json=False)
 
 
+def recorded_deploy(ctx, d, tag: str) -> None:
+    """A deploy and its release in the manifest, as `invoke deploy` leaves them."""
+    from infra.control.releases import Release
+
+    done = ctx.remote.deploy(d, tag)
+    store = ReleaseStore(ctx.remote)
+    r = d.recipe
+    store.record(d, store.read(d), Release(
+        release_id=f"r-{tag}", env=d.env, recipe=r.name, kind="deploy", commit="a" * 40, dirty=False, tag=tag,
+        app_name=d.app_name, modal_environment=d.modal.environment, image=r.sglang_image, model=r.model,
+        model_revision=r.model_revision, draft_model=r.draft_model, draft_revision=r.draft_revision,
+        deployment=d.to_dict(), version=done["version"], url=done["url"], app_id=done["app_id"]))
+
+
 def test_stop_stops_the_server_records_it_and_a_deploy_starts_it_again(wire):
     ctx, d = setup()
-    ctx.remote.deploy(d, "git-aaa")
+    recorded_deploy(ctx, d, "git-aaa")
     server = app_id(wire, "dev", APP)
     done = stop.run(ctx, d)
     assert done.status == "ran" and done.detail.stopped == [{"app_id": server, "name": APP, "state": "deployed"}]
@@ -113,11 +127,16 @@ def test_stop_stops_the_server_records_it_and_a_deploy_starts_it_again(wire):
     assert wire.apps_named("dev", APP)[-1]["stopped"] and ctx.remote.server_url(d) is None  # the name is free again
     stopped = ReleaseStore(ctx.remote).read(d).stopped
     assert stopped.apps == [f"{APP} ({server})"] and stopped.at <= time.time()
+    shown = status.run(ctx, d, status.Options())  # the manifest says so until the next release
+    assert (f"  STOPPED at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(stopped.at))}Z by {stopped.by} "
+            f"({APP} ({server})): the endpoint does not answer") in shown.message
     again = stop.run(ctx, d)
     assert (again.status, again.message) == ("unchanged", f"dev/{RECIPE}: nothing to stop: no running {APP} or "
                                                           f"{APP}-jobs in Modal environment dev")
-    ctx.remote.deploy(d, "git-bbb")  # a new App under the same name
+    recorded_deploy(ctx, d, "git-bbb")  # a new App under the same name; the new release clears `stopped`
     assert app_id(wire, "dev", APP, live=True) != server
+    assert ReleaseStore(ctx.remote).read(d).stopped is None
+    assert "STOPPED" not in status.run(ctx, d, status.Options()).message
 
 
 def test_stop_in_prod_checks_credentials_then_asks_then_stops(wire, monkeypatch):
