@@ -64,6 +64,23 @@ def test_an_untrusted_tls_certificate_is_named_with_what_to_do(control_plane, tm
     assert took < CEILING
 
 
+def test_the_tls_advice_is_true_certifis_bundle_counts_and_ssl_cert_file_does_not(control_plane, tmp_path, monkeypatch):
+    """Modal's channel (grpclib) loads certifi's bundle alone: SSL_CERT_FILE changes nothing, the certificate added to
+    the bundle certifi names gets the handshake through (this server then says nothing: the next step's bound)."""
+    import certifi
+
+    with UntrustedTLSServer(tmp_path) as tls:
+        url = control_plane(f"https://127.0.0.1:{tls.port}")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
+        assert "TLS certificate not trusted" in unreachable_line(5)[0]
+        bundle = tmp_path / "bundle.pem"
+        bundle.write_text(open(certifi.where()).read() + tls.cert.read_text())
+        monkeypatch.setattr(certifi, "where", lambda: str(bundle))
+        line, _ = unreachable_line(1)
+    assert line == (f"cannot reach Modal's control plane at {url}: accepted the connection but no answer within 1 s; "
+                    f"{remote.HINT}; nothing was changed")
+
+
 def test_a_refused_port_fails_at_once_naming_it(control_plane):
     url = control_plane(f"https://127.0.0.1:{refused_port()}")
     line, _ = unreachable_line(5)
