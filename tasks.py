@@ -31,13 +31,14 @@ def _stage(c, module, env, recipe, set_, json, options=None, **flags):
     run_stage(c, module.run, env, recipe, set_, options, as_json=json, **flags)
 
 
-@command(help=COMMON)
+@command(help=COMMON | {"full": "show everything: image, commands, jobs, rates, objectives, each cold-start phase "
+                                  "(default: a page per recipe; --json always has everything)"})
 def plan(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, json: bool = False,
-         debug: bool = False):
+         full: bool = False, debug: bool = False):
     """Show exactly what would be deployed (offline, no credentials needed)."""
     from stages.runner import run_plan
 
-    run_plan(env, recipe, set_, as_json=json)
+    run_plan(env, recipe, set_, as_json=json, full=full)
 
 
 @command(help=STAGE_HELP)

@@ -110,7 +110,7 @@ def run_stage(
     return report(outcomes(), as_json)
 
 
-def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *, as_json: bool) -> None:
+def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *, as_json: bool, full: bool = False) -> None:
     from infra.control import plan as plans
 
     settings = settings_for(env, recipe, overrides)
@@ -119,9 +119,9 @@ def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *
     if as_json:
         print(plans.to_json(result))
     elif show.on_a_terminal(sys.stdout):
-        show.plan(result)
+        show.plan(result, full=full)
     else:
-        print(plans.render(result))
+        print(plans.render(result, full))
 
 
 def plans_commit() -> str | None:

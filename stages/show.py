@@ -24,7 +24,7 @@ def on_a_terminal(stream=None) -> bool:
     return (stream or sys.stderr).isatty()
 
 
-def plan(plans: list[dict], console: Console | None = None) -> None:
+def plan(plans: list[dict], console: Console | None = None, full: bool = True) -> None:
     """`invoke plan` on a terminal: per recipe, a two-column table whose values wrap at the terminal's width
     (launch commands and image layers run to hundreds of characters), warnings highlighted."""
     from infra.control import plan as plans_
@@ -34,7 +34,7 @@ def plan(plans: list[dict], console: Console | None = None) -> None:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
-        for label, value, kind in plans_.rows(p):
+        for label, value, kind in plans_.rows(p, full):
             grid.add_row(label, Text(value, style="bold yellow" if kind == "warning" else ""))
         console.print(Text(plans_.title(p), style="bold cyan"))
         console.print(grid)

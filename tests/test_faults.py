@@ -75,7 +75,7 @@ def test_plan_json_is_stable_and_secret_free(cli):
 
 def test_plan_text_says_whether_the_endpoint_is_public(cli):
     dev = cli("plan", "--env", "dev", "--recipe", "qwen3-8b-low-latency").stdout
-    prod = cli("plan", "--env", "prod", "--recipe", "qwen3-8b-low-latency").stdout
+    prod = cli("plan", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--full").stdout
     assert "Endpoint       PUBLIC (no auth)" in dev and "WARNING        endpoint is public" in dev
     assert "Endpoint       private: Modal proxy auth" in prod
     # Issue 25: the standing cost is Modal's bill, GPUs and CPU and memory, times prod's narrow-region multiplier.

@@ -131,3 +131,26 @@ def test_bench_on_a_real_terminal_fits_its_width(columns, fake_server):
     table = [line for line in shown.splitlines() if line.strip() and "━" not in line]  # the progress bars are gone
     assert any(line.split()[:1] == ["conc"] for line in table)
     assert max(len(line) for line in table) <= columns, shown
+
+
+def test_plan_is_a_page_per_recipe_by_default_and_everything_with_full(cli):
+    """231 lines at 80 columns was too much to read: the default shows where, on what, what it costs and takes, the
+    gate, the cold start and every warning; --full (and --json) keep everything."""
+    compact = cli("plan", "--env", "prod").stdout
+    full = cli("plan", "--env", "prod", "--full").stdout
+    assert not ANSI.search(compact) and not ANSI.search(full)  # piped: plain text
+    for label in ("Modal", "GPU", "Scaling", "Endpoint", "Cost", "Standing cost", "First pipeline", "Gate", "Cold start"):
+        assert re.search(rf"^{label}\s", compact, re.M), label
+    for label in ("Launch", "Kernels", "Image", "Job", "Compile job", "Gate measure"):
+        assert not re.search(rf"^{label}\s", compact, re.M) and re.search(rf"^{label}\s", full, re.M), label
+    assert "measured with this model: ready in 354.5 s without caches" in compact  # the VLM's measured start, in one line
+    assert "`invoke plan --full` adds" in compact and "`invoke plan --full` adds" not in full
+    assert compact.count("WARNING") == full.count("WARNING")  # nothing that needs attention is left out
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_plan_on_a_real_terminal_fits_a_screen_or_two(columns):
+    shown = run_on_a_pty(["plan", "--env", "prod"], columns)
+    assert max(len(line) for line in shown.splitlines()) <= columns
+    assert len(shown.splitlines()) <= (60 if columns == 80 else 45)
+    assert "== prod / qwen3-8b-low-latency" in shown and "== prod / qwen3.6-35b-vlm" in shown

@@ -383,13 +383,23 @@ def to_json(plans: list[dict]) -> str:
 LABEL_WIDTH = 15  # the plain text's first column: "Standing cost" and a space
 
 
-def render(plans: list[dict]) -> str:
+# What `invoke plan` shows without --full: where it deploys, on what, what it costs and takes, the gate, the cold
+# start in one line, and every warning. --full adds the image, commands, environment, secrets, jobs, each cost part's
+# source, the schedule's triggers, the objectives and each cold-start phase with where it was measured.
+COMPACT = ("Modal", "Model", "Draft model", "GPU", "Regions", "Scaling", "Endpoint", "Cost", "Standing cost",
+           "First pipeline", "Gate", "Schedule", "Cold start", "WARNING")
+FULL_HINT = ("`invoke plan --full` adds the image, launch and compile commands, jobs, rates, objectives, the schedule's "
+             "triggers and each cold-start phase")
+
+
+def render(plans: list[dict], full: bool = True) -> str:
     """The human view as plain text (what a pipe, a file or CI gets; a terminal gets stages/show.py's tables):
-    one block per recipe, knobs named as in settings and Modal, read from the spec."""
+    one block per recipe, knobs named as in settings and Modal, read from the spec; `full=False` is the compact
+    view `invoke plan` prints by default."""
     lines: list[str] = []
     for p in plans:
         lines.append(title(p))
-        lines += [f"{label:<{LABEL_WIDTH}}{value}".rstrip() for label, value, _kind in rows(p)]
+        lines += [f"{label:<{LABEL_WIDTH}}{value}".rstrip() for label, value, _kind in rows(p, full)]
         lines.append("")
     lines.append(credentials_line())
     return "\n".join(lines)
@@ -403,9 +413,26 @@ def credentials_line() -> str:
     return "Local credentials: " + ", ".join(f"{k} {v}" for k, v in local_credentials().items())
 
 
-def rows(p: dict) -> list[tuple[str, str, str]]:
+def rows(p: dict, full: bool = True) -> list[tuple[str, str, str]]:
     """One recipe's plan as (label, value, kind) rows, kind "warning" for what needs attention; a continuation
-    row has an empty label."""
+    row has an empty label. Without `full`, the COMPACT rows alone, each on its first line."""
+    out = _rows(p)
+    if full:
+        return out
+    cold = p["cold_start"]
+    compact = []
+    for label, value, kind in out:
+        if label == "Cold start":
+            value = (f"~{cold['estimate_seconds']:g} s{'' if cold['complete'] else '+'} with the compile caches, "
+                     f"~{cold['uncached_estimate_seconds']:g} s without them")
+            value += "".join(f"; measured with this model: ready in {m['seconds']:.1f} s without caches"
+                             for m in cold["measured_starts"])
+        if label in COMPACT:
+            compact.append((label, value, kind))
+    return [*compact, ("", f"({FULL_HINT})", "")]
+
+
+def _rows(p: dict) -> list[tuple[str, str, str]]:
     lines: list[str] = []
     m = p["modal"]
     server, jobs = m["server"], m["jobs"]
