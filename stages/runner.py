@@ -110,7 +110,8 @@ def run_stage(
     return report(outcomes(), as_json)
 
 
-def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *, as_json: bool, full: bool = False) -> None:
+def run_plan(env: str | None, recipe: str | None, overrides: list[str] | None, *, as_json: bool,
+             full: bool = False) -> None:
     from infra.control import plan as plans
 
     settings = settings_for(env, recipe, overrides)

@@ -5,7 +5,8 @@ runs the command and checks the lines. Any other block that shows output (a tabl
 on the line before its fence with `<!-- output: NAME -->`, and NAME is produced here, by the code that prints it,
 from fixed inputs (a real bench report in tests/fixtures/bench/, a test's billing rows): the block must show those
 lines (in order; `...` skips lines). `INFRA_WRITE_DOCS=1 python -m pytest tests/test_doc_examples.py` rewrites the
-blocks from what the code prints now. Blocks of input (`bash`, `toml`, `python`, `json`, `yaml`) need no mark.
+blocks from what the code prints now. Blocks of input (`bash`, `toml`, `python`, `json`, `yaml`) need no mark. A
+page's own test may produce its blocks instead, marked `<!-- produced by tests/test_x.py: NAME -->` (docs/bake.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tests.test_docs import shows_in_order
 
 INPUT = {"bash", "toml", "python", "json", "yaml", "console"}  # console: run and checked by tests/test_docs.py
 MARK = re.compile(r"<!-- output: ([a-z0-9-]+) -->")
+# A page's own test may produce its blocks instead (docs/bake.md: tests/test_bake.py), marked with its file and name.
+ELSEWHERE = re.compile(r"<!-- produced by (tests/test_[a-z0-9_]+\.py): ([a-z0-9 -]+) -->")
 FIXTURES = REPO / "tests" / "fixtures" / "bench"
 WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
 
@@ -188,9 +191,10 @@ def blocks(path: Path) -> list[tuple[int, str, str | None, list[str]]]:
         if lines[i].lstrip().startswith("```"):
             language = lines[i].strip().strip("`")
             previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-            mark = MARK.search(previous)
+            mark, elsewhere = MARK.search(previous), ELSEWHERE.search(previous)
             end = next(j for j in range(i + 1, len(lines)) if lines[j].lstrip().startswith("```"))
-            out.append((i + 1, language, mark.group(1) if mark else None, lines[i + 1:end]))
+            name = mark.group(1) if mark else f"{elsewhere.group(1)}: {elsewhere.group(2)}" if elsewhere else None
+            out.append((i + 1, language, name, lines[i + 1:end]))
             i = end
         i += 1
     return out
@@ -205,7 +209,12 @@ def test_every_block_of_output_is_marked_with_what_produces_it():
                 for line, language, mark, _ in blocks(path) if language not in INPUT and mark is None]
     assert unmarked == [], "mark each with <!-- output: NAME --> and produce NAME in tests/test_doc_examples.py"
     marks = {mark: path.relative_to(REPO).as_posix() for path in pages() for _, _, mark, _ in blocks(path) if mark}
-    assert {m: page for m, page in marks.items() if m not in EXAMPLES or EXAMPLES[m][0] != page} == {}
+    here = {m: page for m, page in marks.items() if ":" not in m}
+    assert {m: page for m, page in here.items() if m not in EXAMPLES or EXAMPLES[m][0] != page} == {}
+    for mark, page in marks.items():  # produced by the page's own test: that test exists and reads the page
+        if ":" in mark:
+            test = REPO / mark.split(":")[0]
+            assert test.exists() and page in test.read_text(), f"{page}: {mark} names no test that reads {page}"
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -213,7 +222,7 @@ def test_the_documented_example_is_what_the_code_prints(name):
     page, produce = EXAMPLES[name]
     path = REPO / page
     printed = produce()
-    (line, _, _, shown), = [b for b in blocks(path) if b[2] == name]
+    ((line, _, _, shown),) = [b for b in blocks(path) if b[2] == name]
     if WRITE_DOCS:
         text = path.read_text().splitlines()
         text[line:line + len(shown)] = printed.splitlines()

@@ -139,11 +139,12 @@ def test_plan_is_a_page_per_recipe_by_default_and_everything_with_full(cli):
     compact = cli("plan", "--env", "prod").stdout
     full = cli("plan", "--env", "prod", "--full").stdout
     assert not ANSI.search(compact) and not ANSI.search(full)  # piped: plain text
-    for label in ("Modal", "GPU", "Scaling", "Endpoint", "Cost", "Standing cost", "First pipeline", "Gate", "Cold start"):
+    for label in ("Modal", "GPU", "Scaling", "Endpoint", "Cost", "Standing cost", "First pipeline", "Gate",
+                  "Cold start"):
         assert re.search(rf"^{label}\s", compact, re.M), label
     for label in ("Launch", "Kernels", "Image", "Job", "Compile job", "Gate measure"):
         assert not re.search(rf"^{label}\s", compact, re.M) and re.search(rf"^{label}\s", full, re.M), label
-    assert "measured with this model: ready in 354.5 s without caches" in compact  # the VLM's measured start, in one line
+    assert "measured with this model: ready in 354.5 s without caches" in compact  # the VLM's measured start
     assert "`invoke plan --full` adds" in compact and "`invoke plan --full` adds" not in full
     assert compact.count("WARNING") == full.count("WARNING")  # nothing that needs attention is left out
 

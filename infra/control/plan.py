@@ -388,8 +388,8 @@ LABEL_WIDTH = 15  # the plain text's first column: "Standing cost" and a space
 # source, the schedule's triggers, the objectives and each cold-start phase with where it was measured.
 COMPACT = ("Modal", "Model", "Draft model", "GPU", "Regions", "Scaling", "Endpoint", "Cost", "Standing cost",
            "First pipeline", "Gate", "Schedule", "Cold start", "WARNING")
-FULL_HINT = ("`invoke plan --full` adds the image, launch and compile commands, jobs, rates, objectives, the schedule's "
-             "triggers and each cold-start phase")
+FULL_HINT = ("`invoke plan --full` adds the image, launch and compile commands, jobs, rates, objectives, the "
+             "schedule's triggers and each cold-start phase")
 
 
 def render(plans: list[dict], full: bool = True) -> str:
