@@ -24,7 +24,7 @@ from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from infra.runtime.remote import ModalRemote
 from stages import gpu_test as stage
 from stages.common import Context
-from tests.conftest import deployment
+from tests.conftest import REPO, deployment
 
 RECIPE = "qwen3-8b-low-latency"
 SUITE = {
@@ -129,6 +129,13 @@ def test_a_failing_test_fails_the_command_and_is_named(wire, wire_cli, runner):
     assert ("error: gpu-test failed: 1 failed: tests/gpu/test_speculative.py::test_drafts_are_accepted "
             "(AssertionError: 1.02 tokens accepted per verify step, floor 2.0") in done.stderr
     assert re.search(r"tests/gpu/test_server.py::test_the_server_answers +passed", done.stderr)  # the table first
+    # docs/acceptance.md shows this failure: its block marked `produced by tests/test_gpu_test_wire.py: failing test`.
+    from tests.test_doc_examples import blocks
+    from tests.test_docs import shows_in_order
+
+    mark = "tests/test_gpu_test_wire.py: failing test"
+    (shown,) = [b[3] for b in blocks(REPO / "docs" / "acceptance.md") if b[2] == mark]
+    assert shows_in_order(shown, done.stderr) == [], "docs/acceptance.md's failing-test example drifted"
     assert wire.jobs[-1].args == ("real",)
 
 
