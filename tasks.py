@@ -211,13 +211,14 @@ def check(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
 
 
 @command(help=COMMON | {"recipe": "ignored: the sentinel probes every recipe the environment serves", "dry_run": DRY,
-                        "yes": YES})
-def sentinel(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
-             yes: bool = False, json: bool = False, debug: bool = False):
+                        "yes": YES, "once": "instead of deploying, probe each recipe once from here and record it, as "
+                                            "one scheduled run does (proxy auth: MODAL_KEY / MODAL_SECRET)"})
+def sentinel(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, once: bool = False,
+             dry_run: bool = False, yes: bool = False, json: bool = False, debug: bool = False):
     """Deploy the environment's sentinel: a scheduled Modal Function probing every served recipe."""
     from stages.runner import run_sentinel
 
-    run_sentinel(c, env, set_, as_json=json, dry_run=dry_run, yes=yes)
+    run_sentinel(c, env, set_, as_json=json, once=once, dry_run=dry_run, yes=yes)
 
 
 @command(help=COMMON | {"min_": "warm replicas to keep (min_containers) until the next deploy (required)",

@@ -220,10 +220,11 @@ def recorded_releases(c: Invoked | None, env: str | None, recipe: str | None,
 
 
 def run_sentinel(c: Invoked | None, env: str | None, overrides: list[str] | None, *, as_json: bool,
-                 **flags) -> list[dict]:
-    """`invoke sentinel`: one deploy for the environment, watching every recipe it serves."""
+                 once: bool = False, **flags) -> list[dict]:
+    """`invoke sentinel`: one deploy for the environment, watching every recipe it serves (or `once`: one run now)."""
     from stages import sentinel
 
     settings = settings_for(env, None, overrides)
     ctx = context(c, settings, **flags)
-    return report([sentinel.run(ctx, [resolve(settings, name) for name in settings.serves])], as_json)
+    served = [resolve(settings, name) for name in settings.serves]
+    return report([(sentinel.once if once else sentinel.run)(ctx, served)], as_json)

@@ -8,13 +8,33 @@ environment, whatever `--recipe` says: the sentinel watches every recipe the env
 
 from __future__ import annotations
 
+import os
+
 from infra.control import costs, watching
+from infra.runtime import sentinel
 from infra.control.settings import Settings
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused
 from stages.common import Context, StageResult, confirm_or_refuse
 
 STAGE = "sentinel"
+
+
+def once(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:
+    """`--once`: what one scheduled run does, from here and now: probe each recipe (never waking one with no replica
+    up unless `wake = true`) and record it in the ring. Proxy-auth credentials from MODAL_KEY / MODAL_SECRET."""
+    settings: Settings = ctx.settings
+    s = watching.spec_for(settings, deployments)
+    if ctx.dry_run:
+        return StageResult(STAGE, settings.env, "", "dry-run", f"sentinel (dry run): would probe "
+                           f"{', '.join(t.recipe for t in s.targets)} once and record it in {sentinel.RING_DICT}", None)
+    ctx.remote.require_credentials()
+    headers = {h: os.environ[v] for h, v in (("Modal-Key", "MODAL_KEY"), ("Modal-Secret", "MODAL_SECRET"))
+               if os.environ.get(v)}
+    lines: list[str] = []
+    done = sentinel.run(s, ctx.remote, headers, now=lambda: ctx.clock().timestamp(), log=lines.append)
+    return StageResult(STAGE, settings.env, "", "ran", "\n".join(lines),
+                       {"probes": [p.model_dump(mode="json") for p in done]})
 
 
 def run(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:

@@ -139,13 +139,18 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
                               "out")
     window = attainment.window(options.since, options.until, ctx.clock()) if options.since else None
     ctx.remote.require_credentials()
+    manifest = ReleaseStore(ctx.remote).read(d)
+    # Advice first: a refusal (too little history) leaves nothing behind, not even a refreshed rates cache.
+    advised = advise(ctx, d, manifest.history, costs.rates_for(ctx.settings.costs), options.weeks) \
+        if options.advise else None
     if line := refresh_rates(ctx, d, strict=options.cost):
         ctx.say(line)
     rates = costs.rates_for(ctx.settings.costs)
-    manifest = ReleaseStore(ctx.remote).read(d)
     current = manifest.current
     if current is None:
-        return result(STAGE, d, "ran", f"{d.env}/{d.recipe.name}: nothing deployed yet", Status(None, [], []))
+        return result(STAGE, d, "ran", "\n".join([f"{d.env}/{d.recipe.name}: nothing deployed yet",
+                                                  *(advised.lines() if advised else [])]),
+                      Status(None, [], [], advice=advised.to_dict() if advised else None))
     changes = drift(current.deployment, planned_now(ctx, d, current))
     earlier = manifest.history[1 : 1 + SHOWN_HISTORY]
     lines = [f"{d.env}/{d.recipe.name}: current {current.summary()}", f"  url: {current.url}"]
@@ -180,7 +185,6 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         bake = bake_verdict(current)
         lines += attainment.lines(watched)
         lines.append(f"  bake of {current.release_id}: " + (bake["line"] if bake else "no bake recorded"))
-    advised = advise(ctx, d, manifest.history, rates, options.weeks) if options.advise else None
     if advised:
         lines += advised.lines()
     return result(STAGE, d, "ran", "\n".join(lines), Status(

@@ -127,6 +127,7 @@ BAD_INPUT = [
     ("the bill of a period that is not a time", ["status", "--env", "prod", "--cost", "--since", "last week"], None),
     ("the bill of less than one whole hour", ["status", "--env", "prod", "--cost", "--since", "2026-11-30T10:10",
                                               "--until", "2026-11-30T10:50"], None),
+    ("--until without --since", ["status", "--env", "prod", "--until", "2026-11-01"], None),
     ("bench --compare with a release id nobody recorded",
      ["bench", "--compare", "r20260101-120000-abcdef", "--compare", "r20260102-120000-abcdef", "--env", "prod",
       "--recipe", "qwen3-8b-low-latency"], None),
@@ -159,6 +160,13 @@ BAD_INPUT = [
     ("logs --tail 0", ["logs", "--env", "dev", "--tail", "0"], None),
     ("stop in prod without a terminal and without --yes", ["stop", "--env", "prod", "--recipe", "qwen3-8b-low-latency"],
      None),
+    ("a sentinel interval under Modal's minimum", ["plan", "--env", "prod", "--set", "sentinel.interval_seconds=30"],
+     None),
+    ("a sentinel for an environment that does not enable it", ["sentinel", "--env", "dev"], None),
+    ("status --since that is not a time", ["status", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--since",
+                                           "yesterday"], None),
+    ("schedule advice with no billing history", ["status", "--env", "prod", "--recipe", "qwen3-8b-low-latency",
+                                                 "--advise"], None),
 ]
 
 

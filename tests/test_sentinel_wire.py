@@ -77,3 +77,29 @@ def test_reading_a_ring_that_was_never_written_creates_nothing(wire):
     assert ModalRemote().read_ring("prod", ["qwen3-8b-low-latency#0"]) == {}
     assert ModalRemote().replicas("prod", APP) is None and ModalRemote().endpoint_of("prod", APP) is None
     assert wire.dict_entries("prod", sentinel.RING_DICT) == {}
+
+
+def test_the_tasks_deploy_it_probe_once_and_check_fails_a_breach_with_exit_1(wire, wire_cli, fake_server):
+    """`invoke sentinel` deploys its app (local checks first: the proxy-auth Secret), `--once` records what a scheduled
+    run records, and `invoke check` exits 0 while prod holds its objectives and 1 once its probes fail."""
+    ModalRemote().deploy(deployment("prod"), "git-aaa")  # the server; its warm floor of 1 is up
+    refused = wire_cli("sentinel", "--env", "prod", "--yes")
+    assert refused.returncode == 1 and "Modal Secret 'sentinel-proxy-auth' (sentinel.proxy_auth_secret) does not " \
+                                      "exist in Modal environment prod" in refused.stderr
+    assert wire.app_versions("prod", "sglang-sentinel-prod") == []  # nothing deployed
+    wire.create_secret("prod", "sentinel-proxy-auth", {"MODAL_KEY": "wk", "MODAL_SECRET": "ws"})
+    [deployed] = wire_cli.json("sentinel", "--env", "prod", "--yes")
+    assert deployed["detail"]["cost"]["usd_per_30_days"] > 0 and wire.schedules("prod", "sglang-sentinel-prod") == {"probe": None}
+    once = wire_cli("sentinel", "--env", "prod", "--once")
+    assert once.returncode == 0, once.stderr
+    assert "prod/qwen3-8b-low-latency: ok, TTFT" in once.stdout
+    assert "prod/qwen3.6-35b-vlm: skipped: no deployed server" in once.stdout
+    passed = wire_cli("check", "--env", "prod", "--recipe", "qwen3-8b-low-latency")
+    assert passed.returncode == 0, passed.stderr
+    assert "ttft_p90_ms <= 500: attained by 100.0% (1 of 1)" in passed.stdout
+    wire.upstreams[("prod", APP)] = fake_server("--chat-status", "500").url
+    assert wire_cli("sentinel", "--env", "prod", "--once").returncode == 0
+    failed = wire_cli("check", "--env", "prod", "--recipe", "qwen3-8b-low-latency")
+    assert failed.returncode == 1
+    assert "BREACH qwen3-8b-low-latency: error rate 50.0% (1 of 2 probes) > 0%" in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: check failed: prod/qwen3-8b-low-latency: 3 breach(es)")  # ttft, tpot, errors

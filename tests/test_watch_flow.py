@@ -189,7 +189,8 @@ def test_a_late_night_window_ends_at_midnight_on_the_next_day():
 def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(world):  # noqa: F811
     ctx = deployed(world, "scaling.min_containers=0")
     with pytest.raises(advice.NotEnoughHistory, match=r"^no billed hour of prod/qwen3-8b-low-latency's server in "
-                                                      r"Modal's billing report from .*: advice needs 4 whole weeks"):
+                                                      r"Modal's billing report over the last 4 whole weeks \(UTC\): "
+                                                      r"advice needs 4 whole weeks"):
         status.run(ctx, world.d(ctx), status.Options(advise=True))
     recent = synthetic_bill(1.0, 4, NOW, lambda h: 0.9 if h >= NOW - timedelta(days=10) else 0.0)
     with pytest.raises(advice.NotEnoughHistory, match=r"billed from .* only, \d+\.\d days of the 4 weeks advice needs"):

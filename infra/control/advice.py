@@ -130,10 +130,10 @@ def advise(rows: Iterable[costs.BillRow], starts: Iterable[float], *, recipe: st
     since, until = history_period(now, weeks)
     served = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe
               and r.tags.get("role") == "server" and since <= r.start < until]
-    where = f"{env}/{recipe}'s server in Modal's billing report from {since:%Y-%m-%d} to {until:%Y-%m-%d} UTC"
+    where = f"{env}/{recipe}'s server in Modal's billing report over the last {weeks} whole weeks (UTC)"
     if not served:
-        raise NotEnoughHistory(f"no billed hour of {where}: advice needs {weeks} whole weeks of history; deploy it and "
-                               f"ask again in {weeks} weeks, or pass a shorter --weeks (at least {MIN_WEEKS})")
+        raise NotEnoughHistory(f"no billed hour of {where}: advice needs {weeks} whole weeks of history; ask again once "
+                               f"the server has run that long, or pass a shorter --weeks (at least {MIN_WEEKS})")
     first = min(r.start for r in served)
     if first >= since + timedelta(days=7):
         days = (until - first).total_seconds() / 86400

@@ -9,8 +9,9 @@ What real Modal does, and the fake copies:
   proxy. (The fake also notes, per request, which URL it reached and what credentials it carried:
   `ModalWire.proxied`, so tests can tell where credentials went.)
 - `FunctionGetCurrentStats` (`Function.get_current_stats()`) counts the Function's containers (`num_total_tasks`),
-  its queued inputs and those running; reading it starts nothing. The fake has no containers: a test says how many
-  replicas a Server's app has (`ModalWire.replicas`, default 0: scaled to zero).
+  its queued inputs and those running; reading it starts nothing. The fake has no containers: it answers the warm
+  floor in force (`min_containers`, as a Server that holds its floor has that many up), unless a test says how
+  many replicas a Server's app has (`ModalWire.replicas`).
 - `FunctionGetSchedulingParams` returns the autoscaler settings in force: the definition's
   static ones with any run-time override applied; `FunctionUpdateSchedulingParams` sets the
   fields the request carries and returns the settings now in force. A deploy (a new version
@@ -135,7 +136,8 @@ class ServersMixin:
         request: api_pb2.FunctionGetCurrentStatsRequest = await stream.recv_message()
         function = self.state.function(request.function_id)
         app = self.state.apps[function.app_id]
-        replicas = self.wire.replicas.get((app.environment, app.name or app.description), 0)
+        floor = self._in_force(function).min_containers if function.definition is not None else 0
+        replicas = self.wire.replicas.get((app.environment, app.name or app.description), floor)
         await stream.send_message(api_pb2.FunctionStats(
             backlog=0, num_total_tasks=replicas, num_running_inputs=0))
 
