@@ -101,5 +101,9 @@ def test_the_tasks_deploy_it_probe_once_and_check_fails_a_breach_with_exit_1(wir
     assert wire_cli("sentinel", "--env", "prod", "--once").returncode == 0
     failed = wire_cli("check", "--env", "prod", "--recipe", "qwen3-8b-low-latency")
     assert failed.returncode == 1
+    from tests.test_docs import shows_in_order
+    from tests.test_watch_flow import docs_block
+
+    assert shows_in_order(docs_block("check breach: tests/test_sentinel_wire.py"), failed.stdout + failed.stderr) == []
     assert "BREACH qwen3-8b-low-latency: error rate 50.0% (1 of 2 probes) > 0%" in failed.stderr
     assert failed.stderr.strip().splitlines()[-1].startswith("error: check failed: prod/qwen3-8b-low-latency: 3 breach(es)")  # ttft, tpot, errors

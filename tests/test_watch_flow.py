@@ -166,6 +166,28 @@ def test_advise_finds_the_windows_hidden_in_the_bill_as_toml_the_settings_load(w
                              loaded.scaling).min_containers == 0
 
 
+def docs_block(marker: str) -> list[str]:
+    """The fenced block right after `<!-- marker -->` in docs/sentinel.md: output the suite checks."""
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "sentinel.md").read_text()
+    after = text.split(f"<!-- {marker} -->", 1)[1].split("```", 2)[1]
+    return after.split("\n", 1)[1].rstrip("\n").splitlines()
+
+
+def test_the_docs_advice_example_is_what_advice_prints_for_the_synthetic_office_hours():
+    from infra.control.resolve import resolve
+
+    d = resolve(load_settings("prod"), RECIPE)
+    replica = costs.price(costs.Container.of(spec.server(d)), costs.Rates(costs.TABLE, costs.TABLE_SOURCE))
+    since, _ = advice.history_period(NOW, 4)
+    starts = [(since + timedelta(days=day, hours=hour, minutes=minute)).timestamp()
+              for day, hour, minute in ((1, 8, 1), (8, 9, 0), (16, 12, 0), (6, 3, 0), (13, 3, 0))]
+    got = advice.advise(costs.bill_rows(synthetic_bill(replica.usd, 4, NOW, office_hours)), starts, recipe=RECIPE,
+                        env="prod", replica_usd=replica.usd, now=NOW)
+    assert got.lines() == docs_block("advice: tests/test_watch_flow.py")
+
+
 def test_advise_starts_are_counted_inside_and_outside_the_proposal():
     replica = 10.0
     rows = costs.bill_rows(synthetic_bill(replica, 3, NOW, office_hours))

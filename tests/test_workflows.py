@@ -211,3 +211,13 @@ def test_staging_runs_the_gpu_acceptance_suite_after_the_pipeline_only_when_aske
     staging = load_settings("staging")
     needed = sum(spec.gpu_test_timeout(resolve(staging, name)) for name in staging.serves) / 60
     assert needed <= job["timeout-minutes"] <= needed + 30, (needed, job["timeout-minutes"])
+def test_prod_is_checked_hourly_and_a_failing_check_fails_the_job_with_a_summary():
+    wf = load("prod-check.yml")
+    assert [s["cron"] for s in wf[True]["schedule"]] == ["17 * * * *"] and "workflow_dispatch" in wf[True]
+    steps = wf["jobs"]["check"]["steps"]
+    (check,) = [s for s in steps if "invoke check --env prod" in s.get("run", "")]
+    assert check["shell"] == "bash" and "tee check.txt" in check["run"]  # bash's -o pipefail keeps check's status
+    (summary,) = [s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
+    assert summary["if"] == "always()" and "cat check.txt" in summary["run"]
+    assert ["check", "--env", "prod"] in [cmd[:3] for name, cmd in all_invocations() if name == "prod-check.yml"]
+    assert "${{" not in "\n".join(run_scripts(wf))  # values reach the scripts through the environment
