@@ -28,9 +28,14 @@ def objectives(*entries: tuple, target_concurrency: int = 2):
     return resolve(gate_settings, target_concurrency)
 
 
-# Generous limits: the fast server does ~11 ms TTFT, ~2 ms TPOT, ~300 tok/s per stream; the slow one ~37.
-LIMITS = (("ttft_p90_ms", 1, "max", 100), ("tpot_p50_ms", "target", "max", 20),
-          ("output_tokens_per_s", "target", "min", 10))
+# The limits a real server's measurement is held to here. A verdict may rest only on what the test controls: the
+# server's own waits are floors no load can beat (a first token sent after 200 ms is measured at 200 ms or more),
+# while how fast a loaded machine delivers is not. So TTFT is limited at 100 ms, which the slow server (200 ms) misses
+# on any machine, and every limit a fast server must meet is one a machine running the suite at all meets (a minute
+# to the first token, 10 s per token, 0.01 tok/s). Verdicts at exact figures are tested on fixed reports below.
+LIMITS = (("ttft_p90_ms", 1, "max", 100), ("tpot_p50_ms", "target", "max", 10_000),
+          ("output_tokens_per_s", "target", "min", 0.01))
+LOOSE = (("ttft_p90_ms", 1, "max", 60_000), *LIMITS[1:])
 
 
 def run_gate(server, workload=QUICK, target_concurrency=2, **options) -> dict:
@@ -122,13 +127,14 @@ def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server)
     assert [lv["concurrency"] for lv in measurement["levels"]] == [1, 2]
     assert all("records" not in lv for lv in measurement["levels"])  # compact: what a manifest keeps
 
-    ev = gate.evaluate(objectives(*LIMITS), measurement, None, regression_budget=0.1)
+    ev = gate.evaluate(objectives(*LOOSE), measurement, None, regression_budget=0.1)
     assert ev.passed and ev.verdict == "passed" and ev.reasons == ()
     # Objectives met; no baseline to compare with (said so, and not a failure); no errors at either level.
     assert [(r.target.metric, r.target.concurrency, r.verdict) for r in ev.rows] == [
         ("ttft_p90_ms", 1, "no baseline"), ("tpot_p50_ms", 2, "no baseline"), ("output_tokens_per_s", 2, "no baseline"),
         ("error_rate", 1, "pass"), ("error_rate", 2, "pass")]
-    assert row(ev, "ttft_p90_ms", 1).measured < 100 / 3  # ~11 ms
+    ttft_p90 = row(ev, "ttft_p90_ms", 1).measured  # the server's 10 ms wait is a floor; the rest is the machine's
+    assert ttft_p90 >= 10 and ttft_p90 == pytest.approx(measurement["levels"][0]["ttft_s"]["p90"] * 1000)
     assert any(n.startswith("no baseline:") for n in ev.notes)
     assert ev.measured_label == "staging"
 
@@ -136,7 +142,7 @@ def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server)
     assert rec["verdict"] == "passed" and rec["override"] is None
     assert rec["measurement"]["levels"][0]["ttft_s"] == measurement["levels"][0]["ttft_s"]
     assert rec["evaluation"]["rows"][0] | {"measured": None} == {
-        "metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "limit": 100, "direction": "max", "unit": "ms",
+        "metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "limit": 60_000, "direction": "max", "unit": "ms",
         "implicit": False, "measured": None, "baseline": None, "change": None, "verdict": "no baseline", "note": ""}
     assert json.loads(json.dumps(rec)) == rec  # the manifest stores it as JSON
     # The ledger reads it back from a manifest entry.
@@ -162,24 +168,24 @@ def test_a_slow_release_misses_its_objective_with_the_row_that_says_so(fake_serv
 
 
 def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(fake_server):
-    # The servers differ in their wait before the first token only: 10 ms against 200 ms. Under two busy loops on two
-    # cores a 10 ms wait was measured at 29 ms (p90): the 20x gap the test controls leaves the verdict to no load.
+    # The servers differ in their wait before the first token only: 10 ms against 500 ms. The candidate's 500 ms is a
+    # floor no load lowers; the verdict changes only if the 10 ms wait were measured above 450 ms (a busy run measured
+    # 29 ms). Objectives both meet on any machine (a minute, 10 s per token, 0.01 tok/s): what refuses is the budget.
     current = run_gate(fake_server("--ttft", "0.01", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
-    candidate = run_gate(fake_server("--ttft", "0.2", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
-    # Objectives both servers meet whatever the load (TTFT 2 s, TPOT 200 ms, 1 token/s): what refuses is the budget.
-    targets = objectives(("ttft_p90_ms", 1, "max", 2000), ("tpot_p50_ms", "target", "max", 200),
-                         ("output_tokens_per_s", "target", "min", 1), target_concurrency=1)
+    candidate = run_gate(fake_server("--ttft", "0.5", "--itl", "0.01", "--tokens", "8"), target_concurrency=1)
+    targets = objectives(("ttft_p90_ms", 1, "max", 60_000), ("tpot_p50_ms", "target", "max", 10_000),
+                         ("output_tokens_per_s", "target", "min", 0.01), target_concurrency=1)
 
     ev = gate.evaluate(targets, candidate, current, regression_budget=0.10, baseline_label="r0 (v3)")
     worse = row(ev, "ttft_p90_ms", 1)
-    assert worse.measured < 2000 and worse.verdict == "beyond regression budget" and worse.measured > worse.baseline
+    assert worse.measured >= 500 and worse.verdict == "beyond regression budget" and worse.measured > worse.baseline
     assert not ev.passed and ev.baseline_label == "r0 (v3)"
     # TTFT up, and with it total tokens/s down by far more than 10%.
     assert any("ttft_p90_ms at concurrency 1: " in r and "higher than the baseline's" in r
                and "(regression budget 10%)" in r for r in ev.reasons)
     assert row(ev, "output_tokens_per_s", 1).verdict == "beyond regression budget"
-    # TPOT did not change (the same 10 ms gaps): within a budget of 50%, whatever the machine's load.
-    assert row(gate.evaluate(targets, candidate, current, regression_budget=0.5), "tpot_p50_ms", 1).verdict == "pass"
+    # (How an unchanged TPOT is judged is not asked of two real runs, whose TPOT is the machine's: see the fixed
+    # reports of test_budget_boundaries_and_direction.)
 
     # The same measurement as its own baseline is no regression, even with no budget at all.
     assert gate.evaluate(targets, candidate, candidate, regression_budget=0.0).passed

@@ -2,7 +2,9 @@
 touched, through the fake Modal boundary (FakeModal, which records every call) with real git, against real local
 streaming servers whose timing is set on their command line (tests/fakes/openai_server.py).
 
-Limits sit 2.5 times or more away from what the servers do, so no verdict rests on timing noise. The recipe's gate
+No verdict rests on how fast the machine is: a server's own wait is a floor no load lowers (a release refused for
+its 250 ms first token against a 100 ms limit is refused on any machine), and every limit a release must meet to pass
+is one any machine running the suite meets (a minute to the first token, 10 s per token, 0.01 tok/s). The recipe's gate
 workload is made small (8 requests per level instead of 100) and its target concurrency 2: what is measured and how
 it is judged are unchanged, only the count.
 """
@@ -24,13 +26,13 @@ from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fix
 QUICK = GateWorkload(prompt_tokens=16, max_tokens=8, requests=4, timeout=10)
 FAST = ("--ttft", "0.01", "--itl", "0.002", "--tokens", "8")  # ~10 ms to the first token, 2 ms per token after
 SLOW = ("--ttft", "0.25", "--itl", "0.002", "--tokens", "8")  # 2.5 times the 100 ms objective
-REGRESSED = ("--ttft", "0.03", "--itl", "0.002", "--tokens", "8")  # within the objective, 3 times the fast baseline
-# prod's objectives for these tests (a --set layer over environments/prod.toml, whose gate is on).
-GATED = (
-    'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = 100 }, '
-    '{ metric = "tpot_p50_ms", level = "target", max = 20 }, { metric = "output_tokens_per_s", level = "target", min = '
-    '10 }]',
-)
+REGRESSED = ("--ttft", "0.5", "--itl", "0.002", "--tokens", "8")  # within LOOSE, 50 times the fast baseline's wait
+# prod's objectives for these tests (a --set layer over environments/prod.toml, whose gate is on): GATED limits TTFT
+# at 100 ms, which SLOW misses on any machine; LOOSE's limits, and the rest of GATED's, any machine meets.
+REST = ('{ metric = "tpot_p50_ms", level = "target", max = 10000 }, '
+        '{ metric = "output_tokens_per_s", level = "target", min = 0.01 }')
+GATED = (f'gate.objectives=[{{ metric = "ttft_p90_ms", level = 1, max = 100 }}, {REST}]',)
+LOOSE = (f'gate.objectives=[{{ metric = "ttft_p90_ms", level = 1, max = 60000 }}, {REST}]',)
 KEY, SECRET = "wk-gatetestkey0123456789", "ws-gatetestsecret0123456789"
 
 
@@ -102,11 +104,11 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     gated.modal.endpoint = fast.url
     staged = gated.staging()
 
-    dry = gated.promote(*GATED, dry_run=True)
+    dry = gated.promote(*LOOSE, dry_run=True)
     assert dry.status == "dry-run" and "measure it on staging (the gate), then deploy it to" in dry.message
     assert gate_requests(fast) == []
 
-    result = gated.promote(*GATED)
+    result = gated.promote(*LOOSE)
     assert result.status == "ran" and "(gate passed, smoke passed" in result.message
     prod = gated.manifest("prod").current
     record = prod.gate
@@ -122,7 +124,7 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     rows = {(r["metric"], r["concurrency"]): r for r in record["evaluation"]["rows"]}
     assert rows[("ttft_p90_ms", 1)]["verdict"] == "no baseline"  # the first gated release: objectives only
     assert rows[("ttft_p90_ms", 1)]["measured"] == pytest.approx(m["levels"][0]["ttft_s"]["p90"] * 1000)
-    assert rows[("ttft_p90_ms", 1)]["measured"] < 100  # within the objective (~10 ms on an idle machine)
+    assert rows[("ttft_p90_ms", 1)]["measured"] >= 10  # the server's 10 ms wait, a floor (the rest is the machine's)
     assert prod.measurement is None  # prod itself is measured only when asked
     assert result.detail.gate == {k: v for k, v in record.items() if k != "measurement"}
     # Staging's endpoint asks for proxy auth: the gate sent staging's credentials there.
@@ -151,7 +153,7 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gat
     gated.modal.endpoint = fast.url
     gated.staging()
     gated.modal.endpoint = prod_server.url
-    first = gated.promote(*GATED).detail  # prod runs release A, measured by its gate (~10 ms TTFT)
+    first = gated.promote(*LOOSE).detail  # prod runs release A, measured by its gate (10 ms TTFT and up)
 
     commit(gated.repo, "release B")
     gated.modal.endpoint = regressed.url
@@ -159,7 +161,7 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gat
     gated.modal.endpoint = prod_server.url
     before, said = len(gated.modal.calls()), []
     with pytest.raises(Refused) as refused:
-        gated.promote(*GATED, say=said.append)
+        gated.promote(*LOOSE, say=said.append)
 
     message = str(refused.value)
     assert "ttft_p90_ms at concurrency 1: " in message and "higher than the baseline's" in message
@@ -167,8 +169,8 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gat
     table = "\n".join(said)
     assert f"baseline: {first.release_id} (v1), measured by its own gate on staging; regression budget 10%" in table
     row = next(line for line in table.splitlines() if line.startswith("ttft_p90_ms "))
-    assert row.endswith("beyond regression budget") and float(row.split()[5]) < 100  # within the objective (~30 ms)
-    assert int(row.split()[-4].strip("+%").split(".")[0]) > 10  # beyond the 10% budget (~+200% on an idle machine)
+    assert row.endswith("beyond regression budget") and float(row.split()[5]) >= 500  # the 500 ms wait, a floor
+    assert int(row.split()[-4].strip("+%").split(".")[0]) > 10  # beyond the 10% budget (unless 10 ms read as 450)
     # Prod still runs A; B's measurement went nowhere but staging's endpoint.
     assert gated.manifest("prod").current.release_id == first.release_id
     assert prod_changes(gated.modal.calls()[before:]) == []
@@ -218,7 +220,7 @@ def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated,
     pipeline.run(staging(), gated.d(staging()))
     gated.modal.endpoint = prod_server.url
     said = []
-    prod_ctx = gated.ctx("prod", *GATED, "gate.record_baseline=true", yes=True, say=said.append)
+    prod_ctx = gated.ctx("prod", *LOOSE, "gate.record_baseline=true", yes=True, say=said.append)
     result = promote.run(staging(), prod_ctx, promote.Options(RECIPE))
 
     assert "prod's baseline recorded" in result.message
@@ -236,17 +238,17 @@ def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated,
 
 
 def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
-    slower = fake_server("--ttft", "0.03", "--itl", "0.002", "--tokens", "8")  # 30 ms, within the 100 ms objective
+    slower = fake_server("--ttft", "0.5", "--itl", "0.002", "--tokens", "8")  # 500 ms, within LOOSE's minute
     faster, prod_server = fake_server("--ttft", "0.002", "--itl", "0.001", "--tokens", "8"), fake_server(*FAST)
     gated.modal.endpoint = slower.url
     gated.staging()
     gated.modal.endpoint = prod_server.url
-    a = gated.promote(*GATED).detail
+    a = gated.promote(*LOOSE).detail
     commit(gated.repo, "release B")
     gated.modal.endpoint = faster.url
     gated.staging()
     gated.modal.endpoint = prod_server.url
-    b = gated.promote(*GATED).detail
+    b = gated.promote(*LOOSE).detail
 
     history = gated.manifest("prod").history
     printed: list[str] = []
@@ -255,6 +257,6 @@ def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
     assert comparison["a"].startswith(f"{a.release_id} (prod v1, gate on staging)")
     assert comparison["b"].startswith(f"{b.release_id} (prod v2, gate on staging)")
     ttft = next(r for r in comparison["rows"] if r["concurrency"] == 1 and r["metric"] == "TTFT p50 ms")
-    assert ttft["verdict"] == "better" and ttft["ratio"] < 0.8  # ~2 ms against ~30 ms on an idle machine
+    assert ttft["verdict"] == "better" and ttft["ratio"] < 0.8  # 2 ms and up against 500 ms and up
     assert comparison["warnings"] == []
     assert printed[0].splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
