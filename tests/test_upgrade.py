@@ -149,7 +149,7 @@ def test_dry_run_is_offline_writes_nothing_and_shows_the_migration_and_plan_diff
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "upgrade qwen3-8b-low-latency: SGLang 0.5.6.post2 -> 0.5.17 (through 0.5.10.post1, 0.5.11, 0.5.17)" in out
-    assert "+--cuda-graph-max-bs-decode 20" in out and "---cuda-graph-max-bs 20" in out
+    assert "launch  - --cuda-graph-max-bs 20\n  launch  + --cuda-graph-max-bs-decode 20" in out
     assert "(new key: the first start recompiles; run `invoke compile`)" in out
     assert "would write: infra/runtime/recipes/qwen3_8b_low_latency.py" in out
     assert _git(project, "status", "--porcelain", "infra") == ""

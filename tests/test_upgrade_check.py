@@ -95,7 +95,7 @@ def test_the_pull_request_body_is_rendered_from_the_report():
     assert body == (FIXTURES / "pull_request_vlm_0.5.23.md").read_text()
     assert "| `--mamba-scheduler-strategy` | `--mamba-scheduler-strategy` | `--mamba-radix-cache-strategy` |" in body
     assert "### What the migration could not do\n\nNothing: every flag moved." in body
-    assert "+--cuda-graph-max-bs-decode 20" in body
+    assert "launch  + --cuda-graph-max-bs-decode 20" in body
     refused = report.model_copy(update={"migration": report.migration.model_copy(
         update={"refused": ("--x: SGLang 0.5.23 removed it with no successor",)})})
     assert "- --x: SGLang 0.5.23 removed it with no successor" in markdown(refused)

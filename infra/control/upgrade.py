@@ -327,6 +327,7 @@ def rows(report: Report) -> list[tuple[str, str, str]]:
 
 
 def _command_diff(name: str, before: tuple[str, ...], after: tuple[str, ...]) -> list[str]:
+    """The command's flags that differ, one flag and its value a line: "launch  - --x 1" / "launch  + --y 1"."""
     def one_flag_a_line(argv: tuple[str, ...]) -> list[str]:
         out: list[str] = []
         for word in argv:
@@ -334,11 +335,11 @@ def _command_diff(name: str, before: tuple[str, ...], after: tuple[str, ...]) ->
                 out.append(word)
             else:
                 out[-1] += f" {word}"
-        return [line + "\n" for line in out]
+        return out
 
-    diff = list(difflib.unified_diff(one_flag_a_line(before), one_flag_a_line(after), f"{name} before", f"{name} after",
-                                     n=0))
-    return [line.rstrip("\n") for line in diff if not line.startswith("@@")] or [f"{name}: unchanged"]
+    diff = list(difflib.unified_diff(one_flag_a_line(before), one_flag_a_line(after), lineterm="", n=0))[2:]
+    changed = [f"{name}  {line[0]} {line[1:]}" for line in diff if line[:1] in "+-"]
+    return changed or [f"{name}: unchanged"]
 
 
 def render(report: Report) -> str:
@@ -386,7 +387,7 @@ def markdown(report: Report) -> str:
             "|---|---|---|"]
     out += [f"| {label} | {before} | {after} |" for label, before, after in rows(report)]
     if report.after is not None:
-        out += ["", f"Cold start basis: {report.after.cold_start_basis}.", "", "```diff"]
+        out += ["", f"Cold start basis: {report.after.cold_start_basis}.", "", "```"]
         out += _command_diff("launch", report.before.launch_command, report.after.launch_command)
         out += _command_diff("compile", report.before.compile_command, report.after.compile_command)
         out += ["```"]
