@@ -227,8 +227,9 @@ def advise(ctx: Context, d: Deployment, history: list, rates: costs.Rates, weeks
 def billed_in(ctx: Context, d: Deployment, history: list, period: costs.Period, rates: costs.Rates) -> ledger.Bill:
     """Modal's billing report for the period, attributed to this recipe's releases by their apps' tags."""
     rows = costs.bill_rows(ctx.remote.billing_report(d.modal.environment, period.start, period.end, spec.TAG_NAMES))
-    return ledger.bill(history, rows, period, env=d.env, recipe=d.recipe.name, app_names=(d.app_name, d.jobs_app_name),
-                       rates=rates, margin=ctx.settings.costs.mismatch_margin, now=ctx.clock())
+    return ledger.bill(history, rows, period, env=d.env, recipe=d.recipe.name,
+                       app_names=(d.app_name, d.jobs_app_name, d.builds_app_name), rates=rates,
+                       margin=ctx.settings.costs.mismatch_margin, now=ctx.clock())
 
 
 def cold_starts(ctx: Context, d: Deployment, releases: list) -> tuple[dict, list[str], list[str]]:

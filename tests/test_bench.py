@@ -523,3 +523,20 @@ def test_a_url_python_cannot_split_is_named_with_what_is_allowed():
         cli_flags.http_url("--url", "http://[::1")
     assert str(raised.value) == ("--url 'http://[::1': not a URL (Invalid IPv6 URL); allowed: an http:// or https:// "
                                  "address such as http://127.0.0.1:30000 or http://[::1]:30000")
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda level: level["ttft_s"].update(p50="0.1", p99="0.2"), "levels[0].ttft_s.p50"),
+    (lambda level: level.update(concurrency=[1, 2]), "levels[0].concurrency"),
+])
+def test_a_hand_edited_report_names_the_file_and_the_field(tmp_path, edit, field):
+    """Issue 30: latencies as strings or a concurrency as a list ended in a TypeError that named neither."""
+    from tests.conftest import REPO
+
+    report = json.loads((REPO / "tests" / "fixtures" / "bench" / "baseline.json").read_text())
+    edit(report["levels"][0])
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(report))
+    with pytest.raises(ConfigError) as raised:
+        stage.compare([str(edited), str(REPO / "tests" / "fixtures" / "bench" / "baseline.json")], say=lambda _m: None)
+    assert str(raised.value).startswith(f"--compare: {edited}: {field}") and "\n" not in str(raised.value)

@@ -419,3 +419,26 @@ def test_a_period_further_back_than_year_1_is_one_line(since):
     assert str(err.value).startswith("--since '")
     assert (f": that many {unit} back from now is before year 1, the earliest date there is; allowed: a duration"
             in str(err.value))
+
+
+def test_a_row_with_a_negative_cost_is_left_out_and_named_not_netted_in():
+    """Issue 30: a billing row with a negative cost was netted into the bill without a word."""
+    v1 = release(1, START - 2 * H, tag="git-bbb")
+    credit = costs.BillRow("ap-9", "sglang-qwen3-8b-low-latency", START + 2 * H, -3.0, {"H100": -3.0},
+                           {"env": "prod", "recipe": "qwen3-8b-low-latency", "role": "server", "commit": "git-bbb"})
+    bill = billed([v1], [row(START + h * H, REPLICA) for h in range(4)] + [credit])
+    assert bill.billed_usd == pytest.approx(4 * REPLICA)  # the credit is not subtracted from the release's hours
+    assert bill.notes == ("1 row(s) with a negative or unreadable cost left out ($-3.00; allowed: a cost of 0 or more, "
+                          "as usage is; a credit or a correction?): first ap-9 (sglang-qwen3-8b-low-latency) "
+                          "2026-11-30 02:00 UTC $-3.00",)
+    assert bill.notes[0] in bill.lines()
+
+
+def test_the_image_builder_app_s_rows_are_counted_on_their_own_line():
+    v1 = release(1, START - 2 * H, tag="git-bbb")
+    build = costs.BillRow("ap-2", "sglang-qwen3-8b-low-latency-builds", START + H, 1.25, {"CPU": 1.25},
+                          {"env": "prod", "recipe": "qwen3-8b-low-latency", "role": "builds"})
+    bill = billed([v1], [row(START + h * H, REPLICA) for h in range(2)] + [build])
+    assert bill.builds_usd == 1.25 and bill.billed_usd == pytest.approx(2 * REPLICA + 1.25)
+    assert bill.releases[0].billed_usd == pytest.approx(2 * REPLICA)
+    assert "image builder app (build): $1.25" in bill.lines() and bill.to_dict()["builds_usd"] == 1.25

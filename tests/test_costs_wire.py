@@ -119,3 +119,21 @@ def test_status_cost_shows_billed_beside_estimated_per_release(wire, wire_cli):
                                              f"${12 * replica.usd:,.2f}"]
     assert f"WARNING: {release['release_id']}: billed ${12 * replica.usd:,.2f} is +" in text.stdout
     assert "beyond the 15% margin (costs.mismatch_margin): replicas beyond the warm floor for traffic" in text.stdout
+
+
+def test_the_image_builder_app_is_tagged_and_its_hours_are_counted_and_named(wire, wire_cli):
+    """Issue 30: `invoke build`'s app (<app>-builds) carried no tags, so Modal's report rows of its builds were neither
+    counted nor named by `status --cost`. The build now tags it (role builds) and the bill shows it on its own line."""
+    for task in ("build", "deploy"):
+        done = wire_cli(task, "--env", "staging", "--recipe", VLM)
+        assert done.returncode == 0, done.stderr[-3000:]
+    d = deployment("staging", VLM)
+    [builder] = [a for a in wire.state.apps.values() if a.name == d.builds_app_name]
+    assert builder.tags == spec.tags(d, "builds") == {"env": "staging", "recipe": VLM, "role": "builds"}
+    this_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    wire.charge("staging", d.builds_app_name, [this_hour - 2 * H, this_hour - H], {"CPU": "0.75", "Memory": "0.25"})
+    [status] = wire_cli.json("status", "--env", "staging", "--recipe", VLM, "--cost", "--since", "6h")
+    bill = status["detail"]["bill"]
+    assert bill["builds_usd"] == pytest.approx(2.0) and bill["billed_usd"] == pytest.approx(2.0)
+    text = wire_cli("status", "--env", "staging", "--recipe", VLM, "--cost", "--since", "6h").stdout
+    assert "image builder app (build): $2.00" in text

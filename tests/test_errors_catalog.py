@@ -152,6 +152,10 @@ BAD_INPUT = [
      ["deploy", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run"], None),
     ("the bill of a period before year 1", ["status", "--env", "prod", "--cost", "--since", "1000000d"], None),
     ("bench --url with an unclosed IPv6 bracket", ["bench", "--url", "http://[::1"], None),
+    ("a hand-edited bench report with latencies as strings", ["bench", "--compare", "a.json", "--compare", "b.json"],
+     "string-latencies"),
+    ("a hand-edited bench report with a list for concurrency", ["bench", "--compare", "a.json", "--compare", "b.json"],
+     "list-concurrency"),
     ("compile without credentials (nothing reaches Modal)",
      ["compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency"], "no-credentials"),
     ("bench --proxy-auth without MODAL_KEY/MODAL_SECRET", ["bench", "--url", "http://127.0.0.1:9", "--proxy-auth"],
@@ -218,6 +222,14 @@ def _prepare(cli, setup: str | None) -> None:
         good = {"schema": 1, "levels": [{"concurrency": 1, "ttft_s": {"p50": 0.1}}]}
         (cli.project / "a.json").write_text(__import__("json").dumps(good))
         (cli.project / "b.json").write_text('{"schema": 1, "levels": [1, 2]}')
+    if setup in ("string-latencies", "list-concurrency"):
+        report = __import__("json").loads((REPO / "tests" / "fixtures" / "bench" / "baseline.json").read_text())
+        (cli.project / "b.json").write_text(__import__("json").dumps(report))
+        if setup == "string-latencies":
+            report["levels"][0]["ttft_s"] |= {"p50": "0.1", "p99": "0.2"}
+        else:
+            report["levels"][0]["concurrency"] = [1, 2]
+        (cli.project / "a.json").write_text(__import__("json").dumps(report))
     if setup == "unserved-gate":
         config = cli.tmp / "environments"
         shutil.copytree(REPO / "environments", config)
@@ -270,7 +282,8 @@ def bad_input_lines(tmp_path_factory):
         cli = Cli(tmp_path_factory.mktemp("cli"))
         _prepare(cli, setup)
         if in_process:
-            cwd = cli.project if setup in ("html-wheel", "truncated-report") else cli.tmp / "work"
+            own = ("html-wheel", "truncated-report", "string-latencies", "list-concurrency")
+            cwd = cli.project if setup in own else cli.tmp / "work"
             cwd.mkdir(exist_ok=True)
             env = {"INFRA_STATE_DIR": str(cli.tmp / "state"), **FAKE_MODAL,
                    "FAKE_MODAL_CONFIG": __import__("json").dumps(cli.fake)} | cli.env
@@ -386,7 +399,7 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("a second release operation while one holds the lock", UserError, locked)
 
     # The bill (issue 25): Modal's rates without one the deployment needs, and a report of untagged apps.
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from stages import status
 
@@ -411,6 +424,17 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     ctx = Context(settings=prod, remote=untagged, say=lambda m: None, clock=lambda: now)
     expect("a bill whose rows carry no tags", UserError,
            lambda: status.run(ctx, d, status.Options(cost=True, since="1d")))
+    # A row with a negative cost (issue 30) is no error: the bill goes on without it, and this note says so.
+    from infra.control import costs
+    from infra.perf import ledger
+
+    credit = costs.BillRow("ap-9", d.app_name, now - timedelta(hours=3), -3.0, {"H100": -3.0},
+                           {"env": "prod", "recipe": d.recipe.name, "role": "server"})
+    bill = ledger.bill([], [credit], costs.Period(now - timedelta(hours=6), now), env="prod", recipe=d.recipe.name,
+                       app_names=(d.app_name,), rates=costs.Rates(costs.TABLE, costs.TABLE_SOURCE), margin=0.15,
+                       now=now)
+    out.append(("a billing row with a negative cost (status --cost: a note; the bill goes on without it)",
+                bill.notes[0]))
 
     # The network (issue 30): a control plane, an endpoint and a Hub that accept and never answer, sit behind a
     # certificate nobody trusts, or refuse; the bound set small here ([client] connect_timeout, the first answer).

@@ -34,6 +34,7 @@ import aiohttp
 from infra.control.objectives import Target
 from infra.perf import client
 from infra.runtime.errors import ConfigError, StageError
+from infra.runtime.secrets import shown
 
 SCHEMA = 1
 STAGE = "bench"
@@ -566,6 +567,10 @@ def load_report(path: str | Path) -> dict:
         found = report.get("schema") if isinstance(report, dict) else None
         raise ConfigError(f"--compare: {path} is not a bench report with schema {SCHEMA} (found schema {found!r})")
     for i, level in enumerate(report["levels"]):
+        if isinstance(level, dict) and (bad := _not_a_number(level, f"levels[{i}]")):
+            where, value = bad
+            raise ConfigError(f"--compare: {path}: {where} = {shown(value)}: not a number (an edited report?); "
+                              "allowed: a report `invoke bench --output` wrote") from None
         for name, get, *_ in COMPARED:
             try:
                 level["concurrency"], get(level)
@@ -574,6 +579,28 @@ def load_report(path: str | Path) -> dict:
                                   "allowed: a report `invoke bench --output` wrote") from None
     report.setdefault("_path", str(path))
     return report
+
+
+# The parts of a level `compare` computes with: every figure below them is a number (or null where none was measured).
+COMPARED_SECTIONS = ("ttft_s", "itl_s", "tpot_s", "e2e_s", "throughput", "requests")
+
+
+def _not_a_number(level: dict, where: str) -> tuple[str, object] | None:
+    """The first figure `compare` would compute with that is not a number, as (its path, its value): a hand-edited
+    report's "0.1" or [1, 2] is named here instead of failing as a TypeError further on."""
+    concurrency = level.get("concurrency")
+    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)):
+        return f"{where}.concurrency", concurrency
+
+    def walk(node: object, at: str) -> tuple[str, object] | None:
+        if isinstance(node, dict):
+            return next((found for key, value in node.items() if (found := walk(value, f"{at}.{key}"))), None)
+        if node is None or (isinstance(node, (int, float)) and not isinstance(node, bool)):
+            return None
+        return at, node
+
+    return next((found for key in COMPARED_SECTIONS if key in level and (found := walk(level[key], f"{where}.{key}"))),
+                None)
 
 
 # ---------------------------------------------------------------- text

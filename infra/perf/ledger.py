@@ -31,6 +31,7 @@ fields read here are named in one place each (`release_field`, `hardware_of`).
 from __future__ import annotations
 
 import copy
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -395,13 +396,14 @@ class Bill:
     period: costs.Period
     releases: tuple[Billed, ...]
     jobs_usd: float  # the download and compile jobs' app
-    unattributed_usd: float  # server hours before the oldest release on record
+    unattributed_usd: float  # server hours before the oldest recorded release
     margin: float
     notes: tuple[str, ...]
+    builds_usd: float = 0.0  # the image builder's app (`invoke build`, <app>-builds)
 
     @property
     def billed_usd(self) -> float:
-        return sum(b.billed_usd for b in self.releases) + self.jobs_usd + self.unattributed_usd
+        return sum(b.billed_usd for b in self.releases) + self.jobs_usd + self.builds_usd + self.unattributed_usd
 
     def warnings(self) -> list[str]:
         """Each release whose bill and estimate differ by more than the margin, and why that may be."""
@@ -435,6 +437,8 @@ class Bill:
                *bench._table(header, body, right={3, 4, 5, 6, 7, 8, 9, 10}).splitlines()]
         if self.jobs_usd:
             out.append(f"jobs app (download, compile): ${self.jobs_usd:,.2f}")
+        if self.builds_usd:
+            out.append(f"image builder app (build): ${self.builds_usd:,.2f}")
         if self.unattributed_usd:
             out.append(f"server hours before the oldest recorded release: ${self.unattributed_usd:,.2f}")
         out += list(self.notes)
@@ -444,7 +448,8 @@ class Bill:
     def to_dict(self) -> dict:
         return {"period": {"start": self.period.start.isoformat(), "end": self.period.end.isoformat()},
                 "billed_usd": round(self.billed_usd, 4), "releases": [b.to_dict() for b in self.releases],
-                "jobs_usd": round(self.jobs_usd, 4), "unattributed_usd": round(self.unattributed_usd, 4),
+                "jobs_usd": round(self.jobs_usd, 4), "builds_usd": round(self.builds_usd, 4),
+                "unattributed_usd": round(self.unattributed_usd, 4),
                 "margin": self.margin, "notes": list(self.notes), "warnings": self.warnings()}
 
 
@@ -459,25 +464,28 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
     tags were set) cannot be attributed: when there are only such rows, that is an error.
     """
     history = list(history)
-    rows = list(rows)
-    ours = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe]
     app_names = set(app_names)
+    rows, notes = _usage_only(list(rows), env, recipe, app_names)
+    ours = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe]
     untagged = [r for r in rows if r.description in app_names and not r.tags.get("recipe")]
     if untagged and not ours:
         raise costs.CostError(
             f"Modal's billing report for {period.describe()} has {len(untagged)} row(s) of {env}/{recipe}'s apps and "
             f"none carries its tags (env, recipe, role): they were deployed before the apps were tagged; deploy again "
             f"(`invoke deploy --env {env} --recipe {recipe}`) and bill a period after it")
-    notes = [f"{len(untagged)} untagged row(s) of these apps (${sum(r.usd for r in untagged):,.2f}) left out: deployed "
-             "before the apps were tagged"] if untagged else []
+    notes += [f"{len(untagged)} untagged row(s) of these apps (${sum(r.usd for r in untagged):,.2f}) left out: "
+              "deployed before the apps were tagged"] if untagged else []
     windows = _live_windows(history, period, now)
     shares: dict[int, list[float]] = {i: [0.0, 0.0] for i in range(len(history))}  # index -> [usd, hours]
     resources: dict[int, dict[str, float]] = {i: {} for i in range(len(history))}
-    jobs = unattributed = 0.0
+    jobs = builds = unattributed = 0.0
     foreign_commits = 0
     for row in ours:
         if row.tags.get("role") == "jobs":
             jobs += row.usd
+            continue
+        if row.tags.get("role") == "builds":
+            builds += row.usd
             continue
         hour = (row.start, row.start + timedelta(hours=1))
         overlaps = {i: _overlap(hour, w) for i, w in windows.items()}
@@ -506,7 +514,28 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
             (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i][0], resources[i],
             perf.hourly if perf else costs.price(container_of(release), rates), _warm_replica_hours(release, window),
             perf.output_tokens_per_s if perf else None))
-    return Bill(period, tuple(billed), jobs, unattributed, margin, tuple(notes))
+    return Bill(period, tuple(billed), jobs, unattributed, margin, tuple(notes), builds)
+
+
+def _usage_only(rows: list[costs.BillRow], env: str, recipe: str,
+                app_names: set[str]) -> tuple[list[costs.BillRow], list[str]]:
+    """The rows with a usable cost, and a note naming the others. Modal bills usage by the hour, which is never
+    negative: a negative (or not finite) cost of this recipe's apps is a credit or a correction, so it is left out of
+    the releases' figures and said, with its object, hour and amount, instead of being netted in without a word."""
+    def usable(r: costs.BillRow) -> bool:
+        return all(math.isfinite(v) and v >= 0 for v in (r.usd, *r.by_resource.values()))
+
+    def concerns(r: costs.BillRow) -> bool:
+        return (r.tags.get("env") == env and r.tags.get("recipe") == recipe) or r.description in app_names
+
+    odd = [r for r in rows if concerns(r) and not usable(r)]
+    if not odd:
+        return rows, []
+    first = odd[0]
+    note = (f"{len(odd)} row(s) with a negative or unreadable cost left out (${sum(r.usd for r in odd):,.2f}; allowed: "
+            f"a cost of 0 or more, as usage is; a credit or a correction?): first {first.object_id} "
+            f"({first.description or '-'}) {first.start:%Y-%m-%d %H:%M} UTC ${first.usd:,.2f}")
+    return [r for r in rows if not (concerns(r) and not usable(r))], [note]
 
 
 def _live_windows(history: list[Any], period: costs.Period, now: datetime) -> dict[int, tuple[datetime, datetime]]:

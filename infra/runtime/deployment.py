@@ -169,6 +169,11 @@ class Deployment(Frozen):
     def jobs_app_name(self) -> str:
         return f"{self.app_name}-jobs"
 
+    @property
+    def builds_app_name(self) -> str:
+        """The app `invoke build` builds the server's image in (its own, so a build deploys nothing)."""
+        return f"{self.app_name}-builds"
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 

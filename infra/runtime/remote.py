@@ -320,7 +320,8 @@ class ModalRemote:
 
         from infra.runtime import modal_objects, spec
 
-        builder = modal.App.lookup(f"{d.app_name}-builds", environment_name=d.modal.environment, create_if_missing=True)
+        builder = modal.App.lookup(d.builds_app_name, environment_name=d.modal.environment, create_if_missing=True)
+        builder.set_tags(spec.tags(d, "builds"))  # its billing rows are then counted, and named, in `status --cost`
         with _modal_output():
             image = modal_objects.image(spec.server_image(d)).build(builder)
         return image.object_id

@@ -81,6 +81,15 @@ class AppsMixin:
             self.state.apps[app.app_id] = app
         await stream.send_message(api_pb2.AppGetOrCreateResponse(app_id=app.app_id))
 
+    async def AppSetTags(self, stream) -> None:
+        """`App.set_tags(tags)` on a running or looked-up App: its whole tag set replaced (no update semantics)."""
+        request: api_pb2.AppSetTagsRequest = await stream.recv_message()
+        app = self.state.apps.get(request.app_id)
+        if app is None:
+            raise GRPCError(Status.NOT_FOUND, f"App '{request.app_id}' not found")
+        app.tags = dict(request.tags)
+        await stream.send_message(Empty())
+
     async def AppGetByDeploymentName(self, stream) -> None:
         request: api_pb2.AppGetByDeploymentNameRequest = await stream.recv_message()
         environment = self.state.environment(request.environment_name)
