@@ -278,7 +278,7 @@ def started(run: Run, ctx: dict, name: str, d, *, volume: Path, snapshot: bool =
         return None, info
     # The log stays open while the server runs: what it prints serving the step's requests (a smoke test, a
     # benchmark) belongs to it too. Line-buffered, so nothing is lost when the process exits.
-    info |= {"ok": True, "record": done.record, "gpu_mib_ready": gpu_mib(), "escaped": escaped()}
+    info |= {"ok": True, "record": done.record.to_data(), "gpu_mib_ready": gpu_mib(), "escaped": escaped()}
     run.say(f"{name}: {timeline.describe(done.record)}")
     return done.server, info
 
@@ -322,8 +322,8 @@ def step_snapshot(run: Run, ctx: dict) -> dict:
         time.sleep(5)
         restored = startup.restore_snapshot(d, f"http://127.0.0.1:{d.server.port}", real.readiness(d, 120),
                                             write=run.write_start)
-        info |= {"restore_to_ready_s": restored["launch_to_ready_s"], "gpu_mib_resumed": gpu_mib(),
-                 "restore_record": restored}
+        info |= {"restore_to_ready_s": restored.launch_to_ready_s, "gpu_mib_resumed": gpu_mib(),
+                 "restore_record": restored.to_data()}
     except BaseException as err:  # noqa: BLE001
         info |= {"ok": False, "error": f"{type(err).__name__}: {err}"[-4000:]}
     finally:
@@ -345,7 +345,7 @@ def step_vlm(run: Run, ctx: dict) -> dict:
         return info
     try:
         url = f"http://127.0.0.1:{d.server.port}"
-        info["smoke"] = smoketest.check(d, url, deadline=min(120.0, max(30.0, run.left() - 20)), say=run.say)
+        info["smoke"] = smoketest.check(d, url, deadline=min(120.0, max(30.0, run.left() - 20)), say=run.say).to_data()
         run.say(f"vlm: smoke test passed, {info['smoke']['output_tokens']} tokens, TTFT {info['smoke']['ttft']} s")
     except Exception as err:  # noqa: BLE001 - the exact failure is the result
         info["smoke"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[-4000:]}
@@ -413,7 +413,7 @@ def render(result: dict) -> str:
         lines += phase_table(columns)
     for name, s in steps.items():
         if s.get("record"):
-            lines.append(f"  {name}: {timeline.describe(s['record'])}")
+            lines.append(f"  {name}: {timeline.describe(timeline.StartRecord.read(s['record']))}")
         elif s.get("skipped"):
             lines.append(f"  {name}: skipped ({s['reason']})")
         elif s.get("error"):

@@ -65,7 +65,7 @@ def would(options: Options, where: str) -> str:
             + (f"; the requests sent to {options.requests_path}" if options.requests_path else ""))
 
 
-def run(ctx: Context, d: Deployment, options: Options) -> StageResult[dict]:
+def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.BenchReport]:
     target = {"env": d.env, "recipe": d.recipe.name}
     workload = options.workload if options.workload.model else dataclasses.replace(
         options.workload, model=d.recipe.model)
@@ -97,7 +97,7 @@ def waits(options: Options, d: Deployment | None) -> bench.Plan:
                                else 0.0)
 
 
-def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[dict]:
+def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[bench.BenchReport]:
     """Any OpenAI-compatible server, no environment: what `invoke bench --url U` runs without --env."""
     if dry_run:
         return StageResult(STAGE, "", "", "dry-run", would(options, options.url))
@@ -105,7 +105,8 @@ def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult
     return StageResult(STAGE, "", "", "ran", bench.render_table(report), report)
 
 
-def measure(options: Options, target: dict, *, say=_say, held: tuple[Target, ...] | None = None) -> dict:
+def measure(options: Options, target: dict, *, say=_say,
+            held: tuple[Target, ...] | None = None) -> bench.BenchReport:
     """Measure `options.url` and write the report and plot files; return the report. With `held` (objectives), each
     level's goodput: the requests per second that met those at its level (None: no objectives known, no goodput)."""
     headers = client.proxy_auth_headers(options.url, required=True) if options.proxy_auth else {}
@@ -118,8 +119,8 @@ def measure(options: Options, target: dict, *, say=_say, held: tuple[Target, ...
         say(f"bench: the {len(payloads)} requests sent at concurrency {c} written to "
             f"{bench.write_requests(payloads, bench.requests_path(options.requests_path, c))}")
     if options.json_path:
-        say("bench: results written to "
-            f"{bench.write_json(json.loads(scrub(json.dumps(report))), Path(options.json_path))}")
+        scrubbed = bench.BenchReport.read(json.loads(scrub(json.dumps(report.to_data()))))
+        say(f"bench: results written to {bench.write_json(scrubbed, Path(options.json_path))}")
     if options.plot:
         say(f"bench: plot written to {bench.plot([report], options.plot)}")
     return report
@@ -132,14 +133,14 @@ def is_release(item: str) -> bool:
 
 def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str]] | None = None,
             print_json: bool = False,
-            plot: str | None = None, out=print, say=_say) -> dict:
+            plot: str | None = None, out=print, say=_say) -> bench.Comparison:
     """B relative to A, per level, from two earlier --json reports, two recorded releases, or one of each.
 
     `releases` reads the recorded releases and names where from (only called when an item is a release id).
     """
     found: tuple[list, str] | None = None
 
-    def report(item: str) -> dict:
+    def report(item: str) -> bench.BenchReport:
         nonlocal found
         if not is_release(item):
             return bench.load_report(item)
@@ -155,7 +156,7 @@ def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str
     else:
         comparison = bench.compare(a, b)
         text = bench.render_compare(comparison)
-    out(scrub(json.dumps(comparison, indent=2) if print_json else text))
+    out(scrub(json.dumps(comparison.to_data(), indent=2) if print_json else text))
     if plot:
         say(f"bench: plot written to {bench.plot([a, b], plot)}")
     return comparison

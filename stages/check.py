@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from infra.control import attainment, costs
-from infra.control.releases import ReleaseStore
+from infra.perf.releases import ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
 from stages.common import Context, StageResult, result

@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from infra.control import gitinfo, revisions
-from infra.control.releases import ReleaseStore
 from infra.control.settings import Settings
 from infra.control.state import StageState
+from infra.perf.releases import Release, ReleaseStore
 from infra.runtime import schedule
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Aborted, Refused, StageError
@@ -97,7 +97,8 @@ class StageResult(Generic[T]):
     detail: T | None = None  # the stage's Outcome
 
     def to_dict(self) -> dict:
-        detail = dataclasses.asdict(self.detail) if dataclasses.is_dataclass(self.detail) else self.detail
+        detail = (self.detail.model_dump(mode="json") if isinstance(self.detail, BaseModel) else
+                  dataclasses.asdict(self.detail) if dataclasses.is_dataclass(self.detail) else self.detail)
         return {"stage": self.stage, "env": self.env, "recipe": self.recipe, "status": self.status,
                 "message": self.message, "detail": detail}
 
@@ -178,12 +179,9 @@ def apply_schedule(ctx: Context, d: Deployment) -> str | None:
     return lines[0]
 
 
-def running(d: Deployment, release) -> Deployment:
-    """What runs after a rollback to `release`: its own recorded deployment (its schedule included), else `d`."""
-    try:
-        return Deployment.read(release.deployment)
-    except ValidationError:
-        return d
+def running(release: Release) -> Deployment:
+    """What runs after a rollback to `release`: its own recorded deployment, its schedule included."""
+    return release.deployment
 
 
 def endpoint(ctx: Context, d: Deployment, stage: str) -> str:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from infra.control import gitinfo, revisions
 from infra.control.gitinfo import GitInfo
-from infra.control.releases import Manifest, Release, ReleaseStore, new_release_id
+from infra.perf.gate import GateRecord
+from infra.perf.releases import Manifest, Origin, Release, ReleaseStore, new_release_id
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from stages.common import (
@@ -112,8 +113,8 @@ def deploy_and_record(
     git: GitInfo,
     *,
     kind: str = "deploy",
-    promoted_from: dict | None = None,
-    gate: dict | None = None,
+    promoted_from: Origin | None = None,
+    gate: GateRecord | None = None,
 ) -> tuple[Manifest, Release | None]:
     """Deploy, then record. Call with the release lock held. A failed deploy records nothing;
     an unchanged one (Modal skipped it) records nothing and returns None."""
@@ -124,20 +125,11 @@ def deploy_and_record(
         return manifest, None  # the manifest is true as it is; a skip it does not know of is recorded below
     release = Release(
         release_id=new_release_id(),
-        env=d.env,
-        recipe=d.recipe.name,
         kind=kind,
         commit=git.commit,
         dirty=git.dirty,
         tag=git.tag,
-        app_name=d.app_name,
-        modal_environment=d.modal.environment,
-        image=d.recipe.sglang_image,
-        model=d.recipe.model,
-        model_revision=d.recipe.model_revision,
-        draft_model=d.recipe.draft_model,
-        draft_revision=d.recipe.draft_revision,
-        deployment=d.to_dict(),
+        deployment=d,
         version=info.get("version"),
         url=info.get("url"),
         app_id=info.get("app_id"),

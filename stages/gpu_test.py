@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.control import costs
-from infra.control.releases import ReleaseStore
+from infra.perf.releases import ReleaseStore
 from infra.runtime import acceptance, spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError

@@ -22,18 +22,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
-
-from pydantic import ValidationError
 
 from infra.control import bake_policy, costs, gitinfo, objectives, plan
 from infra.control.bake_policy import Bake, BakeOff
 from infra.control.gitinfo import GitInfo
-from infra.control.releases import Release, ReleaseStore
 from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
 from infra.perf import bake, client, gate, smoketest
+from infra.perf.releases import Origin, Release, ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused, StageError
 from stages import show
@@ -64,21 +61,14 @@ class Promoted:
     release_id: str
     version: int | None
     url: str | None
-    promoted_from: dict
-    gate: dict | None = None  # the gate's verdict, table and override (the measurement is in the manifest)
+    promoted_from: Origin
+    gate: gate.GateRecord | None = None  # the gate's verdict, table and override (the measurement is in the manifest)
     bake: Bake | None = None  # the bake's verdict (kept, or off with who and why)
 
 
 def same_release(target: Deployment, release: Release) -> Deployment:
     """The target environment's deployment serving the release's recipe, whole: what staging ran is what prod runs."""
-    try:
-        return target.with_recipe(Deployment.read(release.deployment).recipe)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Refused(f"release {release.release_id} was recorded by an older version of this package "
-                      f"(deployment.{where}: {first['msg']}); "
-                      f"redeploy {release.env} to record it again; nothing changed") from None
+    return target.with_recipe(release.served)
 
 
 def check_direction(source: Settings, target: Settings) -> None:
@@ -100,7 +90,7 @@ def check_source(source_env: str, target_env: str, release: Release | None, reci
         raise Refused(f"{source_env} has no release of {recipe}: run `invoke pipeline --env {source_env}` first; "
                       "nothing changed")
     if not release.smoke_passed:
-        why = (f"its smoke test failed ({release.smoke.get('error')})" if release.smoke
+        why = (f"its smoke test failed ({release.smoke.error})" if release.smoke
                else "it has not been smoke-tested")
         raise Refused(
             f"{source_env}'s current release of {recipe} ({release.release_id}, {release.tag}) is not validated: "
@@ -148,7 +138,7 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         )
     d = same_release(resolve(target.settings, recipe), release)
 
-    origin = {"env": src_env, "release_id": release.release_id, "commit": release.commit, "version": release.version}
+    origin = Origin(env=src_env, release_id=release.release_id, commit=release.commit, version=release.version)
     with store.locked(d, "promote"):
         manifest = store.read(d)
         previous = manifest.current
@@ -163,20 +153,20 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         try:
             outcome = smoketest.check(d, promoted.url, say=target.say)
         except StageError as err:
-            manifest = store.update_current(d, manifest, smoke={"passed": False, "error": str(err), "at": time.time()})
+            manifest = store.update_current(d, manifest, smoke=smoketest.SmokeResult.failed(promoted.url, str(err)))
             rolled = _roll_back(target, d, store, manifest, previous, reason=f"automatic rollback: {err}")
             raise StageError(STAGE, f"{dst_env} smoke test failed ({err}); {rolled}") from None
         manifest = store.update_current(d, manifest, smoke=outcome)
         title = f"{recipe} {promoted.release_id} v{promoted.version} in {dst_env}"
         baked = _bake(target, d, store, manifest, promoted, previous, gating, bake_off, title, clock, pace)
         baseline = _record_baseline(target, d, store, manifest, promoted, gating, options)
-    verdict = f"gate {gated['verdict']}, " if gated else ""
+    verdict = f"gate {gated.verdict}, " if gated else ""
     return result(
         STAGE, d, "ran",
         f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: {promoted.url} "
-        f"({verdict}smoke passed, first token {outcome['ttft']:.2f} s; {baked.line()}){baseline}",
+        f"({verdict}smoke passed, first token {outcome.ttft:.2f} s; {baked.line()}){baseline}",
         Promoted(promoted.release_id, promoted.version, promoted.url, origin,
-                 {k: v for k, v in gated.items() if k != "measurement"} if gated else None, baked),
+                 gated.model_copy(update={"measurement": None}) if gated else None, baked),
     )
 
 
@@ -223,7 +213,7 @@ def _bake(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: 
 
 
 def _gate(source: Context, target: Context, served: Deployment, release: Release, current: Release | None,
-          gating: objectives.Gate, options: Options) -> dict | None:
+          gating: objectives.Gate, options: Options) -> gate.GateRecord | None:
     """The target's gate on `release`, served by the source as `served`: its record, or Refused (nothing changed)."""
     src, dst = source.settings.env, target.settings.env
     title = f"{served.recipe.name} {release.release_id} {src} → {dst}"

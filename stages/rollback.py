@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.control.releases import Manifest, Release, ReleaseStore, rollback_entry
+from infra.perf.releases import Manifest, Release, ReleaseStore, rollback_entry
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from stages.common import (
@@ -64,7 +64,7 @@ def roll_back_to(ctx: Context, d: Deployment, store: ReleaseStore, manifest: Man
     latest = ctx.remote.history(d)[:1]
     entry = rollback_entry(target, latest[0]["version"] if latest else None, note=note)
     store.record(d, manifest, entry)
-    apply_schedule(ctx, running(d, target))
+    apply_schedule(ctx, running(target))
     return entry
 
 
@@ -85,5 +85,5 @@ def choose(d: Deployment, manifest: Manifest, version: int | None, *, force: boo
         raise Refused(f"{d.env}/{d.recipe.name} already runs v{target.version}; nothing changed")
     if target.smoke and not target.smoke_passed and not force:
         raise Refused(f"{d.env}/{d.recipe.name} v{target.version} ({target.tag}) failed its smoke test "
-                      f"({target.smoke.get('error')}); allowed: another version, or --force; nothing changed")
+                      f"({target.smoke.error}); allowed: another version, or --force; nothing changed")
     return target

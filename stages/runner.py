@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from infra.control.releases import Release, ReleaseStore
+from pydantic import BaseModel
+
 from infra.control.resolve import resolve
 from infra.control.settings import (
     Settings,
@@ -20,6 +21,7 @@ from infra.control.settings import (
     parse_overrides,
     unknown_environment_variables,
 )
+from infra.perf.releases import Release, ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 from infra.runtime.recipes import RECIPES
@@ -74,8 +76,13 @@ def report(outcomes: Iterable[StageResult], as_json: bool) -> list[dict]:
         else:
             print(scrub(result.message), flush=True)
     if as_json:
-        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=str)))
+        print(scrub(json.dumps(results, indent=2, sort_keys=True, default=_json_default)))
     return results
+
+
+def _json_default(value: object) -> object:
+    """A record inside a stage's outcome (a dataclass holding a model) as its JSON form; anything else as text."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
 
 
 def run_stage(

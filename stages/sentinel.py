@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 
 from infra.control import costs, watching
-from infra.runtime import sentinel
 from infra.control.settings import Settings
+from infra.runtime import sentinel
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused
 from stages.common import Context, StageResult, confirm_or_refuse

@@ -7,11 +7,10 @@ result on the current release, which is what `promote` checks.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from infra.control.releases import ReleaseStore
 from infra.perf import smoketest
+from infra.perf.releases import ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
 from stages.common import Context, StageResult, endpoint, result
@@ -25,30 +24,16 @@ class Options:
     deadline: float | None = None  # seconds to wait for a first token (default: a full cold start)
 
 
-@dataclass(frozen=True)
-class Smoked:
-    passed: bool
-    checked: str  # what the reply had to contain (the answer, or reasoning where the recipe accepts it)
-    reasoning_chars: int
-    url: str
-    ttft: float
-    total: float
-    output_tokens: int
-    attempts: int
-    reply: str
-    at: float
-
-
-def record(ctx: Context, d: Deployment, outcome: dict) -> None:
+def record(ctx: Context, d: Deployment, outcome: smoketest.SmokeResult) -> None:
     """Put the smoke result on the current release of this environment (what promotion checks)."""
     store = ReleaseStore(ctx.remote)
     with store.locked(d, "smoke"):
         manifest = store.read(d)
-        if manifest.current is not None and manifest.current.url in (None, outcome["url"]):
+        if manifest.current is not None and manifest.current.url in (None, outcome.url):
             store.update_current(d, manifest, smoke=outcome)
 
 
-def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[Smoked]:
+def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[smoketest.SmokeResult]:
     if ctx.dry_run:
         return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion "
                                            f"from {d.app_name}")
@@ -58,12 +43,12 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     try:
         outcome = smoketest.check(d, url, deadline=options.deadline, say=ctx.say)
     except StageError as err:
-        record(ctx, d, {"passed": False, "url": url, "error": str(err), "at": time.time()})
+        record(ctx, d, smoketest.SmokeResult.failed(url, str(err)))
         raise
     record(ctx, d, outcome)
     return result(
         STAGE, d, "ran",
-        f"smoke passed ({outcome['checked']}): time to first token {outcome['ttft']:.2f} s, total "
-        f"{outcome['total']:.2f} s, {outcome['output_tokens']} tokens: {outcome['reply'][:80]!r}",
-        Smoked(**outcome),
+        f"smoke passed ({outcome.checked}): time to first token {outcome.ttft:.2f} s, total "
+        f"{outcome.total:.2f} s, {outcome.output_tokens} tokens: {outcome.reply[:80]!r}",
+        outcome,
     )

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 
 from infra.control import advice, attainment, coldstarts, costs, objectives, revisions
-from infra.control.releases import ReleaseStore
-from infra.perf import gate, ledger
+from infra.perf import ledger
+from infra.perf.releases import Release, ReleaseStore
 from infra.runtime import schedule, sentinel, spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.recipes.base import COMMIT_RE
@@ -151,7 +151,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         return result(STAGE, d, "ran", "\n".join([f"{d.env}/{d.recipe.name}: nothing deployed yet",
                                                   *(advised.lines() if advised else [])]),
                       Status(None, [], [], advice=advised.to_dict() if advised else None))
-    changes = drift(current.deployment, planned_now(ctx, d, current))
+    changes = drift(current.deployment.to_dict(), planned_now(ctx, d, current))
     earlier = manifest.history[1 : 1 + SHOWN_HISTORY]
     lines = [f"{d.env}/{d.recipe.name}: current {current.summary()}", f"  url: {current.url}"]
     if stopped := manifest.stopped:
@@ -162,7 +162,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     lines.append("  drift: none (plan matches what runs)" if not changes
                  else f"  drift: {len(changes)} setting(s) differ")
     lines += [f"    {c}" for c in changes]
-    floor_lines, floor = warm_floor(ctx, running(d, current))
+    floor_lines, floor = warm_floor(ctx, running(current))
     lines += floor_lines
     shown = [current, *earlier]
     recorded, start_lines, start_warnings = cold_starts(ctx, d, shown)
@@ -171,8 +171,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     rows = [(r, ledger.priced(r, rates)) for r in shown]
     lines += [f"  ledger (newest first; $/1M out at one busy replica's hourly cost, rates: {rates.base_source}):",
               *(f"    {line}" for line in ledger.render_table(rows, cold_starts=starts).splitlines())]
-    lines += [f"    {r.release_id}: {gate.Override.from_dict(r.gate['override']).line()}"
-              for r, _ in rows if r.gate and r.gate.get("override")]
+    lines += [f"    {r.release_id}: {r.gate.override.line()}" for r, _ in rows if r.gate and r.gate.override]
     lines += [f"    {r.release_id}: {r.bake.line()}" for r, _ in rows if r.bake]  # the bake's verdict, and why
     lines += start_warnings
     billed = None
@@ -203,14 +202,9 @@ def watch(ctx: Context, d: Deployment, start, end) -> attainment.Watched:
     return attainment.summarise(d.recipe.name, probes, targets, start, end)
 
 
-def bake_verdict(release) -> dict | None:
+def bake_verdict(release: Release) -> dict | None:
     """The bake's verdict on `release` as recorded in its manifest entry (stages/promote.py's bake), or None."""
-    verdict = getattr(release, "bake", None)
-    if verdict is None:
-        return None
-    data = verdict.model_dump(mode="json") if hasattr(verdict, "model_dump") else dict(verdict)
-    line = data.get("line") or data.get("summary") or data.get("verdict") or json.dumps(data, sort_keys=True)[:200]
-    return data | {"line": str(line)}
+    return release.bake.model_dump(mode="json") | {"line": release.bake.line()} if release.bake else None
 
 
 def advise(ctx: Context, d: Deployment, history: list, rates: costs.Rates, weeks: int) -> advice.Advice:
@@ -218,7 +212,7 @@ def advise(ctx: Context, d: Deployment, history: list, rates: costs.Rates, weeks
     since, until = advice.history_period(ctx.clock(), weeks)
     rows = costs.bill_rows(ctx.remote.billing_report(d.modal.environment, since, until, spec.TAG_NAMES))
     starts = coldstarts.read(ctx.remote, d.modal.environment, history)
-    started = [r["started_at"] for records in starts.values() for r in records if r.get("started_at")]
+    started = [r.started_at for records in starts.values() for r in records if r.started_at]
     replica = costs.price(costs.Container.of(spec.server(d)), rates)
     return advice.advise(rows, started, recipe=d.recipe.name, env=d.env, replica_usd=replica.usd, now=ctx.clock(),
                          weeks=weeks)

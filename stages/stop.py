@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.control.releases import ReleaseStore, Stopped
+from infra.perf.releases import ReleaseStore, Stopped
 from infra.runtime.deployment import Deployment
 from stages.common import Context, StageResult, confirm_or_refuse, result
 from stages.logs import LIVE

@@ -11,12 +11,11 @@ from infra.perf import smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
 from stages.common import Context, StageResult, result
-from stages.smoke import Smoked
 
 STAGE = "try"
 
 
-def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
+def run(ctx: Context, d: Deployment) -> StageResult[smoketest.SmokeResult]:
     if ctx.settings.release.guarded and not ctx.force:
         raise Refused(f"try runs an ephemeral copy in guarded environment '{d.env}' (its Modal Environment, Volumes "
                       "and Secrets); allowed: another environment (default dev), or --force; nothing changed")
@@ -32,6 +31,5 @@ def run(ctx: Context, d: Deployment) -> StageResult[Smoked]:
         outcome = smoketest.check(d, url, echo=True, say=ctx.say)
     return result(
         STAGE, d, "ran",
-        f"replied after {outcome['ttft']:.2f} s to first token, {outcome['total']:.2f} s total; app stopped",
-        Smoked(**outcome),
+        f"replied after {outcome.ttft:.2f} s to first token, {outcome.total:.2f} s total; app stopped", outcome,
     )

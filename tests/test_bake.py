@@ -17,10 +17,10 @@ import re
 import pytest
 
 from infra.control import bake_policy
-from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.perf import bake, bench
+from infra.perf.releases import ReleaseStore
 from infra.runtime.errors import ConfigError, StageError
 from infra.runtime.remote import ModalRemote
 from stages import pipeline, promote, status

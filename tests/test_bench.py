@@ -48,8 +48,8 @@ def measure(server, concurrency="1", requests=None, duration=None, env=None, rec
     if env:
         settings = load_settings(env, recipe)
         ctx = Context(settings=settings, remote=None, say=lambda _m: None)
-        return stage.run(ctx, resolve(settings, recipe), options).detail
-    return stage.run_url(options, say=lambda _m: None).detail
+        return stage.run(ctx, resolve(settings, recipe), options).detail.to_data()
+    return stage.run_url(options, say=lambda _m: None).detail.to_data()
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     done = stage.run_url(cli_flags.bench_options(url=fast.url, output=str(a_json), plot=str(tmp_path / "a.png"),
                                                  label="fast",
                                              **common), say=lambda _m: None)
-    report, table = done.detail, done.message
+    report, table = done.detail.to_data(), done.message
     stage.run_url(cli_flags.bench_options(url=slow.url, output=str(b_json), label="slow", **common),
                   say=lambda _m: None)
 
@@ -243,7 +243,7 @@ def test_table_json_plot_and_compare(fake_server, tmp_path, capsys):
     assert png_size(tmp_path / "a.png") == (1200, 800)
 
     # Compare: B/A per metric per level; B's server waits ten times as long as A's before the first token.
-    comparison = stage.compare([str(a_json), str(b_json)], plot=str(tmp_path / "ab.png"), say=lambda _m: None)
+    comparison = stage.compare([str(a_json), str(b_json)], plot=str(tmp_path / "ab.png"), say=lambda _m: None).to_data()
     text = capsys.readouterr().out
     assert "A = fast" in text and "B = slow" in text and "B/A" in text
     ttft = [r for r in comparison["rows"] if r["metric"] == "TTFT p50 ms"]
@@ -298,7 +298,7 @@ def test_greedy_by_default_and_sampling_options_are_sent_and_recorded(fake_serve
     assert all((c["body"]["temperature"], c["body"]["top_p"], c["body"]["top_k"]) == (0.6, 0.95, 20)
                for c in chats(server))
     assert sampled["workload"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
-    assert "temperature=0.6 top_p=0.95 top_k=20" in bench.describe(sampled)
+    assert "temperature=0.6 top_p=0.95 top_k=20" in bench.describe(bench.BenchReport.read(sampled))
     server = fake_server("--tokens", "3")
     measure(server, "1", 1, warmup="0", temperature="server")
     assert all("temperature" not in c["body"] for c in chats(server))  # the model's own default applies
@@ -330,7 +330,8 @@ def test_without_a_url_the_deployed_endpoint_is_measured_with_its_credentials(fa
     settings = load_settings("dev", "qwen3-8b-low-latency", parse_overrides(["auth.proxy_auth=true"]))
     d = resolve(settings, "qwen3-8b-low-latency")
     options = cli_flags.bench_options(concurrency="1", requests="1", prompt_tokens="4")
-    report = stage.run(Context(settings=settings, remote=DeployedRemote(), say=lambda _m: None), d, options).detail
+    report = stage.run(Context(settings=settings, remote=DeployedRemote(), say=lambda _m: None), d,
+                       options).detail.to_data()
     assert report["target"]["url"] == server.url and report["target"]["app"] == d.app_name
     assert report["plan"]["cold_start_deadline_s"] == d.recipe.startup_timeout + 120  # waits out a full cold start
     assert {r["headers"].get("Modal-Key") for r in chats(server)} == {"wk-key"}  # its own endpoint: credentials belong
@@ -420,32 +421,37 @@ def test_percentiles_interpolate_linearly_between_ranks():
     assert bench.percentile(values, 90) == pytest.approx(9.1)
     assert bench.percentile(values, 99) == pytest.approx(9.91)
     assert bench.percentile([7.0], 99) == 7.0 and bench.percentile([], 50) is None
-    assert bench.summarize([]) == {"count": 0, "mean": None, "min": None, "p50": None, "p90": None, "p99": None,
-                                   "max": None}
+    assert bench.summarize([]).model_dump() == {"count": 0, "mean": None, "min": None, "p50": None, "p90": None,
+                                                "p99": None, "max": None}
 
 
-def _level(concurrency: int, *, itl_p99_ms: float, ttft_ms: list[float], lag_p99_ms: float) -> dict:
-    """A bench level as --output writes it, with the figures `compare` reads."""
-    stat = {"p50": 0.01, "p99": 0.02}
+def _level(concurrency: int, *, itl_p99_ms: float, ttft_ms: list[float], lag_p99_ms: float) -> bench.Level:
+    """A bench level with the figures `compare` reads (the rest left out: model_construct validates nothing)."""
+    stat = bench.Stats(p50=0.01, p99=0.02)
     ttft = sorted(x / 1000 for x in ttft_ms)
-    return {"concurrency": concurrency, "ttft_s": {"p50": ttft[len(ttft) // 2], "p99": ttft[-1]},
-            "itl_s": {"p50": 0.005, "p99": itl_p99_ms / 1000}, "tpot_s": stat, "e2e_s": stat,
-            "throughput": {"output_tokens_per_s_per_user": {"p50": 100.0}, "output_tokens_per_s": 100.0,
-                           "requests_per_s": 1.0},
-            "requests": {"failed": 0}, "client": {"loop_lag_ms": {"p99": lag_p99_ms}},
-            "records": [{"ttft_s": x} for x in ttft]}
+    return bench.Level.model_construct(
+        concurrency=concurrency, ttft_s=bench.Stats(p50=ttft[len(ttft) // 2], p99=ttft[-1]),
+        itl_s=bench.Stats(p50=0.005, p99=itl_p99_ms / 1000), tpot_s=stat, e2e_s=stat,
+        throughput=bench.Throughput(output_tokens_per_s_per_user=bench.Stats(p50=100.0), output_tokens_per_s=100.0,
+                                    requests_per_s=1.0),
+        requests=bench.Requests(sent=10, ok=10, failed=0), client=bench.ClientLoad.model_construct(
+            loop_lag_ms=bench.Stats(p99=lag_p99_ms)), records=[bench.RequestRecord(t_s=0.0, ttft_s=x) for x in ttft])
+
+
+def _report(*levels: bench.Level) -> bench.BenchReport:
+    return bench.BenchReport.model_construct(levels=list(levels), label=None, path=None)
 
 
 def test_compare_calls_a_change_only_beyond_the_runs_own_noise():
     """A local server's ITL p99 of 0.09 ms against 1.66 ms is within a busy client's 2 ms loop lag: 'same'."""
     steady = [20.0 + (i % 5) for i in range(40)]  # TTFT 20-24 ms: a narrow spread
-    a = {"levels": [_level(1, itl_p99_ms=0.09, ttft_ms=steady, lag_p99_ms=2.0)]}
-    b = {"levels": [_level(1, itl_p99_ms=1.66, ttft_ms=[x + 0.4 for x in steady], lag_p99_ms=2.0)]}
-    rows = {r["metric"]: r for r in bench.compare(a, b)["rows"]}
+    a = _report(_level(1, itl_p99_ms=0.09, ttft_ms=steady, lag_p99_ms=2.0))
+    b = _report(_level(1, itl_p99_ms=1.66, ttft_ms=[x + 0.4 for x in steady], lag_p99_ms=2.0))
+    rows = {r["metric"]: r for r in bench.compare(a, b).to_data()["rows"]}
     assert rows["ITL p99 ms"]["verdict"] == "same" and rows["ITL p99 ms"]["noise"] == 4.0  # both runs' lag
     assert rows["TTFT p50 ms"]["verdict"] == "same"
-    slow = {"levels": [_level(1, itl_p99_ms=30.0, ttft_ms=[x * 3 for x in steady], lag_p99_ms=2.0)]}
-    rows = {r["metric"]: r for r in bench.compare(a, slow)["rows"]}
+    slow = _report(_level(1, itl_p99_ms=30.0, ttft_ms=[x * 3 for x in steady], lag_p99_ms=2.0))
+    rows = {r["metric"]: r for r in bench.compare(a, slow).to_data()["rows"]}
     assert rows["ITL p99 ms"]["verdict"] == "worse" and rows["TTFT p50 ms"]["verdict"] == "worse"
     text = bench.render_compare(bench.compare(a, slow))
     assert "noise ±" in text and "'same': within 5% of A or within the runs' own noise" in text

@@ -104,13 +104,11 @@ def test_guards_that_force_overrides(tmp_path):
     prod = Context(settings=deployment_settings("prod"), remote=FakeModal(tmp_path), say=lambda _m: None)
     with pytest.raises(Refused, match="try runs an ephemeral copy in guarded environment 'prod'"):
         trial.run(prod, deployment("prod"))
-    from infra.control.releases import Manifest, Release
+    from infra.perf.releases import Manifest, Release
 
     def release(version, smoke):
-        return Release(release_id=f"r{version}", env="dev", recipe="r", kind="deploy", commit="c" * 40, dirty=False,
-                       tag=f"git-{version}", app_name="a", modal_environment="dev", image="i", model="m",
-                       model_revision="r", draft_model=None, draft_revision=None, deployment={}, version=version,
-                       smoke=smoke)
+        return Release(release_id=f"r{version}", kind="deploy", commit="c" * 40, dirty=False, tag=f"git-{version}",
+                       deployment=deployment("dev"), version=version, smoke=smoke)
 
     failed, current = release(1, {"passed": False, "error": "HTTP 500"}), release(2, {"passed": True})
     manifest = Manifest(env="dev", recipe="r", current=current, history=[current, failed])

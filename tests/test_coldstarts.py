@@ -8,12 +8,13 @@ import time
 import pytest
 
 from infra.control import coldstarts
-from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.perf.releases import ReleaseStore
 from infra.runtime import remote, timeline
 from stages import deploy, rollback, status
 from stages.common import Context
+from tests.fakes import records
 from tests.fakes.modal_fake import FakeModal
 from tests.test_stages import git_repo
 from tests.test_timeline import TIMINGS, read
@@ -43,21 +44,22 @@ def world(tmp_path):
             timings = dict(TIMINGS["0.5.11-h200-cached.log"])
             record = timeline.build_record(
                 deployment=release.deployment, log=log, timings=timings if outcome != "failed" else None, started_at=at,
-                before_launch_s=total - timings["ready_s"], restore={"restored": True, "seconds": 0.1}, misses=misses,
-                outcome=outcome, error="SGLang exited with code 1" if outcome == "failed" else None)
-            bucket = remote.starts_bucket(release.app_name, timeline.deployment_digest(release.deployment))
-            self.modal.record_start(release.modal_environment, bucket, record)
+                before_launch_s=total - timings["ready_s"], restore=timeline.Restore(restored=True, seconds=0.1),
+                misses=misses, outcome=outcome, error="SGLang exited with code 1" if outcome == "failed" else None)
+            bucket = remote.starts_bucket(release.app_name, record.deployment_digest)
+            self.modal.record_start(release.modal_environment, bucket, record.to_data())
 
     return World()
 
 
 def test_a_start_belongs_to_the_newest_release_of_its_deployment_deployed_before_it():
-    a = {"release_id": "a", "deployed_at": 1000.0}
-    b = {"release_id": "b", "deployed_at": 5000.0}  # the same deployment again (a redeploy, a rollback)
-    records = [{"started_at": t} for t in (900.0, 1100.0, 4999.0 - coldstarts.DEPLOY_SLACK_SECONDS, 4990.0, 6000.0)]
-    owned = coldstarts.attribute(records, [b, a])
+    a = records.release(1).model_copy(update={"release_id": "a", "deployed_at": 1000.0})
+    b = a.model_copy(update={"release_id": "b", "deployed_at": 5000.0})  # the same deployment again (a rollback)
+    times = (900.0, 1100.0, 4999.0 - coldstarts.DEPLOY_SLACK_SECONDS, 4990.0, 6000.0)
+    starts = [timeline.StartRecord(started_at=t) for t in times]
+    owned = coldstarts.attribute(starts, [b, a])
     # 4990 s is within the deploy slack of b: a deploy's first containers start before its manifest entry is written.
-    assert {k: [r["started_at"] for r in v] for k, v in owned.items()} == {
+    assert {k: [r.started_at for r in v] for k, v in owned.items()} == {
         "a": [4999.0 - coldstarts.DEPLOY_SLACK_SECONDS, 1100.0, 900.0], "b": [6000.0, 4990.0]}
 
 
@@ -85,7 +87,7 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
     manifest = world.manifest(ctx)
     second = manifest.current
     kept = manifest.history[1].cold_starts
-    assert (kept["starts"], kept["median_s"], kept["worst_s"], kept["failed"]) == (3, 115.0, 130.0, 1)
+    assert (kept.starts, kept.median_s, kept.worst_s, kept.failed) == (3, 115.0, 130.0, 1)
     world.start(second, second.deployed_at + 0.001, total=90.0)
     time.sleep(0.01)
 
@@ -93,11 +95,11 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
     manifest = world.manifest(ctx)
     back = manifest.current
     assert back.kind == "rollback" and back.cold_starts is None  # not the summary of the release it returns to
-    assert manifest.history[1].cold_starts["median_s"] == 90.0  # the release it replaced keeps its own
+    assert manifest.history[1].cold_starts.median_s == 90.0  # the release it replaced keeps its own
     # same deployment as the first: same bucket, told apart by time
     world.start(back, back.deployed_at + 0.001, total=95.0)
     recorded = coldstarts.read(world.modal, "dev", [back, first])
-    assert [r["total_s"] for r in recorded[back.release_id]] == [95.0]
+    assert [r.total_s for r in recorded[back.release_id]] == [95.0]
     assert len(recorded[first.release_id]) == 3
     lines = status.run(world.ctx(), world.d(ctx)).message
     assert f"{first.release_id}: 3 start(s), ready in 115.0 s median, 130.0 s worst, 1 failed, 0 refused, " \
@@ -106,8 +108,8 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
     forced = world.ctx("scaling.max_containers=1", force=True)
     deploy.run(forced, world.d(forced))  # the rollback entry replaced in turn: its own start only, not the first's
     replaced = world.manifest(ctx).history[1]
-    assert (replaced.release_id, replaced.cold_starts["starts"],
-            replaced.cold_starts["median_s"]) == (back.release_id, 1, 95.0)
+    assert (replaced.release_id, replaced.cold_starts.starts, replaced.cold_starts.median_s) == (
+        back.release_id, 1, 95.0)
 
 
 def test_status_still_answers_when_the_starts_cannot_be_read(world):

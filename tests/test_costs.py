@@ -15,6 +15,8 @@ from infra.control import costs, plan
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.perf import ledger
+from infra.perf.gate import GateRecord
+from infra.perf.releases import Release
 from infra.runtime import catalog, spec
 from infra.runtime.errors import ConfigError
 from tests.fakes import bench_reports
@@ -211,16 +213,14 @@ def test_the_period_is_whole_hours_back_from_now():
 # ---------------------------------------------------------------------------- the bill per release
 
 
-def release(n: int, deployed_at: datetime, *, tag: str, min_containers: int = 1, measured: bool = False) -> dict:
-    d = json.loads(resolve(settings("prod", f"scaling.min_containers={min_containers}"),
-                           "qwen3-8b-low-latency").to_json())
+def release(n: int, deployed_at: datetime, *, tag: str, min_containers: int = 1, measured: bool = False) -> Release:
+    d = resolve(settings("prod", f"scaling.min_containers={min_containers}"), "qwen3-8b-low-latency")
     gate = None
     if measured:  # 1400 tok/s at the target: 10 requests of 10 tokens in 0.0714 s (bench_reports' arithmetic)
-        gate = {"verdict": "passed", "measurement": bench_reports.report(
-            bench_reports.level(1, ttft=0.05, tpot=0.01), bench_reports.level(10, ttft=0.0624, tpot=0.001))}
-    return {"release_id": f"r20261130-0{n}0000-abcde{n}", "version": n, "tag": tag,
-            "deployed_at": deployed_at.timestamp(),
-            "deployment": d, "gate": gate, "kind": "deploy"}
+        gate = GateRecord(verdict="passed", measurement=bench_reports.report(
+            bench_reports.level(1, ttft=0.05, tpot=0.01), bench_reports.level(10, ttft=0.0624, tpot=0.001)))
+    return Release(release_id=f"r20261130-0{n}0000-abcde{n}", version=n, tag=tag, deployed_at=deployed_at.timestamp(),
+                   deployment=d, gate=gate, kind="deploy", commit="a" * 40, dirty=False)
 
 
 def row(hour: datetime, usd: float, *, role: str = "server", commit: str | None = "git-bbb",
@@ -331,7 +331,7 @@ def test_report_rows_from_the_boundary_are_read_and_a_bad_one_is_one_line():
 
 def test_status_refreshes_the_rates_once_a_day_and_shows_the_bill(tmp_path):
     """The Modal boundary is the recording fake (tests/fakes/modal_fake.py); the wire: tests/test_costs_wire.py."""
-    from infra.control.releases import Release, ReleaseStore
+    from infra.perf.releases import ReleaseStore
     from stages import status
     from stages.common import Context
     from tests.fakes.modal_fake import FakeModal
@@ -341,11 +341,8 @@ def test_status_refreshes_the_rates_once_a_day_and_shows_the_bill(tmp_path):
     d = resolve(s, "qwen3-8b-low-latency")
     store = ReleaseStore(fake)
     measured = release(1, START, tag="git-aaa", measured=True)
-    store.record(d, store.read(d), Release(
-        release_id="r20261129-220000-abcdef", env="prod", recipe=d.recipe.name, kind="deploy", commit="a" * 40,
-        dirty=False, tag="git-aaa", app_name=d.app_name, modal_environment="prod", image=d.recipe.sglang_image,
-        model=d.recipe.model, model_revision=d.recipe.model_revision, draft_model=None, draft_revision=None,
-        deployment=d.to_dict(), version=1, deployed_at=(START - 2 * H).timestamp(), gate=measured["gate"]))
+    store.record(d, store.read(d), measured.model_copy(update={
+        "release_id": "r20261129-220000-abcdef", "deployment": d, "deployed_at": (START - 2 * H).timestamp()}))
     server = {"object_id": "ap-1", "description": d.app_name, "environment": "prod",
               "tags": {"env": "prod", "recipe": d.recipe.name, "role": "server", "commit": "git-aaa"}}
     rows = [server | {"interval_start": (START + h * H).timestamp(), "cost": f"{REPLICA:.6f}",

@@ -376,9 +376,9 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("no replica within the deadline (503s)", client.EndpointError,
            lambda: probe("--unavailable-first", "1000", deadline=2.5))
 
-    from infra.control.releases import Release, ReleaseStore
     from infra.control.resolve import resolve
     from infra.control.settings import load_settings
+    from infra.perf.releases import Release, ReleaseStore
     from stages import deploy
     from stages.common import Context
 
@@ -414,10 +414,8 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     d = resolve(prod, "qwen3-8b-low-latency")
     store = ReleaseStore(untagged)
     store.record(d, store.read(d), Release(
-        release_id="r20261130-070000-abcdef", env="prod", recipe=d.recipe.name, kind="deploy", commit="a" * 40,
-        dirty=False, tag="git-aaaaaaaaaaaa", app_name=d.app_name, modal_environment="prod", image=d.recipe.sglang_image,
-        model=d.recipe.model, model_revision=d.recipe.model_revision, draft_model=None, draft_revision=None,
-        deployment=d.to_dict(), version=1, deployed_at=now.timestamp() - 5 * 3600))
+        release_id="r20261130-070000-abcdef", kind="deploy", commit="a" * 40, dirty=False, tag="git-aaaaaaaaaaaa",
+        deployment=d, version=1, deployed_at=now.timestamp() - 5 * 3600))
     hour = {"object_id": "ap-1", "description": d.app_name, "environment": "prod", "cost": "14.38",
             "cost_by_resource": {"H100": "13.82"}, "tags": {}}
     untagged.set_billing(rows={"prod": [hour | {"interval_start": now.timestamp() - 3600 * h} for h in (2, 3)]})

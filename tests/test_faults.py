@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings
 from infra.perf import gate
+from infra.perf.releases import ReleaseStore
 from infra.runtime import kernels, weights
 from infra.runtime.errors import Refused
 from infra.runtime.remote import ModalRemote, Remote
@@ -129,5 +129,5 @@ def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_pat
     assert result.status == "ran"
     current = ReleaseStore(fake).read(resolve(prod, "qwen3-8b-low-latency")).current
     assert current.kind == "promote" and current.commit == staged.commit and current.smoke_passed
-    assert current.gate["verdict"] == "skipped" and current.gate["override"]["reason"] == "worktree test"
+    assert current.gate.verdict == "skipped" and current.gate.override.reason == "worktree test"
     assert subprocess.run(["git", "worktree", "list"], cwd=tree, capture_output=True, text=True).stdout.count("\n") == 1

@@ -16,7 +16,7 @@ from infra.runtime import lifecycle
 from infra.runtime.errors import ConfigError
 from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import GateWorkload
-from tests.fakes import bench_reports
+from tests.fakes import bench_reports, records
 
 # Small and quick: 4 requests per stream (bench's floor), 8 tokens per request.
 QUICK = GateWorkload(prompt_tokens=16, max_tokens=8, requests=4, timeout=10)
@@ -88,9 +88,9 @@ def test_each_recipe_carries_its_gate_workload_and_the_vlm_sends_its_packaged_im
     w, _ = gate.bench_inputs(vlm, model="Qwen/Qwen3.6-35B-A3B-FP8", target_concurrency=10)
     assert w.image == lifecycle.warmup_image_data_url()
     # Reports and manifests name the image by type, size and digest, never carry its bytes.
-    described = w.to_dict()["image"]
+    described = w.to_record().image
     assert described.startswith("image/png;base64, ") and "sha256 " in described
-    assert w.image.split(",", 1)[1] not in json.dumps(w.to_dict())
+    assert w.image.split(",", 1)[1] not in json.dumps(w.to_record().to_data())
 
 
 def test_the_vlm_workload_sends_the_image_with_every_request(fake_server):
@@ -109,7 +109,7 @@ def test_the_vlm_workload_sends_the_image_with_every_request(fake_server):
         assert body["model"] == "Qwen/Qwen3.6-35B-A3B-FP8" and body["temperature"] == 0.0 and body["ignore_eos"] is True
         tags.append(text["text"].split("]")[0])
     assert len(set(tags)) == len(tags)
-    assert measurement["levels"][0]["requests"] == {"sent": 4, "ok": 4, "failed": 0}
+    assert measurement.levels[0].requests.to_data() == {"sent": 4, "ok": 4, "failed": 0}
 
 
 def test_the_text_workload_sends_no_image(fake_server):
@@ -124,8 +124,8 @@ def test_the_text_workload_sends_no_image(fake_server):
 def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server):
     server = fake_server(*FAST)
     measurement = run_gate(server)
-    assert [lv["concurrency"] for lv in measurement["levels"]] == [1, 2]
-    assert all("records" not in lv for lv in measurement["levels"])  # compact: what a manifest keeps
+    assert [lv.concurrency for lv in measurement.levels] == [1, 2]
+    assert all("records" not in lv for lv in measurement.to_data()["levels"])  # compact: what a manifest keeps
 
     ev = gate.evaluate(objectives(*LOOSE), measurement, None, regression_budget=0.1)
     assert ev.passed and ev.verdict == "passed" and ev.reasons == ()
@@ -138,16 +138,15 @@ def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server)
     assert any(n.startswith("no baseline:") for n in ev.notes)
     assert ev.measured_label == "staging"
 
-    rec = gate.record(evaluation=ev, measurement=measurement)
+    rec = gate.record(evaluation=ev, measurement=measurement).to_data()
     assert rec["verdict"] == "passed" and rec["override"] is None
-    assert rec["measurement"]["levels"][0]["ttft_s"] == measurement["levels"][0]["ttft_s"]
+    assert rec["measurement"]["levels"][0]["ttft_s"] == measurement.levels[0].ttft_s.to_data()
     assert rec["evaluation"]["rows"][0] | {"measured": None} == {
         "metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "limit": 60_000, "direction": "max", "unit": "ms",
         "implicit": False, "measured": None, "baseline": None, "change": None, "verdict": "no baseline", "note": ""}
     assert json.loads(json.dumps(rec)) == rec  # the manifest stores it as JSON
     # The ledger reads it back from a manifest entry.
-    assert ledger.measurement_of({"release_id": "r20260101-000000-abcdef",
-                                  "gate": rec}) == (rec["measurement"], "gate on staging")
+    assert ledger.measurement_of(records.release(gate=gate.GateRecord.read(rec))) == (measurement, "gate on staging")
 
 
 def test_a_slow_release_misses_its_objective_with_the_row_that_says_so(fake_server):
@@ -196,15 +195,15 @@ def test_failed_requests_count_even_without_an_error_objective(fake_server, quic
     server = fake_server(*FAST, "--unavailable-every", "4")
     measurement = run_gate(server, target_concurrency=1,
                            workload=GateWorkload(prompt_tokens=16, max_tokens=8, requests=8, timeout=10))
-    (level,) = measurement["levels"]
-    assert level["requests"] == {"sent": 8, "ok": 6, "failed": 2}
+    (level,) = measurement.levels
+    assert level.requests.to_data() == {"sent": 8, "ok": 6, "failed": 2}
 
     ev = gate.evaluate(objectives(*LIMITS, target_concurrency=1), measurement, None, regression_budget=0.1)
     errors = row(ev, "error_rate", 1)
     assert errors.target.implicit and errors.target.limit == 0
     assert errors.verdict == "miss objective"
-    assert errors.measured == level["requests"]["failed"] / level["requests"]["sent"]
-    assert f"{level['requests']['failed']} of {level['requests']['sent']} failed: unavailable" in ev.reasons[-1]
+    assert errors.measured == level.requests.failed / level.requests.sent
+    assert f"{level.requests.failed} of {level.requests.sent} failed: unavailable" in ev.reasons[-1]
     # The latency objectives alone would have passed: failed requests are not in the latencies.
     assert [r.verdict for r in ev.rows if r.target.metric != "error_rate"] == ["no baseline"] * 3
 
@@ -266,14 +265,12 @@ def test_an_objective_at_a_level_that_was_not_measured_is_a_miss_and_a_busy_clie
 def test_the_baseline_is_the_current_releases_own_gate_measurement_first():
     by_gate = bench_reports.report(bench_reports.level(1, ttft=0.1, tpot=0.01), env="staging")
     on_target = bench_reports.report(bench_reports.level(1, ttft=0.2, tpot=0.01), env="prod")
-    release = {"release_id": "r20260101-000000-abcdef", "version": 7,
-               "gate": {"verdict": "passed", "measurement": by_gate},
-               "measurement": on_target}
-    assert gate.baseline_from(release) == (by_gate, "r20260101-000000-abcdef (v7), measured by its own gate on staging")
-    release["gate"] = {"verdict": "skipped", "measurement": None, "override": {"reason": "hotfix"}}
-    found, label = gate.baseline_from(release)
+    release = records.release(7, gate=gate.GateRecord(verdict="passed", measurement=by_gate), measurement=on_target)
+    assert gate.baseline_from(release) == (by_gate, "r20260107-120000-abcde7 (v7), measured by its own gate on staging")
+    skipped = gate.skip_override("hotfix", environ={}, now=0)
+    found, label = gate.baseline_from(release.model_copy(update={"gate": gate.record(override=skipped)}))
     assert found is on_target and label.endswith("measured on prod while serving (not like for like)")
-    assert gate.baseline_from({"release_id": "r1", "gate": None}) is None and gate.baseline_from(None) is None
+    assert gate.baseline_from(records.release(1)) is None and gate.baseline_from(None) is None
 
 
 # ---------------------------------------------------------------- rendering
@@ -344,10 +341,10 @@ def test_the_override_records_who_where_and_why(monkeypatch):
     assert o.line() == (f"gate skipped by {o.by} (GitHub actor octocat, workflow 'promote-prod', "
                         "https://github.com/acme/sglang-modal-infra/actions/runs/123456/attempts/2) at 2026-01-01 "
                         "00:00:00Z: hotfix for CVE-2026-1, key ****")
-    rec = gate.record(override=o)
-    assert rec == {"verdict": "skipped", "override": o.to_dict(), "measurement": None, "evaluation": None}
+    rec = gate.record(override=o).to_data()
+    assert rec == {"verdict": "skipped", "override": o.to_data(), "measurement": None, "evaluation": None}
     assert json.loads(json.dumps(rec)) == rec
-    assert gate.Override.from_dict(json.loads(json.dumps(rec))["override"]) == o
+    assert gate.GateRecord.read(json.loads(json.dumps(rec))).override == o
 
     laptop = gate.skip_override("staging is down, fix verified by hand", environ={}, now=0)
     assert (laptop.github_actor, laptop.github_run_url) == (None, None)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from modal_proto import api_pb2
 
-from infra.control.releases import Release, ReleaseStore
+from infra.perf.releases import Release, ReleaseStore
 from infra.runtime import acceptance, spec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH

@@ -9,45 +9,48 @@ import re
 
 import pytest
 
-from infra.control import costs, releases
-from infra.perf import bench, ledger
+from infra.control import costs
+from infra.perf import bench, ledger, releases
+from infra.perf.gate import GateRecord, skip_override
+from infra.perf.releases import Manifest, Origin
+from infra.perf.smoketest import SmokeResult
 from infra.runtime.errors import ConfigError
-from tests.fakes import bench_reports
+from infra.runtime.timeline import StartSummary
+from tests.conftest import REPO
+from tests.fakes import bench_reports, records
+
+MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
 
 
-def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging", failed: int = 0, **workload) -> dict:
+def measured(ttft: float, tpot: float, *, target: int = 4, env: str = "staging", failed: int = 0,
+             **workload) -> bench.BenchReport:
     w = bench.Workload(prompt_tokens=512, max_tokens=10, extra={"temperature": 0.0}, **workload)
     return bench_reports.report(bench_reports.level(1, ttft=ttft, tpot=tpot),
                                 bench_reports.level(target, ttft=ttft, tpot=tpot, failed=failed), env=env, workload=w)
 
 
-# A manifest's `deployment` as infra/runtime/deployment.py writes it (the resolved recipe nested), trimmed to what the
-# ledger reads; FLAT is the layout of entries recorded before the recipe was nested (and before recipes requested
-# CPU and memory: Modal's defaults, 0.125 cores and 128 MiB, are what those deployed with).
-NESTED = {"env": "prod", "recipe": {"name": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2,
-                                    "target_concurrency": 10,
-                                    "cpu": 4.0, "memory": 16384},
-          "placement": {"compute_region": "us-east", "routing_region": "us-east"}}
-FLAT = {"env": "prod", "recipe": "qwen3-8b-low-latency", "gpu_type": "H100!", "gpu_count": 2, "target_concurrency": 10}
+# prod's deployment of the 8B recipe, requesting 4 cores and 16 GiB, its drafter pinned.
+_prod = records.deployment("prod", cpu=4.0, memory=16384)
+PROD = _prod.with_recipe(_prod.recipe.with_revisions(draft_revision="c" * 40))
 TABLE = costs.Rates(costs.TABLE, costs.TABLE_SOURCE)
-REPLICA = (2 * 3.9492 + 4 * 0.04716 + 16 * 0.007992) * 1.75  # NESTED's server per hour at the table, in us-east
-IMAGE = "lmsysorg/sglang:v0.5.6.post2-cu129-amd64-runtime"
+REPLICA = (2 * 3.9492 + 4 * 0.04716 + 16 * 0.007992) * 1.75  # PROD's server per hour at the table, in us-east
 
 
-def release(version: int, *, gate: dict | None = None, measurement: dict | None = None, kind: str = "promote",
-            deployment: dict = NESTED, **changes) -> dict:
-    """A manifest entry as the manifest stores it: a real Release, as JSON, plus the gate's two fields."""
-    r = releases.Release(
-        release_id=f"r2026010{version}-120000-abcde{version}", env="prod", recipe="qwen3-8b-low-latency", kind=kind,
-        commit=f"{version:x}" * 40, dirty=False, tag=f"git-{version:x}", app_name="sglang-qwen3-8b-low-latency",
-        modal_environment="prod", image=IMAGE, model="Qwen/Qwen3-8B-FP8", model_revision="220b46e3" + "0" * 32,
-        draft_model="Tengyunw/qwen3_8b_eagle3", draft_revision="c" * 40, deployment=deployment, version=version,
-        deployed_at=1767268800.0 + version * 3600, smoke={"passed": True, "ttft": 0.2, "total": 1.0, "at": 0},
-        promoted_from={"env": "staging", "release_id": "r0", "commit": "x", "version": 1} if kind == "promote"
-        else None,
-    )
-    r = r.model_copy(update=changes)
-    return json.loads(json.dumps(r.model_dump(mode="json") | {"gate": gate, "measurement": measurement}))
+def passed(measurement: bench.BenchReport) -> GateRecord:
+    return GateRecord(verdict="passed", measurement=measurement)
+
+
+def release(version: int, *, kind: str = "promote", **fields) -> releases.Release:
+    """A manifest entry as a deploy or promotion records it."""
+    origin = Origin(env="staging", release_id="r0", commit="x", version=1) if kind == "promote" else None
+    return records.release(version, kind=kind, d=PROD, smoke=SmokeResult(passed=True, ttft=0.2, total=1.0, at=0),
+                           promoted_from=origin, **fields)
+
+
+def flat_layout_release() -> releases.Release:
+    """An entry of the first manifest layout (a flat deployment; recipes made no CPU or memory request), as that version
+    wrote it: tests/fixtures/manifests/v1_flat_deployment.json."""
+    return Manifest.from_json((MANIFESTS / "v1_flat_deployment.json").read_text()).current
 
 
 def test_cost_per_million_output_tokens_is_a_replicas_hourly_cost_over_tokens_per_hour():
@@ -61,12 +64,9 @@ def test_cost_per_million_output_tokens_is_a_replicas_hourly_cost_over_tokens_pe
 def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it():
     # 10 tokens in 0.19 s per request; 10 requests at 4 streams take 3 rounds: 100 tokens / 0.57 s = 175.4 tok/s.
     m = measured(0.1, 0.01, target=4, failed=1)
-    gpu_type, gpu_count, target = ledger.hardware_of(release(3))
-    assert (gpu_type, gpu_count, target) == ("H100!", 2, 10)  # read from the release's deployment...
-    assert ledger.hardware_of(release(3, deployment=FLAT)) == (gpu_type, gpu_count, target)  # ...in either layout
-    # What Modal bills one of its containers for: the GPUs, the CPU and memory requests, the region.
+    # What Modal bills one of its containers for: the GPUs, the CPU and memory requests, the region, in either layout.
     assert ledger.container_of(release(3)) == costs.Container("H100!", 2, 4.0, 16384, "us-east")
-    assert ledger.container_of(release(3, deployment=FLAT)) == costs.Container("H100!", 2, 0.125, 128, None)
+    assert ledger.container_of(flat_layout_release()) == costs.Container("H100!", 2, 0.125, 128, "us-east")
     perf = ledger.performance(m, target_concurrency=4, hourly=costs.price(ledger.container_of(release(3)), TABLE))
     assert perf.output_tokens_per_s == pytest.approx(100 / 0.57)
     assert perf.usd_per_million_output_tokens == pytest.approx(REPLICA / (100 / 0.57 * 3600) * 1e6)
@@ -95,39 +95,33 @@ def test_performance_summarises_a_measurement_at_1_and_the_target_and_prices_it(
 
 def test_the_ledger_prefers_a_measurement_on_the_releases_own_environment():
     by_gate, on_prod = measured(0.1, 0.01), measured(0.12, 0.01, env="prod")
-    assert ledger.measurement_of(release(3, gate={"verdict": "passed",
-                                                  "measurement": by_gate})) == (by_gate, "gate on staging")
-    assert ledger.measurement_of(release(3, gate={"verdict": "passed", "measurement": by_gate},
-                                         measurement=on_prod)) == (
-        on_prod, "on prod")
+    assert ledger.measurement_of(release(3, gate=passed(by_gate))) == (by_gate, "gate on staging")
+    assert ledger.measurement_of(release(3, gate=passed(by_gate), measurement=on_prod)) == (on_prod, "on prod")
     assert ledger.measurement_of(release(3)) is None
-    # Release objects of today's shape (no gate field yet) read as unmeasured, not as an error.
-    assert ledger.measurement_of(releases.Release(**{k: v for k, v in release(2).items()
-                                                     if k not in ("gate", "measurement")})) is None
+    assert ledger.measurement_of(flat_layout_release()) is None  # recorded before releases were measured
 
 
 def test_compact_drops_per_request_records_only():
-    m = measured(0.1, 0.01)
-    assert all(lv["records"] for lv in m["levels"])
-    small = ledger.compact(m | {"_path": "a.json"})
-    assert all("records" not in lv for lv in small["levels"]) and "_path" not in small
-    assert {k: v for k, v in small["levels"][0].items()} == {k: v for k, v in m["levels"][0].items() if k != "records"}
-    assert all(lv["records"] for lv in m["levels"])  # the original is untouched
+    m = measured(0.1, 0.01).model_copy(update={"path": "a.json"})
+    assert all(lv.records for lv in m.levels)
+    small = m.compact().to_data()
+    assert all("records" not in lv for lv in small["levels"]) and small["levels"][0] == {
+        k: v for k, v in m.to_data()["levels"][0].items() if k != "records"}
+    assert all(lv.records for lv in m.levels) and m.path == "a.json"  # the original is untouched
 
 
 def test_the_ledger_table_shows_origin_revisions_smoke_latency_throughput_and_cost():
-    skipped = {"verdict": "skipped", "measurement": None, "override": {"reason": "hotfix", "by": "a@b"}}
+    skipped = GateRecord(verdict="skipped", override=skip_override("hotfix", environ={}, now=0))
     rows = [
-        (release(3, gate={"verdict": "passed", "measurement": measured(0.1, 0.01, target=10)}), None),
+        (release(3, gate=passed(measured(0.1, 0.01, target=10))), None),
         (release(2, gate=skipped), None),
         (release(1, kind="deploy"), None),
     ]
     rows[0] = (rows[0][0], ledger.priced(rows[0][0], TABLE))
     # Cold starts: the live summary of the current release's recorded starts; a replaced one's kept in its entry.
-    rows[2] = (rows[2][0] | {"cold_starts": {"starts": 4, "ready": 3, "median_s": 94.7, "worst_s": 127.5,
-                                             "frozen_at": 1.0}},
-               None)
-    live = {rows[0][0]["release_id"]: {"starts": 2, "ready": 2, "median_s": 66.0, "worst_s": 70.25}}
+    frozen = StartSummary(starts=4, ready=3, median_s=94.7, worst_s=127.5, frozen_at=1.0)
+    rows[2] = (rows[2][0].model_copy(update={"cold_starts": frozen}), None)
+    live = {rows[0][0].release_id: StartSummary(starts=2, ready=2, median_s=66.0, worst_s=70.25)}
     table = ledger.render_table(rows, cold_starts=live).splitlines()
     assert table[0].split()[:4] == ["release", "v", "how", "when"]
     first, second, third = (re.split(r"\s{2,}", line.strip()) for line in table[2:])
@@ -153,32 +147,32 @@ def test_release_ids_are_told_apart_from_file_names():
 
 
 def test_two_recorded_releases_compare_like_two_bench_files():
-    a = release(2, gate={"verdict": "passed", "measurement": measured(0.1, 0.01)})
-    b = release(3, gate={"verdict": "passed", "measurement": measured(0.2, 0.005)})
+    a = release(2, gate=passed(measured(0.1, 0.01)))
+    b = release(3, gate=passed(measured(0.2, 0.005)))
     history = [b, a, release(1, kind="deploy")]
-    found_a = ledger.find_release(history, a["release_id"], "prod manifest")
-    comparison = ledger.compare_releases(found_a, ledger.find_release(history, b["release_id"], "prod manifest"))
+    found_a = ledger.find_release(history, a.release_id, "prod manifest")
+    comparison = ledger.compare_releases(found_a, ledger.find_release(history, b.release_id, "prod manifest")).to_data()
     assert comparison["a"] == "r20260102-120000-abcde2 (prod v2, gate on staging)"
     assert comparison["b"] == "r20260103-120000-abcde3 (prod v3, gate on staging)"
     rows = {(r["concurrency"], r["metric"]): r for r in comparison["rows"]}
     assert rows[(1, "TTFT p50 ms")]["ratio"] == pytest.approx(2.0) and rows[(1, "TTFT p50 ms")]["verdict"] == "worse"
     assert rows[(4, "TPOT p50 ms")]["ratio"] == pytest.approx(0.5) and rows[(4, "TPOT p50 ms")]["verdict"] == "better"
     assert comparison["warnings"] == []
-    text = ledger.render_comparison(comparison)
+    text = ledger.render_comparison(bench.Comparison.read(comparison))
     assert text.splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
 
     # The stored measurement survives the manifest's JSON round trip and compares the same.
-    again = ledger.compare_releases(json.loads(json.dumps(found_a)), b)
-    assert again["rows"] == comparison["rows"]
+    again = ledger.compare_releases(releases.Release.read_json(json.dumps(found_a.to_data())), b)
+    assert again.to_data()["rows"] == comparison["rows"]
 
 
 def test_comparing_unlike_measurements_warns():
-    a = release(2, gate={"verdict": "passed", "measurement": measured(0.1, 0.01)})
+    a = release(2, gate=passed(measured(0.1, 0.01)))
     b = release(3, measurement=measured(0.1, 0.01, env="prod", image="data:image/png;base64,AAAA"))
     comparison = ledger.compare_releases(a, b)
-    assert comparison["warnings"][0].startswith("the two were measured with different workloads (image None vs "
-                                                "'image/png;base64, 4 characters")
-    assert comparison["warnings"][1] == "A was measured on staging, B on prod: endpoints differ too"
+    assert comparison.warnings[0].startswith("the two were measured with different workloads (image None vs "
+                                             "'image/png;base64, 4 characters")
+    assert comparison.warnings[1] == "A was measured on staging, B on prod: endpoints differ too"
     assert "warning: A was measured on staging" in ledger.render_comparison(comparison)
 
 
@@ -193,11 +187,3 @@ def test_unknown_or_unmeasured_releases_are_one_line_errors():
         ledger.compare_releases(history[0], history[1])
     with pytest.raises(ConfigError, match="recorded there .*: none$"):
         ledger.find_release([], "r20260109-120000-abcdef", "prod manifest")
-
-
-def test_hardware_is_read_from_the_json_of_a_real_deployment():
-    from tests.conftest import deployment
-
-    assert ledger.hardware_of({"deployment": json.loads(deployment("prod").to_json())}) == ("H100!", 2, 10)
-    assert ledger.hardware_of(
-        {"deployment": json.loads(deployment("prod", "qwen3.6-35b-vlm").to_json())}) == ("H100!", 1, 10)

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings
+from infra.perf.releases import ReleaseStore
 from infra.runtime.errors import ConfigError, Refused
 from infra.runtime.remote import MissingCredentials, ModalRemote
 from stages import logs, status, stop
@@ -104,7 +104,7 @@ def test_logs_flags_are_checked_before_anything_is_read():
 
 def recorded_deploy(ctx, d, tag: str) -> None:
     """A deploy and its release in the manifest, as `invoke deploy` leaves them."""
-    from infra.control.releases import Release
+    from infra.perf.releases import Release
 
     done = ctx.remote.deploy(d, tag)
     store = ReleaseStore(ctx.remote)

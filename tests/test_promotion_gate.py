@@ -111,7 +111,7 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     result = gated.promote(*LOOSE)
     assert result.status == "ran" and "(gate passed, smoke passed" in result.message
     prod = gated.manifest("prod").current
-    record = prod.gate
+    record = prod.gate.to_data()
     assert record["verdict"] == "passed" and record["override"] is None
     m = record["measurement"]
     assert m["target"] | {"url": None} == {"url": None, "model": staged.model, "env": "staging", "recipe": RECIPE,
@@ -126,7 +126,7 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     assert rows[("ttft_p90_ms", 1)]["measured"] == pytest.approx(m["levels"][0]["ttft_s"]["p90"] * 1000)
     assert rows[("ttft_p90_ms", 1)]["measured"] >= 10  # the server's 10 ms wait, a floor (the rest is the machine's)
     assert prod.measurement is None  # prod itself is measured only when asked
-    assert result.detail.gate == {k: v for k, v in record.items() if k != "measurement"}
+    assert result.detail.gate.to_data() == record | {"measurement": None}  # the measurement is in the manifest only
     # Staging's endpoint asks for proxy auth: the gate sent staging's credentials there.
     assert {credentials(r) for r in gate_requests(fast)} == {(KEY, SECRET)}
     assert "### ✅ Promotion gate passed" in gated.summary.read_text()
@@ -193,9 +193,10 @@ def test_skip_gate_promotes_unmeasured_and_records_who_and_why(gated, fake_serve
     assert result.status == "ran" and "(gate skipped, smoke passed" in result.message
     assert gate_requests(slow) == []  # nothing measured
     prod = gated.manifest("prod").current
-    assert prod.gate == {"verdict": "skipped", "override": override.to_dict(), "measurement": None, "evaluation": None}
-    assert prod.gate["override"]["reason"] == "hotfix for CVE-2026-1" and "@" in prod.gate["override"]["by"]
-    assert prod.gate["override"]["github_run_url"] == "https://github.com/acme/sglang-modal-infra/actions/runs/42"
+    assert prod.gate.to_data() == {"verdict": "skipped", "override": override.to_data(), "measurement": None,
+                                   "evaluation": None}
+    assert prod.gate.override.reason == "hotfix for CVE-2026-1" and "@" in prod.gate.override.by
+    assert prod.gate.override.github_run_url == "https://github.com/acme/sglang-modal-infra/actions/runs/42"
     line = f"{RECIPE} {staged.release_id} staging → prod: {override.line()}"
     assert line in said
     assert gated.summary.read_text().startswith(f"### ⚠️ Promotion gate skipped: {RECIPE} {staged.release_id} staging "
@@ -228,8 +229,8 @@ def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated,
     assert gate_requests(public_staging) and {credentials(r) for r in gate_requests(public_staging)} == {(None, None)}
     assert gate_requests(prod_server) and {credentials(r) for r in prod_server.requests()} == {(KEY, SECRET)}
     prod = gated.manifest("prod").current
-    assert prod.measurement["target"]["env"] == "prod" and prod.measurement["target"]["url"] == prod_server.url
-    assert prod.gate["measurement"]["target"]["url"] == public_staging.url
+    assert prod.measurement.target.env == "prod" and prod.measurement.target.url == prod_server.url
+    assert prod.gate.measurement.target.url == public_staging.url
     # And nowhere else: not in a manifest, the job summary, what was said, the result, or any call to Modal.
     written = [gated.manifest(env).to_json() for env in ("staging", "prod")]
     for text in [*written, gated.summary.read_text(), "\n".join(said), json.dumps(result.to_dict(), default=str),
@@ -253,7 +254,7 @@ def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
     history = gated.manifest("prod").history
     printed: list[str] = []
     comparison = bench_stage.compare([a.release_id, b.release_id], releases=lambda: (history, "prod manifest"),
-                                     out=printed.append)
+                                     out=printed.append).to_data()
     assert comparison["a"].startswith(f"{a.release_id} (prod v1, gate on staging)")
     assert comparison["b"].startswith(f"{b.release_id} (prod v2, gate on staging)")
     ttft = next(r for r in comparison["rows"] if r["concurrency"] == 1 and r["metric"] == "TTFT p50 ms")

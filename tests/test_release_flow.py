@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from infra.control.releases import ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.perf.releases import ReleaseStore
 from infra.runtime.errors import ConfigError, Refused, StageError
 from stages import deploy, flags, pipeline, promote, rollback, scale, status
 from stages.common import Context
@@ -72,7 +72,7 @@ def test_promotion_deploys_the_same_release_with_prods_own_scaling(flow):
     assert result.status == "ran"
     prod = flow.manifest("prod").current
     assert prod.kind == "promote"
-    assert prod.promoted_from["env"] == "staging" and prod.promoted_from["release_id"] == staged.release_id
+    assert prod.promoted_from.env == "staging" and prod.promoted_from.release_id == staged.release_id
     assert (prod.commit, prod.image, prod.model_revision, prod.draft_revision) == (
         staged.commit, staged.image, staged.model_revision, staged.draft_revision)
     assert prod.smoke_passed
@@ -133,7 +133,7 @@ def test_failed_prod_smoke_rolls_back_automatically(flow, fake_server):
     assert manifest.current.kind == "rollback" and manifest.current.rolled_back_to == first.version
     assert manifest.current.commit == first.commit
     failed = manifest.history[1]
-    assert failed.kind == "promote" and failed.smoke["passed"] is False
+    assert failed.kind == "promote" and failed.smoke.passed is False
     rollbacks = [c["args"] for c in flow.modal.calls() if c["method"] == "rollback"]
     assert rollbacks == [{"app": "sglang-qwen3-8b-low-latency", "environment": "prod", "version": first.version}]
 

@@ -102,12 +102,10 @@ def test_nothing_runs_a_shell_on_interpolated_values():
 
 
 def test_manifest_json_holds_secret_names_only(tmp_path):
-    from infra.control.releases import Manifest, Release
+    from infra.perf.releases import Manifest
+    from tests.fakes import records
 
-    release = Release(release_id="r1", env="prod", recipe="x", kind="deploy", commit="c" * 40, dirty=False, tag="t",
-                      app_name="a", modal_environment="prod", image="i", model="m", model_revision="r",
-                      draft_model=None, draft_revision=None, deployment={"hf_token_secret": "huggingface-secret"},
-                      note=f"oops {PLANTED['HF_TOKEN']}")
+    release = records.release(1, note=f"oops {PLANTED['HF_TOKEN']}")
     import os
 
     os.environ["HF_TOKEN"] = PLANTED["HF_TOKEN"]
@@ -116,4 +114,4 @@ def test_manifest_json_holds_secret_names_only(tmp_path):
     finally:
         del os.environ["HF_TOKEN"]
     assert PLANTED["HF_TOKEN"] not in text
-    assert json.loads(text)["current"]["deployment"]["hf_token_secret"] == "huggingface-secret"
+    assert json.loads(text)["current"]["deployment"]["secrets"]["hf_token_secret"] == "huggingface-secret"

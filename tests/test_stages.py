@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from infra.control.releases import Manifest, ReleaseStore
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.perf.releases import Manifest, ReleaseStore
 from infra.runtime.errors import ConfigError, Refused, StageError
 from infra.runtime.remote import MissingCredentials
 from stages import build, compile, deploy, download, pipeline, smoke, trial
@@ -62,7 +62,7 @@ def test_pipeline_from_nothing_to_a_smoke_tested_endpoint(world):
     manifest = world.manifest(ctx)
     release = manifest.current
     assert release.draft_revision and len(release.draft_revision) == 40
-    assert release.deployment["recipe"]["speculative"]["draft_revision"] == release.draft_revision
+    assert release.deployment.recipe.speculative.draft_revision == release.draft_revision
     assert release.smoke_passed and release.url == world.server.url
     assert release.tag.startswith("git-") and not release.dirty
     chats = [r for r in world.server.requests() if r["path"] == "/v1/chat/completions"]
@@ -140,7 +140,7 @@ def test_smoke_retries_503_until_a_replica_answers(world, fake_server):
     world.modal.endpoint = fake_server("--unavailable-first", "3").url
     ctx = world.ctx()
     pipeline.run(ctx, world.deployment(ctx))
-    assert world.manifest(ctx).current.smoke["attempts"] == 4
+    assert world.manifest(ctx).current.smoke.attempts == 4
 
 
 def test_smoke_failure_is_recorded_and_fails_the_stage(world, fake_server):
@@ -149,7 +149,7 @@ def test_smoke_failure_is_recorded_and_fails_the_stage(world, fake_server):
     with pytest.raises(StageError, match=r"smoke failed: dev/qwen3-8b-low-latency at .*HTTP 500 .*model overloaded"):
         pipeline.run(ctx, world.deployment(ctx))
     current = world.manifest(ctx).current
-    assert current.smoke["passed"] is False and "HTTP 500" in current.smoke["error"]
+    assert current.smoke.passed is False and "HTTP 500" in current.smoke.error
 
 
 def test_smoke_needs_text_back(world, fake_server):

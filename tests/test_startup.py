@@ -75,7 +75,7 @@ def test_a_start_from_the_published_caches_records_its_timeline_with_no_misses(p
     compile_for(d, place, jit_seconds=0.2, first_request_seconds=0.2)
     started = start(d, place, jit_seconds=0.2, first_request_seconds=0.2)
     started.server.stop(grace=0)
-    record = started.record
+    record = started.record.to_data()
     assert record["outcome"] == "ready" and record["misses"] == {} and record["missing"] == []
     assert record["restore"]["restored"] is True and record["restore"]["files"] > 0
     phases = [p["phase"] for p in record["phases"]]
@@ -93,12 +93,12 @@ def test_a_start_that_compiles_is_a_miss_warned_about_and_ready_where_allowed(pl
     compile_for(d, place, jit_seconds=0.1)  # the compile job's warm-up never compiled the speculative kernel
     started = start(d, place, jit_seconds=0.1, first_request_seconds=0.2)  # ...so this start's first request does
     started.server.stop(grace=0)
-    assert started.record["outcome"] == "ready"
-    assert started.record["misses"] == {"triton": {"files": 1, "bytes": 1024,
-                                                   "examples": ["triton/standin-speculative.bin"]}}
+    assert started.record.outcome == "ready"
+    assert started.record.to_data()["misses"] == {"triton": {"files": 1, "bytes": 1024,
+                                                              "examples": ["triton/standin-speculative.bin"]}}
     out = capsys.readouterr().out
     assert "WARNING compile-cache miss: SGLang compiled while starting (triton 1 files" in out
-    assert "CACHE MISSES: triton 1 files" in timeline.describe(recorded(d, place)[0])
+    assert "CACHE MISSES: triton 1 files" in timeline.describe(timeline.StartRecord.read(recorded(d, place)[0]))
 
 
 def test_a_guarded_environment_refuses_to_go_ready_on_a_miss(place):
@@ -150,7 +150,7 @@ def test_a_record_that_cannot_be_written_never_fails_the_start(place, capsys):
                             env=standin_env() | compile_cache.environment(place["local"]),
                             wait_on_ready=10)
     started.server.stop(grace=0)
-    assert started.record["outcome"] == "ready"
+    assert started.record.outcome == "ready"
     out = capsys.readouterr().out
     assert "start record not written (ConnectionError: Modal unreachable); the start itself is unaffected" in out
 

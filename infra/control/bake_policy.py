@@ -11,7 +11,7 @@ time, for `[release] bake_minutes` (infra/perf/bake.py runs it). The numbers her
 - BREACH_WINDOWS breaching windows in a row (a sustained breach, three minutes) roll prod back; a window with
   fewer than MIN_ANSWERS answers is too thin for a p90 and is shown but not judged (its errors still count).
 
-The verdict is a `Bake` record on the promoted release (infra/control/releases.py `Release.bake`), read by
+The verdict is a `Bake` record on the promoted release (infra/perf/releases.py `Release.bake`), read by
 `invoke status` and the ledger. Module constants, not settings: changing how a bake judges is a code review.
 """
 

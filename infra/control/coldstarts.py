@@ -10,7 +10,7 @@ of slack: a deploy's first containers start once Modal has published the app, mo
 call returns and its manifest entry is written).
 
 What lasts: Modal expires Dict entries 7 days after their last access, and a bucket keeps its newest
-STARTS_KEPT starts. So when a release is replaced (deploy, promotion, rollback: infra/control/releases.py
+STARTS_KEPT starts. So when a release is replaced (deploy, promotion, rollback: infra/perf/releases.py
 `ReleaseStore.record`), the summary of its starts is frozen into its manifest entry (`cold_starts`), which
 the ledger shows from then on; the live records are shown while a release runs.
 """
@@ -18,11 +18,15 @@ the ledger shows from then on; the live records are shown while a release runs.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from infra.runtime import remote as remote_module
 from infra.runtime import timeline
 from infra.runtime.remote import Remote
+from infra.runtime.timeline import StartRecord, StartSummary
+
+if TYPE_CHECKING:
+    from infra.perf.releases import Release
 
 DEPLOY_SLACK_SECONDS = 60
 SHOWN_STARTS = 5  # per release in `invoke status`: the newest
@@ -30,98 +34,86 @@ WINDOW = ("starts of the last 7 days at most (Modal Dict entries expire 7 days a
           f"{remote_module.STARTS_KEPT} per deployment; a replaced release's summary is kept in its manifest")
 
 
-def _field(release: Any, name: str) -> Any:
-    return release.get(name) if isinstance(release, dict) else getattr(release, name, None)
+def bucket_of(release: Release) -> str:
+    return remote_module.starts_bucket(release.app_name, release.deployment_digest)
 
 
-def bucket_of(release: Any) -> str | None:
-    deployment = _field(release, "deployment")
-    if not deployment:
-        return None
-    return remote_module.starts_bucket(_field(release, "app_name"), timeline.deployment_digest(deployment))
-
-
-def attribute(records: Iterable[dict], releases: list[Any]) -> dict[str, list[dict]]:
+def attribute(records: Iterable[StartRecord], releases: list[Release]) -> dict[str, list[StartRecord]]:
     """Records of one bucket -> the release (of those sharing it) each belongs to: the newest deployed before it
     started, give or take DEPLOY_SLACK_SECONDS; newest records first."""
-    by_time = sorted(releases, key=lambda r: _field(r, "deployed_at") or 0)
-    out: dict[str, list[dict]] = {_field(r, "release_id"): [] for r in releases}
-    for record in sorted(records, key=lambda x: x.get("started_at") or 0, reverse=True):
-        started = (record.get("started_at") or 0) + DEPLOY_SLACK_SECONDS
-        owner = next((r for r in reversed(by_time) if (_field(r, "deployed_at") or 0) <= started), by_time[0])
-        out[_field(owner, "release_id")].append(record)
+    by_time = sorted(releases, key=lambda r: r.deployed_at)
+    out: dict[str, list[StartRecord]] = {r.release_id: [] for r in releases}
+    for record in sorted(records, key=lambda x: x.started_at, reverse=True):
+        started = record.started_at + DEPLOY_SLACK_SECONDS
+        owner = next((r for r in reversed(by_time) if r.deployed_at <= started), by_time[0])
+        out[owner.release_id].append(record)
     return out
 
 
-def read(remote: Remote, environment: str, releases: list[Any]) -> dict[str, list[dict]]:
-    """release_id -> its recorded starts, newest first (one read per bucket)."""
-    buckets: dict[str, list[Any]] = {}
+def read(remote: Remote, environment: str, releases: list[Release]) -> dict[str, list[StartRecord]]:
+    """release_id -> its recorded starts, newest first (one read per bucket; records as their containers wrote them,
+    read tolerantly: `StartRecord.read`)."""
+    buckets: dict[str, list[Release]] = {}
     for release in releases:
-        if bucket := bucket_of(release):
-            buckets.setdefault(bucket, []).append(release)
-    out: dict[str, list[dict]] = {}
+        buckets.setdefault(bucket_of(release), []).append(release)
+    out: dict[str, list[StartRecord]] = {}
     for bucket, sharing in buckets.items():
-        out |= attribute(remote.recent_starts(environment, bucket), sharing)
+        out |= attribute([StartRecord.read(r) for r in remote.recent_starts(environment, bucket)], sharing)
     return out
 
 
-def frozen_summary(remote: Remote, environment: str, release: Any, replaced_at: float,
-                   history: Iterable[Any] = ()) -> dict:
+def frozen_summary(remote: Remote, environment: str, release: Release, replaced_at: float,
+                   history: Iterable[Release] = ()) -> StartSummary:
     """What a release that is being replaced leaves in its manifest: the summary of its starts up to now (told
     apart from those of the releases in `history` that deployed the same thing)."""
-    rid = _field(release, "release_id")
-    starts = read(remote, environment, [release, *(r for r in history if _field(r, "release_id") != rid)]).get(rid, [])
-    summary = timeline.summarise(r for r in starts if (r.get("started_at") or 0) <= replaced_at)
-    return summary | {"frozen_at": replaced_at}
+    rid = release.release_id
+    starts = read(remote, environment, [release, *(r for r in history if r.release_id != rid)]).get(rid, [])
+    summary = timeline.summarise(r for r in starts if r.started_at <= replaced_at)
+    return summary.model_copy(update={"frozen_at": replaced_at})
 
 
-def summaries(recorded: dict[str, list[dict]], releases: list[Any]) -> dict[str, dict]:
+def summaries(recorded: dict[str, list[StartRecord]], releases: list[Release]) -> dict[str, StartSummary]:
     """release_id -> its cold-start summary: the one frozen in its manifest entry, else from the live records."""
-    out = {}
-    for release in releases:
-        rid = _field(release, "release_id")
-        kept = _field(release, "cold_starts")
-        out[rid] = kept if kept else timeline.summarise(recorded.get(rid, []))
-    return out
+    return {r.release_id: r.cold_starts or timeline.summarise(recorded.get(r.release_id, [])) for r in releases}
 
 
-def summary_text(summary: dict | None) -> str:
-    if not summary or not summary.get("starts"):
+def summary_text(summary: StartSummary | None) -> str:
+    if not summary or not summary.starts:
         return "no starts recorded"
-    text = f"{summary['starts']} start(s)"
-    if summary.get("median_s") is not None:
-        text += f", ready in {summary['median_s']:.1f} s median, {summary['worst_s']:.1f} s worst"
-    if summary.get("failed") or summary.get("refused"):
-        text += f", {summary.get('failed', 0)} failed, {summary.get('refused', 0)} refused"
-    if summary.get("with_misses"):
-        text += f", {summary['with_misses']} with compile-cache misses"
-    return text + (" (kept in the manifest)" if summary.get("frozen_at") else "")
+    text = f"{summary.starts} start(s)"
+    if summary.median_s is not None:
+        text += f", ready in {summary.median_s:.1f} s median, {summary.worst_s:.1f} s worst"
+    if summary.failed or summary.refused:
+        text += f", {summary.failed} failed, {summary.refused} refused"
+    if summary.with_misses:
+        text += f", {summary.with_misses} with compile-cache misses"
+    return text + (" (kept in the manifest)" if summary.frozen_at else "")
 
 
-def status_lines(releases: list[Any], recorded: dict[str, list[dict]], summary: dict[str, dict], *, d_env: str,
-                 recipe: str) -> tuple[list[str], list[str]]:
+def status_lines(releases: list[Release], recorded: dict[str, list[StartRecord]], summary: dict[str, StartSummary], *,
+                 d_env: str, recipe: str) -> tuple[list[str], list[str]]:
     """`invoke status`'s cold-start section (per release: summary, then the current one's newest starts) and its
     warnings (starts that compiled: cache misses; starts refused or failed)."""
     lines = [f"  cold starts ({WINDOW}):"]
     warnings = []
     for i, release in enumerate(releases):
-        rid = _field(release, "release_id")
+        rid = release.release_id
         lines.append(f"    {rid}: {summary_text(summary.get(rid))}")
         starts = recorded.get(rid, [])
         if i > 0:
             continue  # the releases before: their summary; what to act on is the current one's
         lines += [f"      {timeline.describe(r)}" for r in starts[:SHOWN_STARTS]]
-        missed = [r for r in starts if r.get("misses")]
+        missed = [r for r in starts if r.misses]
         if missed:
             caches: dict[str, int] = {}
             for r in missed:
-                for name, m in r["misses"].items():
-                    caches[name] = caches.get(name, 0) + m.get("files", 0)
+                for name, m in r.misses.items():
+                    caches[name] = caches.get(name, 0) + m.files
             what = ", ".join(f"{name} {n} files" for name, n in sorted(caches.items()))
             warnings.append(f"  WARNING {rid}: {len(missed)} of {len(starts)} recorded start(s) compiled while "
                             f"starting (compile-cache misses: {what}); rerun `invoke compile --env {d_env} --recipe "
                             f"{recipe} --recompile` for this key")
-        refused = sum(r.get("outcome") == "refused" for r in starts)
+        refused = sum(r.outcome == "refused" for r in starts)
         if refused:
             warnings.append(f"  WARNING {rid}: {refused} start(s) refused to go ready on a cache miss "
                             "(cold_start.refuse_on_cache_miss): no replica serves until the compile stage is rerun")

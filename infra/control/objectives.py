@@ -55,7 +55,7 @@ class Metric:
     description: str
     unit: str  # shown after values: "ms", "s", "tok/s", "req/s", "" for a fraction
     higher_is_better: bool
-    read: Callable[[dict], float | None]  # from one level of a bench report (infra/perf/bench.py schema 1)
+    read: Callable[[Any], float | None]  # from one level of a bench report (infra/perf/bench.py `Level`)
     digits: int
     budgeted: bool = True  # the regression budget applies (relative change against the baseline)
 
@@ -71,23 +71,24 @@ class Metric:
         return f"{value:.{self.digits}f}{' ' + self.unit if self.unit else ''}"
 
 
-def _pct(key: str, q: int, scale: float) -> Callable[[dict], float | None]:
-    def read(level: dict) -> float | None:
-        value = level[key][f"p{q}"]
+# A level is infra/perf/bench.py's `Level` (this layer does not import measurement): read by attribute.
+def _pct(key: str, q: int, scale: float) -> Callable[[Any], float | None]:
+    def read(level: Any) -> float | None:
+        value = getattr(level, key).at(q)
         return None if value is None else value * scale
 
     return read
 
 
-def _error_rate(level: dict) -> float | None:
-    sent = level["requests"]["sent"]
-    return level["requests"]["failed"] / sent if sent else None
+def _error_rate(level: Any) -> float | None:
+    sent = level.requests.sent
+    return level.requests.failed / sent if sent else None
 
 
-def _ok_throughput(key: str) -> Callable[[dict], float | None]:
+def _ok_throughput(key: str) -> Callable[[Any], float | None]:
     # With no successful request there is no throughput to speak of: None, which no objective meets.
-    def read(level: dict) -> float | None:
-        return level["throughput"][key] if level["requests"]["ok"] else None
+    def read(level: Any) -> float | None:
+        return getattr(level.throughput, key) if level.requests.ok else None
 
     return read
 
@@ -113,7 +114,7 @@ def _catalogue() -> dict[str, Metric]:
         Metric("output_tokens_per_s", "output tokens/s of all streams together", "tok/s", True,
                _ok_throughput("output_tokens_per_s"), 1),
         Metric("output_tokens_per_s_per_user_p50", "output tokens/s of one stream, p50", "tok/s", True,
-               lambda lv: lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1),
+               lambda lv: lv.throughput.output_tokens_per_s_per_user.p50, 1),
         Metric("requests_per_s", "successful requests/s", "req/s", True, _ok_throughput("requests_per_s"), 2),
         Metric("goodput_rps", "requests/s that met every per-request objective at their level (goodput)", "req/s",
                True, _goodput, 2),

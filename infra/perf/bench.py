@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from pydantic import Field, ValidationError
 
 from infra.control.objectives import Target
 from infra.perf import client
 from infra.runtime.errors import ConfigError, StageError
 from infra.runtime.secrets import shown
+from infra.runtime.model import Stored
 
 SCHEMA = 1
 STAGE = "bench"
@@ -92,17 +94,12 @@ class Workload:
         messages = [{"role": "user", "content": content}]
         return client.chat_payload(messages, model=self.model, max_tokens=max_tokens or self.max_tokens, **extra)
 
-    def to_dict(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "prompt_words": self.prompt_tokens,
-            "max_tokens": self.max_tokens,
-            "model": self.model,
-            "ignore_eos": self.ignore_eos,
-            "sampling": {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k},
-            "extra": self.extra,
-            "image": _describe_image(self.image),
-        }
+    def to_record(self) -> MeasuredWorkload:
+        return MeasuredWorkload(prompt_tokens=self.prompt_tokens, prompt_words=self.prompt_tokens,
+                                max_tokens=self.max_tokens,
+                                model=self.model, ignore_eos=self.ignore_eos, extra=self.extra,
+                                sampling={"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k},
+                                image=_describe_image(self.image))
 
 
 def _describe_image(url: str | None) -> str | None:
@@ -129,15 +126,189 @@ class Plan:
             return None
         return self.requests or max(MIN_REQUESTS, REQUESTS_PER_STREAM * concurrency)
 
-    def to_dict(self) -> dict:
-        return {
-            "concurrency": list(self.concurrency),
-            "requests": self.requests,
-            "duration_s": self.duration,
-            "warmup": self.warmup,
-            "timeout_s": self.timeout,
-            "cold_start_deadline_s": self.cold_start_deadline,
-        }
+    def to_record(self) -> PlanRecord:
+        return PlanRecord(concurrency=list(self.concurrency), requests=self.requests, duration_s=self.duration,
+                          warmup=self.warmup, timeout_s=self.timeout, cold_start_deadline_s=self.cold_start_deadline)
+
+
+# ---------------------------------------------------------------- the report (schema 1), as written and read back
+
+
+class MeasuredWorkload(Stored):
+    prompt_tokens: int
+    prompt_words: int | None = None
+    max_tokens: int
+    model: str | None = None
+    ignore_eos: bool = True
+    sampling: dict[str, int | float | None] | None = None  # None: written before sampling was recorded
+    extra: dict = Field(default_factory=dict)
+    image: str | None = None
+
+    def comparable(self) -> dict:
+        """What must be equal for two measurements to compare: all but the model (a fine-tune swap is the same load)."""
+        return self.model_dump(mode="json", exclude={"model"})
+
+
+class PlanRecord(Stored):
+    concurrency: list[int]
+    requests: int | None = None
+    duration_s: float | None = None
+    warmup: int = 1
+    timeout_s: float = DEFAULT_TIMEOUT
+    cold_start_deadline_s: float = DEFAULT_COLD_START_DEADLINE
+
+
+class Stats(Stored):
+    """count, mean, min, p50, p90, p99, max of one figure (None where nothing was measured)."""
+
+    count: int = 0
+    mean: float | None = None
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    def at(self, q: int) -> float | None:
+        return getattr(self, f"p{q}")
+
+
+class Requests(Stored):
+    sent: int
+    ok: int
+    failed: int
+
+
+class WarmupCounts(Stored):
+    sent: int
+    ok: int
+    errors: dict[str, int] = Field(default_factory=dict)
+
+
+class OutputTokens(Stored):
+    total: int
+    chunks: int
+    per_request: Stats
+    from_usage: int
+    counted: int
+
+
+class Throughput(Stored):
+    output_tokens_per_s: float | None
+    requests_per_s: float | None
+    output_tokens_per_s_per_user: Stats
+
+
+class ClientLoad(Stored):
+    cpu_s: float | None
+    cpu_utilization: float | None
+    cpu_ms_per_request: float | None
+    cpu_us_per_chunk: float | None
+    loop_lag_ms: Stats
+    busy: bool
+
+
+class RequestRecord(Stored):
+    t_s: float | None
+    error: str | None = None
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    tpot_s: float | None = None
+    itl_mean_s: float | None = None
+    itl_max_s: float | None = None
+    tokens: int = 0
+    chunks: int = 0
+    usage_tokens: int | None = None
+
+
+class Goodput(Stored):
+    """Requests of a level that met every per-request objective at that level, per second (`goodput`)."""
+
+    requests_per_s: float | None
+    met: int
+    sent: int
+    objectives: list[str] = Field(default_factory=list)
+
+
+class Level(Stored):
+    """One concurrency level's aggregates; `records` (one per request) only in full reports, not in manifests."""
+
+    concurrency: int
+    mode: str
+    requests: Requests
+    errors: dict[str, int] = Field(default_factory=dict)
+    error_examples: dict[str, str] = Field(default_factory=dict)
+    warmup: WarmupCounts
+    wall_s: float | None
+    ttft_s: Stats
+    itl_s: Stats
+    tpot_s: Stats
+    e2e_s: Stats
+    output_tokens: OutputTokens
+    throughput: Throughput
+    goodput: Goodput | None = None  # None: measured without objectives (bench --url), or before goodput existed
+    client: ClientLoad
+    records: list[RequestRecord] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class BenchTarget(Stored):
+    """What was measured: a URL, and where a deployment or release is known, which."""
+
+    url: str | None = None
+    model: str | None = None
+    env: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    recipe: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    app: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    release_id: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    def where(self) -> str:
+        return self.env or self.url or "?"
+
+
+class ClientHost(Stored):
+    host: str | None = None
+    python: str | None = None
+    aiohttp: str | None = None
+    cpu_count: int | None = None
+    loop_lag_tick_ms: float | None = None
+
+
+class ColdWait(Stored):
+    """The wait for a first answer before the first level (a cold start): not counted in any level."""
+
+    ready: bool = True
+    attempts: int | None = None
+    message: str | None = Field(default=None, exclude_if=lambda v: v is None)  # only where the stream broke
+    waited_s: float | None = None
+    errors: dict[str, int] = Field(default_factory=dict)
+    unavailable: int = 0
+
+
+class BenchReport(Stored):
+    """What `invoke bench --output` writes and what a manifest keeps of a measurement (`compact`)."""
+
+    schema_version: int = Field(default=SCHEMA, alias="schema")
+    tool: str = "invoke bench"
+    label: str | None = None
+    created: str | None = None
+    target: BenchTarget = Field(default_factory=BenchTarget)
+    workload: MeasuredWorkload
+    plan: PlanRecord
+    client: ClientHost = Field(default_factory=ClientHost)
+    cold_start: ColdWait = Field(default_factory=ColdWait)
+    levels: list[Level]
+    path: str | None = Field(default=None, exclude=True)  # the file it was read from (load_report)
+
+    def compact(self) -> BenchReport:
+        """As a manifest stores it: every aggregate, no per-request records (those stay in --output files)."""
+        return self.model_copy(update={"levels": [lv.model_copy(update={"records": None}) for lv in self.levels],
+                                       "path": None})
+
+    def level(self, concurrency: int) -> Level | None:
+        return next((lv for lv in self.levels if lv.concurrency == concurrency), None)
+
+    def name(self, default: str) -> str:
+        return self.label or self.path or default
 
 
 # ---------------------------------------------------------------- per request
@@ -148,7 +319,7 @@ class Record:
     started: float  # perf_counter at send
     finished: float
     error: str | None = None  # EndpointError kind, "empty", or "client" (an unexpected exception)
-    message: str | None = None
+    message: str | None = Field(default=None, exclude_if=lambda v: v is None)  # only where the stream broke
     ttft: float | None = None
     tpot: float | None = None
     tokens: int = 0  # usage where reported, else chunks
@@ -164,19 +335,12 @@ class Record:
     def e2e(self) -> float:
         return self.finished - self.started
 
-    def to_dict(self, origin: float) -> dict:
-        return {
-            "t_s": _round(self.started - origin),
-            "error": self.error,
-            "ttft_s": _round(self.ttft),
-            "e2e_s": _round(self.e2e),
-            "tpot_s": _round(self.tpot),
-            "itl_mean_s": _round(sum(self.gaps) / len(self.gaps)) if self.gaps else None,
-            "itl_max_s": _round(max(self.gaps)) if self.gaps else None,
-            "tokens": self.tokens,
-            "chunks": self.chunks,
-            "usage_tokens": self.usage_tokens,
-        }
+    def to_record(self, origin: float) -> RequestRecord:
+        return RequestRecord(
+            t_s=_round(self.started - origin), error=self.error, ttft_s=_round(self.ttft), e2e_s=_round(self.e2e),
+            tpot_s=_round(self.tpot), itl_mean_s=_round(sum(self.gaps) / len(self.gaps)) if self.gaps else None,
+            itl_max_s=_round(max(self.gaps)) if self.gaps else None, tokens=self.tokens, chunks=self.chunks,
+            usage_tokens=self.usage_tokens)
 
 
 async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float, observe=None) -> Record:
@@ -230,14 +394,11 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-def summarize(values: list[float]) -> dict:
+def summarize(values: list[float]) -> Stats:
     """count, mean, min, p50, p90, p99, max (None when there are no values)."""
     v = sorted(x for x in values if x is not None)
-    out: dict = {"count": len(v), "mean": _round(sum(v) / len(v)) if v else None, "min": _round(v[0]) if v else None}
-    for q in PERCENTILES:
-        out[f"p{q}"] = _round(percentile(v, q))
-    out["max"] = _round(v[-1]) if v else None
-    return out
+    return Stats(count=len(v), mean=_round(sum(v) / len(v)) if v else None, min=_round(v[0]) if v else None,
+                 **{f"p{q}": _round(percentile(v, q)) for q in PERCENTILES}, max=_round(v[-1]) if v else None)
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
@@ -302,7 +463,7 @@ async def run_level(
     tags: Tags | None = None,
     observe=None, done: Callable[[], None] = lambda: None, sent: Callable[[dict], None] | None = None,
     objectives: Sequence[Target] | None = None,
-) -> dict:
+) -> Level:
     """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
     `done()` is called after each measured request (progress), `sent(payload)` with each measured request's body
     just before it goes out (`--write-requests`); `objectives` (all levels'): what goodput counts (None: no goodput)."""
@@ -370,21 +531,21 @@ def request_value(metric: str, r: Record) -> float | None:
     return None if value is None else value * scale
 
 
-def goodput(concurrency: int, records: list[Record], wall: float, objectives: Sequence[Target]) -> dict:
+def goodput(concurrency: int, records: list[Record], wall: float, objectives: Sequence[Target]) -> Goodput:
     """Successful requests of this level that met every per-request objective at this level, per second of the level."""
     applied = [t for t in objectives if t.concurrency == concurrency and t.metric.startswith(PER_REQUEST)]
     met = 0
     for r in records:
         if r.ok and all((v := request_value(t.metric, r)) is None or t.met_by(v) for t in applied):
             met += 1
-    return {"requests_per_s": _round(met / wall), "met": met, "sent": len(records),
-            "objectives": [f"{t.metric} {t.limit_text()}" for t in applied]}
+    return Goodput(requests_per_s=_round(met / wall), met=met, sent=len(records),
+                   objectives=[f"{t.metric} {t.limit_text()}" for t in applied])
 
 
 def aggregate(
     concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float, lags: list[float],
     mode: str, objectives: Sequence[Target] | None = None,
-) -> dict:
+) -> Level:
     ok = [r for r in records if r.ok]
     last = max((r.finished for r in records), default=ended)
     wall = max(last - t0, 1e-9)
@@ -398,48 +559,33 @@ def aggregate(
     lag_stats = summarize([x * 1000 for x in lags])
     busy_cpu = cpu / wall
     itl = [g for r in ok for g in r.gaps]
-    return {
-        "concurrency": concurrency,
-        "mode": mode,
-        "requests": {"sent": len(records), "ok": len(ok), "failed": len(records) - len(ok)},
-        "errors": dict(sorted(errors.items())),
-        "error_examples": examples,
-        "warmup": {"sent": len(warm), "ok": sum(r.ok for r in warm),
-                   "errors": dict(sorted(Counter(r.error for r in warm if not r.ok).items()))},
-        "wall_s": _round(wall),
-        "ttft_s": summarize([r.ttft for r in ok]),
-        "itl_s": summarize(itl),
-        "tpot_s": summarize([r.tpot for r in ok]),
-        "e2e_s": summarize([r.e2e for r in ok]),
-        "output_tokens": {
-            "total": tokens,
-            "chunks": chunks,
-            "per_request": summarize([r.tokens for r in ok]),
-            "from_usage": sum(r.usage_tokens is not None for r in ok),
-            "counted": sum(r.usage_tokens is None for r in ok),
-        },
-        "throughput": {
-            "output_tokens_per_s": _round(tokens / wall),
-            "requests_per_s": _round(len(ok) / wall),
-            "output_tokens_per_s_per_user": summarize([r.tokens / r.e2e for r in ok if r.e2e > 0]),
-        },
-        "goodput": None if objectives is None else goodput(concurrency, records, wall, objectives),
-        "client": {
-            "cpu_s": _round(cpu),
-            "cpu_utilization": _round(busy_cpu, 4),
-            "cpu_ms_per_request": _round(cpu * 1000 / len(records), 4) if records else None,
-            "cpu_us_per_chunk": _round(cpu * 1e6 / chunks, 3) if chunks else None,
-            "loop_lag_ms": lag_stats,
-            "busy": bool(busy_cpu > BUSY_CPU or (lag_stats["p50"] or 0) > BUSY_LAG * 1000),
-        },
-        "records": [r.to_dict(t0) for r in records],
-    }
+    return Level(
+        concurrency=concurrency, mode=mode,
+        requests=Requests(sent=len(records), ok=len(ok), failed=len(records) - len(ok)),
+        errors=dict(sorted(errors.items())), error_examples=examples,
+        warmup=WarmupCounts(sent=len(warm), ok=sum(r.ok for r in warm),
+                            errors=dict(sorted(Counter(r.error for r in warm if not r.ok).items()))),
+        wall_s=_round(wall), ttft_s=summarize([r.ttft for r in ok]), itl_s=summarize(itl),
+        tpot_s=summarize([r.tpot for r in ok]), e2e_s=summarize([r.e2e for r in ok]),
+        output_tokens=OutputTokens(total=tokens, chunks=chunks, per_request=summarize([r.tokens for r in ok]),
+                                   from_usage=sum(r.usage_tokens is not None for r in ok),
+                                   counted=sum(r.usage_tokens is None for r in ok)),
+        throughput=Throughput(output_tokens_per_s=_round(tokens / wall), requests_per_s=_round(len(ok) / wall),
+                              output_tokens_per_s_per_user=summarize([r.tokens / r.e2e for r in ok if r.e2e > 0])),
+        goodput=None if objectives is None else goodput(concurrency, records, wall, objectives),
+        client=ClientLoad(cpu_s=_round(cpu), cpu_utilization=_round(busy_cpu, 4),
+                          cpu_ms_per_request=_round(cpu * 1000 / len(records), 4) if records else None,
+                          cpu_us_per_chunk=_round(cpu * 1e6 / chunks, 3) if chunks else None, loop_lag_ms=lag_stats,
+                          busy=bool(busy_cpu > BUSY_CPU or (lag_stats.p50 or 0) > BUSY_LAG * 1000)),
+        records=[r.to_record(t0) for r in records],
+    )
 
 
 # ---------------------------------------------------------------- a run
 
 
-async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: dict[str, str], say=None) -> dict:
+async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: dict[str, str],
+                           say=None) -> ColdWait:
     """One short request, retried through a cold start (503, refused, timeout) like `smoke` does; with no cold start
     to wait out (`plan.cold_start_deadline` 0), one attempt that must answer within `plan.first_answer` seconds."""
     say = say or (lambda _msg: None)
@@ -468,17 +614,15 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
             raise StageError(STAGE, f"{url} did not answer a first request: {err}") from None
         # It answered but the stream broke (reset, malformed, error event, 5xx): measure and count those.
         outcome |= {"ready": False, "attempts": sum(errors.values()), "message": str(err)[:300]}
-    outcome["waited_s"] = _round(time.perf_counter() - started, 3)
-    outcome["errors"] = dict(sorted(errors.items()))
-    outcome["unavailable"] = errors.get("unavailable", 0)
-    return outcome
+    return ColdWait(**outcome, waited_s=_round(time.perf_counter() - started, 3), errors=dict(sorted(errors.items())),
+                    unavailable=errors["unavailable"])
 
 
 async def run_async(
     url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: dict | None = None,
     headers: dict[str, str] | None = None, say=None, progress: Progress = no_progress,
     sent: Callable[[int, dict], None] | None = None, objectives: Sequence[Target] | None = None,
-) -> dict:
+) -> BenchReport:
     """Every level of `plan` against `url`; `sent(concurrency, payload)` sees each measured request as it goes out;
     `objectives` (resolved, any level): each level's goodput counts the requests that met those at its level."""
     say = say or (lambda _msg: None)
@@ -498,27 +642,14 @@ async def run_async(
                 levels.append(await run_level(session, url, workload, plan, c, tags, done=advance,
                                               sent=(lambda payload, c=c: sent(c, payload)) if sent else None,
                                               objectives=objectives))
-    return {
-        "schema": SCHEMA,
-        "tool": "invoke bench",
-        "label": label,
-        "created": created,
-        "target": {"url": url, "model": workload.model} | (target or {}),
-        "workload": workload.to_dict(),
-        "plan": plan.to_dict(),
-        "client": {
-            "host": socket.gethostname(),
-            "python": platform.python_version(),
-            "aiohttp": aiohttp.__version__,
-            "cpu_count": os.cpu_count(),
-            "loop_lag_tick_ms": LAG_TICK * 1000,
-        },
-        "cold_start": cold,
-        "levels": levels,
-    }
+    return BenchReport(
+        label=label, created=created, target=BenchTarget(url=url, model=workload.model, **(target or {})),
+        workload=workload.to_record(), plan=plan.to_record(), cold_start=cold, levels=levels,
+        client=ClientHost(host=socket.gethostname(), python=platform.python_version(), aiohttp=aiohttp.__version__,
+                          cpu_count=os.cpu_count(), loop_lag_tick_ms=LAG_TICK * 1000))
 
 
-def run(url: str, workload: Workload, plan: Plan, **options) -> dict:
+def run(url: str, workload: Workload, plan: Plan, **options) -> BenchReport:
     return asyncio.run(run_async(url, workload, plan, **options))
 
 
@@ -547,38 +678,39 @@ def write_requests(payloads: list[dict], path: str | Path) -> Path:
 
 
 
-def write_json(report: dict, path: str | Path) -> Path:
+def write_json(report: BenchReport, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(report.to_data(), indent=2) + "\n")
     return path
 
 
-def load_report(path: str | Path) -> dict:
+def load_report(path: str | Path) -> BenchReport:
     """A bench report written by --output, checked to hold every figure `compare` reads: one line if not."""
     path = Path(path)
     try:
-        report = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"--compare: {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"--compare: {path} is not a bench JSON report ({type(exc).__name__}: {exc})") from None
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA or not isinstance(report.get("levels"), list):
-        found = report.get("schema") if isinstance(report, dict) else None
+    found = data.get("schema") if isinstance(data, dict) else None
+    if found != SCHEMA:
         raise ConfigError(f"--compare: {path} is not a bench report with schema {SCHEMA} (found schema {found!r})")
-    for i, level in enumerate(report["levels"]):
+    for i, level in enumerate(data["levels"] if isinstance(data.get("levels"), list) else []):
         if isinstance(level, dict) and (bad := _not_a_number(level, f"levels[{i}]")):
             where, value = bad
             raise ConfigError(f"--compare: {path}: {where} = {shown(value)}: not a number (an edited report?); "
                               "allowed: a report `invoke bench --output` wrote") from None
-        for name, get, *_ in COMPARED:
-            try:
-                level["concurrency"], get(level)
-            except (KeyError, TypeError, IndexError):
-                raise ConfigError(f"--compare: {path}: levels[{i}] has no {name} (a truncated or edited report?); "
-                                  "allowed: a report `invoke bench --output` wrote") from None
-    report.setdefault("_path", str(path))
-    return report
+    try:
+        report = BenchReport.read(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+        what = "is missing" if first["type"] == "missing" else f"is not valid ({first['msg']})"
+        raise ConfigError(f"--compare: {path}: {where} {what} (a truncated or edited report?); "
+                          "allowed: a report `invoke bench --output` wrote") from None
+    return report.model_copy(update={"path": str(path)})
 
 
 # The parts of a level `compare` computes with: every figure below them is a number (or null where none was measured).
@@ -621,23 +753,21 @@ def _num(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
     return "-" if x is None else f"{x * scale:.{digits}f}"
 
 
-def _trio(stats: dict, scale: float, digits: int) -> str:
-    return "/".join(_num(stats.get(f"p{q}"), scale, digits) for q in PERCENTILES)
+def _trio(stats: Stats, scale: float, digits: int) -> str:
+    return "/".join(_num(stats.at(q), scale, digits) for q in PERCENTILES)
 
 
 def _errors(errors: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in errors.items()) or "-"
 
 
-def describe(report: dict) -> str:
-    w, p, t = report["workload"], report["plan"], report["target"]
-    per_level = f"{p['duration_s']:g} s per level" if p.get(
-        "duration_s") else (f"{p['requests']} requests per level" if p.get("requests")
-                            else "default requests per level")
-    name = f"{report['label']}: " if report.get("label") else ""
-    return (f"{name}{t['url']}  model={t.get('model') or '-'}  prompt~{w['prompt_tokens']} tokens  "
-            f"max_tokens={w['max_tokens']}  {describe_sampling(w.get('sampling'))}  {per_level}  warm-up {p['warmup']} "
-            "round(s)")
+def describe(report: BenchReport) -> str:
+    w, p = report.workload, report.plan
+    per_level = (f"{p.duration_s:g} s per level" if p.duration_s else
+                 f"{p.requests} requests per level" if p.requests else "default requests per level")
+    name = f"{report.label}: " if report.label else ""
+    return (f"{name}{report.target.url}  model={report.target.model or '-'}  prompt~{w.prompt_tokens} tokens  "
+            f"max_tokens={w.max_tokens}  {describe_sampling(w.sampling)}  {per_level}  warm-up {p.warmup} round(s)")
 
 
 def describe_sampling(sampling: dict | None) -> str:
@@ -647,46 +777,37 @@ def describe_sampling(sampling: dict | None) -> str:
     return " ".join(f"{k}={'server' if v is None else format(v, 'g')}" for k, v in sampling.items())
 
 
-def render_table(report: dict) -> str:
+def render_table(report: BenchReport) -> str:
     header = ["conc", "ok/sent", "errors", "TTFT ms p50/p90/p99", "ITL ms p50/p90/p99", "TPOT ms p50",
-              "E2E s p50/p90/p99",
-              "tok/s/user p50", "tok/s total", "req/s", "goodput req/s", "loop lag ms p99", "CPU ms/req"]
+              "E2E s p50/p90/p99", "tok/s/user p50", "tok/s total", "req/s", "goodput req/s", "loop lag ms p99",
+              "CPU ms/req"]
     rows = []
-    for lv in report["levels"]:
-        rq, c = lv["requests"], lv["client"]
+    for lv in report.levels:
+        rq, c, tp = lv.requests, lv.client, lv.throughput
         rows.append([
-            str(lv["concurrency"]),
-            f"{rq['ok']}/{rq['sent']}",
-            _errors(lv["errors"]),
-            _trio(lv["ttft_s"], 1000, 1),
-            _trio(lv["itl_s"], 1000, 2),
-            _num(lv["tpot_s"]["p50"], 1000, 2),
-            _trio(lv["e2e_s"], 1, 3),
-            _num(lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, 1),
-            _num(lv["throughput"]["output_tokens_per_s"], 1, 1),
-            _num(lv["throughput"]["requests_per_s"], 1, 2),
-            _num((lv.get("goodput") or {}).get("requests_per_s"), 1, 2),
-            _num(c["loop_lag_ms"]["p99"], 1, 2),
-            _num(c["cpu_ms_per_request"], 1, 2) + (" busy!" if c["busy"] else ""),
+            str(lv.concurrency), f"{rq.ok}/{rq.sent}", _errors(lv.errors), _trio(lv.ttft_s, 1000, 1),
+            _trio(lv.itl_s, 1000, 2), _num(lv.tpot_s.p50, 1000, 2), _trio(lv.e2e_s, 1, 3),
+            _num(tp.output_tokens_per_s_per_user.p50, 1, 1), _num(tp.output_tokens_per_s, 1, 1),
+            _num(tp.requests_per_s, 1, 2), _num(lv.goodput.requests_per_s if lv.goodput else None, 1, 2),
+            _num(c.loop_lag_ms.p99, 1, 2), _num(c.cpu_ms_per_request, 1, 2) + (" busy!" if c.busy else ""),
         ])
     lines = [describe(report), _table(header, rows, right=set(range(1, len(header))) - {2})]
     notes = []
-    cold = report.get("cold_start") or {}
-    if cold.get("errors"):
-        notes.append(f"cold start: waited {cold.get('waited_s', 0):g} s ({_errors(cold['errors'])}; 503s here are not "
-                     "level errors)")
-    for lv in report["levels"]:
-        if good := lv.get("goodput"):
-            counted = (f"met {', '.join(good['objectives'])}" if good["objectives"]
+    cold = report.cold_start
+    if cold.errors:
+        notes.append(f"cold start: waited {cold.waited_s or 0:g} s ({_errors(cold.errors)}; 503s here are not level "
+                     "errors)")
+    for lv in report.levels:
+        if good := lv.goodput:
+            counted = (f"met {', '.join(good.objectives)}" if good.objectives
                        else "answered (no per-request objective at this level)")
-            notes.append(f"goodput at concurrency {lv['concurrency']}: {good['met']} of {good['sent']} requests "
-                         f"{counted}")
-        for kind, message in lv.get("error_examples", {}).items():
-            notes.append(f"concurrency {lv['concurrency']} {kind}: {message}")
-        if lv["client"]["busy"]:
-            notes.append(f"concurrency {lv['concurrency']}: the client was busy (CPU "
-                         f"{lv['client']['cpu_utilization']:.0%} of a core, loop lag p50 "
-                         f"{_num(lv['client']['loop_lag_ms']['p50'], 1, 2)} ms): its latencies may be inflated")
+            notes.append(f"goodput at concurrency {lv.concurrency}: {good.met} of {good.sent} requests {counted}")
+        for kind, message in lv.error_examples.items():
+            notes.append(f"concurrency {lv.concurrency} {kind}: {message}")
+        if lv.client.busy:
+            notes.append(f"concurrency {lv.concurrency}: the client was busy (CPU {lv.client.cpu_utilization:.0%} of a "
+                         f"core, loop lag p50 {_num(lv.client.loop_lag_ms.p50, 1, 2)} ms): its latencies may be "
+                         "inflated")
     if notes:  # below the table, after a blank line: never read as more of its rows
         lines += ["", *notes]
     return "\n".join(lines)
@@ -695,17 +816,17 @@ def render_table(report: dict) -> str:
 # (label, how to read it from a level, digits, True when higher is better, the per-request record field and
 # percentile whose confidence interval is the run's own noise, where the report keeps its records)
 COMPARED = [
-    ("TTFT p50 ms", lambda lv: _ms(lv["ttft_s"]["p50"]), 1, False, ("ttft_s", 0.50)),
-    ("TTFT p99 ms", lambda lv: _ms(lv["ttft_s"]["p99"]), 1, False, ("ttft_s", 0.99)),
-    ("ITL p50 ms", lambda lv: _ms(lv["itl_s"]["p50"]), 2, False, None),
-    ("ITL p99 ms", lambda lv: _ms(lv["itl_s"]["p99"]), 2, False, None),
-    ("TPOT p50 ms", lambda lv: _ms(lv["tpot_s"]["p50"]), 2, False, ("tpot_s", 0.50)),
-    ("E2E p50 s", lambda lv: lv["e2e_s"]["p50"], 3, False, None),
-    ("E2E p99 s", lambda lv: lv["e2e_s"]["p99"], 3, False, None),
-    ("tok/s/user p50", lambda lv: lv["throughput"]["output_tokens_per_s_per_user"]["p50"], 1, True, None),
-    ("tok/s total", lambda lv: lv["throughput"]["output_tokens_per_s"], 1, True, None),
-    ("req/s", lambda lv: lv["throughput"]["requests_per_s"], 2, True, None),
-    ("errors", lambda lv: lv["requests"]["failed"], 0, False, None),
+    ("TTFT p50 ms", lambda lv: _ms(lv.ttft_s.p50), 1, False, ("ttft_s", 0.50)),
+    ("TTFT p99 ms", lambda lv: _ms(lv.ttft_s.p99), 1, False, ("ttft_s", 0.99)),
+    ("ITL p50 ms", lambda lv: _ms(lv.itl_s.p50), 2, False, None),
+    ("ITL p99 ms", lambda lv: _ms(lv.itl_s.p99), 2, False, None),
+    ("TPOT p50 ms", lambda lv: _ms(lv.tpot_s.p50), 2, False, ("tpot_s", 0.50)),
+    ("E2E p50 s", lambda lv: lv.e2e_s.p50, 3, False, None),
+    ("E2E p99 s", lambda lv: lv.e2e_s.p99, 3, False, None),
+    ("tok/s/user p50", lambda lv: lv.throughput.output_tokens_per_s_per_user.p50, 1, True, None),
+    ("tok/s total", lambda lv: lv.throughput.output_tokens_per_s, 1, True, None),
+    ("req/s", lambda lv: lv.throughput.requests_per_s, 2, True, None),
+    ("errors", lambda lv: lv.requests.failed, 0, False, None),
 ]
 # A change is "better" or "worse" only beyond this share of A and beyond the noise the two runs show themselves:
 # each percentile's 95% confidence interval from the run's own requests (order statistics), and, for times in
@@ -729,37 +850,60 @@ def percentile_noise(values: list[float], q: float) -> float | None:
     return (values[hi] - values[lo]) / 2
 
 
-def _noise(level: dict, name: str, record: tuple[str, float] | None) -> float:
+def _noise(level: Level, name: str, record: tuple[str, float] | None) -> float:
     """This level's own noise for a metric, in the metric's unit (0 where the report cannot say)."""
     noise = 0.0
-    if record and level.get("records"):
+    if record and level.records:
         field, q = record
-        found = percentile_noise([r[field] for r in level["records"] if r.get(field) is not None], q)
+        found = percentile_noise([v for r in level.records if (v := getattr(r, field)) is not None], q)
         noise = max(noise, (found or 0.0) * (1000 if name.endswith(" ms") else 1))
-    if name.endswith(" ms") and (lag := ((level.get("client") or {}).get("loop_lag_ms") or {}).get("p99")):
+    if name.endswith(" ms") and (lag := level.client.loop_lag_ms.p99):
         noise = max(noise, lag)
     return noise
 
 
-def compare(a: dict, b: dict) -> dict:
+class ComparedRow(Stored):
+    concurrency: int
+    metric: str
+    a: float | None
+    b: float | None
+    ratio: float | None
+    noise: float | None
+    verdict: str
+    digits: int
+
+
+class Comparison(Stored):
+    """B relative to A (`invoke bench --compare --json`); `warnings` where the two were not measured alike."""
+
+    a: str
+    b: str
+    rows: list[ComparedRow]
+    threshold: float = THRESHOLD
+    only_a: list[int] = Field(default_factory=list)
+    only_b: list[int] = Field(default_factory=list)
+    warnings: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+def compare(a: BenchReport, b: BenchReport) -> Comparison:
     """B relative to A for every metric at every concurrency both reports measured, each change judged against
     THRESHOLD and the runs' own noise."""
-    by_c = {lv["concurrency"]: lv for lv in b["levels"]}
+    by_c = {lv.concurrency: lv for lv in b.levels}
+    in_a = {lv.concurrency for lv in a.levels}
     rows = []
-    for la in a["levels"]:
-        lb = by_c.get(la["concurrency"])
+    for la in a.levels:
+        lb = by_c.get(la.concurrency)
         if lb is None:
             continue
         for name, get, digits, higher_better, record in COMPARED:
             va, vb = get(la), get(lb)
             ratio = vb / va if va not in (None, 0) and vb is not None else None
             noise = _noise(la, name, record) + _noise(lb, name, record)
-            rows.append({"concurrency": la["concurrency"], "metric": name, "a": va, "b": vb, "ratio": _round(ratio, 4),
-                         "noise": _round(noise, 4), "verdict": _verdict(va, vb, higher_better, noise),
-                         "digits": digits})
-    return {"a": _name(a, "A"), "b": _name(b, "B"), "rows": rows, "threshold": THRESHOLD,
-            "only_a": sorted({lv["concurrency"] for lv in a["levels"]} - set(by_c)),
-            "only_b": sorted(set(by_c) - {lv["concurrency"] for lv in a["levels"]})}
+            rows.append(ComparedRow(concurrency=la.concurrency, metric=name, a=va, b=vb, ratio=_round(ratio, 4),
+                                    noise=_round(noise, 4), verdict=_verdict(va, vb, higher_better, noise),
+                                    digits=digits))
+    return Comparison(a=a.name("A"), b=b.name("B"), rows=rows, only_a=sorted(in_a - set(by_c)),
+                      only_b=sorted(set(by_c) - in_a))
 
 
 def _verdict(a: float | None, b: float | None, higher_better: bool, noise: float = 0.0) -> str:
@@ -772,23 +916,18 @@ def _verdict(a: float | None, b: float | None, higher_better: bool, noise: float
     return "better" if (b > a) == higher_better else "worse"
 
 
-def _name(report: dict, default: str) -> str:
-    return report.get("label") or report.get("_path") or default
-
-
-def render_compare(comparison: dict) -> str:
+def render_compare(comparison: Comparison) -> str:
     header = ["conc", "metric", "A", "B", "B/A", "B is", "noise ±"]
-    rows = [[str(r["concurrency"]), r["metric"], _num(r["a"], 1, r["digits"]), _num(r["b"], 1, r["digits"]),
-             "-" if r["ratio"] is None else f"x{r['ratio']:.3f}", r["verdict"],
-             _num(r.get("noise") or None, 1, r["digits"])] for r in comparison["rows"]]
-    lines = [f"A = {comparison['a']}", f"B = {comparison['b']}", _table(header, rows, right={0, 2, 3, 4, 6}),
-             f"'same': within {comparison.get('threshold', THRESHOLD):.0%} of A or within the runs' own noise "
+    rows = [[str(r.concurrency), r.metric, _num(r.a, 1, r.digits), _num(r.b, 1, r.digits),
+             "-" if r.ratio is None else f"x{r.ratio:.3f}", r.verdict, _num(r.noise or None, 1, r.digits)]
+            for r in comparison.rows]
+    lines = [f"A = {comparison.a}", f"B = {comparison.b}", _table(header, rows, right={0, 2, 3, 4, 6}),
+             f"'same': within {comparison.threshold:.0%} of A or within the runs' own noise "
              "(percentile confidence intervals from their requests; the client's loop lag p99 for times)"]
-    for side in ("a", "b"):
-        if comparison[f"only_{side}"]:
-            lines.append(f"only in {side.upper()}: concurrency {', '.join(map(str, comparison[f'only_{side}']))} (not "
-                         "compared)")
-    if not comparison["rows"]:
+    for side, only in (("A", comparison.only_a), ("B", comparison.only_b)):
+        if only:
+            lines.append(f"only in {side}: concurrency {', '.join(map(str, only))} (not compared)")
+    if not comparison.rows:
         lines.append("the two reports share no concurrency level: nothing to compare")
     return "\n".join(lines)
 
@@ -796,7 +935,7 @@ def render_compare(comparison: dict) -> str:
 # ---------------------------------------------------------------- plot
 
 
-def plot(reports: list[dict], path: str | Path) -> Path:
+def plot(reports: list[BenchReport], path: str | Path) -> Path:
     """One PNG: TTFT, ITL and E2E percentiles and throughput against concurrency, one colour per report."""
     import matplotlib
 
@@ -814,19 +953,19 @@ def plot(reports: list[dict], path: str | Path) -> Path:
     ticks: set[int] = set()
     for i, report in enumerate(reports):
         colour = colours[i % len(colours)]
-        name = _name(report, f"run {i + 1}")
-        levels = sorted(report["levels"], key=lambda lv: lv["concurrency"])
-        xs = [lv["concurrency"] for lv in levels]
+        name = report.name(f"run {i + 1}")
+        levels = sorted(report.levels, key=lambda lv: lv.concurrency)
+        xs = [lv.concurrency for lv in levels]
         ticks.update(xs)
         for ax, key, scale, _title in panels:
             for q, style in styles.items():
-                ys = [None if lv[key][f"p{q}"] is None else lv[key][f"p{q}"] * scale for lv in levels]
+                ys = [None if (v := getattr(lv, key).at(q)) is None else v * scale for lv in levels]
                 ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o", color=colour,
                         label=f"{name} p{q}")
         ax = axes[1][1]
-        ax.plot(xs, [lv["throughput"]["output_tokens_per_s"] for lv in levels], "-", marker="o", color=colour,
+        ax.plot(xs, [lv.throughput.output_tokens_per_s for lv in levels], "-", marker="o", color=colour,
                 label=f"{name} total")
-        ax.plot(xs, [lv["throughput"]["output_tokens_per_s_per_user"]["p50"] or math.nan for lv in levels], "--",
+        ax.plot(xs, [lv.throughput.output_tokens_per_s_per_user.p50 or math.nan for lv in levels], "--",
                 marker="s", color=colour, label=f"{name} per user p50")
     for ax, _key, _scale, title in panels:
         ax.set_title(title)
@@ -840,8 +979,8 @@ def plot(reports: list[dict], path: str | Path) -> Path:
         ax.set_xlabel("concurrent streams")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(" vs ".join(describe(r) if len(reports) == 1 else _name(r, f"run {i + 1}") for i,
-                             r in enumerate(reports)),
+    fig.suptitle(" vs ".join(describe(r) if len(reports) == 1 else r.name(f"run {i + 1}")
+                             for i, r in enumerate(reports)),
                  fontsize="medium")
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)

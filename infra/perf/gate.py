@@ -11,7 +11,6 @@ stages/promote.py decides what to do with the verdict.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import os
 import socket
@@ -19,16 +18,22 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from infra.control import objectives
 from infra.control.objectives import Target
-from infra.perf import bench, ledger, smoketest
+from infra.perf import bench, smoketest
 from infra.runtime import lifecycle
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
+from infra.runtime.model import Stored
 from infra.runtime.recipes.base import GateWorkload
 from infra.runtime.secrets import scrub
+
+if TYPE_CHECKING:
+    from infra.perf.releases import Release
 
 PASS, MISS, REGRESSED, NO_BASELINE = "pass", "miss objective", "beyond regression budget", "no baseline"
 FAILING = (MISS, REGRESSED)
@@ -70,12 +75,12 @@ def measure(
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE, label: str | None = None,
     target: dict | None = None, headers: dict[str, str] | None = None, say=None,
     progress: bench.Progress = bench.no_progress,
-) -> dict:
+) -> bench.BenchReport:
     """Run the gate workload against `url`; the compact report (what the manifest keeps)."""
     w, plan = bench_inputs(workload, model=model, target_concurrency=target_concurrency, targets=targets,
                            cold_start_deadline=cold_start_deadline)
-    return ledger.compact(bench.run(url, w, plan, label=label, target=target, headers=headers, say=say,
-                                    progress=progress, objectives=tuple(targets)))
+    return bench.run(url, w, plan, label=label, target=target, headers=headers, say=say, progress=progress,
+                     objectives=tuple(targets)).compact()
 
 
 # ---------------------------------------------------------------- the verdict
@@ -97,12 +102,41 @@ class Row:
                 self.target.limit_text(), spec.format(self.measured), spec.format(self.baseline), change,
                 self.verdict + (f" ({self.note})" if self.note else "")]
 
-    def to_dict(self) -> dict:
+    def to_record(self) -> GateRow:
         t = self.target
-        return {"metric": t.metric, "level": t.written_level, "concurrency": t.concurrency, "limit": t.limit,
-                "direction": t.spec.limit_key, "unit": t.spec.unit, "implicit": t.implicit, "measured": self.measured,
-                "baseline": self.baseline, "change": None if self.change is None else round(self.change, 4),
-                "verdict": self.verdict, "note": self.note}
+        return GateRow(metric=t.metric, level=t.written_level, concurrency=t.concurrency, limit=t.limit,
+                       direction=t.spec.limit_key, unit=t.spec.unit, implicit=t.implicit, measured=self.measured,
+                       baseline=self.baseline, change=None if self.change is None else round(self.change, 4),
+                       verdict=self.verdict, note=self.note)
+
+
+class GateRow(Stored):
+    """One objective as the manifest keeps it (`GateEvaluation.rows`)."""
+
+    metric: str
+    level: int | str | None = None  # as the objective was written: a concurrency or "target"
+    concurrency: int
+    limit: float
+    direction: str  # "max" or "min"
+    unit: str
+    implicit: bool = False
+    measured: float | None
+    baseline: float | None
+    change: float | None
+    verdict: str
+    note: str = ""
+
+
+class GateEvaluation(Stored):
+    """The gate's table as data: the verdict, each objective's row, why it was refused, what else to know."""
+
+    verdict: str
+    regression_budget: float
+    measured: str
+    baseline: str | None
+    rows: list[GateRow]
+    reasons: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,33 +156,30 @@ class Evaluation:
     def verdict(self) -> str:
         return PASSED if self.passed else REFUSED
 
-    def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "regression_budget": self.regression_budget, "measured": self.measured_label,
-                "baseline": self.baseline_label, "rows": [r.to_dict() for r in self.rows],
-                "reasons": list(self.reasons),
-                "notes": list(self.notes)}
-
-
-def _comparable(workload: dict) -> dict:
-    return {k: v for k, v in (workload or {}).items() if k != "model"}  # a fine-tune swap is still the same workload
+    def to_record(self) -> GateEvaluation:
+        return GateEvaluation(verdict=self.verdict, regression_budget=self.regression_budget,
+                              measured=self.measured_label, baseline=self.baseline_label,
+                              rows=[r.to_record() for r in self.rows], reasons=list(self.reasons),
+                              notes=list(self.notes))
 
 
 def evaluate(
-    targets: Sequence[Target], measurement: dict, baseline: dict | None = None, *, regression_budget: float,
+    targets: Sequence[Target], measurement: bench.BenchReport, baseline: bench.BenchReport | None = None, *,
+    regression_budget: float,
     measured_label: str | None = None, baseline_label: str | None = None,
 ) -> Evaluation:
     """Hold a bench report to the objectives and, where a baseline report is given, to the regression budget."""
     notes: list[str] = []
     if baseline is not None:
-        was, now = _comparable(baseline.get("workload")), _comparable(measurement.get("workload"))
+        was, now = baseline.workload.comparable(), measurement.workload.comparable()
         if was != now:
             diff = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now))
                              if was.get(k) != now.get(k))
             notes.append(f"baseline{' ' + baseline_label if baseline_label else ''} was measured with another workload "
                          f"({diff}): not compared, objectives only")
             baseline = None
-    measured_levels = {lv["concurrency"]: lv for lv in measurement["levels"]}
-    baseline_levels = {lv["concurrency"]: lv for lv in baseline["levels"]} if baseline else {}
+    measured_levels = {lv.concurrency: lv for lv in measurement.levels}
+    baseline_levels = {lv.concurrency: lv for lv in baseline.levels} if baseline else {}
 
     checks = list(targets)
     explicit = {t.concurrency for t in checks if t.metric == "error_rate"}
@@ -189,13 +220,12 @@ def evaluate(
         notes.append("no baseline: the target's current release has no measurement of this workload; "
                      "objectives only, the regression budget was not applied")
     for c, lv in sorted(measured_levels.items()):
-        if lv.get("client", {}).get("busy"):
+        if lv.client.busy:
             notes.append(f"concurrency {c}: the measuring client was busy; its latencies may be inflated")
-    cold = measurement.get("cold_start") or {}
-    if cold.get("errors"):
-        notes.append(f"waited {cold.get('waited_s', 0):g} s for the endpoint before measuring (cold start; not "
-                     "counted)")
-    return Evaluation(tuple(rows), regression_budget, measured_label or ledger.measured_where(measurement),
+    if measurement.cold_start.errors:
+        notes.append(f"waited {measurement.cold_start.waited_s or 0:g} s for the endpoint before measuring "
+                     "(cold start; not counted)")
+    return Evaluation(tuple(rows), regression_budget, measured_label or measurement.target.where(),
                       baseline_label if baseline is not None else None, tuple(reasons), tuple(notes))
 
 
@@ -204,24 +234,20 @@ def _worse_beyond(change: float, higher_is_better: bool, budget: float) -> bool:
     return (-change if higher_is_better else change) > budget + 1e-9
 
 
-def _errors(level: dict) -> str:
-    rq = level["requests"]
-    kinds = ", ".join(f"{k} {v}" for k, v in level.get("errors", {}).items())
-    return f"{rq['failed']} of {rq['sent']} failed" + (f": {kinds}" if kinds else "")
+def _errors(level: bench.Level) -> str:
+    kinds = ", ".join(f"{k} {v}" for k, v in level.errors.items())
+    return f"{level.requests.failed} of {level.requests.sent} failed" + (f": {kinds}" if kinds else "")
 
 
-def baseline_from(release: Any) -> tuple[dict, str] | None:
+def baseline_from(release: Release | None) -> tuple[bench.BenchReport, str] | None:
     """The baseline a candidate is compared with: the target's current release's gate measurement, else its own."""
     if release is None:
         return None
-    rid, version = ledger.release_field(release, "release_id"), ledger.release_field(release, "version")
-    name = f"{rid} (v{version})" if version else str(rid)
-    gate = ledger.release_field(release, "gate") or {}
-    if gate.get("measurement"):
-        return gate["measurement"], f"{name}, measured by its own gate on {ledger.measured_where(gate['measurement'])}"
-    own = ledger.release_field(release, "measurement")
-    if own:
-        return own, f"{name}, measured on {ledger.measured_where(own)} while serving (not like for like)"
+    name = f"{release.release_id} (v{release.version})" if release.version else release.release_id
+    if release.gate and (gated := release.gate.measurement):
+        return gated, f"{name}, measured by its own gate on {gated.target.where()}"
+    if own := release.measurement:
+        return own, f"{name}, measured on {own.target.where()} while serving (not like for like)"
     return None
 
 
@@ -282,8 +308,7 @@ def write_job_summary(markdown: str, environ: Mapping[str, str] | None = None) -
 # ---------------------------------------------------------------- --skip-gate
 
 
-@dataclass(frozen=True)
-class Override:
+class Override(Stored):
     """Who skipped the gate, from where, when and why: recorded in the promoted release's manifest."""
 
     reason: str
@@ -293,14 +318,6 @@ class Override:
     github_workflow: str | None = None
     github_run_id: str | None = None
     github_run_url: str | None = None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Override:
-        """From a manifest's `gate.override` (for `invoke status`: `Override.from_dict(...).line()`)."""
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
     def line(self) -> str:
         ci = ""
@@ -354,25 +371,37 @@ def _local_user() -> str:
 # ---------------------------------------------------------------- the manifest record
 
 
-def record(*, evaluation: Evaluation | None = None, measurement: dict | None = None,
-           override: Override | None = None) -> dict:
+class GateRecord(Stored):
     """The promoted release's `gate` field: the verdict, the (compact) measurement, the table as data, or the
-    override."""
+    override that skipped it. A rollback entry keeps the one of the release it returns to."""
+
+    verdict: str  # passed | refused | skipped
+    override: Override | None = None
+    measurement: bench.BenchReport | None = None
+    evaluation: GateEvaluation | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.verdict == SKIPPED
+
+
+def record(*, evaluation: Evaluation | None = None, measurement: bench.BenchReport | None = None,
+           override: Override | None = None) -> GateRecord:
+    """The promoted release's `gate` field (GateRecord)."""
+    compact = measurement.compact() if measurement else None
     if override is not None:
-        return {"verdict": SKIPPED, "override": override.to_dict(),
-                "measurement": ledger.compact(measurement) if measurement else None,
-                "evaluation": evaluation.to_dict() if evaluation else None}
-    if evaluation is None or measurement is None:
+        return GateRecord(verdict=SKIPPED, override=override, measurement=compact,
+                          evaluation=evaluation.to_record() if evaluation else None)
+    if evaluation is None or compact is None:
         raise ValueError("a gate record needs an evaluation and its measurement, or an override")
-    return {"verdict": evaluation.verdict, "override": None, "measurement": ledger.compact(measurement),
-            "evaluation": evaluation.to_dict()}
+    return GateRecord(verdict=evaluation.verdict, measurement=compact, evaluation=evaluation.to_record())
 
 
 # ---------------------------------------------------------------- one promotion
 
 
 def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: dict, targets: Sequence[Target] = (),
-                    say=None, progress: bench.Progress = bench.no_progress) -> dict:
+                    say=None, progress: bench.Progress = bench.no_progress) -> bench.BenchReport:
     """The recipe's gate workload against `url`, an endpoint serving `d`'s recipe (cold-start wait: a full start)."""
     r = d.recipe
     return measure(url, r.gate_workload, model=r.model, target_concurrency=r.target_concurrency, targets=targets,
@@ -380,9 +409,9 @@ def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: 
                    headers=headers, say=say, progress=progress)
 
 
-def check(settings: objectives.Gate, d: Deployment, url: str, current: Any, *, headers: dict[str, str], where: dict,
-          title: str, say, environ: Mapping[str, str] | None = None,
-          progress: bench.Progress = bench.no_progress) -> tuple[Evaluation, dict]:
+def check(settings: objectives.Gate, d: Deployment, url: str, current: Release | None, *, headers: dict[str, str],
+          where: dict, title: str, say, environ: Mapping[str, str] | None = None,
+          progress: bench.Progress = bench.no_progress) -> tuple[Evaluation, GateRecord]:
     """A promotion's gate: measure the candidate at `url` (the source environment's endpoint, with `headers`, the
     credentials that belong there), hold it to the objectives and to the regression budget against `current` (the
     target's current release, or None), print the table, add it to the job summary; the evaluation and the record."""
@@ -390,14 +419,14 @@ def check(settings: objectives.Gate, d: Deployment, url: str, current: Any, *, h
     measurement = measure_release(d, url, headers=headers, where=where, targets=targets, say=say, progress=progress)
     found = baseline_from(current)
     ev = evaluate(targets, measurement, found[0] if found else None, regression_budget=settings.regression_budget,
-                  measured_label=f"{where.get('release_id')} on {ledger.measured_where(measurement)}",
+                  measured_label=f"{where.get('release_id')} on {measurement.target.where()}",
                   baseline_label=found[1] if found else None)
     say(render_text(ev, title))
     write_job_summary(render_markdown(ev, title), environ)
     return ev, record(evaluation=ev, measurement=measurement)
 
 
-def skip(override: Override, title: str, *, say, environ: Mapping[str, str] | None = None) -> dict:
+def skip(override: Override, title: str, *, say, environ: Mapping[str, str] | None = None) -> GateRecord:
     """`--skip-gate`: say who skipped it and why, add that to the job summary; the record."""
     say(f"{title}: {override.line()}")
     write_job_summary(f"### ⚠️ Promotion gate skipped: {_md(title)}\n\n{_md(override.line())}\n", environ)

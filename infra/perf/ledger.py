@@ -24,30 +24,27 @@ That is the price of a busy replica; idle warm replicas cost more per token
 the tokens at the billed hourly cost too. `compare_releases` puts two recorded
 releases through `infra.perf.bench.compare`, as `invoke bench --compare` does two files.
 
-Releases are read as mappings (the manifest's JSON) or as Release objects: the
-fields read here are named in one place each (`release_field`, `hardware_of`).
+Releases are `infra.perf.releases.Release` records, read by attribute; a manifest's older layouts are upgraded
+where it is read (`Release`), so nothing here decodes one.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from pydantic import ValidationError
 
 from infra.control import bake_policy, costs
-from infra.control.bake_policy import Bake
 from infra.control.objectives import METRICS
 from infra.perf import bench
+from infra.perf.bench import BenchReport, Comparison
+from infra.perf.releases import Release
 from infra.runtime import schedule
-from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
+from infra.runtime.timeline import StartSummary
 
 # infra/releases.new_release_id: r<UTC date>-<UTC time>-<6 hex> (tests/test_ledger.py keeps the two in step).
 RELEASE_ID_RE = re.compile(r"r\d{8}-\d{6}-[0-9a-f]{6}")
@@ -61,64 +58,22 @@ def is_release_id(text: str) -> bool:
     return bool(RELEASE_ID_RE.fullmatch(text.strip()))
 
 
-def release_field(release: Any, name: str) -> Any:
-    """A field of a release given as a manifest mapping or as a Release object (None when it has none)."""
-    if isinstance(release, Mapping):
-        return release.get(name)
-    return getattr(release, name, None)
-
-
-def compact(report: dict) -> dict:
-    """A bench report as a manifest stores it: every aggregate, no per-request records (those stay in --json files)."""
-    out = copy.deepcopy(report)
-    out.pop("_path", None)
-    for level in out.get("levels", []):
-        level.pop("records", None)
-    return out
-
-
-def measured_where(measurement: dict) -> str:
-    t = measurement.get("target") or {}
-    return t.get("env") or t.get("url") or "?"
-
-
-def measurement_of(release: Any) -> tuple[dict, str] | None:
+def measurement_of(release: Release) -> tuple[BenchReport, str] | None:
     """The release's measurement for the ledger, and where it was taken: its own environment's first, else its
     gate's."""
-    own = release_field(release, "measurement")
-    if own:
-        return own, f"on {measured_where(own)}"
-    gate = release_field(release, "gate") or {}
-    if gate.get("measurement"):
-        return gate["measurement"], f"gate on {measured_where(gate['measurement'])}"
+    if own := release.measurement:
+        return own, f"on {own.target.where()}"
+    if release.gate and (gated := release.gate.measurement):
+        return gated, f"gate on {gated.target.where()}"
     return None
 
 
-def hardware_of(release: Any) -> tuple[str, int, int]:
-    """(gpu_type, gpu_count, target_concurrency) of the deployment a release ran; the one place that reads them.
-
-    A manifest's `deployment` nests the resolved recipe (`deployment.recipe.gpu_type`); entries recorded
-    before that change keep the flat layout (`deployment.gpu_type`, `recipe` a name), and the ledger reads
-    a whole history, so both are read.
-    """
-    r = _recipe_of(release)
-    return r["gpu_type"], int(r["gpu_count"]), int(r["target_concurrency"])
-
-
-def container_of(release: Any) -> costs.Container:
-    """What Modal billed one of the release's server containers for: its GPUs, CPU and memory requests (absent in
-    releases recorded before recipes made them: Modal's defaults, which is what those deployed) and its region."""
-    d = release_field(release, "deployment") or {}
-    r = _recipe_of(release)
-    region = (d.get("placement") or {}).get("compute_region") if isinstance(d.get("placement"), Mapping) \
-        else d.get("compute_region")
-    return costs.Container.of({"gpu": f"{r['gpu_type']}:{int(r['gpu_count'])}", "cpu": r.get("cpu"),
-                               "memory": r.get("memory"), "compute_region": region})
-
-
-def _recipe_of(release: Any) -> Mapping[str, Any]:
-    d = release_field(release, "deployment") or {}
-    return d["recipe"] if isinstance(d.get("recipe"), Mapping) else d
+def container_of(release: Release) -> costs.Container:
+    """What Modal billed one of the release's server containers for: its GPUs, CPU and memory requests (Modal's
+    defaults where the recipe made none, as in releases recorded before recipes did) and its region."""
+    r, placement = release.deployment.recipe, release.deployment.placement
+    return costs.Container.of({"gpu": r.gpu, "cpu": r.cpu, "memory": r.memory,
+                               "compute_region": placement.compute_region})
 
 
 # ---------------------------------------------------------------- cost and summary
@@ -213,75 +168,61 @@ def _round(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def performance(measurement: dict, *, target_concurrency: int, hourly: costs.Hourly,
+def performance(measurement: BenchReport, *, target_concurrency: int, hourly: costs.Hourly,
                 measured_on: str | None = None) -> Performance:
     """Summarise a bench report (full or compact), priced at `hourly`, one replica's cost (infra/control/costs.py)."""
-    levels = tuple(
-        LevelFigures(lv["concurrency"], lv["requests"]["sent"], {m: METRICS[m].read(lv) for m, _ in FIGURES})
-        for lv in sorted(measurement["levels"], key=lambda lv: lv["concurrency"])
-    )
-    return Performance(measured_on or f"on {measured_where(measurement)}", measurement.get("created"),
-                       target_concurrency,
+    levels = tuple(LevelFigures(lv.concurrency, lv.requests.sent, {m: METRICS[m].read(lv) for m, _ in FIGURES})
+                   for lv in sorted(measurement.levels, key=lambda lv: lv.concurrency))
+    return Performance(measured_on or f"on {measurement.target.where()}", measurement.created, target_concurrency,
                        levels, hourly)
 
 
-def priced(release: Any, rates: costs.Rates) -> Performance | None:
+def priced(release: Release, rates: costs.Rates) -> Performance | None:
     """The release's measurement summarised and priced at `rates` for the containers it ran, or None if unmeasured."""
     found = measurement_of(release)
     if found is None:
         return None
-    _, _, target_concurrency = hardware_of(release)
-    return performance(found[0], target_concurrency=target_concurrency,
+    return performance(found[0], target_concurrency=release.served.target_concurrency,
                        hourly=costs.price(container_of(release), rates), measured_on=found[1])
 
 
 # ---------------------------------------------------------------- the ledger of an environment
 
 
-def how(release: Any) -> str:
+def how(release: Release) -> str:
     """How a release got where it is: deploy, promote from staging (gate passed / skipped), rollback to vN."""
-    kind = release_field(release, "kind") or "?"
-    origin = release_field(release, "promoted_from")
-    text = f"{kind} from {origin['env']}" if origin else kind
-    if kind == "rollback" and release_field(release, "rolled_back_to"):
-        text += f" to v{release_field(release, 'rolled_back_to')}"
-    gate = release_field(release, "gate")
-    if gate and kind == "promote":
-        text += ", gate skipped" if gate.get("verdict") == "skipped" else f", gate {gate.get('verdict')}"
-    if (baked := bake_of(release)) and baked.verdict != bake_policy.OFF:  # off: who and why are on their own line
+    kind = release.kind
+    text = f"{kind} from {release.promoted_from.env}" if release.promoted_from else kind
+    if kind == "rollback" and release.rolled_back_to:
+        text += f" to v{release.rolled_back_to}"
+    if release.gate and kind == "promote":
+        text += ", gate skipped" if release.gate.skipped else f", gate {release.gate.verdict}"
+    if (baked := release.bake) and baked.verdict != bake_policy.OFF:  # off: who and why are on their own line
         text += ", rolled back by bake" if baked.verdict == bake_policy.ROLLED_BACK else f", bake {baked.verdict}"
     return text
 
 
-def bake_of(release: Any) -> Bake | None:
-    """The bake's verdict on a release (a manifest mapping's, read as the model), or None."""
-    found = release_field(release, "bake")
-    return Bake.model_validate(found) if isinstance(found, Mapping) else found
-
-
-def entry(release: Any, perf: Performance | None, cold_start: dict | None = None) -> dict:
+def entry(release: Release, perf: Performance | None, cold_start: StartSummary | None = None) -> dict:
     """One ledger row as data (`invoke status --json`); `cold_start` is its starts' summary
     (infra/control/coldstarts.py)."""
-    smoke = release_field(release, "smoke")
-    gate = release_field(release, "gate") or {}
-    override = gate.get("override") or None
+    gate = release.gate
     return {
-        "release_id": release_field(release, "release_id"),
-        "version": release_field(release, "version"),
+        "release_id": release.release_id,
+        "version": release.version,
         "how": how(release),
-        "deployed_at": release_field(release, "deployed_at"),
-        "deployed_by": release_field(release, "deployed_by"),
-        "commit": release_field(release, "commit"),
-        "dirty": release_field(release, "dirty"),
-        "image": release_field(release, "image"),
-        "model_revision": release_field(release, "model_revision"),
-        "draft_revision": release_field(release, "draft_revision"),
-        "smoke_passed": None if not smoke else bool(smoke.get("passed")),
-        "gate": gate.get("verdict"),
-        "gate_override": override,
-        "bake": baked.model_dump(mode="json") if (baked := bake_of(release)) else None,
+        "deployed_at": release.deployed_at,
+        "deployed_by": release.deployed_by,
+        "commit": release.commit,
+        "dirty": release.dirty,
+        "image": release.image,
+        "model_revision": release.model_revision,
+        "draft_revision": release.draft_revision,
+        "smoke_passed": release.smoke.passed if release.smoke else None,
+        "gate": gate.verdict if gate else None,
+        "gate_override": gate.override.to_data() if gate and gate.override else None,
+        "bake": release.bake.model_dump(mode="json") if release.bake else None,
         "performance": perf.to_dict() if perf else None,
-        "cold_start": cold_start,
+        "cold_start": cold_start.to_data() if cold_start else None,
     }
 
 
@@ -293,14 +234,15 @@ def _image_tag(image: str | None) -> str:
     return "-" if not image else image.rsplit(":", 1)[-1] if ":" in image else image
 
 
-def cold_start_text(summary: dict | None) -> str:
+def cold_start_text(summary: StartSummary | None) -> str:
     """'94.7/127.5 (3)': median and worst seconds from container start to ready, and how many starts ready."""
-    if not summary or summary.get("median_s") is None:
+    if not summary or summary.median_s is None:
         return "-"
-    return f"{summary['median_s']:.1f}/{summary['worst_s']:.1f} ({summary['ready']})"
+    return f"{summary.median_s:.1f}/{summary.worst_s:.1f} ({summary.ready})"
 
 
-def render_table(rows: Iterable[tuple[Any, Performance | None]], cold_starts: Mapping[str, dict] | None = None) -> str:
+def render_table(rows: Iterable[tuple[Release, Performance | None]],
+                 cold_starts: Mapping[str, StartSummary] | None = None) -> str:
     """The ledger as a table, newest first: where each release came from, its cold starts (median/worst seconds
     from container start to ready, and how many), and what it measured and cost."""
     header = ["release", "v", "how", "when (UTC)", "commit", "image", "model", "draft", "smoke",
@@ -309,20 +251,18 @@ def render_table(rows: Iterable[tuple[Any, Performance | None]], cold_starts: Ma
     cold_starts = cold_starts or {}
     body = []
     for release, perf in rows:
-        smoke = release_field(release, "smoke")
-        at = release_field(release, "deployed_at")
+        smoke, at = release.smoke, release.deployed_at
         cells = [
-            release_field(release, "release_id") or "-",
-            f"v{release_field(release, 'version')}" if release_field(release, "version") else "v?",
+            release.release_id,
+            f"v{release.version}" if release.version else "v?",
             how(release),
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) if at else "-",
-            _short(release_field(release, "commit"), 12) + ("-dirty" if release_field(release, "dirty") else ""),
-            _image_tag(release_field(release, "image")),
-            _short(release_field(release, "model_revision")),
-            _short(release_field(release, "draft_revision")),
-            "-" if not smoke else ("passed" if smoke.get("passed") else "FAILED"),
-            cold_start_text(cold_starts.get(release_field(release, "release_id"))
-                            or release_field(release, "cold_starts")),
+            _short(release.commit, 12) + ("-dirty" if release.dirty else ""),
+            _image_tag(release.image),
+            _short(release.model_revision),
+            _short(release.draft_revision),
+            "-" if not smoke else ("passed" if smoke.passed else "FAILED"),
+            cold_start_text(cold_starts.get(release.release_id) or release.cold_starts),
         ]
         if perf is None:
             cells += ["-", "-", "-", "-", "-", "not measured"]
@@ -453,7 +393,7 @@ class Bill:
                 "margin": self.margin, "notes": list(self.notes), "warnings": self.warnings()}
 
 
-def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Period, *, env: str, recipe: str,
+def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: costs.Period, *, env: str, recipe: str,
          app_names: Iterable[str], rates: costs.Rates, margin: float, now: datetime) -> Bill:
     """Modal's billing rows for one Modal Environment, attributed to one recipe's releases (newest first).
 
@@ -494,7 +434,7 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
             unattributed += row.usd
             continue
         commit = row.tags.get("commit")
-        if commit and commit not in {release_field(history[i], "tag") for i in overlaps}:
+        if commit and commit not in {history[i].tag for i in overlaps}:
             foreign_commits += 1
         total = sum(overlaps.values())
         for i, o in overlaps.items():
@@ -509,8 +449,7 @@ def bill(history: Iterable[Any], rows: Iterable[costs.BillRow], period: costs.Pe
         release = history[i]
         perf = priced(release, rates)  # priced at the same rates: its replica's hourly cost is the one to compare with
         billed.append(Billed(
-            release_field(release, "release_id") or "?", release_field(release, "version"),
-            release_field(release, "tag"),
+            release.release_id, release.version, release.tag,
             (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i][0], resources[i],
             perf.hourly if perf else costs.price(container_of(release), rates), _warm_replica_hours(release, window),
             perf.output_tokens_per_s if perf else None))
@@ -538,12 +477,12 @@ def _usage_only(rows: list[costs.BillRow], env: str, recipe: str,
     return [r for r in rows if not (concerns(r) and not usable(r))], [note]
 
 
-def _live_windows(history: list[Any], period: costs.Period, now: datetime) -> dict[int, tuple[datetime, datetime]]:
+def _live_windows(history: list[Release], period: costs.Period, now: datetime) -> dict[int, tuple[datetime, datetime]]:
     """Release index -> the part of the period it was live in (newest first: each ran until the next newer one)."""
     out = {}
     until = now
     for i, release in enumerate(history):
-        since = datetime.fromtimestamp(float(release_field(release, "deployed_at") or 0), UTC)
+        since = datetime.fromtimestamp(release.deployed_at, UTC)
         start, end = max(since, period.start), min(until, period.end)
         if end > start:
             out[i] = (start, end)
@@ -555,65 +494,57 @@ def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> floa
     return max(0.0, (min(a[1], b[1]) - max(a[0], b[0])).total_seconds())
 
 
-def _warm_replica_hours(release: Any, window: tuple[datetime, datetime]) -> float:
+def _warm_replica_hours(release: Release, window: tuple[datetime, datetime]) -> float:
     """Replica-hours its warm floor (min_containers, and its schedule's windows) kept up in `window`."""
-    try:
-        scaling = Deployment.read(release_field(release, "deployment")).scaling
-    except (ValidationError, TypeError):
-        d = release_field(release, "deployment") or {}
-        floor = int((d.get("scaling") or {}).get("min_containers", 0)) if isinstance(d.get("scaling"), Mapping) else 0
-        return floor * (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR
+    scaling = release.deployment.scaling
     return schedule.warm_hours(scaling.schedule, scaling, window[0], window[1])
 
 
 # ---------------------------------------------------------------- bench --compare <release-id> <release-id>
 
 
-def find_release(releases: Iterable[Any], release_id: str, where: str) -> Any:
+def find_release(releases: Iterable[Release], release_id: str, where: str) -> Release:
     """The release with this id among `releases` (the histories read from `where`, e.g. 'prod and staging
     manifests')."""
     seen = []
     for release in releases:
-        if release_field(release, "release_id") == release_id:
+        if release.release_id == release_id:
             return release
-        seen.append(release_field(release, "release_id"))
+        seen.append(release.release_id)
     known = ", ".join(seen[:5]) + (", ..." if len(seen) > 5 else "") if seen else "none"
     raise ConfigError(f"--compare: no release {release_id!r} in the {where}; recorded there (newest first): {known}")
 
 
-def labelled(release: Any) -> dict:
+def labelled(release: Release) -> BenchReport:
     """The release's measurement as a bench report labelled with the release (for bench.compare and bench.plot)."""
     found = measurement_of(release)
-    rid = release_field(release, "release_id")
+    rid = release.release_id
     if found is None:
         raise ConfigError(f"--compare: release {rid} has no recorded measurement (it was not promoted through the gate "
                           "and not measured after going live); compare two measured releases, or two bench JSON files")
     report, where = found
-    env = release_field(release, "env") or "?"
-    version = release_field(release, "version")
-    return dict(report, label=f"{rid} ({env} v{version if version else '?'}, {where})")
+    version = release.version
+    return report.model_copy(update={"label": f"{rid} ({release.env} v{version if version else '?'}, {where})"})
 
 
-def compare_releases(a: Any, b: Any) -> dict:
+def compare_releases(a: Release, b: Release) -> Comparison:
     """B relative to A from their recorded measurements; `warnings` says when the two are not like for like."""
     return compare_reports(labelled(a), labelled(b))
 
 
-def compare_reports(ra: dict, rb: dict) -> dict:
+def compare_reports(ra: BenchReport, rb: BenchReport) -> Comparison:
     """`bench.compare` with `warnings` where the two reports were not measured alike (a release's, or a file)."""
-    comparison = bench.compare(ra, rb)
     warnings = []
-    wa, wb = ({k: v for k, v in r.get("workload", {}).items() if k != "model"} for r in (ra, rb))
+    wa, wb = ra.workload.comparable(), rb.workload.comparable()
     if wa != wb:
         diff = ", ".join(f"{k} {wa.get(k)!r} vs {wb.get(k)!r}" for k in sorted(set(wa) | set(wb))
                          if wa.get(k) != wb.get(k))
         warnings.append(f"the two were measured with different workloads ({diff}): differences are not only the "
                         "releases'")
-    if measured_where(ra) != measured_where(rb):
-        warnings.append(f"A was measured on {measured_where(ra)}, B on {measured_where(rb)}: endpoints differ too")
-    comparison["warnings"] = warnings
-    return comparison
+    if (where_a := ra.target.where()) != (where_b := rb.target.where()):
+        warnings.append(f"A was measured on {where_a}, B on {where_b}: endpoints differ too")
+    return bench.compare(ra, rb).model_copy(update={"warnings": warnings})
 
 
-def render_comparison(comparison: dict) -> str:
-    return "\n".join([bench.render_compare(comparison), *(f"warning: {w}" for w in comparison.get("warnings", []))])
+def render_comparison(comparison: Comparison) -> str:
+    return "\n".join([bench.render_compare(comparison), *(f"warning: {w}" for w in comparison.warnings or [])])

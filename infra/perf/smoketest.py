@@ -13,13 +13,38 @@ import json
 import time
 from collections.abc import Callable
 
+from pydantic import Field
+
 from infra.perf import client
 from infra.runtime import lifecycle
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
+from infra.runtime.model import Stored
 
 STAGE = "smoke"
 DEADLINE_SLACK = 120  # seconds beyond a full cold start before we give up on the first token
+
+
+class SmokeResult(Stored):
+    """One smoke test, as the release it tested records it (`Release.smoke`) and `invoke smoke --json` prints it.
+    A failed one has `passed` false and its `error`; manifests written before the measurements were kept have
+    only `passed`, `ttft`, `total`, `at` (and `error`): the rest defaults."""
+
+    passed: bool
+    checked: str | None = None  # what the reply had to contain (the answer, or reasoning where the recipe accepts it)
+    reasoning_chars: int | None = None
+    url: str | None = None
+    ttft: float | None = None
+    total: float | None = None
+    output_tokens: int | None = None
+    attempts: int | None = None
+    reply: str | None = None
+    at: float | None = None
+    error: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @classmethod
+    def failed(cls, url: str | None, error: str) -> SmokeResult:
+        return cls(passed=False, url=url, error=error, at=time.time())
 
 
 def payload(d: Deployment) -> dict:
@@ -40,7 +65,7 @@ def deadline_for(d: Deployment) -> float:
 
 
 def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callable[[str], None] = print,
-          echo: bool = False) -> dict:
+          echo: bool = False) -> SmokeResult:
     """Stream one completion from `url`, the deployment's own endpoint; return its measurements or raise
     StageError('smoke', ...)."""
     deadline = deadline or deadline_for(d)
@@ -69,18 +94,9 @@ def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callab
                                     "chat_template_kwargs.enable_thinking=false, or set accept_reasoning_only)")
         raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: the stream ended without any text or reasoning "
                                 "text")
-    return {
-        "passed": True,
-        "checked": checked,
-        "reasoning_chars": len(result.reasoning),
-        "url": url,
-        "ttft": round(result.ttft or 0.0, 3),
-        "total": round(result.total, 3),
-        "output_tokens": result.output_tokens,
-        "attempts": result.attempts,
-        "reply": text[:200],
-        "at": started,
-    }
+    return SmokeResult(passed=True, checked=checked, reasoning_chars=len(result.reasoning), url=url,
+                       ttft=round(result.ttft or 0.0, 3), total=round(result.total, 3),
+                       output_tokens=result.output_tokens, attempts=result.attempts, reply=text[:200], at=started)
 
 
 def answer_of(d: Deployment, result: client.StreamResult) -> tuple[str, str]:

@@ -171,10 +171,10 @@ def warm_caches(
         "seconds": round(sum(seconds.values()), 1),
         "phases": seconds,
         "server_timings": timings,
-        "server_timeline": timeline.segments(log.milestones(timings), timings.get("warmup_s") or [],
-                                             timings.get("ready_s")),
+        "server_timeline": [p.to_data() for p in timeline.segments(
+            log.milestones(timings), timings.get("warmup_s") or [], timings.get("ready_s"))],
         "deep_gemm": deepgemm,
-        "deep_gemm_shapes": gemm_log.deep_gemm(),
+        "deep_gemm_shapes": (shapes := gemm_log.deep_gemm()) and shapes.to_data(),
         "caches": published["caches"],
         "files": published["caches"]["total"]["files"],
         "completed_at": time.time(),

@@ -14,7 +14,7 @@ validated when it was resolved (`RESOLVED`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 
@@ -45,3 +45,22 @@ def on_the_laptop(check: Callable[[T], T]) -> Callable[[T, ValidationInfo], T]:
 def is_resolved(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and bool(info.context.get("resolved"))
 
+
+
+class Stored(BaseModel):
+    """A record this project writes and reads back (a manifest, a report, a start): strict when written (unknown keys
+    are errors, `to_data` dumps JSON types), tolerant when read (`read`: keys a newer version wrote are ignored, a field
+    added since takes its default). Older layouts are upgraded by the owning model, one named function per layout."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    @classmethod
+    def read(cls, data: object) -> Self:
+        return cls.model_validate(data, extra="ignore", strict=False, context=RESOLVED)
+
+    @classmethod
+    def read_json(cls, text: str | bytes) -> Self:
+        return cls.model_validate_json(text, extra="ignore", strict=False, context=RESOLVED)
+
+    def to_data(self) -> dict:
+        return self.model_dump(mode="json")

@@ -42,7 +42,7 @@ LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, go
 # containers and read by `invoke status`. A Dict and not the releases Volume: many containers write at once and none
 # mounts that Volume, and recording a start is a few Dict RPCs with no commit. Modal expires an entry 7 days after
 # its last access, so what outlives that is each release's summary, frozen into its manifest
-# (infra/control/releases.py).
+# (infra/perf/releases.py).
 STARTS_DICT = "sglang-starts"
 STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each write drops the one this many before it
 T = TypeVar("T")

@@ -40,7 +40,7 @@ class CacheMissRefused(lifecycle.ServerFailed):
 @dataclass
 class Started:
     server: ServerProcess
-    record: dict
+    record: timeline.StartRecord
     writer: threading.Thread | None = field(default=None, repr=False)
 
 
@@ -62,14 +62,15 @@ def write_in_background(write: Callable[[dict], object], record: dict, wait: flo
 
 
 def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path,
-                   fingerprint: str | None = None) -> dict:
+                   fingerprint: str | None = None) -> timeline.Restore:
     """This key's compiled caches from the (read-only) Volume to local disk at the fixed path, and a line about it."""
-    result = compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d), local_root)
-    if result["restored"]:
-        print(f"compile cache {result['fingerprint']}: {result['files']} files, {result['bytes'] / 1e6:.0f} MB "
-              f"restored in {result['seconds']:.1f} s", flush=True)
+    result = timeline.Restore.read(compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d),
+                                                         local_root))
+    if result.restored:
+        print(f"compile cache {result.fingerprint}: {result.files} files, {(result.bytes or 0) / 1e6:.0f} MB "
+              f"restored in {result.seconds:.1f} s", flush=True)
     else:
-        print(f"compile cache {result['fingerprint']}: {result['reason']}; SGLang compiles as it starts "
+        print(f"compile cache {result.fingerprint}: {result.reason}; SGLang compiles as it starts "
               f"(run `invoke compile --env {d.env} --recipe {d.recipe.name}`)", flush=True)
     return result
 
@@ -118,9 +119,10 @@ def start(
         if on_line:
             on_line(t, line)
 
-    def record(outcome: str, timings: dict | None, misses: dict | None = None, error: str | None = None) -> dict:
+    def record(outcome: str, timings: dict | None, misses: dict | None = None,
+               error: str | None = None) -> timeline.StartRecord:
         return timeline.build_record(
-            deployment=d.to_dict(), log=log, timings=timings, started_at=started_at,
+            deployment=d, log=log, timings=timings, started_at=started_at,
             before_launch_s=log.t0 - container_started, restore=restore, misses=misses, outcome=outcome, expect=expect,
             error=error, kind="snapshot_boot" if snapshot else "start", environ=environ)
 
@@ -129,30 +131,30 @@ def start(
     try:
         server = launch(argv, base_url, readiness, env=env, on_line=feed)
     except BaseException as err:
-        write_in_background(write, record("failed", None, compile_cache.misses(local_root, restored), f"{err}"),
-                            RECORD_WAIT_SECONDS)
+        failed = record("failed", None, compile_cache.misses(local_root, restored), f"{err}")
+        write_in_background(write, failed.to_data(), RECORD_WAIT_SECONDS)
         raise
     found = compile_cache.misses(local_root, restored)
     timings = dict(server.timings)
     if found and d.refuse_on_cache_miss:
-        message = refusal(d, found, restore["fingerprint"])
+        message = refusal(d, found, restore.fingerprint)
         done = record("refused", timings, found, message)
         server.stop(grace=0)
-        write_in_background(write, done, RECORD_WAIT_SECONDS)
+        write_in_background(write, done.to_data(), RECORD_WAIT_SECONDS)
         raise CacheMissRefused(message)
     if found:
         print(f"WARNING compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}); "
               f"this start was slower than the caches promise: rerun `invoke compile` for this key", flush=True)
     done = record("ready", timings, found)
     print("start timeline: " + timeline.describe(done), flush=True)
-    writer = write_in_background(write, done, RECORD_WAIT_SECONDS if snapshot else wait_on_ready)
+    writer = write_in_background(write, done.to_data(), RECORD_WAIT_SECONDS if snapshot else wait_on_ready)
     return Started(server, done, writer)
 
 
 def restore_snapshot(
     d: Deployment, base_url: str, readiness: Readiness, *, write: Callable[[dict], object],
     container_started: float | None = None, environ: dict[str, str] | None = None,
-) -> dict:
+) -> timeline.StartRecord:
     """After a GPU snapshot restore: take the memory back, one generation, and record how long that took."""
     container_started = time.monotonic() if container_started is None else container_started
     started_at = time.time() - (time.monotonic() - container_started)
@@ -166,8 +168,8 @@ def restore_snapshot(
         raise
     finally:
         done = timeline.build_record(
-            deployment=d.to_dict(), log=None, timings=timings, started_at=started_at,
+            deployment=d, log=None, timings=timings, started_at=started_at,
             before_launch_s=began - container_started, restore=None, misses=None, outcome=outcome, error=error,
             kind="snapshot_restore", environ=dict(os.environ if environ is None else environ))
-        write_in_background(write, done, RECORD_WAIT_SECONDS if outcome == "failed" else 0.0)
+        write_in_background(write, done.to_data(), RECORD_WAIT_SECONDS if outcome == "failed" else 0.0)
     return done

@@ -25,7 +25,8 @@ The phases are contiguous segments from launch to ready, each ending at a milest
 in `missing` when it was expected, and its time falls into the next segment; one SGLang
 announces it skips (piecewise CUDA graphs turned off) is recorded in `notes` instead.
 DeepGEMM's compile (or load) runs inside CUDA-graph capture, so it is reported beside the
-segments, per GEMM shape. Standard library only: it runs in the server container.
+segments, per GEMM shape. It runs in the server container: the standard library and pydantic (the records'
+models, `StartRecord` and `StartSummary`, read back by infra/control/coldstarts.py with the same classes).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ import statistics
 import threading
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from infra.runtime.model import Stored
+
+if TYPE_CHECKING:
+    from infra.runtime.deployment import Deployment
 
 SCHEMA = 1
 
@@ -178,7 +187,7 @@ class StartLog:
                 out["piecewise_graphs"] = f"not captured: {seen[0][1][0].strip()}"
             return out
 
-    def deep_gemm(self) -> dict | None:
+    def deep_gemm(self) -> DeepGemm | None:
         """DeepGEMM's kernels, per GEMM shape: JIT-compiled (minutes each) or loaded from the cache (about a second)."""
         with self._lock:
             shapes = self.events.get("deep_gemm_shape") or []
@@ -189,35 +198,140 @@ class StartLog:
                 nxt = shapes[i + 1][0] if i + 1 < len(shapes) else None
                 done = next((d for d in self.deep_gemm_done if d >= begin and (nxt is None or d <= nxt)), None)
                 end = done if done is not None else nxt
-                out.append({"kernel": kernel, "n": int(n), "k": int(k), "groups": int(groups),
-                            "seconds": None if end is None else round(end - begin, 3)})
+                out.append(GemmShape(kernel=kernel, n=int(n), k=int(k), groups=int(groups),
+                                     seconds=None if end is None else round(end - begin, 3)))
             ends = [d for d in self.deep_gemm_done if d >= shapes[0][0]]
             end = ends[-1] if ends else shapes[-1][0]
-            return {"start_s": shapes[0][0], "end_s": end, "seconds": round(end - shapes[0][0], 3), "shapes": out}
+            return DeepGemm(start_s=shapes[0][0], end_s=end, seconds=round(end - shapes[0][0], 3), shapes=out)
 
-    def weights(self) -> list[dict]:
+    def weights(self) -> list[WeightsLoad]:
         with self._lock:
-            return [{"at_s": s, "elapsed_s": float(g[0]), "type": g[1]} for s, g in self.events.get("weights_end", [])]
+            return [WeightsLoad(at_s=s, elapsed_s=float(g[0]), type=g[1])
+                    for s, g in self.events.get("weights_end", [])]
 
 
-def segments(milestones: dict[str, float], warmup_s: Iterable[float] = (), ready_s: float | None = None) -> list[dict]:
+# ---------------------------------------------------------------------------- the record of one start
+
+
+class Phase(Stored):
+    phase: str
+    end_s: float  # seconds since launch
+    seconds: float
+
+
+class GemmShape(Stored):
+    kernel: str
+    n: int
+    k: int
+    groups: int
+    seconds: float | None
+
+
+class DeepGemm(Stored):
+    """DeepGEMM's kernels, per GEMM shape: JIT-compiled (minutes each) or loaded from the cache (about a second)."""
+
+    start_s: float
+    end_s: float
+    seconds: float
+    shapes: list[GemmShape]
+
+
+class WeightsLoad(Stored):
+    at_s: float
+    elapsed_s: float
+    type: str | None = None
+
+
+class Restore(Stored):
+    """The compile caches' restore (infra/runtime/compile_cache.py `restore`); empty where none was tried."""
+
+    restored: bool | None = Field(default=None, exclude_if=lambda v: v is None)
+    fingerprint: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    seconds: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    files: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    bytes: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class CacheMisses(Stored):
+    """What one compile cache gained while the server started (infra/runtime/compile_cache.py `misses`)."""
+
+    files: int = 0
+    bytes: int = 0
+    examples: list[str] = Field(default_factory=list)
+
+
+class StartRecord(Stored):
+    """One server container's start, as it writes it to the `sglang-starts` Dict and `invoke status` reads it."""
+
+    schema_version: int = Field(default=SCHEMA, alias="schema")
+    kind: str = "start"  # start | snapshot_boot | snapshot_restore
+    env: str | None = None
+    recipe: str | None = None
+    deployment_digest: str | None = None
+    sglang_version: str | None = None
+    gpu: str | None = None
+    container: str | None = None
+    region: str | None = None
+    started_at: float = 0.0
+    outcome: str = "?"  # ready | failed | refused
+    error: str | None = None
+    before_launch_s: float | None = None
+    restore: Restore = Field(default_factory=Restore)
+    launch_to_ready_s: float | None = None
+    total_s: float | None = None
+    reached_s: float | None = None
+    phases: list[Phase] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    notes: dict[str, str] = Field(default_factory=dict)
+    deep_gemm: DeepGemm | None = None
+    weights: list[WeightsLoad] = Field(default_factory=list)
+    warmup_s: list[float] = Field(default_factory=list)
+    flaps: int = 0
+    misses: dict[str, CacheMisses] = Field(default_factory=dict)
+    log_lines: int = 0
+
+    def phase_seconds(self) -> dict[str, float]:
+        return {p.phase: p.seconds for p in self.phases}
+
+    def phase_end(self, name: str) -> float | None:
+        return next((p.end_s for p in self.phases if p.phase == name), None)
+
+
+class StartSummary(Stored):
+    """Cold starts of one release: how many, how long (median and worst container start to ready), and misses;
+    frozen into its manifest entry (`Release.cold_starts`, with `frozen_at`) when the next release replaces it."""
+
+    starts: int = 0
+    ready: int = 0
+    failed: int = 0
+    refused: int = 0
+    median_s: float | None = None
+    worst_s: float | None = None
+    with_misses: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    frozen_at: float | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+def segments(milestones: dict[str, float], warmup_s: Iterable[float] = (), ready_s: float | None = None) -> list[Phase]:
     """Contiguous phases from launch (0) to ready: each observed milestone ends one; then each warm-up request."""
     out, at = [], 0.0
     for name, _ in MILESTONES:
         if name not in milestones:
             continue
         end = max(milestones[name], at)  # a milestone logged out of order (uvicorn after "fired up") is a 0 s phase
-        out.append({"phase": name, "end_s": round(end, 3), "seconds": round(end - at, 3)})
+        out.append(Phase(phase=name, end_s=round(end, 3), seconds=round(end - at, 3)))
         at = end
     warmups = list(warmup_s)
     if ready_s is not None and warmups:
         # The warm-up requests ran back to back and ended at ready; flaps are in the first one's share.
         start = max(ready_s - sum(warmups), at)
         if start > at + 1e-3:
-            out.append({"phase": "warmup_wait", "end_s": round(start, 3), "seconds": round(start - at, 3)})
+            out.append(Phase(phase="warmup_wait", end_s=round(start, 3), seconds=round(start - at, 3)))
         for i, seconds in enumerate(warmups, 1):
             end = ready_s if i == len(warmups) else start + seconds
-            out.append({"phase": f"{WARMUP}_{i}", "end_s": round(end, 3), "seconds": round(end - start, 3)})
+            out.append(Phase(phase=f"{WARMUP}_{i}", end_s=round(end, 3), seconds=round(end - start, 3)))
             start = end
     return out
 
@@ -245,60 +359,39 @@ def deployment_digest(deployment: dict) -> str:
 
 def build_record(
     *,
-    deployment: dict,
+    deployment: Deployment,
     log: StartLog | None,
     timings: dict | None,
     started_at: float,
     before_launch_s: float | None,
-    restore: dict | None,
+    restore: Restore | None,
     misses: dict | None,
     outcome: str,
     expect: set[str] = frozenset(),
     error: str | None = None,
     kind: str = "start",
     environ: dict[str, str] | None = None,
-) -> dict:
-    """One start, as plain JSON-able data (what the Modal Dict stores and `invoke status` reads)."""
+) -> StartRecord:
+    """One start (what the Modal Dict stores, as `to_data()`, and `invoke status` reads back)."""
     environ = environ or {}
-    recipe = deployment.get("recipe") or {}
+    r = deployment.recipe
     timings = timings or {}
     milestones = log.milestones(timings) if log else {}
     ready = timings.get("ready_s")
     phases = segments(milestones, timings.get("warmup_s") or [], ready)
-    if ready is None and phases:  # failed or refused before ready: how far it got
-        last = phases[-1]["end_s"]
-    else:
-        last = ready
-    restore = dict(restore or {})
-    return {
-        "schema": SCHEMA,
-        "kind": kind,
-        "env": deployment.get("env"),
-        "recipe": recipe.get("name"),
-        "deployment_digest": deployment_digest(deployment),
-        "sglang_version": recipe.get("sglang_version"),
-        "gpu": f"{recipe.get('gpu_type')}:{recipe.get('gpu_count')}",
-        "container": environ.get("MODAL_TASK_ID"),
-        "region": environ.get("MODAL_REGION"),
-        "started_at": round(started_at, 3),
-        "outcome": outcome,
-        "error": _shorten(error) if error else None,
-        "before_launch_s": None if before_launch_s is None else round(before_launch_s, 3),
-        "restore": {k: restore.get(k) for k in ("restored", "fingerprint", "seconds", "files", "bytes", "reason")
-                    if k in restore},
-        "launch_to_ready_s": ready,
-        "total_s": None if ready is None or before_launch_s is None else round(before_launch_s + ready, 3),
-        "reached_s": last,
-        "phases": phases,
-        "missing": sorted(expect - set(milestones)) if outcome != "failed" else [],
-        "notes": log.notes() if log else {},
-        "deep_gemm": log.deep_gemm() if log else None,
-        "weights": log.weights() if log else [],
-        "warmup_s": list(timings.get("warmup_s") or []),
-        "flaps": timings.get("flaps", 0),
-        "misses": misses or {},
-        "log_lines": log.lines if log else 0,
-    }
+    return StartRecord(
+        kind=kind, env=deployment.env, recipe=r.name, deployment_digest=deployment_digest(deployment.to_dict()),
+        sglang_version=r.sglang_version, gpu=f"{r.gpu_type}:{r.gpu_count}", container=environ.get("MODAL_TASK_ID"),
+        region=environ.get("MODAL_REGION"), started_at=round(started_at, 3), outcome=outcome,
+        error=_shorten(error) if error else None,
+        before_launch_s=None if before_launch_s is None else round(before_launch_s, 3),
+        restore=restore or Restore(), launch_to_ready_s=ready,
+        total_s=None if ready is None or before_launch_s is None else round(before_launch_s + ready, 3),
+        reached_s=phases[-1].end_s if ready is None and phases else ready,  # failed or refused: how far it got
+        phases=phases, missing=sorted(expect - set(milestones)) if outcome != "failed" else [],
+        notes=log.notes() if log else {}, deep_gemm=log.deep_gemm() if log else None,
+        weights=log.weights() if log else [], warmup_s=list(timings.get("warmup_s") or []),
+        flaps=timings.get("flaps", 0), misses=misses or {}, log_lines=log.lines if log else 0)
 
 
 def _shorten(text: str, keep: int = 400) -> str:
@@ -309,48 +402,39 @@ def _shorten(text: str, keep: int = 400) -> str:
 # ---------------------------------------------------------------------------- reading records back
 
 
-def phase_seconds(record: dict) -> dict[str, float]:
-    return {p["phase"]: p["seconds"] for p in record.get("phases") or []}
-
-
-def summarise(records: Iterable[dict]) -> dict:
+def summarise(records: Iterable[StartRecord]) -> StartSummary:
     """Cold starts of one release: how many, how long (median and worst container start to ready), and misses."""
     records = list(records)
-    ready = [r for r in records if r.get("outcome") == "ready" and r.get("total_s") is not None]
-    totals = sorted(r["total_s"] for r in ready)
-    return {
-        "starts": len(records),
-        "ready": len(ready),
-        "failed": sum(r.get("outcome") == "failed" for r in records),
-        "refused": sum(r.get("outcome") == "refused" for r in records),
-        "median_s": round(statistics.median(totals), 1) if totals else None,
-        "worst_s": round(totals[-1], 1) if totals else None,
-        "with_misses": sum(bool(r.get("misses")) for r in records),
-        "first_at": min((r["started_at"] for r in records), default=None),
-        "last_at": max((r["started_at"] for r in records), default=None),
-    }
+    ready = [r for r in records if r.outcome == "ready" and r.total_s is not None]
+    totals = sorted(r.total_s for r in ready)
+    return StartSummary(
+        starts=len(records), ready=len(ready), failed=sum(r.outcome == "failed" for r in records),
+        refused=sum(r.outcome == "refused" for r in records),
+        median_s=round(statistics.median(totals), 1) if totals else None,
+        worst_s=round(totals[-1], 1) if totals else None, with_misses=sum(bool(r.misses) for r in records),
+        first_at=min((r.started_at for r in records), default=None),
+        last_at=max((r.started_at for r in records), default=None))
 
 
-def describe(record: dict) -> str:
+def describe(record: StartRecord) -> str:
     """One line per start: when, outcome, total, the phases that took a second or more, misses."""
-    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.get("started_at") or 0))
-    total = record.get("total_s")
-    head = f"{when} {record.get('outcome', '?')}"
-    if total is not None:
-        head += f" in {total:.1f} s"
-    elif record.get("reached_s") is not None:
-        head += f" after {record['reached_s']:.1f} s"
-    restore = record.get("restore") or {}
-    parts = [f"restore {restore['seconds']:.1f}" if restore.get("restored") and restore.get("seconds") is not None
-             else "no compile cache" if restore else None]
-    parts += [f"{p['phase']} {p['seconds']:.1f}" for p in record.get("phases") or [] if p["seconds"] >= 1.0]
-    if dg := record.get("deep_gemm"):
-        parts.append(f"DeepGEMM {dg['seconds']:.1f} for {len(dg['shapes'])} shapes")
+    head = f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(record.started_at))} {record.outcome}"
+    if record.total_s is not None:
+        head += f" in {record.total_s:.1f} s"
+    elif record.reached_s is not None:
+        head += f" after {record.reached_s:.1f} s"
+    restore = record.restore
+    tried = restore.model_dump(exclude_none=True)
+    parts = [f"restore {restore.seconds:.1f}" if restore.restored and restore.seconds is not None
+             else "no compile cache" if tried else None]
+    parts += [f"{p.phase} {p.seconds:.1f}" for p in record.phases if p.seconds >= 1.0]
+    if dg := record.deep_gemm:
+        parts.append(f"DeepGEMM {dg.seconds:.1f} for {len(dg.shapes)} shapes")
     line = f"{head} ({', '.join(p for p in parts if p)})"
-    if record.get("missing"):
-        line += f"; missing: {', '.join(record['missing'])}"
-    if misses := record.get("misses"):
-        line += "; CACHE MISSES: " + ", ".join(f"{name} {m['files']} files" for name, m in sorted(misses.items()))
-    if record.get("error"):
-        line += f"; error: {record['error'].splitlines()[-1][:160] if record['error'].strip() else ''}"
+    if record.missing:
+        line += f"; missing: {', '.join(record.missing)}"
+    if record.misses:
+        line += "; CACHE MISSES: " + ", ".join(f"{name} {m.files} files" for name, m in sorted(record.misses.items()))
+    if record.error:
+        line += f"; error: {record.error.splitlines()[-1][:160] if record.error.strip() else ''}"
     return line

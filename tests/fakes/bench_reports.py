@@ -10,7 +10,7 @@ from infra.perf import bench
 
 
 def level(concurrency: int, *, ttft: float, tpot: float, tokens: int = 10, ok: int = 10, failed: int = 0,
-          kind: str = "unavailable", busy: bool = False) -> dict:
+          kind: str = "unavailable", busy: bool = False) -> bench.Level:
     """`ok` requests of identical timing in rounds of `concurrency`, then `failed` ones of kind `kind`."""
     e2e = ttft + tpot * (tokens - 1)
     records = []
@@ -25,19 +25,11 @@ def level(concurrency: int, *, ttft: float, tpot: float, tokens: int = 10, ok: i
     return bench.aggregate(concurrency, records, [], 0.0, wall_end, cpu, [0.0002] * 20, mode="requests")
 
 
-def report(*levels: dict, env: str = "staging", label: str | None = None,
-           workload: bench.Workload | None = None) -> dict:
+def report(*levels: bench.Level, env: str = "staging", label: str | None = None,
+           workload: bench.Workload | None = None) -> bench.BenchReport:
     workload = workload or bench.Workload(prompt_tokens=512, max_tokens=10, extra={"temperature": 0.0})
-    concurrency = tuple(lv["concurrency"] for lv in levels)
-    return {
-        "schema": bench.SCHEMA,
-        "tool": "invoke bench",
-        "label": label,
-        "created": "2026-01-02T03:04:05+00:00",
-        "target": {"url": f"https://{env}.example.modal.run", "model": None, "env": env},
-        "workload": workload.to_dict(),
-        "plan": bench.Plan(concurrency=concurrency, requests=10).to_dict(),
-        "client": {},
-        "cold_start": {"ready": True, "attempts": 1, "waited_s": 0.1, "errors": {}, "unavailable": 0},
-        "levels": list(levels),
-    }
+    return bench.BenchReport(
+        label=label, created="2026-01-02T03:04:05+00:00",
+        target=bench.BenchTarget(url=f"https://{env}.example.modal.run", env=env), workload=workload.to_record(),
+        plan=bench.Plan(concurrency=tuple(lv.concurrency for lv in levels), requests=10).to_record(),
+        cold_start=bench.ColdWait(ready=True, attempts=1, waited_s=0.1), levels=list(levels))

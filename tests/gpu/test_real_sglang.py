@@ -170,7 +170,7 @@ def test_ready_within_a_second_of_sglang_answering_healthy(server_a):
 
 
 def test_smoke_client_without_a_reasoning_parser(server_a):
-    outcome = smoke(server_a.d, server_a.url, thinking_off=False)
+    outcome = smoke(server_a.d, server_a.url, thinking_off=False).to_data()
     record("smoke_without_parser", checked=outcome["checked"], reasoning_chars=outcome["reasoning_chars"],
            tokens=outcome["output_tokens"])
     assert outcome["passed"] and outcome["reasoning_chars"] == 0
@@ -259,11 +259,11 @@ def test_snapshot_release_then_resume_then_a_generation(server_b):
 
 
 def test_smoke_client_with_the_reasoning_parser(server_b):
-    answered = smoke(server_b.d, server_b.url, thinking_off=True)
+    answered = smoke(server_b.d, server_b.url, thinking_off=True).to_data()
     assert answered["passed"] and answered["checked"].startswith("answer text in content")
     try:
         thinking = smoke(server_b.d, server_b.url, thinking_off=False)
-        outcome = {"passed": True, "reasoning_chars": thinking["reasoning_chars"]}
+        outcome = {"passed": True, "reasoning_chars": thinking.reasoning_chars}
     except StageError as err:
         outcome = {"passed": False, "error": str(err)[:200]}
     record("smoke_with_parser", thinking_off=answered["checked"], thinking_on=outcome)

@@ -25,13 +25,20 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, computed_field, model_validator
 
 from infra.control import coldstarts
 from infra.control.bake_policy import Bake
+from infra.perf.bench import BenchReport
+from infra.perf.gate import GateRecord
+from infra.perf.smoketest import SmokeResult
+from infra.runtime import timeline
 from infra.runtime.deployment import Deployment
-from infra.runtime.errors import Refused
+from infra.runtime.errors import ConfigError, Refused
+from infra.runtime.model import Stored
+from infra.runtime.recipes.base import Recipe
 from infra.runtime.remote import Remote
 from infra.runtime.secrets import scrub
 
@@ -39,56 +46,169 @@ HISTORY_LIMIT = 50
 LOCK_TTL_SECONDS = 3 * 60 * 60  # longer than any deploy + smoke; a crashed holder's lock then expires
 
 
-class Release(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# ---------------------------------------------------------------- older layouts, one function each (oldest first)
+
+
+def upgrade_flat_deployment(release: dict[str, Any]) -> dict[str, Any]:
+    """Layout 1 (03f1f1d, 2026-11-22): `deployment` was one flat mapping (`deployment.gpu_type`, `recipe` a name,
+    `app_name` and `modal_environment` beside them). Each key goes to the section that declares it now; the recipe's
+    description and source, which it did not record, say so. tests/fixtures/manifests/v1_flat_deployment.json."""
+    d = release["deployment"]
+    sections = {name: {k: d[k] for k in field.annotation.model_fields if k in d}
+                for name, field in Deployment.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    unrecorded = "not recorded (a release manifest of the flat deployment layout)"
+    sections["recipe"] |= {"name": d["recipe"], "description": unrecorded, "source": unrecorded}
+    sections["modal"] |= {"environment": d.get("modal_environment"),
+                          "app_prefix": _app_prefix(d["app_name"], d["recipe"])}
+    return release | {"deployment": {"env": d["env"], "gpu_snapshot": d.get("gpu_snapshot", False), **sections}}
+
+
+def upgrade_modal_app_name(release: dict[str, Any]) -> dict[str, Any]:
+    """Layout 2 (3e8a76f to 3d632f2, 2026-11-23 to 2026-12-01): the nested deployment kept the app's whole name in
+    `modal.app_name`; the prefix it was made from is what is deployed now.
+    tests/fixtures/manifests/v2_gate_dicts.json."""
+    d = release["deployment"]
+    modal = dict(d["modal"])
+    modal.setdefault("app_prefix", _app_prefix(modal.pop("app_name"), d["recipe"]["name"]))
+    return release | {"deployment": d | {"modal": modal}}
+
+
+def _app_prefix(app_name: str, recipe: str) -> str:
+    return app_name.removesuffix("-" + recipe.replace(".", "-"))
+
+
+def _layout_upgrades(release: dict[str, Any]) -> dict[str, Any]:
+    d = release.get("deployment")
+    if isinstance(d, dict) and isinstance(d.get("recipe"), str):
+        release = upgrade_flat_deployment(release)
+        d = release["deployment"]
+    if isinstance(d, dict) and isinstance(d.get("modal"), dict) and "app_name" in d["modal"]:
+        release = upgrade_modal_app_name(release)
+    return release
+
+
+# ---------------------------------------------------------------- the records
+
+
+class Origin(Stored):
+    """Where a promoted release came from."""
+
+    env: str
+    release_id: str
+    commit: str | None = None
+    version: int | None = None
+
+
+class Release(Stored):
+    """One deploy, promotion or rollback of one recipe in one environment. What can be derived from its deployment
+    (environment, recipe, app, image, model and revisions) is, not stored twice; `model_dump` shows it (computed)."""
 
     release_id: str
-    env: str
-    recipe: str
     kind: str  # deploy | promote | rollback
     commit: str
     dirty: bool
-    tag: str
-    app_name: str
-    modal_environment: str
-    image: str
-    model: str
-    model_revision: str
-    draft_model: str | None
-    draft_revision: str | None
-    deployment: dict  # the resolved Deployment (no secret values exist in it)
+    tag: str | None
+    deployment: Deployment  # the resolved Deployment (no secret values exist in it)
     version: int | None = None
     url: str | None = None
     app_id: str | None = None
     deployed_at: float = Field(default_factory=time.time)
     deployed_by: str = Field(default_factory=lambda: f"{_user()}@{socket.gethostname()}")
-    smoke: dict | None = None  # {"passed": bool, "ttft": s, "total": s, "at": t, "error": "..."}
-    promoted_from: dict | None = None  # {"env": "staging", "release_id": "..."}
+    smoke: SmokeResult | None = None
+    promoted_from: Origin | None = None
     rolled_back_to: int | None = None
     note: str | None = None
-    # The promotion gate's record (infra/perf/gate.py `record`): verdict, measurement on the source, the table, or the
-    # override that skipped it. A rollback entry keeps the one of the release it returns to: same bits, same figures.
-    gate: dict | None = None
-    measurement: dict | None = None  # the gate workload measured on this environment after going live (record_baseline)
+    # The promotion gate's record (infra/perf/gate.py `GateRecord`): verdict, measurement on the source, the table, or
+    # the override that skipped it. A rollback entry keeps the one of the release it returns to: same bits, same
+    # figures.
+    gate: GateRecord | None = None
+    measurement: BenchReport | None = None  # the gate workload measured on this environment after going live
     # Its server containers' cold starts (infra/control/coldstarts.py), summarised when the next release replaced it:
     # the live records expire on Modal after a week, this stays. None while it is current.
-    cold_starts: dict | None = None
+    cold_starts: timeline.StartSummary | None = None
     # The bake's verdict after it was promoted (infra/control/bake_policy.py): kept, rolled back and why, interrupted,
     # or off with who and why. None: not promoted, or promoted before bakes existed.
     bake: Bake | None = None
     # The GPU acceptance suite run against what this release runs (`invoke gpu-test`, stages/gpu_test.py): per shape
     # (tiny, real, model) its verdict, every test's outcome, the numbers it measured, the GPU and SGLang it ran on.
     acceptance: dict | None = None
+    _recorded_digest: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _from_any_layout(cls, data: Any, handler) -> Release:
+        if not isinstance(data, dict):
+            return handler(data)
+        release = handler(_layout_upgrades(data))
+        if isinstance(data.get("deployment"), dict):
+            release._recorded_digest = timeline.deployment_digest(data["deployment"])
+        return release
+
+    @property
+    def deployment_digest(self) -> str:
+        """What its containers filed their starts under: the digest of the deployment as recorded (the container hashed
+        that very JSON), not as this version would write it (infra/runtime/timeline.py `deployment_digest`)."""
+        return self._recorded_digest or timeline.deployment_digest(self.deployment.to_dict())
+
+    @computed_field
+    @property
+    def env(self) -> str:
+        return self.deployment.env
+
+    @computed_field
+    @property
+    def recipe(self) -> str:
+        return self.deployment.recipe.name
+
+    @computed_field
+    @property
+    def app_name(self) -> str:
+        return self.deployment.app_name
+
+    @computed_field
+    @property
+    def modal_environment(self) -> str | None:
+        return self.deployment.modal.environment
+
+    @computed_field
+    @property
+    def image(self) -> str:
+        return self.deployment.recipe.sglang_image
+
+    @computed_field
+    @property
+    def model(self) -> str:
+        return self.deployment.recipe.model
+
+    @computed_field
+    @property
+    def model_revision(self) -> str:
+        return self.deployment.recipe.model_revision
+
+    @computed_field
+    @property
+    def draft_model(self) -> str | None:
+        return self.deployment.recipe.draft_model
+
+    @computed_field
+    @property
+    def draft_revision(self) -> str | None:
+        return self.deployment.recipe.draft_revision
+
+    @property
+    def served(self) -> Recipe:
+        return self.deployment.recipe
 
     @property
     def smoke_passed(self) -> bool:
-        return bool(self.smoke and self.smoke.get("passed"))
+        return bool(self.smoke and self.smoke.passed)
 
     def summary(self) -> str:
         smoke = "smoke passed" if self.smoke_passed else ("smoke FAILED" if self.smoke else "not smoke-tested")
         dirty = "-dirty" if self.dirty else ""
         version = f"v{self.version}" if self.version else "v?"
-        origin = f", promoted from {self.promoted_from['env']}" if self.promoted_from else ""
+        origin = f", promoted from {self.promoted_from.env}" if self.promoted_from else ""
         return (
             f"{self.release_id} {version} {self.kind} of {self.commit[:12]}{dirty} at "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.deployed_at))}Z by {self.deployed_by}: "
@@ -117,11 +237,9 @@ def rollback_entry(target: Release, version: int | None, note: str) -> Release:
     ))
 
 
-class Stopped(BaseModel):
+class Stopped(Stored):
     """`invoke stop` took the recipe's apps down: when, by whom, which. The next release (a deploy, promotion or
     rollback: `ReleaseStore.record`) starts them again and clears it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     at: float = Field(default_factory=time.time)
     by: str = Field(default_factory=lambda: f"{_user()}@{socket.gethostname()}")
@@ -129,9 +247,7 @@ class Stopped(BaseModel):
     release_id: str | None = None  # the current release when it was stopped
 
 
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Manifest(Stored):
     env: str
     recipe: str
     current: Release | None = None
@@ -140,11 +256,19 @@ class Manifest(BaseModel):
     stopped: Stopped | None = None  # set by `invoke stop` until the next release
 
     def to_json(self) -> str:
-        return scrub(json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True))
+        """Strict: what this version writes, without the fields a release derives from its deployment."""
+        return scrub(json.dumps(self.model_dump(mode="json", exclude_computed_fields=True), indent=1, sort_keys=True))
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        return cls.model_validate_json(text, extra="ignore")
+    def from_json(cls, text: str | bytes, where: str = "a release manifest") -> Manifest:
+        """Tolerant: keys a newer version wrote are ignored; older layouts are upgraded (`Release`); one line if not."""
+        try:
+            return cls.read_json(text)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ConfigError(f"{where} cannot be read: {'.'.join(map(str, first['loc']))}: {first['msg']} (written by "
+                              "a layout this version does not know; allowed: the layouts infra/perf/releases.py "
+                              "upgrades)") from None
 
     def previous(self) -> Release | None:
         return self.history[1] if len(self.history) > 1 else None
@@ -162,7 +286,8 @@ class ReleaseStore:
 
     def read(self, d: Deployment) -> Manifest:
         raw = self.remote.read_file(d.modal.environment, d.caches.releases_volume, self._path(d.recipe.name))
-        return Manifest.from_json(raw.decode()) if raw else Manifest(env=d.env, recipe=d.recipe.name)
+        where = f"releases/{d.recipe.name}.json on Volume {d.caches.releases_volume} ({d.modal.environment})"
+        return Manifest.from_json(raw, where) if raw else Manifest(env=d.env, recipe=d.recipe.name)
 
     def write(self, d: Deployment, manifest: Manifest, expected_revision: int) -> Manifest:
         """Write `manifest` if nobody wrote since `expected_revision` (checked under the lock)."""
@@ -194,7 +319,8 @@ class ReleaseStore:
         )
         return self.write(d, updated, expected)
 
-    def _cold_starts(self, d: Deployment, release: Release, replaced_at: float, history: list[Release]) -> dict | None:
+    def _cold_starts(self, d: Deployment, release: Release, replaced_at: float,
+                     history: list[Release]) -> timeline.StartSummary | None:
         """The replaced release's cold starts, summarised; None (and a deploy that goes on) when they cannot be read."""
         try:
             return coldstarts.frozen_summary(self.remote, d.modal.environment, release, replaced_at, history)
