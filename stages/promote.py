@@ -178,7 +178,7 @@ def _bake(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: 
     minutes = ctx.settings.release.bake_minutes
     if minutes <= 0:
         off = gate.skip_override(off_reason) if off_reason else None
-        verdict = Bake(verdict=bake_policy.OFF, off=BakeOff(**off.to_dict()) if off else None)
+        verdict = Bake(verdict=bake_policy.OFF, off=BakeOff(**off.to_data()) if off else None)
         ctx.say(bake.render_text(verdict, title))
         gate.write_job_summary(bake.render_markdown(verdict, title))
         store.update_current(d, manifest, bake=verdict)

@@ -476,7 +476,8 @@ def test_goodput_counts_the_requests_that_met_every_objective_at_their_level(fak
     options = cli_flags.bench_options(url=server.url, concurrency="1", requests=8, prompt_tokens=16)
     result = stage.run(Context(settings=settings, remote=None, say=lambda _m: None),
                        resolve(settings, "qwen3-8b-low-latency"), options)
-    (level,) = result.detail["levels"]  # the warm-up is request 1, so requests 2, 4, 6 and 8 of the server stall
+    # the warm-up is request 1, so requests 2, 4, 6 and 8 of the server stall
+    (level,) = result.detail.to_data()["levels"]
     assert level["requests"]["ok"] == 8 and sum(r["ttft_s"] > 0.5 for r in level["records"]) == 4
     good = level["goodput"]
     assert (good["met"], good["sent"], good["objectives"]) == (4, 8, ["ttft_p90_ms ≤ 200.0 ms"])  # level 2's: not here
@@ -495,10 +496,14 @@ def test_without_objectives_there_is_no_goodput_and_the_gate_can_hold_one():
     from infra.control import objectives
     from infra.perf import gate
 
-    assert bench.aggregate(1, [], [], 0.0, 1.0, 0.0, [], mode="requests")["goodput"] is None  # `bench --url`
-    level = {"concurrency": 4, "requests": {"sent": 10, "ok": 10, "failed": 0}, "goodput": {"requests_per_s": 1.5}}
+    assert bench.aggregate(1, [], [], 0.0, 1.0, 0.0, [], mode="requests").goodput is None  # `bench --url`
+    level = bench.Level.model_construct(concurrency=4, requests=bench.Requests(sent=10, ok=10, failed=0), errors={},
+                                        goodput=bench.Goodput(requests_per_s=1.5, met=15, sent=10),
+                                        client=bench.ClientLoad.model_construct(busy=False))
     held = objectives.Objective(metric="goodput_rps", level="target", min=2)
-    ev = gate.evaluate(objectives.resolve(objectives.Gate(enabled=True, objectives=[held]), 4), {"levels": [level]},
+    measured = bench.BenchReport.model_construct(levels=[level], workload=None, cold_start=bench.ColdWait(),
+                                                 target=bench.BenchTarget(env="staging"))
+    ev = gate.evaluate(objectives.resolve(objectives.Gate(enabled=True, objectives=[held]), 4), measured,
                        regression_budget=0.1)
     assert ev.reasons == ("goodput_rps at concurrency 4: 1.50 req/s misses the objective ≥ 2.00 req/s",)
     with pytest.raises(ValueError, match="goodput_rps is higher-is-better: give its limit as 'min', not 'max'"):

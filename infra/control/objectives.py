@@ -93,10 +93,9 @@ def _ok_throughput(key: str) -> Callable[[Any], float | None]:
     return read
 
 
-def _goodput(level: dict) -> float | None:
+def _goodput(level: Any) -> float | None:
     # Reports written before goodput (or by `bench --url`, which knows no objectives) have none to hold.
-    found = level.get("goodput") or {}
-    return found.get("requests_per_s") if level["requests"]["ok"] else None
+    return level.goodput.requests_per_s if level.goodput and level.requests.ok else None
 
 
 def _catalogue() -> dict[str, Metric]:

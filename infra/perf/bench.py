@@ -319,7 +319,7 @@ class Record:
     started: float  # perf_counter at send
     finished: float
     error: str | None = None  # EndpointError kind, "empty", or "client" (an unexpected exception)
-    message: str | None = Field(default=None, exclude_if=lambda v: v is None)  # only where the stream broke
+    message: str | None = None
     ttft: float | None = None
     tpot: float | None = None
     tokens: int = 0  # usage where reported, else chunks
