@@ -143,10 +143,7 @@ def test_a_passing_run_is_a_table_a_job_summary_and_a_record_on_the_release(wire
     d = deployment("dev", RECIPE)
     remote = ModalRemote()
     store = ReleaseStore(remote)
-    release = Release(release_id="r1", env="dev", recipe=RECIPE, kind="deploy", commit="abc", dirty=False,
-                      tag="git-abc", app_name=d.app_name, modal_environment=d.modal.environment,
-                      image=d.recipe.sglang_image, model=d.recipe.model, model_revision=d.recipe.model_revision,
-                      draft_model=None, draft_revision=None, deployment=d.to_dict())
+    release = Release(release_id="r1", kind="deploy", commit="abc", dirty=False, tag="git-abc", deployment=d)
     store.record(d, store.read(d), release)
     summary = tmp_path / "summary.md"
     monkeypatch.setenv(stage.SUMMARY_VARIABLE, str(summary))

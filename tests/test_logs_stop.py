@@ -108,12 +108,9 @@ def recorded_deploy(ctx, d, tag: str) -> None:
 
     done = ctx.remote.deploy(d, tag)
     store = ReleaseStore(ctx.remote)
-    r = d.recipe
     store.record(d, store.read(d), Release(
-        release_id=f"r-{tag}", env=d.env, recipe=r.name, kind="deploy", commit="a" * 40, dirty=False, tag=tag,
-        app_name=d.app_name, modal_environment=d.modal.environment, image=r.sglang_image, model=r.model,
-        model_revision=r.model_revision, draft_model=r.draft_model, draft_revision=r.draft_revision,
-        deployment=d.to_dict(), version=done["version"], url=done["url"], app_id=done["app_id"]))
+        release_id=f"r-{tag}", kind="deploy", commit="a" * 40, dirty=False, tag=tag, deployment=d,
+        version=done["version"], url=done["url"], app_id=done["app_id"]))
 
 
 def test_stop_stops_the_server_records_it_and_a_deploy_starts_it_again(wire):
