@@ -35,8 +35,8 @@ from pydantic import Field, ValidationError
 from infra.control.objectives import Target
 from infra.perf import client
 from infra.runtime.errors import ConfigError, StageError
-from infra.runtime.secrets import shown
 from infra.runtime.model import Stored
+from infra.runtime.secrets import shown
 
 SCHEMA = 1
 STAGE = "bench"
