@@ -222,6 +222,17 @@ class Cli:
         return project_copy(self.tmp)
 
     def __call__(self, *args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args], cwd=self.project, env=self.environ(**extra_env),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def in_process(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        """The same command in this process (run_in_process): no new interpreter, so a test that runs many commands
+        is not a minute of interpreter starts on a loaded machine. Not thread-safe."""
+        return run_in_process(list(args), self.environ(**extra_env), self.project)
+
+    def environ(self, **extra_env: str) -> dict[str, str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))}
         environ |= {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -229,11 +240,7 @@ class Cli:
             "INFRA_STATE_DIR": str(self.tmp / "state"),
             "FAKE_MODAL_CONFIG": json.dumps(self.fake),
         } | NO_BAKE
-        environ |= (FAKE_MODAL if self.fake_modal else {}) | self.env | extra_env
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args], cwd=self.project, env=environ, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=timeout,
-        )
+        return environ | (FAKE_MODAL if self.fake_modal else {}) | self.env | extra_env
 
 
 def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
