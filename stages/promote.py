@@ -24,12 +24,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from infra.control import bake_policy, costs, gitinfo, objectives, plan
+from infra.control import bake_policy, coldstarts, costs, gitinfo, objectives, plan
 from infra.control.bake_policy import Bake, BakeOff
 from infra.control.gitinfo import GitInfo
 from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
-from infra.perf import bake, client, gate, smoketest
+from infra.perf import bake, client, gate, ledger, qualify, smoketest
+from infra.perf.gate import GateRecord
 from infra.perf.releases import Origin, Release, ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused, StageError
@@ -143,6 +144,7 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         manifest = store.read(d)
         previous = manifest.current
         gated = _gate(source, target, d_src.with_recipe(d.recipe), release, previous, gating, options)
+        _qualify(target, d_src, d, release, previous, gated)
         manifest, promoted = deploy_and_record(target, d, store, manifest, GitInfo(release.commit, False, None),
                                                kind="promote", promoted_from=origin, gate=gated)
         if promoted is None:
@@ -168,6 +170,24 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         Promoted(promoted.release_id, promoted.version, promoted.url, origin,
                  gated.model_copy(update={"measurement": None}) if gated else None, baked),
     )
+
+
+def _qualify(ctx: Context, d_src: Deployment, d: Deployment, release: Release, previous: Release | None,
+             gated: GateRecord | None) -> None:
+    """The candidate beside the target's current release on every recorded figure (infra/perf/qualify.py): printed,
+    and in the CI job summary, before it is deployed. It decides nothing: the gate did."""
+    rates = costs.rates_for(ctx.settings.costs)
+    starts_now = coldstarts.read(ctx.remote, d.modal.environment, [previous]).get(previous.release_id, []) \
+        if previous else []
+    starts_new = coldstarts.read(ctx.remote, d_src.modal.environment, [release]).get(release.release_id, [])
+    table = qualify.qualify(
+        release, previous, gated, target_concurrency=d.recipe.target_concurrency,
+        hourly_candidate=plan.replica_cost(d, rates),
+        hourly_current=costs.price(ledger.container_of(previous), rates) if previous else None,
+        candidate_starts=starts_new, current_starts=starts_now,
+        title=f"{d.recipe.name} {release.release_id} {d_src.env} → {d.env}")
+    ctx.say(qualify.render_text(table))
+    gate.write_job_summary(qualify.render_markdown(table))
 
 
 def _bake(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: Release, previous: Release | None,

@@ -261,3 +261,50 @@ def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
     assert ttft["verdict"] == "better" and ttft["ratio"] < 0.8  # 2 ms and up against 500 ms and up
     assert comparison["warnings"] == []
     assert printed[0].splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
+
+
+def test_the_second_promotion_shows_the_candidate_beside_prods_current_release_on_every_figure(gated, fake_server):
+    slower, faster, prod_server = (fake_server("--ttft", "0.03", "--itl", "0.002", "--tokens", "8"),
+                                   fake_server("--ttft", "0.002", "--itl", "0.001", "--tokens", "8"),
+                                   fake_server(*FAST))
+    gated.modal.endpoint = slower.url
+    gated.staging()
+    gated.modal.endpoint = prod_server.url
+    said: list[str] = []
+    first = gated.promote(*GATED, say=said.append).detail
+    out = "\n".join(said)
+    assert "  current:   none (first release here)" in out  # the first promotion: nothing to compare with
+    commit(gated.repo, "release B")
+    gated.modal.endpoint = faster.url
+    candidate = gated.staging()
+    gated.modal.endpoint = prod_server.url
+    said.clear()
+    gated.promote(*GATED, say=said.append)
+    table = next(m for m in said if m.startswith("qualification: ")).splitlines()
+    assert table[0] == f"qualification: {RECIPE} {candidate.release_id} staging → prod"
+    assert table[1].startswith(f"  current:   {first.release_id} (prod v1, v0.5.6.post2-") and table[2].startswith(
+        f"  candidate: {candidate.release_id} (staging v") and table[2].endswith("; gate passed")
+    rows = {line.split("  ")[1].strip(): line for line in table[4:]}
+    ttft = rows["ttft_p90_ms @ c=1"].split()
+    assert ttft[4] == ttft[6] == "ms" and float(ttft[3]) > float(ttft[5])  # prod's ~30 ms, the candidate's ~2 ms
+    assert "gate: pass" in rows["ttft_p90_ms @ c=1"]
+    assert "output tok/s @ c=2" in rows and "$/M output tokens" in rows
+    assert "no recorded start on either side" in rows["cold start"]
+    assert rows["GPU acceptance"].split()[2:6] == ["not", "run", "not", "run"]
+    summary = gated.summary.read_text()
+    assert f"### Qualification: {RECIPE} {candidate.release_id} staging → prod" in summary
+    assert "| $/M output tokens |" in summary
+
+
+def test_phase_medians_are_taken_over_the_starts_that_became_ready():
+    from infra.perf.qualify import phase_medians
+    from infra.runtime.timeline import Phase, StartRecord
+
+    def start(outcome, total, weights):
+        return StartRecord(outcome=outcome, total_s=total, phases=[Phase(phase="weights", end_s=weights,
+                                                                         seconds=weights)])
+
+    medians = phase_medians([start("ready", 100, 10), start("ready", 120, 30), start("ready", 110, 20),
+                             start("failed", 900, 800)])
+    assert medians == {"weights": 20, "total": 110}
+    assert phase_medians([start("failed", 900, 800)]) == {}
