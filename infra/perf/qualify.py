@@ -25,7 +25,7 @@ from infra.runtime.timeline import StartRecord
 MISSING = "-"
 
 
-class Row(BaseModel):
+class QualificationRow(BaseModel):
     """One figure of the table: what prod runs now, what would replace it, and how it moved."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,7 +46,7 @@ class Qualification(BaseModel):
     candidate: str
     current: str | None
     gate: str
-    rows: list[Row]
+    rows: list[QualificationRow]
 
 
 def _change(current: float | None, candidate: float | None) -> str:
@@ -72,21 +72,21 @@ def phase_medians(records: Iterable[StartRecord]) -> dict[str, float]:
     return medians
 
 
-def _latency_rows(gate: GateRecord | None) -> list[Row]:
+def _latency_rows(gate: GateRecord | None) -> list[QualificationRow]:
     if gate is None or gate.evaluation is None:
         why = "gate skipped" if gate is not None and gate.skipped else "no gate in this environment"
-        return [Row(figure="objectives", current=MISSING, candidate=MISSING, note=why)]
+        return [QualificationRow(figure="objectives", current=MISSING, candidate=MISSING, note=why)]
     rows = []
     for r in gate.evaluation.rows:
         unit = f" {r.unit}" if r.unit and r.unit != "%" else r.unit
-        rows.append(Row(figure=f"{r.metric} @ c={r.concurrency}", current=_number(r.baseline, unit),
+        rows.append(QualificationRow(figure=f"{r.metric} @ c={r.concurrency}", current=_number(r.baseline, unit),
                         candidate=_number(r.measured, unit), change=_change(r.baseline, r.measured),
                         note=f"gate: {r.verdict}" + (f" ({r.note})" if r.note else "")))
     return rows
 
 
 def _measured_rows(current: BenchReport | None, candidate: BenchReport | None, target_concurrency: int,
-                   hourly_current: costs.Hourly | None, hourly_candidate: costs.Hourly) -> list[Row]:
+                   hourly_current: costs.Hourly | None, hourly_candidate: costs.Hourly) -> list[QualificationRow]:
     """Goodput and output tokens/s per level, and $/M output tokens at the target concurrency."""
     levels = sorted({lv.concurrency for report in (current, candidate) if report for lv in report.levels})
     rows = []
@@ -95,41 +95,43 @@ def _measured_rows(current: BenchReport | None, candidate: BenchReport | None, t
         new = candidate.level(c) if candidate else None
         good = [lv.goodput.requests_per_s if lv and lv.goodput else None for lv in (now, new)]
         if any(v is not None for v in good):
-            rows.append(Row(figure=f"goodput @ c={c}", current=_number(good[0], " req/s", 2),
+            rows.append(QualificationRow(figure=f"goodput @ c={c}", current=_number(good[0], " req/s", 2),
                             candidate=_number(good[1], " req/s", 2), change=_change(*good),
                             note="requests/s within every objective at this level"))
         tokens = [lv.throughput.output_tokens_per_s if lv else None for lv in (now, new)]
-        rows.append(Row(figure=f"output tok/s @ c={c}", current=_number(tokens[0], "", 0),
+        rows.append(QualificationRow(figure=f"output tok/s @ c={c}", current=_number(tokens[0], "", 0),
                         candidate=_number(tokens[1], "", 0), change=_change(*tokens)))
     priced = [ledger.performance(report, target_concurrency=target_concurrency,
                                  hourly=hourly).usd_per_million_output_tokens if report and hourly else None
               for report, hourly in ((current, hourly_current), (candidate, hourly_candidate))]
-    rows.append(Row(figure="$/M output tokens", current=_number(priced[0], "", 2), candidate=_number(priced[1], "", 2),
-                    change=_change(*priced), note=f"one replica's hourly cost at c={target_concurrency}'s throughput"))
+    rows.append(QualificationRow(figure="$/M output tokens", current=_number(priced[0], "", 2),
+                                 candidate=_number(priced[1], "", 2), change=_change(*priced),
+                                 note=f"one replica's hourly cost at c={target_concurrency}'s throughput"))
     return rows
 
 
-def _start_rows(current: list[StartRecord], candidate: list[StartRecord]) -> list[Row]:
+def _start_rows(current: list[StartRecord], candidate: list[StartRecord]) -> list[QualificationRow]:
     now, new = phase_medians(current), phase_medians(candidate)
     if not now and not new:
-        return [Row(figure="cold start", current=MISSING, candidate=MISSING, note="no recorded start on either side")]
+        return [QualificationRow(figure="cold start", current=MISSING, candidate=MISSING,
+                                 note="no recorded start on either side")]
     order = [p for p in (*new, *now) if p != "total"]
-    rows = [Row(figure="cold start (median)", current=_number(now.get("total"), " s"),
+    rows = [QualificationRow(figure="cold start (median)", current=_number(now.get("total"), " s"),
                 candidate=_number(new.get("total"), " s"), change=_change(now.get("total"), new.get("total")),
                 note=f"{sum(r.outcome == 'ready' for r in current)} and "
                      f"{sum(r.outcome == 'ready' for r in candidate)} recorded starts")]
     for phase in dict.fromkeys(order):
-        rows.append(Row(figure=f"  {phase}", current=_number(now.get(phase), " s"),
+        rows.append(QualificationRow(figure=f"  {phase}", current=_number(now.get(phase), " s"),
                         candidate=_number(new.get(phase), " s"), change=_change(now.get(phase), new.get(phase))))
     return rows
 
 
-def _acceptance_row(current: Release | None, candidate: Release) -> list[Row]:
+def _acceptance_row(current: Release | None, candidate: Release) -> list[QualificationRow]:
     def verdicts(release: Release | None) -> str:
         runs = getattr(release, "acceptance", None) or {}
         return ", ".join(f"{shape} {run.verdict}" for shape, run in sorted(runs.items())) or "not run"
 
-    return [Row(figure="GPU acceptance", current=verdicts(current), candidate=verdicts(candidate),
+    return [QualificationRow(figure="GPU acceptance", current=verdicts(current), candidate=verdicts(candidate),
                 note="`invoke gpu-test` in the recipe's own image")]
 
 
