@@ -21,6 +21,8 @@ from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import GateWorkload
 from stages import bench as bench_stage
 from stages import pipeline, promote, status
+from tests.conftest import REPO
+from tests.test_bake import WRITE_DOCS, shape
 from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fixture)
 
 QUICK = GateWorkload(prompt_tokens=16, max_tokens=8, requests=4, timeout=10)
@@ -291,6 +293,7 @@ def test_the_second_promotion_shows_the_candidate_beside_prods_current_release_o
     assert "output tok/s @ c=2" in rows and "$/M output tokens" in rows
     assert "no recorded start on either side" in rows["cold start"]
     assert rows["GPU acceptance"].split()[2:6] == ["not", "run", "not", "run"]
+    documented_qualification("\n".join(table))
     summary = gated.summary.read_text()
     assert f"### Qualification: {RECIPE} {candidate.release_id} staging → prod" in summary
     assert "| $/M output tokens |" in summary
@@ -308,3 +311,22 @@ def test_phase_medians_are_taken_over_the_starts_that_became_ready():
                              start("failed", 900, 800)])
     assert medians == {"weights": 20, "total": 110}
     assert phase_medians([start("failed", 900, 800)]) == {}
+
+
+UPGRADE_DOC = REPO / "docs" / "upgrade.md"
+
+
+def documented_qualification(produced: str) -> None:
+    """docs/upgrade.md's block marked `produced by tests/test_promotion_gate.py: qualification` is this run's table
+    (INFRA_WRITE_DOCS=1 writes it); figures, ids and padding aside, it must not drift."""
+    marker = "<!-- produced by tests/test_promotion_gate.py: qualification -->\n```text\n"
+    page = UPGRADE_DOC.read_text()
+    start = page.index(marker) + len(marker)
+    end = page.index("```", start)
+    if WRITE_DOCS:
+        UPGRADE_DOC.write_text(page[:start] + produced.strip() + "\n" + page[end:])
+        return
+    def unsigned(text: str) -> list[str]:  # a change's sign is the machine's, not the page's
+        return [line.replace("+<n>", "<n>").replace("-<n>", "<n>") for line in shape(text)]
+
+    assert unsigned(page[start:end]) == unsigned(produced), "docs/upgrade.md drifted: INFRA_WRITE_DOCS=1"

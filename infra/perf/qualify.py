@@ -56,7 +56,7 @@ def _change(current: float | None, candidate: float | None) -> str:
 
 
 def _number(value: float | None, unit: str = "", digits: int = 1) -> str:
-    return MISSING if value is None else f"{value:,.{digits}f}{unit}"
+    return MISSING if value is None else f"{value:.{digits}f}{unit}"
 
 
 def phase_medians(records: Iterable[StartRecord]) -> dict[str, float]:
