@@ -222,3 +222,17 @@ def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(
         advice.advise(costs.bill_rows(warm), [], recipe=RECIPE, env="prod", replica_usd=1.0, now=NOW, weeks=2)
     with pytest.raises(advice.NotEnoughHistory, match="--weeks 1: .*allowed: 2 weeks or more"):
         advice.advise([], [], recipe=RECIPE, env="prod", replica_usd=1.0, now=NOW, weeks=1)
+
+
+def test_status_since_shows_the_bakes_verdict_once_one_is_recorded(world):  # noqa: F811
+    from infra.control.bake_policy import ROLLED_BACK, Bake
+    from infra.control.releases import ReleaseStore
+
+    ctx = deployed(world)
+    current = ReleaseStore(world.modal).read(world.d(ctx)).current
+    assert status.bake_verdict(current) is None  # shown as "no bake recorded"
+    baked = current.model_copy(update={"bake": Bake(verdict=ROLLED_BACK, reason="ttft_p90_ms 612.0 ms > 500.0 ms over 3 "
+                                                                                 "windows", minutes=10)})
+    verdict = status.bake_verdict(baked)
+    assert verdict["verdict"] == ROLLED_BACK
+    assert verdict["line"] == "rolled back by bake: ttft_p90_ms 612.0 ms > 500.0 ms over 3 windows"
