@@ -387,7 +387,7 @@ LABEL_WIDTH = 15  # the plain text's first column: "Standing cost" and a space
 # start in one line, and every warning. --full adds the image, commands, environment, secrets, jobs, each cost part's
 # source, the schedule's triggers, the objectives and each cold-start phase with where it was measured.
 COMPACT = ("Modal", "Model", "Draft model", "GPU", "Regions", "Scaling", "Endpoint", "Cost", "Standing cost",
-           "First pipeline", "Gate", "Schedule", "Cold start", "WARNING")
+           "First pipeline", "Gate", "Schedule", "Sentinel", "Cold start", "WARNING")
 FULL_HINT = ("`invoke plan --full` adds the image, launch and compile commands, jobs, rates, objectives, the "
              "schedule's triggers and each cold-start phase")
 
