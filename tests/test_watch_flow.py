@@ -226,7 +226,7 @@ def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(
 
 def test_status_since_shows_the_bakes_verdict_once_one_is_recorded(world):  # noqa: F811
     from infra.control.bake_policy import ROLLED_BACK, Bake
-    from infra.control.releases import ReleaseStore
+    from infra.perf.releases import ReleaseStore
 
     ctx = deployed(world)
     current = ReleaseStore(world.modal).read(world.d(ctx)).current
