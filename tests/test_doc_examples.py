@@ -30,8 +30,10 @@ FIXTURES = REPO / "tests" / "fixtures" / "bench"
 WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
 
 
-def _report(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+def _report(name: str):
+    from infra.perf import bench
+
+    return bench.BenchReport.read(json.loads((FIXTURES / f"{name}.json").read_text()))
 
 
 def bench_runs() -> str:
@@ -72,7 +74,7 @@ RECIPE, TARGET = "qwen3-8b-low-latency", 10
 A_ID, SKIPPED_ID, B_ID = "r20260105-101500-1a2b3c", "r20260108-120000-7a8b9c", "r20260112-093000-4d5e6f"
 
 
-def _gate_report(ttft: float, tpot: float) -> dict:
+def _gate_report(ttft: float, tpot: float):
     from infra.perf import bench
     from tests.fakes import bench_reports
 
@@ -95,28 +97,26 @@ def gate_refused() -> str:
 
 
 def _skip():
-    import dataclasses
-
     from infra.perf import gate
 
     ci = {"GITHUB_ACTOR": "octocat", "GITHUB_WORKFLOW": "promote-prod", "GITHUB_RUN_ID": "123456",
           "GITHUB_RUN_ATTEMPT": "2", "GITHUB_REPOSITORY": "acme/sglang-modal-infra"}
     override = gate.skip_override("hotfix for CVE-2026-1", environ=ci, now=1767830400.0)
-    return dataclasses.replace(override, by="runner@fv-az123")
+    return override.model_copy(update={"by": "runner@fv-az123"})
 
 
 def gate_skipped() -> str:
     return _skip().line()
 
 
-def _history() -> list[dict]:
-    from tests.test_ledger import release
+def _history() -> list:
+    from infra.perf import gate
+    from tests.test_ledger import passed, release
 
-    def gated(version: int, release_id: str, ttft: float, tpot: float, at: float) -> dict:
-        return release(version, gate={"verdict": "passed", "measurement": _gate_report(ttft, tpot)},
-                       release_id=release_id, deployed_at=at)
+    def gated(version: int, release_id: str, ttft: float, tpot: float, at: float):
+        return release(version, gate=passed(_gate_report(ttft, tpot)), release_id=release_id, deployed_at=at)
 
-    skipped = {"verdict": "skipped", "measurement": None, "override": _skip().to_dict()}
+    skipped = gate.record(override=_skip())
     return [gated(9, B_ID, 0.1935, 0.0075, 1768210200.0),
             release(8, gate=skipped, release_id=SKIPPED_ID, deployed_at=1767873600.0),
             gated(7, A_ID, 0.154, 0.006, 1767608100.0)]

@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, computed_field, model_validator
@@ -44,48 +45,6 @@ from infra.runtime.secrets import scrub
 
 HISTORY_LIMIT = 50
 LOCK_TTL_SECONDS = 3 * 60 * 60  # longer than any deploy + smoke; a crashed holder's lock then expires
-
-
-# ---------------------------------------------------------------- older layouts, one function each (oldest first)
-
-
-def upgrade_flat_deployment(release: dict[str, Any]) -> dict[str, Any]:
-    """Layout 1 (03f1f1d, 2026-11-22): `deployment` was one flat mapping (`deployment.gpu_type`, `recipe` a name,
-    `app_name` and `modal_environment` beside them). Each key goes to the section that declares it now; the recipe's
-    description and source, which it did not record, say so. tests/fixtures/manifests/v1_flat_deployment.json."""
-    d = release["deployment"]
-    sections = {name: {k: d[k] for k in field.annotation.model_fields if k in d}
-                for name, field in Deployment.model_fields.items()
-                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
-    unrecorded = "not recorded (a release manifest of the flat deployment layout)"
-    sections["recipe"] |= {"name": d["recipe"], "description": unrecorded, "source": unrecorded}
-    sections["modal"] |= {"environment": d.get("modal_environment"),
-                          "app_prefix": _app_prefix(d["app_name"], d["recipe"])}
-    return release | {"deployment": {"env": d["env"], "gpu_snapshot": d.get("gpu_snapshot", False), **sections}}
-
-
-def upgrade_modal_app_name(release: dict[str, Any]) -> dict[str, Any]:
-    """Layout 2 (3e8a76f to 3d632f2, 2026-11-23 to 2026-12-01): the nested deployment kept the app's whole name in
-    `modal.app_name`; the prefix it was made from is what is deployed now.
-    tests/fixtures/manifests/v2_gate_dicts.json."""
-    d = release["deployment"]
-    modal = dict(d["modal"])
-    modal.setdefault("app_prefix", _app_prefix(modal.pop("app_name"), d["recipe"]["name"]))
-    return release | {"deployment": d | {"modal": modal}}
-
-
-def _app_prefix(app_name: str, recipe: str) -> str:
-    return app_name.removesuffix("-" + recipe.replace(".", "-"))
-
-
-def _layout_upgrades(release: dict[str, Any]) -> dict[str, Any]:
-    d = release.get("deployment")
-    if isinstance(d, dict) and isinstance(d.get("recipe"), str):
-        release = upgrade_flat_deployment(release)
-        d = release["deployment"]
-    if isinstance(d, dict) and isinstance(d.get("modal"), dict) and "app_name" in d["modal"]:
-        release = upgrade_modal_app_name(release)
-    return release
 
 
 # ---------------------------------------------------------------- the records
@@ -135,12 +94,54 @@ class Release(Stored):
     acceptance: dict | None = None
     _recorded_digest: str | None = PrivateAttr(default=None)
 
+    # ------------------------------------------------ older layouts, one function each (oldest first)
+
+    @staticmethod
+    def upgrade_flat_deployment(release: dict[str, Any]) -> dict[str, Any]:
+        """Layout 1 (03f1f1d, 2026-11-22): `deployment` was one flat mapping (`deployment.gpu_type`, `recipe` a name,
+        `app_name` and `modal_environment` beside them). Each key goes to the section that declares it now; the recipe's
+        description and source, which it did not record, say so. tests/fixtures/manifests/v1_flat_deployment.json."""
+        d = release["deployment"]
+        sections = {name: {k: d[k] for k in field.annotation.model_fields if k in d}
+                    for name, field in Deployment.model_fields.items()
+                    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+        unrecorded = "not recorded (a release manifest of the flat deployment layout)"
+        sections["recipe"] |= {"name": d["recipe"], "description": unrecorded, "source": unrecorded}
+        sections["modal"] |= {"environment": d.get("modal_environment"),
+                              "app_prefix": Release._app_prefix(d["app_name"], d["recipe"])}
+        return release | {"deployment": {"env": d["env"], "gpu_snapshot": d.get("gpu_snapshot", False), **sections}}
+
+    @staticmethod
+    def upgrade_modal_app_name(release: dict[str, Any]) -> dict[str, Any]:
+        """Layout 2 (3e8a76f to 3d632f2, 2026-11-23 to 2026-12-01): the nested deployment kept the app's whole name in
+        `modal.app_name`; the prefix it was made from is what is deployed now.
+        tests/fixtures/manifests/v2_gate_dicts.json."""
+        d = release["deployment"]
+        modal = dict(d["modal"])
+        modal.setdefault("app_prefix", Release._app_prefix(modal.pop("app_name"), d["recipe"]["name"]))
+        return release | {"deployment": d | {"modal": modal}}
+
+    @staticmethod
+    def _app_prefix(app_name: str, recipe: str) -> str:
+        return app_name.removesuffix("-" + recipe.replace(".", "-"))
+
+    @staticmethod
+    def _upgrade(release: dict[str, Any]) -> dict[str, Any]:
+        """Each older layout the entry is in, upgraded by its own function, oldest first."""
+        d = release.get("deployment")
+        if isinstance(d, dict) and isinstance(d.get("recipe"), str):
+            release = Release.upgrade_flat_deployment(release)
+            d = release["deployment"]
+        if isinstance(d, dict) and isinstance(d.get("modal"), dict) and "app_name" in d["modal"]:
+            release = Release.upgrade_modal_app_name(release)
+        return release
+
     @model_validator(mode="wrap")
     @classmethod
     def _from_any_layout(cls, data: Any, handler) -> Release:
         if not isinstance(data, dict):
             return handler(data)
-        release = handler(_layout_upgrades(data))
+        release = handler(cls._upgrade(data))
         if isinstance(data.get("deployment"), dict):
             release._recorded_digest = timeline.deployment_digest(data["deployment"])
         return release
@@ -151,50 +152,17 @@ class Release(Stored):
         that very JSON), not as this version would write it (infra/runtime/timeline.py `deployment_digest`)."""
         return self._recorded_digest or timeline.deployment_digest(self.deployment.to_dict())
 
-    @computed_field
-    @property
-    def env(self) -> str:
-        return self.deployment.env
-
-    @computed_field
-    @property
-    def recipe(self) -> str:
-        return self.deployment.recipe.name
-
-    @computed_field
-    @property
-    def app_name(self) -> str:
-        return self.deployment.app_name
-
-    @computed_field
-    @property
-    def modal_environment(self) -> str | None:
-        return self.deployment.modal.environment
-
-    @computed_field
-    @property
-    def image(self) -> str:
-        return self.deployment.recipe.sglang_image
-
-    @computed_field
-    @property
-    def model(self) -> str:
-        return self.deployment.recipe.model
-
-    @computed_field
-    @property
-    def model_revision(self) -> str:
-        return self.deployment.recipe.model_revision
-
-    @computed_field
-    @property
-    def draft_model(self) -> str | None:
-        return self.deployment.recipe.draft_model
-
-    @computed_field
-    @property
-    def draft_revision(self) -> str | None:
-        return self.deployment.recipe.draft_revision
+    # Derived from the deployment, not stored (manifests that stored them still read); `model_dump` shows them, as
+    # `invoke status --json` always did.
+    env = computed_field(property(attrgetter("deployment.env")), return_type=str)
+    recipe = computed_field(property(attrgetter("deployment.recipe.name")), return_type=str)
+    app_name = computed_field(property(attrgetter("deployment.app_name")), return_type=str)
+    modal_environment = computed_field(property(attrgetter("deployment.modal.environment")), return_type=str | None)
+    image = computed_field(property(attrgetter("deployment.recipe.sglang_image")), return_type=str)
+    model = computed_field(property(attrgetter("deployment.recipe.model")), return_type=str)
+    model_revision = computed_field(property(attrgetter("deployment.recipe.model_revision")), return_type=str)
+    draft_model = computed_field(property(attrgetter("deployment.recipe.draft_model")), return_type=str | None)
+    draft_revision = computed_field(property(attrgetter("deployment.recipe.draft_revision")), return_type=str | None)
 
     @property
     def served(self) -> Recipe:

@@ -19,7 +19,7 @@ def deployment(env: str = "prod", recipe: str = "qwen3-8b-low-latency", **recipe
 
 def release(version: int = 1, *, kind: str = "deploy", d: Deployment | None = None, **fields) -> Release:
     """Release v`version` of `d` (default: prod's qwen3-8b-low-latency), deployed an hour after the one before."""
-    return Release(release_id=f"r2026010{version % 10}-120000-abcde{version % 10}", kind=kind,
-                   commit=f"{version:x}" * 40,
-                   dirty=False, tag=f"git-{version:x}", deployment=d or deployment(), version=version,
-                   deployed_at=1767268800.0 + version * 3600, deployed_by="ci@runner", **fields)
+    recorded = dict(release_id=f"r2026010{version % 10}-120000-abcde{version % 10}", commit=f"{version:x}" * 40,
+                    dirty=False, tag=f"git-{version:x}", version=version, deployed_at=1767268800.0 + version * 3600,
+                    deployed_by="ci@runner")
+    return Release(kind=kind, deployment=d or deployment(), **(recorded | fields))
