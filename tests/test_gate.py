@@ -134,7 +134,7 @@ def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server)
         ("ttft_p90_ms", 1, "no baseline"), ("tpot_p50_ms", 2, "no baseline"), ("output_tokens_per_s", 2, "no baseline"),
         ("error_rate", 1, "pass"), ("error_rate", 2, "pass")]
     ttft_p90 = row(ev, "ttft_p90_ms", 1).measured  # the server's 10 ms wait is a floor; the rest is the machine's
-    assert ttft_p90 >= 10 and ttft_p90 == pytest.approx(measurement["levels"][0]["ttft_s"]["p90"] * 1000)
+    assert ttft_p90 >= 10 and ttft_p90 == pytest.approx(measurement.levels[0].ttft_s.p90 * 1000)
     assert any(n.startswith("no baseline:") for n in ev.notes)
     assert ev.measured_label == "staging"
 
