@@ -23,7 +23,7 @@ from infra.perf import bake, bench
 from infra.perf.releases import ReleaseStore
 from infra.runtime.errors import ConfigError, StageError
 from infra.runtime.remote import ModalRemote
-from stages import pipeline, promote, status
+from stages import pipeline, promote, runner, status
 from stages.common import Context
 from tests.conftest import REPO
 from tests.test_release_flow import commit
@@ -128,6 +128,8 @@ def test_a_promotion_that_holds_is_kept_and_one_slowed_after_the_switch_is_rolle
     kept = world.promote(*BAKED, clock=clock)
 
     assert kept.status == "ran" and "bake kept (3 min, 3 window(s), 3 judged)" in kept.message
+    printed = json.loads(json.dumps(kept.to_dict(), default=runner._json_default))  # what --json prints
+    assert printed["detail"]["bake"]["verdict"] == "kept"
     a = world.manifest("prod").current
     assert a.bake.verdict == "kept" and [w.sent for w in a.bake.windows] == [2, 2, 2]
     assert all(w.values["ttft_p90_ms"] < 250 and not w.breaches for w in a.bake.windows)
