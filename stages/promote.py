@@ -225,11 +225,16 @@ def _bake(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: 
         raise StageError(STAGE, f"{verdict.line()}; v{promoted.version} stays deployed in {env} (roll forward or "
                                 "stop the app)")
     if verdict.verdict == bake_policy.INTERRUPTED:
-        to = f"`invoke rollback --env {env} --recipe {name}` returns to v{previous.version}" if back else \
-            "there is no release before it"
-        raise StageError(STAGE, f"bake interrupted ({verdict.reason}): {env}/{name} keeps v{promoted.version} "
-                                f"({promoted.tag}), promoted and smoke-tested but not baked; {to}")
+        raise StageError(STAGE, interrupted(verdict, d, promoted, previous.version if back else None))
     return verdict
+
+
+def interrupted(verdict: Bake, d: Deployment, promoted: Release, previous_version: int | None) -> str:
+    """What Ctrl-C during the bake says: the promoted release stays, and how to return to the one before."""
+    to = (f"`invoke rollback --env {d.env} --recipe {d.recipe.name}` returns to v{previous_version}"
+          if previous_version else "there is no release before it")
+    return (f"bake interrupted ({verdict.reason}): {d.env}/{d.recipe.name} keeps v{promoted.version} ({promoted.tag}), "
+            f"promoted and smoke-tested but not baked; {to}")
 
 
 def _gate(source: Context, target: Context, served: Deployment, release: Release, current: Release | None,

@@ -169,6 +169,49 @@ def gate_setting_errors() -> str:
     return "\n".join(messages)
 
 
+# The bake's examples (docs/bake.md): the verdicts of tests/test_bake.py's two promotions, as recorded, rendered by
+# the code that prints them: prod slowed to a 1.5 s first token against a 250 ms objective, and prod left alone.
+BAKE_ID, BAKED_ID = "r20261207-192727-b08ef7", "r20261207-192723-7e86b7"
+
+
+def _bake(ttfts: list[float], **fields):
+    from infra.control.bake_policy import Bake, BakeObjective, BakeWindow
+
+    objs = [BakeObjective(metric="ttft_p90_ms", direction="max", limit=250.0),
+            BakeObjective(metric="error_rate", direction="max", limit=0.0)]
+    windows = [BakeWindow(start_s=60 * i, end_s=60 * (i + 1), sent=2, ok=2, failed=0,
+                          values={"ttft_p90_ms": t, "error_rate": 0.0},
+                          breaches=[f"ttft_p90_ms {t:.1f} ms > 250.0 ms"] if t > 250 else [])
+               for i, t in enumerate(ttfts)]
+    return Bake(minutes=3, interval_s=30, objectives=objs, windows=windows, **fields)
+
+
+def bake_rolled_back() -> str:
+    from infra.perf import bake
+
+    verdict = _bake([1505.6, 1525.5, 1525.0], verdict="rolled back", cold_start_s=0.004, rolled_back_to=1,
+                    reason="ttft_p90_ms 1505.6 ms > 250.0 ms over 3 windows")
+    return bake.render_text(verdict, f"{RECIPE} {BAKE_ID} v2 in prod")
+
+
+def bake_kept() -> str:
+    from infra.perf import bake
+
+    return bake.render_text(_bake([45.2, 46.4, 47.1], verdict="kept", cold_start_s=0.067),
+                            f"{RECIPE} {BAKED_ID} v1 in prod")
+
+
+def bake_interrupted() -> str:
+    from infra.control.releases import Release
+    from stages import promote
+    from tests.conftest import deployment
+
+    d = deployment("prod", RECIPE)
+    promoted = Release.model_construct(version=2, tag="git-ce3a97409062")
+    verdict = _bake([47.0], verdict="interrupted", reason="Ctrl-C after 1 window(s)")
+    return f"error: promote failed: {promote.interrupted(verdict, d, promoted, 1)}"
+
+
 # name -> (the page that shows it, what prints it)
 EXAMPLES: dict[str, tuple[str, Callable[[], str]]] = {
     "bench-runs": ("docs/bench.md", bench_runs),
@@ -180,6 +223,9 @@ EXAMPLES: dict[str, tuple[str, Callable[[], str]]] = {
     "gate-setting-errors": ("docs/gate.md", gate_setting_errors),
     "ledger-table": ("docs/gate.md", ledger_table),
     "ledger-comparison": ("docs/gate.md", ledger_comparison),
+    "bake-rolled-back": ("docs/bake.md", bake_rolled_back),
+    "bake-kept": ("docs/bake.md", bake_kept),
+    "bake-interrupted": ("docs/bake.md", bake_interrupted),
 }
 
 
