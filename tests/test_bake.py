@@ -11,6 +11,8 @@ of times what the fast one does), so no verdict rests on this machine's speed.
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 
@@ -37,6 +39,16 @@ BAKED = ("release.bake_minutes=3", "gate.enabled=false", 'gate.objectives=[{ met
 # Two requests a window instead of six: the same judgement with a third of the real requests.
 PACE = bake.Pace(interval_s=30, window_s=60, breach_windows=3)
 DOC = REPO / "docs" / "bake.md"
+WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
+
+
+def shape(text: str) -> list[str]:
+    """What a run's output must keep: its lines with numbers, release ids, commits and column padding left out
+    (tests/test_promotion_gate.py checks docs/upgrade.md with it)."""
+    text = re.sub(r"r\d{8}-\d{6}-[0-9a-f]{6}", "<release>", text)
+    text = re.sub(r"\b(git-)?[0-9a-f]{12}\b", "<commit>", text)
+    text = re.sub(r"\d+(\.\d+)?", "<n>", text)
+    return [re.sub(r"-{2,}", "--", " ".join(line.split())) for line in text.strip().splitlines()]
 
 
 class FakeClock:

@@ -202,7 +202,7 @@ def bake_kept() -> str:
 
 
 def bake_interrupted() -> str:
-    from infra.control.releases import Release
+    from infra.perf.releases import Release
     from stages import promote
     from tests.conftest import deployment
 
