@@ -185,3 +185,23 @@ def test_a_refused_migration_writes_nothing_unless_forced(cli):
     forced = cli("upgrade", "--env", "dev", "--recipe", "qwen3-8b-low-latency", "--sglang", "0.5.17", "--force")
     assert forced.returncode == 0, forced.stderr
     assert '+    sglang_version="0.5.17",' in _git(project, "diff")
+
+
+def test_a_version_without_a_table_gets_one_from_its_wheel_first_and_never_in_a_dry_run(cli, tmp_path):
+    from tests.test_sglang_flags import NEW_STYLE, build_wheel
+
+    project = _project(cli)
+    index = tmp_path / "index"
+    index.mkdir()
+    build_wheel(index, "0.5.99", NEW_STYLE)  # a small stand-in for a release nobody tabled yet
+    pip = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}
+    table = project / "infra/control/sglang_versions.json"
+    offline = cli("upgrade", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--sglang", "0.5.99", "--dry-run", **pip)
+    assert offline.returncode == 1 and offline.stderr.startswith(
+        "error: --sglang 0.5.99: no flag table for it yet and a dry run is offline; known versions:")
+    assert "0.5.99" not in json.loads(table.read_text())["versions"]
+    done = cli("upgrade", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--sglang", "0.5.99", **pip)
+    assert "0.5.99" in json.loads(table.read_text())["versions"]  # read from the wheel pip found
+    # The stand-in declares a handful of flags: the recipe's others are refused by name, and the recipe is untouched.
+    assert done.returncode == 1 and "SGLang 0.5.99 removed it with no successor" in done.stderr
+    assert _git(project, "status", "--porcelain", "infra/runtime") == ""
