@@ -18,7 +18,6 @@ A failing test fails the command with its name. `--dry-run` says what would run 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +65,6 @@ def markdown(d: Deployment, r: acceptance.SuiteResult, verdict: str) -> str:
             f"SGLang {r.sglang or '?'}\n\n| test | outcome | s | note |\n|---|---|---|---|\n{rows}\n")
 
 
-def summary(r: acceptance.SuiteResult) -> dict:
-    """What the release keeps: the verdict, each test's outcome, the numbers measured, where it ran."""
-    return {"passed": r.passed, "at": time.time(), "seconds": r.seconds, "gpu": r.gpu, "sglang": r.sglang,
-            "cases": [c.model_dump() for c in r.cases], "report": r.report}
-
-
 def record_on_release(ctx: Context, d: Deployment, r: acceptance.SuiteResult) -> str:
     """On the current release, when it runs the image and model revisions that were tested; else why not."""
     store = ReleaseStore(ctx.remote)
@@ -83,7 +76,7 @@ def record_on_release(ctx: Context, d: Deployment, r: acceptance.SuiteResult) ->
     if (current.image, current.model, current.model_revision) != tested:
         return (f"not recorded on release {current.release_id}: it runs {current.image} with {current.model}@"
                 f"{current.model_revision}, not the tested {tested[0]} with {tested[1]}@{tested[2]}")
-    acceptance_records = dict(current.acceptance or {}) | {r.shape: summary(r)}
+    acceptance_records = dict(current.acceptance or {}) | {r.shape: acceptance.AcceptanceRun.of(r)}
     store.update_current(d, manifest, acceptance=acceptance_records)
     return f"recorded on release {current.release_id}"
 

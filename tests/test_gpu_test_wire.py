@@ -156,7 +156,8 @@ def test_a_passing_run_is_a_table_a_job_summary_and_a_record_on_the_release(wire
                      outcome.message)
     assert outcome.detail["report"] == {"shape": "tiny", "recipe": RECIPE}  # GPU_SUITE_REPORT, from inside the suite
     kept = store.read(d).current.acceptance["tiny"]
-    assert kept["passed"] is True and [c["outcome"] for c in kept["cases"]] == ["passed", "skipped"]
+    assert kept.passed is True and [c.outcome for c in kept.cases] == ["passed", "skipped"]
+    assert kept.report == {"shape": "tiny", "recipe": RECIPE}
     assert "### GPU acceptance: dev/qwen3-8b-low-latency, shape tiny: passed" in summary.read_text()
     assert "| `tests/gpu/test_server.py::test_the_server_answers` | passed |" in summary.read_text()
     # A release that runs something else keeps no record of what was not tested on it.

@@ -36,6 +36,7 @@ from infra.perf.bench import BenchReport
 from infra.perf.gate import GateRecord
 from infra.perf.smoketest import SmokeResult
 from infra.runtime import timeline
+from infra.runtime.acceptance import AcceptanceRun
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused
 from infra.runtime.model import Stored
@@ -91,7 +92,7 @@ class Release(Stored):
     bake: Bake | None = None
     # The GPU acceptance suite run against what this release runs (`invoke gpu-test`, stages/gpu_test.py): per shape
     # (tiny, real, model) its verdict, every test's outcome, the numbers it measured, the GPU and SGLang it ran on.
-    acceptance: dict | None = None
+    acceptance: dict[str, AcceptanceRun] | None = None
     _recorded_digest: str | None = PrivateAttr(default=None)
 
     # ------------------------------------------------ older layouts, one function each (oldest first)

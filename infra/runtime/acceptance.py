@@ -77,6 +77,26 @@ class SuiteResult(BaseModel):
         return self.exit_code == 0 and not self.failing and self.count("passed") > 0
 
 
+class AcceptanceRun(BaseModel):
+    """What a release keeps of one run at one shape (infra/control/releases.py `Release.acceptance`): the verdict,
+    when, each test's outcome, the numbers the suite measured, the GPU and SGLang it ran on."""
+
+    model_config = ConfigDict(extra="ignore")  # a newer version's fields, read by an older one
+
+    passed: bool
+    at: float
+    seconds: float
+    gpu: str | None = None
+    sglang: str | None = None
+    cases: list[Case] = []
+    report: dict = {}
+
+    @classmethod
+    def of(cls, r: SuiteResult) -> AcceptanceRun:
+        return cls(passed=r.passed, at=time.time(), seconds=r.seconds, gpu=r.gpu, sglang=r.sglang, cases=r.cases,
+                   report=r.report)
+
+
 def environment(shape: str, recipe: str, report: str | Path) -> dict[str, str]:
     """The variables that choose what `python -m pytest tests/gpu` runs (tests/gpu reads them)."""
     return {SHAPE_VARIABLE: shape, RECIPE_VARIABLE: recipe, REPORT_VARIABLE: str(report)}
