@@ -129,7 +129,7 @@ METRICS: dict[str, Metric] = _catalogue()
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _check_budget(value: float | None) -> float | None:

@@ -399,9 +399,10 @@ def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: cost
 
     A row is the recipe's when its App carries the recipe's tags (infra/runtime/spec.py `tags`): the server's rows
     go to the release that was live in that hour (each release runs from its deploy to the next one's; an hour that
-    holds a deploy is split by time), the jobs' rows are summed apart. The commit tag checks the attribution: a row
-    whose commit no release of its hour deployed is said. Rows of the recipe's apps without tags (deployed before
-    tags were set) cannot be attributed: when there are only such rows, that is an error.
+    holds a deploy is split by time), the jobs' and the image builder's rows are summed apart. The commit tag checks
+    the attribution: a row whose commit no release of its hour deployed is said. Rows of the recipe's apps without
+    tags (deployed before tags were set) cannot be attributed: when there are only such rows, that is an error. Rows
+    with a negative cost are left out and named (`_usage_only`).
     """
     history = list(history)
     app_names = set(app_names)
