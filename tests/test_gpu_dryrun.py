@@ -30,6 +30,7 @@ def dryrun_env(tmp_path, **fake) -> dict[str, str]:
     return env
 
 
+@pytest.mark.timeout(300)  # two stand-in servers, invoke bench, bench_serving: ~110 s idle, more under load
 def test_the_gpu_suite_runs_end_to_end_against_the_stand_ins(tmp_path):
     report = tmp_path / "report.json"
     env = dryrun_env(tmp_path) | {"GPU_SUITE_REPORT": str(report), "GPU_SUITE_HUB": str(tmp_path / "hub")}
