@@ -8,8 +8,6 @@ real CLI on a pseudo-terminal, as a person's shell would.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import pty
 import re
@@ -29,15 +27,15 @@ FIXTURES = REPO / "tests" / "fixtures" / "bench"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
-def report(name: str = "baseline") -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+def report(name: str = "baseline") -> bench.BenchReport:
+    return bench.load_report(FIXTURES / f"{name}.json")
 
 
-def busy(r: dict) -> dict:
+def busy(r: bench.BenchReport) -> bench.BenchReport:
     """The same report with its client busy at the highest level (as on a loaded machine)."""
-    r = copy.deepcopy(r)
-    r["levels"][-1]["client"].update(busy=True, cpu_utilization=0.97)
-    return r
+    data = r.model_dump(mode="json")
+    data["levels"][-1]["client"].update(busy=True, cpu_utilization=0.97)
+    return bench.BenchReport.model_validate(data)
 
 
 def on_terminal(text: str, width: int) -> str:
