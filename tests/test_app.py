@@ -50,7 +50,7 @@ def test_container_import_rebuilds_the_identical_definition(tmp_path, env, recip
 
 
 def test_container_import_identical_with_gpu_snapshots(tmp_path):
-    local = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_COLD_START__GPU_SNAPSHOT="true")
+    local = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_STARTUP__GPU_SNAPSHOT="true")
     assert local["methods"] == {"start_for_snapshot": "ENTER_PRE_SNAPSHOT", "restore": "ENTER_POST_SNAPSHOT",
                                 "stop": "EXIT"}
     assert describe_in_container(tmp_path, local) == local
@@ -119,7 +119,7 @@ def test_dev_vlm_server_definition():
 
 
 def test_gpu_snapshot_options_only_where_enabled():
-    on = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_COLD_START__GPU_SNAPSHOT="true")
+    on = describe_locally("prod", "qwen3.6-35b-vlm", INFRA_STARTUP__GPU_SNAPSHOT="true")
     assert on["enable_memory_snapshot"] is True and on["experimental_options"] == {"enable_gpu_snapshot": "True"}
     assert on["env"][0]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
 

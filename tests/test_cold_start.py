@@ -61,21 +61,21 @@ def test_snapshot_refused_for_a_sglang_version_without_the_flags(monkeypatch):
     del table["0.5.6.post2"]["flags"]["--enable-weights-cpu-backup"]
     table["0.5.6.post2"]["endpoints"].remove("/resume_memory_occupation")
     monkeypatch.setattr(sglang_flags, "_versions", lambda: table)
-    one_gpu = ("recipes.qwen3-8b-low-latency.gpu_count=1", "recipes.qwen3-8b-low-latency.tp_size=1")
+    one_gpu = ("recipes.qwen3-8b-low-latency.gpu_count=1",)
     with pytest.raises(ConfigError) as err:
-        resolve(settings("prod", "cold_start.gpu_snapshot=true", *one_gpu), "qwen3-8b-low-latency")
+        resolve(settings("prod", "startup.gpu_snapshot=true", *one_gpu), "qwen3-8b-low-latency")
     assert str(err.value) == (
         'recipes."qwen3-8b-low-latency".gpu_snapshot = true: SGLang 0.5.6.post2 lacks /resume_memory_occupation, '
         "--enable-weights-cpu-backup; allowed: false for this recipe"
     )
     # Per recipe: the other recipe's version still has them.
-    assert resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3.6-35b-vlm").gpu_snapshot
+    assert resolve(settings("prod", "startup.gpu_snapshot=true"), "qwen3.6-35b-vlm").startup.gpu_snapshot
 
 
 def test_snapshots_are_refused_for_a_recipe_on_more_than_one_gpu():
     """Issue 15: Modal's multi-GPU SGLang example dropped memory snapshots; the 2-GPU recipe may not turn them on."""
     with pytest.raises(ConfigError) as err:
-        resolve(settings("prod", "cold_start.gpu_snapshot=true"), "qwen3-8b-low-latency")
+        resolve(settings("prod", "startup.gpu_snapshot=true"), "qwen3-8b-low-latency")
     assert str(err.value).startswith('recipes."qwen3-8b-low-latency".gpu_snapshot = true with 2 GPUs: Modal\'s '
                                      'multi-GPU '
                                      "SGLang example dropped memory snapshots")

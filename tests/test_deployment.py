@@ -29,13 +29,13 @@ def test_json_round_trip_is_exact(env, recipe):
 
 def test_the_recipe_is_the_resolved_recipe_and_the_rest_is_the_environments():
     s = load_settings("prod", overrides=parse_overrides([
-        "recipes.qwen3-8b-low-latency.target_concurrency=4", "recipes.qwen3-8b-low-latency.compute_region=us-west",
+        "recipes.qwen3-8b-low-latency.target_concurrency=4", "placement.compute_region=us-west",
         f'recipes.qwen3-8b-low-latency.draft_revision="{"b" * 40}"']))
     d = resolve(s, "qwen3-8b-low-latency")
     assert d.recipe == RECIPES["qwen3-8b-low-latency"].model_copy(update=dict(target_concurrency=4,
         speculative=RECIPES["qwen3-8b-low-latency"].speculative.model_copy(update=dict(draft_revision="b" * 40))))
-    # A region is the environment's even where a recipe table sets it: a promotion must not carry it.
-    assert d.placement.compute_region == "us-west" and d.recipe.compute_region == "us-east"
+    # A region is the environment's alone ([placement]): a promotion, which carries the recipe, cannot carry it.
+    assert d.placement.compute_region == "us-west" and "compute_region" not in d.recipe.model_dump()
     assert d.scaling.min_containers == 1 and d.server.port == 8000 and d.auth.proxy_auth
 
 

@@ -41,8 +41,13 @@ BAD_INPUT = [
      None),
     ("bad GPU type", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_type=H1000"], None),
     ("bad GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=9"], None),
-    ("TP degree differs from GPU count", ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.gpu_count=1"],
-     None),
+    ("tensor parallelism set apart from the GPU count (tp_size is gpu_count)",
+     ["plan", "--env", "prod", "--set", "recipes.qwen3-8b-low-latency.tp_size=1"], None),
+    ("a switch the container reads, in its old laptop-only section", ["plan", "--env", "prod"], "moved-startup"),
+    ("a figure only plan reads, in its old deployed section",
+     ["plan", "--env", "prod", "--set", "caches.volume_read_gbps=2"], None),
+    ("a region in a recipe's table (regions are [placement]'s)",
+     ["plan", "--env", "prod", "--set", 'recipes.qwen3-8b-low-latency.compute_region="us-west"'], None),
     ("port out of range", ["plan", "--env", "prod", "--set", "server.port=70000"], None),
     ("region not a Modal region", ["plan", "--env", "prod", "--set", "placement.compute_region=us-middle"], None),
     ("routing region Modal has no proxies in", ["plan", "--env", "prod", "--set", "placement.routing_region=eu-north"],
@@ -182,7 +187,7 @@ VARIABLES = {"bad-json-variable": ("INFRA_SCALING", "{bad json"),
 
 
 def _prepare(cli, setup: str | None) -> None:
-    if setup in ("edge", "malformed", "typo", "wrong-type"):
+    if setup in ("edge", "malformed", "typo", "wrong-type", "moved-startup"):
         config = cli.tmp / "environments"
         shutil.copytree(REPO / "environments", config)
         cli.env["INFRA_CONFIG_DIR"] = str(config)
@@ -191,6 +196,8 @@ def _prepare(cli, setup: str | None) -> None:
             (config / "edge.toml").write_text('serves = ["qwen3-8b-low-latency"]\n')
         elif setup == "malformed":
             prod.write_text(prod.read_text().replace("[scaling]", "[scaling", 1))
+        elif setup == "moved-startup":
+            prod.write_text(prod.read_text().replace("[startup]", "[cold_start]", 1))
         elif setup == "typo":
             prod.write_text(prod.read_text().replace("min_containers = 1", "min_contianers = 1"))
         elif setup == "wrong-type":
@@ -204,7 +211,7 @@ def _prepare(cli, setup: str | None) -> None:
             (config / "dev.toml").mkdir()
         else:
             with (config / "staging.toml").open("a") as f:
-                f.write("\n[recipes.qwen3.6-35b-vlm]\ntp_size = 1\n")
+                f.write("\n[recipes.qwen3.6-35b-vlm]\ngpu_count = 1\n")
     if setup == "no-credentials":
         cli.fake["credentials"] = False
     if setup == "proxy-credentials":

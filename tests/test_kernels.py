@@ -270,7 +270,7 @@ def test_deepgemm_disabled_with_false_runs_no_compiler(d, cache, local, record):
 
 
 CHANGES = {
-    "tp_size": 4,
+    "gpu_count": 4,
     "gpu_type": "H200",
     "model_revision": "0123456789abcdef0123456789abcdef01234567",
     "sglang_image": "lmsysorg/sglang:v0.5.7-cu129-amd64-runtime",

@@ -89,7 +89,8 @@ def test_the_tasks_deploy_it_probe_once_and_check_fails_a_breach_with_exit_1(wir
     assert wire.app_versions("prod", "sglang-sentinel-prod") == []  # nothing deployed
     wire.create_secret("prod", "sentinel-proxy-auth", {"MODAL_KEY": "wk", "MODAL_SECRET": "ws"})
     [deployed] = wire_cli.json("sentinel", "--env", "prod", "--yes")
-    assert deployed["detail"]["cost"]["usd_per_30_days"] > 0 and wire.schedules("prod", "sglang-sentinel-prod") == {"probe": None}
+    assert deployed["detail"]["cost"]["usd_per_30_days"] > 0
+    assert wire.schedules("prod", "sglang-sentinel-prod") == {"probe": None}
     once = wire_cli("sentinel", "--env", "prod", "--once")
     assert once.returncode == 0, once.stderr
     assert "prod/qwen3-8b-low-latency: ok, TTFT" in once.stdout
@@ -106,4 +107,6 @@ def test_the_tasks_deploy_it_probe_once_and_check_fails_a_breach_with_exit_1(wir
 
     assert shows_in_order(docs_block("check breach: tests/test_sentinel_wire.py"), failed.stdout + failed.stderr) == []
     assert "BREACH qwen3-8b-low-latency: error rate 50.0% (1 of 2 probes) > 0%" in failed.stderr
-    assert failed.stderr.strip().splitlines()[-1].startswith("error: check failed: prod/qwen3-8b-low-latency: 3 breach(es)")  # ttft, tpot, errors
+    # ttft, tpot, errors
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: check failed: prod/qwen3-8b-low-latency: 3 "
+                                                             "breach(es)")

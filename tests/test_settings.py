@@ -95,7 +95,7 @@ def test_modal_environment_defaults_to_env_name(config):
          "model_revision = ' ': revision is empty"),
         (lambda: load_settings("prod", overrides={"scaling.min_container": 2}),
          "--set: unknown setting 'scaling.min_container'; did you mean 'min_containers'?"),
-        (lambda: load_settings("prod", overrides={"recipes.llama.tp_size": 2}), "unknown recipe 'llama'"),
+        (lambda: load_settings("prod", overrides={"recipes.llama.gpu_count": 2}), "unknown recipe 'llama'"),
     ],
 )
 def test_bad_values_are_one_clear_line(call, expected):
@@ -156,14 +156,14 @@ def resolve_error(env, recipe, *overrides) -> str:
     return error_of(lambda: resolve(load_settings(env, overrides=parse_overrides(list(overrides))), recipe))
 
 
-def test_tp_degree_must_match_gpu_count():
-    message = resolve_error("prod", "qwen3-8b-low-latency", "recipes.qwen3-8b-low-latency.gpu_count=1")
-    assert message.startswith('recipes."qwen3-8b-low-latency".tp_size = 2 does not match gpu_count = 1')
-    # Changing both is fine.
-    d = resolve(load_settings("prod", overrides=parse_overrides(
-        ["recipes.qwen3-8b-low-latency.gpu_count=4", "recipes.qwen3-8b-low-latency.tp_size=4"])),
+def test_the_gpu_count_is_the_tensor_parallelism():
+    """One value: a shard per GPU, so changing gpu_count changes --tp-size with it."""
+    from infra.runtime import sglang_args
+
+    d = resolve(load_settings("prod", overrides=parse_overrides(["recipes.qwen3-8b-low-latency.gpu_count=4"])),
                 "qwen3-8b-low-latency")
-    assert d.recipe.gpu == "H100!:4"
+    launch = sglang_args.launch_command(d)
+    assert d.recipe.gpu == "H100!:4" and launch[launch.index("--tp-size") + 1] == "4"
 
 
 def test_startup_timeout_must_cover_readiness_and_warmup():
@@ -185,8 +185,8 @@ def test_pinned_revisions_required_in_prod():
 
 
 def test_gpu_snapshot_checked_against_the_sglang_version():
-    d = resolve(load_settings("prod", overrides=parse_overrides(["cold_start.gpu_snapshot=true"])), "qwen3.6-35b-vlm")
-    assert d.gpu_snapshot
+    d = resolve(load_settings("prod", overrides=parse_overrides(["startup.gpu_snapshot=true"])), "qwen3.6-35b-vlm")
+    assert d.startup.gpu_snapshot
     assert "--enable-memory-saver" in __import__("infra.runtime.sglang_args", fromlist=["x"]).launch_command(d)
 
 
@@ -295,3 +295,50 @@ def test_nan_and_inf_are_no_setting_s_value(override, setting):
     """TOML reads nan and inf as floats: a rate of nan printed `$nan/h` in plan."""
     assert error_of(lambda: load_settings("prod", overrides=parse_overrides([override]))) == (
         f"--set: {setting}: not a finite number; allowed: a number such as 2.5 (nan and inf are no setting's value)")
+
+
+# ---------------------------------------------------------------------------- settings that say where they go
+# (issue 29 item 2: a deployed switch in a deployed section, a plan-only figure on the control side, one field for
+# GPUs and tensor parallelism, one place for a region; an old name is refused naming the new place)
+
+MOVED_CASES = [
+    (("cold_start", "gpu_snapshot"), "true", "startup.gpu_snapshot"),
+    (("cold_start", "refuse_on_cache_miss"), "true", "startup.refuse_on_cache_miss"),
+    (("caches", "volume_read_gbps"), "2.0", "cold_start.volume_read_gbps"),
+    (("recipes", "qwen3-8b-low-latency", "tp_size"), "2", 'recipes."qwen3-8b-low-latency".gpu_count'),
+    (("recipes", "qwen3-8b-low-latency", "compute_region"), '"us-east"', "placement.compute_region"),
+    (("recipes", "qwen3-8b-low-latency", "routing_region"), '"us-east"', "placement.routing_region"),
+]
+
+
+@pytest.mark.parametrize("path, value, new", MOVED_CASES)
+def test_an_old_setting_name_is_refused_naming_its_new_place(config, monkeypatch, path, value, new):
+    *table, key = path
+    header = ".".join(f'"{p}"' if i == 1 else p for i, p in enumerate(table))
+    old = ".".join(f'"{p}"' if i == 1 and path[0] == "recipes" else p for i, p in enumerate(path))
+    with (config / "staging.toml").open("a") as f:
+        f.write(f"\n[{header}]\n{key} = {value}\n")
+    from_file = error_of(lambda: load_settings("staging"))
+    assert from_file.startswith(f"{config / 'staging.toml'}: {old} has moved to {new} (")
+    assert from_file.endswith("; set it there")
+    (config / "staging.toml").write_text((REPO / "environments" / "staging.toml").read_text())
+    dotted = ".".join(path)
+    assert error_of(lambda: load_settings("dev", overrides=parse_overrides([f"{dotted}={value}"]))).startswith(
+        f"--set: {old} has moved to {new}")
+    if path[0] != "recipes":  # a variable cannot name a recipe (its name has dots and dashes)
+        monkeypatch.setenv("INFRA_" + "__".join(path).upper(), value)
+        assert error_of(lambda: load_settings("dev")).startswith(
+            f"INFRA_{'__'.join(path).upper()}: {old} has moved to {new}")
+
+
+def test_each_setting_is_in_the_section_that_says_where_it_goes():
+    """A switch the container reads is in a Deployment part; a figure only plan reads is not."""
+    from infra.runtime.deployment import Caches, Deployment, Placement, Startup
+    from infra.runtime.recipes.base import Recipe
+
+    assert {"gpu_snapshot", "refuse_on_cache_miss"} <= set(Startup.model_fields)
+    assert Deployment.model_fields["startup"].annotation is Startup
+    assert "volume_read_gbps" not in Caches.model_fields and "volume_read_gbps" in type(
+        load_settings("dev").cold_start).model_fields
+    assert not {"tp_size", "compute_region", "routing_region"} & set(Recipe.model_fields)
+    assert {"compute_region", "routing_region"} == set(Placement.model_fields)

@@ -108,7 +108,7 @@ def test_a_guarded_environment_refuses_to_go_ready_on_a_miss(place):
         start(d, place, jit_seconds=0.1, first_request_seconds=0.2)
     message = str(err.value)
     assert message.startswith("compile-cache miss: SGLang compiled while starting (triton 1 files")
-    assert "refusing to go ready (cold_start.refuse_on_cache_miss = true in environment 'prod')" in message
+    assert "refusing to go ready (startup.refuse_on_cache_miss = true in environment 'prod')" in message
     assert f"`invoke compile --env prod --recipe {d.recipe.name} --recompile`" in message
     assert not lifecycle.is_healthy(f"http://127.0.0.1:{d.server.port}", timeout=0.5)  # stopped, not serving
     [record] = recorded(d, place)
@@ -120,13 +120,17 @@ def test_the_settings_carry_the_refusal_to_the_container():
     from infra.control.settings import load_settings, parse_overrides
     from infra.runtime.deployment import Deployment
 
-    assert resolve(load_settings("prod"), "qwen3-8b-low-latency").refuse_on_cache_miss is True
-    assert resolve(load_settings("staging"), "qwen3-8b-low-latency").refuse_on_cache_miss is False
-    s = load_settings("dev", overrides=parse_overrides(["cold_start.refuse_on_cache_miss=true"]))
+    assert resolve(load_settings("prod"), "qwen3-8b-low-latency").startup.refuse_on_cache_miss is True
+    assert resolve(load_settings("staging"), "qwen3-8b-low-latency").startup.refuse_on_cache_miss is False
+    s = load_settings("dev", overrides=parse_overrides(["startup.refuse_on_cache_miss=true"]))
     d = resolve(s, "qwen3.6-35b-vlm")
-    assert Deployment.from_json(d.to_json()).refuse_on_cache_miss is True  # what the container reads back
-    old = {k: v for k, v in d.to_dict().items() if k != "refuse_on_cache_miss"}  # a manifest from before the setting
-    assert Deployment.read(old).refuse_on_cache_miss is False
+    assert Deployment.from_json(d.to_json()).startup.refuse_on_cache_miss is True  # what the container reads back
+    data = d.to_dict()
+    before_startup = {k: v for k, v in data.items() if k != "startup"} | {"gpu_snapshot": True,
+                                                                          "refuse_on_cache_miss": True}
+    assert Deployment.read(before_startup).startup == d.startup.model_copy(update={"gpu_snapshot": True})
+    before_setting = {k: v for k, v in data.items() if k != "startup"} | {"gpu_snapshot": False}
+    assert Deployment.read(before_setting).startup.refuse_on_cache_miss is False  # a manifest from before it
 
 
 def test_a_start_that_dies_is_recorded_with_how_far_it_got(place):

@@ -132,8 +132,8 @@ def advise(rows: Iterable[costs.BillRow], starts: Iterable[float], *, recipe: st
               and r.tags.get("role") == "server" and since <= r.start < until]
     where = f"{env}/{recipe}'s server in Modal's billing report over the last {weeks} whole weeks (UTC)"
     if not served:
-        raise NotEnoughHistory(f"no billed hour of {where}: advice needs {weeks} whole weeks of history; ask again once "
-                               f"the server has run that long, or pass a shorter --weeks (at least {MIN_WEEKS})")
+        raise NotEnoughHistory(f"no billed hour of {where}: advice needs {weeks} whole weeks of history; ask again "
+                               f"once the server has run that long, or pass a shorter --weeks (at least {MIN_WEEKS})")
     first = min(r.start for r in served)
     if first >= since + timedelta(days=7):
         days = (until - first).total_seconds() / 86400

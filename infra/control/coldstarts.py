@@ -116,5 +116,5 @@ def status_lines(releases: list[Release], recorded: dict[str, list[StartRecord]]
         refused = sum(r.outcome == "refused" for r in starts)
         if refused:
             warnings.append(f"  WARNING {rid}: {refused} start(s) refused to go ready on a cache miss "
-                            "(cold_start.refuse_on_cache_miss): no replica serves until the compile stage is rerun")
+                            "(startup.refuse_on_cache_miss): no replica serves until the compile stage is rerun")
     return lines, warnings

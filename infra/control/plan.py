@@ -156,8 +156,8 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
             size_gb = r.model_size_gb + r.draft_size_gb
             basis = "nominal sizes (run `invoke download` to record real ones)"
         parts["weights_read"] = {
-            "seconds": round(size_gb / settings.caches.volume_read_gbps, 1),
-            "basis": f"{size_gb:.1f} GB from the Volume at {settings.caches.volume_read_gbps} GB/s; {basis}; not "
+            "seconds": round(size_gb / settings.cold_start.volume_read_gbps, 1),
+            "basis": f"{size_gb:.1f} GB from the Volume at {settings.cold_start.volume_read_gbps} GB/s; {basis}; not "
                      "measured (the measured starts read dummy weights)",
         }
     piecewise, why = piecewise_graphs(d)
@@ -214,7 +214,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> dict:
                              "warmup_seconds": list(m.warmup_seconds), "what": m.what, "measured_on": m.measured_on,
                              "source": m.source} for m in whole],
     }
-    if d.gpu_snapshot:
+    if d.startup.gpu_snapshot:
         resume = figures.SNAPSHOT_RESUME.cached
         result["snapshot_restore_seconds"] = round(figures.MODAL_SNAPSHOT_RESTORE_SECONDS + resume
                                                    + (parts["image_pull"]["seconds"] or 0), 1)
@@ -262,7 +262,7 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
     if d.recipe.startup_timeout < budget:  # validation refuses this; kept for plans of hand-built deployments
         out.append(f"startup_timeout {d.recipe.startup_timeout} s is shorter than the readiness budget {budget:g} s")
     expected = cold["estimate_seconds"] * settings.cold_start.margin
-    if not d.gpu_snapshot and d.recipe.startup_timeout < expected:
+    if not d.startup.gpu_snapshot and d.recipe.startup_timeout < expected:
         out.append(
             f"startup_timeout {d.recipe.startup_timeout} s is below the estimated cold start "
             f"{cold['estimate_seconds']:g} s × margin {settings.cold_start.margin:g}: a cold container may be killed "
@@ -272,8 +272,8 @@ def warnings_for(settings: Settings, d: Deployment, cold: dict) -> list[str]:
             w.min_containers for w in d.scaling.schedule):
         out.append(f"production environment '{d.env}' has min_containers = 0: every first request pays the full cold "
                    f"start (~{cold['estimate_seconds']:g} s)")
-    if d.gpu_snapshot:
-        out.append("GPU memory snapshots are alpha on Modal (cold_start.gpu_snapshot)")
+    if d.startup.gpu_snapshot:
+        out.append("GPU memory snapshots are alpha on Modal (startup.gpu_snapshot)")
     out += sglang_flags.deprecation_warnings(d)
     return out
 

@@ -2,18 +2,18 @@
 
 The recipe is resolved by applying the environment's `[recipes."<name>"]` knobs to
 it; every other part of the Deployment is the environment's section of the same
-name, with what it left unset filled in from the recipe. Precedence for the knobs
-both have (regions): the recipe's value, then the environment's `[placement]`, then
-its `[recipes."<name>"]` table, and they stay the environment's (a promotion carries
-the recipe, not where it ran). Rules that concern one value live with that value
-(the models' fields); only the rules that need the whole deployment live here.
+name (the server's port, left unset, is the recipe's), and `[startup]` takes the
+recipe table's own `gpu_snapshot` when it sets one. Regions are `[placement]`'s alone:
+the environment's, never the recipe's (a promotion carries the recipe, not where it
+ran). Rules that concern one value live with that value (the models' fields); only
+the rules that need the whole deployment live here.
 """
 
 from __future__ import annotations
 
 from infra.control import objectives, sglang_flags
 from infra.control.settings import RECIPE_KNOBS, Settings, knobs_given
-from infra.runtime.deployment import Deployment, Placement
+from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import COMMIT_RE, Recipe
@@ -23,30 +23,29 @@ STARTUP_MARGIN_SECONDS = 60
 # Endpoints and flags the GPU-snapshot start-up needs from SGLang.
 SNAPSHOT_ENDPOINTS = ("/release_memory_occupation", "/resume_memory_occupation")
 SNAPSHOT_FLAGS = ("--enable-memory-saver", "--enable-weights-cpu-backup")
-PLACEMENT = ("compute_region", "routing_region")  # knobs a recipe table sets for the environment, not the recipe
 
 
 def resolve(settings: Settings, recipe_name: str, base: Recipe | None = None) -> Deployment:
     """The deployment of recipe `recipe_name` (or of `base`, another version of it: `invoke upgrade`) in `settings`."""
     knobs = knobs_given(settings.knobs(recipe_name))
     base = base or RECIPES[recipe_name]
-    recipe = base.model_copy(update={k: v for k, v in knobs.items() if k in RECIPE_KNOBS and k not in PLACEMENT})
+    recipe = base.model_copy(update={k: v for k, v in knobs.items() if k in RECIPE_KNOBS})
     recipe = recipe.with_revisions(knobs.get("model_revision"), knobs.get("draft_revision"))
-    placement = settings.placement.model_dump() | {k: v for k, v in knobs.items() if k in PLACEMENT}
+    startup = settings.startup
+    if knobs.get("gpu_snapshot") is not None:
+        startup = startup.model_copy(update={"gpu_snapshot": knobs["gpu_snapshot"]})
     d = Deployment(
         env=settings.env,
         recipe=recipe,
         modal=settings.modal.model_copy(update={"environment": settings.modal_environment,
                                                 "cache_environment": settings.cache_environment}),
         scaling=settings.scaling,
-        placement=Placement(compute_region=_first(placement["compute_region"], recipe.compute_region),
-                            routing_region=_first(placement["routing_region"], recipe.routing_region)),
+        placement=settings.placement,
         server=settings.server.model_copy(update={"port": _first(settings.server.port, recipe.port)}),
         auth=settings.auth,
         secrets=settings.secrets,
         caches=settings.caches,
-        gpu_snapshot=_first(knobs.get("gpu_snapshot"), settings.cold_start.gpu_snapshot),
-        refuse_on_cache_miss=settings.cold_start.refuse_on_cache_miss,
+        startup=startup,
     )
     validate(d, settings, f'recipes."{recipe_name}"')
     return d
@@ -68,11 +67,6 @@ def _first(*values):
 
 def validate(d: Deployment, settings: Settings, where: str) -> None:
     r = d.recipe
-    if r.tp_size != r.gpu_count:
-        raise ConfigError(
-            f"{where}.tp_size = {r.tp_size} does not match gpu_count = {r.gpu_count}: "
-            "tensor parallelism puts one shard on each GPU, so set tp_size equal to gpu_count"
-        )
     if settings.release.require_pinned_revisions:
         for label, value in (("model_revision", r.model_revision), ("draft_revision", r.draft_revision)):
             if value is not None and not COMMIT_RE.match(value):
@@ -80,14 +74,14 @@ def validate(d: Deployment, settings: Settings, where: str) -> None:
                     f"{where}.{label} = {value!r}: environment '{d.env}' requires pinned revisions "
                     "(release.require_pinned_revisions); allowed: a 40-hex commit id"
                 )
-    if d.gpu_snapshot and r.gpu_count > 1:
+    if d.startup.gpu_snapshot and r.gpu_count > 1:
         raise ConfigError(
             f"{where}.gpu_snapshot = true with {r.gpu_count} GPUs: Modal's multi-GPU SGLang example dropped memory "
             "snapshots because restores failed with tensor parallelism, and nothing here has shown otherwise; allowed: "
             "false for recipes on more than one GPU (turn snapshots on per recipe, recipes.\"<name>\".gpu_snapshot = "
             "true)"
         )
-    if d.gpu_snapshot:
+    if d.startup.gpu_snapshot:
         missing = [e for e in SNAPSHOT_ENDPOINTS if not sglang_flags.has_endpoint(r.sglang_version, e)]
         missing += [f for f in SNAPSHOT_FLAGS if f not in sglang_flags.known_flags(r.sglang_version)]
         if missing:

@@ -24,7 +24,7 @@ import json
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from infra.control import costs
 from infra.control.objectives import Gate, GateOverrides
 from infra.runtime import catalog
-from infra.runtime.deployment import Auth, Caches, ModalTarget, Placement, Scaling, Secrets, Server
+from infra.runtime.deployment import Auth, Caches, ModalTarget, Placement, Scaling, Secrets, Server, Startup
 from infra.runtime.errors import ConfigError
 from infra.runtime.model import Frozen
 from infra.runtime.recipes import RECIPES
@@ -110,17 +110,14 @@ class Costs(Frozen):
 
 
 class ColdStart(Frozen):
-    """What a cold start costs and what a start may do ([cold_start]). The phase figures `plan` adds up are
-    measured ones (infra/control/cold_start_figures.py), not settings: each names where it was measured."""
+    """The figures `plan` estimates a cold start with ([cold_start]; never deployed: what a start does is [startup]).
+    The phase figures it adds up are measured ones (infra/control/cold_start_figures.py), not settings: each names
+    where it was measured."""
 
-    gpu_snapshot: bool = Field(default=False, description="Modal GPU memory snapshots (alpha)")
     image_pull_gbps: float = Field(default=1.0, gt=0)
     image_size_gb: dict[str, float] = Field(default_factory=dict, description="image tag -> size, for estimates")
+    volume_read_gbps: float = Field(default=1.5, gt=0, description="Volume read rate for the weights' read time")
     margin: float = Field(default=1.25, ge=1.0, description="startup_timeout must exceed estimate x margin")
-    refuse_on_cache_miss: bool = Field(
-        default=False, description="a server that compiled anything while starting (a compile-cache miss) refuses to "
-                                   "go ready, so the compile stage must be rerun; warned about in `invoke status` "
-                                   "either way")
 
 
 class Client(Frozen):
@@ -151,8 +148,8 @@ class ReleasePolicy(Frozen):
 
 # The recipe fields an environment may change under [recipes."<name>"]: each is checked by the recipe's own
 # field (its type, bounds and checks), so adding a knob is adding its name here.
-RECIPE_KNOBS = ("model", "gated", "model_revision", "gpu_type", "gpu_count", "tp_size", "cpu", "memory",
-                "target_concurrency", "readiness_timeout", "startup_timeout", "compute_region", "routing_region")
+RECIPE_KNOBS = ("model", "gated", "model_revision", "gpu_type", "gpu_count", "cpu", "memory", "target_concurrency",
+                "readiness_timeout", "startup_timeout")
 
 
 def _optional(name: str) -> tuple[Any, Any]:
@@ -198,6 +195,7 @@ class Settings(BaseSettings):
     auth: Auth = Auth()
     secrets: Secrets = Secrets()
     caches: Caches = Caches()
+    startup: Startup = Startup()
     costs: Costs = Costs()
     cold_start: ColdStart = ColdStart()
     release: ReleasePolicy = ReleasePolicy()
@@ -409,6 +407,40 @@ def _split(key: str) -> tuple[str, ...]:
     return tuple(key.split("."))
 
 
+# ---------------------------------------------------------------------------- settings that moved
+
+# Old places of settings ("*": any recipe) -> the new one: a file, variable or --set still using one is refused in
+# one line naming where the setting lives now, instead of an "unknown setting" that hides the move.
+MOVED = {
+    ("cold_start", "gpu_snapshot"): "startup.gpu_snapshot (deployed: the container reads it)",
+    ("cold_start", "refuse_on_cache_miss"): "startup.refuse_on_cache_miss (deployed: the container reads it)",
+    ("caches", "volume_read_gbps"): "cold_start.volume_read_gbps (only plan reads it, never a container)",
+    ("recipes", "*", "tp_size"): 'recipes."{recipe}".gpu_count (tensor parallelism is one shard per GPU)',
+    ("recipes", "*", "compute_region"): "placement.compute_region (a region is set once, per environment)",
+    ("recipes", "*", "routing_region"): "placement.routing_region (a region is set once, per environment)",
+}
+
+
+def _refuse_moved(layers: list[Layer]) -> None:
+    for layer in layers:
+        for old, new in MOVED.items():
+            for path in _matching(layer.data, old):
+                source = layer.source_of(path) or layer.label
+                name = ".".join(f'"{p}"' if i == 1 and path[0] == "recipes" else p for i, p in enumerate(path))
+                where = new.format(recipe=path[1] if path[0] == "recipes" else "")
+                raise ConfigError(f"{source}: {plain(name)} has moved to {where}; set it there")
+
+
+def _matching(data: Any, pattern: tuple[str, ...], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The key paths in `data` that `pattern` names ("*": any key at that level)."""
+    if not pattern:
+        yield path
+        return
+    if isinstance(data, dict):
+        for key in data if pattern[0] == "*" else [pattern[0]] if pattern[0] in data else []:
+            yield from _matching(data[key], pattern[1:], (*path, key))
+
+
 # ---------------------------------------------------------------------------- loading
 
 
@@ -429,6 +461,7 @@ def load_settings(env: str | None = None, recipe: str | None = None,
         raise ConfigError(f"{recipe_source}: unknown recipe {shown(recipe)}; known recipes: {', '.join(RECIPES)}")
     given = _nested(overrides or {})
     file = EnvironmentFile(Settings, config_dir() / f"{env}.toml")
+    _refuse_moved(_layers(file, given))
     if "env" in file.data and file.data["env"] != env:
         raise ConfigError(f"{file.label}: env = {shown(file.data['env'])} but the file is for '{env}'; make them agree")
     try:

@@ -77,7 +77,7 @@ def _start(snapshot: bool) -> lifecycle.ServerProcess:
 class SGLangServer:
     """Starts SGLang in @modal.enter; Modal routes traffic only once it is healthy and warm."""
 
-    if deployment.gpu_snapshot:
+    if deployment.startup.gpu_snapshot:
 
         @modal.enter(snap=True)
         def start_for_snapshot(self):

@@ -104,12 +104,12 @@ class Scaling(Frozen):
 
 
 class Placement(Frozen):
-    """Where containers and Modal's proxies run ([placement]; unset: the recipe's)."""
+    """Where containers and Modal's proxies run ([placement]): the one place a region is set. An environment's,
+    not a recipe's: a promotion carries the recipe, not where it ran."""
 
-    compute_region: ComputeRegion | None = Field(default=None,
-                                                 description="where containers run (default: the recipe's)")
-    routing_region: RoutingRegion | None = Field(default=None,
-                                                 description="where Modal's proxies run (default: the recipe's)")
+    compute_region: ComputeRegion | None = Field(
+        default=None, description="where containers run (none: anywhere, and no region multiplier on the bill)")
+    routing_region: RoutingRegion = Field(default="us-east", description="where Modal's proxies run")
 
 
 class Server(Frozen):
@@ -142,7 +142,18 @@ class Caches(Frozen):
     weights_volume: ModalName = "huggingface-cache"
     kernels_volume: ModalName = "deepgemm-cache"
     releases_volume: ModalName = "sglang-releases"
-    volume_read_gbps: float = Field(default=1.5, gt=0, description="Volume read rate for cold-start estimates")
+
+
+class Startup(Frozen):
+    """What a server container does while it starts ([startup]): deployed, read by infra/runtime/app.py and
+    infra/runtime/startup.py."""
+
+    gpu_snapshot: bool = Field(default=False, description="Modal GPU memory snapshots (alpha; single-GPU recipes; "
+                                                          'per recipe: recipes."<name>".gpu_snapshot)')
+    refuse_on_cache_miss: bool = Field(
+        default=False, description="a server that compiled anything while starting (a compile-cache miss) refuses to "
+                                   "go ready, so the compile stage must be rerun; warned about in `invoke status` "
+                                   "either way")
 
 
 class Deployment(Frozen):
@@ -155,10 +166,7 @@ class Deployment(Frozen):
     auth: Auth
     secrets: Secrets
     caches: Caches
-    gpu_snapshot: bool  # Modal GPU memory snapshots (settings: cold_start.gpu_snapshot)
-    # A server that compiled anything while starting refuses to go ready (settings: cold_start.refuse_on_cache_miss;
-    # infra/runtime/startup.py). False for deployments recorded before it existed.
-    refuse_on_cache_miss: bool = False
+    startup: Startup
 
     @property
     def app_name(self) -> str:
@@ -190,8 +198,16 @@ class Deployment(Frozen):
     @classmethod
     def read(cls, data: dict[str, Any]) -> Deployment:
         """A deployment recorded by a release, possibly by an older version of this package (see the policy above)."""
-        return cls.model_validate(data, strict=False, extra="ignore", context=RESOLVED)
+        return cls.model_validate(_startup_lifted(data), strict=False, extra="ignore", context=RESOLVED)
 
     def with_recipe(self, recipe: Recipe) -> Deployment:
         """The same environment serving another resolved recipe (a promoted release, pinned revisions)."""
         return self.model_copy(update={"recipe": recipe})
+
+
+def _startup_lifted(data: dict[str, Any]) -> dict[str, Any]:
+    """A deployment recorded before [startup] (gpu_snapshot and refuse_on_cache_miss beside the parts), upgraded."""
+    if "startup" in data or not {"gpu_snapshot", "refuse_on_cache_miss"} & set(data):
+        return data
+    old = {k: data[k] for k in ("gpu_snapshot", "refuse_on_cache_miss") if k in data}
+    return {k: v for k, v in data.items() if k not in old} | {"startup": old}

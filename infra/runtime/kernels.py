@@ -53,7 +53,7 @@ def kernel_key(d: Deployment) -> dict:
         gpu_type=d.recipe.gpu_type,
         tp_size=d.recipe.tp_size,
         # The shapes follow from the full argument list (CUDA-graph sizes, speculative settings...).
-        server_args=sglang_args.server_args(d, snapshot_phase=d.gpu_snapshot),
+        server_args=sglang_args.server_args(d, snapshot_phase=d.startup.gpu_snapshot),
         model=d.recipe.model,
         model_revision=d.recipe.model_revision,
         draft_model=d.recipe.draft_model,

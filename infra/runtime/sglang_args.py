@@ -63,7 +63,7 @@ def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
 def launch_command(d: Deployment) -> list[str]:
     return [
         "python3", "-m", "sglang.launch_server",
-        *server_args(d, snapshot_phase=d.gpu_snapshot),
+        *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
         "--host", HOST,
         "--port", str(d.server.port),
     ]
@@ -72,7 +72,7 @@ def launch_command(d: Deployment) -> list[str]:
 def compile_command(d: Deployment) -> list[str]:
     return [
         "python3", "-m", "sglang.compile_deep_gemm",
-        *server_args(d, snapshot_phase=d.gpu_snapshot),
+        *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
         "--timeout", str(COMPILE_TIMEOUT),
     ]
 

@@ -133,7 +133,7 @@ def server(d: Deployment) -> dict[str, Any]:
         "unauthenticated": not d.auth.proxy_auth,
         "include_source": False,  # the image mounts this package itself, assets included
     }
-    if d.gpu_snapshot:  # alpha on Modal: only where the environment asks for it
+    if d.startup.gpu_snapshot:  # alpha on Modal: only where the environment asks for it
         options |= {"enable_memory_snapshot": True, "experimental_options": {"enable_gpu_snapshot": True}}
     return options
 
@@ -143,7 +143,7 @@ def server_env(d: Deployment) -> dict[str, str]:
     env = {DEPLOYMENT_VARIABLE: d.to_json()} | compile_cache.environment()  # every JIT cache at the fixed local root
     if d.server.hf_hub_offline:
         env["HF_HUB_OFFLINE"] = "1"
-    if d.gpu_snapshot:
+    if d.startup.gpu_snapshot:
         env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # as Modal's SGLang snapshot example: snapshot-safe
     return env
 

@@ -8,7 +8,7 @@ network boundary), so the tests drive all of it with the stand-in SGLang and a f
 
 Cache misses. After its warm-up the server compares its local cache tree with the tree it restored
 (infra/runtime/compile_cache.py `misses`): any file compiled during the start is a miss, named by cache. The
-record carries them and `invoke status` warns. With `refuse_on_cache_miss` (settings: cold_start) the
+record carries them and `invoke status` warns. With `refuse_on_cache_miss` (settings: [startup]) the
 container refuses to go ready instead: the server is stopped and `@modal.enter` fails, so Modal routes
 nothing to it, until the compile stage has been rerun for this key.
 
@@ -78,7 +78,7 @@ def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Pat
 def refusal(d: Deployment, found: dict, fingerprint: str) -> str:
     return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the "
             f"caches published for key {fingerprint} do not cover this start; refusing to go ready "
-            f"(cold_start.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
+            f"(startup.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
             f"`invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
 
 
@@ -136,7 +136,7 @@ def start(
         raise
     found = compile_cache.misses(local_root, restored)
     timings = dict(server.timings)
-    if found and d.refuse_on_cache_miss:
+    if found and d.startup.refuse_on_cache_miss:
         message = refusal(d, found, restore.fingerprint)
         done = record("refused", timings, found, message)
         server.stop(grace=0)

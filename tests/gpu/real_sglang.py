@@ -221,7 +221,7 @@ def tiny_deployment(
     at = f"recipes.{RECIPE}"
     settings = load_settings("dev", RECIPE, parse_overrides([
         f"{at}.model={TARGET}", f"{at}.model_revision={TARGET_COMMIT}", f"{at}.draft_revision={DRAFT_COMMIT}",
-        f"{at}.gpu_count={TP}", f"{at}.tp_size={TP}",
+        f"{at}.gpu_count={TP}",
     ]))
     d = resolve(settings, RECIPE)
     spec = d.recipe.speculative.model_copy(update=dict(draft_model=DRAFT,
@@ -230,7 +230,7 @@ def tiny_deployment(
     d = d.with_recipe(d.recipe.model_copy(update=dict(sglang_version=sglang_version, mem_fraction_static=MEM_FRACTION,
                                           extra_flags=flags, speculative=spec)))
     d = d.model_copy(update=dict(server=d.server.model_copy(update=dict(port=port, hf_hub_offline=True)),
-                                 gpu_snapshot=snapshot))
+                                 startup=d.startup.model_copy(update=dict(gpu_snapshot=snapshot))))
     if sglang_version in sglang_flags.supported_versions():
         sglang_flags.check_flags(d)  # the flag table of the version that runs, where the project has one
     return d

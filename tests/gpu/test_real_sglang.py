@@ -85,7 +85,7 @@ def start(place, **options) -> Started:
             seen.setdefault("ready_line", at)
 
     launched = time.monotonic()
-    start_fn = lifecycle.start_for_snapshot if d.gpu_snapshot else lifecycle.start_and_warm
+    start_fn = lifecycle.start_for_snapshot if d.startup.gpu_snapshot else lifecycle.start_and_warm
     server = start_fn(sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", real.readiness(d),
                       env=place["env"], on_line=on_line)
     return Started(d, server, launched, time.monotonic(), seen.get("ready_line"), baseline)

@@ -139,7 +139,6 @@ class Recipe(Frozen):
     # The GPUs
     gpu_type: GpuType = "H100!"
     gpu_count: int = Field(default=1, ge=1, le=catalog.MAX_GPUS_PER_CONTAINER)
-    tp_size: int = Field(default=1, ge=1)
     # What each container reserves besides its GPUs (Modal's `cpu`, physical cores, and `memory`, MiB). Modal bills
     # CPU and memory at whichever is higher, the request or the use (modal.com/docs/guide/resources), so a request
     # makes the bill's floor known: `plan` prices it, `invoke status --cost` shows what was billed. None: Modal's
@@ -159,9 +158,7 @@ class Recipe(Frozen):
     # is from.
     deep_gemm_shapes: int = Field(default=0, ge=0)
 
-    # Modal. The regions are this recipe's defaults: an environment's [placement] wins.
-    compute_region: ComputeRegion | None = None
-    routing_region: RoutingRegion = "us-east"
+    # Modal. Regions are not a recipe's: an environment's [placement] sets them.
     # Seconds in-flight requests get when a container stops. SGLang drains on SIGTERM but
     # checks only every 5 s, so less than ~12 s drains nothing (infra/lifecycle.drain_budget).
     exit_grace_period: int = 0
@@ -179,6 +176,11 @@ class Recipe(Frozen):
     gate_workload: GateWorkload = GateWorkload()
 
     # ------------------------------------------------------------------ derived
+
+    @property
+    def tp_size(self) -> int:
+        """Tensor parallelism: one shard per GPU, so the GPU count (one value, set once as gpu_count)."""
+        return self.gpu_count
 
     @property
     def gpu(self) -> str:

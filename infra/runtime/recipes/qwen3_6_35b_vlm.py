@@ -54,10 +54,9 @@ RECIPE = Recipe(
     # ~35 GB of weights fit comfortably in one H100's 80 GB.
     gpu_type="H100!",
     gpu_count=1,
-    tp_size=1,
     # One scheduler polling the GPU, plus the tokenizer, which also decodes and resizes every image: 4 cores.
     # The vision processor and image tensors in flight beside the CUDA context: 32 GiB. (Not requested by the
-    # example; a GPU snapshot's CPU copy of the weights, cold_start.gpu_snapshot, needs the model's size more.)
+    # example; a GPU snapshot's CPU copy of the weights, startup.gpu_snapshot, needs the model's size more.)
     cpu=4.0,
     memory=32 * 1024,
     port=8000,
@@ -94,8 +93,6 @@ RECIPE = Recipe(
     # (2048, 512); up to 4 more if SGLang runs the 256 routed experts on DeepGEMM's grouped kernels (contiguous and
     # masked layouts for gate_up and down), which was not established offline. The upper bound, 9, is taken.
     deep_gemm_shapes=9,
-    compute_region=None,  # the example does not pin the containers' region
-    routing_region="us-east",
     # The example set none (0 s: in-flight requests were cut on every scale-down). SGLang
     # drains on a 5 s tick; 25 s drains up to 23 s of generation within Modal's 30 s exit window.
     exit_grace_period=25,

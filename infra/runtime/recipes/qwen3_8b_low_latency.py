@@ -54,10 +54,9 @@ RECIPE = Recipe(
     model_size_gb=8.8,
     draft_size_gb=0.8,
     # Two H100s double the memory bandwidth for the large matmuls (≈30% faster in
-    # practice, not 100%). "!" stops Modal from upgrading to an H200.
+    # practice, not 100%), one tensor-parallel shard each. "!" stops Modal from upgrading to an H200.
     gpu_type="H100!",
     gpu_count=2,
-    tp_size=2,
     # SGLang runs a scheduler per TP rank that polls its GPU without pause (a core each), plus the tokenizer
     # and detokenizer processes: 4 cores. Each rank holds a CUDA context and pinned buffers in host memory
     # (a few GiB each), the tokenizer its vocabulary: 16 GiB. The example requested neither (Modal's default,
@@ -100,9 +99,6 @@ RECIPE = Recipe(
     # BF16. At TP 2 each rank's shapes halve in N or K but stay 4, and only the node's first rank precompiles them
     # (srt/layers/deep_gemm_wrapper/compile_utils.py: _DO_COMPILE_ALL = _IS_FIRST_RANK_ON_NODE).
     deep_gemm_shapes=4,
-    # Users mostly in the northern Americas: containers and proxies both in us-east.
-    compute_region="us-east",
-    routing_region="us-east",
     # The example's 5 s never drained anything: SGLang notices SIGTERM on a 5 s tick, so
     # in-flight requests need two ticks and more. 25 s (drain up to 23 s, then the group is
     # killed) fits Modal's 30 s for exit handlers. A scale-down holds the GPUs that long at most.
