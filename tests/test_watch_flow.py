@@ -231,7 +231,8 @@ def test_status_since_shows_the_bakes_verdict_once_one_is_recorded(world):  # no
     ctx = deployed(world)
     current = ReleaseStore(world.modal).read(world.d(ctx)).current
     assert status.bake_verdict(current) is None  # shown as "no bake recorded"
-    baked = current.model_copy(update={"bake": Bake(verdict=ROLLED_BACK, reason="ttft_p90_ms 612.0 ms > 500.0 ms over 3 "
+    baked = current.model_copy(update={"bake": Bake(verdict=ROLLED_BACK,
+                                                    reason="ttft_p90_ms 612.0 ms > 500.0 ms over 3 "
                                                                                  "windows", minutes=10)})
     verdict = status.bake_verdict(baked)
     assert verdict["verdict"] == ROLLED_BACK

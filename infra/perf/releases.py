@@ -37,7 +37,7 @@ from infra.perf.gate import GateRecord
 from infra.perf.smoketest import SmokeResult
 from infra.runtime import timeline
 from infra.runtime.acceptance import AcceptanceRun
-from infra.runtime.deployment import Deployment
+from infra.runtime.deployment import Deployment, startup_lifted
 from infra.runtime.errors import ConfigError, Refused
 from infra.runtime.model import Stored
 from infra.runtime.recipes.base import Recipe
@@ -123,6 +123,12 @@ class Release(Stored):
         return release | {"deployment": d | {"modal": modal}}
 
     @staticmethod
+    def upgrade_startup_section(release: dict[str, Any]) -> dict[str, Any]:
+        """Layouts 1 to 3 (to issue 29): the deployment's `gpu_snapshot` and `refuse_on_cache_miss` sat beside its
+        parts; they are its [startup] part now. Every fixture in tests/fixtures/manifests/ has them there."""
+        return release | {"deployment": startup_lifted(release["deployment"])}
+
+    @staticmethod
     def _app_prefix(app_name: str, recipe: str) -> str:
         return app_name.removesuffix("-" + recipe.replace(".", "-"))
 
@@ -135,6 +141,8 @@ class Release(Stored):
             d = release["deployment"]
         if isinstance(d, dict) and isinstance(d.get("modal"), dict) and "app_name" in d["modal"]:
             release = Release.upgrade_modal_app_name(release)
+        if isinstance(release.get("deployment"), dict):
+            release = Release.upgrade_startup_section(release)
         return release
 
     @model_validator(mode="wrap")

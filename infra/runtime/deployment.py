@@ -198,15 +198,16 @@ class Deployment(Frozen):
     @classmethod
     def read(cls, data: dict[str, Any]) -> Deployment:
         """A deployment recorded by a release, possibly by an older version of this package (see the policy above)."""
-        return cls.model_validate(_startup_lifted(data), strict=False, extra="ignore", context=RESOLVED)
+        return cls.model_validate(startup_lifted(data), strict=False, extra="ignore", context=RESOLVED)
 
     def with_recipe(self, recipe: Recipe) -> Deployment:
         """The same environment serving another resolved recipe (a promoted release, pinned revisions)."""
         return self.model_copy(update={"recipe": recipe})
 
 
-def _startup_lifted(data: dict[str, Any]) -> dict[str, Any]:
-    """A deployment recorded before [startup] (gpu_snapshot and refuse_on_cache_miss beside the parts), upgraded."""
+def startup_lifted(data: dict[str, Any]) -> dict[str, Any]:
+    """A deployment recorded before [startup] (gpu_snapshot and refuse_on_cache_miss beside the parts), upgraded:
+    `read` uses it, and so do the release manifests' layout upgrades (infra/perf/releases.py)."""
     if "startup" in data or not {"gpu_snapshot", "refuse_on_cache_miss"} & set(data):
         return data
     old = {k: data[k] for k in ("gpu_snapshot", "refuse_on_cache_miss") if k in data}
