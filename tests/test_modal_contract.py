@@ -337,7 +337,7 @@ def test_a_container_start_is_recorded_at_the_wire_and_read_back(wire, remote, t
     started.server.stop(grace=0)
     assert not started.writer.is_alive()
     [back] = remote.recent_starts("dev", starts_bucket(d.app_name, timeline.deployment_digest(d.to_dict())))
-    assert back == started.record and back["outcome"] == "ready" and back["phases"][0]["phase"] == "arguments"
+    assert back == started.record.to_data() and back["outcome"] == "ready" and back["phases"][0]["phase"] == "arguments"
 
 
 # ---------------------------------------------------------------------------- locks

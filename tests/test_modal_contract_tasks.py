@@ -14,6 +14,7 @@ import json
 import pytest
 
 from infra.runtime import weights
+from infra.runtime.deployment import Deployment
 from tests.conftest import deployment
 
 RECIPE = "qwen3-8b-low-latency"
@@ -50,7 +51,8 @@ def test_dev_build_download_compile_deploy_twice_smoke_status_scale_rollback_try
     assert f"deployed {APP} v1 (git-" in out
     first = manifest(wire, "dev")["current"]
     assert (first["version"], first["url"]) == (1, f"{wire.http_url}/srv/dev--{APP}-server")
-    assert first["draft_revision"] == commits["Tengyunw/qwen3_8b_eagle3"]  # pinned from the download
+    # pinned from the download (the release derives its draft revision from the deployment it records)
+    assert first["deployment"]["recipe"]["speculative"]["draft_revision"] == commits["Tengyunw/qwen3_8b_eagle3"]
 
     # Issue 11 item 4: the same deploy again is skipped by Modal: said so, and no release invented.
     out = ok(wire_cli("deploy", "--env", "dev", *FOR_RECIPE, "--force"))
@@ -261,11 +263,12 @@ def test_status_shows_each_releases_recorded_starts_warns_of_misses_and_the_ledg
     log = read("0.5.11-h200-cached.log")
     for i, (misses, before_launch) in enumerate([({}, 0.1), ({"triton": {"files": 64, "bytes": 639028, "examples": []}},
                                                              30.0)]):
-        record = timeline.build_record(deployment=first["deployment"], log=log,
+        record = timeline.build_record(deployment=Deployment.read(first["deployment"]), log=log,
                                        timings=TIMINGS["0.5.11-h200-cached.log"],
                                        started_at=first["deployed_at"] + 0.01 * (i + 1), before_launch_s=before_launch,
-                                       restore={"restored": True, "seconds": 0.1}, misses=misses, outcome="ready")
-        ModalRemote().record_start("dev", bucket, record)
+                                       restore=timeline.Restore(restored=True, seconds=0.1), misses=misses,
+                                       outcome="ready")
+        ModalRemote().record_start("dev", bucket, record.to_data())
 
     status = ok(wire_cli("status", "--env", "dev", *FOR_RECIPE))
     assert (f"    {first['release_id']}: 2 start(s), ready in 142.5 s median, 157.5 s worst, "
