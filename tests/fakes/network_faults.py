@@ -38,17 +38,22 @@ class SilentServer:
         self._listener.settimeout(0.2)
         while not self._stop.is_set():
             try:
-                self._held.append(self._listener.accept()[0])
+                conn = self._listener.accept()[0]
             except TimeoutError:
                 continue
             except OSError:
                 return
+            self._took(conn)
+
+    def _took(self, conn: socket.socket) -> None:
+        """What happens to an accepted connection: here, held open in silence."""
+        self._held.append(conn)
 
     @property
     def accepted(self) -> int:
         return len(self._held)
 
-    def __enter__(self) -> SilentServer:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -70,7 +75,7 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class UntrustedTLSServer:
+class UntrustedTLSServer(SilentServer):
     """Completes TLS handshakes with a self-signed certificate (offering h2 and http/1.1), then says nothing."""
 
     def __init__(self, folder: Path):
@@ -78,36 +83,14 @@ class UntrustedTLSServer:
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(self.cert, key)
         self._context.set_alpn_protocols(["h2", "http/1.1"])
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._held: list[socket.socket] = []
+        super().__init__()
 
-    def _accept(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn = self._listener.accept()[0]
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+    def _took(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
 
     def _handshake(self, conn: socket.socket) -> None:
         conn.settimeout(10)
         try:
             self._held.append(self._context.wrap_socket(conn, server_side=True))
         except OSError:  # the client gave up on our certificate: what the test expects
-            conn.close()
-
-    def __enter__(self) -> UntrustedTLSServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in [*self._held, self._listener]:
             conn.close()
