@@ -43,6 +43,25 @@ def test_every_recipe_migrates_to_every_newer_tabled_version_and_plan_accepts_it
         assert flag in sglang_flags.known_flags(version)
 
 
+VERSIONS = sglang_flags.supported_versions()
+ALL_PAIRS = [(a, b) for i, a in enumerate(VERSIONS) for b in VERSIONS[i + 1:]]
+
+
+@pytest.mark.parametrize(("old", "new"), ALL_PAIRS, ids=[f"{a}-{b}" for a, b in ALL_PAIRS])
+def test_every_tabled_version_pair_migrates_the_8b_recipe_as_it_would_stand_on_the_older(old, new):
+    """The low-latency recipe as it would be written for `old` (its flags, spelled as `old` spells them), moved to
+    `new`: nothing refused, and what comes out is what `new` accepts and does not deprecate."""
+    base = RECIPES["qwen3-8b-low-latency"]
+    image = f"lmsysorg/sglang:v{old}-cu129-amd64-runtime"
+    at_old = base.model_copy(update={"sglang_version": old, "sglang_image": image})
+    settings = load_settings("prod", None, {})
+    resolve(settings, base.name, base=at_old)  # the starting point is valid for `old`
+    moved, migration = upgrade.migrate(at_old, sglang=new)
+    assert migration.refused == () and migration.steps[-1] == new
+    d = resolve(settings, base.name, base=moved)
+    assert sglang_flags.deprecation_warnings(d) == []
+
+
 @pytest.mark.parametrize("version", sglang_flags.supported_versions())
 def test_flags_the_project_derives_are_spelled_as_each_tabled_version_declares_them(version):
     for old in sglang_args.RENAMED:
