@@ -286,6 +286,16 @@ class EnvironmentFile(PydanticBaseSettingsSource):
         return self.data
 
 
+def place(data: dict, path: tuple[str, ...], value: object, clash: str) -> None:
+    """Set `value` at `path` in nested tables, creating them; `clash` is the error where a value stands in the way."""
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(clash)
+    node[path[-1]] = value
+
+
 class VariablesSource(PydanticBaseSettingsSource):
     """INFRA_<SECTION>__<KEY> variables, each value read as a TOML literal (`literal`), not as JSON or text.
 
@@ -305,13 +315,9 @@ class VariablesSource(PydanticBaseSettingsSource):
         for path, name in sorted(self.names().items(), key=lambda item: len(item[0])):
             if path[0] not in self.settings_cls.model_fields or path[0] in SELECTORS:
                 continue  # no setting: unknown_environment_variables warns about it
-            node = data
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ConfigError(f"environment variable {plain(name)}: '{'.'.join(path[:-1])}' is also given "
-                                      "as a single value; allowed: one of them")
-            node[path[-1]] = literal(self.environ[name])
+            place(data, path, literal(self.environ[name]),
+                  f"environment variable {plain(name)}: '{'.'.join(path[:-1])}' is also given as a single value; "
+                  "allowed: one of them")
         return data
 
     def names(self) -> dict[tuple[str, ...], str]:
@@ -387,13 +393,8 @@ def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
         if path[0] in SELECTORS:
             raise ConfigError(f"--set {plain(key)}: '{path[0]}' chooses what to load; allowed: {SELECTORS[path[0]]}, "
                               "not --set")
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {plain(key)}: '{'.'.join(path[:-1])}' is given both as a value and as a "
-                                  "table; allowed: one of them")
-        node[path[-1]] = value
+        place(data, path, value, f"--set {plain(key)}: '{'.'.join(path[:-1])}' is given both as a value and as a "
+                                 "table; allowed: one of them")
     return data
 
 
