@@ -311,7 +311,8 @@ def launch(args, res: Results):
         env["SGLANG_JIT_DEEPGEMM_PRECOMPILE"] = "0"
     argv = sglang_args.launch_command(d)
     url = f"http://127.0.0.1:{d.server.port}"
-    res.data["server"] = {"shape": args.launch, "argv": argv, "caches_found": found, "restored": restored,
+    res.data["server"] = {"shape": args.launch, "argv": argv, "caches_found": found,
+                          "restored": restored and restored.to_data(),
                           "env_beyond_the_suite": {k: env[k]
                                                    for k in ("SGLANG_ENABLE_JIT_DEEPGEMM",
                                                              "SGLANG_JIT_DEEPGEMM_PRECOMPILE") if k in env},
@@ -322,7 +323,7 @@ def launch(args, res: Results):
     began = time.monotonic()
     server = lifecycle.start_and_warm(argv, url, real.readiness(d, max(60.0, res.left() - 240)), env=env,
                                       on_line=lambda t, line: log.write(f"{t - began:9.2f} {line}\n"))
-    res.data["server"] |= {"ready_s": round(time.monotonic() - began, 1), "timings": server.timings}
+    res.data["server"] |= {"ready_s": round(time.monotonic() - began, 1), "timings": server.timings.to_data()}
     res.save()
     res.say(f"SGLang ready in {res.data['server']['ready_s']} s")
     args.model, args.tokenizer = d.recipe.model, models["target"]

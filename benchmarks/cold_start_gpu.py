@@ -239,7 +239,7 @@ def step_compile(run: Run, ctx: dict) -> dict:
             compile_argv=sglang_args.compile_command(d), launch_argv=sglang_args.launch_command(d),
             readiness=real.readiness(d, min(d.recipe.startup_timeout, max(120.0, run.left() - 60))),
             volume_root=volume, local_root=root, env=environment(ctx["shape"], ctx["hub"], root),
-            kill_after=max(60.0, min(budget["deep_gemm_kill_after_seconds"] or 1e9, run.left() - 240)), on_line=on_line,
+            kill_after=max(60.0, min(budget.deep_gemm_kill_after_seconds or 1e9, run.left() - 240)), on_line=on_line,
         )
     finally:
         cpu = sampler.stop()
@@ -250,7 +250,7 @@ def step_compile(run: Run, ctx: dict) -> dict:
     return {
         "ok": True, "fingerprint": job["fingerprint"], "job_phases_s": job["phases"],
         "job_s": round(time.monotonic() - began, 1),
-        "compile_budget": budget, "cpu": cpu, "deep_gemm_shapes": job.get("deep_gemm_shapes"),
+        "compile_budget": budget.to_data(), "cpu": cpu, "deep_gemm_shapes": job.get("deep_gemm_shapes"),
         "server_timings": timings, "server_timeline": job["server_timeline"], "caches": job["caches"],
         "escaped": escaped(),
     }

@@ -264,11 +264,11 @@ def test_for_the_gpu_suites_shapes_the_estimate_is_within_25_percent_of_the_meas
 
 def test_the_compile_jobs_cpu_and_timeout_are_derived_from_the_measured_compile():
     eight, vlm = resolve(settings("prod"), "qwen3-8b-low-latency"), resolve(settings("prod"), "qwen3.6-35b-vlm")
-    budget = spec.compile_budget(eight)
+    budget = spec.compile_budget(eight).to_data()
     # 628.8 s measured for 4 shapes: 199.3 s fixed + 4 × the slowest shape's 120.6 s = 681.7 s, twice that, rounded up.
     assert (budget["deep_gemm_expected_seconds"], budget["deep_gemm_kill_after_seconds"]) == (681.7, 1364)
     assert budget["timeout_seconds"] == 1364 + 1200 + spec.COMPILE_JOB_MARGIN == spec.compile_timeout(eight)
-    assert spec.compile_budget(vlm)["deep_gemm_expected_seconds"] == round(199.3 + 9 * 120.6, 1)
+    assert spec.compile_budget(vlm).deep_gemm_expected_seconds == round(199.3 + 9 * 120.6, 1)
     jobs = spec.jobs(eight)["compile_kernels"]
     assert (jobs["cpu"], spec.jobs(vlm)["compile_kernels"]["cpu"]) == (5.0, 4.0)  # 3 + 1 per rank: TP 2 and TP 1
     assert jobs["timeout"] == budget["timeout_seconds"]
@@ -284,7 +284,7 @@ def test_without_deepgemm_the_compile_job_bounds_only_its_server():
     d = resolve(settings("dev"), "qwen3-8b-low-latency")
     image_env = d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"}
     d = d.with_recipe(d.recipe.model_copy(update=dict(image_env=image_env)))
-    budget = spec.compile_budget(d)
+    budget = spec.compile_budget(d).to_data()
     assert (budget["deep_gemm_shapes"], budget["deep_gemm_kill_after_seconds"]) == (0, 0)
     assert budget["timeout_seconds"] == d.recipe.startup_timeout + spec.COMPILE_JOB_MARGIN
 

@@ -41,10 +41,10 @@ def world(tmp_path):
         def start(self, release, at: float, *, total: float = 127.5, misses=None, outcome="ready") -> None:
             """One start of `release`'s containers, recorded as infra/runtime/app.py records it."""
             log = read("0.5.11-h200-cached.log")
-            timings = dict(TIMINGS["0.5.11-h200-cached.log"])
+            timings = TIMINGS["0.5.11-h200-cached.log"]
             record = timeline.build_record(
                 deployment=release.deployment, log=log, timings=timings if outcome != "failed" else None, started_at=at,
-                before_launch_s=total - timings["ready_s"], restore=timeline.Restore(restored=True, seconds=0.1),
+                before_launch_s=total - timings.ready_s, restore=timeline.Restore(restored=True, seconds=0.1),
                 misses=misses, outcome=outcome, error="SGLang exited with code 1" if outcome == "failed" else None)
             bucket = remote.starts_bucket(release.app_name, record.deployment_digest)
             self.modal.record_start(release.modal_environment, bucket, record.to_data())

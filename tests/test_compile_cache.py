@@ -75,8 +75,8 @@ def test_publish_then_restore_at_the_fixed_path(tmp_path):
     result = compile_cache.publish(local, volume, KEY)
     fp = compile_cache.fingerprint(KEY)
     tree = compile_cache.published_dir(volume, fp)
-    assert result["published"] == str(tree) and result["already_there"] is False
-    assert result["caches"]["total"]["files"] == len(compile_cache.CACHES)
+    assert result.published == str(tree) and result.already_there is False
+    assert result.caches["total"].files == result.files == len(compile_cache.CACHES)
     assert json.loads((tree / "key.json").read_text())["key"] == KEY
     assert [p.name for p in tree.parent.iterdir()] == [fp]  # no temporary folder left
 
@@ -84,8 +84,8 @@ def test_publish_then_restore_at_the_fixed_path(tmp_path):
     fresh = tmp_path / "container" / "root"
     before = listing(volume)
     restored = compile_cache.restore(volume, fp, fresh)
-    assert restored["restored"] is True and restored["files"] == len(compile_cache.CACHES)
-    assert restored["bytes"] == 512 * len(compile_cache.CACHES)
+    assert restored.restored is True and restored.files == len(compile_cache.CACHES)
+    assert restored.bytes == 512 * len(compile_cache.CACHES)
     kernel = Path("triton", "sub", "kernel-a.bin")
     assert (fresh / kernel).read_bytes() == (tree / kernel).read_bytes()
     assert not (fresh / "key.json").exists()
@@ -96,7 +96,7 @@ def test_restore_without_a_published_tree_starts_empty_and_says_why(tmp_path):
     local = tmp_path / "root"
     compiled_tree(local, "stale")  # whatever was on local disk goes: it may be from another key
     result = compile_cache.restore(tmp_path / "volume", "0" * 16, local)
-    assert result["restored"] is False and "no published compile cache" in result["reason"]
+    assert result.restored is False and "no published compile cache" in result.reason
     assert sorted(p.name for p in local.iterdir()) == sorted(c.folder for c in compile_cache.CACHES)
     assert list(local.rglob("*.bin")) == []
 
@@ -106,10 +106,10 @@ def test_restore_refuses_a_tree_whose_key_file_is_missing_or_names_another_key(t
     fp = compile_cache.fingerprint(KEY)
     tree = compile_cache.published_dir(volume, fp)
     compiled_tree(tree)  # a tree copied by hand, without key.json: incomplete as far as we know
-    assert compile_cache.restore(volume, fp, tmp_path / "a")["restored"] is False
+    assert compile_cache.restore(volume, fp, tmp_path / "a").restored is False
     (tree / "key.json").write_text(json.dumps({"fingerprint": "somethingelse"}))
     result = compile_cache.restore(volume, fp, tmp_path / "b")
-    assert result["restored"] is False and "names 'somethingelse'" in result["reason"]
+    assert result.restored is False and "names 'somethingelse'" in result.reason
 
 
 def test_a_second_publish_of_the_same_key_keeps_the_first_tree(tmp_path):
@@ -119,7 +119,7 @@ def test_a_second_publish_of_the_same_key_keeps_the_first_tree(tmp_path):
     compile_cache.publish(tmp_path / "one", volume, KEY)
     again = compile_cache.publish(tmp_path / "two", volume, KEY)
     tree = compile_cache.published_dir(volume, compile_cache.fingerprint(KEY))
-    assert again["already_there"] is True
+    assert again.already_there is True
     assert (tree / "triton" / "sub" / "kernel-first.bin").exists() and not list(tree.rglob("kernel-second.bin"))
     assert [p.name for p in tree.parent.iterdir()] == [tree.name]
 
@@ -133,7 +133,7 @@ def test_a_forced_publish_replaces_the_tree_whole(tmp_path):
     compile_cache.publish(tmp_path / "one", volume, KEY)
     again = compile_cache.publish(tmp_path / "two", volume, KEY, replace=True)
     tree = compile_cache.published_dir(volume, compile_cache.fingerprint(KEY))
-    assert again["already_there"] is False
+    assert again.already_there is False
     assert (tree / "triton" / "sub" / "kernel-second.bin").exists() and not list(tree.rglob("kernel-first.bin"))
     assert [p.name for p in tree.parent.iterdir()] == [tree.name]
-    assert compile_cache.restore(volume, compile_cache.fingerprint(KEY), tmp_path / "local")["restored"] is True
+    assert compile_cache.restore(volume, compile_cache.fingerprint(KEY), tmp_path / "local").restored is True

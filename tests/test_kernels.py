@@ -15,6 +15,7 @@ import json
 import shutil
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,8 @@ from tests.conftest import (
     reap_children,
     standin_env,
 )
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records"
 
 
 @pytest.fixture
@@ -148,7 +151,7 @@ def test_the_record_says_where_the_uncached_start_went_read_from_sglangs_own_out
 def test_compile_deep_gemm_is_bounded_by_the_budget_derived_from_measured_compiles(d):
     from infra.runtime import spec
 
-    assert spec.compile_budget(d)["deep_gemm_kill_after_seconds"] == 1364  # see tests/test_cold_start.py
+    assert spec.compile_budget(d).deep_gemm_kill_after_seconds == 1364  # see tests/test_cold_start.py
 
 
 def test_a_server_that_restores_the_tree_finds_every_kernel(d, cache, local, record, tmp_path, subreaper):
@@ -158,7 +161,7 @@ def test_a_server_that_restores_the_tree_finds_every_kernel(d, cache, local, rec
     shutil.rmtree(local)  # a new container: nothing on local disk
 
     restored = compile_cache.restore(cache, kernels.kernel_fingerprint(d), local)
-    assert restored["restored"] is True and restored["files"] > 0
+    assert restored.restored is True and restored.files > 0
     env = compile_env(record) | compile_cache.environment(local)
     readiness = lifecycle.Readiness(timeout=20, poll_interval=0.1, warmup=d.recipe.warmup, model=d.recipe.model)
     server = lifecycle.start_and_warm(sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", readiness,
@@ -311,3 +314,17 @@ def test_a_changed_deployment_compiles_again_next_to_the_old_kernels(d, cache, l
     record.unlink()
     assert run(d, cache, local, record)["skipped"] is True
     assert not record.exists()
+
+
+def test_a_marker_written_before_the_timeline_was_recorded_still_skips_the_job(d, cache, local, record):
+    """The marker's layout before `server_timeline` and `deep_gemm_shapes` (infra/runtime/kernels.py at f964f2f^):
+    read with those empty, everything it held kept, nothing compiled."""
+    old = json.loads((FIXTURES / "compile_marker_before_timeline.json").read_text())
+    marker = kernels.marker_path(cache, d)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps(old | {"written_by": "a newer version"}))
+    result = run(d, cache, local, record)
+    assert not record.exists()  # the compiler never ran
+    assert result["skipped"] is True and result["server_timeline"] == [] and result["deep_gemm_shapes"] is None
+    assert {k: result[k] for k in old} == old and "written_by" not in result
+    assert kernels.CompileRecord.read(old).server_timings.ready_s == 313.389

@@ -84,7 +84,7 @@ def test_healthy_server_is_warmed_up_with_the_recipe_requests_then_stopped(tmp_p
         assert all(c["body"]["ignore_eos"] is True for c in chats)
         health = [r for r in requests_of(record) if r["path"] == "/health"]
         assert len(health) >= 1 and requests_of(record)[-1]["path"] == "/v1/chat/completions"  # ready after the warm-up
-        assert len(server.timings["warmup_s"]) == 3 and "flaps" not in server.timings
+        assert len(server.timings.warmup_s) == 3 and "flaps" not in server.timings.to_data()
     finally:
         code = server.stop(grace=5)
     assert code is not None
@@ -148,7 +148,7 @@ def test_a_server_that_refuses_its_warm_up_after_answering_healthy_must_prove_it
     assert entries[:refused].count("/health") >= 1
     assert entries[refused + 1 : refused + 1 + lifecycle.HEALTHY_IN_A_ROW] == ["/health"] * lifecycle.HEALTHY_IN_A_ROW
     assert entries.count("/v1/chat/completions") == 1 + 3  # the refused one, then the full warm-up again
-    assert server.timings["flaps"] == 1
+    assert server.timings.flaps == 1
 
 
 def test_a_server_that_keeps_refusing_its_warm_up_fails(tmp_path, subreaper):
@@ -176,7 +176,7 @@ def test_ready_within_a_second_of_sglang_first_answering_healthy(tmp_path):
     # Noticed within a poll interval, then only the warm-up (fast here). Confirming health again (HEALTHY_IN_A_ROW
     # answers of >= 1 s each, CONFIRM_INTERVAL apart) would add >= 3 s; the bounds leave room for a busy machine.
     assert returned - first_healthy_answer < 2.5, (returned - first_healthy_answer, server.timings)
-    assert server.timings["healthy_to_ready_s"] - sum(server.timings["warmup_s"]) < 0.9
+    assert server.timings.healthy_to_ready_s - sum(server.timings.warmup_s) < 0.9
 
 
 def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
@@ -185,7 +185,7 @@ def test_first_warmup_request_may_compile_within_the_startup_budget(tmp_path):
     _, record, _, start = launch(tmp_path, warmup=quick, budget=20, first_chat_delay=1.5)
     server = start()
     server.stop()
-    first, *later = server.timings["warmup_s"]
+    first, *later = server.timings.warmup_s
     assert first >= 1.5 and all(x < 1.0 for x in later)  # only the first one compiled
 
 

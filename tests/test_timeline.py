@@ -15,15 +15,16 @@ import pytest
 from pydantic_core import to_jsonable_python as plain
 
 from infra.runtime import timeline
+from infra.runtime.lifecycle import Timings
 from tests.conftest import deployment
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sglang_logs"
 # What the lifecycle measured of the same starts (results.json: phases.<name>.start.timings).
 TIMINGS = {
-    "0.5.11-h200-cached.log": {"healthy_s": 125.25, "warmup_s": [0.848, 0.717, 0.661], "ready_s": 127.476},
-    "0.5.11-h200-cached-no-piecewise.log": {"healthy_s": 92.444, "warmup_s": [0.9, 0.705, 0.687], "ready_s": 94.736},
-    "0.5.11-h200-compile-job-server.log": {"healthy_s": 174.104, "warmup_s": [137.876, 0.702, 0.707],
-                                           "ready_s": 313.389},
+    "0.5.11-h200-cached.log": Timings(healthy_s=125.25, warmup_s=[0.848, 0.717, 0.661], ready_s=127.476),
+    "0.5.11-h200-cached-no-piecewise.log": Timings(healthy_s=92.444, warmup_s=[0.9, 0.705, 0.687], ready_s=94.736),
+    "0.5.11-h200-compile-job-server.log": Timings(healthy_s=174.104, warmup_s=[137.876, 0.702, 0.707],
+                                                  ready_s=313.389),
 }
 
 
@@ -44,13 +45,13 @@ def test_a_cached_start_with_piecewise_graphs_phase_by_phase():
         "piecewise_graphs": 104.419, "draft_model": 113.414, "draft_graphs": 120.727, "draft_extend_graphs": 122.163,
         "http_server": 122.731, "fired_up": 124.264, "healthy": 125.25,
     }
-    phases = plain(timeline.segments(log.milestones(timings), timings["warmup_s"], timings["ready_s"]))
+    phases = plain(timeline.segments(log.milestones(timings), timings.warmup_s, timings.ready_s))
     seconds = {p["phase"]: p["seconds"] for p in phases}
     assert seconds["piecewise_graphs"] == 51.756 and seconds["scheduler_start"] == 21.666
     assert [p["phase"] for p in phases][-3:] == ["warmup_1", "warmup_2", "warmup_3"]
     # Contiguous from launch to ready: the phases add up to the lifecycle's own launch-to-ready.
-    assert phases[-1]["end_s"] == timings["ready_s"]
-    assert sum(seconds.values()) == pytest.approx(timings["ready_s"], abs=0.01)
+    assert phases[-1]["end_s"] == timings.ready_s
+    assert sum(seconds.values()) == pytest.approx(timings.ready_s, abs=0.01)
     assert log.notes() == {} and log.unreadable == 0
 
 
@@ -85,8 +86,8 @@ def test_piecewise_graphs_turned_off_is_a_note_not_a_missing_phase():
     assert "piecewise_graphs" not in log.milestones(timings)
     assert log.notes() == {"piecewise_graphs": "not captured: --disable-piecewise-cuda-graph is set"}
     # With --skip-server-warmup SGLang says "fired up" before uvicorn's own line: a 0 s phase, not a negative one.
-    seconds = timeline.StartRecord(phases=timeline.segments(log.milestones(timings), timings["warmup_s"],
-                                                            timings["ready_s"])).phase_seconds()
+    seconds = timeline.StartRecord(phases=timeline.segments(log.milestones(timings), timings.warmup_s,
+                                                            timings.ready_s)).phase_seconds()
     assert seconds["fired_up"] == 0.0 and seconds["draft_model"] == 10.483
 
 
@@ -94,8 +95,8 @@ def test_the_compile_jobs_uncached_start_shows_where_its_time_went():
     """DeepGEMM precompiled, everything else cold: the first speculative request compiled for 138 s."""
     log = read("0.5.11-h200-compile-job-server.log")
     timings = TIMINGS["0.5.11-h200-compile-job-server.log"]
-    seconds = timeline.StartRecord(phases=timeline.segments(log.milestones(timings), timings["warmup_s"],
-                                                            timings["ready_s"])).phase_seconds()
+    seconds = timeline.StartRecord(phases=timeline.segments(log.milestones(timings), timings.warmup_s,
+                                                            timings.ready_s)).phase_seconds()
     assert seconds["warmup_1"] == 137.876
     assert seconds["draft_graphs"] == 21.796
     assert seconds["piecewise_graphs"] == 62.236
@@ -122,7 +123,7 @@ def test_unknown_and_broken_lines_never_break_a_start_and_missing_phases_are_nam
     log.feed(2.0, None)  # type: ignore[arg-type]  # the parser's own failure: counted, not raised
     assert log.unreadable == 1 and log.lines == 6
     record = timeline.build_record(deployment=deployment("dev"), log=log,
-                                   timings={"healthy_s": 5.0, "warmup_s": [1.0], "ready_s": 6.0}, started_at=0.0,
+                                   timings=Timings(healthy_s=5.0, warmup_s=[1.0], ready_s=6.0), started_at=0.0,
                                    before_launch_s=2.0, restore=None, misses=None, outcome="ready",
                                    expect=timeline.expected(True)).to_data()
     assert record["missing"] == ["cuda_graphs", "draft_extend_graphs", "draft_graphs", "draft_model", "fired_up",

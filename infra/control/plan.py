@@ -34,7 +34,7 @@ def first_pipeline_seconds(deployments: list[Deployment]) -> int:
     compile job to the timeout derived from measurement (spec.compile_budget), builds, deploys and smoke tests.
     What a CI job's time limit should exceed (.github/workflows/deploy-staging.yml; tests/test_workflows.py)."""
     downloads = sum(_download_seconds(d) for d in deployments)
-    compiles = sum(spec.compile_budget(d)["timeout_seconds"] for d in deployments)
+    compiles = sum(spec.compile_budget(d).timeout_seconds for d in deployments)
     return int(downloads + compiles + BUILD_DEPLOY_SMOKE_SECONDS)
 
 
@@ -53,7 +53,7 @@ def first_pipeline(d: Deployment, cold: dict, rates: costs.Rates) -> dict:
         "download": costs.job(download, round(_download_seconds(d), 1),
                               f"{d.recipe.model_size_gb + d.recipe.draft_size_gb:g} GB of weights at a slow Hub's "
                               f"{SLOW_DOWNLOAD_GBPS:g} Gbps"),
-        "compile": costs.job(compile_job, spec.compile_budget(d)["timeout_seconds"], "the compile job to its timeout"),
+        "compile": costs.job(compile_job, spec.compile_budget(d).timeout_seconds, "the compile job to its timeout"),
         "smoke": costs.job(replica_cost(d, rates), cold["estimate_seconds"],
                            "the smoke test's cold start on a replica"),
     }
@@ -371,7 +371,7 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None,
         "sentinel": sentinel_plan(settings, rates),
         "cold_start": cold,
         # The compile job's CPU request and timeout, derived from measured compile times (infra/runtime/spec.py).
-        "compile_job": spec.compile_budget(d),
+        "compile_job": spec.compile_budget(d).to_data(),
         "warnings": warnings_for(settings, d, cold),
     }
 

@@ -76,6 +76,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
+from infra.runtime.model import Stored
+
 VOLUME_PATH = "/root/.cache/compile-cache-volume"  # the kernel Volume's mount: read-only in servers
 LOCAL_ROOT = "/root/.cache/sglang-compile"  # local disk, the same absolute path in every container
 PUBLISHED = "compile-cache"  # folder of published trees on the Volume
@@ -183,19 +187,49 @@ def published_dir(volume_root: str | Path, fp: str) -> Path:
 # ---------------------------------------------------------------------------- moving trees
 
 
-def tree_stats(root: str | Path) -> dict:
-    """Files and bytes per cache folder (and in all): what a report shows."""
-    root = Path(root)
-    out: dict = {}
-    total_files = total_bytes = 0
-    for c in CACHES:
-        files = [p for p in (root / c.folder).rglob("*") if p.is_file()] if (root / c.folder).is_dir() else []
-        size = sum(p.stat().st_size for p in files)
-        out[c.name] = {"files": len(files), "bytes": size}
-        total_files += len(files)
-        total_bytes += size
-    out["total"] = {"files": total_files, "bytes": total_bytes}
-    return out
+class Tally(Stored):
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(files=self.files + other.files, bytes=self.bytes + other.bytes)
+
+
+def _tally(folder: Path) -> Tally:
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return Tally(files=len(files), bytes=sum(p.stat().st_size for p in files))
+
+
+def tree_stats(root: str | Path) -> dict[str, Tally]:
+    """Files and bytes per cache folder: what a report shows (with their sum as "total")."""
+    return {c.name: _tally(Path(root) / c.folder) for c in CACHES}
+
+
+class KeyFile(Stored):
+    """key.json of a published tree, written last: the tree is complete, for this key."""
+
+    fingerprint: str | None = None
+    key: dict = Field(default_factory=dict)
+    caches: dict[str, Tally] = Field(default_factory=dict)
+
+
+class Restore(Stored):
+    """A compile cache's restore (a start record's `restore`); empty where none was tried."""
+
+    restored: bool | None = Field(default=None, exclude_if=lambda v: v is None)
+    fingerprint: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    seconds: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    files: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    bytes: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class Published(Stored):
+    published: str
+    already_there: bool
+    caches: dict[str, Tally]  # per cache, and "total"
+    files: int
+    seconds: float
 
 
 def prepare(local_root: str | Path) -> None:
@@ -207,7 +241,7 @@ def prepare(local_root: str | Path) -> None:
         (local_root / c.folder).mkdir(parents=True, exist_ok=True)
 
 
-def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROOT) -> dict:
+def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROOT) -> Restore:
     """Copy the published tree of this key to local disk at `local_root`; never writes to the Volume.
 
     A tree is used only when its key.json is there (it is written last) and names this
@@ -216,22 +250,21 @@ def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROO
     source = published_dir(volume_root, fp)
     prepare(local_root)
     try:
-        recorded = json.loads((source / KEY_FILE).read_text())
+        recorded = KeyFile.read_json((source / KEY_FILE).read_bytes())
     except (OSError, ValueError):
-        return {"restored": False, "fingerprint": fp, "reason": f"no published compile cache at {source}",
-                "seconds": round(time.monotonic() - started, 3)}
-    if recorded.get("fingerprint") != fp:
-        return {"restored": False, "fingerprint": fp,
-                "reason": f"{source / KEY_FILE} names {recorded.get('fingerprint')!r}",
-                "seconds": round(time.monotonic() - started, 3)}
+        reason = f"no published compile cache at {source}"
+    else:
+        reason = None if recorded.fingerprint == fp else f"{source / KEY_FILE} names {recorded.fingerprint!r}"
+    if reason:
+        return Restore(restored=False, fingerprint=fp, reason=reason, seconds=round(time.monotonic() - started, 3))
     shutil.copytree(source, local_root, symlinks=True, dirs_exist_ok=True)
     (Path(local_root) / KEY_FILE).unlink(missing_ok=True)
-    stats = tree_stats(local_root)
-    return {"restored": True, "fingerprint": fp, "seconds": round(time.monotonic() - started, 3),
-            "files": stats["total"]["files"], "bytes": stats["total"]["bytes"]}
+    total = sum(tree_stats(local_root).values(), Tally())
+    return Restore(restored=True, fingerprint=fp, seconds=round(time.monotonic() - started, 3), files=total.files,
+                   bytes=total.bytes)
 
 
-def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, replace: bool = False) -> dict:
+def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, replace: bool = False) -> Published:
     """Put the compiled tree on the Volume under its key, whole or not at all (the compile job only).
 
     Copied into a temporary folder, key.json written last, then renamed into place: a
@@ -247,19 +280,20 @@ def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, repla
     staging.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(local_root, staging, symlinks=True)
     stats = tree_stats(staging)
-    (staging / KEY_FILE).write_text(json.dumps({"fingerprint": fp, "key": key, "caches": stats}, indent=1))
-    if final.exists() and not replace:
+    total = sum(stats.values(), Tally())
+    stats |= {"total": total}
+    (staging / KEY_FILE).write_text(KeyFile(fingerprint=fp, key=key, caches=stats).model_dump_json(indent=1))
+    kept = final.exists() and not replace
+    if kept:
         shutil.rmtree(staging)
-        kept = True
     else:
         old = final.parent / f".replaced-{fp}-{uuid.uuid4().hex[:8]}"
         if final.exists():
             os.rename(final, old)
         os.rename(staging, final)
         shutil.rmtree(old, ignore_errors=True)
-        kept = False
-    return {"published": str(final), "already_there": kept, "caches": stats,
-            "seconds": round(time.monotonic() - started, 3)}
+    return Published(published=str(final), already_there=kept, caches=stats, files=total.files,
+                     seconds=round(time.monotonic() - started, 3))
 
 
 # ---------------------------------------------------------------------------- cache misses
@@ -288,26 +322,33 @@ def listing(root: str | Path) -> dict[str, int]:
     return out
 
 
-def misses(root: str | Path, before: dict[str, int]) -> dict[str, dict]:
+class CacheMisses(Stored):
+    """What one compile cache gained while the server started (a start record's `misses`)."""
+
+    files: int = 0
+    bytes: int = 0
+    examples: list[str] = Field(default_factory=list)
+
+
+def misses(root: str | Path, before: dict[str, int]) -> dict[str, CacheMisses]:
     """What was compiled into the root since `before` (the restored tree): new files, by cache, with examples.
 
     Anything a start compiles is a cache miss: the compile job did not leave it for this key. Files that
     are not compiled code (NOT_COMPILED) are left out."""
     folders = {c.folder: c.name for c in CACHES}
-    out: dict[str, dict] = {}
+    out: dict[str, CacheMisses] = {}
     for rel, size in sorted(listing(root).items()):
         if rel in before or any(fnmatch.fnmatch(rel, pattern) for pattern in NOT_COMPILED):
             continue
-        name = folders.get(rel.split("/", 1)[0], "other")
-        entry = out.setdefault(name, {"files": 0, "bytes": 0, "examples": []})
-        entry["files"] += 1
-        entry["bytes"] += size
-        if len(entry["examples"]) < MISS_EXAMPLES:
-            entry["examples"].append(rel)
+        entry = out.setdefault(folders.get(rel.split("/", 1)[0], "other"), CacheMisses())
+        entry.files += 1
+        entry.bytes += size
+        if len(entry.examples) < MISS_EXAMPLES:
+            entry.examples.append(rel)
     return out
 
 
-def describe_misses(found: dict[str, dict]) -> str:
+def describe_misses(found: dict[str, CacheMisses]) -> str:
     """'triton 64 files (0.6 MB, e.g. triton/DKIV.../write_req_to_token_pool_triton.cubin)'."""
-    return "; ".join(f"{name} {m['files']} files ({m['bytes'] / 1e6:.1f} MB, e.g. {m['examples'][0]})"
+    return "; ".join(f"{name} {m.files} files ({m.bytes / 1e6:.1f} MB, e.g. {m.examples[0]})"
                      for name, m in sorted(found.items()))

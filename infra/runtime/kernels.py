@@ -29,10 +29,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import Field
+
 from infra.runtime import compile_cache, lifecycle, sglang_args, spec, timeline
 from infra.runtime.deployment import Deployment
 from infra.runtime.files import MARKERS, write_atomically
-from infra.runtime.lifecycle import Readiness, ServerProcess
+from infra.runtime.lifecycle import Readiness, ServerProcess, Timings
+from infra.runtime.model import Stored
 from infra.runtime.recipes.base import Warmup
 
 # Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too (the default;
@@ -43,6 +46,26 @@ BURST = 8  # concurrent warm-up requests after the sequential ones: batched shap
 
 class CompileFailed(RuntimeError):
     pass
+
+
+class CompileRecord(Stored):
+    """The compile job's marker (and what `invoke compile` prints): the key, each step's seconds, the job's server
+    start phase by phase and DeepGEMM per GEMM shape. Markers written before the timeline was recorded (no
+    `server_timeline`, no `deep_gemm_shapes`) read with those empty (tests/test_kernels.py)."""
+
+    key: dict
+    fingerprint: str
+    argv: list[str] | None = None
+    launch_argv: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    phases: dict[str, float] = Field(default_factory=dict)
+    server_timings: Timings = Field(default_factory=Timings)
+    server_timeline: list[timeline.Phase] = Field(default_factory=list)
+    deep_gemm: bool = False
+    deep_gemm_shapes: timeline.DeepGemm | None = None
+    caches: dict[str, compile_cache.Tally] = Field(default_factory=dict)
+    files: int = 0
+    completed_at: float = 0.0
 
 
 def kernel_key(d: Deployment) -> dict:
@@ -84,7 +107,7 @@ def compile_kernels(
     by what spec.compile_budget allows it unless `kill_after` says otherwise. `force` compiles even where a marker
     says this key is done (`invoke compile --recompile`: a start that missed the caches asks for it)."""
     if kill_after is None:
-        kill_after = spec.compile_budget(d)["deep_gemm_kill_after_seconds"] or KILL_AFTER
+        kill_after = spec.compile_budget(d).deep_gemm_kill_after_seconds or KILL_AFTER
     return warm_caches(
         key=kernel_key(d),
         marker=marker_path(cache_dir, d),
@@ -130,7 +153,7 @@ def warm_caches(
     from SGLang's own output (infra/runtime/timeline.py), DeepGEMM's time per GEMM shape and the server's start phase
     by phase: what a start without the caches costs. `on_line(step, t, line)` also sees every line of both steps."""
     if marker.exists() and not force:
-        return {**json.loads(marker.read_text()), "skipped": True}
+        return CompileRecord.read_json(marker.read_text()).to_data() | {"skipped": True}
     env = dict(os.environ if env is None else env) | compile_cache.environment(local_root)
     compile_cache.prepare(local_root)
     seconds: dict[str, float] = {}
@@ -157,31 +180,21 @@ def warm_caches(
     finally:
         server.stop(grace=lifecycle.STOP_GRACE_SECONDS)
     seconds["server"] = round(time.monotonic() - started, 1)
-    timings = dict(server.timings)
+    timings = server.timings
 
     # 3. Published and committed before the marker claims it.
     published = compile_cache.publish(local_root, volume_root, key, replace=force)
-    seconds["publish"] = published["seconds"]
+    seconds["publish"] = published.seconds
     commit_volume()
-    record = {
-        "key": key,
-        "fingerprint": compile_cache.fingerprint(key),
-        "argv": compile_argv,
-        "launch_argv": launch_argv,
-        "seconds": round(sum(seconds.values()), 1),
-        "phases": seconds,
-        "server_timings": timings,
-        "server_timeline": [p.to_data() for p in timeline.segments(
-            log.milestones(timings), timings.get("warmup_s") or [], timings.get("ready_s"))],
-        "deep_gemm": deepgemm,
-        "deep_gemm_shapes": (shapes := gemm_log.deep_gemm()) and shapes.to_data(),
-        "caches": published["caches"],
-        "files": published["caches"]["total"]["files"],
-        "completed_at": time.time(),
-    }
-    write_atomically(marker, json.dumps(record, indent=1))
+    record = CompileRecord(
+        key=key, fingerprint=compile_cache.fingerprint(key), argv=compile_argv, launch_argv=launch_argv,
+        seconds=round(sum(seconds.values()), 1), phases=seconds, server_timings=timings,
+        server_timeline=timeline.segments(log.milestones(timings), timings.warmup_s, timings.ready_s),
+        deep_gemm=deepgemm, deep_gemm_shapes=gemm_log.deep_gemm(), caches=published.caches,
+        files=published.files, completed_at=time.time())
+    write_atomically(marker, json.dumps(record.to_data(), indent=1))
     commit_volume()
-    return {**record, "skipped": False}
+    return record.to_data() | {"skipped": False}
 
 
 def _feeding(log: timeline.StartLog, step: str, on_line: Callable[[str, float, str], None] | None):

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from pydantic import Field
 
+from infra.runtime.model import Stored
 from infra.runtime.recipes.base import Warmup
 
 WARMUP_IMAGE = Path(__file__).parent / "assets" / "warmup.png"
@@ -51,6 +53,17 @@ HEALTHY_IN_A_ROW = 3  # after a warm-up request was refused (503): a flapping se
 CONFIRM_INTERVAL = 0.5  # seconds between those confirming health checks
 MAX_FLAPS = 3  # warm-up rounds refused before the container gives up
 ALIVE_CHECK_INTERVAL = 0.05  # how often a blocked request looks whether SGLang is still alive
+
+
+class Timings(Stored):
+    """What `start_and_warm` measured, in seconds from launch (a start record's and a compile marker's
+    `server_timings`); a field not reached yet is absent from the JSON, and `flaps` only where there were any."""
+
+    healthy_s: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    warmup_s: list[float] = Field(default_factory=list)
+    ready_s: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    healthy_to_ready_s: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    flaps: int = Field(default=0, exclude_if=lambda v: v == 0)
 
 
 class ServerFailed(RuntimeError):
@@ -86,7 +99,7 @@ class ServerProcess:
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._on_line = on_line
         self.drained: bool | None = None  # after stop(): did SGLang exit by itself within the drain bound?
-        self.timings: dict[str, object] = {}  # filled by start_and_warm: seconds per phase
+        self.timings = Timings()  # filled by start_and_warm
         self.started_at = time.monotonic()
         # A session of its own: SGLang forks scheduler and detokenizer processes, and
         # stopping must reach all of them (the process group) in the end.
@@ -443,7 +456,8 @@ def start_and_warm(
                 poll_interval=readiness.poll_interval, healthy_in_a_row=in_a_row,
             )
             healthy_at = time.monotonic()
-            server.timings.setdefault("healthy_s", round(healthy_at - server.started_at, 3))
+            if server.timings.healthy_s is None:
+                server.timings.healthy_s = round(healthy_at - server.started_at, 3)
             print(f"SGLang healthy after {healthy_at - server.started_at:.1f} s; warming up", flush=True)
             try:
                 durations = warm_up(base_url, readiness.warmup, readiness.model,
@@ -451,7 +465,7 @@ def start_and_warm(
                 break
             except ServerUnavailable as err:
                 flaps += 1
-                server.timings["flaps"] = flaps
+                server.timings.flaps = flaps
                 if flaps >= MAX_FLAPS:
                     raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy ({flaps} times): "
                                        f"{err}") from None
@@ -459,9 +473,9 @@ def start_and_warm(
                       "healthy answers in a row", flush=True)
                 in_a_row = HEALTHY_IN_A_ROW
         ready_at = time.monotonic()
-        server.timings["warmup_s"] = [round(x, 3) for x in durations]
-        server.timings["ready_s"] = round(ready_at - server.started_at, 3)
-        server.timings["healthy_to_ready_s"] = round(ready_at - healthy_at, 3)
+        server.timings.warmup_s = [round(x, 3) for x in durations]
+        server.timings.ready_s = round(ready_at - server.started_at, 3)
+        server.timings.healthy_to_ready_s = round(ready_at - healthy_at, 3)
         print(
             f"warm-up done: {', '.join(f'{s:.2f} s' for s in durations)}; ready {ready_at - server.started_at:.1f} s "
             f"after launch", flush=True,

@@ -16,6 +16,7 @@ from typing import Any
 
 from infra.runtime import compile_cache, schedule
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
+from infra.runtime.model import Stored
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 from infra.runtime.sentinel import SPEC_VARIABLE, SentinelSpec
 
@@ -276,7 +277,20 @@ def compile_cpu(d: Deployment) -> float:
     return COMPILE_CPU_BASE + COMPILE_CPU_PER_RANK * d.recipe.tp_size
 
 
-def compile_budget(d: Deployment) -> dict[str, Any]:
+class CompileBudget(Stored):
+    """The compile job's time and CPU (`plan --json`'s `compile_job`), derived from the measured figures above."""
+
+    deep_gemm_shapes: int
+    deep_gemm_expected_seconds: float
+    deep_gemm_kill_after_seconds: int
+    server_seconds: int
+    margin_seconds: int
+    timeout_seconds: int
+    cpu: float
+    basis: str
+
+
+def compile_budget(d: Deployment) -> CompileBudget:
     """The compile job's time, derived from the measured figures above: `plan` shows it, the job obeys it.
 
     compile_deep_gemm: its measured fixed part (start and stop of its server) plus the recipe's GEMM shapes
@@ -290,27 +304,21 @@ def compile_budget(d: Deployment) -> dict[str, Any]:
     fixed = DEEP_GEMM_MEASURED_SECONDS - DEEP_GEMM_JIT_SECONDS
     expected = fixed + shapes * DEEP_GEMM_SLOWEST_SHAPE_SECONDS if shapes else 0.0
     deep_gemm = int(-(-COMPILE_TIMEOUT_MARGIN * expected // 1))  # rounded up
-    timeout = deep_gemm + d.recipe.startup_timeout + COMPILE_JOB_MARGIN
-    return {
-        "deep_gemm_shapes": shapes,
-        "deep_gemm_expected_seconds": round(expected, 1),
-        "deep_gemm_kill_after_seconds": deep_gemm,
-        "server_seconds": d.recipe.startup_timeout,
-        "margin_seconds": COMPILE_JOB_MARGIN,
-        "timeout_seconds": timeout,
-        "cpu": compile_cpu(d),
-        "basis": (f"compile_deep_gemm measured {DEEP_GEMM_MEASURED_SECONDS:g} s for {DEEP_GEMM_MEASURED_SHAPES} GEMM "
-                  f"shapes (Qwen3-8B-FP8 shape, TP 1, 1×H200, SGLang 0.5.11): {fixed:.1f} s fixed + {shapes} shape(s) "
-                  f"× {DEEP_GEMM_SLOWEST_SHAPE_SECONDS:g} s (the slowest measured) = {expected:.1f} s, × margin "
-                  f"{COMPILE_TIMEOUT_MARGIN:g} = {deep_gemm} s; then the server within startup_timeout "
-                  f"{d.recipe.startup_timeout} s (measured uncached at that shape: {UNCACHED_SERVER_START_SECONDS:g} "
-                  f"s) and {COMPILE_JOB_MARGIN} s to warm, stop, publish and commit"),
-    }
+    return CompileBudget(
+        deep_gemm_shapes=shapes, deep_gemm_expected_seconds=round(expected, 1), deep_gemm_kill_after_seconds=deep_gemm,
+        server_seconds=d.recipe.startup_timeout, margin_seconds=COMPILE_JOB_MARGIN,
+        timeout_seconds=deep_gemm + d.recipe.startup_timeout + COMPILE_JOB_MARGIN, cpu=compile_cpu(d),
+        basis=(f"compile_deep_gemm measured {DEEP_GEMM_MEASURED_SECONDS:g} s for {DEEP_GEMM_MEASURED_SHAPES} GEMM "
+               f"shapes (Qwen3-8B-FP8 shape, TP 1, 1×H200, SGLang 0.5.11): {fixed:.1f} s fixed + {shapes} shape(s) "
+               f"× {DEEP_GEMM_SLOWEST_SHAPE_SECONDS:g} s (the slowest measured) = {expected:.1f} s, × margin "
+               f"{COMPILE_TIMEOUT_MARGIN:g} = {deep_gemm} s; then the server within startup_timeout "
+               f"{d.recipe.startup_timeout} s (measured uncached at that shape: {UNCACHED_SERVER_START_SECONDS:g} "
+               f"s) and {COMPILE_JOB_MARGIN} s to warm, stop, publish and commit"))
 
 
 def compile_timeout(d: Deployment) -> int:
     """The compile job's Modal timeout: `compile_budget` in one number."""
-    return compile_budget(d)["timeout_seconds"]
+    return compile_budget(d).timeout_seconds
 
 
 # ---------------------------------------------------------------------------- parts

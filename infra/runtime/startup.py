@@ -28,7 +28,7 @@ from pathlib import Path
 
 from infra.runtime import compile_cache, kernels, lifecycle, timeline
 from infra.runtime.deployment import Deployment
-from infra.runtime.lifecycle import Readiness, ServerProcess
+from infra.runtime.lifecycle import Readiness, ServerProcess, Timings
 
 RECORD_WAIT_SECONDS = 10.0
 
@@ -62,10 +62,9 @@ def write_in_background(write: Callable[[dict], object], record: dict, wait: flo
 
 
 def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Path,
-                   fingerprint: str | None = None) -> timeline.Restore:
+                   fingerprint: str | None = None) -> compile_cache.Restore:
     """This key's compiled caches from the (read-only) Volume to local disk at the fixed path, and a line about it."""
-    result = timeline.Restore.read(compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d),
-                                                         local_root))
+    result = compile_cache.restore(volume_root, fingerprint or kernels.kernel_fingerprint(d), local_root)
     if result.restored:
         print(f"compile cache {result.fingerprint}: {result.files} files, {(result.bytes or 0) / 1e6:.0f} MB "
               f"restored in {result.seconds:.1f} s", flush=True)
@@ -75,7 +74,7 @@ def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Pat
     return result
 
 
-def refusal(d: Deployment, found: dict, fingerprint: str) -> str:
+def refusal(d: Deployment, found: dict[str, compile_cache.CacheMisses], fingerprint: str) -> str:
     return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the "
             f"caches published for key {fingerprint} do not cover this start; refusing to go ready "
             f"(startup.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
@@ -119,7 +118,7 @@ def start(
         if on_line:
             on_line(t, line)
 
-    def record(outcome: str, timings: dict | None, misses: dict | None = None,
+    def record(outcome: str, timings: Timings | None, misses: dict[str, compile_cache.CacheMisses] | None = None,
                error: str | None = None) -> timeline.StartRecord:
         return timeline.build_record(
             deployment=d, log=log, timings=timings, started_at=started_at,
@@ -135,7 +134,7 @@ def start(
         write_in_background(write, failed.to_data(), RECORD_WAIT_SECONDS)
         raise
     found = compile_cache.misses(local_root, restored)
-    timings = dict(server.timings)
+    timings = server.timings.model_copy(deep=True)
     if found and d.startup.refuse_on_cache_miss:
         message = refusal(d, found, restore.fingerprint)
         done = record("refused", timings, found, message)
@@ -159,10 +158,10 @@ def restore_snapshot(
     container_started = time.monotonic() if container_started is None else container_started
     started_at = time.time() - (time.monotonic() - container_started)
     began = time.monotonic()
-    outcome, error, timings = "ready", None, {}
+    outcome, error, timings = "ready", None, Timings()
     try:
         lifecycle.restore_from_snapshot(base_url, readiness)
-        timings = {"ready_s": round(time.monotonic() - began, 3)}
+        timings = Timings(ready_s=round(time.monotonic() - began, 3))
     except BaseException as err:
         outcome, error = "failed", f"{err}"
         raise

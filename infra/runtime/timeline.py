@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from infra.runtime.compile_cache import CacheMisses, Restore
+from infra.runtime.lifecycle import Timings
 from infra.runtime.model import Stored
 
 if TYPE_CHECKING:
@@ -147,20 +149,23 @@ class StartLog:
 
     # ---------------------------------------------------------------- reading it back
 
+    def seen(self, name: str) -> list[tuple[float, tuple]]:
+        """(seconds since launch, the pattern's groups) of each time the event showed."""
+        return self.events.get(name, [])
+
     def first(self, name: str, i: int = 0) -> float | None:
-        seen = self.events.get(name) or []
+        seen = self.seen(name)
         return seen[i][0] if len(seen) > i else None
 
     def last(self, name: str) -> float | None:
-        seen = self.events.get(name) or []
-        return seen[-1][0] if seen else None
+        return seen[-1][0] if (seen := self.seen(name)) else None
 
-    def milestones(self, timings: dict | None = None) -> dict[str, float]:
+    def milestones(self, timings: Timings | None = None) -> dict[str, float]:
         """Milestone -> seconds since launch, for those that showed (the lifecycle's timings add `healthy`)."""
         with self._lock:
-            return self._milestones(timings or {})
+            return self._milestones(timings or Timings())
 
-    def _milestones(self, timings: dict) -> dict[str, float]:
+    def _milestones(self, timings: Timings) -> dict[str, float]:
         out: dict[str, float | None] = {
             "arguments": self.first("arguments"),
             "scheduler_start": self.first("distributed"),
@@ -177,20 +182,18 @@ class StartLog:
         up = [x for x in (self.first("http_server"), self.first("fired_up")) if x is not None]
         out["http_server"] = min(up) if up else None  # with --skip-server-warmup "fired up" may come first
         out["fired_up"] = self.first("fired_up")
-        out["healthy"] = timings.get("healthy_s")
+        out["healthy"] = timings.healthy_s
         return {k: v for k, v in out.items() if v is not None}
 
     def notes(self) -> dict[str, str]:
         with self._lock:
-            out = {}
-            if seen := self.events.get("piecewise_disabled"):
-                out["piecewise_graphs"] = f"not captured: {seen[0][1][0].strip()}"
-            return out
+            seen = self.seen("piecewise_disabled")
+            return {"piecewise_graphs": f"not captured: {seen[0][1][0].strip()}"} if seen else {}
 
     def deep_gemm(self) -> DeepGemm | None:
         """DeepGEMM's kernels, per GEMM shape: JIT-compiled (minutes each) or loaded from the cache (about a second)."""
         with self._lock:
-            shapes = self.events.get("deep_gemm_shape") or []
+            shapes = self.seen("deep_gemm_shape")
             if not shapes:
                 return None
             out = []
@@ -207,7 +210,7 @@ class StartLog:
     def weights(self) -> list[WeightsLoad]:
         with self._lock:
             return [WeightsLoad(at_s=s, elapsed_s=float(g[0]), type=g[1])
-                    for s, g in self.events.get("weights_end", [])]
+                    for s, g in self.seen("weights_end")]
 
 
 # ---------------------------------------------------------------------------- the record of one start
@@ -240,25 +243,6 @@ class WeightsLoad(Stored):
     at_s: float
     elapsed_s: float
     type: str | None = None
-
-
-class Restore(Stored):
-    """The compile caches' restore (infra/runtime/compile_cache.py `restore`); empty where none was tried."""
-
-    restored: bool | None = Field(default=None, exclude_if=lambda v: v is None)
-    fingerprint: str | None = Field(default=None, exclude_if=lambda v: v is None)
-    seconds: float | None = Field(default=None, exclude_if=lambda v: v is None)
-    files: int | None = Field(default=None, exclude_if=lambda v: v is None)
-    bytes: int | None = Field(default=None, exclude_if=lambda v: v is None)
-    reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
-
-
-class CacheMisses(Stored):
-    """What one compile cache gained while the server started (infra/runtime/compile_cache.py `misses`)."""
-
-    files: int = 0
-    bytes: int = 0
-    examples: list[str] = Field(default_factory=list)
 
 
 class StartRecord(Stored):
@@ -361,11 +345,11 @@ def build_record(
     *,
     deployment: Deployment,
     log: StartLog | None,
-    timings: dict | None,
+    timings: Timings | None,
     started_at: float,
     before_launch_s: float | None,
     restore: Restore | None,
-    misses: dict | None,
+    misses: dict[str, CacheMisses] | None,
     outcome: str,
     expect: set[str] = frozenset(),
     error: str | None = None,
@@ -375,10 +359,10 @@ def build_record(
     """One start (what the Modal Dict stores, as `to_data()`, and `invoke status` reads back)."""
     environ = environ or {}
     r = deployment.recipe
-    timings = timings or {}
+    timings = timings or Timings()
     milestones = log.milestones(timings) if log else {}
-    ready = timings.get("ready_s")
-    phases = segments(milestones, timings.get("warmup_s") or [], ready)
+    ready = timings.ready_s
+    phases = segments(milestones, timings.warmup_s, ready)
     return StartRecord(
         kind=kind, env=deployment.env, recipe=r.name, deployment_digest=deployment_digest(deployment.to_dict()),
         sglang_version=r.sglang_version, gpu=f"{r.gpu_type}:{r.gpu_count}", container=environ.get("MODAL_TASK_ID"),
@@ -390,8 +374,8 @@ def build_record(
         reached_s=phases[-1].end_s if ready is None and phases else ready,  # failed or refused: how far it got
         phases=phases, missing=sorted(expect - set(milestones)) if outcome != "failed" else [],
         notes=log.notes() if log else {}, deep_gemm=log.deep_gemm() if log else None,
-        weights=log.weights() if log else [], warmup_s=list(timings.get("warmup_s") or []),
-        flaps=timings.get("flaps", 0), misses=misses or {}, log_lines=log.lines if log else 0)
+        weights=log.weights() if log else [], warmup_s=timings.warmup_s,
+        flaps=timings.flaps, misses=misses or {}, log_lines=log.lines if log else 0)
 
 
 def _shorten(text: str, keep: int = 400) -> str:

@@ -149,10 +149,10 @@ def test_healthy_then_a_warm_up_request_runs_speculative_decoding(server_a):
         "text": w.prompt, "sampling_params": {"max_new_tokens": w.max_tokens, "ignore_eos": True, "temperature": 0},
     })
     meta = out["meta_info"]
-    record("server_a", tp_size=real.TP, start_to_healthy_s=t["healthy_s"], warmup_s=t["warmup_s"], ready_s=t["ready_s"],
+    record("server_a", tp_size=real.TP, start_to_healthy_s=t.healthy_s, warmup_s=t.warmup_s, ready_s=t.ready_s,
            warmup_shaped_request={k: meta.get(k) for k in ("completion_tokens", "spec_verify_ct",
                                                            "spec_accept_length")})
-    assert len(t["warmup_s"]) == w.count
+    assert len(t.warmup_s) == w.count
     assert meta["completion_tokens"] == w.max_tokens
     assert meta.get("spec_verify_ct", 0) > 0  # draft/verify rounds ran
 
@@ -160,13 +160,13 @@ def test_healthy_then_a_warm_up_request_runs_speculative_decoding(server_a):
 def test_ready_within_a_second_of_sglang_answering_healthy(server_a):
     t = server_a.server.timings
     assert server_a.ready_line is not None, "SGLang's ready line never appeared"
-    healthy_at = server_a.launched + t["healthy_s"]
+    healthy_at = server_a.launched + t.healthy_s
     noticed = healthy_at - server_a.ready_line  # one poll interval + SGLang's >= 1 s health generation
     after_healthy = server_a.returned - healthy_at
     record("readiness", ready_line_to_healthy_s=round(noticed, 3), healthy_to_ready_s=round(after_healthy, 3),
-           ready_line_to_return_s=round(server_a.returned - server_a.ready_line, 3), warmup_s=t["warmup_s"])
+           ready_line_to_return_s=round(server_a.returned - server_a.ready_line, 3), warmup_s=t.warmup_s)
     assert noticed < server_a.d.recipe.health_poll_interval + 1.5
-    assert after_healthy - sum(t["warmup_s"]) < 0.2  # nothing but the warm-up after the first healthy answer
+    assert after_healthy - sum(t.warmup_s) < 0.2  # nothing but the warm-up after the first healthy answer
 
 
 def test_smoke_client_without_a_reasoning_parser(server_a):
