@@ -66,7 +66,7 @@ def would(options: Options, where: str) -> str:
 
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.BenchReport]:
-    target = {"env": d.env, "recipe": d.recipe.name}
+    target = bench.BenchTarget(env=d.env, recipe=d.recipe.name)
     workload = options.workload if options.workload.model else dataclasses.replace(
         options.workload, model=d.recipe.model)
     if ctx.dry_run:
@@ -82,7 +82,7 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.Benc
         url = endpoint(ctx, d, STAGE)
         report = measure(dataclasses.replace(options, url=url, workload=workload, plan=waits(options, d),
                                              proxy_auth=d.auth.proxy_auth),
-                         target | {"app": d.app_name}, say=ctx.say, held=held)
+                         target.model_copy(update={"app": d.app_name}), say=ctx.say, held=held)
     return result(STAGE, d, "ran", bench.render_table(report), report)
 
 
@@ -101,11 +101,11 @@ def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult
     """Any OpenAI-compatible server, no environment: what `invoke bench --url U` runs without --env."""
     if dry_run:
         return StageResult(STAGE, "", "", "dry-run", would(options, options.url))
-    report = measure(dataclasses.replace(options, plan=waits(options, None)), {}, say=say)
+    report = measure(dataclasses.replace(options, plan=waits(options, None)), say=say)
     return StageResult(STAGE, "", "", "ran", bench.render_table(report), report)
 
 
-def measure(options: Options, target: dict, *, say=_say,
+def measure(options: Options, target: bench.BenchTarget | None = None, *, say=_say,
             held: tuple[Target, ...] | None = None) -> bench.BenchReport:
     """Measure `options.url` and write the report and plot files; return the report. With `held` (objectives), each
     level's goodput: the requests per second that met those at its level (None: no objectives known, no goodput)."""

@@ -30,6 +30,7 @@ from infra.control.gitinfo import GitInfo
 from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
 from infra.perf import bake, client, gate, ledger, qualify, smoketest
+from infra.perf.bench import BenchTarget
 from infra.perf.gate import GateRecord
 from infra.perf.releases import Origin, Release, ReleaseStore
 from infra.runtime.deployment import Deployment
@@ -253,7 +254,7 @@ def _gate(source: Context, target: Context, served: Deployment, release: Release
     headers = client.endpoint_headers(served, url)
     target.say(f"promotion gate: measuring {release.release_id} on {src} ({url}) with the {served.recipe.name} gate "
                "workload...")
-    where = {"env": src, "recipe": served.recipe.name, "app": served.app_name, "release_id": release.release_id}
+    where = BenchTarget(env=src, recipe=served.recipe.name, app=served.app_name, release_id=release.release_id)
     try:
         evaluation, record = gate.check(gating, served, url, current, headers=headers, where=where, title=title,
                                         say=target.say, progress=show.progress_bars())
@@ -273,7 +274,7 @@ def _record_baseline(ctx: Context, d: Deployment, store: ReleaseStore, manifest,
         return ""
     headers = client.endpoint_headers(d, promoted.url)  # the target's own endpoint
     ctx.say(f"measuring {d.env} itself with the gate workload, to record as its baseline...")
-    where = {"env": d.env, "recipe": d.recipe.name, "app": d.app_name, "release_id": promoted.release_id}
+    where = BenchTarget(env=d.env, recipe=d.recipe.name, app=d.app_name, release_id=promoted.release_id)
     try:
         measurement = gate.measure_release(d, promoted.url, headers=headers, where=where, say=ctx.say,
                                            targets=objectives.resolve(gating, d.recipe.target_concurrency))

@@ -40,14 +40,15 @@ LOOSE = (("ttft_p90_ms", 1, "max", 60_000), *LIMITS[1:])
 
 def run_gate(server, workload=QUICK, target_concurrency=2, **options) -> dict:
     return gate.measure(server.url, workload, model=options.pop("model", None), target_concurrency=target_concurrency,
-                        target={"env": "staging", "recipe": "qwen3-8b-low-latency"}, say=lambda _m: None, **options)
+                        target=bench.BenchTarget(env="staging", recipe="qwen3-8b-low-latency"), say=lambda _m: None,
+                        **options)
 
 
 def chats(server) -> list[dict]:
     return [r["body"] for r in server.requests() if r["path"] == "/v1/chat/completions"]
 
 
-def row(ev: gate.Evaluation, metric: str, concurrency: int) -> gate.Row:
+def row(ev: gate.GateEvaluation, metric: str, concurrency: int) -> gate.GateRow:
     (found,) = [r for r in ev.rows if r.target.metric == metric and r.target.concurrency == concurrency]
     return found
 
@@ -136,7 +137,7 @@ def test_a_fast_release_passes_and_its_record_holds_the_measurement(fake_server)
     ttft_p90 = row(ev, "ttft_p90_ms", 1).measured  # the server's 10 ms wait is a floor; the rest is the machine's
     assert ttft_p90 >= 10 and ttft_p90 == pytest.approx(measurement.levels[0].ttft_s.p90 * 1000)
     assert any(n.startswith("no baseline:") for n in ev.notes)
-    assert ev.measured_label == "staging"
+    assert ev.measured == "staging"
 
     rec = gate.record(evaluation=ev, measurement=measurement).to_data()
     assert rec["verdict"] == "passed" and rec["override"] is None
@@ -178,7 +179,7 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(fak
     ev = gate.evaluate(targets, candidate, current, regression_budget=0.10, baseline_label="r0 (v3)")
     worse = row(ev, "ttft_p90_ms", 1)
     assert worse.measured >= 500 and worse.verdict == "beyond regression budget" and worse.measured > worse.baseline
-    assert not ev.passed and ev.baseline_label == "r0 (v3)"
+    assert not ev.passed and ev.baseline == "r0 (v3)"
     # TTFT up, and with it total tokens/s down by far more than 10%.
     assert any("ttft_p90_ms at concurrency 1: " in r and "higher than the baseline's" in r
                and "(regression budget 10%)" in r for r in ev.reasons)
@@ -247,7 +248,7 @@ def test_a_baseline_with_another_workload_is_not_compared():
                                  workload=bench.Workload(prompt_tokens=2000, max_tokens=10, extra={"temperature": 0.0}))
     ev = gate.evaluate(objectives(("ttft_p90_ms", 1, "max", 1000)), cand, other, regression_budget=0.1,
                        baseline_label="r0")
-    assert ev.passed and ev.baseline_label is None
+    assert ev.passed and ev.baseline is None
     assert [r.verdict for r in ev.rows] == ["no baseline", "pass"]
     assert ev.notes[
         0] == "baseline r0 was measured with another workload (prompt_tokens 2000 -> 512, prompt_words 2000 -> 512): " \

@@ -148,6 +148,11 @@ class MeasuredWorkload(Stored):
         """What must be equal for two measurements to compare: all but the model (a fine-tune swap is the same load)."""
         return self.model_dump(mode="json", exclude={"model"})
 
+    def differences(self, other: MeasuredWorkload, arrow: str) -> str:
+        """'max_tokens 128 -> 256, ...': how `other` differs from this one where it counts ('' where it does not)."""
+        a, b = self.comparable(), other.comparable()
+        return ", ".join(f"{k} {a[k]!r} {arrow} {b[k]!r}" for k in sorted(a) if a[k] != b[k])
+
 
 class PlanRecord(Stored):
     concurrency: list[int]
@@ -619,7 +624,7 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
 
 
 async def run_async(
-    url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: dict | None = None,
+    url: str, workload: Workload, plan: Plan, *, label: str | None = None, target: BenchTarget | None = None,
     headers: dict[str, str] | None = None, say=None, progress: Progress = no_progress,
     sent: Callable[[int, dict], None] | None = None, objectives: Sequence[Target] | None = None,
 ) -> BenchReport:
@@ -643,7 +648,8 @@ async def run_async(
                                               sent=(lambda payload, c=c: sent(c, payload)) if sent else None,
                                               objectives=objectives))
     return BenchReport(
-        label=label, created=created, target=BenchTarget(url=url, model=workload.model, **(target or {})),
+        label=label, created=created,
+        target=(target or BenchTarget()).model_copy(update={"url": url, "model": workload.model}),
         workload=workload.to_record(), plan=plan.to_record(), cold_start=cold, levels=levels,
         client=ClientHost(host=socket.gethostname(), python=platform.python_version(), aiohttp=aiohttp.__version__,
                           cpu_count=os.cpu_count(), loop_lag_tick_ms=LAG_TICK * 1000))

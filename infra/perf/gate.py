@@ -16,11 +16,10 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.control import objectives
 from infra.control.objectives import Target
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from infra.perf.releases import Release
 
 PASS, MISS, REGRESSED, NO_BASELINE = "pass", "miss objective", "beyond regression budget", "no baseline"
-FAILING = (MISS, REGRESSED)
 PASSED, REFUSED, SKIPPED = "passed", "refused", "skipped"
 MAX_REASON = 500  # characters of a --reason kept in the manifest
 
@@ -73,7 +71,7 @@ def bench_inputs(
 def measure(
     url: str, workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE, label: str | None = None,
-    target: dict | None = None, headers: dict[str, str] | None = None, say=None,
+    target: bench.BenchTarget | None = None, headers: dict[str, str] | None = None, say=None,
     progress: bench.Progress = bench.no_progress,
 ) -> bench.BenchReport:
     """Run the gate workload against `url`; the compact report (what the manifest keeps)."""
@@ -86,32 +84,8 @@ def measure(
 # ---------------------------------------------------------------- the verdict
 
 
-@dataclass(frozen=True)
-class Row:
-    target: Target
-    measured: float | None
-    baseline: float | None
-    change: float | None  # measured / baseline - 1 (budgeted metrics only)
-    verdict: str
-    note: str = ""
-
-    def cells(self) -> list[str]:
-        spec = self.target.spec
-        change = "-" if self.change is None else f"{self.change * 100:+.1f}%"
-        return [self.target.metric + (" (implicit)" if self.target.implicit else ""), self.target.level_label,
-                self.target.limit_text(), spec.format(self.measured), spec.format(self.baseline), change,
-                self.verdict + (f" ({self.note})" if self.note else "")]
-
-    def to_record(self) -> GateRow:
-        t = self.target
-        return GateRow(metric=t.metric, level=t.written_level, concurrency=t.concurrency, limit=t.limit,
-                       direction=t.spec.limit_key, unit=t.spec.unit, implicit=t.implicit, measured=self.measured,
-                       baseline=self.baseline, change=None if self.change is None else round(self.change, 4),
-                       verdict=self.verdict, note=self.note)
-
-
 class GateRow(Stored):
-    """One objective as the manifest keeps it (`GateEvaluation.rows`)."""
+    """One objective's row of the gate's table, as the manifest keeps it (`GateEvaluation.rows`)."""
 
     metric: str
     level: int | str | None = None  # as the objective was written: a concurrency or "target"
@@ -122,9 +96,28 @@ class GateRow(Stored):
     implicit: bool = False
     measured: float | None
     baseline: float | None
-    change: float | None
+    change: float | None  # measured / baseline - 1 (budgeted metrics only)
     verdict: str
     note: str = ""
+
+    @classmethod
+    def of(cls, t: Target, measured: float | None, baseline: float | None, change: float | None, verdict: str,
+           note: str = "") -> GateRow:
+        return cls(metric=t.metric, level=t.written_level, concurrency=t.concurrency, limit=t.limit,
+                   direction=t.spec.limit_key, unit=t.spec.unit, implicit=t.implicit, measured=measured,
+                   baseline=baseline, change=None if change is None else round(change, 4), verdict=verdict, note=note)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.metric, self.concurrency, self.limit, self.level, self.implicit)
+
+    def cells(self) -> list[str]:
+        t = self.target
+        # From the figures, not the stored `change` (rounded to 4 digits, it could round the percentage once more).
+        change = "-" if self.change is None else f"{(self.measured / self.baseline - 1) * 100:+.1f}%"
+        return [t.metric + (" (implicit)" if t.implicit else ""), t.level_label, t.limit_text(),
+                t.spec.format(self.measured), t.spec.format(self.baseline), change,
+                self.verdict + (f" ({self.note})" if self.note else "")]
 
 
 class GateEvaluation(Stored):
@@ -133,48 +126,25 @@ class GateEvaluation(Stored):
     verdict: str
     regression_budget: float
     measured: str
-    baseline: str | None
+    baseline: str | None  # None: no baseline was available
     rows: list[GateRow]
-    reasons: list[str] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    rows: tuple[Row, ...]
-    regression_budget: float
-    measured_label: str
-    baseline_label: str | None  # None: no baseline was available
     reasons: tuple[str, ...] = ()  # why it is refused, one per failing row
-    notes: tuple[str, ...] = field(default=())  # what a reader should know that did not decide the verdict
+    notes: tuple[str, ...] = ()  # what a reader should know that did not decide the verdict
 
     @property
     def passed(self) -> bool:
         return not self.reasons
-
-    @property
-    def verdict(self) -> str:
-        return PASSED if self.passed else REFUSED
-
-    def to_record(self) -> GateEvaluation:
-        return GateEvaluation(verdict=self.verdict, regression_budget=self.regression_budget,
-                              measured=self.measured_label, baseline=self.baseline_label,
-                              rows=[r.to_record() for r in self.rows], reasons=list(self.reasons),
-                              notes=list(self.notes))
 
 
 def evaluate(
     targets: Sequence[Target], measurement: bench.BenchReport, baseline: bench.BenchReport | None = None, *,
     regression_budget: float,
     measured_label: str | None = None, baseline_label: str | None = None,
-) -> Evaluation:
+) -> GateEvaluation:
     """Hold a bench report to the objectives and, where a baseline report is given, to the regression budget."""
     notes: list[str] = []
     if baseline is not None:
-        was, now = baseline.workload.comparable(), measurement.workload.comparable()
-        if was != now:
-            diff = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now))
-                             if was.get(k) != now.get(k))
+        if diff := baseline.workload.differences(measurement.workload, "->"):
             notes.append(f"baseline{' ' + baseline_label if baseline_label else ''} was measured with another workload "
                          f"({diff}): not compared, objectives only")
             baseline = None
@@ -214,7 +184,7 @@ def evaluate(
             verdict, note = NO_BASELINE, ""
         else:
             verdict, note = PASS, ""
-        rows.append(Row(t, value, base, change, verdict, note))
+        rows.append(GateRow.of(t, value, base, change, verdict, note))
 
     if baseline is None and not notes:
         notes.append("no baseline: the target's current release has no measurement of this workload; "
@@ -225,8 +195,10 @@ def evaluate(
     if measurement.cold_start.errors:
         notes.append(f"waited {measurement.cold_start.waited_s or 0:g} s for the endpoint before measuring "
                      "(cold start; not counted)")
-    return Evaluation(tuple(rows), regression_budget, measured_label or measurement.target.where(),
-                      baseline_label if baseline is not None else None, tuple(reasons), tuple(notes))
+    return GateEvaluation(verdict=REFUSED if reasons else PASSED, regression_budget=regression_budget,
+                          measured=measured_label or measurement.target.where(),
+                          baseline=baseline_label if baseline is not None else None, rows=rows, reasons=tuple(reasons),
+                          notes=tuple(notes))
 
 
 def _worse_beyond(change: float, higher_is_better: bool, budget: float) -> bool:
@@ -257,13 +229,12 @@ def baseline_from(release: Release | None) -> tuple[bench.BenchReport, str] | No
 HEADER = ["objective", "level", "limit", "measured", "baseline", "change", "verdict"]
 
 
-def _summary_line(ev: Evaluation) -> str:
-    baseline = ev.baseline_label or "none"
-    return (f"measured: {ev.measured_label}; baseline: {baseline}; "
+def _summary_line(ev: GateEvaluation) -> str:
+    return (f"measured: {ev.measured}; baseline: {ev.baseline or 'none'}; "
             f"regression budget {ev.regression_budget * 100:g}%")
 
 
-def render_text(ev: Evaluation, title: str | None = None) -> str:
+def render_text(ev: GateEvaluation, title: str | None = None) -> str:
     """The table `invoke promote` prints, then why it was refused and what else to know."""
     head = f"gate {ev.verdict.upper()}" + (f": {title}" if title else "")
     lines = [head, _summary_line(ev), bench._table(HEADER, [r.cells() for r in ev.rows], right={2, 3, 4, 5})]
@@ -276,7 +247,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(ev: Evaluation, title: str | None = None) -> str:
+def render_markdown(ev: GateEvaluation, title: str | None = None) -> str:
     """GitHub-flavoured Markdown for a job summary ($GITHUB_STEP_SUMMARY)."""
     icon = {PASS: "✅", NO_BASELINE: "➖", MISS: "❌", REGRESSED: "❌"}
     head = f"### {'✅' if ev.passed else '❌'} Promotion gate {ev.verdict}" + (f": {_md(title)}" if title else "")
@@ -294,11 +265,39 @@ def render_markdown(ev: Evaluation, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+class CiRun(BaseModel):
+    """The GitHub Actions run this process is part of, from its variables (all None outside Actions)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    actor: str | None = Field(default=None, alias="GITHUB_ACTOR")
+    workflow: str | None = Field(default=None, alias="GITHUB_WORKFLOW")
+    run_id: str | None = Field(default=None, alias="GITHUB_RUN_ID")
+    run_attempt: str | None = Field(default=None, alias="GITHUB_RUN_ATTEMPT")
+    repository: str | None = Field(default=None, alias="GITHUB_REPOSITORY")
+    server_url: str | None = Field(default=None, alias="GITHUB_SERVER_URL")
+    step_summary: str | None = Field(default=None, alias="GITHUB_STEP_SUMMARY")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def of(cls, environ: Mapping[str, str] | None = None) -> CiRun:
+        return cls.model_validate(dict(os.environ if environ is None else environ))
+
+    @property
+    def run_url(self) -> str | None:
+        if not (self.run_id and self.repository):
+            return None
+        attempt = f"/attempts/{self.run_attempt}" if self.run_attempt not in (None, "1") else ""
+        return f"{self.server_url or 'https://github.com'}/{self.repository}/actions/runs/{self.run_id}{attempt}"
+
+
 def write_job_summary(markdown: str, environ: Mapping[str, str] | None = None) -> Path | None:
     """Append to the GitHub Actions job summary when running in Actions; None elsewhere."""
-    environ = os.environ if environ is None else environ
-    path = environ.get("GITHUB_STEP_SUMMARY")
-    if not path:
+    if not (path := CiRun.of(environ).step_summary):
         return None
     with open(path, "a", encoding="utf-8") as f:
         f.write(scrub(markdown) + "\n")
@@ -342,23 +341,10 @@ def skip_override(reason: object, *, environ: Mapping[str, str] | None = None, n
     if len(text) > MAX_REASON:
         raise ConfigError(f"--reason is {len(text)} characters; allowed: up to {MAX_REASON} (link to an issue for "
                           "more)")
-    environ = os.environ if environ is None else environ
-    run_id = environ.get("GITHUB_RUN_ID") or None
-    repo = environ.get("GITHUB_REPOSITORY")
-    url = None
-    if run_id and repo:
-        url = f"{environ.get('GITHUB_SERVER_URL') or 'https://github.com'}/{repo}/actions/runs/{run_id}"
-        if environ.get("GITHUB_RUN_ATTEMPT") not in (None, "", "1"):
-            url += f"/attempts/{environ['GITHUB_RUN_ATTEMPT']}"
-    return Override(
-        reason=text,
-        by=f"{_local_user()}@{socket.gethostname()}",
-        at=time.time() if now is None else now,
-        github_actor=environ.get("GITHUB_ACTOR") or None,
-        github_workflow=environ.get("GITHUB_WORKFLOW") or None,
-        github_run_id=run_id,
-        github_run_url=url,
-    )
+    ci = CiRun.of(environ)
+    return Override(reason=text, by=f"{_local_user()}@{socket.gethostname()}", at=time.time() if now is None else now,
+                    github_actor=ci.actor, github_workflow=ci.workflow, github_run_id=ci.run_id,
+                    github_run_url=ci.run_url)
 
 
 def _local_user() -> str:
@@ -385,33 +371,31 @@ class GateRecord(Stored):
         return self.verdict == SKIPPED
 
 
-def record(*, evaluation: Evaluation | None = None, measurement: bench.BenchReport | None = None,
+def record(*, evaluation: GateEvaluation | None = None, measurement: bench.BenchReport | None = None,
            override: Override | None = None) -> GateRecord:
     """The promoted release's `gate` field (GateRecord)."""
-    compact = measurement.compact() if measurement else None
-    if override is not None:
-        return GateRecord(verdict=SKIPPED, override=override, measurement=compact,
-                          evaluation=evaluation.to_record() if evaluation else None)
-    if evaluation is None or compact is None:
+    if override is None and (evaluation is None or measurement is None):
         raise ValueError("a gate record needs an evaluation and its measurement, or an override")
-    return GateRecord(verdict=evaluation.verdict, measurement=compact, evaluation=evaluation.to_record())
+    return GateRecord(verdict=evaluation.verdict if override is None else SKIPPED, override=override,
+                      measurement=measurement.compact() if measurement else None, evaluation=evaluation)
 
 
 # ---------------------------------------------------------------- one promotion
 
 
-def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: dict, targets: Sequence[Target] = (),
-                    say=None, progress: bench.Progress = bench.no_progress) -> bench.BenchReport:
+def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: bench.BenchTarget,
+                    targets: Sequence[Target] = (), say=None,
+                    progress: bench.Progress = bench.no_progress) -> bench.BenchReport:
     """The recipe's gate workload against `url`, an endpoint serving `d`'s recipe (cold-start wait: a full start)."""
     r = d.recipe
     return measure(url, r.gate_workload, model=r.model, target_concurrency=r.target_concurrency, targets=targets,
-                   cold_start_deadline=float(smoketest.deadline_for(d)), label=where.get("release_id"), target=where,
+                   cold_start_deadline=float(smoketest.deadline_for(d)), label=where.release_id, target=where,
                    headers=headers, say=say, progress=progress)
 
 
 def check(settings: objectives.Gate, d: Deployment, url: str, current: Release | None, *, headers: dict[str, str],
-          where: dict, title: str, say, environ: Mapping[str, str] | None = None,
-          progress: bench.Progress = bench.no_progress) -> tuple[Evaluation, GateRecord]:
+          where: bench.BenchTarget, title: str, say, environ: Mapping[str, str] | None = None,
+          progress: bench.Progress = bench.no_progress) -> tuple[GateEvaluation, GateRecord]:
     """A promotion's gate: measure the candidate at `url` (the source environment's endpoint, with `headers`, the
     credentials that belong there), hold it to the objectives and to the regression budget against `current` (the
     target's current release, or None), print the table, add it to the job summary; the evaluation and the record."""
@@ -419,7 +403,7 @@ def check(settings: objectives.Gate, d: Deployment, url: str, current: Release |
     measurement = measure_release(d, url, headers=headers, where=where, targets=targets, say=say, progress=progress)
     found = baseline_from(current)
     ev = evaluate(targets, measurement, found[0] if found else None, regression_budget=settings.regression_budget,
-                  measured_label=f"{where.get('release_id')} on {measurement.target.where()}",
+                  measured_label=f"{where.release_id} on {measurement.target.where()}",
                   baseline_label=found[1] if found else None)
     say(render_text(ev, title))
     write_job_summary(render_markdown(ev, title), environ)

@@ -536,10 +536,7 @@ def compare_releases(a: Release, b: Release) -> Comparison:
 def compare_reports(ra: BenchReport, rb: BenchReport) -> Comparison:
     """`bench.compare` with `warnings` where the two reports were not measured alike (a release's, or a file)."""
     warnings = []
-    wa, wb = ra.workload.comparable(), rb.workload.comparable()
-    if wa != wb:
-        diff = ", ".join(f"{k} {wa.get(k)!r} vs {wb.get(k)!r}" for k in sorted(set(wa) | set(wb))
-                         if wa.get(k) != wb.get(k))
+    if diff := ra.workload.differences(rb.workload, "vs"):
         warnings.append(f"the two were measured with different workloads ({diff}): differences are not only the "
                         "releases'")
     if (where_a := ra.target.where()) != (where_b := rb.target.where()):
