@@ -93,8 +93,8 @@ def waits(options: Options, d: Deployment | None) -> bench.Plan:
     if options.wait_given:
         return options.plan
     scales_to_zero = d is not None and d.scaling.min_containers == 0
-    return dataclasses.replace(options.plan, cold_start_deadline=float(smoketest.deadline_for(d)) if scales_to_zero
-                               else 0.0)
+    return options.plan.model_copy(update={"cold_start_deadline": float(smoketest.deadline_for(d)) if scales_to_zero
+                                           else 0.0})
 
 
 def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[bench.BenchReport]:

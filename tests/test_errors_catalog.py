@@ -468,7 +468,7 @@ def _network_faults(tmp_path, expect) -> None:
 
     def bench(url, **plan):
         options = flags.bench_options(url=url, concurrency="1", requests="1", prompt_tokens="4")
-        options = dataclasses.replace(options, plan=dataclasses.replace(options.plan, **plan))
+        options = dataclasses.replace(options, plan=options.plan.model_copy(update=plan))
         return lambda: bench_stage.run_url(options, say=lambda _m: None)
 
     try:

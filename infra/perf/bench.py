@@ -28,9 +28,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import aiohttp
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from infra.control.objectives import Target
 from infra.perf import client
@@ -86,8 +88,8 @@ class Workload:
 
     def payload(self, tag: str, max_tokens: int | None = None) -> dict:
         extra = self.sampling | dict(self.extra)
-        if self.ignore_eos:
-            extra.setdefault("ignore_eos", True)
+        if self.ignore_eos and "ignore_eos" not in extra:
+            extra["ignore_eos"] = True
         content: str | list[dict] = self.prompt(tag)
         if self.image:
             content = [{"type": "text", "text": content}, {"type": "image_url", "image_url": {"url": self.image}}]
@@ -111,24 +113,22 @@ def _describe_image(url: str | None) -> str | None:
             f"{hashlib.sha256(data.encode()).hexdigest()[:16]}")
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Stored):
+    """How each level is measured; the report keeps it (times under their `_s` names) but for `first_answer`."""
+
     concurrency: tuple[int, ...]
     requests: int | None = None  # measured requests per level (None with duration: as many as fit)
-    duration: float | None = None  # seconds per level during which new requests start
+    duration: float | None = Field(default=None, alias="duration_s")  # seconds per level in which new requests start
     warmup: int = 1  # unmeasured rounds of `concurrency` requests before each level
-    timeout: float = DEFAULT_TIMEOUT
-    cold_start_deadline: float = DEFAULT_COLD_START_DEADLINE  # 0: nothing to wait out, one attempt (first_answer)
-    first_answer: float = DEFAULT_FIRST_ANSWER
+    timeout: float = Field(default=DEFAULT_TIMEOUT, alias="timeout_s")
+    # 0: nothing to wait out, one attempt (first_answer)
+    cold_start_deadline: float = Field(default=DEFAULT_COLD_START_DEADLINE, alias="cold_start_deadline_s")
+    first_answer: float = Field(default=DEFAULT_FIRST_ANSWER, exclude=True)
 
     def requests_for(self, concurrency: int) -> int | None:
         if self.duration is not None:
             return None
         return self.requests or max(MIN_REQUESTS, REQUESTS_PER_STREAM * concurrency)
-
-    def to_record(self) -> PlanRecord:
-        return PlanRecord(concurrency=list(self.concurrency), requests=self.requests, duration_s=self.duration,
-                          warmup=self.warmup, timeout_s=self.timeout, cold_start_deadline_s=self.cold_start_deadline)
 
 
 # ---------------------------------------------------------------- the report (schema 1), as written and read back
@@ -154,34 +154,43 @@ class MeasuredWorkload(Stored):
         return ", ".join(f"{k} {a[k]!r} {arrow} {b[k]!r}" for k in sorted(a) if a[k] != b[k])
 
 
-class PlanRecord(Stored):
-    concurrency: list[int]
-    requests: int | None = None
-    duration_s: float | None = None
-    warmup: int = 1
-    timeout_s: float = DEFAULT_TIMEOUT
-    cold_start_deadline_s: float = DEFAULT_COLD_START_DEADLINE
+NOT_A_NUMBER = "not_a_number"
+
+
+def _number(*kinds: type) -> BeforeValidator:
+    """A figure `compare` computes with: a hand-edited "0.1", true or [1, 2] is named where it is, not coerced or
+    failing as a TypeError further on."""
+    def check(value: object) -> object:
+        if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
+            return value
+        raise PydanticCustomError(NOT_A_NUMBER, "not a number")
+
+    return BeforeValidator(check)
+
+
+Figure = Annotated[float | None, _number(int, float)]
+Count = Annotated[int, _number(int, float)]
 
 
 class Stats(Stored):
     """count, mean, min, p50, p90, p99, max of one figure (None where nothing was measured)."""
 
-    count: int = 0
-    mean: float | None = None
-    min: float | None = None
-    p50: float | None = None
-    p90: float | None = None
-    p99: float | None = None
-    max: float | None = None
+    count: Count = 0
+    mean: Figure = None
+    min: Figure = None
+    p50: Figure = None
+    p90: Figure = None
+    p99: Figure = None
+    max: Figure = None
 
     def at(self, q: int) -> float | None:
         return getattr(self, f"p{q}")
 
 
 class Requests(Stored):
-    sent: int
-    ok: int
-    failed: int
+    sent: Count
+    ok: Count
+    failed: Count
 
 
 class WarmupCounts(Stored):
@@ -199,8 +208,8 @@ class OutputTokens(Stored):
 
 
 class Throughput(Stored):
-    output_tokens_per_s: float | None
-    requests_per_s: float | None
+    output_tokens_per_s: Figure
+    requests_per_s: Figure
     output_tokens_per_s_per_user: Stats
 
 
@@ -238,7 +247,7 @@ class Goodput(Stored):
 class Level(Stored):
     """One concurrency level's aggregates; `records` (one per request) only in full reports, not in manifests."""
 
-    concurrency: int
+    concurrency: Annotated[int, _number(int)]
     mode: str
     requests: Requests
     errors: dict[str, int] = Field(default_factory=dict)
@@ -298,11 +307,29 @@ class BenchReport(Stored):
     created: str | None = None
     target: BenchTarget = Field(default_factory=BenchTarget)
     workload: MeasuredWorkload
-    plan: PlanRecord
+    plan: Plan
     client: ClientHost = Field(default_factory=ClientHost)
     cold_start: ColdWait = Field(default_factory=ColdWait)
     levels: list[Level]
     path: str | None = Field(default=None, exclude=True)  # the file it was read from (load_report)
+
+    @classmethod
+    def from_data(cls, data: object, where: str) -> BenchReport:
+        """Tolerant, as `read`, and checked to hold every figure as a number: one line naming `where` if not."""
+        found = data.get("schema") if isinstance(data, dict) else None
+        if found != SCHEMA:
+            raise ConfigError(f"{where} is not a bench report with schema {SCHEMA} (found schema {found!r})")
+        try:
+            return cls.read(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+            if first["type"] == NOT_A_NUMBER:
+                what = f"= {shown(first['input'])}: not a number (an edited report?)"
+            else:
+                what = "is missing" if first["type"] == "missing" else f"is not valid ({first['msg']})"
+                what += " (a truncated or edited report?)"
+            raise ConfigError(f"{where}: {at} {what}; allowed: a report `invoke bench --output` wrote") from None
 
     def compact(self) -> BenchReport:
         """As a manifest stores it: every aggregate, no per-request records (those stay in --output files)."""
@@ -410,33 +437,13 @@ def _round(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(x, digits)
 
 
-class LoopLag:
-    """A ticker task: how late the event loop wakes a sleeper, i.e. how late every chunk timestamp can be.
-
-    With an idle loop the floor is about 0.1-1 ms: epoll waits in whole milliseconds."""
-
-    def __init__(self, interval: float = LAG_TICK):
-        self.interval = interval
-        self.samples: list[float] = []
-        self._task: asyncio.Task | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            due = time.perf_counter() + self.interval
-            await asyncio.sleep(self.interval)
-            self.samples.append(max(0.0, time.perf_counter() - due))
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._tick())
-
-    async def stop(self) -> list[float]:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        return self.samples
+async def loop_lag(samples: list[float]) -> None:
+    """Until cancelled, how late the event loop wakes a sleeper, i.e. how late every chunk timestamp can be (with an
+    idle loop about 0.1-1 ms: epoll waits in whole milliseconds)."""
+    while True:
+        due = time.perf_counter() + LAG_TICK
+        await asyncio.sleep(LAG_TICK)
+        samples.append(max(0.0, time.perf_counter() - due))
 
 
 # ---------------------------------------------------------------- a level
@@ -482,8 +489,8 @@ async def run_level(
 
     total = plan.requests_for(concurrency)
     records: list[Record] = []
-    lag = LoopLag()
-    lag.start()
+    lags: list[float] = []
+    ticker = asyncio.create_task(loop_lag(lags))
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     deadline = t0 + plan.duration if plan.duration is not None else None
@@ -510,7 +517,9 @@ async def run_level(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu = time.process_time() - cpu0
     ended = time.perf_counter()
-    lags = await lag.stop()
+    ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticker
     return aggregate(concurrency, records, warm, t0, ended, cpu, lags, mode="duration" if deadline else "requests",
                      objectives=objectives)
 
@@ -594,33 +603,33 @@ async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: di
     """One short request, retried through a cold start (503, refused, timeout) like `smoke` does; with no cold start
     to wait out (`plan.cold_start_deadline` 0), one attempt that must answer within `plan.first_answer` seconds."""
     say = say or (lambda _msg: None)
-    errors: Counter = Counter()
+    failed: list[str] = []  # the kind of each failed attempt
 
     def retrying(attempt: int, err: client.EndpointError) -> None:
-        errors[err.kind] += 1
+        failed.append(err.kind)
         if attempt == 1 or attempt % 30 == 0:
             say(f"bench: waiting for {url} ({err.kind}: {err}); retrying for up to {plan.cold_start_deadline:g} s...")
 
     started = time.perf_counter()
-    outcome: dict = {"ready": True}
+    cold = ColdWait()
     try:
-        result = await client.probe(
+        cold.attempts = (await client.probe(
             url, workload.payload(f"ready-{uuid.uuid4().hex[:8]}", max_tokens=min(workload.max_tokens, 16)),
             deadline_seconds=plan.cold_start_deadline, headers=headers, on_retry=retrying,
             request_timeout=plan.timeout if plan.cold_start_deadline > 0 else min(plan.timeout, plan.first_answer),
-        )
-        outcome["attempts"] = result.attempts
+        )).attempts
     except client.EndpointError as err:
-        errors[err.kind] += 1
+        failed.append(err.kind)
         rejected = err.kind == "http" and err.status is not None and 400 <= err.status < 500 and err.status not in (
             408, 429)
         if err.retryable or rejected or err.kind == "certificate":
             # Nothing is there, or every request would be refused the same way (bad model name, auth...).
             raise StageError(STAGE, f"{url} did not answer a first request: {err}") from None
         # It answered but the stream broke (reset, malformed, error event, 5xx): measure and count those.
-        outcome |= {"ready": False, "attempts": sum(errors.values()), "message": str(err)[:300]}
-    return ColdWait(**outcome, waited_s=_round(time.perf_counter() - started, 3), errors=dict(sorted(errors.items())),
-                    unavailable=errors["unavailable"])
+        cold = ColdWait(ready=False, attempts=len(failed), message=str(err)[:300])
+    cold.waited_s, cold.unavailable = _round(time.perf_counter() - started, 3), failed.count("unavailable")
+    cold.errors = dict(sorted(Counter(failed).items()))
+    return cold
 
 
 async def run_async(
@@ -650,7 +659,7 @@ async def run_async(
     return BenchReport(
         label=label, created=created,
         target=(target or BenchTarget()).model_copy(update={"url": url, "model": workload.model}),
-        workload=workload.to_record(), plan=plan.to_record(), cold_start=cold, levels=levels,
+        workload=workload.to_record(), plan=plan, cold_start=cold, levels=levels,
         client=ClientHost(host=socket.gethostname(), python=platform.python_version(), aiohttp=aiohttp.__version__,
                           cpu_count=os.cpu_count(), loop_lag_tick_ms=LAG_TICK * 1000))
 
@@ -700,45 +709,7 @@ def load_report(path: str | Path) -> BenchReport:
         raise ConfigError(f"--compare: {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"--compare: {path} is not a bench JSON report ({type(exc).__name__}: {exc})") from None
-    found = data.get("schema") if isinstance(data, dict) else None
-    if found != SCHEMA:
-        raise ConfigError(f"--compare: {path} is not a bench report with schema {SCHEMA} (found schema {found!r})")
-    for i, level in enumerate(data["levels"] if isinstance(data.get("levels"), list) else []):
-        if isinstance(level, dict) and (bad := _not_a_number(level, f"levels[{i}]")):
-            where, value = bad
-            raise ConfigError(f"--compare: {path}: {where} = {shown(value)}: not a number (an edited report?); "
-                              "allowed: a report `invoke bench --output` wrote") from None
-    try:
-        report = BenchReport.read(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-        what = "is missing" if first["type"] == "missing" else f"is not valid ({first['msg']})"
-        raise ConfigError(f"--compare: {path}: {where} {what} (a truncated or edited report?); "
-                          "allowed: a report `invoke bench --output` wrote") from None
-    return report.model_copy(update={"path": str(path)})
-
-
-# The parts of a level `compare` computes with: every figure below them is a number (or null where none was measured).
-COMPARED_SECTIONS = ("ttft_s", "itl_s", "tpot_s", "e2e_s", "throughput", "requests")
-
-
-def _not_a_number(level: dict, where: str) -> tuple[str, object] | None:
-    """The first figure `compare` would compute with that is not a number, as (its path, its value): a hand-edited
-    report's "0.1" or [1, 2] is named here instead of failing as a TypeError further on."""
-    concurrency = level.get("concurrency")
-    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)):
-        return f"{where}.concurrency", concurrency
-
-    def walk(node: object, at: str) -> tuple[str, object] | None:
-        if isinstance(node, dict):
-            return next((found for key, value in node.items() if (found := walk(value, f"{at}.{key}"))), None)
-        if node is None or (isinstance(node, (int, float)) and not isinstance(node, bool)):
-            return None
-        return at, node
-
-    return next((found for key in COMPARED_SECTIONS if key in level and (found := walk(level[key], f"{where}.{key}"))),
-                None)
+    return BenchReport.from_data(data, f"--compare: {path}").model_copy(update={"path": str(path)})
 
 
 # ---------------------------------------------------------------- text
@@ -769,7 +740,7 @@ def _errors(errors: dict) -> str:
 
 def describe(report: BenchReport) -> str:
     w, p = report.workload, report.plan
-    per_level = (f"{p.duration_s:g} s per level" if p.duration_s else
+    per_level = (f"{p.duration:g} s per level" if p.duration else
                  f"{p.requests} requests per level" if p.requests else "default requests per level")
     name = f"{report.label}: " if report.label else ""
     return (f"{name}{report.target.url}  model={report.target.model or '-'}  prompt~{w.prompt_tokens} tokens  "
@@ -955,10 +926,9 @@ def plot(reports: list[BenchReport], path: str | Path) -> Path:
               (axes[0][1], "itl_s", 1000, "inter-token latency (ms)"),
               (axes[1][0], "e2e_s", 1, "end-to-end latency (s)")]
     styles = {50: "-", 90: "--", 99: ":"}
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ticks: set[int] = set()
     for i, report in enumerate(reports):
-        colour = colours[i % len(colours)]
+        colour = f"C{i % 10}"  # the style's colour cycle
         name = report.name(f"run {i + 1}")
         levels = sorted(report.levels, key=lambda lv: lv.concurrency)
         xs = [lv.concurrency for lv in levels]
