@@ -132,7 +132,7 @@ def bench_url(url: str, **plan_changes):
     from stages import flags
 
     options = flags.bench_options(url=url, concurrency="1", requests="1", prompt_tokens="4")
-    options = dataclasses.replace(options, plan=dataclasses.replace(options.plan, **plan_changes))
+    options = dataclasses.replace(options, plan=options.plan.model_copy(update=plan_changes))
     with pytest.raises(Exception) as raised:
         stage.run_url(options, say=lambda _m: None)
     return raised.value
