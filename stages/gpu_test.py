@@ -42,7 +42,7 @@ def estimate(ctx: Context, d: Deployment, shape: str) -> dict:
     for its timeout (infra/control/costs.py, the rates `plan` uses)."""
     hourly = costs.price(costs.Container.of(spec.jobs(d)["gpu_test"]), costs.rates_for(ctx.settings.costs))
     seconds = spec.gpu_test_seconds(d)[shape]
-    return costs.job(hourly, seconds, f"the {shape} suite's measured time") | {
+    return costs.job(hourly, seconds, f"the {shape} suite's measured time").model_dump() | {
         "timeout_seconds": spec.gpu_test_timeout(d),
         "usd_at_timeout": round(hourly.usd * spec.gpu_test_timeout(d) / costs.SECONDS_PER_HOUR, 2)}
 

@@ -24,7 +24,7 @@ def on_a_terminal(stream=None) -> bool:
     return (stream or sys.stderr).isatty()
 
 
-def plan(plans: list[dict], console: Console | None = None, full: bool = True) -> None:
+def plan(plans: list, console: Console | None = None, full: bool = True) -> None:
     """`invoke plan` on a terminal: per recipe, a two-column table whose values wrap at the terminal's width
     (launch commands and image layers run to hundreds of characters), warnings highlighted."""
     from infra.control import plan as plans_

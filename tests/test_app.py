@@ -250,7 +250,7 @@ def test_the_deployed_definitions_are_exactly_the_spec_that_plan_shows(env, reci
     # business hours merged into one trigger; the weekend: two
     assert len(deployed["scheduler"]) == (3 if schedule else 0)
     assert deployed["jobs"] == {name: _expected(options) for name, options in specs["jobs"].items()}
-    assert plan.plan_for(settings, d)["modal"] == specs
+    assert plan.plan_for(settings, d).to_data()["modal"] == specs
 
 
 def test_plan_json_carries_the_exact_app_tags_deploy_sends(cli):

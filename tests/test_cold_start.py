@@ -83,17 +83,17 @@ def test_snapshots_are_refused_for_a_recipe_on_more_than_one_gpu():
 
 
 def test_plan_shows_snapshot_options_only_where_on():
-    off = plan.plan_for(settings("prod"), resolve(settings("prod"), "qwen3.6-35b-vlm"))
+    off = plan.plan_for(settings("prod"), resolve(settings("prod"), "qwen3.6-35b-vlm")).to_data()
     assert "enable_memory_snapshot" not in off["modal"]["server"]
     assert "--enable-memory-saver" not in off["launch_command"]
     s = settings("prod", "recipes.qwen3.6-35b-vlm.gpu_snapshot=true")
-    on = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))
+    on = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm")).to_data()
     server = on["modal"]["server"]
     assert (server["enable_memory_snapshot"], server["experimental_options"]) == (True, {"enable_gpu_snapshot": True})
     assert server["env"]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
     assert "snapshot_restore_seconds" in on["cold_start"]
     assert any("alpha" in w for w in on["warnings"])
-    other = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
+    other = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency")).to_data()
     assert "enable_memory_snapshot" not in other["modal"]["server"]
 
 
@@ -103,7 +103,7 @@ def test_cold_start_phase_by_phase_for_the_flow_the_pipeline_runs():
     figure says where it was measured (issue 23)."""
     s = settings("prod", 'cold_start.image_size_gb={"lmsysorg/sglang:v0.5.10.post1-cu130-runtime" = 20.0}')
     d = resolve(s, "qwen3.6-35b-vlm")
-    cold = plan.plan_for(s, d)["cold_start"]
+    cold = plan.plan_for(s, d).to_data()["cold_start"]
     parts = cold["parts"]
     # SGLang 0.5.10 captures no piecewise graphs for a vision model; --skip-server-warmup removes SGLang's own warm-up.
     assert list(parts) == ["image_pull", "compile_cache_restore", "weights_read", "arguments", "scheduler_start",
@@ -147,7 +147,7 @@ def test_a_recipe_without_deepgemm_or_speculation_has_no_such_phase():
     d = resolve(s, "qwen3.6-35b-vlm")
     d = d.with_recipe(d.recipe.model_copy(update=dict(speculative=None,
                                           image_env=d.recipe.image_env | {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"})))
-    parts = plan.cold_start(s, d, StageState("dev", "x"))["parts"]
+    parts = plan.cold_start(s, d, StageState("dev", "x")).to_data()["parts"]
     assert not {"deep_gemm_jit", "draft_model", "draft_graphs", "draft_extend_graphs"} & set(parts)
     assert "uncached_seconds" not in parts["first_warmup_request"]  # no speculative decode to compile
 
@@ -175,24 +175,24 @@ def test_cold_start_uses_what_the_stages_recorded():
                                                    "size_bytes": 1_500_000_000}]})
     state.record("compile", kernel_fingerprint(d), {})
     p = plan.plan_for(s, d)
-    parts = p["cold_start"]["parts"]
-    assert parts["weights_read"]["seconds"] == 7.0
-    assert "recorded by the download stage" in parts["weights_read"]["basis"]
-    assert parts["deep_gemm_jit"]["cached"] is True
-    assert "compile cache recorded here for this deployment's key" in parts["deep_gemm_jit"]["basis"]
-    assert p["draft_model"]["resolved_commit"] == "b" * 40
+    parts = p.cold_start.parts
+    assert parts["weights_read"].seconds == 7.0
+    assert "recorded by the download stage" in parts["weights_read"].basis
+    assert parts["deep_gemm_jit"].cached is True
+    assert "compile cache recorded here for this deployment's key" in parts["deep_gemm_jit"].basis
+    assert p.draft_model.resolved_commit == "b" * 40
     assert "beyond startup_timeout" not in plan.render([p])  # compiled: no advice to compile
 
 
 def test_plan_warns_when_startup_timeout_is_below_the_estimate_and_prod_has_no_warm_replica():
     s = settings("prod", "scaling.min_containers=0", "cold_start.margin=20")
     p = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
-    assert any(w.startswith("startup_timeout 1200 s is below the estimated cold start") for w in p["warnings"])
+    assert any(w.startswith("startup_timeout 1200 s is below the estimated cold start") for w in p.warnings)
     assert any("production environment 'prod' has min_containers = 0: every first request pays the full cold start" in w
-               for w in p["warnings"])
+               for w in p.warnings)
     dev = settings("dev")
     assert not any("min_containers = 0" in w
-                   for w in plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency"))["warnings"])
+                   for w in plan.plan_for(dev, resolve(dev, "qwen3-8b-low-latency")).warnings)
 
 
 # ---------------------------------------------------------------------------- calibration (issue 23 item 5)
@@ -250,9 +250,9 @@ def gpu_suite_shapes() -> list[tuple[str, object, float, float]]:
 def test_for_the_gpu_suites_shapes_the_estimate_is_within_25_percent_of_the_measured_start(shape):
     name, d, cached, uncached = gpu_suite_shapes()[shape]
     cold = plan.cold_start(settings("dev"), d, StageState("dev", "x"))
-    deep_gemm = cold["parts"].get("deep_gemm_jit", {"uncached_seconds": 0.0})["uncached_seconds"]
-    estimates = {"cached": cold["launch_to_ready_seconds"],
-                 "uncached": cold["uncached_launch_to_ready_seconds"] - deep_gemm}  # as measured: DeepGEMM precompiled
+    deep_gemm = cold.parts["deep_gemm_jit"].uncached_seconds if "deep_gemm_jit" in cold.parts else 0.0
+    estimates = {"cached": cold.launch_to_ready_seconds,
+                 "uncached": cold.uncached_launch_to_ready_seconds - deep_gemm}  # as measured: DeepGEMM precompiled
     for kind, measured in (("cached", cached), ("uncached", uncached)):
         assert abs(estimates[kind] / measured - 1) <= 0.25, (name, kind, estimates[kind], measured)
     if shape == 1:  # and DeepGEMM's JIT is compile_deep_gemm's, per shape, for the model's 4 shapes
@@ -274,7 +274,7 @@ def test_the_compile_jobs_cpu_and_timeout_are_derived_from_the_measured_compile(
     assert jobs["timeout"] == budget["timeout_seconds"]
     assert "SGLANG_JIT_DEEPGEMM_COMPILE_WORKERS" not in jobs["env"]  # read nowhere in SGLang: not set
     p = plan.plan_for(settings("prod"), eight)
-    assert p["compile_job"] == budget
+    assert p.to_data()["compile_job"] == budget
     sized = (f"               sized: cpu 5, timeout {budget['timeout_seconds']} s "
              "(compile_deep_gemm killed after 1364 s)")
     assert sized in plan.render([p])
@@ -295,7 +295,7 @@ def test_the_shipped_configuration_plans_without_warnings_that_are_false_for_the
     for env in ("dev", "staging", "prod"):
         s = settings(env)
         for recipe in ("qwen3-8b-low-latency", "qwen3.6-35b-vlm"):
-            warnings = plan.plan_for(s, resolve(s, recipe))["warnings"]
+            warnings = plan.plan_for(s, resolve(s, recipe)).warnings
             assert not any("startup_timeout" in w for w in warnings), (env, recipe, warnings)
 
 
@@ -303,7 +303,7 @@ def test_standing_cost_of_warm_replicas():
     """One 2×H100 replica in us-east, at the offline table: (2 × $3.9492 + 4 cores × $0.04716 + 16 GiB × $0.007992)
     × 1.75 (narrow region) = $14.376096/h; 720 h = $10,350.79 per 30 days (tests/test_costs.py checks the parts)."""
     s = settings("prod")
-    cost = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))["cost"]
+    cost = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency")).to_data()["cost"]
     assert cost["standing"] | {"replica": None} == {"warm_replicas": 1, "warm_gpus": 2, "gpu_hours_per_30_days": 1440,
                                                     "replica": None, "usd_per_hour": 14.38, "usd_per_30_days": 10350.79}
     assert cost["replica"]["usd_per_hour"] == pytest.approx(14.376096)
@@ -312,7 +312,7 @@ def test_standing_cost_of_warm_replicas():
     assert cost["rates"] == {"source": "offline table (modal.com/pricing, 2026-07-01)", "live": False, "overrides": {}}
     # A negotiated GPU rate replaces the table's for the GPUs only; CPU, memory and the multiplier stay.
     s = settings("prod", 'costs.gpu_hourly_usd={"H100!" = 2.0}', "scaling.min_containers=2")
-    cost = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm"))["cost"]
+    cost = plan.plan_for(s, resolve(s, "qwen3.6-35b-vlm")).to_data()["cost"]
     per_replica = (2.0 + 4 * 0.04716 + 32 * 0.007992) * 1.75
     assert (cost["standing"]["warm_gpus"], cost["standing"]["usd_per_hour"]) == (2, round(2 * per_replica, 2))
     assert cost["replica"]["parts"][0] | {"usd_per_hour": None} == {
@@ -329,9 +329,9 @@ def test_the_vision_recipes_measured_start_is_in_its_plan_as_measured():
     assert vlm.healthy_seconds == next(p["end_s"] for p in measured["phases"] if p["phase"] == "healthy")
     settings = load_settings("prod")
     p = plan.plan_for(settings, resolve(settings, "qwen3.6-35b-vlm"))
-    assert [m["seconds"] for m in p["cold_start"]["measured_starts"]] == [354.541]
+    assert [m.seconds for m in p.cold_start.measured_starts] == [354.541]
     text = plan.render([p])
     assert "measured with this model: ready in 354.5 s (healthy 222.7 s, warm-ups 130.6 s, 1.2 s)" in text
     assert "nothing measured with Qwen/Qwen3.6-35B-A3B-FP8" not in text
     eight = plan.plan_for(settings, resolve(settings, "qwen3-8b-low-latency"))
-    assert eight["cold_start"]["measured_starts"] == []
+    assert eight.cold_start.measured_starts == []

@@ -104,7 +104,7 @@ def test_settings_override_the_rates_per_resource_and_say_so():
     assert rates.rate("H100") == costs.Rate(3.20, "settings (costs.gpu_hourly_usd.H100!)")
     assert rates.rate("L4") == costs.Rate(costs.TABLE["L4"], costs.TABLE_SOURCE)
     p = plan.plan_for(s, resolve(s, "qwen3-8b-low-latency"))
-    assert p["cost"]["replica"]["usd_per_hour"] == pytest.approx((2 * 3.2 + 4 * 0.05 + 16 * 0.01) * 1.75, abs=1e-4)
+    assert p.cost.replica.usd_per_hour == pytest.approx((2 * 3.2 + 4 * 0.05 + 16 * 0.01) * 1.75, abs=1e-4)
     text = plan.render([p])
     assert "overridden: H100 $3.2/h from costs.gpu_hourly_usd.H100!; cpu $0.05/h from costs.rates.cpu" in text
 
@@ -155,10 +155,10 @@ def test_plan_prices_with_the_cache_or_the_table_and_says_which(tmp_path, monkey
     s = load_settings("prod")
     d = resolve(s, "qwen3.6-35b-vlm")
     offline = plan.plan_for(s, d)
-    assert offline["cost"]["rates"]["source"] == "offline table (modal.com/pricing, 2026-07-01)"
+    assert offline.cost.rates.source == "offline table (modal.com/pricing, 2026-07-01)"
     assert "rates: offline table (modal.com/pricing, 2026-07-01)" in plan.render([offline])
     costs.refresh(fetch_answer({"H100": "3.00", "cpu": "0.05", "memory": "0.01"}), NOW, ["H100"])
-    live = plan.plan_for(s, d)
+    live = plan.plan_for(s, d).to_data()
     assert live["cost"]["rates"] == {"source": "live rates of workspace acme fetched 2026-11-30 12:20 UTC",
                                      "live": True,
                                      "overrides": {}}

@@ -295,10 +295,12 @@ def test_plan_shows_each_recipes_gate_in_text_and_stable_json(tmp_path):
 
     settings = load_settings("prod")
     plans = [plan.plan_for(settings, resolve(settings, name)) for name in settings.serves]
-    assert [p["gate"] for p in plans] == [objectives.to_plan(gate_for(settings, name), 10) for name in settings.serves]
-    assert plans[1]["gate"]["objectives"][0] == {"metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "max": 1200}
-    assert plans[1]["gate"]["levels"] == [1, 10]
-    assert json.loads(plan.to_json(plans))[0]["gate"] == plans[0]["gate"] and plan.to_json(plans) == plan.to_json(plans)
+    assert [p.gate.model_dump() for p in plans] == [objectives.to_plan(gate_for(settings, name), 10)
+                                                    for name in settings.serves]
+    assert plans[1].gate.objectives[0] == {"metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "max": 1200}
+    assert plans[1].gate.levels == [1, 10]
+    assert json.loads(plan.to_json(plans))[0]["gate"] == plans[0].gate.model_dump()
+    assert plan.to_json(plans) == plan.to_json(plans)
     text = plan.render(plans).splitlines()
     start = text.index("Gate           on; regression budget 10% against the target's current release")
     assert text[start + 1: start + 3] == ["               ttft_p90_ms ≤ 500.0 ms at concurrency 1",

@@ -270,7 +270,7 @@ def test_cost_business_hours_one_two_gpu_h100_replica():
     start = schedule.start_of_week(utc(2026, 3, 4, 12), NY)
     assert start == utc(2026, 3, 2, 5)  # Monday 00:00 EST
     cost = costs.scheduled(replica, [business_hours()], BASE, start)
-    assert cost == {
+    assert cost.model_dump() == {
         "from": "2026-03-02T05:00:00+00:00",
         "usd_per_replica_hour": 7.9,
         "peak_min_containers": 1,
@@ -581,7 +581,7 @@ def _example_cost_table() -> str:
     for name, recipe in RECIPES.items():
         gpu_type, gpu_count = recipe.gpu_type, recipe.gpu_count
         replica = plan.replica_cost(resolve(load_settings("prod"), name), costs.Rates(costs.TABLE, costs.TABLE_SOURCE))
-        c = costs.scheduled(replica, windows, base, start)
+        c = costs.scheduled(replica, windows, base, start).model_dump()
         week, month = c["per_week"], c["per_30_days"]
         rows.append(
             f"| `{name}` | {gpu_count}×{gpu_type.rstrip('!')}, ${replica.usd:,.2f}/h "

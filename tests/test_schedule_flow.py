@@ -136,18 +136,18 @@ def test_plan_prices_the_schedule_beside_always_warm():
     s = load_settings("prod", overrides=parse_overrides([BUSINESS_HOURS.replace("min_containers=2", "min_containers=1"),
                                                          "scaling.min_containers=0"]))
     d = resolve(s, RECIPE)
-    cost = plan.schedule_plan(s, d, now=datetime(2026, 3, 4, 12, tzinfo=UTC))["cost"]
+    cost = plan.schedule_plan(s, d, now=datetime(2026, 3, 4, 12, tzinfo=UTC)).cost.model_dump()
     assert cost["per_week"] == {"scheduled": {"replica_hours": 50.0, "gpu_hours": 100.0, "usd": 718.8},
                                 "always_warm": {"replica_hours": 168.0, "gpu_hours": 336.0, "usd": 2415.18}}
     assert (cost["per_30_days"]["scheduled"]["usd"], cost["per_30_days"]["always_warm"]["usd"]) == (3162.74, 10350.79)
     assert cost["usd_per_replica_hour"] == 14.3761
-    p = plan.plan_for(s, d)
+    p = plan.plan_for(s, d).to_data()
     assert p["schedule"]["triggers"] == [{"cron": "0 8,18 * * MON-FRI", "timezone": "America/New_York",
                                           "events": ["business-hours start", "business-hours end"]}]
     assert list(p["modal"]["scheduler"]) == ["apply_floor_0"]
     # A guarded environment without warm replicas is warned about, unless a schedule keeps some warm.
     assert not any("min_containers = 0" in w for w in p["warnings"])
-    text = plan.render([p])
+    text = plan.render([plan.plan_for(s, d)])
     assert "Schedule       business-hours (America/New_York): opens at 08:00 on monday through friday" in text
     assert "on schedule" in text and "always warm at 1 replica(s)" in text
     json.dumps(p)  # JSON-serialisable

@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from infra.control.state import state_dir
 from infra.runtime import catalog, schedule
 from infra.runtime.deployment import Scaling, Window
@@ -133,9 +135,12 @@ class Rates:
         raise CostError(f"no rate for {resource} (USD per {unit}-hour) in the {self.base_source}: set "
                         f"`costs.rates.{resource}` in the environment file, or run `invoke status` for live rates")
 
+    def shown(self) -> RatesShown:
+        return RatesShown(source=self.base_source, live=self.live, overrides={
+            r: RateOverride(usd_per_hour=v, setting=s) for r, (v, s) in sorted(self.overrides.items())})
+
     def to_dict(self) -> dict:
-        return {"source": self.base_source, "live": self.live,
-                "overrides": {r: {"usd_per_hour": v, "setting": s} for r, (v, s) in sorted(self.overrides.items())}}
+        return self.shown().model_dump(mode="json")
 
 
 def rates_for(section: Any, cache: Path | None = None) -> Rates:
@@ -288,6 +293,71 @@ class Container:
         return f"{gpus}{self.cpu:g} cores + {self.memory_mib / MIB_PER_GIB:g} GiB"
 
 
+class Shown(BaseModel):
+    """A figure this module builds for `plan --json` and the ledger: read by attribute, dumped with its keys as they
+    are (a count stays an int in the JSON, a price a float)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
+
+    def to_data(self) -> dict:
+        """The JSON: keys that were set only, so an optional figure stays absent where it does not apply."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+Number = int | float
+
+
+class RateOverride(Shown):
+    usd_per_hour: float
+    setting: str
+
+
+class RatesShown(Shown):
+    source: str
+    live: bool
+    overrides: dict[str, RateOverride]
+
+
+class PricePart(Shown):
+    resource: str
+    quantity: Number
+    unit: str
+    usd_per_unit_hour: float
+    usd_per_hour: float
+    source: str
+
+    def describe(self) -> str:
+        amount = (f"{self.quantity:g}×{self.resource}" if self.unit == "GPU"
+                  else f"{self.quantity:g} {'cores' if self.unit == 'core' else self.unit}")
+        return f"{amount} ${self.usd_per_hour:,.2f}"
+
+
+class RegionPrice(Shown):
+    compute_region: str | None
+    kind: str  # none | broad | narrow
+    multiplier: float
+    source: str
+
+
+class Price(Shown):
+    """One container's price per hour, as `plan` and the ledger show it."""
+
+    container: str
+    parts: list[PricePart]
+    usd_per_hour_before_region: float
+    region: RegionPrice
+    usd_per_hour: float
+    sources: list[str]
+
+    def describe(self) -> str:
+        """'(2×H100 $7.90 + 4 cores $0.19 + 16 GiB $0.13) × 1.75 (narrow region us-east) = $14.38/h'."""
+        parts = " + ".join(p.describe() for p in self.parts)
+        if self.region.kind == "none":
+            return f"{parts} = ${self.usd_per_hour:,.2f}/h (no compute_region: no region multiplier)"
+        return (f"({parts}) × {self.region.multiplier:g} ({self.region.kind} region {self.region.compute_region}) "
+                f"= ${self.usd_per_hour:,.2f}/h")
+
+
 @dataclass(frozen=True)
 class Part:
     resource: str
@@ -299,10 +369,10 @@ class Part:
     def usd_per_hour(self) -> float:
         return self.quantity * self.rate.usd_per_hour
 
-    def to_dict(self) -> dict:
-        return {"resource": self.resource, "quantity": self.quantity, "unit": self.unit,
-                "usd_per_unit_hour": round(self.rate.usd_per_hour, 6), "usd_per_hour": round(self.usd_per_hour, 4),
-                "source": self.rate.source}
+    def shown(self) -> PricePart:
+        return PricePart(resource=self.resource, quantity=self.quantity, unit=self.unit,
+                         usd_per_unit_hour=round(self.rate.usd_per_hour, 6),
+                         usd_per_hour=round(self.usd_per_hour, 4), source=self.rate.source)
 
 
 @dataclass(frozen=True)
@@ -322,39 +392,18 @@ class Hourly:
     def usd(self) -> float:
         return self.base_usd * self.multiplier
 
-    def sources(self) -> list[str]:
-        return list(dict.fromkeys(p.rate.source for p in self.parts))
-
     def describe(self) -> str:
-        return describe(self.to_dict())
+        return self.shown().describe()
+
+    def shown(self) -> Price:
+        return Price(container=self.container.describe(), parts=[p.shown() for p in self.parts],
+                     usd_per_hour_before_region=round(self.base_usd, 4),
+                     region=RegionPrice(compute_region=self.container.region, kind=self.region_kind,
+                                        multiplier=self.multiplier, source=REGION_SOURCE),
+                     usd_per_hour=round(self.usd, 4), sources=list(dict.fromkeys(p.rate.source for p in self.parts)))
 
     def to_dict(self) -> dict:
-        return {
-            "container": self.container.describe(),
-            "parts": [p.to_dict() for p in self.parts],
-            "usd_per_hour_before_region": round(self.base_usd, 4),
-            "region": {"compute_region": self.container.region, "kind": self.region_kind,
-                       "multiplier": self.multiplier, "source": REGION_SOURCE},
-            "usd_per_hour": round(self.usd, 4),
-            "sources": self.sources(),
-        }
-
-
-def describe(replica: Mapping[str, Any]) -> str:
-    """An `Hourly.to_dict()` in one line, as `plan` prints it (from its JSON) and tests read it:
-    '(2×H100 $7.90 + 4 cores $0.19 + 16 GiB $0.13) × 1.75 (narrow region us-east) = $14.38/h'."""
-    parts = " + ".join(f"{_amount(p)} ${p['usd_per_hour']:,.2f}" for p in replica["parts"])
-    region = replica["region"]
-    if region["kind"] == "none":
-        return f"{parts} = ${replica['usd_per_hour']:,.2f}/h (no compute_region: no region multiplier)"
-    return (f"({parts}) × {region['multiplier']:g} ({region['kind']} region {region['compute_region']}) "
-            f"= ${replica['usd_per_hour']:,.2f}/h")
-
-
-def _amount(part: Mapping[str, Any]) -> str:
-    if part["unit"] == "GPU":
-        return f"{part['quantity']:g}×{part['resource']}"
-    return f"{part['quantity']:g} {'cores' if part['unit'] == 'core' else part['unit']}"
+        return self.shown().model_dump(mode="json")
 
 
 def price(container: Container, rates: Rates) -> Hourly:
@@ -371,21 +420,45 @@ def price(container: Container, rates: Rates) -> Hourly:
 # ---------------------------------------------------------------------------- what plan shows
 
 
-def standing(replica: Hourly, min_containers: int) -> dict:
+class Standing(Shown):
     """What the warm replicas cost even when nobody calls them."""
+
+    warm_replicas: int
+    warm_gpus: int
+    gpu_hours_per_30_days: int
+    replica: Price
+    usd_per_hour: float
+    usd_per_30_days: float
+
+
+def standing(replica: Hourly, min_containers: int) -> Standing:
     per_hour = replica.usd * min_containers
     gpus = replica.container.gpu_count * min_containers
-    return {
-        "warm_replicas": min_containers,
-        "warm_gpus": gpus,
-        "gpu_hours_per_30_days": gpus * HOURS_PER_30_DAYS,
-        "replica": replica.to_dict(),
-        "usd_per_hour": round(per_hour, 2),
-        "usd_per_30_days": round(per_hour * HOURS_PER_30_DAYS, 2),
-    }
+    return Standing(warm_replicas=min_containers, warm_gpus=gpus, gpu_hours_per_30_days=gpus * HOURS_PER_30_DAYS,
+                    replica=replica.shown(), usd_per_hour=round(per_hour, 2),
+                    usd_per_30_days=round(per_hour * HOURS_PER_30_DAYS, 2))
 
 
-def scheduled(replica: Hourly, windows: Sequence[Window], base: Scaling, start: datetime) -> dict:
+class WarmFigures(Shown):
+    replica_hours: float
+    gpu_hours: float
+    usd: float
+
+
+class WarmPeriod(Shown):
+    scheduled: WarmFigures
+    always_warm: WarmFigures
+
+
+class ScheduledCost(Shown):
+    from_: str = Field(alias="from")
+    usd_per_replica_hour: float
+    peak_min_containers: int
+    per_week: WarmPeriod
+    per_30_days: WarmPeriod
+
+
+def scheduled(replica: Hourly, windows: Sequence[Window], base: Scaling, start: datetime) -> ScheduledCost:
     """Warm replica-hours, GPU-hours and dollars for the 7 and the 30 days from `start`, on the schedule and always
     warm.
 
@@ -394,24 +467,40 @@ def scheduled(replica: Hourly, windows: Sequence[Window], base: Scaling, start: 
     """
     peak = max([base.min_containers, *(w.min_containers for w in windows)])
 
-    def figures(replica_hours: float) -> dict[str, float]:
-        return {"replica_hours": round(replica_hours, 4),
-                "gpu_hours": round(replica_hours * replica.container.gpu_count, 4),
-                "usd": round(replica_hours * replica.usd, 2)}
+    def figures(replica_hours: float) -> WarmFigures:
+        return WarmFigures(replica_hours=round(replica_hours, 4),
+                           gpu_hours=round(replica_hours * replica.container.gpu_count, 4),
+                           usd=round(replica_hours * replica.usd, 2))
 
-    out: dict[str, Any] = {"from": start.astimezone(UTC).isoformat(), "usd_per_replica_hour": round(replica.usd, 4),
-                           "peak_min_containers": peak}
-    for label, hours in (("per_week", HOURS_PER_WEEK), ("per_30_days", HOURS_PER_30_DAYS)):
+    def period(hours: int) -> WarmPeriod:
         on_schedule = schedule.warm_hours(windows, base, start, start + timedelta(hours=hours))
-        out[label] = {"scheduled": figures(on_schedule), "always_warm": figures(float(peak * hours))}
-    return out
+        return WarmPeriod(scheduled=figures(on_schedule), always_warm=figures(float(peak * hours)))
+
+    return ScheduledCost(from_=start.astimezone(UTC).isoformat(), usd_per_replica_hour=round(replica.usd, 4),
+                         peak_min_containers=peak, per_week=period(HOURS_PER_WEEK),
+                         per_30_days=period(HOURS_PER_30_DAYS))
 
 
-def job(hourly: Hourly, seconds: float | None, basis: str) -> dict:
+class JobCost(Shown):
     """One run of a job (the compile job, the gate's measurement): its container's price for `seconds`."""
+
+    seconds: Number | None
+    basis: str
+    usd: float | None
+    usd_per_hour: float
+    container: str
+    region_multiplier: float
+
+    def describe(self) -> str:
+        shown = f"~{self.seconds:g} s ≈ ${self.usd:,.2f}" if self.usd is not None else "unknown"
+        multiplier = f", × {self.region_multiplier:g}" if self.region_multiplier != 1 else ", no region multiplier"
+        return f"{shown} at ${self.usd_per_hour:,.2f}/h ({self.container}{multiplier}): {self.basis}"
+
+
+def job(hourly: Hourly, seconds: float | None, basis: str) -> JobCost:
     usd = None if seconds is None else round(hourly.usd * seconds / SECONDS_PER_HOUR, 2)
-    return {"seconds": seconds, "basis": basis, "usd": usd, "usd_per_hour": round(hourly.usd, 4),
-            "container": hourly.container.describe(), "region_multiplier": hourly.multiplier}
+    return JobCost(seconds=seconds, basis=basis, usd=usd, usd_per_hour=round(hourly.usd, 4),
+                   container=hourly.container.describe(), region_multiplier=hourly.multiplier)
 
 
 def gate_seconds(targets: Sequence[Any], levels: Sequence[int], *, requests: int, warmup_rounds: int,

@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from infra.control import sglang_flags
+from infra.control.plan_record import DeploymentPlan
 from infra.runtime import compile_cache
 from infra.runtime.errors import ConfigError
 from infra.runtime.recipes.base import COMMIT_RE, Recipe
@@ -278,24 +279,19 @@ class Report(_Record):
         return self.after is not None and self.after.compile_key != self.before.compile_key
 
 
-def side(plan: dict, d, refused: str | None = None) -> Side:
+def side(plan: DeploymentPlan, d, refused: str | None = None) -> Side:
     """One side from `plan`'s own figures for deployment `d` (infra/control/plan.py)."""
     from infra.runtime import kernels
 
-    cold, cost = plan["cold_start"], plan["cost"]
-    profile = cold.get("profile") or {}
-    basis = (f"{profile.get('name')}, measured on {profile.get('measured_on')}" if profile else "no measured profile")
-    if cold.get("caveats"):
-        basis += "; " + "; ".join(cold["caveats"])
+    cold, cost = plan.cold_start, plan.cost
+    basis = "; ".join([f"{cold.profile.name}, measured on {cold.profile.measured_on}", *cold.caveats])
     return Side(
         image=d.recipe.sglang_image, sglang_version=d.recipe.sglang_version,
-        launch_command=tuple(plan["launch_command"]), compile_command=tuple(plan["compile_command"]),
+        launch_command=tuple(plan.launch_command), compile_command=tuple(plan.compile_command),
         caches=tuple(f"{c.name} ({c.variable})" for c in compile_cache.applicable(d.recipe.sglang_version)),
-        compile_key=kernels.kernel_fingerprint(d),
-        cold_start_seconds=cold.get("estimate_seconds"),
-        uncached_cold_start_seconds=cold.get("uncached_estimate_seconds"),
-        cold_start_basis=basis, replica_usd_per_hour=cost["replica"]["usd_per_hour"],
-        compile_job_usd=(cost.get("compile_job") or {}).get("usd"), refused=refused,
+        compile_key=kernels.kernel_fingerprint(d), cold_start_seconds=cold.estimate_seconds,
+        uncached_cold_start_seconds=cold.uncached_estimate_seconds, cold_start_basis=basis,
+        replica_usd_per_hour=cost.replica.usd_per_hour, compile_job_usd=cost.compile_job.usd, refused=refused,
     )
 
 
