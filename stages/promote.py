@@ -117,7 +117,7 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         d = resolve(target.settings, recipe)
         measure = f"measure it on {src_env} (the gate), then " if gating.enabled and not options.skip_gate else ""
         priced = bake.cost(d, policy.bake_minutes, plan.replica_cost(d, costs.rates_for(target.settings.costs)))
-        baking = (f", then bake it there for {policy.bake_minutes:g} min: {bake.cost_text(priced)}"
+        baking = (f", then bake it there for {policy.bake_minutes:g} min: {priced.text()}"
                   if policy.bake_minutes else f" (bake off: {bake_off})")
         return result(STAGE, d, "dry-run", f"promote (dry run, {dst_env}/{recipe}): would take {src_env}'s current "
                                            f"smoke-tested release, {measure}deploy it to {d.app_name} "

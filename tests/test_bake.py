@@ -270,10 +270,10 @@ def test_what_the_page_says_the_bake_costs_is_what_costs_py_computes():
     floor = next(o.min for o in settings.gate.objectives if o.metric == "output_tokens_per_s")
     per_million = hourly.usd / (floor * 3600) * 1e6
     page = " ".join(DOC.read_text().split())
-    assert (c["requests"], c["output_tokens"], c["paid_by_warm_floor"]) == (60, 7680, True)
-    for claim in (f"${c['replica_usd_during']:.2f} of that replica's time", f"(${hourly.usd:.2f}/h for the 8B recipe",
-                  f"{c['requests']} requests, {c['output_tokens']:,} output tokens", f"tokens for ${per_million:.2f}",
-                  f"worth ${c['output_tokens'] * per_million / 1e6:.2f} of its capacity", f"({floor:,.0f} tokens/s",
-                  f"${30 * c['output_tokens'] * per_million / 1e6:.2f} of capacity a month",
+    assert (c.requests, c.output_tokens, c.paid_by_warm_floor) == (60, 7680, True)
+    for claim in (f"${c.replica_usd_during:.2f} of that replica's time", f"(${hourly.usd:.2f}/h for the 8B recipe",
+                  f"{c.requests} requests, {c.output_tokens:,} output tokens", f"tokens for ${per_million:.2f}",
+                  f"worth ${c.output_tokens * per_million / 1e6:.2f} of its capacity", f"({floor:,.0f} tokens/s",
+                  f"${30 * c.output_tokens * per_million / 1e6:.2f} of capacity a month",
                   f"against the ${hourly.usd * 24 * 30:,.0f} the warm replica costs over 30 days"):
         assert claim in page, claim

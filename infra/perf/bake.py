@@ -182,22 +182,32 @@ def _first_answer(url: str, w: bench.Workload, deadline: float, headers: dict[st
 # ---------------------------------------------------------------- what it costs
 
 
-def cost(d: Deployment, minutes: float, hourly: costs.Hourly, pace: Pace = Pace()) -> dict:
-    """What a bake of `minutes` asks of the environment of `d`, one replica priced at `hourly` (infra/control/costs.py):
-    the requests and tokens it sends, and the replica time it spans, which a warm floor pays for anyway."""
+@dataclass(frozen=True)
+class Cost:
+    """What a bake asks of the environment, one replica priced at its hourly cost (infra/control/costs.py): the
+    requests and tokens it sends, and the replica time it spans, which a warm floor pays for anyway."""
+
+    minutes: float
+    requests: int
+    output_tokens: int
+    replica_usd_per_hour: float
+    replica_usd_during: float
+    paid_by_warm_floor: bool
+    streams: int  # of the replica's target concurrency, the bake uses one
+
+    def text(self) -> str:
+        paid = ("already paid: min_containers keeps it warm" if self.paid_by_warm_floor
+                else "NOT otherwise paid: this environment scales to zero, and the bake keeps a replica up")
+        return (f"{self.requests} requests ({self.output_tokens:,} output tokens), one at a time, on a replica at "
+                f"${self.replica_usd_per_hour:,.2f}/h: ${self.replica_usd_during:,.2f} of its time ({paid}), "
+                f"1 of its {self.streams} streams at most")
+
+
+def cost(d: Deployment, minutes: float, hourly: costs.Hourly, pace: Pace = Pace()) -> Cost:
+    """What a bake of `minutes` on the environment of `d` costs, one replica priced at `hourly`."""
     requests = int(minutes * 60 // pace.interval_s)
-    return {"minutes": minutes, "requests": requests,
-            "output_tokens": requests * d.recipe.gate_workload.max_tokens,
-            "replica_usd_per_hour": round(hourly.usd, 4), "replica_usd_during": round(hourly.usd * minutes / 60, 4),
-            "paid_by_warm_floor": d.scaling.min_containers > 0, "streams": (1, d.recipe.target_concurrency)}
-
-
-def cost_text(c: dict) -> str:
-    paid = ("already paid: min_containers keeps it warm" if c["paid_by_warm_floor"]
-            else "NOT otherwise paid: this environment scales to zero, and the bake keeps a replica up")
-    return (f"{c['requests']} requests ({c['output_tokens']:,} output tokens), one at a time, on a replica at "
-            f"${c['replica_usd_per_hour']:,.2f}/h: ${c['replica_usd_during']:,.2f} of its time ({paid}), "
-            f"{c['streams'][0]} of its {c['streams'][1]} streams at most")
+    return Cost(minutes, requests, requests * d.recipe.gate_workload.max_tokens, round(hourly.usd, 4),
+                round(hourly.usd * minutes / 60, 4), d.scaling.min_containers > 0, d.recipe.target_concurrency)
 
 
 # ---------------------------------------------------------------- rendering

@@ -1,31 +1,16 @@
 """The release ledger: what each release measured, and what its output tokens cost.
 
-A release manifest entry (infra/releases.Release, one per deploy, promotion or
-rollback) carries two measurements of the recipe's gate workload, both bench
-reports without their per-request records (`compact`):
+A release (infra/perf/releases.py) carries up to two compact bench reports of its recipe's gate workload: its
+gate's `measurement`, taken on the source environment before it was promoted, and its own `measurement`, taken on
+its environment after it went live (`record_baseline`). `performance` summarises either and prices its output: a
+replica costs `hourly_usd` (infra/control/costs.py, as Modal bills it) and at the recipe's target concurrency
+(what Modal routes to one replica) produces the measured output tokens/s, so
 
-- `gate`: the promotion gate's record, `{"verdict", "measurement", "evaluation",
-  "override"}` (infra/perf/gate.py `record`): the release measured on the source
-  environment's endpoint before it was promoted (or the override that skipped it);
-- `measurement`: the same workload measured on the release's own environment after
-  it went live (the gate's `record_baseline`), when that was done.
+    USD per million output tokens = hourly_usd / (tokens/s × 3600) × 10⁶,
 
-From either, `performance` summarises a release in a few figures and prices its
-output: a replica costs `hourly_usd` (infra/control/costs.py: its GPUs, CPU and memory
-at their rates, times its region's multiplier, as Modal bills it) and, at the recipe's
-target concurrency (what Modal routes to one replica), produces the measured total
-output tokens/s, so
-
-    USD per million output tokens = hourly_usd / (tokens/s × 3600) × 10⁶.
-
-That is the price of a busy replica; idle warm replicas cost more per token
-(`plan` shows their standing cost). `bill` sets what Modal billed for each release
-(its billing report, read by `invoke status --cost`) beside that estimate, and prices
-the tokens at the billed hourly cost too. `compare_releases` puts two recorded
-releases through `infra.perf.bench.compare`, as `invoke bench --compare` does two files.
-
-Releases are `infra.perf.releases.Release` records, read by attribute; a manifest's older layouts are upgraded
-where it is read (`Release`), so nothing here decodes one.
+the price of a busy replica (idle warm ones cost more per token: `plan` shows their standing cost). `bill` sets
+what Modal billed for each release beside that estimate; `compare_releases` puts two recorded releases through
+`bench.compare`, as `invoke bench --compare` does two files.
 """
 
 from __future__ import annotations
@@ -37,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict
+
 from infra.control import bake_policy, costs
 from infra.control.objectives import METRICS
 from infra.perf import bench
@@ -44,14 +31,12 @@ from infra.perf.bench import BenchReport, Comparison
 from infra.perf.releases import Release
 from infra.runtime import schedule
 from infra.runtime.errors import ConfigError
+from infra.runtime.model import Stored
 from infra.runtime.timeline import StartSummary
 
 # infra/releases.new_release_id: r<UTC date>-<UTC time>-<6 hex> (tests/test_ledger.py keeps the two in step).
 RELEASE_ID_RE = re.compile(r"r\d{8}-\d{6}-[0-9a-f]{6}")
-SECONDS_PER_HOUR = 3600
-# The figures a ledger shows per level: (metric, column heading).
-FIGURES = (("ttft_p90_ms", "TTFT p90 ms"), ("tpot_p50_ms", "TPOT p50 ms"), ("output_tokens_per_s", "tok/s"),
-           ("error_rate", "errors"))
+FIGURES = ("ttft_p90_ms", "tpot_p50_ms", "output_tokens_per_s", "error_rate")  # what a ledger shows per level
 
 
 def is_release_id(text: str) -> bool:
@@ -84,14 +69,22 @@ def cost_per_million_output_tokens(output_tokens_per_s: float | None, *, hourly_
     throughput."""
     if not output_tokens_per_s or output_tokens_per_s <= 0:
         return None
-    return hourly_usd / (output_tokens_per_s * SECONDS_PER_HOUR) * 1e6
+    return hourly_usd / (output_tokens_per_s * costs.SECONDS_PER_HOUR) * 1e6
 
 
-@dataclass(frozen=True)
-class LevelFigures:
+class LevelFigures(Stored):
+    """What a ledger shows of one level: the gate's metrics (infra/control/objectives.py METRICS) of FIGURES."""
+
     concurrency: int
     sent: int
-    values: dict[str, float | None]  # metric -> value, for the metrics of FIGURES
+    ttft_p90_ms: float | None
+    tpot_p50_ms: float | None
+    output_tokens_per_s: float | None
+    error_rate: float | None
+
+    @property
+    def failed(self) -> int:
+        return round((self.error_rate or 0) * self.sent)
 
 
 @dataclass(frozen=True)
@@ -104,29 +97,20 @@ class Performance:
     levels: tuple[LevelFigures, ...]
     hourly: costs.Hourly  # one replica per hour, as Modal bills it
 
-    @property
-    def gpu_type(self) -> str | None:
-        return self.hourly.container.gpu_type
-
-    @property
-    def gpu_count(self) -> int:
-        return self.hourly.container.gpu_count
-
-    def at(self, concurrency: int) -> LevelFigures | None:
-        return next((lv for lv in self.levels if lv.concurrency == concurrency), None)
+    def value(self, metric: str, concurrency: int) -> float | None:
+        lv = next((lv for lv in self.levels if lv.concurrency == concurrency), None)
+        return getattr(lv, metric) if lv else None
 
     @property
     def output_tokens_per_s(self) -> float | None:
-        lv = self.at(self.target_concurrency)
-        return lv.values["output_tokens_per_s"] if lv else None
+        return self.value("output_tokens_per_s", self.target_concurrency)
 
     @property
     def usd_per_million_output_tokens(self) -> float | None:
         return cost_per_million_output_tokens(self.output_tokens_per_s, hourly_usd=self.hourly.usd)
 
-    def value(self, metric: str, concurrency: int) -> float | None:
-        lv = self.at(concurrency)
-        return lv.values.get(metric) if lv else None
+    def errors_text(self) -> str:
+        return f"{sum(lv.failed for lv in self.levels)}/{sum(lv.sent for lv in self.levels)}"
 
     def cost_text(self) -> str:
         usd = self.usd_per_million_output_tokens
@@ -143,10 +127,8 @@ class Performance:
         def per_level(metric: str) -> str:
             return " / ".join(f"{METRICS[metric].format(self.value(metric, c))} @{c}" for c in levels)
 
-        errors = sum(round((lv.values["error_rate"] or 0) * lv.sent) for lv in self.levels)
-        sent = sum(lv.sent for lv in self.levels)
         return (f"TTFT p90 {per_level('ttft_p90_ms')}; TPOT p50 {per_level('tpot_p50_ms')}; "
-                f"{METRICS['output_tokens_per_s'].format(self.output_tokens_per_s)} @{t}; errors {errors}/{sent}; "
+                f"{METRICS['output_tokens_per_s'].format(self.output_tokens_per_s)} @{t}; errors {self.errors_text()}; "
                 f"{self.cost_text()} [{self.measured_on}]")
 
     def to_dict(self) -> dict:
@@ -154,9 +136,9 @@ class Performance:
             "measured_on": self.measured_on,
             "created": self.created,
             "target_concurrency": self.target_concurrency,
-            "levels": [{"concurrency": lv.concurrency, "sent": lv.sent, **lv.values} for lv in self.levels],
-            "gpu_type": self.gpu_type,
-            "gpu_count": self.gpu_count,
+            "levels": [lv.to_data() for lv in self.levels],
+            "gpu_type": self.hourly.container.gpu_type,
+            "gpu_count": self.hourly.container.gpu_count,
             "replica": self.hourly.to_dict(),
             "usd_per_replica_hour": round(self.hourly.usd, 4),
             "output_tokens_per_s": self.output_tokens_per_s,
@@ -171,7 +153,8 @@ def _round(x: float | None, digits: int) -> float | None:
 def performance(measurement: BenchReport, *, target_concurrency: int, hourly: costs.Hourly,
                 measured_on: str | None = None) -> Performance:
     """Summarise a bench report (full or compact), priced at `hourly`, one replica's cost (infra/control/costs.py)."""
-    levels = tuple(LevelFigures(lv.concurrency, lv.requests.sent, {m: METRICS[m].read(lv) for m, _ in FIGURES})
+    levels = tuple(LevelFigures(concurrency=lv.concurrency, sent=lv.requests.sent,
+                                **{m: METRICS[m].read(lv) for m in FIGURES})
                    for lv in sorted(measurement.levels, key=lambda lv: lv.concurrency))
     return Performance(measured_on or f"on {measurement.target.where()}", measurement.created, target_concurrency,
                        levels, hourly)
@@ -272,11 +255,9 @@ def render_table(rows: Iterable[tuple[Release, Performance | None]],
             def pair(metric: str, digits: int) -> str:
                 return "/".join(bench._num(perf.value(metric, c), 1, digits) for c in (1, t))
 
-            failed = sum(round((lv.values["error_rate"] or 0) * lv.sent) for lv in perf.levels)
             usd = perf.usd_per_million_output_tokens
             cells += [pair("ttft_p90_ms", 1), pair("tpot_p50_ms", 2), bench._num(perf.output_tokens_per_s, 1, 1),
-                      f"{failed}/{sum(lv.sent for lv in perf.levels)}", "-" if usd is None else f"${usd:.2f}",
-                      perf.measured_on]
+                      perf.errors_text(), "-" if usd is None else f"${usd:.2f}", perf.measured_on]
         body.append(cells)
     return bench._table(header, body, right={1, 9, 10, 11, 12, 13, 14})
 
@@ -393,6 +374,24 @@ class Bill:
                 "margin": self.margin, "notes": list(self.notes), "warnings": self.warnings()}
 
 
+class AppTags(BaseModel):
+    """The tags infra/runtime/spec.py `tags` puts on a recipe's apps, as Modal's billing rows carry them back."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    env: str | None = None
+    recipe: str | None = None
+    role: str | None = None  # "server", "jobs", "builds"
+    commit: str | None = None
+
+    @classmethod
+    def of(cls, row: costs.BillRow) -> AppTags:
+        return cls.model_validate(dict(row.tags))
+
+    def names(self, env: str, recipe: str) -> bool:
+        return self.env == env and self.recipe == recipe
+
+
 def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: costs.Period, *, env: str, recipe: str,
          app_names: Iterable[str], rates: costs.Rates, margin: float, now: datetime) -> Bill:
     """Modal's billing rows for one Modal Environment, attributed to one recipe's releases (newest first).
@@ -407,8 +406,8 @@ def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: cost
     history = list(history)
     app_names = set(app_names)
     rows, notes = _usage_only(list(rows), env, recipe, app_names)
-    ours = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe]
-    untagged = [r for r in rows if r.description in app_names and not r.tags.get("recipe")]
+    ours = [r for r in rows if AppTags.of(r).names(env, recipe)]
+    untagged = [r for r in rows if r.description in app_names and not AppTags.of(r).recipe]
     if untagged and not ours:
         raise costs.CostError(
             f"Modal's billing report for {period.describe()} has {len(untagged)} row(s) of {env}/{recipe}'s apps and "
@@ -417,15 +416,16 @@ def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: cost
     notes += [f"{len(untagged)} untagged row(s) of these apps (${sum(r.usd for r in untagged):,.2f}) left out: "
               "deployed before the apps were tagged"] if untagged else []
     windows = _live_windows(history, period, now)
-    shares: dict[int, list[float]] = {i: [0.0, 0.0] for i in range(len(history))}  # index -> [usd, hours]
+    shares = dict.fromkeys(range(len(history)), 0.0)  # release index -> its usd
     resources: dict[int, dict[str, float]] = {i: {} for i in range(len(history))}
     jobs = builds = unattributed = 0.0
     foreign_commits = 0
     for row in ours:
-        if row.tags.get("role") == "jobs":
+        tags = AppTags.of(row)
+        if tags.role == "jobs":
             jobs += row.usd
             continue
-        if row.tags.get("role") == "builds":
+        if tags.role == "builds":
             builds += row.usd
             continue
         hour = (row.start, row.start + timedelta(hours=1))
@@ -434,12 +434,11 @@ def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: cost
         if not overlaps:
             unattributed += row.usd
             continue
-        commit = row.tags.get("commit")
-        if commit and commit not in {history[i].tag for i in overlaps}:
+        if tags.commit and tags.commit not in {history[i].tag for i in overlaps}:
             foreign_commits += 1
         total = sum(overlaps.values())
         for i, o in overlaps.items():
-            shares[i][0] += row.usd * o / total
+            shares[i] += row.usd * o / total
             for name, usd in row.by_resource.items():
                 resources[i][name] = resources[i].get(name, 0.0) + usd * o / total
     if foreign_commits:
@@ -451,7 +450,7 @@ def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: cost
         perf = priced(release, rates)  # priced at the same rates: its replica's hourly cost is the one to compare with
         billed.append(Billed(
             release.release_id, release.version, release.tag,
-            (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i][0], resources[i],
+            (window[1] - window[0]).total_seconds() / costs.SECONDS_PER_HOUR, shares[i], resources[i],
             perf.hourly if perf else costs.price(container_of(release), rates), _warm_replica_hours(release, window),
             perf.output_tokens_per_s if perf else None))
     return Bill(period, tuple(billed), jobs, unattributed, margin, tuple(notes), builds)
@@ -466,7 +465,7 @@ def _usage_only(rows: list[costs.BillRow], env: str, recipe: str,
         return all(math.isfinite(v) and v >= 0 for v in (r.usd, *r.by_resource.values()))
 
     def concerns(r: costs.BillRow) -> bool:
-        return (r.tags.get("env") == env and r.tags.get("recipe") == recipe) or r.description in app_names
+        return AppTags.of(r).names(env, recipe) or r.description in app_names
 
     odd = [r for r in rows if concerns(r) and not usable(r)]
     if not odd:

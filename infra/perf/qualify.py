@@ -115,15 +115,12 @@ def _start_rows(current: list[StartRecord], candidate: list[StartRecord]) -> lis
     if not now and not new:
         return [QualificationRow(figure="cold start", current=MISSING, candidate=MISSING,
                                  note="no recorded start on either side")]
-    order = [p for p in (*new, *now) if p != "total"]
-    rows = [QualificationRow(figure="cold start (median)", current=_number(now.get("total"), " s"),
-                candidate=_number(new.get("total"), " s"), change=_change(now.get("total"), new.get("total")),
-                note=f"{sum(r.outcome == 'ready' for r in current)} and "
-                     f"{sum(r.outcome == 'ready' for r in candidate)} recorded starts")]
-    for phase in dict.fromkeys(order):
-        rows.append(QualificationRow(figure=f"  {phase}", current=_number(now.get(phase), " s"),
-                        candidate=_number(new.get(phase), " s"), change=_change(now.get(phase), new.get(phase))))
-    return rows
+    starts = (f"{sum(r.outcome == 'ready' for r in current)} and {sum(r.outcome == 'ready' for r in candidate)} "
+              "recorded starts")
+    return [QualificationRow(figure="cold start (median)" if phase == "total" else f"  {phase}",
+                             current=_number(now.get(phase), " s"), candidate=_number(new.get(phase), " s"),
+                             change=_change(now.get(phase), new.get(phase)), note=starts if phase == "total" else "")
+            for phase in dict.fromkeys(("total", *new, *now))]
 
 
 def _acceptance_row(current: Release | None, candidate: Release) -> list[QualificationRow]:

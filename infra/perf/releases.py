@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, computed_fi
 from infra.control import coldstarts
 from infra.control.bake_policy import Bake
 from infra.perf.bench import BenchReport
-from infra.perf.gate import GateRecord
+from infra.perf.gate import CiRun, GateRecord
 from infra.perf.smoketest import SmokeResult
 from infra.runtime import timeline
 from infra.runtime.acceptance import AcceptanceRun
@@ -195,7 +195,7 @@ class Release(Stored):
 
 def _user() -> str:
     try:
-        return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+        return CiRun.of().actor or getpass.getuser()
     except Exception:  # no passwd entry in some CI containers
         return "unknown"
 
@@ -249,6 +249,13 @@ class Manifest(Stored):
 
     def previous(self) -> Release | None:
         return self.history[1] if len(self.history) > 1 else None
+
+
+class LockEntry(Stored):
+    """Who holds a release lock (infra/runtime/remote.py `acquire_lock` writes it), as a refusal names them."""
+
+    holder: str | None = None
+    since: float = 0
 
 
 class ReleaseStore:
@@ -325,12 +332,12 @@ class ReleaseStore:
         """Hold the release lock of this environment and recipe; refuse if someone else does."""
         name = f"{d.env}/{d.recipe.name}"
         holder = f"{action} by {_user()}@{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
-        current = self.remote.acquire_lock(d.modal.environment, name, holder, LOCK_TTL_SECONDS)
-        if current is not None:
-            since = time.strftime("%H:%M:%S", time.gmtime(current.get("since", 0)))
+        held = self.remote.acquire_lock(d.modal.environment, name, holder, LOCK_TTL_SECONDS)
+        if held is not None:
+            other = LockEntry.read(held)
             raise Refused(
-                f"{action} refused: another release operation on {name} is in progress "
-                f"({current.get('holder')}, since {since}Z); nothing changed, retry when it finishes"
+                f"{action} refused: another release operation on {name} is in progress ({other.holder}, since "
+                f"{time.strftime('%H:%M:%S', time.gmtime(other.since))}Z); nothing changed, retry when it finishes"
             )
         try:
             yield holder
