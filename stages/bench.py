@@ -2,14 +2,13 @@
 
 Three ways in, one measuring path (`measure`):
 
-- `run(ctx, d, options)`, the stage: the deployed endpoint of `d` (found in the
-  release manifest, else asked of Modal), waited through a full cold start, with
-  the environment's proxy-auth credentials; or, with `options.url`, that server,
-  with the recipe's model name and credentials only if `options.proxy_auth`;
-- `run_url(options)`: any OpenAI-compatible server at `options.url`, no settings,
-  no Modal, no credentials (SGLang answers with its one model when none is named);
-- `compare(...)`: two earlier reports, or two releases' recorded measurements
-  (infra/perf/ledger.py), B relative to A.
+- `run(ctx, d, options)`, the stage: the deployed endpoint of `d` (found in the release manifest, else asked of
+  Modal), waited through a full cold start, with the environment's proxy-auth credentials; or, with `options.url`,
+  that server, with the recipe's model name and credentials only if `options.proxy_auth`;
+- `run_url(options)`: any OpenAI-compatible server at `options.url`, no settings, no Modal, no credentials (SGLang
+  answers with its one model when none is named);
+- `compare(...)`: two earlier reports, or two releases' recorded measurements (infra/perf/ledger.py), B relative to
+  A.
 
 Options arrive parsed and checked (tasks.py); nothing here reads flags.
 """
@@ -66,7 +65,7 @@ def would(options: Options, where: str) -> str:
 
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.BenchReport]:
-    target = bench.BenchTarget(env=d.env, recipe=d.recipe.name)
+    target = bench.BenchTarget(env=d.env, recipe=d.recipe.name, app=None if options.url else d.app_name)
     workload = options.workload if options.workload.model else dataclasses.replace(
         options.workload, model=d.recipe.model)
     if ctx.dry_run:
@@ -74,15 +73,12 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.Benc
         return result(STAGE, d, "dry-run", would(options, f"{where}, model {workload.model}"))
     # Goodput counts the requests that met the environment's objectives (its gate's, resolved for this recipe).
     held = objectives.resolve(gate_for(ctx.settings, d.recipe.name), d.recipe.target_concurrency)
-    if options.url:
-        report = measure(dataclasses.replace(options, workload=workload, plan=waits(options, None)), target,
-                         say=ctx.say, held=held)
-    else:
+    deployed = None if options.url else d
+    if deployed:
         ctx.remote.require_credentials()
-        url = endpoint(ctx, d, STAGE)
-        report = measure(dataclasses.replace(options, url=url, workload=workload, plan=waits(options, d),
-                                             proxy_auth=d.auth.proxy_auth),
-                         target.model_copy(update={"app": d.app_name}), say=ctx.say, held=held)
+        options = dataclasses.replace(options, url=endpoint(ctx, d, STAGE), proxy_auth=d.auth.proxy_auth)
+    report = measure(dataclasses.replace(options, workload=workload, plan=waits(options, deployed)), target,
+                     say=ctx.say, held=held)
     return result(STAGE, d, "ran", bench.render_table(report), report)
 
 

@@ -20,7 +20,6 @@ from typing import Protocol
 from infra.control import bake_policy, costs, objectives
 from infra.control.bake_policy import Bake, BakeObjective, BakeWindow
 from infra.perf import bench, client, gate
-from infra.runtime import lifecycle
 from infra.runtime.deployment import Deployment
 from infra.runtime.recipes.base import GateWorkload
 
@@ -112,9 +111,7 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
     """Bake the endpoint at `url`; the verdict. Never rolls anything back itself. Ctrl-C ends it as `interrupted`."""
     clock = clock or RealClock()
     headers = dict(headers or {})
-    w = bench.Workload(prompt_tokens=workload.prompt_tokens, max_tokens=workload.max_tokens, model=model,
-                       temperature=workload.temperature,
-                       image=lifecycle.warmup_image_data_url() if workload.with_image else None)
+    w = gate.workload_of(workload, model)
     # A probe that outlasts half a window is an error (timeout), so every window ends with answers to judge.
     timeout = min(workload.timeout, pace.window_s / 2)
     record = Bake(verdict=bake_policy.KEPT, minutes=minutes, interval_s=pace.interval_s, window_s=pace.window_s,

@@ -1,14 +1,12 @@
 """Measure a streaming OpenAI-compatible endpoint: what `invoke bench` runs.
 
-One asyncio process drives every concurrent stream over one aiohttp session
-(infra/perf/client.stream_chat timestamps each chunk as it is parsed). Per
-concurrency level: unmeasured warm-up rounds, then `requests` (or `duration`
-seconds) of measured requests, aggregated into percentiles, throughput and errors
-beside the client's own overhead, so a reader can tell whether the client was the
-bottleneck. Before the first level it waits through a cold start as `smoke` does.
-Sampling is explicit (greedy by default, as `sglang.bench_serving`) and each prompt
-opens with a unique tag, so the prefix cache cannot serve one request from another.
-docs/bench.md defines every figure (TTFT, ITL, TPOT, E2E, tokens, percentiles).
+One asyncio process drives every concurrent stream over one aiohttp session (infra/perf/client.stream_chat
+timestamps each chunk as it is parsed). Per concurrency level: unmeasured warm-up rounds, then `requests` (or
+`duration` seconds) of measured requests, aggregated into percentiles, throughput and errors beside the client's own
+overhead, so a reader can tell whether the client was the bottleneck. Before the first level it waits through a cold
+start as `smoke` does. Sampling is explicit (greedy by default, as `sglang.bench_serving`) and each prompt opens
+with a unique tag, so the prefix cache cannot serve one request from another. docs/bench.md defines every figure
+(TTFT, ITL, TPOT, E2E, tokens, percentiles).
 """
 
 from __future__ import annotations
@@ -388,18 +386,9 @@ async def measure_one(session: aiohttp.ClientSession, url: str, payload: dict, t
     if not r.chunk_times:
         return Record(r.started, r.finished, error="empty", message="the stream ended without any content",
                       usage_tokens=r.usage_tokens)
-    tokens = r.output_tokens
-    span = r.chunk_times[-1] - r.chunk_times[0]
-    return Record(
-        started=r.started,
-        finished=r.finished,
-        ttft=r.ttft,
-        tpot=span / (tokens - 1) if tokens > 1 else None,
-        tokens=tokens,
-        chunks=len(r.chunk_times),
-        usage_tokens=r.usage_tokens,
-        gaps=r.inter_token,
-    )
+    tokens, span = r.output_tokens, r.chunk_times[-1] - r.chunk_times[0]
+    return Record(r.started, r.finished, ttft=r.ttft, tpot=span / (tokens - 1) if tokens > 1 else None, tokens=tokens,
+                  chunks=len(r.chunk_times), usage_tokens=r.usage_tokens, gaps=r.inter_token)
 
 
 def one_request(url: str, workload: Workload, tag: str, *, timeout: float,

@@ -1,16 +1,14 @@
 """An OpenAI-compatible streaming client for the deployed endpoint: what `smoke`, `try` and `bench` use.
 
-It behaves like the reference documents' `probe`: it retries while no replica is
-up (HTTP 503, connection refused, a client timeout before any byte arrived),
-until a deadline, and sends a sticky `Modal-Session-Id`. Proxy-auth credentials are
-sent only where the caller says they belong (`proxy_auth_headers`). Unlike them it never
-retries once a response has started streaming (the request may have done work),
-and it turns every other failure into an `EndpointError` carrying the server's
-own message: HTTP errors with their body, a connection reset mid-stream, a
+It behaves like the reference documents' `probe`: it retries while no replica is up (HTTP 503, connection refused, a
+client timeout before any byte arrived), until a deadline, and sends a sticky `Modal-Session-Id`. Proxy-auth
+credentials are sent only where the caller says they belong (`proxy_auth_headers`). Unlike them it never retries
+once a response has started streaming (the request may have done work), and it turns every other failure into an
+`EndpointError` carrying the server's own message: HTTP errors with their body, a connection reset mid-stream, a
 malformed SSE line, an error object inside the stream.
 
-Every chunk is timestamped on arrival, so the same code measures time to first
-token and inter-token latency for `bench`.
+Every chunk is timestamped on arrival, so the same code measures time to first token and inter-token latency for
+`bench`.
 """
 
 from __future__ import annotations
@@ -216,41 +214,28 @@ def _server_message(body: object) -> str:
     return json.dumps(body)[:300]
 
 
-async def probe(
-    url: str,
-    payload: dict,
-    *,
-    deadline_seconds: float,
-    request_timeout: float | None = None,
-    headers: dict[str, str] | None = None,
-    on_text=None,
-    on_retry=None,
-) -> StreamResult:
+async def probe(url: str, payload: dict, *, deadline_seconds: float, request_timeout: float | None = None,
+                headers: dict[str, str] | None = None, on_text=None, on_retry=None) -> StreamResult:
     """Stream one completion, retrying only safe failures (503, connect errors, timeouts) until the deadline.
 
     A deadline of 0 is one attempt of `request_timeout` seconds: nothing to wait out (an endpoint that does not scale
     to zero, a server named by URL), so a refused connection fails at once."""
-    if deadline_seconds <= 0:
-        async with aiohttp.ClientSession(
-                headers={"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"} | (headers or {})
-                                         ) as session:
-            result = await stream_chat(session, url, payload, timeout=request_timeout, on_text=on_text)
-            result.attempts = 1
-            return result
     deadline = time.monotonic() + deadline_seconds
-    sticky = {"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"}
     attempts = 0
-    async with aiohttp.ClientSession(headers=sticky | (headers or {})) as session:
+    async with aiohttp.ClientSession(headers={"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"} | (headers or {})
+                                     ) as session:
         while True:
             attempts += 1
+            # With no deadline, one attempt of `request_timeout`; else each attempt within what is left of it.
             remaining = deadline - time.monotonic()
+            per_request = request_timeout if deadline_seconds <= 0 else max(min(request_timeout or remaining,
+                                                                                remaining), 0.1)
             try:
-                per_request = min(request_timeout or remaining, remaining)
-                result = await stream_chat(session, url, payload, timeout=max(per_request, 0.1), on_text=on_text)
+                result = await stream_chat(session, url, payload, timeout=per_request, on_text=on_text)
                 result.attempts = attempts
                 return result
             except EndpointError as err:
-                if not err.retryable:
+                if not err.retryable or deadline_seconds <= 0:
                     raise
                 if time.monotonic() + RETRY_PAUSE >= deadline:
                     raise EndpointError(

@@ -1,12 +1,10 @@
 """The promotion gate: measure a release with its recipe's fixed workload, and decide whether it may go on.
 
-`check` is what a promotion calls: measure the release on the source environment's
-endpoint (`measure_release`: the recipe's GateWorkload through infra/perf/bench.py),
-hold it to the target's objectives (infra/control/objectives.py) and regression
-budget against the release the target runs now (`evaluate`), print the table, add it
-to the GitHub job summary, and return the record the manifest keeps. The verdicts,
-the baseline's choice and `--skip-gate --reason` are described in docs/gate.md;
-stages/promote.py decides what to do with the verdict.
+`check` is what a promotion calls: measure the release on the source environment's endpoint (`measure_release`: the
+recipe's GateWorkload through infra/perf/bench.py), hold it to the target's objectives (infra/control/objectives.py)
+and regression budget against the release the target runs now (`evaluate`), print the table, add it to the GitHub
+job summary, and return the record the manifest keeps. The verdicts, the baseline's choice and `--skip-gate
+--reason` are described in docs/gate.md; stages/promote.py decides what to do with the verdict.
 """
 
 from __future__ import annotations
@@ -49,23 +47,17 @@ def bench_inputs(
     """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any level an objective
     names."""
     concurrency = objectives.levels(tuple(targets), target_concurrency)
-    w = bench.Workload(
-        prompt_tokens=workload.prompt_tokens,
-        max_tokens=workload.max_tokens,
-        model=model,
-        ignore_eos=True,
-        temperature=workload.temperature,
-        image=lifecycle.warmup_image_data_url() if workload.with_image else None,
-    )
-    plan = bench.Plan(
-        concurrency=concurrency,
-        # Every level gets at least `requests` (stable p90) and at least REQUESTS_PER_STREAM per stream.
-        requests=max(workload.requests, bench.REQUESTS_PER_STREAM * max(concurrency)),
-        warmup=workload.warmup_rounds,
-        timeout=workload.timeout,
-        cold_start_deadline=cold_start_deadline,
-    )
-    return w, plan
+    # Every level gets at least `requests` (stable p90) and at least REQUESTS_PER_STREAM per stream.
+    return workload_of(workload, model), bench.Plan(
+        concurrency=concurrency, requests=max(workload.requests, bench.REQUESTS_PER_STREAM * max(concurrency)),
+        warmup=workload.warmup_rounds, timeout=workload.timeout, cold_start_deadline=cold_start_deadline)
+
+
+def workload_of(workload: GateWorkload, model: str | None) -> bench.Workload:
+    """What each request of the gate workload sends (the bake sends the same, one at a time)."""
+    return bench.Workload(prompt_tokens=workload.prompt_tokens, max_tokens=workload.max_tokens, model=model,
+                          temperature=workload.temperature,
+                          image=lifecycle.warmup_image_data_url() if workload.with_image else None)
 
 
 def measure(
@@ -342,12 +334,12 @@ def skip_override(reason: object, *, environ: Mapping[str, str] | None = None, n
         raise ConfigError(f"--reason is {len(text)} characters; allowed: up to {MAX_REASON} (link to an issue for "
                           "more)")
     ci = CiRun.of(environ)
-    return Override(reason=text, by=f"{_local_user()}@{socket.gethostname()}", at=time.time() if now is None else now,
+    return Override(reason=text, by=f"{local_user()}@{socket.gethostname()}", at=time.time() if now is None else now,
                     github_actor=ci.actor, github_workflow=ci.workflow, github_run_id=ci.run_id,
                     github_run_url=ci.run_url)
 
 
-def _local_user() -> str:
+def local_user() -> str:
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no passwd entry and no USER in some CI containers

@@ -142,12 +142,8 @@ class Performance:
             "replica": self.hourly.to_dict(),
             "usd_per_replica_hour": round(self.hourly.usd, 4),
             "output_tokens_per_s": self.output_tokens_per_s,
-            "usd_per_million_output_tokens": _round(self.usd_per_million_output_tokens, 4),
+            "usd_per_million_output_tokens": bench._round(self.usd_per_million_output_tokens, 4),
         }
-
-
-def _round(x: float | None, digits: int) -> float | None:
-    return None if x is None else round(x, digits)
 
 
 def performance(measurement: BenchReport, *, target_concurrency: int, hourly: costs.Hourly,
@@ -305,9 +301,9 @@ class Billed:
                 "billed_by_resource": {k: round(v, 4) for k, v in sorted(self.by_resource.items())},
                 "estimated_usd": round(self.estimated_usd, 4), "warm_replica_hours": round(self.warm_replica_hours, 4),
                 "usd_per_replica_hour": round(self.replica.usd, 4),
-                "billed_usd_per_hour": _round(self.billed_per_hour, 4),
-                "difference": _round(self.difference, 4), "output_tokens_per_s": self.output_tokens_per_s,
-                "usd_per_million_output_tokens_billed": _round(self.usd_per_million_billed, 4)}
+                "billed_usd_per_hour": bench._round(self.billed_per_hour, 4),
+                "difference": bench._round(self.difference, 4), "output_tokens_per_s": self.output_tokens_per_s,
+                "usd_per_million_output_tokens_billed": bench._round(self.usd_per_million_billed, 4)}
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,19 @@
 """Release manifests: what runs in each environment, where every teammate and CI job sees the same thing.
 
-One JSON document per environment and recipe, `releases/<recipe>.json` on the
-`releases_volume` in that environment's Modal Environment. A Volume, not a Dict:
-Modal Dict entries expire after 7 days without access, and a prod release that
-nobody touched for a week must still be on record. Writes replace the whole
-document in one upload (readers see the old or the new one), and happen under a
-lock (a Modal Dict entry created only if absent), so two promotions cannot
-interleave; the second is refused.
+One JSON document per environment and recipe, `releases/<recipe>.json` on the `releases_volume` in that
+environment's Modal Environment. A Volume, not a Dict: Modal Dict entries expire after 7 days without access, and a
+prod release that nobody touched for a week must still be on record. Writes replace the whole document in one upload
+(readers see the old or the new one), and happen under a lock (a Modal Dict entry created only if absent), so two
+promotions cannot interleave; the second is refused.
 
-Manifests hold resolved settings with secrets masked: they never contain a token,
-only the names of Modal Secrets. Reading what another version of this package wrote:
-unknown keys are tolerated when reading (a newer version's fields), forbidden when
-writing; fields added since take their defaults.
+Manifests hold resolved settings with secrets masked: they never contain a token, only the names of Modal Secrets.
+Reading what another version of this package wrote: unknown keys are tolerated when reading (a newer version's
+fields), forbidden when writing; fields added since take their defaults.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import socket
@@ -33,7 +29,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, computed_fi
 from infra.control import coldstarts
 from infra.control.bake_policy import Bake
 from infra.perf.bench import BenchReport
-from infra.perf.gate import CiRun, GateRecord
+from infra.perf.gate import CiRun, GateRecord, local_user
 from infra.perf.smoketest import SmokeResult
 from infra.runtime import timeline
 from infra.runtime.acceptance import AcceptanceRun
@@ -194,10 +190,7 @@ class Release(Stored):
 
 
 def _user() -> str:
-    try:
-        return CiRun.of().actor or getpass.getuser()
-    except Exception:  # no passwd entry in some CI containers
-        return "unknown"
+    return CiRun.of().actor or local_user()
 
 
 def new_release_id() -> str:
@@ -294,13 +287,8 @@ class ReleaseStore:
             summary = self._cold_starts(d, replaced, release.deployed_at, manifest.history)
             history = [r.model_copy(update={"cold_starts": summary}) if r.release_id == replaced.release_id else r
                        for r in history]
-        updated = Manifest(
-            env=manifest.env,
-            recipe=manifest.recipe,
-            current=release,
-            history=([release] + history)[:HISTORY_LIMIT],
-            revision=manifest.revision,
-        )
+        updated = Manifest(env=manifest.env, recipe=manifest.recipe, current=release,
+                           history=([release] + history)[:HISTORY_LIMIT], revision=manifest.revision)
         return self.write(d, updated, expected)
 
     def _cold_starts(self, d: Deployment, release: Release, replaced_at: float,

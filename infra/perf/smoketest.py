@@ -1,9 +1,8 @@
 """The smoke test: one streamed chat completion that proves a deployed endpoint answers.
 
-It behaves like the reference documents' client (retry 503s and timeouts until a
-deadline, sticky Modal-Session-Id, proxy-auth headers, an image for the vision
-recipe) and returns what it measured. `invoke smoke`, `invoke try` and `invoke
-promote` all use it; only the smoke stage records the result on the release.
+It behaves like the reference documents' client (retry 503s and timeouts until a deadline, sticky Modal-Session-Id,
+proxy-auth headers, an image for the vision recipe) and returns what it measured. `invoke smoke`, `invoke try` and
+`invoke promote` all use it; only the smoke stage records the result on the release.
 """
 
 from __future__ import annotations
