@@ -1,13 +1,9 @@
 """The GPU acceptance suite, run where the recipe runs: `python -m pytest tests/gpu` and its report, read back.
 
-`invoke gpu-test` runs this in a Modal Function built from the recipe's own image, GPU, Volumes and timeout
-(infra/runtime/spec.py `jobs()["gpu_test"]`, the compile job's image and spec with the suite shipped in). It runs
-exactly the command a developer runs on a machine with a GPU, `python -m pytest tests/gpu`, so the two cannot drift:
-the shape is chosen by environment variables the suite reads (GPU_SUITE_SHAPE and GPU_SUITE_RECIPE), and pytest's
-own JUnit XML report is what says which test passed, failed or was skipped, and why. The numbers the tests measured
-come back through GPU_SUITE_REPORT (a JSON file the suite writes).
-
-Standard library and pydantic only: containers import it.
+`invoke gpu-test` runs it in a Modal Function with the recipe's own image, GPU and Volumes (spec.py `jobs()`), as
+exactly the command a developer runs on a machine with a GPU, so the two cannot drift (docs/acceptance.md). The
+shape is chosen by variables the suite reads; pytest's JUnit XML says which test passed, failed or was skipped and
+why, and GPU_SUITE_REPORT carries what the tests measured. Standard library and pydantic only: containers import it.
 """
 
 from __future__ import annotations
@@ -106,21 +102,35 @@ def command(junit: str | Path, suite: str = SUITE) -> list[str]:
     return [sys.executable, "-m", "pytest", suite, *PYTEST_OPTIONS, f"--junitxml={junit}"]
 
 
+class JunitCase(BaseModel):
+    """A <testcase> element's attributes in pytest's JUnit XML (another program's output: the rest is ignored)."""
+
+    name: str = "?"
+    file: str | None = None
+    classname: str = ""
+    time: float = 0.0
+
+
+class JunitOutcome(BaseModel):
+    """A <failure>, <error> or <skipped> element's `message` attribute."""
+
+    message: str | None = None
+
+
 def parse_junit(xml: str) -> list[Case]:
     """pytest's JUnit XML, one Case per <testcase>: its file::name, outcome, time and first message line."""
     cases = []
     for tc in ET.fromstring(xml).iter("testcase"):
-        name = tc.get("name", "?")
-        path = (tc.get("file") or tc.get("classname", "").replace(".", "/") + ".py")
+        case = JunitCase.model_validate(tc.attrib)
         outcome, message = "passed", None
         for tag, kind in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
             if (found := tc.find(tag)) is not None:
                 outcome = kind
-                message = (found.get("message") or (found.text or "")).strip().splitlines()[0][:300] if (
-                    found.get("message") or found.text) else None
+                text = (JunitOutcome.model_validate(found.attrib).message or found.text or "").strip()
+                message = text.splitlines()[0][:300] if text else None
                 break
-        cases.append(Case(test=f"{path}::{name}", outcome=outcome, seconds=round(float(tc.get("time") or 0), 3),
-                          message=message))
+        cases.append(Case(test=f"{case.file or case.classname.replace('.', '/') + '.py'}::{case.name}",
+                          outcome=outcome, seconds=round(case.time, 3), message=message))
     return cases
 
 

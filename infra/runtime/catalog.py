@@ -9,21 +9,11 @@ from __future__ import annotations
 
 # Modal GPU type (the `gpu=` name) -> memory in GB.
 GPUS: dict[str, int] = {
-    "T4": 16,
-    "L4": 24,
-    "A10": 24,
-    "A10G": 24,
-    "L40S": 48,
-    "A100": 40,
-    "A100-40GB": 40,
-    "A100-80GB": 80,
+    "T4": 16, "L4": 24, "A10": 24, "A10G": 24, "L40S": 48, "A100": 40, "A100-40GB": 40, "A100-80GB": 80,
     "RTX-PRO-6000": 96,
     # "H100!" pins the H100: without the "!" Modal may upgrade the container to an
     # H200, which changes kernel shapes and invalidates the DeepGEMM cache.
-    "H100": 80,
-    "H100!": 80,
-    "H200": 141,
-    "B200": 180,
+    "H100": 80, "H100!": 80, "H200": 141, "B200": 180,
 }
 
 MAX_GPUS_PER_CONTAINER = 8
@@ -32,14 +22,9 @@ MAX_GPUS_PER_CONTAINER = 8
 # (modal.com/docs/guide/region-selection, read 2026-12-01) sorts them into broad regions (e.g. `us`)
 # and narrow ones (e.g. `us-west`), which it prices differently (infra/control/costs.py).
 BROAD_REGIONS: frozenset[str] = frozenset({"us", "eu", "uk", "ap", "jp", "ca", "sa", "me", "mx", "af"})
-NARROW_REGIONS: frozenset[str] = frozenset(
-    {
-        "us-east", "us-central", "us-west",
-        "eu-west", "eu-north", "eu-south",
-        "ap-northeast", "ap-southeast", "ap-south", "ap-melbourne",
-        "ca-east", "ca-west",
-    }
-)
+NARROW_REGIONS: frozenset[str] = frozenset({"us-east", "us-central", "us-west", "eu-west", "eu-north", "eu-south",
+                                             "ap-northeast", "ap-southeast", "ap-south", "ap-melbourne", "ca-east",
+                                             "ca-west"})
 COMPUTE_REGIONS: frozenset[str] = BROAD_REGIONS | NARROW_REGIONS
 
 # Regions Modal runs its low-latency Server proxies in (`routing_region`).

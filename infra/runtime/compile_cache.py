@@ -1,67 +1,21 @@
 """Every just-in-time cache SGLang's stack compiles into, kept under one keyed root on the kernel Volume.
 
-A new Modal container is a fresh machine: whatever SGLang compiled in the last one is
-gone unless it lives on a Volume. Measured with real SGLang 0.5.11 on an H100 (tiny
-model): a first start took ~160 s, ~70 s of it Triton JIT during CUDA-graph capture, and
-the first EAGLE-3 request then compiled for ~100 s more. This module names every cache,
-the variable that moves it, and how a container gets them without ever writing to the
-shared copy. Standard library only: it runs in the server and compile containers.
+A new Modal container is a fresh machine: whatever SGLang compiled in the last one is gone unless it lives on a
+Volume (real SGLang 0.5.11 on an H100, tiny model: ~70 s of a ~160 s first start was Triton JIT, and the first
+EAGLE-3 request compiled ~100 s more). CACHES names each cache and the variable that moves it, read in the sources of
+the versions the recipes run (each entry cites its file); setting a variable a version never reads costs nothing,
+so every container gets all of them. A cache is valid only for its key (`cache_key`: image, GPU type, TP degree,
+exact server arguments, model and draft revisions), whose fingerprint names its folder:
 
-Which variable moves which cache (read in the sources of the versions the recipes run:
-SGLang 0.5.6.post2 and 0.5.10.post1 wheels, 0.5.11 on the GPU machine; torch 2.9.1 / 2.11,
-triton 3.5.1 / 3.6.0, flashinfer-python 0.5.3 / 0.6.7.post3 / 0.6.8.post1,
-apache-tvm-ffi 0.1.15.post2; each entry of CACHES cites its file):
-
-- DeepGEMM (FP8 GEMMs on Hopper): `SGLANG_DG_CACHE_DIR`; SGLang copies it into
-  DeepGEMM's own `DG_JIT_CACHE_DIR` at import, so only SGLang's variable counts.
-- Triton: `TRITON_CACHE_DIR` (default `$TRITON_HOME/.triton/cache`, i.e. ~/.triton/cache).
-- TorchInductor, with its FX-graph and AOT-autograd caches (`fxgraph/`, `aotautograd/`
-  inside it): `TORCHINDUCTOR_CACHE_DIR` (default /tmp/torchinductor_<user>). Inductor's
-  Triton kernels follow `TRITON_CACHE_DIR` when it is set.
-- SGLang's own root, `SGLANG_CACHE_DIR` (default ~/.cache/sglang): from 0.5.10 the
-  piecewise CUDA graphs are on by default and compiled with torch.compile, and SGLang's
-  compile backend then *overwrites* TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR in its
-  scheduler process with `$SGLANG_CACHE_DIR/torch_compile_cache/<hash>/rank_<r>_<d>/<model>/
-  {inductor_cache,triton_cache}`. Without this variable the other two would not suffice.
-- FlashInfer's JIT: `FLASHINFER_WORKSPACE_BASE` names a base; FlashInfer compiles into
-  `$FLASHINFER_WORKSPACE_BASE/.cache/flashinfer/<version>/<arch>/cached_ops`.
-- sgl-kernel's JIT kernels (`sglang.jit_kernel`, built with tvm-ffi): `TVM_FFI_CACHE_DIR`
-  (default ~/.cache/tvm-ffi).
-- CUDA's PTX-to-SASS compute cache (the driver JIT-compiles PTX that ships without SASS
-  for this GPU): `CUDA_CACHE_PATH` (default ~/.nv/ComputeCache), capped by
-  `CUDA_CACHE_MAXSIZE` (256 MiB default, 4 GiB at most; we ask for the most).
-
-Setting a variable a version never reads costs nothing, so every container gets all of
-them; `applicable(version)` says which matter for a given SGLang version and why.
-
-The key. A cache is valid only for what it was compiled for: the SGLang image (SGLang,
-torch, Triton, FlashInfer and CUDA versions), the GPU type, the tensor-parallel degree,
-the exact server arguments (shapes, CUDA-graph batch sizes, speculative settings) and the
-model and draft revisions. `cache_key` takes those as plain values; its fingerprint names
-the folder, so nothing compiled for another key is ever read.
-
-Layout on the kernel Volume (mounted at VOLUME_PATH):
-
-    compile-cache/<fingerprint>/        one complete tree per key, published whole, never modified
-        key.json                        the key it was compiled for (written last, before publishing)
+    <kernel Volume>/compile-cache/<fingerprint>/   one complete tree per key, published whole, never modified
+        key.json                                   the key it was compiled for (written last, before publishing)
         deep_gemm/ triton/ inductor/ sglang/ flashinfer/ tvm-ffi/ cuda/
-    .infra-complete/<recipe>-<fingerprint>.json   the compile job's marker (infra/runtime/kernels.py)
 
-How a server uses it without corrupting it. Many containers start at once, so servers
-mount the Volume read-only (Modal enforces it) and only the compile job writes, to a
-temporary folder renamed into place, committed before its marker is written. A server
-copies its key's tree to local disk at LOCAL_ROOT and points every variable there. The
-alternative, JIT caches read straight from a read-only mount with writes going to a local
-overlay, is not available: Triton, Inductor, FlashInfer and tvm-ffi all write next to what
-they read (lock files, temporary files renamed into place), an overlay filesystem needs
-privileges a Modal container does not have, and a farm of symlinks would still have to
-walk the whole tree. The copy costs one read of the tree at start (measured by
-benchmarks/cold_start_gpu.py, which reports bytes and seconds), and buys the one property
-that matters: these caches are path-sensitive (generated Python modules and Inductor's
-FX-graph entries record absolute paths; a restore at another path cost 124 s instead of
-74 s on the H100), so LOCAL_ROOT is the same fixed absolute path in the compile job and
-in every server. The local copy is the container's own: whatever SGLang still compiles
-there (a batch shape the warm-up missed) is lost with the container, never shared.
+Servers mount the Volume read-only (many start at once; only the compile job writes, to a temporary folder renamed
+into place) and copy their key's tree to LOCAL_ROOT: Triton, Inductor, FlashInfer and tvm-ffi write next to what
+they read (locks, renames), and a Modal container may not mount an overlay. LOCAL_ROOT is the same absolute path in
+the compile job and every server because the caches are path-sensitive (a restore at another path cost 124 s instead
+of 74 s on the H100). Whatever a server still compiles stays in its own copy: a miss (`misses`), never shared.
 """
 
 from __future__ import annotations
@@ -152,28 +106,12 @@ def environment(root: str | Path = LOCAL_ROOT) -> dict[str, str]:
 # ---------------------------------------------------------------------------- the key
 
 
-def cache_key(
-    *,
-    sglang_image: str,
-    gpu_type: str,
-    tp_size: int,
-    server_args: list[str],
-    model: str,
-    model_revision: str,
-    draft_model: str | None,
-    draft_revision: str | None,
-) -> dict:
+def cache_key(*, sglang_image: str, gpu_type: str, tp_size: int, server_args: list[str], model: str,
+              model_revision: str, draft_model: str | None, draft_revision: str | None) -> dict:
     """Everything that decides what was compiled: compiled code is valid for this and nothing else."""
-    return {
-        "sglang_image": sglang_image,
-        "model": model,
-        "model_revision": model_revision,
-        "draft_model": draft_model,
-        "draft_revision": draft_revision,
-        "tp_size": tp_size,
-        "gpu_type": gpu_type,
-        "server_args": list(server_args),
-    }
+    return {"sglang_image": sglang_image, "model": model, "model_revision": model_revision, "draft_model": draft_model,
+            "draft_revision": draft_revision, "tp_size": tp_size, "gpu_type": gpu_type,
+            "server_args": list(server_args)}
 
 
 def fingerprint(key: dict) -> str:

@@ -1,23 +1,13 @@
-"""The compile job: every JIT cache of the recipe's SGLang stack, compiled ahead of time, published keyed.
+"""The compile job: every JIT cache of the recipe's SGLang stack compiled ahead of time, published keyed.
 
-SGLang compiles on first use: DeepGEMM's FP8 GEMMs (tens of minutes cold for an 8B FP8
-model), Triton kernels during CUDA-graph capture (~70 s on an H100), torch.compile'd
-piecewise CUDA graphs, FlashInfer and sgl-kernel JIT modules, and with EAGLE-3 the first
-speculative decode (~100 s). A server container that finds none of it pays all of it
-before it may take traffic. This job pays it once per key (infra/runtime/compile_cache.py):
-
-1. `sglang.compile_deep_gemm` with the server's own argument list (infra/runtime/sglang_args.py),
-   its exit code checked (the reference documents did not), bounded in time;
-2. the real server, launched with exactly the deployment's launch arguments through the
-   lifecycle (infra/runtime/lifecycle.py), waited for until healthy, warmed up with the recipe's
-   requests (speculative decoding runs for every generated token; the VLM's carry the
-   image) and a concurrent burst (batched prefill and decode), then stopped;
-3. the local cache root published on the kernel Volume under the key's fingerprint,
-   committed, and only then a marker that records the key. A matching marker skips it all.
-
-Everything compiles into compile_cache.LOCAL_ROOT, the same absolute path servers restore
-to, because the caches are path-sensitive. No `modal` import: tests run `compile_kernels`
-for real against the stand-in `sglang` package.
+SGLang compiles on first use (DeepGEMM's FP8 GEMMs for tens of minutes cold, Triton during CUDA-graph capture,
+torch.compile'd piecewise graphs, FlashInfer and sgl-kernel modules, the first speculative decode), and a server that
+finds none of it pays all of it before it may take traffic. This job pays it once per key (compile_cache.py):
+`sglang.compile_deep_gemm` with the server's own arguments (exit code checked, bounded in time); then the real server
+launched with the deployment's launch arguments, warmed up with the recipe's requests and a concurrent burst, and
+stopped; then the local root published under the key's fingerprint, committed, and only then a marker recording the
+key (a matching marker skips it all). Everything compiles into compile_cache.LOCAL_ROOT, the path servers restore
+to. No `modal` import: tests run `compile_kernels` for real against the stand-in `sglang` package.
 """
 
 from __future__ import annotations
@@ -71,17 +61,12 @@ class CompileRecord(Stored):
 def kernel_key(d: Deployment) -> dict:
     """Everything that changes what is compiled: the SGLang build, the model, the parallelism, the GPU, the
     arguments."""
+    r = d.recipe
     return compile_cache.cache_key(
-        sglang_image=d.recipe.sglang_image,
-        gpu_type=d.recipe.gpu_type,
-        tp_size=d.recipe.tp_size,
+        sglang_image=r.sglang_image, gpu_type=r.gpu_type, tp_size=r.tp_size, model=r.model,
+        model_revision=r.model_revision, draft_model=r.draft_model, draft_revision=r.draft_revision,
         # The shapes follow from the full argument list (CUDA-graph sizes, speculative settings...).
-        server_args=sglang_args.server_args(d, snapshot_phase=d.startup.gpu_snapshot),
-        model=d.recipe.model,
-        model_revision=d.recipe.model_revision,
-        draft_model=d.recipe.draft_model,
-        draft_revision=d.recipe.draft_revision,
-    )
+        server_args=sglang_args.server_args(d, snapshot_phase=d.startup.gpu_snapshot))
 
 
 def kernel_fingerprint(d: Deployment) -> str:
@@ -92,38 +77,23 @@ def marker_path(cache_dir: str | Path, d: Deployment) -> Path:
     return Path(cache_dir) / MARKERS / f"{d.recipe.name}-{kernel_fingerprint(d)}.json"
 
 
-def compile_kernels(
-    d: Deployment,
-    cache_dir: str | Path,
-    *,
-    commit_volume: Callable[[], None] = lambda: None,
-    env: dict[str, str] | None = None,
-    kill_after: float | None = None,
-    local_root: str | Path = compile_cache.LOCAL_ROOT,
-    port: int | None = None,
-    force: bool = False,
-) -> dict:
+def compile_kernels(d: Deployment, cache_dir: str | Path, *, commit_volume: Callable[[], None] = lambda: None,
+                    env: dict[str, str] | None = None, kill_after: float | None = None,
+                    local_root: str | Path = compile_cache.LOCAL_ROOT, port: int | None = None,
+                    force: bool = False) -> dict:
     """The Modal job's body for one deployment: its values, handed to `warm_caches`. compile_deep_gemm is bounded
     by what spec.compile_budget allows it unless `kill_after` says otherwise. `force` compiles even where a marker
     says this key is done (`invoke compile --recompile`: a start that missed the caches asks for it)."""
     if kill_after is None:
         kill_after = spec.compile_budget(d).deep_gemm_kill_after_seconds or KILL_AFTER
+    r = d.recipe
     return warm_caches(
-        key=kernel_key(d),
-        marker=marker_path(cache_dir, d),
-        compile_argv=sglang_args.compile_command(d),
+        key=kernel_key(d), marker=marker_path(cache_dir, d), compile_argv=sglang_args.compile_command(d),
         launch_argv=with_port(sglang_args.launch_command(d), port or d.server.port),
-        readiness=Readiness(timeout=d.recipe.readiness_timeout, poll_interval=d.recipe.health_poll_interval,
-                            warmup=d.recipe.warmup,
-                            model=d.recipe.model, startup_budget=d.recipe.startup_timeout),
-        burst=min(BURST, d.recipe.target_concurrency),
-        volume_root=cache_dir,
-        local_root=local_root,
-        commit_volume=commit_volume,
-        env=env,
-        kill_after=kill_after,
-        force=force,
-    )
+        readiness=Readiness(timeout=r.readiness_timeout, poll_interval=r.health_poll_interval, warmup=r.warmup,
+                            model=r.model, startup_budget=r.startup_timeout),
+        burst=min(BURST, r.target_concurrency), volume_root=cache_dir, local_root=local_root,
+        commit_volume=commit_volume, env=env, kill_after=kill_after, force=force)
 
 
 def with_port(argv: list[str], port: int) -> list[str]:
@@ -133,22 +103,11 @@ def with_port(argv: list[str], port: int) -> list[str]:
     return out
 
 
-def warm_caches(
-    *,
-    key: dict,
-    marker: Path,
-    compile_argv: list[str] | None,
-    launch_argv: list[str],
-    readiness: Readiness,
-    volume_root: str | Path,
-    local_root: str | Path,
-    commit_volume: Callable[[], None] = lambda: None,
-    env: dict[str, str] | None = None,
-    kill_after: float = KILL_AFTER,
-    burst: int = BURST,
-    force: bool = False,
-    on_line: Callable[[str, float, str], None] | None = None,
-) -> dict:
+def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, launch_argv: list[str],
+                readiness: Readiness, volume_root: str | Path, local_root: str | Path,
+                commit_volume: Callable[[], None] = lambda: None, env: dict[str, str] | None = None,
+                kill_after: float = KILL_AFTER, burst: int = BURST, force: bool = False,
+                on_line: Callable[[str, float, str], None] | None = None) -> dict:
     """Compile, warm, publish, mark (see the module's docstring). The record says how long each step took and, read
     from SGLang's own output (infra/runtime/timeline.py), DeepGEMM's time per GEMM shape and the server's start phase
     by phase: what a start without the caches costs. `on_line(step, t, line)` also sees every line of both steps."""

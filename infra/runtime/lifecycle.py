@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 import requests
 from pydantic import Field
 
+from infra.runtime import reach
 from infra.runtime.model import Stored
 from infra.runtime.recipes.base import Warmup
 
@@ -87,14 +89,8 @@ def drain_budget(exit_grace_period: float) -> float:
 class ServerProcess:
     """A server subprocess in its own session, with the tail of its output kept for error messages."""
 
-    def __init__(
-        self,
-        argv: list[str],
-        *,
-        env: dict[str, str] | None = None,
-        tail_lines: int = 40,
-        on_line: Callable[[float, str], None] | None = None,
-    ):
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, tail_lines: int = 40,
+                 on_line: Callable[[float, str], None] | None = None):
         self.argv = list(argv)
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._on_line = on_line
@@ -103,13 +99,8 @@ class ServerProcess:
         self.started_at = time.monotonic()
         # A session of its own: SGLang forks scheduler and detokenizer processes, and
         # stopping must reach all of them (the process group) in the end.
-        self.process = subprocess.Popen(
-            self.argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         self._pump = threading.Thread(target=self._copy_output, name="sglang-output", daemon=True)
         self._pump.start()
 
@@ -144,22 +135,18 @@ class ServerProcess:
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int:
         """Let in-flight requests finish, within `grace` seconds; then leave nothing running.
 
-        SIGTERM goes to SGLang's parent alone: it stops answering /health, finishes what
-        it is generating and exits by itself (see SGLANG_DRAIN_POLL_SECONDS). SIGTERM to
-        the whole group would be wrong: the scheduler dies at once, the parent reads a
-        dead child as a crash and kills itself, and every stream is cut. Once the parent
-        is gone, or `grace` has passed, the whole group gets SIGKILL and we wait until no
-        member is left: a surviving child would keep holding GPU memory. Reaps the parent.
-        """
+        SIGTERM goes to SGLang's parent alone, which drains and exits by itself (SGLANG_DRAIN_POLL_SECONDS); to the
+        whole group it would kill the scheduler at once and cut every stream. Then the whole group gets SIGKILL and
+        we wait until no member is left (a surviving child would hold GPU memory). Reaps the parent."""
         pgid = self.process.pid  # leader of its own session
         if self.process.poll() is None:
             _signal(self.process.pid, signal.SIGTERM)
             self.drained = self.wait_exit(grace) is not None
             if not self.drained:
-                _signal_group(pgid, signal.SIGKILL)
+                _signal(pgid, signal.SIGKILL, os.killpg)
                 self.process.wait()
         # Children may outlive a parent that exited on its own: the group goes too.
-        _signal_group(pgid, signal.SIGKILL)
+        _signal(pgid, signal.SIGKILL, os.killpg)
         _wait_group_gone(pgid, timeout=10.0)
         self._pump.join(timeout=2.0)
         if self.process.stdout:
@@ -167,18 +154,9 @@ class ServerProcess:
         return self.process.returncode
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _signal(pid: int, sig: signal.Signals, send: Callable[[int, int], None] = os.kill) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or never ours
+        send(pid, sig)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -221,21 +199,6 @@ def _request(url: str, *, payload: dict | None = None, timeout: float) -> tuple[
     return response.status_code, response.content
 
 
-def _refused(exc: BaseException) -> bool:
-    """Whether a request failed because the port was closed (urllib3 nests the OS error a few levels down)."""
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        err = stack.pop()
-        if not isinstance(err, BaseException) or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if isinstance(err, ConnectionRefusedError):
-            return True
-        stack += [err.__cause__, err.__context__, getattr(err, "reason", None), *err.args]
-    return False
-
-
 def is_healthy(base_url: str, timeout: float = HEALTH_REQUEST_TIMEOUT) -> bool:
     try:
         status, _ = _request(f"{base_url}/health", timeout=timeout)
@@ -245,10 +208,8 @@ def is_healthy(base_url: str, timeout: float = HEALTH_REQUEST_TIMEOUT) -> bool:
 
 
 def _exited(server: ServerProcess, phase: str) -> ServerFailed:
-    return ServerFailed(
-        f"SGLang exited with code {server.exit_code()} during {phase} after "
-        f"{time.monotonic() - server.started_at:.1f} s; last lines of its output:\n{server.tail()}"
-    )
+    return ServerFailed(f"SGLang exited with code {server.exit_code()} during {phase} after "
+                        f"{time.monotonic() - server.started_at:.1f} s; last lines of its output:\n{server.tail()}")
 
 
 def _while_alive(server: ServerProcess | None, phase: str, call: Callable[[], object]) -> object:
@@ -256,13 +217,14 @@ def _while_alive(server: ServerProcess | None, phase: str, call: Callable[[], ob
     within ALIVE_CHECK_INTERVAL, instead of waiting out the request's own timeout."""
     if server is None:
         return call()
-    box: dict[str, object] = {}
+    value: list[object] = []
+    error: list[BaseException] = []
 
     def run() -> None:
         try:
-            box["value"] = call()
+            value.append(call())
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            box["error"] = exc
+            error.append(exc)
 
     worker = threading.Thread(target=run, name=f"sglang-{phase}", daemon=True)
     worker.start()
@@ -270,20 +232,13 @@ def _while_alive(server: ServerProcess | None, phase: str, call: Callable[[], ob
         if server.exit_code() is not None:
             raise _exited(server, phase)
         worker.join(ALIVE_CHECK_INTERVAL)
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box.get("value")
+    if error:
+        raise error[0]
+    return value[0] if value else None
 
 
-def wait_until_healthy(
-    server: ServerProcess,
-    base_url: str,
-    *,
-    timeout: float,
-    poll_interval: float,
-    healthy_in_a_row: int = 1,
-    confirm_interval: float = CONFIRM_INTERVAL,
-) -> float:
+def wait_until_healthy(server: ServerProcess, base_url: str, *, timeout: float, poll_interval: float,
+                       healthy_in_a_row: int = 1, confirm_interval: float = CONFIRM_INTERVAL) -> float:
     """Poll /health until it answers 200 `healthy_in_a_row` times running; return seconds waited.
 
     Fails within ALIVE_CHECK_INTERVAL when the process exits (also in the middle of a
@@ -300,8 +255,7 @@ def wait_until_healthy(
         if remaining <= 0:
             raise ServerFailed(
                 f"SGLang not healthy within {timeout:g} s (readiness_timeout); last lines of its output:\n"
-                f"{server.tail()}"
-            )
+                f"{server.tail()}")
         per_request = min(HEALTH_REQUEST_TIMEOUT, max(remaining, 0.1))
         if _while_alive(server, "start-up", lambda: is_healthy(base_url, timeout=per_request)):
             streak += 1
@@ -339,14 +293,8 @@ def warmup_payload(warmup: Warmup, model: str) -> dict:
             "ignore_eos": True}
 
 
-def warm_up(
-    base_url: str,
-    warmup: Warmup,
-    model: str,
-    *,
-    first_timeout: float | None = None,
-    server: ServerProcess | None = None,
-) -> list[float]:
+def warm_up(base_url: str, warmup: Warmup, model: str, *, first_timeout: float | None = None,
+            server: ServerProcess | None = None) -> list[float]:
     """Send the warm-up requests, one after another; any failure fails the container. Returns each one's seconds.
 
     The first request may compile (Triton kernels, and with EAGLE-3 the first speculative
@@ -364,7 +312,7 @@ def warm_up(
                 server, "warm-up", lambda: _request(f"{base_url}/v1/chat/completions", payload=payload, timeout=timeout)
             )
         except (OSError, requests.RequestException) as exc:
-            if _refused(exc):
+            if isinstance(reach.root_cause(exc), ConnectionRefusedError):  # the port closed: urllib3 nests it
                 raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: connection refused") from None
             raise ServerFailed(f"warm-up request {i}/{warmup.count} failed after {timeout:g} s allowed: "
                                f"{exc}") from None
@@ -425,26 +373,14 @@ class Readiness:
         return self.timeout + self.warmup.count * self.warmup.timeout
 
 
-def start_and_warm(
-    argv: list[str],
-    base_url: str,
-    readiness: Readiness,
-    env: dict[str, str] | None = None,
-    on_line: Callable[[float, str], None] | None = None,
-) -> ServerProcess:
-    """Launch, wait until healthy, warm up. On any failure the process group is stopped before raising.
+def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
+                   on_line: Callable[[float, str], None] | None = None) -> ServerProcess:
+    """Launch, wait until healthy, warm up (docs/container.md). On any failure the process group is stopped first.
 
-    Ready means: /health answered 200 (polled every `poll_interval` while SGLang starts,
-    so within one interval plus SGLang's ~1 s health generation of it being up), and then
-    every warm-up request, each sent after the last one finished, was served. Those are
-    real generations after the healthy answer: they confirm it more strongly than more
-    health checks would, and cost nothing extra (the warm-up has to run anyway), so the
-    container goes ready as soon as the warm-up is done. SGLang's /health turns 503 only
-    when its scheduler stops answering; a server that flaps so refuses a warm-up request
-    (503, or its port closed) and must then answer healthy HEALTHY_IN_A_ROW times running
-    and serve the whole warm-up again (at most MAX_FLAPS times). `server.timings` records
-    each phase, in seconds from launch.
-    """
+    Ready means /health answered 200 and then every warm-up request, one after another, was served: real generations
+    confirm health more strongly than more health checks, at no extra cost. A server that flaps refuses a warm-up
+    request (503, or its port closed) and must then answer healthy HEALTHY_IN_A_ROW times running and serve the whole
+    warm-up again (at most MAX_FLAPS times). `server.timings` records each phase, in seconds from launch."""
     server = ServerProcess(argv, env=env, on_line=on_line)
     deadline = server.started_at + readiness.budget
     try:
@@ -486,10 +422,8 @@ def start_and_warm(
     return server
 
 
-def start_for_snapshot(
-    argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
-    on_line: Callable[[float, str], None] | None = None,
-) -> ServerProcess:
+def start_for_snapshot(argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
+                       on_line: Callable[[float, str], None] | None = None) -> ServerProcess:
     """Snapshot phase: boot and warm up as usual, then hand GPU memory back so the snapshot holds a ready server."""
     server = start_and_warm(argv, base_url, readiness, env=env, on_line=on_line)
     try:

@@ -1,17 +1,12 @@
 """A first answer from a network address within a deadline, and its failure in words.
 
-A client library's own timeouts bound the TCP connect at best: a server (or a proxy) that accepts
-the connection and never answers kept `invoke status` silent for minutes, and an untrusted TLS
-certificate surfaced only as "Could not connect" after the SDK's retries. `first_answer` walks the
-steps one at a time (name lookup, connect, TLS handshake, the caller's own first request), each
-within what is left of one deadline, on a daemon thread so that even a name lookup (which takes no
-timeout of its own) cannot hold the caller past it. Its failure says which step and why:
-
-    cannot reach Modal's control plane at https://127.0.0.1:47001: accepted the connection but no TLS
-    handshake within 15 s; check ...
-
-Callers (infra/runtime/remote.py for Modal, infra/runtime/weights.py for the Hub, infra/perf/client.py
-for endpoints) add what to check; `cause` turns one exception into the same words.
+A client library's own timeouts bound the TCP connect at best: a server (or proxy) that accepts the connection and
+never answers kept `invoke status` silent for minutes, and an untrusted TLS certificate surfaced only as "Could not
+connect" after the SDK's retries. `first_answer` walks the steps (name lookup, connect, TLS handshake, the caller's
+own first request) within one deadline, on a daemon thread so that even a name lookup (no timeout of its own) cannot
+hold the caller past it, and says which step failed and why ("accepted the connection but no TLS handshake within
+15 s"). Callers (remote.py for Modal, weights.py for the Hub, infra/perf/client.py for endpoints) add what to check;
+`cause` turns one exception into the same words.
 """
 
 from __future__ import annotations
@@ -104,7 +99,7 @@ def first_answer(url: str, timeout: float, *, trust: ssl.SSLContext | None = Non
         raise NoAnswer(url, "not a valid port in the address") from None
     deadline = time.monotonic() + timeout
     step = ["name"]
-    outcome: dict[str, BaseException | None] = {}
+    outcome: list[BaseException | None] = []  # what `walk` ended with, once it ended
 
     def left() -> float:
         return max(deadline - time.monotonic(), 0.001)
@@ -123,18 +118,16 @@ def first_answer(url: str, timeout: float, *, trust: ssl.SSLContext | None = Non
             if answer is not None:
                 step[0] = "answer"
                 answer(left())
-            outcome["error"] = None
+            outcome.append(None)
         except Exception as exc:  # handed to the caller's thread, which explains it
-            outcome["error"] = exc
+            outcome.append(exc)
 
     worker = threading.Thread(target=walk, name=f"first-answer {host}:{port}", daemon=True)
     worker.start()
     worker.join(timeout)
-    if "error" not in outcome:
-        raise NoAnswer(url, _WAITED[step[0]].format(host=host, t=timeout))
-    error = outcome["error"]
+    error = outcome[0] if outcome else TimeoutError()
     if error is None:
         return
-    if isinstance(error, TimeoutError):
+    if isinstance(error, TimeoutError):  # the deadline ran out, here or in the step itself
         raise NoAnswer(url, _WAITED[step[0]].format(host=host, t=timeout))
     raise NoAnswer(url, cause(error, timeout), tls=is_certificate_problem(error))

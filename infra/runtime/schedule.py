@@ -1,35 +1,15 @@
-"""Warm capacity on a schedule: windows of time in which another warm floor holds.
+"""Warm capacity on a schedule: windows of time in which another warm floor holds (docs/schedule.md).
 
-Prod keeps warm replicas so that no user waits for a cold start, but users sleep: a
-schedule keeps them warm only while they are needed. This module decides, for any
-instant, which floor (`min_containers`, `max_containers`, `buffer_containers`) is in
-force and why, when it next changes, which cron triggers Modal must fire to apply it,
-and how many warm replica-hours it keeps (infra/control/costs.py prices them). It is pure:
-nothing here talks to Modal.
+Pure, nothing here talks to Modal: for any instant, which floor (`min_containers`, `max_containers`,
+`buffer_containers`) is in force and why, when it next changes, which cron triggers Modal must fire to apply it, and
+how many warm replica-hours it keeps (infra/control/costs.py prices them). After KEDA's cron scaler: a window is
+active from a firing of `start` until the next firing of `end`, both read in its IANA `timezone` (half-open; when both
+fire at once the end wins), so windows over midnight or a weekend need no special case. Outside every window the
+base `[scaling]` holds; where windows overlap the highest floor wins field by field, as Kubernetes does with several
+KEDA triggers, so it never lowers what an active window promised and the windows' order does not matter.
 
-Window shape (after KEDA's cron scaler, the precedent platform engineers know): each
-window has a `start` and an `end` cron expression, an IANA `timezone` both are read in,
-and the floor that holds while it is active. A window is active from a firing of
-`start` until the next firing of `end`: at an instant it is active when its latest
-`start` firing at or before that instant is later than its latest `end` firing (so the
-interval is half-open, [09:00, 17:00); when both fire at once, the end wins). A window
-that spans midnight or a weekend needs no special case (`0 22 * * *` to `0 6 * * *`).
-
-Outside every window the environment's `[scaling]` values hold (the "base scaling").
-A window's unset `max_containers` / `buffer_containers` mean the base's values.
-
-Overlaps: the highest floor wins, field by field (the largest `min_containers`, the
-largest `buffer_containers`, the largest `max_containers` with "unbounded" largest of
-all). This is what Kubernetes does with several KEDA cron triggers on one workload (the
-HPA takes the largest desired replica count), it never lowers capacity that some active
-window promised, and it does not depend on the order of the windows in the file.
-Each window's own floor is checked against its cap, so the combination is consistent.
-
-Cron library: cronsim, pinned (docs/schedule.md says why it, and not croniter).
-
-This module runs on laptops (plan, status, scale) and inside the small scheduled Modal
-Function that applies the floor at each boundary; cronsim is imported inside the
-functions that need it, so the server container, which imports this module to define
+It runs on laptops and in the small scheduled Function that applies the floor; cronsim (docs/schedule.md says why
+it) is imported inside the functions that need it, so the server container, which imports this module to define
 the scheduled functions, needs no cron library.
 """
 
@@ -77,35 +57,24 @@ class Floor:
         return ("window " if len(self.windows) == 1 else "windows ") + ", ".join(f"'{n}'" for n in self.windows)
 
     def autoscaler_settings(self) -> dict[str, int | None]:
-        """Keyword arguments for `modal.Server.autoscaler.update`.
-
-        All three, always: a parameter left out keeps its previous override, so leaving a
-        window that raised `max_containers` must set the base value back explicitly.
-        None means 0 for min and buffer, and "no Server-level cap" for max, as in Modal.
-        """
-        return {
-            "min_containers": self.min_containers,
-            "max_containers": self.max_containers,
-            "buffer_containers": self.buffer_containers,
-        }
+        """Keyword arguments for `modal.Server.autoscaler.update`. All three, always: a parameter left out keeps its
+        previous override, so leaving a window that raised `max_containers` must set the base value back. None means
+        0 for min and buffer, and "no Server-level cap" for max, as in Modal."""
+        return {"min_containers": self.min_containers, "max_containers": self.max_containers,
+                "buffer_containers": self.buffer_containers}
 
     def matches(self, min_containers: int | None, max_containers: int | None, buffer_containers: int | None) -> bool:
         """Whether autoscaler settings read back from Modal are this floor (None and 0 alike for min and buffer)."""
-        return (
-            (min_containers or 0) == self.min_containers
-            and (max_containers or None) == self.max_containers
-            and (buffer_containers or 0) == (self.buffer_containers or 0)
-        )
+        return ((min_containers or 0) == self.min_containers and (max_containers or None) == self.max_containers
+                and (buffer_containers or 0) == (self.buffer_containers or 0))
 
     def same_values(self, other: Floor) -> bool:
         return self.matches(other.min_containers, other.max_containers, other.buffer_containers)
 
     def describe(self) -> str:
         cap = "unbounded" if self.max_containers is None else self.max_containers
-        return (
-            f"min_containers={self.min_containers}, max_containers={cap}, "
-            f"buffer_containers={self.buffer_containers or 0}"
-        )
+        return (f"min_containers={self.min_containers}, max_containers={cap}, "
+                f"buffer_containers={self.buffer_containers or 0}")
 
 
 @dataclass(frozen=True)
@@ -285,8 +254,7 @@ def check_cron(expr: str) -> str:
     if len(fields) != 5:
         raise ValueError(
             f"a window boundary is a cron expression of 5 fields 'minute hour day-of-month month day-of-week' "
-            f"(got {len(fields)}), e.g. '{EXAMPLE_CRON}'"
-        )
+            f"(got {len(fields)}), e.g. '{EXAMPLE_CRON}'")
     for name, value in zip(("minute", "hour", "day-of-month", "month", "day-of-week"), fields):
         words = [t for t in re.findall(r"[A-Za-z]+", value) if t.upper() not in _NAMES.get(name, ())]
         bad = [c for c in value if not _FIELD.fullmatch(c)] + words
@@ -294,18 +262,15 @@ def check_cron(expr: str) -> str:
             raise ValueError(
                 f"the {name} field has {bad[0]!r}; allowed in each field: numbers, '*', ',', '-', '/' and, for "
                 "month and day-of-week, three-letter names (JAN-DEC, SUN-SAT); extensions such as L, W, # and ? "
-                "are left out because schedulers read them differently"
-            )
+                "are left out because schedulers read them differently")
     if not fields[0].isdigit():
         raise ValueError(
             "the minute field must be one number (0-59): a window boundary fires at most once an hour, e.g. "
-            f"'{EXAMPLE_CRON}'"
-        )
+            f"'{EXAMPLE_CRON}'")
     if fields[2] != "*" and fields[4] != "*":
         raise ValueError(
             "restricts both day-of-month and day-of-week, which cron joins with OR and some schedulers with AND; "
-            "restrict only one of them"
-        )
+            "restrict only one of them")
     normal = " ".join(fields).upper()
     try:
         CronSim(normal, datetime(2000, 1, 1))
@@ -351,13 +316,10 @@ def check_window(w: Window, base: Scaling, *, allow_warm_replicas: bool = True, 
         raise ValueError(f"{where}: min_containers and buffer_containers must be 0 or more, max_containers 1 or more")
     if cap is not None and w.min_containers > cap:
         raise ValueError(
-            f"{where}: min_containers = {w.min_containers} exceeds {cap_source} = {cap}; allowed: at most {cap}"
-        )
+            f"{where}: min_containers = {w.min_containers} exceeds {cap_source} = {cap}; allowed: at most {cap}")
     if w.min_containers > 0 and not allow_warm_replicas:
-        raise ValueError(
-            f"{where}: min_containers = {w.min_containers} but this environment forbids warm replicas "
-            "(allow_warm_replicas = false); allowed: min_containers = 0"
-        )
+        raise ValueError(f"{where}: min_containers = {w.min_containers} but this environment forbids warm replicas "
+                         "(allow_warm_replicas = false); allowed: min_containers = 0")
     if w.start == w.end:
         raise ValueError(f"{where}: start and end are the same expression ('{w.start}'), so the window is never active")
     now = now or datetime.now(UTC)
@@ -369,10 +331,8 @@ def check_window(w: Window, base: Scaling, *, allow_warm_replicas: bool = True, 
     previous = now
     for fire in itertools.chain(_fires(w.end, tz, now, now + 2 * HORIZON), [None]):
         if fire is None or fire - previous > HORIZON:
-            raise ValueError(
-                f"{where}: end '{w.end}' does not fire within a year of {show(previous, w.timezone)}, "
-                "so the window would not end; a window must end within a year of every start"
-            )
+            raise ValueError(f"{where}: end '{w.end}' does not fire within a year of {show(previous, w.timezone)}, "
+                             "so the window would not end; a window must end within a year of every start")
         if fire - now > HORIZON:
             break
         previous = fire
@@ -557,5 +517,4 @@ def _check_clock_changes(where: str, kind: str, expr: str, tz_name: str, now: da
             raise ValueError(
                 f"{where}: {kind} '{expr}' fires at {fire:%H:%M} in {tz_name}, a local time that is {what} on "
                 f"{lo:%Y-%m-%d} (clocks change between {lo:%H:%M} and {hi:%H:%M}), and schedulers disagree on such "
-                "times; choose a boundary outside that hour, or timezone = 'UTC'"
-            )
+                "times; choose a boundary outside that hour, or timezone = 'UTC'")

@@ -1,26 +1,16 @@
 """The sentinel: one short request to each served recipe every `[sentinel] interval_seconds`, recorded on Modal.
 
-After a promotion, prod is otherwise dark: the gate measured the release on staging, the smoke test sent one
-request. The sentinel is a scheduled Modal Function of its own app per environment (`sglang-sentinel-<env>`,
-infra/runtime/sentinel_app.py), so it is deployed, and keeps running, independently of any release. Each run:
+After a promotion prod is otherwise dark (docs/sentinel.md). A scheduled Function of its own app per environment
+(infra/runtime/sentinel_app.py), deployed independently of any release, asks Modal how many replicas each server has
+(a read that starts nothing) and, unless none is up and `wake` is off (a probe would cost a GPU start: a *skipped*
+probe is recorded), streams one chat completion and records TTFT, TPOT, the outcome and whether it met a cold start.
 
-1. asks Modal how many replicas each recipe's server has (`Function.get_current_stats`, a read that starts
-   nothing). With none, and `[sentinel] wake = false` (the default), it records a *skipped* probe and sends
-   nothing: a probe would wake an environment that scales to zero and cost a GPU start.
-2. otherwise streams one chat completion of `max_tokens` tokens and records time to first token, time per output
-   token, the outcome and whether it met a cold start (no replica was up when it was sent).
-
-What it records lives in a Modal Dict (`sglang-sentinel`, one per Modal Environment) used as a ring buffer of hourly
-slots: the probes of one recipe in one UTC hour are one entry, `<recipe>#<slot>`, slot = hour mod the ring's
-`retention_days x 24` slots, so a new hour overwrites the entry of the same hour `retention_days` earlier and the
-Dict never holds more than that many entries per recipe. Modal expires a Dict entry 7 days after its last access,
-which caps `retention_days` at 7. Keys and values travel cloudpickled by the client: values are the plain JSON of
-`Slot` (a typed record with a schema version); a slot written by a newer schema is never read as if it were this
-one, nor overwritten: it is skipped with one line (`NewerSchema`).
-
-One writer per environment (the scheduled Function; its timeout is below its interval, so runs do not overlap)
-makes read-modify-write of a slot safe without a lock. Standard library and pydantic only: the container's image
-is slim (infra/runtime/spec.py `sentinel_image`), and the probe speaks HTTP with urllib.
+The record is a Modal Dict used as a ring of hourly slots: one recipe's probes of one UTC hour are the entry
+`<recipe>#<hour mod retention_days x 24>`, so an hour overwrites the same hour `retention_days` earlier (Modal
+expires entries 7 days after their last access, hence at most 7 days). Values are the JSON of `Slot`, which carries
+a schema version: a slot of a newer schema is skipped with one line (`NewerSchema`), never read as this one's, nor
+overwritten. One writer per environment (the Function's timeout is below its interval) makes read-modify-write of
+a slot safe without a lock. Standard library and pydantic only (a slim image); the probe speaks HTTP with urllib.
 """
 
 from __future__ import annotations
@@ -32,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from infra.runtime.deployment import ModalName
 from infra.runtime.model import Frozen
@@ -47,7 +37,6 @@ MIN_INTERVAL_SECONDS = 60
 # Modal expires a Dict entry 7 days after its last access (modal.com/docs/guide/dicts): a ring can keep no more.
 MAX_RETENTION_DAYS = 7
 PROBE_PROMPT = "Reply with one short sentence."
-CONNECT_TIMEOUT = 10.0  # seconds to the first byte of the answer's headers (a cold start waits longer: `wait_seconds`)
 SECONDS_PER_HOUR = 3600
 
 
@@ -231,6 +220,27 @@ def append(ring: Ring, environment: str, probe: Probe, slots: int) -> Slot:
 # ---------------------------------------------------------------------------- one probe
 
 
+class Delta(BaseModel):
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class Choice(BaseModel):
+    delta: Delta | None = None
+
+
+class Usage(BaseModel):
+    completion_tokens: int | None = None
+
+
+class Chunk(BaseModel):
+    """One `data:` event of SGLang's OpenAI-compatible stream, what a probe reads of it (the rest is ignored)."""
+
+    choices: list[Choice] = []
+    usage: Usage | None = None
+    error: object = None
+
+
 def probe(url: str, model: str, *, recipe: str, max_tokens: int, headers: dict[str, str], wait_seconds: float,
           now: Callable[[], float] = time.time, clock: Callable[[], float] = time.perf_counter) -> Probe:
     """Stream one chat completion from `url` and time it: TTFT to the first content, TPOT over the rest."""
@@ -252,12 +262,12 @@ def probe(url: str, model: str, *, recipe: str, max_tokens: int, headers: dict[s
                 data = line[len("data:"):].strip()
                 if data == "[DONE]":
                     break
-                event = json.loads(data)
-                if event.get("error"):
-                    raise ValueError(f"the stream carried an error: {str(event['error'])[:200]}")
-                usage = event.get("usage") or usage
-                delta = (event.get("choices") or [{}])[0].get("delta") or {}
-                if delta.get("content") or delta.get("reasoning_content"):
+                chunk = Chunk.model_validate_json(data)
+                if chunk.error:
+                    raise ValueError(f"the stream carried an error: {str(chunk.error)[:200]}")
+                usage = chunk.usage or usage
+                delta = chunk.choices[0].delta if chunk.choices else None
+                if delta and (delta.content or delta.reasoning_content):
                     last = clock()
                     first = first if first is not None else last
                     chunks += 1
@@ -268,7 +278,7 @@ def probe(url: str, model: str, *, recipe: str, max_tokens: int, headers: dict[s
         return Probe(at=sent_at, recipe=recipe, outcome="error", error=f"{url}: {type(err).__name__}: {err}")
     if first is None:
         return Probe(at=sent_at, recipe=recipe, outcome="error", http_status=200, error=f"{url}: no tokens came back")
-    tokens = int((usage or {}).get("completion_tokens") or chunks)
+    tokens = (usage and usage.completion_tokens) or chunks
     tpot = (last - first) * 1000 / (tokens - 1) if tokens > 1 else None
     return Probe(at=sent_at, recipe=recipe, outcome="ok", ttft_ms=round((first - started) * 1000, 2),
                  tpot_ms=None if tpot is None else round(tpot, 3), output_tokens=tokens, http_status=200)

@@ -18,11 +18,12 @@ watched = sentinel.SentinelSpec.from_json(os.environ[sentinel.SPEC_VARIABLE])
 options = spec.sentinel_app(watched)
 
 app = modal.App(**options["app"])
+PROXY_AUTH = {"Modal-Key": "MODAL_KEY", "Modal-Secret": "MODAL_SECRET"}  # header -> the Secret's variable
 
 
 @app.function(**modal_objects.options(options["function"]))
 def probe() -> list[dict]:
     """One probe (or a recorded skip) per served recipe, into the `sglang-sentinel` Dict of this Modal Environment."""
-    credentials = {"Modal-Key": os.environ.get("MODAL_KEY", ""), "Modal-Secret": os.environ.get("MODAL_SECRET", "")}
-    done = sentinel.run(watched, remote.ModalRemote(), {k: v for k, v in credentials.items() if v})
+    headers = {header: os.environ[name] for header, name in PROXY_AUTH.items() if os.environ.get(name)}
+    done = sentinel.run(watched, remote.ModalRemote(), headers)
     return [p.model_dump(mode="json") for p in done]

@@ -1,13 +1,9 @@
 """The exact Modal options of the server and of each job, as plain data: one pure function of a Deployment.
 
-`infra/runtime/app.py` and `infra/runtime/jobs.py` pass this output to Modal (`infra/runtime/modal_objects.py`
-turns the three values that must become SDK objects — image, Volumes, Secrets — into
-them, and passes every other key through as the keyword argument of the same name),
-and `invoke plan` prints the same output (`plan --json` holds it verbatim under
-"modal"). What is shown is therefore what is deployed, per function, by construction;
-tests/test_app.py reads the definition back from the SDK's own objects and compares.
-
-Standard library only: containers import it again when Modal imports the app.
+infra/runtime/app.py and jobs.py pass this output to Modal (modal_objects.py turns image, Volumes and Secrets into
+SDK objects and passes every other key through as the keyword argument of the same name), and `invoke plan` prints
+it (`plan --json` under "modal"): what is shown is what is deployed, by construction (tests/test_app.py reads the
+definition back from the SDK's own objects). Containers import it again when Modal imports the app.
 """
 
 from __future__ import annotations
@@ -171,7 +167,6 @@ def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- the sentinel
 
-SENTINEL_FUNCTION = "probe"
 SENTINEL_CPU = 0.125  # Modal's minimum request: the probe waits on the network, it computes next to nothing
 SENTINEL_MEMORY_MIB = 256  # Python, the modal client and pydantic: above Modal's 128 MiB default
 

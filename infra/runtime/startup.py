@@ -1,20 +1,13 @@
-"""A server container's start, observed: restore the compile caches, start and warm SGLang, then look for cache
-misses and record the start's timeline where the control side reads it.
+"""A server container's start, observed: restore the compile caches, start and warm SGLang, look for cache misses,
+and record the start's timeline where the control side reads it (docs/cold-starts.md).
 
-`infra/runtime/app.py` calls `start` from `@modal.enter` (and `restore_snapshot` after a GPU snapshot restore);
-benchmarks/cold_start_gpu.py calls the same function, so a benchmark prints exactly what production records.
-No `modal` import: the record is handed to `write` (the container passes `ModalRemote.record_start`, the one
-network boundary), so the tests drive all of it with the stand-in SGLang and a fake boundary.
-
-Cache misses. After its warm-up the server compares its local cache tree with the tree it restored
-(infra/runtime/compile_cache.py `misses`): any file compiled during the start is a miss, named by cache. The
-record carries them and `invoke status` warns. With `refuse_on_cache_miss` (settings: [startup]) the
-container refuses to go ready instead: the server is stopped and `@modal.enter` fails, so Modal routes
-nothing to it, until the compile stage has been rerun for this key.
-
-Writing the record never fails a start and never holds one up for long: it runs in a thread, waited for at
-most RECORD_WAIT_SECONDS where the container is about to end (a failed or refused start) or be snapshotted,
-and not at all on the way to ready (the container lives on, and the thread with it).
+`infra/runtime/app.py` calls `start` from `@modal.enter` (and `restore_snapshot` after a GPU snapshot restore), and
+benchmarks/cold_start_gpu.py the same function, so a benchmark prints what production records. No `modal` import:
+the record goes to `write` (`ModalRemote.record_start` in the container, a fake in tests). Any file compiled while
+starting is a cache miss (compile_cache.misses): the record names it and `invoke status` warns, or, with
+`[startup] refuse_on_cache_miss`, the server is stopped and `@modal.enter` fails until the compile stage reruns.
+Writing the record never fails a start, and holds one up at most RECORD_WAIT_SECONDS, only where the container is
+about to end or be snapshotted.
 """
 
 from __future__ import annotations
@@ -81,23 +74,11 @@ def refusal(d: Deployment, found: dict[str, compile_cache.CacheMisses], fingerpr
             f"`invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
 
 
-def start(
-    d: Deployment,
-    argv: list[str],
-    base_url: str,
-    readiness: Readiness,
-    *,
-    volume_root: str | Path,
-    local_root: str | Path,
-    write: Callable[[dict], object],
-    container_started: float | None = None,
-    env: dict[str, str] | None = None,
-    snapshot: bool = False,
-    environ: dict[str, str] | None = None,
-    on_line: Callable[[float, str], None] | None = None,
-    wait_on_ready: float = 0.0,
-    fingerprint: str | None = None,
-) -> Started:
+def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *, volume_root: str | Path,
+          local_root: str | Path, write: Callable[[dict], object], container_started: float | None = None,
+          env: dict[str, str] | None = None, snapshot: bool = False, environ: dict[str, str] | None = None,
+          on_line: Callable[[float, str], None] | None = None, wait_on_ready: float = 0.0,
+          fingerprint: str | None = None) -> Started:
     """Restore, launch, wait until healthy, warm up, check for misses, record. Raises what the lifecycle raises
     (the record then says how far the start got), or CacheMissRefused.
 

@@ -1,32 +1,15 @@
 """Every start's timeline: SGLang's own log turned into phases, plus the restore, the health wait and the warm-up.
 
-The lifecycle hands every line SGLang prints to `on_line(t, line)` with its monotonic time
-(infra/runtime/lifecycle.py). `StartLog.feed` is that callback: it looks for the lines with
-which SGLang marks the steps of its start-up and keeps the first time of each. Those lines
-are the same in SGLang 0.5.6.post2, 0.5.10.post1 and 0.5.11 (read in their wheels:
-srt/model_executor/model_runner.py, srt/mem_cache/memory_pool.py, srt/speculative/eagle_worker.py,
-srt/layers/deep_gemm_wrapper/compile_utils.py, srt/entrypoints/http_server.py); the tests feed
-it excerpts of real SGLang 0.5.11 output captured on an H200 (tests/fixtures/sglang_logs/).
+`StartLog.feed` is the lifecycle's `on_line(t, line)` callback: it keeps the first time of each line with which
+SGLang marks a step of its start-up (the same lines in 0.5.6.post2, 0.5.10.post1 and 0.5.11, read in their wheels;
+tested on real 0.5.11 output from an H200 in tests/fixtures/sglang_logs/). Only rank 0's (or rank-less) lines count;
+tqdm bars share a line with `\\r` and a log line may follow a bar, so each `\\r` piece is read and a message found
+wherever its `[date]` prefix starts; a line's time is when it ended. Noise matches nothing, and `feed` never raises.
 
-What SGLang's output looks like, and what the parser does about it:
-
-- Scheduler lines carry `[date time<rank>] message`; with tensor parallelism every rank prints
-  some of them (`[... TP1] Load weight begin`): only rank 0's (or rank-less) lines count.
-- tqdm progress bars share a line with `\\r` between updates, and a log line may follow a bar
-  on the same line (`...it/s][2026-12-01 22:21:37] Compiling a graph ...`): each `\\r` piece
-  is read, and a message is found wherever its `[date]` prefix starts.
-- A line's time is when it ended: a progress bar's line ends when the bar does.
-- Noise (the transformers tokenizer regex warning, the harmless `openai_harmony` traceback of
-  a site without it, health-check access lines) matches nothing and is skipped. Nothing a line
-  contains can break a start: `feed` never raises.
-
-The phases are contiguous segments from launch to ready, each ending at a milestone
-(MILESTONES, in the order SGLang reaches them). A milestone that never shows is recorded
-in `missing` when it was expected, and its time falls into the next segment; one SGLang
-announces it skips (piecewise CUDA graphs turned off) is recorded in `notes` instead.
-DeepGEMM's compile (or load) runs inside CUDA-graph capture, so it is reported beside the
-segments, per GEMM shape. It runs in the server container: the standard library and pydantic (the records'
-models, `StartRecord` and `StartSummary`, read back by infra/control/coldstarts.py with the same classes).
+The phases are contiguous segments from launch to ready, each ending at a milestone (MILESTONES, in order). One that
+never shows is `missing` where it was expected and its time falls into the next segment; one SGLang says it skips is
+in `notes`. DeepGEMM compiles (or loads) inside CUDA-graph capture, so it is reported beside the segments, per GEMM
+shape. The records' models (`StartRecord`, `StartSummary`) are read back by infra/control/coldstarts.py.
 """
 
 from __future__ import annotations
@@ -66,7 +49,6 @@ MILESTONES: tuple[tuple[str, str], ...] = (
     ("fired_up", "SGLang's own warm-up request (none with --skip-server-warmup)"),
     ("healthy", "first healthy answer to the lifecycle's /health"),
 )
-DRAFT_MILESTONES = ("draft_model", "draft_graphs", "draft_extend_graphs")
 WARMUP = "warmup"  # then one segment per warm-up request: warmup_1, warmup_2, ...
 
 _PREFIX = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)((?: [A-Z_]+\d+)*)\] ")
@@ -91,6 +73,10 @@ _EVENTS: tuple[tuple[str, re.Pattern], ...] = (
     ("http_server", re.compile(r"INFO:\s+(?:Uvicorn running on|Application startup complete)")),
     ("fired_up", re.compile(r"The server is fired up and ready to roll!")),
 )
+# Milestone -> the event whose first showing ends it (the others are derived in `_milestones`).
+_FIRST_OF = {"arguments": "arguments", "scheduler_start": "distributed", "weights": "weights_end",
+             "kv_cache": "kv_cache", "cuda_graphs": "graphs_end", "piecewise_graphs": "piecewise_end",
+             "draft_graphs": "draft_graphs_end", "fired_up": "fired_up"}
 _KEEP_ALL = {"weights_begin", "weights_end", "kv_cache", "draft_extend_end", "deep_gemm_shape"}
 # Lines without a prefix: a progress bar that finished, and `python -m sglang.compile_deep_gemm`'s own prints.
 _DEEP_GEMM_DONE = re.compile(r"DeepGEMM warmup: 100%\|")
@@ -166,23 +152,14 @@ class StartLog:
             return self._milestones(timings or Timings())
 
     def _milestones(self, timings: Timings) -> dict[str, float]:
-        out: dict[str, float | None] = {
-            "arguments": self.first("arguments"),
-            "scheduler_start": self.first("distributed"),
-            "weights": self.first("weights_end"),
-            "kv_cache": self.first("kv_cache"),
-            "cuda_graphs": self.first("graphs_end"),
-            "piecewise_graphs": self.first("piecewise_end"),
-        }
-        # The drafter is the second model SGLang loads (EAGLE-3's draft model, or the MTP layer).
         draft = self.first("draft_graphs_begin")
-        out["draft_model"] = draft if draft is not None else self.first("kv_cache", 1)
-        out["draft_graphs"] = self.first("draft_graphs_end")
-        out["draft_extend_graphs"] = self.last("draft_extend_end")
         up = [x for x in (self.first("http_server"), self.first("fired_up")) if x is not None]
-        out["http_server"] = min(up) if up else None  # with --skip-server-warmup "fired up" may come first
-        out["fired_up"] = self.first("fired_up")
-        out["healthy"] = timings.healthy_s
+        out = {name: self.first(event) for name, event in _FIRST_OF.items()} | {
+            # The drafter is the second model SGLang loads (EAGLE-3's draft model, or the MTP layer).
+            "draft_model": draft if draft is not None else self.first("kv_cache", 1),
+            "draft_extend_graphs": self.last("draft_extend_end"),
+            "http_server": min(up) if up else None,  # with --skip-server-warmup "fired up" may come first
+            "healthy": timings.healthy_s}
         return {k: v for k, v in out.items() if v is not None}
 
     def notes(self) -> dict[str, str]:
@@ -278,9 +255,6 @@ class StartRecord(Stored):
     def phase_seconds(self) -> dict[str, float]:
         return {p.phase: p.seconds for p in self.phases}
 
-    def phase_end(self, name: str) -> float | None:
-        return next((p.end_s for p in self.phases if p.phase == name), None)
-
 
 class StartSummary(Stored):
     """Cold starts of one release: how many, how long (median and worst container start to ready), and misses;
@@ -341,21 +315,10 @@ def deployment_digest(deployment: dict) -> str:
     return hashlib.sha256(json.dumps(deployment, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def build_record(
-    *,
-    deployment: Deployment,
-    log: StartLog | None,
-    timings: Timings | None,
-    started_at: float,
-    before_launch_s: float | None,
-    restore: Restore | None,
-    misses: dict[str, CacheMisses] | None,
-    outcome: str,
-    expect: set[str] = frozenset(),
-    error: str | None = None,
-    kind: str = "start",
-    environ: dict[str, str] | None = None,
-) -> StartRecord:
+def build_record(*, deployment: Deployment, log: StartLog | None, timings: Timings | None, started_at: float,
+                 before_launch_s: float | None, restore: Restore | None, misses: dict[str, CacheMisses] | None,
+                 outcome: str, expect: set[str] = frozenset(), error: str | None = None, kind: str = "start",
+                 environ: dict[str, str] | None = None) -> StartRecord:
     """One start (what the Modal Dict stores, as `to_data()`, and `invoke status` reads back)."""
     environ = environ or {}
     r = deployment.recipe

@@ -64,17 +64,9 @@ def read_marker(cache_dir: Path, repo: str, commit: str) -> dict | None:
         return None
 
 
-def download(
-    repo: str,
-    revision: str | None,
-    cache_dir: str | Path,
-    *,
-    token: str | None = None,
-    endpoint: str | None = None,
-    commit_volume: Callable[[], None] = lambda: None,
-    max_workers: int = 8,
-    timeout: float | None = None,
-) -> Downloaded:
+def download(repo: str, revision: str | None, cache_dir: str | Path, *, token: str | None = None,
+             endpoint: str | None = None, commit_volume: Callable[[], None] = lambda: None, max_workers: int = 8,
+             timeout: float | None = None) -> Downloaded:
     """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once.
 
     Every Hub call must answer within `timeout` seconds (default: the Hub client's own setting, HF_HUB_ETAG_TIMEOUT,
@@ -133,33 +125,17 @@ def _download(api, repo: str, revision: str | None, cache_dir: Path, *, token, e
         info = api.model_info(repo, revision=commit, timeout=timeout)
     expected = sorted(s.rfilename for s in info.siblings or [])
 
-    snapshot = Path(
-        snapshot_download(
-            repo,
-            revision=commit,
-            cache_dir=cache_dir,
-            token=token,
-            endpoint=endpoint,
-            max_workers=max_workers,
-            etag_timeout=timeout,
-        )
-    )
+    snapshot = Path(snapshot_download(repo, revision=commit, cache_dir=cache_dir, token=token, endpoint=endpoint,
+                                      max_workers=max_workers, etag_timeout=timeout))
     files = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
     if missing := sorted(set(expected) - set(files)):
         raise RuntimeError(
             f"{repo}@{commit}: download incomplete, {len(missing)} file(s) missing: {', '.join(missing[:5])}; "
-            "no completion marker written, run the download again"
-        )
+            "no completion marker written, run the download again")
     size = sum((snapshot / f).stat().st_size for f in files)
     commit_volume()  # the files are durable before anything says they are complete
-    record = {
-        "repo": repo,
-        "requested": requested,
-        "commit": commit,
-        "files": files,
-        "size_bytes": size,
-        "completed_at": time.time(),
-    }
+    record = {"repo": repo, "requested": requested, "commit": commit, "files": files, "size_bytes": size,
+              "completed_at": time.time()}
     write_atomically(marker_path(cache_dir, repo, commit), json.dumps(record, indent=1))
     if requested != commit:
         write_atomically(ref_path(cache_dir, repo, requested), commit)
