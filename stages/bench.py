@@ -16,6 +16,7 @@ Options arrive parsed and checked (tasks.py); nothing here reads flags.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -134,16 +135,16 @@ def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str
 
     `releases` reads the recorded releases and names where from (only called when an item is a release id).
     """
-    found: tuple[list, str] | None = None
+    @functools.cache
+    def recorded() -> tuple[list, str]:  # read once, and only where an item is a release
+        history, where = releases()
+        return list(history), where
 
     def report(item: str) -> bench.BenchReport:
-        nonlocal found
         if not is_release(item):
             return bench.load_report(item)
-        if found is None:
-            history, where = releases()
-            found = (list(history), where)
-        return ledger.labelled(ledger.find_release(found[0], item, found[1]))
+        history, where = recorded()
+        return ledger.labelled(ledger.find_release(history, item, where))
 
     a, b = (report(item) for item in items)
     if any(is_release(item) for item in items):

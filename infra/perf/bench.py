@@ -459,12 +459,9 @@ def no_progress(_concurrency: int, _total: int | None) -> contextlib.AbstractCon
     return contextlib.nullcontext(lambda: None)
 
 
-async def run_level(
-    session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int,
-    tags: Tags | None = None,
-    observe=None, done: Callable[[], None] = lambda: None, sent: Callable[[dict], None] | None = None,
-    objectives: Sequence[Target] | None = None,
-) -> Level:
+async def run_level(session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int,
+                    tags: Tags | None = None, observe=None, done: Callable[[], None] = lambda: None,
+                    sent: Callable[[dict], None] | None = None, objectives: Sequence[Target] | None = None) -> Level:
     """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
     `done()` is called after each measured request (progress), `sent(payload)` with each measured request's body
     just before it goes out (`--write-requests`); `objectives` (all levels'): what goodput counts (None: no goodput)."""
@@ -537,18 +534,13 @@ def request_value(metric: str, r: Record) -> float | None:
 def goodput(concurrency: int, records: list[Record], wall: float, objectives: Sequence[Target]) -> Goodput:
     """Successful requests of this level that met every per-request objective at this level, per second of the level."""
     applied = [t for t in objectives if t.concurrency == concurrency and t.metric.startswith(PER_REQUEST)]
-    met = 0
-    for r in records:
-        if r.ok and all((v := request_value(t.metric, r)) is None or t.met_by(v) for t in applied):
-            met += 1
+    met = sum(r.ok and all((v := request_value(t.metric, r)) is None or t.met_by(v) for t in applied) for r in records)
     return Goodput(requests_per_s=_round(met / wall), met=met, sent=len(records),
                    objectives=[f"{t.metric} {t.limit_text()}" for t in applied])
 
 
-def aggregate(
-    concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float, lags: list[float],
-    mode: str, objectives: Sequence[Target] | None = None,
-) -> Level:
+def aggregate(concurrency: int, records: list[Record], warm: list[Record], t0: float, ended: float, cpu: float,
+              lags: list[float], mode: str, objectives: Sequence[Target] | None = None) -> Level:
     ok = [r for r in records if r.ok]
     last = max((r.finished for r in records), default=ended)
     wall = max(last - t0, 1e-9)
@@ -587,8 +579,7 @@ def aggregate(
 # ---------------------------------------------------------------- a run
 
 
-async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: dict[str, str],
-                           say=None) -> ColdWait:
+async def wait_until_ready(url: str, workload: Workload, plan: Plan, headers: dict[str, str], say=None) -> ColdWait:
     """One short request, retried through a cold start (503, refused, timeout) like `smoke` does; with no cold start
     to wait out (`plan.cold_start_deadline` 0), one attempt that must answer within `plan.first_answer` seconds."""
     say = say or (lambda _msg: None)
