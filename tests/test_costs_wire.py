@@ -31,8 +31,8 @@ def test_live_rates_through_the_client_are_the_published_ones_and_deprecated_nam
     assert answer["workspace"] == "wire-workspace" and answer["rates"]["Nvidia H100"] == "0.001097"
     assert wire.rpcs()[-2:] == ["WorkspaceNameLookup", "WorkspaceBillingRates"]
     cached = costs.parse_live(answer, DAY, ["cpu", "memory", "H100"])
-    assert cached["unit"] == "second" and cached["ignored"] == ["Sandbox CPU", "Volume storage"]
-    assert cached["rates"] == pytest.approx(costs.TABLE)  # the fake answers the pricing page the table was read from
+    assert cached.unit == "second" and cached.ignored == ["Sandbox CPU", "Volume storage"]
+    assert cached.rates == pytest.approx(costs.TABLE)  # the fake answers the pricing page the table was read from
     # A negotiated rate card, per hour, one name deprecated: the SDK leaves that one out, and so does the cache.
     wire.rates = {"gpu.H100": "3.10", "cpu": "0.04", "memory": "0.0075", "gpu.A100": "2.00"}
     wire.deprecated_rates = {"gpu.A100": "gpu.A100 is deprecated: use gpu.A100-40GB"}

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
+from infra.control.costs import Shown
 from infra.runtime import spec
 
 TINY_SOURCE = "benchmarks/results/cold_start_h100.json"
@@ -120,19 +123,18 @@ TINY_QWEN3 = Profile(
 PROFILES = (QWEN3_8B_FP8_EAGLE3, TINY_QWEN3)
 
 
-@dataclass(frozen=True)
-class MeasuredStart:
+class MeasuredStart(Shown):
     """A whole start measured with a model that has no phase-by-phase profile: `plan` shows it beside the estimate
     made from the nearest profile, so a measurement the docs cite is never left out."""
 
-    models: tuple[str, ...]
+    models: tuple[str, ...] = Field(exclude=True)
     seconds: float  # launch to ready
     healthy_seconds: float  # launch to SGLang's first healthy answer; the warm-up requests after it
     warmup_seconds: tuple[float, ...]
     what: str
     measured_on: str
     source: str
-    at: str  # JSON path of `seconds` in `source`
+    at: str = Field(exclude=True)  # JSON path of `seconds` in `source`
 
 
 VLM_SOURCE = "benchmarks/results/gpu_2026-12-02_h200.json"

@@ -88,6 +88,20 @@ class CostError(UserError):
     """A rate the model needs and does not have, or a bill it cannot read: one line naming it."""
 
 
+class Shown(BaseModel):
+    """A figure this module builds for `plan --json` and the ledger: read by attribute, dumped with its keys as they
+    are (a count stays an int in the JSON, a price a float)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
+
+    def to_data(self) -> dict:
+        """The JSON: keys that were set only, so an optional figure stays absent where it does not apply."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+Number = int | float
+
+
 def gpu_resource(gpu_type: str) -> str:
     """The name Modal bills a GPU type under: "H100!" -> "H100"."""
     return GPU_RESOURCE.get(gpu_type, gpu_type)
@@ -153,35 +167,44 @@ def rates_for(section: Any, cache: Path | None = None) -> Rates:
     cached = read_cache(cache)
     if cached is None:
         return Rates(TABLE, TABLE_SOURCE, overrides)
-    return Rates(cached["rates"], live_source(cached), overrides, live=True)
+    return Rates(cached.rates, cached.source, overrides, live=True)
 
 
-def live_source(cached: Mapping[str, Any]) -> str:
-    fetched = datetime.fromisoformat(cached["fetched_at"]).strftime("%Y-%m-%d %H:%M UTC")
-    workspace = f" of workspace {cached['workspace']}" if cached.get("workspace") else ""
-    return f"live rates{workspace} fetched {fetched}"
+class RatesCache(BaseModel):
+    """Modal's live rates as `invoke status` caches them in the state directory: USD per unit-hour by resource."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fetched_at: datetime
+    workspace: str | None = None
+    unit: str | None = None  # what Modal answered in: "second" or "hour"
+    rates: dict[str, float]
+    ignored: list[str] = []  # names that match no resource this package prices
+
+    @property
+    def source(self) -> str:
+        workspace = f" of workspace {self.workspace}" if self.workspace else ""
+        return f"live rates{workspace} fetched {self.fetched_at:%Y-%m-%d %H:%M UTC}"
 
 
 def cache_path() -> Path:
     return state_dir() / RATES_CACHE
 
 
-def read_cache(path: Path | None = None) -> dict | None:
+def read_cache(path: Path | None = None) -> RatesCache | None:
     """The cached live rates, or None when there are none; a cache that cannot be read is one line naming it."""
     path = path or cache_path()
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
-        datetime.fromisoformat(data["fetched_at"])
-        rates = {str(k): float(v) for k, v in data["rates"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
+        cached = RatesCache.model_validate_json(path.read_text(), extra="ignore")
+    except ValueError:
         raise CostError(f"{path}: not a rates cache this version wrote; delete it (`invoke status` fetches the rates "
                         "again; `plan` uses the offline table meanwhile)") from None
-    if unknown := sorted(set(rates) - set(TABLE)):
+    if unknown := sorted(set(cached.rates) - set(TABLE)):
         raise CostError(f"{path}: unknown resource {unknown[0]!r} in the rates cache; allowed: "
                         f"{', '.join(TABLE)}; delete the file and run `invoke status` to fetch the rates again")
-    return data | {"rates": rates}
+    return cached
 
 
 def _norm(name: str) -> str:
@@ -203,7 +226,7 @@ ALIASES: dict[str, str] = {
 }
 
 
-def parse_live(answer: Mapping[str, Any], now: datetime, needed: Iterable[str] = ()) -> dict:
+def parse_live(answer: Mapping[str, Any], now: datetime, needed: Iterable[str] = ()) -> RatesCache:
     """Modal's answer to `billing.rates()` as the cache stores it: USD per unit-hour by resource.
 
     The answer's unit is read from its size against the table (per second and per hour differ 3,600 times); a rate
@@ -231,8 +254,8 @@ def parse_live(answer: Mapping[str, Any], now: datetime, needed: Iterable[str] =
         known = ", ".join(sorted(answer.get("rates") or {})) or "none"
         raise CostError(f"Modal's rates have no rate for {missing[0]} (rates in the answer: {known}); nothing cached: "
                         f"set `costs.rates.{missing[0]}` to price it")
-    return {"fetched_at": now.astimezone(UTC).isoformat(timespec="seconds"), "workspace": answer.get("workspace"),
-            "unit": units.pop() if units else None, "rates": rates, "ignored": sorted(ignored)}
+    return RatesCache(fetched_at=now.astimezone(UTC).replace(microsecond=0), workspace=answer.get("workspace"),
+                      unit=units.pop() if units else None, rates=rates, ignored=sorted(ignored))
 
 
 def _unit(name: str, value: float, table_hourly: float) -> str:
@@ -248,7 +271,7 @@ def needs_refresh(now: datetime, path: Path | None = None) -> bool:
         cached = read_cache(path)
     except CostError:
         return True  # a cache that cannot be read is replaced
-    return cached is None or now - datetime.fromisoformat(cached["fetched_at"]) >= RATES_MAX_AGE
+    return cached is None or now - cached.fetched_at >= RATES_MAX_AGE
 
 
 def refresh(fetch, now: datetime, needed: Iterable[str], path: Path | None = None) -> str | None:
@@ -261,10 +284,9 @@ def refresh(fetch, now: datetime, needed: Iterable[str], path: Path | None = Non
     if not needs_refresh(now, path):
         return None
     cached = parse_live(fetch(), now, needed)
-    write_atomically(path, json.dumps(cached, indent=1, sort_keys=True))
-    aside = f"; not used: {', '.join(cached['ignored'])}" if cached["ignored"] else ""
-    return (f"rates: {live_source(cached)} ({len(cached['rates'])} resources, per {cached['unit']}{aside}), cached in "
-            f"{path}")
+    write_atomically(path, json.dumps(cached.model_dump(mode="json"), indent=1, sort_keys=True))
+    aside = f"; not used: {', '.join(cached.ignored)}" if cached.ignored else ""
+    return f"rates: {cached.source} ({len(cached.rates)} resources, per {cached.unit}{aside}), cached in {path}"
 
 
 # ---------------------------------------------------------------------------- containers and what they cost
@@ -291,20 +313,6 @@ class Container:
     def describe(self) -> str:
         gpus = f"{self.gpu_count}×{self.gpu_type} + " if self.gpu_type else ""
         return f"{gpus}{self.cpu:g} cores + {self.memory_mib / MIB_PER_GIB:g} GiB"
-
-
-class Shown(BaseModel):
-    """A figure this module builds for `plan --json` and the ledger: read by attribute, dumped with its keys as they
-    are (a count stays an int in the JSON, a price a float)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
-
-    def to_data(self) -> dict:
-        """The JSON: keys that were set only, so an optional figure stays absent where it does not apply."""
-        return self.model_dump(mode="json", exclude_unset=True)
-
-
-Number = int | float
 
 
 class RateOverride(Shown):

@@ -196,10 +196,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> rec.Cold
         profile=rec.ProfileShown(name=profile.name, measured_on=profile.measured_on, source=profile.source,
                                  measured_with_this_model=measured_here),
         piecewise_graphs=why, caveats=caveats,
-        measured_starts=[rec.StartShown(seconds=m.seconds, healthy_seconds=m.healthy_seconds,
-                                        warmup_seconds=list(m.warmup_seconds), what=m.what, measured_on=m.measured_on,
-                                        source=m.source) for m in whole],
-        **snapshot)
+        measured_starts=whole, **snapshot)
 
 
 def _total(parts, uncached: bool = False) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ConfigDict
 
 from infra.control import costs
+from infra.control.cold_start_figures import MeasuredStart
 from infra.control.costs import JobCost, Number, Price, RatesShown, ScheduledCost, Shown, Standing
 from infra.runtime import spec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Window
@@ -219,17 +220,6 @@ class ProfileShown(Shown):
     measured_with_this_model: bool
 
 
-class StartShown(Shown):
-    """A whole start measured with this model (cold_start_figures.MEASURED_STARTS), shown beside the estimate."""
-
-    seconds: float
-    healthy_seconds: float
-    warmup_seconds: list[float]
-    what: str
-    measured_on: str
-    source: str
-
-
 class ColdStartEstimate(Shown):
     parts: dict[str, ColdPhase]
     estimate_seconds: Number
@@ -241,7 +231,7 @@ class ColdStartEstimate(Shown):
     profile: ProfileShown
     piecewise_graphs: str
     caveats: list[str]
-    measured_starts: list[StartShown]
+    measured_starts: list[MeasuredStart]  # whole starts measured with this model, shown beside the estimate
     snapshot_restore_seconds: float | None = None  # with startup.gpu_snapshot only
     note: str | None = None
 
