@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from infra.control import bake_policy, costs, objectives
@@ -51,12 +51,6 @@ class Pace:
     interval_s: float = bake_policy.PROBE_INTERVAL_S
     window_s: float = bake_policy.WINDOW_S
     breach_windows: int = bake_policy.BREACH_WINDOWS
-
-
-@dataclass
-class _Window:
-    start: float
-    records: list[bench.Record] = field(default_factory=list)
 
 
 def objectives_for(settings: objectives.Gate, target_concurrency: int) -> list[BakeObjective]:
@@ -129,13 +123,14 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
     except KeyboardInterrupt:
         return _interrupted(record, "Ctrl-C while waiting for the first answer")
     t0 = clock.now()
-    end, window, sent = t0 + minutes * 60, _Window(t0), 0
+    end, sent = t0 + minutes * 60, 0
+    start, probes = t0, []  # the open window: when it started, what its probes measured
     next_probe = t0
     try:
         while True:
             now = clock.now()
-            if now >= window.start + pace.window_s or (now >= end and window.records):
-                closed = judge(window.records, objs, window.start - t0, min(now, window.start + pace.window_s) - t0)
+            if now >= start + pace.window_s or (now >= end and probes):
+                closed = judge(probes, objs, start - t0, min(now, start + pace.window_s) - t0)
                 record.windows.append(closed)
                 say(f"bake: window {len(record.windows)} ({closed.start_s:g}-{closed.end_s:g} s): "
                     f"{closed.ok}/{closed.sent} answered" + (f"; {'; '.join(closed.breaches)}" if closed.breaches
@@ -143,16 +138,16 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
                 if reason := sustained(record.windows, objs, pace.breach_windows):
                     record.verdict, record.reason = bake_policy.ROLLED_BACK, reason
                     break
-                window = _Window(window.start + pace.window_s)
+                start, probes = start + pace.window_s, []
                 continue
             if now >= end:
                 break
             if now >= next_probe:
                 sent += 1
-                window.records.append(bench.one_request(url, w, f"bake-{tag}-{sent}", timeout=timeout, headers=headers))
+                probes.append(bench.one_request(url, w, f"bake-{tag}-{sent}", timeout=timeout, headers=headers))
                 next_probe += pace.interval_s
                 continue
-            clock.sleep(min(next_probe, window.start + pace.window_s, end) - now)
+            clock.sleep(min(next_probe, start + pace.window_s, end) - now)
     except KeyboardInterrupt:
         return _interrupted(record, f"Ctrl-C after {len(record.windows)} window(s)")
     record.ended_at = time.time()
