@@ -133,8 +133,7 @@ def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str
             plot: str | None = None, out=print, say=_say) -> bench.Comparison:
     """B relative to A, per level, from two earlier --json reports, two recorded releases, or one of each.
 
-    `releases` reads the recorded releases and names where from (only called when an item is a release id).
-    """
+    `releases` reads the recorded releases and names where from (only called when an item is a release id)."""
     @functools.cache
     def recorded() -> tuple[list, str]:  # read once, and only where an item is a release
         history, where = releases()

@@ -864,8 +864,7 @@ def compare(a: BenchReport, b: BenchReport) -> Comparison:
 
 
 def _verdict(a: float | None, b: float | None, higher_better: bool, noise: float = 0.0) -> str:
-    """'same' within THRESHOLD of A or within the runs' noise, else 'better' or 'worse' for B; '' when one is
-    missing."""
+    """'same' within THRESHOLD of A or the runs' noise, else 'better' or 'worse' for B; '' when one is missing."""
     if a is None or b is None:
         return ""
     if abs(b - a) <= max(THRESHOLD * abs(a), noise):
@@ -915,9 +914,8 @@ def plot(reports: list[BenchReport], path: str | Path) -> Path:
         ticks.update(xs)
         for ax, key, scale, _title in panels:
             for q, style in styles.items():
-                ys = [None if (v := getattr(lv, key).at(q)) is None else v * scale for lv in levels]
-                ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o", color=colour,
-                        label=f"{name} p{q}")
+                ys = [math.nan if (v := getattr(lv, key).at(q)) is None else v * scale for lv in levels]
+                ax.plot(xs, ys, style, marker="o", color=colour, label=f"{name} p{q}")
         ax = axes[1][1]
         ax.plot(xs, [lv.throughput.output_tokens_per_s for lv in levels], "-", marker="o", color=colour,
                 label=f"{name} total")
@@ -936,8 +934,7 @@ def plot(reports: list[BenchReport], path: str | Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(" vs ".join(describe(r) if len(reports) == 1 else r.name(f"run {i + 1}")
-                             for i, r in enumerate(reports)),
-                 fontsize="medium")
+                             for i, r in enumerate(reports)), fontsize="medium")
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
     return path

@@ -85,15 +85,13 @@ def endpoint_headers(d: Deployment, url: str) -> dict[str, str]:
 
 
 def proxy_auth_headers(url: str, environ: dict[str, str] | None = None, *, required: bool = False) -> dict[str, str]:
-    """Modal-Key / Modal-Secret from MODAL_KEY / MODAL_SECRET, for `url`. Never logged. `required` (the user asked
-    for them: `bench --url U --proxy-auth`) refuses at once when they are not set, rather than send requests that
-    the endpoint can only refuse.
+    """Modal-Key / Modal-Secret from MODAL_KEY / MODAL_SECRET, for `url`. Never logged. `required` (the user asked for
+    them: `bench --url U --proxy-auth`) refuses at once when they are not set, rather than send requests that the
+    endpoint can only refuse.
 
-    Call it only for a URL the credentials belong to: the environment's own deployed
-    endpoint, or a URL the user explicitly allowed (`invoke bench --url U --proxy-auth`).
-    Even then they never travel in clear text to another host: plain http is refused
-    unless the host is this machine.
-    """
+    Call it only for a URL the credentials belong to: the environment's own deployed endpoint, or a URL the user
+    explicitly allowed (`invoke bench --url U --proxy-auth`). Even then they never travel in clear text to another host:
+    plain http is refused unless the host is this machine."""
     environ = os.environ if environ is None else environ
     key, secret = environ.get(PROXY_KEY_VARIABLE), environ.get(PROXY_SECRET_VARIABLE)
     if not (key and secret):
@@ -198,8 +196,7 @@ async def stream_chat(
 
 
 def _server_message(body: object) -> str:
-    """The human part of an OpenAI-style error body (`{"error": {"message": ...}}`, `{"message": ...}`), else the
-    body."""
+    """The human part of an OpenAI-style error body (`{"error": {"message": ...}}`, `{"message": ...}`) or the body."""
     if isinstance(body, str):
         try:
             body = json.loads(body)

@@ -44,8 +44,7 @@ def bench_inputs(
     workload: GateWorkload, *, model: str | None, target_concurrency: int, targets: Sequence[Target] = (),
     cold_start_deadline: float = bench.DEFAULT_COLD_START_DEADLINE,
 ) -> tuple[bench.Workload, bench.Plan]:
-    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any level an objective
-    names."""
+    """The recipe's gate workload as bench's Workload and Plan: levels 1, the target and any an objective names."""
     concurrency = objectives.levels(tuple(targets), target_concurrency)
     # Every level gets at least `requests` (stable p90) and at least REQUESTS_PER_STREAM per stream.
     return workload_of(workload, model), bench.Plan(

@@ -44,8 +44,7 @@ def is_release_id(text: str) -> bool:
 
 
 def measurement_of(release: Release) -> tuple[BenchReport, str] | None:
-    """The release's measurement for the ledger, and where it was taken: its own environment's first, else its
-    gate's."""
+    """The release's measurement for the ledger, and where it was taken: its own environment's, else its gate's."""
     if own := release.measurement:
         return own, f"on {own.target.where()}"
     if release.gate and (gated := release.gate.measurement):
@@ -392,13 +391,12 @@ def bill(history: Iterable[Release], rows: Iterable[costs.BillRow], period: cost
          app_names: Iterable[str], rates: costs.Rates, margin: float, now: datetime) -> Bill:
     """Modal's billing rows for one Modal Environment, attributed to one recipe's releases (newest first).
 
-    A row is the recipe's when its App carries the recipe's tags (infra/runtime/spec.py `tags`): the server's rows
-    go to the release that was live in that hour (each release runs from its deploy to the next one's; an hour that
-    holds a deploy is split by time), the jobs' and the image builder's rows are summed apart. The commit tag checks
-    the attribution: a row whose commit no release of its hour deployed is said. Rows of the recipe's apps without
-    tags (deployed before tags were set) cannot be attributed: when there are only such rows, that is an error. Rows
-    with a negative cost are left out and named (`_usage_only`).
-    """
+    A row is the recipe's when its App carries the recipe's tags (infra/runtime/spec.py `tags`): the server's rows go to
+    the release that was live in that hour (each release runs from its deploy to the next one's; an hour that holds a
+    deploy is split by time), the jobs' and the image builder's rows are summed apart. The commit tag checks the
+    attribution: a row whose commit no release of its hour deployed is said. Rows of the recipe's apps without tags
+    (deployed before tags were set) cannot be attributed: when there are only such rows, that is an error. Rows with a
+    negative cost are left out and named (`_usage_only`)."""
     history = list(history)
     app_names = set(app_names)
     rows, notes = _usage_only(list(rows), env, recipe, app_names)
@@ -500,8 +498,7 @@ def _warm_replica_hours(release: Release, window: tuple[datetime, datetime]) -> 
 
 
 def find_release(releases: Iterable[Release], release_id: str, where: str) -> Release:
-    """The release with this id among `releases` (the histories read from `where`, e.g. 'prod and staging
-    manifests')."""
+    """The release with this id among `releases`, the histories read from `where` ('prod and staging manifests')."""
     seen = []
     for release in releases:
         if release.release_id == release_id:
