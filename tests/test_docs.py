@@ -194,7 +194,7 @@ def local_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)  # a hang guard: the walkthrough runs ~30 invoke commands, each a Python start
 @pytest.mark.parametrize("world", ["dev", "staging-prod"])
 def test_documented_commands_run_and_print_what_the_doc_shows(world, wire, wire_cli, local_server, tmp_path):
     upstream = local_server.url

@@ -116,7 +116,7 @@ def test_bench_checks_its_inputs_before_any_request(cli):
         (["--url", "http://127.0.0.1:9", "--output", "/no/such/folder/r.json"],
          "folder /no/such/folder does not exist"),
     ):
-        done = cli("bench", *args, timeout=20)
+        done = cli("bench", *args, timeout=120)  # a hang guard: the refusal itself comes before any request
         assert done.returncode == 1 and expected in done.stderr
 
 

@@ -17,6 +17,10 @@ from infra.runtime import weights
 from infra.runtime.deployment import Deployment
 from tests.conftest import deployment
 
+# A hang guard, not a speed limit: each test runs several `python -m invoke` processes end to end, which on a
+# loaded 2-core machine takes minutes.
+pytestmark = pytest.mark.timeout(600)
+
 RECIPE = "qwen3-8b-low-latency"
 APP = "sglang-qwen3-8b-low-latency"
 FOR_RECIPE = ("--recipe", RECIPE)

@@ -4,6 +4,7 @@ there and probes the local OpenAI-compatible server behind Modal's (fake) proxy.
 
 from __future__ import annotations
 
+import pytest
 from modal_proto import api_pb2
 
 from infra.control import watching
@@ -79,6 +80,7 @@ def test_reading_a_ring_that_was_never_written_creates_nothing(wire):
     assert wire.dict_entries("prod", sentinel.RING_DICT) == {}
 
 
+@pytest.mark.timeout(600)  # a hang guard for several invoke runs through the real client
 def test_the_tasks_deploy_it_probe_once_and_check_fails_a_breach_with_exit_1(wire, wire_cli, fake_server):
     """`invoke sentinel` deploys its app (local checks first: the proxy-auth Secret), `--once` records what a scheduled
     run records, and `invoke check` exits 0 while prod holds its objectives and 1 once its probes fail."""

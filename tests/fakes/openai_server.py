@@ -60,6 +60,9 @@ class Behaviour:
     # chat
     ttft: float = 0.0  # seconds before the first token
     itl: float = 0.0  # seconds between tokens
+    # --itl-floor: at least `itl` between chunks as sent, also after the server was starved of CPU (on the absolute
+    # schedule below a late server catches up in a burst, and a loaded machine reads as a faster one)
+    itl_floor: bool = False
     tokens: int = 8
     usage: bool = True  # report usage in the final chunk (--no-usage: do not)
     chunk_tokens: int = 1  # tokens per SSE chunk (speculative decoding sends several at once)
@@ -191,7 +194,7 @@ class FakeServer:
         key = "reasoning_content" if self.b.reasoning else "content"
         for i in range(chunks):
             if i:
-                due += self.b.itl
+                due = max(due + self.b.itl, loop.time() + self.b.itl) if self.b.itl_floor else due + self.b.itl
             if misbehave and self.b.stall_at is not None and i == self.b.stall_at:
                 due += self.b.stall_seconds
             if (delay := due - loop.time()) > 0:
