@@ -116,8 +116,7 @@ def measure(options: Options, target: bench.BenchTarget | None = None, *, say=_s
         say(f"bench: the {len(payloads)} requests sent at concurrency {c} written to "
             f"{bench.write_requests(payloads, bench.requests_path(options.requests_path, c))}")
     if options.json_path:
-        scrubbed = bench.BenchReport.read(json.loads(scrub(json.dumps(report.to_data()))))
-        say(f"bench: results written to {bench.write_json(scrubbed, Path(options.json_path))}")
+        say(f"bench: results written to {bench.write_json(report, Path(options.json_path))}")
     if options.plot:
         say(f"bench: plot written to {bench.plot([report], options.plot)}")
     return report
@@ -129,8 +128,7 @@ def is_release(item: str) -> bool:
 
 
 def compare(items: list[str], *, releases: Callable[[], tuple[Iterable[Any], str]] | None = None,
-            print_json: bool = False,
-            plot: str | None = None, out=print, say=_say) -> bench.Comparison:
+            print_json: bool = False, plot: str | None = None, out=print, say=_say) -> bench.Comparison:
     """B relative to A, per level, from two earlier --json reports, two recorded releases, or one of each.
 
     `releases` reads the recorded releases and names where from (only called when an item is a release id)."""

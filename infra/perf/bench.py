@@ -36,7 +36,7 @@ from infra.control.objectives import Target
 from infra.perf import client
 from infra.runtime.errors import ConfigError, StageError
 from infra.runtime.model import Stored
-from infra.runtime.secrets import shown
+from infra.runtime.secrets import scrub, shown
 
 SCHEMA = 1
 STAGE = "bench"
@@ -674,9 +674,10 @@ def write_requests(payloads: list[dict], path: str | Path) -> Path:
 
 
 def write_json(report: BenchReport, path: str | Path) -> Path:
+    """The report as `--output` writes it, any credential in it masked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_data(), indent=2) + "\n")
+    path.write_text(scrub(json.dumps(report.to_data(), indent=2)) + "\n")
     return path
 
 

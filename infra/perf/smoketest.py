@@ -74,12 +74,10 @@ def check(d: Deployment, url: str, *, deadline: float | None = None, say: Callab
         if attempt == 1 or attempt % 30 == 0:
             say(f"waiting for a replica ({err.kind}: {err}); retrying until {deadline:g} s have passed...")
 
-    started = time.time()
+    started, echoed = time.time(), (lambda t: print(t, end="", flush=True)) if echo else None
     try:
-        result = asyncio.run(
-            client.probe(url, payload(d), deadline_seconds=deadline, on_retry=retrying, headers=headers,
-                         on_text=(lambda t: print(t, end="", flush=True)) if echo else None)
-        )
+        result = asyncio.run(client.probe(url, payload(d), deadline_seconds=deadline, on_retry=retrying,
+                                          headers=headers, on_text=echoed))
     except client.EndpointError as err:
         raise StageError(STAGE, f"{d.env}/{d.recipe.name} at {url}: {err}") from None
     if echo:
