@@ -111,7 +111,7 @@ def try_(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
     """Run the server ephemerally (like `modal run`), query it once, then stop it."""
     from stages import trial as stage
 
-    _stage(c, stage, env or os.environ.get("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, stage, env or os.getenv("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"yes": YES})

@@ -117,9 +117,8 @@ def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T
     state = ctx.state(d)
     if ctx.force or not state.is_current(stage, fp):
         return None
-    previous = state.get(stage)["result"]
     try:
-        detail = outcome(**previous)
+        detail = outcome(**state.get(stage).result)
     except TypeError:  # recorded by an older version of this package: run again
         return None
     return result(stage, d, "up-to-date", f"{stage}: up to date ({d.env}/{d.recipe.name})", detail)

@@ -306,7 +306,7 @@ def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, releas
             raise Refused(f"cannot check out {release.commit[:12]} (the commit {src_env} runs): {added.stderr.strip()}")
         try:
             ctx.say(f"promoting from a worktree of {release.commit[:12]} (the commit {src_env} runs)...")
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.getenv("PYTHONPATH", "")]))
             done = subprocess.run(
                 [sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env, "--recipe", recipe,
                  "--yes"]

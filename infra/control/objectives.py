@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from infra.runtime.errors import ConfigError
+from infra.runtime.model import Stored
 
 TARGET = "target"  # the level word for the deployment's target_concurrency
 DEFAULT_REGRESSION_BUDGET = 0.10
@@ -313,17 +314,39 @@ def levels(targets: tuple[Target, ...], target_concurrency: int) -> tuple[int, .
     return tuple(sorted({1, target_concurrency, *(t.concurrency for t in targets)}))
 
 
+class PlannedObjective(Stored):
+    """One objective as `plan --json` shows it: as written (`level`), resolved (`concurrency`), and its limit under
+    the metric's own side (`max` or `min`)."""
+
+    metric: str
+    level: int | str
+    concurrency: int
+    max: float | None = None
+    min: float | None = None
+
+    @property
+    def target(self) -> Target:
+        return Target(self.metric, self.concurrency, self.max if self.min is None else self.min, self.level)
+
+
+class GatePlan(Stored):
+    """The effective gate of one recipe as `plan --json` shows it, levels resolved."""
+
+    enabled: bool
+    regression_budget: float
+    record_baseline: bool
+    objectives: list[PlannedObjective]
+    levels: list[int]
+
+
 def to_plan(gate: Gate, target_concurrency: int) -> dict:
-    """What `plan --json` shows: the effective gate of one recipe, levels resolved."""
+    """What `plan --json` shows: the effective gate of one recipe (`GatePlan`), levels resolved."""
     targets = resolve(gate, target_concurrency)
-    return {
-        "enabled": gate.enabled,
-        "regression_budget": gate.regression_budget,
-        "record_baseline": gate.record_baseline,
-        "objectives": [{"metric": t.metric, "level": t.written_level, "concurrency": t.concurrency,
-                        t.spec.limit_key: t.limit} for t in targets],
-        "levels": list(levels(targets, target_concurrency)),
-    }
+    return GatePlan(enabled=gate.enabled, regression_budget=gate.regression_budget,
+                    record_baseline=gate.record_baseline, levels=list(levels(targets, target_concurrency)),
+                    objectives=[PlannedObjective(metric=t.metric, level=t.written_level, concurrency=t.concurrency,
+                                                 **{t.spec.limit_key: t.limit}) for t in targets],
+                    ).model_dump(mode="json", exclude_none=True)
 
 
 def describe(gate: Gate, target_concurrency: int) -> list[str]:
@@ -331,16 +354,16 @@ def describe(gate: Gate, target_concurrency: int) -> list[str]:
     return describe_plan(to_plan(gate, target_concurrency))
 
 
-def describe_plan(plan: Mapping[str, Any]) -> list[str]:
+def describe_plan(plan: Mapping[str, Any] | GatePlan) -> list[str]:
     """The lines of `describe`, from the `to_plan` data (what `plan` renders, it reads from its JSON)."""
-    if not plan["enabled"]:
+    plan = plan if isinstance(plan, GatePlan) else GatePlan.read(plan)
+    if not plan.enabled:
         return ["gate: off (promotions into this environment are not measured)"]
-    lines = [f"gate: on; regression budget {plan['regression_budget'] * 100:g}% against the target's current release"
-             + ("; the target is measured after promotion" if plan["record_baseline"] else "")]
-    targets = [Target(o["metric"], o["concurrency"], o[METRICS[o["metric"]].limit_key], o["level"])
-               for o in plan["objectives"]]
+    lines = [f"gate: on; regression budget {plan.regression_budget * 100:g}% against the target's current release"
+             + ("; the target is measured after promotion" if plan.record_baseline else "")]
+    targets = [o.target for o in plan.objectives]
     lines += [f"  {t.metric} {t.limit_text()} at concurrency {t.level_label}" for t in targets]
     if not any(t.metric == "error_rate" for t in targets):
         lines.append("  error_rate ≤ 0.0% at every measured level (no error_rate objective given)")
-    lines.append(f"  measured at concurrency {', '.join(map(str, plan['levels']))}")
+    lines.append(f"  measured at concurrency {', '.join(map(str, plan.levels))}")
     return lines

@@ -144,7 +144,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> rec.Cold
                                                                  "phases)")
     else:
         if downloads := revisions.recorded_downloads(state):
-            size_gb = sum(item["size_bytes"] for item in downloads) / 1e9
+            size_gb = sum(item.size_bytes for item in downloads) / 1e9
             basis = "sizes recorded by the download stage"
         else:
             size_gb = r.model_size_gb + r.draft_size_gb

@@ -10,27 +10,44 @@ against the Hub itself.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from infra.control.state import StageState
 from infra.runtime import weights
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
+from infra.runtime.model import Stored
 from infra.runtime.recipes.base import COMMIT_RE
 from infra.runtime.remote import Remote
 
 DOWNLOAD_STAGE = "download"
 
 
-def recorded_downloads(state: StageState) -> list[dict]:
-    """What the last successful download on this machine reported, one dict per repository
-    (infra.runtime.weights.Downloaded)."""
-    entry = state.get(DOWNLOAD_STAGE) or {}
-    outcome = entry.get("result")
-    return outcome.get("downloads", []) if isinstance(outcome, dict) else []
+class RecordedDownload(Stored):
+    """One repository of the download stage's Outcome (stages/download.py `Downloads` of weights.Downloaded) as the
+    stage state keeps it: what pinning and `plan` read back."""
+
+    repo: str
+    commit: str
+    size_bytes: int = 0
+
+
+class RecordedDownloads(Stored):
+    downloads: list[RecordedDownload] = []
+
+
+def recorded_downloads(state: StageState) -> list[RecordedDownload]:
+    """What the last successful download on this machine reported (nothing when it recorded another layout)."""
+    entry = state.get(DOWNLOAD_STAGE)
+    try:
+        return RecordedDownloads.read(entry.result).downloads if entry else []
+    except ValidationError:
+        return []
 
 
 def recorded(state: StageState) -> dict[str, str]:
     """repo -> commit, as the last successful download on this machine resolved them."""
-    return {r["repo"]: r["commit"] for r in recorded_downloads(state)}
+    return {r.repo: r.commit for r in recorded_downloads(state)}
 
 
 def pin(d: Deployment, state: StageState, remote: Remote | None, *, required: bool, say=print) -> Deployment:

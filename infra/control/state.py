@@ -14,11 +14,22 @@ import os
 import time
 from pathlib import Path
 
+from typing import Any
+
 from infra.runtime.files import write_atomically
+from infra.runtime.model import Stored
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("INFRA_STATE_DIR") or Path(__file__).resolve().parents[2] / ".infra" / "state")
+    return Path(os.getenv("INFRA_STATE_DIR") or Path(__file__).resolve().parents[2] / ".infra" / "state")
+
+
+class Entry(Stored):
+    """One stage's last success on this machine: its inputs' fingerprint, its Outcome as data, and when."""
+
+    fingerprint: str = ""
+    result: Any = None
+    at: float = 0.0
 
 
 class StageState:
@@ -31,14 +42,15 @@ class StageState:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def get(self, stage: str) -> dict | None:
-        return self._read().get(stage)
+    def get(self, stage: str) -> Entry | None:
+        entry = self._read().get(stage)
+        return Entry.read(entry) if isinstance(entry, dict) else None
 
     def is_current(self, stage: str, fingerprint: str) -> bool:
         entry = self.get(stage)
-        return bool(entry and entry.get("fingerprint") == fingerprint)
+        return entry is not None and entry.fingerprint == fingerprint
 
     def record(self, stage: str, fingerprint: str, result: object) -> None:
         data = self._read()
-        data[stage] = {"fingerprint": fingerprint, "result": result, "at": time.time()}
+        data[stage] = Entry(fingerprint=fingerprint, result=result, at=time.time()).to_data()
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))

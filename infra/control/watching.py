@@ -6,12 +6,14 @@ this module derives its spec from the settings, once, for `invoke sentinel` to d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from infra.control import costs
 from infra.control.settings import Settings
 from infra.runtime import spec
 from infra.runtime.deployment import Deployment
+from infra.runtime.model import Stored
 from infra.runtime.sentinel import MIN_INTERVAL_SECONDS, ProbeTarget, SentinelSpec
 
 CONNECT_WAIT_SECONDS = 30.0  # a probe of a warm replica: its first byte within this, or it is an error
@@ -33,8 +35,23 @@ def spec_for(settings: Settings, deployments: Sequence[Deployment]) -> SentinelS
                              proxy_auth=d.auth.proxy_auth) for d in deployments))
 
 
+class SentinelCost(Stored):
+    """What the sentinel costs (`cost`), as `plan --json` shows it; `container` is its `costs.Hourly.to_dict()`."""
+
+    app: str
+    interval_seconds: int
+    probes_per_30_days: int
+    container: dict[str, Any]
+    container_hours_per_hour: float
+    usd_per_hour: float
+    usd_per_30_days: float
+    wake: bool
+    wake_usd_per_30_days: float | None = None
+    min_interval_seconds: int
+
+
 def cost(s: SentinelSpec, rates: costs.Rates, replicas: Sequence[tuple[Deployment, costs.Hourly]] = ()) -> dict:
-    """What the sentinel costs per hour and per 30 days, and what `wake` would add.
+    """What the sentinel costs per hour and per 30 days, and what `wake` would add (`SentinelCost`, as data).
 
     Its own container: `spec.SENTINEL_CPU` cores and `SENTINEL_MEMORY_MIB`, kept up between runs by its
     scaledown_window (infra/runtime/spec.py), so billed around the clock: the same figure at any interval up to an
@@ -47,26 +64,26 @@ def cost(s: SentinelSpec, rates: costs.Rates, replicas: Sequence[tuple[Deploymen
     hourly = costs.price(costs.Container.of(options), rates)
     kept_up = min(1.0, (options["scaledown_window"] + 0.0) / s.settings.interval_seconds)
     per_hour = hourly.usd * kept_up
-    out = {"app": s.app_name, "interval_seconds": s.settings.interval_seconds,
-           "probes_per_30_days": int(costs.HOURS_PER_30_DAYS * s.settings.probes_per_hour) * len(s.targets),
-           "container": hourly.to_dict(), "container_hours_per_hour": kept_up,
-           "usd_per_hour": round(per_hour, 4), "usd_per_30_days": round(per_hour * costs.HOURS_PER_30_DAYS, 2),
-           "wake": s.settings.wake, "wake_usd_per_30_days": None, "min_interval_seconds": MIN_INTERVAL_SECONDS}
-    scale_to_zero = [(d, h) for d, h in replicas if d.scaling.min_containers == 0]
-    if s.settings.wake and scale_to_zero:
-        out["wake_usd_per_30_days"] = round(sum(h.usd for _, h in scale_to_zero) * costs.HOURS_PER_30_DAYS, 2)
-    return out
+    wake = [h.usd for d, h in replicas if d.scaling.min_containers == 0] if s.settings.wake else []
+    return SentinelCost(
+        app=s.app_name, interval_seconds=s.settings.interval_seconds, container=hourly.to_dict(),
+        probes_per_30_days=int(costs.HOURS_PER_30_DAYS * s.settings.probes_per_hour) * len(s.targets),
+        container_hours_per_hour=kept_up, usd_per_hour=round(per_hour, 4), wake=s.settings.wake,
+        usd_per_30_days=round(per_hour * costs.HOURS_PER_30_DAYS, 2), min_interval_seconds=MIN_INTERVAL_SECONDS,
+        wake_usd_per_30_days=round(sum(wake) * costs.HOURS_PER_30_DAYS, 2) if wake else None).model_dump(mode="json")
 
 
-def describe_cost(c: dict) -> list[str]:
+def describe_cost(data: Mapping[str, Any] | SentinelCost) -> list[str]:
     """`plan`'s lines for the sentinel, from `cost`'s data."""
-    lines = [f"{c['app']}: a probe per recipe every {c['interval_seconds']} s ({c['probes_per_30_days']:,} per 30 "
-             f"days); its container ({c['container']['container']}) at ${c['container']['usd_per_hour']:.4f}/h, up "
-             f"{c['container_hours_per_hour'] * 100:.0f}% of each hour: ${c['usd_per_30_days']:,.2f} per 30 days"]
-    if c["wake_usd_per_30_days"] is not None:
+    c = data if isinstance(data, SentinelCost) else SentinelCost.read(data)
+    hourly = c.container  # costs.Hourly's own dict form, which this module does not own
+    lines = [f"{c.app}: a probe per recipe every {c.interval_seconds} s ({c.probes_per_30_days:,} per 30 days); its "
+             f"container ({hourly['container']}) at ${hourly['usd_per_hour']:.4f}/h, up "
+             f"{c.container_hours_per_hour * 100:.0f}% of each hour: ${c.usd_per_30_days:,.2f} per 30 days"]
+    if c.wake_usd_per_30_days is not None:
         lines.append(f"  wake = true keeps a replica of each scale-to-zero recipe up: up to "
-                     f"${c['wake_usd_per_30_days']:,.2f} per 30 days more")
-    elif not c["wake"]:
+                     f"${c.wake_usd_per_30_days:,.2f} per 30 days more")
+    elif not c.wake:
         lines.append("  wake = false: a recipe with no replica up is not probed (never woken), its probe recorded as "
                      "skipped")
     return lines
