@@ -164,15 +164,14 @@ def _errors(fn):
     """One-line errors for people, tracebacks only with --debug; secrets scrubbed from both; closed pipes quiet."""
 
     @functools.wraps(fn)
-    def wrapper(c, *args, **kwargs):
-        debug = kwargs.get("debug", False)
+    def wrapper(c, *args, debug: bool = False, **kwargs):
         try:
             os.getcwd()
         except FileNotFoundError:  # relative paths (--output, --compare, --wheel) would mean nothing, and writes fail
             raise Exit(f"error: the current directory no longer exists (deleted, or replaced by a new one of the same "
                        f"name); allowed: a directory that exists: `cd {REPO}` and run it again", code=1) from None
         try:
-            result = fn(c, *args, **kwargs)
+            result = fn(c, *args, debug=debug, **kwargs)
             sys.stdout.flush()  # inside the try: a reader that went away is noticed here, not at exit
             return result
         except Exit:

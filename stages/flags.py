@@ -127,8 +127,8 @@ def sampling(temperature: object, top_p: object, top_k: object) -> dict:
         out["temperature"] = None if str(temperature).strip().lower() == "server" else number(
             "--temperature", temperature, low=0, allowed="a number >= 0, or 'server' for the server's default")
     if top_p is not None:
-        out["top_p"] = number("--top-p", top_p, low=0, high=1, allowed="a number greater than 0 and at most 1")
-        if out["top_p"] == 0:
+        out["top_p"] = p = number("--top-p", top_p, low=0, high=1, allowed="a number greater than 0 and at most 1")
+        if p == 0:
             _fail(f"--top-p must be a number greater than 0 and at most 1; got {shown(top_p)}")
     if top_k is not None:
         text = str(top_k).strip()

@@ -183,7 +183,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         watched = watch(ctx, d, *window)
         bake = bake_verdict(current)
         lines += attainment.lines(watched)
-        lines.append(f"  bake of {current.release_id}: " + (bake["line"] if bake else "no bake recorded"))
+        lines.append(f"  bake of {current.release_id}: " + (current.bake.line() if bake else "no bake recorded"))
     if advised:
         lines += advised.lines()
     return result(STAGE, d, "ran", "\n".join(lines), Status(

@@ -27,13 +27,13 @@ SNAPSHOT_FLAGS = ("--enable-memory-saver", "--enable-weights-cpu-backup")
 
 def resolve(settings: Settings, recipe_name: str, base: Recipe | None = None) -> Deployment:
     """The deployment of recipe `recipe_name` (or of `base`, another version of it: `invoke upgrade`) in `settings`."""
-    knobs = knobs_given(settings.knobs(recipe_name))
+    knobs = settings.knobs(recipe_name)
     base = base or RECIPES[recipe_name]
-    recipe = base.model_copy(update={k: v for k, v in knobs.items() if k in RECIPE_KNOBS})
-    recipe = recipe.with_revisions(knobs.get("model_revision"), knobs.get("draft_revision"))
+    recipe = base.model_copy(update={k: v for k, v in knobs_given(knobs).items() if k in RECIPE_KNOBS})
+    recipe = recipe.with_revisions(knobs.model_revision, knobs.draft_revision)
     startup = settings.startup
-    if knobs.get("gpu_snapshot") is not None:
-        startup = startup.model_copy(update={"gpu_snapshot": knobs["gpu_snapshot"]})
+    if knobs.gpu_snapshot is not None:
+        startup = startup.model_copy(update={"gpu_snapshot": knobs.gpu_snapshot})
     d = Deployment(
         env=settings.env,
         recipe=recipe,
