@@ -1,12 +1,10 @@
 """How tasks.py's functions become commands: typed flags, one-line errors, quiet pipes.
 
-pyinvoke infers a flag's type from its default and shows only STRING and INT in
-`--help`; a number given as junk ends in a traceback. `command` instead reads each
-task's annotations: `int` and `float` flags are parsed as such before the task runs
-(junk is one line: the flag, the value, what is allowed), every valued flag shows a
-placeholder (`--set=KEY=VALUE`, `--min=INT`, `--duration=SECONDS`), and `list[str]`
-flags repeat. Errors meant for people (`UserError`) are one line with secrets
-scrubbed, a traceback only with --debug; Ctrl-C or Ctrl-D at a prompt is "aborted"
+pyinvoke infers a flag's type from its default and shows only STRING and INT in `--help`; a number given as junk ends in
+a traceback. `command` instead reads each task's annotations: `int` and `float` flags are parsed as such before the task
+runs (junk is one line: the flag, the value, what is allowed), every valued flag shows a placeholder (`--set=KEY=VALUE`,
+`--min=INT`, `--duration=SECONDS`), and `list[str]` flags repeat. Errors meant for people (`UserError`) are one line
+with secrets scrubbed, a traceback only with --debug; Ctrl-C or Ctrl-D at a prompt is "aborted"
 (infra/runtime/errors.Aborted); output into a closed pipe (`| head`) ends quietly.
 """
 

@@ -1,13 +1,9 @@
 """What every stage shares: its context, its typed result, and the up-to-date check.
 
-The contract: a stage module has `STAGE` (its name) and
-`run(ctx: Context, d: Deployment[, options: Options]) -> StageResult[Outcome]`,
-where `Options` (the stage's flags, already parsed and checked by tasks.py) and
-`Outcome` (what it did) are frozen dataclasses of the stage module. A stage is
-idempotent: a fingerprint of its inputs decides whether it must run. When the
-inputs match what last succeeded on this machine it returns "up to date" with the
-outcome it recorded then, and makes no remote call at all; `--force` runs it
-anyway, `--dry-run` says what it would do and reads or changes nothing remote.
+A stage module has `STAGE` and `run(ctx, d[, options]) -> StageResult[Outcome]`, its `Options` (flags, checked by
+stages/flags.py) and `Outcome` frozen dataclasses. A stage is idempotent: when a fingerprint of its inputs matches
+what last succeeded on this machine it returns "up to date" with the outcome recorded then and makes no remote call;
+`--force` runs it anyway, `--dry-run` says what it would do and reads or changes nothing remote.
 """
 
 from __future__ import annotations
@@ -162,13 +158,9 @@ def confirm_or_refuse(ctx: Context, what: str, question: str, confirm: Callable[
 
 
 def apply_schedule(ctx: Context, d: Deployment) -> str | None:
-    """Right after a deploy, promotion or rollback lands: put the scheduled warm floor back.
-
-    Modal resets run-time autoscaler overrides on every deploy (and a rollback is a
-    deploy), so between two window boundaries a fresh deploy would run on the base
-    scaling until the next cron trigger. Returns the line saying what was set and why,
-    or None when `d` has no schedule.
-    """
+    """Right after a deploy, promotion or rollback lands, put the scheduled warm floor back: Modal resets run-time
+    autoscaler overrides on every deploy, so it would run on the base scaling until the next window boundary.
+    Returns the line saying what was set and why, or None when `d` has no schedule."""
     if not d.scaling.schedule:
         return None
     lines: list[str] = []

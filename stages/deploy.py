@@ -1,17 +1,14 @@
 """Stage 4: deploy the recipe's app into the environment's Modal Environment and record the release.
 
-The deployment is tagged with the git commit (`git-<sha>`, `-dirty` for a dirty
-tree) and recorded in the environment's release manifest, under the release lock.
-If the deploy raises, the manifest is left exactly as it was; if Modal reports that
-nothing changed (it skips a deploy of an identical definition), no new release is
-recorded and we say which version still runs.
+The deployment is tagged with the git commit (`git-<sha>`, `-dirty` for a dirty tree) and recorded in the environment's
+release manifest, under the release lock. If the deploy raises, the manifest is left exactly as it was; if Modal reports
+that nothing changed (it skips a deploy of an identical definition), no new release is recorded and we say which version
+still runs.
 
-Guarded environments (prod) refuse a dirty tree or a commit that is not on the
-main branch unless --force, and ask for confirmation on a terminal unless --yes;
-without a terminal and without --yes they refuse (CI passes --yes). All of that,
-and the credentials, is checked before the first remote call (`preflight`: git
-state, credentials, then the question), also when the deploy is the fourth stage
-of a pipeline.
+Guarded environments (prod) refuse a dirty tree or a commit that is not on the main branch unless --force, and ask for
+confirmation on a terminal unless --yes; without a terminal and without --yes they refuse (CI passes --yes). All of
+that, and the credentials, is checked before the first remote call (`preflight`: git state, credentials, then the
+question), also when the deploy is the fourth stage of a pipeline.
 """
 
 from __future__ import annotations
@@ -61,15 +58,11 @@ def guard(ctx: Context, d: Deployment, git: GitInfo) -> None:
     if not release.guarded or ctx.force:
         return
     if git.dirty:
-        raise Refused(
-            f"refusing to deploy to guarded environment '{d.env}' from a dirty working tree "
-            "(commit or stash your changes, or pass --force)"
-        )
+        raise Refused(f"refusing to deploy to guarded environment '{d.env}' from a dirty working tree "
+                      "(commit or stash your changes, or pass --force)")
     if not gitinfo.is_on_branch(git.commit, release.main_branch, cwd=ctx.repo):
-        raise Refused(
-            f"refusing to deploy commit {git.commit[:12]} to guarded environment '{d.env}': it is not on "
-            f"branch '{release.main_branch}' (merge it first, or pass --force)"
-        )
+        raise Refused(f"refusing to deploy commit {git.commit[:12]} to guarded environment '{d.env}': it is not on "
+                      f"branch '{release.main_branch}' (merge it first, or pass --force)")
 
 
 def preflight(ctx: Context, d: Deployment, *, confirm=input) -> Options:
@@ -81,11 +74,8 @@ def preflight(ctx: Context, d: Deployment, *, confirm=input) -> Options:
     if not ctx.dry_run:
         ctx.remote.require_credentials()
     if ctx.settings.release.guarded:
-        confirm_or_refuse(
-            ctx, f"deploying to guarded environment '{d.env}'",
-            f"Deploy {d.recipe.name} at {git.tag} to {d.env} (Modal environment {d.modal.environment})? [y/N] ",
-            confirm,
-        )
+        confirm_or_refuse(ctx, f"deploying to guarded environment '{d.env}'", f"Deploy {d.recipe.name} at {git.tag} "
+                          f"to {d.env} (Modal environment {d.modal.environment})? [y/N] ", confirm)
     return Options(git=git, confirmed=True)
 
 
@@ -98,24 +88,15 @@ def refuse_unpinned(ctx: Context, d: Deployment) -> None:
     if not (problems := known.recipe.unpinned()):
         return
     knob = "draft_revision" if d.recipe.draft_model and "draft model" in problems[0] else "model_revision"
-    raise Refused(
-        f"environment '{d.env}' requires pinned revisions (release.require_pinned_revisions): {problems[0]}, and no "
-        f"download on this machine resolved it (a dry run reads no Volume); allowed: a 40-hex commit in "
-        f"recipes.\"{d.recipe.name}\".{knob}, or run `invoke download --env {d.env} --recipe {d.recipe.name}` first"
-    )
+    raise Refused(f"environment '{d.env}' requires pinned revisions (release.require_pinned_revisions): "
+                  f"{problems[0]}, and no download on this machine resolved it (a dry run reads no Volume); allowed: a "
+                  f"40-hex commit in recipes.\"{d.recipe.name}\".{knob}, or run `invoke download --env {d.env} "
+                  f"--recipe {d.recipe.name}` first")
 
 
-def deploy_and_record(
-    ctx: Context,
-    d: Deployment,
-    store: ReleaseStore,
-    manifest: Manifest,
-    git: GitInfo,
-    *,
-    kind: str = "deploy",
-    promoted_from: Origin | None = None,
-    gate: GateRecord | None = None,
-) -> tuple[Manifest, Release | None]:
+def deploy_and_record(ctx: Context, d: Deployment, store: ReleaseStore, manifest: Manifest, git: GitInfo, *,
+                      kind: str = "deploy", promoted_from: Origin | None = None,
+                      gate: GateRecord | None = None) -> tuple[Manifest, Release | None]:
     """Deploy, then record. Call with the release lock held. A failed deploy records nothing;
     an unchanged one (Modal skipped it) records nothing and returns None."""
     with ctx.working(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal.environment}"):
@@ -123,19 +104,9 @@ def deploy_and_record(
     current = manifest.current
     if info.get("changed") is False and current is not None and current.version == info.get("version"):
         return manifest, None  # the manifest is true as it is; a skip it does not know of is recorded below
-    release = Release(
-        release_id=new_release_id(),
-        kind=kind,
-        commit=git.commit,
-        dirty=git.dirty,
-        tag=git.tag,
-        deployment=d,
-        version=info.get("version"),
-        url=info.get("url"),
-        app_id=info.get("app_id"),
-        promoted_from=promoted_from,
-        gate=gate,
-    )
+    release = Release(release_id=new_release_id(), kind=kind, commit=git.commit, dirty=git.dirty, tag=git.tag,
+                      deployment=d, version=info.get("version"), url=info.get("url"), app_id=info.get("app_id"),
+                      promoted_from=promoted_from, gate=gate)
     return store.record(d, manifest, release), release
 
 

@@ -1,14 +1,12 @@
 """Stage 2: download the model (and draft model) into the weights Volume, once, at pinned revisions.
 
-The remote job (infra/runtime/jobs.py -> infra/runtime/weights.py) writes a completion marker only
-after every file is on the Volume and committed; a second run finds it and returns.
-Unpinned revisions come back resolved to commits, which later stages pin
-(infra/control/revisions.py).
+The remote job (infra/runtime/jobs.py -> infra/runtime/weights.py) writes a completion marker only after every file is
+on the Volume and committed; a second run finds it and returns. Unpinned revisions come back resolved to commits, which
+later stages pin (infra/control/revisions.py).
 
-The Hugging Face token is optional for public models: when the environment names
-a Modal Secret that does not exist, a public model is downloaded without it (and
-we say so); a gated model is refused before anything runs, with the command that
-creates the secret.
+The Hugging Face token is optional for public models: when the environment names a Modal Secret that does not exist, a
+public model is downloaded without it (and we say so); a gated model is refused before anything runs, with the command
+that creates the secret.
 """
 
 from __future__ import annotations
@@ -46,10 +44,8 @@ def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
     """
     name = d.secrets.hf_token_secret
     if d.recipe.gated and not name:
-        raise ConfigError(
-            f"{d.recipe.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a Modal Secret "
-            "holding HF_TOKEN"
-        )
+        raise ConfigError(f"{d.recipe.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a "
+                          "Modal Secret holding HF_TOKEN")
     if not name or ctx.remote.secret_exists(d.modal.environment, name):
         return d
     create = f"`modal secret create {name} HF_TOKEN=... --env {d.modal.environment}`"

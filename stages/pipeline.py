@@ -1,11 +1,9 @@
 """`invoke pipeline`: build -> download -> compile -> deploy -> smoke, stopping at the first failure.
 
-Every local precondition of the whole flow (the guarded environment's git state,
-branch and confirmation, the credentials) is checked before the first stage, so a
-prod pipeline from a dirty tree makes no remote call at all. Each stage skips
-itself when its inputs are unchanged, so a re-run with nothing changed makes no
-remote call except the smoke test. Revisions resolved by the download stage are
-pinned for every later stage.
+Every local precondition of the whole flow (the guarded environment's git state, branch and confirmation, the
+credentials) is checked before the first stage, so a prod pipeline from a dirty tree makes no remote call at all. Each
+stage skips itself when its inputs are unchanged, so a re-run with nothing changed makes no remote call except the smoke
+test. Revisions resolved by the download stage are pinned for every later stage.
 """
 
 from __future__ import annotations

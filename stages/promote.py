@@ -1,19 +1,13 @@
 """`invoke promote --from staging --to prod`: the release that passed staging, and nothing else, goes to prod.
 
-Refuses, changing nothing, when staging has no release, when its smoke test did
-not pass, when it was deployed from a dirty tree, or when this checkout is not the
-commit staging runs (`--from-manifest` instead re-runs the promotion from a git
-worktree of that commit). Where the target has a gate (`[gate]`, infra/perf/gate.py), it
-then measures the release on the source's endpoint and refuses it, changing
-nothing, when it misses an objective or the regression budget against what the
-target runs (`--skip-gate --reason` promotes unmeasured, and is recorded). Deploys
-the same release (commit, image, model and draft revisions) with the target's own
-scaling, region and auth, smoke-tests it, and if that fails rolls the target back to
-its previous version (Modal keeps app versions), records it, and exits non-zero.
-Then it bakes (`[release] bake_minutes`, docs/bake.md, infra/perf/bake.py): the gate workload at a low rate on
-the target itself, judged per window, and a sustained breach rolls back the same way, recorded as "rolled back
-by bake: ...". The whole promotion holds the target's release lock: a concurrent promotion is
-refused, and the baseline the gate compares with cannot change under it.
+Refuses, changing nothing, when staging has no release, its smoke test did not pass, it was deployed from a dirty
+tree, or this checkout is not the commit staging runs (`--from-manifest` re-runs the promotion from a worktree of
+that commit); then where the target has a gate (infra/perf/gate.py), when the release, measured on the source's
+endpoint, misses an objective or the regression budget (`--skip-gate --reason` promotes unmeasured, recorded).
+Deploys the same release with the target's own scaling, region and auth and smoke-tests it; a failure rolls the
+target back to its previous version (Modal keeps app versions), recorded, exit non-zero. Then it bakes (docs/bake.md):
+a sustained breach rolls back the same way. The whole promotion holds the target's release lock, so a concurrent
+one is refused and the gate's baseline cannot change under it.
 """
 
 from __future__ import annotations
@@ -36,14 +30,7 @@ from infra.perf.releases import Origin, Release, ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused, StageError
 from stages import show
-from stages.common import (
-    Context,
-    StageResult,
-    apply_schedule,
-    confirm_or_refuse,
-    endpoint,
-    result,
-)
+from stages.common import Context, StageResult, apply_schedule, confirm_or_refuse, endpoint, result
 from stages.deploy import deploy_and_record
 from stages.rollback import roll_back_to
 
@@ -94,10 +81,8 @@ def check_source(source_env: str, target_env: str, release: Release | None, reci
     if not release.smoke_passed:
         why = (f"its smoke test failed ({release.smoke.error})" if release.smoke
                else "it has not been smoke-tested")
-        raise Refused(
-            f"{source_env}'s current release of {recipe} ({release.release_id}, {release.tag}) is not validated: "
-            f"{why}; run `invoke smoke --env {source_env}`; nothing changed"
-        )
+        raise Refused(f"{source_env}'s current release of {recipe} ({release.release_id}, {release.tag}) is not "
+                      f"validated: {why}; run `invoke smoke --env {source_env}`; nothing changed")
     if release.dirty:
         raise Refused(f"{source_env}'s release {release.release_id} was deployed from a dirty tree ({release.tag}); "
                       f"{target_env} takes only committed releases; nothing changed")
@@ -134,10 +119,9 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         if options.from_manifest:
             return _from_worktree(target, src_env, dst_env, recipe, release, options)
         here = f"{git.commit[:12]}{' with uncommitted changes' if git.dirty else ''}"
-        raise Refused(
-            f"this checkout is at {here} but {src_env} runs {release.commit[:12]}: `git checkout {release.commit}` "
-            "or pass --from-manifest to promote from a worktree of that commit; nothing changed"
-        )
+        raise Refused(f"this checkout is at {here} but {src_env} runs {release.commit[:12]}: `git checkout "
+                      f"{release.commit}` or pass --from-manifest to promote from a worktree of that commit; nothing "
+                      "changed")
     d = same_release(resolve(target.settings, recipe), release)
 
     origin = Origin(env=src_env, release_id=release.release_id, commit=release.commit, version=release.version)
@@ -164,13 +148,11 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         baked = _bake(target, d, store, manifest, promoted, previous, gating, bake_off, title, clock, pace)
         baseline = _record_baseline(target, d, store, manifest, promoted, gating, options)
     verdict = f"gate {gated.verdict}, " if gated else ""
-    return result(
-        STAGE, d, "ran",
-        f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: {promoted.url} "
-        f"({verdict}smoke passed, first token {outcome.ttft:.2f} s; {baked.line()}){baseline}",
-        Promoted(promoted.release_id, promoted.version, promoted.url, origin,
-                 gated.model_copy(update={"measurement": None}) if gated else None, baked),
-    )
+    return result(STAGE, d, "ran", f"promoted {release.tag} from {src_env} to {dst_env} as v{promoted.version}: "
+                                   f"{promoted.url} ({verdict}smoke passed, first token {outcome.ttft:.2f} s; "
+                                   f"{baked.line()}){baseline}",
+                  Promoted(promoted.release_id, promoted.version, promoted.url, origin,
+                           gated.model_copy(update={"measurement": None}) if gated else None, baked))
 
 
 def _qualify(ctx: Context, d_src: Deployment, d: Deployment, release: Release, previous: Release | None,
@@ -307,12 +289,9 @@ def _from_worktree(ctx: Context, src_env: str, dst_env: str, recipe: str, releas
         try:
             ctx.say(f"promoting from a worktree of {release.commit[:12]} (the commit {src_env} runs)...")
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.getenv("PYTHONPATH", "")]))
-            done = subprocess.run(
-                [sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env, "--recipe", recipe,
-                 "--yes"]
-                + (["--dry-run"] if ctx.dry_run else []) + flags,
-                cwd=tree, env=env, text=True,
-            )
+            done = subprocess.run([sys.executable, "-m", "invoke", "promote", "--from", src_env, "--to", dst_env,
+                                   "--recipe", recipe, "--yes", *(["--dry-run"] if ctx.dry_run else []), *flags],
+                                  cwd=tree, env=env, text=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ctx.repo, capture_output=True)
     if done.returncode != 0:

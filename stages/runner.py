@@ -1,8 +1,5 @@
-"""Glue between the Invoke tasks and the stages: load settings, pick recipes, choose the Modal boundary.
-
-Kept out of tasks.py so the tasks stay one call each and tests can drive the same
-path without a shell.
-"""
+"""Glue between the Invoke tasks and the stages: load settings, pick recipes, choose the Modal boundary (here, so
+the tasks stay one call each and tests drive the same path without a shell)."""
 
 from __future__ import annotations
 
@@ -85,23 +82,11 @@ def _json_default(value: object) -> object:
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
 
 
-def run_stage(
-    c: Invoked | None,
-    stage: Callable[..., StageResult | list[StageResult]],
-    env: str | None,
-    recipe: str | None,
-    overrides: list[str] | None,
-    options: object | None = None,
-    *,
-    as_json: bool = False,
-    one_recipe: str | None = None,
-    **flags,
-) -> list[dict]:
+def run_stage(c: Invoked | None, stage: Callable[..., StageResult | list[StageResult]], env: str | None,
+              recipe: str | None, overrides: list[str] | None, options: object | None = None, *, as_json: bool = False,
+              one_recipe: str | None = None, **flags) -> list[dict]:
     """Run one stage (or flow) for each selected recipe: `stage(ctx, d)`, or `stage(ctx, d, options)` when it has
-    options.
-
-    `one_recipe` (the reason) refuses an environment serving several recipes when no --recipe picks one.
-    """
+    options. `one_recipe` (the reason) refuses an environment serving several recipes when no --recipe picks one."""
     settings = settings_for(env, recipe, overrides)
     selected = deployments(settings)
     if one_recipe and len(selected) != 1:
@@ -145,8 +130,7 @@ def plans_commit() -> str | None:
 
 
 def run_promote(c: Invoked | None, source: str, target: str, recipe: str | None, overrides: list[str] | None = None, *,
-                as_json=False,
-                from_manifest=False, skip_gate=None, record_baseline=False, **flags) -> list[dict]:
+                as_json=False, from_manifest=False, skip_gate=None, record_baseline=False, **flags) -> list[dict]:
     from stages import promote
 
     target_settings = settings_for(target, recipe, overrides)
@@ -159,8 +143,7 @@ def run_promote(c: Invoked | None, source: str, target: str, recipe: str | None,
 
 
 def run_bench(c: Invoked | None, env: str | None, recipe: str | None, overrides: list[str] | None, options, *,
-              as_json: bool,
-              dry_run: bool) -> list[dict]:
+              as_json: bool, dry_run: bool) -> list[dict]:
     """`invoke bench`: a URL without an environment, or an environment's deployed endpoint (or --url with its model)."""
     from stages import bench as stage
 
@@ -172,8 +155,7 @@ def run_bench(c: Invoked | None, env: str | None, recipe: str | None, overrides:
 
 def run_sglang_flags(env: str | None, recipe: str | None, overrides: list[str] | None, version: str | None,
                      wheel: str | None, *, as_json: bool, dry_run: bool) -> list[dict]:
-    """`invoke sglang-flags`: one version's table (--version or --wheel), or those of an environment's recipes (--env).
-    """
+    """`invoke sglang-flags`: one version's table (--version or --wheel), or those of an environment's recipes."""
     from infra.control import sglang_flags as flags
     from tools import sglang_tables
 

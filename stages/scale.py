@@ -1,8 +1,7 @@
 """`invoke scale --min N`: change warm replicas at run time, without a redeploy (Modal's autoscaler update).
 
-Two things undo it, and we say when: the next deploy (Modal resets run-time
-overrides to the deployed values) and, where the environment has a schedule, its
-next window boundary (the scheduled function sets the floor the schedule says).
+Two things undo it, and we say when: the next deploy (Modal resets run-time overrides to the deployed values) and, where
+the environment has a schedule, its next window boundary (the scheduled function sets the floor the schedule says).
 """
 
 from __future__ import annotations

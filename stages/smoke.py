@@ -1,8 +1,7 @@
 """Stage 5: stream one chat completion from the deployed endpoint and check that text came back.
 
-The request and its checks are infra/perf/smoketest.py's; this stage finds the endpoint
-(`--url`-less: the current release's, else what Modal reports), and records the
-result on the current release, which is what `promote` checks.
+The request and its checks are infra/perf/smoketest.py's; this stage finds the endpoint (`--url`-less: the current
+release's, else what Modal reports), and records the result on the current release, which is what `promote` checks.
 """
 
 from __future__ import annotations
@@ -46,9 +45,6 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         record(ctx, d, smoketest.SmokeResult.failed(url, str(err)))
         raise
     record(ctx, d, outcome)
-    return result(
-        STAGE, d, "ran",
-        f"smoke passed ({outcome.checked}): time to first token {outcome.ttft:.2f} s, total "
-        f"{outcome.total:.2f} s, {outcome.output_tokens} tokens: {outcome.reply[:80]!r}",
-        outcome,
-    )
+    return result(STAGE, d, "ran", f"smoke passed ({outcome.checked}): time to first token {outcome.ttft:.2f} s, "
+                                   f"total {outcome.total:.2f} s, {outcome.output_tokens} tokens: "
+                                   f"{outcome.reply[:80]!r}", outcome)

@@ -1,8 +1,7 @@
 """`invoke try`: what `modal run` does in the reference documents.
 
-Starts the app ephemerally (nothing is deployed), streams the smoke request until a
-replica answers, prints the reply, and stops the app on the way out, whether the
-request succeeded, failed, or the user pressed Ctrl-C.
+Starts the app ephemerally (nothing is deployed), streams the smoke request until a replica answers, prints the reply,
+and stops the app on the way out, whether the request succeeded, failed, or the user pressed Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,7 +28,5 @@ def run(ctx: Context, d: Deployment) -> StageResult[smoketest.SmokeResult]:
     with ctx.remote.ephemeral(d) as url:
         ctx.say(f"querying {url} (a cold start can take minutes)...")
         outcome = smoketest.check(d, url, echo=True, say=ctx.say)
-    return result(
-        STAGE, d, "ran",
-        f"replied after {outcome.ttft:.2f} s to first token, {outcome.total:.2f} s total; app stopped", outcome,
-    )
+    return result(STAGE, d, "ran", f"replied after {outcome.ttft:.2f} s to first token, {outcome.total:.2f} s total; "
+                                   "app stopped", outcome)

@@ -1,10 +1,9 @@
 """`invoke upgrade`: move a recipe to another SGLang (or modal client, model or draft revision) and show what follows.
 
-Everything is local: the migration reads the committed flag tables, the plan on both sides is
-`plan`'s own, and the change is written to the recipe's source file (and pyproject.toml for
---modal) as a diff a reviewer reads. Only three things reach out, and never in a dry run: the
-flag table of a version not yet tabled (PyPI, as `invoke sglang-flags`) and a revision given as
-a branch (the Hub, resolved to a commit). What the migration cannot decide (a flag removed with
+Everything is local: the migration reads the committed flag tables, the plan on both sides is `plan`'s own, and the
+change is written to the recipe's source file (and pyproject.toml for --modal) as a diff a reviewer reads. Only three
+things reach out, and never in a dry run: the flag table of a version not yet tabled (PyPI, as `invoke sglang-flags`)
+and a revision given as a branch (the Hub, resolved to a commit). What the migration cannot decide (a flag removed with
 no successor) is refused with the version that removed it; --force writes the rest anyway.
 """
 

@@ -1,10 +1,9 @@
 """The app for Modal's own CLI: `INFRA_ENV=prod INFRA_RECIPE=R modal deploy -m infra.control.modal_entry --env prod`.
 
-Resolves the environment's settings for one recipe on the deploying machine, hands the
-Deployment to infra/runtime/app.py through INFRA_DEPLOYMENT (as `invoke deploy` does),
-and exposes its `app`. Containers import infra/runtime/app.py itself, never this module.
-`invoke deploy` is the supported path (it records the release); this one is for people
-who want Modal's CLI.
+Resolves the environment's settings for one recipe on the deploying machine, hands the Deployment to
+infra/runtime/app.py through INFRA_DEPLOYMENT (as `invoke deploy` does), and exposes its `app`. Containers import
+infra/runtime/app.py itself, never this module. `invoke deploy` is the supported path (it records the release); this one
+is for people who want Modal's CLI.
 """
 
 from __future__ import annotations

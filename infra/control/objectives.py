@@ -1,13 +1,10 @@
 """Latency and throughput objectives: the settings a promotion gate holds a release to.
 
-An environment that receives promotions (prod) turns its gate on and lists
-objectives in its `[gate]` table; a recipe may change them under
-`[recipes."<name>".gate]`. Each objective names a metric of `invoke bench`
-(`METRICS`), a concurrency level (a number, or "target": the deployment's
-`target_concurrency`) and one limit: `max` for metrics where lower is better
-(latencies, error rate), `min` where higher is better (throughput). The
-direction is the metric's, so a limit on the wrong side is an error, not a
-silently inverted check.
+An environment that receives promotions (prod) turns its gate on and lists objectives in its `[gate]` table; a
+recipe may change them under `[recipes."<name>".gate]`. Each objective names a metric of `invoke bench` (`METRICS`),
+a concurrency level (a number, or "target": the deployment's `target_concurrency`) and one limit on the metric's own
+side (`max` where lower is better, `min` where higher is), so a limit on the wrong side is an error, not a silently
+inverted check.
 
     [gate]
     enabled = true
@@ -17,15 +14,10 @@ silently inverted check.
       { metric = "output_tokens_per_s", level = "target", min = 800 },
     ]
 
-The regression budget applies to every objective's metric except `error_rate`
-(a relative change of a rate that is normally zero means nothing; its limit is
-absolute). `Gate` is the environment's section, `GateOverrides` a recipe's;
-`effective()` merges them and `resolve()` turns "target" into a number.
-
-The settings loader (infra/control/settings.py: `Settings.gate`, `RecipeOverrides.gate`)
-validates these sections with every other setting and turns the ValueErrors below
-into one line naming the source and the key; every message here also names the
-value and what is allowed, so it reads well wherever it surfaces.
+The regression budget applies to every metric but `error_rate` (a relative change of a rate that is normally zero
+means nothing; its limit is absolute). `Gate` is the environment's section, `GateOverrides` a recipe's; `effective()`
+merges them and `resolve()` turns "target" into a number. The settings loader turns the ValueErrors below into one
+line naming the source and the key.
 """
 
 from __future__ import annotations
@@ -214,51 +206,34 @@ class Gate(_Strict):
     """An environment's `[gate]`: whether promotions into it are measured first, and against what."""
 
     enabled: bool = Field(default=False, description="promotions into this environment are benchmarked and gated")
-    regression_budget: float = Field(
-        default=DEFAULT_REGRESSION_BUDGET,
-        description="how much worse than the target's current release a budgeted metric may be (0.10: 10%)",
-    )
-    record_baseline: bool = Field(
-        default=False, description="after a promotion, measure the target itself with the gate workload and record it"
-    )
+    regression_budget: float = Field(default=DEFAULT_REGRESSION_BUDGET, description="how much worse than the "
+                                     "target's current release a budgeted metric may be (0.10: 10%)")
+    record_baseline: bool = Field(default=False, description="after a promotion, measure the target itself with the "
+                                  "gate workload and record it")
     objectives: list[Objective] = Field(default_factory=list, description="limits the promoted release must meet")
 
     _budget = field_validator("regression_budget")(_check_budget)
     _unique = field_validator("objectives")(_no_duplicates)
 
 
-class GateOverrides(_Strict):
+class GateOverrides(Gate):
     """A recipe's `[recipes."<name>".gate]`: unset keys keep the environment's value (see `effective`)."""
 
     enabled: bool | None = None
     regression_budget: float | None = None
     record_baseline: bool | None = None
-    objectives: list[Objective] = Field(default_factory=list)
-
-    _budget = field_validator("regression_budget")(_check_budget)
-    _unique = field_validator("objectives")(_no_duplicates)
 
 
 def effective(env: Gate, recipe: GateOverrides | None) -> Gate:
-    """The environment's gate with one recipe's overrides.
-
-    Scalars: the recipe's value where it sets one. Objectives: keyed by (metric,
-    level) as written ("target" and a number are different keys): a recipe's
-    objective replaces the environment's with the same key, in its place, and
-    objectives with new keys are added after the environment's. A recipe
-    relaxes a limit by restating it; it cannot delete one (turn the gate off
-    for the recipe with `enabled = false` instead, which is visible in review).
-    """
+    """The environment's gate with one recipe's overrides: its scalars where it sets them; its objectives replace
+    the environment's of the same (metric, level as written) in place, new ones come after. A recipe relaxes a limit
+    by restating it and cannot delete one (`enabled = false` turns the gate off, visibly in review)."""
     if recipe is None:
         return env
     mine = {o.key: o for o in recipe.objectives}
     merged = [mine.pop(o.key, o) for o in env.objectives] + [o for o in recipe.objectives if o.key in mine]
-    return Gate(
-        enabled=env.enabled if recipe.enabled is None else recipe.enabled,
-        regression_budget=env.regression_budget if recipe.regression_budget is None else recipe.regression_budget,
-        record_baseline=env.record_baseline if recipe.record_baseline is None else recipe.record_baseline,
-        objectives=merged,
-    )
+    return env.model_copy(update=recipe.model_dump(exclude_none=True, exclude={"objectives"})
+                          | {"objectives": merged})
 
 
 # ---------------------------------------------------------------- resolved against a deployment
@@ -290,21 +265,16 @@ class Target:
 
 
 def resolve(gate: Gate, target_concurrency: int, where: str = "gate") -> tuple[Target, ...]:
-    """Objectives at concrete levels for a deployment with this target_concurrency.
-
-    Two objectives of one metric that land on the same level (e.g. level 10 and
-    level "target" where target_concurrency is 10) are an error: which limit
-    holds would otherwise depend on their order.
-    """
+    """Objectives at concrete levels for a deployment with this target_concurrency. Two of one metric that land on
+    one level (10 and "target" where target_concurrency is 10) are an error: which holds would depend on order."""
     out: dict[tuple[str, int], Target] = {}
     for o in gate.objectives:
         c = target_concurrency if o.level == TARGET else int(o.level)
         if (o.metric, c) in out:
             first = out[(o.metric, c)].written_level
-            raise ConfigError(
-                f"{where}.objectives: {o.metric} at level {first!r} and at level {o.level!r} are both concurrency {c} "
-                f"(target_concurrency = {target_concurrency}); allowed: one limit per metric and level: keep one"
-            )
+            raise ConfigError(f"{where}.objectives: {o.metric} at level {first!r} and at level {o.level!r} are both "
+                              f"concurrency {c} (target_concurrency = {target_concurrency}); allowed: one limit per "
+                              "metric and level: keep one")
         out[(o.metric, c)] = Target(o.metric, c, o.limit, o.level)
     return tuple(out.values())
 

@@ -1,12 +1,10 @@
 """Settings + recipe -> Deployment, and the checks that need both.
 
-The recipe is resolved by applying the environment's `[recipes."<name>"]` knobs to
-it; every other part of the Deployment is the environment's section of the same
-name (the server's port, left unset, is the recipe's), and `[startup]` takes the
-recipe table's own `gpu_snapshot` when it sets one. Regions are `[placement]`'s alone:
-the environment's, never the recipe's (a promotion carries the recipe, not where it
-ran). Rules that concern one value live with that value (the models' fields); only
-the rules that need the whole deployment live here.
+The recipe is resolved by applying the environment's `[recipes."<name>"]` knobs to it; every other part of the
+Deployment is the environment's section of the same name (the server's port, left unset, is the recipe's), and
+`[startup]` takes the recipe table's own `gpu_snapshot` when it sets one. Regions are `[placement]`'s alone: the
+environment's, never the recipe's (a promotion carries the recipe, not where it ran). Rules that concern one value live
+with that value (the models' fields); only the rules that need the whole deployment live here.
 """
 
 from __future__ import annotations
@@ -34,30 +32,19 @@ def resolve(settings: Settings, recipe_name: str, base: Recipe | None = None) ->
     startup = settings.startup
     if knobs.gpu_snapshot is not None:
         startup = startup.model_copy(update={"gpu_snapshot": knobs.gpu_snapshot})
-    d = Deployment(
-        env=settings.env,
-        recipe=recipe,
-        modal=settings.modal.model_copy(update={"environment": settings.modal_environment,
-                                                "cache_environment": settings.cache_environment}),
-        scaling=settings.scaling,
-        placement=settings.placement,
-        server=settings.server.model_copy(update={"port": _first(settings.server.port, recipe.port)}),
-        auth=settings.auth,
-        secrets=settings.secrets,
-        caches=settings.caches,
-        startup=startup,
-    )
+    d = Deployment(env=settings.env, recipe=recipe, scaling=settings.scaling, placement=settings.placement,
+                   modal=settings.modal.model_copy(update={"environment": settings.modal_environment,
+                                                           "cache_environment": settings.cache_environment}),
+                   server=settings.server.model_copy(update={"port": _first(settings.server.port, recipe.port)}),
+                   auth=settings.auth, secrets=settings.secrets, caches=settings.caches, startup=startup)
     validate(d, settings, f'recipes."{recipe_name}"')
     return d
 
 
 def gate_for(settings: Settings, recipe_name: str) -> objectives.Gate:
-    """The promotion gate into this environment for one recipe: `[gate]` with `[recipes."<name>".gate]` applied.
-
-    Not a part of the Deployment: objectives decide whether a release may arrive,
-    not what runs, so changing them must neither redeploy nor show as drift, and the
-    container never needs them.
-    """
+    """The promotion gate into this environment for one recipe: `[gate]` with `[recipes."<name>".gate]` applied. Not
+    a part of the Deployment: objectives decide whether a release may arrive, not what runs, so changing them must
+    neither redeploy nor show as drift."""
     return objectives.effective(settings.gate, settings.knobs(recipe_name).gate)
 
 
@@ -70,32 +57,24 @@ def validate(d: Deployment, settings: Settings, where: str) -> None:
     if settings.release.require_pinned_revisions:
         for label, value in (("model_revision", r.model_revision), ("draft_revision", r.draft_revision)):
             if value is not None and not COMMIT_RE.match(value):
-                raise ConfigError(
-                    f"{where}.{label} = {value!r}: environment '{d.env}' requires pinned revisions "
-                    "(release.require_pinned_revisions); allowed: a 40-hex commit id"
-                )
+                raise ConfigError(f"{where}.{label} = {value!r}: environment '{d.env}' requires pinned revisions "
+                                  "(release.require_pinned_revisions); allowed: a 40-hex commit id")
     if d.startup.gpu_snapshot and r.gpu_count > 1:
-        raise ConfigError(
-            f"{where}.gpu_snapshot = true with {r.gpu_count} GPUs: Modal's multi-GPU SGLang example dropped memory "
-            "snapshots because restores failed with tensor parallelism, and nothing here has shown otherwise; allowed: "
-            "false for recipes on more than one GPU (turn snapshots on per recipe, recipes.\"<name>\".gpu_snapshot = "
-            "true)"
-        )
+        raise ConfigError(f"{where}.gpu_snapshot = true with {r.gpu_count} GPUs: Modal's multi-GPU SGLang example "
+                          "dropped memory snapshots because restores failed with tensor parallelism, and nothing here "
+                          "has shown otherwise; allowed: false for recipes on more than one GPU (turn snapshots on per "
+                          "recipe, recipes.\"<name>\".gpu_snapshot = true)")
     if d.startup.gpu_snapshot:
         missing = [e for e in SNAPSHOT_ENDPOINTS if not sglang_flags.has_endpoint(r.sglang_version, e)]
         missing += [f for f in SNAPSHOT_FLAGS if f not in sglang_flags.known_flags(r.sglang_version)]
         if missing:
-            raise ConfigError(
-                f"{where}.gpu_snapshot = true: SGLang {r.sglang_version} lacks {', '.join(missing)}; "
-                "allowed: false for this recipe"
-            )
+            raise ConfigError(f"{where}.gpu_snapshot = true: SGLang {r.sglang_version} lacks {', '.join(missing)}; "
+                              "allowed: false for this recipe")
     budget = r.readiness_timeout + r.warmup_budget + STARTUP_MARGIN_SECONDS
     if r.startup_timeout < budget:
-        raise ConfigError(
-            f"{where}.startup_timeout = {r.startup_timeout}: Modal kills a container whose start-up exceeds it, "
-            f"and start-up may take readiness_timeout {r.readiness_timeout} s + warm-up {r.warmup_budget:g} s "
-            f"+ {STARTUP_MARGIN_SECONDS} s margin; allowed: >= {budget:g}"
-        )
+        raise ConfigError(f"{where}.startup_timeout = {r.startup_timeout}: Modal kills a container whose start-up "
+                          f"exceeds it, and start-up may take readiness_timeout {r.readiness_timeout} s + warm-up "
+                          f"{r.warmup_budget:g} s + {STARTUP_MARGIN_SECONDS} s margin; allowed: >= {budget:g}")
     sglang_flags.check_flags(d)
     own = settings.knobs(r.name).gate.objectives
     objectives.resolve(gate_for(settings, r.name), r.target_concurrency, where=f"{where}.gate" if own else "gate")

@@ -1,11 +1,9 @@
 """Pinning: the exact commit of every model a deployment serves.
 
-The download stage resolves an unpinned revision (a branch, a tag, or the draft
-model's unset revision, as in the reference) to a commit and records it twice:
-on this machine (infra/control/state.py) and as a ref marker on the weights Volume, so
-that compile, deploy and try on any machine serve the very bytes that were
-downloaded. This module reads those records back; it never resolves anything
-against the Hub itself.
+The download stage resolves an unpinned revision (a branch, a tag, or the draft model's unset revision, as in the
+reference) to a commit and records it twice: on this machine (infra/control/state.py) and as a ref marker on the weights
+Volume, so that compile, deploy and try on any machine serve the very bytes that were downloaded. This module reads
+those records back; it never resolves anything against the Hub itself.
 """
 
 from __future__ import annotations
@@ -53,10 +51,9 @@ def recorded(state: StageState) -> dict[str, str]:
 def pin(d: Deployment, state: StageState, remote: Remote | None, *, required: bool, say=print) -> Deployment:
     """`d` with unpinned revisions replaced by the commits the download stage resolved them to.
 
-    From this machine's stage state when it has them, else (when `remote` is given)
-    from the ref markers the download job left on the weights Volume. Environments
-    that require pinned revisions refuse to go on without them; others warn and
-    follow the branch. With `remote=None` (a dry run) nothing remote is read.
+    From this machine's stage state when it has them, else (when `remote` is given) from the ref markers the download
+    job left on the weights Volume. Environments that require pinned revisions refuse to go on without them; others warn
+    and follow the branch. With `remote=None` (a dry run) nothing remote is read.
     """
     unpinned = {repo: ref for repo, ref in d.recipe.repositories() if not COMMIT_RE.match(ref)}
     if not unpinned:

@@ -7,14 +7,11 @@ Precedence, highest first (`Settings.settings_customise_sources` declares it onc
 3. `environments/<env>.toml`, the reviewed, committed description of an environment,
 4. the defaults of the sections (and, for per-recipe knobs, the recipe itself).
 
-Variables and `--set` values are TOML literals (`2`, `true`, `"text"`, `["a", "b"]`,
-`{ min_containers = 2 }`; JSON objects too), otherwise plain strings. The sections are
-the Deployment's own parts (infra/runtime/deployment.py) plus the ones only the laptop
-reads (costs, cold-start estimates, release rules, the promotion gate); they validate
-strictly, the settings class itself does not (strictness there would let the env source
-coerce "true" into 1). Every mistake becomes one `ConfigError` line naming the source
-(file, variable or `--set`, read from the sources' own data), the setting, the value
-(masked when it looks like a credential, shortened when long) and what is allowed.
+Variables and `--set` values are TOML literals (`2`, `true`, `"text"`, `["a", "b"]`, `{ min_containers = 2 }`;
+JSON objects too), otherwise plain strings. The sections are the Deployment's own parts (infra/runtime/deployment.py)
+plus those only the laptop reads; they validate strictly, the settings class itself does not (strictness there would
+let the env source coerce "true" into 1). Every mistake is one `ConfigError` line naming the source (file, variable or
+`--set`), the setting, the value (masked when it looks like a credential) and what is allowed.
 """
 
 from __future__ import annotations
@@ -53,13 +50,13 @@ SELECTORS = {"env": "--env (or INFRA_ENV)", "recipe": "--recipe (or INFRA_RECIPE
 
 def config_dir() -> Path:
     """The folder of environment files; INFRA_CONFIG_DIR points elsewhere (tests, other repos)."""
-    return Path(os.environ.get("INFRA_CONFIG_DIR") or Path(__file__).resolve().parents[2] / "environments")
+    return Path(os.getenv("INFRA_CONFIG_DIR") or Path(__file__).resolve().parents[2] / "environments")
 
 
 def known_environments() -> list[str]:
     directory = config_dir()
     if not directory.is_dir():
-        source = "INFRA_CONFIG_DIR" if os.environ.get("INFRA_CONFIG_DIR") else "the package"
+        source = "INFRA_CONFIG_DIR" if os.getenv("INFRA_CONFIG_DIR") else "the package"
         raise ConfigError(f"{source}: configuration directory {directory} does not exist; "
                           "allowed: a folder of <env>.toml files (unset INFRA_CONFIG_DIR to use environments/)")
     return sorted(p.stem for p in directory.glob("*.toml"))
@@ -477,10 +474,8 @@ def load_settings(env: str | None = None, recipe: str | None = None,
         raise ConfigError(f"{source}: release.promote_from = {shown(settings.release.promote_from)}: not another known "
                           f"environment; allowed: one of {', '.join(e for e in known if e != env)}, or unset")
     if settings.recipe is not None and settings.recipe not in settings.serves:
-        raise ConfigError(
-            f"{recipe_source}: recipe '{settings.recipe}' is not served by environment '{env}'; "
-            f"it serves: {', '.join(settings.serves)} ({file.label}: serves)"
-        )
+        raise ConfigError(f"{recipe_source}: recipe '{settings.recipe}' is not served by environment '{env}'; "
+                          f"it serves: {', '.join(settings.serves)} ({file.label}: serves)")
     if unserved := sorted(set(settings.recipes) - set(settings.serves)):
         source = _source_of(("recipes", unserved[0]), _layers(file, given))
         raise ConfigError(f"{source}: [recipes.\"{unserved[0]}\"] configures a recipe environment '{env}' does not "

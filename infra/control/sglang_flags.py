@@ -1,11 +1,8 @@
 """SGLang's flags per version, and the check that a recipe's command lines use only what its version accepts.
 
-`check_flags` holds both command lines (infra/runtime/sglang_args.py) against the
-recipe's SGLang version's table in sglang_versions.json (generated from the
-published wheel by tools/sglang_tables.py, `invoke sglang-flags`): names, and
-values against SGLang's own choices and types, so a typo fails at `plan`/`resolve`
-time rather than 18 s into a cold start on a GPU. `diff_versions` says what moving a
-recipe to another version changes.
+`check_flags` holds both command lines (infra/runtime/sglang_args.py) against the table of the recipe's SGLang
+version in sglang_versions.json (read from the published wheel by `invoke sglang-flags`): names, and values against
+SGLang's own choices and types, so a typo fails at `plan` rather than 18 s into a cold start on a GPU.
 """
 
 from __future__ import annotations
@@ -47,10 +44,9 @@ def _table(version: str) -> dict:
     try:
         return _versions()[version]
     except KeyError:
-        raise ConfigError(
-            f"sglang_version = {version!r} has no flag table; known versions: {', '.join(supported_versions())} "
-            f"(add it with `invoke sglang-flags --version {version}`)"
-        ) from None
+        raise ConfigError(f"sglang_version = {version!r} has no flag table; known versions: "
+                          f"{', '.join(supported_versions())} (add it with `invoke sglang-flags --version {version}`)"
+                          ) from None
 
 
 def known_flags(version: str) -> frozenset[str]:
@@ -68,17 +64,13 @@ def has_endpoint(version: str, path: str) -> bool:
     return path in _versions().get(version, {}).get("endpoints", [])
 
 
-# ---------------------------------------------------------------------------
-# A version's flags against another's
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------------- a version's flags against another's
 
 
 @dataclass(frozen=True)
 class FlagDiff:
-    """How SGLang `new`'s flags differ from `old`'s. `renamed` maps an old flag to the flags that
-    replace it, as SGLang declared it (a deprecation naming the successor in any known version
-    between the two, an alias, or a flag storing to the same setting); `removed` and `added`
-    are the rest."""
+    """How SGLang `new`'s flags differ from `old`'s: `renamed` maps an old flag to those that replace it, as SGLang
+    declared it (see `_History`); `removed` and `added` are the rest."""
 
     old: str
     new: str
@@ -156,13 +148,8 @@ def diff_versions(old: str, new: str) -> FlagDiff:
     related = history.successors if version_key(new) >= version_key(old) else history.predecessors
     renamed = {flag: r for flag in sorted(before - after) if (r := related(flag))}
     targets = {f for r in renamed.values() for f in r}
-    return FlagDiff(
-        old=old,
-        new=new,
-        removed=tuple(sorted(before - after - set(renamed))),
-        added=tuple(sorted(after - before - targets)),
-        renamed=renamed,
-    )
+    return FlagDiff(old, new, removed=tuple(sorted(before - after - set(renamed))),
+                    added=tuple(sorted(after - before - targets)), renamed=renamed)
 
 
 def describe(version: str) -> list[str]:
@@ -203,9 +190,7 @@ def missing_flag(version: str, flag: str) -> str:
     return f"SGLang {version} has no {flag} (no known SGLang version has it); allowed: {generic}"
 
 
-# ---------------------------------------------------------------------------
-# Checking a recipe's command lines
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------------- checking a recipe's command lines
 
 _JSON_TYPES = ("json.loads", "json_list_type", "orjson.loads")
 _HUMAN_INT = re.compile(r"\d+(?:\.\d+)?(?:k|M|G|T)|\d+(?:Ki|Mi|Gi|Ti)")
@@ -228,10 +213,8 @@ _CONVERTERS: dict[str, tuple[Callable[[str], object], str]] = {
 def _check_value(where: str, version: str, flag: str, value: str | None, spec: dict) -> None:
     if spec.get("switch"):
         if value is not None:
-            raise ConfigError(
-                f"{where}: {flag} {value!r}: SGLang {version} declares {flag} a switch that takes no value; "
-                f"allowed: ({flag!r}, None)"
-            )
+            raise ConfigError(f"{where}: {flag} {value!r}: SGLang {version} declares {flag} a switch that takes no "
+                              f"value; allowed: ({flag!r}, None)")
         return
     kind = spec.get("type", "str")
     converter, described = _CONVERTERS.get(kind, (None, "text"))
@@ -246,10 +229,8 @@ def _check_value(where: str, version: str, flag: str, value: str | None, spec: d
         try:
             parsed = converter(value)
         except ValueError:
-            raise ConfigError(
-                f"{where}: {flag} {value!r} is not {described} (SGLang {version} reads it with {kind}); "
-                f"allowed: {allowed}"
-            ) from None
+            raise ConfigError(f"{where}: {flag} {value!r} is not {described} (SGLang {version} reads it with "
+                              f"{kind}); allowed: {allowed}") from None
     # argparse compares the converted value; a converter of SGLang's own (parse_cuda_graph_backend_arg,
     # ...) may rewrite it first, so its choices are left to SGLang.
     if choices and kind in ("str", "int", "float") and parsed not in choices:
@@ -281,10 +262,9 @@ def _check_argv(d: Deployment, argv: list[str], flags: dict) -> None:
 
 
 def check_flags(d: Deployment) -> None:
-    """Refuse, offline and before any container starts, a flag or value the recipe's SGLang
-    version would refuse or ignore: unknown or abbreviated names (saying where a moved recipe's
-    flag went), values outside SGLang's choices or of the wrong type, switches given a value,
-    valued flags given none, flags SGLang drops as deprecated, and a setting given twice."""
+    """Refuse, offline, what the recipe's SGLang version would refuse or ignore: unknown or abbreviated names (saying
+    where a moved flag went), values outside its choices or types, a switch given a value or a valued flag none,
+    flags it drops as deprecated, and a setting given twice."""
     table = _table(d.recipe.sglang_version)
     _check_argv(d, launch_command(d)[3:], table["flags"])
     _check_argv(d, compile_command(d)[3:], {**table["flags"], **table.get("compile_deep_gemm_extra_flags", {})})

@@ -1,10 +1,9 @@
 """What this machine last saw each stage do, per environment and recipe: `.infra/control/state/<env>/<recipe>.json`.
 
-It lets a stage skip without any remote call when its inputs have not changed
-since it last succeeded here ("up to date"), and lets the offline `plan` show
-what the download and compile stages recorded (real weight sizes, resolved
-revisions, whether the kernel cache matches). It is a cache, not the truth: the
-remote markers and the release manifest are, and `--force` ignores it.
+It lets a stage skip without any remote call when its inputs have not changed since it last succeeded here ("up to
+date"), and lets the offline `plan` show what the download and compile stages recorded (real weight sizes, resolved
+revisions, whether the kernel cache matches). It is a cache, not the truth: the remote markers and the release manifest
+are, and `--force` ignores it.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import json
 import os
 import time
 from pathlib import Path
-
 from typing import Any
 
 from infra.runtime.files import write_atomically

@@ -1,21 +1,11 @@
 """Moving a recipe to another SGLang, modal client, model or draft revision: the migration, and its edit.
 
-An upgrade is a hand edit followed by hope unless something reads what moved. The flag
-tables (sglang_versions.json, read from each published wheel) say what every tabled
-SGLang version accepts, renames, deprecates and drops; this module walks a recipe's own
-flags through every tabled version from its version to the target, one step at a time:
-
-- a flag SGLang renamed (a deprecation naming its successor, an alias, or a new name for the
-  same setting) is rewritten;
-- a flag SGLang only deprecated in favour of another is rewritten too (its alias goes away later);
-- a flag SGLang ignores as a no-op is dropped;
-- a flag removed with no successor is refused, naming the version that removed it: only a
-  person can say what the recipe loses.
-
-Flags the project derives itself (--cuda-graph-max-bs...) follow infra/runtime/sglang_args.py,
-which names them per version. The image tag moves with the version (its pattern kept), and
-new model or draft revisions are pinned to commits. The change is written to the recipe's own
-source file (the one place a recipe lives), so a reviewer reads it as a diff.
+An upgrade is a hand edit followed by hope unless something reads what moved. The flag tables (sglang_versions.json)
+say what every tabled SGLang version accepts, renames, deprecates and drops; a recipe's own flags walk through every
+tabled version up to the target, one step at a time: a renamed or deprecated-for-another flag is rewritten, a no-op
+is dropped, one removed with no successor is refused naming the version (only a person can say what the recipe
+loses). Derived flags follow infra/runtime/sglang_args.py; the image tag moves with the version (its pattern kept);
+new revisions are pinned to commits. The change is written to the recipe's own source file, read as a diff.
 """
 
 from __future__ import annotations
