@@ -20,6 +20,7 @@ the N weeks (it did not exist, or the bill does not reach back), or a history in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -128,8 +129,8 @@ def advise(rows: Iterable[costs.BillRow], starts: Iterable[float], *, recipe: st
         raise NotEnoughHistory(f"--weeks {weeks}: one sample per hour of the week per week is too few to tell a habit "
                                f"from a busy day; allowed: {MIN_WEEKS} weeks or more")
     since, until = history_period(now, weeks)
-    served = [r for r in rows if r.tags.get("env") == env and r.tags.get("recipe") == recipe
-              and r.tags.get("role") == "server" and since <= r.start < until]
+    server = {"env": env, "recipe": recipe, "role": "server"}.items()
+    served = [r for r in rows if server <= r.tags.items() and since <= r.start < until]
     where = f"{env}/{recipe}'s server in Modal's billing report over the last {weeks} whole weeks (UTC)"
     if not served:
         raise NotEnoughHistory(f"no billed hour of {where}: advice needs {weeks} whole weeks of history; ask again "
@@ -167,31 +168,19 @@ def _windows(warm: Sequence[bool]) -> tuple[Advised, ...]:
     """Runs of warm hours per day, days with the same run merged; a run ends at midnight at the latest."""
     runs: dict[tuple[int, int], list[int]] = {}
     for day in range(7):
-        hour = 0
-        while hour < 24:
-            if warm[day * 24 + hour]:
-                start = hour
-                while hour < 24 and warm[day * 24 + hour]:
-                    hour += 1
-                runs.setdefault((start, hour), []).append(day)
-            else:
-                hour += 1
+        for on, run in itertools.groupby(range(24), lambda hour: warm[day * 24 + hour]):
+            if on:
+                hours = list(run)
+                runs.setdefault((hours[0], hours[-1] + 1), []).append(day)
     return tuple(Advised(days=tuple(days), start_hour=s, end_hour=e) for (s, e), days in sorted(runs.items()))
 
 
 def _day_text(days: Sequence[int]) -> str:
     """(0, 1, 2, 3, 4) -> 'MON-FRI'; (0, 2) -> 'MON,WED'; runs of three or more days become ranges."""
-    ordered = sorted(set(days))
-    parts, i = [], 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        if j - i >= 2:
-            parts.append(f"{DAYS[ordered[i]]}-{DAYS[ordered[j]]}")
-        else:
-            parts += [DAYS[d] for d in ordered[i:j + 1]]
-        i = j + 1
+    parts = []
+    for _, run in itertools.groupby(enumerate(sorted(set(days))), lambda item: item[1] - item[0]):
+        run_days = [d for _, d in run]
+        parts += [f"{DAYS[run_days[0]]}-{DAYS[run_days[-1]]}"] if len(run_days) >= 3 else [DAYS[d] for d in run_days]
     return ",".join(parts)
 
 
