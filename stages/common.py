@@ -115,13 +115,14 @@ def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T
         return None
     try:
         detail = outcome(**state.get(stage).result)
-    except TypeError:  # recorded by an older version of this package: run again
+    except (TypeError, ValueError):  # recorded by an older version of this package: run again
         return None
     return result(stage, d, "up-to-date", f"{stage}: up to date ({d.env}/{d.recipe.name})", detail)
 
 
 def record(ctx: Context, stage: str, d: Deployment, fp: str, outcome: Any) -> None:
-    ctx.state(d).record(stage, fp, dataclasses.asdict(outcome))
+    ctx.state(d).record(stage, fp, outcome.model_dump(mode="json") if isinstance(outcome, BaseModel)
+                        else dataclasses.asdict(outcome))
 
 
 def remote_stage(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T], *, would: str,

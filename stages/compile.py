@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from infra.runtime import timeline
 from infra.runtime.deployment import Deployment
 from infra.runtime.kernels import kernel_fingerprint
+from infra.runtime.model import Stored
 from stages.common import Context, StageResult, remote_stage
 
 STAGE = "compile"
@@ -25,17 +27,19 @@ class Options:
     recompile: bool = False
 
 
-@dataclass(frozen=True)
-class Compiled:
+class Compiled(Stored):
+    """What the compile job answered (its marker, infra/runtime/kernels.py `CompileRecord`, or a skip), as far as
+    this stage shows and records it."""
+
     fingerprint: str
-    skipped: bool  # the Volume already had a matching marker, or DeepGEMM is off for this recipe
+    skipped: bool = False  # the Volume already had a matching marker, or DeepGEMM is off for this recipe
     seconds: float | None = None
     files: int | None = None
     reason: str | None = None
     # Read from SGLang's own output by the job (infra/runtime/timeline.py): its server's start without the caches,
     # phase by phase, and compile_deep_gemm's time per GEMM shape: what a container pays without this stage.
-    server_timeline: list | None = None
-    deep_gemm_shapes: dict | None = None
+    server_timeline: list[timeline.Phase] | None = None
+    deep_gemm_shapes: timeline.DeepGemm | None = None
 
 
 def without_token(d: Deployment) -> Deployment:
@@ -55,17 +59,14 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         with ctx.working(f"compiling DeepGEMM kernels and warming a server for {d.recipe.model} "
                          f"(tp {d.recipe.tp_size}) on {d.recipe.gpu}; a cold cache takes ~15 minutes"):
             job = ctx.remote.run_compile(without_token(d), force=options.recompile)
-        outcome = Compiled(fingerprint=fp, skipped=bool(job.get("skipped")), seconds=job.get("seconds"),
-                           files=job.get("files"), reason=job.get("reason"), server_timeline=job.get("server_timeline"),
-                           deep_gemm_shapes=job.get("deep_gemm_shapes"))
+        outcome = Compiled.read(job | {"fingerprint": fp})
         how = "already compiled" if outcome.skipped else f"compiled in {outcome.seconds or 0:.0f} s"
         lines = [f"kernels {how} ({fp})"]
         if not outcome.skipped and (shapes := outcome.deep_gemm_shapes):
-            lines.append(f"  compile_deep_gemm: {len(shapes['shapes'])} GEMM shape(s) in {shapes['seconds']:.0f} s")
+            lines.append(f"  compile_deep_gemm: {len(shapes.shapes)} GEMM shape(s) in {shapes.seconds:.0f} s")
         if not outcome.skipped and outcome.server_timeline:
-            phases = ", ".join(f"{p['phase']} {p['seconds']:.1f}" for p in outcome.server_timeline
-                               if p["seconds"] >= 1.0)
-            lines.append(f"  its server, without the caches: ready in {outcome.server_timeline[-1]['end_s']:.1f} s"
+            phases = ", ".join(f"{p.phase} {p.seconds:.1f}" for p in outcome.server_timeline if p.seconds >= 1.0)
+            lines.append(f"  its server, without the caches: ready in {outcome.server_timeline[-1].end_s:.1f} s"
                          + (f" ({phases})" if phases else ""))
         return outcome, "\n".join(lines)
 

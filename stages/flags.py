@@ -201,23 +201,13 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
         _fail(f"--write-requests {write_requests}: {len(levels)} concurrency levels need one file each; allowed: a "
               f"path containing {engine.LEVEL_PLACEHOLDER}, e.g. requests-c{engine.LEVEL_PLACEHOLDER}.jsonl")
     return stage.Options(
-        workload=engine.Workload(
-            prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,
-            max_tokens=whole("--max-tokens", max_tokens) or engine.DEFAULT_MAX_TOKENS,
-            model=model or None,
-            **sampling(temperature, top_p, top_k),
-        ),
-        plan=engine.Plan(
-            concurrency=tuple(levels), requests=n, duration=dur,
-            warmup=whole("--warmup", 1 if warmup is None else warmup, minimum=0),
-            timeout=seconds("--timeout", timeout) or engine.DEFAULT_TIMEOUT,
-            cold_start_deadline=seconds("--wait", wait) or engine.DEFAULT_COLD_START_DEADLINE,
-        ),
-        url=http_url("--url", url) if url else None,
-        proxy_auth=proxy_auth,
-        wait_given=wait is not None,
-        label=label,
-        json_path=writable_file("--output", output),
-        plot=writable_file("--plot", plot),
-        requests_path=writable_file("--write-requests", write_requests),
-    )
+        workload=engine.Workload(prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,
+                                 max_tokens=whole("--max-tokens", max_tokens) or engine.DEFAULT_MAX_TOKENS,
+                                 model=model or None, **sampling(temperature, top_p, top_k)),
+        plan=engine.Plan(concurrency=tuple(levels), requests=n, duration=dur,
+                         warmup=whole("--warmup", 1 if warmup is None else warmup, minimum=0),
+                         timeout=seconds("--timeout", timeout) or engine.DEFAULT_TIMEOUT,
+                         cold_start_deadline=seconds("--wait", wait) or engine.DEFAULT_COLD_START_DEADLINE),
+        url=http_url("--url", url) if url else None, proxy_auth=proxy_auth, wait_given=wait is not None, label=label,
+        json_path=writable_file("--output", output), plot=writable_file("--plot", plot),
+        requests_path=writable_file("--write-requests", write_requests))

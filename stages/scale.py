@@ -47,12 +47,12 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
         return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to "
                                            f"{wanted}, {until}")
     ctx.remote.require_credentials()
-    in_force = ctx.remote.update_autoscaler(d, min_containers=wanted)
-    message = f"{d.env}/{d.recipe.name}: min_containers now {in_force['min_containers']}, {until}"
+    # The settings in force afterwards, as Modal reports them (min_containers, max_containers, buffer_containers).
+    scaled = Scaled(**ctx.remote.update_autoscaler(d, min_containers=wanted),
+                    overridden_at=upcoming.when.isoformat() if upcoming else None)
+    message = f"{d.env}/{d.recipe.name}: min_containers now {scaled.min_containers}, {until}"
     if upcoming:
         message += "; a deploy before then resets it to the schedule's floor"
     else:
         message += f"; change scaling.min_containers in environments/{d.env}.toml to keep it"
-    return result(STAGE, d, "ran", message, Scaled(in_force["min_containers"], in_force["max_containers"],
-                                                    in_force["buffer_containers"],
-                                                    upcoming.when.isoformat() if upcoming else None))
+    return result(STAGE, d, "ran", message, scaled)

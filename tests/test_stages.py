@@ -101,7 +101,7 @@ def test_recompile_compiles_again_where_the_volume_says_done(world):
     assert compile.run(world.ctx(force=True), d).detail.skipped is True  # --force alone: the Volume's marker holds
     again = compile.run(world.ctx(), d, compile.Options(recompile=True))
     assert (first.detail.skipped, again.status, again.detail.skipped) == (False, "ran", False)
-    assert first.detail.server_timeline[-1]["phase"] == "warmup_3"  # its server's start, phase by phase (--json)
+    assert first.detail.server_timeline[-1].phase == "warmup_3"  # its server's start, phase by phase (--json)
     assert "its server, without the caches: ready in" in first.message
     assert [c["args"]["force"] for c in world.modal.calls() if c["method"] == "run_compile"] == [False, False, True]
 

@@ -134,11 +134,10 @@ def check_minutes(env: str, minutes: float, cold_start_s: float, *, workflow: Pa
         return
     allowed = limit - JOB_OVERHEAD_MINUTES - cold_start_s / 60
     if minutes > allowed:
-        raise ConfigError(
-            f"release.bake_minutes = {minutes:g} in {env}: the bake would outlast the promotion job "
-            f"({workflow.name} timeout-minutes = {limit}, less {cold_start_s / 60:.0f} min of cold-start wait and "
-            f"{JOB_OVERHEAD_MINUTES} min for the job's other steps); allowed: 0 to {max(allowed, 0):.0f}, or raise "
-            "timeout-minutes in the workflow")
+        raise ConfigError(f"release.bake_minutes = {minutes:g} in {env}: the bake would outlast the promotion job "
+                          f"({workflow.name} timeout-minutes = {limit}, less {cold_start_s / 60:.0f} min of cold-start "
+                          f"wait and {JOB_OVERHEAD_MINUTES} min for the job's other steps); allowed: 0 to "
+                          f"{max(allowed, 0):.0f}, or raise timeout-minutes in the workflow")
 
 
 def off_reason(env: str, minutes: float, reason: str | None) -> str | None:
@@ -148,9 +147,8 @@ def off_reason(env: str, minutes: float, reason: str | None) -> str | None:
         return None
     text = " ".join((reason or "").split())
     if not text:
-        raise ConfigError(
-            f"release.bake_minutes = 0 turns off the bake after promotions into {env}; "
-            'allowed: a reason with it, recorded with who ran it: --set release.bake_off_reason="<why>"')
+        raise ConfigError(f"release.bake_minutes = 0 turns off the bake after promotions into {env}; allowed: a "
+                          'reason with it, recorded with who ran it: --set release.bake_off_reason="<why>"')
     if len(text) > MAX_REASON:
         raise ConfigError(f"release.bake_off_reason is {len(text)} characters; allowed: up to {MAX_REASON} "
                           "(link to an issue for more)")

@@ -16,6 +16,7 @@ are shown while a release runs.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -102,18 +103,15 @@ def status_lines(releases: list[Release], recorded: dict[str, list[StartRecord]]
         if i > 0:
             continue  # the releases before: their summary; what to act on is the current one's
         lines += [f"      {timeline.describe(r)}" for r in starts[:SHOWN_STARTS]]
-        missed = [r for r in starts if r.misses]
-        if missed:
-            caches: dict[str, int] = {}
+        if missed := [r for r in starts if r.misses]:
+            caches = Counter()
             for r in missed:
-                for name, m in r.misses.items():
-                    caches[name] = caches.get(name, 0) + m.files
+                caches.update({name: m.files for name, m in r.misses.items()})
             what = ", ".join(f"{name} {n} files" for name, n in sorted(caches.items()))
             warnings.append(f"  WARNING {rid}: {len(missed)} of {len(starts)} recorded start(s) compiled while "
                             f"starting (compile-cache misses: {what}); rerun `invoke compile --env {d_env} --recipe "
                             f"{recipe} --recompile` for this key")
-        refused = sum(r.outcome == "refused" for r in starts)
-        if refused:
+        if refused := sum(r.outcome == "refused" for r in starts):
             warnings.append(f"  WARNING {rid}: {refused} start(s) refused to go ready on a cache miss "
                             "(startup.refuse_on_cache_miss): no replica serves until the compile stage is rerun")
     return lines, warnings

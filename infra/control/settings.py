@@ -126,10 +126,8 @@ class Client(Frozen):
 
 class ReleasePolicy(Frozen):
     guarded: bool = Field(default=False, description="deploys need a clean tree on main_branch and confirmation")
-    promote_from: str | None = Field(
-        default=None, description="the environment whose releases `invoke promote` may bring here (none: deployed "
-                                  "directly)"
-    )
+    promote_from: str | None = Field(default=None, description="the environment whose releases `invoke promote` may "
+                                     "bring here (none: deployed directly)")
     main_branch: str = "main"
     require_pinned_revisions: bool = Field(default=False, description="every revision must be a 40-hex commit")
     # The bake (docs/bake.md, infra/control/bake_policy.py): after a promotion's smoke test, probe this environment
