@@ -1,13 +1,10 @@
 """`invoke check`: fail (exit 1) when prod is not doing what it promised over the last `[sentinel] check_minutes`.
 
-Two checks, each one line per problem, all of them said before it fails:
-- SLO attainment: per recipe, the share of the sentinel's probes within each objective that applies to a probe
-  (infra/control/attainment.py), against `[sentinel] min_attainment`; the error rate against its objective; and no
-  record at all (a sentinel that is not running is a breach of watching, not a pass).
-- Cost drift: what Modal billed per hour for the current release over the window's whole hours, against the cost
-  model's estimate, beyond `[costs] mismatch_margin` (infra/perf/ledger.py `Bill.warnings`, what `status --cost`
-  shows).
-A scheduled workflow runs it (.github/workflows/prod-check.yml) and puts its output in the job summary.
+One line per problem, all said before it fails: per recipe, the share of the sentinel's probes within each objective
+that applies to a probe (infra/control/attainment.py) against `[sentinel] min_attainment`, the error rate against its
+objective, and no record at all (a sentinel not running is a breach of watching, not a pass); and cost drift, what
+Modal billed per hour for the current release against the estimate beyond `[costs] mismatch_margin`
+(infra/perf/ledger.py `Bill.warnings`). .github/workflows/prod-check.yml runs it on a schedule.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Stage 4: deploy the recipe's app into the environment's Modal Environment and record the release.
 
-The deployment is tagged with the git commit (`git-<sha>`, `-dirty` for a dirty tree) and recorded in the environment's
-release manifest, under the release lock. If the deploy raises, the manifest is left exactly as it was; if Modal reports
-that nothing changed (it skips a deploy of an identical definition), no new release is recorded and we say which version
-still runs.
-
-Guarded environments (prod) refuse a dirty tree or a commit that is not on the main branch unless --force, and ask for
-confirmation on a terminal unless --yes; without a terminal and without --yes they refuse (CI passes --yes). All of
-that, and the credentials, is checked before the first remote call (`preflight`: git state, credentials, then the
-question), also when the deploy is the fourth stage of a pipeline.
+Tagged with the git commit (`git-<sha>`, `-dirty` for a dirty tree) and recorded in the release manifest under the
+release lock. A deploy that raises leaves the manifest as it was; one Modal skipped (nothing changed) records no
+release and says which version still runs. Guarded environments (prod) refuse a dirty tree or a commit off the main
+branch unless --force, and ask on a terminal unless --yes (refused without either). All of that and the credentials
+are checked before the first remote call (`preflight`), also as the fourth stage of a pipeline.
 """
 
 from __future__ import annotations

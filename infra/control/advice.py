@@ -1,21 +1,15 @@
 """Schedule advice from the bill: which hours of the week a warm floor pays for itself, as `[[scaling.schedule]]`.
 
-Modal's billing report says, per hour, what the recipe's server cost; divided by one replica's hourly price that is
-the replica-hours it ran. Averaged per hour of the week over the last N whole weeks (UTC), it is the *occupancy* of
-that hour: 0.8 means a replica ran 48 minutes of that hour on a typical week. Where a replica ran at least
-`OCCUPANCY` of the hour anyway, keeping one warm there costs at most 1/OCCUPANCY times what those hours already cost
-(at 0.5: at most double, 0.5 replica-hours more per hour) and removes every cold start users met in them: that is
-where a warm floor "pays for itself". Consecutive such hours become windows, and days with the same hours share one
-window (MON-FRI 08:00-18:00 is one window, not five).
+Modal's hourly bill for the recipe's server, divided by one replica's hourly price, is the replica-hours it ran;
+averaged per hour of the week over the last N whole weeks (UTC), it is that hour's *occupancy* (0.8: a replica ran 48
+minutes of it on a typical week). Where it is at least `OCCUPANCY`, a warm replica costs at most 1/OCCUPANCY times
+what the hour already costs and removes every cold start users met in it: the floor "pays for itself". Such hours
+become windows, days with the same hours sharing one (MON-FRI 08:00-18:00). Beside the TOML it states the warm hours
+per week, the standing cost saved against always warm (costs.py's basis), and how many recorded cold starts fell
+outside the windows (users would still meet them) or inside (absorbed).
 
-What the advice states beside the TOML: the warm replica-hours per week under the proposal, the standing cost saved
-against keeping the replica warm around the clock (infra/control/costs.py's standing-cost basis: warm hours at the
-replica's hourly price), and how many of the recorded cold starts of the history fell outside the proposed windows
-(users would still have met those) or inside (the floor would have absorbed them).
-
-It refuses, in one line, to advise on less history than it needs: no billed hour at all, a server billed for less than
-the N weeks (it did not exist, or the bill does not reach back), or a history in which a replica ran every hour
-(an environment kept warm around the clock shows no hour without one: its bill cannot tell which hours users need).
+It refuses, in one line, less history than it needs: no billed hour, a server billed for less than the N weeks, or
+one with a replica up every hour (kept warm around the clock, its bill cannot tell which hours users need).
 """
 
 from __future__ import annotations

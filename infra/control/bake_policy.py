@@ -1,18 +1,17 @@
 """The bake after a promotion: how it probes, when it rolls back, and the verdict the release keeps.
 
-After prod's smoke test, `invoke promote` keeps sending the recipe's gate workload to prod, one request at a
-time, for `[release] bake_minutes` (infra/perf/bake.py runs it). The numbers here are the stated policy:
+After prod's smoke test, `invoke promote` keeps sending the gate workload to prod, one request at a time, for
+`[release] bake_minutes` (infra/perf/bake.py runs it). The stated policy:
 
-- one request every PROBE_INTERVAL_S seconds (6 a minute): enough for a p90 per minute, and one stream of a
-  replica that serves `target_concurrency` streams, so the users beside it do not notice;
-- the objectives that apply to one stream (the gate's objectives at level 1, latencies and per-user speed, and
-  the error rate) are judged over the last WINDOW_S seconds, a window that moves by its own length, so no
-  request counts twice and one slow request cannot breach two windows;
-- BREACH_WINDOWS breaching windows in a row (a sustained breach, three minutes) roll prod back; a window with
-  fewer than MIN_ANSWERS answers is too thin for a p90 and is shown but not judged (its errors still count).
+- one request every PROBE_INTERVAL_S seconds: enough for a p90 per minute, one stream of a replica that serves
+  `target_concurrency`, so the users beside it do not notice;
+- the objectives of one stream (the gate's at level 1, and the error rate) are judged over windows of WINDOW_S
+  that move by their own length, so no request counts twice and one slow request cannot breach two windows;
+- BREACH_WINDOWS breaching windows in a row roll prod back; a window with fewer than MIN_ANSWERS answers is too
+  thin for a p90 and is shown, not judged (its errors still count).
 
-The verdict is a `Bake` record on the promoted release (infra/perf/releases.py `Release.bake`), read by
-`invoke status` and the ledger. Module constants, not settings: changing how a bake judges is a code review.
+The verdict is a `Bake` on the promoted release (`Release.bake`). Constants, not settings: changing how a bake
+judges is a code review.
 """
 
 from __future__ import annotations

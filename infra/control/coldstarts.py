@@ -1,17 +1,11 @@
 """Each release's cold starts, read back from what its server containers recorded (infra/runtime/startup.py).
 
-Every server container writes its start's timeline into the `sglang-starts` Modal Dict of its Modal Environment, in a
-bucket named by its app and the digest of its deployment (infra/runtime/remote.py `starts_bucket`,
-infra/runtime/timeline.py `deployment_digest`). A release manifest records the same deployment, so the control side
-finds a release's bucket from its manifest entry alone. Two releases that deployed the very same thing (a redeploy at
-another commit, a rollback) share a bucket: their starts are told apart by time, each going to the newest of them
-deployed before it started (with DEPLOY_SLACK_SECONDS of slack: a deploy's first containers start once Modal has
-published the app, moments before the deploy call returns and its manifest entry is written).
-
-What lasts: Modal expires Dict entries 7 days after their last access, and a bucket keeps its newest STARTS_KEPT starts.
-So when a release is replaced (deploy, promotion, rollback: infra/perf/releases.py `ReleaseStore.record`), the summary
-of its starts is frozen into its manifest entry (`cold_starts`), which the ledger shows from then on; the live records
-are shown while a release runs.
+A server container writes its start's timeline into the `sglang-starts` Modal Dict, in a bucket named by its app and
+its deployment's digest (remote.py `starts_bucket`), so a release's manifest entry alone finds its bucket. Releases
+that deployed the very same thing (a redeploy at another commit, a rollback) share a bucket: each start goes to the
+newest of them deployed before it started, with DEPLOY_SLACK_SECONDS of slack (a deploy's first containers start
+moments before its manifest entry is written). Modal expires Dict entries after 7 days and a bucket keeps
+STARTS_KEPT starts, so a replaced release's summary is frozen into its manifest entry (`cold_starts`).
 """
 
 from __future__ import annotations
