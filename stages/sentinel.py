@@ -47,7 +47,7 @@ def run(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:
     summary = "\n".join([f"{s.app_name}: probes {', '.join(t.recipe for t in s.targets)} every "
                          f"{s.settings.interval_seconds} s in Modal environment {s.modal_environment}, "
                          f"kept {s.settings.retention_days} days", *watching.describe_cost(price)])
-    detail = {"app_name": s.app_name, "spec": s.model_dump(mode="json"), "cost": price}
+    detail = {"app_name": s.app_name, "spec": s.model_dump(mode="json"), "cost": price.model_dump(mode="json")}
     if ctx.dry_run:
         return StageResult(STAGE, settings.env, "", "dry-run", f"sentinel (dry run): would deploy {summary}", detail)
     ctx.remote.require_credentials()

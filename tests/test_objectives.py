@@ -264,7 +264,7 @@ def test_plan_shows_the_effective_gate_of_a_recipe():
         "  error_rate ≤ 0.0% at concurrency 10 (target)",
         "  measured at concurrency 1, 10",
     ]
-    plan = objectives.to_plan(env, 10)
+    plan = objectives.to_plan(env, 10).model_dump(mode="json", exclude_unset=True)  # as `plan --json` shows it
     assert plan["enabled"] and plan["regression_budget"] == 0.1 and plan["record_baseline"] is False
     assert plan["objectives"][2] == {"metric": "ttft_p90_ms", "level": "target", "concurrency": 10, "max": 1500}
     assert plan["objectives"][4] == {"metric": "output_tokens_per_s", "level": "target", "concurrency": 10, "min": 1000}
@@ -295,11 +295,11 @@ def test_plan_shows_each_recipes_gate_in_text_and_stable_json(tmp_path):
 
     settings = load_settings("prod")
     plans = [plan.plan_for(settings, resolve(settings, name)) for name in settings.serves]
-    assert [p.gate.model_dump() for p in plans] == [objectives.to_plan(gate_for(settings, name), 10)
-                                                    for name in settings.serves]
-    assert plans[1].gate.objectives[0] == {"metric": "ttft_p90_ms", "level": 1, "concurrency": 1, "max": 1200}
+    assert [p.gate for p in plans] == [objectives.to_plan(gate_for(settings, name), 10) for name in settings.serves]
+    assert plans[1].gate.objectives[0].model_dump(exclude_unset=True) == {"metric": "ttft_p90_ms", "level": 1,
+                                                                          "concurrency": 1, "max": 1200}
     assert plans[1].gate.levels == [1, 10]
-    assert json.loads(plan.to_json(plans))[0]["gate"] == plans[0].gate.model_dump()
+    assert json.loads(plan.to_json(plans))[0]["gate"] == plans[0].gate.model_dump(mode="json", exclude_unset=True)
     assert plan.to_json(plans) == plan.to_json(plans)
     text = plan.render(plans).splitlines()
     start = text.index("Gate           on; regression budget 10% against the target's current release")

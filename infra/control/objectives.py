@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,7 +286,7 @@ def levels(targets: tuple[Target, ...], target_concurrency: int) -> tuple[int, .
 
 class PlannedObjective(Stored):
     """One objective as `plan --json` shows it: as written (`level`), resolved (`concurrency`), and its limit under
-    the metric's own side (`max` or `min`)."""
+    the metric's own side (`max` or `min`; the other is left unset, so absent from the JSON)."""
 
     metric: str
     level: int | str
@@ -309,14 +309,13 @@ class GatePlan(Stored):
     levels: list[int]
 
 
-def to_plan(gate: Gate, target_concurrency: int) -> dict:
-    """What `plan --json` shows: the effective gate of one recipe (`GatePlan`), levels resolved."""
+def to_plan(gate: Gate, target_concurrency: int) -> GatePlan:
+    """What `plan` shows: the effective gate of one recipe, levels resolved."""
     targets = resolve(gate, target_concurrency)
     return GatePlan(enabled=gate.enabled, regression_budget=gate.regression_budget,
                     record_baseline=gate.record_baseline, levels=list(levels(targets, target_concurrency)),
                     objectives=[PlannedObjective(metric=t.metric, level=t.written_level, concurrency=t.concurrency,
-                                                 **{t.spec.limit_key: t.limit}) for t in targets],
-                    ).model_dump(mode="json", exclude_none=True)
+                                                 **{t.spec.limit_key: t.limit}) for t in targets])
 
 
 def describe(gate: Gate, target_concurrency: int) -> list[str]:
@@ -324,9 +323,8 @@ def describe(gate: Gate, target_concurrency: int) -> list[str]:
     return describe_plan(to_plan(gate, target_concurrency))
 
 
-def describe_plan(plan: Mapping[str, Any] | GatePlan) -> list[str]:
-    """The lines of `describe`, from the `to_plan` data (what `plan` renders, it reads from its JSON)."""
-    plan = plan if isinstance(plan, GatePlan) else GatePlan.read(plan)
+def describe_plan(plan: GatePlan) -> list[str]:
+    """The lines of `describe`, from `to_plan`'s record (what `plan` renders)."""
     if not plan.enabled:
         return ["gate: off (promotions into this environment are not measured)"]
     lines = [f"gate: on; regression budget {plan.regression_budget * 100:g}% against the target's current release"

@@ -321,7 +321,7 @@ def plan_for(settings: Settings, d: Deployment, state: StageState | None = None,
         endpoint=rec.Endpoint(public=not d.auth.proxy_auth,
                               auth="Modal proxy auth: send Modal-Key / Modal-Secret" if d.auth.proxy_auth else "none"),
         cost=cost_plan(settings, d, cold, rates), schedule=schedule_plan(settings, d, rates=rates),
-        gate=rec.GatePlan.model_validate(objectives.to_plan(gate_for(settings, r.name), r.target_concurrency)),
+        gate=objectives.to_plan(gate_for(settings, r.name), r.target_concurrency),
         sentinel=sentinel_plan(settings, rates), cold_start=cold, compile_job=spec.compile_budget(d),
         warnings=warnings_for(settings, d, cold))
 
@@ -419,7 +419,7 @@ def _rows(p: rec.DeploymentPlan) -> list[tuple[str, str, str]]:
         lines.append(f"Job            {name}: {job.image_text()}, {job.gpu or 'no GPU'}, timeout {job.timeout} s")
     lines += _cost_lines(p.cost, p.schedule, p.compile_job)
     lines += _schedule_lines(p.schedule)
-    lines += _labelled("Gate", [line.removeprefix("gate: ") for line in objectives.describe_plan(p.gate.model_dump())])
+    lines += _labelled("Gate", [line.removeprefix("gate: ") for line in objectives.describe_plan(p.gate)])
     lines += _sentinel(p.sentinel)
     lines += _cold_start_lines(p.cold_start, server.startup_timeout)
     lines += [f"WARNING        {w}" for w in p.warnings]

@@ -16,6 +16,8 @@ from pydantic import ConfigDict
 from infra.control import costs
 from infra.control.cold_start_figures import MeasuredStart
 from infra.control.costs import JobCost, Number, Price, RatesShown, ScheduledCost, Shown, Standing
+from infra.control.objectives import GatePlan
+from infra.control.watching import SentinelCost
 from infra.runtime import spec
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Window
 
@@ -183,21 +185,11 @@ class SchedulePlan(Shown):
     cost: ScheduledCost
 
 
-class GatePlan(_Passed):
-    """The effective gate of one recipe, levels resolved (infra/control/objectives.py `to_plan`)."""
-
-    enabled: bool
-    regression_budget: float
-    record_baseline: bool
-    objectives: list[dict[str, Any]]  # metric, level, concurrency and its limit under the metric's own key
-    levels: list[int]
-
-
 class SentinelPlan(Shown):
     """The environment's sentinel: its app's options (spec.sentinel_app) and its cost (watching.cost)."""
 
     modal: dict[str, Any]
-    cost: dict[str, Any]
+    cost: SentinelCost
 
 
 class ColdPhase(Shown):

@@ -6,7 +6,7 @@ this module derives its spec from the settings, once, for `invoke sentinel` to d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from infra.control import costs
@@ -50,8 +50,9 @@ class SentinelCost(Stored):
     min_interval_seconds: int
 
 
-def cost(s: SentinelSpec, rates: costs.Rates, replicas: Sequence[tuple[Deployment, costs.Hourly]] = ()) -> dict:
-    """What the sentinel costs per hour and per 30 days, and what `wake` would add (`SentinelCost`, as data).
+def cost(s: SentinelSpec, rates: costs.Rates,
+         replicas: Sequence[tuple[Deployment, costs.Hourly]] = ()) -> SentinelCost:
+    """What the sentinel costs per hour and per 30 days, and what `wake` would add.
 
     Its own container: `spec.SENTINEL_CPU` cores and `SENTINEL_MEMORY_MIB`, kept up between runs by its
     scaledown_window (infra/runtime/spec.py), so billed around the clock: the same figure at any interval up to an
@@ -70,12 +71,11 @@ def cost(s: SentinelSpec, rates: costs.Rates, replicas: Sequence[tuple[Deploymen
         probes_per_30_days=int(costs.HOURS_PER_30_DAYS * s.settings.probes_per_hour) * len(s.targets),
         container_hours_per_hour=kept_up, usd_per_hour=round(per_hour, 4), wake=s.settings.wake,
         usd_per_30_days=round(per_hour * costs.HOURS_PER_30_DAYS, 2), min_interval_seconds=MIN_INTERVAL_SECONDS,
-        wake_usd_per_30_days=round(sum(wake) * costs.HOURS_PER_30_DAYS, 2) if wake else None).model_dump(mode="json")
+        wake_usd_per_30_days=round(sum(wake) * costs.HOURS_PER_30_DAYS, 2) if wake else None)
 
 
-def describe_cost(data: Mapping[str, Any] | SentinelCost) -> list[str]:
-    """`plan`'s lines for the sentinel, from `cost`'s data."""
-    c = data if isinstance(data, SentinelCost) else SentinelCost.read(data)
+def describe_cost(c: SentinelCost) -> list[str]:
+    """`plan`'s lines for the sentinel, from `cost`'s record."""
     hourly = c.container  # costs.Hourly's own dict form, which this module does not own
     lines = [f"{c.app}: a probe per recipe every {c.interval_seconds} s ({c.probes_per_30_days:,} per 30 days); its "
              f"container ({hourly['container']}) at ${hourly['usd_per_hour']:.4f}/h, up "
