@@ -231,8 +231,7 @@ def scale(c, env: str | None = None, recipe: str | None = None, min_: int | None
     from stages import scale as stage
 
     _stage(c, stage, env, recipe, set_, json, stage.Options(min_containers=flags.replicas("--min", min_)),
-           dry_run=dry_run,
-           force=force)
+           dry_run=dry_run, force=force)
 
 
 @command(help={

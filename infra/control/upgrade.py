@@ -328,6 +328,11 @@ def _command_diff(name: str, before: tuple[str, ...], after: tuple[str, ...]) ->
     return changed or [f"{name}: unchanged"]
 
 
+def _command_diffs(before: Side, after: Side) -> list[str]:
+    return (_command_diff("launch", before.launch_command, after.launch_command)
+            + _command_diff("compile", before.compile_command, after.compile_command))
+
+
 def render(report: Report) -> str:
     m = report.migration
     head = f"upgrade {m.recipe}"
@@ -346,10 +351,7 @@ def render(report: Report) -> str:
     lines += [f"  {label:<12} {before:<{width}} | {after}" for label, before, after in table]
     if report.after is not None:
         lines.append(f"  cold start basis: {report.after.cold_start_basis}")
-        lines += ["  " + line for line in _command_diff("launch", report.before.launch_command,
-                                                        report.after.launch_command)]
-        lines += ["  " + line for line in _command_diff("compile", report.before.compile_command,
-                                                        report.after.compile_command)]
+        lines += ["  " + line for line in _command_diffs(report.before, report.after)]
     for path, diff in report.diffs.items():
         lines.append(f"{'written' if report.written else 'would write'}: {path}")
         lines += ["  " + line for line in diff.rstrip("\n").splitlines()]
@@ -374,8 +376,7 @@ def markdown(report: Report) -> str:
     out += [f"| {label} | {before} | {after} |" for label, before, after in rows(report)]
     if report.after is not None:
         out += ["", f"Cold start basis: {report.after.cold_start_basis}.", "", "```"]
-        out += _command_diff("launch", report.before.launch_command, report.after.launch_command)
-        out += _command_diff("compile", report.before.compile_command, report.after.compile_command)
+        out += _command_diffs(report.before, report.after)
         out += ["```"]
     for path, diff in report.diffs.items():
         out += ["", f"### `{path}`", "", "```diff", diff.rstrip("\n"), "```"]
