@@ -127,12 +127,11 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> rec.Cold
     if (r.sglang_version != profile.sglang_version or r.tp_size != 1
             or r.gpu_type.rstrip("!") not in profile.measured_on):
         caveats.append(f"this deployment runs {here}: not measured there; the figures are used as they are")
-    parts: dict[str, rec.ColdPhase] = {}
     image_gb = cs.image_size_gb.get(r.sglang_image)
-    parts["image_pull"] = (
-        rec.ColdPhase(seconds=round(image_gb / cs.image_pull_gbps, 1),
-                      basis=f"{image_gb} GB at {cs.image_pull_gbps} GB/s") if image_gb
-        else rec.ColdPhase(seconds=None, basis="image size unknown (set cold_start.image_size_gb)"))
+    pull = (rec.ColdPhase(seconds=round(image_gb / cs.image_pull_gbps, 1),
+                          basis=f"{image_gb} GB at {cs.image_pull_gbps} GB/s") if image_gb
+            else rec.ColdPhase(seconds=None, basis="image size unknown (set cold_start.image_size_gb)"))
+    parts: dict[str, rec.ColdPhase] = {"image_pull": pull}
     restore = profile.restore
     parts["compile_cache_restore"] = rec.ColdPhase(
         seconds=restore.cached, uncached_seconds=0.0, cached=compiled,
@@ -184,7 +183,7 @@ def cold_start(settings: Settings, d: Deployment, state: StageState) -> rec.Cold
     if d.startup.gpu_snapshot:
         resume = figures.SNAPSHOT_RESUME.cached
         snapshot = {"snapshot_restore_seconds": round(figures.MODAL_SNAPSHOT_RESTORE_SECONDS + resume
-                                                      + (parts["image_pull"].seconds or 0), 1),
+                                                      + (pull.seconds or 0), 1),
                     "note": "a GPU snapshot restore replaces boot, weight loading, kernels, CUDA graphs and warm-up: "
                             f"SGLang takes its memory back and answers once in {resume:g} s (measured on the H200), "
                             f"after Modal restores the container (assumed {figures.MODAL_SNAPSHOT_RESTORE_SECONDS:g} "
