@@ -38,10 +38,6 @@ def pytest_configure(config):
 # prod bakes every promotion for minutes of real time (environments/prod.toml, docs/bake.md). The suite's world
 # turns it off, with the reason its promotions record, as a person would; tests/test_bake.py bakes on a clock it
 # controls. Every way the suite runs a command (in this process, `Cli`, `run_in_process`, tests/wire.py) gets it.
-# Commands run through `invoke` talk to the fake Modal because invoke loads this runtime configuration, whose
-# `remote` is the fake's factory (stages/runner.make_remote reads it from the task's context); without it they
-# talk to Modal itself (ModalRemote), as the wire tests and a few fault cases want.
-FAKE_MODAL = {"INVOKE_RUNTIME_CONFIG": str(REPO / "tests" / "fakes" / "invoke_config.py")}
 NO_BAKE = {"INFRA_RELEASE__BAKE_MINUTES": "0",
            "INFRA_RELEASE__BAKE_OFF_REASON": "the test suite's world (tests/test_bake.py bakes on its own clock)"}
 
@@ -208,14 +204,14 @@ def project_copy(tmp_path: Path) -> Path:
 
 
 class Cli:
-    """Runs `python -m invoke ...` as a user would, in a clean checkout of this project, against the fake Modal."""
+    """Runs `python -m invoke ...` as a user would, in a clean checkout of this project, with the real ModalRemote in
+    front of the fake control plane (`wire`, tests/wire.py): what reached Modal is `wire.rpcs()`."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, wire=None):
         self.tmp = tmp_path
-        self.modal_root = tmp_path / "modal"
-        self.fake: dict = {"root": str(self.modal_root)}
+        self.wire = wire
         self.env: dict[str, str] = {}
-        self.fake_modal = True  # False: the real ModalRemote (no FAKE_MODAL configuration)
+        self.credentials = True  # False: no Modal token in the command's environment
 
     @property
     def project(self) -> Path:
@@ -232,15 +228,24 @@ class Cli:
         is not a minute of interpreter starts on a loaded machine. Not thread-safe."""
         return run_in_process(list(args), self.environ(**extra_env), self.project)
 
+    def rpcs(self) -> list[str]:
+        """The RPCs that reached the (fake) control plane, in order."""
+        return self.wire.rpcs() if self.wire else []
+
     def environ(self, **extra_env: str) -> dict[str, str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "MODAL_", "HF_"))}
         environ |= {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join([str(self.project), str(REPO)]),  # our tests.fakes from REPO
             "INFRA_STATE_DIR": str(self.tmp / "state"),
-            "FAKE_MODAL_CONFIG": json.dumps(self.fake),
         } | NO_BAKE
-        return environ | (FAKE_MODAL if self.fake_modal else {}) | self.env | extra_env
+        return environ | self.modal_environ() | self.env | extra_env
+
+    def modal_environ(self) -> dict[str, str]:
+        from tests.wire import client_environ
+
+        found = client_environ(self.wire, self.tmp) if self.wire else {}
+        return {k: v for k, v in found.items() if self.credentials or k not in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")}
 
 
 def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -275,11 +280,6 @@ def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subproces
     return subprocess.CompletedProcess(["invoke", *args], code, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture
-def cli(tmp_path) -> Cli:
-    return Cli(tmp_path)
-
-
 # The fake Modal control plane and the real `modal` client in front of it (tests/wire.py). A GPU machine
 # that runs only tests/gpu may lack the Modal client: there the wire fixtures are simply not defined.
 try:
@@ -287,4 +287,4 @@ try:
 except ImportError:
     pass
 else:
-    from tests.wire import wire, wire_cli, wire_session  # noqa: E402,F401  (fixtures)
+    from tests.wire import cli, wire, wire_cli, wire_session  # noqa: E402,F401  (fixtures)

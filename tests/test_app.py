@@ -259,7 +259,6 @@ def test_plan_json_carries_the_exact_app_tags_deploy_sends(cli):
     assert done.returncode == 0, done.stderr
     [planned] = json.loads(done.stdout)
     assert cli("deploy", "--env", "dev", "--recipe", "qwen3-8b-low-latency").returncode == 0
-    [sent] = [json.loads(line)["args"] for line in (cli.modal_root / "calls.jsonl").read_text().splitlines()
-              if json.loads(line)["method"] == "deploy"]
-    assert planned["modal"]["app"]["tags"] == {"env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server",
-                                               "commit": sent["tag"]}
+    [sent] = cli.wire.app_versions("dev", "sglang-qwen3-8b-low-latency")
+    assert planned["modal"]["app"]["tags"] == sent["app_tags"] == {
+        "env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server", "commit": sent["tag"]}

@@ -12,10 +12,10 @@ from invoke import Collection
 
 import tasks
 from infra.runtime.errors import Aborted, ConfigError, Refused
+from infra.runtime.remote import ModalRemote
 from stages import cli
 from stages.common import Context, confirm_or_refuse
 from tests.conftest import REPO, deployment
-from tests.fakes.modal_fake import FakeModal
 
 TASKS = Collection.from_module(tasks).tasks
 
@@ -59,14 +59,15 @@ def test_numbers_are_parsed_before_the_task_runs():
 
 
 @pytest.mark.parametrize("answer", [EOFError, KeyboardInterrupt])
-def test_ctrl_d_or_ctrl_c_at_a_prompt_aborts_and_does_nothing(answer, tmp_path):
-    ctx = Context(settings=None, remote=FakeModal(tmp_path), interactive=True)
+def test_ctrl_d_or_ctrl_c_at_a_prompt_aborts_and_does_nothing(answer, wire):
+    ctx = Context(settings=None, remote=ModalRemote(), interactive=True)
 
     def confirm(_question):
         raise answer()
 
     with pytest.raises(Aborted, match=r"^deploying: aborted; nothing changed$"):
         confirm_or_refuse(ctx, "deploying", "Deploy? [y/N] ", confirm)
+    assert wire.rpcs() == []
 
 
 @pytest.mark.parametrize("json", [[], ["--json"]])
@@ -86,7 +87,7 @@ def test_dry_runs_are_offline_and_need_no_credentials(cli_env):
         done = cli_env(*args, "--dry-run", "--json")
         assert done.returncode == 0, (args, done.stderr)
         assert {r["status"] for r in json.loads(done.stdout)} == {"dry-run"}, args
-        assert cli_env.calls() == [], args  # not even a read
+        assert cli_env.rpcs() == [], args  # not even a read
 
 
 def test_a_draft_revision_warning_is_said_once_per_run(cli_env):
@@ -95,13 +96,13 @@ def test_a_draft_revision_warning_is_said_once_per_run(cli_env):
     assert len(re.findall(r"draft model .* revision is unset", done.stderr)) == 1, done.stderr
 
 
-def test_guards_that_force_overrides(tmp_path):
-    ctx = Context(settings=deployment_settings("dev"), remote=FakeModal(tmp_path), say=lambda _m: None)
+def test_guards_that_force_overrides(wire):
+    ctx = Context(settings=deployment_settings("dev"), remote=ModalRemote(), say=lambda _m: None)
     from stages import rollback, scale, trial
 
     with pytest.raises(ConfigError, match="forbids warm replicas .*or --force"):
         scale.run(ctx, deployment("dev"), scale.Options(min_containers=1))
-    prod = Context(settings=deployment_settings("prod"), remote=FakeModal(tmp_path), say=lambda _m: None)
+    prod = Context(settings=deployment_settings("prod"), remote=ModalRemote(), say=lambda _m: None)
     with pytest.raises(Refused, match="try runs an ephemeral copy in guarded environment 'prod'"):
         trial.run(prod, deployment("prod"))
     from infra.perf.releases import Manifest, Release
@@ -116,6 +117,7 @@ def test_guards_that_force_overrides(tmp_path):
                                       r"or --force"):
         rollback.choose(deployment("dev"), manifest, None)
     assert rollback.choose(deployment("dev"), manifest, None, force=True) is failed
+    assert wire.rpcs() == []
 
 
 def deployment_settings(env: str):
@@ -127,14 +129,8 @@ def deployment_settings(env: str):
 @pytest.fixture
 def cli_env(cli):
     """The CLI with no Modal credentials at all: a dry run must not need them."""
-    cli.fake["credentials"] = False
-
-    def run(*args):
-        return cli(*args)
-
-    run.calls = lambda: [json.loads(line) for line in (cli.modal_root / "calls.jsonl").read_text().splitlines()] \
-        if (cli.modal_root / "calls.jsonl").exists() else []
-    return run
+    cli.credentials = False
+    return cli
 
 
 def test_a_file_with_a_byte_order_mark_loads(tmp_path, monkeypatch):

@@ -12,10 +12,10 @@ from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.perf.releases import ReleaseStore
 from infra.runtime import remote, timeline
+from infra.runtime.remote import ModalRemote
 from stages import deploy, rollback, status
 from stages.common import Context
 from tests.fakes import records
-from tests.fakes.modal_fake import FakeModal
 from tests.test_stages import git_repo
 from tests.test_timeline import TIMINGS, read
 
@@ -23,9 +23,9 @@ RECIPE = "qwen3-8b-low-latency"
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, wire):
     class World:
-        modal = FakeModal(tmp_path / "modal")
+        modal = ModalRemote()
         repo = git_repo(tmp_path / "checkout")
 
         def ctx(self, *overrides, **options) -> Context:
@@ -112,10 +112,10 @@ def test_status_shows_the_starts_and_a_replaced_release_keeps_their_summary_thro
         back.release_id, 1, 95.0)
 
 
-def test_status_still_answers_when_the_starts_cannot_be_read(world):
+def test_status_still_answers_when_the_starts_cannot_be_read(world, wire):
     ctx = world.ctx()
     deploy.run(ctx, world.d(ctx))
-    world.modal.fail["recent_starts"] = "Dict service unavailable"
+    wire.fail("DictGetOrCreate", "Dict service unavailable")
     shown = status.run(ctx, world.d(ctx)).message
-    assert "  cold starts: could not be read (RuntimeError: Dict service unavailable)" in shown
+    assert "  cold starts: could not be read (PermissionDeniedError: Dict service unavailable)" in shown
     assert "ledger (newest first;" in shown

@@ -379,7 +379,7 @@ def test_plan_never_fetches_rates(cli):
     """`invoke plan` offline: no call reaches the Modal boundary, and no rates cache is written."""
     done = cli("plan", "--env", "prod", "--json")
     assert done.returncode == 0, done.stderr
-    assert not (cli.modal_root / "calls.jsonl").exists() and not (cli.tmp / "state").exists()
+    assert cli.rpcs() == [] and not (cli.tmp / "state").exists()
     [first, _] = json.loads(done.stdout)
     assert first["cost"]["rates"]["source"] == costs.TABLE_SOURCE
 

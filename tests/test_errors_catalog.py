@@ -213,7 +213,7 @@ def _prepare(cli, setup: str | None) -> None:
             with (config / "staging.toml").open("a") as f:
                 f.write("\n[recipes.qwen3.6-35b-vlm]\ngpu_count = 1\n")
     if setup == "no-credentials":
-        cli.fake["credentials"] = False
+        cli.credentials = False
     if setup == "proxy-credentials":
         cli.env |= {"MODAL_KEY": "wk-abcdefghijklmnop0123", "MODAL_SECRET": "ws-abcdefghijklmnop0123"}
     if setup == "dirty":
@@ -249,7 +249,6 @@ def _prepare(cli, setup: str | None) -> None:
         with _socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cli.fake_modal = False
         cli.env |= {"MODAL_SERVER_URL": f"http://127.0.0.1:{port}",
                     "MODAL_TOKEN_ID": "ak-0123456789abcdef0123", "MODAL_TOKEN_SECRET": "as-0123456789abcdef0123"}
     if setup == "not-utf8":
@@ -281,19 +280,21 @@ OWN_PROCESS = {"dirty", "unreachable", "no-credentials", "proxy-credentials"}
 
 
 @pytest.fixture(scope="module")
-def bad_input_lines(tmp_path_factory):
-    from tests.conftest import FAKE_MODAL, Cli, run_in_process
+def bad_input_lines(tmp_path_factory, wire_session):
+    from tests.conftest import Cli, run_in_process
+
+    wire = wire_session.wire
+    before = len(wire.rpcs())
 
     def run(case, in_process: bool = False):
         situation, args, setup = case
-        cli = Cli(tmp_path_factory.mktemp("cli"))
+        cli = Cli(tmp_path_factory.mktemp("cli"), wire)
         _prepare(cli, setup)
         if in_process:
             own = ("html-wheel", "truncated-report", "string-latencies", "list-concurrency")
             cwd = cli.project if setup in own else cli.tmp / "work"
             cwd.mkdir(exist_ok=True)
-            env = {"INFRA_STATE_DIR": str(cli.tmp / "state"), **FAKE_MODAL,
-                   "FAKE_MODAL_CONFIG": __import__("json").dumps(cli.fake)} | cli.env
+            env = {"INFRA_STATE_DIR": str(cli.tmp / "state")} | cli.modal_environ() | cli.env
             done = run_in_process(args, env, cwd)
         else:
             done = cli(*args)
@@ -306,22 +307,21 @@ def bad_input_lines(tmp_path_factory):
     others = [i for i in range(len(BAD_INPUT)) if i not in results]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         results |= dict(zip(others, pool.map(run, [BAD_INPUT[i] for i in others])))
-    return [results[i] for i in range(len(BAD_INPUT))]
+    return [results[i] for i in range(len(BAD_INPUT))], wire.rpcs()[before:]
 
 
 @pytest.mark.timeout(600)  # every case of the catalogue, ~90 commands: 110 s here at a load of 17 on 2 cores
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines, tmp_path, fake_server):
+    from tests.wire import MUTATING_RPCS
+
+    bad_input_lines, rpcs = bad_input_lines
+    assert not MUTATING_RPCS & set(rpcs), sorted(MUTATING_RPCS & set(rpcs))  # no case changed anything on Modal
     for situation, _, done, tmp, _ in bad_input_lines:
         assert done.returncode != 0, (situation, done.stdout)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (situation, done.stderr)
         assert "Traceback" not in done.stderr, situation
         assert done.stdout == "", (situation, done.stdout)
-        calls = os.path.join(tmp, "modal", "calls.jsonl")
-        mutating = {"build_image", "run_download", "run_compile", "deploy", "rollback", "update_autoscaler",
-                    "write_file"}
-        if os.path.exists(calls):
-            assert not mutating & {__import__("json").loads(line)["method"] for line in open(calls)}, situation
         assert not os.path.exists(os.path.join(tmp, "state")), situation
     # The catalogue takes ~17 s of CPU to run: this one test runs it, then checks that docs/errors.md lists each case
     # with the exact message it printed (two tests would run it twice, once per worker).

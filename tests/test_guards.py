@@ -1,7 +1,7 @@
 """Issue 13: every local check before the first remote call, promotion in one direction, one command line.
 
-Run as a user runs them (`python -m invoke ...` in a clean project checkout) against the recording fake
-Modal boundary, whose call record proves what reached Modal."""
+Run as a user runs them (`python -m invoke ...` in a clean project checkout) with the real Modal client in front of
+the fake control plane, whose record of RPCs proves what reached Modal."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ import pytest
 from tests.conftest import REPO
 
 
-def calls(cli) -> list[str]:
-    path = cli.modal_root / "calls.jsonl"
-    return [json.loads(line)["method"] for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def dirty(cli) -> None:
     staging = cli.project / "environments" / "staging.toml"
     staging.write_text(staging.read_text() + "# an uncommitted edit\n")
@@ -26,21 +21,21 @@ def dirty(cli) -> None:
 @pytest.mark.parametrize("task", [["pipeline", "--env", "prod", "--yes"], ["deploy", "--env", "prod", "--yes"]])
 def test_a_prod_pipeline_or_deploy_from_a_dirty_tree_makes_no_remote_call_at_all(cli, task):
     dirty(cli)
-    cli.fake["credentials"] = False  # also without credentials: the dirty tree is the first failing check
+    cli.credentials = False  # also without credentials: the dirty tree is the first failing check
     done = cli(*task)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "error: refusing to deploy to guarded environment 'prod' from a dirty working tree "
         "(commit or stash your changes, or pass --force)")
-    assert calls(cli) == []
+    assert cli.rpcs() == []
 
 
 def test_a_prod_pipeline_without_confirmation_or_credentials_stops_before_build(cli):
     done = cli("pipeline", "--env", "prod", "--recipe", "qwen3.6-35b-vlm")  # no terminal, no --yes
-    assert "needs confirmation: no terminal, so pass --yes" in done.stderr and calls(cli) == []
-    cli.fake["credentials"] = False
+    assert "needs confirmation: no terminal, so pass --yes" in done.stderr and cli.rpcs() == []
+    cli.credentials = False
     done = cli("pipeline", "--env", "prod", "--recipe", "qwen3.6-35b-vlm", "--yes")
-    assert "Modal credentials missing" in done.stderr and calls(cli) == []
+    assert "Modal credentials missing" in done.stderr and cli.rpcs() == []
 
 
 @pytest.mark.parametrize("source, target, expected", [
@@ -51,10 +46,10 @@ def test_a_prod_pipeline_without_confirmation_or_credentials_stops_before_build(
                     "in environments/prod.toml); allowed: --from staging --to prod; nothing changed"),
 ])
 def test_promotion_has_a_direction_refused_offline(cli, source, target, expected):
-    cli.fake["credentials"] = False  # offline: refused before anything needs Modal
+    cli.credentials = False  # offline: refused before anything needs Modal
     done = cli("promote", "--from", source, "--to", target, "--yes")
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == expected
-    assert calls(cli) == []
+    assert cli.rpcs() == []
 
 
 def test_no_short_flag_means_two_things(cli):
@@ -84,7 +79,7 @@ def test_every_dry_run_line_names_the_environment_and_the_recipe(cli):
 def test_scale_without_min_says_what_is_missing_and_debug_drops_the_hint(cli):
     assert cli("scale", "--env", "prod").stderr.strip() == (
         "error: --min is missing: give the number of warm replicas to keep, e.g. --min 2")
-    cli.fake["fail"] = {"build_image": "boom"}
+    cli.wire.fail("ImageGetOrCreate", "boom")
     assert "(run with --debug for the traceback)" in cli("build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm").stderr
     debugged = cli("build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--debug").stderr
     assert "Traceback" in debugged and "run with --debug" not in debugged
@@ -105,6 +100,7 @@ def test_plan_counts_a_token_in_the_modal_config_file_as_set(cli, tmp_path):
     config = tmp_path / "modal.toml"
     config.write_text('[default]\ntoken_id = "ak-abcdefghijklmnop0123"\ntoken_secret = '
                       '"as-abcdefghijklmnop0123"\nactive = true\n')
+    cli.credentials = False  # none in the environment: the one in the file is the one found
     out = cli("plan", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", MODAL_CONFIG_PATH=str(config)).stdout
     assert "MODAL_TOKEN_ID ak-…(masked) (from the Modal config file)" in out
     assert "abcdefghijklmnop" not in out
@@ -131,53 +127,58 @@ def test_the_docs_name_every_task(cli):
 # ---------------------------------------------------------------------------- issue 30: the order of the checks
 
 
-def _asked_then_refused(tmp_path, run) -> list[str]:
+@pytest.fixture
+def asked_then_refused(wire, monkeypatch):
     """Run a guarded action on a terminal without credentials; the questions it asked before it failed."""
     from infra.control.settings import load_settings
-    from infra.runtime.remote import MissingCredentials
+    from infra.runtime.remote import MissingCredentials, ModalRemote
     from stages.common import Context
     from tests.conftest import project_copy
-    from tests.fakes.modal_fake import FakeModal
 
-    asked: list[str] = []
-    fake = FakeModal(tmp_path / "modal", credentials=False)
-    ctx = Context(settings=load_settings("prod", "qwen3-8b-low-latency"), remote=fake, interactive=True,
-                  repo=project_copy(tmp_path), say=lambda m: None)
-    with pytest.raises(MissingCredentials):
-        run(ctx, lambda question: asked.append(question) or "y")
-    assert fake.calls() == []
-    return asked
+    monkeypatch.delenv("MODAL_TOKEN_ID")
+    monkeypatch.delenv("MODAL_TOKEN_SECRET")
+
+    def run_it(tmp_path, run) -> list[str]:
+        asked: list[str] = []
+        ctx = Context(settings=load_settings("prod", "qwen3-8b-low-latency"), remote=ModalRemote(), interactive=True,
+                      repo=project_copy(tmp_path), say=lambda m: None)
+        with pytest.raises(MissingCredentials):
+            run(ctx, lambda question: asked.append(question) or "y")
+        assert wire.rpcs() == []
+        return asked
+
+    return run_it
 
 
-def test_a_guarded_deploy_checks_credentials_before_it_asks(tmp_path):
+def test_a_guarded_deploy_checks_credentials_before_it_asks(tmp_path, asked_then_refused):
     """Git state, settings, credentials, then the question: answering `y` is never followed by "credentials missing"."""
     from infra.control.resolve import resolve
     from stages import deploy
 
-    assert _asked_then_refused(tmp_path, lambda ctx, confirm: deploy.run(
+    assert asked_then_refused(tmp_path, lambda ctx, confirm: deploy.run(
         ctx, resolve(ctx.settings, "qwen3-8b-low-latency"), confirm=confirm)) == []
 
 
-def test_a_guarded_rollback_and_promotion_check_credentials_before_they_ask(tmp_path):
+def test_a_guarded_rollback_and_promotion_check_credentials_before_they_ask(tmp_path, asked_then_refused):
     import dataclasses
 
     from infra.control.resolve import resolve
     from infra.control.settings import load_settings
     from stages import promote, rollback
 
-    assert _asked_then_refused(tmp_path, lambda ctx, confirm: rollback.run(
+    assert asked_then_refused(tmp_path, lambda ctx, confirm: rollback.run(
         ctx, resolve(ctx.settings, "qwen3-8b-low-latency"), confirm=confirm)) == []
-    assert _asked_then_refused(tmp_path / "p", lambda ctx, confirm: promote.run(
+    assert asked_then_refused(tmp_path / "p", lambda ctx, confirm: promote.run(
         dataclasses.replace(ctx, settings=load_settings("staging")), ctx,
         promote.Options("qwen3-8b-low-latency"), confirm=confirm)) == []
 
 
 def test_compile_without_credentials_reaches_nothing_before_saying_so(cli):
     """The unpinned draft revision is looked up on the weights Volume: only once credentials are known to exist."""
-    cli.fake["credentials"] = False
+    cli.credentials = False
     done = cli("compile", "--env", "dev", "--recipe", "qwen3-8b-low-latency")
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("error: Modal credentials missing")
-    assert calls(cli) == []
+    assert cli.rpcs() == []
 
 
 @pytest.mark.parametrize("args, expected, named", [
@@ -228,7 +229,7 @@ def test_a_prod_deploy_dry_run_refuses_an_unpinned_draft_as_prod_refuses_main(cl
     # A pipeline's download stage pins it before its deploy: its dry run is not refused.
     flow = cli("pipeline", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--dry-run", "--yes")
     assert flow.returncode == 0 and "deploy (dry run, prod/qwen3-8b-low-latency)" in flow.stdout
-    assert calls(cli) == []
+    assert cli.rpcs() == []
 
 
 def test_a_command_run_from_a_deleted_directory_is_one_line(tmp_path):

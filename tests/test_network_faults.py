@@ -111,7 +111,6 @@ def test_the_first_answer_bound_covers_a_hung_step_of_the_callers_own(monkeypatc
 def test_status_through_the_cli_fails_in_one_line_at_the_configured_bound(cli, tmp_path):
     with SilentServer() as silent:
         url = f"https://127.0.0.1:{silent.port}"
-        cli.fake_modal = False
         done = cli("status", "--env", "dev", "--recipe", "qwen3-8b-low-latency",
                    INFRA_CLIENT__CONNECT_TIMEOUT="1", MODAL_SERVER_URL=url, MODAL_TOKEN_ID="ak-fake",
                    MODAL_TOKEN_SECRET="as-fake", MODAL_CONFIG_PATH=str(tmp_path / "none.toml"))

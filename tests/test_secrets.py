@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from infra.runtime.secrets import mask, scrub
-from tests.conftest import REPO, standin_env
+from tests.conftest import REPO
 
 PLANTED = {
     "HF_TOKEN": "hf_PLANTEDhuggingface0123456789",
@@ -24,7 +24,10 @@ def leaks(text: str) -> list[str]:
 
 def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path, monkeypatch):
     server = fake_server("--tokens", "5")
-    cli.fake |= {"endpoint": server.url, "compile_env": standin_env()}
+    cli.wire.default_upstream = server.url
+    # The fake control plane takes the planted pairs as the workspace's token and proxy-auth key.
+    monkeypatch.setattr(cli.wire, "token", (PLANTED["MODAL_TOKEN_ID"], PLANTED["MODAL_TOKEN_SECRET"]))
+    monkeypatch.setattr(cli.wire, "proxy_token", (PLANTED["MODAL_KEY"], PLANTED["MODAL_SECRET"]))
     cli.env |= PLANTED
     # prod's promotion gate runs too (it measures staging's endpoint with its credentials), held to a limit no
     # timing noise reaches; its job summary is one more file that must not leak.
@@ -37,8 +40,8 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path, mo
         ["pipeline", "--env", "staging", "--recipe", "qwen3-8b-low-latency", "--yes"],
         ["pipeline", "--env", "staging", "--recipe", "qwen3-8b-low-latency", "--yes", "--json"],
         ["status", "--env", "staging", "--json"],
-        ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "2"],
         ["promote", "--from", "staging", "--to", "prod", "--recipe", "qwen3-8b-low-latency", "--yes", "--json"],
+        ["scale", "--env", "prod", "--recipe", "qwen3-8b-low-latency", "--min", "2"],  # a deployed server only
     ]
     dev = [
         ["build", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--json"],
@@ -47,7 +50,7 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path, mo
         ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm"],
         ["smoke", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--json"],
         ["try", "--env", "dev", "--recipe", "qwen3.6-35b-vlm"],
-        ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force"],
+        ["deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--set", "scaling.max_containers=1"],  # a change
         ["rollback", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--yes"],
         ["bench", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--url", server.url, "--concurrency", "1,2",
          "--requests", "4", "--max-tokens", "4",
@@ -64,7 +67,7 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path, mo
         done = cli.in_process(*args)
         outputs.append((args, done.returncode, done.stdout + done.stderr))
     # An error whose text contains a token (as a misbehaving SDK might raise): scrubbed, even with --debug.
-    cli.fake["fail"] = {"deploy": f"permission denied for token {PLANTED['MODAL_TOKEN_SECRET']}"}
+    cli.wire.fail("AppPublish", f"permission denied for token {PLANTED['MODAL_TOKEN_SECRET']}")
     done = cli("deploy", "--env", "dev", "--recipe", "qwen3.6-35b-vlm", "--force", "--debug")
     outputs.append((["deploy", "--force", "--debug"], done.returncode, done.stdout + done.stderr))
     for args, code, text in outputs[:-1]:
@@ -79,8 +82,8 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path, mo
     assert "Promotion gate passed" in (tmp_path / "job-summary.md").read_text()
     for path in written:
         assert leaks(path.read_text(errors="replace")) == [], path
-    # The endpoint did get the proxy-auth credentials: where they belong.
-    assert any(r["headers"].get("Modal-Key") == PLANTED["MODAL_KEY"] for r in server.requests())
+    # Modal's proxy in front of the endpoint did get the planted proxy-auth pair (its key): where they belong.
+    assert any(r["credentials"] == "valid" for r in cli.wire.proxied)
 
 
 def checked_in(path: Path, project: Path) -> bool:

@@ -1,6 +1,7 @@
 """A container's observed start (infra/runtime/startup.py) with the stand-in SGLang, real subprocesses and real trees:
 the compile job publishes, a new "container" restores, starts, warms up, looks for cache misses and records its
-timeline through the boundary (tests/fakes/modal_fake.FakeModal here; tests/test_modal_contract.py at the wire)."""
+timeline through the boundary: the real ModalRemote and modal client in front of the fake control plane
+(tests/wire.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 
 from infra.runtime import compile_cache, kernels, lifecycle, remote, sglang_args, startup, timeline
 from infra.runtime.lifecycle import Readiness
+from infra.runtime.remote import ModalRemote
 from tests.conftest import changed, deployment, free_port, standin_env
-from tests.fakes.modal_fake import FakeModal
 
 
 @pytest.fixture
-def place(tmp_path):
+def place(tmp_path, wire):
     return {"volume": tmp_path / "volume", "local": tmp_path / "local-disk" / "sglang-compile",
-            "fake": FakeModal(tmp_path / "modal")}
+            "remote": ModalRemote()}
 
 
 def readiness(d) -> Readiness:
@@ -32,12 +33,12 @@ def compile_for(d, place, **fake) -> dict:
 
 def start(d, place, *, container_started=None, **fake) -> startup.Started:
     """A new container's start; the stand-in logs its start-up as SGLang does (`sglang_log`)."""
-    fake_modal: FakeModal = place["fake"]
+    modal: ModalRemote = place["remote"]
     fake = {"sglang_log": True} | fake
 
     def write(record: dict) -> int:
         bucket = remote.starts_bucket(d.app_name, record["deployment_digest"])
-        return fake_modal.record_start(d.modal.environment, bucket, record)
+        return modal.record_start(d.modal.environment, bucket, record)
 
     return startup.start(d, sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", readiness(d),
                          volume_root=place["volume"], local_root=place["local"], write=write,
@@ -47,7 +48,7 @@ def start(d, place, *, container_started=None, **fake) -> startup.Started:
 
 def recorded(d, place) -> list[dict]:
     bucket = remote.starts_bucket(d.app_name, timeline.deployment_digest(d.to_dict()))
-    return place["fake"].recent_starts(d.modal.environment, bucket)
+    return place["remote"].recent_starts(d.modal.environment, bucket)
 
 
 def test_misses_are_new_files_by_cache_and_the_graph_dumps_sglang_rewrites_are_not(tmp_path):
@@ -171,10 +172,10 @@ def test_a_slow_record_holds_the_start_up_at_most_its_wait():
     assert not thread.is_alive()
 
 
-def test_only_the_newest_starts_of_a_deployment_are_kept(tmp_path):
-    fake = FakeModal(tmp_path)
+def test_only_the_newest_starts_of_a_deployment_are_kept(wire):
+    modal = ModalRemote()
     for n in range(1, remote.STARTS_KEPT + 4):
-        assert fake.record_start("dev", "sglang-x/abc", {"n": n}) == n
-    kept = fake.recent_starts("dev", "sglang-x/abc")
+        assert modal.record_start("dev", "sglang-x/abc", {"n": n}) == n
+    kept = modal.recent_starts("dev", "sglang-x/abc")
     assert [r["n"] for r in kept] == list(range(remote.STARTS_KEPT + 3, 3, -1))
-    assert fake.recent_starts("dev", "sglang-x/other") == []
+    assert modal.recent_starts("dev", "sglang-x/other") == []

@@ -76,6 +76,19 @@ def compile_runner(job: JobCall) -> dict:
                                    port=free_port(), force=job.kwargs.get("force", False))
 
 
+# What builds an image, runs a job, deploys, rolls back, scales or writes a file: a command refused for bad input calls
+# none of these (a lock taken and released, a read, is not a change).
+MUTATING_RPCS = frozenset({"ImageGetOrCreate", "FunctionMap", "AppPublish", "AppRollback",
+                           "FunctionUpdateSchedulingParams", "VolumePutFiles", "VolumePutFiles2"})
+
+
+def client_environ(wire: ModalWire, folder: Path) -> dict[str, str]:
+    """What points a real `modal` client (a test's, a command's) at `wire`: its URL, its token, an empty config file in
+    `folder`, the proxy-auth pair, and colour forced as many CI systems force it."""
+    return wire.environ(folder / "modal.toml") | COLOUR | {
+        "MODAL_KEY": wire.proxy_token[0], "MODAL_SECRET": wire.proxy_token[1]}
+
+
 @dataclass
 class WireSession:
     wire: ModalWire
@@ -107,9 +120,7 @@ def wire(wire_session, tmp_path, monkeypatch) -> ModalWire:
     wire.reset(tmp_path / "modal-wire")
     wire.runners.update(download_weights=download_runner(wire_session.hub.url), compile_kernels=compile_runner)
     wire.default_upstream = wire_session.upstream.url
-    wire.cli_environ = wire.environ(tmp_path / "modal.toml") | COLOUR | {
-        "MODAL_KEY": wire.proxy_token[0], "MODAL_SECRET": wire.proxy_token[1],
-    }
+    wire.cli_environ = client_environ(wire, tmp_path)
     for name, value in wire.cli_environ.items():
         monkeypatch.setenv(name, value)
     _Client._set_env_client(None)  # a client from an earlier test may point elsewhere
@@ -151,6 +162,14 @@ class WireCli:
         for args in (["add", "-A"], ["-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m",
                                      message]):
             subprocess.run(["git", *args], cwd=self.project, check=True, capture_output=True)
+
+
+@pytest.fixture
+def cli(wire, tmp_path):
+    """tests/conftest.Cli in front of this test's workspace."""
+    from tests.conftest import Cli
+
+    return Cli(tmp_path, wire)
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from typing import Any
 
 import grpclib.server
 from aiohttp import web
+from grpclib import GRPCError, Status
 from modal._serialization import deserialize
 from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_pb2
@@ -249,6 +250,16 @@ class ModalWire:
                                            {k: Decimal(v) for k, v in cost_by_resource.items()}, tags))
 
         self._on_loop(add)
+
+    def fail(self, rpc: str, message: str, status: Status = Status.PERMISSION_DENIED) -> None:
+        """Answer every later call of `rpc` with this error: how a test scripts a refusal or outage of Modal. The client
+        raises what it maps the status to (PERMISSION_DENIED: modal.exception.PermissionDeniedError); a status it
+        retries (UNAVAILABLE, INTERNAL) is retried first, as against Modal."""
+
+        async def refuse() -> None:
+            raise GRPCError(status, message)
+
+        self.before_rpc[rpc] = refuse
 
     def set_output(self, function: str, value: Any) -> None:
         self.outputs[function] = value
