@@ -1,19 +1,10 @@
 """The network boundary: every call that reaches Modal goes through `ModalRemote`, and nothing else does.
 
-Stages receive a `Remote` and never import the SDK's network calls themselves, so
-tests hand them `tests/fakes/modal_fake.FakeModal` (same methods, same
-signatures, enforced by tests/test_faults.py), which records every call and keeps Volumes,
-Dicts and app versions on local disk. `Remote` is ModalRemote's own interface, not a
-restatement of it: a new Modal call is written here, in FakeModal, and in the wire fake.
-The stage logic under test is the real one.
-`ModalRemote` itself is tested at the wire (tests/test_modal_contract.py): the real
-`modal` client, pinned in pyproject.toml, against a fake of Modal's control plane.
-
-Modal's SDK is imported lazily here so that `plan` and `--help` stay fast and
-work without credentials. Everything uses modal 1.6.4's public API except app
-history and rollback, which exist only in Modal's CLI: infra/runtime/modal_rpc.py
-makes the CLI's own RPCs for them, the one place with private SDK names. The
-scheduled floor function (infra/runtime/app.py) sets the autoscaler through here too.
+Stages are given a `Remote` (this class) and never call the SDK themselves. A new Modal call is written in two places:
+a method here, and the RPCs it makes in the fake control plane (tests/fakes/modal_wire), which the real `modal`
+client, pinned in pyproject.toml, talks to in every test. Modal's SDK is imported lazily so that `plan` and `--help`
+stay fast and work without credentials. Everything is modal 1.6.4's public API except app history, rollback and
+the app listing, which exist only in Modal's CLI (infra/runtime/modal_rpc.py, the one place with private SDK names).
 """
 
 from __future__ import annotations
@@ -29,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from infra.runtime import modal_rpc
 from infra.runtime.current import COMMIT_TAG_VARIABLE
@@ -157,6 +148,16 @@ def _explained(method: Callable[..., T]) -> Callable[..., T]:
     return call
 
 
+def _unless_missing(call: Callable[[], T], missing: Any = None) -> T:
+    """`call()`, or `missing` where Modal answers that the object does not exist (a read creates nothing)."""
+    import modal
+
+    try:
+        return call()
+    except modal.exception.NotFoundError:
+        return missing
+
+
 def _log_line(entry) -> dict:
     """One `modal.types.LogEntry` as plain data: when (epoch seconds), stdout/stderr/system, the text, the container."""
     return {"at": entry.timestamp.timestamp(), "source": entry.source, "text": entry.message,
@@ -177,45 +178,26 @@ def starts_bucket(app_name: str, deployment_digest: str) -> str:
     return f"{app_name}/{deployment_digest}"
 
 
-def _start_key(bucket: str, n: int) -> str:
-    return f"{bucket}#{n}"
+def _numbered(key: str, n: int) -> str:
+    return f"{key}#{n}"
 
 
-def _newest_start(starts, bucket: str) -> int:
-    """The highest sequence number written in `bucket` (0 when none): the hint under `bucket`, then probed forward,
-    since a writer that lost a race may have left an older hint."""
-    n = starts.get(bucket, 0)
+def _newest(entries, key: str) -> tuple[int, Any]:
+    """The highest number written under `key` in a Dict and its entry (0, None when none). The entry under `key` is
+    only a hint where to start (a writer that lost a race may have left an older one, a replaced lock a dict); the
+    numbered keys are the truth, and no lock generation is ever deleted (Modal expires entries a week after use)."""
+    n = entries.get(key, 0)
     n = n if isinstance(n, int) else 0
-    while starts.get(_start_key(bucket, n + 1)) is not None:
-        n += 1
-    return n
-
-
-def _lock_key(name: str, generation: int) -> str:
-    return f"{name}#{generation}"
-
-
-def _current_lock(locks, name: str) -> tuple[int, dict | None]:
-    """The newest generation of lock `name` and its entry (0, None when there has never been one).
-
-    The entry under `name` is only a hint where to start; the generation keys are the truth,
-    and they are never deleted (Modal expires Dict entries a week after their last access).
-    """
-    generation = locks.get(name, 0)
-    generation = generation if isinstance(generation, int) else 0  # not a dict left by the lock this replaced
-    entry = locks.get(_lock_key(name, generation)) if generation else None
-    while (newer := locks.get(_lock_key(name, generation + 1))) is not None:
-        generation, entry = generation + 1, newer
-    return generation, entry
+    entry = entries.get(_numbered(key, n)) if n else None
+    while (newer := entries.get(_numbered(key, n + 1))) is not None:
+        n, entry = n + 1, newer
+    return n, entry
 
 
 @contextlib.contextmanager
 def _modal_output() -> Iterator[None]:
     """Modal's progress (spinners, build logs, "App deployed") on stderr: stdout carries only our result (`--json`).
-
-    Modal's rich consoles write to whatever `sys.stdout` is when they write. The redirect is
-    process-wide, which suits the CLI: it runs one Modal operation at a time.
-    """
+    Process-wide, which suits the CLI: it runs one Modal operation at a time."""
     import modal
 
     with contextlib.redirect_stdout(sys.stderr), modal.enable_output():
@@ -241,20 +223,19 @@ def _imported_with(module: str, variables: dict[str, str | None]) -> Iterator[Mo
     """
     saved = {k: os.environ.get(k) for k in variables}
     try:
-        for key, value in variables.items():
-            _set_variable(key, value)
+        _set_variables(variables)
         loaded = sys.modules.get(module)
         yield importlib.reload(loaded) if loaded is not None else importlib.import_module(module)
     finally:
-        for key, value in saved.items():
-            _set_variable(key, value)
+        _set_variables(saved)
 
 
-def _set_variable(key: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = value
+def _set_variables(variables: dict[str, str | None]) -> None:
+    for key, value in variables.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 class ModalRemote:
@@ -294,25 +275,26 @@ class ModalRemote:
             image = modal_objects.image(spec.server_image(d)).build(builder)
         return image.object_id
 
-    @_explained
-    def run_download(self, d: Deployment) -> list[dict]:
+    @staticmethod
+    def _job(d: Deployment, function: str, *args, **kwargs):
+        """One Function of infra/runtime/jobs.py, in an ephemeral run of the jobs app."""
         with _module_for("infra.runtime.jobs", d) as jobs, _modal_output():
             with jobs.app.run(environment_name=d.modal.environment):
-                return jobs.download_weights.remote()
+                return getattr(jobs, function).remote(*args, **kwargs)
+
+    @_explained
+    def run_download(self, d: Deployment) -> list[dict]:
+        return self._job(d, "download_weights")
 
     @_explained
     def run_compile(self, d: Deployment, force: bool = False) -> dict:
         """The compile job; `force` compiles and republishes even where a marker says this key is done."""
-        with _module_for("infra.runtime.jobs", d) as jobs, _modal_output():
-            with jobs.app.run(environment_name=d.modal.environment):
-                return jobs.compile_kernels.remote(force=force)
+        return self._job(d, "compile_kernels", force=force)
 
     @_explained
     def run_gpu_test(self, d: Deployment, shape: str) -> dict:
         """The acceptance suite at `shape` in the recipe's image on its GPUs (infra/runtime/acceptance.py)."""
-        with _module_for("infra.runtime.jobs", d) as jobs, _modal_output():
-            with jobs.app.run(environment_name=d.modal.environment):
-                return jobs.gpu_test.remote(shape)
+        return self._job(d, "gpu_test", shape)
 
     @_explained
     def deploy(self, d: Deployment, tag: str) -> dict:
@@ -331,14 +313,8 @@ class ModalRemote:
         latest = self.history(d)[:1]
         return latest[0]["version"] if latest else None
 
-    @_explained
     def server_url(self, d: Deployment) -> str | None:
-        import modal
-
-        try:
-            return modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment).get_url()
-        except modal.exception.NotFoundError:
-            return None
+        return self.endpoint_of(d.modal.environment, d.app_name)
 
     @_explained
     def history(self, d: Deployment) -> list[dict]:
@@ -363,13 +339,8 @@ class ModalRemote:
 
     @_explained
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
-        """Change the live Server's autoscaler until the next deploy.
-
-        Only the settings given change (`min_containers`, `max_containers`, `buffer_containers`), as
-        in Modal's `autoscaler.update`: None means 0 for min and buffer and "no cap" for max. Returns
-        the settings in force afterwards, as Modal reports them: unset minimum and buffer are 0, an
-        unset maximum is None (no limit).
-        """
+        """Change the live Server's autoscaler until the next deploy: only the settings given, as Modal's
+        `autoscaler.update` (None: 0 for min and buffer, no cap for max). Returns the settings in force after."""
         import modal
 
         if not settings or set(settings) - AUTOSCALER_SETTINGS:
@@ -387,10 +358,7 @@ class ModalRemote:
         import modal
 
         server = modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment)
-        try:
-            return _in_force(server.autoscaler.settings())
-        except modal.exception.NotFoundError:
-            return None
+        return _unless_missing(lambda: _in_force(server.autoscaler.settings()))
 
     @_explained
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
@@ -399,8 +367,8 @@ class ModalRemote:
 
         vol = modal.Volume.from_name(volume, environment_name=environment)
         try:
-            return b"".join(vol.read_file(path))
-        except (modal.exception.NotFoundError, FileNotFoundError):
+            return _unless_missing(lambda: b"".join(vol.read_file(path)))
+        except FileNotFoundError:
             return None
 
     @_explained
@@ -416,23 +384,22 @@ class ModalRemote:
     def acquire_lock(self, environment: str, name: str, holder: str, ttl: float) -> dict | None:
         """None when `holder` now holds lock `name`; otherwise the entry of whoever does.
 
-        A Modal Dict has one conditional write, put-if-absent, and no compare-and-swap. So each
-        holding of the lock is a new *generation*, a key created with put-if-absent: exactly one
-        taker creates generation N+1, and only after seeing generation N released or expired.
-        Two takers of an expired lock race for the same new key, and one of them loses.
+        A Modal Dict's one conditional write is put-if-absent (no compare-and-swap), so each holding of the lock is a
+        new *generation*, a key created with put-if-absent: exactly one taker creates generation N+1, and only after
+        seeing generation N released or expired. Two takers of an expired lock race for that key; one loses.
         """
         import modal
 
         locks = modal.Dict.from_name(LOCKS_DICT, environment_name=environment, create_if_missing=True)
-        generation, entry = _current_lock(locks, name)
+        generation, entry = _newest(locks, name)
         if entry is not None and not entry.get("released") and entry.get("expires", 0) > time.time():
             return entry
         now = time.time()
         mine = {"holder": holder, "since": now, "expires": now + ttl, "generation": generation + 1}
-        if locks.put(_lock_key(name, generation + 1), mine, skip_if_exists=True):
+        if locks.put(_numbered(name, generation + 1), mine, skip_if_exists=True):
             locks.put(name, generation + 1)  # where the next reader starts looking
             return None
-        return locks.get(_lock_key(name, generation + 1))
+        return locks.get(_numbered(name, generation + 1))
 
     @_explained
     def release_lock(self, environment: str, name: str, holder: str) -> None:
@@ -440,29 +407,29 @@ class ModalRemote:
         import modal
 
         locks = modal.Dict.from_name(LOCKS_DICT, environment_name=environment, create_if_missing=True)
-        generation, entry = _current_lock(locks, name)
+        generation, entry = _newest(locks, name)
         if entry is not None and entry.get("holder") == holder and not entry.get("released"):
             # Only the creator of a generation ever writes its key, so this plain put is safe.
-            locks.put(_lock_key(name, generation), {**entry, "released": True})
+            locks.put(_numbered(name, generation), {**entry, "released": True})
 
     @_explained
     def record_start(self, environment: str, bucket: str, record: dict) -> int:
         """Add one start's record to `bucket`, keeping the newest STARTS_KEPT; returns its sequence number.
 
-        Called from the server container (infra/runtime/startup.py), which never lets it fail a start. Each record
-        is a key of its own, created with put-if-absent, so concurrent starts never overwrite each other: a writer
-        that finds its number taken takes the next. Each write then drops the record STARTS_KEPT before its own,
-        which bounds the bucket without listing it. Keys and values travel cloudpickled: plain JSON-able data only.
+        Called from the server container (infra/runtime/startup.py), which never lets it fail a start. Each record is
+        a key of its own, created with put-if-absent, so concurrent starts never overwrite each other (a writer that
+        finds its number taken takes the next); each write drops the record STARTS_KEPT before its own, bounding the
+        bucket without listing it. Keys and values travel cloudpickled: plain JSON-able data only.
         """
         import modal
 
         starts = modal.Dict.from_name(STARTS_DICT, environment_name=environment, create_if_missing=True)
-        n = _newest_start(starts, bucket) + 1
-        while not starts.put(_start_key(bucket, n), record, skip_if_exists=True):
+        n = _newest(starts, bucket)[0] + 1
+        while not starts.put(_numbered(bucket, n), record, skip_if_exists=True):
             n += 1
         starts.put(bucket, n)  # where the next writer and reader start looking
         if n > STARTS_KEPT:
-            starts.pop(_start_key(bucket, n - STARTS_KEPT), None)
+            starts.pop(_numbered(bucket, n - STARTS_KEPT), None)
         return n
 
     @_explained
@@ -471,22 +438,16 @@ class ModalRemote:
         import modal
 
         starts = modal.Dict.from_name(STARTS_DICT, environment_name=environment)
-        try:
-            newest = _newest_start(starts, bucket)
-        except modal.exception.NotFoundError:
-            return []
-        found = (starts.get(_start_key(bucket, n)) for n in range(newest, max(newest - STARTS_KEPT, 0), -1))
+        newest = _unless_missing(lambda: _newest(starts, bucket)[0], 0)
+        found = (starts.get(_numbered(bucket, n)) for n in range(newest, max(newest - STARTS_KEPT, 0), -1))
         return [record for record in found if record is not None]
 
     @_explained
     def secret_exists(self, environment: str, name: str) -> bool:
         import modal
 
-        try:
-            modal.Secret.from_name(name, environment_name=environment).hydrate()
-            return True
-        except modal.exception.NotFoundError:
-            return False
+        return _unless_missing(lambda: bool(modal.Secret.from_name(name, environment_name=environment).hydrate()),
+                               False)
 
     @_explained
     def billing_rates(self) -> dict:
@@ -523,19 +484,13 @@ class ModalRemote:
 
     @_explained
     def replicas(self, environment: str, app_name: str) -> int | None:
-        """How many containers the app's server has now, without starting one; None when it is not deployed.
-
-        `Function.get_current_stats()` (modal 1.6.4, the FunctionGetCurrentStats RPC) on the Server's service Function,
-        found by the Server's name as `modal.Server.from_name` finds it: a read, so it never wakes a server that scaled
-        to zero (a request to its URL would). The sentinel asks before it probes (infra/runtime/sentinel.py).
-        """
+        """How many containers the app's server has now (None: not deployed), from `Function.get_current_stats()` on
+        the Server's service Function: a read, so it never wakes a server that scaled to zero (a request to its URL
+        would). The sentinel asks before it probes (infra/runtime/sentinel.py)."""
         import modal
 
-        try:
-            stats = modal.Function.from_name(app_name, SERVER_NAME, environment_name=environment).get_current_stats()
-        except modal.exception.NotFoundError:
-            return None
-        return stats.num_total_runners
+        server = modal.Function.from_name(app_name, SERVER_NAME, environment_name=environment)
+        return _unless_missing(lambda: server.get_current_stats().num_total_runners)
 
     @_explained
     def endpoint_of(self, environment: str, app_name: str) -> str | None:
@@ -543,10 +498,7 @@ class ModalRemote:
         deployed."""
         import modal
 
-        try:
-            return modal.Server.from_name(app_name, SERVER_NAME, environment_name=environment).get_url()
-        except modal.exception.NotFoundError:
-            return None
+        return _unless_missing(modal.Server.from_name(app_name, SERVER_NAME, environment_name=environment).get_url)
 
     @_explained
     def read_ring(self, environment: str, keys: Sequence[str]) -> dict[str, object]:
@@ -554,15 +506,8 @@ class ModalRemote:
         import modal
 
         ring = modal.Dict.from_name(RING_DICT, environment_name=environment)
-        out: dict[str, object] = {}
-        try:
-            for key in keys:
-                value = ring.get(key)
-                if value is not None:
-                    out[key] = value
-        except modal.exception.NotFoundError:
-            return {}
-        return out
+        found = _unless_missing(lambda: [(key, ring.get(key)) for key in keys], [])
+        return {key: value for key, value in found if value is not None}
 
     @_explained
     def write_ring(self, environment: str, key: str, value: dict) -> None:
@@ -633,5 +578,4 @@ class ModalRemote:
             raise KeyboardInterrupt
 
 
-# What stages are given: ModalRemote's public methods (tests give FakeModal, which has the same names and signatures).
-Remote = ModalRemote
+Remote = ModalRemote  # what stages are given (tests too: the real one, in front of tests/fakes/modal_wire)
