@@ -1,21 +1,25 @@
-"""Stages and the pipeline against the fake Modal boundary, the stand-in SGLang compiler and a real streaming server."""
+"""Stages and the pipeline through the real ModalRemote and modal client in front of the fake control plane
+(tests/wire.py), the stand-in SGLang compiler and a real streaming server behind the fake's Server proxy."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 
+import modal
 import pytest
+from grpclib import Status
 
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
 from infra.perf.releases import Manifest, ReleaseStore
 from infra.runtime.errors import ConfigError, Refused, StageError
-from infra.runtime.remote import MissingCredentials
+from infra.runtime.remote import LOCKS_DICT, MissingCredentials
 from stages import build, compile, deploy, download, pipeline, smoke, trial
 from stages.common import Context
-from tests.conftest import changed, standin_env
-from tests.fakes.modal_fake import FakeModal
+from tests.conftest import changed
+from tests.fakes.recorded import Recorded
+from tests.wire import compile_runner
 
 RECIPE = "qwen3-8b-low-latency"
 REMOTE_WORK = {"build_image", "run_download", "run_compile", "deploy", "rollback", "update_autoscaler"}
@@ -30,12 +34,12 @@ def git_repo(path, branch="main"):
 
 
 @pytest.fixture
-def world(tmp_path, fake_server):
-    """A fake Modal whose endpoint is a real local OpenAI server, and a clean git checkout."""
+def world(tmp_path, fake_server, wire):
+    """The fake control plane, whose Servers forward to a real local OpenAI server, and a clean git checkout."""
 
     class World:
         server = fake_server("--tokens", "12")
-        modal = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
+        modal = Recorded()
         repo = git_repo(tmp_path / "checkout")
 
         def ctx(self, env="dev", *overrides, **options) -> Context:
@@ -48,7 +52,10 @@ def world(tmp_path, fake_server):
         def manifest(self, ctx) -> Manifest:
             return ReleaseStore(self.modal).read(self.deployment(ctx))
 
-    return World()
+    world = World()
+    world.wire = wire
+    wire.default_upstream = world.server.url
+    return world
 
 
 def test_pipeline_from_nothing_to_a_smoke_tested_endpoint(world):
@@ -63,7 +70,7 @@ def test_pipeline_from_nothing_to_a_smoke_tested_endpoint(world):
     release = manifest.current
     assert release.draft_revision and len(release.draft_revision) == 40
     assert release.deployment.recipe.speculative.draft_revision == release.draft_revision
-    assert release.smoke_passed and release.url == world.server.url
+    assert release.smoke_passed and release.url == f"{world.wire.http_url}/srv/dev--{release.app_name}-server"
     assert release.tag.startswith("git-") and not release.dirty
     chats = [r for r in world.server.requests() if r["path"] == "/v1/chat/completions"]
     assert chats[-1]["body"]["messages"][0]["role"] == "system"  # the reference's pirate prompt
@@ -87,7 +94,8 @@ def test_force_reruns_stages_and_remote_markers_keep_them_idempotent(world):
     ctx = world.ctx()
     pipeline.run(ctx, world.deployment(ctx))
     results = pipeline.run(world.ctx(force=True), world.deployment(ctx))
-    assert [r.status for r in results] == ["ran"] * 5
+    # Modal itself skips the deploy of an unchanged definition, and the stage says so.
+    assert [r.status for r in results] == ["ran", "ran", "ran", "unchanged", "ran"]
     assert all(d.skipped for d in results[1].detail.downloads)  # the Volume markers were found
     assert results[2].detail.skipped is True
 
@@ -114,7 +122,7 @@ def test_dry_run_changes_nothing(world):
 
 
 def test_pipeline_stops_at_the_first_failure_naming_the_stage(world):
-    world.modal.compile_env = standin_env() | {"FAKE_COMPILE_FAIL": "3"}
+    world.wire.runners["compile_kernels"] = lambda job: compile_runner(job, FAKE_COMPILE_FAIL="3")
     ctx = world.ctx()
     with pytest.raises(StageError) as err:
         pipeline.run(ctx, world.deployment(ctx))
@@ -128,23 +136,24 @@ def test_failed_deploy_leaves_the_manifest_unchanged(world):
     ctx = world.ctx()
     pipeline.run(ctx, world.deployment(ctx))
     before = world.manifest(ctx)
-    world.modal.fail = {"deploy": "InvalidError: image build failed"}
-    with pytest.raises(RuntimeError, match="image build failed"):
+    world.wire.fail("AppPublish", "image build failed", Status.INVALID_ARGUMENT)
+    with pytest.raises(modal.exception.InvalidError, match="image build failed"):
         deploy.run(world.ctx(force=True), world.deployment(ctx))
     after = world.manifest(ctx)
     assert after.to_json() == before.to_json()
-    assert not list((world.modal.root / "locks").rglob("*__*"))  # the lock was released
+    generations = [entry for key, entry in world.wire.dict_entries("dev", LOCKS_DICT).items() if "#" in key]
+    assert generations and all(entry["released"] for entry in generations)  # the lock was released
 
 
 def test_smoke_retries_503_until_a_replica_answers(world, fake_server):
-    world.modal.endpoint = fake_server("--unavailable-first", "3").url
+    world.wire.default_upstream = fake_server("--unavailable-first", "3").url
     ctx = world.ctx()
     pipeline.run(ctx, world.deployment(ctx))
     assert world.manifest(ctx).current.smoke.attempts == 4
 
 
 def test_smoke_failure_is_recorded_and_fails_the_stage(world, fake_server):
-    world.modal.endpoint = fake_server("--chat-status", "500").url
+    world.wire.default_upstream = fake_server("--chat-status", "500").url
     ctx = world.ctx()
     with pytest.raises(StageError, match=r"smoke failed: dev/qwen3-8b-low-latency at .*HTTP 500 .*model overloaded"):
         pipeline.run(ctx, world.deployment(ctx))
@@ -153,7 +162,7 @@ def test_smoke_failure_is_recorded_and_fails_the_stage(world, fake_server):
 
 
 def test_smoke_needs_text_back(world, fake_server):
-    world.modal.endpoint = fake_server("--tokens", "0").url
+    world.wire.default_upstream = fake_server("--tokens", "0").url
     ctx = world.ctx()
     with pytest.raises(StageError, match="without any text or reasoning text"):
         pipeline.run(ctx, world.deployment(ctx))
@@ -161,7 +170,7 @@ def test_smoke_needs_text_back(world, fake_server):
 
 def test_vlm_smoke_turns_thinking_off_sends_the_image_and_needs_an_answer(world, fake_server):
     server = fake_server()
-    world.modal.endpoint = server.url
+    world.wire.default_upstream = server.url
     settings = load_settings("dev", "qwen3.6-35b-vlm")
     ctx = Context(settings=settings, remote=world.modal, repo=world.repo, say=lambda m: None)
     d = resolve(settings, "qwen3.6-35b-vlm")
@@ -177,7 +186,7 @@ def test_vlm_smoke_turns_thinking_off_sends_the_image_and_needs_an_answer(world,
 
 def test_smoke_refuses_reasoning_alone_unless_the_recipe_accepts_it(world, fake_server):
     server = fake_server("--reasoning")  # what SGLang's reasoning parser streams for a thinking reply
-    world.modal.endpoint = server.url
+    world.wire.default_upstream = server.url
     settings = load_settings("dev", "qwen3.6-35b-vlm")
     ctx = Context(settings=settings, remote=world.modal, repo=world.repo, say=lambda m: None)
     d = resolve(settings, "qwen3.6-35b-vlm")
@@ -201,12 +210,13 @@ def test_smoke_sends_proxy_auth_headers_where_the_endpoint_asks_for_them(world, 
     assert "Modal-Key" not in world.server.requests()[-1]["headers"]
 
 
-def test_stages_without_credentials_say_how_to_set_them(world):
-    world.modal.credentials = False
+def test_stages_without_credentials_say_how_to_set_them(world, monkeypatch):
+    monkeypatch.delenv("MODAL_TOKEN_ID")
+    monkeypatch.delenv("MODAL_TOKEN_SECRET")
     ctx = world.ctx()
     with pytest.raises(MissingCredentials, match="set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"):
         build.run(ctx, world.deployment(ctx))
-    assert world.modal.calls() == []
+    assert world.modal.calls() == [] and world.wire.rpcs() == []
 
 
 def test_gated_model_needs_an_existing_secret(world):
@@ -219,7 +229,7 @@ def test_gated_model_needs_an_existing_secret(world):
                                           "dev"):
         download.run(ctx, d)
     assert "run_download" not in world.modal.call_names()
-    world.modal.secrets.add(("dev", "hf-secret"))
+    world.wire.create_secret("dev", "hf-secret", {"HF_TOKEN": "hf_" + "x" * 30})
     assert download.run(ctx, d).status == "ran"
 
 
@@ -237,17 +247,19 @@ def test_try_starts_ephemerally_and_always_stops(world, fake_server):
     result = trial.run(ctx, world.deployment(ctx))
     assert result.detail.passed
     names = world.modal.call_names()
-    assert names.index("ephemeral_start") < names.index("ephemeral_stop") and "deploy" not in names
-    world.modal.endpoint = fake_server("--chat-status", "400").url
+    app = world.deployment(ctx).app_name
+    assert "ephemeral" in names and "deploy" not in names
+    assert world.wire.app_states("dev", app) == ["APP_STATE_STOPPED"]  # started, then stopped
+    world.wire.default_upstream = fake_server("--chat-status", "400").url
     with pytest.raises(StageError):
         trial.run(ctx, world.deployment(ctx))
-    assert world.modal.call_names().count("ephemeral_stop") == 2
+    assert world.wire.app_states("dev", app) == ["APP_STATE_STOPPED"] * 2
 
 
 def test_release_manifest_json_round_trip(world):
     ctx = world.ctx()
     pipeline.run(ctx, world.deployment(ctx))
-    raw = (world.modal.volume_dir("dev", "sglang-releases") / "releases" / f"{RECIPE}.json").read_text()
+    raw = (world.wire.volume_dir("dev", "sglang-releases") / "releases" / f"{RECIPE}.json").read_text()
     manifest = Manifest.from_json(raw)
     assert manifest.to_json() == raw
     assert json.loads(raw)["current"]["kind"] == "deploy"

@@ -67,12 +67,14 @@ def download_runner(hub_url: str):
     return run
 
 
-def compile_runner(job: JobCall) -> dict:
-    """infra/runtime/jobs.py `compile_kernels`, with the stand-in SGLang, into the kernel Volume's directory."""
+def compile_runner(job: JobCall, **standin: str) -> dict:
+    """infra/runtime/jobs.py `compile_kernels`, with the stand-in SGLang (its variables: `standin`, e.g.
+    FAKE_COMPILE_FAIL="3"), into the kernel Volume's directory."""
     d = Deployment.from_json(job.environ[DEPLOYMENT_VARIABLE])
     # The container's local disk (a folder beside the Volume's), and any free port: no compiled shape depends on them.
     local = job.volumes[KERNELS_PATH].parent / f"{job.volumes[KERNELS_PATH].name}-local"
-    return kernels.compile_kernels(d, job.volumes[KERNELS_PATH], env=standin_env() | job.environ, local_root=local,
+    return kernels.compile_kernels(d, job.volumes[KERNELS_PATH], env=standin_env() | job.environ | standin,
+                                   local_root=local,
                                    port=free_port(), force=job.kwargs.get("force", False))
 
 
