@@ -1,4 +1,5 @@
-"""Promotion, rollback, the prod guard, status and scale: fake Modal boundary, real git, real streaming server."""
+"""Promotion, rollback, the prod guard, status and scale: the real ModalRemote in front of the fake control plane
+(tests/wire.py), real git, a real streaming server behind the fake's Server proxy."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from infra.perf.releases import ReleaseStore
 from infra.runtime.errors import ConfigError, Refused, StageError
 from stages import deploy, flags, pipeline, promote, rollback, scale, status
 from stages.common import Context
-from tests.conftest import standin_env
-from tests.fakes.modal_fake import FakeModal
+from tests.fakes.recorded import Recorded
 from tests.test_stages import git_repo
 
 RECIPE = "qwen3-8b-low-latency"
+APP = "sglang-qwen3-8b-low-latency"
 
 
 def git(repo, *args):
@@ -31,11 +32,16 @@ def commit(repo, message="change"):
 
 
 @pytest.fixture
-def flow(tmp_path, fake_server):
+def flow(tmp_path, fake_server, wire):
     class Flow:
         server = fake_server("--tokens", "6")
-        modal = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
+        modal = Recorded()
         repo = git_repo(tmp_path / "checkout")
+
+        def calls(self, method: str, env: str | None = None) -> list[dict]:
+            """The arguments of each `method` call, in order (those for environment `env`, where given)."""
+            return [c["args"] for c in self.modal.calls() if c["method"] == method
+                    and env in (None, c["args"]["d"].modal.environment)]
 
         def ctx(self, env, *overrides, **options):
             options.setdefault("interactive", False)
@@ -63,7 +69,12 @@ def flow(tmp_path, fake_server):
             prod = self.ctx("prod", *(prod_settings or ("gate.enabled=false",)), **context)
             return promote.run(self.ctx("staging"), prod, options)
 
-    return Flow()
+    wire.default_upstream = Flow.server.url
+    for env in ("staging", "prod"):  # the Modal Secret their settings name (secrets.hf_token_secret)
+        wire.create_secret(env, "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+    flow = Flow()
+    flow.wire = wire
+    return flow
 
 
 def test_promotion_deploys_the_same_release_with_prods_own_scaling(flow):
@@ -76,11 +87,12 @@ def test_promotion_deploys_the_same_release_with_prods_own_scaling(flow):
     assert (prod.commit, prod.image, prod.model_revision, prod.draft_revision) == (
         staged.commit, staged.image, staged.model_revision, staged.draft_revision)
     assert prod.smoke_passed
-    deploy_call = [c for c in flow.modal.calls() if c["method"] == "deploy"][-1]["args"]
-    assert deploy_call["environment"] == "prod" and deploy_call["min_containers"] == 1
+    deploy_call = flow.calls("deploy")[-1]
+    assert deploy_call["d"].modal.environment == "prod" and deploy_call["d"].scaling.min_containers == 1
     assert deploy_call["tag"] == staged.tag
+    assert flow.wire.autoscaler("prod", APP)["min_containers"] == 1
     # prod never downloaded or compiled: staging's caches are prod's.
-    assert [c["args"]["environment"] for c in flow.modal.calls()
+    assert [c["args"]["d"].modal.environment for c in flow.modal.calls()
             if c["method"] in ("run_download", "run_compile")] == ["staging", "staging"]
 
 
@@ -92,7 +104,7 @@ def test_promotion_refuses_without_a_staging_release(flow):
 
 
 def test_promotion_refuses_a_release_whose_smoke_test_failed(flow, fake_server):
-    flow.modal.endpoint = fake_server("--chat-status", "500").url
+    flow.wire.default_upstream = fake_server("--chat-status", "500").url
     with pytest.raises(StageError):
         flow.staging()
     with pytest.raises(Refused, match=r"staging's current release .* is not validated: its smoke test failed"):
@@ -106,7 +118,7 @@ def test_promotion_refuses_when_the_checkout_is_not_what_staging_runs(flow):
     with pytest.raises(Refused, match="this checkout is at .* but staging runs .*: `git checkout .*` or pass "
                                       "--from-manifest"):
         flow.promote()
-    assert [c for c in flow.modal.calls() if c["method"] == "deploy" and c["args"]["environment"] == "prod"] == []
+    assert flow.calls("deploy", "prod") == []
 
 
 def test_promotion_between_the_same_environment_is_refused(flow):
@@ -126,7 +138,7 @@ def test_failed_prod_smoke_rolls_back_automatically(flow, fake_server):
     first = flow.manifest("prod").current
     commit(flow.repo, "second release")
     flow.staging()  # staging's smoke passes on the good endpoint...
-    flow.modal.endpoint = fake_server("--chat-status", "500").url  # ...then prod's fails
+    flow.wire.upstreams["prod", APP] = fake_server("--chat-status", "500").url  # ...then prod's fails
     with pytest.raises(StageError, match=r"promote failed: prod smoke test failed .*; rolled back to v1"):
         flow.promote()
     manifest = flow.manifest("prod")
@@ -134,13 +146,14 @@ def test_failed_prod_smoke_rolls_back_automatically(flow, fake_server):
     assert manifest.current.commit == first.commit
     failed = manifest.history[1]
     assert failed.kind == "promote" and failed.smoke.passed is False
-    rollbacks = [c["args"] for c in flow.modal.calls() if c["method"] == "rollback"]
-    assert rollbacks == [{"app": "sglang-qwen3-8b-low-latency", "environment": "prod", "version": first.version}]
+    rollbacks = [(c["d"].app_name, c["d"].modal.environment, c["version"]) for c in flow.calls("rollback")]
+    assert rollbacks == [(APP, "prod", first.version)]
 
 
 def test_concurrent_promotions_the_second_is_refused(flow, fake_server):
     flow.staging()
-    flow.modal.endpoint = fake_server("--ttft", "1.5", "--tokens", "3").url  # a slow prod smoke test holds the lock
+    # a slow prod smoke test holds the lock
+    flow.wire.upstreams["prod", APP] = fake_server("--ttft", "1.5", "--tokens", "3").url
     outcomes: list = []
 
     def attempt():
@@ -158,7 +171,7 @@ def test_concurrent_promotions_the_second_is_refused(flow, fake_server):
     assert len(refused) == 1
     assert "another release operation on prod/qwen3-8b-low-latency is in progress" in str(refused[0])
     assert len([o for o in outcomes if not isinstance(o, Refused)]) == 1
-    assert len([c for c in flow.modal.calls() if c["method"] == "deploy" and c["args"]["environment"] == "prod"]) == 1
+    assert len(flow.calls("deploy", "prod")) == 1
 
 
 def test_rollback_to_previous_and_named_versions(flow):
@@ -246,11 +259,15 @@ def test_status_before_any_deploy(flow):
 
 def test_scale_changes_min_containers_without_redeploy_and_warns(flow):
     ctx = flow.ctx("prod")
+    flow.modal.run_download(flow.d(ctx))
+    deploy.run(flow.ctx("prod", yes=True), flow.d(ctx))  # a Server to scale: Modal refuses to scale none
+    deploys = len(flow.calls("deploy"))
     result = scale.run(ctx, flow.d(ctx), scale.Options(3))
     assert "min_containers now 3" in result.message
     assert "the next deploy resets it to the settings value (1)" in result.message
-    assert [c["args"]["min_containers"] for c in flow.modal.calls() if c["method"] == "update_autoscaler"] == [3]
-    assert "deploy" not in flow.modal.call_names()
+    assert [c["min_containers"] for c in flow.calls("update_autoscaler")] == [3]
+    assert flow.wire.autoscaler("prod", APP)["min_containers"] == 3
+    assert len(flow.calls("deploy")) == deploys
     with pytest.raises(ConfigError, match="forbids warm replicas"):
         scale.run(flow.ctx("dev"), flow.d(flow.ctx("dev")), scale.Options(1))
     with pytest.raises(ConfigError, match="exceeds max_containers = 4"):

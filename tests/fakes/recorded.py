@@ -28,8 +28,12 @@ class Recorded:
 
         @functools.wraps(found)
         def call(*args, **kwargs):
-            arguments = inspect.signature(found).bind(*args, **kwargs).arguments
-            self.log.append({"method": name, "args": dict(arguments)})
+            bound = inspect.signature(found).bind(*args, **kwargs)
+            arguments = dict(bound.arguments)
+            for parameter in bound.signature.parameters.values():
+                if parameter.kind is parameter.VAR_KEYWORD:  # update_autoscaler(d, min_containers=3): by their names
+                    arguments |= arguments.pop(parameter.name, {})
+            self.log.append({"method": name, "args": arguments})
             return found(*args, **kwargs)
 
         return call
