@@ -1,7 +1,8 @@
 """Scheduled warm capacity through the stages: the floor is applied right after deploy, promotion and
 rollback land (a deploy resets Modal's run-time overrides), `status` says what is in force and who set
 it, `scale` says when the schedule will override it, and `plan` prices the schedule beside always-warm.
-The Modal boundary is the recording fake here; tests/test_modal_contract_tasks.py does it at the wire."""
+The real ModalRemote in front of the fake control plane (tests/wire.py); tests/test_modal_contract_tasks.py does it
+through the CLI."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from infra.runtime import schedule
 from infra.runtime.errors import StageError
 from stages import deploy, pipeline, promote, rollback, scale, status
 from stages.common import Context
-from tests.conftest import standin_env
-from tests.fakes.modal_fake import FakeModal
+from tests.fakes.recorded import Recorded
 from tests.test_release_flow import commit
 from tests.test_stages import git_repo
 
@@ -32,10 +32,10 @@ SATURDAY = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(tmp_path, fake_server):
+def world(tmp_path, fake_server, wire):
     class World:
         server = fake_server("--tokens", "6")
-        modal = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
+        modal = Recorded()
         repo = git_repo(tmp_path / "checkout")
         now = WEDNESDAY_10_NY
 
@@ -52,7 +52,12 @@ def world(tmp_path, fake_server):
             return [{k: v for k, v in c["args"].items() if k.endswith("_containers")}
                     for c in self.modal.calls() if c["method"] == "update_autoscaler"]
 
-    return World()
+    wire.default_upstream = World.server.url
+    for env in ("staging", "prod"):  # the Modal Secret their settings name (secrets.hf_token_secret)
+        wire.create_secret(env, "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+    world = World()
+    world.wire = wire
+    return world
 
 
 def test_a_deploy_applies_the_floor_in_force_right_after_it_lands(world):
@@ -79,7 +84,8 @@ def test_promotion_and_its_automatic_rollback_apply_the_floor_of_what_then_runs(
     assert world.floors_set() == [{"min_containers": 2, "max_containers": 4, "buffer_containers": None}]
     commit(world.repo, "second release")
     pipeline.run(world.ctx("staging"), world.d(staging))  # staging's smoke passes on the good endpoint...
-    world.modal.endpoint = fake_server("--chat-status", "500").url  # ...then prod's fails
+    # ...then prod's fails
+    world.wire.upstreams["prod", "sglang-qwen3-8b-low-latency"] = fake_server("--chat-status", "500").url
     world.now = SATURDAY
     with pytest.raises(StageError, match="prod smoke test failed .*; rolled back to v1"):
         promote.run(world.ctx("staging"), world.ctx("prod", BUSINESS_HOURS), promote.Options(RECIPE))
