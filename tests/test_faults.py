@@ -1,4 +1,4 @@
-"""Faults leave nothing half-done; the fake boundary is faithful to the real one; plans are stable."""
+"""Faults leave nothing half-done; what records the boundary's calls passes them on unchanged; plans are stable."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from infra.runtime.errors import Refused
 from infra.runtime.remote import ModalRemote, Remote
 from stages import pipeline, promote
 from stages.common import Context
-from tests.conftest import FAKE_MODAL, REPO, deployment, free_port, project_copy, standin_env
+from tests.conftest import deployment, free_port, project_copy, standin_env
 from tests.fakes.hub_server import HubServer, make_repo
-from tests.fakes.modal_fake import FakeModal
+from tests.fakes.recorded import Recorded
 from tests.test_weights import _hub_client_isolated  # noqa: F401  (autouse: a clean Hub client)
 
 
@@ -43,10 +43,9 @@ def test_a_volume_commit_failure_fails_the_compile_and_leaves_no_marker(tmp_path
     assert not kernels.marker_path(tmp_path, d).exists()
 
 
-def test_manifest_write_refuses_when_someone_else_wrote_first(tmp_path):
-    fake = FakeModal(tmp_path)
+def test_manifest_write_refuses_when_someone_else_wrote_first(wire):
     d = deployment()
-    store = ReleaseStore(fake)
+    store = ReleaseStore(ModalRemote())
     mine = store.read(d)
     theirs = store.read(d)
     store.write(d, theirs, expected_revision=0)
@@ -55,13 +54,12 @@ def test_manifest_write_refuses_when_someone_else_wrote_first(tmp_path):
     assert store.read(d).revision == 1
 
 
-def test_the_fake_boundary_has_the_real_boundarys_methods_and_signatures():
+def test_the_recorded_boundary_has_the_real_boundarys_methods_and_signatures():
     protocol = {n for n, v in vars(ModalRemote).items() if callable(v) and not n.startswith("_")}
     assert Remote is ModalRemote and {"deploy", "read_file", "deploy_sentinel"} <= protocol
+    real, recorded = ModalRemote(), Recorded()
     for name in protocol:
-        real = inspect.signature(getattr(ModalRemote, name))
-        fake = inspect.signature(getattr(FakeModal, name))
-        assert list(real.parameters) == list(fake.parameters), name
+        assert inspect.signature(getattr(recorded, name)) == inspect.signature(getattr(real, name)), name
 
 
 def test_plan_json_is_stable_and_secret_free(cli):
@@ -99,35 +97,33 @@ def test_invoke_list_and_help_explain_every_task(cli):
     assert "environment: dev, staging or prod" in cli("--help", "deploy").stdout
 
 
-def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_path, fake_server, monkeypatch):
+def test_promote_from_manifest_runs_from_a_worktree_of_the_staged_commit(tmp_path, wire):
     tree = project_copy(tmp_path)
     git = lambda *a: subprocess.run(["git", *a], cwd=tree, check=True, capture_output=True)  # noqa: E731
-    server = fake_server("--tokens", "4")
-    fake = FakeModal(tmp_path / "modal", endpoint=server.url, compile_env=standin_env())
+    for env in ("staging", "prod"):  # the Modal Secret their settings name (secrets.hf_token_secret)
+        wire.create_secret(env, "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+    modal = ModalRemote()
     staging = load_settings("staging", "qwen3-8b-low-latency")
-    ctx = Context(settings=staging, remote=fake, repo=tree, say=lambda m: None)
+    ctx = Context(settings=staging, remote=modal, repo=tree, say=lambda m: None)
     pipeline.run(ctx, resolve(staging, "qwen3-8b-low-latency"))
-    staged = ReleaseStore(fake).read(resolve(staging, "qwen3-8b-low-latency")).current
+    staged = ReleaseStore(modal).read(resolve(staging, "qwen3-8b-low-latency")).current
     (tree / "NEWS").write_text("work after the release")
     git("add", "NEWS")
     git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-q", "-m", "later work")
 
     prod = load_settings("prod", "qwen3-8b-low-latency")
-    target = Context(settings=prod, remote=fake, repo=tree, yes=True, say=lambda m: None)
+    target = Context(settings=prod, remote=modal, repo=tree, yes=True, say=lambda m: None)
     with pytest.raises(Refused, match="--from-manifest"):
-        promote.run(Context(settings=staging, remote=fake, repo=tree), target, promote.Options("qwen3-8b-low-latency"))
-    # The worktree's promotion is a fresh `invoke` in another process: same fake Modal, same state.
-    for name, value in FAKE_MODAL.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("FAKE_MODAL_CONFIG", json.dumps({"root": str(fake.root), "endpoint": server.url}))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))  # for tests.fakes; the worktree's own code comes first
+        promote.run(Context(settings=staging, remote=modal, repo=tree), target, promote.Options("qwen3-8b-low-latency"))
+    # The worktree's promotion is a fresh `invoke` in another process: the same fake control plane, through the
+    # environment the `wire` fixture set.
     # The worktree runs its own commit's gate; skipped here (timing is not this test's subject), and the skip and
     # its reason travel to the worktree's promotion and into the manifest.
     skip = gate.skip_override("worktree test", environ={})
     options = promote.Options("qwen3-8b-low-latency", from_manifest=True, skip_gate=skip)
-    result = promote.run(Context(settings=staging, remote=fake, repo=tree), target, options)
+    result = promote.run(Context(settings=staging, remote=modal, repo=tree), target, options)
     assert result.status == "ran"
-    current = ReleaseStore(fake).read(resolve(prod, "qwen3-8b-low-latency")).current
+    current = ReleaseStore(modal).read(resolve(prod, "qwen3-8b-low-latency")).current
     assert current.kind == "promote" and current.commit == staged.commit and current.smoke_passed
     assert current.gate.verdict == "skipped" and current.gate.override.reason == "worktree test"
     assert subprocess.run(["git", "worktree", "list"], cwd=tree, capture_output=True, text=True).stdout.count("\n") == 1
