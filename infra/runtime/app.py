@@ -4,12 +4,9 @@ Deploy it with `invoke deploy --env ENV --recipe R`, or with Modal's own CLI:
 
     INFRA_ENV=prod INFRA_RECIPE=qwen3-8b-low-latency modal deploy -m infra.control.modal_entry --env prod
 
-Modal imports this module twice: on the deploying machine, and again inside every
-container, without the repository and with the container's own environment. Both
-imports read the same `Deployment` (infra/runtime/current.py) and pass the same options,
-computed by infra/runtime/spec.py (which `plan` prints), so the definition Modal finds in
-the container is the one that was deployed, by construction (tests/test_app.py
-simulates that import).
+Modal imports this module on the deploying machine and again in every container; both read the same `Deployment`
+(infra/runtime/current.py) and pass the options infra/runtime/spec.py computes (what `plan` prints), so a container
+finds the definition that was deployed (tests/test_app.py simulates that import).
 """
 
 from __future__ import annotations
@@ -30,6 +27,7 @@ from infra.runtime import (
     sglang_args,
     spec,
     startup,
+    timeline,
     weights,
 )
 from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
@@ -41,7 +39,7 @@ deployment = current.deployment()
 current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
 recipe = deployment.recipe
 
-app = modal.App(**spec.modal_spec(deployment, commit=current.commit_tag())["app"])
+app = modal.App(name=deployment.app_name, tags=spec.tags(deployment, "server", current.commit_tag()))
 
 BASE_URL = f"http://127.0.0.1:{deployment.server.port}"
 
@@ -60,7 +58,7 @@ def _readiness() -> lifecycle.Readiness:
 
 def _record_start(record: dict) -> int:
     """One start's timeline into this Modal Environment's `sglang-starts` Dict (infra/runtime/remote.py)."""
-    bucket = remote.starts_bucket(deployment.app_name, record["deployment_digest"])
+    bucket = remote.starts_bucket(deployment.app_name, timeline.deployment_digest(deployment.to_dict()))
     return remote.ModalRemote().record_start(deployment.modal.environment, bucket, record)
 
 

@@ -1,12 +1,8 @@
 """Which deployment this process defines Modal objects for, and whether it may.
 
-Modal imports infra/runtime/app.py and infra/runtime/jobs.py twice: on the deploying
-machine, and again inside every container, without the repository and with the
-container's own environment. Both imports read the same Deployment: the JSON the
-deploying side put in `INFRA_DEPLOYMENT` (infra/runtime/remote.py, or
-infra/control/modal_entry.py for Modal's own CLI), which the deploy also bakes into
-every container's environment. So the definition a container finds is, by
-construction, the one that was deployed.
+Modal imports infra/runtime/app.py and jobs.py twice: on the deploying machine, and again in every container. Both
+read the same Deployment, the JSON the deploying side put in `INFRA_DEPLOYMENT` (infra/runtime/remote.py, or
+infra/control/modal_entry.py for Modal's CLI) and baked into the containers: what a container finds was deployed.
 """
 
 from __future__ import annotations
@@ -40,14 +36,11 @@ def commit_tag(environ: dict[str, str] | None = None) -> str | None:
 
 
 def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bool) -> None:
-    """On the deploying machine, MODAL_ENVIRONMENT must name the deployment's Modal Environment.
-
-    A deploy that silently lands in the profile's default environment is a bug; inside
-    a container (is_local False) Modal has already placed us.
-    """
-    if is_local and environ.get("MODAL_ENVIRONMENT") != d.modal.environment:
+    """On the deploying machine, MODAL_ENVIRONMENT must name the deployment's Modal Environment: a deploy that lands
+    in the profile's default is a bug. Inside a container (is_local False) Modal has already placed us."""
+    if is_local and (found := environ.get("MODAL_ENVIRONMENT")) != d.modal.environment:
         raise ConfigError(
             f"environment '{d.env}' deploys into Modal Environment '{d.modal.environment}', "
-            f"but MODAL_ENVIRONMENT is {environ.get('MODAL_ENVIRONMENT')!r}: run "
+            f"but MODAL_ENVIRONMENT is {found!r}: run "
             f"`invoke deploy --env {d.env}` or `modal deploy -m infra.control.modal_entry --env {d.modal.environment}`"
         )

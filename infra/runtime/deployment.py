@@ -1,19 +1,10 @@
 """A Deployment: one recipe resolved against one environment's settings, and the parts it is made of.
 
-The single source of truth for everything that gets built, deployed or printed:
-infra/runtime/spec.py turns it into the exact Modal options that infra/runtime/app.py
-and infra/runtime/jobs.py pass to Modal and that `plan` prints, and the containers
-receive it verbatim as JSON (`INFRA_DEPLOYMENT`), read back with these same classes.
-
-The parts are the sections of `environments/<env>.toml`: infra/control/settings.py
-declares those sections with these classes, so a setting and what is deployed are one
-definition. In a Deployment every value is resolved (a region or port the environment
-left unset holds the recipe's). `recipe` is the resolved recipe, which a promotion
-carries whole from one environment to the next; every other part is the environment's.
-
-Reading what older releases wrote (release manifests keep each release's deployment):
-unknown keys are tolerated when reading (`read`), forbidden when writing; a field
-added since takes its default; a required field that is missing is an error.
+The single source of truth for what is built, deployed or printed: infra/runtime/spec.py turns it into the Modal
+options app.py and jobs.py pass (and `plan` prints), and containers receive it as JSON (`INFRA_DEPLOYMENT`), read
+back with these classes. The parts are the sections of `environments/<env>.toml` (infra/control/settings.py declares
+them with these classes); `recipe` is the resolved recipe a promotion carries whole, every other part the
+environment's. An older release's deployment is read tolerantly (`read`: unknown keys ignored, new fields defaulted).
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
-"""What modal 1.6.4 offers only in its CLI or its internals: app history, rollback, stop and logs as the CLI performs
-them, and a bounded first answer from the control plane.
+"""What modal 1.6.4 offers only in its CLI or its internals: app history, rollback and the full app listing, and a
+bounded first answer from the control plane.
 
-`modal app history` and `modal app rollback` (modal/cli/app.py) call the control plane's
-AppGetByDeploymentName, AppDeploymentHistory and AppRollback RPCs through the client's
-internal stub; there is no public API for them. Rather than run the CLI and parse what
-it prints, this adapter makes the same calls in-process. It is the only place that
-touches the SDK's private names (`synchronizer`, `_Client`, `_stub`), which is why
-`modal` is pinned exactly (README, "Upgrading modal"); tests/test_modal_contract.py
-runs both against a fake of Modal's control plane speaking the client's own protocol.
+`modal app history`, `modal app rollback` and `modal app list` (modal/cli/app.py) call these RPCs through the client's
+internal stub; there is no public API for them, so the same calls are made here in-process instead of parsing what the
+CLI prints. The only place with the SDK's private names (`synchronizer`, `_Client`, `_stub`): `modal` is pinned
+exactly (README, "Upgrading modal"), and tests/test_modal_contract.py runs each against the wire fake.
 """
 
 from __future__ import annotations

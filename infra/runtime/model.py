@@ -1,14 +1,8 @@
-"""The base of every model a deployment is made of (recipes, the environment's parts, the Deployment).
+"""The bases of the models: a deployment's parts (`Frozen`) and the records this project keeps (`Stored`).
 
-One pydantic model family is the configuration on the laptop and inside the
-containers: validated once where it is resolved, sent to the containers as JSON,
-read back there with the same classes. Unknown keys are errors (a typo must not
-silently do nothing), values are checked strictly (a boolean is not a replica
-count) and models are frozen (a resolved deployment never changes under you).
-
-A few checks need what only the laptop has (cron parsing with cronsim, the time-zone
-database): `on_the_laptop` skips them when a container reads back the JSON that was
-validated when it was resolved (`RESOLVED`).
+One pydantic model family is the configuration on the laptop and inside the containers: validated once where it is
+resolved, sent to the containers as JSON, read back there with the same classes. A few checks need what only the
+laptop has (cron parsing, the time-zone database): `on_the_laptop` skips them where RESOLVED JSON is read back.
 """
 
 from __future__ import annotations
@@ -30,21 +24,18 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def is_resolved(info: ValidationInfo) -> bool:
+    return info.context == RESOLVED
+
+
 def on_the_laptop(check: Callable[[T], T]) -> Callable[[T, ValidationInfo], T]:
     """A field check that runs where settings are resolved, and not again where RESOLVED data is read back."""
 
     def run(value: T, info: ValidationInfo) -> T:
-        if isinstance(info.context, dict) and info.context.get("resolved"):
-            return value
-        return check(value)
+        return value if is_resolved(info) else check(value)
 
     run.__name__ = check.__name__
     return run
-
-
-def is_resolved(info: ValidationInfo) -> bool:
-    return isinstance(info.context, dict) and bool(info.context.get("resolved"))
-
 
 
 class Stored(BaseModel):

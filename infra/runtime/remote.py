@@ -41,6 +41,18 @@ STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each wri
 T = TypeVar("T")
 
 
+class _OnFirstUse:
+    """The `modal` SDK, imported on first use: `plan` and `--help` stay fast and need no credentials."""
+
+    def __getattr__(self, name: str) -> Any:
+        import modal as sdk
+
+        return getattr(sdk, name)
+
+
+modal = _OnFirstUse()
+
+
 class MissingCredentials(UserError):
     """No Modal token, or one Modal refuses: one message wherever it is noticed, and never the token itself."""
 
@@ -111,8 +123,6 @@ class BillingUnavailable(UserError):
 @contextlib.contextmanager
 def _billing_problems_explained(what: str) -> Iterator[None]:
     """Modal's refusals of a billing call, as `BillingUnavailable`; refused credentials stay `MissingCredentials`."""
-    import modal
-
     try:
         yield
     except modal.exception.AuthError:
@@ -150,8 +160,6 @@ def _explained(method: Callable[..., T]) -> Callable[..., T]:
 
 def _unless_missing(call: Callable[[], T], missing: Any = None) -> T:
     """`call()`, or `missing` where Modal answers that the object does not exist (a read creates nothing)."""
-    import modal
-
     try:
         return call()
     except modal.exception.NotFoundError:
@@ -166,11 +174,8 @@ def _log_line(entry) -> dict:
 
 def _in_force(settings) -> dict:
     """Modal's ServerAutoscalerSettings as plain values: unset minimum and buffer are 0, an unset maximum is None."""
-    return {
-        "min_containers": settings.min_containers or 0,
-        "max_containers": settings.max_containers,
-        "buffer_containers": settings.buffer_containers or 0,
-    }
+    return {"min_containers": settings.min_containers or 0, "max_containers": settings.max_containers,
+            "buffer_containers": settings.buffer_containers or 0}
 
 
 def starts_bucket(app_name: str, deployment_digest: str) -> str:
@@ -198,8 +203,6 @@ def _newest(entries, key: str) -> tuple[int, Any]:
 def _modal_output() -> Iterator[None]:
     """Modal's progress (spinners, build logs, "App deployed") on stderr: stdout carries only our result (`--json`).
     Process-wide, which suits the CLI: it runs one Modal operation at a time."""
-    import modal
-
     with contextlib.redirect_stdout(sys.stderr), modal.enable_output():
         yield
 
@@ -265,8 +268,6 @@ class ModalRemote:
 
     @_explained
     def build_image(self, d: Deployment) -> str:
-        import modal
-
         from infra.runtime import modal_objects, spec
 
         builder = modal.App.lookup(d.builds_app_name, environment_name=d.modal.environment, create_if_missing=True)
@@ -325,8 +326,6 @@ class ModalRemote:
     @_explained
     def rollback(self, d: Deployment, version: int | None) -> None:
         """Redeploy `version` (default: the previous one) as a new version, as `modal app rollback` does."""
-        import modal
-
         target = f"v{version}" if version else "its previous version"
         try:
             rolled = modal_rpc.rollback(d.app_name, d.modal.environment, version)
@@ -341,8 +340,6 @@ class ModalRemote:
     def update_autoscaler(self, d: Deployment, **settings: int | None) -> dict:
         """Change the live Server's autoscaler until the next deploy: only the settings given, as Modal's
         `autoscaler.update` (None: 0 for min and buffer, no cap for max). Returns the settings in force after."""
-        import modal
-
         if not settings or set(settings) - AUTOSCALER_SETTINGS:
             raise TypeError(f"update_autoscaler: give some of {sorted(AUTOSCALER_SETTINGS)}; got {sorted(settings)}")
         server = modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment)
@@ -355,16 +352,12 @@ class ModalRemote:
     @_explained
     def autoscaler(self, d: Deployment) -> dict | None:
         """The live Server's autoscaler settings in force (run-time overrides included); None if it is not deployed."""
-        import modal
-
         server = modal.Server.from_name(d.app_name, SERVER_NAME, environment_name=d.modal.environment)
         return _unless_missing(lambda: _in_force(server.autoscaler.settings()))
 
     @_explained
     def read_file(self, environment: str, volume: str, path: str) -> bytes | None:
         """The file's bytes, or None when the file or the whole Volume does not exist (a read creates nothing)."""
-        import modal
-
         vol = modal.Volume.from_name(volume, environment_name=environment)
         try:
             return _unless_missing(lambda: b"".join(vol.read_file(path)))
@@ -374,8 +367,6 @@ class ModalRemote:
     @_explained
     def write_file(self, environment: str, volume: str, path: str, data: bytes) -> None:
         """Replaces the file in one batch: readers see the old or the new content, never a part."""
-        import modal
-
         vol = modal.Volume.from_name(volume, environment_name=environment, create_if_missing=True)
         with vol.batch_upload(force=True) as batch:
             batch.put_file(io.BytesIO(data), path)
@@ -388,8 +379,6 @@ class ModalRemote:
         new *generation*, a key created with put-if-absent: exactly one taker creates generation N+1, and only after
         seeing generation N released or expired. Two takers of an expired lock race for that key; one loses.
         """
-        import modal
-
         locks = modal.Dict.from_name(LOCKS_DICT, environment_name=environment, create_if_missing=True)
         generation, entry = _newest(locks, name)
         if entry is not None and not entry.get("released") and entry.get("expires", 0) > time.time():
@@ -404,8 +393,6 @@ class ModalRemote:
     @_explained
     def release_lock(self, environment: str, name: str, holder: str) -> None:
         """Mark `holder`'s generation released; nothing if the lock is not (or no longer) theirs."""
-        import modal
-
         locks = modal.Dict.from_name(LOCKS_DICT, environment_name=environment, create_if_missing=True)
         generation, entry = _newest(locks, name)
         if entry is not None and entry.get("holder") == holder and not entry.get("released"):
@@ -421,8 +408,6 @@ class ModalRemote:
         finds its number taken takes the next); each write drops the record STARTS_KEPT before its own, bounding the
         bucket without listing it. Keys and values travel cloudpickled: plain JSON-able data only.
         """
-        import modal
-
         starts = modal.Dict.from_name(STARTS_DICT, environment_name=environment, create_if_missing=True)
         n = _newest(starts, bucket)[0] + 1
         while not starts.put(_numbered(bucket, n), record, skip_if_exists=True):
@@ -435,8 +420,6 @@ class ModalRemote:
     @_explained
     def recent_starts(self, environment: str, bucket: str) -> list[dict]:
         """The records in `bucket`, newest first; [] when there are none (reading creates nothing)."""
-        import modal
-
         starts = modal.Dict.from_name(STARTS_DICT, environment_name=environment)
         newest = _unless_missing(lambda: _newest(starts, bucket)[0], 0)
         found = (starts.get(_numbered(bucket, n)) for n in range(newest, max(newest - STARTS_KEPT, 0), -1))
@@ -444,21 +427,13 @@ class ModalRemote:
 
     @_explained
     def secret_exists(self, environment: str, name: str) -> bool:
-        import modal
-
         return _unless_missing(lambda: bool(modal.Secret.from_name(name, environment_name=environment).hydrate()),
                                False)
 
     @_explained
     def billing_rates(self) -> dict:
-        """The workspace's current rates, as Modal answers them: {"workspace", "rates": {name: decimal text}}.
-
-        `modal.Workspace.from_context().billing.rates()` (modal 1.6.4, the WorkspaceBillingRates RPC). The names and
-        their units are Modal's and "subject to change"; infra/control/costs.py reads them. Deprecated names are
-        left out, as the SDK's own mapping leaves them out of iteration.
-        """
-        import modal
-
+        """The workspace's current rates as Modal answers them (`Workspace.billing.rates()`): {"workspace",
+        "rates": {name: decimal text}}, deprecated names left out as the SDK does (infra/control/costs.py reads it)."""
         with _billing_problems_explained("the workspace's billing rates"):
             workspace = modal.Workspace.from_context()
             rates = workspace.billing.rates()
@@ -466,14 +441,9 @@ class ModalRemote:
 
     @_explained
     def billing_report(self, environment: str, start: datetime, end: datetime, tag_names: Sequence[str]) -> list[dict]:
-        """What Modal billed in one Modal Environment from `start` to `end` (UTC, whole hours), per object and hour.
-
-        `modal.Environment.from_name(environment).billing.report(...)` (the WorkspaceBillingReport RPC, filtered to
-        the Environment): one row per object and hour with its cost, its cost by resource and the object's tags
-        among `tag_names`. Costs are decimal text, as Modal sends them; the hour as epoch seconds.
-        """
-        import modal
-
+        """What Modal billed in one Modal Environment from `start` to `end` (UTC, whole hours), one row per object and
+        hour (`Environment.billing.report`): its cost and cost by resource as decimal text, its tags among `tag_names`,
+        the hour as epoch seconds."""
         with _billing_problems_explained(f"the billing report of Modal Environment '{environment}'"):
             items = modal.Environment.from_name(environment).billing.report(
                 start=start, end=end, resolution="h", tag_names=list(tag_names))
@@ -487,8 +457,6 @@ class ModalRemote:
         """How many containers the app's server has now (None: not deployed), from `Function.get_current_stats()` on
         the Server's service Function: a read, so it never wakes a server that scaled to zero (a request to its URL
         would). The sentinel asks before it probes (infra/runtime/sentinel.py)."""
-        import modal
-
         server = modal.Function.from_name(app_name, SERVER_NAME, environment_name=environment)
         return _unless_missing(lambda: server.get_current_stats().num_total_runners)
 
@@ -496,15 +464,11 @@ class ModalRemote:
     def endpoint_of(self, environment: str, app_name: str) -> str | None:
         """The URL of the app's server, by the app's name alone (the sentinel knows no Deployment); None if not
         deployed."""
-        import modal
-
         return _unless_missing(modal.Server.from_name(app_name, SERVER_NAME, environment_name=environment).get_url)
 
     @_explained
     def read_ring(self, environment: str, keys: Sequence[str]) -> dict[str, object]:
         """The sentinel ring's entries under `keys` that exist (reading creates no Dict): one Dict get each."""
-        import modal
-
         ring = modal.Dict.from_name(RING_DICT, environment_name=environment)
         found = _unless_missing(lambda: [(key, ring.get(key)) for key in keys], [])
         return {key: value for key, value in found if value is not None}
@@ -512,8 +476,6 @@ class ModalRemote:
     @_explained
     def write_ring(self, environment: str, key: str, value: dict) -> None:
         """One entry of the sentinel ring, replaced whole (plain JSON-able data: the client cloudpickles it)."""
-        import modal
-
         modal.Dict.from_name(RING_DICT, environment_name=environment, create_if_missing=True).put(key, value)
 
     @_explained
@@ -534,16 +496,12 @@ class ModalRemote:
     def stop_app(self, app_id: str) -> None:
         """Stop the App: its containers end, it takes no more requests, its name no longer resolves (`modal app
         stop`; modal 1.6.4's public `App.lookup(app_id).stop()`, the AppStop RPC)."""
-        import modal
-
         modal.App.lookup(app_id).stop()
 
     @_explained
     def app_logs(self, app_id: str, since: datetime | None, until: datetime | None, tail: int) -> list[dict]:
         """The App's log lines, oldest first: those from `since` to `until` (default now), or else its last `tail`
         lines, through modal 1.6.4's public `App.logs.fetch` / `App.logs.tail` (what `modal app logs` calls)."""
-        import modal
-
         logs = modal.App.lookup(app_id).logs
         entries = logs.fetch(since=since, until=until) if since is not None else logs.tail(tail)
         return [_log_line(entry) for entry in entries]
@@ -551,8 +509,6 @@ class ModalRemote:
     def follow_logs(self, app_id: str, idle_timeout: float | None) -> Iterator[dict]:
         """New log lines as they come (`App.logs.stream`, what `modal app logs --follow` does) until the App is done,
         no line came for `idle_timeout` seconds, or Ctrl-C."""
-        import modal
-
         with _problems_explained():
             self._reach()
             for entry in modal.App.lookup(app_id).logs.stream(timeout=idle_timeout):
@@ -560,11 +516,8 @@ class ModalRemote:
 
     @contextlib.contextmanager
     def ephemeral(self, d: Deployment) -> Iterator[str]:
-        """Run the app without deploying it (what `modal run` does); stopped on exit, Ctrl-C included.
-
-        Modal's run context stops the app on Ctrl-C and then swallows the KeyboardInterrupt;
-        it is raised again here, so the caller stops too instead of carrying on without a reply.
-        """
+        """Run the app without deploying it (what `modal run` does); stopped on exit, Ctrl-C included. Modal's run
+        context swallows the KeyboardInterrupt after stopping; it is raised again, so the caller stops too."""
         interrupted = False
         self._reach()
         with _problems_explained(), _module_for("infra.runtime.app", d) as module, _modal_output():

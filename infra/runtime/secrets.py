@@ -1,13 +1,8 @@
 """Secret values are never printed, logged, written to a manifest or put in an exception.
 
-Settings only ever hold secret *names* (a Modal Secret called "huggingface-secret");
-the values live in Modal, or in the caller's environment for local use. Two
-defences, both applied by `scrub` to everything that reaches a terminal or a file:
-
-- the values of the credential variables present in this process's environment
-  are replaced by a mask, whatever they look like;
-- any text shaped like a credential (the shapes below, in one place) is masked,
-  wherever it came from: a token pasted into `--set`, an SDK error message.
+Settings hold only secret *names*; the values live in Modal or the caller's environment. `scrub`, applied to all that
+reaches a terminal or a file, masks the values of the credential variables set here, whatever they look like, and any
+text shaped like a credential (CREDENTIAL_SHAPES), wherever it came from: a token pasted into `--set`, an SDK error.
 """
 
 from __future__ import annotations
@@ -95,11 +90,8 @@ def scrub(text: str, environ: dict[str, str] | None = None) -> str:
 
 
 def local_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Which credentials this machine has, masked: for `plan` and error messages.
-
-    A Modal token counts as set when it is in the environment or in the Modal config
-    file (`modal token new` writes ~/.modal.toml), as the Modal client itself reads it.
-    """
+    """Which credentials this machine has, masked, for `plan` and error messages: a Modal token counts as set in the
+    environment or in Modal's config file (`modal token new` writes ~/.modal.toml), as the Modal client reads it."""
     environ = os.environ if environ is None else environ
     found = {name: mask(environ.get(name)) for name in SECRET_VARIABLES}
     for name, key in (("MODAL_TOKEN_ID", "token_id"), ("MODAL_TOKEN_SECRET", "token_secret")):
