@@ -242,9 +242,9 @@ class Cli:
         return environ | self.modal_environ() | self.env | extra_env
 
     def modal_environ(self) -> dict[str, str]:
-        from tests.wire import client_environ
-
-        found = client_environ(self.wire, self.tmp) if self.wire else {}
+        """The control plane's address, a token (unless `credentials` is False) and an empty Modal config file; no
+        proxy-auth pair (MODAL_KEY, MODAL_SECRET): a test that needs one sets it."""
+        found = self.wire.environ(self.tmp / "modal.toml") if self.wire else {}
         return {k: v for k, v in found.items() if self.credentials or k not in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")}
 
 
