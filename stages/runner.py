@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 def make_remote(c: Invoked | None, settings: Settings | None = None) -> Remote:
     """The Modal boundary a command talks through, injected through invoke's configuration: the factory its
-    `remote` key holds (the tests' tests/fakes/invoke_config.py names the fake, through invoke's own
-    INVOKE_RUNTIME_CONFIG), else ModalRemote with the environment's connect timeout."""
+    `remote` key holds (set through invoke's own INVOKE_RUNTIME_CONFIG), else ModalRemote with the environment's
+    connect timeout."""
     factory = c.config.get("remote") if c is not None else None
     if factory is not None:
         return factory()

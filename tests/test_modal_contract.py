@@ -1,7 +1,7 @@
 """The Modal boundary at the wire: every `ModalRemote` method through the real `modal` client, against the fake
 control plane of tests/fakes/modal_wire (gRPC on 127.0.0.1, real Volumes as directories, real job bodies).
 
-The stage tests stand on tests/fakes/modal_fake.FakeModal; these prove the boundary it replaces.
+The stage tests run the same ModalRemote in front of the same fake; these prove each method on its own.
 Everything here runs with FORCE_COLOR=1 and TTY_COMPATIBLE=1 set (the `wire` fixture), and fails
 if the client calls an RPC the fake does not implement. The task-level runs (`python -m invoke ...`)
 are in tests/test_modal_workflows.py.

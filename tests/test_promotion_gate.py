@@ -1,6 +1,9 @@
 """The promotion gate inside `promote` (issue 16): staging's release measured on staging's endpoint before prod is
 touched, through the fake Modal boundary (FakeModal, which records every call) with real git, against real local
-streaming servers whose timing is set on their command line (tests/fakes/openai_server.py).
+streaming servers whose timing is set on their command line (tests/fakes/openai_server.py). Not through the wire
+fake: the gate must reach those servers' own streams, and the wire's in-process Server proxy, sharing this process's
+interpreter with the gate's client, passes a stream's chunks on in bursts under load (a 2 ms-a-token server read as
+0.76 ms TPOT), so the floors below would no longer hold.
 
 No verdict rests on how fast the machine is: a server's own wait is a floor no load lowers (a release refused for
 its 250 ms first token against a 100 ms limit is refused on any machine), and every limit a release must meet to pass
@@ -21,7 +24,8 @@ from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import GateWorkload
 from stages import bench as bench_stage
 from stages import pipeline, promote, status
-from tests.conftest import REPO
+from tests.conftest import REPO, standin_env
+from tests.fakes.modal_fake import FakeModal
 from tests.test_bake import WRITE_DOCS, shape
 from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fixture)
 
@@ -49,6 +53,7 @@ def gated(flow, monkeypatch, tmp_path):  # noqa: F811
     monkeypatch.setenv("MODAL_KEY", KEY)
     monkeypatch.setenv("MODAL_SECRET", SECRET)
     flow.summary = tmp_path / "job-summary.md"
+    flow.modal = FakeModal(tmp_path / "modal", endpoint=flow.server.url, compile_env=standin_env())
     return flow
 
 

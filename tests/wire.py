@@ -6,7 +6,7 @@ server that deployed Servers forward to. `wire` gives each test a fresh workspac
 server and points this process's `modal` client at it (token, server URL, an empty config
 file, FORCE_COLOR=1 and TTY_COMPATIBLE=1, as many CI systems set them); `wire_cli` runs
 `python -m invoke ...` in a clean project copy with the same environment and the REAL
-`ModalRemote` (no FAKE_MODAL configuration). Every test fails if the client called an RPC the fake
+`ModalRemote`. Every test fails if the client called an RPC the fake
 does not implement.
 
 The fake runs the job bodies itself (`RUNNERS`), with the Function's Volumes as caches:

@@ -1,5 +1,10 @@
 """An in-process stand-in for the Modal boundary (infra/runtime/remote.py) that records every call.
 
+Being retired: every other test runs the real ModalRemote in front of the wire fake (tests/wire.py). Left here for
+tests/test_promotion_gate.py (its timing floors need the servers' own streams), two billing tests of
+tests/test_costs.py and the fault lines of tests/test_errors_catalog.py (their messages are documented in
+docs/errors.md).
+
 Everything Modal would keep is kept on local disk under one root, so separate
 processes (the CLI in a subprocess, two concurrent promotions) share it:
 
@@ -14,7 +19,7 @@ local Hub when `hub` is set, infra/runtime/kernels.py against the stand-in sglan
 with the Volume directories as their caches. Endpoint URLs point at a real local
 server (`endpoint`). Faults are injected per method with `fail`.
 
-Configured by arguments, or for subprocesses by FAKE_MODAL_CONFIG (JSON of the same).
+Configured by arguments.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 class FakeModal:
     def __init__(
         self,
-        root: str | Path | None = None,
+        root: str | Path,
         *,
         endpoint: str | None = None,
         hub: str | None = None,
@@ -46,17 +51,16 @@ class FakeModal:
         compile_env: dict[str, str] | None = None,
         gpu_suite: dict[str, str] | None = None,
     ):
-        config = json.loads(os.environ.get("FAKE_MODAL_CONFIG", "{}"))
-        self.root = Path(root or config["root"])
-        self.endpoint = endpoint or config.get("endpoint") or "http://127.0.0.1:9"
-        self.hub = hub or config.get("hub")
-        self.secrets = {tuple(s) for s in (secrets or config.get("secrets", []))}
-        self.fail = fail if fail is not None else config.get("fail", {})
-        self.credentials = credentials if "credentials" not in config else config["credentials"]
-        self.compile_env = compile_env or config.get("compile_env")
+        self.root = Path(root)
+        self.endpoint = endpoint or "http://127.0.0.1:9"
+        self.hub = hub
+        self.secrets = {tuple(s) for s in (secrets or [])}
+        self.fail = fail if fail is not None else {}
+        self.credentials = credentials
+        self.compile_env = compile_env
         # The acceptance suite's Function runs real pytest here: {"project": folder, "suite": path in it} (default:
         # this repository's tests/gpu, which skips every test on a machine without a GPU).
-        self.gpu_suite = gpu_suite or config.get("gpu_suite") or {}
+        self.gpu_suite = gpu_suite or {}
         self.root.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -282,7 +286,7 @@ class FakeModal:
     # ------------------------------------------------------------------ the sentinel
 
     def replicas(self, environment: str, app_name: str) -> int | None:
-        """Replicas up: FAKE_MODAL_CONFIG's `replicas` per app name (default 1) once the app was deployed, else None."""
+        """Replicas up: `set_replicas`'s per app name (default 1) once the app was deployed, else None."""
         self._call("replicas", environment=environment, app=app_name)
         if not (self.root / "apps" / environment / f"{app_name}.json").exists():
             return None
