@@ -177,8 +177,7 @@ class Deployment(Frozen):
         return self.model_dump(mode="json")
 
     def to_json(self) -> str:
-        # Field and key order preserved, not sorted: the image's ENV layer is built from
-        # `recipe.image_env` in order, and the container must rebuild the very same layers.
+        # Key order kept: the image's ENV layer follows `recipe.image_env`, and a container rebuilds the same layers.
         return self.model_dump_json()
 
     @classmethod

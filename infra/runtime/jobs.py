@@ -1,9 +1,7 @@
 """Modal Functions for the stages that run remotely: weight download (CPU), kernel compile and acceptance suite (GPU).
 
-They live in their own app (`<app>-jobs`), run ephemerally by `invoke download` and
-`invoke compile`, so that running them never starts the server's warm replicas.
-Their options come from infra/runtime/spec.py (what `plan` prints); their bodies are plain
-functions in infra/runtime/weights.py and infra/runtime/kernels.py.
+Their own app (`<app>-jobs`), run ephemerally, so a job never starts the server's warm replicas. Options from
+infra/runtime/spec.py (what `plan` prints); bodies in weights.py, kernels.py and acceptance.py.
 """
 
 from __future__ import annotations

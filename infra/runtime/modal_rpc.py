@@ -27,41 +27,39 @@ def _with_client(fn: Callable[[Any], Awaitable[T]]) -> T:
     return synchronizer.create_blocking(run)()
 
 
-async def _app_id(client, app_name: str, environment: str) -> str | None:
+def _on_app(app_name: str, environment: str, fn: Callable[[Any, str], Awaitable[T]], missing: T) -> T:
+    """`fn(client, app_id)` for the app deployed under `app_name`; `missing` if there is none."""
     from modal_proto import api_pb2
 
-    found = await client._stub.AppGetByDeploymentName(
-        api_pb2.AppGetByDeploymentNameRequest(name=app_name, environment_name=environment))
-    return found.app_id or None
+    async def run(client) -> T:
+        found = await client._stub.AppGetByDeploymentName(
+            api_pb2.AppGetByDeploymentNameRequest(name=app_name, environment_name=environment))
+        return await fn(client, found.app_id) if found.app_id else missing
+
+    return _with_client(run)
 
 
 def deployment_history(app_name: str, environment: str) -> list[dict]:
     """Every deployed version of the app: [{"version", "tag", "deployed_at"}]; [] if it was never deployed."""
     from modal_proto import api_pb2
 
-    async def read(client) -> list[dict]:
-        app_id = await _app_id(client, app_name, environment)
-        if app_id is None:
-            return []
+    async def read(client, app_id: str) -> list[dict]:
         found = await client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id))
         return [{"version": h.version, "tag": h.tag, "deployed_at": h.deployed_at}
                 for h in found.app_deployment_histories]
 
-    return _with_client(read)
+    return _on_app(app_name, environment, read, [])
 
 
 def rollback(app_name: str, environment: str, version: int | None) -> bool:
     """Redeploy `version` (None: the previous one) as a new version; False when the app was never deployed."""
     from modal_proto import api_pb2
 
-    async def roll(client) -> bool:
-        app_id = await _app_id(client, app_name, environment)
-        if app_id is None:
-            return False
+    async def roll(client, app_id: str) -> bool:
         await client._stub.AppRollback(api_pb2.AppRollbackRequest(app_id=app_id, version=version or -1))
         return True
 
-    return _with_client(roll)
+    return _on_app(app_name, environment, roll, False)
 
 
 def apps(environment: str) -> list[dict]:

@@ -31,11 +31,9 @@ from infra.runtime.spec import SERVER_NAME
 
 AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers"}
 LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, good for short-lived locks
-# Every server container's start timeline (infra/runtime/timeline.py), one Dict per Modal Environment, written by the
-# containers and read by `invoke status`. A Dict and not the releases Volume: many containers write at once and none
-# mounts that Volume, and recording a start is a few Dict RPCs with no commit. Modal expires an entry 7 days after
-# its last access, so what outlives that is each release's summary, frozen into its manifest
-# (infra/perf/releases.py).
+# Every server container's start timeline (infra/runtime/timeline.py), read by `invoke status`: a Dict, not the
+# releases Volume, since many containers write at once, none mounts that Volume, and a Dict write needs no commit.
+# Modal expires an entry 7 days after its last access; each release's summary is frozen into its manifest.
 STARTS_DICT = "sglang-starts"
 STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each write drops the one this many before it
 T = TypeVar("T")
@@ -56,10 +54,8 @@ modal = _OnFirstUse()
 class MissingCredentials(UserError):
     """No Modal token, or one Modal refuses: one message wherever it is noticed, and never the token itself."""
 
-    MESSAGE = (
-        "Modal credentials missing: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (CI: repository secrets) "
-        "or run `modal token new` on a laptop; `invoke plan` works without them"
-    )
+    MESSAGE = ("Modal credentials missing: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (CI: repository secrets) "
+               "or run `modal token new` on a laptop; `invoke plan` works without them")
 
     def __init__(self, message: str = MESSAGE):
         super().__init__(message)
@@ -83,8 +79,7 @@ def server_address() -> tuple[str, str, int]:
 
 
 def tls_trust():
-    """What the client trusts on an https control plane: certifi's bundle alone, as its gRPC channel loads it
-    (grpclib's default context), whatever SSL_CERT_FILE says."""
+    """What the client trusts on an https control plane: certifi's bundle alone (grpclib's default context)."""
     import ssl
 
     import certifi
@@ -94,10 +89,8 @@ def tls_trust():
 
 def first_answer(url: str, timeout: float) -> None:
     """The control plane at `url` answers a first call within `timeout` seconds, or `Unreachable` says why in one line.
-
-    The SDK bounds only the TCP connect: a server that accepts and never answers held it for minutes, and an
-    untrusted certificate surfaced as "Could not connect" after its retries. So the same ClientHello it starts with
-    is made here first, step by step within the deadline (infra/runtime/reach.py)."""
+    The SDK bounds only the TCP connect (a server that never answers held it for minutes, an untrusted certificate
+    read "Could not connect" after retries), so its first ClientHello is made here step by step (runtime/reach.py)."""
     import certifi
 
     from infra.runtime import reach
@@ -133,8 +126,7 @@ def _billing_problems_explained(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _problems_explained() -> Iterator[None]:
-    """Modal's AuthError (no token, or one the server refuses) becomes `MissingCredentials`; its ConnectionError
-    (after its own retries) one line naming the server."""
+    """Modal's AuthError becomes `MissingCredentials`; its ConnectionError (after retries) a line naming the server."""
     from modal.exception import AuthError
 
     try:
@@ -209,8 +201,7 @@ def _modal_output() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _module_for(module: str, d: Deployment, commit: str | None = None) -> Iterator[ModuleType]:
-    """infra.runtime.app / infra.runtime.jobs for exactly this deployment, as the container will import it
-    (and, for a deploy, with the git tag it deploys: the server App's `commit` tag)."""
+    """infra.runtime.app / jobs for this deployment as its container imports it (a deploy's: with its git tag)."""
     with _imported_with(module, {DEPLOYMENT_VARIABLE: d.to_json(), "MODAL_ENVIRONMENT": d.modal.environment,
                                  COMMIT_TAG_VARIABLE: commit}) as imported:
         yield imported
@@ -219,10 +210,8 @@ def _module_for(module: str, d: Deployment, commit: str | None = None) -> Iterat
 @contextlib.contextmanager
 def _imported_with(module: str, variables: dict[str, str | None]) -> Iterator[ModuleType]:
     """`module` run afresh with these variables set (None: unset), as its container imports it; then restored.
-
-    Modal finds a Function by its module and name, so app.py, jobs.py and sentinel_app.py define theirs when they
-    are imported, from a variable; running the module again (importlib.reload, Python's public way) is how this
-    process defines them for another deployment. tests/test_modal_contract.py's deploys fail if that stops working.
+    Modal finds a Function by module and name, so app.py, jobs.py and sentinel_app.py define theirs on import, from a
+    variable; importlib.reload is how this process defines them for another deployment (tests/test_modal_contract.py).
     """
     saved = {k: os.environ.get(k) for k in variables}
     try:
@@ -299,8 +288,7 @@ class ModalRemote:
 
     @_explained
     def deploy(self, d: Deployment, tag: str) -> dict:
-        """Deploy; `changed` is False when Modal skipped it because nothing changed (the version is then the one
-        live)."""
+        """Deploy; `changed` is False where Modal skipped it as unchanged (the version is then the live one)."""
         before = self._latest_version(d)
         with _module_for("infra.runtime.app", d, commit=tag) as module, _modal_output():
             module.app.deploy(environment_name=d.modal.environment, tag=tag)
@@ -462,8 +450,7 @@ class ModalRemote:
 
     @_explained
     def endpoint_of(self, environment: str, app_name: str) -> str | None:
-        """The URL of the app's server, by the app's name alone (the sentinel knows no Deployment); None if not
-        deployed."""
+        """The URL of the app's server by the app's name (the sentinel knows no Deployment); None if not deployed."""
         return _unless_missing(modal.Server.from_name(app_name, SERVER_NAME, environment_name=environment).get_url)
 
     @_explained
@@ -488,20 +475,18 @@ class ModalRemote:
 
     @_explained
     def apps(self, environment: str) -> list[dict]:
-        """Every App of a Modal Environment, the recently stopped included (infra/runtime/modal_rpc.py `apps`):
-        [{"app_id", "name", "state", "created_at", "stopped_at", "running"}]."""
+        """Every App of a Modal Environment, the recently stopped included (infra/runtime/modal_rpc.py `apps`)."""
         return modal_rpc.apps(environment)
 
     @_explained
     def stop_app(self, app_id: str) -> None:
-        """Stop the App: its containers end, it takes no more requests, its name no longer resolves (`modal app
-        stop`; modal 1.6.4's public `App.lookup(app_id).stop()`, the AppStop RPC)."""
+        """Stop the App (`modal app stop`): its containers end, it takes no requests, its name no longer resolves."""
         modal.App.lookup(app_id).stop()
 
     @_explained
     def app_logs(self, app_id: str, since: datetime | None, until: datetime | None, tail: int) -> list[dict]:
-        """The App's log lines, oldest first: those from `since` to `until` (default now), or else its last `tail`
-        lines, through modal 1.6.4's public `App.logs.fetch` / `App.logs.tail` (what `modal app logs` calls)."""
+        """The App's log lines, oldest first: from `since` to `until` (default now), or else its last `tail` lines
+        (`App.logs.fetch` / `App.logs.tail`, what `modal app logs` calls)."""
         logs = modal.App.lookup(app_id).logs
         entries = logs.fetch(since=since, until=until) if since is not None else logs.tail(tail)
         return [_log_line(entry) for entry in entries]
