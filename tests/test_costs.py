@@ -329,33 +329,35 @@ def test_report_rows_from_the_boundary_are_read_and_a_bad_one_is_one_line():
 # ---------------------------------------------------------------------------- `invoke status`: refresh and the bill
 
 
-def test_status_refreshes_the_rates_once_a_day_and_shows_the_bill(tmp_path):
-    """The Modal boundary is the recording fake (tests/fakes/modal_fake.py); the wire: tests/test_costs_wire.py."""
+def test_status_refreshes_the_rates_once_a_day_and_shows_the_bill(wire, monkeypatch):
+    """The real ModalRemote in front of the wire fake, which bills the hours a test charges (tests/test_costs_wire.py:
+    the same through the CLI)."""
     from infra.perf.releases import ReleaseStore
     from stages import status
     from stages.common import Context
-    from tests.fakes.modal_fake import FakeModal
+    from tests.fakes.recorded import Recorded
 
-    fake = FakeModal(tmp_path / "modal")
+    fake = Recorded()
     s = load_settings("prod", "qwen3-8b-low-latency")
     d = resolve(s, "qwen3-8b-low-latency")
+    wire.create_secret("prod", "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+    fake.remote.deploy(d, "git-aaa")  # the server App, tagged as a deploy of that commit tags it
     store = ReleaseStore(fake)
     measured = release(1, START, tag="git-aaa", measured=True)
     store.record(d, store.read(d), measured.model_copy(update={
         "release_id": "r20261129-220000-abcdef", "deployment": d, "deployed_at": (START - 2 * H).timestamp()}))
-    server = {"object_id": "ap-1", "description": d.app_name, "environment": "prod",
-              "tags": {"env": "prod", "recipe": d.recipe.name, "role": "server", "commit": "git-aaa"}}
-    rows = [server | {"interval_start": (START + h * H).timestamp(), "cost": f"{REPLICA:.6f}",
-                      "cost_by_resource": {"H100": f"{2 * H100 * 1.75:.6f}"}} for h in range(12)]
-    fake.set_billing(rows={"prod": rows})
+    # One replica for 12 hours: 2 H100s, 4 cores and 16 GiB at the table's rates, x 1.75 in us-east (REPLICA).
+    wire.charge("prod", d.app_name, [START + h * H for h in range(12)],
+                {"H100": f"{2 * H100 * 1.75:.6f}", "CPU": f"{4 * CPU * 1.75:.6f}",
+                 "Memory": f"{16 * MEMORY * 1.75:.6f}"})
     said: list[str] = []
     ctx = Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW)
     result = status.run(ctx, d, status.Options(cost=True, since="2026-11-30"))
-    assert said == [f"rates: live rates of workspace fake fetched 2026-11-30 12:20 UTC (12 resources, per second), "
-                    f"cached in {costs.cache_path()}"]
+    assert said == ["rates: live rates of workspace wire-workspace fetched 2026-11-30 12:20 UTC (12 resources, per "
+                    f"second; not used: Sandbox CPU, Volume storage), cached in {costs.cache_path()}"]
     lines = result.message.splitlines()
-    assert "  ledger (newest first; $/1M out at one busy replica's hourly cost, rates: live rates of workspace fake " \
-           "fetched 2026-11-30 12:20 UTC):" in lines
+    assert "  ledger (newest first; $/1M out at one busy replica's hourly cost, rates: live rates of workspace " \
+           "wire-workspace fetched 2026-11-30 12:20 UTC):" in lines
     assert any(line.strip().startswith("billed 2026-11-30 00:00 to 2026-11-30 12:00 UTC (12 h): $172.51")
                for line in lines)
     [billed_row] = [line for line in lines if line.strip().startswith("r20261129-220000-abcdef  v1  git-aaa")]
@@ -369,7 +371,8 @@ def test_status_refreshes_the_rates_once_a_day_and_shows_the_bill(tmp_path):
     assert fake.call_names().count("billing_rates") == 1 and fake.call_names().count("billing_report") == 1
     assert again.detail.bill is None and "billed" not in again.message
     # Without credentials nothing is fetched at all.
-    fake.credentials = False
+    monkeypatch.delenv("MODAL_TOKEN_ID")
+    monkeypatch.delenv("MODAL_TOKEN_SECRET")
     with pytest.raises(Exception, match="Modal credentials missing"):
         status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW + timedelta(days=2)), d)
     assert fake.call_names().count("billing_rates") == 1
@@ -384,14 +387,14 @@ def test_plan_never_fetches_rates(cli):
     assert first["cost"]["rates"]["source"] == costs.TABLE_SOURCE
 
 
-def test_without_cost_a_rate_modal_lacks_is_a_warning_and_status_goes_on(tmp_path):
+def test_without_cost_a_rate_modal_lacks_is_a_warning_and_status_goes_on(wire):
     """The promotion workflow runs a plain `invoke status`: billing data it cannot use must not fail it."""
+    from infra.runtime.remote import ModalRemote
     from stages import status
     from stages.common import Context
-    from tests.fakes.modal_fake import FakeModal
 
-    fake = FakeModal(tmp_path / "modal")
-    fake.set_billing(rates={"workspace": "acme", "rates": {"CPU": "0.0000131", "Memory": "0.00000222"}})
+    fake = ModalRemote()
+    wire.rates = {"CPU": "0.0000131", "Memory": "0.00000222"}
     said: list[str] = []
     s = load_settings("prod", "qwen3-8b-low-latency")
     result = status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW),
@@ -404,7 +407,7 @@ def test_without_cost_a_rate_modal_lacks_is_a_warning_and_status_goes_on(tmp_pat
     # A negotiated H100 rate in the settings: the answer has all the rest, and is cached.
     s = load_settings("prod", "qwen3-8b-low-latency", {"costs.gpu_hourly_usd": {"H100!": 3.0}})
     status.run(Context(settings=s, remote=fake, say=said.append, clock=lambda: NOW), resolve(s, "qwen3-8b-low-latency"))
-    assert said[-1].startswith("rates: live rates of workspace acme fetched") and costs.cache_path().exists()
+    assert said[-1].startswith("rates: live rates of workspace wire-workspace fetched") and costs.cache_path().exists()
 
 
 @pytest.mark.parametrize("since", ["1000000d", "99999999999h", "9" * 5000 + "d"])

@@ -22,7 +22,7 @@ from infra.runtime.kernels import CompileFailed, compile_kernels
 from infra.runtime.lifecycle import Readiness, ServerFailed
 from infra.runtime.weights import WeightsMissing, require_downloaded
 from tests.conftest import REPO, changed, deployment, free_port, standin_env
-from tests.fakes.modal_fake import FakeModal
+from tests.fakes.modal_wire.billing import RATES
 
 DOC = REPO / "docs" / "errors.md"
 WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
@@ -311,7 +311,8 @@ def bad_input_lines(tmp_path_factory, wire_session):
 
 
 @pytest.mark.timeout(600)  # every case of the catalogue, ~90 commands: 110 s here at a load of 17 on 2 cores
-def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines, tmp_path, fake_server):
+def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_input_lines, tmp_path, fake_server,
+                                                                        wire):
     from tests.wire import MUTATING_RPCS
 
     bad_input_lines, rpcs = bad_input_lines
@@ -325,7 +326,7 @@ def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(bad_inpu
         assert not os.path.exists(os.path.join(tmp, "state")), situation
     # The catalogue takes ~17 s of CPU to run: this one test runs it, then checks that docs/errors.md lists each case
     # with the exact message it printed (two tests would run it twice, once per worker).
-    check_docs_errors_md(bad_input_lines, tmp_path, fake_server)
+    check_docs_errors_md(bad_input_lines, tmp_path, fake_server, wire)
 
 
 def test_debug_shows_the_traceback(cli):
@@ -343,7 +344,7 @@ def test_unknown_infra_variable_warns_and_still_plans(cli):
 # ---------------------------------------------------------------------------- faults
 
 
-def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
+def _fault_lines(tmp_path, fake_server, wire) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
 
     def expect(situation, exc_type, fn):
@@ -383,21 +384,25 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     expect("no replica within the deadline (503s)", client.EndpointError,
            lambda: probe("--unavailable-first", "1000", deadline=2.5))
 
+    import modal
+    from grpclib import Status
+
     from infra.control.resolve import resolve
     from infra.control.settings import load_settings
     from infra.perf.releases import Release, ReleaseStore
+    from infra.runtime.remote import ModalRemote
     from stages import deploy
     from stages.common import Context
 
-    fake = FakeModal(tmp_path / "modal", fail={"deploy": "modal.exception.InvalidError: image build failed"})
+    # The Modal boundary: the real ModalRemote in front of the wire fake (tests/wire.py), a refusal scripted there.
+    remote = ModalRemote()
+    wire.fail("AppPublish", "image build failed", Status.INVALID_ARGUMENT)
     settings = load_settings("dev", "qwen3-8b-low-latency")
-    ctx = Context(settings=settings, remote=fake, say=lambda m: None)
-    expect("deploy raises (manifest left unchanged)", RuntimeError,
+    ctx = Context(settings=settings, remote=remote, say=lambda m: None)
+    expect("deploy raises (manifest left unchanged)", modal.exception.InvalidError,
            lambda: deploy.run(ctx, resolve(settings, "qwen3-8b-low-latency")))
-    held = FakeModal(tmp_path / "modal2")
-    held.acquire_lock("dev", "dev/qwen3-8b-low-latency", "promote by alice@ci pid 1", 60)
-    ctx = Context(settings=settings, remote=held, say=lambda m: None)
-    store = ReleaseStore(held)
+    remote.acquire_lock("dev", "dev/qwen3-8b-low-latency", "promote by alice@ci pid 1", 60)
+    store = ReleaseStore(remote)
 
     def locked():
         with store.locked(resolve(settings, "qwen3-8b-low-latency"), "deploy"):
@@ -411,22 +416,21 @@ def _fault_lines(tmp_path, fake_server) -> list[tuple[str, str]]:
     from stages import status
 
     prod = load_settings("prod", "qwen3-8b-low-latency")
-    billing = FakeModal(tmp_path / "modal3")
-    billing.set_billing(rates={"workspace": "acme", "rates": {"CPU": "0.0000131", "Memory": "0.00000222"}})
+    wire.rates = {"CPU": "0.0000131", "Memory": "0.00000222"}
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    ctx = Context(settings=prod, remote=billing, say=lambda m: None, clock=lambda: now)
+    ctx = Context(settings=prod, remote=remote, say=lambda m: None, clock=lambda: now)
     expect("Modal's rates lack one the deployment needs (status --cost)", UserError,
            lambda: status.run(ctx, resolve(prod, "qwen3-8b-low-latency"), status.Options(cost=True)))
-    untagged = FakeModal(tmp_path / "modal4")
+    wire.rates = dict(RATES)
     d = resolve(prod, "qwen3-8b-low-latency")
-    store = ReleaseStore(untagged)
+    store = ReleaseStore(remote)
     store.record(d, store.read(d), Release(
         release_id="r20261130-070000-abcdef", kind="deploy", commit="a" * 40, dirty=False, tag="git-aaaaaaaaaaaa",
         deployment=d, version=1, deployed_at=now.timestamp() - 5 * 3600))
-    hour = {"object_id": "ap-1", "description": d.app_name, "environment": "prod", "cost": "14.38",
-            "cost_by_resource": {"H100": "13.82"}, "tags": {}}
-    untagged.set_billing(rows={"prod": [hour | {"interval_start": now.timestamp() - 3600 * h} for h in (2, 3)]})
-    ctx = Context(settings=prod, remote=untagged, say=lambda m: None, clock=lambda: now)
+    # The server's App as one deployed before apps were tagged: it carries no tags, and Modal bills it so.
+    modal.App.lookup(d.app_name, environment_name="prod", create_if_missing=True)
+    wire.charge("prod", d.app_name, [now - timedelta(hours=h) for h in (2, 3)], {"H100": "13.82"})
+    ctx = Context(settings=prod, remote=remote, say=lambda m: None, clock=lambda: now)
     expect("a bill whose rows carry no tags", UserError,
            lambda: status.run(ctx, d, status.Options(cost=True, since="1d")))
     # A row with a negative cost (issue 30) is no error: the bill goes on without it, and this note says so.
@@ -535,13 +539,13 @@ def render(bad: list[tuple[str, list[str], str, list[str]]], faults: list[tuple[
     return "\n".join(lines) + "\n"
 
 
-def check_docs_errors_md(bad_input_lines, tmp_path, fake_server) -> None:
+def check_docs_errors_md(bad_input_lines, tmp_path, fake_server, wire) -> None:
     """docs/errors.md lists every case with its exact message (and the faults with theirs)."""
     bad = []
     for situation, args, done, tmp, variables in bad_input_lines:
         message = next(line for line in done.stderr.splitlines() if line.startswith("error:"))
         bad.append((situation, args, normalise(message, tmp), variables))
-    text = render(bad, _fault_lines(tmp_path, fake_server))
+    text = render(bad, _fault_lines(tmp_path, fake_server, wire))
     if WRITE_DOCS:
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(text)
