@@ -1,9 +1,8 @@
 """An in-process stand-in for the Modal boundary (infra/runtime/remote.py) that records every call.
 
-Being retired: every other test runs the real ModalRemote in front of the wire fake (tests/wire.py). Left here for
-tests/test_promotion_gate.py (its timing floors need the servers' own streams), two billing tests of
-tests/test_costs.py and the fault lines of tests/test_errors_catalog.py (their messages are documented in
-docs/errors.md).
+Being retired: every other test runs the real ModalRemote in front of the wire fake (tests/wire.py). Left for
+tests/test_promotion_gate.py alone, whose timing floors need the servers' own streams (the wire's in-process Server
+proxy passes a stream on in bursts under load).
 
 Everything Modal would keep is kept on local disk under one root, so separate
 processes (the CLI in a subprocess, two concurrent promotions) share it:
