@@ -19,9 +19,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.control import costs
+from infra.control import costs, plan
+from infra.control.plan_record import GpuTestCost
 from infra.perf.releases import ReleaseStore
-from infra.runtime import acceptance, spec
+from infra.runtime import acceptance
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
 from stages.common import Context, StageResult, dry_run, result
@@ -35,14 +36,10 @@ class Options:
     shape: str = "tiny"
 
 
-def estimate(ctx: Context, d: Deployment, shape: str) -> dict:
-    """What one run costs: the Function's container (the recipe's GPUs) for the shape's expected time, and at most
-    for its timeout (infra/control/costs.py, the rates `plan` uses)."""
-    hourly = costs.price(costs.Container.of(spec.jobs(d)["gpu_test"]), costs.rates_for(ctx.settings.costs))
-    seconds = spec.gpu_test_seconds(d)[shape]
-    return costs.job(hourly, seconds, f"the {shape} suite's measured time").model_dump() | {
-        "timeout_seconds": spec.gpu_test_timeout(d),
-        "usd_at_timeout": round(hourly.usd * spec.gpu_test_timeout(d) / costs.SECONDS_PER_HOUR, 2)}
+def estimate(ctx: Context, d: Deployment, shape: str) -> tuple[costs.JobCost, GpuTestCost]:
+    """What one run costs: the shape's expected time, and at most its timeout (the figures `plan` shows)."""
+    priced = plan.gpu_test_cost(d, costs.rates_for(ctx.settings.costs))
+    return priced.shapes[shape], priced
 
 
 def table(r: acceptance.SuiteResult) -> str:
@@ -81,10 +78,11 @@ def record_on_release(ctx: Context, d: Deployment, r: acceptance.SuiteResult) ->
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[dict]:
     shape = options.shape
-    cost = estimate(ctx, d, shape)
+    one, priced = estimate(ctx, d, shape)
+    cost = one.model_dump() | {"timeout_seconds": priced.timeout_seconds, "usd_at_timeout": priced.usd_at_timeout}
     what = (f"run `python -m pytest tests/gpu` at shape {shape} in {d.recipe.sglang_image} on {d.recipe.gpu} "
-            f"(timeout {cost['timeout_seconds']} s): ~{cost['seconds']:.0f} s ≈ ${cost['usd']:,.2f}, at most "
-            f"${cost['usd_at_timeout']:,.2f}")
+            f"(timeout {priced.timeout_seconds} s): ~{one.seconds:.0f} s ≈ ${one.usd:,.2f}, at most "
+            f"${priced.usd_at_timeout:,.2f}")
     if skipped := dry_run(ctx, STAGE, d, what):
         skipped.detail = {"shape": shape, "cost": cost}
         return skipped

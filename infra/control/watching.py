@@ -7,7 +7,6 @@ this module derives its spec from the settings, once, for `invoke sentinel` to d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from infra.control import costs
 from infra.control.settings import Settings
@@ -36,12 +35,12 @@ def spec_for(settings: Settings, deployments: Sequence[Deployment]) -> SentinelS
 
 
 class SentinelCost(Stored):
-    """What the sentinel costs (`cost`), as `plan --json` shows it; `container` is its `costs.Hourly.to_dict()`."""
+    """What the sentinel costs (`cost`), as `plan --json` shows it; `container` is its container's price."""
 
     app: str
     interval_seconds: int
     probes_per_30_days: int
-    container: dict[str, Any]
+    container: costs.Price
     container_hours_per_hour: float
     usd_per_hour: float
     usd_per_30_days: float
@@ -67,7 +66,7 @@ def cost(s: SentinelSpec, rates: costs.Rates,
     per_hour = hourly.usd * kept_up
     wake = [h.usd for d, h in replicas if d.scaling.min_containers == 0] if s.settings.wake else []
     return SentinelCost(
-        app=s.app_name, interval_seconds=s.settings.interval_seconds, container=hourly.to_dict(),
+        app=s.app_name, interval_seconds=s.settings.interval_seconds, container=hourly.shown(),
         probes_per_30_days=int(costs.HOURS_PER_30_DAYS * s.settings.probes_per_hour) * len(s.targets),
         container_hours_per_hour=kept_up, usd_per_hour=round(per_hour, 4), wake=s.settings.wake,
         usd_per_30_days=round(per_hour * costs.HOURS_PER_30_DAYS, 2), min_interval_seconds=MIN_INTERVAL_SECONDS,
@@ -76,9 +75,8 @@ def cost(s: SentinelSpec, rates: costs.Rates,
 
 def describe_cost(c: SentinelCost) -> list[str]:
     """`plan`'s lines for the sentinel, from `cost`'s record."""
-    hourly = c.container  # costs.Hourly's own dict form, which this module does not own
     lines = [f"{c.app}: a probe per recipe every {c.interval_seconds} s ({c.probes_per_30_days:,} per 30 days); its "
-             f"container ({hourly['container']}) at ${hourly['usd_per_hour']:.4f}/h, up "
+             f"container ({c.container.container}) at ${c.container.usd_per_hour:.4f}/h, up "
              f"{c.container_hours_per_hour * 100:.0f}% of each hour: ${c.usd_per_30_days:,.2f} per 30 days"]
     if c.wake_usd_per_30_days is not None:
         lines.append(f"  wake = true keeps a replica of each scale-to-zero recipe up: up to "
