@@ -239,12 +239,8 @@ def _while_alive(server: ServerProcess | None, phase: str, call: Callable[[], ob
 
 def wait_until_healthy(server: ServerProcess, base_url: str, *, timeout: float, poll_interval: float,
                        healthy_in_a_row: int = 1, confirm_interval: float = CONFIRM_INTERVAL) -> float:
-    """Poll /health until it answers 200 `healthy_in_a_row` times running; return seconds waited.
-
-    Fails within ALIVE_CHECK_INTERVAL when the process exits (also in the middle of a
-    health request), and at `timeout` when it never becomes healthy, in both cases
-    with its output tail.
-    """
+    """Poll /health until it answers 200 `healthy_in_a_row` times running; return seconds waited. Fails, with the
+    output's tail, within ALIVE_CHECK_INTERVAL of the process exiting (mid-request too) or at `timeout`."""
     started = time.monotonic()
     deadline = started + timeout
     streak = 0
@@ -253,9 +249,8 @@ def wait_until_healthy(server: ServerProcess, base_url: str, *, timeout: float, 
             raise _exited(server, "start-up")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ServerFailed(
-                f"SGLang not healthy within {timeout:g} s (readiness_timeout); last lines of its output:\n"
-                f"{server.tail()}")
+            raise ServerFailed(f"SGLang not healthy within {timeout:g} s (readiness_timeout); last lines of its "
+                               f"output:\n{server.tail()}")
         per_request = min(HEALTH_REQUEST_TIMEOUT, max(remaining, 0.1))
         if _while_alive(server, "start-up", lambda: is_healthy(base_url, timeout=per_request)):
             streak += 1
@@ -281,14 +276,8 @@ def warmup_payload(warmup: Warmup, model: str) -> dict:
     """One warm-up request. `ignore_eos` (an SGLang sampling parameter) makes it generate
     all of `max_tokens`, so the decode loop, and with it speculative decoding's draft and
     verify kernels, runs for many steps even when the model would stop early."""
-    content: list[dict] | str
-    if warmup.with_image:
-        content = [
-            {"type": "image_url", "image_url": {"url": warmup_image_data_url()}},
-            {"type": "text", "text": warmup.prompt},
-        ]
-    else:
-        content = warmup.prompt
+    content = ([{"type": "image_url", "image_url": {"url": warmup_image_data_url()}},
+                {"type": "text", "text": warmup.prompt}] if warmup.with_image else warmup.prompt)
     return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": warmup.max_tokens,
             "ignore_eos": True}
 
@@ -368,9 +357,8 @@ class Readiness:
 
     @property
     def budget(self) -> float:
-        if self.startup_budget is not None:
-            return self.startup_budget
-        return self.timeout + self.warmup.count * self.warmup.timeout
+        fallback = self.timeout + self.warmup.count * self.warmup.timeout
+        return fallback if self.startup_budget is None else self.startup_budget
 
 
 def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
@@ -387,10 +375,8 @@ def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: di
         in_a_row, flaps = 1, 0
         while True:
             left = deadline - time.monotonic()
-            wait_until_healthy(
-                server, base_url, timeout=max(min(readiness.timeout, left) if not flaps else left, 0.1),
-                poll_interval=readiness.poll_interval, healthy_in_a_row=in_a_row,
-            )
+            wait_until_healthy(server, base_url, timeout=max(min(readiness.timeout, left) if not flaps else left, 0.1),
+                               poll_interval=readiness.poll_interval, healthy_in_a_row=in_a_row)
             healthy_at = time.monotonic()
             if server.timings.healthy_s is None:
                 server.timings.healthy_s = round(healthy_at - server.started_at, 3)
@@ -412,10 +398,8 @@ def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: di
         server.timings.warmup_s = [round(x, 3) for x in durations]
         server.timings.ready_s = round(ready_at - server.started_at, 3)
         server.timings.healthy_to_ready_s = round(ready_at - healthy_at, 3)
-        print(
-            f"warm-up done: {', '.join(f'{s:.2f} s' for s in durations)}; ready {ready_at - server.started_at:.1f} s "
-            f"after launch", flush=True,
-        )
+        print(f"warm-up done: {', '.join(f'{s:.2f} s' for s in durations)}; ready "
+              f"{ready_at - server.started_at:.1f} s after launch", flush=True)
     except BaseException:
         server.stop(grace=0)
         raise

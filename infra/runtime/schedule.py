@@ -126,14 +126,10 @@ def next_change(instant: datetime, windows: Sequence[Window], base: Scaling) -> 
 
 
 def boundaries(windows: Sequence[Window]) -> tuple[Boundary, ...]:
-    """The distinct cron triggers that apply this schedule, one `modal.Cron` each.
-
-    Expressions in the same zone that differ only in their hour field are merged into one
-    (`0 8 * * MON-FRI` and `0 18 * * MON-FRI` -> `0 8,18 * * MON-FRI`): the same firings,
-    from fewer scheduled functions to deploy and watch (free workspaces are said to be
-    limited to a handful of deployed crons). Pure string
-    work, no cron library: app definitions call it in every container.
-    """
+    """The distinct cron triggers that apply this schedule, one `modal.Cron` each. Expressions of one zone that
+    differ only in their hour are merged (`0 8 * * MON-FRI` and `0 18 * * MON-FRI` -> `0 8,18 * * MON-FRI`): the same
+    firings from fewer scheduled functions (free workspaces are said to be limited to a handful of crons). Pure string
+    work, no cron library: app definitions call it in every container."""
     groups: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
     for w in windows:
         for kind, expr in (("start", w.start), ("end", w.end)):
@@ -144,32 +140,16 @@ def boundaries(windows: Sequence[Window]) -> tuple[Boundary, ...]:
             if mergeable:
                 hours.extend(h for h in fields[1].split(",") if h not in hours)
             events.append(f"{w.name} {kind}")
-    out = []
-    for key, (hours, events) in groups.items():
-        tz = key[0]
-        cron = " ".join([key[1], ",".join(_sorted_hours(hours)), *key[2:]]) if hours else key[2]
-        out.append(Boundary(cron=cron, timezone=tz, events=tuple(events)))
-    return tuple(out)
+    return tuple(Boundary(cron=" ".join([key[1], ",".join(_sorted_hours(hours)), *key[2:]]) if hours else key[2],
+                          timezone=key[0], events=tuple(events)) for key, (hours, events) in groups.items())
 
 
-def apply(
-    now: datetime,
-    windows: Sequence[Window],
-    base: Scaling,
-    set_autoscaler: Callable[..., Any],
-    *,
-    target: str = "server",
-    log: Callable[[str], Any] = print,
-) -> Floor:
-    """Set the floor in force now through `set_autoscaler`, and log one line of what and why.
-
-    The body of the scheduled Modal Function (bound to
-    `modal.Server.from_name(app, "server", environment_name=...).autoscaler.update`), and
-    what deploy, promote and rollback run right after they land (a deploy resets Modal's
-    autoscaler to the static values, i.e. the base scaling). Idempotent: it always sets all
-    three values to what the schedule says for this instant, whatever was there before. A
-    trigger that arrives up to EARLY_TRIGGER before a boundary applies that boundary.
-    """
+def apply(now: datetime, windows: Sequence[Window], base: Scaling, set_autoscaler: Callable[..., Any], *,
+          target: str = "server", log: Callable[[str], Any] = print) -> Floor:
+    """Set the floor in force now through `set_autoscaler` (`modal.Server.from_name(...).autoscaler.update`), and log
+    one line of what and why: the scheduled Function's body, and what deploy, promote and rollback run right after
+    they land (a deploy resets Modal's autoscaler to the base scaling). Idempotent: all three values, always. A trigger
+    that arrives up to EARLY_TRIGGER before a boundary applies that boundary."""
     _require_aware(now)
     at = now
     upcoming = next_boundary(now, windows, base)
@@ -185,20 +165,11 @@ def apply(
     return floor
 
 
-def who_set(
-    now: datetime,
-    windows: Sequence[Window],
-    base: Scaling,
-    min_containers: int | None,
-    max_containers: int | None,
-    buffer_containers: int | None,
-) -> str:
-    """Who set the autoscaler values read back from Modal: "schedule", "deploy" or "override".
-
-    "deploy": the static values of the last deploy (the base scaling) while the schedule
-    wants others, i.e. the floor was not applied after it landed. "override": neither,
-    so `invoke scale` or the Modal dashboard; it holds until `next_boundary`.
-    """
+def who_set(now: datetime, windows: Sequence[Window], base: Scaling, min_containers: int | None,
+            max_containers: int | None, buffer_containers: int | None) -> str:
+    """Who set the autoscaler values read back from Modal: "schedule"; "deploy" (the last deploy's base scaling while
+    the schedule wants others: the floor was not applied after it landed); or "override" (`invoke scale` or the
+    dashboard, holding until `next_boundary`)."""
     if floor_at(now, windows, base).matches(min_containers, max_containers, buffer_containers):
         return "schedule" if windows else "deploy"
     if _combine([], base).matches(min_containers, max_containers, buffer_containers):
@@ -210,12 +181,8 @@ def who_set(
 
 
 def warm_hours(windows: Sequence[Window], base: Scaling, start: datetime, end: datetime) -> float:
-    """Warm replica-hours (min_containers integrated over [start, end)), exactly: boundary to boundary.
-
-    Only `min_containers` counts: buffer containers run only while the server has traffic
-    (Modal: "the size of the buffer to maintain while the Function is active"), so they are
-    not a standing cost, the same basis as the standing cost of infra/control/costs.py.
-    """
+    """Warm replica-hours (min_containers integrated over [start, end)), exactly: boundary to boundary. Buffer
+    containers run only while the server has traffic (Modal), so they are not a standing cost (as in costs.py)."""
     _require_aware(start)
     total = timedelta(0)
     floor, since = floor_at(start, windows, base), start
@@ -234,11 +201,8 @@ def start_of_week(instant: datetime, tz: str = "UTC") -> datetime:
 
 
 # ---------------------------------------------------------------------------- validation
-#
-# Each check raises ValueError with one line: what is wrong and what is allowed. The
-# field-level ones (check_cron, check_timezone, check_name) leave out the value, because
-# their caller (a pydantic field validator, reported by infra/control/settings.py) already prints
-# the source, the field and the value; check_window and check_windows name everything.
+# Each check raises ValueError with one line: what is wrong and what is allowed. The field-level ones leave out the
+# value (settings.py's report of a field validator names the source, the field and the value); the others name all.
 
 _FIELD = re.compile(r"[0-9A-Za-z*,/-]+")
 _NAMES = {"month": tuple("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()),

@@ -1,12 +1,9 @@
 """The SGLang command lines: one argument list for the server, the same list for the kernel compiler.
 
-SGLang compiles DeepGEMM kernels for the shapes its arguments imply (tensor
-parallelism, speculative draft shapes, CUDA-graph batch sizes), so
-`sglang.compile_deep_gemm` must see exactly the server's arguments minus host and
-port: both commands are built from `server_args`. Flag names are always the full
-ones: SGLang's argparse accepts unique prefixes (`--tp` for `--tp-size`), which break
-the day SGLang adds a flag with the same prefix. infra/control/sglang_flags.py holds
-these lines against the recipe's SGLang version before anything is deployed.
+SGLang compiles DeepGEMM kernels for the shapes its arguments imply (TP, speculative draft shapes, CUDA-graph batch
+sizes), so `sglang.compile_deep_gemm` must see exactly the server's arguments minus host and port: both commands are
+built from `server_args`. Flag names are always full: argparse's unique prefixes (`--tp` for `--tp-size`) break the
+day SGLang adds a flag with the same prefix. infra/control/sglang_flags.py checks them against the recipe's version.
 """
 
 from __future__ import annotations
@@ -61,20 +58,13 @@ def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
 
 
 def launch_command(d: Deployment) -> list[str]:
-    return [
-        "python3", "-m", "sglang.launch_server",
-        *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
-        "--host", HOST,
-        "--port", str(d.server.port),
-    ]
+    return ["python3", "-m", "sglang.launch_server", *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
+            "--host", HOST, "--port", str(d.server.port)]
 
 
 def compile_command(d: Deployment) -> list[str]:
-    return [
-        "python3", "-m", "sglang.compile_deep_gemm",
-        *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
-        "--timeout", str(COMPILE_TIMEOUT),
-    ]
+    return ["python3", "-m", "sglang.compile_deep_gemm", *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
+            "--timeout", str(COMPILE_TIMEOUT)]
 
 
 def flags_in(argv: list[str]) -> list[str]:

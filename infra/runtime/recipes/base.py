@@ -1,12 +1,8 @@
-"""The shape of a recipe: typed fields for every knob that settings validate or
-override, plain flag lists for the rest.
+"""The shape of a recipe: typed fields for every knob that settings validate or override, plain flag lists for the rest.
 
-A recipe is a frozen model of the deployment's model family (infra/runtime/model.py):
-the same class on the laptop, in `plan` and inside the containers. An environment's
-`[recipes."<name>"]` knobs are checked by these fields' own types
-(infra/control/settings.py derives its table from them) and applied with
-`model_copy`; the resolved recipe is what a release carries from one environment to
-the next, whole.
+A frozen model (infra/runtime/model.py), the same class on the laptop, in `plan` and inside the containers. An
+environment's `[recipes."<name>"]` knobs are checked by these fields' own types (settings.py derives its table from
+them) and applied with `model_copy`; the resolved recipe is what a release carries from one environment to the next.
 """
 
 from __future__ import annotations
@@ -95,13 +91,9 @@ class SmokeTest(Frozen):
 
 
 class GateWorkload(Frozen):
-    """The fixed workload a promotion gate measures a release with (infra/perf/gate.py maps it onto `invoke bench`).
-
-    Fixed per recipe so that every release of a recipe is measured the same way and
-    two measurements compare. The levels are 1 and the deployment's
-    `target_concurrency` (plus any level an objective names); the cold-start wait
-    is measured apart and never counted.
-    """
+    """The fixed workload a promotion gate measures a release with (infra/perf/gate.py maps it onto `invoke bench`):
+    fixed per recipe, so that two measurements of its releases compare. The levels are 1 and `target_concurrency`
+    (plus any level an objective names); the cold-start wait is measured apart and never counted."""
 
     prompt_tokens: int = 512  # a chat-sized prompt; prefill stays a small part of TTFT, as in the reference examples
     max_tokens: int = 128  # generated exactly (ignore_eos), so TPOT and tokens/s compare across releases
@@ -223,9 +215,7 @@ class Recipe(Frozen):
 
     def with_revisions(self, model_revision: str | None = None, draft_revision: str | None = None) -> Recipe:
         """The same recipe at other revisions (resolved by the download stage, or set by an environment)."""
-        changes: dict = {}
-        if model_revision:
-            changes["model_revision"] = model_revision
+        changes: dict = {"model_revision": model_revision} if model_revision else {}
         if draft_revision and self.speculative and self.speculative.draft_model:
             changes["speculative"] = self.speculative.model_copy(update={"draft_revision": draft_revision})
         return self.model_copy(update=changes) if changes else self
