@@ -106,10 +106,7 @@ def server(d: Deployment) -> dict[str, Any]:
     documents' @app.cls + @modal.experimental.http_server + @modal.concurrent stack."""
     r = d.recipe
     options: dict[str, Any] = {
-        "name": SERVER_NAME,
-        "image": server_image(d),
-        "gpu": r.gpu,
-        **resources(d),
+        "name": SERVER_NAME, "image": server_image(d), "gpu": r.gpu, **resources(d),
         # The compile caches read-only: many servers start at once and only the compile job writes
         # there; a server copies its key's tree to local disk (infra/runtime/compile_cache.py).
         "volumes": cache_volumes(d, kernels_read_only=True),
@@ -121,10 +118,8 @@ def server(d: Deployment) -> dict[str, Any]:
         "routing_region": d.placement.routing_region,  # the documents' proxy region
         "compute_region": d.placement.compute_region,  # the documents' `region`
         "target_concurrency": r.target_concurrency,  # the documents' `target_inputs`
-        "min_containers": d.scaling.min_containers,
-        "max_containers": d.scaling.max_containers,
-        "buffer_containers": d.scaling.buffer_containers,
-        "scaledown_window": d.scaling.scaledown_window,
+        "min_containers": d.scaling.min_containers, "max_containers": d.scaling.max_containers,
+        "buffer_containers": d.scaling.buffer_containers, "scaledown_window": d.scaling.scaledown_window,
         "exit_grace_period": r.exit_grace_period,
         "startup_timeout": r.startup_timeout,  # bounds the whole @modal.enter
         "unauthenticated": not d.auth.proxy_auth,
@@ -153,14 +148,10 @@ def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
     server's app: they are deployed, promoted and rolled back with the server whose floor they set.
     Empty without `[[scaling.schedule]]` windows. Each runs infra/schedule.apply (infra/runtime/app.py)."""
     return {
-        f"apply_floor_{i}": {
-            "image": scheduler_image(),
-            "schedule": {"cron": trigger.cron, "timezone": trigger.timezone},
-            "env": {DEPLOYMENT_VARIABLE: d.to_json()},
-            "timeout": SCHEDULER_TIMEOUT,
-            "retries": SCHEDULER_RETRIES,
-            "include_source": False,
-        }
+        f"apply_floor_{i}": {"image": scheduler_image(),
+                             "schedule": {"cron": trigger.cron, "timezone": trigger.timezone},
+                             "env": {DEPLOYMENT_VARIABLE: d.to_json()}, "timeout": SCHEDULER_TIMEOUT,
+                             "retries": SCHEDULER_RETRIES, "include_source": False}
         for i, trigger in enumerate(schedule.boundaries(d.scaling.schedule))
     }
 
@@ -184,8 +175,7 @@ def sentinel_app(s: SentinelSpec) -> dict[str, Any]:
             "secrets": ([{"name": s.settings.proxy_auth_secret, "environment": s.modal_environment}]
                         if any(t.proxy_auth for t in s.targets) else []),
             "cpu": SENTINEL_CPU,
-            "memory": SENTINEL_MEMORY_MIB,
-            "timeout": s.timeout_seconds,
+            "memory": SENTINEL_MEMORY_MIB, "timeout": s.timeout_seconds,
             # Idle this long after a run: the next run finds the container up (no container start per probe, and
             # a steady bill: one small container around the clock at intervals up to an hour, as `plan` prices it).
             "scaledown_window": min(s.settings.interval_seconds + 30, 3600),
@@ -207,11 +197,7 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             "image": download_image(),
             "volumes": {HF_CACHE_PATH: weights_volume(d)},
             "secrets": hf_secrets(d),  # HF_TOKEN, if the environment names a secret; never printed
-            "env": job_env,
-            "cpu": 4.0,
-            "memory": 8192,
-            "timeout": DOWNLOAD_TIMEOUT,
-            "include_source": False,
+            "env": job_env, "cpu": 4.0, "memory": 8192, "timeout": DOWNLOAD_TIMEOUT, "include_source": False,
         },
         "compile_kernels": {
             "image": server_image(d),
@@ -222,8 +208,7 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             # The weights come from the download stage; every cache variable points at the fixed local root.
             "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
             "secrets": [],  # reads only the Volumes: no token
-            "timeout": compile_timeout(d),
-            "include_source": False,
+            "timeout": compile_timeout(d), "include_source": False,
         },
         "gpu_test": {
             "image": test_image(d),
@@ -233,9 +218,7 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
             "volumes": cache_volumes(d, kernels_read_only=True)
             | {HF_CACHE_PATH: weights_volume(d) | {"read_only": True}},
             "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
-            "secrets": [],
-            "timeout": gpu_test_timeout(d),
-            "include_source": False,
+            "secrets": [], "timeout": gpu_test_timeout(d), "include_source": False,
         },
     }
 

@@ -151,18 +151,15 @@ class StartLog:
     def milestones(self, timings: Timings | None = None) -> dict[str, float]:
         """Milestone -> seconds since launch, for those that showed (the lifecycle's timings add `healthy`)."""
         with self._lock:
-            return self._milestones(timings or Timings())
-
-    def _milestones(self, timings: Timings) -> dict[str, float]:
-        draft = self.first("draft_graphs_begin")
-        up = [x for x in (self.first("http_server"), self.first("fired_up")) if x is not None]
-        out = {name: self.first(event) for name, event in _FIRST_OF.items()} | {
-            # The drafter is the second model SGLang loads (EAGLE-3's draft model, or the MTP layer).
-            "draft_model": draft if draft is not None else self.first("kv_cache", 1),
-            "draft_extend_graphs": self.last("draft_extend_end"),
-            "http_server": min(up) if up else None,  # with --skip-server-warmup "fired up" may come first
-            "healthy": timings.healthy_s}
-        return {k: v for k, v in out.items() if v is not None}
+            draft = self.first("draft_graphs_begin")
+            up = [x for x in (self.first("http_server"), self.first("fired_up")) if x is not None]
+            out = {name: self.first(event) for name, event in _FIRST_OF.items()} | {
+                # The drafter is the second model SGLang loads (EAGLE-3's draft model, or the MTP layer).
+                "draft_model": draft if draft is not None else self.first("kv_cache", 1),
+                "draft_extend_graphs": self.last("draft_extend_end"),
+                "http_server": min(up) if up else None,  # with --skip-server-warmup "fired up" may come first
+                "healthy": (timings or Timings()).healthy_s}
+            return {k: v for k, v in out.items() if v is not None}
 
     def notes(self) -> dict[str, str]:
         with self._lock:

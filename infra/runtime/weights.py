@@ -57,11 +57,9 @@ def ref_path(cache_dir: Path, repo: str, ref: str) -> Path:
 
 
 def read_marker(cache_dir: Path, repo: str, commit: str) -> dict | None:
-    path = marker_path(cache_dir, repo, commit)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
+    with contextlib.suppress(FileNotFoundError):
+        return json.loads(marker_path(cache_dir, repo, commit).read_text())
+    return None
 
 
 def download(repo: str, revision: str | None, cache_dir: str | Path, *, token: str | None = None,
@@ -153,27 +151,23 @@ def commit_of(repo: str, ref: str, *, token: str | None = None, endpoint: str | 
 
 def resolved_ref(cache_dir: Path, repo: str, ref: str) -> str | None:
     """The commit an unpinned revision resolved to at its last download, if any."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         return ref_path(cache_dir, repo, ref).read_text().strip()
-    except FileNotFoundError:
-        return None
+    return None
 
 
 def missing_weights(cache_dir: str | Path, deployment) -> list[str]:
     """`repo@revision` of each model this deployment serves that has no complete download in the Volume."""
-    missing = []
-    for repo, revision in deployment.recipe.repositories():
+    def complete(repo: str, revision: str) -> bool:
         commit = revision if COMMIT_RE.match(revision) else resolved_ref(Path(cache_dir), repo, revision)
-        if not commit or read_marker(Path(cache_dir), repo, commit) is None:
-            missing.append(f"{repo}@{revision}")
-    return missing
+        return bool(commit) and read_marker(Path(cache_dir), repo, commit) is not None
+
+    return [f"{repo}@{rev}" for repo, rev in deployment.recipe.repositories() if not complete(repo, rev)]
 
 
 def require_downloaded(cache_dir: str | Path, deployment) -> None:
-    """Fail fast, before launching SGLang, when an offline server would not find its weights.
-
-    Online (dev, `hf_hub_offline = false`), SGLang may still fetch them itself: warn only.
-    """
+    """Fail fast, before launching SGLang, when an offline server would not find its weights; online (dev,
+    `hf_hub_offline = false`) SGLang may still fetch them itself: warn only."""
     for item in missing_weights(cache_dir, deployment):
         message = f"weights for {item} are not in the Volume: run `invoke download --env {deployment.env}`"
         if deployment.server.hf_hub_offline:
