@@ -78,10 +78,7 @@ CACHES: tuple[Cache, ...] = (
 
 
 def version_tuple(version: str) -> tuple:
-    parts: list = []
-    for piece in version.replace(".post", ".").split("."):
-        parts.append(int(piece) if piece.isdigit() else 0)
-    return tuple(parts)
+    return tuple(int(piece) if piece.isdigit() else 0 for piece in version.replace(".post", ".").split("."))
 
 
 def applicable(sglang_version: str) -> list[Cache]:

@@ -77,11 +77,8 @@ class ServerUnavailable(ServerFailed):
 
 
 def drain_budget(exit_grace_period: float) -> float:
-    """Seconds `stop` may wait for SGLang to drain when Modal grants `exit_grace_period`.
-
-    What Modal gives the container, less the margin for killing the group, and never
-    more than Modal gives an exit handler. With less than two SGLang drain polls left
-    nothing could finish draining anyway, so the drain is skipped (0)."""
+    """Seconds `stop` may wait for SGLang to drain when Modal grants `exit_grace_period`: that, less the margin for
+    killing the group, at most what Modal gives an exit handler; 0 below two drain polls (nothing could drain)."""
     budget = min(float(exit_grace_period), MODAL_EXIT_HANDLER_SECONDS) - KILL_MARGIN_SECONDS
     return budget if budget >= 2 * SGLANG_DRAIN_POLL_SECONDS else 0.0
 
@@ -286,20 +283,17 @@ def warm_up(base_url: str, warmup: Warmup, model: str, *, first_timeout: float |
             server: ServerProcess | None = None) -> list[float]:
     """Send the warm-up requests, one after another; any failure fails the container. Returns each one's seconds.
 
-    The first request may compile (Triton kernels, and with EAGLE-3 the first speculative
-    decode: ~100 s on an H100), so it gets `first_timeout` (what is left of the start-up
-    budget); later ones get the recipe's short `warmup.timeout`. A refused request (503,
-    connection refused) raises ServerUnavailable, which the caller may wait out.
-    """
+    The first may compile (Triton; with EAGLE-3 the first speculative decode, ~100 s on an H100), so it gets
+    `first_timeout` (what is left of the start-up budget), later ones the recipe's short `warmup.timeout`. A refused
+    request (503, connection refused) raises ServerUnavailable, which the caller may wait out."""
     payload = warmup_payload(warmup, model)
     durations = []
     for i in range(1, warmup.count + 1):
         timeout = max(first_timeout or 0, warmup.timeout) if i == 1 else warmup.timeout
         started = time.monotonic()
         try:
-            status, body = _while_alive(
-                server, "warm-up", lambda: _request(f"{base_url}/v1/chat/completions", payload=payload, timeout=timeout)
-            )
+            status, body = _while_alive(server, "warm-up", lambda: _request(
+                f"{base_url}/v1/chat/completions", payload=payload, timeout=timeout))
         except (OSError, requests.RequestException) as exc:
             if isinstance(reach.root_cause(exc), ConnectionRefusedError):  # the port closed: urllib3 nests it
                 raise ServerUnavailable(f"warm-up request {i}/{warmup.count} refused: connection refused") from None
@@ -321,9 +315,8 @@ def warm_up(base_url: str, warmup: Warmup, model: str, *, first_timeout: float |
 
 
 def release_memory(base_url: str, timeout: float = 120.0) -> None:
-    """Ask SGLang to hand back its GPU memory so Modal can snapshot the container.
-
-    Never call /health while the memory is released: it runs a generation."""
+    """Ask SGLang to hand back its GPU memory so Modal can snapshot the container (then never call /health: it
+    runs a generation)."""
     _post_ok(f"{base_url}/release_memory_occupation", timeout)
 
 

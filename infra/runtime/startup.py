@@ -131,10 +131,9 @@ def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *
     return Started(server, done, writer)
 
 
-def restore_snapshot(
-    d: Deployment, base_url: str, readiness: Readiness, *, write: Callable[[dict], object],
-    container_started: float | None = None, environ: dict[str, str] | None = None,
-) -> timeline.StartRecord:
+def restore_snapshot(d: Deployment, base_url: str, readiness: Readiness, *, write: Callable[[dict], object],
+                     container_started: float | None = None,
+                     environ: dict[str, str] | None = None) -> timeline.StartRecord:
     """After a GPU snapshot restore: take the memory back, one generation, and record how long that took."""
     container_started = time.monotonic() if container_started is None else container_started
     started_at = time.time() - (time.monotonic() - container_started)

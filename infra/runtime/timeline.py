@@ -295,15 +295,10 @@ def segments(milestones: dict[str, float], warmup_s: Iterable[float] = (), ready
 
 def expected(speculative: bool, argv: Iterable[str] = ()) -> set[str]:
     """The milestones a start of this deployment must show (piecewise graphs are SGLang's to decide, per version)."""
-    argv = set(argv)
-    names = {"arguments", "scheduler_start", "weights", "kv_cache", "http_server", "fired_up", "healthy"}
-    if "--disable-cuda-graph" not in argv:
-        names.add("cuda_graphs")
-        if speculative:
-            names |= {"draft_graphs", "draft_extend_graphs"}
-    if speculative:
-        names.add("draft_model")
-    return names
+    graphs = "--disable-cuda-graph" not in set(argv)
+    return ({"arguments", "scheduler_start", "weights", "kv_cache", "http_server", "fired_up", "healthy"}
+            | ({"cuda_graphs"} if graphs else set()) | ({"draft_model"} if speculative else set())
+            | ({"draft_graphs", "draft_extend_graphs"} if speculative and graphs else set()))
 
 
 def deployment_digest(deployment: dict) -> str:
