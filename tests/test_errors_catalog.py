@@ -284,6 +284,9 @@ def bad_input_lines(tmp_path_factory, wire_session):
     from tests.conftest import Cli, run_in_process
 
     wire = wire_session.wire
+    # A fresh workspace: the session's wire still holds what the test before this one on the worker left there (a
+    # staging release would turn "promote without a staging release" into another refusal).
+    wire.reset(tmp_path_factory.mktemp("modal-wire"))
     before = len(wire.rpcs())
 
     def run(case, in_process: bool = False):

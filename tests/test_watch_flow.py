@@ -12,24 +12,51 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.control import advice, costs
-from infra.control.settings import load_settings
+from infra.control.resolve import resolve
+from infra.control.settings import load_settings, parse_overrides
 from infra.runtime import schedule, sentinel, spec
 from infra.runtime.errors import ConfigError, StageError
 from stages import check, deploy, status
-from tests.test_schedule_flow import RECIPE, world  # noqa: F401  (the fixture)
+from stages.common import Context
+from tests.conftest import standin_env
+from tests.fakes.modal_fake import FakeModal
+from tests.test_schedule_flow import PINNED, RECIPE
+from tests.test_stages import git_repo
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday
 APP = "sglang-qwen3-8b-low-latency"
 
 
-def deployed(world, *overrides):  # noqa: F811
+@pytest.fixture
+def world(tmp_path, fake_server):
+    """The recording FakeModal, not the wire: these tests write sentinel runs, replica counts and bill rows
+    straight into its files with injected clocks (the wire fake has no hooks for replica counts or tagged bill rows;
+    tests/test_sentinel_wire.py covers the sentinel through the real client)."""
+    class World:
+        modal = FakeModal(tmp_path / "modal", endpoint=fake_server("--tokens", "6").url, compile_env=standin_env())
+        repo = git_repo(tmp_path / "checkout")
+        now = NOW
+
+        def ctx(self, env, *overrides, **options):
+            pinned = [PINNED, "gate.enabled=false"] if env == "prod" else []
+            settings = load_settings(env, RECIPE, parse_overrides(pinned + list(overrides)))
+            return Context(settings=settings, remote=self.modal, repo=self.repo, say=lambda m: None, yes=True,
+                           interactive=False, clock=lambda: self.now, **options)
+
+        def d(self, ctx):
+            return resolve(ctx.settings, RECIPE)
+
+    return World()
+
+
+def deployed(world, *overrides):
     world.now = NOW
     ctx = world.ctx("prod", *overrides, force=True)
     deploy.run(ctx, world.d(ctx))
     return ctx
 
 
-def probes(world, ctx, n: int, *, start: datetime, every: float = 60.0) -> None:  # noqa: F811
+def probes(world, ctx, n: int, *, start: datetime, every: float = 60.0) -> None:
     """n sentinel runs against the fake's endpoint, one per `every` seconds from `start` (the clock injected)."""
     s = spec_of(ctx)
     for i in range(n):
@@ -39,12 +66,11 @@ def probes(world, ctx, n: int, *, start: datetime, every: float = 60.0) -> None:
 
 def spec_of(ctx):
     from infra.control import watching
-    from infra.control.resolve import resolve
 
     return watching.spec_for(ctx.settings, [resolve(ctx.settings, RECIPE)])
 
 
-def test_status_since_shows_attainment_errors_percentiles_cold_starts_and_no_bake_yet(world, fake_server):  # noqa: F811
+def test_status_since_shows_attainment_errors_percentiles_cold_starts_and_no_bake_yet(world, fake_server):
     ctx = deployed(world)
     probes(world, ctx, 6, start=NOW - timedelta(minutes=30))
     world.modal.endpoint = fake_server("--ttft", "0.6", "--tokens", "4").url  # slower than ttft_p90_ms <= 500
@@ -65,7 +91,7 @@ def test_status_since_shows_attainment_errors_percentiles_cold_starts_and_no_bak
     assert older.detail.sentinel["sent"] == 2
 
 
-def test_status_since_of_a_scaled_to_zero_recipe_counts_skips_and_never_probes(world):  # noqa: F811
+def test_status_since_of_a_scaled_to_zero_recipe_counts_skips_and_never_probes(world):
     ctx = deployed(world, "scaling.min_containers=0")
     world.modal.set_replicas(APP, 0)
     probes(world, ctx, 3, start=NOW - timedelta(minutes=3))
@@ -82,7 +108,7 @@ def test_a_since_that_is_not_a_time_is_one_line():
         attainment.window("yesterday", None, NOW)
 
 
-def test_check_passes_when_attained_and_fails_below_min_attainment_saying_why(world, fake_server):  # noqa: F811
+def test_check_passes_when_attained_and_fails_below_min_attainment_saying_why(world, fake_server):
     ctx = deployed(world)
     probes(world, ctx, 30, start=NOW - timedelta(minutes=40))
     assert "every objective attained" in check.run(ctx, world.d(ctx)).message
@@ -96,13 +122,13 @@ def test_check_passes_when_attained_and_fails_below_min_attainment_saying_why(wo
     assert "BREACH" in said[-1]
 
 
-def test_check_fails_when_nothing_was_recorded(world):  # noqa: F811
+def test_check_fails_when_nothing_was_recorded(world):
     ctx = deployed(world)
     with pytest.raises(StageError, match="no sentinel probe recorded .* is the sentinel deployed"):
         check.run(ctx, world.d(ctx))
 
 
-def test_check_fails_when_the_billed_cost_per_hour_drifts_beyond_the_margin(world):  # noqa: F811
+def test_check_fails_when_the_billed_cost_per_hour_drifts_beyond_the_margin(world):
     ctx = deployed(world)
     world.now = datetime.now(UTC) + timedelta(hours=2)  # the release (deployed now) was live the whole last hour
     probes(world, ctx, 30, start=world.now - timedelta(minutes=40))
@@ -139,7 +165,7 @@ def office_hours(hour: datetime) -> float:
     return 0.1 if (hour.weekday(), hour.hour) == (6, 3) else 0.0
 
 
-def test_advise_finds_the_windows_hidden_in_the_bill_as_toml_the_settings_load(world):  # noqa: F811
+def test_advise_finds_the_windows_hidden_in_the_bill_as_toml_the_settings_load(world):
     ctx = deployed(world, "scaling.min_containers=0")
     d = world.d(ctx)
     replica = costs.price(costs.Container.of(spec.server(d)), costs.rates_for(ctx.settings.costs))
@@ -208,7 +234,7 @@ def test_a_late_night_window_ends_at_midnight_on_the_next_day():
                                                   "end": "0 0 * * SAT,SUN", "timezone": "UTC", "min_containers": 1}]
 
 
-def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(world):  # noqa: F811
+def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(world):
     ctx = deployed(world, "scaling.min_containers=0")
     with pytest.raises(advice.NotEnoughHistory, match=r"^no billed hour of prod/qwen3-8b-low-latency's server in "
                                                       r"Modal's billing report over the last 4 whole weeks \(UTC\): "
@@ -224,7 +250,7 @@ def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(
         advice.advise([], [], recipe=RECIPE, env="prod", replica_usd=1.0, now=NOW, weeks=1)
 
 
-def test_status_since_shows_the_bakes_verdict_once_one_is_recorded(world):  # noqa: F811
+def test_status_since_shows_the_bakes_verdict_once_one_is_recorded(world):
     from infra.control.bake_policy import ROLLED_BACK, Bake
     from infra.perf.releases import ReleaseStore
 
