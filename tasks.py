@@ -9,6 +9,7 @@ guard refuses; --yes where it asks. Tasks are thin: flags are checked into the s
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from stages.cli import command
@@ -25,10 +26,11 @@ COMMON = {"env": ENV, "recipe": RECIPE, "set_": SET, "json": JSON, "debug": DEBU
 STAGE_HELP = COMMON | {"dry_run": DRY, "force": FORCE}
 
 
-def _stage(c, module, env, recipe, set_, json, options=None, **flags):
+def _stage(c, name, env, recipe, set_, json, options=None, **flags):
+    """Stage `name` (a module of stages/, imported only now: `--help` stays fast) for the selected recipes."""
     from stages.runner import run_stage
 
-    run_stage(c, module.run, env, recipe, set_, options, as_json=json, **flags)
+    run_stage(c, importlib.import_module(f"stages.{name}").run, env, recipe, set_, options, as_json=json, **flags)
 
 
 @command(help=COMMON | {"full": "show everything: image, commands, jobs, rates, objectives, each cold-start phase "
@@ -45,18 +47,14 @@ def plan(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
 def build(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
           force: bool = False, json: bool = False, debug: bool = False):
     """Build the recipe's container image on Modal without deploying anything."""
-    from stages import build as stage
-
-    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, "build", env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP)
 def download(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
              force: bool = False, json: bool = False, debug: bool = False):
     """Download model weights into the weights Volume at pinned revisions (once)."""
-    from stages import download as stage
-
-    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, "download", env, recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"recompile": "compile again and replace the published caches of this key, even where the "
@@ -66,7 +64,7 @@ def compile(c, env: str | None = None, recipe: str | None = None, set_: list[str
     """Compile DeepGEMM kernels on the recipe's GPU into the kernel cache Volume (once)."""
     from stages import compile as stage
 
-    _stage(c, stage, env, recipe, set_, json, stage.Options(recompile=recompile), dry_run=dry_run, force=force)
+    _stage(c, "compile", env, recipe, set_, json, stage.Options(recompile=recompile), dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"yes": YES, "force": FORCE + "; in a guarded environment, also from a dirty tree or "
@@ -74,18 +72,14 @@ def compile(c, env: str | None = None, recipe: str | None = None, set_: list[str
 def deploy(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
            force: bool = False, yes: bool = False, json: bool = False, debug: bool = False):
     """Deploy the recipe's server and record the release (prod: clean tree on main, confirmed)."""
-    from stages import deploy as stage
-
-    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+    _stage(c, "deploy", env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
 
 
 @command(help=COMMON | {"dry_run": DRY})
 def smoke(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
           json: bool = False, debug: bool = False):
     """Stream one chat completion from the deployed endpoint; fail unless text comes back."""
-    from stages import smoke as stage
-
-    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run)
+    _stage(c, "smoke", env, recipe, set_, json, dry_run=dry_run)
 
 
 @command(name="gpu-test", help=COMMON | {
@@ -100,7 +94,7 @@ def gpu_test(c, env: str | None = None, recipe: str | None = None, set_: list[st
     from stages import flags
     from stages import gpu_test as stage
 
-    _stage(c, stage, env, recipe, set_, json, stage.Options(shape=flags.shape(shape)), dry_run=dry_run)
+    _stage(c, "gpu_test", env, recipe, set_, json, stage.Options(shape=flags.shape(shape)), dry_run=dry_run)
 
 
 @command(name="try", help=COMMON | {"env": "environment (default: $INFRA_ENV, else dev)", "dry_run": DRY,
@@ -109,18 +103,14 @@ def gpu_test(c, env: str | None = None, recipe: str | None = None, set_: list[st
 def try_(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
          force: bool = False, json: bool = False, debug: bool = False):
     """Run the server ephemerally (like `modal run`), query it once, then stop it."""
-    from stages import trial as stage
-
-    _stage(c, stage, env or os.getenv("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run, force=force)
+    _stage(c, "trial", env or os.getenv("INFRA_ENV") or "dev", recipe, set_, json, dry_run=dry_run, force=force)
 
 
 @command(help=STAGE_HELP | {"yes": YES})
 def pipeline(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
              force: bool = False, yes: bool = False, json: bool = False, debug: bool = False):
     """Build, download, compile, deploy and smoke-test, stopping at the first failure."""
-    from stages import pipeline as flow
-
-    _stage(c, flow, env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
+    _stage(c, "pipeline", env, recipe, set_, json, dry_run=dry_run, force=force, yes=yes)
 
 
 @command(help={
@@ -155,8 +145,8 @@ def rollback(c, env: str | None = None, recipe: str | None = None, to: str | Non
     from stages import flags
     from stages import rollback as stage
 
-    _stage(c, stage, env, recipe, set_, json, stage.Options(to=flags.app_version("--to", to)), yes=yes, dry_run=dry_run,
-           force=force)
+    _stage(c, "rollback", env, recipe, set_, json, stage.Options(to=flags.app_version("--to", to)), yes=yes,
+           dry_run=dry_run, force=force)
 
 
 @command(help=COMMON | {
@@ -173,7 +163,7 @@ def status(c, env: str | None = None, recipe: str | None = None, set_: list[str]
     """Show the current release, the releases before it, drift from plan, the ledger, the sentinel and the bill."""
     from stages import status as stage
 
-    _stage(c, stage, env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until, advise=advise,
+    _stage(c, "status", env, recipe, set_, json, stage.Options(cost=cost, since=since, until=until, advise=advise,
                                                          weeks=weeks))
 
 
@@ -189,25 +179,21 @@ def logs(c, env: str | None = None, recipe: str | None = None, set_: list[str] |
     from stages import logs as stage
 
     options = stage.check(stage.Options(since=since, follow=follow, tail=tail), as_json=json)
-    _stage(c, stage, env, recipe, set_, json, options, dry_run=dry_run)
+    _stage(c, "logs", env, recipe, set_, json, options, dry_run=dry_run)
 
 
 @command(help=COMMON | {"dry_run": DRY, "yes": YES})
 def stop(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
          yes: bool = False, json: bool = False, debug: bool = False):
     """Stop a recipe's apps in an environment (server and running jobs) until the next deploy, and record it."""
-    from stages import stop as stage
-
-    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run, yes=yes)
+    _stage(c, "stop", env, recipe, set_, json, dry_run=dry_run, yes=yes)
 
 
 @command(help=COMMON | {"dry_run": DRY})
 def check(c, env: str | None = None, recipe: str | None = None, set_: list[str] | None = None, dry_run: bool = False,
           json: bool = False, debug: bool = False):
     """Fail when the sentinel's SLO attainment is below sentinel.min_attainment or the bill drifts from the estimate."""
-    from stages import check as stage
-
-    _stage(c, stage, env, recipe, set_, json, dry_run=dry_run)
+    _stage(c, "check", env, recipe, set_, json, dry_run=dry_run)
 
 
 @command(help=COMMON | {"recipe": "ignored: the sentinel probes every recipe the environment serves", "dry_run": DRY,
@@ -230,7 +216,7 @@ def scale(c, env: str | None = None, recipe: str | None = None, min_: int | None
     from stages import flags
     from stages import scale as stage
 
-    _stage(c, stage, env, recipe, set_, json, stage.Options(min_containers=flags.replicas("--min", min_)),
+    _stage(c, "scale", env, recipe, set_, json, stage.Options(min_containers=flags.replicas("--min", min_)),
            dry_run=dry_run, force=force)
 
 

@@ -149,13 +149,9 @@ _pyinvoke_error = ParseMachine.error
 ParseMachine.error = _error  # type: ignore[method-assign]
 
 
-def command(*args: Any, **kwargs: Any):
-    """@task for this project: typed flags, long names only, --set repeatable, one-line errors."""
-
-    def wrap(fn):
-        return task(klass=TypedTask, auto_shortflags=False, iterable=["set_", "compare"], **kwargs)(_errors(fn))
-
-    return wrap(args[0]) if args and callable(args[0]) else wrap
+def command(**kwargs: Any) -> Callable[[Callable], Task]:
+    """@command(help=...): @task for this project: typed flags, long names only, --set repeatable, one-line errors."""
+    return lambda fn: task(klass=TypedTask, auto_shortflags=False, iterable=["set_", "compare"], **kwargs)(_errors(fn))
 
 
 def _errors(fn):
@@ -178,15 +174,13 @@ def _errors(fn):
             # nothing more to write, no complaint at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=SIGPIPE_EXIT) from None
-        except UserError as err:
-            if debug:
-                print(scrub(traceback.format_exc()), file=sys.stderr, end="")
-            raise Exit(scrub(f"error: {err}"), code=err.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
         except Exception as err:
             if debug:
                 print(scrub(traceback.format_exc()), file=sys.stderr, end="")
+            if isinstance(err, UserError):
+                raise Exit(scrub(f"error: {err}"), code=err.exit_code) from None
             hint = "" if debug else " (run with --debug for the traceback)"
             raise Exit(scrub(f"error: {type(err).__name__}: {err}{hint}"), code=1) from None
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from infra.control import gitinfo, revisions
 from infra.control.settings import Settings
 from infra.control.state import StageState
-from infra.perf.releases import Release, ReleaseStore
+from infra.perf.releases import ReleaseStore
 from infra.runtime import schedule
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Aborted, Refused, StageError
@@ -93,10 +93,14 @@ class StageResult(Generic[T]):
     detail: T | None = None  # the stage's Outcome
 
     def to_dict(self) -> dict:
-        detail = (self.detail.model_dump(mode="json") if isinstance(self.detail, BaseModel) else
-                  dataclasses.asdict(self.detail) if dataclasses.is_dataclass(self.detail) else self.detail)
         return {"stage": self.stage, "env": self.env, "recipe": self.recipe, "status": self.status,
-                "message": self.message, "detail": detail}
+                "message": self.message, "detail": as_data(self.detail)}
+
+
+def as_data(outcome: Any) -> Any:
+    """An outcome (a model or a dataclass) as plain data; anything else as it is."""
+    return (outcome.model_dump(mode="json") if isinstance(outcome, BaseModel) else
+            dataclasses.asdict(outcome) if dataclasses.is_dataclass(outcome) else outcome)
 
 
 def result(stage: str, d: Deployment, status: str, message: str, detail: Any = None) -> StageResult:
@@ -121,8 +125,7 @@ def up_to_date(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T
 
 
 def record(ctx: Context, stage: str, d: Deployment, fp: str, outcome: Any) -> None:
-    ctx.state(d).record(stage, fp, outcome.model_dump(mode="json") if isinstance(outcome, BaseModel)
-                        else dataclasses.asdict(outcome))
+    ctx.state(d).record(stage, fp, as_data(outcome))
 
 
 def remote_stage(ctx: Context, stage: str, d: Deployment, fp: str, outcome: type[T], *, would: str,
@@ -169,11 +172,6 @@ def apply_schedule(ctx: Context, d: Deployment) -> str | None:
                    target=f"{d.env}/{d.recipe.name}", log=lines.append)
     ctx.say(f"schedule: {lines[0]}")
     return lines[0]
-
-
-def running(release: Release) -> Deployment:
-    """What runs after a rollback to `release`: its own recorded deployment, its schedule included."""
-    return release.deployment
 
 
 def endpoint(ctx: Context, d: Deployment, stage: str) -> str:

@@ -9,6 +9,7 @@ lines as they come, until Ctrl-C or the app stops.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ from datetime import UTC, datetime
 from infra.control import attainment
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
+from infra.runtime.remote import LIVE, App
 from stages.common import Context, StageResult, result
 
 STAGE = "logs"
 TAIL = 100  # lines per app without --since, as `modal app logs`
-LIVE = ("deployed", "ephemeral", "detached", "initializing", "derived", "detached_disconnected")
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,13 @@ def check(options: Options, *, as_json: bool) -> Options:
     return options
 
 
-def chosen(apps: list[dict], d: Deployment) -> list[dict]:
+def chosen(apps: list[App], d: Deployment) -> list[dict]:
     """The server app (its live one, else the newest stopped) and the newest jobs app, with their roles."""
     picked = []
     for role, name in (("server", d.app_name), ("jobs", d.jobs_app_name)):
-        mine = sorted((a for a in apps if a["name"] == name), key=lambda a: (a["state"] in LIVE, a["created_at"] or 0))
+        mine = sorted((a for a in apps if a.name == name), key=lambda a: (a.live, a.created_at or 0))
         if mine:
-            picked.append(mine[-1] | {"role": role})
+            picked.append(dataclasses.asdict(mine[-1]) | {"role": role})
     return picked
 
 

@@ -11,14 +11,7 @@ from dataclasses import dataclass
 from infra.perf.releases import Manifest, Release, ReleaseStore, rollback_entry
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
-from stages.common import (
-    Context,
-    StageResult,
-    apply_schedule,
-    confirm_or_refuse,
-    result,
-    running,
-)
+from stages.common import Context, StageResult, apply_schedule, confirm_or_refuse, result
 
 STAGE = "rollback"
 
@@ -64,7 +57,7 @@ def roll_back_to(ctx: Context, d: Deployment, store: ReleaseStore, manifest: Man
     latest = ctx.remote.history(d)[:1]
     entry = rollback_entry(target, latest[0]["version"] if latest else None, note=note)
     store.record(d, manifest, entry)
-    apply_schedule(ctx, running(target))
+    apply_schedule(ctx, target.deployment)
     return entry
 
 

@@ -23,7 +23,7 @@ from infra.runtime import schedule, sentinel, spec
 from infra.runtime.deployment import Deployment
 from infra.runtime.recipes.base import COMMIT_RE
 from infra.runtime.remote import BillingUnavailable
-from stages.common import Context, StageResult, result, running
+from stages.common import Context, StageResult, result
 
 STAGE = "status"
 SHOWN_HISTORY = 5
@@ -161,7 +161,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
     lines.append("  drift: none (plan matches what runs)" if not changes
                  else f"  drift: {len(changes)} setting(s) differ")
     lines += [f"    {c}" for c in changes]
-    floor_lines, floor = warm_floor(ctx, running(current))
+    floor_lines, floor = warm_floor(ctx, current.deployment)
     lines += floor_lines
     shown = [current, *earlier]
     recorded, start_lines, start_warnings = cold_starts(ctx, d, shown)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from infra.perf.releases import ReleaseStore, Stopped
 from infra.runtime.deployment import Deployment
 from stages.common import Context, StageResult, confirm_or_refuse, result
-from stages.logs import LIVE
 
 STAGE = "stop"
 
@@ -37,18 +36,17 @@ def run(ctx: Context, d: Deployment, *, confirm=input) -> StageResult[Outcome]:
                           confirm)
     store = ReleaseStore(ctx.remote)
     with store.locked(d, "stop"):
-        running = [a for a in ctx.remote.apps(d.modal.environment) if a["name"] in names and a["state"] in LIVE]
+        running = [a for a in ctx.remote.apps(d.modal.environment) if a.name in names and a.live]
         if not running:
             return result(STAGE, d, "unchanged", f"{d.env}/{d.recipe.name}: nothing to stop: no running "
                                                  f"{' or '.join(names)} in {where}", Outcome([]))
         for app in running:
-            ctx.remote.stop_app(app["app_id"])
+            ctx.remote.stop_app(app.app_id)
         manifest = store.read(d)
-        manifest.stopped = Stopped(apps=[f"{a['name']} ({a['app_id']})" for a in running],
+        manifest.stopped = Stopped(apps=[f"{a.name} ({a.app_id})" for a in running],
                                    release_id=manifest.current.release_id if manifest.current else None)
         store.write(d, manifest, manifest.revision)
-    stopped = [{"app_id": a["app_id"], "name": a["name"], "state": a["state"]} for a in running]
-    listed = ", ".join(f"{a['name']} ({a['app_id']}, was {a['state']})" for a in stopped)
+    listed = ", ".join(f"{a.name} ({a.app_id}, was {a.state})" for a in running)
     return result(STAGE, d, "ran", f"stopped {listed} in {where}; recorded in the release manifest; "
                                    f"`invoke deploy --env {d.env} --recipe {d.recipe.name}` starts it again",
-                  Outcome(stopped))
+                  Outcome([{"app_id": a.app_id, "name": a.name, "state": a.state} for a in running]))

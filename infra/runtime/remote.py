@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ LOCKS_DICT = "sglang-release-locks"  # a Modal Dict: atomic create-if-absent, go
 # Modal expires an entry 7 days after its last access; each release's summary is frozen into its manifest.
 STARTS_DICT = "sglang-starts"
 STARTS_KEPT = 20  # per bucket (one deployment of one app): the newest; each write drops the one this many before it
+LIVE = ("deployed", "ephemeral", "detached", "initializing", "derived", "detached_disconnected")  # an App's states
 T = TypeVar("T")
 
 
@@ -228,6 +230,22 @@ def _set_variables(variables: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class App:
+    """One App of a Modal Environment, as `modal app list` shows it (infra/runtime/modal_rpc.py `apps`)."""
+
+    app_id: str
+    name: str
+    state: str  # deployed, stopped, ephemeral, ... (APP_STATE_* in lower case)
+    created_at: float | None = None
+    stopped_at: float | None = None
+    running: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
 
 
 class ModalRemote:
@@ -474,9 +492,9 @@ class ModalRemote:
         return {"app_id": module.app.app_id, "app_name": spec.app_name}
 
     @_explained
-    def apps(self, environment: str) -> list[dict]:
-        """Every App of a Modal Environment, the recently stopped included (infra/runtime/modal_rpc.py `apps`)."""
-        return modal_rpc.apps(environment)
+    def apps(self, environment: str) -> list[App]:
+        """Every App of a Modal Environment, the recently stopped included."""
+        return [App(**app) for app in modal_rpc.apps(environment)]
 
     @_explained
     def stop_app(self, app_id: str) -> None:
