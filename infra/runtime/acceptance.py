@@ -93,15 +93,6 @@ class AcceptanceRun(BaseModel):
                    report=r.report)
 
 
-def environment(shape: str, recipe: str, report: str | Path) -> dict[str, str]:
-    """The variables that choose what `python -m pytest tests/gpu` runs (tests/gpu reads them)."""
-    return {SHAPE_VARIABLE: shape, RECIPE_VARIABLE: recipe, REPORT_VARIABLE: str(report)}
-
-
-def command(junit: str | Path, suite: str = SUITE) -> list[str]:
-    return [sys.executable, "-m", "pytest", suite, *PYTEST_OPTIONS, f"--junitxml={junit}"]
-
-
 class JunitCase(BaseModel):
     """A <testcase> element's attributes in pytest's JUnit XML (another program's output: the rest is ignored)."""
 
@@ -150,10 +141,10 @@ def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: 
         raise ValueError(f"shape {shape!r}: allowed: {', '.join(SHAPES)}")
     with tempfile.TemporaryDirectory(prefix="gpu-test-") as tmp:
         junit, report = Path(tmp) / "junit.xml", Path(tmp) / "report.json"
-        argv = command(junit, suite)
         began = time.monotonic()
-        environ = dict(os.environ if env is None else env) | environment(shape, recipe, report)
-        done = subprocess.run(argv, cwd=project, env=environ,
+        chosen = {SHAPE_VARIABLE: shape, RECIPE_VARIABLE: recipe, REPORT_VARIABLE: str(report)}  # tests/gpu reads them
+        done = subprocess.run([sys.executable, "-m", "pytest", suite, *PYTEST_OPTIONS, f"--junitxml={junit}"],
+                              cwd=project, env=dict(os.environ if env is None else env) | chosen,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=timeout)
         seconds = round(time.monotonic() - began, 1)

@@ -47,15 +47,7 @@ def check_gpu(value: str | None) -> str | None:
     return value
 
 
-def check_compute_region(value: str | None) -> str | None:
-    return _check_region(value, COMPUTE_REGIONS)
-
-
-def check_routing_region(value: str | None) -> str | None:
-    return _check_region(value, ROUTING_REGIONS)
-
-
-def _check_region(value: str | None, allowed: frozenset[str]) -> str | None:
+def check_region(value: str | None, allowed: frozenset[str]) -> str | None:
     if value is not None and value not in allowed:
         raise ValueError(f"not a Modal region name; allowed: {', '.join(sorted(allowed))}")
     return value

@@ -1,21 +1,19 @@
 """Every just-in-time cache SGLang's stack compiles into, kept under one keyed root on the kernel Volume.
 
-A new Modal container is a fresh machine: whatever SGLang compiled in the last one is gone unless it lives on a
-Volume (real SGLang 0.5.11 on an H100, tiny model: ~70 s of a ~160 s first start was Triton JIT, and the first
-EAGLE-3 request compiled ~100 s more). CACHES names each cache and the variable that moves it, read in the sources of
-the versions the recipes run (each entry cites its file); setting a variable a version never reads costs nothing,
-so every container gets all of them. A cache is valid only for its key (`cache_key`: image, GPU type, TP degree,
-exact server arguments, model and draft revisions), whose fingerprint names its folder:
+A new Modal container is a fresh machine: what SGLang compiled in the last one is gone unless it lives on a Volume
+(SGLang 0.5.11 on an H100, tiny model: ~70 s of a ~160 s first start was Triton JIT, the first EAGLE-3 request ~100 s
+more). CACHES names each cache and the variable that moves it (each entry cites its source); a variable a version
+never reads costs nothing, so every container gets all. A cache is valid only for its key (`cache_key`), whose
+fingerprint names its folder:
 
     <kernel Volume>/compile-cache/<fingerprint>/   one complete tree per key, published whole, never modified
         key.json                                   the key it was compiled for (written last, before publishing)
         deep_gemm/ triton/ inductor/ sglang/ flashinfer/ tvm-ffi/ cuda/
 
-Servers mount the Volume read-only (many start at once; only the compile job writes, to a temporary folder renamed
-into place) and copy their key's tree to LOCAL_ROOT: Triton, Inductor, FlashInfer and tvm-ffi write next to what
-they read (locks, renames), and a Modal container may not mount an overlay. LOCAL_ROOT is the same absolute path in
-the compile job and every server because the caches are path-sensitive (a restore at another path cost 124 s instead
-of 74 s on the H100). Whatever a server still compiles stays in its own copy: a miss (`misses`), never shared.
+Servers mount the Volume read-only (only the compile job writes) and copy their key's tree to LOCAL_ROOT: Triton,
+Inductor, FlashInfer and tvm-ffi write next to what they read, and a Modal container may not mount an overlay.
+LOCAL_ROOT is one absolute path everywhere because the caches are path-sensitive (a restore at another path cost 124 s
+instead of 74 s on the H100). What a server still compiles stays in its copy: a miss (`misses`), never shared.
 """
 
 from __future__ import annotations
@@ -87,8 +85,7 @@ def applicable(sglang_version: str) -> list[Cache]:
 
 
 def deepgemm_enabled(environ: dict[str, str]) -> bool:
-    """Whether SGLang JIT-compiles DeepGEMM with these variables: parsed as SGLang's EnvBool does
-    (srt/environ.py), so false/0/no/n, any case, turn it off."""
+    """Whether SGLang JIT-compiles DeepGEMM with these variables (parsed as SGLang's EnvBool, srt/environ.py)."""
     return environ.get("SGLANG_ENABLE_JIT_DEEPGEMM", "1").strip().lower() not in ("false", "0", "no", "n")
 
 
@@ -177,10 +174,8 @@ def prepare(local_root: str | Path) -> None:
 
 
 def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROOT) -> Restore:
-    """Copy the published tree of this key to local disk at `local_root`; never writes to the Volume.
-
-    A tree is used only when its key.json is there (it is written last) and names this
-    fingerprint. Without one the local root starts empty and SGLang compiles as usual."""
+    """Copy this key's published tree to `local_root`, only where its key.json (written last) names this fingerprint;
+    else the local root starts empty and SGLang compiles as usual."""
     started = time.monotonic()
     source = published_dir(volume_root, fp)
     prepare(local_root)
@@ -200,14 +195,10 @@ def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROO
 
 
 def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, replace: bool = False) -> Published:
-    """Put the compiled tree on the Volume under its key, whole or not at all (the compile job only).
-
-    Copied into a temporary folder, key.json written last, then renamed into place: a
-    reader sees a complete tree or none. A tree already published for this key (another
-    compile job won a race) is kept and ours discarded: both were compiled for the same key.
-    With `replace` (a forced recompile, after a start missed the caches) ours replaces it: the
-    old tree is renamed aside, ours renamed in, the old one removed. Servers never see the swap
-    half done: a container reads the Volume as it was committed when it mounted it."""
+    """Put the compiled tree on the Volume under its key, whole or not at all: copied to a temporary folder, key.json
+    written last, renamed into place. A tree already there (another job won a race for the same key) is kept, unless
+    `replace` (a forced recompile): then the old one is renamed aside and removed. Servers never see a swap half done:
+    a container reads the Volume as committed when it mounted it."""
     started = time.monotonic()
     fp = fingerprint(key)
     final = published_dir(volume_root, fp)
@@ -266,10 +257,8 @@ class CacheMisses(Stored):
 
 
 def misses(root: str | Path, before: dict[str, int]) -> dict[str, CacheMisses]:
-    """What was compiled into the root since `before` (the restored tree): new files, by cache, with examples.
-
-    Anything a start compiles is a cache miss: the compile job did not leave it for this key. Files that
-    are not compiled code (NOT_COMPILED) are left out."""
+    """New files in the root since `before` (the restored tree), by cache, with examples, NOT_COMPILED left out:
+    anything a start compiles is a miss the compile job did not cover."""
     folders = {c.folder: c.name for c in CACHES}
     out: dict[str, CacheMisses] = {}
     for rel, size in sorted(listing(root).items()):

@@ -89,18 +89,11 @@ def compile_kernels(d: Deployment, cache_dir: str | Path, *, commit_volume: Call
     r = d.recipe
     return warm_caches(
         key=kernel_key(d), marker=marker_path(cache_dir, d), compile_argv=sglang_args.compile_command(d),
-        launch_argv=with_port(sglang_args.launch_command(d), port or d.server.port),
+        launch_argv=sglang_args.launch_command(d, port),  # host and port change no compiled shape
         readiness=Readiness(timeout=r.readiness_timeout, poll_interval=r.health_poll_interval, warmup=r.warmup,
                             model=r.model, startup_budget=r.startup_timeout),
         burst=min(BURST, r.target_concurrency), volume_root=cache_dir, local_root=local_root,
         commit_volume=commit_volume, env=env, kill_after=kill_after, force=force)
-
-
-def with_port(argv: list[str], port: int) -> list[str]:
-    """The same launch command listening on `port`: host and port change no compiled shape."""
-    out = list(argv)
-    out[out.index("--port") + 1] = str(port)
-    return out
 
 
 def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, launch_argv: list[str],

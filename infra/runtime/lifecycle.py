@@ -1,11 +1,8 @@
 """The SGLang server's life inside its container: launch, wait until healthy, warm up, stop.
 
-Modal routes traffic to a container once its `@modal.enter` returns, so that
-method must not return before SGLang answers real requests, and must fail
-loudly, with SGLang's own last words, when it never will. It never imports `modal`,
-so tests drive it with real subprocesses and a real local HTTP server; its HTTP goes
-through one `requests` session (SGLang's image ships requests), as the reference
-examples' health checks do.
+Modal routes traffic once `@modal.enter` returns, so that must wait until SGLang answers real requests, and fail
+loudly with SGLang's last words when it never will. No `modal` import: tests drive real subprocesses and a local HTTP
+server. HTTP goes through one `requests` session (SGLang's image ships requests), as the reference examples' does.
 """
 
 from __future__ import annotations
@@ -33,23 +30,18 @@ from infra.runtime.recipes.base import Warmup
 
 WARMUP_IMAGE = Path(__file__).parent / "assets" / "warmup.png"
 
-# Stopping. SGLang drains on SIGTERM to its parent alone: a watchdog notices the signal
-# within SGLANG_DRAIN_POLL_SECONDS, then checks every SGLANG_DRAIN_POLL_SECONDS whether
-# requests remain, and exits (killing its own children) once none do
-# (srt/managers/tokenizer_manager.py: sigterm_watchdog, 0.5.6 to 0.5.11). A request
-# that needs T more seconds is therefore out after about 5 * ceil(T / 5) + 5 seconds.
+# Stopping. SGLang drains on SIGTERM to its parent alone: a watchdog checks every SGLANG_DRAIN_POLL_SECONDS whether
+# requests remain and exits (killing its children) once none do (srt/managers/tokenizer_manager.py: sigterm_watchdog,
+# 0.5.6 to 0.5.11). A request that needs T more seconds is out after about 5 * ceil(T / 5) + 5 seconds.
 SGLANG_DRAIN_POLL_SECONDS = 5.0
 KILL_MARGIN_SECONDS = 2.0  # kept after the drain bound: SIGKILL the group, reap, GPU memory back
-# The default drain bound: enough for in-flight requests that finish within ~10 s.
-STOP_GRACE_SECONDS = 20.0
-# Modal gives @modal.exit 30 s before it kills the container (guide: "Container lifecycle
-# hooks"); on Servers `exit_grace_period` is the time in-flight requests get after Modal
-# stops routing to the container. Our drain must fit both (see `drain_budget`).
+STOP_GRACE_SECONDS = 20.0  # the default drain bound: enough for in-flight requests that finish within ~10 s
+# Modal gives @modal.exit 30 s before it kills the container (guide: "Container lifecycle hooks"); on Servers
+# `exit_grace_period` is what in-flight requests get after routing stops. Our drain must fit both (`drain_budget`).
 MODAL_EXIT_HANDLER_SECONDS = 30.0
 
-# Readiness. SGLang's /health answers 503 at once while starting and, once up, runs a
-# one-token generation that takes at least 1 s and gives up after its own 20 s
-# (SGLANG_HEALTH_CHECK_TIMEOUT): our client must wait longer than that.
+# Readiness. SGLang's /health answers 503 at once while starting and, once up, runs a one-token generation that
+# takes at least 1 s and gives up after its own 20 s (SGLANG_HEALTH_CHECK_TIMEOUT): our client must wait longer.
 HEALTH_REQUEST_TIMEOUT = 25.0
 HEALTHY_IN_A_ROW = 3  # after a warm-up request was refused (503): a flapping server must prove itself
 CONFIRM_INTERVAL = 0.5  # seconds between those confirming health checks
@@ -58,8 +50,8 @@ ALIVE_CHECK_INTERVAL = 0.05  # how often a blocked request looks whether SGLang 
 
 
 class Timings(Stored):
-    """What `start_and_warm` measured, in seconds from launch (a start record's and a compile marker's
-    `server_timings`); a field not reached yet is absent from the JSON, and `flaps` only where there were any."""
+    """What `start_and_warm` measured, in seconds from launch (`server_timings` of start records and compile markers);
+    a field not reached is absent from the JSON, and so is `flaps` where there were none."""
 
     healthy_s: float | None = Field(default=None, exclude_if=lambda v: v is None)
     warmup_s: list[float] = Field(default_factory=list)
@@ -101,8 +93,7 @@ class ServerProcess:
         self._pump = threading.Thread(target=self._copy_output, name="sglang-output", daemon=True)
         self._pump.start()
 
-    def _copy_output(self) -> None:
-        """Forward output to our stdout (Modal's logs) and keep the last lines."""
+    def _copy_output(self) -> None:  # to our stdout (Modal's logs), keeping the last lines
         assert self.process.stdout is not None
         for raw in iter(self.process.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
@@ -123,18 +114,16 @@ class ServerProcess:
         return "\n".join(self._tail) or "(no output)"
 
     def wait_exit(self, timeout: float) -> int | None:
-        """Block up to `timeout` seconds; return the exit code if the process ended meanwhile."""
+        """The exit code, if the process ends within `timeout` seconds."""
         try:
             return self.process.wait(timeout=max(timeout, 0))
         except subprocess.TimeoutExpired:
             return None
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int:
-        """Let in-flight requests finish, within `grace` seconds; then leave nothing running.
-
-        SIGTERM goes to SGLang's parent alone, which drains and exits by itself (SGLANG_DRAIN_POLL_SECONDS); to the
-        whole group it would kill the scheduler at once and cut every stream. Then the whole group gets SIGKILL and
-        we wait until no member is left (a surviving child would hold GPU memory). Reaps the parent."""
+        """Let in-flight requests finish within `grace` seconds, then leave nothing running. SIGTERM goes to SGLang's
+        parent alone (to the group it would kill the scheduler and cut every stream); then the group gets SIGKILL and
+        we wait until no member is left (a surviving child would hold GPU memory)."""
         pgid = self.process.pid  # leader of its own session
         if self.process.poll() is None:
             _signal(self.process.pid, signal.SIGTERM)
@@ -182,9 +171,7 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
 # ---------------------------------------------------------------------------- HTTP
 
 
-# One connection pool for every request the container sends its own SGLang (health checks, warm-up, the
-# snapshot's release and resume); sessions are safe to share across the warm-up burst's threads.
-HTTP = requests.Session()
+HTTP = requests.Session()  # one pool for every request to our own SGLang, shared by the warm-up burst's threads
 
 
 def _request(url: str, *, payload: dict | None = None, timeout: float) -> tuple[int, bytes]:
@@ -210,8 +197,8 @@ def _exited(server: ServerProcess, phase: str) -> ServerFailed:
 
 
 def _while_alive(server: ServerProcess | None, phase: str, call: Callable[[], object]) -> object:
-    """Run a blocking request in a thread while watching SGLang: if it dies meanwhile we say so
-    within ALIVE_CHECK_INTERVAL, instead of waiting out the request's own timeout."""
+    """Run a blocking request in a thread while watching SGLang: if it dies meanwhile we say so within
+    ALIVE_CHECK_INTERVAL, instead of waiting out the request's own timeout."""
     if server is None:
         return call()
     value: list[object] = []
@@ -270,9 +257,8 @@ def warmup_image_data_url() -> str:
 
 
 def warmup_payload(warmup: Warmup, model: str) -> dict:
-    """One warm-up request. `ignore_eos` (an SGLang sampling parameter) makes it generate
-    all of `max_tokens`, so the decode loop, and with it speculative decoding's draft and
-    verify kernels, runs for many steps even when the model would stop early."""
+    """One warm-up request. `ignore_eos` (SGLang's) makes it generate all of `max_tokens`, so the decode loop, and
+    speculative decoding's draft and verify kernels, run for many steps even where the model would stop early."""
     content = ([{"type": "image_url", "image_url": {"url": warmup_image_data_url()}},
                 {"type": "text", "text": warmup.prompt}] if warmup.with_image else warmup.prompt)
     return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": warmup.max_tokens,
@@ -281,11 +267,9 @@ def warmup_payload(warmup: Warmup, model: str) -> dict:
 
 def warm_up(base_url: str, warmup: Warmup, model: str, *, first_timeout: float | None = None,
             server: ServerProcess | None = None) -> list[float]:
-    """Send the warm-up requests, one after another; any failure fails the container. Returns each one's seconds.
-
-    The first may compile (Triton; with EAGLE-3 the first speculative decode, ~100 s on an H100), so it gets
-    `first_timeout` (what is left of the start-up budget), later ones the recipe's short `warmup.timeout`. A refused
-    request (503, connection refused) raises ServerUnavailable, which the caller may wait out."""
+    """The warm-up requests, one after another (each one's seconds); any failure fails the container. The first may
+    compile (with EAGLE-3 the first speculative decode, ~100 s on an H100), so it gets `first_timeout`, what is left of
+    the start-up budget. A refusal (503, connection refused) raises ServerUnavailable, which the caller may wait out."""
     payload = warmup_payload(warmup, model)
     durations = []
     for i in range(1, warmup.count + 1):
@@ -315,8 +299,7 @@ def warm_up(base_url: str, warmup: Warmup, model: str, *, first_timeout: float |
 
 
 def release_memory(base_url: str, timeout: float = 120.0) -> None:
-    """Ask SGLang to hand back its GPU memory so Modal can snapshot the container (then never call /health: it
-    runs a generation)."""
+    """SGLang hands back its GPU memory for Modal's snapshot (then never call /health: it runs a generation)."""
     _post_ok(f"{base_url}/release_memory_occupation", timeout)
 
 
@@ -343,9 +326,8 @@ class Readiness:
     poll_interval: float  # seconds between health checks while it starts
     warmup: Warmup
     model: str
-    # Seconds the whole start may take, from launch to ready (Modal's startup_timeout less
-    # what the container spends before launching). The first warm-up request may use
-    # what is left of it. None: readiness timeout plus every warm-up request's timeout.
+    # Seconds from launch to ready (Modal's startup_timeout less what the container spent before launching); the
+    # first warm-up request may use what is left. None: the readiness timeout plus every warm-up request's timeout.
     startup_budget: float | None = None
 
     @property
@@ -356,12 +338,10 @@ class Readiness:
 
 def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
                    on_line: Callable[[float, str], None] | None = None) -> ServerProcess:
-    """Launch, wait until healthy, warm up (docs/container.md). On any failure the process group is stopped first.
-
-    Ready means /health answered 200 and then every warm-up request, one after another, was served: real generations
-    confirm health more strongly than more health checks, at no extra cost. A server that flaps refuses a warm-up
-    request (503, or its port closed) and must then answer healthy HEALTHY_IN_A_ROW times running and serve the whole
-    warm-up again (at most MAX_FLAPS times). `server.timings` records each phase, in seconds from launch."""
+    """Launch, wait until healthy, warm up (docs/container.md); on any failure the process group is stopped first.
+    Real generations confirm health more strongly than more health checks, at no extra cost. A server that flaps
+    (refuses a warm-up request) must answer healthy HEALTHY_IN_A_ROW times running and serve the whole warm-up again,
+    at most MAX_FLAPS times."""
     server = ServerProcess(argv, env=env, on_line=on_line)
     deadline = server.started_at + readiness.budget
     try:

@@ -71,10 +71,6 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def is_certificate_problem(exc: BaseException) -> bool:
-    return isinstance(exc, ssl.SSLCertVerificationError)
-
-
 # What a deadline that ran out during each step means.
 _WAITED = {
     "name": "the name lookup of {host} got no answer within {t:g} s (DNS)",
@@ -130,4 +126,4 @@ def first_answer(url: str, timeout: float, *, trust: ssl.SSLContext | None = Non
         return
     if isinstance(error, TimeoutError):  # the deadline ran out, here or in the step itself
         raise NoAnswer(url, _WAITED[step[0]].format(host=host, t=timeout))
-    raise NoAnswer(url, cause(error, timeout), tls=is_certificate_problem(error))
+    raise NoAnswer(url, cause(error, timeout), tls=isinstance(error, ssl.SSLCertVerificationError))

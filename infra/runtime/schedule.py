@@ -1,16 +1,13 @@
 """Warm capacity on a schedule: windows of time in which another warm floor holds (docs/schedule.md).
 
-Pure, nothing here talks to Modal: for any instant, which floor (`min_containers`, `max_containers`,
-`buffer_containers`) is in force and why, when it next changes, which cron triggers Modal must fire to apply it, and
-how many warm replica-hours it keeps (infra/control/costs.py prices them). After KEDA's cron scaler: a window is
-active from a firing of `start` until the next firing of `end`, both read in its IANA `timezone` (half-open; when both
-fire at once the end wins), so windows over midnight or a weekend need no special case. Outside every window the
-base `[scaling]` holds; where windows overlap the highest floor wins field by field, as Kubernetes does with several
-KEDA triggers, so it never lowers what an active window promised and the windows' order does not matter.
+Pure (no Modal): which floor is in force at an instant and why, when it changes, which cron triggers apply it, and
+the warm replica-hours it keeps. After KEDA's cron scaler: a window is active from a firing of `start` until the next
+firing of `end`, both in its IANA `timezone` (when both fire at once the end wins), so windows over midnight or a
+weekend need no special case. Outside every window the base `[scaling]` holds; overlapping windows take the highest
+floor field by field, as Kubernetes does with several KEDA triggers, so the windows' order does not matter.
 
-It runs on laptops and in the small scheduled Function that applies the floor; cronsim (docs/schedule.md says why
-it) is imported inside the functions that need it, so the server container, which imports this module to define
-the scheduled functions, needs no cron library.
+cronsim is imported inside the functions that need it: the server container imports this module to define the
+scheduled functions and needs no cron library.
 """
 
 from __future__ import annotations
@@ -28,14 +25,11 @@ if TYPE_CHECKING:  # the models this module computes with; deployment.py imports
     from infra.runtime.deployment import Scaling, Window
 
 UTC = timezone.utc
-# The scheduler image installs exactly these (the laptop's cronsim is pinned to the same
-# version in pyproject.toml, so `plan` predicts what the container decides). tzdata: the
-# IANA database as a package, whatever time-zone files the base image ships.
+# The scheduler image's packages: cronsim pinned as on the laptop (pyproject.toml), so `plan` predicts what the
+# container decides; tzdata, the IANA database whatever time-zone files the base image ships.
 PACKAGES = ("cronsim==2.8", "tzdata==2026.6")
-# How far ahead validation and `next_change` look: a window must recur within a year.
-HORIZON = timedelta(days=366)
-# A cron trigger that arrives this much before a boundary (clock skew between Modal's
-# scheduler and the container) applies that boundary's floor rather than the old one.
+HORIZON = timedelta(days=366)  # how far validation and `next_change` look: a window must recur within a year
+# A trigger this early (clock skew between Modal's scheduler and the container) applies the coming boundary's floor.
 EARLY_TRIGGER = timedelta(seconds=30)
 BASE_CAUSE = "base scaling"
 EXAMPLE_CRON = "0 8 * * MON-FRI"
@@ -58,8 +52,8 @@ class Floor:
 
     def autoscaler_settings(self) -> dict[str, int | None]:
         """Keyword arguments for `modal.Server.autoscaler.update`. All three, always: a parameter left out keeps its
-        previous override, so leaving a window that raised `max_containers` must set the base value back. None means
-        0 for min and buffer, and "no Server-level cap" for max, as in Modal."""
+        previous override, so leaving a window that raised `max_containers` must set the base value back (None: 0,
+        and no Server-level cap for max)."""
         return {"min_containers": self.min_containers, "max_containers": self.max_containers,
                 "buffer_containers": self.buffer_containers}
 
@@ -109,8 +103,7 @@ def floor_at(instant: datetime, windows: Sequence[Window], base: Scaling) -> Flo
 
 
 def next_boundary(instant: datetime, windows: Sequence[Window], base: Scaling) -> Change | None:
-    """The next instant after `instant` at which a boundary cron fires (the scheduled function runs and
-    sets the floor, overriding any `invoke scale`), or None without windows."""
+    """The next boundary after `instant` (the scheduled function sets the floor, overriding any `invoke scale`)."""
     _require_aware(instant)
     return next(_timeline(windows, base, instant, instant + HORIZON), None)
 
@@ -126,10 +119,9 @@ def next_change(instant: datetime, windows: Sequence[Window], base: Scaling) -> 
 
 
 def boundaries(windows: Sequence[Window]) -> tuple[Boundary, ...]:
-    """The distinct cron triggers that apply this schedule, one `modal.Cron` each. Expressions of one zone that
-    differ only in their hour are merged (`0 8 * * MON-FRI` and `0 18 * * MON-FRI` -> `0 8,18 * * MON-FRI`): the same
-    firings from fewer scheduled functions (free workspaces are said to be limited to a handful of crons). Pure string
-    work, no cron library: app definitions call it in every container."""
+    """The distinct cron triggers of this schedule, one `modal.Cron` each. Expressions of one zone that differ only in
+    their hour are merged (`0 8 * * MON-FRI` + `0 18 * * MON-FRI` -> `0 8,18 * * MON-FRI`): free workspaces are said to
+    be limited to a handful of crons. Pure string work: app definitions call it in every container."""
     groups: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
     for w in windows:
         for kind, expr in (("start", w.start), ("end", w.end)):
@@ -140,16 +132,15 @@ def boundaries(windows: Sequence[Window]) -> tuple[Boundary, ...]:
             if mergeable:
                 hours.extend(h for h in fields[1].split(",") if h not in hours)
             events.append(f"{w.name} {kind}")
-    return tuple(Boundary(cron=" ".join([key[1], ",".join(_sorted_hours(hours)), *key[2:]]) if hours else key[2],
+    return tuple(Boundary(cron=" ".join([key[1], ",".join(sorted(hours, key=lambda h: int(h.split("-")[0]))),
+                                         *key[2:]]) if hours else key[2],
                           timezone=key[0], events=tuple(events)) for key, (hours, events) in groups.items())
 
 
 def apply(now: datetime, windows: Sequence[Window], base: Scaling, set_autoscaler: Callable[..., Any], *,
           target: str = "server", log: Callable[[str], Any] = print) -> Floor:
-    """Set the floor in force now through `set_autoscaler` (`modal.Server.from_name(...).autoscaler.update`), and log
-    one line of what and why: the scheduled Function's body, and what deploy, promote and rollback run right after
-    they land (a deploy resets Modal's autoscaler to the base scaling). Idempotent: all three values, always. A trigger
-    that arrives up to EARLY_TRIGGER before a boundary applies that boundary."""
+    """Set the floor in force now through `set_autoscaler` and log what and why: the scheduled Function's body, also
+    run by deploy, promote and rollback once they land (a deploy resets Modal's autoscaler to the base scaling)."""
     _require_aware(now)
     at = now
     upcoming = next_boundary(now, windows, base)
@@ -158,7 +149,7 @@ def apply(now: datetime, windows: Sequence[Window], base: Scaling, set_autoscale
     floor = floor_at(at, windows, base)
     set_autoscaler(**floor.autoscaler_settings())
     following = next_boundary(at, windows, base)
-    zone = _zone_of(floor.windows, windows)
+    zone = {w.name: w.timezone for w in windows}[floor.windows[0]] if floor.windows else "UTC"
     line = f"{target}: set {floor.describe()} ({floor.cause}, at {show(at, zone)})"
     line += f"; next boundary {following.describe()}" if following else "; no scheduled boundary within a year"
     log(line)
@@ -181,8 +172,8 @@ def who_set(now: datetime, windows: Sequence[Window], base: Scaling, min_contain
 
 
 def warm_hours(windows: Sequence[Window], base: Scaling, start: datetime, end: datetime) -> float:
-    """Warm replica-hours (min_containers integrated over [start, end)), exactly: boundary to boundary. Buffer
-    containers run only while the server has traffic (Modal), so they are not a standing cost (as in costs.py)."""
+    """Warm replica-hours (min_containers over [start, end), boundary to boundary). Buffer containers run only while
+    the server has traffic, so they are not a standing cost."""
     _require_aware(start)
     total = timedelta(0)
     floor, since = floor_at(start, windows, base), start
@@ -358,15 +349,6 @@ def _checked(expr: str, kind: str) -> str:
         raise ValueError(f"{kind} = {expr!r}: {exc}") from None
 
 
-def _sorted_hours(hours: list[str]) -> list[str]:
-    return sorted(hours, key=lambda h: int(h.split("-")[0]))
-
-
-def _zone_of(names: Sequence[str], windows: Sequence[Window]) -> str:
-    by_name = {w.name: w.timezone for w in windows}
-    return by_name[names[0]] if names else "UTC"
-
-
 def _fires(expr: str, tz: ZoneInfo, after: datetime, until: datetime) -> Iterator[datetime]:
     """UTC instants in (after, until] at which `expr` fires in `tz`."""
     from cronsim import CronSim
@@ -425,7 +407,7 @@ def _timeline(windows: Sequence[Window], base: Scaling, after: datetime, until: 
     for order, w in enumerate(windows):
         tz = ZoneInfo(w.timezone)
         for kind, expr in (("start", w.start), ("end", w.end)):
-            streams.append(_tagged(_fires(expr, tz, after, until), order, kind))
+            streams.append(zip(_fires(expr, tz, after, until), itertools.repeat(order), itertools.repeat(kind)))
     for when, group in itertools.groupby(heapq.merge(*streams), key=lambda event: event[0]):
         kinds: dict[int, set[str]] = {}
         for _, order, kind in group:
@@ -437,11 +419,6 @@ def _timeline(windows: Sequence[Window], base: Scaling, after: datetime, until: 
             causes.append(f"window '{w.name}' {'starts' if active[w.name] else 'ends'}")
         floor = _combine([w for w in windows if active[w.name]], base)
         yield Change(when=when, floor=floor, cause=", ".join(causes), timezone=windows[min(kinds)].timezone)
-
-
-def _tagged(fires: Iterator[datetime], order: int, kind: str) -> Iterator[tuple[datetime, int, str]]:
-    for fire in fires:
-        yield fire, order, kind
 
 
 def _transitions(tz: ZoneInfo, start: datetime, end: datetime) -> Iterator[tuple[datetime, timedelta, timedelta]]:
@@ -457,8 +434,7 @@ def _transitions(tz: ZoneInfo, start: datetime, end: datetime) -> Iterator[tuple
         if before != after:
             lo, hi = t, t + day  # offset(lo) == before, offset(hi) == after: bisect to the second
             while hi - lo > timedelta(seconds=1):
-                mid = lo + (hi - lo) / 2
-                mid = mid.replace(microsecond=0)
+                mid = (lo + (hi - lo) / 2).replace(microsecond=0)
                 if offset(mid) == before:
                     lo = mid
                 else:

@@ -77,14 +77,10 @@ def plain(text: str) -> str:
     return text if text.isprintable() and len(text) <= MAX_SHOWN and not looks_like_credential(text) else shown(text)
 
 
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    environ = os.environ if environ is None else environ
-    values = [environ.get(name, "") for name in SECRET_VARIABLES]
-    return sorted({v for v in values if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
-
-
 def scrub(text: str, environ: dict[str, str] | None = None) -> str:
-    for value in secret_values(environ):
+    environ = os.environ if environ is None else environ
+    values = {v for v in (environ.get(name, "") for name in SECRET_VARIABLES) if len(v) >= MIN_SECRET_LENGTH}
+    for value in sorted(values, key=len, reverse=True):  # longest first: a value inside another is masked whole
         text = text.replace(value, "****")
     return mask_credentials(text)
 

@@ -168,12 +168,6 @@ def slot_key(recipe: str, hour: int, slots: int) -> str:
     return f"{recipe}#{(hour // SECONDS_PER_HOUR) % slots}"
 
 
-def hours_between(start: float, end: float) -> list[int]:
-    """The UTC hours that [start, end) touches, oldest first."""
-    first, last = hour_of(start), hour_of(max(start, end - 1e-6))
-    return list(range(first, last + 1, SECONDS_PER_HOUR))
-
-
 class Ring(Protocol):
     """The Dict, as the sentinel uses it (infra/runtime/remote.py implements it on Modal; tests on disk)."""
 
@@ -185,7 +179,7 @@ def read_probes(ring: Ring, environment: str, recipe: str, start: float, end: fl
                 warn: Callable[[str], object] = print) -> list[Probe]:
     """The recipe's probes sent in [start, end), oldest first. A slot of another hour (the ring wrapped, or the
     hour was never written) holds nothing of this window; a slot of a newer schema is skipped with one line."""
-    hours = hours_between(start, end)[-slots:]
+    hours = list(range(hour_of(start), hour_of(max(start, end - 1e-6)) + 1, SECONDS_PER_HOUR))[-slots:]  # touched
     keys = {slot_key(recipe, h, slots): h for h in hours}
     found = ring.read_ring(environment, list(keys))
     out: list[Probe] = []

@@ -57,9 +57,9 @@ def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
     return args
 
 
-def launch_command(d: Deployment) -> list[str]:
+def launch_command(d: Deployment, port: int | None = None) -> list[str]:
     return ["python3", "-m", "sglang.launch_server", *server_args(d, snapshot_phase=d.startup.gpu_snapshot),
-            "--host", HOST, "--port", str(d.server.port)]
+            "--host", HOST, "--port", str(port or d.server.port)]
 
 
 def compile_command(d: Deployment) -> list[str]:

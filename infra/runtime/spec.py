@@ -1,9 +1,7 @@
 """The exact Modal options of the server and of each job, as plain data: one pure function of a Deployment.
 
-infra/runtime/app.py and jobs.py pass this output to Modal (modal_objects.py turns image, Volumes and Secrets into
-SDK objects and passes every other key through as the keyword argument of the same name), and `invoke plan` prints
-it (`plan --json` under "modal"): what is shown is what is deployed, by construction (tests/test_app.py reads the
-definition back from the SDK's own objects). Containers import it again when Modal imports the app.
+infra/runtime/app.py and jobs.py pass it to Modal (through modal_objects.py) and `invoke plan` prints it (`plan --json`
+under "modal"): what is shown is what is deployed, by construction (tests/test_app.py reads it back from the SDK).
 """
 
 from __future__ import annotations
@@ -23,8 +21,7 @@ PACKAGE_IGNORE = ["**/__pycache__/**", "**/*.pyc"]
 # the same; tests/test_structure.py keeps them equal). The SGLang images ship both already (SGLang depends on
 # them); the slim images of the download job and the scheduler get exactly these.
 RUNTIME_PACKAGES = ("pydantic==2.14.4", "requests==2.34.2")
-# The download job needs no GPU and no SGLang: a slim image with the same Hub client
-# version the SGLang image gets (and the tests run), plus the Xet transfer backend.
+# The download job's slim image: the Hub client version the SGLang image gets (and the tests run), and Xet transfers.
 DOWNLOAD_PACKAGES = ["huggingface-hub==0.36.0", "hf-xet==1.2.0"]
 DOWNLOAD_TIMEOUT = 3 * 60 * 60  # seconds: ~90 GB at a slow Hub day's rate
 
@@ -72,9 +69,7 @@ SCHEDULER_RETRIES = 3  # a boundary missed because of a transient error is retri
 
 
 def modal_spec(d: Deployment, commit: str | None = None) -> dict[str, Any]:
-    """Everything Modal receives for this deployment: the server's app (with its scheduler) and the jobs' app.
-
-    `commit` is the git tag being deployed (`git-<sha>[-dirty]`, infra/control/gitinfo.py), known only when a
+    """Everything Modal receives for this deployment. `commit`, the git tag being deployed, is known only when a
     deploy imports the app (infra/runtime/current.commit_tag); `plan` shows the spec without it."""
     return {
         "app": {"name": d.app_name, "tags": tags(d, "server", commit)},
@@ -85,11 +80,10 @@ def modal_spec(d: Deployment, commit: str | None = None) -> dict[str, Any]:
     }
 
 
-# The App tags Modal's billing report carries with every row (`billing.report(tag_names=...)`): which environment,
-# recipe and part of the deployment a cost belongs to, and for the server, which commit it ran. Not the release id:
-# that is made after the deploy lands (stages/deploy.py), and a tag that changed on every deploy would make every
-# redeploy of an unchanged definition a new version. The ledger finds a row's release by time (each release runs
-# from its deploy to the next) and checks it by the commit (infra/perf/ledger.py `bill`).
+# The App tags Modal's billing report carries with every row: which environment, recipe, part and (server) commit a
+# cost belongs to. Not the release id: it is made after the deploy lands, and a tag that changed on every deploy would
+# make each redeploy of an unchanged definition a new version. The ledger finds a row's release by time and checks it
+# by the commit (infra/perf/ledger.py `bill`).
 TAG_NAMES = ("env", "recipe", "role", "commit")
 
 
@@ -102,17 +96,14 @@ def tags(d: Deployment, role: str = "server", commit: str | None = None) -> dict
 
 
 def server(d: Deployment) -> dict[str, Any]:
-    """Options for Modal's Servers primitive (`@app.server`), the successor of the reference
-    documents' @app.cls + @modal.experimental.http_server + @modal.concurrent stack."""
+    """Options for `@app.server`, the successor of the reference documents' @app.cls + http_server + concurrent."""
     r = d.recipe
     options: dict[str, Any] = {
         "name": SERVER_NAME, "image": server_image(d), "gpu": r.gpu, **resources(d),
-        # The compile caches read-only: many servers start at once and only the compile job writes
-        # there; a server copies its key's tree to local disk (infra/runtime/compile_cache.py).
+        # The compile caches read-only: only the compile job writes (infra/runtime/compile_cache.py).
         "volumes": cache_volumes(d, kernels_read_only=True),
         "env": server_env(d),
-        # The server never downloads (weights come from the Volume, HF_HUB_OFFLINE where the
-        # environment says so); only where it may fall back to the Hub does it get the token.
+        # The token only where the server may fall back to the Hub (not HF_HUB_OFFLINE).
         "secrets": [] if d.server.hf_hub_offline else hf_secrets(d),
         "port": d.server.port,
         "routing_region": d.placement.routing_region,  # the documents' proxy region
@@ -144,9 +135,8 @@ def server_env(d: Deployment) -> dict[str, str]:
 
 
 def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
-    """The Functions that apply the scheduled warm floor, one per cron trigger (`modal.Cron`), in the
-    server's app: they are deployed, promoted and rolled back with the server whose floor they set.
-    Empty without `[[scaling.schedule]]` windows. Each runs infra/schedule.apply (infra/runtime/app.py)."""
+    """The Functions that apply the scheduled warm floor, one per cron trigger, in the server's app: deployed,
+    promoted and rolled back with the server whose floor they set (infra/runtime/app.py `apply_floor`)."""
     return {
         f"apply_floor_{i}": {"image": scheduler_image(),
                              "schedule": {"cron": trigger.cron, "timezone": trigger.timezone},
@@ -189,8 +179,7 @@ def sentinel_app(s: SentinelSpec) -> dict[str, Any]:
 
 
 def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
-    """The Functions `invoke download` and `invoke compile` run ephemerally in `<app>-jobs`,
-    so that running them never starts the server's warm replicas."""
+    """The Functions `invoke download`, `compile` and `gpu-test` run ephemerally in `<app>-jobs` (jobs.py)."""
     job_env = {DEPLOYMENT_VARIABLE: d.to_json()}
     return {
         "download_weights": {
@@ -224,8 +213,8 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
 
 
 def test_image(d: Deployment) -> list[dict[str, Any]]:
-    """The server's image (the recipe's SGLang, CUDA and environment), then pytest, then the files mounted at start:
-    the package (as in the server) and the suite with the code it imports (Modal builds no layer after a mount)."""
+    """The server's image, pytest, then the mounts: the package and the suite with what it imports (Modal builds no
+    layer after a mount)."""
     *built, package = server_image(d)
     layers = built + [_layer("uv_pip_install", *TEST_PACKAGES), package]
     for source in TEST_SOURCES:
@@ -269,15 +258,9 @@ class CompileBudget(Stored):
 
 
 def compile_budget(d: Deployment) -> CompileBudget:
-    """The compile job's time, derived from the measured figures above: `plan` shows it, the job obeys it.
-
-    compile_deep_gemm: its measured fixed part (start and stop of its server) plus the recipe's GEMM shapes
-    (`deep_gemm_shapes`) at the slowest measured shape's JIT time, times the margin; our kill bound on it.
-    The server: bounded by the recipe's own startup_timeout (readiness and warm-up). Then the burst, the stop,
-    publishing and committing. Extrapolated, not measured: TP 2 (taken as TP 1: only the node's first rank
-    precompiles, over the same number of shapes, each halved in N or K), other models' shapes (the VLM's count
-    is from its configuration), and an H100 host's CPU (the margin).
-    """
+    """The compile job's time from the measured figures above (`plan` shows it, the job obeys it). Extrapolated, not
+    measured: TP 2 (taken as TP 1: only the node's first rank precompiles, the same number of shapes, each halved in
+    N or K), other models' shapes (the VLM's count is from its configuration), and an H100 host's CPU (the margin)."""
     shapes = d.recipe.deep_gemm_shapes if compile_cache.deepgemm_enabled(d.recipe.image_env) else 0
     fixed = DEEP_GEMM_MEASURED_SECONDS - DEEP_GEMM_JIT_SECONDS
     expected = fixed + shapes * DEEP_GEMM_SLOWEST_SHAPE_SECONDS if shapes else 0.0
@@ -303,7 +286,7 @@ def compile_timeout(d: Deployment) -> int:
 
 
 def server_image(d: Deployment) -> list[dict[str, Any]]:
-    """The SGLang team's image, as the recipe pins it, built in the order the reference documents build it."""
+    """The SGLang team's image, as the recipe pins it, in the reference documents' order."""
     r = d.recipe
     layers = [_layer("from_registry", r.sglang_image), _layer("entrypoint", [])]  # silence chatty logs on start
     if r.pip_installs:

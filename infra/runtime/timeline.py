@@ -49,8 +49,6 @@ MILESTONES: tuple[tuple[str, str], ...] = (
     ("fired_up", "SGLang's own warm-up request (none with --skip-server-warmup)"),
     ("healthy", "first healthy answer to the lifecycle's /health"),
 )
-# A start record's fields that Modal's variables in the container fill.
-MODAL_VARIABLES = {"container": "MODAL_TASK_ID", "region": "MODAL_REGION"}
 WARMUP = "warmup"  # then one segment per warm-up request: warmup_1, warmup_2, ...
 
 _PREFIX = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)((?: [A-Z_]+\d+)*)\] ")
@@ -323,7 +321,7 @@ def build_record(*, deployment: Deployment, log: StartLog | None, timings: Timin
     return StartRecord(
         kind=kind, env=deployment.env, recipe=r.name, deployment_digest=deployment_digest(deployment.to_dict()),
         sglang_version=r.sglang_version, gpu=f"{r.gpu_type}:{r.gpu_count}", started_at=round(started_at, 3),
-        **{field: environ.get(variable) for field, variable in MODAL_VARIABLES.items()}, outcome=outcome,
+        container=environ.get("MODAL_TASK_ID"), region=environ.get("MODAL_REGION"), outcome=outcome,
         error=_shorten(error) if error else None,
         before_launch_s=None if before_launch_s is None else round(before_launch_s, 3),
         restore=restore or Restore(), launch_to_ready_s=ready,

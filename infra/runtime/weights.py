@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -39,17 +40,13 @@ class Downloaded:
     skipped: bool  # True when a complete marker already existed
 
 
-def marker_relpath(repo: str, commit: str) -> str:
-    return f"{MARKERS}/{repo.replace('/', '--')}/{commit}.json"
-
-
 def ref_relpath(repo: str, ref: str) -> str:
     """Where the commit an unpinned revision resolved to is recorded, relative to the Volume root."""
     return f"{MARKERS}/{repo.replace('/', '--')}/refs/{ref.replace('/', '--')}"
 
 
 def marker_path(cache_dir: Path, repo: str, commit: str) -> Path:
-    return Path(cache_dir) / marker_relpath(repo, commit)
+    return Path(cache_dir) / MARKERS / repo.replace("/", "--") / f"{commit}.json"
 
 
 def ref_path(cache_dir: Path, repo: str, ref: str) -> Path:
@@ -98,7 +95,7 @@ def _hub_problems_explained(address: str, timeout: float) -> Iterator[None]:
         words = reach.cause(root, timeout)
         if isinstance(root, TimeoutError):
             words = f"accepted the connection but no answer within {timeout:g} s"
-        check = reach.TLS_HINT if reach.is_certificate_problem(root) else (
+        check = reach.TLS_HINT if isinstance(root, ssl.SSLCertVerificationError) else (
             "check the network, any proxy (HTTPS_PROXY) and HF_ENDPOINT (HF_HUB_ETAG_TIMEOUT bounds the wait)")
         raise HubUnreachable(f"cannot reach the Hugging Face Hub at {address}: {words}; {check}") from None
 

@@ -42,8 +42,8 @@ def _revision(value: str) -> str:
 ModelId = Annotated[str, AfterValidator(_model_id)]
 Revision = Annotated[str, AfterValidator(_revision)]
 GpuType = Annotated[str, AfterValidator(catalog.check_gpu)]
-ComputeRegion = Annotated[str, AfterValidator(catalog.check_compute_region)]
-RoutingRegion = Annotated[str, AfterValidator(catalog.check_routing_region)]
+ComputeRegion = Annotated[str, AfterValidator(lambda v: catalog.check_region(v, catalog.COMPUTE_REGIONS))]
+RoutingRegion = Annotated[str, AfterValidator(lambda v: catalog.check_region(v, catalog.ROUTING_REGIONS))]
 
 
 class SpeculativeDecoding(Frozen):
