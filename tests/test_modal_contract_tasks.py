@@ -54,7 +54,7 @@ def test_dev_build_download_compile_deploy_twice_smoke_status_scale_rollback_try
     out = ok(wire_cli("deploy", "--env", "dev", *FOR_RECIPE))
     assert f"deployed {APP} v1 (git-" in out
     first = manifest(wire, "dev")["current"]
-    assert (first["version"], first["url"]) == (1, f"{wire.http_url}/srv/dev--{APP}-server")
+    assert (first["version"], first["url"]) == (1, f"{wire.proxy_url}/srv/dev--{APP}-server")
     # pinned from the download (the release derives its draft revision from the deployment it records)
     assert first["deployment"]["recipe"]["speculative"]["draft_revision"] == commits["Tengyunw/qwen3_8b_eagle3"]
 
@@ -94,7 +94,7 @@ def test_staging_pipeline_then_promotion_to_prod_then_a_failed_promotion_rolls_p
     assert [(r["stage"], r["status"]) for r in results] == [
         ("build", "ran"), ("download", "ran"), ("compile", "ran"), ("deploy", "ran"), ("smoke", "ran")]
     staged = manifest(wire, "staging")["current"]
-    assert staged["smoke"]["passed"] and staged["url"] == f"{wire.http_url}/srv/staging--{APP}-server"
+    assert staged["smoke"]["passed"] and staged["url"] == f"{wire.proxy_url}/srv/staging--{APP}-server"
     assert wire.volume_dir("prod", "huggingface-cache") is not None  # staging fills prod's caches
     assert wire.volume_dir("staging", "huggingface-cache") is None
 

@@ -1,9 +1,9 @@
 """The promotion gate inside `promote` (issue 16): staging's release measured on staging's endpoint before prod is
-touched, through the fake Modal boundary (FakeModal, which records every call) with real git, against real local
-streaming servers whose timing is set on their command line (tests/fakes/openai_server.py). Not through the wire
-fake: the gate must reach those servers' own streams, and the wire's in-process Server proxy, sharing this process's
-interpreter with the gate's client, passes a stream's chunks on in bursts under load (a 2 ms-a-token server read as
-0.76 ms TPOT), so the floors below would no longer hold.
+touched: the real ModalRemote in front of the fake control plane (tests/wire.py), real git, and behind each
+environment's Server URL a real local streaming server whose timing is set on its command line
+(tests/fakes/openai_server.py). The fake's web proxy runs in its own process (tests/fakes/modal_wire/proxy.py) and
+passes each chunk on as it arrives, whatever this interpreter is doing, so the gate's client reads the servers' own
+timing.
 
 No verdict rests on how fast the machine is: a server's own wait is a floor no load lowers (a release refused for
 its 250 ms first token against a 100 ms limit is refused on any machine), and every limit a release must meet to pass
@@ -24,10 +24,9 @@ from infra.runtime.recipes import RECIPES
 from infra.runtime.recipes.base import GateWorkload
 from stages import bench as bench_stage
 from stages import pipeline, promote, status
-from tests.conftest import REPO, standin_env
-from tests.fakes.modal_fake import FakeModal
+from tests.conftest import REPO
 from tests.test_bake import WRITE_DOCS, shape
-from tests.test_release_flow import RECIPE, commit, flow  # noqa: F401  (the fixture)
+from tests.test_release_flow import APP, RECIPE, commit, flow  # noqa: F401  (the fixture)
 
 QUICK = GateWorkload(prompt_tokens=16, max_tokens=8, requests=4, timeout=10)
 FAST = ("--ttft", "0.01", "--itl", "0.002", "--tokens", "8")  # ~10 ms to the first token, 2 ms per token after
@@ -42,7 +41,6 @@ REST = ('{ metric = "tpot_p50_ms", level = "target", max = 10000 }, '
         '{ metric = "output_tokens_per_s", level = "target", min = 0.01 }')
 GATED = (f'gate.objectives=[{{ metric = "ttft_p90_ms", level = 1, max = 100 }}, {REST}]',)
 LOOSE = (f'gate.objectives=[{{ metric = "ttft_p90_ms", level = 1, max = 60000 }}, {REST}]',)
-KEY, SECRET = "wk-gatetestkey0123456789", "ws-gatetestsecret0123456789"
 
 
 @pytest.fixture
@@ -50,11 +48,14 @@ def gated(flow, monkeypatch, tmp_path):  # noqa: F811
     monkeypatch.setitem(RECIPES, RECIPE, RECIPES[RECIPE].model_copy(update=dict(gate_workload=QUICK)))
     monkeypatch.setenv(f"INFRA_RECIPES__{RECIPE.upper()}__TARGET_CONCURRENCY", "2")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "job-summary.md"))
-    monkeypatch.setenv("MODAL_KEY", KEY)
-    monkeypatch.setenv("MODAL_SECRET", SECRET)
     flow.summary = tmp_path / "job-summary.md"
-    flow.modal = FakeModal(tmp_path / "modal", endpoint=flow.server.url, compile_env=standin_env())
     return flow
+
+
+def serving(gated, staging, prod) -> None:
+    """What answers behind staging's and prod's Server URLs (Modal's proxy forwards there)."""
+    gated.wire.upstreams[("staging", APP)] = staging.url
+    gated.wire.upstreams[("prod", APP)] = prod.url
 
 
 def gate_requests(server) -> list[dict]:
@@ -63,22 +64,22 @@ def gate_requests(server) -> list[dict]:
             and bench.PROMPT_WORD in json.dumps(r["body"]["messages"])]
 
 
-def credentials(request: dict) -> tuple[str | None, str | None]:
-    headers = {k.lower(): v for k, v in request["headers"].items()}
-    return headers.get("modal-key"), headers.get("modal-secret")
+def credentials(gated, env: str) -> set[str]:
+    """The proxy-auth credentials every request to `env`'s Server URL carried, as Modal's proxy saw them (none, valid,
+    invalid); the proxy takes them off before the server."""
+    return {p["credentials"] for p in gated.wire.proxied if p["label"].startswith(f"{env}--")}
 
 
 def prod_changes(calls: list[dict]) -> list[dict]:
     """Calls that change prod: a deploy, a rollback, an autoscaler change, a file written to its Volumes."""
     return [c for c in calls if c["method"] in ("deploy", "rollback", "update_autoscaler", "write_file")
-            and c["args"]["environment"] == "prod"]
+            and (c["args"].get("environment") or c["args"]["d"].modal.environment) == "prod"]
 
 
 def test_a_slow_staging_release_is_refused_with_the_table_and_prod_is_untouched(gated, fake_server):
     slow, prod_server = fake_server(*SLOW), fake_server(*FAST)
-    gated.modal.endpoint = slow.url
+    serving(gated, slow, prod_server)
     staged = gated.staging()
-    gated.modal.endpoint = prod_server.url
     before, said = len(gated.modal.calls()), []
 
     with pytest.raises(Refused) as refused:
@@ -111,7 +112,7 @@ def test_a_slow_staging_release_is_refused_with_the_table_and_prod_is_untouched(
 
 def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, fake_server):
     fast = fake_server(*FAST)
-    gated.modal.endpoint = fast.url
+    serving(gated, fast, fast)
     staged = gated.staging()
 
     dry = gated.promote(*LOOSE, dry_run=True)
@@ -138,7 +139,7 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
     assert prod.measurement is None  # prod itself is measured only when asked
     assert result.detail.gate.to_data() == record | {"measurement": None}  # the measurement is in the manifest only
     # Staging's endpoint asks for proxy auth: the gate sent staging's credentials there.
-    assert {credentials(r) for r in gate_requests(fast)} == {(KEY, SECRET)}
+    assert credentials(gated, "staging") == {"valid"}
     assert "### ✅ Promotion gate passed" in gated.summary.read_text()
 
     # The ledger: how it got there, its figures at 1 and the target, and its cost at the measured throughput.
@@ -160,15 +161,13 @@ def test_a_fast_release_is_promoted_and_its_numbers_are_in_the_manifest(gated, f
 
 def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gated, fake_server):
     fast, regressed, prod_server = fake_server(*FAST), fake_server(*REGRESSED), fake_server(*FAST)
-    gated.modal.endpoint = fast.url
+    serving(gated, fast, prod_server)
     gated.staging()
-    gated.modal.endpoint = prod_server.url
     first = gated.promote(*LOOSE).detail  # prod runs release A, measured by its gate (10 ms TTFT and up)
 
     commit(gated.repo, "release B")
-    gated.modal.endpoint = regressed.url
+    serving(gated, regressed, prod_server)
     b = gated.staging()
-    gated.modal.endpoint = prod_server.url
     before, said = len(gated.modal.calls()), []
     with pytest.raises(Refused) as refused:
         gated.promote(*LOOSE, say=said.append)
@@ -190,9 +189,8 @@ def test_a_regression_within_the_objectives_but_beyond_the_budget_is_refused(gat
 
 def test_skip_gate_promotes_unmeasured_and_records_who_and_why(gated, fake_server):
     slow, prod_server = fake_server(*SLOW), fake_server(*FAST)
-    gated.modal.endpoint = slow.url
+    serving(gated, slow, prod_server)
     staged = gated.staging()
-    gated.modal.endpoint = prod_server.url
     ci = {"GITHUB_ACTOR": "octocat", "GITHUB_WORKFLOW": "promote-prod", "GITHUB_RUN_ID": "42",
           "GITHUB_REPOSITORY": "acme/sglang-modal-infra"}
     override = gate.skip_override("hotfix for CVE-2026-1", environ=ci)
@@ -227,38 +225,36 @@ def test_no_credential_reaches_anything_but_the_environments_own_endpoint(gated,
     def staging():  # staging without proxy auth this time: its endpoint is public
         return gated.ctx("staging", "auth.proxy_auth=false")
 
-    gated.modal.endpoint = public_staging.url
+    serving(gated, public_staging, prod_server)
     pipeline.run(staging(), gated.d(staging()))
-    gated.modal.endpoint = prod_server.url
     said = []
     prod_ctx = gated.ctx("prod", *LOOSE, "gate.record_baseline=true", yes=True, say=said.append)
     result = promote.run(staging(), prod_ctx, promote.Options(RECIPE))
 
     assert "prod's baseline recorded" in result.message
     # The gate sent the public source no credential; prod (proxy auth) got its own, for its smoke test and baseline.
-    assert gate_requests(public_staging) and {credentials(r) for r in gate_requests(public_staging)} == {(None, None)}
-    assert gate_requests(prod_server) and {credentials(r) for r in prod_server.requests()} == {(KEY, SECRET)}
-    prod = gated.manifest("prod").current
-    assert prod.measurement.target.env == "prod" and prod.measurement.target.url == prod_server.url
-    assert prod.gate.measurement.target.url == public_staging.url
+    assert gate_requests(public_staging) and credentials(gated, "staging") == {"none"}
+    assert gate_requests(prod_server) and credentials(gated, "prod") == {"valid"}
+    prod, staged = gated.manifest("prod").current, gated.manifest("staging").current
+    assert prod.measurement.target.env == "prod" and prod.measurement.target.url == prod.url != staged.url
+    assert prod.gate.measurement.target.url == staged.url
     # And nowhere else: not in a manifest, the job summary, what was said, the result, or any call to Modal.
+    key, secret = gated.wire.proxy_token
     written = [gated.manifest(env).to_json() for env in ("staging", "prod")]
     for text in [*written, gated.summary.read_text(), "\n".join(said), json.dumps(result.to_dict(), default=str),
-                 gated.modal.calls_path.read_text()]:
-        assert KEY not in text and SECRET not in text
+                 repr(gated.modal.calls())]:
+        assert key not in text and secret not in text
 
 
 def test_two_promoted_releases_compare_by_their_ids(gated, fake_server):
     slower = fake_server(*FLOOR)  # 500 ms and 50 ms a token, within LOOSE's minute
     faster, prod_server = fake_server("--ttft", "0.002", "--itl", "0.001", "--tokens", "8"), fake_server(*FAST)
-    gated.modal.endpoint = slower.url
+    serving(gated, slower, prod_server)
     gated.staging()
-    gated.modal.endpoint = prod_server.url
     a = gated.promote(*LOOSE).detail
     commit(gated.repo, "release B")
-    gated.modal.endpoint = faster.url
+    serving(gated, faster, prod_server)
     gated.staging()
-    gated.modal.endpoint = prod_server.url
     b = gated.promote(*LOOSE).detail
 
     history = gated.manifest("prod").history
@@ -279,17 +275,15 @@ def test_the_second_promotion_shows_the_candidate_beside_prods_current_release_o
     slower, faster, prod_server = (fake_server(*FLOOR),
                                    fake_server("--ttft", "0.002", "--itl", "0.001", "--tokens", "8"),
                                    fake_server(*FAST))
-    gated.modal.endpoint = slower.url
+    serving(gated, slower, prod_server)
     gated.staging()
-    gated.modal.endpoint = prod_server.url
     said: list[str] = []
     first = gated.promote(*LOOSE, say=said.append).detail
     out = "\n".join(said)
     assert "  current:   none (first release here)" in out  # the first promotion: nothing to compare with
     commit(gated.repo, "release B")
-    gated.modal.endpoint = faster.url
+    serving(gated, faster, prod_server)
     candidate = gated.staging()
-    gated.modal.endpoint = prod_server.url
     said.clear()
     gated.promote(*LOOSE, say=said.append)
     table = next(m for m in said if m.startswith("qualification: ")).splitlines()

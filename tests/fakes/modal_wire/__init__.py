@@ -9,11 +9,12 @@ subprocess such as `python -m invoke deploy`. It serves:
   core.py assembles them, state.py holds what they remember). Any other
   RPC is answered UNIMPLEMENTED and recorded by name (`unimplemented()`), so a client upgrade
   that changes the protocol fails the tests that hit it, by name.
-- HTTP on a second port (`http_url`): the block URLs Volume reads and v2 uploads go to, and
-  Modal's web proxy in front of Servers (`/srv/<label>/...`), which forwards to a local
-  OpenAI-compatible server and checks proxy-auth headers (blobs.py, servers.py).
+- HTTP on a second port (`http_url`): the block URLs Volume reads and v2 uploads go to (blobs.py).
+- Modal's web proxy in front of Servers (`proxy_url`, `/srv/<label>/...`), in its own process (proxy.py): it checks
+  proxy-auth headers and forwards to a local OpenAI-compatible server, as servers.py decides per request.
 
-It runs in a background thread with its own event loop. State is in memory, except Volume
+The control plane runs in a background thread with its own event loop; the web proxy in a subprocess, so that a
+stream it forwards never waits on the test's interpreter. State is in memory, except Volume
 contents, which are real directories under `root` so that Function calls (run by the test's
 runners, see functions.py) use them as a container would its mounted Volumes.
 
@@ -29,6 +30,8 @@ runners, see functions.py) use them as a container would its mounted Volumes.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -96,7 +99,8 @@ class ModalWire:
         self.rates: dict[str, str] = dict(RATES)  # what WorkspaceBillingRates answers (billing.py)
         self.deprecated_rates: dict[str, str] = {}  # rate name -> its deprecation warning
         self.charges: list[Charge] = []  # what WorkspaceBillingReport bills (`charge`)
-        self.grpc_url = self.http_url = ""
+        self.grpc_url = self.http_url = self.proxy_url = ""
+        self._proxy: subprocess.Popen | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -109,6 +113,12 @@ class ModalWire:
         self._thread.start()
         if not started.wait(10) or not self.grpc_url:
             raise RuntimeError("the fake Modal control plane did not start")
+        self._proxy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("proxy.py")),
+                                        "--control", self.http_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = self._proxy.stdout.readline().decode()
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"the fake Modal web proxy did not start: {line!r}")
+        self.proxy_url = f"http://127.0.0.1:{int(line.split()[1])}"
         return self
 
     def _serve(self, started: threading.Event) -> None:
@@ -120,8 +130,7 @@ class ModalWire:
             await self._grpc.start("127.0.0.1", 0)
             self.grpc_url = f"http://127.0.0.1:{self._grpc._server.sockets[0].getsockname()[1]}"
             http = web.Application(client_max_size=64 * 1024 * 1024)
-            http.add_routes([*self.servicer.http_routes(),
-                             web.route("*", "/srv/{label}/{tail:.*}", self.servicer.proxy)])
+            http.add_routes([*self.servicer.http_routes(), *self.servicer.proxy_routes()])
             self._http = web.AppRunner(http, access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, "127.0.0.1", 0)
@@ -133,6 +142,15 @@ class ModalWire:
         self._loop.run_forever()
 
     def stop(self) -> None:
+        if self._proxy is not None:
+            self._proxy.stdin.close()  # the proxy serves until its stdin closes
+            try:
+                self._proxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proxy.kill()
+                self._proxy.wait()
+            self._proxy.stdout.close()
+            self._proxy = None
         if self._loop is None:
             return
 

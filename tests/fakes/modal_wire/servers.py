@@ -21,14 +21,15 @@ What real Modal does, and the fake copies:
 What the fake cannot tell: no container starts, so there are no replicas, no cold starts,
 no scaling and no GPU placement. The URL forwards to whatever local OpenAI-compatible
 server the test names for that App (tests/fakes/openai_server.py), streaming its answer
-through unchanged.
+through unchanged. The proxy runs in its own process (proxy.py): it asks this module, per request, what answers at a
+URL (`_route`) and reports the status for the access log (`_access`); the stream itself never passes through the test's
+interpreter.
 """
 
 from __future__ import annotations
 
 import time
 
-import aiohttp
 from aiohttp import web
 from modal_proto import api_pb2
 
@@ -36,9 +37,6 @@ from tests.fakes.modal_wire.state import LogLine
 
 AUTOSCALER_FIELDS = ("min_containers", "max_containers", "buffer_containers", "scaleup_window", "scaledown_window",
                      "target_concurrency", "target_concurrency_float", "scaledown_rate_limit")
-HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
-              "modal-key", "modal-secret"}
-
 
 def merged(static: api_pb2.AutoscalerSettings, override: api_pb2.AutoscalerSettings) -> api_pb2.AutoscalerSettings:
     settings = api_pb2.AutoscalerSettings()
@@ -58,7 +56,7 @@ class ServersMixin:
         ephemeral = app.state == api_pb2.APP_STATE_EPHEMERAL
         label = f"{app.environment}--{name}-{function.tag}" + ("-dev" if ephemeral else "")
         self.wire.routes[label] = (app.environment, name, function.tag, ephemeral)
-        return f"{self.wire.http_url}/srv/{label}"
+        return f"{self.wire.proxy_url}/srv/{label}"
 
     def _serving(self, label: str) -> api_pb2.Function | None:
         """The definition that answers at `label` now: the live version's, or the running ephemeral App's."""
@@ -77,51 +75,45 @@ class ServersMixin:
             return None
         return self.state.definitions[live.definition_ids[live.function_ids[tag]]]
 
-    async def proxy(self, request: web.Request) -> web.StreamResponse:
-        label = request.match_info["label"]
+    def proxy_routes(self) -> list[web.RouteDef]:
+        """What the proxy process (proxy.py) asks before and while it forwards a request."""
+        return [web.post("/_proxy/route", self._route), web.post("/_proxy/access", self._access)]
+
+    async def _route(self, request: web.Request) -> web.Response:
+        """What answers at a Server URL: a refusal ({"status", "text"}) or {"upstream": base URL}."""
+        asked = await request.json()
+        label, key, secret = asked["label"], asked["key"], asked["secret"]
         definition = self._serving(label)
-        key, secret = request.headers.get("Modal-Key"), request.headers.get("Modal-Secret")
         carried = "none" if not (key or secret) else "valid" if (key, secret) == self.wire.proxy_token else "invalid"
-        self.wire.proxied.append({"label": label, "path": "/" + request.match_info["tail"], "credentials": carried,
+        self.wire.proxied.append({"label": label, "path": asked["path"], "credentials": carried,
                                   "authenticated": bool(definition and not definition.http_config.unauthenticated)})
         if definition is None:
-            return web.Response(status=404, text="modal-http: app for invoked web endpoint is stopped or does not "
-                                                 "exist")
+            return web.json_response({"status": 404, "text": "modal-http: app for invoked web endpoint is stopped or "
+                                                             "does not exist"})
         if not definition.http_config.unauthenticated:
             if not key or not secret:
-                return web.Response(status=401, text="modal-http: missing credentials for proxy authorization")
+                return web.json_response({"status": 401, "text": "modal-http: missing credentials for proxy "
+                                                                 "authorization"})
             if (key, secret) != self.wire.proxy_token:
-                return web.Response(status=401, text="modal-http: invalid credentials for proxy authorization")
+                return web.json_response({"status": 401, "text": "modal-http: invalid credentials for proxy "
+                                                                 "authorization"})
         environment, name, _, _ = self.wire.routes[label]
-        upstream = self.wire.upstream_for(environment, name)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        body = await request.read()
-        target = f"{upstream.rstrip('/')}/{request.match_info['tail']}"
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-                async with session.request(request.method, target, params=request.query, headers=headers,
-                                           data=body) as upstream_response:
-                    response = web.StreamResponse(status=upstream_response.status, headers={
-                        k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP
-                    })
-                    await response.prepare(request)
-                    self._access_log(environment, name, request, upstream_response.status)
-                    async for chunk in upstream_response.content.iter_any():
-                        await response.write(chunk)
-                    await response.write_eof()
-                    return response
-        except aiohttp.ClientConnectionError:
-            return web.Response(status=503, text="modal-http: no replica answered")
+            return web.json_response({"upstream": self.wire.upstream_for(environment, name)})
+        except RuntimeError as exc:
+            return web.json_response({"status": 500, "text": str(exc)})
 
-    def _access_log(self, environment: str, name: str, request: web.Request, status: int) -> None:
+    async def _access(self, request: web.Request) -> web.Response:
         """The replica's access line in its App's logs, as SGLang's uvicorn writes it (what `invoke logs` reads)."""
+        served = await request.json()
+        environment, name, _, _ = self.wire.routes[served["label"]]
         app = next((a for a in self.state.apps.values() if a.environment == environment
                     and name in (a.name, a.description) and a.state != api_pb2.APP_STATE_STOPPED), None)
         if app is not None:
-            path = "/" + request.match_info["tail"]
             app.logs.append(LogLine(f"{len(app.logs) + 1:012d}", time.time(),
-                                    f'INFO:     127.0.0.1:0 - "{request.method} {path} HTTP/1.1" {status}\n',
-                                    api_pb2.FILE_DESCRIPTOR_STDERR, "ta-replica"))
+                                    f'INFO:     127.0.0.1:0 - "{served["method"]} {served["path"]} HTTP/1.1" '
+                                    f'{served["status"]}\n', api_pb2.FILE_DESCRIPTOR_STDERR, "ta-replica"))
+        return web.Response(status=204)
 
     # ------------------------------------------------------------------ autoscaler
 
