@@ -16,6 +16,7 @@ from stages import deploy, flags, pipeline, promote, rollback, scale, status
 from stages.common import Context
 from tests.fakes.recorded import Recorded
 from tests.test_stages import git_repo
+from tests.wire import stage_world
 
 RECIPE = "qwen3-8b-low-latency"
 APP = "sglang-qwen3-8b-low-latency"
@@ -69,9 +70,7 @@ def flow(tmp_path, fake_server, wire):
             prod = self.ctx("prod", *(prod_settings or ("gate.enabled=false",)), **context)
             return promote.run(self.ctx("staging"), prod, options)
 
-    wire.default_upstream = Flow.server.url
-    for env in ("staging", "prod"):  # the Modal Secret their settings name (secrets.hf_token_secret)
-        wire.create_secret(env, "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+    stage_world(wire, Flow.server.url)
     flow = Flow()
     flow.wire = wire
     return flow

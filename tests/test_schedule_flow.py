@@ -21,6 +21,7 @@ from stages.common import Context
 from tests.fakes.recorded import Recorded
 from tests.test_release_flow import commit
 from tests.test_stages import git_repo
+from tests.wire import stage_world
 
 RECIPE = "qwen3-8b-low-latency"
 BUSINESS_HOURS = ('scaling.schedule=[{name="business-hours", start="0 8 * * MON-FRI", end="0 18 * * MON-FRI", '
@@ -52,9 +53,7 @@ def world(tmp_path, fake_server, wire):
             return [{k: v for k, v in c["args"].items() if k.endswith("_containers")}
                     for c in self.modal.calls() if c["method"] == "update_autoscaler"]
 
-    wire.default_upstream = World.server.url
-    for env in ("staging", "prod"):  # the Modal Secret their settings name (secrets.hf_token_secret)
-        wire.create_secret(env, "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+    stage_world(wire, World.server.url)
     world = World()
     world.wire = wire
     return world

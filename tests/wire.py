@@ -91,6 +91,14 @@ def client_environ(wire: ModalWire, folder: Path) -> dict[str, str]:
         "MODAL_KEY": wire.proxy_token[0], "MODAL_SECRET": wire.proxy_token[1]}
 
 
+def stage_world(wire: ModalWire, upstream: str) -> None:
+    """The world the stage tests deploy staging and prod into: every Server forwards to `upstream` unless a test says
+    otherwise, and both environments have the Modal Secret their settings name (secrets.hf_token_secret)."""
+    wire.default_upstream = upstream
+    for env in ("staging", "prod"):
+        wire.create_secret(env, "huggingface-secret", {"HF_TOKEN": "hf_" + "x" * 30})
+
+
 @dataclass
 class WireSession:
     wire: ModalWire
