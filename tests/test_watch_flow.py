@@ -1,8 +1,10 @@
 """What prod is doing, through the stages (issue 31 items 3 and 5): `status --since` shows the sentinel's SLO
 attainment, errors, percentiles, cold starts and the bake's verdict; `check` fails below `min_attainment` or on cost
 drift; `status --advise` proposes the schedule hidden in a synthetic billing history, as TOML the real settings load,
-and refuses to advise without enough history. Sentinel runs and bill rows are written with injected clocks (the
-recording fake Modal keeps them on disk): nothing waits."""
+and refuses to advise without enough history. The real ModalRemote in front of the fake control plane
+(tests/wire.py): sentinel runs probe a real server behind the fake's proxy with injected clocks, replica counts are
+what the fake answers for the Server, and the bill is charged to the deployed App (it carries the tags the deploy gave
+it), for hours the test names: nothing waits."""
 
 from __future__ import annotations
 
@@ -11,31 +13,42 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infra.control import advice, costs
+from infra.control import advice, coldstarts, costs
 from infra.control.resolve import resolve
 from infra.control.settings import load_settings, parse_overrides
+from infra.perf.releases import ReleaseStore
 from infra.runtime import schedule, sentinel, spec
 from infra.runtime.errors import ConfigError, StageError
 from stages import check, deploy, status
 from stages.common import Context
-from tests.conftest import standin_env
-from tests.fakes.modal_fake import FakeModal
+from tests.fakes.recorded import Recorded
 from tests.test_schedule_flow import PINNED, RECIPE
 from tests.test_stages import git_repo
+from tests.wire import stage_world
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday
 APP = "sglang-qwen3-8b-low-latency"
 
 
 @pytest.fixture
-def world(tmp_path, fake_server):
-    """The recording FakeModal, not the wire: these tests write sentinel runs, replica counts and bill rows
-    straight into its files with injected clocks (the wire fake has no hooks for replica counts or tagged bill rows;
-    tests/test_sentinel_wire.py covers the sentinel through the real client)."""
+def world(tmp_path, fake_server, wire):
     class World:
-        modal = FakeModal(tmp_path / "modal", endpoint=fake_server("--tokens", "6").url, compile_env=standin_env())
+        modal = Recorded()
         repo = git_repo(tmp_path / "checkout")
         now = NOW
+        proxy_auth = {"Modal-Key": wire.proxy_token[0], "Modal-Secret": wire.proxy_token[1]}  # the sentinel's Secret
+
+        def serve(self, server) -> None:
+            """What answers behind prod's Server URL from now on."""
+            wire.upstreams[("prod", APP)] = server.url
+
+        def bill(self, rows: list[dict]) -> None:
+            """Modal bills prod's server App for each row's hour and cost (as the GPU's), with the App's own tags."""
+            by_cost: dict[str, list[datetime]] = {}
+            for row in rows:
+                by_cost.setdefault(row["cost"], []).append(datetime.fromtimestamp(row["interval_start"], UTC))
+            for cost, hours in by_cost.items():
+                wire.charge("prod", APP, hours, {"Nvidia H100": cost})
 
         def ctx(self, env, *overrides, **options):
             pinned = [PINNED, "gate.enabled=false"] if env == "prod" else []
@@ -46,7 +59,10 @@ def world(tmp_path, fake_server):
         def d(self, ctx):
             return resolve(ctx.settings, RECIPE)
 
-    return World()
+    stage_world(wire, fake_server("--tokens", "6").url)
+    world = World()
+    world.wire = wire
+    return world
 
 
 def deployed(world, *overrides):
@@ -60,8 +76,8 @@ def probes(world, ctx, n: int, *, start: datetime, every: float = 60.0) -> None:
     """n sentinel runs against the fake's endpoint, one per `every` seconds from `start` (the clock injected)."""
     s = spec_of(ctx)
     for i in range(n):
-        sentinel.run(s, world.modal, {}, now=lambda i=i: (start + timedelta(seconds=i * every)).timestamp(),
-                     log=lambda _: None)
+        at = (start + timedelta(seconds=i * every)).timestamp()
+        sentinel.run(s, world.modal, world.proxy_auth, now=lambda at=at: at, log=lambda _: None)
 
 
 def spec_of(ctx):
@@ -73,9 +89,9 @@ def spec_of(ctx):
 def test_status_since_shows_attainment_errors_percentiles_cold_starts_and_no_bake_yet(world, fake_server):
     ctx = deployed(world)
     probes(world, ctx, 6, start=NOW - timedelta(minutes=30))
-    world.modal.endpoint = fake_server("--ttft", "0.6", "--tokens", "4").url  # slower than ttft_p90_ms <= 500
+    world.serve(fake_server("--ttft", "0.6", "--tokens", "4"))  # slower than ttft_p90_ms <= 500
     probes(world, ctx, 2, start=NOW - timedelta(minutes=10))
-    world.modal.endpoint = fake_server("--chat-status", "500").url
+    world.serve(fake_server("--chat-status", "500"))
     probes(world, ctx, 2, start=NOW - timedelta(minutes=5))
     report = status.run(ctx, world.d(ctx), status.Options(since="1h"))
     w = report.detail.sentinel
@@ -93,7 +109,7 @@ def test_status_since_shows_attainment_errors_percentiles_cold_starts_and_no_bak
 
 def test_status_since_of_a_scaled_to_zero_recipe_counts_skips_and_never_probes(world):
     ctx = deployed(world, "scaling.min_containers=0")
-    world.modal.set_replicas(APP, 0)
+    world.wire.replicas[("prod", APP)] = 0  # scaled to zero: what Modal's stats say
     probes(world, ctx, 3, start=NOW - timedelta(minutes=3))
     w = status.run(ctx, world.d(ctx), status.Options(since="1h")).detail.sentinel
     assert (w["sent"], w["skipped"]) == (0, 3)
@@ -112,7 +128,7 @@ def test_check_passes_when_attained_and_fails_below_min_attainment_saying_why(wo
     ctx = deployed(world)
     probes(world, ctx, 30, start=NOW - timedelta(minutes=40))
     assert "every objective attained" in check.run(ctx, world.d(ctx)).message
-    world.modal.endpoint = fake_server("--ttft", "0.6", "--tokens", "3").url
+    world.serve(fake_server("--ttft", "0.6", "--tokens", "3"))
     probes(world, ctx, 3, start=NOW - timedelta(minutes=5))
     said: list[str] = []
     ctx.say = said.append
@@ -134,9 +150,7 @@ def test_check_fails_when_the_billed_cost_per_hour_drifts_beyond_the_margin(worl
     probes(world, ctx, 30, start=world.now - timedelta(minutes=40))
     replica = costs.price(costs.Container.of(spec.server(world.d(ctx))), costs.rates_for(ctx.settings.costs))
     hour = world.now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    tags = {"env": "prod", "recipe": RECIPE, "role": "server", "commit": "x"}
-    world.modal.set_billing(rows={"prod": [{"object_id": "ap-1", "description": APP, "interval_start": hour.timestamp(),
-                                            "cost": str(replica.usd * 2), "tags": tags}]})  # two replicas' worth
+    world.bill([{"interval_start": hour.timestamp(), "cost": str(replica.usd * 2)}])  # two replicas' worth
     with pytest.raises(StageError, match=r"1 cost drift\(s\): .*billed \$.* is \+100.0% against the estimated"):
         check.run(ctx, world.d(ctx))
 
@@ -169,18 +183,21 @@ def test_advise_finds_the_windows_hidden_in_the_bill_as_toml_the_settings_load(w
     ctx = deployed(world, "scaling.min_containers=0")
     d = world.d(ctx)
     replica = costs.price(costs.Container.of(spec.server(d)), costs.rates_for(ctx.settings.costs))
-    world.modal.set_billing(rows={"prod": synthetic_bill(replica.usd, 4, NOW, office_hours)})
-    # Recorded starts: three on weekday mornings (inside the window), two on a Sunday night (outside it).
+    world.bill(synthetic_bill(replica.usd, 4, NOW, office_hours))
+    # Recorded starts: three on weekday mornings (inside the window), two on a Sunday night (outside it), where the
+    # release's containers record them.
     since, _ = advice.history_period(NOW, 4)
+    bucket = coldstarts.bucket_of(ReleaseStore(world.modal).read(d).current)
     for at in (since + timedelta(days=1, hours=8, minutes=1), since + timedelta(days=8, hours=9),
                since + timedelta(days=16, hours=12), since + timedelta(days=6, hours=3), since
                + timedelta(days=13, hours=3)):
-        world.modal.record_start("prod", f"{APP}/x", {"started_at": at.timestamp(), "outcome": "ready"})
+        world.modal.record_start("prod", bucket, {"started_at": at.timestamp(), "outcome": "ready"})
     report = status.run(ctx, d, status.Options(advise=True))
     got = report.detail.advice
     assert got["schedule"] == [{"name": "advised-mon-fri-08-18", "start": "0 8 * * MON-FRI", "end": "0 18 * * MON-FRI",
                                 "timezone": "UTC", "min_containers": 1}]
     assert got["warm_hours_per_week"] == 50
+    assert "cold starts in the history: 5; under the proposal users would still have met 2" in report.message
     assert got["standing_saved_usd_per_week"] == pytest.approx((168 - 50) * replica.usd, abs=0.01)
     assert "[[scaling.schedule]]" in report.message and 'start = "0 8 * * MON-FRI"' in report.message
     # The TOML loads through the real settings, and the floor it sets is the window's.
@@ -252,7 +269,6 @@ def test_advise_refuses_without_history_on_too_little_and_on_an_always_warm_one(
 
 def test_status_since_shows_the_bakes_verdict_once_one_is_recorded(world):
     from infra.control.bake_policy import ROLLED_BACK, Bake
-    from infra.perf.releases import ReleaseStore
 
     ctx = deployed(world)
     current = ReleaseStore(world.modal).read(world.d(ctx)).current

@@ -76,7 +76,7 @@ def _unimplemented(name: str):
 
 def servicer_class(*mixins: type) -> type:
     """ModalClientBase with the mixins' RPCs, and a recording UNIMPLEMENTED handler for every other one."""
-    cls = type("FakeModalServicer", (ServicerBase, *mixins, api_grpc.ModalClientBase), {})
+    cls = type("ModalWireServicer", (ServicerBase, *mixins, api_grpc.ModalClientBase), {})
     for name in sorted(cls.__abstractmethods__):
         setattr(cls, name, _unimplemented(name))
     cls.__abstractmethods__ = frozenset()
