@@ -67,8 +67,8 @@ def would(options: Options, where: str) -> str:
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.BenchReport]:
     target = bench.BenchTarget(env=d.env, recipe=d.recipe.name, app=None if options.url else d.app_name)
-    workload = options.workload if options.workload.model else dataclasses.replace(
-        options.workload, model=d.recipe.model)
+    workload = options.workload if options.workload.model else options.workload.model_copy(
+        update={"model": d.recipe.model})
     if ctx.dry_run:
         where = options.url or f"the deployed endpoint of {d.app_name} (Modal environment {d.modal.environment})"
         return result(STAGE, d, "dry-run", would(options, f"{where}, model {workload.model}"))

@@ -203,7 +203,7 @@ def bench_options(*, url=None, proxy_auth=False, model=None, concurrency="1,4,16
     return stage.Options(
         workload=engine.Workload(prompt_tokens=whole("--prompt-tokens", prompt_tokens) or engine.DEFAULT_PROMPT_TOKENS,
                                  max_tokens=whole("--max-tokens", max_tokens) or engine.DEFAULT_MAX_TOKENS,
-                                 model=model or None, **sampling(temperature, top_p, top_k)),
+                                 model=model or None, sampling=sampling(temperature, top_p, top_k)),
         plan=engine.Plan(concurrency=tuple(levels), requests=n, duration=dur,
                          warmup=whole("--warmup", 1 if warmup is None else warmup, minimum=0),
                          timeout=seconds("--timeout", timeout) or engine.DEFAULT_TIMEOUT,

@@ -89,9 +89,9 @@ def test_each_recipe_carries_its_gate_workload_and_the_vlm_sends_its_packaged_im
     w, _ = gate.bench_inputs(vlm, model="Qwen/Qwen3.6-35B-A3B-FP8", target_concurrency=10)
     assert w.image == lifecycle.warmup_image_data_url()
     # Reports and manifests name the image by type, size and digest, never carry its bytes.
-    described = w.to_record().image
+    described = w.to_data()["image"]
     assert described.startswith("image/png;base64, ") and "sha256 " in described
-    assert w.image.split(",", 1)[1] not in json.dumps(w.to_record().to_data())
+    assert w.image.split(",", 1)[1] not in json.dumps(w.to_data())
 
 
 def test_the_vlm_workload_sends_the_image_with_every_request(fake_server):

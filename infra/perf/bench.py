@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Annotated
 
 import aiohttp
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from infra.control.objectives import Target
 from infra.perf import client
 from infra.runtime.errors import ConfigError, StageError
-from infra.runtime.model import Stored
+from infra.runtime.model import Stored, is_resolved
 from infra.runtime.secrets import scrub, shown
 
 SCHEMA = 1
@@ -61,31 +61,47 @@ BUSY_LAG = 0.002  # median event-loop lag (s) above which its timestamps are sus
 # ---------------------------------------------------------------- workload and plan
 
 
-@dataclass(frozen=True)
-class Workload:
+def _describe_image(url: str | None) -> str | None:
+    """A data URL as its type, size and digest (reports and manifests stay small; equal images compare equal)."""
+    if not url or not url.startswith("data:"):
+        return url
+    head, _, data = url.partition(",")
+    return (f"{head.removeprefix('data:')}, {len(data)} characters, sha256 "
+            f"{hashlib.sha256(data.encode()).hexdigest()[:16]}")
+
+
+SAMPLING = ("temperature", "top_p", "top_k")
+
+
+class Workload(Stored):
+    """What each measured request sends (`payload`), and what a report keeps of it: the image as `_describe_image`
+    names it. Read back, a report written before sampling was recorded has `sampling` None."""
+
     prompt_tokens: int = DEFAULT_PROMPT_TOKENS
+    prompt_words: int | None = None  # prompt_tokens, under the name older reports gave it
     max_tokens: int = DEFAULT_MAX_TOKENS
     model: str | None = None
     ignore_eos: bool = True
-    extra: dict = field(default_factory=dict)
-    temperature: float | None = DEFAULT_TEMPERATURE  # None: the server's default
-    top_p: float | None = None
-    top_k: int | None = None
+    # Each of SAMPLING, None for the server's default (not sent); greedy by default, as sglang.bench_serving.
+    sampling: dict[str, int | float | None] | None = None
+    extra: dict = Field(default_factory=dict)
     # An image URL (a data: URL for vision recipes) sent after the prompt text in every request. After, so the
     # unique tag still opens the prompt and the prefix cache cannot serve one request's image from another's.
-    image: str | None = None
+    image: Annotated[str | None, PlainSerializer(_describe_image)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_built_or_read(cls, data: object, info: ValidationInfo) -> object:
+        if not isinstance(data, dict) or is_resolved(info):
+            return {"sampling": None} | data if isinstance(data, dict) else data
+        sampling = dict.fromkeys(SAMPLING) | {"temperature": DEFAULT_TEMPERATURE} | data.get("sampling", {})
+        return data | {"prompt_words": data.get("prompt_tokens", DEFAULT_PROMPT_TOKENS), "sampling": sampling}
 
     def prompt(self, tag: str) -> str:
         return f"[{tag}]" + f" {PROMPT_WORD}" * self.prompt_tokens
 
-    @property
-    def sampling(self) -> dict:
-        """What is sent: only the parameters that are set (the rest are the server's defaults)."""
-        values = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
-        return {k: v for k, v in values.items() if v is not None}
-
     def payload(self, tag: str, max_tokens: int | None = None) -> dict:
-        extra = self.sampling | dict(self.extra)
+        extra = {k: v for k, v in (self.sampling or {}).items() if v is not None} | dict(self.extra)
         if self.ignore_eos and "ignore_eos" not in extra:
             extra["ignore_eos"] = True
         content: str | list[dict] = self.prompt(tag)
@@ -94,21 +110,14 @@ class Workload:
         messages = [{"role": "user", "content": content}]
         return client.chat_payload(messages, model=self.model, max_tokens=max_tokens or self.max_tokens, **extra)
 
-    def to_record(self) -> MeasuredWorkload:
-        return MeasuredWorkload(prompt_tokens=self.prompt_tokens, prompt_words=self.prompt_tokens,
-                                max_tokens=self.max_tokens,
-                                model=self.model, ignore_eos=self.ignore_eos, extra=self.extra,
-                                sampling={"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k},
-                                image=_describe_image(self.image))
+    def comparable(self) -> dict:
+        """What must be equal for two measurements to compare: all but the model (a fine-tune swap is the same load)."""
+        return self.model_dump(mode="json", exclude={"model"})
 
-
-def _describe_image(url: str | None) -> str | None:
-    """A data URL as its type, size and digest (reports and manifests stay small; equal images compare equal)."""
-    if not url or not url.startswith("data:"):
-        return url
-    head, _, data = url.partition(",")
-    return (f"{head.removeprefix('data:')}, {len(data)} characters, sha256 "
-            f"{hashlib.sha256(data.encode()).hexdigest()[:16]}")
+    def differences(self, other: Workload, arrow: str) -> str:
+        """'max_tokens 128 -> 256, ...': how `other` differs from this one where it counts ('' where it does not)."""
+        a, b = self.comparable(), other.comparable()
+        return ", ".join(f"{k} {a[k]!r} {arrow} {b[k]!r}" for k in sorted(a) if a[k] != b[k])
 
 
 class Plan(Stored):
@@ -130,26 +139,6 @@ class Plan(Stored):
 
 
 # ---------------------------------------------------------------- the report (schema 1), as written and read back
-
-
-class MeasuredWorkload(Stored):
-    prompt_tokens: int
-    prompt_words: int | None = None
-    max_tokens: int
-    model: str | None = None
-    ignore_eos: bool = True
-    sampling: dict[str, int | float | None] | None = None  # None: written before sampling was recorded
-    extra: dict = Field(default_factory=dict)
-    image: str | None = None
-
-    def comparable(self) -> dict:
-        """What must be equal for two measurements to compare: all but the model (a fine-tune swap is the same load)."""
-        return self.model_dump(mode="json", exclude={"model"})
-
-    def differences(self, other: MeasuredWorkload, arrow: str) -> str:
-        """'max_tokens 128 -> 256, ...': how `other` differs from this one where it counts ('' where it does not)."""
-        a, b = self.comparable(), other.comparable()
-        return ", ".join(f"{k} {a[k]!r} {arrow} {b[k]!r}" for k in sorted(a) if a[k] != b[k])
 
 
 NOT_A_NUMBER = "not_a_number"
@@ -304,7 +293,7 @@ class BenchReport(Stored):
     label: str | None = None
     created: str | None = None
     target: BenchTarget = Field(default_factory=BenchTarget)
-    workload: MeasuredWorkload
+    workload: Workload
     plan: Plan
     client: ClientHost = Field(default_factory=ClientHost)
     cold_start: ColdWait = Field(default_factory=ColdWait)
@@ -639,7 +628,7 @@ async def run_async(
     return BenchReport(
         label=label, created=created,
         target=(target or BenchTarget()).model_copy(update={"url": url, "model": workload.model}),
-        workload=workload.to_record(), plan=plan, cold_start=cold, levels=levels,
+        workload=workload, plan=plan, cold_start=cold, levels=levels,
         client=ClientHost(host=socket.gethostname(), python=platform.python_version(), aiohttp=aiohttp.__version__,
                           cpu_count=os.cpu_count(), loop_lag_tick_ms=LAG_TICK * 1000))
 

@@ -55,7 +55,7 @@ def bench_inputs(
 def workload_of(workload: GateWorkload, model: str | None) -> bench.Workload:
     """What each request of the gate workload sends (the bake sends the same, one at a time)."""
     return bench.Workload(prompt_tokens=workload.prompt_tokens, max_tokens=workload.max_tokens, model=model,
-                          temperature=workload.temperature,
+                          sampling={"temperature": workload.temperature},
                           image=lifecycle.warmup_image_data_url() if workload.with_image else None)
 
 

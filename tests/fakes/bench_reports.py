@@ -30,6 +30,6 @@ def report(*levels: bench.Level, env: str = "staging", label: str | None = None,
     workload = workload or bench.Workload(prompt_tokens=512, max_tokens=10, extra={"temperature": 0.0})
     return bench.BenchReport(
         label=label, created="2026-01-02T03:04:05+00:00",
-        target=bench.BenchTarget(url=f"https://{env}.example.modal.run", env=env), workload=workload.to_record(),
+        target=bench.BenchTarget(url=f"https://{env}.example.modal.run", env=env), workload=workload,
         plan=bench.Plan(concurrency=tuple(lv.concurrency for lv in levels), requests=10),
         cold_start=bench.ColdWait(ready=True, attempts=1, waited_s=0.1), levels=list(levels))
