@@ -134,7 +134,7 @@ def ledger_comparison() -> str:
 
     history = _history()
     a, b = (ledger.find_release(history, rid, "prod manifest") for rid in (A_ID, B_ID))
-    return ledger.render_comparison(ledger.compare_releases(a, b))
+    return ledger.render_comparison(ledger.compare_reports(ledger.labelled(a), ledger.labelled(b)))
 
 
 def gate_setting_errors() -> str:

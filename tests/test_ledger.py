@@ -151,7 +151,8 @@ def test_two_recorded_releases_compare_like_two_bench_files():
     b = release(3, gate=passed(measured(0.2, 0.005)))
     history = [b, a, release(1, kind="deploy")]
     found_a = ledger.find_release(history, a.release_id, "prod manifest")
-    comparison = ledger.compare_releases(found_a, ledger.find_release(history, b.release_id, "prod manifest")).to_data()
+    found_b = ledger.find_release(history, b.release_id, "prod manifest")
+    comparison = ledger.compare_reports(ledger.labelled(found_a), ledger.labelled(found_b)).to_data()
     assert comparison["a"] == "r20260102-120000-abcde2 (prod v2, gate on staging)"
     assert comparison["b"] == "r20260103-120000-abcde3 (prod v3, gate on staging)"
     rows = {(r["concurrency"], r["metric"]): r for r in comparison["rows"]}
@@ -162,14 +163,15 @@ def test_two_recorded_releases_compare_like_two_bench_files():
     assert text.splitlines()[:2] == [f"A = {comparison['a']}", f"B = {comparison['b']}"]
 
     # The stored measurement survives the manifest's JSON round trip and compares the same.
-    again = ledger.compare_releases(releases.Release.read_json(json.dumps(found_a.to_data())), b)
+    again = ledger.compare_reports(ledger.labelled(releases.Release.read_json(json.dumps(found_a.to_data()))),
+                                   ledger.labelled(b))
     assert again.to_data()["rows"] == comparison["rows"]
 
 
 def test_comparing_unlike_measurements_warns():
     a = release(2, gate=passed(measured(0.1, 0.01)))
     b = release(3, measurement=measured(0.1, 0.01, env="prod", image="data:image/png;base64,AAAA"))
-    comparison = ledger.compare_releases(a, b)
+    comparison = ledger.compare_reports(ledger.labelled(a), ledger.labelled(b))
     assert comparison.warnings[0].startswith("the two were measured with different workloads (image None vs "
                                              "'image/png;base64, 4 characters")
     assert comparison.warnings[1] == "A was measured on staging, B on prod: endpoints differ too"
@@ -184,6 +186,6 @@ def test_unknown_or_unmeasured_releases_are_one_line_errors():
                                           r"r20260103-120000-abcde3, \.\.\.$"):
         ledger.find_release(history, "r20260109-120000-abcdef", "prod manifest")
     with pytest.raises(ConfigError, match=r"^--compare: release r20260107-120000-abcde7 has no recorded measurement"):
-        ledger.compare_releases(history[0], history[1])
+        ledger.compare_reports(ledger.labelled(history[0]), ledger.labelled(history[1]))
     with pytest.raises(ConfigError, match="recorded there .*: none$"):
         ledger.find_release([], "r20260109-120000-abcdef", "prod manifest")

@@ -36,11 +36,8 @@ class Clock(Protocol):
 
 
 class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+    now = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
 
 
 @dataclass(frozen=True)

@@ -474,10 +474,7 @@ async def run_level(session: aiohttp.ClientSession, url: str, workload: Workload
     async def worker() -> None:
         nonlocal issued
         while True:
-            if deadline is not None:
-                if time.perf_counter() >= deadline:
-                    return
-            elif issued >= total:
+            if time.perf_counter() >= deadline if deadline is not None else issued >= total:
                 return
             issued += 1
             payload = workload.payload(tags())

@@ -110,12 +110,8 @@ def proxy_auth_headers(url: str, environ: dict[str, str] | None = None, *, requi
 
 
 def is_local_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host or "").is_loopback
     except ValueError:
         return False
 

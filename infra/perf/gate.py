@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.control import objectives
+from infra.control.bake_policy import BakeOff
 from infra.control.objectives import Target
 from infra.perf import bench, smoketest
 from infra.runtime import lifecycle
@@ -298,16 +299,9 @@ def write_job_summary(markdown: str, environ: Mapping[str, str] | None = None) -
 # ---------------------------------------------------------------- --skip-gate
 
 
-class Override(Stored):
-    """Who skipped the gate, from where, when and why: recorded in the promoted release's manifest."""
-
-    reason: str
-    by: str  # user@host of the process that promoted
-    at: float  # epoch seconds, like Release.deployed_at
-    github_actor: str | None = None
-    github_workflow: str | None = None
-    github_run_id: str | None = None
-    github_run_url: str | None = None
+class Override(Stored, BakeOff):
+    """Who skipped the gate (user@host), from where, when (epoch seconds) and why: recorded in the promoted release's
+    manifest, as the same fields say who turned a bake off."""
 
     def line(self) -> str:
         ci = ""

@@ -9,8 +9,8 @@ replica costs `hourly_usd` (infra/control/costs.py, as Modal bills it) and at th
     USD per million output tokens = hourly_usd / (tokens/s × 3600) × 10⁶,
 
 the price of a busy replica (idle warm ones cost more per token: `plan` shows their standing cost). `bill` sets
-what Modal billed for each release beside that estimate; `compare_releases` puts two recorded releases through
-`bench.compare`, as `invoke bench --compare` does two files.
+what Modal billed for each release beside that estimate; `compare_reports` puts two recorded releases (`labelled`)
+through `bench.compare`, as `invoke bench --compare` does two files.
 """
 
 from __future__ import annotations
@@ -518,11 +518,6 @@ def labelled(release: Release) -> BenchReport:
     report, where = found
     version = release.version
     return report.model_copy(update={"label": f"{rid} ({release.env} v{version if version else '?'}, {where})"})
-
-
-def compare_releases(a: Release, b: Release) -> Comparison:
-    """B relative to A from their recorded measurements; `warnings` says when the two are not like for like."""
-    return compare_reports(labelled(a), labelled(b))
 
 
 def compare_reports(ra: BenchReport, rb: BenchReport) -> Comparison:
