@@ -710,15 +710,10 @@ def describe(report: BenchReport) -> str:
     per_level = (f"{p.duration:g} s per level" if p.duration else
                  f"{p.requests} requests per level" if p.requests else "default requests per level")
     name = f"{report.label}: " if report.label else ""
+    sampling = ("sampling=unrecorded" if w.sampling is None  # a report written before sampling was recorded
+                else " ".join(f"{k}={'server' if v is None else format(v, 'g')}" for k, v in w.sampling.items()))
     return (f"{name}{report.target.url}  model={report.target.model or '-'}  prompt~{w.prompt_tokens} tokens  "
-            f"max_tokens={w.max_tokens}  {describe_sampling(w.sampling)}  {per_level}  warm-up {p.warmup} round(s)")
-
-
-def describe_sampling(sampling: dict | None) -> str:
-    """'temperature=0 top_p=server top_k=server'; reports written before sampling was recorded say so."""
-    if sampling is None:
-        return "sampling=unrecorded"
-    return " ".join(f"{k}={'server' if v is None else format(v, 'g')}" for k, v in sampling.items())
+            f"max_tokens={w.max_tokens}  {sampling}  {per_level}  warm-up {p.warmup} round(s)")
 
 
 def render_table(report: BenchReport) -> str:

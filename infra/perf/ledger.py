@@ -208,10 +208,6 @@ def _short(text: str | None, n: int = 8) -> str:
     return "-" if not text else text[:n]
 
 
-def _image_tag(image: str | None) -> str:
-    return "-" if not image else image.rsplit(":", 1)[-1] if ":" in image else image
-
-
 def cold_start_text(summary: StartSummary | None) -> str:
     """'94.7/127.5 (3)': median and worst seconds from container start to ready, and how many starts ready."""
     if not summary or summary.median_s is None:
@@ -236,7 +232,7 @@ def render_table(rows: Iterable[tuple[Release, Performance | None]],
             how(release),
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) if at else "-",
             _short(release.commit, 12) + ("-dirty" if release.dirty else ""),
-            _image_tag(release.image),
+            release.image.rsplit(":", 1)[-1] if release.image else "-",  # its tag
             _short(release.model_revision),
             _short(release.draft_revision),
             "-" if not smoke else ("passed" if smoke.passed else "FAILED"),

@@ -281,7 +281,6 @@ class ReleaseStore:
 
     def record(self, d: Deployment, manifest: Manifest, release: Release) -> Manifest:
         """Make `release` current, keeping a bounded history; the release it replaces keeps its cold-start summary."""
-        expected = manifest.revision
         history = [r for r in manifest.history if r.release_id != release.release_id]
         if (replaced := manifest.current) is not None and replaced.cold_starts is None:
             summary = self._cold_starts(d, replaced, release.deployed_at, manifest.history)
@@ -289,7 +288,7 @@ class ReleaseStore:
                        for r in history]
         updated = Manifest(env=manifest.env, recipe=manifest.recipe, current=release,
                            history=([release] + history)[:HISTORY_LIMIT], revision=manifest.revision)
-        return self.write(d, updated, expected)
+        return self.write(d, updated, manifest.revision)
 
     def _cold_starts(self, d: Deployment, release: Release, replaced_at: float,
                      history: list[Release]) -> timeline.StartSummary | None:
