@@ -114,7 +114,7 @@ def measure(options: Options, target: bench.BenchTarget | None = None, *, say=_s
                        else None, objectives=held)
     for c, payloads in sent.items():
         say(f"bench: the {len(payloads)} requests sent at concurrency {c} written to "
-            f"{bench.write_requests(payloads, bench.requests_path(options.requests_path, c))}")
+            f"{bench.write_requests(payloads, options.requests_path, c)}")
     if options.json_path:
         say(f"bench: results written to {bench.write_json(report, Path(options.json_path))}")
     if options.plot:

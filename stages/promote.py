@@ -57,7 +57,7 @@ class Promoted:
 
 def same_release(target: Deployment, release: Release) -> Deployment:
     """The target environment's deployment serving the release's recipe, whole: what staging ran is what prod runs."""
-    return target.with_recipe(release.served)
+    return target.with_recipe(release.deployment.recipe)
 
 
 def check_direction(source: Settings, target: Settings) -> None:

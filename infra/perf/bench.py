@@ -640,23 +640,19 @@ def run(url: str, workload: Workload, plan: Plan, **options) -> BenchReport:
 LEVEL_PLACEHOLDER = "{concurrency}"
 
 
-def requests_path(template: str | Path, concurrency: int) -> Path:
-    return Path(str(template).replace(LEVEL_PLACEHOLDER, str(concurrency)))
-
-
-def write_requests(payloads: list[dict], path: str | Path) -> Path:
-    """The measured requests of one level, in the order they went out, each exactly as sent: one JSON object a line.
+def write_requests(payloads: list[dict], template: str | Path, concurrency: int) -> Path:
+    """The measured requests of one level (to `template`, LEVEL_PLACEHOLDER read as `concurrency`), in the order
+    they went out, each exactly as sent: one JSON object a line.
 
     That is the JSONL `python -m sglang.bench_serving --dataset-name openai --dataset-path FILE` replays (SGLang
     0.5.11, benchmark/datasets/openai_dataset.py): it keeps the file's order, takes `messages` as the prompt,
     `max_tokens` as the output length (sent as max_completion_tokens, which SGLang reads the same), its own
     --model as the model, and sends every other key (stream_options, temperature, ignore_eos...) unchanged, so
     two tools can be compared on the same requests rather than on workloads that only look alike."""
-    path = Path(path)
+    path = Path(str(template).replace(LEVEL_PLACEHOLDER, str(concurrency)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(p, separators=(",", ":")) + "\n" for p in payloads))
     return path
-
 
 
 def write_json(report: BenchReport, path: str | Path) -> Path:

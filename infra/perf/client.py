@@ -171,8 +171,6 @@ async def stream_chat(
                     result.reasoning += reasoning
                     if on_text:
                         on_text(content or reasoning)
-    except EndpointError:
-        raise
     except TimeoutError:
         if received_any:
             raise EndpointError("stalled", f"stream from {url} stalled: not finished within {timeout:g} s") from None

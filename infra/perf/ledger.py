@@ -160,7 +160,7 @@ def priced(release: Release, rates: costs.Rates) -> Performance | None:
     found = measurement_of(release)
     if found is None:
         return None
-    return performance(found[0], target_concurrency=release.served.target_concurrency,
+    return performance(found[0], target_concurrency=release.deployment.recipe.target_concurrency,
                        hourly=costs.price(container_of(release), rates), measured_on=found[1])
 
 

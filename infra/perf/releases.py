@@ -36,7 +36,6 @@ from infra.runtime.acceptance import AcceptanceRun
 from infra.runtime.deployment import Deployment, startup_lifted
 from infra.runtime.errors import ConfigError, Refused
 from infra.runtime.model import Stored
-from infra.runtime.recipes.base import Recipe
 from infra.runtime.remote import Remote
 from infra.runtime.secrets import scrub
 
@@ -168,10 +167,6 @@ class Release(Stored):
     model_revision = computed_field(property(attrgetter("deployment.recipe.model_revision")), return_type=str)
     draft_model = computed_field(property(attrgetter("deployment.recipe.draft_model")), return_type=str | None)
     draft_revision = computed_field(property(attrgetter("deployment.recipe.draft_revision")), return_type=str | None)
-
-    @property
-    def served(self) -> Recipe:
-        return self.deployment.recipe
 
     @property
     def smoke_passed(self) -> bool:
