@@ -1,9 +1,8 @@
 """The GPU acceptance suite, run where the recipe runs: `python -m pytest tests/gpu` and its report, read back.
 
-`invoke gpu-test` runs it in a Modal Function with the recipe's own image, GPU and Volumes (spec.py `jobs()`), as
-exactly the command a developer runs on a machine with a GPU, so the two cannot drift (docs/acceptance.md). The
-shape is chosen by variables the suite reads; pytest's JUnit XML says which test passed, failed or was skipped and
-why, and GPU_SUITE_REPORT carries what the tests measured. Standard library and pydantic only: containers import it.
+`invoke gpu-test` runs it in a Modal Function with the recipe's own image, GPU and Volumes, as exactly the command a
+developer runs on a machine with a GPU, so the two cannot drift (docs/acceptance.md). Standard library and pydantic
+only: containers import it.
 """
 
 from __future__ import annotations
@@ -135,8 +134,8 @@ def _probe(argv: list[str]) -> str | None:
 
 def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: str = SUITE,
               env: dict[str, str] | None = None, timeout: float | None = None) -> SuiteResult:
-    """Run the suite in `project` at `shape` for `recipe`; the result whatever the tests found (a failing test is
-    a result, not an exception: the caller names it). Only a suite that cannot run at all raises."""
+    """The suite's result whatever the tests found (the caller names a failing test); raises only where the suite
+    cannot run at all."""
     if shape not in SHAPES:
         raise ValueError(f"shape {shape!r}: allowed: {', '.join(SHAPES)}")
     with tempfile.TemporaryDirectory(prefix="gpu-test-") as tmp:
@@ -159,11 +158,8 @@ def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The Function's body from a shell, on any machine with a GPU (the lent one included):
-
-        python -m infra.runtime.acceptance --shape tiny --recipe qwen3-8b-low-latency [--project .] [--json FILE]
-
-    It prints each test's outcome and writes the SuiteResult as JSON; its exit code is 0 only when the suite passed."""
+    """The Function's body from a shell, on any machine with a GPU (the lent one included): exit code 0 only when the
+    suite passed."""
     import argparse
 
     p = argparse.ArgumentParser(description="python -m pytest tests/gpu at one shape, its JUnit report read back")

@@ -5,8 +5,7 @@ Deploy it with `invoke deploy --env ENV --recipe R`, or with Modal's own CLI:
     INFRA_ENV=prod INFRA_RECIPE=qwen3-8b-low-latency modal deploy -m infra.control.modal_entry --env prod
 
 Modal imports this module on the deploying machine and again in every container; both read the same `Deployment`
-(infra/runtime/current.py) and pass the options infra/runtime/spec.py computes (what `plan` prints), so a container
-finds the definition that was deployed (tests/test_app.py simulates that import).
+(infra/runtime/current.py), so a container finds the definition that was deployed (tests/test_app.py simulates it).
 """
 
 from __future__ import annotations

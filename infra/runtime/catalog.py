@@ -1,8 +1,7 @@
 """What Modal offers: GPU types and regions (prices are the laptop's: infra/control/costs.py).
 
-Settings validation checks names against these tables so that a typo fails on a
-laptop in milliseconds instead of on Modal after an image build. When Modal adds a
-GPU or a region, add it here, and its price to infra/control/costs.py.
+A typo fails on a laptop in milliseconds instead of on Modal after an image build. When Modal adds a GPU or a
+region, add it here, and its price to infra/control/costs.py.
 """
 
 from __future__ import annotations
@@ -11,16 +10,14 @@ from __future__ import annotations
 GPUS: dict[str, int] = {
     "T4": 16, "L4": 24, "A10": 24, "A10G": 24, "L40S": 48, "A100": 40, "A100-40GB": 40, "A100-80GB": 80,
     "RTX-PRO-6000": 96,
-    # "H100!" pins the H100: without the "!" Modal may upgrade the container to an
-    # H200, which changes kernel shapes and invalidates the DeepGEMM cache.
+    # "H100!" pins the H100: without it Modal may upgrade to an H200, which invalidates the DeepGEMM cache.
     "H100": 80, "H100!": 80, "H200": 141, "B200": 180,
 }
 
 MAX_GPUS_PER_CONTAINER = 8
 
-# Regions a container may be scheduled in (`compute_region`). Modal's region-selection guide
-# (modal.com/docs/guide/region-selection, read 2026-12-01) sorts them into broad regions (e.g. `us`)
-# and narrow ones (e.g. `us-west`), which it prices differently (infra/control/costs.py).
+# Regions a container may run in (`compute_region`): broad (e.g. `us`) and narrow (e.g. `us-west`), priced apart
+# (modal.com/docs/guide/region-selection, read 2026-12-01; infra/control/costs.py).
 BROAD_REGIONS: frozenset[str] = frozenset({"us", "eu", "uk", "ap", "jp", "ca", "sa", "me", "mx", "af"})
 NARROW_REGIONS: frozenset[str] = frozenset({"us-east", "us-central", "us-west", "eu-west", "eu-north", "eu-south",
                                              "ap-northeast", "ap-southeast", "ap-south", "ap-melbourne", "ca-east",

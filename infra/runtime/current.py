@@ -1,8 +1,7 @@
 """Which deployment this process defines Modal objects for, and whether it may.
 
-Modal imports infra/runtime/app.py and jobs.py twice: on the deploying machine, and again in every container. Both
-read the same Deployment, the JSON the deploying side put in `INFRA_DEPLOYMENT` (infra/runtime/remote.py, or
-infra/control/modal_entry.py for Modal's CLI) and baked into the containers: what a container finds was deployed.
+Modal imports infra/runtime/app.py and jobs.py on the deploying machine and again in every container; both read the
+Deployment the deploying side put in `INFRA_DEPLOYMENT`, so what a container finds was deployed.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import os
 from infra.runtime.deployment import DEPLOYMENT_VARIABLE, Deployment
 from infra.runtime.errors import ConfigError
 
-# The git tag a deploy is deploying (`git-<sha>[-dirty]`), set by the deploying side for the import of
-# infra/runtime/app.py alone: the server App's `commit` tag (infra/runtime/spec.py `tags`). Containers never see it.
+# The git tag a deploy is deploying (`git-<sha>[-dirty]`), for the server App's `commit` tag; containers never see it.
 COMMIT_TAG_VARIABLE = "INFRA_COMMIT_TAG"
 
 
@@ -36,8 +34,8 @@ def commit_tag(environ: dict[str, str] | None = None) -> str | None:
 
 
 def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bool) -> None:
-    """On the deploying machine, MODAL_ENVIRONMENT must name the deployment's Modal Environment: a deploy that lands
-    in the profile's default is a bug. Inside a container (is_local False) Modal has already placed us."""
+    """On the deploying machine MODAL_ENVIRONMENT must name the deployment's Modal Environment: a deploy that lands in
+    the profile's default is a bug. In a container Modal has placed us already."""
     if is_local and (found := environ.get("MODAL_ENVIRONMENT")) != d.modal.environment:
         raise ConfigError(
             f"environment '{d.env}' deploys into Modal Environment '{d.modal.environment}', "

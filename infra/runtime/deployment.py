@@ -1,10 +1,8 @@
 """A Deployment: one recipe resolved against one environment's settings, and the parts it is made of.
 
-The single source of truth for what is built, deployed or printed: infra/runtime/spec.py turns it into the Modal
-options app.py and jobs.py pass (and `plan` prints), and containers receive it as JSON (`INFRA_DEPLOYMENT`), read
-back with these classes. The parts are the sections of `environments/<env>.toml` (infra/control/settings.py declares
-them with these classes); `recipe` is the resolved recipe a promotion carries whole, every other part the
-environment's. An older release's deployment is read tolerantly (`read`: unknown keys ignored, new fields defaulted).
+The single source of truth for what is built, deployed or printed (infra/runtime/spec.py), sent to containers as JSON
+(`INFRA_DEPLOYMENT`). The parts are the sections of `environments/<env>.toml`; `recipe` is the resolved recipe a
+promotion carries whole, every other part the environment's.
 """
 
 from __future__ import annotations
@@ -50,8 +48,7 @@ class ModalTarget(Frozen):
 
 
 class Window(Frozen):
-    """One `[[scaling.schedule]]` window: from each `start` firing to the next `end` firing, this floor holds
-    (infra/runtime/schedule.py: overlaps take the highest floor, field by field)."""
+    """One `[[scaling.schedule]]` window: from each `start` firing to the next `end` firing, this floor holds."""
 
     name: str
     start: str = Field(description="cron expression: the window opens when it fires")
@@ -95,8 +92,8 @@ class Scaling(Frozen):
 
 
 class Placement(Frozen):
-    """Where containers and Modal's proxies run ([placement]): the one place a region is set. An environment's,
-    not a recipe's: a promotion carries the recipe, not where it ran."""
+    """Where containers and Modal's proxies run ([placement]): an environment's, not a recipe's, so a promotion
+    carries the recipe, not where it ran."""
 
     compute_region: ComputeRegion | None = Field(
         default=None, description="where containers run (none: anywhere, and no region multiplier on the bill)")
@@ -136,8 +133,7 @@ class Caches(Frozen):
 
 
 class Startup(Frozen):
-    """What a server container does while it starts ([startup]): deployed, read by infra/runtime/app.py and
-    infra/runtime/startup.py."""
+    """What a server container does while it starts ([startup]): deployed."""
 
     gpu_snapshot: bool = Field(default=False, description="Modal GPU memory snapshots (alpha; single-GPU recipes; "
                                                           'per recipe: recipes."<name>".gpu_snapshot)')
@@ -187,7 +183,8 @@ class Deployment(Frozen):
 
     @classmethod
     def read(cls, data: dict[str, Any]) -> Deployment:
-        """A deployment recorded by a release, possibly by an older version of this package (see the policy above)."""
+        """A deployment recorded by a release, possibly by an older version (unknown keys ignored, new fields
+        defaulted)."""
         return cls.model_validate(startup_lifted(data), strict=False, extra="ignore", context=RESOLVED)
 
     def with_recipe(self, recipe: Recipe) -> Deployment:

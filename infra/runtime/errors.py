@@ -1,9 +1,5 @@
-"""Errors meant for people.
-
-Anything raised as a `UserError` reaches the terminal as a single line (no
-traceback unless `--debug`): what is wrong, the value, what is allowed, and where
-it helps, what to run next.
-"""
+"""Errors meant for people: a `UserError` reaches the terminal as one line (no traceback unless `--debug`): what is
+wrong, the value, what is allowed, and where it helps, what to run next."""
 
 from __future__ import annotations
 

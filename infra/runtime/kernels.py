@@ -1,22 +1,18 @@
 """The compile job: every JIT cache of the recipe's SGLang stack compiled ahead of time, published keyed.
 
-SGLang compiles on first use (DeepGEMM's FP8 GEMMs for tens of minutes cold, Triton during CUDA-graph capture,
-torch.compile'd piecewise graphs, FlashInfer and sgl-kernel modules, the first speculative decode), and a server that
-finds none of it pays all of it before it may take traffic. This job pays it once per key (compile_cache.py):
-`sglang.compile_deep_gemm` with the server's own arguments (exit code checked, bounded in time); then the real server
-launched with the deployment's launch arguments, warmed up with the recipe's requests and a concurrent burst, and
-stopped; then the local root published under the key's fingerprint, committed, and only then a marker recording the
-key (a matching marker skips it all). Everything compiles into compile_cache.LOCAL_ROOT, the path servers restore
-to. No `modal` import: tests run `compile_kernels` for real against the stand-in `sglang` package.
+SGLang compiles on first use (DeepGEMM's FP8 GEMMs for tens of minutes cold, Triton, torch.compile'd piecewise
+graphs, FlashInfer and sgl-kernel modules, the first speculative decode), and a server that finds none of it pays all
+of it before it may take traffic. This job pays it once per key (compile_cache.py), into compile_cache.LOCAL_ROOT, the
+path servers restore to. No `modal` import: tests run `compile_kernels` against the stand-in `sglang` package.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import Field
@@ -39,9 +35,8 @@ class CompileFailed(RuntimeError):
 
 
 class CompileRecord(Stored):
-    """The compile job's marker (and what `invoke compile` prints): the key, each step's seconds, the job's server
-    start phase by phase and DeepGEMM per GEMM shape. Markers written before the timeline was recorded (no
-    `server_timeline`, no `deep_gemm_shapes`) read with those empty (tests/test_kernels.py)."""
+    """The compile job's marker (and what `invoke compile` prints). Markers written before the timeline was recorded
+    read with `server_timeline` and `deep_gemm_shapes` empty (tests/test_kernels.py)."""
 
     key: dict
     fingerprint: str
@@ -59,8 +54,6 @@ class CompileRecord(Stored):
 
 
 def kernel_key(d: Deployment) -> dict:
-    """Everything that changes what is compiled: the SGLang build, the model, the parallelism, the GPU, the
-    arguments."""
     r = d.recipe
     return compile_cache.cache_key(
         sglang_image=r.sglang_image, gpu_type=r.gpu_type, tp_size=r.tp_size, model=r.model,
@@ -81,9 +74,8 @@ def compile_kernels(d: Deployment, cache_dir: str | Path, *, commit_volume: Call
                     env: dict[str, str] | None = None, kill_after: float | None = None,
                     local_root: str | Path = compile_cache.LOCAL_ROOT, port: int | None = None,
                     force: bool = False) -> dict:
-    """The Modal job's body for one deployment: its values, handed to `warm_caches`. compile_deep_gemm is bounded
-    by what spec.compile_budget allows it unless `kill_after` says otherwise. `force` compiles even where a marker
-    says this key is done (`invoke compile --recompile`: a start that missed the caches asks for it)."""
+    """The Modal job's body for one deployment. `force` compiles even where a marker says this key is done (`invoke
+    compile --recompile`: a start that missed the caches asks for it)."""
     if kill_after is None:
         kill_after = spec.compile_budget(d).deep_gemm_kill_after_seconds or KILL_AFTER
     r = d.recipe
@@ -101,16 +93,15 @@ def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, laun
                 commit_volume: Callable[[], None] = lambda: None, env: dict[str, str] | None = None,
                 kill_after: float = KILL_AFTER, burst: int = BURST, force: bool = False,
                 on_line: Callable[[str, float, str], None] | None = None) -> dict:
-    """Compile, warm, publish, mark (see the module's docstring). The record says how long each step took and, read
-    from SGLang's own output (infra/runtime/timeline.py), DeepGEMM's time per GEMM shape and the server's start phase
-    by phase: what a start without the caches costs. `on_line(step, t, line)` also sees every line of both steps."""
+    """compile_deep_gemm with the server's own arguments (bounded in time), then the real server warmed up with the
+    recipe's requests and a burst, then the tree published and committed, and only then the marker (a matching one
+    skips it all). `on_line(step, t, line)` also sees every line of both steps."""
     if marker.exists() and not force:
         return CompileRecord.read_json(marker.read_text()).to_data() | {"skipped": True}
     env = dict(os.environ if env is None else env) | compile_cache.environment(local_root)
     compile_cache.prepare(local_root)
     seconds: dict[str, float] = {}
 
-    # 1. DeepGEMM, where SGLang would use it.
     deepgemm = compile_cache.deepgemm_enabled(env)
     gemm_log = timeline.StartLog()
     if deepgemm and compile_argv:
@@ -118,7 +109,6 @@ def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, laun
         _run_deep_gemm(compile_argv, env, kill_after, _feeding(gemm_log, "compile_deep_gemm", on_line))
         seconds["deep_gemm"] = round(time.monotonic() - started, 1)
 
-    # 2. The server itself, as a container starts it, warmed up, then stopped.
     started = time.monotonic()
     base_url = f"http://127.0.0.1:{launch_argv[launch_argv.index('--port') + 1]}"
     log = timeline.StartLog(t0=started)
@@ -134,7 +124,6 @@ def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, laun
     seconds["server"] = round(time.monotonic() - started, 1)
     timings = server.timings
 
-    # 3. Published and committed before the marker claims it.
     published = compile_cache.publish(local_root, volume_root, key, replace=force)
     seconds["publish"] = published.seconds
     commit_volume()
@@ -176,19 +165,9 @@ def _burst(base_url: str, warmup: Warmup, model: str, n: int, server: ServerProc
     """`n` warm-up requests at once: batched prefill and decode shapes compile here, not for users."""
     if n < 2:
         return
-    errors: list[BaseException] = []
     one = warmup.model_copy(update={"count": 1})
-
-    def send() -> None:
-        try:
-            lifecycle.warm_up(base_url, one, model, server=server)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=send, daemon=True) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(n) as pool:  # leaves once every request is done
+        sent = [pool.submit(lifecycle.warm_up, base_url, one, model, server=server) for _ in range(n)]
+    errors = [f.exception() for f in sent if f.exception() is not None]
     if errors:
         raise CompileFailed(f"{len(errors)} of {n} concurrent warm-up requests failed: {errors[0]}")

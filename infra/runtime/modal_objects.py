@@ -1,10 +1,7 @@
 """The one place that turns the spec's plain data (infra/runtime/spec.py) into Modal SDK objects.
 
-Only three values need it: the image (a list of `modal.Image` calls), the Volumes
-(name and Modal Environment per mount path) and the Secrets (names). Every other
-key of a spec is already the keyword argument Modal takes, passed through as is.
-Every lookup names its Modal Environment explicitly: a Volume silently created in
-whatever environment the caller's profile defaults to is a cache nobody reads.
+Only the image, Volumes, Secrets and schedule need it; every other key is already Modal's keyword argument. Every
+lookup names its Modal Environment: a Volume silently created in the profile's default is a cache nobody reads.
 """
 
 from __future__ import annotations
@@ -14,8 +11,7 @@ from typing import Any
 
 import modal
 
-# The repository root, where the spec's relative local paths (the acceptance suite's sources) are read from: the same
-# files wherever `invoke` was started. In a container this is where the package is mounted, and nothing is read.
+# The repository root, where the spec's relative local paths (the acceptance suite's sources) are read from.
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_PATH_METHODS = ("add_local_dir", "add_local_file")
 

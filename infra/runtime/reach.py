@@ -1,12 +1,9 @@
 """A first answer from a network address within a deadline, and its failure in words.
 
-A client library's own timeouts bound the TCP connect at best: a server (or proxy) that accepts the connection and
-never answers kept `invoke status` silent for minutes, and an untrusted TLS certificate surfaced only as "Could not
-connect" after the SDK's retries. `first_answer` walks the steps (name lookup, connect, TLS handshake, the caller's
-own first request) within one deadline, on a daemon thread so that even a name lookup (no timeout of its own) cannot
-hold the caller past it, and says which step failed and why ("accepted the connection but no TLS handshake within
-15 s"). Callers (remote.py for Modal, weights.py for the Hub, infra/perf/client.py for endpoints) add what to check;
-`cause` turns one exception into the same words.
+A client library's own timeouts bound the TCP connect at best: a server that accepts the connection and never
+answers kept `invoke status` silent for minutes, and an untrusted TLS certificate surfaced only as "Could not connect"
+after the SDK's retries. `first_answer` walks the steps within one deadline, on a daemon thread so that even a name
+lookup (no timeout of its own) cannot hold the caller past it, and says which step failed and why.
 """
 
 from __future__ import annotations
@@ -53,8 +50,7 @@ def cause(exc: BaseException, timeout: float | None = None) -> str:
 
 def root_cause(exc: BaseException) -> BaseException:
     """The socket-level failure under a client library's wrappers (requests' ConnectionError around urllib3's
-    MaxRetryError around the OSError), found through `reason`, `args`, `__cause__` and `__context__`; a read
-    timeout as TimeoutError. `exc` itself when nothing better is found."""
+    MaxRetryError around the OSError); a read timeout as TimeoutError; else `exc` itself."""
     seen: set[int] = set()
     todo = [exc]
     while todo:
@@ -82,10 +78,9 @@ _WAITED = {
 
 def first_answer(url: str, timeout: float, *, trust: ssl.SSLContext | None = None,
                  answer: Callable[[float], None] | None = None, direct: bool = True) -> None:
-    """Within `timeout` seconds in all: look up the host of `url`, connect, shake hands over TLS for https (trusting
-    `trust`, default: Python's defaults) and call `answer(seconds_left)`, the caller's own first request, which
-    returns once anything answered. `direct=False` (a proxy in the way) leaves the first three to `answer`.
-    Raises NoAnswer naming the step and the cause; nothing else."""
+    """Within `timeout` seconds in all: look up the host, connect, shake hands over TLS for https and call
+    `answer(seconds_left)`, the caller's own first request. `direct=False` (a proxy in the way) leaves the first three
+    to `answer`. Raises NoAnswer naming the step and the cause; nothing else."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     tls = parts.scheme == "https"

@@ -1,16 +1,13 @@
 """The sentinel: one short request to each served recipe every `[sentinel] interval_seconds`, recorded on Modal.
 
 After a promotion prod is otherwise dark (docs/sentinel.md). A scheduled Function of its own app per environment
-(infra/runtime/sentinel_app.py), deployed independently of any release, asks Modal how many replicas each server has
-(a read that starts nothing) and, unless none is up and `wake` is off (a probe would cost a GPU start: a *skipped*
-probe is recorded), streams one chat completion and records TTFT, TPOT, the outcome and whether it met a cold start.
+asks Modal how many replicas each server has and, unless none is up and `wake` is off (a probe would cost a GPU
+start: a *skipped* probe is recorded), streams one chat completion and records TTFT, TPOT and the outcome.
 
-The record is a Modal Dict used as a ring of hourly slots: one recipe's probes of one UTC hour are the entry
-`<recipe>#<hour mod retention_days x 24>`, so an hour overwrites the same hour `retention_days` earlier (Modal
-expires entries 7 days after their last access, hence at most 7 days). Values are the JSON of `Slot`, which carries
-a schema version: a slot of a newer schema is skipped with one line (`NewerSchema`), never read as this one's, nor
-overwritten. One writer per environment (the Function's timeout is below its interval) makes read-modify-write of
-a slot safe without a lock. Standard library and pydantic only (a slim image); the probe speaks HTTP with urllib.
+The record is a Modal Dict used as a ring of hourly slots (`slot_key`): an hour overwrites the same hour
+`retention_days` earlier (Modal expires entries 7 days after their last access). One writer per environment (the
+Function's timeout is below its interval) makes read-modify-write of a slot safe without a lock. Standard library and
+pydantic only (a slim image).
 """
 
 from __future__ import annotations
@@ -48,8 +45,7 @@ class NewerSchema(Exception):
 
 
 class Sentinel(Frozen):
-    """`[sentinel]`: whether this environment is watched, how often, how long the record lasts, and what `check`
-    holds."""
+    """`[sentinel]`: whether this environment is watched, how often, for how long, and what `check` holds."""
 
     enabled: bool = Field(default=False, description="`invoke sentinel` deploys the probing app for this environment")
     interval_seconds: int = Field(default=60, description="seconds between probes (Modal's minimum: "
@@ -177,8 +173,8 @@ class Ring(Protocol):
 
 def read_probes(ring: Ring, environment: str, recipe: str, start: float, end: float, slots: int,
                 warn: Callable[[str], object] = print) -> list[Probe]:
-    """The recipe's probes sent in [start, end), oldest first. A slot of another hour (the ring wrapped, or the
-    hour was never written) holds nothing of this window; a slot of a newer schema is skipped with one line."""
+    """The recipe's probes sent in [start, end), oldest first; a slot of another hour (the ring wrapped, or the hour
+    was never written) holds nothing of this window."""
     hours = list(range(hour_of(start), hour_of(max(start, end - 1e-6)) + 1, SECONDS_PER_HOUR))[-slots:]  # touched
     keys = {slot_key(recipe, h, slots): h for h in hours}
     found = ring.read_ring(environment, list(keys))

@@ -67,10 +67,6 @@ def compile_command(d: Deployment) -> list[str]:
             "--timeout", str(COMPILE_TIMEOUT)]
 
 
-def flags_in(argv: list[str]) -> list[str]:
-    return [a for a in argv if a.startswith("--")]
-
-
 def flag_values(argv: list[str]) -> list[tuple[str, str | None]]:
     """(flag, value) pairs of an argument list as server_args writes it: a flag, then its value
     unless the next word is another flag."""

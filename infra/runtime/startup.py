@@ -1,13 +1,11 @@
 """A server container's start, observed: restore the compile caches, start and warm SGLang, look for cache misses,
 and record the start's timeline where the control side reads it (docs/cold-starts.md).
 
-`infra/runtime/app.py` calls `start` from `@modal.enter` (and `restore_snapshot` after a GPU snapshot restore), and
-benchmarks/cold_start_gpu.py the same function, so a benchmark prints what production records. No `modal` import:
-the record goes to `write` (`ModalRemote.record_start` in the container, a fake in tests). Any file compiled while
-starting is a cache miss (compile_cache.misses): the record names it and `invoke status` warns, or, with
-`[startup] refuse_on_cache_miss`, the server is stopped and `@modal.enter` fails until the compile stage reruns.
-Writing the record never fails a start, and holds one up at most RECORD_WAIT_SECONDS, only where the container is
-about to end or be snapshotted.
+`infra/runtime/app.py` calls `start` from `@modal.enter`, and benchmarks/cold_start_gpu.py the same function, so a
+benchmark prints what production records. No `modal` import: the record goes to `write`. A cache miss is named in the
+record and warned about, or, with `[startup] refuse_on_cache_miss`, fails `@modal.enter` until the compile stage
+reruns. Writing the record never fails a start, and holds one up at most RECORD_WAIT_SECONDS, only where the
+container is about to end or be snapshotted.
 """
 
 from __future__ import annotations
@@ -79,13 +77,9 @@ def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *
           env: dict[str, str] | None = None, snapshot: bool = False, environ: dict[str, str] | None = None,
           on_line: Callable[[float, str], None] | None = None, wait_on_ready: float = 0.0,
           fingerprint: str | None = None) -> Started:
-    """Restore, launch, wait until healthy, warm up, check for misses, record. Raises what the lifecycle raises
-    (the record then says how far the start got), or CacheMissRefused.
-
-    `container_started` is the container's own start (monotonic; default: now): the record's total runs from
-    there. `snapshot` boots for a GPU snapshot (memory handed back after the warm-up). `on_line` also sees
-    every line (the benchmark keeps them in a file); `fingerprint` restores another key's tree than this deployment's
-    (the benchmark measures a variant of the arguments from the recipe's caches; a server never does)."""
+    """Restore, launch, wait until healthy, warm up, check for misses, record; raises what the lifecycle raises (the
+    record says how far the start got), or CacheMissRefused. `container_started` (monotonic, default now) is where the
+    record's total runs from; `fingerprint` restores another key's tree (the benchmark's variants; a server never)."""
     container_started = time.monotonic() if container_started is None else container_started
     started_at = time.time() - (time.monotonic() - container_started)
     environ = dict(os.environ if environ is None else environ)

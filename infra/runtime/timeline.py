@@ -1,15 +1,13 @@
 """Every start's timeline: SGLang's own log turned into phases, plus the restore, the health wait and the warm-up.
 
-`StartLog.feed` is the lifecycle's `on_line(t, line)` callback: it keeps the first time of each line with which
-SGLang marks a step of its start-up (the same lines in 0.5.6.post2, 0.5.10.post1 and 0.5.11, read in their wheels;
-tested on real 0.5.11 output from an H200 in tests/fixtures/sglang_logs/). Only rank 0's (or rank-less) lines count;
-tqdm bars share a line with `\\r` and a log line may follow a bar, so each `\\r` piece is read and a message found
-wherever its `[date]` prefix starts; a line's time is when it ended. Noise matches nothing, and `feed` never raises.
+`StartLog.feed` (the lifecycle's `on_line`) keeps the first time of each line with which SGLang marks a step of its
+start-up (the same lines in 0.5.6.post2, 0.5.10.post1 and 0.5.11; real 0.5.11 output in tests/fixtures/sglang_logs/).
+Only rank 0's (or rank-less) lines count; tqdm bars share a line with `\\r`, so each `\\r` piece is read and a
+message found wherever its `[date]` prefix starts.
 
-The phases are contiguous segments from launch to ready, each ending at a milestone (MILESTONES, in order). One that
-never shows is `missing` where it was expected and its time falls into the next segment; one SGLang says it skips is
-in `notes`. DeepGEMM compiles (or loads) inside CUDA-graph capture, so it is reported beside the segments, per GEMM
-shape. The records' models (`StartRecord`, `StartSummary`) are read back by infra/control/coldstarts.py.
+The phases are contiguous segments from launch to ready, each ending at a milestone (MILESTONES). One that never
+shows is `missing` where expected and its time falls into the next segment; one SGLang says it skips is in `notes`.
+DeepGEMM compiles (or loads) inside CUDA-graph capture, so it is reported beside the segments, per GEMM shape.
 """
 
 from __future__ import annotations
@@ -88,9 +86,7 @@ _BARE: tuple[tuple[str, re.Pattern], ...] = (
 
 
 class StartLog:
-    """SGLang's start-up, from its output: `feed` is the lifecycle's `on_line` callback (thread-safe, never raises).
-
-    `t0` is the launch's monotonic time; every time is kept as seconds since it."""
+    """SGLang's start-up from its output (`feed`: thread-safe, never raises), in seconds since `t0`, the launch."""
 
     def __init__(self, t0: float | None = None):
         self.t0 = time.monotonic() if t0 is None else t0
@@ -300,10 +296,7 @@ def expected(speculative: bool, argv: Iterable[str] = ()) -> set[str]:
 
 
 def deployment_digest(deployment: dict) -> str:
-    """What a start record and a release manifest both know of the deployment: its resolved settings, hashed.
-
-    The container computes it from INFRA_DEPLOYMENT, `invoke status` from the manifest's `deployment`;
-    both are `Deployment.to_dict()` of the same object."""
+    """What a start record and a release manifest both know of the deployment (`Deployment.to_dict()`), hashed."""
     return hashlib.sha256(json.dumps(deployment, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -311,7 +304,7 @@ def build_record(*, deployment: Deployment, log: StartLog | None, timings: Timin
                  before_launch_s: float | None, restore: Restore | None, misses: dict[str, CacheMisses] | None,
                  outcome: str, expect: set[str] = frozenset(), error: str | None = None, kind: str = "start",
                  environ: dict[str, str] | None = None) -> StartRecord:
-    """One start (what the Modal Dict stores, as `to_data()`, and `invoke status` reads back)."""
+    """One start's record."""
     environ = environ or {}
     r = deployment.recipe
     timings = timings or Timings()

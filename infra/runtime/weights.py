@@ -1,13 +1,9 @@
 """Model weights in the cache Volume: download them once, prove they are complete, check before serving.
 
-A download is complete only when its marker exists. The marker, written after
-every file is on the Volume and the Volume is committed, records the repository,
-the requested and the resolved revision and the file list; so a download killed
-halfway is never mistaken for a finished one, and the next run resumes it
-(`huggingface_hub` keeps partial blobs as `.incomplete` and continues them).
-
-The server never downloads: its @modal.enter calls `require_downloaded` first.
-No `modal` import here: tests run `download` for real against a local Hub.
+A download is complete only when its marker exists, written once every file is on the Volume and committed: a
+download killed halfway is never mistaken for a finished one, and the next run resumes it (`huggingface_hub` keeps
+partial blobs). The server never downloads: its @modal.enter calls `require_downloaded` first. No `modal` import:
+tests run `download` for real against a local Hub.
 """
 
 from __future__ import annotations
@@ -62,10 +58,8 @@ def read_marker(cache_dir: Path, repo: str, commit: str) -> dict | None:
 def download(repo: str, revision: str | None, cache_dir: str | Path, *, token: str | None = None,
              endpoint: str | None = None, commit_volume: Callable[[], None] = lambda: None, max_workers: int = 8,
              timeout: float | None = None) -> Downloaded:
-    """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once.
-
-    Every Hub call must answer within `timeout` seconds (default: the Hub client's own setting, HF_HUB_ETAG_TIMEOUT,
-    10 s): the metadata call has no bound of its own. A Hub out of reach is one line (`HubUnreachable`)."""
+    """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once. Every Hub call must
+    answer within `timeout` (default HF_HUB_ETAG_TIMEOUT): the metadata call has no bound of its own."""
     from huggingface_hub import HfApi, constants
 
     timeout = timeout or constants.HF_HUB_ETAG_TIMEOUT
@@ -75,14 +69,12 @@ def download(repo: str, revision: str | None, cache_dir: str | Path, *, token: s
 
 
 class HubUnreachable(UserError):
-    """The Hub did not answer (refused, silent, an untrusted certificate, an unknown name): where, why, what to
-    check."""
+    """The Hub did not answer (refused, silent, an untrusted certificate, an unknown name)."""
 
 
 @contextlib.contextmanager
 def _hub_problems_explained(address: str, timeout: float) -> Iterator[None]:
-    """A failure to reach the Hub in one line; the Hub's own answers (401, 404: errors with a response) pass as they
-    are."""
+    """A failure to reach the Hub in one line; the Hub's own answers (401, 404) pass as they are."""
     try:
         yield
     except OSError as exc:
@@ -139,8 +131,7 @@ def _download(api, repo: str, revision: str | None, cache_dir: Path, *, token, e
 
 
 def commit_of(repo: str, ref: str, *, token: str | None = None, endpoint: str | None = None) -> str:
-    """The commit a branch or tag of `repo` points at now (one metadata call to the Hub): how a new revision is
-    pinned."""
+    """The commit a branch or tag of `repo` points at now: how a new revision is pinned."""
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=endpoint, token=token).model_info(repo, revision=ref).sha
@@ -163,8 +154,7 @@ def missing_weights(cache_dir: str | Path, deployment) -> list[str]:
 
 
 def require_downloaded(cache_dir: str | Path, deployment) -> None:
-    """Fail fast, before launching SGLang, when an offline server would not find its weights; online (dev,
-    `hf_hub_offline = false`) SGLang may still fetch them itself: warn only."""
+    """Fail before launching SGLang when an offline server would not find its weights; online, warn only."""
     for item in missing_weights(cache_dir, deployment):
         message = f"weights for {item} are not in the Volume: run `invoke download --env {deployment.env}`"
         if deployment.server.hf_hub_offline:

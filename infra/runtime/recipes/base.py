@@ -1,8 +1,7 @@
 """The shape of a recipe: typed fields for every knob that settings validate or override, plain flag lists for the rest.
 
-A frozen model (infra/runtime/model.py), the same class on the laptop, in `plan` and inside the containers. An
-environment's `[recipes."<name>"]` knobs are checked by these fields' own types (settings.py derives its table from
-them) and applied with `model_copy`; the resolved recipe is what a release carries from one environment to the next.
+An environment's `[recipes."<name>"]` knobs are checked by these fields' own types and applied with `model_copy`; the
+resolved recipe is what a release carries from one environment to the next.
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ from infra.runtime.model import Frozen
 
 MINUTES = 60  # seconds
 
-# Where the two cache Volumes are mounted in every container that uses them: weights, and
-# every compiled cache (DeepGEMM, Triton, Inductor...), keyed, published by the compile job
-# and copied to local disk by servers (infra/runtime/compile_cache.py says which variable moves which).
+# Where the two cache Volumes are mounted: weights, and every compiled cache (infra/runtime/compile_cache.py).
 HF_CACHE_PATH = "/root/.cache/huggingface"
 KERNELS_PATH = VOLUME_PATH
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -71,8 +68,7 @@ class Warmup(Frozen):
     count: int
     prompt: str
     max_tokens: int  # generated in full (ignore_eos): enough decode steps to run speculative decoding
-    # Seconds per request after the first. The first may compile (Triton kernels; with EAGLE-3 the
-    # first speculative decode took ~100 s on an H100) and gets what is left of startup_timeout.
+    # Seconds per request after the first, which may compile and gets what is left of startup_timeout.
     timeout: float
     with_image: bool = False  # attach the packaged warm-up image (vision models)
 
@@ -85,8 +81,7 @@ class SmokeTest(Frozen):
     max_tokens: int = 128
     with_image: bool = False
     extra_body: dict[str, object] = Field(default_factory=dict)
-    # With a reasoning parser, a reply may be all `reasoning_content` and no answer. The smoke
-    # test passes on reasoning alone only where the recipe says so; otherwise it needs content.
+    # With a reasoning parser a reply may be all `reasoning_content`: enough only where the recipe says so.
     accept_reasoning_only: bool = False
 
 
@@ -151,15 +146,13 @@ class Recipe(Frozen):
     deep_gemm_shapes: int = Field(default=0, ge=0)
 
     # Modal. Regions are not a recipe's: an environment's [placement] sets them.
-    # Seconds in-flight requests get when a container stops. SGLang drains on SIGTERM but
-    # checks only every 5 s, so less than ~12 s drains nothing (infra/lifecycle.drain_budget).
+    # Seconds in-flight requests get when a container stops: below ~12 s SGLang drains nothing (lifecycle.drain_budget).
     exit_grace_period: int = 0
     startup_timeout: int = Field(default=20 * MINUTES, gt=0)  # bounds the whole @modal.enter
 
     # Readiness
     readiness_timeout: int = Field(default=15 * MINUTES, gt=0)
-    # While SGLang starts, /health is refused or answers 503 at once: polling often is cheap
-    # and makes the container ready within a fraction of a second of SGLang being up.
+    # While SGLang starts /health answers at once: polling often is cheap and makes the container ready sooner.
     health_poll_interval: float = 0.25
     warmup: Warmup = Warmup(count=1, prompt="Hello", max_tokens=64, timeout=30)
     smoke: SmokeTest = SmokeTest(prompt="Tell me a joke.")
