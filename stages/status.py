@@ -187,7 +187,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResul
         lines += advised.lines()
     return result(STAGE, d, "ran", "\n".join(lines), Status(
         current.model_dump(mode="json"), [r.model_dump(mode="json") for r in earlier], changes, floor,
-        [ledger.entry(r, perf, cold_start=starts.get(r.release_id)) for r, perf in rows], rates.to_dict(),
+        [ledger.entry(r, perf, cold_start=starts.get(r.release_id)) for r, perf in rows], rates.shown().to_data(),
         billed.to_dict() if billed else None, recorded, watched.to_dict() if watched else None, bake,
         advised.to_dict() if advised else None, stopped.model_dump(mode="json") if stopped else None))
 

@@ -26,7 +26,7 @@ H100, CPU, MEMORY = 0.001097 * 3600, 0.0000131 * 3600, 0.00000222 * 3600  # the 
 NOW = datetime(2026, 11, 30, 12, 20, tzinfo=UTC)
 
 
-def hourly(gpu: str | None, count: int, cpu: float, memory_mib: int, region: str | None, rates=TABLE) -> costs.Hourly:
+def hourly(gpu: str | None, count: int, cpu: float, memory_mib: int, region: str | None, rates=TABLE) -> costs.Price:
     return costs.price(costs.Container(gpu, count, cpu, memory_mib, region), rates)
 
 
@@ -42,7 +42,7 @@ def test_modals_own_worked_example_of_the_region_multiplier():
     assert example.usd == pytest.approx((t4 + CPU + MEMORY) * 1.75)
     assert [(p.resource, p.quantity, p.unit) for p in example.parts] == [("T4", 1, "GPU"), ("cpu", 1.0, "core"),
                                                                           ("memory", 1.0, "GiB")]
-    assert (example.region_kind, example.multiplier) == ("narrow", 1.75)
+    assert (example.region.kind, example.region.multiplier) == ("narrow", 1.75)
     # The same container in a broad region, and placed anywhere.
     assert hourly("T4", 1, 1.0, 1024, "us").usd == pytest.approx((t4 + CPU + MEMORY) * 1.5)
     assert hourly("T4", 1, 1.0, 1024, None).usd == pytest.approx(t4 + CPU + MEMORY)

@@ -92,7 +92,7 @@ def test_status_cost_shows_billed_beside_estimated_per_release(wire, wire_cli):
         entry["deployed_at"] = went_live
     volume.write_text(json.dumps(manifest))
     replica = plan.replica_cost(deployment("staging", VLM, min_containers=1), TABLE)
-    by_resource = {name: f"{part.usd_per_hour * replica.multiplier:.6f}"
+    by_resource = {name: f"{part.usd_per_hour * replica.region.multiplier:.6f}"
                    for name, part in zip(("GPU (H100)", "CPU", "Memory"), replica.parts)}
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     wire.charge("staging", APP, [this_hour - h * H for h in range(1, 10)], by_resource)  # nine whole hours

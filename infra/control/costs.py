@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from infra.control.state import state_dir
 from infra.runtime import catalog, schedule
@@ -152,9 +152,6 @@ class Rates:
     def shown(self) -> RatesShown:
         return RatesShown(source=self.base_source, live=self.live, overrides={
             r: RateOverride(usd_per_hour=v, setting=s) for r, (v, s) in sorted(self.overrides.items())})
-
-    def to_dict(self) -> dict:
-        return self.shown().model_dump(mode="json")
 
 
 def rates_for(section: Any, cache: Path | None = None) -> Rates:
@@ -326,18 +323,22 @@ class RatesShown(Shown):
     overrides: dict[str, RateOverride]
 
 
+# A price's figures are kept exact, for the sums built on them; `plan --json` and the ledger show them rounded.
+Usd4 = Annotated[float, PlainSerializer(lambda v: round(v, 4))]
+
+
 class PricePart(Shown):
     resource: str
     quantity: Number
     unit: str
-    usd_per_unit_hour: float
-    usd_per_hour: float
+    usd_per_unit_hour: Annotated[float, PlainSerializer(lambda v: round(v, 6))]
+    usd_per_hour: Usd4
     source: str
 
     def describe(self) -> str:
         amount = (f"{self.quantity:g}×{self.resource}" if self.unit == "GPU"
                   else f"{self.quantity:g} {'cores' if self.unit == 'core' else self.unit}")
-        return f"{amount} ${self.usd_per_hour:,.2f}"
+        return f"{amount} ${round(self.usd_per_hour, 4):,.2f}"
 
 
 class RegionPrice(Shown):
@@ -348,81 +349,43 @@ class RegionPrice(Shown):
 
 
 class Price(Shown):
-    """One container's price per hour, as `plan` and the ledger show it."""
+    """One container's price per hour: its parts, and the region multiplier over all of them (`plan`, the ledger)."""
 
-    container: str
+    container: Annotated[Container, PlainSerializer(Container.describe)]
     parts: list[PricePart]
-    usd_per_hour_before_region: float
+    usd_per_hour_before_region: Usd4
     region: RegionPrice
-    usd_per_hour: float
+    usd_per_hour: Usd4
     sources: list[str]
+
+    @property
+    def usd(self) -> float:
+        return self.usd_per_hour
 
     def describe(self) -> str:
         """'(2×H100 $7.90 + 4 cores $0.19 + 16 GiB $0.13) × 1.75 (narrow region us-east) = $14.38/h'."""
         parts = " + ".join(p.describe() for p in self.parts)
+        total = f"${round(self.usd, 4):,.2f}/h"
         if self.region.kind == "none":
-            return f"{parts} = ${self.usd_per_hour:,.2f}/h (no compute_region: no region multiplier)"
-        return (f"({parts}) × {self.region.multiplier:g} ({self.region.kind} region {self.region.compute_region}) "
-                f"= ${self.usd_per_hour:,.2f}/h")
+            return f"{parts} = {total} (no compute_region: no region multiplier)"
+        region = self.region
+        return f"({parts}) × {region.multiplier:g} ({region.kind} region {region.compute_region}) = {total}"
 
 
-@dataclass(frozen=True)
-class Part:
-    resource: str
-    quantity: float
-    unit: str
-    rate: Rate
+def price(container: Container, rates: Rates) -> Price:
+    def part(resource: str, quantity: Number, unit: str) -> PricePart:
+        rate = rates.rate(resource)
+        return PricePart(resource=resource, quantity=quantity, unit=unit, usd_per_unit_hour=rate.usd_per_hour,
+                         usd_per_hour=quantity * rate.usd_per_hour, source=rate.source)
 
-    @property
-    def usd_per_hour(self) -> float:
-        return self.quantity * self.rate.usd_per_hour
-
-    def shown(self) -> PricePart:
-        return PricePart(resource=self.resource, quantity=self.quantity, unit=self.unit,
-                         usd_per_unit_hour=round(self.rate.usd_per_hour, 6),
-                         usd_per_hour=round(self.usd_per_hour, 4), source=self.rate.source)
-
-
-@dataclass(frozen=True)
-class Hourly:
-    """One container's price per hour: its parts, and the region multiplier over all of them."""
-
-    container: Container
-    parts: tuple[Part, ...]
-    region_kind: str  # none | broad | narrow
-    multiplier: float
-
-    @property
-    def base_usd(self) -> float:
-        return sum(p.usd_per_hour for p in self.parts)
-
-    @property
-    def usd(self) -> float:
-        return self.base_usd * self.multiplier
-
-    def describe(self) -> str:
-        return self.shown().describe()
-
-    def shown(self) -> Price:
-        return Price(container=self.container.describe(), parts=[p.shown() for p in self.parts],
-                     usd_per_hour_before_region=round(self.base_usd, 4),
-                     region=RegionPrice(compute_region=self.container.region, kind=self.region_kind,
-                                        multiplier=self.multiplier, source=REGION_SOURCE),
-                     usd_per_hour=round(self.usd, 4), sources=list(dict.fromkeys(p.rate.source for p in self.parts)))
-
-    def to_dict(self) -> dict:
-        return self.shown().model_dump(mode="json")
-
-
-def price(container: Container, rates: Rates) -> Hourly:
-    parts = []
-    if container.gpu_type:
-        resource = gpu_resource(container.gpu_type)
-        parts.append(Part(resource, container.gpu_count, "GPU", rates.rate(resource)))
-    parts.append(Part("cpu", container.cpu, "core", rates.rate("cpu")))
-    parts.append(Part("memory", container.memory_mib / MIB_PER_GIB, "GiB", rates.rate("memory")))
+    parts = [part(gpu_resource(container.gpu_type), container.gpu_count, "GPU")] if container.gpu_type else []
+    parts += [part("cpu", container.cpu, "core"), part("memory", container.memory_mib / MIB_PER_GIB, "GiB")]
     kind = catalog.region_kind(container.region)
-    return Hourly(container, tuple(parts), kind, REGION_MULTIPLIERS[kind])
+    base = sum(p.usd_per_hour for p in parts)
+    return Price(container=container, parts=parts, usd_per_hour_before_region=base,
+                 region=RegionPrice(compute_region=container.region, kind=kind, multiplier=REGION_MULTIPLIERS[kind],
+                                    source=REGION_SOURCE),
+                 usd_per_hour=base * REGION_MULTIPLIERS[kind], sources=list(dict.fromkeys(p.source for p in parts)))
 
 
 # ---------------------------------------------------------------------------- what plan shows
@@ -439,11 +402,11 @@ class Standing(Shown):
     usd_per_30_days: float
 
 
-def standing(replica: Hourly, min_containers: int) -> Standing:
+def standing(replica: Price, min_containers: int) -> Standing:
     per_hour = replica.usd * min_containers
     gpus = replica.container.gpu_count * min_containers
     return Standing(warm_replicas=min_containers, warm_gpus=gpus, gpu_hours_per_30_days=gpus * HOURS_PER_30_DAYS,
-                    replica=replica.shown(), usd_per_hour=round(per_hour, 2),
+                    replica=replica, usd_per_hour=round(per_hour, 2),
                     usd_per_30_days=round(per_hour * HOURS_PER_30_DAYS, 2))
 
 
@@ -466,7 +429,7 @@ class ScheduledCost(Shown):
     per_30_days: WarmPeriod
 
 
-def scheduled(replica: Hourly, windows: Sequence[Window], base: Scaling, start: datetime) -> ScheduledCost:
+def scheduled(replica: Price, windows: Sequence[Window], base: Scaling, start: datetime) -> ScheduledCost:
     """Warm replica-hours, GPU-hours and dollars for the 7 and the 30 days from `start`, on the schedule and always
     warm.
 
@@ -505,10 +468,10 @@ class JobCost(Shown):
         return f"{shown} at ${self.usd_per_hour:,.2f}/h ({self.container}{multiplier}): {self.basis}"
 
 
-def job(hourly: Hourly, seconds: float | None, basis: str) -> JobCost:
+def job(hourly: Price, seconds: float | None, basis: str) -> JobCost:
     usd = None if seconds is None else round(hourly.usd * seconds / SECONDS_PER_HOUR, 2)
     return JobCost(seconds=seconds, basis=basis, usd=usd, usd_per_hour=round(hourly.usd, 4),
-                   container=hourly.container.describe(), region_multiplier=hourly.multiplier)
+                   container=hourly.container.describe(), region_multiplier=hourly.region.multiplier)
 
 
 def gate_seconds(targets: Sequence[Any], levels: Sequence[int], *, requests: int, warmup_rounds: int,

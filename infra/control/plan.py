@@ -72,7 +72,7 @@ def gpu_test_cost(d: Deployment, rates: costs.Rates) -> rec.GpuTestCost:
                            timeout_seconds=timeout, usd_at_timeout=costs.job(hourly, timeout, "timeout").usd)
 
 
-def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Hourly:
+def replica_cost(d: Deployment, rates: costs.Rates) -> costs.Price:
     """One server container per hour, priced from the very options Modal receives (infra/runtime/spec.py)."""
     return costs.price(costs.Container.of(spec.server(d)), rates)
 
@@ -95,7 +95,7 @@ def cost_plan(settings: Settings, d: Deployment, cold: rec.ColdStartEstimate,
             f"source environment's replica (priced at this one's); plus a cold start where the source keeps none warm"
             if seconds is not None else "unknown: a measured level has no ttft_p90_ms and tpot_p50_ms objective")
     return rec.CostPlan(
-        rates=rates.shown(), replica=replica.shown(), standing=costs.standing(replica, d.scaling.min_containers),
+        rates=rates.shown(), replica=replica, standing=costs.standing(replica, d.scaling.min_containers),
         compile_job=costs.job(compile_job, cold.uncached_estimate_seconds,
                               "a start that compiles every kernel (the cold start without the compile caches), "
                               "once per change of the kernel key"),

@@ -281,7 +281,7 @@ def side(plan: DeploymentPlan, d, refused: str | None = None) -> Side:
         caches=tuple(f"{c.name} ({c.variable})" for c in compile_cache.applicable(d.recipe.sglang_version)),
         compile_key=kernels.kernel_fingerprint(d), cold_start_seconds=cold.estimate_seconds,
         uncached_cold_start_seconds=cold.uncached_estimate_seconds, cold_start_basis=basis,
-        replica_usd_per_hour=cost.replica.usd_per_hour, compile_job_usd=cost.compile_job.usd, refused=refused,
+        replica_usd_per_hour=round(cost.replica.usd, 4), compile_job_usd=cost.compile_job.usd, refused=refused,
     )
 
 

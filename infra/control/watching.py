@@ -50,7 +50,7 @@ class SentinelCost(Stored):
 
 
 def cost(s: SentinelSpec, rates: costs.Rates,
-         replicas: Sequence[tuple[Deployment, costs.Hourly]] = ()) -> SentinelCost:
+         replicas: Sequence[tuple[Deployment, costs.Price]] = ()) -> SentinelCost:
     """What the sentinel costs per hour and per 30 days, and what `wake` would add.
 
     Its own container: `spec.SENTINEL_CPU` cores and `SENTINEL_MEMORY_MIB`, kept up between runs by its
@@ -66,7 +66,7 @@ def cost(s: SentinelSpec, rates: costs.Rates,
     per_hour = hourly.usd * kept_up
     wake = [h.usd for d, h in replicas if d.scaling.min_containers == 0] if s.settings.wake else []
     return SentinelCost(
-        app=s.app_name, interval_seconds=s.settings.interval_seconds, container=hourly.shown(),
+        app=s.app_name, interval_seconds=s.settings.interval_seconds, container=hourly,
         probes_per_30_days=int(costs.HOURS_PER_30_DAYS * s.settings.probes_per_hour) * len(s.targets),
         container_hours_per_hour=kept_up, usd_per_hour=round(per_hour, 4), wake=s.settings.wake,
         usd_per_30_days=round(per_hour * costs.HOURS_PER_30_DAYS, 2), min_interval_seconds=MIN_INTERVAL_SECONDS,

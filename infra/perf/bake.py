@@ -192,7 +192,7 @@ class Cost:
                 f"1 of its {self.streams} streams at most")
 
 
-def cost(d: Deployment, minutes: float, hourly: costs.Hourly, pace: Pace = Pace()) -> Cost:
+def cost(d: Deployment, minutes: float, hourly: costs.Price, pace: Pace = Pace()) -> Cost:
     """What a bake of `minutes` on the environment of `d` costs, one replica priced at `hourly`."""
     requests = int(minutes * 60 // pace.interval_s)
     return Cost(minutes, requests, requests * d.recipe.gate_workload.max_tokens, round(hourly.usd, 4),

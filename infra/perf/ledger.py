@@ -94,7 +94,7 @@ class Performance:
     created: str | None
     target_concurrency: int
     levels: tuple[LevelFigures, ...]
-    hourly: costs.Hourly  # one replica per hour, as Modal bills it
+    hourly: costs.Price  # one replica per hour, as Modal bills it
 
     def value(self, metric: str, concurrency: int) -> float | None:
         lv = next((lv for lv in self.levels if lv.concurrency == concurrency), None)
@@ -138,14 +138,14 @@ class Performance:
             "levels": [lv.to_data() for lv in self.levels],
             "gpu_type": self.hourly.container.gpu_type,
             "gpu_count": self.hourly.container.gpu_count,
-            "replica": self.hourly.to_dict(),
+            "replica": self.hourly.to_data(),
             "usd_per_replica_hour": round(self.hourly.usd, 4),
             "output_tokens_per_s": self.output_tokens_per_s,
             "usd_per_million_output_tokens": bench._round(self.usd_per_million_output_tokens, 4),
         }
 
 
-def performance(measurement: BenchReport, *, target_concurrency: int, hourly: costs.Hourly,
+def performance(measurement: BenchReport, *, target_concurrency: int, hourly: costs.Price,
                 measured_on: str | None = None) -> Performance:
     """Summarise a bench report (full or compact), priced at `hourly`, one replica's cost (infra/control/costs.py)."""
     levels = tuple(LevelFigures(concurrency=lv.concurrency, sent=lv.requests.sent,
@@ -266,7 +266,7 @@ class Billed:
     live_hours: float  # the hours of the period this release was the live one
     billed_usd: float
     by_resource: Mapping[str, float]
-    replica: costs.Hourly  # one replica per hour at today's rates
+    replica: costs.Price  # one replica per hour at today's rates
     warm_replica_hours: float  # what its warm floor kept running meanwhile
     output_tokens_per_s: float | None  # measured at the target concurrency (its gate or its own measurement)
 

@@ -86,7 +86,7 @@ def _latency_rows(gate: GateRecord | None) -> list[QualificationRow]:
 
 
 def _measured_rows(current: BenchReport | None, candidate: BenchReport | None, target_concurrency: int,
-                   hourly_current: costs.Hourly | None, hourly_candidate: costs.Hourly) -> list[QualificationRow]:
+                   hourly_current: costs.Price | None, hourly_candidate: costs.Price) -> list[QualificationRow]:
     """Goodput and output tokens/s per level, and $/M output tokens at the target concurrency."""
     levels = sorted({lv.concurrency for report in (current, candidate) if report for lv in report.levels})
     rows = []
@@ -133,7 +133,7 @@ def _acceptance_row(current: Release | None, candidate: Release) -> list[Qualifi
 
 
 def qualify(candidate: Release, current: Release | None, gate: GateRecord | None, *, target_concurrency: int,
-            hourly_candidate: costs.Hourly, hourly_current: costs.Hourly | None,
+            hourly_candidate: costs.Price, hourly_current: costs.Price | None,
             candidate_starts: list[StartRecord], current_starts: list[StartRecord], title: str) -> Qualification:
     """Every recorded figure of `candidate` (measured by `gate` where it ran) beside `current`'s."""
     baseline = baseline_from(current)
