@@ -66,7 +66,7 @@ def test_every_tabled_version_pair_migrates_the_8b_recipe_as_it_would_stand_on_t
 def test_flags_the_project_derives_are_spelled_as_each_tabled_version_declares_them(version):
     for old in sglang_args.RENAMED:
         spelled = sglang_args.spelled(old, version)
-        spec = sglang_flags._table(version)["flags"].get(spelled)
+        spec = sglang_flags.flags(version).get(spelled)
         assert spec is not None, f"SGLang {version} has no {spelled}"
         assert "deprecated" not in spec, f"SGLang {version} deprecates {spelled}: {spec['deprecated']}"
 

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from infra.runtime.deployment import Deployment
@@ -40,7 +40,8 @@ def supported_versions() -> list[str]:
     return sorted(_versions(), key=version_key)
 
 
-def _table(version: str) -> dict:
+def table(version: str) -> dict:
+    """SGLang `version`'s committed table: its flags, endpoints and wheel."""
     try:
         return _versions()[version]
     except KeyError:
@@ -49,15 +50,20 @@ def _table(version: str) -> dict:
                           ) from None
 
 
+def flags(version: str) -> dict:
+    """What SGLang `version` declares of each flag, by name (an alias says so with `alias_of`)."""
+    return table(version)["flags"]
+
+
 def known_flags(version: str) -> frozenset[str]:
-    return frozenset(_table(version)["flags"])
+    return frozenset(flags(version))
 
 
 def flag_spec(version: str, flag: str) -> dict | None:
     """What SGLang `version` declares for `flag`, through an alias to the flag it spells."""
-    flags = _table(version)["flags"]
-    entry = flags.get(flag)
-    return flags[entry["alias_of"]] if entry and "alias_of" in entry else entry
+    declared = flags(version)
+    entry = declared.get(flag)
+    return declared[entry["alias_of"]] if entry and "alias_of" in entry else entry
 
 
 def has_endpoint(version: str, path: str) -> bool:
@@ -70,7 +76,7 @@ def has_endpoint(version: str, path: str) -> bool:
 @dataclass(frozen=True)
 class FlagDiff:
     """How SGLang `new`'s flags differ from `old`'s: `renamed` maps an old flag to those that replace it, as SGLang
-    declared it (see `_History`); `removed` and `added` are the rest."""
+    declared it (see `History`); `removed` and `added` are the rest."""
 
     old: str
     new: str
@@ -79,34 +85,28 @@ class FlagDiff:
     renamed: dict[str, tuple[str, ...]]
 
 
-class _History:
+class History:
     """SGLang's renames between two versions, as it declared them in every known version from the
     older to the newer: a deprecated flag's `replaced_by`, or an alias, followed link by link (0.5.14
     declared --cuda-graph-max-bs an alias of --cuda-graph-max-bs-decode; 0.5.20 dropped it)."""
 
     def __init__(self, a: str, b: str):
-        self.older, self.newer = sorted((a, b), key=version_key)
-        low, high = version_key(self.older), version_key(self.newer)
-        self.tables = [_table(v)["flags"] for v in supported_versions() if low <= version_key(v) <= high]
-        self._chains: dict[str, list[str]] = {}
-        self._new_by_dest = _by_dest(self.tables[-1])
-        self._renamed_from: dict[str, tuple[str, ...]] | None = None
+        low, high = sorted((version_key(a), version_key(b)))
+        self.tables = [flags(v) for v in supported_versions() if low <= version_key(v) <= high]
 
     def declared(self, flag: str) -> list[str]:
         """Every flag SGLang named as `flag`'s replacement, nearest first (the newest word on each link)."""
-        if flag not in self._chains:
-            chain, frontier = [], [flag]
-            while frontier:
-                name = frontier.pop(0)
-                for flags in reversed(self.tables):
-                    entry = flags.get(name, {})
-                    if named := entry.get("replaced_by") or ([entry["alias_of"]] if "alias_of" in entry else []):
-                        fresh = [n for n in named if n != flag and n not in chain]
-                        chain += fresh
-                        frontier += fresh
-                        break
-            self._chains[flag] = chain
-        return self._chains[flag]
+        chain, frontier = [], [flag]
+        while frontier:
+            name = frontier.pop(0)
+            for table in reversed(self.tables):
+                entry = table.get(name, {})
+                if named := entry.get("replaced_by") or ([entry["alias_of"]] if "alias_of" in entry else []):
+                    fresh = [n for n in named if n != flag and n not in chain]
+                    chain += fresh
+                    frontier += fresh
+                    break
+        return chain
 
     def successors(self, flag: str) -> tuple[str, ...]:
         """The newer version's flags that replace the older's `flag`, preferring ones it does not deprecate
@@ -121,12 +121,19 @@ class _History:
 
     def predecessors(self, flag: str) -> tuple[str, ...]:
         """The older version's flags that SGLang later renamed to the newer's `flag`."""
-        if self._renamed_from is None:
-            self._renamed_from = {}
-            for old in sorted(self.tables[0]):
-                for new in self.successors(old):
-                    self._renamed_from[new] = self._renamed_from.get(new, ()) + (old,)
         return self._renamed_from.get(flag, ())
+
+    @cached_property
+    def _new_by_dest(self) -> dict[str, list[str]]:
+        return _by_dest(self.tables[-1])
+
+    @cached_property
+    def _renamed_from(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for old in sorted(self.tables[0]):
+            for new in self.successors(old):
+                out[new] = out.get(new, ()) + (old,)
+        return out
 
 
 def _by_dest(flags: dict) -> dict[str, list[str]]:
@@ -144,7 +151,7 @@ def _dest(flag: str) -> str:
 def diff_versions(old: str, new: str) -> FlagDiff:
     """Removed, added and renamed flags from SGLang `old` to SGLang `new` (either may be the newer)."""
     before, after = known_flags(old), known_flags(new)
-    history = _History(old, new)
+    history = History(old, new)
     related = history.successors if version_key(new) >= version_key(old) else history.predecessors
     renamed = {flag: r for flag in sorted(before - after) if (r := related(flag))}
     targets = {f for r in renamed.values() for f in r}
@@ -154,10 +161,10 @@ def diff_versions(old: str, new: str) -> FlagDiff:
 
 def describe(version: str) -> list[str]:
     """What the committed table holds for `version`, and how it differs from the previous known version."""
-    table = _table(version)
-    deprecated = sum("deprecated" in entry for entry in table["flags"].values())
-    lines = [f"SGLang {version}: {len(table['flags'])} flags ({deprecated} deprecated), "
-             f"{len(table['endpoints'])} endpoints, from {table['wheel']}"]
+    tabled = table(version)
+    deprecated = sum("deprecated" in entry for entry in tabled["flags"].values())
+    lines = [f"SGLang {version}: {len(tabled['flags'])} flags ({deprecated} deprecated), "
+             f"{len(tabled['endpoints'])} endpoints, from {tabled['wheel']}"]
     if older := [v for v in supported_versions() if version_key(v) < version_key(version)]:
         diff = diff_versions(older[-1], version)
         lines.append(f"since {older[-1]}: {len(diff.removed)} removed, {len(diff.added)} added, "
@@ -169,22 +176,22 @@ def describe(version: str) -> list[str]:
 def missing_flag(version: str, flag: str) -> str:
     """Why SGLang `version` lacks `flag` and what to write instead, from the other known versions:
     'renamed to --y; removed after X', 'removed after X', 'added after X', an abbreviation, or unknown."""
-    having = [v for v in supported_versions() if flag in _table(v)["flags"]]
+    having = [v for v in supported_versions() if flag in flags(v)]
     older = [v for v in having if version_key(v) < version_key(version)]
     newer = [v for v in having if version_key(v) > version_key(version)]
     generic = f"full flag names that SGLang {version} declares (infra/control/sglang_versions.json)"
-    if older and (successors := _History(older[-1], version).successors(flag)):
+    if older and (successors := History(older[-1], version).successors(flag)):
         named = " and ".join(successors)
         return f"SGLang {version} has no {flag} (renamed to {named}; removed after {older[-1]}); allowed: {named}"
     if older:
         return f"SGLang {version} has no {flag} (removed after {older[-1]}, with no successor); allowed: leave it out"
-    if newer and (earlier := _History(version, newer[0]).predecessors(flag)):
+    if newer and (earlier := History(version, newer[0]).predecessors(flag)):
         named = " and ".join(earlier)
         return (f"SGLang {version} has no {flag} (added after {version}, first in {newer[0]}; {version} calls it "
                 f"{named}); allowed: {named}")
     if newer:
         return f"SGLang {version} has no {flag} (added after {version}, first in {newer[0]}); allowed: {generic}"
-    if spelled := sorted(f for f in _table(version)["flags"] if f.startswith(flag)):
+    if spelled := sorted(f for f in flags(version) if f.startswith(flag)):
         return (f"SGLang {version} has no {flag} (argparse would read it as an abbreviation, which breaks the day "
                 f"a new flag shares the prefix); allowed: {' or '.join(spelled[:3])}")
     return f"SGLang {version} has no {flag} (no known SGLang version has it); allowed: {generic}"
@@ -237,14 +244,14 @@ def _check_value(where: str, version: str, flag: str, value: str | None, spec: d
         raise ConfigError(f"{where}: {flag} {value!r} is not accepted by SGLang {version}; allowed: {allowed}")
 
 
-def _check_argv(d: Deployment, argv: list[str], flags: dict) -> None:
+def _check_argv(d: Deployment, argv: list[str], declared: dict) -> None:
     where, version = f"recipe '{d.recipe.name}'", d.recipe.sglang_version
     given: dict[str, tuple[str, str | None]] = {}
     for flag, value in flag_values(argv):
-        entry = flags.get(flag)
+        entry = declared.get(flag)
         if entry is None:
             raise ConfigError(f"{where}: {missing_flag(version, flag)}")
-        spec = flags[entry["alias_of"]] if "alias_of" in entry else entry
+        spec = declared[entry["alias_of"]] if "alias_of" in entry else entry
         if "refused" in spec:
             raise ConfigError(f"{where}: SGLang {version} refuses {flag}: {spec['refused']}")
         if spec.get("ignored"):
@@ -252,7 +259,7 @@ def _check_argv(d: Deployment, argv: list[str], flags: dict) -> None:
             raise ConfigError(f"{where}: SGLang {version} ignores {flag} ({spec['deprecated']}); allowed: {instead}")
         _check_value(where, version, flag, value, spec)
         canonical = entry.get("alias_of") or entry.get("negates") or flag
-        dest = flags[canonical].get("dest", _dest(canonical))
+        dest = declared[canonical].get("dest", _dest(canonical))
         if dest in given:
             first = given[dest][0]
             twice = f"{flag} is given twice" if first == flag else f"{first} and {flag} set the same SGLang setting"
@@ -265,9 +272,9 @@ def check_flags(d: Deployment) -> None:
     """Refuse, offline, what the recipe's SGLang version would refuse or ignore: unknown or abbreviated names (saying
     where a moved flag went), values outside its choices or types, a switch given a value or a valued flag none,
     flags it drops as deprecated, and a setting given twice."""
-    table = _table(d.recipe.sglang_version)
-    _check_argv(d, launch_command(d)[3:], table["flags"])
-    _check_argv(d, compile_command(d)[3:], {**table["flags"], **table.get("compile_deep_gemm_extra_flags", {})})
+    tabled = table(d.recipe.sglang_version)
+    _check_argv(d, launch_command(d)[3:], tabled["flags"])
+    _check_argv(d, compile_command(d)[3:], {**tabled["flags"], **tabled.get("compile_deep_gemm_extra_flags", {})})
 
 
 def deprecation_warnings(d: Deployment) -> list[str]:

@@ -66,14 +66,14 @@ def _flag_through(flag: str, value: str | None, old: str,
     changes: list[FlagChange] = []
     current, previous = flag, old
     for version in steps:
-        flags = sglang_flags._table(version)["flags"]
+        flags = sglang_flags.flags(version)
         if current not in flags:
             last = sglang_flags.flag_spec(previous, current) or {}
             if last.get("ignored"):
                 changes.append(FlagChange(what=current, before=current, after=None,
                                       why=f"SGLang {previous} already ignored it; {version} removed it"))
                 return None, changes, None
-            successors = sglang_flags._History(previous, version).successors(current)
+            successors = sglang_flags.History(previous, version).successors(current)
             if not successors:
                 return current, changes, (f"{current}: SGLang {version} removed it with no successor (it was still "
                                           f"in {previous}); allowed: drop it from the recipe's extra_flags, or stay "
@@ -85,7 +85,7 @@ def _flag_through(flag: str, value: str | None, old: str,
                                   why=f"SGLang {version} renamed it (it has no {current})"))
             current = successors[0]
         previous = version
-    final = sglang_flags._table(previous)["flags"].get(current, {})
+    final = sglang_flags.flags(previous).get(current, {})
     if final.get("ignored"):
         changes.append(FlagChange(what=current, before=current, after=None,
                                   why=f"SGLang {previous} ignores it (a no-op)"))
@@ -111,7 +111,7 @@ def migrate(recipe: Recipe, *, sglang: str | None = None, image: str | None = No
         if not VERSION_RE.fullmatch(sglang):
             raise ConfigError(f"--sglang {sglang!r} is not a version; allowed: a release such as 0.5.17 or "
                               "0.5.10.post1")
-        sglang_flags._table(sglang)  # a missing table is one line naming how to add it
+        sglang_flags.table(sglang)  # a missing table is one line naming how to add it
         if sglang_flags.version_key(sglang) < sglang_flags.version_key(old):
             raise ConfigError(f"--sglang {sglang}: recipe '{recipe.name}' runs {old} already, a newer version; "
                               f"allowed: a tabled version above {old} "
