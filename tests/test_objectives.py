@@ -254,7 +254,7 @@ def test_metrics_read_the_bench_report_in_their_own_units():
 def test_plan_shows_the_effective_gate_of_a_recipe():
     data = tomllib.loads(PROD_EXAMPLE)
     env = Gate(**data["gate"])
-    assert objectives.describe(env, 10) == [
+    assert objectives.describe(objectives.to_plan(env, 10)) == [
         "gate: on; regression budget 10% against the target's current release",
         "  ttft_p90_ms ≤ 500.0 ms at concurrency 1",
         "  tpot_p50_ms ≤ 12.00 ms at concurrency 1",
@@ -268,12 +268,13 @@ def test_plan_shows_the_effective_gate_of_a_recipe():
     assert plan["enabled"] and plan["regression_budget"] == 0.1 and plan["record_baseline"] is False
     assert plan["objectives"][2] == {"metric": "ttft_p90_ms", "level": "target", "concurrency": 10, "max": 1500}
     assert plan["objectives"][4] == {"metric": "output_tokens_per_s", "level": "target", "concurrency": 10, "min": 1000}
-    assert objectives.describe(Gate(), 10) == ["gate: off (promotions into this environment are not measured)"]
+    off = objectives.describe(objectives.to_plan(Gate(), 10))
+    assert off == ["gate: off (promotions into this environment are not measured)"]
     lone = Gate(enabled=True, record_baseline=True, objectives=[Objective(metric="ttft_p90_ms", level=4, max=300)])
-    assert objectives.describe(lone, 10)[0].endswith("; the target is measured after promotion")
-    assert objectives.describe(lone, 10)[-2:] == ["  error_rate ≤ 0.0% at every measured level (no error_rate "
-                                                  "objective given)",
-                                                  "  measured at concurrency 1, 4, 10"]
+    described = objectives.describe(objectives.to_plan(lone, 10))
+    assert described[0].endswith("; the target is measured after promotion")
+    assert described[-2:] == ["  error_rate ≤ 0.0% at every measured level (no error_rate objective given)",
+                              "  measured at concurrency 1, 4, 10"]
 
 
 def test_a_recipes_gate_is_not_part_of_what_is_deployed(prod_with):

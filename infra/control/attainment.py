@@ -13,17 +13,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from infra.control.costs import instant
 from infra.control.objectives import Target
 from infra.runtime.errors import ConfigError
 from infra.runtime.sentinel import Probe
 
 APPLIES = re.compile(r"(ttft|tpot)_p\d+_ms")
 WINDOW_FORMS = "a duration back from now such as 30m, 1h or 7d, or a UTC time such as 2026-12-07T08:00"
-_DURATION = re.compile(r"(\d+)\s*([mhd])")
 
 
 class _Typed(BaseModel):
@@ -69,23 +69,12 @@ class Watched(_Typed):
 
 def window(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime]:
     """`--since` (and `--until`) as instants; a window in the future, backwards or empty is one line."""
-    end = _instant("--until", until, now) if until else now
-    start = _instant("--since", since, now)
+    end = instant("--until", until, now, WINDOW_FORMS, "mhd") if until else now
+    start = instant("--since", since, now, WINDOW_FORMS, "mhd")
     if start >= end:
         raise ConfigError(f"--since {since}: {start:%Y-%m-%d %H:%M} UTC is not before {end:%Y-%m-%d %H:%M} UTC; "
                           f"allowed: {WINDOW_FORMS}")
     return start, end
-
-
-def _instant(flag: str, text: str, now: datetime) -> datetime:
-    text = str(text).strip()
-    if m := _DURATION.fullmatch(text):
-        return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]: int(m.group(1))})
-    try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: not a time; allowed: {WINDOW_FORMS}") from None
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
 def applicable(targets: Sequence[Target]) -> list[Target]:

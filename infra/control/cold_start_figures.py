@@ -19,7 +19,7 @@ estimate is within ±25% of the measured start, cached and uncached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -60,7 +60,6 @@ class Profile:
     piecewise_phase: str | None = None  # the phase that only versions capturing piecewise CUDA graphs have
     skipped_warmup_phase: str | None = None  # the phase --skip-server-warmup removes
     draft_phases: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
 
 def _phase(name: str, cached: float, uncached: float, *, cached_from: str = "before.timeline",
@@ -117,7 +116,6 @@ TINY_QWEN3 = Profile(
     warmup_request=Figure(0.2025, 0.3265, "with.rest_of_warmup_s / 2", "without.rest_of_warmup_s / 2"),
     restore=Figure(0.083, 0.0, "restore.seconds", "(no tree: nothing copied)"),
     restored_mb=54.0,
-    notes=("measured as whole spans: launch to healthy holds every phase before the warm-up",),
 )
 
 PROFILES = (QWEN3_8B_FP8_EAGLE3, TINY_QWEN3)

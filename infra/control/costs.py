@@ -510,7 +510,6 @@ class Period:
 
 
 DEFAULT_SINCE = "7d"
-RELATIVE_RE = re.compile(r"(\d+)\s*([dh])")
 PERIOD_FORMS = ("a duration back from now such as 7d or 36h, or a UTC date or time such as 2026-11-01 or "
                 "2026-11-01T08:00")
 
@@ -519,11 +518,11 @@ def period(since: str | None, until: str | None, now: datetime) -> Period:
     """`--since`/`--until` as whole hours; a period in the future, backwards or under an hour is one line."""
     now = now.astimezone(UTC)
     since = since or DEFAULT_SINCE
-    start = _instant("--since", since, now)
-    end = _instant("--until", until, now) if until else now
-    for flag, text, instant in (("--since", since, start), ("--until", until, end)):
-        if instant > now:
-            raise ConfigError(f"{flag} {text}: {instant:%Y-%m-%d %H:%M} UTC is in the future, and Modal bills only "
+    start = instant("--since", since, now)
+    end = instant("--until", until, now) if until else now
+    for flag, text, when in (("--since", since, start), ("--until", until, end)):
+        if when > now:
+            raise ConfigError(f"{flag} {text}: {when:%Y-%m-%d %H:%M} UTC is in the future, and Modal bills only "
                               f"what has run; allowed: {PERIOD_FORMS}, before now")
     start, end = _hour(start), _hour(end)
     if end <= start:
@@ -533,22 +532,25 @@ def period(since: str | None, until: str | None, now: datetime) -> Period:
     return Period(start, end)
 
 
-def _instant(flag: str, text: str, now: datetime) -> datetime:
+BACK = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def instant(flag: str, text: str, now: datetime, forms: str = PERIOD_FORMS, units: str = "dh") -> datetime:
+    """`text` as a UTC instant: a duration back from `now` in one of `units`, or an ISO date or time; else one line
+    naming the `forms` allowed (the bill's `--since`/`--until` here, the sentinel's window in attainment.py)."""
     text = str(text).strip()
-    if m := RELATIVE_RE.fullmatch(text):
-        unit = m.group(2)
+    if m := re.fullmatch(rf"(\d+)\s*([{units}])", text):
+        unit = BACK[m.group(2)]
         try:
-            amount = int(m.group(1))
-            return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+            return now - timedelta(**{unit: int(m.group(1))})
         except (OverflowError, ValueError):  # further back than a datetime reaches (year 1), or too many digits to read
-            units = "days" if unit == "d" else "hours"
-            raise ConfigError(f"{flag} {shown(text)}: that many {units} back from now is before year 1, the earliest "
-                              f"date there is; allowed: {PERIOD_FORMS}") from None
+            raise ConfigError(f"{flag} {shown(text)}: that many {unit} back from now is before year 1, the earliest "
+                              f"date there is; allowed: {forms}") from None
     try:
-        instant = datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"{flag} {text!r}: not a time; allowed: {PERIOD_FORMS}") from None
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+        raise ConfigError(f"{flag} {text!r}: not a time; allowed: {forms}") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _hour(instant: datetime) -> datetime:

@@ -318,13 +318,8 @@ def to_plan(gate: Gate, target_concurrency: int) -> GatePlan:
                                                  **{t.spec.limit_key: t.limit}) for t in targets])
 
 
-def describe(gate: Gate, target_concurrency: int) -> list[str]:
-    """What `plan` prints: one line for the gate, one per objective."""
-    return describe_plan(to_plan(gate, target_concurrency))
-
-
-def describe_plan(plan: GatePlan) -> list[str]:
-    """The lines of `describe`, from `to_plan`'s record (what `plan` renders)."""
+def describe(plan: GatePlan) -> list[str]:
+    """What `plan` prints of `to_plan`'s record: one line for the gate, one per objective."""
     if not plan.enabled:
         return ["gate: off (promotions into this environment are not measured)"]
     lines = [f"gate: on; regression budget {plan.regression_budget * 100:g}% against the target's current release"

@@ -418,7 +418,7 @@ def _rows(p: rec.DeploymentPlan) -> list[tuple[str, str, str]]:
         lines.append(f"Job            {name}: {job.image_text()}, {job.gpu or 'no GPU'}, timeout {job.timeout} s")
     lines += _cost_lines(p.cost, p.schedule, p.compile_job)
     lines += _schedule_lines(p.schedule)
-    lines += _labelled("Gate", [line.removeprefix("gate: ") for line in objectives.describe_plan(p.gate)])
+    lines += _labelled("Gate", [line.removeprefix("gate: ") for line in objectives.describe(p.gate)])
     lines += _sentinel(p.sentinel)
     lines += _cold_start_lines(p.cold_start, server.startup_timeout)
     lines += [f"WARNING        {w}" for w in p.warnings]
