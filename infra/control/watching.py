@@ -76,7 +76,7 @@ def cost(s: SentinelSpec, rates: costs.Rates,
 def describe_cost(c: SentinelCost) -> list[str]:
     """`plan`'s lines for the sentinel, from `cost`'s record."""
     lines = [f"{c.app}: a probe per recipe every {c.interval_seconds} s ({c.probes_per_30_days:,} per 30 days); its "
-             f"container ({c.container.container}) at ${c.container.usd_per_hour:.4f}/h, up "
+             f"container ({c.container.container.describe()}) at ${c.container.usd_per_hour:.4f}/h, up "
              f"{c.container_hours_per_hour * 100:.0f}% of each hour: ${c.usd_per_30_days:,.2f} per 30 days"]
     if c.wake_usd_per_30_days is not None:
         lines.append(f"  wake = true keeps a replica of each scale-to-zero recipe up: up to "
