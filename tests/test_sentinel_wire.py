@@ -46,7 +46,7 @@ def test_the_sentinel_is_its_own_app_with_a_function_modal_runs_every_interval(w
     # The proxy-auth credentials, for prod's endpoints behind proxy auth; and `env=`, which carries the spec.
     assert "sentinel-proxy-auth" in [x.name for x in secrets]
     carried = next(x.values for x in secrets if sentinel.SPEC_VARIABLE in x.values)
-    assert sentinel.SentinelSpec.from_json(carried[sentinel.SPEC_VARIABLE]) == s
+    assert sentinel.SentinelSpec.model_validate_json(carried[sentinel.SPEC_VARIABLE]) == s
     assert [v["app_tags"] for v in wire.app_versions("prod",
                                                      "sglang-sentinel-prod")] == [{"env": "prod", "role": "sentinel"}]
 

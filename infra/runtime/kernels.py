@@ -8,6 +8,7 @@ path servers restore to. No `modal` import: tests run `compile_kernels` against 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -103,18 +104,18 @@ def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, laun
     seconds: dict[str, float] = {}
 
     deepgemm = compile_cache.deepgemm_enabled(env)
-    gemm_log = timeline.StartLog()
+    gemm_log = timeline.StartLog(also=on_line and functools.partial(on_line, "compile_deep_gemm"))
     if deepgemm and compile_argv:
         started = gemm_log.t0 = time.monotonic()
-        _run_deep_gemm(compile_argv, env, kill_after, _feeding(gemm_log, "compile_deep_gemm", on_line))
+        _run_deep_gemm(compile_argv, env, kill_after, gemm_log.feed)
         seconds["deep_gemm"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
     base_url = f"http://127.0.0.1:{launch_argv[launch_argv.index('--port') + 1]}"
-    log = timeline.StartLog(t0=started)
+    log = timeline.StartLog(t0=started, also=on_line and functools.partial(on_line, "server"))
     try:
         server = lifecycle.start_and_warm(launch_argv, base_url, readiness, env=env,
-                                          on_line=_feeding(log, "server", on_line))
+                                          on_line=log.feed)
     except lifecycle.ServerFailed as err:
         raise CompileFailed(f"the server did not start and warm up for the compile cache: {err}") from None
     try:
@@ -136,15 +137,6 @@ def warm_caches(*, key: dict, marker: Path, compile_argv: list[str] | None, laun
     write_atomically(marker, json.dumps(record.to_data(), indent=1))
     commit_volume()
     return record.to_data() | {"skipped": False}
-
-
-def _feeding(log: timeline.StartLog, step: str, on_line: Callable[[str, float, str], None] | None):
-    def feed(t: float, line: str) -> None:
-        log.feed(t, line)
-        if on_line:
-            on_line(step, t, line)
-
-    return feed
 
 
 def _run_deep_gemm(argv: list[str], env: dict[str, str], kill_after: float,

@@ -176,10 +176,7 @@ HTTP = requests.Session()  # one pool for every request to our own SGLang, share
 
 def _request(url: str, *, payload: dict | None = None, timeout: float) -> tuple[int, bytes]:
     """(status, body) of a GET, or of a POST of `payload` as JSON; raises requests' errors when nothing answers."""
-    if payload is None:
-        response = HTTP.get(url, timeout=timeout)
-    else:
-        response = HTTP.post(url, json=payload, timeout=timeout)
+    response = HTTP.get(url, timeout=timeout) if payload is None else HTTP.post(url, json=payload, timeout=timeout)
     return response.status_code, response.content
 
 

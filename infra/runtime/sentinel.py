@@ -109,10 +109,6 @@ class SentinelSpec(Frozen):
     def to_json(self) -> str:
         return self.model_dump_json()
 
-    @classmethod
-    def from_json(cls, text: str) -> SentinelSpec:
-        return cls.model_validate_json(text)
-
 
 # ---------------------------------------------------------------------------- the records
 

@@ -14,7 +14,7 @@ import modal
 
 from infra.runtime import modal_objects, remote, sentinel, spec
 
-watched = sentinel.SentinelSpec.from_json(os.environ[sentinel.SPEC_VARIABLE])
+watched = sentinel.SentinelSpec.model_validate_json(os.environ[sentinel.SPEC_VARIABLE])
 options = spec.sentinel_app(watched)
 
 app = modal.App(**options["app"])

@@ -85,13 +85,8 @@ def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *
     environ = dict(os.environ if environ is None else environ)
     restore = restore_caches(d, volume_root, local_root, fingerprint)
     restored = compile_cache.listing(local_root)
-    log = timeline.StartLog()
+    log = timeline.StartLog(also=on_line)
     expect = timeline.expected(d.recipe.speculative is not None, argv)
-
-    def feed(t: float, line: str) -> None:
-        log.feed(t, line)
-        if on_line:
-            on_line(t, line)
 
     def record(outcome: str, timings: Timings | None, misses: dict[str, compile_cache.CacheMisses] | None = None,
                error: str | None = None) -> timeline.StartRecord:
@@ -103,7 +98,7 @@ def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *
     launch = lifecycle.start_for_snapshot if snapshot else lifecycle.start_and_warm
     log.t0 = time.monotonic()
     try:
-        server = launch(argv, base_url, readiness, env=env, on_line=feed)
+        server = launch(argv, base_url, readiness, env=env, on_line=log.feed)
     except BaseException as err:
         failed = record("failed", None, compile_cache.misses(local_root, restored), f"{err}")
         write_in_background(write, failed.to_data(), RECORD_WAIT_SECONDS)

@@ -18,7 +18,7 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -86,10 +86,12 @@ _BARE: tuple[tuple[str, re.Pattern], ...] = (
 
 
 class StartLog:
-    """SGLang's start-up from its output (`feed`: thread-safe, never raises), in seconds since `t0`, the launch."""
+    """SGLang's start-up from its output (`feed`: thread-safe, never raises), in seconds since `t0`, the launch;
+    `also` sees every line after it (its own errors are its own)."""
 
-    def __init__(self, t0: float | None = None):
+    def __init__(self, t0: float | None = None, also: Callable[[float, str], None] | None = None):
         self.t0 = time.monotonic() if t0 is None else t0
+        self.also = also
         self.events: dict[str, list[tuple[float, tuple]]] = {}
         self.deep_gemm_done: list[float] = []
         self.lines = 0
@@ -103,6 +105,8 @@ class StartLog:
                 self._feed(round(t - self.t0, 3), line)
         except Exception:  # noqa: BLE001 - a start must never fail because of its own bookkeeping
             self.unreadable += 1
+        if self.also:
+            self.also(t, line)
 
     def _feed(self, s: float, line: str) -> None:
         for piece in line.split("\r"):
@@ -201,8 +205,6 @@ class GemmShape(Stored):
 
 
 class DeepGemm(Stored):
-    """DeepGEMM's kernels, per GEMM shape: JIT-compiled (minutes each) or loaded from the cache (about a second)."""
-
     start_s: float
     end_s: float
     seconds: float

@@ -60,12 +60,44 @@ def download(repo: str, revision: str | None, cache_dir: str | Path, *, token: s
              timeout: float | None = None) -> Downloaded:
     """Download `repo` at `revision` into the Hugging Face cache layout under `cache_dir`, once. Every Hub call must
     answer within `timeout` (default HF_HUB_ETAG_TIMEOUT): the metadata call has no bound of its own."""
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi, constants, snapshot_download
 
     timeout = timeout or constants.HF_HUB_ETAG_TIMEOUT
+    cache_dir = Path(cache_dir)
     with _hub_problems_explained(endpoint or constants.ENDPOINT, timeout):
-        return _download(HfApi(endpoint=endpoint, token=token), repo, revision, Path(cache_dir), token=token,
-                         endpoint=endpoint, commit_volume=commit_volume, max_workers=max_workers, timeout=timeout)
+        api = HfApi(endpoint=endpoint, token=token)
+        requested = revision or "main"
+        info = None
+        if COMMIT_RE.match(requested):
+            commit = requested  # pinned: no network at all when the marker exists
+        else:
+            # Unpinned: resolve to a commit (one metadata call) and record what it was.
+            info = api.model_info(repo, revision=requested, timeout=timeout)
+            commit = info.sha
+        if marker := read_marker(cache_dir, repo, commit):
+            return Downloaded(repo, requested, commit, marker["files"], marker["size_bytes"], skipped=True)
+        # snapshot_download swallows a failed listing (network error, 5xx, HF_HUB_OFFLINE) and returns the partial
+        # cached snapshot of a pinned commit as if complete: check against the Hub's own list.
+        if info is None:
+            info = api.model_info(repo, revision=commit, timeout=timeout)
+        expected = sorted(s.rfilename for s in info.siblings or [])
+
+        snapshot = Path(snapshot_download(repo, revision=commit, cache_dir=cache_dir, token=token, endpoint=endpoint,
+                                          max_workers=max_workers, etag_timeout=timeout))
+        files = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
+        if missing := sorted(set(expected) - set(files)):
+            raise RuntimeError(
+                f"{repo}@{commit}: download incomplete, {len(missing)} file(s) missing: {', '.join(missing[:5])}; "
+                "no completion marker written, run the download again")
+        size = sum((snapshot / f).stat().st_size for f in files)
+        commit_volume()  # the files are durable before anything says they are complete
+        record = {"repo": repo, "requested": requested, "commit": commit, "files": files, "size_bytes": size,
+                  "completed_at": time.time()}
+        write_atomically(marker_path(cache_dir, repo, commit), json.dumps(record, indent=1))
+        if requested != commit:
+            write_atomically(ref_path(cache_dir, repo, requested), commit)
+        commit_volume()
+        return Downloaded(repo, requested, commit, files, size, skipped=False)
 
 
 class HubUnreachable(UserError):
@@ -90,44 +122,6 @@ def _hub_problems_explained(address: str, timeout: float) -> Iterator[None]:
         check = reach.TLS_HINT if isinstance(root, ssl.SSLCertVerificationError) else (
             "check the network, any proxy (HTTPS_PROXY) and HF_ENDPOINT (HF_HUB_ETAG_TIMEOUT bounds the wait)")
         raise HubUnreachable(f"cannot reach the Hugging Face Hub at {address}: {words}; {check}") from None
-
-
-def _download(api, repo: str, revision: str | None, cache_dir: Path, *, token, endpoint, commit_volume, max_workers,
-              timeout: float) -> Downloaded:
-    from huggingface_hub import snapshot_download
-
-    requested = revision or "main"
-    info = None
-    if COMMIT_RE.match(requested):
-        commit = requested  # pinned: no network at all when the marker exists
-    else:
-        # Unpinned: resolve to a commit (one metadata call) and record what it was.
-        info = api.model_info(repo, revision=requested, timeout=timeout)
-        commit = info.sha
-    if marker := read_marker(cache_dir, repo, commit):
-        return Downloaded(repo, requested, commit, marker["files"], marker["size_bytes"], skipped=True)
-    # snapshot_download swallows a failed listing (network error, 5xx, HF_HUB_OFFLINE) and returns
-    # the partial cached snapshot of a pinned commit as if complete: check against the Hub's own list.
-    if info is None:
-        info = api.model_info(repo, revision=commit, timeout=timeout)
-    expected = sorted(s.rfilename for s in info.siblings or [])
-
-    snapshot = Path(snapshot_download(repo, revision=commit, cache_dir=cache_dir, token=token, endpoint=endpoint,
-                                      max_workers=max_workers, etag_timeout=timeout))
-    files = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
-    if missing := sorted(set(expected) - set(files)):
-        raise RuntimeError(
-            f"{repo}@{commit}: download incomplete, {len(missing)} file(s) missing: {', '.join(missing[:5])}; "
-            "no completion marker written, run the download again")
-    size = sum((snapshot / f).stat().st_size for f in files)
-    commit_volume()  # the files are durable before anything says they are complete
-    record = {"repo": repo, "requested": requested, "commit": commit, "files": files, "size_bytes": size,
-              "completed_at": time.time()}
-    write_atomically(marker_path(cache_dir, repo, commit), json.dumps(record, indent=1))
-    if requested != commit:
-        write_atomically(ref_path(cache_dir, repo, requested), commit)
-    commit_volume()
-    return Downloaded(repo, requested, commit, files, size, skipped=False)
 
 
 def commit_of(repo: str, ref: str, *, token: str | None = None, endpoint: str | None = None) -> str:
