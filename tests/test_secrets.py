@@ -58,10 +58,19 @@ def test_no_task_prints_or_writes_a_planted_token(cli, fake_server, tmp_path, mo
     ]
 
     # In this process, one command after another: seventeen interpreter starts took a minute on a loaded machine. The
-    # code runs from this repository, so git is read where the commands run: the clean checkout.
+    # code runs from this repository, whose working tree may be dirty (a developer's): git is read in the test's own
+    # clean checkout instead, wherever the stages ask (their Context's `repo` was bound to this repository when
+    # stages/common.py was first imported, so patching gitinfo.REPO alone does not reach it).
     from infra.control import gitinfo
 
+    read, on_branch = gitinfo.read, gitinfo.is_on_branch
+
+    def clean(cwd: Path | None) -> Path:
+        return cli.project if cwd in (None, REPO, gitinfo.REPO) else cwd
+
     monkeypatch.setattr(gitinfo, "REPO", cli.project)
+    monkeypatch.setattr(gitinfo, "read", lambda cwd=None: read(clean(cwd)))
+    monkeypatch.setattr(gitinfo, "is_on_branch", lambda commit, branch, cwd=None: on_branch(commit, branch, clean(cwd)))
     outputs = []
     for args in staging_prod + dev:
         done = cli.in_process(*args)
