@@ -44,15 +44,10 @@ BASE_URL = f"http://127.0.0.1:{deployment.server.port}"
 
 
 def _readiness() -> lifecycle.Readiness:
-    return lifecycle.Readiness(
-        timeout=recipe.readiness_timeout,
-        poll_interval=recipe.health_poll_interval,
-        warmup=recipe.warmup,
-        model=recipe.model,
-        # startup_timeout bounds the whole @modal.enter: the first warm-up request (which may
-        # compile) gets what is left of it.
-        startup_budget=recipe.startup_timeout - ENTER_SAFETY_SECONDS - (time.monotonic() - IMPORTED_AT),
-    )
+    # startup_timeout bounds the whole @modal.enter: the first warm-up request (which may compile) gets what is left.
+    left = recipe.startup_timeout - ENTER_SAFETY_SECONDS - (time.monotonic() - IMPORTED_AT)
+    return lifecycle.Readiness(timeout=recipe.readiness_timeout, poll_interval=recipe.health_poll_interval,
+                               warmup=recipe.warmup, model=recipe.model, startup_budget=left)
 
 
 def _record_start(record: dict) -> int:

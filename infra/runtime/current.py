@@ -22,8 +22,7 @@ def deployment(environ: dict[str, str] | None = None) -> Deployment:
     if not baked:
         raise ConfigError(
             f"{DEPLOYMENT_VARIABLE} is not set, so there is no deployment to define: use `invoke deploy --env ENV`, or "
-            "Modal's CLI through `INFRA_ENV=ENV INFRA_RECIPE=R modal deploy -m infra.control.modal_entry --env ENV`"
-        )
+            "Modal's CLI through `INFRA_ENV=ENV INFRA_RECIPE=R modal deploy -m infra.control.modal_entry --env ENV`")
     return Deployment.from_json(baked)
 
 
@@ -40,5 +39,4 @@ def check_modal_environment(d: Deployment, environ: dict[str, str], is_local: bo
         raise ConfigError(
             f"environment '{d.env}' deploys into Modal Environment '{d.modal.environment}', "
             f"but MODAL_ENVIRONMENT is {found!r}: run "
-            f"`invoke deploy --env {d.env}` or `modal deploy -m infra.control.modal_entry --env {d.modal.environment}`"
-        )
+            f"`invoke deploy --env {d.env}` or `modal deploy -m infra.control.modal_entry --env {d.modal.environment}`")

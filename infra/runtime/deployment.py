@@ -77,15 +77,11 @@ class Scaling(Frozen):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Scaling:
         if self.max_containers is not None and self.min_containers > self.max_containers:
-            raise ValueError(
-                f"min_containers={self.min_containers} exceeds max_containers={self.max_containers}; "
-                "min_containers must be <= max_containers"
-            )
+            raise ValueError(f"min_containers={self.min_containers} exceeds max_containers={self.max_containers}; "
+                             "min_containers must be <= max_containers")
         if self.min_containers > 0 and not self.allow_warm_replicas:
-            raise ValueError(
-                f"min_containers={self.min_containers} but this environment forbids warm replicas "
-                "(allow_warm_replicas = false); allowed: min_containers = 0"
-            )
+            raise ValueError(f"min_containers={self.min_containers} but this environment forbids warm replicas "
+                             "(allow_warm_replicas = false); allowed: min_containers = 0")
         if not is_resolved(info):
             schedule.check_windows(self.schedule, self, allow_warm_replicas=self.allow_warm_replicas)
         return self

@@ -138,7 +138,7 @@ def scheduler(d: Deployment) -> dict[str, dict[str, Any]]:
     """The Functions that apply the scheduled warm floor, one per cron trigger, in the server's app: deployed,
     promoted and rolled back with the server whose floor they set (infra/runtime/app.py `apply_floor`)."""
     return {
-        f"apply_floor_{i}": {"image": scheduler_image(),
+        f"apply_floor_{i}": {"image": slim_image(*schedule.PACKAGES),
                              "schedule": {"cron": trigger.cron, "timezone": trigger.timezone},
                              "env": {DEPLOYMENT_VARIABLE: d.to_json()}, "timeout": SCHEDULER_TIMEOUT,
                              "retries": SCHEDULER_RETRIES, "include_source": False}
@@ -158,7 +158,7 @@ def sentinel_app(s: SentinelSpec) -> dict[str, Any]:
     return {
         "app": {"name": s.app_name, "tags": {"env": s.env, "role": "sentinel"}},
         "function": {
-            "image": scheduler_image(),
+            "image": slim_image(*schedule.PACKAGES),
             "schedule": {"period_seconds": s.settings.interval_seconds},
             "env": {SPEC_VARIABLE: s.to_json()},
             # MODAL_KEY/MODAL_SECRET for endpoints behind proxy auth; the probe sends them to those alone.
@@ -183,7 +183,8 @@ def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
     job_env = {DEPLOYMENT_VARIABLE: d.to_json()}
     return {
         "download_weights": {
-            "image": download_image(),
+            "image": slim_image(*DOWNLOAD_PACKAGES, env={"HF_HUB_CACHE": HF_CACHE_PATH,
+                                                         "HF_XET_HIGH_PERFORMANCE": "1"}),
             "volumes": {HF_CACHE_PATH: weights_volume(d)},
             "secrets": hf_secrets(d),  # HF_TOKEN, if the environment names a secret; never printed
             "env": job_env, "cpu": 4.0, "memory": 8192, "timeout": DOWNLOAD_TIMEOUT, "include_source": False,
@@ -295,22 +296,11 @@ def server_image(d: Deployment) -> list[dict[str, Any]]:
     return layers + [_package()]
 
 
-def download_image() -> list[dict[str, Any]]:
-    return [
-        _layer("debian_slim", python_version="3.11"),
-        _layer("uv_pip_install", *DOWNLOAD_PACKAGES, *RUNTIME_PACKAGES),
-        _layer("env", {"HF_HUB_CACHE": HF_CACHE_PATH, "HF_XET_HIGH_PERFORMANCE": "1"}),
-        _package(),
-    ]
-
-
-def scheduler_image() -> list[dict[str, Any]]:
-    """A slim CPU image with the cron library and time-zone database the floor is computed with."""
-    return [
-        _layer("debian_slim", python_version="3.11"),
-        _layer("uv_pip_install", *schedule.PACKAGES, *RUNTIME_PACKAGES),
-        _package(),
-    ]
+def slim_image(*packages: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """A slim CPU image with `packages` and this package's own: the download job's, the scheduler's (with the cron
+    library and time-zone database the floor is computed with) and the sentinel's."""
+    layers = [_layer("debian_slim", python_version="3.11"), _layer("uv_pip_install", *packages, *RUNTIME_PACKAGES)]
+    return layers + ([_layer("env", env)] if env else []) + [_package()]
 
 
 def _package() -> dict[str, Any]:
