@@ -73,8 +73,7 @@ class SuiteResult(BaseModel):
 
 
 class AcceptanceRun(BaseModel):
-    """What a release keeps of one run at one shape (infra/control/releases.py `Release.acceptance`): the verdict,
-    when, each test's outcome, the numbers the suite measured, the GPU and SGLang it ran on."""
+    """What a release keeps of one run at one shape (infra/perf/releases.py `Release.acceptance`)."""
 
     model_config = ConfigDict(extra="ignore")  # a newer version's fields, read by an older one
 
@@ -134,8 +133,7 @@ def _probe(argv: list[str]) -> str | None:
 
 def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: str = SUITE,
               env: dict[str, str] | None = None, timeout: float | None = None) -> SuiteResult:
-    """The suite's result whatever the tests found (the caller names a failing test); raises only where the suite
-    cannot run at all."""
+    """The suite's result, whatever the tests found; raises only where the suite cannot run at all."""
     if shape not in SHAPES:
         raise ValueError(f"shape {shape!r}: allowed: {', '.join(SHAPES)}")
     with tempfile.TemporaryDirectory(prefix="gpu-test-") as tmp:
@@ -158,8 +156,7 @@ def run_suite(shape: str, recipe: str, *, project: str | Path = PROJECT, suite: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The Function's body from a shell, on any machine with a GPU (the lent one included): exit code 0 only when the
-    suite passed."""
+    """The Function's body from a shell on any machine with a GPU; exit code 0 only when the suite passed."""
     import argparse
 
     p = argparse.ArgumentParser(description="python -m pytest tests/gpu at one shape, its JUnit report read back")

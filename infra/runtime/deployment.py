@@ -179,8 +179,7 @@ class Deployment(Frozen):
 
     @classmethod
     def read(cls, data: dict[str, Any]) -> Deployment:
-        """A deployment recorded by a release, possibly by an older version (unknown keys ignored, new fields
-        defaulted)."""
+        """A deployment a release recorded, maybe an older version's: unknown keys ignored, new fields defaulted."""
         return cls.model_validate(startup_lifted(data), strict=False, extra="ignore", context=RESOLVED)
 
     def with_recipe(self, recipe: Recipe) -> Deployment:

@@ -1,7 +1,6 @@
 """Modal Functions for the stages that run remotely: weight download (CPU), kernel compile and acceptance suite (GPU).
 
-Their own app (`<app>-jobs`), run ephemerally, so a job never starts the server's warm replicas. Options from
-infra/runtime/spec.py (what `plan` prints); bodies in weights.py, kernels.py and acceptance.py.
+Their own app (`<app>-jobs`), run ephemerally, so a job never starts the server's warm replicas.
 """
 
 from __future__ import annotations
@@ -35,8 +34,7 @@ def download_weights() -> list[dict]:
 
 @app.function(**compile_options)
 def compile_kernels(force: bool = False) -> dict:
-    """DeepGEMM, then a real server warmed with the deployment's arguments; every JIT cache published keyed
-    (`force`: again, replacing what was published for this key)."""
+    """Every JIT cache compiled and published keyed (`force`: again, replacing what was published for this key)."""
     return kernels.compile_kernels(deployment, KERNELS_PATH,
                                    commit_volume=compile_options["volumes"][KERNELS_PATH].commit,
                                    force=force)
@@ -44,7 +42,6 @@ def compile_kernels(force: bool = False) -> dict:
 
 @app.function(**gpu_test_options)
 def gpu_test(shape: str) -> dict:
-    """`python -m pytest tests/gpu` at `shape`, in the recipe's image on its GPUs: every test's outcome and the numbers
-    it measured (a failing test is reported, not raised: `invoke gpu-test` names it and fails)."""
+    """`python -m pytest tests/gpu` at `shape` on the recipe's GPUs (a failing test is reported, not raised)."""
     timeout = gpu_test_options["timeout"] - 60  # pytest stops first, so its report still comes back
     return acceptance.run_suite(shape, deployment.recipe.name, timeout=timeout).model_dump()

@@ -75,8 +75,7 @@ def compile_kernels(d: Deployment, cache_dir: str | Path, *, commit_volume: Call
                     env: dict[str, str] | None = None, kill_after: float | None = None,
                     local_root: str | Path = compile_cache.LOCAL_ROOT, port: int | None = None,
                     force: bool = False) -> dict:
-    """The Modal job's body for one deployment. `force` compiles even where a marker says this key is done (`invoke
-    compile --recompile`: a start that missed the caches asks for it)."""
+    """The Modal job's body; `force` compiles even where a marker says this key is done (`compile --recompile`)."""
     if kill_after is None:
         kill_after = spec.compile_budget(d).deep_gemm_kill_after_seconds or KILL_AFTER
     r = d.recipe

@@ -45,8 +45,7 @@ def credential_kind(value: str) -> str | None:
 
 
 def mask(value: str | None) -> str:
-    """'hf_abcdef123' -> 'hf_…(masked)', 'ak-123…' -> 'ak-…(masked)': a prefix that says what kind of token it is,
-    nothing more."""
+    """'hf_abcdef123' -> 'hf_…(masked)': a prefix that says what kind of token it is, nothing more."""
     if not value:
         return "not set"
     match = re.match(r"[A-Za-z]{2,3}[_-]", value)
@@ -97,8 +96,7 @@ def local_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _modal_config_value(key: str, environ) -> str | None:
-    """The active profile's `key` in Modal's config file (MODAL_CONFIG_PATH, default ~/.modal.toml), without importing
-    modal."""
+    """The active profile's `key` in Modal's config file (MODAL_CONFIG_PATH), without importing modal."""
     path = Path(environ.get("MODAL_CONFIG_PATH") or Path.home() / ".modal.toml")
     try:
         profiles = tomllib.loads(path.read_text())

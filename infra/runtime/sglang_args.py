@@ -12,8 +12,7 @@ from infra.runtime.compile_cache import version_tuple
 from infra.runtime.deployment import Deployment
 
 HOST = "0.0.0.0"  # listen on all interfaces: Modal's proxy connects from outside the container
-# Seconds compile_deep_gemm may spend before giving up (its own default is 3600). It does not
-# notice a crashed server and would poll out the whole timeout, so the stage also bounds it.
+# Seconds compile_deep_gemm may spend (its own default); it would poll out all of it after a crash: the job bounds it.
 COMPILE_TIMEOUT = 3600
 # Flags derived here whose name SGLang changed: the old name, and the first tabled version that spells it the new
 # way (--cuda-graph-max-bs became a deprecated alias in 0.5.14 and was dropped in 0.5.20). tests/test_upgrade.py
@@ -68,8 +67,7 @@ def compile_command(d: Deployment) -> list[str]:
 
 
 def flag_values(argv: list[str]) -> list[tuple[str, str | None]]:
-    """(flag, value) pairs of an argument list as server_args writes it: a flag, then its value
-    unless the next word is another flag."""
+    """(flag, value) pairs of an argument list as server_args writes it (a switch's value is None)."""
     pairs: list[tuple[str, str | None]] = []
     for word in argv:
         if word.startswith("--"):

@@ -17,9 +17,8 @@ from infra.runtime.sentinel import SPEC_VARIABLE, SentinelSpec
 SERVER_NAME = "server"  # the Server's name inside its Modal app
 PACKAGE = "infra.runtime"  # what containers import, mounted at start (not baked into an image)
 PACKAGE_IGNORE = ["**/__pycache__/**", "**/*.pyc"]
-# What infra/runtime itself needs beyond the standard library, at the versions the tests run (pyproject.toml pins
-# the same; tests/test_structure.py keeps them equal). The SGLang images ship both already (SGLang depends on
-# them); the slim images of the download job and the scheduler get exactly these.
+# What infra/runtime needs beyond the standard library, as pyproject.toml pins them (tests/test_structure.py keeps
+# them equal). The SGLang images ship both (SGLang depends on them); the slim images get exactly these.
 RUNTIME_PACKAGES = ("pydantic==2.14.4", "requests==2.34.2")
 # The download job's slim image: the Hub client version the SGLang image gets (and the tests run), and Xet transfers.
 DOWNLOAD_PACKAGES = ["huggingface-hub==0.36.0", "hf-xet==1.2.0"]
@@ -46,10 +45,9 @@ COMPILE_CPU_BASE = 3.0
 COMPILE_CPU_PER_RANK = 1.0
 
 
-# The acceptance suite's Function (`invoke gpu-test`, infra/runtime/acceptance.py): the compile job's image, GPU and
-# Volumes, with the suite and the code it imports mounted under acceptance.PROJECT and pytest installed on top.
-# What the suite imports beyond the SGLang image: pytest and its timeout plugin, the settings' loader, invoke (its
-# bench test runs `python -m invoke bench`), cron and rich (imported by the settings and stages it goes through).
+# The acceptance suite's Function (`invoke gpu-test`): the compile job's image, GPU and Volumes, the suite mounted
+# under acceptance.PROJECT. What it imports beyond the SGLang image: pytest and its timeout plugin, the settings'
+# loader, invoke (its bench test runs `python -m invoke bench`), cron and rich (the settings and stages import them).
 TEST_PACKAGES = ("pytest==9.2.0", "pytest-timeout==2.4.0", "pydantic-settings==2.16.3", "invoke==3.0.3", "cronsim==2.8",
                  "rich==15.0.0")
 # Project paths the suite needs, relative to the repository root (modal_objects resolves them there).
@@ -180,42 +178,34 @@ def sentinel_app(s: SentinelSpec) -> dict[str, Any]:
 
 def jobs(d: Deployment) -> dict[str, dict[str, Any]]:
     """The Functions `invoke download`, `compile` and `gpu-test` run ephemerally in `<app>-jobs` (jobs.py)."""
-    job_env = {DEPLOYMENT_VARIABLE: d.to_json()}
     return {
         "download_weights": {
             "image": slim_image(*DOWNLOAD_PACKAGES, env={"HF_HUB_CACHE": HF_CACHE_PATH,
                                                          "HF_XET_HIGH_PERFORMANCE": "1"}),
             "volumes": {HF_CACHE_PATH: weights_volume(d)},
             "secrets": hf_secrets(d),  # HF_TOKEN, if the environment names a secret; never printed
-            "env": job_env, "cpu": 4.0, "memory": 8192, "timeout": DOWNLOAD_TIMEOUT, "include_source": False,
+            "env": {DEPLOYMENT_VARIABLE: d.to_json()}, "cpu": 4.0, "memory": 8192, "timeout": DOWNLOAD_TIMEOUT,
+            "include_source": False,
         },
-        "compile_kernels": {
-            "image": server_image(d),
-            "gpu": d.recipe.gpu,  # kernels are compiled for the GPU that will run them
-            # It runs the real server once (the recipe's memory); its CPU is sized for the DeepGEMM JIT (compile_cpu).
-            **(resources(d) | {"cpu": compile_cpu(d)}),
-            "volumes": cache_volumes(d, kernels_read_only=False),  # the one writer of the compile caches
-            # The weights come from the download stage; every cache variable points at the fixed local root.
-            "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
-            "secrets": [],  # reads only the Volumes: no token
-            "timeout": compile_timeout(d), "include_source": False,
-        },
-        "gpu_test": {
-            "image": test_image(d),
-            "gpu": d.recipe.gpu,  # the recipe's GPU type and count: what the suite proves is what serves
-            **(resources(d) | {"cpu": compile_cpu(d)}),  # --shape real runs the compile job's body
-            # Read-only: the suite reads the weights and the published compile caches and never publishes.
-            "volumes": cache_volumes(d, kernels_read_only=True)
-            | {HF_CACHE_PATH: weights_volume(d) | {"read_only": True}},
-            "env": job_env | {"HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
-            "secrets": [], "timeout": gpu_test_timeout(d), "include_source": False,
-        },
+        # The one writer of the compile caches.
+        "compile_kernels": gpu_job(d, server_image(d), cache_volumes(d, kernels_read_only=False), compile_timeout(d)),
+        # Read-only: the suite reads the weights and the published compile caches and never publishes.
+        "gpu_test": gpu_job(d, test_image(d), cache_volumes(d, kernels_read_only=True)
+                            | {HF_CACHE_PATH: weights_volume(d) | {"read_only": True}}, gpu_test_timeout(d)),
     }
 
 
+def gpu_job(d: Deployment, image: list[dict[str, Any]], volumes: dict[str, Any], timeout: int) -> dict[str, Any]:
+    """A job on the recipe's GPUs (what is compiled or proved is what serves) that runs the real server (the recipe's
+    memory; CPU sized for the DeepGEMM JIT, `compile_cpu`), with the weights from the download stage and every cache
+    variable at the fixed local root; it reads only the Volumes: no token."""
+    return {"image": image, "gpu": d.recipe.gpu, **(resources(d) | {"cpu": compile_cpu(d)}), "volumes": volumes,
+            "env": {DEPLOYMENT_VARIABLE: d.to_json(), "HF_HUB_OFFLINE": "1"} | compile_cache.environment(),
+            "secrets": [], "timeout": timeout, "include_source": False}
+
+
 def test_image(d: Deployment) -> list[dict[str, Any]]:
-    """The server's image, pytest, then the mounts: the package and the suite with what it imports (Modal builds no
-    layer after a mount)."""
+    """The server's image, pytest, then the mounts: the package and the suite (Modal builds no layer after a mount)."""
     *built, package = server_image(d)
     layers = built + [_layer("uv_pip_install", *TEST_PACKAGES), package]
     for source in TEST_SOURCES:
