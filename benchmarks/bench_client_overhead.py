@@ -81,7 +81,7 @@ def mean(values: list[float]) -> float:
 async def measure(url: str, levels: list[int], args, budget_end: float) -> list[tuple[dict, float, Stamps]]:
     workload = bench.Workload(prompt_tokens=args.prompt_tokens, max_tokens=args.tokens)
     results = []
-    tags = bench.Tags()
+    tags = bench.new_tags()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
         for c in levels:

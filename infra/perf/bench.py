@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -427,16 +428,10 @@ async def loop_lag(samples: list[float]) -> None:
 # ---------------------------------------------------------------- a level
 
 
-class Tags:
+def new_tags() -> Callable[[], str]:
     """Unique prompt tags: a run id and a counter (defeats prefix caching across requests)."""
-
-    def __init__(self):
-        self.run = uuid.uuid4().hex[:8]
-        self.n = 0
-
-    def __call__(self) -> str:
-        self.n += 1
-        return f"{self.run}-{self.n}"
+    run, n = uuid.uuid4().hex[:8], itertools.count(1)
+    return lambda: f"{run}-{next(n)}"
 
 
 # Where a level's progress goes: `progress(concurrency, requests or None)` returns a context manager that yields
@@ -449,12 +444,12 @@ def no_progress(_concurrency: int, _total: int | None) -> contextlib.AbstractCon
 
 
 async def run_level(session: aiohttp.ClientSession, url: str, workload: Workload, plan: Plan, concurrency: int,
-                    tags: Tags | None = None, observe=None, done: Callable[[], None] = lambda: None,
+                    tags: Callable[[], str] | None = None, observe=None, done: Callable[[], None] = lambda: None,
                     sent: Callable[[dict], None] | None = None, objectives: Sequence[Target] | None = None) -> Level:
     """One concurrency level; `observe(StreamResult)` sees every measured stream that completed (for benchmarks),
     `done()` is called after each measured request (progress), `sent(payload)` with each measured request's body
     just before it goes out (`--write-requests`); `objectives` (all levels'): what goodput counts (None: no goodput)."""
-    tags = tags or Tags()
+    tags = tags or new_tags()
 
     # Warm-up rounds: every stream opens its connection and the server sees the load, unmeasured.
     warm: list[Record] = []
@@ -613,7 +608,7 @@ async def run_async(
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     timeout = aiohttp.ClientTimeout(total=None)
     levels = []
-    tags = Tags()
+    tags = new_tags()
     async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
         for c in plan.concurrency:
             n = plan.requests_for(c)

@@ -379,7 +379,7 @@ def measure_release(d: Deployment, url: str, *, headers: dict[str, str], where: 
 
 
 def check(settings: objectives.Gate, d: Deployment, url: str, current: Release | None, *, headers: dict[str, str],
-          where: bench.BenchTarget, title: str, say, environ: Mapping[str, str] | None = None,
+          where: bench.BenchTarget, title: str, say,
           progress: bench.Progress = bench.no_progress) -> tuple[GateEvaluation, GateRecord]:
     """A promotion's gate: measure the candidate at `url` (the source environment's endpoint, with `headers`, the
     credentials that belong there), hold it to the objectives and to the regression budget against `current` (the
@@ -391,12 +391,12 @@ def check(settings: objectives.Gate, d: Deployment, url: str, current: Release |
                   measured_label=f"{where.release_id} on {measurement.target.where()}",
                   baseline_label=found[1] if found else None)
     say(render_text(ev, title))
-    write_job_summary(render_markdown(ev, title), environ)
+    write_job_summary(render_markdown(ev, title))
     return ev, record(evaluation=ev, measurement=measurement)
 
 
-def skip(override: Override, title: str, *, say, environ: Mapping[str, str] | None = None) -> GateRecord:
+def skip(override: Override, title: str, *, say) -> GateRecord:
     """`--skip-gate`: say who skipped it and why, add that to the job summary; the record."""
     say(f"{title}: {override.line()}")
-    write_job_summary(f"### ⚠️ Promotion gate skipped: {_md(title)}\n\n{_md(override.line())}\n", environ)
+    write_job_summary(f"### ⚠️ Promotion gate skipped: {_md(title)}\n\n{_md(override.line())}\n")
     return record(override=override)
