@@ -74,19 +74,15 @@ class Release(Stored):
     promoted_from: Origin | None = None
     rolled_back_to: int | None = None
     note: str | None = None
-    # The promotion gate's record (infra/perf/gate.py `GateRecord`): verdict, measurement on the source, the table, or
-    # the override that skipped it. A rollback entry keeps the one of the release it returns to: same bits, same
-    # figures.
+    # A rollback entry keeps the gate record of the release it returns to: same bits, same figures.
     gate: GateRecord | None = None
     measurement: BenchReport | None = None  # the gate workload measured on this environment after going live
     # Its server containers' cold starts (infra/control/coldstarts.py), summarised when the next release replaced it:
     # the live records expire on Modal after a week, this stays. None while it is current.
     cold_starts: timeline.StartSummary | None = None
-    # The bake's verdict after it was promoted (infra/control/bake_policy.py): kept, rolled back and why, interrupted,
-    # or off with who and why. None: not promoted, or promoted before bakes existed.
+    # The bake's verdict after it was promoted. None: not promoted, or promoted before bakes existed.
     bake: Bake | None = None
-    # The GPU acceptance suite run against what this release runs (`invoke gpu-test`, stages/gpu_test.py): per shape
-    # (tiny, real, model) its verdict, every test's outcome, the numbers it measured, the GPU and SGLang it ran on.
+    # `invoke gpu-test` (stages/gpu_test.py) against what this release runs, per shape (tiny, real, model).
     acceptance: dict[str, AcceptanceRun] | None = None
     _recorded_digest: str | None = PrivateAttr(default=None)
 
