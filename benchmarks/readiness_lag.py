@@ -1,6 +1,6 @@
 """How long after SGLang's ready line /health first answers 200, and what every /health poll got meanwhile.
 
-tests/gpu/test_real_sglang.py::test_ready_within_a_second_of_sglang_answering_healthy holds that lag under one poll
+tests/gpu/test_real_sglang.py::test_ready_within_a_second_of_sglang_answering_healthy once held that lag under one poll
 interval + 1.5 s, as SGLang 0.5.11 behaves; at 0.5.17 (the recipe migrated by `invoke upgrade`) it measured 4.2 s.
 This starts the tiny server the GPU suite uses, at whatever SGLang is installed, polls /health back to back from the
 launch, and writes every poll (when, status, how long it took) and the log lines around the ready line, so the lag

@@ -67,28 +67,63 @@ def place(tmp_path_factory):
     return {"hub": hub, "cache_root": cache_root, "models": models, "env": real.server_environment(hub, cache_root)}
 
 
+class FirstHealthy:
+    """SGLang's own first 200 on /health, asked back to back from its ready line: the earliest moment any poller
+    could see the server healthy. The first health answer after a start is slow and release-dependent (H100, tiny
+    model, 0.5.11: 2.0 s after the ready line, later ones 1.0 s, SGLang's tick; 0.5.17: the lifecycle saw healthy 4.2 s
+    after it), so the lifecycle's lag is judged against this, not against the ready line."""
+
+    def __init__(self, url: str):
+        self.url, self.at = url, None
+        self.thread = threading.Thread(target=self._poll, name="first-healthy", daemon=True)
+
+    def begin(self) -> None:
+        if self.thread.ident is None:  # the first ready line only
+            self.thread.start()
+
+    def _poll(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=30) as answer:
+                    if answer.status == 200:
+                        self.at = time.monotonic()
+                        return
+            except OSError:  # not listening yet, or 503 (HTTPError is an OSError)
+                pass
+            time.sleep(0.02)
+
+    def wait(self, seconds: float) -> float | None:
+        if self.thread.ident is not None:
+            self.thread.join(seconds)
+        return self.at
+
+
 class Started:
     def __init__(self, d, server: ServerProcess, launched: float, returned: float, ready_line: float | None,
-                 baseline: int):
+                 baseline: int, first_healthy: FirstHealthy):
         self.d, self.server = d, server
         self.url = f"http://127.0.0.1:{d.server.port}"
         self.launched, self.returned, self.ready_line, self.baseline_mib = launched, returned, ready_line, baseline
+        self.first_healthy = first_healthy
 
 
 def start(place, **options) -> Started:
     d = real.tiny_deployment(port=real.free_port(), **options)
     baseline = real.gpu_memory_used_mib()
     seen: dict[str, float] = {}
+    first_healthy = FirstHealthy(f"http://127.0.0.1:{d.server.port}")
 
     def on_line(at: float, line: str) -> None:
         if real.READY_LINE in line:
             seen.setdefault("ready_line", at)
+            first_healthy.begin()
 
     launched = time.monotonic()
     start_fn = lifecycle.start_for_snapshot if d.startup.gpu_snapshot else lifecycle.start_and_warm
     server = start_fn(sglang_args.launch_command(d), f"http://127.0.0.1:{d.server.port}", real.readiness(d),
                       env=place["env"], on_line=on_line)
-    return Started(d, server, launched, time.monotonic(), seen.get("ready_line"), baseline)
+    return Started(d, server, launched, time.monotonic(), seen.get("ready_line"), baseline, first_healthy)
 
 
 def post_json(url: str, payload: dict) -> dict:
@@ -158,14 +193,21 @@ def test_healthy_then_a_warm_up_request_runs_speculative_decoding(server_a):
 
 
 def test_ready_within_a_second_of_sglang_answering_healthy(server_a):
+    """The lifecycle sees SGLang healthy at most one poll interval + one of SGLang's 1 s health ticks after SGLang
+    first answers 200 to anyone (FirstHealthy), then nothing but the warm-up stands before ready. Judged against
+    SGLang's own first answer, not its ready line: how long that first health generation takes is SGLang's
+    (benchmarks/readiness_lag.py measures it), how soon we notice it is ours."""
     t = server_a.server.timings
     assert server_a.ready_line is not None, "SGLang's ready line never appeared"
-    healthy_at = server_a.launched + t.healthy_s
-    noticed = healthy_at - server_a.ready_line  # one poll interval + SGLang's >= 1 s health generation
+    first = server_a.first_healthy.wait(30)
+    assert first is not None, "SGLang's /health never answered 200 to polls sent from its ready line"
+    healthy_at = server_a.server.started_at + t.healthy_s
+    noticed = healthy_at - first
     after_healthy = server_a.returned - healthy_at
-    record("readiness", ready_line_to_healthy_s=round(noticed, 3), healthy_to_ready_s=round(after_healthy, 3),
+    record("readiness", ready_line_to_first_200_s=round(first - server_a.ready_line, 3),
+           first_200_to_healthy_s=round(noticed, 3), healthy_to_ready_s=round(after_healthy, 3),
            ready_line_to_return_s=round(server_a.returned - server_a.ready_line, 3), warmup_s=t.warmup_s)
-    assert noticed < server_a.d.recipe.health_poll_interval + 1.5
+    assert noticed < server_a.d.recipe.health_poll_interval + 1.0 + 0.25  # a poll, a tick, rounding and threads
     assert after_healthy - sum(t.warmup_s) < 0.2  # nothing but the warm-up after the first healthy answer
 
 
