@@ -110,7 +110,7 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
     say(f"bake: {minutes:g} min on {url}: one gate-workload request ({workload.prompt_tokens} prompt tokens, "
         f"{workload.max_tokens} out) every {pace.interval_s:g} s, judged per {pace.window_s:g} s window; "
         f"{pace.breach_windows} breaching windows in a row roll back")
-    tag = uuid.uuid4().hex[:8]
+    tags = bench.new_tags()
     try:
         record.cold_start_s = _first_answer(url, w, cold_start_s, headers, say)
     except client.EndpointError as err:
@@ -120,7 +120,7 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
     except KeyboardInterrupt:
         return _interrupted(record, "Ctrl-C while waiting for the first answer")
     t0 = clock.now()
-    end, sent = t0 + minutes * 60, 0
+    end = t0 + minutes * 60
     start, probes = t0, []  # the open window: when it started, what its probes measured
     next_probe = t0
     try:
@@ -140,8 +140,7 @@ def run(url: str, workload: GateWorkload, *, model: str | None, objs: Sequence[B
             if now >= end:
                 break
             if now >= next_probe:
-                sent += 1
-                probes.append(bench.one_request(url, w, f"bake-{tag}-{sent}", timeout=timeout, headers=headers))
+                probes.append(bench.one_request(url, w, f"bake-{tags()}", timeout=timeout, headers=headers))
                 next_probe += pace.interval_s
                 continue
             clock.sleep(min(next_probe, start + pace.window_s, end) - now)

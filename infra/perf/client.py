@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import json
 import os
 import time
@@ -212,11 +213,9 @@ async def probe(url: str, payload: dict, *, deadline_seconds: float, request_tim
     A deadline of 0 is one attempt of `request_timeout` seconds: nothing to wait out (an endpoint that does not scale
     to zero, a server named by URL), so a refused connection fails at once."""
     deadline = time.monotonic() + deadline_seconds
-    attempts = 0
     async with aiohttp.ClientSession(headers={"Modal-Session-Id": f"smoke-{uuid.uuid4().hex[:12]}"} | (headers or {})
                                      ) as session:
-        while True:
-            attempts += 1
+        for attempts in itertools.count(1):
             # With no deadline, one attempt of `request_timeout`; else each attempt within what is left of it.
             remaining = deadline - time.monotonic()
             per_request = request_timeout if deadline_seconds <= 0 else max(min(request_timeout or remaining,
