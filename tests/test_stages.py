@@ -70,7 +70,7 @@ def test_pipeline_from_nothing_to_a_smoke_tested_endpoint(world):
     release = manifest.current
     assert release.draft_revision and len(release.draft_revision) == 40
     assert release.deployment.recipe.speculative.draft_revision == release.draft_revision
-    assert release.smoke_passed and release.url == f"{world.wire.http_url}/srv/dev--{release.app_name}-server"
+    assert release.smoke_passed and release.url == f"{world.wire.proxy_url}/srv/dev--{release.app_name}-server"
     assert release.tag.startswith("git-") and not release.dirty
     chats = [r for r in world.server.requests() if r["path"] == "/v1/chat/completions"]
     assert chats[-1]["body"]["messages"][0]["role"] == "system"  # the reference's pirate prompt
