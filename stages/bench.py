@@ -1,16 +1,7 @@
 """`invoke bench`: measure an endpoint with infra/perf/bench.py, print the table, write the files.
 
-Three ways in, one measuring path (`measure`):
-
-- `run(ctx, d, options)`, the stage: the deployed endpoint of `d` (found in the release manifest, else asked of
-  Modal), waited through a full cold start, with the environment's proxy-auth credentials; or, with `options.url`,
-  that server, with the recipe's model name and credentials only if `options.proxy_auth`;
-- `run_url(options)`: any OpenAI-compatible server at `options.url`, no settings, no Modal, no credentials (SGLang
-  answers with its one model when none is named);
-- `compare(...)`: two earlier reports, or two releases' recorded measurements (infra/perf/ledger.py), B relative to
-  A.
-
-Options arrive parsed and checked (tasks.py); nothing here reads flags.
+Three ways in (`run`: an environment's endpoint; `run_url`: any server; `compare`: two reports or releases), one
+measuring path (`measure`). Options arrive checked (stages/flags.py); nothing here reads flags.
 """
 
 from __future__ import annotations
@@ -66,6 +57,8 @@ def would(options: Options, where: str) -> str:
 
 
 def run(ctx: Context, d: Deployment, options: Options) -> StageResult[bench.BenchReport]:
+    """The deployed endpoint of `d` (from its release manifest, else Modal), with the environment's proxy-auth
+    credentials; or `options.url` with the recipe's model name, and credentials only with `options.proxy_auth`."""
     target = bench.BenchTarget(env=d.env, recipe=d.recipe.name, app=None if options.url else d.app_name)
     workload = options.workload if options.workload.model else options.workload.model_copy(
         update={"model": d.recipe.model})
@@ -95,7 +88,8 @@ def waits(options: Options, d: Deployment | None) -> bench.Plan:
 
 
 def run_url(options: Options, *, say=_say, dry_run: bool = False) -> StageResult[bench.BenchReport]:
-    """Any OpenAI-compatible server, no environment: what `invoke bench --url U` runs without --env."""
+    """Any OpenAI-compatible server, no environment, settings or credentials: `invoke bench --url U` without --env
+    (SGLang answers with its one model when none is named)."""
     if dry_run:
         return StageResult(STAGE, "", "", "dry-run", would(options, options.url))
     report = measure(dataclasses.replace(options, plan=waits(options, None)), say=say)

@@ -16,11 +16,6 @@ class Built:
     image_id: str
 
 
-def image_fingerprint(d: Deployment) -> str:
-    """The image's layers as the server's spec has them, and where it is built."""
-    return fingerprint(spec.server_image(d), d.modal.environment)
-
-
 def run(ctx: Context, d: Deployment) -> StageResult[Built]:
     image = d.recipe.sglang_image
 
@@ -30,5 +25,6 @@ def run(ctx: Context, d: Deployment) -> StageResult[Built]:
             built = Built(ctx.remote.build_image(d))
         return built, f"built image {built.image_id}"
 
-    return remote_stage(ctx, STAGE, d, image_fingerprint(d), Built,
+    # The image's layers as the server's spec has them, and where it is built.
+    return remote_stage(ctx, STAGE, d, fingerprint(spec.server_image(d), d.modal.environment), Built,
                         would=f"build image {image} in Modal environment {d.modal.environment}", work=build)

@@ -106,10 +106,6 @@ def deploy_and_record(ctx: Context, d: Deployment, store: ReleaseStore, manifest
     return store.record(d, manifest, release), release
 
 
-def deploy_fingerprint(d: Deployment, git: GitInfo) -> str:
-    return fingerprint(d.to_dict(), git.tag)
-
-
 def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=input) -> StageResult[Deployed]:
     if not options.confirmed:
         options = preflight(ctx, d, confirm=confirm)
@@ -117,7 +113,7 @@ def run(ctx: Context, d: Deployment, options: Options = Options(), *, confirm=in
     if ctx.dry_run and not options.after_download:
         refuse_unpinned(ctx, d)
     d = ctx.pinned(d)
-    fp = deploy_fingerprint(d, git)
+    fp = fingerprint(d.to_dict(), git.tag)
     if done := up_to_date(ctx, STAGE, d, fp, Deployed):
         return done
     if done := dry_run(ctx, STAGE, d, f"deploy {d.app_name} at {git.tag} to Modal environment {d.modal.environment}"):

@@ -31,11 +31,6 @@ class Downloads:
                                                for x in self.downloads])
 
 
-def download_fingerprint(d: Deployment) -> str:
-    """What the download job fetches, and where it puts it."""
-    return fingerprint(d.recipe.repositories(), spec.weights_volume(d))
-
-
 def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
     """`d` as the download job must run it: with the HF token's Secret where it exists, without it for a public model.
 
@@ -69,6 +64,7 @@ def run(ctx: Context, d: Deployment) -> StageResult[Downloads]:
                  + (" (already complete)" if r.skipped else "") for r in outcome.downloads]
         return outcome, "downloaded: " + "; ".join(lines)
 
-    return remote_stage(ctx, STAGE, d, download_fingerprint(d), Downloads,
+    # What the download job fetches, and where it puts it.
+    return remote_stage(ctx, STAGE, d, fingerprint(d.recipe.repositories(), spec.weights_volume(d)), Downloads,
                         would=f"download {repos} into Volume {d.caches.weights_volume} ({d.modal.cache_environment})",
                         work=download)

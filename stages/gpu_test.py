@@ -1,13 +1,5 @@
-"""`invoke gpu-test`: the GPU acceptance suite where the recipe runs, before it is promoted.
-
-The remote job (infra/runtime/jobs.py `gpu_test` -> infra/runtime/acceptance.py) runs `python -m pytest tests/gpu`
-in a Modal Function with the recipe's own image, GPUs and Volumes, and a timeout sized from the suite's measured time
-(infra/runtime/spec.py), at the shape GPU_SUITE_SHAPE names:
-
-- tiny: the suite's tiny Qwen3 and EAGLE-3 drafter, built in the container (two server starts, ~8 minutes);
-- real: the recipe's architecture with dummy weights: its compile job's body, then a start from what it compiled;
-- model: the real model and draft from the weights Volume, started from the published compile caches: text back,
-  speculative acceptance above the recipe's floor, no cache miss in the start's timeline.
+"""`invoke gpu-test`: the GPU acceptance suite where the recipe runs, before it is promoted, at one of its shapes
+(infra/runtime/acceptance.py, run by infra/runtime/jobs.py `gpu_test`; docs/acceptance.md says what each shape runs).
 
 The typed result (acceptance.SuiteResult) is shown as a table, appended to $GITHUB_STEP_SUMMARY and recorded on the
 current release when it runs what was tested. A failing test fails the command with its name.

@@ -55,11 +55,6 @@ class Promoted:
     bake: Bake | None = None  # the bake's verdict (kept, or off with who and why)
 
 
-def same_release(target: Deployment, release: Release) -> Deployment:
-    """The target environment's deployment serving the release's recipe, whole: what staging ran is what prod runs."""
-    return target.with_recipe(release.deployment.recipe)
-
-
 def check_direction(source: Settings, target: Settings) -> None:
     """Releases move one way: each environment names the one it takes them from (release.promote_from)."""
     if source.env == target.env:
@@ -122,7 +117,7 @@ def run(source: Context, target: Context, options: Options, *, confirm=input, cl
         raise Refused(f"this checkout is at {here} but {src_env} runs {release.commit[:12]}: `git checkout "
                       f"{release.commit}` or pass --from-manifest to promote from a worktree of that commit; nothing "
                       "changed")
-    d = same_release(resolve(target.settings, recipe), release)
+    d = resolve(target.settings, recipe).with_recipe(release.deployment.recipe)  # whole: what staging ran prod runs
 
     origin = Origin(env=src_env, release_id=release.release_id, commit=release.commit, version=release.version)
     with store.locked(d, "promote"):

@@ -1,12 +1,7 @@
 """`invoke status`: the current release, the ones before it, drift between what runs and what `plan` would deploy, and
-the release ledger: per release, where it came from and what it measured and costs (infra/perf/ledger.py).
-
-`--since` (alone) adds, per recipe, what the sentinel's probes saw in that window (infra/control/attainment.py) and the
-bake's verdict on the current release; `--advise` proposes `[[scaling.schedule]]` windows from the bill's hourly history
-(infra/control/advice.py). `--cost` adds what Modal billed in a period (`--since`, default 7 days; `--until`, default
-now) per release beside the cost model's estimate (infra/control/costs.py). `invoke status` is also what keeps the live
-rates current: with credentials in hand, it fetches the workspace's rates into the state directory when the cache is a
-day old, so `plan` (which never fetches) prices with them afterwards.
+the release ledger: per release, where it came from and what it measured and costs (infra/perf/ledger.py); `Options`
+adds the sentinel's window, the bill and schedule advice. It also keeps the live rates current: with credentials in
+hand, it refreshes the cached rates when a day old, so `plan` (which never fetches) prices with them afterwards.
 """
 
 from __future__ import annotations

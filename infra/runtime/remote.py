@@ -80,19 +80,12 @@ def server_address() -> tuple[str, str, int]:
     return url, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def tls_trust():
-    """What the client trusts on an https control plane: certifi's bundle alone (grpclib's default context)."""
-    import ssl
-
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 def first_answer(url: str, timeout: float) -> None:
     """The control plane at `url` answers a first call within `timeout` seconds, or `Unreachable` says why in one line.
     The SDK bounds only the TCP connect (a server that never answers held it for minutes, an untrusted certificate
     read "Could not connect" after retries), so its first ClientHello is made here step by step (runtime/reach.py)."""
+    import ssl
+
     import certifi
 
     from infra.runtime import reach
@@ -101,8 +94,9 @@ def first_answer(url: str, timeout: float) -> None:
         return  # a unix socket (inside some runtimes): nothing on the way to bound
     proxy = modal_rpc.proxy_for(url)
     try:
-        reach.first_answer(url, timeout, trust=tls_trust(), answer=lambda left: modal_rpc.hello(url, left),
-                           direct=proxy is None)
+        # The client trusts certifi's bundle alone on an https control plane (grpclib's default context).
+        reach.first_answer(url, timeout, trust=ssl.create_default_context(cafile=certifi.where()),
+                           answer=lambda left: modal_rpc.hello(url, left), direct=proxy is None)
     except reach.NoAnswer as no:
         via = f" through the proxy {proxy}" if proxy else ""
         check = (f"a proxy that intercepts TLS? Modal's client trusts only certifi's CA bundle ({certifi.where()}), "
