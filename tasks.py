@@ -262,11 +262,9 @@ def bench(c, env: str | None = None, recipe: str | None = None, set_: list[str] 
     """Measure time to first token, inter-token latency and throughput at several concurrency levels."""
     from stages import bench as stage
     from stages import flags
-    from stages.runner import run_bench
+    from stages.runner import recorded_releases, run_bench
 
     if compare:
-        from stages.runner import recorded_releases
-
         stage.compare(flags.compare_paths(compare), releases=lambda: recorded_releases(c, env, recipe, set_),
                       print_json=json, plot=flags.writable_file("--plot", plot))
         return

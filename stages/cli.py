@@ -73,12 +73,10 @@ class TypedTask(Task):
             if kind is bool or kind is None:
                 out.append(arg)
                 continue
-            opts = dict(names=arg.names, kind=list if kind is list else int if kind is int else str,
-                        default=arg.default, help=arg.help, attr_name=arg.attr_name)
-            parse = {int: int, float: float}.get(kind)
-            placeholder = PLACEHOLDERS.get(arg.attr_name
-                                           or arg.name) or {int: "INT", float: "NUMBER"}.get(kind, "STRING")
-            out.append(Flag(parse=parse, placeholder=placeholder, **opts))
+            label = PLACEHOLDERS.get(arg.attr_name or arg.name) or {int: "INT", float: "NUMBER"}.get(kind, "STRING")
+            out.append(Flag(parse={int: int, float: float}.get(kind), placeholder=label, names=arg.names,
+                            kind=list if kind is list else int if kind is int else str, default=arg.default,
+                            help=arg.help, attr_name=arg.attr_name))
         return out
 
 

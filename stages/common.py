@@ -63,9 +63,8 @@ class Context:
             while not stop.wait(every):
                 self.say(f"  still {what} ({(time.monotonic() - started) / 60:.0f} min so far)")
 
-        beating = None if sys.stderr.isatty() else threading.Thread(target=beat, daemon=True)
-        if beating:
-            beating.start()
+        if not sys.stderr.isatty():
+            threading.Thread(target=beat, daemon=True).start()
         try:
             yield
         finally:

@@ -1,9 +1,6 @@
-"""Stage 3: compile every JIT cache on the recipe's GPU into the kernel cache Volume.
-
-The remote job (infra/runtime/jobs.py -> infra/runtime/kernels.py) runs sglang.compile_deep_gemm with the server's own
-arguments, then starts and warms up the real server, publishes what was compiled under its key, commits the Volume and
-writes a marker keyed by everything that changes the compiled code; a matching marker skips it. Caches are compiled for
-exact revisions, so unpinned ones are pinned first.
+"""Stage 3: compile every JIT cache on the recipe's GPU into the kernel cache Volume (the job: infra/runtime/jobs.py
+-> infra/runtime/kernels.py; a marker keyed by everything that changes the compiled code skips it). Caches are
+compiled for exact revisions, so unpinned ones are pinned first.
 """
 
 from __future__ import annotations

@@ -98,10 +98,10 @@ def deploy_and_record(ctx: Context, d: Deployment, store: ReleaseStore, manifest
     with ctx.working(f"deploying {d.app_name} ({git.tag}) to Modal environment {d.modal.environment}"):
         info = ctx.remote.deploy(d, git.tag)
     current = manifest.current
-    if info.get("changed") is False and current is not None and current.version == info.get("version"):
+    if not info.changed and current is not None and current.version == info.version:
         return manifest, None  # the manifest is true as it is; a skip it does not know of is recorded below
     release = Release(release_id=new_release_id(), kind=kind, commit=git.commit, dirty=git.dirty, tag=git.tag,
-                      deployment=d, version=info.get("version"), url=info.get("url"), app_id=info.get("app_id"),
+                      deployment=d, version=info.version, url=info.url, app_id=info.app_id,
                       promoted_from=promoted_from, gate=gate)
     return store.record(d, manifest, release), release
 

@@ -2,16 +2,13 @@
 
 The remote job (infra/runtime/jobs.py -> infra/runtime/weights.py) writes a completion marker only after every file is
 on the Volume and committed; a second run finds it and returns. Unpinned revisions come back resolved to commits, which
-later stages pin (infra/control/revisions.py).
-
-The Hugging Face token is optional for public models: when the environment names a Modal Secret that does not exist, a
-public model is downloaded without it (and we say so); a gated model is refused before anything runs, with the command
-that creates the secret.
+later stages pin (infra/control/revisions.py). The Hugging Face token is optional for public models
+(`with_token_if_any`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel
 
 from infra.runtime import spec
 from infra.runtime.deployment import Deployment
@@ -22,21 +19,14 @@ from stages.common import Context, StageResult, fingerprint, remote_stage
 STAGE = "download"
 
 
-@dataclass(frozen=True)
-class Downloads:
-    downloads: list[Downloaded]
-
-    def __post_init__(self):  # rebuilt from JSON (the stage state) as plain dicts
-        object.__setattr__(self, "downloads", [x if isinstance(x, Downloaded) else Downloaded(**x)
-                                               for x in self.downloads])
+class Downloads(BaseModel):
+    downloads: list[Downloaded]  # from the job, or the stage state's JSON: plain dicts either way
 
 
 def with_token_if_any(ctx: Context, d: Deployment) -> Deployment:
-    """`d` as the download job must run it: with the HF token's Secret where it exists, without it for a public model.
-
-    Modal resolves named Secrets when an app starts, so a missing one fails the whole
-    job: decide here, before any remote work, and say what was decided.
-    """
+    """`d` as the download job must run it: with the HF token's Secret where it exists, without it (said) for a public
+    model; a gated model without one is refused. Modal resolves named Secrets when an app starts, so a missing one
+    fails the whole job: decided here, before any remote work."""
     name = d.secrets.hf_token_secret
     if d.recipe.gated and not name:
         raise ConfigError(f"{d.recipe.model} is gated: set secrets.hf_token_secret in environments/{d.env}.toml to a "
@@ -59,7 +49,7 @@ def run(ctx: Context, d: Deployment) -> StageResult[Downloads]:
         job = with_token_if_any(ctx, d)
         with ctx.working(f"downloading {repos} into Volume {d.caches.weights_volume} "
                          f"(Modal environment {d.modal.cache_environment})"):
-            outcome = Downloads(ctx.remote.run_download(job))
+            outcome = Downloads(downloads=ctx.remote.run_download(job))
         lines = [f"{r.repo}@{r.requested} -> {r.commit}: {len(r.files)} files, {r.size_bytes / 1e9:.2f} GB"
                  + (" (already complete)" if r.skipped else "") for r in outcome.downloads]
         return outcome, "downloaded: " + "; ".join(lines)

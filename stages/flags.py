@@ -41,7 +41,7 @@ def seconds(flag: str, value: object) -> float | None:
     try:
         number = float(str(value).strip().removesuffix("s"))
     except ValueError:
-        _fail(f"{flag} must be a positive number of seconds; got {shown(value)}")
+        number = math.nan
     if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
         _fail(f"{flag} must be a positive number of seconds; got {shown(value)}")
     return number
@@ -55,7 +55,7 @@ def number(flag: str, value: object, *, low: float, high: float | None = None,
     try:
         x = float(str(value).strip())
     except ValueError:
-        _fail(f"{flag} must be {allowed}; got {shown(value)}")
+        x = math.nan
     if not math.isfinite(x) or x < low or (high is not None and x > high):
         _fail(f"{flag} must be {allowed}; got {shown(value)}")
     return x

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.control import costs, plan
-from infra.control.plan_record import GpuTestCost
 from infra.perf.releases import ReleaseStore
 from infra.runtime import acceptance
 from infra.runtime.deployment import Deployment
@@ -26,12 +25,6 @@ SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 @dataclass(frozen=True)
 class Options:
     shape: str = "tiny"
-
-
-def estimate(ctx: Context, d: Deployment, shape: str) -> tuple[costs.JobCost, GpuTestCost]:
-    """What one run costs: the shape's expected time, and at most its timeout (the figures `plan` shows)."""
-    priced = plan.gpu_test_cost(d, costs.rates_for(ctx.settings.costs))
-    return priced.shapes[shape], priced
 
 
 def table(r: acceptance.SuiteResult) -> str:
@@ -70,7 +63,9 @@ def record_on_release(ctx: Context, d: Deployment, r: acceptance.SuiteResult) ->
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[dict]:
     shape = options.shape
-    one, priced = estimate(ctx, d, shape)
+    # What one run costs: the shape's expected time, and at most its timeout (the figures `plan` shows).
+    priced = plan.gpu_test_cost(d, costs.rates_for(ctx.settings.costs))
+    one = priced.shapes[shape]
     cost = one.model_dump() | {"timeout_seconds": priced.timeout_seconds, "usd_at_timeout": priced.usd_at_timeout}
     what = (f"run `python -m pytest tests/gpu` at shape {shape} in {d.recipe.sglang_image} on {d.recipe.gpu} "
             f"(timeout {priced.timeout_seconds} s): ~{one.seconds:.0f} s ≈ ${one.usd:,.2f}, at most "

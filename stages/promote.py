@@ -174,18 +174,15 @@ def _bake(ctx: Context, d: Deployment, store: ReleaseStore, manifest, promoted: 
     """Probe the promoted release on the target for `bake_minutes` and record the verdict on it. A sustained breach
     rolls back to `previous` (as a failed smoke test does) and raises; so does Ctrl-C, which leaves it in place."""
     minutes = ctx.settings.release.bake_minutes
+    back = previous is not None and previous.version is not None
     if minutes <= 0:
         off = gate.skip_override(off_reason) if off_reason else None
         verdict = Bake(verdict=bake_policy.OFF, off=BakeOff(**off.to_data()) if off else None)
-        ctx.say(bake.render_text(verdict, title))
-        gate.write_job_summary(bake.render_markdown(verdict, title))
-        store.update_current(d, manifest, bake=verdict)
-        return verdict
-    verdict = bake.run(promoted.url, d.recipe.gate_workload, model=d.recipe.model,
-                       objs=bake.objectives_for(gating, d.recipe.target_concurrency), minutes=minutes,
-                       cold_start_s=float(smoketest.deadline_for(d)), headers=client.endpoint_headers(d, promoted.url),
-                       clock=clock, pace=pace, say=ctx.say)
-    back = previous is not None and previous.version is not None
+    else:
+        verdict = bake.run(promoted.url, d.recipe.gate_workload, model=d.recipe.model,
+                           objs=bake.objectives_for(gating, d.recipe.target_concurrency), minutes=minutes,
+                           cold_start_s=float(smoketest.deadline_for(d)),
+                           headers=client.endpoint_headers(d, promoted.url), clock=clock, pace=pace, say=ctx.say)
     if verdict.verdict == bake_policy.ROLLED_BACK:
         if back:
             verdict.rolled_back_to = previous.version

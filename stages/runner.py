@@ -20,7 +20,7 @@ from infra.control.settings import (
 )
 from infra.perf.releases import Release, ReleaseStore
 from infra.runtime.deployment import Deployment
-from infra.runtime.errors import ConfigError
+from infra.runtime.errors import ConfigError, UserError
 from infra.runtime.recipes import RECIPES
 from infra.runtime.remote import ModalRemote, Remote
 from infra.runtime.secrets import scrub
@@ -121,7 +121,6 @@ def plans_commit() -> str | None:
     """The commit tag a deploy from this checkout would send (the app's `commit` tag); None outside a git checkout,
     where plan still works (deploy would refuse)."""
     from infra.control import gitinfo
-    from infra.runtime.errors import UserError
 
     try:
         return gitinfo.read(gitinfo.REPO).tag

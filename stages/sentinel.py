@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from infra.control import costs, watching
-from infra.control.settings import Settings
 from infra.runtime import sentinel
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError, Refused
@@ -23,7 +22,7 @@ STAGE = "sentinel"
 def once(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:
     """`--once`: what one scheduled run does, from here and now: probe each recipe (never waking one with no replica
     up unless `wake = true`) and record it in the ring. Proxy-auth credentials from MODAL_KEY / MODAL_SECRET."""
-    settings: Settings = ctx.settings
+    settings = ctx.settings
     s = watching.spec_for(settings, deployments)
     if ctx.dry_run:
         return StageResult(STAGE, settings.env, "", "dry-run", f"sentinel (dry run): would probe "
@@ -38,7 +37,7 @@ def once(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:
 
 
 def run(ctx: Context, deployments: list[Deployment]) -> StageResult[dict]:
-    settings: Settings = ctx.settings
+    settings = ctx.settings
     if not settings.sentinel.enabled:
         raise ConfigError(f"environments/{settings.env}.toml: sentinel.enabled = false: this environment is not "
                           "watched; allowed: set `enabled = true` under [sentinel] to deploy its sentinel")

@@ -87,12 +87,10 @@ def _tables(header: str, body: list[str], spans: list[tuple[int, int]], console:
     most = [max(len(text) for text in column) for column in texts]
     gap = 3  # between two columns: padding, the (blank) rule, padding
 
-    def fits(columns: list[int]) -> bool:
-        return sum(least[c] for c in columns) + gap * (len(columns) - 1) <= console.width
-
     groups: list[list[int]] = [[0]]
     for c in range(1, len(names)):
-        if fits(groups[-1] + [c]) or len(groups[-1]) == 1:
+        beside = groups[-1] + [c]
+        if sum(least[k] for k in beside) + gap * (len(beside) - 1) <= console.width or len(groups[-1]) == 1:
             groups[-1].append(c)
         else:
             groups.append([0, c])

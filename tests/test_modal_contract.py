@@ -9,6 +9,7 @@ are in tests/test_modal_workflows.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -157,13 +158,13 @@ def test_deploy_returns_url_and_version_and_reports_a_skipped_deploy(wire, remot
     version."""
     d = deployment("dev")
     first = remote.deploy(d, "git-aaa")
-    assert first["version"] == 1 and first["changed"] is True and first["app_id"].startswith("ap-")
-    assert first["url"] == remote.server_url(d)
+    assert first.version == 1 and first.changed is True and first.app_id.startswith("ap-")
+    assert first.url == remote.server_url(d)
     again = remote.deploy(d, "git-aaa")
-    assert again == first | {"changed": False}
+    assert again == dataclasses.replace(first, changed=False)
     assert [v["version"] for v in wire.app_versions("dev", APP)] == [1]
     redeployed = remote.deploy(changed(d, max_containers=1), "git-bbb")
-    assert (redeployed["version"], redeployed["changed"]) == (2, True)
+    assert (redeployed.version, redeployed.changed) == (2, True)
     # The tags Modal's billing report carries (infra/runtime/spec.py `tags`): the server App names the commit it runs.
     assert [v["app_tags"] for v in wire.app_versions("dev", APP)] == [
         {"env": "dev", "recipe": "qwen3-8b-low-latency", "role": "server", "commit": tag}
@@ -199,9 +200,9 @@ def test_rollback_of_an_app_never_deployed_is_refused_in_one_line(wire, remote):
 def test_server_url_forwards_to_the_replica_and_enforces_proxy_auth(wire, remote, wire_session):
     dev, staging = deployment("dev"), deployment("staging")
     assert remote.server_url(dev) is None
-    url = remote.deploy(dev, "git-aaa")["url"]
+    url = remote.deploy(dev, "git-aaa").url
     assert post_chat(url)[0] == 200  # dev: public
-    secured = remote.deploy(staging, "git-aaa")["url"]
+    secured = remote.deploy(staging, "git-aaa").url
     assert secured != url and remote.server_url(staging) == secured
     status, body = post_chat(secured)
     assert status == 401 and "missing credentials for proxy authorization" in body

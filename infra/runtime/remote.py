@@ -242,6 +242,16 @@ class App:
         return self.state in LIVE
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What a deploy answered; `changed` is False where Modal skipped it as unchanged (the version is the live one)."""
+
+    app_id: str
+    url: str | None
+    version: int | None
+    changed: bool
+
+
 class ModalRemote:
     """Talks to Modal with the SDK. Every method reports missing or refused credentials as `MissingCredentials`,
     and an unreachable control plane within `connect_timeout` seconds as `Unreachable`."""
@@ -299,8 +309,7 @@ class ModalRemote:
         return self._job(d, "gpu_test", shape)
 
     @_explained
-    def deploy(self, d: Deployment, tag: str) -> dict:
-        """Deploy; `changed` is False where Modal skipped it as unchanged (the version is then the live one)."""
+    def deploy(self, d: Deployment, tag: str) -> Deployed:
         before = self._latest_version(d)
         with _module_for("infra.runtime.app", d, commit=tag) as module, _modal_output():
             module.app.deploy(environment_name=d.modal.environment, tag=tag)
@@ -308,7 +317,7 @@ class ModalRemote:
             app_id = module.app.app_id
         version = self._latest_version(d)
         # modal's runner.py: a publish with a falsy `deployed_at` was a no-op and adds no version.
-        return {"app_id": app_id, "url": url, "version": version, "changed": before is None or version != before}
+        return Deployed(app_id, url, version, changed=before is None or version != before)
 
     def _latest_version(self, d: Deployment) -> int | None:
         latest = self.history(d)[:1]
