@@ -16,7 +16,7 @@ from infra.control import attainment, costs
 from infra.perf.releases import ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
-from stages.common import Context, StageResult, result
+from stages.common import Context, StageResult, dry_run, result
 from stages.status import billed_in, watch
 
 STAGE = "check"
@@ -33,10 +33,9 @@ def run(ctx: Context, d: Deployment) -> StageResult[Outcome]:
     s = ctx.settings.sentinel
     now = ctx.clock()
     start = now - timedelta(minutes=s.check_minutes)
-    if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"check (dry run, {d.env}/{d.recipe.name}): would judge the sentinel's "
-                                           f"probes of the last {s.check_minutes} min against min_attainment "
-                                           f"{s.min_attainment:g} and the bill's drift against the estimate")
+    if done := dry_run(ctx, STAGE, d, f"judge the sentinel's probes of the last {s.check_minutes} min against "
+                                      f"min_attainment {s.min_attainment:g} and the bill's drift against the estimate"):
+        return done
     ctx.remote.require_credentials()
     w = watch(ctx, d, start, now)
     found = attainment.breaches(w, s.min_attainment)

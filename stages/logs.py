@@ -3,8 +3,7 @@
 Two apps per recipe: the server (`<app>`, deployed) and its jobs (`<app>-jobs`, run ephemerally by
 `invoke download` and `invoke compile`, stopped when the job ends, so found among the Environment's recently
 stopped apps). Each is read through modal 1.6.4's public log API (`App.logs.tail`, `.fetch`, `.stream`) by
-infra/runtime/remote.py: the last `--tail` lines, those since `--since`, or with `--follow` the server's new
-lines as they come, until Ctrl-C or the app stops.
+infra/runtime/remote.py.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from infra.control import attainment
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
 from infra.runtime.remote import LIVE, App
-from stages.common import Context, StageResult, result
+from stages.common import Context, StageResult, dry_run, result
 
 STAGE = "logs"
 TAIL = 100  # lines per app without --since, as `modal app logs`
@@ -71,11 +70,10 @@ def heading(app: dict, count: int, since: datetime | None, tail: int) -> str:
 def run(ctx: Context, d: Deployment, options: Options = Options(), *,
         write: Callable[[str], None] = lambda text: print(text, flush=True)) -> StageResult[Logs]:
     where = f"{d.app_name} and its last jobs ({d.jobs_app_name}) in Modal environment {d.modal.environment}"
-    if ctx.dry_run:
-        what = f"every line since {options.since}" if options.since else f"the last {options.tail} lines"
-        then = ", then follow the server's new lines" if options.follow else ""
-        return result(STAGE, d, "dry-run",
-                      f"logs (dry run, {d.env}/{d.recipe.name}): would read {what} of {where}{then}")
+    what = f"every line since {options.since}" if options.since else f"the last {options.tail} lines"
+    then = ", then follow the server's new lines" if options.follow else ""
+    if done := dry_run(ctx, STAGE, d, f"read {what} of {where}{then}"):
+        return done
     ctx.remote.require_credentials()
     since = attainment.window(options.since, None, ctx.clock())[0] if options.since else None
     apps = chosen(ctx.remote.apps(d.modal.environment), d)

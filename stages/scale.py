@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from infra.runtime import schedule
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import ConfigError
-from stages.common import Context, StageResult, result
+from stages.common import Context, StageResult, dry_run, result
 
 STAGE = "scale"
 
@@ -43,9 +43,8 @@ def run(ctx: Context, d: Deployment, options: Options) -> StageResult[Scaled]:
     upcoming = schedule.next_boundary(now, d.scaling.schedule, d.scaling)
     until = (f"until {upcoming.describe()}" if upcoming else
              f"until the next deploy resets it to the settings value ({d.scaling.min_containers})")
-    if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"scale (dry run, {d.env}/{d.recipe.name}): would set min_containers to "
-                                           f"{wanted}, {until}")
+    if done := dry_run(ctx, STAGE, d, f"set min_containers to {wanted}, {until}"):
+        return done
     ctx.remote.require_credentials()
     # The settings in force afterwards, as Modal reports them (min_containers, max_containers, buffer_containers).
     scaled = Scaled(**ctx.remote.update_autoscaler(d, min_containers=wanted),

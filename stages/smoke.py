@@ -12,7 +12,7 @@ from infra.perf import smoketest
 from infra.perf.releases import ReleaseStore
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import StageError
-from stages.common import Context, StageResult, endpoint, result
+from stages.common import Context, StageResult, dry_run, endpoint, result
 
 STAGE = smoketest.STAGE
 
@@ -33,9 +33,8 @@ def record(ctx: Context, d: Deployment, outcome: smoketest.SmokeResult) -> None:
 
 
 def run(ctx: Context, d: Deployment, options: Options = Options()) -> StageResult[smoketest.SmokeResult]:
-    if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"smoke (dry run, {d.env}/{d.recipe.name}): would stream one completion "
-                                           f"from {d.app_name}")
+    if done := dry_run(ctx, STAGE, d, f"stream one completion from {d.app_name}"):
+        return done
     ctx.remote.require_credentials()
     url = options.url or endpoint(ctx, d, STAGE)
     ctx.say(f"smoke test: streaming one completion from {url}...")

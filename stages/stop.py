@@ -3,8 +3,7 @@
 The server app (`<app>`) and a jobs app (`<app>-jobs`) still running are stopped through modal 1.6.4's public
 `App.stop()` (the AppStop RPC): their containers end, the endpoint stops answering, and the name no longer
 resolves until the next `invoke deploy` (or promotion, or rollback) starts it again. The Volumes (weights,
-kernels, releases) are left as they are. In a guarded environment it is asked like a deploy: credentials are
-checked first, then the confirmation (or --yes). The release manifest records who stopped what and when.
+kernels, releases) are left as they are. The release manifest records who stopped what and when.
 """
 
 from __future__ import annotations

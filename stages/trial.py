@@ -9,7 +9,7 @@ from __future__ import annotations
 from infra.perf import smoketest
 from infra.runtime.deployment import Deployment
 from infra.runtime.errors import Refused
-from stages.common import Context, StageResult, result
+from stages.common import Context, StageResult, dry_run, result
 
 STAGE = "try"
 
@@ -21,9 +21,8 @@ def run(ctx: Context, d: Deployment) -> StageResult[smoketest.SmokeResult]:
     if not ctx.dry_run:
         ctx.remote.require_credentials()
     d = ctx.pinned(d)
-    if ctx.dry_run:
-        return result(STAGE, d, "dry-run", f"try (dry run, {d.env}/{d.recipe.name}): would run {d.app_name} "
-                                           "ephemerally and query it")
+    if done := dry_run(ctx, STAGE, d, f"run {d.app_name} ephemerally and query it"):
+        return done
     ctx.say(f"starting {d.app_name} ephemerally in Modal environment {d.modal.environment} (stopped when this ends)...")
     with ctx.remote.ephemeral(d) as url:
         ctx.say(f"querying {url} (a cold start can take minutes)...")

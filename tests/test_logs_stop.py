@@ -110,7 +110,7 @@ def recorded_deploy(ctx, d, tag: str) -> None:
     store = ReleaseStore(ctx.remote)
     store.record(d, store.read(d), Release(
         release_id=f"r-{tag}", kind="deploy", commit="a" * 40, dirty=False, tag=tag, deployment=d,
-        version=done["version"], url=done["url"], app_id=done["app_id"]))
+        version=done.version, url=done.url, app_id=done.app_id))
 
 
 def test_stop_stops_the_server_records_it_and_a_deploy_starts_it_again(wire):
