@@ -107,18 +107,13 @@ def gpu_resource(gpu_type: str) -> str:
     return GPU_RESOURCE.get(gpu_type, gpu_type)
 
 
-def resource_names() -> list[str]:
-    """What an override in `[costs] rates` may name: cpu, memory, or a GPU type as `gpu=` takes it."""
-    return ["cpu", "memory", *catalog.GPUS]
-
-
 def check_resource(name: str) -> str:
     """Settings' check of a `[costs] rates` key; returns the resource it prices."""
     if name in ("cpu", "memory"):
         return name
     if name in catalog.GPUS:
         return gpu_resource(name)
-    raise ValueError(f"unknown resource {name!r}; allowed: {', '.join(resource_names())}")
+    raise ValueError(f"unknown resource {name!r}; allowed: {', '.join(['cpu', 'memory', *catalog.GPUS])}")
 
 
 # ---------------------------------------------------------------------------- rates

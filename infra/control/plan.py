@@ -11,9 +11,9 @@ import json
 from datetime import UTC, datetime
 
 from infra.control import cold_start_figures as figures
-from infra.control import costs, objectives, revisions, sglang_flags
+from infra.control import costs, objectives, revisions, sglang_flags, watching
 from infra.control import plan_record as rec
-from infra.control.resolve import gate_for
+from infra.control.resolve import gate_for, resolve
 from infra.control.settings import Settings
 from infra.control.state import StageState
 from infra.runtime import compile_cache, kernels, schedule, sglang_args, spec
@@ -282,9 +282,6 @@ def sentinel_plan(settings: Settings, rates: costs.Rates) -> rec.SentinelPlan | 
     """The environment's sentinel (infra/control/watching.py), when it is enabled: its app's options and its cost."""
     if not settings.sentinel.enabled:
         return None
-    from infra.control import watching
-    from infra.control.resolve import resolve
-
     served = [resolve(settings, name) for name in settings.serves]
     s = watching.spec_for(settings, served)
     return rec.SentinelPlan(modal=spec.sentinel_app(s),
@@ -419,7 +416,8 @@ def _rows(p: rec.DeploymentPlan) -> list[tuple[str, str, str]]:
     lines += _cost_lines(p.cost, p.schedule, p.compile_job)
     lines += _schedule_lines(p.schedule)
     lines += _labelled("Gate", [line.removeprefix("gate: ") for line in objectives.describe(p.gate)])
-    lines += _sentinel(p.sentinel)
+    lines += (_labelled("Sentinel", watching.describe_cost(p.sentinel.cost)) if p.sentinel
+              else ["Sentinel       off (sentinel.enabled = false): nothing probes this environment"])
     lines += _cold_start_lines(p.cold_start, server.startup_timeout)
     lines += [f"WARNING        {w}" for w in p.warnings]
     return [(line[:LABEL_WIDTH].strip(), line[LABEL_WIDTH:], "warning" if line.startswith("WARNING") else "")
@@ -509,11 +507,3 @@ def _labelled(label: str, lines: list[str]) -> list[str]:
     """Lines under one label: the first beside it, the rest (their own indent dropped) below it."""
     first, *rest = lines
     return [f"{label:<{LABEL_WIDTH}}{first}", *(f"{'':<{LABEL_WIDTH}}{line.strip()}" for line in rest)]
-
-
-def _sentinel(plan: rec.SentinelPlan | None) -> list[str]:
-    if plan is None:
-        return ["Sentinel       off (sentinel.enabled = false): nothing probes this environment"]
-    from infra.control import watching
-
-    return _labelled("Sentinel", watching.describe_cost(plan.cost))

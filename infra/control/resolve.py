@@ -35,7 +35,7 @@ def resolve(settings: Settings, recipe_name: str, base: Recipe | None = None) ->
     d = Deployment(env=settings.env, recipe=recipe, scaling=settings.scaling, placement=settings.placement,
                    modal=settings.modal.model_copy(update={"environment": settings.modal_environment,
                                                            "cache_environment": settings.cache_environment}),
-                   server=settings.server.model_copy(update={"port": _first(settings.server.port, recipe.port)}),
+                   server=settings.server.model_copy(update={"port": settings.server.port or recipe.port}),
                    auth=settings.auth, secrets=settings.secrets, caches=settings.caches, startup=startup)
     validate(d, settings, f'recipes."{recipe_name}"')
     return d
@@ -46,10 +46,6 @@ def gate_for(settings: Settings, recipe_name: str) -> objectives.Gate:
     a part of the Deployment: objectives decide whether a release may arrive, not what runs, so changing them must
     neither redeploy nor show as drift."""
     return objectives.effective(settings.gate, settings.knobs(recipe_name).gate)
-
-
-def _first(*values):
-    return next((v for v in values if v is not None), None)
 
 
 def validate(d: Deployment, settings: Settings, where: str) -> None:
