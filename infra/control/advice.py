@@ -15,6 +15,7 @@ one with a replica up every hour (kept warm around the clock, its bill cannot te
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -58,9 +59,6 @@ class Advised(BaseModel):
         start, end = self.crons()
         return {"name": self.name, "start": start, "end": end, "timezone": "UTC", "min_containers": 1}
 
-    def hours_per_week(self) -> int:
-        return len(self.days) * (self.end_hour - self.start_hour)
-
     def covers(self, instant: datetime) -> bool:
         t = instant.astimezone(UTC)
         return t.weekday() in self.days and self.start_hour <= t.hour < self.end_hour
@@ -87,8 +85,7 @@ class Advice(BaseModel):
         """The windows as TOML to paste into environments/<env>.toml (with min_containers = 0 under [scaling])."""
         out = []
         for w in self.windows:
-            fields = w.window()
-            out += ["[[scaling.schedule]]", *(f"{k} = {_toml(v)}" for k, v in fields.items()), ""]
+            out += ["[[scaling.schedule]]", *(f"{k} = {json.dumps(v)}" for k, v in w.window().items()), ""]
         return "\n".join(out).rstrip()
 
     def lines(self) -> list[str]:
@@ -146,7 +143,7 @@ def advise(rows: Iterable[costs.BillRow], starts: Iterable[float], *, recipe: st
     for hour, replica_hours in hourly.items():
         occupancy[hour.weekday() * 24 + hour.hour] += min(1.0, replica_hours) / weeks
     windows = _windows([o >= OCCUPANCY for o in occupancy])
-    warm = sum(w.hours_per_week() for w in windows)
+    warm = sum(len(w.days) * (w.end_hour - w.start_hour) for w in windows)
     saved = (costs.HOURS_PER_WEEK - warm) * replica_usd
     starts = [datetime.fromtimestamp(s, UTC) for s in starts]
     starts = [s for s in starts if since <= s < until]
@@ -177,6 +174,3 @@ def _day_text(days: Sequence[int]) -> str:
         parts += [f"{DAYS[run_days[0]]}-{DAYS[run_days[-1]]}"] if len(run_days) >= 3 else [DAYS[d] for d in run_days]
     return ",".join(parts)
 
-
-def _toml(value: object) -> str:
-    return f'"{value}"' if isinstance(value, str) else str(value)

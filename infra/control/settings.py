@@ -21,7 +21,7 @@ import json
 import os
 import tomllib
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -298,10 +298,6 @@ class VariablesSource(PydanticBaseSettingsSource):
     the variables become one nested table, as the environment file's, and the settings validate it the same way.
     """
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
-        super().__init__(settings_cls)
-        self.environ = os.environ if environ is None else environ
-
     def get_field_value(self, field, field_name):  # pragma: no cover - __call__ returns the whole table
         return self().get(field_name), field_name, False
 
@@ -310,14 +306,14 @@ class VariablesSource(PydanticBaseSettingsSource):
         for path, name in sorted(self.names().items(), key=lambda item: len(item[0])):
             if path[0] not in self.settings_cls.model_fields or path[0] in SELECTORS:
                 continue  # no setting: unknown_environment_variables warns about it
-            place(data, path, literal(self.environ[name]),
+            place(data, path, literal(os.environ[name]),
                   f"environment variable {plain(name)}: '{'.'.join(path[:-1])}' is also given as a single value; "
                   "allowed: one of them")
         return data
 
     def names(self) -> dict[tuple[str, ...], str]:
         """Setting path -> the variable that set it, for error messages."""
-        return {_variable_path(name): name for name in self.environ
+        return {_variable_path(name): name for name in os.environ
                 if name.upper().startswith(ENV_PREFIX) and name.upper() not in SELECTOR_VARIABLES}
 
 
