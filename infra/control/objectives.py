@@ -73,22 +73,12 @@ def _pct(key: str, q: int, scale: float) -> Callable[[Any], float | None]:
     return read
 
 
-def _error_rate(level: Any) -> float | None:
-    sent = level.requests.sent
-    return level.requests.failed / sent if sent else None
-
-
 def _ok_throughput(key: str) -> Callable[[Any], float | None]:
     # With no successful request there is no throughput to speak of: None, which no objective meets.
     def read(level: Any) -> float | None:
         return getattr(level.throughput, key) if level.requests.ok else None
 
     return read
-
-
-def _goodput(level: Any) -> float | None:
-    # Reports written before goodput (or by `bench --url`, which knows no objectives) have none to hold.
-    return level.goodput.requests_per_s if level.goodput and level.requests.ok else None
 
 
 def _catalogue() -> dict[str, Metric]:
@@ -108,9 +98,11 @@ def _catalogue() -> dict[str, Metric]:
         Metric("output_tokens_per_s_per_user_p50", "output tokens/s of one stream, p50", "tok/s", True,
                lambda lv: lv.throughput.output_tokens_per_s_per_user.p50, 1),
         Metric("requests_per_s", "successful requests/s", "req/s", True, _ok_throughput("requests_per_s"), 2),
+        # Reports written before goodput (or by `bench --url`, which knows no objectives) have none to hold.
         Metric("goodput_rps", "requests/s that met every per-request objective at their level (goodput)", "req/s",
-               True, _goodput, 2),
-        Metric("error_rate", "failed requests / measured requests (0..1)", "", False, _error_rate, 1, budgeted=False),
+               True, lambda lv: lv.goodput.requests_per_s if lv.goodput and lv.requests.ok else None, 2),
+        Metric("error_rate", "failed requests / measured requests (0..1)", "", False,
+               lambda lv: lv.requests.failed / lv.requests.sent if lv.requests.sent else None, 1, budgeted=False),
     ]
     return {m.name: m for m in metrics}
 

@@ -125,7 +125,11 @@ class History:
 
     @cached_property
     def _new_by_dest(self) -> dict[str, list[str]]:
-        return _by_dest(self.tables[-1])
+        out: dict[str, list[str]] = {}
+        for flag, entry in self.tables[-1].items():
+            if "alias_of" not in entry and "negates" not in entry:
+                out.setdefault(entry.get("dest", _dest(flag)), []).append(flag)
+        return out
 
     @cached_property
     def _renamed_from(self) -> dict[str, tuple[str, ...]]:
@@ -134,14 +138,6 @@ class History:
             for new in self.successors(old):
                 out[new] = out.get(new, ()) + (old,)
         return out
-
-
-def _by_dest(flags: dict) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for flag, entry in flags.items():
-        if "alias_of" not in entry and "negates" not in entry:
-            out.setdefault(entry.get("dest", _dest(flag)), []).append(flag)
-    return out
 
 
 def _dest(flag: str) -> str:

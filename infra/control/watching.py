@@ -18,18 +18,14 @@ from infra.runtime.sentinel import MIN_INTERVAL_SECONDS, ProbeTarget, SentinelSp
 CONNECT_WAIT_SECONDS = 30.0  # a probe of a warm replica: its first byte within this, or it is an error
 
 
-def app_name(settings: Settings) -> str:
-    return f"{settings.modal.app_prefix}-sentinel-{settings.env}"
-
-
 def spec_for(settings: Settings, deployments: Sequence[Deployment]) -> SentinelSpec:
     """The sentinel of `settings.env`, probing every recipe in `deployments` (the environment's served recipes)."""
     wake = settings.sentinel.wake
     # With wake, a probe may meet a cold start: it waits as long as the slowest recipe may take to start.
     wait = max((d.recipe.startup_timeout + 60 for d in deployments), default=0) if wake else CONNECT_WAIT_SECONDS
     return SentinelSpec(
-        env=settings.env, modal_environment=settings.modal_environment, app_name=app_name(settings),
-        settings=settings.sentinel, wait_seconds=float(wait),
+        env=settings.env, modal_environment=settings.modal_environment, settings=settings.sentinel,
+        app_name=f"{settings.modal.app_prefix}-sentinel-{settings.env}", wait_seconds=float(wait),
         targets=tuple(ProbeTarget(recipe=d.recipe.name, app_name=d.app_name, model=d.recipe.model,
                              proxy_auth=d.auth.proxy_auth) for d in deployments))
 
