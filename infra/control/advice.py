@@ -19,9 +19,8 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
-
 from infra.control import costs
+from infra.control.costs import Shown
 from infra.runtime import schedule
 from infra.runtime.errors import UserError
 
@@ -36,10 +35,8 @@ class NotEnoughHistory(UserError):
     """Advice refused: the history cannot support it (one line saying what it has and what it needs)."""
 
 
-class Advised(BaseModel):
+class Advised(Shown):
     """One proposed window: on `days`, from `start_hour` to `end_hour` (24: midnight after), UTC."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     days: tuple[int, ...]  # 0 = Monday
     start_hour: int
@@ -64,10 +61,9 @@ class Advised(BaseModel):
         return t.weekday() in self.days and self.start_hour <= t.hour < self.end_hour
 
 
-class Advice(BaseModel):
+class Advice(Shown):
     """What `status --advise` proposes for one recipe, and what the proposal would have done to the history."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     recipe: str
     since: datetime
     until: datetime

@@ -15,9 +15,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-
-from infra.control.costs import instant
+from infra.control.costs import Shown, instant
 from infra.control.objectives import Target
 from infra.runtime.errors import ConfigError
 from infra.runtime.sentinel import Probe
@@ -26,11 +24,7 @@ APPLIES = re.compile(r"(ttft|tpot)_p\d+_ms")
 WINDOW_FORMS = "a duration back from now such as 30m, 1h or 7d, or a UTC time such as 2026-12-07T08:00"
 
 
-class _Typed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Attainment(_Typed):
+class Attainment(Shown):
     """One objective over the window: how many probes were within it, of how many that count."""
 
     metric: str
@@ -43,7 +37,7 @@ class Attainment(_Typed):
         return self.within / self.of if self.of else None
 
 
-class Watched(_Typed):
+class Watched(Shown):
     """One recipe over one window, from the sentinel's probes."""
 
     recipe: str

@@ -89,7 +89,7 @@ class CostError(UserError):
 
 
 class Shown(BaseModel):
-    """A figure this module builds for `plan --json` and the ledger: read by attribute, dumped with its keys as they
+    """A figure or result this layer builds for `--json` and the ledger: read by attribute, dumped with its keys as they
     are (a count stays an int in the JSON, a price a float)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)

@@ -15,9 +15,8 @@ import difflib
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from infra.control import sglang_flags
+from infra.control.costs import Shown
 from infra.control.plan_record import DeploymentPlan
 from infra.runtime import compile_cache
 from infra.runtime.errors import ConfigError
@@ -30,11 +29,7 @@ MODAL_PIN = re.compile(r'"modal==([^"]+)"')
 VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:\.post\d+)?")
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FlagChange(_Record):
+class FlagChange(Shown):
     """One thing the migration moved, and why (what SGLang's table says)."""
 
     what: str  # e.g. "--mamba-scheduler-strategy"
@@ -43,7 +38,7 @@ class FlagChange(_Record):
     why: str
 
 
-class Migration(_Record):
+class Migration(Shown):
     """A recipe moved to new versions: the recipe after, what changed, what a person must decide."""
 
     recipe: str
@@ -236,7 +231,7 @@ def move_modal(text: str, version: str) -> str:
 # ---------------------------------------------------------------------------- plan, before and after
 
 
-class Side(_Record):
+class Side(Shown):
     """What `plan` says of one side of an upgrade: the figures a reviewer weighs."""
 
     image: str
@@ -253,7 +248,7 @@ class Side(_Record):
     refused: str | None = None  # the plan refused this side (a flag the version lacks): the reason
 
 
-class Report(_Record):
+class Report(Shown):
     """`invoke upgrade`'s result: the migration, the files it changes (as diffs), and `plan` on both sides."""
 
     schema_version: int = 1
