@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from infra.runtime.model import Stored
+
 SHAPES = ("tiny", "real", "model")
 Shape = Literal["tiny", "real", "model"]
 SUITE = "tests/gpu"
@@ -32,10 +34,8 @@ PYTEST_OPTIONS = ("-o", "addopts=", "-p", "no:cacheprovider", "-rA", "-q")
 OUTPUT_TAIL = 6000  # characters of pytest's output kept in the result
 
 
-class Case(BaseModel):
+class Case(Stored):
     """One test as pytest's JUnit report has it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     test: str  # tests/gpu/test_x.py::test_name
     outcome: Literal["passed", "failed", "error", "skipped"]
@@ -43,10 +43,8 @@ class Case(BaseModel):
     message: str | None = None  # the failure's or the skip's first line
 
 
-class SuiteResult(BaseModel):
+class SuiteResult(Stored):
     """What one run of the suite found: every test's outcome, the numbers it measured, where it ran."""
-
-    model_config = ConfigDict(extra="forbid")
 
     shape: Shape
     recipe: str

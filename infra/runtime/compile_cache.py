@@ -195,10 +195,9 @@ def restore(volume_root: str | Path, fp: str, local_root: str | Path = LOCAL_ROO
 
 
 def publish(local_root: str | Path, volume_root: str | Path, key: dict, *, replace: bool = False) -> Published:
-    """Put the compiled tree on the Volume under its key, whole or not at all: copied to a temporary folder, key.json
-    written last, renamed into place. A tree already there (another job won a race for the same key) is kept, unless
-    `replace` (a forced recompile): then the old one is renamed aside and removed. Servers never see a swap half done:
-    a container reads the Volume as committed when it mounted it."""
+    """Put the compiled tree on the Volume under its key, whole or not at all (key.json written last, then renamed into
+    place). A tree already there (another job won a race) is kept, unless `replace`. Servers never see a swap half
+    done: a container reads the Volume as committed when it mounted it."""
     started = time.monotonic()
     fp = fingerprint(key)
     final = published_dir(volume_root, fp)

@@ -15,11 +15,11 @@ from infra.runtime.recipes.base import HF_CACHE_PATH, KERNELS_PATH
 deployment = current.deployment()
 current.check_modal_environment(deployment, dict(os.environ), modal.is_local())
 
-specs = spec.modal_spec(deployment)
-app = modal.App(**specs["jobs_app"])
-download_options = modal_objects.options(specs["jobs"]["download_weights"])
-compile_options = modal_objects.options(specs["jobs"]["compile_kernels"])
-gpu_test_options = modal_objects.options(specs["jobs"]["gpu_test"])
+app = modal.App(name=deployment.jobs_app_name, tags=spec.tags(deployment, "jobs"))  # modal_spec's "jobs_app"
+jobs = spec.jobs(deployment)
+download_options = modal_objects.options(jobs["download_weights"])
+compile_options = modal_objects.options(jobs["compile_kernels"])
+gpu_test_options = modal_objects.options(jobs["gpu_test"])
 
 
 @app.function(**download_options)
@@ -43,5 +43,5 @@ def compile_kernels(force: bool = False) -> dict:
 @app.function(**gpu_test_options)
 def gpu_test(shape: str) -> dict:
     """`python -m pytest tests/gpu` at `shape` on the recipe's GPUs (a failing test is reported, not raised)."""
-    timeout = gpu_test_options["timeout"] - 60  # pytest stops first, so its report still comes back
+    timeout = spec.gpu_test_timeout(deployment) - 60  # pytest stops first, so its report still comes back
     return acceptance.run_suite(shape, deployment.recipe.name, timeout=timeout).model_dump()

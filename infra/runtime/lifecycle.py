@@ -86,8 +86,7 @@ class ServerProcess:
         self.drained: bool | None = None  # after stop(): did SGLang exit by itself within the drain bound?
         self.timings = Timings()  # filled by start_and_warm
         self.started_at = time.monotonic()
-        # A session of its own: SGLang forks scheduler and detokenizer processes, and
-        # stopping must reach all of them (the process group) in the end.
+        # A session of its own: stopping must reach SGLang's forked scheduler and detokenizer (the process group).
         self.process = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self._pump = threading.Thread(target=self._copy_output, name="sglang-output", daemon=True)
@@ -336,17 +335,15 @@ class Readiness:
 def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: dict[str, str] | None = None,
                    on_line: Callable[[float, str], None] | None = None) -> ServerProcess:
     """Launch, wait until healthy, warm up (docs/container.md); on any failure the process group is stopped first.
-    Real generations confirm health more strongly than more health checks, at no extra cost. A server that flaps
-    (refuses a warm-up request) must answer healthy HEALTHY_IN_A_ROW times running and serve the whole warm-up again,
-    at most MAX_FLAPS times."""
+    Real generations confirm health more strongly than more health checks, at no extra cost; a server that flaps must
+    answer healthy HEALTHY_IN_A_ROW times running and serve the whole warm-up again, at most MAX_FLAPS times."""
     server = ServerProcess(argv, env=env, on_line=on_line)
     deadline = server.started_at + readiness.budget
     try:
-        in_a_row, flaps = 1, 0
         while True:
-            left = deadline - time.monotonic()
+            left, flaps = deadline - time.monotonic(), server.timings.flaps  # after a flap: no readiness bound
             wait_until_healthy(server, base_url, timeout=max(min(readiness.timeout, left) if not flaps else left, 0.1),
-                               poll_interval=readiness.poll_interval, healthy_in_a_row=in_a_row)
+                               poll_interval=readiness.poll_interval, healthy_in_a_row=HEALTHY_IN_A_ROW if flaps else 1)
             healthy_at = time.monotonic()
             if server.timings.healthy_s is None:
                 server.timings.healthy_s = round(healthy_at - server.started_at, 3)
@@ -356,14 +353,12 @@ def start_and_warm(argv: list[str], base_url: str, readiness: Readiness, env: di
                                     first_timeout=deadline - time.monotonic(), server=server)
                 break
             except ServerUnavailable as err:
-                flaps += 1
-                server.timings.flaps = flaps
-                if flaps >= MAX_FLAPS:
-                    raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy ({flaps} times): "
-                                       f"{err}") from None
+                server.timings.flaps += 1
+                if server.timings.flaps >= MAX_FLAPS:
+                    raise ServerFailed(f"SGLang keeps refusing its warm-up after answering healthy "
+                                       f"({server.timings.flaps} times): {err}") from None
                 print(f"SGLang answered healthy but refused its warm-up ({err}); waiting for {HEALTHY_IN_A_ROW} "
                       "healthy answers in a row", flush=True)
-                in_a_row = HEALTHY_IN_A_ROW
         ready_at = time.monotonic()
         server.timings.warmup_s = [round(x, 3) for x in durations]
         server.timings.ready_s = round(ready_at - server.started_at, 3)

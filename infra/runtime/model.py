@@ -1,8 +1,8 @@
 """The bases of the models: a deployment's parts (`Frozen`) and the records this project keeps (`Stored`).
 
 One pydantic model family is the configuration on the laptop and inside the containers: validated once where it is
-resolved, sent to the containers as JSON, read back there with the same classes. A few checks need what only the
-laptop has (cron parsing, the time-zone database): `on_the_laptop` skips them where RESOLVED JSON is read back.
+resolved, read back there with the same classes. `on_the_laptop` skips the checks that need what only the laptop has
+(cron parsing, the time-zone database) where RESOLVED JSON is read back.
 """
 
 from __future__ import annotations

@@ -112,10 +112,7 @@ def next_change(instant: datetime, windows: Sequence[Window], base: Scaling) -> 
     """The next instant after `instant` at which the floor's values change (within a year), or None."""
     _require_aware(instant)
     now = floor_at(instant, windows, base)
-    for change in _timeline(windows, base, instant, instant + HORIZON):
-        if not change.floor.same_values(now):
-            return change
-    return None
+    return next((c for c in _timeline(windows, base, instant, instant + HORIZON) if not c.floor.same_values(now)), None)
 
 
 def boundaries(windows: Sequence[Window]) -> tuple[Boundary, ...]:
@@ -279,8 +276,7 @@ def check_window(w: Window, base: Scaling, *, allow_warm_replicas: bool = True, 
         raise ValueError(f"{where}: start and end are the same expression ('{w.start}'), so the window is never active")
     now = now or datetime.now(UTC)
     tz = ZoneInfo(w.timezone)
-    first = next(_fires(w.start, tz, now, now + HORIZON), None)
-    if first is None:
+    if next(_fires(w.start, tz, now, now + HORIZON), None) is None:
         raise ValueError(f"{where}: start '{w.start}' does not fire within a year; a window must recur at least yearly")
     # Ends no more than a year apart mean every start is followed by an end within a year.
     previous = now
@@ -296,9 +292,8 @@ def check_window(w: Window, base: Scaling, *, allow_warm_replicas: bool = True, 
     return w
 
 
-def check_windows(
-    windows: Sequence[Window], base: Scaling, *, allow_warm_replicas: bool = True, now: datetime | None = None
-) -> tuple[Window, ...]:
+def check_windows(windows: Sequence[Window], base: Scaling, *, allow_warm_replicas: bool = True,
+                  now: datetime | None = None) -> tuple[Window, ...]:
     """A whole schedule: every window, and names unique (they identify windows in logs, plan and status)."""
     seen: set[str] = set()
     for w in windows:
@@ -392,12 +387,10 @@ def _combine(active: Sequence[Window], base: Scaling) -> Floor:
         return Floor(base.min_containers, base.max_containers, base.buffer_containers)
     caps = [w.max_containers if w.max_containers is not None else base.max_containers for w in active]
     buffers = [w.buffer_containers if w.buffer_containers is not None else base.buffer_containers for w in active]
-    return Floor(
-        min_containers=max(w.min_containers for w in active),
-        max_containers=None if any(c is None for c in caps) else max(c for c in caps if c is not None),
-        buffer_containers=max((b for b in buffers if b is not None), default=None),
-        windows=tuple(w.name for w in active),
-    )
+    return Floor(min_containers=max(w.min_containers for w in active),
+                 max_containers=None if any(c is None for c in caps) else max(c for c in caps if c is not None),
+                 buffer_containers=max((b for b in buffers if b is not None), default=None),
+                 windows=tuple(w.name for w in active))
 
 
 def _timeline(windows: Sequence[Window], base: Scaling, after: datetime, until: datetime) -> Iterator[Change]:

@@ -17,8 +17,7 @@ SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODAL_TOKEN_ID", "MOD
                     "MODAL_SECRET")
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
 
-# The shapes of the credentials this project meets, by prefix. The body must be long and
-# token-like, so ordinary words that share a prefix ("sk-learn", "ak-47") are left alone.
+# The credentials this project meets, by prefix; the body must be long and token-like, so "sk-learn" is left alone.
 CREDENTIAL_SHAPES: dict[str, str] = {
     "hf_": "Hugging Face token",
     "api_org_": "Hugging Face organisation token",

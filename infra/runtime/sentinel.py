@@ -27,9 +27,8 @@ from infra.runtime.model import Frozen
 SCHEMA_VERSION = 1  # of `Slot` and `Probe`; a reader refuses slots of a higher one (`NewerSchema`)
 RING_DICT = "sglang-sentinel"  # a Modal Dict per Modal Environment
 SPEC_VARIABLE = "INFRA_SENTINEL"  # the container's `SentinelSpec`, as JSON
-# The shortest interval Modal documents for a schedule: `modal.Cron("* * * * *")`, "runs every minute" (modal 1.6.4's
-# schedule.py and modal.com/docs/reference/modal.Cron). `modal.Period(seconds=...)` takes less, but Modal states no
-# such guarantee for it, so the sentinel does not rely on one.
+# The shortest interval Modal documents for a schedule: `modal.Cron("* * * * *")` (modal.com/docs/reference/modal.Cron).
+# `modal.Period(seconds=...)` takes less, but Modal states no such guarantee for it.
 MIN_INTERVAL_SECONDS = 60
 # Modal expires a Dict entry 7 days after its last access (modal.com/docs/guide/dicts): a ring can keep no more.
 MAX_RETENTION_DAYS = 7

@@ -1,9 +1,7 @@
 """The sentinel's Modal app: `sglang-sentinel-<env>`, one Function that Modal runs every `[sentinel] interval_seconds`.
 
-Deploy it with `invoke sentinel --env ENV` (stages/sentinel.py). Like infra/runtime/app.py, Modal imports this module
-on the deploying machine and again in every container, and both read the same `SentinelSpec` from `INFRA_SENTINEL`
-(set by infra/runtime/remote.py on the laptop, by the Function's `env` in the container), so the definition the
-container finds is the one deployed. What a run does is infra/runtime/sentinel.py `run`.
+Deployed by `invoke sentinel --env ENV`. Like infra/runtime/app.py, Modal imports it on the deploying machine and in
+every container, both reading the same `SentinelSpec` from `INFRA_SENTINEL`: the container finds what was deployed.
 """
 
 from __future__ import annotations

@@ -14,9 +14,8 @@ from infra.runtime.deployment import Deployment
 HOST = "0.0.0.0"  # listen on all interfaces: Modal's proxy connects from outside the container
 # Seconds compile_deep_gemm may spend (its own default); it would poll out all of it after a crash: the job bounds it.
 COMPILE_TIMEOUT = 3600
-# Flags derived here whose name SGLang changed: the old name, and the first tabled version that spells it the new
-# way (--cuda-graph-max-bs became a deprecated alias in 0.5.14 and was dropped in 0.5.20). tests/test_upgrade.py
-# holds every tabled version against infra/control/sglang_versions.json: the name emitted exists and is not deprecated.
+# Flags derived here whose name SGLang changed: the old name, and the first tabled version that spells it the new way
+# (--cuda-graph-max-bs: deprecated in 0.5.14, dropped in 0.5.20). tests/test_upgrade.py checks every tabled version.
 RENAMED = {"--cuda-graph-max-bs": ("0.5.17", "--cuda-graph-max-bs-decode")}
 
 
@@ -50,8 +49,7 @@ def server_args(d: Deployment, *, snapshot_phase: bool = False) -> list[str]:
             "--speculative-num-draft-tokens", str(spec.num_draft_tokens),
         ]
     if snapshot_phase:
-        # GPU memory snapshots: SGLang must be able to hand its GPU memory back
-        # (/release_memory_occupation) while keeping a CPU copy of the weights.
+        # GPU memory snapshots: SGLang hands its GPU memory back and keeps a CPU copy of the weights.
         args += ["--enable-memory-saver", "--enable-weights-cpu-backup"]
     return args
 

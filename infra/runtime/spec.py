@@ -24,13 +24,11 @@ RUNTIME_PACKAGES = ("pydantic==2.14.4", "requests==2.34.2")
 DOWNLOAD_PACKAGES = ["huggingface-hub==0.36.0", "hf-xet==1.2.0"]
 DOWNLOAD_TIMEOUT = 3 * 60 * 60  # seconds: ~90 GB at a slow Hub day's rate
 
-# The compile job, sized from what it measured (benchmarks/results/cold_start_real_shape_h200.json, "compile": the
-# low-latency recipe's shape, Qwen3-8B-FP8 + full-width EAGLE-3 drafter, TP 1, one H200, SGLang 0.5.11, dummy weights).
-# compile_deep_gemm took 628.8 s: DeepGEMM's JIT of 4 GEMM shapes 429.5 s (101, 121, 46, 118 s), the rest its own
-# server's start and stop. The JIT is one serial Python loop over M = 1..16384 per shape, each new kernel
-# configuration compiled by nvcc synchronously: 1.15 busy cores on average over 16 (at most 2.94). So neither
-# more CPUs nor SGLANG_JIT_DEEPGEMM_COMPILE_WORKERS would shorten it: that variable is declared in srt/environ.py
-# and read nowhere in SGLang 0.5.6.post2, 0.5.10.post1 or 0.5.11 (checked in the wheels), so it is not set.
+# The compile job, sized from what it measured (benchmarks/results/cold_start_real_shape_h200.json, "compile":
+# Qwen3-8B-FP8 + full-width EAGLE-3 drafter, TP 1, one H200, SGLang 0.5.11, dummy weights). compile_deep_gemm took
+# 628.8 s: DeepGEMM's JIT of 4 GEMM shapes 429.5 s (101, 121, 46, 118 s), the rest its server's start and stop. The
+# JIT is one serial loop over M = 1..16384 per shape, nvcc synchronously: 1.15 busy cores of 16 on average. Neither
+# more CPUs nor SGLANG_JIT_DEEPGEMM_COMPILE_WORKERS (read nowhere in SGLang 0.5.6.post2 to 0.5.11) would shorten it.
 DEEP_GEMM_MEASURED_SECONDS = 628.8  # compile.compile_deep_gemm_s
 DEEP_GEMM_MEASURED_SHAPES = 4
 DEEP_GEMM_JIT_SECONDS = 429.5  # compile.compile_deep_gemm_timeline.deep_gemm.seconds
@@ -54,10 +52,9 @@ TEST_PACKAGES = ("pytest==9.2.0", "pytest-timeout==2.4.0", "pydantic-settings==2
 TEST_SOURCES = ("infra", "stages", "tasks.py", "environments", "benchmarks", "tests/__init__.py", "tests/gpu",
                 "tests/fakes/openai_server.py", "tests/fakes/__init__.py", "pyproject.toml")
 TEST_IGNORE = ["**/__pycache__/**", "**/*.pyc", "results/**"]  # relative to each folder: benchmarks/results is data
-# Seconds each shape's suite takes, measured on one H100 or H200 with SGLang 0.5.11 (benchmarks/results/README.md):
-# tiny, test_real_sglang.py 8/8 in 411-448 s (two server starts); real, the 8B compile job (946 s) then a cached start
-# (127.5 s); model, one start from the published caches (~130 s measured at the 8B shape) plus the weights' load and
-# the smoke and speculative checks, taken as the recipe's startup_timeout. Each runs under the timeout below.
+# Seconds each shape's suite takes on one H100 or H200 with SGLang 0.5.11 (benchmarks/results/README.md): tiny,
+# test_real_sglang.py 8/8 in 411-448 s; real, the 8B compile job (946 s) then a cached start (127.5 s); model, one
+# cached start plus the weights' load and the checks, taken as the recipe's startup_timeout.
 GPU_TEST_MEASURED_SECONDS = {"tiny": 448.0, "real": 946.0 + 127.5}
 GPU_TEST_MARGIN = 600  # seconds over the slowest shape: the image's pull, the suite's imports, another host's CPU
 
@@ -164,8 +161,7 @@ def sentinel_app(s: SentinelSpec) -> dict[str, Any]:
                         if any(t.proxy_auth for t in s.targets) else []),
             "cpu": SENTINEL_CPU,
             "memory": SENTINEL_MEMORY_MIB, "timeout": s.timeout_seconds,
-            # Idle this long after a run: the next run finds the container up (no container start per probe, and
-            # a steady bill: one small container around the clock at intervals up to an hour, as `plan` prices it).
+            # Idle this long after a run: the next run finds the container up (a steady bill, as `plan` prices it).
             "scaledown_window": min(s.settings.interval_seconds + 30, 3600),
             "retries": 0,  # a missed probe is a gap in the record, not something to send late
             "include_source": False,
@@ -309,11 +305,9 @@ def weights_volume(d: Deployment) -> dict[str, Any]:
 
 def cache_volumes(d: Deployment, *, kernels_read_only: bool) -> dict[str, dict[str, Any]]:
     """Container path -> Volume. Both caches, in every container that runs SGLang."""
-    return {
-        HF_CACHE_PATH: weights_volume(d),
-        KERNELS_PATH: {"name": d.caches.kernels_volume, "environment": d.modal.cache_environment,
-                       "read_only": kernels_read_only},
-    }
+    return {HF_CACHE_PATH: weights_volume(d), KERNELS_PATH: {"name": d.caches.kernels_volume,
+                                                             "environment": d.modal.cache_environment,
+                                                             "read_only": kernels_read_only}}
 
 
 def hf_secrets(d: Deployment) -> list[dict[str, str]]:

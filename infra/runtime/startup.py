@@ -65,13 +65,6 @@ def restore_caches(d: Deployment, volume_root: str | Path, local_root: str | Pat
     return result
 
 
-def refusal(d: Deployment, found: dict[str, compile_cache.CacheMisses], fingerprint: str) -> str:
-    return (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so the "
-            f"caches published for key {fingerprint} do not cover this start; refusing to go ready "
-            f"(startup.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this key: "
-            f"`invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
-
-
 def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *, volume_root: str | Path,
           local_root: str | Path, write: Callable[[dict], object], container_started: float | None = None,
           env: dict[str, str] | None = None, snapshot: bool = False, environ: dict[str, str] | None = None,
@@ -106,7 +99,10 @@ def start(d: Deployment, argv: list[str], base_url: str, readiness: Readiness, *
     found = compile_cache.misses(local_root, restored)
     timings = server.timings.model_copy(deep=True)
     if found and d.startup.refuse_on_cache_miss:
-        message = refusal(d, found, restore.fingerprint)
+        message = (f"compile-cache miss: SGLang compiled while starting ({compile_cache.describe_misses(found)}), so "
+                   f"the caches published for key {restore.fingerprint} do not cover this start; refusing to go ready "
+                   f"(startup.refuse_on_cache_miss = true in environment '{d.env}'). Rerun the compile stage for this "
+                   f"key: `invoke compile --env {d.env} --recipe {d.recipe.name} --recompile`")
         done = record("refused", timings, found, message)
         server.stop(grace=0)
         write_in_background(write, done.to_data(), RECORD_WAIT_SECONDS)

@@ -1,9 +1,7 @@
 """Model recipes: everything about serving one model that does not depend on the environment.
 
-A recipe is what the single-file Modal examples hard-code as module constants
-(image, model, GPUs, SGLang flags, readiness checks); an environment decides how
-many replicas run, where, and who may call them. Each recipe lives in its own
-module with the reason for every knob beside it; this module only registers them.
+A recipe is what the single-file Modal examples hard-code as module constants; an environment decides how many
+replicas run, where, and who may call them. Each recipe lives in its own module with the reason for every knob.
 """
 
 from __future__ import annotations

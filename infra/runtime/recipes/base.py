@@ -54,11 +54,9 @@ class SpeculativeDecoding(Frozen):
     draft_model: ModelId | None = None
     # None means unpinned: the reference leaves it so, and `plan` flags it.
     draft_revision: Revision | None = None
-    # The acceptance floor `invoke gpu-test --shape model` holds the real model and draft to: mean tokens accepted per
-    # verify step (SGLang's /generate: completion_tokens / spec_verify_ct) on the warm-up prompt, greedy. A drafter
-    # that does not match the model (wrong repository or revision, a broken load) has almost every draft rejected
-    # and accepts ~1.0 (the model's own token per step), so a floor above 1 proves the drafts are used. None: not
-    # checked.
+    # The floor `invoke gpu-test --shape model` holds mean tokens accepted per verify step to (completion_tokens /
+    # spec_verify_ct, greedy, on the warm-up prompt). A drafter that does not match the model has almost every draft
+    # rejected and accepts ~1.0, so a floor above 1 proves the drafts are used. None: not checked.
     min_accept_length: float | None = None
 
 
@@ -86,9 +84,8 @@ class SmokeTest(Frozen):
 
 
 class GateWorkload(Frozen):
-    """The fixed workload a promotion gate measures a release with (infra/perf/gate.py maps it onto `invoke bench`):
-    fixed per recipe, so that two measurements of its releases compare. The levels are 1 and `target_concurrency`
-    (plus any level an objective names); the cold-start wait is measured apart and never counted."""
+    """The workload a promotion gate measures a release with (infra/perf/gate.py maps it onto `invoke bench`): fixed
+    per recipe, so that two measurements of its releases compare."""
 
     prompt_tokens: int = 512  # a chat-sized prompt; prefill stays a small part of TTFT, as in the reference examples
     max_tokens: int = 128  # generated exactly (ignore_eos), so TPOT and tokens/s compare across releases
@@ -126,10 +123,9 @@ class Recipe(Frozen):
     # The GPUs
     gpu_type: GpuType = "H100!"
     gpu_count: int = Field(default=1, ge=1, le=catalog.MAX_GPUS_PER_CONTAINER)
-    # What each container reserves besides its GPUs (Modal's `cpu`, physical cores, and `memory`, MiB). Modal bills
-    # CPU and memory at whichever is higher, the request or the use (modal.com/docs/guide/resources), so a request
-    # makes the bill's floor known: `plan` prices it, `invoke status --cost` shows what was billed. None: Modal's
-    # default request, 0.125 cores and 128 MiB, which SGLang's processes always exceed.
+    # Modal bills CPU and memory at whichever is higher, the request or the use (modal.com/docs/guide/resources), so
+    # a request makes the bill's floor known (`plan` prices it). None: Modal's default request, 0.125 cores and
+    # 128 MiB, which SGLang's processes always exceed.
     cpu: float | None = Field(default=None, gt=0, le=64, description="physical CPU cores requested per container")
     memory: int | None = Field(default=None, ge=128, le=2_097_152, description="memory requested per container, MiB")
 
@@ -140,9 +136,8 @@ class Recipe(Frozen):
     mem_fraction_static: float = 0.8
     extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value) in full-name form; None for switches
     speculative: SpeculativeDecoding | None = None
-    # Distinct FP8 GEMM shapes DeepGEMM compiles kernels for, per rank (0: none): what the compile job's timeout and
-    # `plan`'s uncached estimate scale with (infra/runtime/spec.py `compile_budget`). Each recipe says where its count
-    # is from.
+    # Distinct FP8 GEMM shapes DeepGEMM compiles kernels for, per rank (0: none): the compile job's timeout scales
+    # with it (infra/runtime/spec.py `compile_budget`). Each recipe says where its count is from.
     deep_gemm_shapes: int = Field(default=0, ge=0)
 
     # Modal. Regions are not a recipe's: an environment's [placement] sets them.
