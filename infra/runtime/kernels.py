@@ -25,8 +25,7 @@ from infra.runtime.lifecycle import Readiness, ServerProcess, Timings
 from infra.runtime.model import Stored
 from infra.runtime.recipes.base import Warmup
 
-# Beyond compile_deep_gemm's own --timeout: it does not notice a crashed server, so we bound it too (the default;
-# a deployment's job is bounded by spec.compile_budget, derived from measured compile times).
+# Beyond compile_deep_gemm's own --timeout, which misses a crashed server (a deployment's: spec.compile_budget).
 KILL_AFTER = sglang_args.COMPILE_TIMEOUT + 300
 BURST = 8  # concurrent warm-up requests after the sequential ones: batched shapes compile too
 
