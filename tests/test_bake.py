@@ -36,8 +36,8 @@ FAST = ("--tokens", "6")
 # prod's bake for these tests: 3 minutes judged on one objective, the gate itself off (its tests: test_promotion_gate).
 BAKED = ("release.bake_minutes=3", "gate.enabled=false", 'gate.objectives=[{ metric = "ttft_p90_ms", level = 1, max = '
                                                          '250 }]')
-# Two requests a window instead of six: the same judgement with a third of the real requests.
-PACE = bake.Pace(interval_s=30, window_s=60, breach_windows=3)
+# Three requests a window instead of six (the fewest the policy judges: bake_policy.MIN_ANSWERS): half the requests.
+PACE = bake.Pace(interval_s=20, window_s=60, breach_windows=3)
 DOC = REPO / "docs" / "bake.md"
 WRITE_DOCS = bool(os.environ.get("INFRA_WRITE_DOCS"))  # read at import: tests run with INFRA_* cleared
 
@@ -119,15 +119,15 @@ def test_a_promotion_that_holds_is_kept_and_one_slowed_after_the_switch_is_rolle
     printed = json.loads(json.dumps(kept.to_dict(), default=runner._json_default))  # what --json prints
     assert printed["detail"]["bake"]["verdict"] == "kept"
     a = world.manifest("prod").current
-    assert a.bake.verdict == "kept" and [w.sent for w in a.bake.windows] == [2, 2, 2]
+    assert a.bake.verdict == "kept" and [w.sent for w in a.bake.windows] == [3, 3, 3]
     assert all(w.values["ttft_p90_ms"] < 250 and not w.breaches for w in a.bake.windows)
     assert [o.model_dump() for o in a.bake.objectives] == [
         {"metric": "ttft_p90_ms", "direction": "max", "limit": 250.0},
         {"metric": "error_rate", "direction": "max", "limit": 0.0}]
     assert clock.t - 1000.0 == pytest.approx(180)  # three minutes on its clock, none on this one
     bake_probes = [r for r in chat_requests(world.fast) if bench.PROMPT_WORD in json.dumps(r["body"]["messages"])]
-    assert len(bake_probes) == 1 + 6  # the first answer, then two a window: the gate workload's, to prod's endpoint
-    assert sorted(r["body"]["max_tokens"] for r in bake_probes) == [16] + [128] * 6  # a short first answer
+    assert len(bake_probes) == 1 + 9  # the first answer, then three a window: the gate workload's, to prod's endpoint
+    assert sorted(r["body"]["max_tokens"] for r in bake_probes) == [16] + [128] * 9  # a short first answer
     # Through Modal's proxy with prod's own credentials (the proxy checks them and forwards none).
     assert {p["credentials"] for p in wire.proxied if p["label"].startswith("prod--")} == {"valid"}
 
@@ -145,7 +145,7 @@ def test_a_promotion_that_holds_is_kept_and_one_slowed_after_the_switch_is_rolle
     value = float(message.split("ttft_p90_ms ")[1].split(" ms")[0])
     assert value > 1000  # ~1500 ms: each window's p90 was at least this
     assert f"> 250.0 ms over 3 windows; prod/{RECIPE} returned to v1 ({a.tag}) as v3" in message
-    assert len(chat_requests(slow)) == 6  # three windows of two, then it stopped
+    assert len(chat_requests(slow)) == 9  # three windows of three, then it stopped
     history = world.manifest("prod").history
     assert [(r.kind, r.version) for r in history[:3]] == [("rollback", 3), ("promote", 2), ("promote", 1)]
     b = history[1]
@@ -180,7 +180,7 @@ def test_ctrl_c_during_the_bake_leaves_the_promoted_release_and_says_so(world):
     world.promote("release.bake_minutes=0", "gate.enabled=false")  # v1, the bake off (the suite's reason)
     world.staging("release B")
     with pytest.raises(StageError) as failed:
-        world.promote(*BAKED, clock=FakeClock(interrupt_after=2))
+        world.promote(*BAKED, clock=FakeClock(interrupt_after=3))
     current = world.manifest("prod").current
     assert str(failed.value) == (
         f"promote failed: bake interrupted (Ctrl-C after 1 window(s)): prod/{RECIPE} keeps v2 ({current.tag}), "
@@ -231,11 +231,21 @@ OBJS = [bake_policy.BakeObjective(metric="ttft_p90_ms", direction="max", limit=5
 
 def test_a_breach_must_last_three_windows_in_a_row_and_is_named_by_its_least_bad_value():
     judged = [bake.judge(window(t), OBJS, 60 * i, 60 * (i + 1)) for i, t in enumerate(
-        [[0.1, 0.2], [0.9, 0.612], [0.1, 0.1], [0.7, 0.65], [0.62, 0.612], [0.8, 0.7]])]
+        [[0.1, 0.1, 0.2], [0.612, 0.612, 0.9], [0.1, 0.1, 0.1], [0.65, 0.65, 0.7], [0.612, 0.612, 0.62],
+         [0.7, 0.7, 0.8]])]
     assert [bool(w.breaches) for w in judged] == [False, True, False, True, True, True]
     assert bake.sustained(judged[:2], OBJS, 3) is None and bake.sustained(judged[:5], OBJS, 3) is None
-    assert bake.sustained(judged, OBJS, 3) == "ttft_p90_ms 619.2 ms > 500.0 ms over 3 windows"
-    assert judged[1].breaches == ["ttft_p90_ms 871.2 ms > 500.0 ms"]
+    assert bake.sustained(judged, OBJS, 3) == "ttft_p90_ms 618.4 ms > 500.0 ms over 3 windows"
+    assert judged[1].breaches == ["ttft_p90_ms 842.4 ms > 500.0 ms"]
+
+
+def test_a_window_with_too_few_answers_for_a_p90_is_shown_not_judged_but_its_errors_count():
+    thin = [bake.judge(window([0.9, 0.8]), OBJS, 60 * i, 60 * (i + 1)) for i in range(3)]
+    assert [(w.judged, w.breaches, w.values["ttft_p90_ms"]) for w in thin] == [(False, [], 890.0)] * 3
+    assert bake.sustained(thin, OBJS, 3) is None  # two slow answers a minute are not a p90 over 500 ms
+    failing = [bake.judge(window([0.9, 0.8], failed=1), OBJS, 0, 60) for _ in range(3)]
+    assert failing[0].breaches == ["error_rate 33.3% > 0.0%"] and not failing[0].judged
+    assert bake.sustained(failing, OBJS, 3) == "error_rate 33.3% > 0.0% over 3 windows"
 
 
 def test_errors_beyond_the_objective_breach_even_where_nothing_answered():
