@@ -45,7 +45,7 @@ class Context:
     yes: bool = False
     interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
-    repo: Path = gitinfo.REPO  # the checkout whose commit is deployed
+    repo: Path = field(default_factory=lambda: gitinfo.REPO)  # the checkout whose commit is deployed (read late)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # what time the schedule reads
     _pinned: dict[str, Deployment] = field(default_factory=dict, repr=False)
 

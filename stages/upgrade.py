@@ -44,7 +44,7 @@ def _table(version: str, dry_run: bool) -> None:
     from tools import sglang_tables
 
     sglang_tables.update(sglang_flags.TABLE_PATH, version, None, write=True)
-    sglang_flags._versions.cache_clear()
+    sglang_flags.reload()
 
 
 def _commit(flag: str, repo: str | None, ref: str | None, dry_run: bool) -> str | None:

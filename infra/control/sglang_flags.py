@@ -27,6 +27,11 @@ def _versions() -> dict:
     return json.loads(TABLE_PATH.read_text())["versions"]
 
 
+def reload() -> None:
+    """Read sglang_versions.json again: `invoke upgrade` has just added a version's table to it."""
+    _versions.cache_clear()
+
+
 def version_key(version: str) -> tuple:
     """Release order of SGLang's version strings: 0.5.6.post2 < 0.5.10 < 0.5.10.post1 < 0.5.11."""
     match = _VERSION.fullmatch(version)
