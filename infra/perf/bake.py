@@ -66,21 +66,26 @@ def breach_text(o: BakeObjective, value: float) -> str:
     return f"{o.metric} {spec.format(value)} {'<' if o.direction == 'min' else '>'} {spec.format(o.limit)}"
 
 
+def misses(o: BakeObjective, value: float | None, judged: bool) -> bool:
+    """Whether `value` misses `o` in a window: a thin window's (not `judged`) percentiles never do; errors always."""
+    within = value is None or (value >= o.limit if o.direction == "min" else value <= o.limit)
+    return not within and (judged or o.metric == "error_rate")
+
+
 def judge(records: list[bench.Record], objs: Sequence[BakeObjective], start_s: float, end_s: float) -> BakeWindow:
     """One window: every objective read as the gate reads a level (infra/control/objectives.py METRICS). Under
     MIN_ANSWERS answers its figures are shown, not judged (a p90 of two answers is their maximum); errors count."""
     level = bench.aggregate(1, records, [], 0.0, 0.0, 0.0, [], mode="bake")
     ok = sum(r.ok for r in records)
     judged = ok >= bake_policy.MIN_ANSWERS
-    values, breaches = {}, []
+    values, missed = {}, []
     for o in objs:
         value = objectives.METRICS[o.metric].read(level) if records else None
         values[o.metric] = None if value is None else round(value, 4)
-        if (judged or o.metric == "error_rate") and value is not None and not (
-                value >= o.limit if o.direction == "min" else value <= o.limit):
-            breaches.append(breach_text(o, value))
+        if misses(o, value, judged):
+            missed.append(breach_text(o, value))
     return BakeWindow(start_s=round(start_s, 3), end_s=round(end_s, 3), sent=len(records), ok=ok,
-                      failed=len(records) - ok, values=values, breaches=breaches, judged=judged)
+                      failed=len(records) - ok, values=values, breaches=missed, judged=judged)
 
 
 def sustained(windows: list[BakeWindow], objs: Sequence[BakeObjective], n: int) -> str | None:
@@ -90,9 +95,9 @@ def sustained(windows: list[BakeWindow], objs: Sequence[BakeObjective], n: int) 
     if len(last) < n or not all(w.breaches for w in last):
         return None
     reasons = []
-    for o in objs:  # breached as judge() judged it: a thin window's percentiles never are
-        if all(any(b.startswith(f"{o.metric} ") for b in w.breaches) for w in last):
-            values = [w.values[o.metric] for w in last]
+    for o in objs:
+        values = [w.values.get(o.metric) for w in last]
+        if all(misses(o, v, w.judged) for v, w in zip(values, last)):
             reasons.append(breach_text(o, max(values) if o.direction == "min" else min(values)))
     if not reasons:  # a different objective in each window: still a breach in each, named as the last one saw it
         reasons = ["; ".join(last[-1].breaches) + " (a different objective in each)"]
